@@ -1,0 +1,1 @@
+"""The `socp` command line: one Click group, one module per command."""

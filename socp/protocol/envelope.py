@@ -1,0 +1,256 @@
+"""The SOCP envelope (§5): one frozen dataclass, `parse()` and `to_wire()`.
+
+`parse` validates everything the reference fixes: the envelope's field types, a
+known `type`, ids that must be UUID v4, and each payload field per type. It raises
+only `SocpError` subclasses, each mapping to an `ErrorCode`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+import orjson
+
+from . import limits
+from .encoding import dumps
+from .errors import MalformedFrame, UnknownType
+from .frame_types import KNOWN_TYPES, LIST_REQUEST_TYPES, FrameType
+from .ids import is_uuid4
+
+Payload = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    type: str
+    from_: str
+    to: str
+    ts: int
+    payload: Payload = field(default_factory=dict)
+    sig: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "from": self.from_,
+            "to": self.to,
+            "ts": self.ts,
+            "payload": self.payload,
+            "sig": self.sig,
+        }
+
+    def to_wire(self) -> str:
+        return dumps(self.to_dict())
+
+    def with_sig(self, sig: str) -> Envelope:
+        return replace(self, sig=sig)
+
+
+# --- field validators: each returns nothing and raises MalformedFrame --------------
+
+Check = Callable[[str, Any], None]
+
+
+def _bad(name: str, why: str) -> MalformedFrame:
+    return MalformedFrame(f"field '{name}' {why}")
+
+
+def text(max_chars: int = limits.MAX_TEXT_CHARS, *, non_empty: bool = False) -> Check:
+    def check(name: str, value: Any) -> None:
+        if not isinstance(value, str):
+            raise _bad(name, "must be a string")
+        if len(value) > max_chars:
+            raise _bad(name, f"is longer than {max_chars} characters")
+        if non_empty and not value:
+            raise _bad(name, "must not be empty")
+
+    return check
+
+
+def uuid4(name: str, value: Any) -> None:
+    if not is_uuid4(value):
+        raise _bad(name, "must be a UUID v4 string")
+
+
+def integer(low: int = 0, high: int = limits.MAX_TS) -> Check:
+    def check(name: str, value: Any) -> None:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _bad(name, "must be an integer")
+        if not low <= value <= high:
+            raise _bad(name, f"must be between {low} and {high}")
+
+    return check
+
+
+def obj(name: str, value: Any) -> None:
+    if not isinstance(value, dict):
+        raise _bad(name, "must be an object")
+
+
+def list_of(item: Check, max_items: int = limits.MAX_LIST_ITEMS) -> Check:
+    def check(name: str, value: Any) -> None:
+        if not isinstance(value, list):
+            raise _bad(name, "must be a list")
+        if len(value) > max_items:
+            raise _bad(name, f"has more than {max_items} items")
+        for index, entry in enumerate(value):
+            item(f"{name}[{index}]", entry)
+
+    return check
+
+
+def record(fields: dict[str, Check], optional: dict[str, Check] | None = None) -> Check:
+    def check(name: str, value: Any) -> None:
+        if not isinstance(value, dict):
+            raise _bad(name, "must be an object")
+        _check_fields(value, fields, optional or {}, prefix=f"{name}.")
+
+    return check
+
+
+def one_of(*choices: str) -> Check:
+    def check(name: str, value: Any) -> None:
+        if value not in choices:
+            raise _bad(name, f"must be one of {', '.join(choices)}")
+
+    return check
+
+
+def _check_fields(data: dict[str, Any], required: dict[str, Check], optional: dict[str, Check], prefix: str = "") -> None:
+    for key, check in required.items():
+        if key not in data:
+            raise MalformedFrame(f"field '{prefix}{key}' is missing")
+        check(prefix + key, data[key])
+    for key, check in optional.items():
+        if key in data and data[key] is not None:
+            check(prefix + key, data[key])
+
+
+b64 = text()
+key_text = text(limits.MAX_KEY_CHARS, non_empty=True)
+signature = text(limits.MAX_SIG_CHARS, non_empty=True)
+host = text(255, non_empty=True)
+port = integer(1, 65535)
+name_text = text(limits.MAX_NAME_CHARS)
+id_text = text(limits.MAX_ID_CHARS, non_empty=True)
+
+_server_entry = record({"host": host, "port": port, "pubkey": key_text}, {"server_id": uuid4, "user_id": uuid4})
+_server_intro = ({"host": host, "port": port, "pubkey": key_text}, {})
+_part = record({"id": id_text, "index": integer(0, 10_000), "count": integer(1, 10_000)})
+_content = {"ciphertext": b64, "sender_pub": key_text, "content_sig": signature}
+
+# type -> (required payload fields, optional payload fields). SOCP §6, §7, interop table.
+PAYLOAD_SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
+    FrameType.SERVER_HELLO_JOIN: _server_intro,
+    FrameType.SERVER_HELLO_LINK: _server_intro,
+    FrameType.SERVER_ANNOUNCE: _server_intro,
+    FrameType.SERVER_WELCOME: (
+        {"assigned_id": uuid4},
+        {"servers": list_of(_server_entry), "clients": list_of(_server_entry)},
+    ),
+    FrameType.USER_ADVERTISE: ({"user_id": uuid4, "server_id": uuid4}, {"meta": obj}),
+    FrameType.USER_REMOVE: ({"user_id": uuid4, "server_id": uuid4}, {}),
+    FrameType.SERVER_DELIVER: (
+        {"user_id": uuid4, "ciphertext": b64, "content_sig": signature},
+        {"sender": uuid4, "sender_pub": key_text, "part": _part},
+    ),
+    FrameType.HEARTBEAT: ({}, {}),
+    FrameType.USER_HELLO: ({"pubkey": key_text}, {"client": name_text, "enc_pubkey": key_text, "meta": obj}),
+    FrameType.MSG_DIRECT: (dict(_content), {"part": _part}),
+    FrameType.USER_DELIVER: (
+        {"ciphertext": b64, "content_sig": signature},
+        {"sender": uuid4, "from": uuid4, "sender_pub": key_text, "part": _part},
+    ),
+    FrameType.PUBLIC_CHANNEL_ADD: ({"add": list_of(uuid4)}, {"if_version": integer()}),
+    FrameType.PUBLIC_CHANNEL_UPDATED: (
+        {"version": integer()},
+        {"wraps": list_of(record({"member_id": uuid4}, {"wrapped_key": b64}))},
+    ),
+    FrameType.PUBLIC_CHANNEL_KEY_SHARE: (
+        {
+            "shares": list_of(record({"member": uuid4, "wrapped_public_channel_key": b64})),
+            "creator_pub": key_text,
+            "content_sig": signature,
+        },
+        {},
+    ),
+    FrameType.MSG_PUBLIC_CHANNEL: (dict(_content), {"part": _part}),
+    FrameType.FILE_START: (
+        {"file_id": id_text, "name": name_text, "size": integer(0, 2**50), "sha256": text(64, non_empty=True)},
+        {"mode": one_of("dm", "public")},
+    ),
+    FrameType.FILE_CHUNK: ({"file_id": id_text, "index": integer(0, 2**40), "ciphertext": b64}, {}),
+    FrameType.FILE_END: ({"file_id": id_text}, {}),
+    FrameType.ACK: ({"msg_ref": id_text}, {}),
+    FrameType.ERROR: ({}, {"code": text(64), "detail": text(1024), "reason": text(1024)}),
+    FrameType.CTRL_CLOSE: ({}, {}),
+    FrameType.LIST_RESPONSE: (
+        {"users": list_of(id_text)},
+        {"online_users": list_of(id_text), "details": list_of(obj)},
+    ),
+    **{t: ({}, {}) for t in LIST_REQUEST_TYPES},
+}
+
+# Types whose `from` may be something other than a UUID v4.
+_FREE_FROM = frozenset({FrameType.CTRL_CLOSE, FrameType.ERROR})
+
+
+def _depth_ok(value: Any, budget: int) -> bool:
+    if budget < 0:
+        return False
+    if isinstance(value, dict):
+        return all(_depth_ok(v, budget - 1) for v in value.values())
+    if isinstance(value, list):
+        return all(_depth_ok(v, budget - 1) for v in value)
+    return True
+
+
+def load_json(data: str | bytes) -> Any:
+    """Bounded JSON decode: size and nesting limits, no 64-bit overflow."""
+    size = len(data.encode("utf-8", "surrogatepass")) if isinstance(data, str) else len(data)
+    if size > limits.MAX_FRAME_BYTES:
+        raise MalformedFrame(f"frame is larger than {limits.MAX_FRAME_BYTES} bytes")
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedFrame("frame is not valid JSON") from exc
+    if not _depth_ok(value, limits.MAX_JSON_DEPTH):
+        raise MalformedFrame(f"frame nests deeper than {limits.MAX_JSON_DEPTH} levels")
+    return value
+
+
+def parse(data: str | bytes) -> Envelope:
+    """Decode and validate one frame; raise MalformedFrame or UnknownType."""
+    return parse_obj(load_json(data))
+
+
+def parse_obj(raw: Any) -> Envelope:
+    """Validate an already decoded JSON value as an envelope."""
+    if not isinstance(raw, dict):
+        raise MalformedFrame("frame must be a JSON object")
+    frame_type = raw.get("type")
+    if not isinstance(frame_type, str) or not frame_type or len(frame_type) > limits.MAX_TYPE_CHARS:
+        raise MalformedFrame("field 'type' must be a non-empty string")
+    if frame_type not in KNOWN_TYPES:
+        raise UnknownType(f"unknown frame type {frame_type[:64]!r}")
+    if frame_type == FrameType.CTRL_CLOSE:
+        # §4: the bare {"type":"CTRL_CLOSE"} is valid.
+        raw = {"from": "", "to": "", "ts": 0, "payload": {}, **raw}
+    sender, to, ts, payload = raw.get("from"), raw.get("to"), raw.get("ts"), raw.get("payload")
+    sig = raw.get("sig", "")
+    if frame_type in _FREE_FROM:
+        text(limits.MAX_ID_CHARS)("from", sender)
+    else:
+        uuid4("from", sender)
+    text(limits.MAX_ID_CHARS)("to", to)
+    integer(0, limits.MAX_TS)("ts", ts)
+    if payload is None:
+        payload = {}
+    obj("payload", payload)
+    if sig is None:
+        sig = ""
+    text(limits.MAX_SIG_CHARS)("sig", sig)
+    required, optional = PAYLOAD_SCHEMAS[frame_type]
+    _check_fields(payload, required, optional, prefix="payload.")
+    return Envelope(type=frame_type, from_=sender, to=to, ts=ts, payload=payload, sig=sig)

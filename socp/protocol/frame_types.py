@@ -1,0 +1,80 @@
+"""The closed set of SOCP frame types and who may send which (SOCP §6, §7)."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class FrameType(str, Enum):
+    # server <-> server (§6)
+    SERVER_HELLO_JOIN = "SERVER_HELLO_JOIN"
+    SERVER_WELCOME = "SERVER_WELCOME"
+    SERVER_HELLO_LINK = "SERVER_HELLO_LINK"
+    SERVER_ANNOUNCE = "SERVER_ANNOUNCE"
+    USER_ADVERTISE = "USER_ADVERTISE"
+    USER_REMOVE = "USER_REMOVE"
+    SERVER_DELIVER = "SERVER_DELIVER"
+    HEARTBEAT = "HEARTBEAT"
+    # user <-> server (§7)
+    USER_HELLO = "USER_HELLO"
+    MSG_DIRECT = "MSG_DIRECT"
+    USER_DELIVER = "USER_DELIVER"
+    PUBLIC_CHANNEL_ADD = "PUBLIC_CHANNEL_ADD"
+    PUBLIC_CHANNEL_UPDATED = "PUBLIC_CHANNEL_UPDATED"
+    PUBLIC_CHANNEL_KEY_SHARE = "PUBLIC_CHANNEL_KEY_SHARE"
+    MSG_PUBLIC_CHANNEL = "MSG_PUBLIC_CHANNEL"
+    FILE_START = "FILE_START"
+    FILE_CHUNK = "FILE_CHUNK"
+    FILE_END = "FILE_END"
+    ACK = "ACK"
+    ERROR = "ERROR"
+    CTRL_CLOSE = "CTRL_CLOSE"
+    # /list (interop table): what we send, and what peers send for the same request
+    LIST_REQUEST = "LIST_REQUEST"
+    USER_LIST_REQ = "USER_LIST_REQ"
+    LIST = "LIST"
+    CMD_LIST = "CMD_LIST"
+    WHO = "WHO"
+    LIST_RESPONSE = "LIST_RESPONSE"
+
+
+KNOWN_TYPES = frozenset(t.value for t in FrameType)
+
+LIST_REQUEST_TYPES = frozenset(
+    {FrameType.LIST_REQUEST, FrameType.USER_LIST_REQ, FrameType.LIST, FrameType.CMD_LIST, FrameType.WHO}
+)
+
+# The first frame of a connection decides its role (§4).
+SERVER_OPENING_TYPES = frozenset(
+    {FrameType.SERVER_HELLO_JOIN, FrameType.SERVER_HELLO_LINK, FrameType.SERVER_ANNOUNCE}
+)
+USER_OPENING_TYPES = frozenset({FrameType.USER_HELLO})
+
+# Frames a user connection may send after its hello.
+USER_SENDABLE = frozenset(
+    {
+        FrameType.MSG_DIRECT,
+        FrameType.MSG_PUBLIC_CHANNEL,
+        FrameType.PUBLIC_CHANNEL_KEY_SHARE,
+        FrameType.FILE_START,
+        FrameType.FILE_CHUNK,
+        FrameType.FILE_END,
+        FrameType.HEARTBEAT,
+        FrameType.ACK,
+        FrameType.ERROR,
+        FrameType.CTRL_CLOSE,
+    }
+    | LIST_REQUEST_TYPES
+)
+
+# Frames that carry end-to-end user content and so are relayed, never decrypted.
+USER_CONTENT_TYPES = frozenset(
+    {
+        FrameType.MSG_DIRECT,
+        FrameType.MSG_PUBLIC_CHANNEL,
+        FrameType.PUBLIC_CHANNEL_KEY_SHARE,
+        FrameType.FILE_START,
+        FrameType.FILE_CHUNK,
+        FrameType.FILE_END,
+    }
+)

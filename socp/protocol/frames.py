@@ -1,0 +1,191 @@
+"""One builder per SOCP frame type (§6, §7, interop table), producing unsigned
+envelopes in exactly the reference's shapes. Signing is separate (`signing.py`)
+because on a node it happens in the verifier pool.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .envelope import Envelope
+from .errors import ErrorCode
+from .frame_types import FrameType as T
+from .ids import BROADCAST, PUBLIC_CHANNEL
+
+
+def _env(frame_type: T, sender: str, to: str, ts: int, payload: dict[str, Any]) -> Envelope:
+    return Envelope(type=frame_type.value, from_=sender, to=to, ts=ts, payload=payload)
+
+
+# --- server <-> server (§6) -----------------------------------------------------------
+
+
+def server_hello_join(server_id: str, introducer: str, ts: int, host: str, port: int, pubkey: str) -> Envelope:
+    """§6.1 step 1; `introducer` is "host:port"."""
+    return _env(T.SERVER_HELLO_JOIN, server_id, introducer, ts, {"host": host, "port": port, "pubkey": pubkey})
+
+
+def server_hello_link(server_id: str, peer_id: str, ts: int, host: str, port: int, pubkey: str) -> Envelope:
+    return _env(T.SERVER_HELLO_LINK, server_id, peer_id, ts, {"host": host, "port": port, "pubkey": pubkey})
+
+
+def server_announce(server_id: str, ts: int, host: str, port: int, pubkey: str) -> Envelope:
+    return _env(T.SERVER_ANNOUNCE, server_id, BROADCAST, ts, {"host": host, "port": port, "pubkey": pubkey})
+
+
+def server_welcome(introducer_id: str, newcomer_id: str, ts: int, assigned_id: str, servers: list[dict[str, Any]]) -> Envelope:
+    """Project decision: the same entries under `servers` and `clients`."""
+    listed = [
+        {"server_id": s["server_id"], "host": s["host"], "port": s["port"], "pubkey": s["pubkey"]} for s in servers
+    ]
+    as_clients = [
+        {"user_id": s["server_id"], "host": s["host"], "port": s["port"], "pubkey": s["pubkey"]} for s in servers
+    ]
+    return _env(T.SERVER_WELCOME, introducer_id, newcomer_id, ts,
+                {"assigned_id": assigned_id, "servers": listed, "clients": as_clients})
+
+
+def user_advertise(server_id: str, ts: int, user_id: str, meta: dict[str, Any]) -> Envelope:
+    return _env(T.USER_ADVERTISE, server_id, BROADCAST, ts, {"user_id": user_id, "server_id": server_id, "meta": meta})
+
+
+def user_remove(server_id: str, ts: int, user_id: str) -> Envelope:
+    return _env(T.USER_REMOVE, server_id, BROADCAST, ts, {"user_id": user_id, "server_id": server_id})
+
+
+def server_deliver(server_id: str, peer_id: str, ts: int, user_id: str, ciphertext: str, sender: str,
+                   sender_pub: str, content_sig: str, **extra: Any) -> Envelope:
+    """§6.3. `ts` is the original ts of the user's frame: content_sig covers it."""
+    payload = {"user_id": user_id, "ciphertext": ciphertext, "sender": sender,
+               "sender_pub": sender_pub, "content_sig": content_sig, **extra}
+    return _env(T.SERVER_DELIVER, server_id, peer_id, ts, payload)
+
+
+def heartbeat(server_id: str, peer_id: str, ts: int) -> Envelope:
+    return _env(T.HEARTBEAT, server_id, peer_id, ts, {})
+
+
+# --- user <-> server (§7) ---------------------------------------------------------
+
+
+def user_hello(user_id: str, server_id: str | None, ts: int, pubkey: str, client: str = "socp-cli",
+               display_name: str | None = None) -> Envelope:
+    """Interop table: `to` = the server id if known, else "*"."""
+    payload: dict[str, Any] = {"client": client, "pubkey": pubkey, "enc_pubkey": pubkey}
+    if display_name:
+        payload["meta"] = {"display_name": display_name}
+    return _env(T.USER_HELLO, user_id, server_id or BROADCAST, ts, payload)
+
+
+def msg_direct(sender: str, recipient: str, ts: int, ciphertext: str, sender_pub: str, content_sig: str,
+               part: dict[str, Any] | None = None) -> Envelope:
+    payload = {"ciphertext": ciphertext, "sender_pub": sender_pub, "content_sig": content_sig}
+    if part:
+        payload["part"] = part
+    return _env(T.MSG_DIRECT, sender, recipient, ts, payload)
+
+
+def user_deliver(server_id: str, recipient: str, ts: int, ciphertext: str, sender: str, sender_pub: str,
+                 content_sig: str, **extra: Any) -> Envelope:
+    payload = {"ciphertext": ciphertext, "sender": sender, "sender_pub": sender_pub,
+               "content_sig": content_sig, **extra}
+    return _env(T.USER_DELIVER, server_id, recipient, ts, payload)
+
+
+def public_channel_add(server_id: str, ts: int, added: list[str], if_version: int) -> Envelope:
+    return _env(T.PUBLIC_CHANNEL_ADD, server_id, BROADCAST, ts, {"add": added, "if_version": if_version})
+
+
+def public_channel_updated(server_id: str, ts: int, version: int, wraps: list[dict[str, Any]]) -> Envelope:
+    return _env(T.PUBLIC_CHANNEL_UPDATED, server_id, BROADCAST, ts, {"version": version, "wraps": wraps})
+
+
+def public_channel_key_share(sender: str, ts: int, shares: list[dict[str, str]], creator_pub: str,
+                             content_sig: str) -> Envelope:
+    return _env(T.PUBLIC_CHANNEL_KEY_SHARE, sender, BROADCAST, ts,
+                {"shares": shares, "creator_pub": creator_pub, "content_sig": content_sig})
+
+
+def msg_public_channel(sender: str, ts: int, ciphertext: str, sender_pub: str, content_sig: str,
+                       part: dict[str, Any] | None = None) -> Envelope:
+    payload = {"ciphertext": ciphertext, "sender_pub": sender_pub, "content_sig": content_sig}
+    if part:
+        payload["part"] = part
+    return _env(T.MSG_PUBLIC_CHANNEL, sender, PUBLIC_CHANNEL, ts, payload)
+
+
+def file_start(sender: str, to: str, ts: int, file_id: str, name: str, size: int, sha256_hex: str,
+               mode: str) -> Envelope:
+    return _env(T.FILE_START, sender, to, ts,
+                {"file_id": file_id, "name": name, "size": size, "sha256": sha256_hex, "mode": mode})
+
+
+def file_chunk(sender: str, to: str, ts: int, file_id: str, index: int, ciphertext: str) -> Envelope:
+    return _env(T.FILE_CHUNK, sender, to, ts, {"file_id": file_id, "index": index, "ciphertext": ciphertext})
+
+
+def file_end(sender: str, to: str, ts: int, file_id: str) -> Envelope:
+    return _env(T.FILE_END, sender, to, ts, {"file_id": file_id})
+
+
+def ack(sender: str, to: str, ts: int, msg_ref: str) -> Envelope:
+    return _env(T.ACK, sender, to, ts, {"msg_ref": msg_ref})
+
+
+def error(sender: str, to: str, ts: int, code: ErrorCode | str, detail: str) -> Envelope:
+    return _env(T.ERROR, sender, to, ts, {"code": ErrorCode(code).value if isinstance(code, ErrorCode) else code,
+                                          "detail": detail})
+
+
+def list_request(user_id: str, server_id: str, ts: int) -> Envelope:
+    return _env(T.LIST_REQUEST, user_id, server_id, ts, {})
+
+
+def list_response(server_id: str, user_id: str, ts: int, users: list[str],
+                  details: list[dict[str, Any]] | None = None) -> Envelope:
+    """Interop table: sorted ids under `users` and `online_users`, plus `details`."""
+    ordered = sorted(users)
+    payload: dict[str, Any] = {"users": ordered, "online_users": list(ordered)}
+    if details is not None:
+        payload["details"] = details
+    return _env(T.LIST_RESPONSE, server_id, user_id, ts, payload)
+
+
+def ctrl_close(sender: str, to: str, ts: int) -> Envelope:
+    return _env(T.CTRL_CLOSE, sender, to, ts, {})
+
+
+# --- reading peer variants (interop table) -------------------------------------------
+
+
+def deliver_sender(envelope: Envelope, known_servers: frozenset[str] | set[str] = frozenset()) -> str | None:
+    """Who sent a USER_DELIVER: payload.sender, else payload.from, else the envelope
+    `from` when that is not a server id."""
+    payload = envelope.payload
+    for key in ("sender", "from"):
+        value = payload.get(key)
+        if isinstance(value, str) and value:
+            return value
+    if envelope.from_ not in known_servers:
+        return envelope.from_
+    return None
+
+
+def error_text(envelope: Envelope) -> tuple[str, str]:
+    """(code, detail) of an ERROR frame in our `{code, detail}` or a peer's `{reason}`."""
+    payload = envelope.payload
+    code = payload.get("code") or "ERROR"
+    detail = payload.get("detail") or payload.get("reason") or ""
+    return str(code), str(detail)
+
+
+def welcome_servers(envelope: Envelope) -> list[dict[str, Any]]:
+    """Servers of a SERVER_WELCOME from either key (interop table), normalised."""
+    entries = envelope.payload.get("servers") or envelope.payload.get("clients") or []
+    servers = []
+    for entry in entries:
+        server_id = entry.get("server_id") or entry.get("user_id")
+        if server_id:
+            servers.append({"server_id": server_id, "host": entry["host"], "port": entry["port"],
+                            "pubkey": entry["pubkey"]})
+    return servers

@@ -1,0 +1,124 @@
+"""Transport signatures (§5) and end-to-end content signatures (§9).
+
+We emit one form of each and verify every form the interop table lists; every
+accepted form binds the same fields, so leniency costs no security.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+from .crypto import PrivateKey, PublicKey, sign_pss, verify_pss
+from .encoding import b64url_decode, b64url_encode, canonical_json, canonical_json_ascii
+from .envelope import Envelope
+from .errors import InvalidSignature, MalformedFrame
+
+# --- transport signature (§5) -------------------------------------------------------
+
+
+def transport_signature(private_key: PrivateKey, payload: dict[str, Any]) -> str:
+    """What we emit: PSS over the canonical payload."""
+    return b64url_encode(sign_pss(private_key, canonical_json(payload)))
+
+
+def sign_envelope(private_key: PrivateKey, envelope: Envelope) -> Envelope:
+    return envelope.with_sig(transport_signature(private_key, envelope.payload))
+
+
+def _transport_forms(envelope: Envelope) -> Iterator[bytes]:
+    yield canonical_json(envelope.payload)
+    yield canonical_json_ascii(envelope.payload)
+    whole = envelope.to_dict()
+    del whole["sig"]
+    yield canonical_json(whole)
+    yield canonical_json_ascii(whole)
+
+
+def verify_transport(public_key: PublicKey, envelope: Envelope) -> None:
+    """Raise InvalidSignature unless `sig` verifies in one accepted form."""
+    if not envelope.sig:
+        raise InvalidSignature("frame is not signed")
+    try:
+        signature = b64url_decode(envelope.sig)
+    except MalformedFrame as exc:
+        raise InvalidSignature("signature is not base64url") from exc
+    seen: set[bytes] = set()
+    for data in _transport_forms(envelope):
+        if data in seen:
+            continue
+        seen.add(data)
+        if verify_pss(public_key, signature, data):
+            return
+    raise InvalidSignature("transport signature does not verify")
+
+
+# --- content signatures (§9) ----------------------------------------------------------
+
+
+def dm_signed_bytes(ciphertext_b64: str, sender: str, recipient: str, ts: int) -> bytes:
+    """Project form: ct_bytes + from + to + str(ts)."""
+    return b64url_decode(ciphertext_b64) + sender.encode() + recipient.encode() + str(ts).encode()
+
+
+def public_signed_bytes(ciphertext_b64: str, sender: str, ts: int) -> bytes:
+    """Project form for the public channel: ct_bytes + from + str(ts)."""
+    return b64url_decode(ciphertext_b64) + sender.encode() + str(ts).encode()
+
+
+def key_share_signed_bytes(shares: list[dict[str, Any]], creator_pub: str) -> bytes:
+    """§7.3: sha256(canonical(shares)) followed by the creator_pub string."""
+    return hashlib.sha256(canonical_json(shares)).digest() + creator_pub.encode()
+
+
+def sign_dm(private_key: PrivateKey, ciphertext_b64: str, sender: str, recipient: str, ts: int) -> str:
+    return b64url_encode(sign_pss(private_key, dm_signed_bytes(ciphertext_b64, sender, recipient, ts)))
+
+
+def sign_public(private_key: PrivateKey, ciphertext_b64: str, sender: str, ts: int) -> str:
+    return b64url_encode(sign_pss(private_key, public_signed_bytes(ciphertext_b64, sender, ts)))
+
+
+def sign_key_share(private_key: PrivateKey, shares: list[dict[str, Any]], creator_pub: str) -> str:
+    return b64url_encode(sign_pss(private_key, key_share_signed_bytes(shares, creator_pub)))
+
+
+def _field_forms(ciphertext_b64: str, names: tuple[str, ...], values: tuple[str | int, ...]) -> Iterator[bytes]:
+    """Every peer form of a content signature over ciphertext + fields (§9)."""
+    tail = b"".join(str(v).encode() for v in values)
+    raw = b64url_decode(ciphertext_b64) + tail
+    yield raw
+    yield ciphertext_b64.encode() + tail
+    yield hashlib.sha256(raw).digest()
+    yield hashlib.sha256(raw).hexdigest().encode()
+    yield "|".join([ciphertext_b64, *(str(v) for v in values)]).encode()
+    as_object = {"ciphertext": ciphertext_b64, **dict(zip(names, values))}
+    yield canonical_json(as_object)
+
+
+def _verify_any(public_key: PublicKey, content_sig: str, forms: Iterator[bytes]) -> bool:
+    try:
+        signature = b64url_decode(content_sig)
+    except MalformedFrame:
+        return False
+    return any(verify_pss(public_key, signature, data) for data in forms)
+
+
+def verify_dm(public_key: PublicKey, content_sig: str, ciphertext_b64: str, sender: str, recipient: str, ts: int) -> bool:
+    return _verify_any(
+        public_key, content_sig, _field_forms(ciphertext_b64, ("from", "to", "ts"), (sender, recipient, ts))
+    )
+
+
+def verify_public(public_key: PublicKey, content_sig: str, ciphertext_b64: str, sender: str, ts: int) -> bool:
+    return _verify_any(public_key, content_sig, _field_forms(ciphertext_b64, ("from", "ts"), (sender, ts)))
+
+
+def verify_key_share(public_key: PublicKey, content_sig: str, shares: list[dict[str, Any]], creator_pub: str) -> bool:
+    def forms() -> Iterator[bytes]:
+        yield key_share_signed_bytes(shares, creator_pub)
+        yield canonical_json(shares) + creator_pub.encode()
+        yield canonical_json({"creator_pub": creator_pub, "shares": shares})
+
+    return _verify_any(public_key, content_sig, forms())
