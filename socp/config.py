@@ -1,0 +1,74 @@
+"""A node's configuration: one frozen dataclass, saved as `node.json` in the data
+directory by `socp up` and read by every actor at start."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from socp.ipc.endpoints import Endpoints, runtime_dir
+
+CONFIG_FILE = "node.json"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8765
+    db_url: str = ""                       # "" means sqlite:///<data_dir>/socp.db
+    verifiers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    bootstrap: str = ""                    # path of a bootstrap YAML file, "" for none
+    advertise_host: str = ""               # host other servers dial; "" means `host`
+    # Transport limits (gateway).
+    max_frame_bytes: int = 1024 * 1024
+    hello_timeout: float = 10.0            # seconds a connection may stay silent at first
+    send_queue_frames: int = 4096          # per connection; a slower reader is dropped
+    # Federation timing (SOCP §6.4); shortened by tests.
+    heartbeat_interval: float = 15.0
+    link_timeout: float = 45.0
+    redial_max_backoff: float = 30.0
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{Path(self.data_dir).resolve() / 'socp.db'}"
+
+    @property
+    def public_host(self) -> str:
+        return self.advertise_host or self.host
+
+    @property
+    def run_dir(self) -> Path:
+        return runtime_dir(Path(self.data_dir))
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return Endpoints.in_dir(self.run_dir)
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["data_dir"] = str(Path(self.data_dir).resolve())
+        return json.dumps(data, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NodeConfig:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["data_dir"] = Path(values["data_dir"])
+        return cls(**values)
+
+    def save(self) -> Path:
+        path = Path(self.data_dir) / CONFIG_FILE
+        path.write_text(self.to_json())
+        return path
+
+    @classmethod
+    def load(cls, data_dir: Path) -> NodeConfig:
+        return cls.from_dict(json.loads((Path(data_dir) / CONFIG_FILE).read_text()))

@@ -1,0 +1,2 @@
+"""What the actors say to each other over ZeroMQ: a closed set of typed messages
+(`messages`), their msgpack wire form, and where each actor listens (`endpoints`)."""
