@@ -1,0 +1,119 @@
+"""The router's decisions: a pure function of its tables and one event.
+
+`handle(state, event)` mutates only `state` and returns the actions to take
+(frames to sign and send, frames to relay, links to close or dial, rows to
+store). No sockets, no clock: `state.now_ms` is set by the driver before each call.
+"""
+
+from __future__ import annotations
+
+from socp.protocol.errors import ErrorCode
+from socp.protocol.frame_types import (
+    LIST_REQUEST_TYPES,
+    SERVER_OPENING_TYPES,
+    USER_SENDABLE,
+    FrameType as T,
+)
+
+from . import federation, users
+from .events import Action, Close, Event, FrameIn, FrameRejected, LinkDown, LinkUp, Tick
+from .links import Link, LinkState
+from .replies import CLOSE_NORMAL, error_to, refuse_and_close
+from .state import RouterState
+
+
+def handle(state: RouterState, event: Event) -> list[Action]:
+    if isinstance(event, FrameIn):
+        return _frame_in(state, event)
+    if isinstance(event, FrameRejected):
+        return _frame_rejected(state, event)
+    if isinstance(event, LinkUp):
+        return federation.link_up(state, event.conn)
+    if isinstance(event, LinkDown):
+        return _link_down(state, event.conn)
+    if isinstance(event, Tick):
+        state.seen.expire(state.now_ms)
+        return federation.tick(state)
+    raise TypeError(f"unknown event {event!r}")
+
+
+def _frame_in(state: RouterState, event: FrameIn) -> list[Action]:
+    link = state.links.get(event.conn)
+    if link is None:
+        link = state.links[event.conn] = Link(conn=event.conn, state=LinkState.AWAITING_HELLO)
+    link.last_heard_ms = state.now_ms
+    frame = event.frame
+    if link.state is LinkState.CLOSING:
+        return []  # frames that raced our close decision have no effect
+    if link.state is LinkState.AWAITING_HELLO:
+        if frame.type == T.USER_HELLO:
+            return users.hello(state, link, frame)
+        if frame.type in SERVER_OPENING_TYPES:
+            return federation.server_hello(state, link, frame)
+        return refuse_and_close(
+            state, event.conn, ErrorCode.MALFORMED, "the first frame must be USER_HELLO or a server hello"
+        )
+    if link.state is LinkState.USER:
+        return _from_user(state, link, event)
+    if link.state in (LinkState.SERVER, LinkState.SERVER_PENDING, LinkState.DIALING):
+        return federation.from_server(state, link, event)
+    return []
+
+
+def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+    frame = event.frame
+    if frame.type == T.CTRL_CLOSE:
+        link.move(LinkState.CLOSING)
+        return [Close(link.conn, CLOSE_NORMAL, "closed by the user")]
+    if frame.type not in USER_SENDABLE:
+        # Gossip or server frames over a user connection: presence poisoning et al.
+        return [error_to(state, link.conn, ErrorCode.FORBIDDEN, f"{frame.type} may not be sent by a user")]
+    if frame.from_ != link.peer_id:
+        return [error_to(state, link.conn, ErrorCode.FORBIDDEN, "`from` must be your own user id")]
+    if frame.type in LIST_REQUEST_TYPES:
+        return [users.list_response(state, link)]
+    if frame.type in (T.HEARTBEAT, T.ACK, T.ERROR):
+        return []
+    problem = users.replay_problem(state, frame, event.payload_digest)
+    if problem:
+        return [error_to(state, link.conn, ErrorCode.REPLAY, problem)]
+    if frame.type == T.MSG_DIRECT:
+        return users.direct_message(state, link, frame)
+    if frame.type == T.MSG_PUBLIC_CHANNEL:
+        return users.public_message(state, frame, exclude_conn=link.conn)
+    if frame.type == T.PUBLIC_CHANNEL_KEY_SHARE:
+        return users.key_share(state, frame, origin_conn=link.conn)
+    if frame.type in (T.FILE_START, T.FILE_CHUNK, T.FILE_END):
+        return users.file_frame(state, link, frame)
+    return [error_to(state, link.conn, ErrorCode.UNKNOWN_TYPE, f"{frame.type} is not handled here")]
+
+
+def _frame_rejected(state: RouterState, event: FrameRejected) -> list[Action]:
+    link = state.links.get(event.conn)
+    if link is None:
+        link = state.links[event.conn] = Link(conn=event.conn, state=LinkState.AWAITING_HELLO)
+    link.last_heard_ms = state.now_ms
+    if link.state is LinkState.CLOSING:
+        return []
+    try:
+        code = ErrorCode(event.code)
+    except ValueError:
+        code = ErrorCode.MALFORMED
+    if link.state is LinkState.AWAITING_HELLO:
+        # Nobody we know: a failed hello ends the connection.
+        return refuse_and_close(state, event.conn, code, event.detail)
+    return [error_to(state, event.conn, code, event.detail)]
+
+
+def _link_down(state: RouterState, conn: int) -> list[Action]:
+    link = state.links.pop(conn, None)
+    if link is None:
+        return []
+    if link.peer_id and state.local_users.get(link.peer_id) == conn:
+        return users.user_left(state, link.peer_id)
+    if link.peer_id and state.servers.get(link.peer_id) == conn:
+        return federation.server_link_lost(state, link.peer_id)
+    return []
+
+
+__all__ = ["handle"]

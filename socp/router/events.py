@@ -1,0 +1,113 @@
+"""What happens to the router (events) and what it decides (actions).
+
+The router's core is a pure function of its tables and one event, returning a
+list of actions; the process driver turns actions into ZeroMQ messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from socp.protocol.envelope import Envelope
+
+ConnId = int
+
+# --- events ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FrameIn:
+    """A frame the verifier parsed, validated and (for servers) verified."""
+
+    conn: ConnId
+    frame: Envelope
+    payload_digest: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRejected:
+    conn: ConnId
+    code: str
+    detail: str
+    frame_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class LinkUp:
+    """An outbound link the router asked for is connected."""
+
+    conn: ConnId
+
+
+@dataclass(frozen=True, slots=True)
+class LinkDown:
+    conn: ConnId
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passes (heartbeats, link timeouts, redials, cache expiry)."""
+
+
+Event = FrameIn | FrameRejected | LinkUp | LinkDown | Tick
+
+# --- actions ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Sign `frame`'s payload once and write it to every target.
+
+    Each target is (conn, `to` for that copy); the transport signature covers the
+    payload only (SOCP §5), so one signature serves every copy.
+    """
+
+    targets: tuple[tuple[ConnId, str], ...]
+    frame: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class Relay:
+    """Write an already signed frame unchanged (e.g. gossip, SERVER_DELIVER)."""
+
+    conns: tuple[ConnId, ...]
+    frame: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    conn: ConnId
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dial:
+    conn: ConnId
+    host: str
+    port: int
+    verify_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoreWrite:
+    """A write for the store actor; `operation` names a StoreClient coroutine."""
+
+    operation: str
+    arguments: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AdoptServerId:
+    """SOCP §6.1: the introducer assigned us a different id; persist it."""
+
+    server_id: str
+
+
+Action = Send | Relay | Close | Dial | StoreWrite | AdoptServerId
+
+
+def send_one(conn: ConnId, frame: Envelope) -> Send:
+    return Send(targets=((conn, frame.to),), frame=frame)

@@ -1,0 +1,59 @@
+"""The life of a connection, as a table (STYLE §3).
+
+    AWAITING_HELLO --USER_HELLO ok-->        USER
+    AWAITING_HELLO --SERVER hello ok-->      SERVER
+    DIALING        --link opened-->          SERVER_PENDING (our hello sent)
+    SERVER_PENDING --peer's frames verify--> SERVER
+    any            --close decided-->        CLOSING
+    any            --link down-->            (forgotten)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class LinkState(str, Enum):
+    AWAITING_HELLO = "awaiting_hello"
+    DIALING = "dialing"
+    SERVER_PENDING = "server_pending"
+    USER = "user"
+    SERVER = "server"
+    CLOSING = "closing"
+
+
+ALLOWED: dict[LinkState, frozenset[LinkState]] = {
+    LinkState.AWAITING_HELLO: frozenset({LinkState.USER, LinkState.SERVER, LinkState.CLOSING}),
+    LinkState.DIALING: frozenset({LinkState.SERVER_PENDING, LinkState.SERVER, LinkState.CLOSING}),
+    LinkState.SERVER_PENDING: frozenset({LinkState.SERVER, LinkState.CLOSING}),
+    LinkState.USER: frozenset({LinkState.CLOSING}),
+    LinkState.SERVER: frozenset({LinkState.CLOSING}),
+    LinkState.CLOSING: frozenset(),
+}
+
+
+class BadTransition(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class Link:
+    conn: int
+    state: LinkState
+    peer_id: str = ""          # the user id or server id once known
+    last_heard_ms: int = 0
+    last_sent_ms: int = 0
+
+    def move(self, new_state: LinkState) -> None:
+        if new_state not in ALLOWED[self.state]:
+            raise BadTransition(f"link {self.conn}: {self.state.value} -> {new_state.value}")
+        self.state = new_state
+
+    @property
+    def is_user(self) -> bool:
+        return self.state is LinkState.USER
+
+    @property
+    def is_server(self) -> bool:
+        return self.state is LinkState.SERVER

@@ -1,0 +1,246 @@
+"""The router process: a thin driver around the pure core.
+
+It puts each connection's events back in order (the verifier pool answers out of
+order), stamps the time, calls `core.handle`, and turns actions into messages:
+signing work for the verifier pool, ready frames and link commands for the
+gateway, writes for the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+import zmq
+import zmq.asyncio
+
+from socp.config import NodeConfig
+from socp.identity import NodeIdentity, adopt_server_id
+from socp.ipc import messages as m
+from socp.ipc.endpoints import ensure_runtime_dir
+from socp.ipc.reorder import ReorderBuffer, ReorderOverflow
+from socp.protocol.envelope import Envelope
+
+from . import core
+from .events import Action, AdoptServerId, Close, Dial, Event, FrameIn, FrameRejected, LinkDown, LinkUp, Relay, Send, StoreWrite, Tick
+from .state import NodeSelf, PendingShare, RouterState, ServerRecord, UserRecord
+
+log = logging.getLogger("socp.router")
+
+HIGH_WATER_MARK = 100_000
+STORE_QUEUE_BOUND = 10_000
+TICK_SECONDS = 0.5
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def state_from_snapshot(identity: NodeIdentity, config: NodeConfig, snapshot: object) -> RouterState:
+    me = NodeSelf(server_id=identity.server_id, pubkey=identity.public_key_text,
+                  host=config.public_host, port=config.port)
+    state = RouterState(me=me, now_ms=now_ms())
+    for user_id, user in snapshot.users.items():
+        meta = user.meta or {}
+        state.users[user_id] = UserRecord(pubkey=user.pubkey, display_name=str(meta.get("display_name", ""))[:64],
+                                          home_server=user.home_server or "")
+    for server_id, server in snapshot.servers.items():
+        if server_id != me.server_id:
+            state.pinned_servers[server_id] = ServerRecord(pubkey=server.pubkey, host=server.host, port=server.port)
+            state.server_addrs[server_id] = (server.host, server.port)
+    for share in snapshot.pending_shares:
+        state.pending_shares.setdefault(share.member, {})[share.sender] = PendingShare(share.payload, share.ts)
+    state.channel_version = max(snapshot.channel_version, 1)
+    state.channel_members = set(snapshot.channel_members)
+    return state
+
+
+@dataclass
+class Counters:
+    events: int = 0
+    sign_jobs: int = 0
+    frames_out: int = 0
+    store_writes: int = 0
+    store_failures: int = 0
+    reorder_overflows: int = 0
+
+
+@dataclass
+class RouterDriver:
+    state: RouterState
+    config: NodeConfig
+    sign_jobs: zmq.asyncio.Socket
+    to_gateway: zmq.asyncio.Socket
+    store_writes: asyncio.Queue[StoreWrite]
+    inbound_order: dict[int, ReorderBuffer[Event]] = field(default_factory=dict)
+    out_seq: dict[int, int] = field(default_factory=dict)
+    counters: Counters = field(default_factory=Counters)
+
+    # --- inbound ------------------------------------------------------------------------
+
+    def events_from(self, message: m.Message) -> list[Event]:
+        """Translate one actor message into core events, in each connection's order."""
+        if isinstance(message, m.GatewayHello):
+            # A (re)started gateway holds no connection of before.
+            return [LinkDown(conn, "gateway restarted") for conn in list(self.state.links)]
+        if isinstance(message, m.Verified):
+            event: Event = FrameIn(message.conn, _envelope(message.frame), message.payload_digest)
+        elif isinstance(message, m.Rejected):
+            event = FrameRejected(message.conn, message.code, message.detail, message.frame_type)
+        elif isinstance(message, m.LinkClosed):
+            event = LinkDown(message.conn, message.reason)
+        elif isinstance(message, m.LinkOpened):
+            event = LinkUp(message.conn)
+        else:
+            log.warning("router: unexpected %s ignored", type(message).__name__)
+            return []
+        buffer = self.inbound_order.get(message.conn)
+        if buffer is None:
+            buffer = self.inbound_order[message.conn] = ReorderBuffer()
+        try:
+            return buffer.push(message.seq, event)
+        except ReorderOverflow:
+            self.counters.reorder_overflows += 1
+            log.error("router: connection %s has too many frames out of order; dropping it", message.conn)
+            # Forget the link; its next frame looks like a stranger's and is refused.
+            return [LinkDown(message.conn, "reorder overflow")]
+
+    # --- one event at a time ------------------------------------------------------------
+
+    async def apply(self, event: Event) -> None:
+        self.state.now_ms = now_ms()
+        self.counters.events += 1
+        actions = core.handle(self.state, event)
+        if isinstance(event, LinkDown):
+            self.inbound_order.pop(event.conn, None)
+        await self.dispatch(actions)
+        if isinstance(event, LinkDown):
+            self.out_seq.pop(event.conn, None)
+
+    def _next_out(self, conn: int) -> int:
+        seq = self.out_seq.get(conn, 0)
+        self.out_seq[conn] = seq + 1
+        return seq
+
+    async def dispatch(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                frame = action.frame
+                deliveries = [(conn, self._next_out(conn), to) for conn, to in action.targets]
+                job = m.SignJob(frame.type, frame.from_, frame.ts, frame.payload, deliveries)
+                self.counters.sign_jobs += 1
+                self.counters.frames_out += len(deliveries)
+                await self.sign_jobs.send(m.pack(job))
+            elif isinstance(action, Relay):
+                text = action.frame.to_wire()
+                items = [(conn, self._next_out(conn), text) for conn in action.conns]
+                self.counters.frames_out += len(items)
+                await self.to_gateway.send(m.pack(m.Deliver(items)))
+            elif isinstance(action, Close):
+                command = m.CloseLink(action.conn, self._next_out(action.conn), action.code, action.reason)
+                await self.to_gateway.send(m.pack(command))
+            elif isinstance(action, Dial):
+                await self.to_gateway.send(m.pack(m.DialLink(action.conn, action.host, action.port, action.verify_key)))
+            elif isinstance(action, StoreWrite):
+                if self.store_writes.full():
+                    self.counters.store_failures += 1
+                    log.error("router: store queue full; %s not persisted", action.operation)
+                else:
+                    self.store_writes.put_nowait(action)
+            elif isinstance(action, AdoptServerId):
+                adopt_server_id(self.config.data_dir, action.server_id)
+            else:
+                raise TypeError(f"unknown action {action!r}")
+
+
+def _envelope(frame: dict) -> Envelope:
+    return Envelope(type=frame["type"], from_=frame["from"], to=frame["to"], ts=frame["ts"],
+                    payload=frame["payload"], sig=frame.get("sig", ""))
+
+
+async def _receive(inbox: zmq.asyncio.Socket, driver: RouterDriver, events: asyncio.Queue[Event]) -> None:
+    while True:
+        data = await inbox.recv()
+        try:
+            message = m.unpack(data)
+        except m.MalformedFrame as exc:
+            log.error("router: unreadable actor message dropped: %s", exc.detail)
+            continue
+        for event in driver.events_from(message):
+            await events.put(event)
+
+
+async def _tick(events: asyncio.Queue[Event]) -> None:
+    while True:
+        await asyncio.sleep(TICK_SECONDS)
+        await events.put(Tick())
+
+
+async def _process(driver: RouterDriver, events: asyncio.Queue[Event]) -> None:
+    while True:
+        event = await events.get()
+        await driver.apply(event)
+
+
+async def _write_store(store: object, writes: asyncio.Queue[StoreWrite], counters: Counters) -> None:
+    """Writes go to the store in order; a failed write is retried with backoff."""
+    while True:
+        write = await writes.get()
+        delay = 0.2
+        while True:
+            try:
+                await getattr(store, write.operation)(*write.arguments)
+                counters.store_writes += 1
+                break
+            except Exception as exc:  # noqa: BLE001 - any store failure: log, back off, retry
+                counters.store_failures += 1
+                log.warning("router: store write %s failed (%s); retrying in %.1fs", write.operation, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+
+async def _load_snapshot(store: object) -> object:
+    delay = 0.1
+    while True:
+        try:
+            return await store.load_snapshot()
+        except Exception as exc:  # noqa: BLE001 - the store may still be starting
+            log.warning("router: waiting for the store (%s)", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+async def serve(config: NodeConfig, identity: NodeIdentity, store: object, startup: list[Action] | None = None) -> None:
+    ensure_runtime_dir(config.run_dir)
+    context = zmq.asyncio.Context.instance()
+    endpoints = config.endpoints
+    inbox = context.socket(zmq.PULL)
+    sign_jobs = context.socket(zmq.PUSH)
+    to_gateway = context.socket(zmq.PUSH)
+    for socket in (inbox, sign_jobs, to_gateway):
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.SNDHWM, HIGH_WATER_MARK)
+        socket.setsockopt(zmq.RCVHWM, HIGH_WATER_MARK)
+    inbox.bind(endpoints.router_inbox)
+    sign_jobs.bind(endpoints.sign_jobs)
+    to_gateway.connect(endpoints.gateway_inbox)
+    try:
+        snapshot = await _load_snapshot(store)
+        state = state_from_snapshot(identity, config, snapshot)
+        writes: asyncio.Queue[StoreWrite] = asyncio.Queue(STORE_QUEUE_BOUND)
+        driver = RouterDriver(state, config, sign_jobs, to_gateway, writes)
+        events: asyncio.Queue[Event] = asyncio.Queue(HIGH_WATER_MARK)
+        from . import federation
+
+        await driver.dispatch(federation.start(state, config))
+        log.info("router: ready as %s with %d known users", state.me.server_id, len(state.users))
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(_receive(inbox, driver, events))
+            tasks.create_task(_tick(events))
+            tasks.create_task(_process(driver, events))
+            tasks.create_task(_write_store(store, writes, driver.counters))
+    finally:
+        for socket in (inbox, sign_jobs, to_gateway):
+            socket.close(linger=0)

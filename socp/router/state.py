@@ -1,0 +1,62 @@
+"""The router's tables (SOCP §3 and what the node adds). Only the router writes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from socp.protocol.ids import PUBLIC_CHANNEL
+
+from .links import Link
+from .seen import SeenCache
+
+LOCAL = "local"
+
+
+@dataclass(slots=True)
+class UserRecord:
+    pubkey: str
+    display_name: str = ""
+    home_server: str = ""          # "" for users registered on this node
+
+
+@dataclass(slots=True)
+class ServerRecord:
+    pubkey: str                    # pinned key (SOCP §5: verify every frame with it)
+    host: str
+    port: int
+
+
+@dataclass(slots=True)
+class PendingShare:
+    payload: dict[str, Any]
+    ts: int
+
+
+@dataclass(slots=True)
+class NodeSelf:
+    server_id: str
+    pubkey: str
+    host: str
+    port: int
+
+
+@dataclass(slots=True)
+class RouterState:
+    me: NodeSelf
+    links: dict[int, Link] = field(default_factory=dict)
+    # SOCP §3
+    servers: dict[str, int] = field(default_factory=dict)            # server_id -> conn
+    server_addrs: dict[str, tuple[str, int]] = field(default_factory=dict)
+    local_users: dict[str, int] = field(default_factory=dict)        # user_id -> conn
+    user_locations: dict[str, str] = field(default_factory=dict)     # user_id -> LOCAL | server_id
+    # What the node adds
+    users: dict[str, UserRecord] = field(default_factory=dict)       # bound keys, local and remote
+    pinned_servers: dict[str, ServerRecord] = field(default_factory=dict)
+    channel_id: str = PUBLIC_CHANNEL
+    channel_members: set[str] = field(default_factory=set)
+    channel_version: int = 1
+    pending_shares: dict[str, dict[str, PendingShare]] = field(default_factory=dict)  # member -> sender -> share
+    seen: SeenCache = field(default_factory=SeenCache)
+    now_ms: int = 0
+    next_dial_conn: int = 2**40

@@ -1,0 +1,241 @@
+"""What the router does for its local users (SOCP §7, §8, §11)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from socp.protocol import frames
+from socp.protocol.crypto import normalise_public_key
+from socp.protocol.envelope import Envelope
+from socp.protocol.errors import ErrorCode, SocpError
+from socp.protocol.frame_types import FrameType as T
+from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL
+
+from .events import Action, Send, StoreWrite, send_one
+from .links import Link, LinkState
+from .replies import error_to, refuse_and_close
+from .state import LOCAL, PendingShare, RouterState, UserRecord
+
+# Replay window (SOCP §8 and the attack list): a frame's ts may be this far from now.
+MAX_AGE_MS = 10 * 60 * 1000
+MAX_SKEW_AHEAD_MS = 2 * 60 * 1000
+MAX_DISPLAY_NAME = 64
+
+
+def hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+    """SOCP §7.1: admit a user, bind its key, tell the network, add it to the channel."""
+    user_id = frame.from_
+    if user_id in state.local_users:
+        return refuse_and_close(state, link.conn, ErrorCode.NAME_IN_USE, "this user id is already connected here")
+    try:
+        pubkey = normalise_public_key(frame.payload["pubkey"])
+    except SocpError as exc:  # the verifier checked it; this is a second line of defence
+        return refuse_and_close(state, link.conn, ErrorCode.BAD_KEY, exc.detail)
+    known = state.users.get(user_id)
+    if known is not None and known.pubkey != pubkey:
+        return refuse_and_close(
+            state, link.conn, ErrorCode.NAME_IN_USE, "this user id is registered with another key"
+        )
+    display_name = _display_name(frame.payload.get("meta"))
+    actions: list[Action] = []
+    if known is None or known.home_server or known.display_name != display_name:
+        state.users[user_id] = UserRecord(pubkey=pubkey, display_name=display_name)
+        actions.append(StoreWrite("bind_user", (user_id, pubkey, {"display_name": display_name} if display_name else {})))
+    link.move(LinkState.USER)
+    link.peer_id = user_id
+    state.local_users[user_id] = link.conn
+    state.user_locations[user_id] = LOCAL
+    actions += _join_channel(state, user_id)
+    actions += _deliver_pending_shares(state, user_id, link.conn)
+    server_conns = server_targets(state, BROADCAST)
+    if server_conns:
+        advert = frames.user_advertise(state.me.server_id, state.now_ms, user_id, advert_meta(state, user_id))
+        actions.append(Send(server_conns, advert))
+    return actions
+
+
+def advert_meta(state: RouterState, user_id: str) -> dict[str, Any]:
+    """Project decision (§6.2): `meta` carries the user's key and display fields."""
+    record = state.users[user_id]
+    meta: dict[str, Any] = {"pubkey": record.pubkey}
+    if record.display_name:
+        meta["display_name"] = record.display_name
+    return meta
+
+
+def _display_name(meta: Any) -> str:
+    if isinstance(meta, dict) and isinstance(meta.get("display_name"), str):
+        return meta["display_name"][:MAX_DISPLAY_NAME]
+    return ""
+
+
+def _join_channel(state: RouterState, user_id: str) -> list[Action]:
+    """SOCP §7.3: every user is a member from the moment it joins, never removed."""
+    if user_id in state.channel_members:
+        return []
+    state.channel_members.add(user_id)
+    previous = state.channel_version
+    state.channel_version += 1
+    targets = user_targets(state, BROADCAST) + server_targets(state, BROADCAST)
+    now, me = state.now_ms, state.me.server_id
+    return [
+        StoreWrite("add_channel_member", (user_id, state.channel_version)),
+        Send(targets, frames.public_channel_add(me, now, [user_id], previous)),
+        Send(targets, frames.public_channel_updated(me, now, state.channel_version, [])),
+    ]
+
+
+def _deliver_pending_shares(state: RouterState, user_id: str, conn: int) -> list[Action]:
+    actions: list[Action] = []
+    for sender, share in sorted(state.pending_shares.pop(user_id, {}).items()):
+        relay = Envelope(type=T.PUBLIC_CHANNEL_KEY_SHARE.value, from_=state.me.server_id, to=BROADCAST,
+                         ts=share.ts, payload=share.payload)
+        actions.append(send_one(conn, relay))
+        actions.append(StoreWrite("mark_share_delivered", (sender, user_id)))
+    return actions
+
+
+def user_left(state: RouterState, user_id: str) -> list[Action]:
+    state.local_users.pop(user_id, None)
+    if state.user_locations.get(user_id) == LOCAL:
+        del state.user_locations[user_id]
+    targets = server_targets(state, BROADCAST)
+    if not targets:
+        return []
+    return [Send(targets, frames.user_remove(state.me.server_id, state.now_ms, user_id))]
+
+
+# --- targets ----------------------------------------------------------------------------
+
+
+def user_targets(state: RouterState, to: str, exclude_conn: int | None = None) -> tuple[tuple[int, str], ...]:
+    return tuple((conn, to) for conn in state.local_users.values() if conn != exclude_conn)
+
+
+def server_targets(state: RouterState, to: str, exclude_conn: int | None = None) -> tuple[tuple[int, str], ...]:
+    return tuple((conn, to) for conn in state.servers.values() if conn != exclude_conn)
+
+
+# --- requests and user content ---------------------------------------------------------
+
+
+def list_response(state: RouterState, link: Link) -> Send:
+    """Interop table: sorted ids under `users` and `online_users`, plus `details`."""
+    online = sorted(state.user_locations)
+    details = []
+    for user_id in online:
+        location = state.user_locations[user_id]
+        record = state.users.get(user_id)
+        details.append({
+            "user_id": user_id,
+            "server_id": state.me.server_id if location == LOCAL else location,
+            "display_name": record.display_name if record else "",
+            "pubkey": record.pubkey if record else "",
+        })
+    return send_one(link.conn, frames.list_response(state.me.server_id, link.peer_id, state.now_ms, online, details))
+
+
+def replay_problem(state: RouterState, frame: Envelope, payload_digest: bytes) -> str:
+    """'' if the frame is fresh; else why it is refused (SOCP §8 seen_ids)."""
+    age = state.now_ms - frame.ts
+    if age > MAX_AGE_MS or -age > MAX_SKEW_AHEAD_MS:
+        return "timestamp outside the accepted window (check your clock)"
+    if not state.seen.check_and_add((frame.ts, frame.from_, frame.to, payload_digest), state.now_ms):
+        return "duplicate frame ignored"
+    return ""
+
+
+def direct_message(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+    """SOCP §7.2 and §8 route_to_user."""
+    extra = {"part": frame.payload["part"]} if "part" in frame.payload else {}
+    return route_to_user(state, frame.to, frame.from_, frame.ts, frame.payload, extra, origin_conn=link.conn)
+
+
+def route_to_user(state: RouterState, target: str, sender: str, ts: int, payload: dict[str, Any],
+                  extra: dict[str, Any], origin_conn: int) -> list[Action]:
+    location = state.user_locations.get(target)
+    me = state.me.server_id
+    if location == LOCAL:
+        deliver = frames.user_deliver(me, target, ts, payload["ciphertext"], sender,
+                                      payload.get("sender_pub", ""), payload["content_sig"], **extra)
+        return [send_one(state.local_users[target], deliver)]
+    if location is not None and location in state.servers:
+        onward = frames.server_deliver(me, location, ts, target, payload["ciphertext"], sender,
+                                       payload.get("sender_pub", ""), payload["content_sig"], **extra)
+        return [send_one(state.servers[location], onward)]
+    return [error_to(state, origin_conn, ErrorCode.USER_NOT_FOUND, f"no route to user {target}")]
+
+
+def public_message(state: RouterState, frame: Envelope, exclude_conn: int) -> list[Action]:
+    """Project decision (§7.3): the envelope travels unchanged; one signature per hop
+    serves every recipient because it covers the payload only."""
+    targets = user_targets(state, PUBLIC_CHANNEL, exclude_conn) + server_targets(state, PUBLIC_CHANNEL, exclude_conn)
+    if not targets:
+        return []
+    onward = Envelope(type=frame.type, from_=frame.from_, to=PUBLIC_CHANNEL, ts=frame.ts, payload=frame.payload)
+    return [Send(targets, onward)]
+
+
+def key_share(state: RouterState, frame: Envelope, origin_conn: int) -> list[Action]:
+    """Route each share to its member's server, then to the member; keep shares for
+    offline members of this node (§7.3, table channel_key_shares)."""
+    origin = state.links.get(origin_conn)
+    if origin is not None and origin.is_user:
+        try:
+            creator_key = normalise_public_key(frame.payload["creator_pub"])
+        except SocpError as exc:
+            return [error_to(state, origin_conn, ErrorCode.BAD_KEY, exc.detail)]
+        if state.users[origin.peer_id].pubkey != creator_key:
+            return [error_to(state, origin_conn, ErrorCode.FORBIDDEN, "creator_pub must be your own key")]
+        creator = origin.peer_id
+    else:
+        creator = _user_by_key(state, frame.payload["creator_pub"])
+    onward = Envelope(type=frame.type, from_=state.me.server_id, to=BROADCAST, ts=frame.ts, payload=frame.payload)
+    conns: dict[int, None] = {}
+    actions: list[Action] = []
+    for share in frame.payload["shares"]:
+        member = share["member"]
+        location = state.user_locations.get(member)
+        if location == LOCAL:
+            conns[state.local_users[member]] = None
+        elif location is not None and location in state.servers:
+            conns[state.servers[location]] = None
+        else:
+            record = state.users.get(member)
+            if record is not None and not record.home_server:
+                state.pending_shares.setdefault(member, {})[creator] = PendingShare(frame.payload, frame.ts)
+                actions.append(StoreWrite("save_key_share", (creator, member, share["wrapped_public_channel_key"],
+                                                             frame.payload, frame.ts)))
+    conns.pop(origin_conn, None)
+    if conns:
+        actions.insert(0, Send(tuple((conn, BROADCAST) for conn in conns), onward))
+    return actions
+
+
+def _user_by_key(state: RouterState, pubkey: str) -> str:
+    try:
+        wanted = normalise_public_key(pubkey)
+    except SocpError:
+        return "unknown"
+    for user_id, record in state.users.items():
+        if record.pubkey == wanted:
+            return user_id
+    return "key:" + wanted[-32:]
+
+
+def file_frame(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+    """SOCP §7.4: routed in order, never decrypted; public mode fans out like §7.3."""
+    if frame.to == PUBLIC_CHANNEL:
+        return public_message(state, frame, exclude_conn=link.conn)
+    return route_frame_to_user(state, frame, origin_conn=link.conn)
+
+
+def route_frame_to_user(state: RouterState, frame: Envelope, origin_conn: int) -> list[Action]:
+    """Carry a user frame with its envelope intact (from, to, ts) towards `to`."""
+    location = state.user_locations.get(frame.to)
+    onward = Envelope(type=frame.type, from_=frame.from_, to=frame.to, ts=frame.ts, payload=frame.payload)
+    if location == LOCAL:
+        return [send_one(state.local_users[frame.to], onward)]
+    if location is not None and location in state.servers:
+        return [send_one(state.servers[location], onward)]
+    return [error_to(state, origin_conn, ErrorCode.USER_NOT_FOUND, f"no route to user {frame.to}")]

@@ -1,0 +1,44 @@
+"""Running one actor process: uvloop, logging to stderr, and a clean stop on
+SIGTERM/SIGINT (supervisord stops programs with SIGTERM)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+
+def setup_logging(actor: str) -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format=f"%(asctime)s {actor}[%(process)d] %(levelname)s %(message)s",
+    )
+
+
+def run_async_actor(actor: str, main: Callable[[], Awaitable[None]]) -> int:
+    """Run `main()` until it returns or a stop signal arrives; return an exit code."""
+    setup_logging(actor)
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # uvloop is a dependency, but the actor still works without it
+        runner = asyncio.Runner()
+
+    async def guarded() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, task.cancel)
+        await main()
+
+    with runner:
+        try:
+            runner.run(guarded())
+        except asyncio.CancelledError:
+            logging.getLogger(f"socp.{actor}").info("%s: stopped", actor)
+    return 0
