@@ -107,6 +107,11 @@ def _frame_rejected(state: RouterState, event: FrameRejected) -> list[Action]:
 
 def _link_down(state: RouterState, conn: int) -> list[Action]:
     link = state.links.pop(conn, None)
+    if conn in state.dialing:
+        actions = federation.dial_failed(state, conn)
+        if link is not None and link.peer_id and state.servers.get(link.peer_id) == conn:
+            actions += federation.server_link_lost(state, link.peer_id)
+        return actions
     if link is None:
         return []
     if link.peer_id and state.local_users.get(link.peer_id) == conn:

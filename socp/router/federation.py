@@ -1,36 +1,434 @@
-"""Server-to-server rules (SOCP §6). Filled in by the federation work."""
+"""Server-to-server rules (SOCP §6, §8 and the interop table).
+
+Trust: a server's key is pinned to its id the first time it is learned from a
+trusted source — the bootstrap file, a SERVER_WELCOME from a pinned introducer, or
+a SERVER_ANNOUNCE relayed over a link to a pinned server. Every frame on a server
+link was verified by the verifier pool with the key of the server at the other end
+of that link (hop-by-hop signatures, as the public channel decision describes).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from socp.protocol import frames
+from socp.protocol.crypto import normalise_public_key
 from socp.protocol.envelope import Envelope
-from socp.protocol.errors import ErrorCode
+from socp.protocol.errors import ErrorCode, SocpError
+from socp.protocol.frame_types import FrameType as T
+from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL, new_id
 
-from .events import Action, FrameIn
-from .links import Link
-from .replies import refuse_and_close
-from .state import RouterState
+from . import users
+from .events import Action, AdoptServerId, Close, Dial, FrameIn, Send, StoreWrite, send_one
+from .links import Link, LinkState
+from .replies import error_to, refuse_and_close
+from .state import LOCAL, DialPurpose, Introducer, Redial, RouterState, ServerRecord, UserRecord
 
-
-def start(state: RouterState, config: object) -> list[Action]:
-    return []
-
-
-def server_hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
-    return refuse_and_close(state, link.conn, ErrorCode.FORBIDDEN, "this node does not federate yet")
+CLOSE_GOING_AWAY = 1001
 
 
-def from_server(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
-    return []
+# --- start-up and time -------------------------------------------------------------------
 
 
-def link_up(state: RouterState, conn: int) -> list[Action]:
-    return []
-
-
-def server_link_lost(state: RouterState, server_id: str) -> list[Action]:
-    state.servers.pop(server_id, None)
-    return []
+def start(state: RouterState) -> list[Action]:
+    """Join through the first introducer that answers, or re-link known servers."""
+    if state.introducers:
+        state.joined = False
+        return _dial_introducer(state, 0)
+    for server_id in sorted(state.pinned_servers):
+        state.redials[server_id] = Redial(next_attempt_ms=state.now_ms, backoff_ms=state.timing.min_backoff_ms)
+    return tick(state)
 
 
 def tick(state: RouterState) -> list[Action]:
+    now, timing = state.now_ms, state.timing
+    actions: list[Action] = []
+    for link in list(state.links.values()):
+        if link.state is not LinkState.SERVER and link.state is not LinkState.SERVER_PENDING:
+            continue
+        if now - link.last_heard_ms > timing.link_timeout_ms:
+            # SOCP §6.4: 45 s of silence and the link is dead.
+            actions.append(Close(link.conn, CLOSE_GOING_AWAY, "link timed out"))
+            link.move(LinkState.CLOSING)
+            if link.peer_id and state.servers.get(link.peer_id) == link.conn:
+                actions += server_link_lost(state, link.peer_id)
+            continue
+        if link.state is LinkState.SERVER and now - link.last_sent_ms >= timing.heartbeat_ms:
+            link.last_sent_ms = now
+            actions.append(send_one(link.conn, frames.heartbeat(state.me.server_id, link.peer_id, now)))
+    for server_id, redial in list(state.redials.items()):
+        if server_id in state.servers or _dialing(state, server_id) or now < redial.next_attempt_ms:
+            continue
+        redial.next_attempt_ms = now + redial.backoff_ms
+        redial.backoff_ms = min(redial.backoff_ms * 2, timing.max_backoff_ms)
+        actions += _dial_server(state, server_id)
+    if not state.joined and not _joining(state) and now >= state.join_retry_at_ms:
+        actions += _dial_introducer(state, 0)
+    return actions
+
+
+def _dialing(state: RouterState, server_id: str) -> bool:
+    return any(p.kind == "link" and p.server_id == server_id for p in state.dialing.values())
+
+
+def _joining(state: RouterState) -> bool:
+    return any(p.kind == "join" for p in state.dialing.values())
+
+
+def _new_dial(state: RouterState, purpose: DialPurpose, host: str, port: int, key: str, peer_id: str) -> Dial:
+    conn = state.next_dial_conn
+    state.next_dial_conn += 1
+    state.links[conn] = Link(conn=conn, state=LinkState.DIALING, peer_id=peer_id,
+                             last_heard_ms=state.now_ms, dialled_by_us=True)
+    state.dialing[conn] = purpose
+    return Dial(conn, host, port, key)
+
+
+def _dial_introducer(state: RouterState, index: int) -> list[Action]:
+    if index >= len(state.introducers):
+        # Every introducer failed: work alone for now and try the list again later.
+        state.join_retry_at_ms = state.now_ms + state.timing.max_backoff_ms // 2
+        return []
+    entry = state.introducers[index]
+    return [_new_dial(state, DialPurpose("join", introducer=index), entry.host, entry.port, entry.pubkey, "")]
+
+
+def _dial_server(state: RouterState, server_id: str) -> list[Action]:
+    record = state.pinned_servers.get(server_id)
+    if record is None or server_id == state.me.server_id:
+        return []
+    host, port = state.server_addrs.get(server_id, (record.host, record.port))
+    return [_new_dial(state, DialPurpose("link", server_id=server_id), host, port, record.pubkey, server_id)]
+
+
+def link_up(state: RouterState, conn: int) -> list[Action]:
+    """A link we dialled is open: say who we are first."""
+    purpose = state.dialing.get(conn)
+    link = state.links.get(conn)
+    if purpose is None or link is None or link.state is not LinkState.DIALING:
+        return []
+    me = state.me
+    link.last_heard_ms = state.now_ms
+    if purpose.kind == "join":
+        entry = state.introducers[purpose.introducer]
+        link.move(LinkState.SERVER_PENDING)
+        hello = frames.server_hello_join(me.server_id, f"{entry.host}:{entry.port}", state.now_ms,
+                                         me.host, me.port, me.pubkey)
+        return [send_one(conn, hello)]
+    del state.dialing[conn]
+    hello = frames.server_hello_link(me.server_id, purpose.server_id, state.now_ms, me.host, me.port, me.pubkey)
+    actions: list[Action] = [send_one(conn, hello)]
+    link.move(LinkState.SERVER)
+    actions += _register_link(state, link, purpose.server_id)
+    return actions
+
+
+def dial_failed(state: RouterState, conn: int) -> list[Action]:
+    """A dialled link closed before it was established (or a join went unanswered)."""
+    purpose = state.dialing.pop(conn, None)
+    if purpose is None:
+        return []
+    if purpose.kind == "join" and not state.joined:
+        return _dial_introducer(state, purpose.introducer + 1)
+    if purpose.kind == "link":
+        state.redials.setdefault(purpose.server_id, Redial(state.now_ms, state.timing.min_backoff_ms))
     return []
+
+
+# --- links ------------------------------------------------------------------------------
+
+
+def _register_link(state: RouterState, link: Link, server_id: str) -> list[Action]:
+    """Make `link` the link to `server_id`, resolving a duplicate link deterministically:
+    keep the one dialled by the server with the smaller id (both ends agree)."""
+    existing_conn = state.servers.get(server_id)
+    existing = state.links.get(existing_conn) if existing_conn is not None else None
+    actions: list[Action] = []
+    if existing is not None and existing.conn != link.conn and existing.state is LinkState.SERVER:
+        preferred_dialer = min(state.me.server_id, server_id)
+        existing_dialer = state.me.server_id if existing.dialled_by_us else server_id
+        new_dialer = state.me.server_id if link.dialled_by_us else server_id
+        if existing_dialer != new_dialer and existing_dialer == preferred_dialer:
+            link.move(LinkState.CLOSING)
+            return [Close(link.conn, 1000, "duplicate link")]
+        existing.move(LinkState.CLOSING)
+        actions.append(Close(existing.conn, 1000, "duplicate link"))
+    link.peer_id = server_id
+    state.servers[server_id] = link.conn
+    state.redials.pop(server_id, None)
+    actions += _send_presence(state, link.conn)
+    return actions
+
+
+def _send_presence(state: RouterState, conn: int) -> list[Action]:
+    """A newly linked server learns every user this node hosts (§6.2)."""
+    actions: list[Action] = []
+    for user_id in sorted(state.local_users):
+        advert = frames.user_advertise(state.me.server_id, state.now_ms, user_id, users.advert_meta(state, user_id))
+        actions.append(Send(((conn, BROADCAST),), advert))
+    return actions
+
+
+def server_link_lost(state: RouterState, server_id: str) -> list[Action]:
+    """Forget routes through the lost server; try to get it back with backoff."""
+    state.servers.pop(server_id, None)
+    for user_id, location in list(state.user_locations.items()):
+        if location == server_id:
+            del state.user_locations[user_id]
+    if server_id in state.pinned_servers:
+        state.redials.setdefault(server_id, Redial(state.now_ms + state.timing.min_backoff_ms,
+                                                    state.timing.min_backoff_ms * 2))
+    return []
+
+
+def _pin(state: RouterState, server_id: str, pubkey: str, host: str, port: int) -> tuple[bool, list[Action]]:
+    """Pin a server key learned from a trusted source; False if it contradicts a pin."""
+    if server_id == state.me.server_id:
+        return False, []
+    try:
+        key = normalise_public_key(pubkey)
+    except SocpError:
+        return False, []
+    pinned = state.pinned_servers.get(server_id)
+    if pinned is not None and pinned.pubkey != key:
+        return False, []
+    state.pinned_servers[server_id] = ServerRecord(pubkey=key, host=host, port=port)
+    state.server_addrs[server_id] = (host, port)
+    if pinned is None:
+        return True, [StoreWrite("pin_server", (server_id, key, host, port))]
+    if (pinned.host, pinned.port) != (host, port):
+        return True, [StoreWrite("update_server_addr", (server_id, host, port))]
+    return True, []
+
+
+# --- opening frames from servers ----------------------------------------------------------
+
+
+def server_hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+    if frame.type == T.SERVER_HELLO_JOIN:
+        return _join_request(state, link, frame)
+    return _link_request(state, link, frame)
+
+
+def _join_request(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+    """Introducer side of §6.1: assign an id, welcome, vouch for the newcomer."""
+    payload = frame.payload
+    try:
+        key = normalise_public_key(payload["pubkey"])
+    except SocpError as exc:
+        return refuse_and_close(state, link.conn, ErrorCode.BAD_KEY, exc.detail)
+    requested = frame.from_
+    pinned = state.pinned_servers.get(requested)
+    taken = requested == state.me.server_id or (pinned is not None and pinned.pubkey != key)
+    assigned = new_id() if taken else requested
+    _, actions = _pin(state, assigned, key, payload["host"], payload["port"])
+    link.move(LinkState.SERVER)
+    others = [
+        {"server_id": sid, "host": state.pinned_servers[sid].host, "port": state.pinned_servers[sid].port,
+         "pubkey": state.pinned_servers[sid].pubkey}
+        for sid in sorted(state.servers) if sid != assigned and sid in state.pinned_servers
+    ]
+    welcome = frames.server_welcome(state.me.server_id, assigned, state.now_ms, assigned, others)
+    actions.append(send_one(link.conn, welcome))
+    # Vouch for the newcomer to every other server, so they accept its link.
+    vouch = frames.server_announce(assigned, state.now_ms, payload["host"], payload["port"], key)
+    targets = users.server_targets(state, BROADCAST)
+    if targets:
+        actions.append(Send(targets, vouch))
+    actions += _register_link(state, link, assigned)
+    return actions
+
+
+def _link_request(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+    """SERVER_HELLO_LINK (or SERVER_ANNOUNCE) opening a link to us: pinned servers only."""
+    server_id, payload = frame.from_, frame.payload
+    pinned = state.pinned_servers.get(server_id)
+    if pinned is None:
+        return refuse_and_close(state, link.conn, ErrorCode.FORBIDDEN,
+                                "unknown server: join the network through an introducer first")
+    try:
+        key = normalise_public_key(payload["pubkey"])
+    except SocpError as exc:
+        return refuse_and_close(state, link.conn, ErrorCode.BAD_KEY, exc.detail)
+    if key != pinned.pubkey:
+        return refuse_and_close(state, link.conn, ErrorCode.INVALID_SIG,
+                                "this server id is pinned to another key")
+    _, actions = _pin(state, server_id, key, payload["host"], payload["port"])
+    link.move(LinkState.SERVER)
+    return actions + _register_link(state, link, server_id)
+
+
+# --- frames on established server links -------------------------------------------------
+
+
+def from_server(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+    frame = event.frame
+    if link.state is LinkState.SERVER_PENDING:
+        if frame.type == T.SERVER_WELCOME:
+            return _welcomed(state, link, frame)
+        if frame.type == T.ERROR:
+            return []
+        return [error_to(state, link.conn, ErrorCode.MALFORMED, "expected SERVER_WELCOME")]
+    if link.state is not LinkState.SERVER:
+        return []
+    if link.peer_id in state.redials:
+        del state.redials[link.peer_id]
+    handler = _SERVER_HANDLERS.get(frame.type)
+    if handler is None:
+        if frame.type in (T.HEARTBEAT, T.ACK, T.ERROR, T.PUBLIC_CHANNEL_UPDATED, T.SERVER_HELLO_LINK,
+                          T.LIST_RESPONSE, T.CTRL_CLOSE):
+            return []  # liveness only, or nothing for us to do
+        return [error_to(state, link.conn, ErrorCode.FORBIDDEN, f"{frame.type} is not accepted from a server")]
+    return handler(state, link, event)
+
+
+def _welcomed(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+    """Joiner side of §6.1: adopt the id, pin and dial every listed server, announce."""
+    purpose = state.dialing.pop(link.conn, None)
+    actions: list[Action] = []
+    assigned = frame.payload["assigned_id"]
+    if assigned != state.me.server_id:
+        state.me.server_id = assigned
+        actions.append(AdoptServerId(assigned))
+    introducer: Introducer | None = state.introducers[purpose.introducer] if purpose else None
+    introducer_id = frame.from_
+    if introducer is not None:
+        _, pin_actions = _pin(state, introducer_id, introducer.pubkey, introducer.host, introducer.port)
+        actions += pin_actions
+    link.move(LinkState.SERVER)
+    state.joined = True
+    actions += _register_link(state, link, introducer_id)
+    listed = frames.welcome_servers(frame)
+    for entry in listed:
+        trusted, pin_actions = _pin(state, entry["server_id"], entry["pubkey"], entry["host"], entry["port"])
+        actions += pin_actions
+    me = state.me
+    announce = frames.server_announce(me.server_id, state.now_ms, me.host, me.port, me.pubkey)
+    actions.append(send_one(link.conn, announce))
+    for server_id in sorted(state.pinned_servers):
+        if server_id not in state.servers and server_id != introducer_id and not _dialing(state, server_id):
+            actions += _dial_server(state, server_id)
+    return actions
+
+
+def _announce(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+    frame, payload = event.frame, event.frame.payload
+    if frame.from_ == state.me.server_id:
+        return []
+    # Either the peer's own announcement, or one it vouches for (relayed over its link).
+    _, actions = _pin(state, frame.from_, payload["pubkey"], payload["host"], payload["port"])
+    return actions
+
+
+def _advertise(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+    """§6.2 with the project rule: only the named server may advertise its users."""
+    frame, payload = event.frame, event.frame.payload
+    server_id, user_id = payload["server_id"], payload["user_id"]
+    if not (frame.from_ == server_id == link.peer_id):
+        return [error_to(state, link.conn, ErrorCode.FORBIDDEN, "a server may only advertise its own users")]
+    if not state.seen.check_and_add((frame.ts, frame.from_, frame.to, event.payload_digest), state.now_ms):
+        return []
+    if state.user_locations.get(user_id) == LOCAL:
+        return []  # our own user: another server cannot take it over
+    meta = payload.get("meta") or {}
+    known = state.users.get(user_id)
+    pubkey = ""
+    if isinstance(meta.get("pubkey"), str):
+        try:
+            pubkey = normalise_public_key(meta["pubkey"])
+        except SocpError:
+            return [error_to(state, link.conn, ErrorCode.BAD_KEY, "advertised user key is not RSA-4096")]
+    if known is not None and not known.home_server and pubkey and pubkey != known.pubkey:
+        return []  # registered here with another key: refuse the takeover
+    current = state.user_locations.get(user_id)
+    if current is not None and current != server_id and current in state.servers:
+        # The user is at another live server. A real move re-advertises the same key;
+        # anything else is a takeover attempt (presence poisoning) and changes nothing.
+        if known is None or not pubkey or pubkey != known.pubkey:
+            return []
+    if pubkey or known is None:
+        name = meta.get("display_name") if isinstance(meta.get("display_name"), str) else ""
+        state.users[user_id] = UserRecord(pubkey=pubkey or (known.pubkey if known else ""),
+                                          display_name=name[:64], home_server=server_id)
+    state.user_locations[user_id] = server_id
+    state.channel_members.add(user_id)
+    return []
+
+
+def _remove(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+    frame, payload = event.frame, event.frame.payload
+    server_id, user_id = payload["server_id"], payload["user_id"]
+    if not (frame.from_ == server_id == link.peer_id):
+        return [error_to(state, link.conn, ErrorCode.FORBIDDEN, "a server may only remove its own users")]
+    if state.user_locations.get(user_id) == server_id:  # §6.2: only if still there
+        del state.user_locations[user_id]
+    return []
+
+
+def _fresh(state: RouterState, event: FrameIn) -> bool:
+    frame = event.frame
+    return state.seen.check_and_add((frame.ts, frame.from_, frame.to, event.payload_digest), state.now_ms)
+
+
+def _server_deliver(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+    """§6.3: deliver locally, or pass on towards the user's server, or say USER_NOT_FOUND."""
+    if not _fresh(state, event):
+        return []
+    frame, payload = event.frame, event.frame.payload
+    target = payload["user_id"]
+    sender = payload.get("sender") or payload.get("from") or ""
+    extra: dict[str, Any] = {"part": payload["part"]} if "part" in payload else {}
+    location = state.user_locations.get(target)
+    if location is not None and location != LOCAL and state.servers.get(location) == link.conn:
+        return [error_to(state, link.conn, ErrorCode.USER_NOT_FOUND, f"user {target} is not here")]
+    return users.route_to_user(state, target, sender, frame.ts, payload, extra, origin_conn=link.conn)
+
+
+def _public_message(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+    if not _fresh(state, event):
+        return []
+    return _public_message_unchecked(state, event.frame)
+
+
+def _key_share(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+    if not _fresh(state, event):
+        return []
+    return users.key_share(state, event.frame, origin_conn=link.conn)
+
+
+def _file_frame(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+    if not _fresh(state, event):
+        return []
+    frame = event.frame
+    if frame.to == PUBLIC_CHANNEL:
+        return _public_message_unchecked(state, frame)
+    if state.user_locations.get(frame.to) != LOCAL:
+        return [error_to(state, link.conn, ErrorCode.USER_NOT_FOUND, f"user {frame.to} is not here")]
+    return users.route_frame_to_user(state, frame, origin_conn=link.conn)
+
+
+def _public_message_unchecked(state: RouterState, frame: Envelope) -> list[Action]:
+    targets = users.user_targets(state, PUBLIC_CHANNEL)
+    if not targets:
+        return []
+    return [Send(targets, Envelope(type=frame.type, from_=frame.from_, to=PUBLIC_CHANNEL, ts=frame.ts,
+                                   payload=frame.payload))]
+
+
+def _channel_add(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+    state.channel_members.update(event.frame.payload["add"])
+    return []
+
+
+_SERVER_HANDLERS = {
+    T.SERVER_ANNOUNCE: _announce,
+    T.USER_ADVERTISE: _advertise,
+    T.USER_REMOVE: _remove,
+    T.SERVER_DELIVER: _server_deliver,
+    T.MSG_PUBLIC_CHANNEL: _public_message,
+    T.PUBLIC_CHANNEL_KEY_SHARE: _key_share,
+    T.FILE_START: _file_frame,
+    T.FILE_CHUNK: _file_frame,
+    T.FILE_END: _file_frame,
+    T.PUBLIC_CHANNEL_ADD: _channel_add,
+}

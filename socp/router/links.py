@@ -44,6 +44,7 @@ class Link:
     peer_id: str = ""          # the user id or server id once known
     last_heard_ms: int = 0
     last_sent_ms: int = 0
+    dialled_by_us: bool = False
 
     def move(self, new_state: LinkState) -> None:
         if new_state not in ALLOWED[self.state]:

@@ -23,9 +23,10 @@ from socp.ipc.endpoints import ensure_runtime_dir
 from socp.ipc.reorder import ReorderBuffer, ReorderOverflow
 from socp.protocol.envelope import Envelope
 
-from . import core
+from . import core, federation
+from .bootstrap import load_bootstrap
 from .events import Action, AdoptServerId, Close, Dial, Event, FrameIn, FrameRejected, LinkDown, LinkUp, Relay, Send, StoreWrite, Tick
-from .state import NodeSelf, PendingShare, RouterState, ServerRecord, UserRecord
+from .state import NodeSelf, PendingShare, RouterState, ServerRecord, Timing, UserRecord
 
 log = logging.getLogger("socp.router")
 
@@ -41,7 +42,11 @@ def now_ms() -> int:
 def state_from_snapshot(identity: NodeIdentity, config: NodeConfig, snapshot: object) -> RouterState:
     me = NodeSelf(server_id=identity.server_id, pubkey=identity.public_key_text,
                   host=config.public_host, port=config.port)
-    state = RouterState(me=me, now_ms=now_ms())
+    timing = Timing(heartbeat_ms=int(config.heartbeat_interval * 1000), link_timeout_ms=int(config.link_timeout * 1000),
+                    max_backoff_ms=int(config.redial_max_backoff * 1000))
+    state = RouterState(me=me, now_ms=now_ms(), timing=timing)
+    if config.bootstrap:
+        state.introducers = load_bootstrap(config.bootstrap)
     for user_id, user in snapshot.users.items():
         meta = user.meta or {}
         state.users[user_id] = UserRecord(pubkey=user.pubkey, display_name=str(meta.get("display_name", ""))[:64],
@@ -232,9 +237,7 @@ async def serve(config: NodeConfig, identity: NodeIdentity, store: object, start
         writes: asyncio.Queue[StoreWrite] = asyncio.Queue(STORE_QUEUE_BOUND)
         driver = RouterDriver(state, config, sign_jobs, to_gateway, writes)
         events: asyncio.Queue[Event] = asyncio.Queue(HIGH_WATER_MARK)
-        from . import federation
-
-        await driver.dispatch(federation.start(state, config))
+        await driver.dispatch(federation.start(state))
         log.info("router: ready as %s with %d known users", state.me.server_id, len(state.users))
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(_receive(inbox, driver, events))

@@ -41,6 +41,40 @@ class NodeSelf:
     port: int
 
 
+@dataclass(frozen=True, slots=True)
+class Introducer:
+    """One entry of the bootstrap file (SOCP §6.1): where, and the pinned key."""
+
+    host: str
+    port: int
+    pubkey: str
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Federation timing (SOCP §6.4); tests shorten it."""
+
+    heartbeat_ms: int = 15_000
+    link_timeout_ms: int = 45_000
+    min_backoff_ms: int = 500
+    max_backoff_ms: int = 30_000
+
+
+@dataclass(slots=True)
+class Redial:
+    """When to try a lost server again; the wait doubles up to a cap."""
+
+    next_attempt_ms: int
+    backoff_ms: int
+
+
+@dataclass(slots=True)
+class DialPurpose:
+    kind: str                      # "join" (to an introducer) or "link" (to a known server)
+    server_id: str = ""            # for "link"
+    introducer: int = -1           # index into introducers, for "join"
+
+
 @dataclass(slots=True)
 class RouterState:
     me: NodeSelf
@@ -60,3 +94,10 @@ class RouterState:
     seen: SeenCache = field(default_factory=SeenCache)
     now_ms: int = 0
     next_dial_conn: int = 2**40
+    # Federation
+    timing: Timing = field(default_factory=Timing)
+    introducers: list[Introducer] = field(default_factory=list)
+    joined: bool = True            # False while we still look for an introducer
+    join_retry_at_ms: int = 0
+    dialing: dict[int, DialPurpose] = field(default_factory=dict)     # conn -> why we dialled it
+    redials: dict[str, Redial] = field(default_factory=dict)          # server_id -> next try

@@ -1,0 +1,3 @@
+from socp.cli.main import main
+
+main()

@@ -1,0 +1,23 @@
+"""`socp actor NAME`: run one actor of a node in the foreground (supervisord's job)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import click
+
+from socp.config import NodeConfig
+
+ACTORS = ("gateway", "verifier", "router", "store")
+
+
+@click.command(hidden=True)
+@click.argument("name", type=click.Choice(ACTORS))
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), required=True)
+def actor(name: str, data_dir: Path) -> None:
+    """Run one actor of the node whose configuration is in DATA_DIR."""
+    config = NodeConfig.load(data_dir)
+    module = importlib.import_module(f"socp.{name}")
+    sys.exit(module.run(config) or 0)

@@ -1,0 +1,91 @@
+"""`socp up`: start a node with every actor under supervisord; `socp server-info`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from socp import node
+from socp.config import NodeConfig
+from socp.identity import IdentityError, load_identity
+
+DEFAULT_DATA_DIR = Path("socp-data")
+
+
+def _print_info(config: NodeConfig, server_id: str, public_key: str) -> None:
+    click.echo(f"url:        {config.ws_url}")
+    click.echo(f"server id:  {server_id}")
+    click.echo(f"public key: {public_key}")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="SOCP_HOST", help="Address to listen on.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535), envvar="SOCP_PORT")
+@click.option("--data-dir", default=DEFAULT_DATA_DIR, show_default=True, envvar="SOCP_DATA_DIR",
+              type=click.Path(path_type=Path, file_okay=False), help="Identity, database, sockets.")
+@click.option("--db", "db_url", default="", envvar="SOCP_DB",
+              help="sqlite:///path or mysql://user:pass@host:port/db (default: SQLite in the data dir).")
+@click.option("--verifiers", default=os.cpu_count() or 1, show_default=True, type=click.IntRange(1, 64),
+              envvar="SOCP_VERIFIERS", help="Signing/verifying processes.")
+@click.option("--bootstrap", default="", envvar="SOCP_BOOTSTRAP", help="YAML list of introducers to join.")
+@click.option("--advertise-host", default="", envvar="SOCP_ADVERTISE_HOST",
+              help="Host other servers dial (default: --host).")
+@click.option("--heartbeat-interval", default=15.0, envvar="SOCP_HEARTBEAT_INTERVAL", hidden=True, type=float)
+@click.option("--link-timeout", default=45.0, envvar="SOCP_LINK_TIMEOUT", hidden=True, type=float)
+@click.option("--hello-timeout", default=10.0, envvar="SOCP_HELLO_TIMEOUT", hidden=True, type=float)
+def up(host: str, port: int, data_dir: Path, db_url: str, verifiers: int, bootstrap: str, advertise_host: str,
+       heartbeat_interval: float, link_timeout: float, hello_timeout: float) -> None:
+    """Start a node: store, router, verifier pool and gateway under supervisord."""
+    if bootstrap and not Path(bootstrap).is_file():
+        raise click.ClickException(f"bootstrap file {bootstrap} does not exist")
+    config = NodeConfig(
+        data_dir=data_dir.resolve(), host=host, port=port, db_url=db_url, verifiers=verifiers,
+        bootstrap=str(Path(bootstrap).resolve()) if bootstrap else "", advertise_host=advertise_host,
+        heartbeat_interval=heartbeat_interval, link_timeout=link_timeout, hello_timeout=hello_timeout,
+    )
+    try:
+        identity, created = node.prepare(config)
+    except node.NodeStartError as exc:
+        raise click.ClickException(str(exc)) from None
+    if created:
+        click.echo(f"created a new node identity in {config.data_dir}")
+    conf = node.render_supervisor_conf(config)
+    process = node.start_supervisord(conf)
+
+    def stop_on_signal(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_on_signal)
+    try:
+        node.wait_ready(config, process)
+        _print_info(config, load_identity(config.data_dir).server_id, identity.public_key_text)
+        click.echo("ready (Ctrl-C stops the node)", err=False)
+        sys.stdout.flush()
+        process.wait()
+        raise click.ClickException(f"supervisord exited unexpectedly (code {process.returncode})")
+    except node.NodeStartError as exc:
+        node.stop(config, process)
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("stopping...", err=True)
+        node.stop(config, process)
+        click.echo("stopped", err=True)
+
+
+@click.command("server-info")
+@click.option("--data-dir", default=DEFAULT_DATA_DIR, show_default=True, envvar="SOCP_DATA_DIR",
+              type=click.Path(path_type=Path, file_okay=False))
+def server_info(data_dir: Path) -> None:
+    """Print a node's URL, server id and public key, and a bootstrap YAML entry."""
+    try:
+        config = NodeConfig.load(data_dir)
+        identity = load_identity(data_dir)
+    except (OSError, ValueError, KeyError, IdentityError) as exc:
+        raise click.ClickException(f"no usable node in {data_dir}: {exc}") from None
+    _print_info(config, identity.server_id, identity.public_key_text)
+    click.echo("")
+    click.echo(node.bootstrap_entry(config, identity), nl=False)

@@ -1,0 +1,122 @@
+"""Starting and stopping a whole node: prepare the data directory, render the
+supervisord configuration, run supervisord, wait until the node answers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import string
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from socp.config import NodeConfig
+from socp.identity import IdentityError, NodeIdentity, load_or_create_identity
+from socp.ipc.endpoints import ensure_runtime_dir
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "supervisor.conf"
+PACKAGED_TEMPLATE = Path(__file__).resolve().parent / "supervisor.conf"
+
+
+class NodeStartError(Exception):
+    """A reason the node cannot start, worded for the operator."""
+
+
+def check_data_dir(data_dir: Path) -> None:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise NodeStartError(f"data directory {data_dir} is not writable: {exc.strerror}") from exc
+
+
+def check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise NodeStartError(f"port {port} on {host} is in use (or not allowed): {exc.strerror}") from exc
+
+
+def prepare(config: NodeConfig) -> tuple[NodeIdentity, bool]:
+    """Everything before the actors start; raise NodeStartError with a clear reason."""
+    check_data_dir(Path(config.data_dir))
+    check_port_free(config.host, config.port)
+    try:
+        identity, created = load_or_create_identity(Path(config.data_dir))
+    except IdentityError as exc:
+        raise NodeStartError(str(exc)) from exc
+    ensure_runtime_dir(config.run_dir)
+    config.save()
+    return identity, created
+
+
+def render_supervisor_conf(config: NodeConfig) -> Path:
+    template_path = TEMPLATE if TEMPLATE.exists() else PACKAGED_TEMPLATE
+    rendered = string.Template(template_path.read_text()).substitute(
+        python=sys.executable,
+        data_dir=str(Path(config.data_dir).resolve()),
+        run_dir=str(config.run_dir),
+        verifiers=max(1, config.verifiers),
+    )
+    path = config.run_dir / "supervisord.conf"
+    path.write_text(rendered)
+    return path
+
+
+def start_supervisord(conf: Path) -> subprocess.Popen[bytes]:
+    # A process group of its own, so one signal reaches supervisord and not our caller.
+    return subprocess.Popen([sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(conf)],
+                            start_new_session=True)
+
+
+def health(config: NodeConfig, timeout: float = 1.0) -> dict | None:
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "") else config.host
+    try:
+        with urllib.request.urlopen(f"http://{host}:{config.port}/healthz", timeout=timeout) as reply:
+            return json.loads(reply.read() or b"{}")
+    except (OSError, urllib.error.URLError, ValueError):
+        return None
+
+
+def wait_ready(config: NodeConfig, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise NodeStartError(f"supervisord exited with code {process.returncode} before the node was ready")
+        status = health(config)
+        if status is not None and status.get("router_ready", True):
+            return
+        time.sleep(0.1)
+    raise NodeStartError(f"the node did not answer on port {config.port} within {timeout:.0f} s")
+
+
+def stop(config: NodeConfig, process: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
+    """SIGTERM to supervisord: it stops every actor (reverse priority), then itself."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
+    for path in config.endpoints.socket_paths() + [config.run_dir / "supervisor.sock", config.run_dir / "supervisord.pid"]:
+        path.unlink(missing_ok=True)
+    return process.returncode or 0
+
+
+def bootstrap_entry(config: NodeConfig, identity: NodeIdentity) -> str:
+    return (
+        "bootstrap_servers:\n"
+        f'  - host: "{config.public_host}"\n'
+        f"    port: {config.port}\n"
+        f'    pubkey: "{identity.public_key_text}"\n'
+    )

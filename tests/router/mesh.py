@@ -1,0 +1,142 @@
+"""Several pure router cores wired together in memory: Dial, Send and Close
+actions become events on the other core, in order (like h11's ConnectionPair)."""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+
+from socp.protocol import crypto, frames
+from socp.protocol.envelope import Envelope
+from socp.protocol.ids import new_id
+from socp.router import core, federation
+from socp.router.events import Action, Close, Dial, FrameIn, LinkDown, LinkUp, Relay, Send, StoreWrite, Tick
+from socp.router.state import Introducer, NodeSelf, RouterState, Timing
+
+from .harness import NOW, digest
+
+
+@dataclass
+class Node:
+    name: str
+    key: crypto.PrivateKey
+    port: int
+    state: RouterState = field(init=False)
+    user_outbox: dict[int, list[Envelope]] = field(default_factory=lambda: defaultdict(list))
+    store_log: list[StoreWrite] = field(default_factory=list)
+    next_conn: int = 1
+
+    def __post_init__(self) -> None:
+        me = NodeSelf(server_id=new_id(), pubkey=crypto.encode_public_key(self.key), host="127.0.0.1", port=self.port)
+        self.state = RouterState(me=me, now_ms=NOW, timing=Timing(heartbeat_ms=1000, link_timeout_ms=3000,
+                                                                   min_backoff_ms=100, max_backoff_ms=1000))
+
+    @property
+    def server_id(self) -> str:
+        return self.state.me.server_id
+
+    def introducer_entry(self) -> Introducer:
+        return Introducer(host="127.0.0.1", port=self.port, pubkey=self.state.me.pubkey)
+
+
+class Mesh:
+    def __init__(self) -> None:
+        self.nodes: dict[str, Node] = {}
+        self.wires: dict[tuple[str, int], tuple[str, int]] = {}
+        self.queue: deque[tuple[str, object]] = deque()
+        self.now = NOW
+
+    def add(self, name: str, key: crypto.PrivateKey, introducers: list[Node] = ()) -> Node:
+        node = Node(name, key, port=9000 + len(self.nodes))
+        node.state.introducers = [n.introducer_entry() for n in introducers]
+        self.nodes[name] = node
+        return node
+
+    def start(self, name: str) -> None:
+        node = self.nodes[name]
+        node.state.now_ms = self.now
+        self._act(name, federation.start(node.state))
+        self.settle()
+
+    def event(self, name: str, event: object) -> None:
+        self.queue.append((name, event))
+
+    def settle(self, limit: int = 10_000) -> None:
+        for _ in range(limit):
+            if not self.queue:
+                return
+            name, event = self.queue.popleft()
+            node = self.nodes[name]
+            node.state.now_ms = self.now
+            self._act(name, core.handle(node.state, event))
+        raise AssertionError("mesh did not settle")
+
+    def advance(self, ms: int) -> None:
+        self.now += ms
+        for name in self.nodes:
+            self.event(name, Tick())
+        self.settle()
+
+    # --- users ----------------------------------------------------------------------
+
+    def connect_user(self, name: str, key: crypto.PrivateKey, display_name: str = "") -> tuple[int, str]:
+        node = self.nodes[name]
+        conn = node.next_conn
+        node.next_conn += 1
+        user_id = new_id()
+        self.user_frame(name, conn, frames.user_hello(user_id, node.server_id, self.now,
+                                                      crypto.encode_public_key(key), display_name=display_name))
+        return conn, user_id
+
+    def user_frame(self, name: str, conn: int, frame: Envelope) -> None:
+        self.event(name, FrameIn(conn, frame, digest(frame)))
+        self.settle()
+
+    def received(self, name: str, conn: int, frame_type: str) -> list[Envelope]:
+        return [f for f in self.nodes[name].user_outbox[conn] if f.type == frame_type]
+
+    # --- wiring ---------------------------------------------------------------------
+
+    def _node_by_port(self, port: int) -> Node | None:
+        return next((n for n in self.nodes.values() if n.port == port), None)
+
+    def _act(self, name: str, actions: list[Action]) -> None:
+        node = self.nodes[name]
+        for action in actions:
+            if isinstance(action, (Send, Relay)):
+                targets = action.targets if isinstance(action, Send) else [(c, action.frame.to) for c in action.conns]
+                for conn, to in targets:
+                    frame = Envelope(type=action.frame.type, from_=action.frame.from_, to=to, ts=action.frame.ts,
+                                     payload=action.frame.payload, sig="test")
+                    peer = self.wires.get((name, conn))
+                    if peer is None:
+                        node.user_outbox[conn].append(frame)
+                    else:
+                        self.queue.append((peer[0], FrameIn(peer[1], frame, digest(frame))))
+            elif isinstance(action, Dial):
+                target = self._node_by_port(action.port)
+                if target is None:
+                    self.queue.append((name, LinkDown(action.conn, "connection refused")))
+                    continue
+                peer_conn = target.next_conn
+                target.next_conn += 1
+                self.wires[(name, action.conn)] = (target.name, peer_conn)
+                self.wires[(target.name, peer_conn)] = (name, action.conn)
+                self.queue.append((name, LinkUp(action.conn)))
+            elif isinstance(action, Close):
+                peer = self.wires.pop((name, action.conn), None)
+                self.queue.append((name, LinkDown(action.conn, action.reason)))
+                if peer is not None:
+                    self.wires.pop(peer, None)
+                    self.queue.append((peer[0], LinkDown(peer[1], "closed by peer")))
+            elif isinstance(action, StoreWrite):
+                node.store_log.append(action)
+
+    def kill(self, name: str) -> None:
+        """The node vanishes: every peer sees its links drop."""
+        for (owner, conn), (peer, peer_conn) in list(self.wires.items()):
+            if owner == name:
+                self.wires.pop((owner, conn), None)
+                self.wires.pop((peer, peer_conn), None)
+                self.queue.append((peer, LinkDown(peer_conn, "peer died")))
+        self.settle()

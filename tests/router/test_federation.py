@@ -1,0 +1,151 @@
+"""Pure tests of the server mesh rules (SOCP §6, §8), several cores wired in memory."""
+
+from __future__ import annotations
+
+import pytest
+
+from socp.protocol import crypto, frames
+from socp.protocol.encoding import b64url_encode
+from socp.protocol.envelope import Envelope
+from socp.router.events import FrameIn
+from socp.router.links import LinkState
+
+from .harness import digest
+from .mesh import Mesh
+
+
+@pytest.fixture
+def mesh3(keys) -> Mesh:
+    mesh = Mesh()
+    a = mesh.add("a", keys[0])
+    mesh.add("b", keys[1], introducers=[a])
+    mesh.add("c", keys[2], introducers=[a])
+    mesh.start("a")
+    mesh.start("b")
+    mesh.start("c")
+    return mesh
+
+
+def test_three_servers_form_a_full_mesh_through_one_introducer(mesh3: Mesh) -> None:
+    ids = {name: node.server_id for name, node in mesh3.nodes.items()}
+    for name, node in mesh3.nodes.items():
+        others = {ids[n] for n in ids if n != name}
+        assert set(node.state.servers) == others, name
+        assert set(node.state.pinned_servers) >= others, name
+        for conn in node.state.servers.values():
+            assert node.state.links[conn].state is LinkState.SERVER
+
+
+def test_presence_and_list_span_the_mesh(mesh3: Mesh, keys) -> None:
+    users = {name: mesh3.connect_user(name, keys[3 + i % 2]) for i, name in enumerate("abc")}
+    all_ids = sorted(uid for _, uid in users.values())
+    for name, (conn, user_id) in users.items():
+        mesh3.user_frame(name, conn, frames.list_request(user_id, mesh3.nodes[name].server_id, mesh3.now))
+        (reply,) = mesh3.received(name, conn, "LIST_RESPONSE")
+        assert reply.payload["users"] == all_ids
+
+
+def test_direct_message_crosses_servers_with_original_ts(mesh3: Mesh, keys) -> None:
+    c_conn, carol = mesh3.connect_user("c", keys[3])
+    b_conn, bob = mesh3.connect_user("b", keys[4])
+    ciphertext = b64url_encode(crypto.oaep_encrypt(keys[4].public_key(), b"hello bob"))
+    dm = frames.msg_direct(carol, bob, mesh3.now - 7, ciphertext, crypto.encode_public_key(keys[3]), "c2ln")
+    mesh3.user_frame("c", c_conn, dm)
+    (deliver,) = mesh3.received("b", b_conn, "USER_DELIVER")
+    assert deliver.payload["sender"] == carol and deliver.ts == mesh3.now - 7
+    assert crypto.oaep_decrypt(keys[4], crypto.b64url_decode(deliver.payload["ciphertext"])) == b"hello bob"
+
+
+def test_public_message_reaches_each_member_once(mesh3: Mesh, keys) -> None:
+    users = {name: mesh3.connect_user(name, keys[3]) for name in "abc"}
+    extra_conn, _ = mesh3.connect_user("b", keys[4])
+    a_conn, alice = users["a"]
+    message = frames.msg_public_channel(alice, mesh3.now, b64url_encode(b"x" * 512),
+                                        crypto.encode_public_key(keys[3]), "c2ln")
+    mesh3.user_frame("a", a_conn, message)
+    for name, conn in (("b", users["b"][0]), ("c", users["c"][0]), ("b", extra_conn)):
+        got = mesh3.received(name, conn, "MSG_PUBLIC_CHANNEL")
+        assert len(got) == 1 and got[0].from_ == alice and got[0].payload == message.payload
+    assert mesh3.received("a", a_conn, "MSG_PUBLIC_CHANNEL") == []
+
+
+def test_disconnect_is_gossiped(mesh3: Mesh, keys) -> None:
+    conn, alice = mesh3.connect_user("a", keys[3])
+    assert mesh3.nodes["c"].state.user_locations[alice] == mesh3.nodes["a"].server_id
+    mesh3.event("a", __import__("socp.router.events", fromlist=["LinkDown"]).LinkDown(conn, "bye"))
+    mesh3.settle()
+    assert alice not in mesh3.nodes["b"].state.user_locations
+    assert alice not in mesh3.nodes["c"].state.user_locations
+
+
+def test_forged_advertisement_changes_nothing(mesh3: Mesh, keys) -> None:
+    a_conn, alice = mesh3.connect_user("a", keys[3])
+    b = mesh3.nodes["b"]
+    c = mesh3.nodes["c"]
+    # Server b claims that alice, who lives on a, is now on a (but b sends it): refused.
+    forged = frames.user_advertise(mesh3.nodes["a"].server_id, mesh3.now, alice, {})
+    forged = Envelope(type=forged.type, from_=b.server_id, to="*", ts=forged.ts,
+                      payload={**forged.payload, "server_id": b.server_id})
+    b_link_on_c = c.state.servers[b.server_id]
+    mesh3.event("c", FrameIn(b_link_on_c, forged, digest(forged)))
+    mesh3.settle()
+    assert c.state.user_locations[alice] == mesh3.nodes["a"].server_id  # b may not take alice over
+    # Nor may b advertise in a's name.
+    in_a_name = Envelope(type="USER_ADVERTISE", from_=mesh3.nodes["a"].server_id, to="*", ts=mesh3.now + 1,
+                         payload={"user_id": alice, "server_id": b.server_id, "meta": {}})
+    mesh3.event("c", FrameIn(b_link_on_c, in_a_name, digest(in_a_name)))
+    mesh3.settle()
+    assert c.state.user_locations[alice] == mesh3.nodes["a"].server_id
+
+
+def test_replayed_server_deliver_is_dropped(mesh3: Mesh, keys) -> None:
+    b_conn, bob = mesh3.connect_user("b", keys[4])
+    a = mesh3.nodes["a"]
+    b = mesh3.nodes["b"]
+    deliver = frames.server_deliver(a.server_id, b.server_id, mesh3.now, bob, b64url_encode(b"z" * 512), bob,
+                                    crypto.encode_public_key(keys[4]), "c2ln")
+    a_link_on_b = b.state.servers[a.server_id]
+    for _ in range(2):
+        mesh3.event("b", FrameIn(a_link_on_b, deliver, digest(deliver)))
+        mesh3.settle()
+    assert len(mesh3.received("b", b_conn, "USER_DELIVER")) == 1
+
+
+def test_link_from_an_unknown_server_is_refused(keys) -> None:
+    mesh = Mesh()
+    a = mesh.add("a", keys[0])
+    stranger = mesh.add("x", keys[1])
+    mesh.start("a")
+    hello = frames.server_hello_link(stranger.server_id, a.server_id, mesh.now, "127.0.0.1", stranger.port,
+                                     stranger.state.me.pubkey)
+    mesh.event("a", FrameIn(77, hello, digest(hello)))
+    mesh.settle()
+    assert stranger.server_id not in a.state.servers
+    assert 77 not in a.state.links or a.state.links[77].state is LinkState.CLOSING
+
+
+def test_dead_link_is_detected_and_redialled(mesh3: Mesh, keys) -> None:
+    a, b = mesh3.nodes["a"], mesh3.nodes["b"]
+    conn, alice = mesh3.connect_user("a", keys[3])
+    mesh3.kill("a")
+    assert a.server_id not in b.state.servers
+    assert alice not in b.state.user_locations
+    # a comes back (same identity); b's redial finds it and presence returns.
+    mesh3.advance(200)
+    mesh3.advance(400)
+    assert a.server_id in b.state.servers
+    assert b.state.user_locations.get(alice) == a.server_id
+
+
+def test_silent_link_times_out_and_heartbeats_keep_it(mesh3: Mesh) -> None:
+    b, c = mesh3.nodes["b"], mesh3.nodes["c"]
+    for _ in range(5):
+        mesh3.advance(900)  # heartbeats flow every 1 s of mesh time
+    assert c.server_id in b.state.servers
+    # Cut the wire silently: no close reaches either side, only silence.
+    conn = b.state.servers[c.server_id]
+    peer = mesh3.wires.pop(("b", conn))
+    mesh3.wires.pop(peer)
+    for _ in range(5):
+        mesh3.advance(900)
+    assert conn not in b.state.servers.values()
