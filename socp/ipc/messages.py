@@ -147,9 +147,8 @@ def unpack(data: bytes) -> Message:
     if len(data) > MAX_MESSAGE_BYTES:
         raise MalformedFrame("actor message too large")
     try:
-        items = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True,
-                                max_buffer_size=MAX_MESSAGE_BYTES)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        items = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         raise MalformedFrame("actor message is not msgpack") from exc
     if not isinstance(items, list) or len(items) < 2 or items[0] != WIRE_VERSION:
         raise MalformedFrame("actor message has an unknown version")

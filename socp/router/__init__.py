@@ -19,10 +19,7 @@ def run(config: NodeConfig) -> int:
     async def main() -> None:
         from .process import serve
 
-        store = StoreClient(config.endpoints.store_requests)
-        try:
+        async with StoreClient(config.endpoints.store_requests) as store:
             await serve(config, identity, store)
-        finally:
-            await store.close()
 
     return run_async_actor("router", main)

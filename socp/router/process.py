@@ -49,16 +49,15 @@ def state_from_snapshot(identity: NodeIdentity, config: NodeConfig, snapshot: ob
         state.introducers = load_bootstrap(config.bootstrap)
     for user_id, user in snapshot.users.items():
         meta = user.meta or {}
-        state.users[user_id] = UserRecord(pubkey=user.pubkey, display_name=str(meta.get("display_name", ""))[:64],
-                                          home_server=user.home_server or "")
-    for server_id, server in snapshot.servers.items():
+        state.users[user_id] = UserRecord(pubkey=user.pubkey, display_name=str(meta.get("display_name", ""))[:64])
+    for server_id, server in snapshot.pinned_servers.items():
         if server_id != me.server_id:
             state.pinned_servers[server_id] = ServerRecord(pubkey=server.pubkey, host=server.host, port=server.port)
             state.server_addrs[server_id] = (server.host, server.port)
-    for share in snapshot.pending_shares:
+    for share in snapshot.pending_key_shares:
         state.pending_shares.setdefault(share.member, {})[share.sender] = PendingShare(share.payload, share.ts)
-    state.channel_version = max(snapshot.channel_version, 1)
-    state.channel_members = set(snapshot.channel_members)
+    state.channel_version = max(snapshot.public_channel_version, 1)
+    state.channel_members = set(snapshot.public_channel_members)
     return state
 
 

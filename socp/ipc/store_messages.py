@@ -1,0 +1,264 @@
+"""The closed set of messages between the store actor and its clients, and their wire form.
+
+On the wire each message is a msgpack array `[WIRE_VERSION, kind, request_id, field, ...]`
+in field order. A client (ZeroMQ DEALER) sends a request with a `request_id` of its
+choosing; the store (ROUTER) answers with exactly one reply carrying the same id.
+No pickle: unpacking has size limits and `strict_map_key`, refuses an unknown kind or
+version, and checks each field's type.
+
+Requests (client → store)              Replies (store → client)
+  Ping                                   Done
+  LoadSnapshot                           SnapshotReply
+  GetUser                                UserReply
+  BindUser                               BindReply      (BindResult value)
+  SaveKeyShare                           Applied        (whether it changed anything)
+  MarkShareDelivered                     Applied
+  PinServer                              PinReply       (PinResult value)
+  UpdateServerAddr                       Applied
+  AddChannelMember                       Done
+  any of them                            Failed         (reason, detail)
+
+Reads are answered as soon as every write that arrived before them is applied; writes
+are applied one at a time in arrival order.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+import msgpack
+
+from socp.protocol.errors import MalformedFrame
+
+WIRE_VERSION = 1
+# A key-share payload for a big channel carries one wrapped key per member (~3.5 KB each).
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+# The start-up snapshot holds every user key and pending share of the node.
+MAX_REPLY_BYTES = 256 * 1024 * 1024
+
+RequestId = int
+
+# Failed.reason values: the closed set of ways a request can fail.
+REASON_UNAVAILABLE = "unavailable"      # the database cannot be reached now
+REASON_OVERLOADED = "overloaded"        # the write queue is full
+REASON_BAD_REQUEST = "bad_request"      # fields the store refuses
+REASON_QUERY_FAILED = "query_failed"    # the statement failed; retrying will not help
+FAILURE_REASONS = frozenset({REASON_UNAVAILABLE, REASON_OVERLOADED, REASON_BAD_REQUEST, REASON_QUERY_FAILED})
+
+
+# -- requests --------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    KIND: ClassVar[int] = 1
+    request_id: RequestId
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSnapshot:
+    KIND: ClassVar[int] = 2
+    request_id: RequestId
+
+
+@dataclass(frozen=True, slots=True)
+class GetUser:
+    KIND: ClassVar[int] = 3
+    request_id: RequestId
+    user_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class BindUser:
+    KIND: ClassVar[int] = 4
+    request_id: RequestId
+    user_id: str
+    pubkey: str
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SaveKeyShare:
+    KIND: ClassVar[int] = 5
+    request_id: RequestId
+    sender: str
+    member: str
+    wrapped_key: str
+    payload: dict[str, Any]
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class MarkShareDelivered:
+    KIND: ClassVar[int] = 6
+    request_id: RequestId
+    sender: str
+    member: str
+    ts: int | None            # only mark if the stored share has this ts; None: whatever is stored
+
+
+@dataclass(frozen=True, slots=True)
+class PinServer:
+    KIND: ClassVar[int] = 7
+    request_id: RequestId
+    server_id: str
+    pubkey: str
+    host: str | None
+    port: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateServerAddr:
+    KIND: ClassVar[int] = 8
+    request_id: RequestId
+    server_id: str
+    host: str | None
+    port: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AddChannelMember:
+    KIND: ClassVar[int] = 9
+    request_id: RequestId
+    member_id: str
+    version: int
+
+
+# -- replies ---------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    KIND: ClassVar[int] = 64
+    request_id: RequestId
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    KIND: ClassVar[int] = 65
+    request_id: RequestId
+    changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotReply:
+    KIND: ClassVar[int] = 66
+    request_id: RequestId
+    users: dict[str, list[Any]]               # user_id -> [pubkey, meta, version, revoked]
+    pinned_servers: dict[str, list[Any]]      # server_id -> [pubkey, host, port]
+    pending_key_shares: list[list[Any]]       # [sender, member, payload, ts]
+    public_channel_version: int
+    public_channel_members: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class UserReply:
+    KIND: ClassVar[int] = 67
+    request_id: RequestId
+    found: bool
+    pubkey: str
+    meta: dict[str, Any]
+    version: int
+    revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BindReply:
+    KIND: ClassVar[int] = 68
+    request_id: RequestId
+    result: str               # a BindResult value
+
+
+@dataclass(frozen=True, slots=True)
+class PinReply:
+    KIND: ClassVar[int] = 69
+    request_id: RequestId
+    result: str               # a PinResult value
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    KIND: ClassVar[int] = 70
+    request_id: RequestId
+    reason: str               # one of FAILURE_REASONS
+    detail: str               # one line, for logs and the operator
+
+
+StoreRequest = (Ping | LoadSnapshot | GetUser | BindUser | SaveKeyShare | MarkShareDelivered | PinServer
+                | UpdateServerAddr | AddChannelMember)
+StoreReply = Done | Applied | SnapshotReply | UserReply | BindReply | PinReply | Failed
+StoreMessage = StoreRequest | StoreReply
+
+REQUEST_TYPES: tuple[type, ...] = (Ping, LoadSnapshot, GetUser, BindUser, SaveKeyShare, MarkShareDelivered,
+                                   PinServer, UpdateServerAddr, AddChannelMember)
+REPLY_TYPES: tuple[type, ...] = (Done, Applied, SnapshotReply, UserReply, BindReply, PinReply, Failed)
+# Requests that change the database: applied one at a time, in arrival order.
+WRITE_TYPES: tuple[type, ...] = (BindUser, SaveKeyShare, MarkShareDelivered, PinServer, UpdateServerAddr,
+                                 AddChannelMember)
+
+_BY_KIND: dict[int, type] = {cls.KIND: cls for cls in REQUEST_TYPES + REPLY_TYPES}
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls)) for cls in _BY_KIND.values()}
+
+
+def _accepted_types(annotation: Any) -> tuple[type, ...]:
+    """The Python types msgpack may decode into for a field annotation (outer type only)."""
+    origin = typing.get_origin(annotation)
+    if origin in (types.UnionType, typing.Union):
+        return tuple(t for arg in typing.get_args(annotation) for t in _accepted_types(arg))
+    if annotation is type(None):
+        return (type(None),)
+    if annotation is Any:
+        return (object,)
+    return (origin or annotation,)
+
+
+_FIELD_TYPES: dict[type, tuple[tuple[type, ...], ...]] = {
+    cls: tuple(_accepted_types(typing.get_type_hints(cls)[name]) for name in _FIELD_NAMES[cls])
+    for cls in _BY_KIND.values()
+}
+
+
+def _type_ok(value: Any, accepted: tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and bool not in accepted:
+        return False   # msgpack's true is not an int here
+    return isinstance(value, accepted)
+
+
+def pack(message: StoreMessage) -> bytes:
+    values = [getattr(message, name) for name in _FIELD_NAMES[type(message)]]
+    return msgpack.packb([WIRE_VERSION, message.KIND, *values], use_bin_type=True)
+
+
+def peek_request_id(data: bytes) -> RequestId | None:
+    """The request id of a message `unpack` refused, so the store can still answer it."""
+    try:
+        items = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        return None
+    if isinstance(items, list) and len(items) >= 3 and type(items[2]) is int:
+        return items[2]
+    return None
+
+
+def unpack(data: bytes, max_bytes: int = MAX_REQUEST_BYTES) -> StoreMessage:
+    # unpackb also bounds every string, array and map by len(data).
+    if len(data) > max_bytes:
+        raise MalformedFrame(f"store message too large ({len(data)} bytes)")
+    try:
+        items = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise MalformedFrame("store message is not msgpack") from exc
+    if not isinstance(items, list) or len(items) < 3 or items[0] != WIRE_VERSION:
+        raise MalformedFrame("store message has an unknown version")
+    cls = _BY_KIND.get(items[1]) if type(items[1]) is int else None
+    if cls is None:
+        raise MalformedFrame(f"unknown store message kind {items[1]!r}")
+    values = items[2:]
+    names = _FIELD_NAMES[cls]
+    if len(values) != len(names):
+        raise MalformedFrame(f"{cls.__name__} has {len(values)} fields, expected {len(names)}")
+    for name, value, accepted in zip(names, values, _FIELD_TYPES[cls]):
+        if not _type_ok(value, accepted):
+            raise MalformedFrame(f"{cls.__name__}.{name} has type {type(value).__name__}")
+    return cls(*values)

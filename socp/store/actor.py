@@ -1,0 +1,370 @@
+"""The store actor: the node's only database user, serving requests over ZeroMQ.
+
+    router/others (DEALER, StoreClient) ──requests──▶ ROUTER  config.endpoints.store_requests
+                                         ◀──replies──
+
+Inside, one TaskGroup owns:
+
+  opener    opens the database and applies migrations; while the database cannot be
+            reached it retries with backoff (a misconfiguration ends the actor instead)
+  receiver  reads requests; queues writes, starts reads
+  writer    applies writes one at a time in arrival order; when the database is down
+            it keeps the write at the head of the queue and retries with backoff
+  reads     one short task per read, at most MAX_CONCURRENT_READS at once
+
+Bounds and what happens when they are hit:
+
+  writes queued           WRITE_QUEUE_SIZE   refused at once with Failed(overloaded)
+  reads in progress       MAX_CONCURRENT_READS  the receiver stops reading (backpressure)
+  socket queues           SOCKET_HWM         ZeroMQ blocks the sender / drops late replies
+  request size            MAX_REQUEST_BYTES  ZeroMQ drops the connection
+
+A read waits until every write that arrived before it is applied (read-your-writes);
+if the database is down meanwhile, the read is answered Failed(unavailable) at once.
+On SIGTERM/SIGINT the actor stops reading, gives queued writes DRAIN_TIMEOUT to land,
+and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+import zmq.asyncio
+
+from socp.config import NodeConfig
+from socp.ipc import store_messages as wire
+from socp.ipc.endpoints import ensure_runtime_dir
+from socp.protocol.errors import MalformedFrame
+from socp.protocol.ids import ServerId, UserId
+from socp.store.errors import (StoreMisconfigured, StoreQueryError, StoreRequestRejected, StoreUnavailable)
+from socp.store.operations import Store
+from socp.store.records import StoreSnapshot
+
+log = logging.getLogger("socp.store")
+
+WRITE_QUEUE_SIZE = 10_000
+MAX_CONCURRENT_READS = 8
+SOCKET_HWM = 10_000
+RETRY_FIRST_DELAY = 0.05     # seconds; doubles up to RETRY_MAX_DELAY
+RETRY_MAX_DELAY = 5.0
+DRAIN_TIMEOUT = 1.0
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class StoreCounters:
+    """Read by tests and (later) the metrics endpoint."""
+
+    requests: int = 0
+    writes_applied: int = 0
+    write_retries: int = 0
+    refused_overloaded: int = 0
+    refused_malformed: int = 0
+    reads_unavailable: int = 0
+
+
+def snapshot_reply(request_id: int, snapshot: StoreSnapshot) -> wire.SnapshotReply:
+    return wire.SnapshotReply(
+        request_id=request_id,
+        users={uid: [r.pubkey, r.meta, r.version, r.revoked] for uid, r in snapshot.users.items()},
+        pinned_servers={sid: [s.pubkey, s.host, s.port] for sid, s in snapshot.pinned_servers.items()},
+        pending_key_shares=[[s.sender, s.member, s.payload, s.ts] for s in snapshot.pending_key_shares],
+        public_channel_version=snapshot.public_channel_version,
+        public_channel_members=list(snapshot.public_channel_members),
+    )
+
+
+async def execute(store: Store, request: wire.StoreRequest) -> wire.StoreReply:
+    """Run one request against the store and say how it went, as a reply."""
+    rid = request.request_id
+    match request:
+        case wire.Ping():
+            return wire.Done(rid)
+        case wire.LoadSnapshot():
+            return snapshot_reply(rid, await store.load_snapshot())
+        case wire.GetUser():
+            user = await store.get_user(UserId(request.user_id))
+            if user is None:
+                return wire.UserReply(rid, False, "", {}, 0, False)
+            return wire.UserReply(rid, True, user.pubkey, user.meta, user.version, user.revoked)
+        case wire.BindUser():
+            result = await store.bind_user(UserId(request.user_id), request.pubkey, request.meta)
+            return wire.BindReply(rid, result.value)
+        case wire.SaveKeyShare():
+            changed = await store.save_key_share(UserId(request.sender), UserId(request.member),
+                                                 request.wrapped_key, request.payload, request.ts)
+            return wire.Applied(rid, changed)
+        case wire.MarkShareDelivered():
+            changed = await store.mark_share_delivered(UserId(request.sender), UserId(request.member), request.ts)
+            return wire.Applied(rid, changed)
+        case wire.PinServer():
+            pin = await store.pin_server(ServerId(request.server_id), request.pubkey, request.host, request.port)
+            return wire.PinReply(rid, pin.value)
+        case wire.UpdateServerAddr():
+            changed = await store.update_server_addr(ServerId(request.server_id), request.host, request.port)
+            return wire.Applied(rid, changed)
+        case wire.AddChannelMember():
+            await store.add_channel_member(UserId(request.member_id), request.version)
+            return wire.Done(rid)
+    raise StoreRequestRejected(f"{type(request).__name__} is not a request")
+
+
+class StoreService:
+    """Serves store requests arriving on a bound ROUTER socket (see the module docstring)."""
+
+    def __init__(self, socket: zmq.asyncio.Socket, open_store: Callable[[], Awaitable[Store]], *,
+                 write_queue_size: int = WRITE_QUEUE_SIZE, max_concurrent_reads: int = MAX_CONCURRENT_READS,
+                 retry_first_delay: float = RETRY_FIRST_DELAY, retry_max_delay: float = RETRY_MAX_DELAY,
+                 drain_timeout: float = DRAIN_TIMEOUT, sleep: Sleep = asyncio.sleep) -> None:
+        self._socket = socket
+        self._open_store = open_store
+        self._store: Store | None = None
+        self._store_open = asyncio.Event()
+        self._open_error = "the database is not open yet"
+        self._writes: asyncio.Queue[tuple[bytes, wire.StoreRequest]] = asyncio.Queue(write_queue_size)
+        self._writes_received = 0
+        self._writes_done = 0
+        self._outage: str | None = None          # why the last write attempt failed, while it lasts
+        self._progress = asyncio.Condition()     # writes_done moved, or an outage began
+        self._read_slots = asyncio.Semaphore(max_concurrent_reads)
+        self._read_tasks: set[asyncio.Task[None]] = set()
+        self._retry_first_delay = retry_first_delay
+        self._retry_max_delay = retry_max_delay
+        self._drain_timeout = drain_timeout
+        self._sleep = sleep
+        self.counters = StoreCounters()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                opener = tasks.create_task(self._open_database())
+                writer = tasks.create_task(self._apply_writes())
+                receiver = tasks.create_task(self._receive_requests(tasks))
+                await stop.wait()
+                receiver.cancel()
+                await self._drain_writes()
+                for task in (opener, writer, *self._read_tasks):
+                    task.cancel()
+        finally:
+            if self._store is not None:
+                await self._store.close()
+
+    # -- opening -----------------------------------------------------------------------
+
+    async def _open_database(self) -> None:
+        delay = self._retry_first_delay
+        while True:
+            try:
+                self._store = await self._open_store()
+            except StoreMisconfigured:
+                raise   # retrying cannot fix a wrong URL or password; end the actor
+            except StoreUnavailable as exc:
+                self._open_error = f"the database is not open yet: {exc}"
+                log.warning("database unavailable, retrying in %.1fs: %s", delay, exc)
+                await self._sleep(delay)
+                delay = min(delay * 2, self._retry_max_delay)
+                continue
+            log.info("database open: %s", self._store.database.description)
+            self._store_open.set()
+            return
+
+    # -- requests ----------------------------------------------------------------------
+
+    async def _receive_requests(self, tasks: asyncio.TaskGroup) -> None:
+        while True:
+            frames = await self._socket.recv_multipart()
+            self.counters.requests += 1
+            if len(frames) != 2:
+                self.counters.refused_malformed += 1
+                log.warning("dropped a store request of %d frames (expected a DEALER's one)", len(frames) - 1)
+                continue
+            identity, body = frames
+            try:
+                request = wire.unpack(body)
+                if not isinstance(request, wire.REQUEST_TYPES):
+                    raise MalformedFrame(f"{type(request).__name__} is a reply, not a request")
+            except MalformedFrame as exc:
+                self.counters.refused_malformed += 1
+                request_id = wire.peek_request_id(body)
+                if request_id is None:
+                    log.warning("dropped an unreadable store request: %s", exc.detail)
+                else:
+                    await self._reply(identity, wire.Failed(request_id, wire.REASON_BAD_REQUEST, exc.detail))
+                continue
+            if isinstance(request, wire.WRITE_TYPES):
+                await self._queue_write(identity, request)
+            else:
+                await self._read_slots.acquire()   # backpressure: stop reading while all slots are busy
+                task = tasks.create_task(self._serve_read(identity, request, self._writes_received))
+                self._read_tasks.add(task)
+                task.add_done_callback(self._read_tasks.discard)
+
+    async def _queue_write(self, identity: bytes, request: wire.StoreRequest) -> None:
+        try:
+            self._writes.put_nowait((identity, request))
+        except asyncio.QueueFull:
+            self.counters.refused_overloaded += 1
+            await self._reply(identity, wire.Failed(request.request_id, wire.REASON_OVERLOADED,
+                                                    f"store write queue full ({self._writes.maxsize} waiting)"))
+            return
+        self._writes_received += 1
+
+    async def _serve_read(self, identity: bytes, request: wire.StoreRequest, writes_before: int) -> None:
+        try:
+            reply = await self._read(request, writes_before)
+        finally:
+            self._read_slots.release()
+        await self._reply(identity, reply)
+
+    async def _read(self, request: wire.StoreRequest, writes_before: int) -> wire.StoreReply:
+        if isinstance(request, wire.Ping):
+            return wire.Done(request.request_id)
+        if self._store is None:
+            self.counters.reads_unavailable += 1
+            return wire.Failed(request.request_id, wire.REASON_UNAVAILABLE, self._open_error)
+        async with self._progress:
+            while self._writes_done < writes_before:
+                if self._outage is not None:
+                    self.counters.reads_unavailable += 1
+                    return wire.Failed(request.request_id, wire.REASON_UNAVAILABLE,
+                                       f"earlier writes are waiting for the database: {self._outage}")
+                await self._progress.wait()
+        try:
+            return await execute(self._store, request)
+        except StoreUnavailable as exc:
+            self.counters.reads_unavailable += 1
+            return wire.Failed(request.request_id, wire.REASON_UNAVAILABLE, exc.detail)
+        except (StoreQueryError, StoreRequestRejected) as exc:
+            return _failure(request, exc)
+
+    # -- writes ------------------------------------------------------------------------
+
+    async def _apply_writes(self) -> None:
+        while True:
+            identity, request = await self._writes.get()
+            reply = await self._apply_until_done(request)
+            self.counters.writes_applied += 1
+            async with self._progress:
+                self._writes_done += 1
+                self._progress.notify_all()
+            self._writes.task_done()
+            await self._reply(identity, reply)
+
+    async def _apply_until_done(self, request: wire.StoreRequest) -> wire.StoreReply:
+        await self._store_open.wait()
+        assert self._store is not None
+        delay = self._retry_first_delay
+        while True:
+            try:
+                reply = await execute(self._store, request)
+            except StoreUnavailable as exc:
+                await self._enter_outage(exc)
+                self.counters.write_retries += 1
+                await self._sleep(delay)
+                delay = min(delay * 2, self._retry_max_delay)
+                continue
+            except (StoreQueryError, StoreRequestRejected) as exc:
+                # Retrying cannot fix it; answer and go on with the next write.
+                log.error("store write %s failed: %s", type(request).__name__, exc.detail)
+                reply = _failure(request, exc)
+            if self._outage is not None:
+                log.warning("database is back; applying %d queued writes", self._writes.qsize())
+                self._outage = None
+            return reply
+
+    async def _enter_outage(self, error: StoreUnavailable) -> None:
+        if self._outage is None:
+            log.warning("database unavailable; holding %d writes and retrying: %s",
+                        self._writes.qsize() + 1, error.detail)
+        async with self._progress:
+            self._outage = error.detail
+            self._progress.notify_all()   # waiting reads answer "unavailable" now
+
+    async def _drain_writes(self) -> None:
+        try:
+            async with asyncio.timeout(self._drain_timeout):
+                await self._writes.join()
+        except TimeoutError:
+            log.warning("stopping with %d store writes not applied", self._writes.qsize() + 1)
+
+    async def _reply(self, identity: bytes, reply: wire.StoreReply) -> None:
+        data = wire.pack(reply)
+        if len(data) > wire.MAX_REPLY_BYTES:
+            data = wire.pack(wire.Failed(reply.request_id, wire.REASON_QUERY_FAILED,
+                                         f"reply of {len(data)} bytes exceeds the limit"))
+        # ROUTER never blocks: a reply to a vanished or saturated client is dropped.
+        await self._socket.send_multipart([identity, data])
+
+
+def _failure(request: wire.StoreRequest, error: StoreQueryError | StoreRequestRejected) -> wire.Failed:
+    reason = wire.REASON_BAD_REQUEST if isinstance(error, StoreRequestRejected) else wire.REASON_QUERY_FAILED
+    return wire.Failed(request.request_id, reason, error.detail)
+
+
+def bind_store_socket(context: zmq.asyncio.Context, endpoint: str) -> zmq.asyncio.Socket:
+    socket = context.socket(zmq.ROUTER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.SNDHWM, SOCKET_HWM)
+    socket.setsockopt(zmq.RCVHWM, SOCKET_HWM)
+    socket.setsockopt(zmq.MAXMSGSIZE, wire.MAX_REQUEST_BYTES)
+    socket.bind(endpoint)
+    return socket
+
+
+async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
+    """The store actor until `stop` is set (used by `run`, and by tests in-process)."""
+    ensure_runtime_dir(config.run_dir)
+    context = zmq.asyncio.Context()
+    try:
+        socket = bind_store_socket(context, config.endpoints.store_requests)
+        log.info("store listening on %s", config.endpoints.store_requests)
+        try:
+            await StoreService(socket, lambda: Store.open(config.database_url)).run(stop)
+        finally:
+            socket.close(linger=0)
+            # libzmq leaves the ipc file behind; a stale one would look like a live store.
+            Path(config.endpoints.store_requests.removeprefix("ipc://")).unlink(missing_ok=True)
+    finally:
+        context.term()
+
+
+async def _main(config: NodeConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await serve(config, stop)
+    log.info("store stopped")
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    found: list[BaseException] = []
+    for error in group.exceptions:
+        found.extend(_leaves(error) if isinstance(error, BaseExceptionGroup) else [error])
+    return found
+
+
+def run(config: NodeConfig) -> None:
+    """Run the store actor in the foreground until SIGTERM/SIGINT. A misconfigured
+    database ends it with a one-line message on stderr and exit status 2."""
+    import uvloop
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s store %(levelname)s %(message)s")
+    failure: BaseException | None = None
+    try:
+        uvloop.run(_main(config))
+    except* StoreMisconfigured as group:
+        failure = _leaves(group)[0]
+    if failure is not None:
+        print(f"socp store: {failure}", file=sys.stderr)
+        raise SystemExit(2)

@@ -1,0 +1,56 @@
+"""What the store hands out: results and the start-up snapshot, as plain immutable values.
+
+These carry no database types, so the router (through `StoreClient`) and the store
+actor share them without importing a driver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, NamedTuple
+
+from socp.protocol.ids import ServerId, UserId
+
+
+class BindResult(str, Enum):
+    BOUND = "BOUND"          # a new user id, now bound to this key
+    SAME = "SAME"            # already bound to this key; meta updated
+    CONFLICT = "CONFLICT"    # bound to another key; nothing changed (first come, first bound)
+
+
+class PinResult(str, Enum):
+    PINNED = "PINNED"        # a new server id, its key now pinned
+    SAME = "SAME"            # already pinned to this key; address updated
+    CONFLICT = "CONFLICT"    # pinned to another key; refused, nothing changed
+
+
+class UserRecord(NamedTuple):
+    pubkey: str
+    meta: dict[str, Any]
+    version: int
+    revoked: bool
+
+
+class PinnedServer(NamedTuple):
+    pubkey: str
+    host: str | None
+    port: int | None
+
+
+class PendingKeyShare(NamedTuple):
+    sender: UserId
+    member: UserId
+    payload: dict[str, Any]   # the PUBLIC_CHANNEL_KEY_SHARE payload as received (SOCP §7.3)
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSnapshot:
+    """Everything the router mirrors in memory, read once at its start."""
+
+    users: dict[UserId, UserRecord]
+    pinned_servers: dict[ServerId, PinnedServer]
+    pending_key_shares: tuple[PendingKeyShare, ...]   # undelivered, oldest first
+    public_channel_version: int
+    public_channel_members: tuple[UserId, ...]         # in join order

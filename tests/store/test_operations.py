@@ -1,0 +1,190 @@
+"""Store operations, the same tests on every backend (SQLite and MySQL/MariaDB)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from socp.protocol.ids import PUBLIC_CHANNEL, UserId, ServerId
+from socp.store.errors import StoreRequestRejected
+from socp.store.migrations import MIGRATIONS, apply_migrations
+from socp.store.operations import Store
+from socp.store.records import BindResult, PendingKeyShare, PinnedServer, PinResult, UserRecord
+
+ALICE = UserId("3f0c6f55-6a43-4c2e-9a53-1b2f4f0e2a01")
+BOB = UserId("7d1e2b9c-0f4a-4b8e-8c11-2a6b3c4d5e02")
+SERVER_A = ServerId("b6f6a0de-8d2c-4c3f-9e4d-7a1b2c3d4e03")
+NOW = 1_700_000_000.0
+
+
+def share_payload(member: str, tag: str) -> dict:
+    return {"shares": [{"member": member, "wrapped_public_channel_key": f"wrapped-{tag}"}],
+            "creator_pub": "alice-key", "content_sig": f"sig-{tag}"}
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = await Store.open(store_url, clock=lambda: NOW)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def test_fresh_database_has_only_the_public_channel(store: Store) -> None:
+    snapshot = await store.load_snapshot()
+    assert snapshot.users == {}
+    assert snapshot.pinned_servers == {}
+    assert snapshot.pending_key_shares == ()
+    assert snapshot.public_channel_version == 1
+    assert snapshot.public_channel_members == ()
+
+
+async def test_bind_user_first_come_first_bound(store: Store) -> None:
+    assert await store.bind_user(ALICE, "key-a", {"display_name": "Alice"}) is BindResult.BOUND
+    assert await store.get_user(ALICE) == UserRecord("key-a", {"display_name": "Alice"}, 1, False)
+
+    # Same key again: SAME, meta updated, version bumped.
+    assert await store.bind_user(ALICE, "key-a", {"display_name": "Alice L."}) is BindResult.SAME
+    assert await store.get_user(ALICE) == UserRecord("key-a", {"display_name": "Alice L."}, 2, False)
+    # Unchanged meta does not bump the version.
+    assert await store.bind_user(ALICE, "key-a", {"display_name": "Alice L."}) is BindResult.SAME
+    assert (await store.get_user(ALICE)).version == 2
+
+    # Another key for a bound id: CONFLICT and nothing changes.
+    assert await store.bind_user(ALICE, "key-mallory", {"display_name": "Mallory"}) is BindResult.CONFLICT
+    assert await store.get_user(ALICE) == UserRecord("key-a", {"display_name": "Alice L."}, 2, False)
+
+
+async def test_get_user_unknown_is_none(store: Store) -> None:
+    assert await store.get_user(BOB) is None
+
+
+async def test_user_ids_are_case_sensitive(store: Store) -> None:
+    # SOCP §3; MySQL's default collation would make these the same key.
+    assert await store.bind_user(UserId("Carol"), "key-1", {}) is BindResult.BOUND
+    assert await store.bind_user(UserId("carol"), "key-2", {}) is BindResult.BOUND
+    assert (await store.get_user(UserId("carol"))).pubkey == "key-2"
+
+
+async def test_meta_round_trips_unicode_and_nesting(store: Store) -> None:
+    meta = {"display_name": "Zoë 🦊", "pronouns": "she/her", "age": 30, "extras": {"tags": ["a", "b"], "x": None}}
+    await store.bind_user(ALICE, "key-a", meta)
+    assert (await store.get_user(ALICE)).meta == meta
+    assert (await store.load_snapshot()).users[ALICE].meta == meta
+
+
+async def test_meta_that_is_not_json_is_refused(store: Store) -> None:
+    with pytest.raises(StoreRequestRejected):
+        await store.bind_user(ALICE, "key-a", {"blob": b"\x00\x01"})
+    assert await store.get_user(ALICE) is None
+
+
+async def test_key_share_newer_replaces_older_is_ignored(store: Store) -> None:
+    assert await store.save_key_share(ALICE, BOB, "w1", share_payload(BOB, "1"), 1000)
+    assert await store.save_key_share(ALICE, BOB, "w2", share_payload(BOB, "2"), 2000)
+    assert not await store.save_key_share(ALICE, BOB, "w0", share_payload(BOB, "0"), 500)
+    snapshot = await store.load_snapshot()
+    assert snapshot.pending_key_shares == (PendingKeyShare(ALICE, BOB, share_payload(BOB, "2"), 2000),)
+
+
+async def test_key_share_delivery(store: Store) -> None:
+    await store.save_key_share(ALICE, BOB, "w1", share_payload(BOB, "1"), 1000)
+    await store.save_key_share(BOB, ALICE, "w2", share_payload(ALICE, "2"), 900)
+    # Oldest first.
+    assert [s.ts for s in (await store.load_snapshot()).pending_key_shares] == [900, 1000]
+
+    # A stale ts does not mark a newer share.
+    assert not await store.mark_share_delivered(ALICE, BOB, ts=999)
+    assert await store.mark_share_delivered(ALICE, BOB, ts=1000)
+    assert [s.sender for s in (await store.load_snapshot()).pending_key_shares] == [BOB]
+
+    # A newer share after delivery is pending again.
+    await store.save_key_share(ALICE, BOB, "w3", share_payload(BOB, "3"), 3000)
+    assert {s.ts for s in (await store.load_snapshot()).pending_key_shares} == {900, 3000}
+    assert await store.mark_share_delivered(BOB, ALICE)
+    assert not await store.mark_share_delivered(UserId("nobody"), ALICE)
+
+
+async def test_large_key_share_payload(store: Store) -> None:
+    # A channel of 300 members: ~1 MB of wrapped keys, beyond MySQL's TEXT.
+    payload = {"shares": [{"member": f"m{i}", "wrapped_public_channel_key": "A" * 3413} for i in range(300)],
+               "creator_pub": "k", "content_sig": "s"}
+    await store.save_key_share(ALICE, BOB, "A" * 3413, payload, 1)
+    assert (await store.load_snapshot()).pending_key_shares[0].payload == payload
+
+
+async def test_pin_server(store: Store) -> None:
+    assert await store.pin_server(SERVER_A, "server-key", "127.0.0.1", 9001) is PinResult.PINNED
+    assert await store.pin_server(SERVER_A, "server-key", "10.0.0.2", 9002) is PinResult.SAME
+    assert await store.pin_server(SERVER_A, "other-key", "10.6.6.6", 6666) is PinResult.CONFLICT
+    assert (await store.load_snapshot()).pinned_servers == {SERVER_A: PinnedServer("server-key", "10.0.0.2", 9002)}
+
+    assert await store.update_server_addr(SERVER_A, "10.0.0.3", 9003)
+    assert await store.update_server_addr(SERVER_A, "10.0.0.3", 9003)   # unchanged is still "pinned"
+    assert not await store.update_server_addr(ServerId("unknown"), "h", 1)
+    assert (await store.load_snapshot()).pinned_servers[SERVER_A] == PinnedServer("server-key", "10.0.0.3", 9003)
+
+
+async def test_pin_server_without_address(store: Store) -> None:
+    assert await store.pin_server(SERVER_A, "server-key", None, None) is PinResult.PINNED
+    assert (await store.load_snapshot()).pinned_servers[SERVER_A] == PinnedServer("server-key", None, None)
+
+
+async def test_public_channel_members_and_version(store: Store) -> None:
+    clock = [NOW]
+    store._clock = lambda: clock[0]   # members are listed in join order
+    await store.add_channel_member(BOB, 2)
+    clock[0] += 1
+    await store.add_channel_member(ALICE, 3)
+    await store.add_channel_member(BOB, 3)          # already a member: no duplicate
+    await store.add_channel_member(ALICE, 2)        # a stale version never moves it back
+    snapshot = await store.load_snapshot()
+    assert snapshot.public_channel_members == (BOB, ALICE)
+    assert snapshot.public_channel_version == 3
+
+    async with store.database.transaction(write=False) as tx:
+        rows = await tx.fetch_all("SELECT role, wrapped_key FROM group_members WHERE group_id = ?", (PUBLIC_CHANNEL,))
+        channel = await tx.fetch_one("SELECT creator_id FROM `groups` WHERE group_id = ?", (PUBLIC_CHANNEL,))
+    assert rows == [("member", ""), ("member", "")]
+    assert channel == ("system",)
+
+
+async def test_migrations_are_idempotent(store: Store) -> None:
+    await store.bind_user(ALICE, "key-a", {})
+    assert await apply_migrations(store.database, 0) == []
+    assert await apply_migrations(store.database, 0) == []
+    async with store.database.transaction(write=False) as tx:
+        versions = await tx.fetch_all("SELECT version FROM schema_version ORDER BY version")
+        channels = await tx.fetch_all("SELECT group_id FROM `groups`")
+    assert [v for (v,) in versions] == [m.number for m in MIGRATIONS]
+    assert channels == [(PUBLIC_CHANNEL,)]
+    assert (await store.get_user(ALICE)).pubkey == "key-a"
+
+
+async def test_restart_keeps_everything(store_url: str) -> None:
+    first = await Store.open(store_url, clock=lambda: NOW)
+    try:
+        await first.bind_user(ALICE, "key-a", {"display_name": "Alice"})
+        await first.bind_user(BOB, "key-b", {})
+        await first.pin_server(SERVER_A, "server-key", "127.0.0.1", 9001)
+        await first.save_key_share(ALICE, BOB, "w1", share_payload(BOB, "1"), 1000)
+        await first.save_key_share(BOB, ALICE, "w2", share_payload(ALICE, "2"), 1001)
+        await first.mark_share_delivered(BOB, ALICE)
+        await first.add_channel_member(ALICE, 2)
+        await first.add_channel_member(BOB, 3)
+        before = await first.load_snapshot()
+    finally:
+        await first.close()
+
+    second = await Store.open(store_url, clock=lambda: NOW + 60)
+    try:
+        after = await second.load_snapshot()
+        assert await second.bind_user(ALICE, "key-other", {}) is BindResult.CONFLICT
+    finally:
+        await second.close()
+    assert after == before
+    assert set(after.users) == {ALICE, BOB}
+    assert after.pending_key_shares == (PendingKeyShare(ALICE, BOB, share_payload(BOB, "1"), 1000),)
+    assert after.public_channel_version == 3
