@@ -16,7 +16,7 @@ Who sends what (→ receiver):
   router   → gateway   Deliver         already-signed frames (forwarded unchanged)
   router   → gateway   CloseLink       close a connection after its queued frames
   router   → gateway   DialLink        open an outbound link to a server
-  gateway  → router    GatewayHello    the gateway (re)started; lists live links
+  gateway  → router    GatewayHello    the gateway (re)started; it holds no link of before
 
 Ordering: each inbound event of a connection carries `seq` (0, 1, 2, ...) assigned by
 the gateway; the router applies them in that order whatever path they took. Each

@@ -1,0 +1,22 @@
+"""The gateway actor: owns every WebSocket, decides nothing about routing.
+
+It moves frames between sockets and ZeroMQ, keeps each connection's order and
+enforces transport limits (SOCP §4). Modules, each with one job:
+
+  app       run(config): start, signals, ordered shutdown
+  bus       the three ZeroMQ sockets (inbox, verify_jobs, router)
+  server    the WebSocket listener; /healthz via process_request
+  dialer    outbound links the router asks for (DialLink)
+  session   one open WebSocket: reader, writer, close, LinkClosed exactly once
+  inbox     Deliver / CloseLink / DialLink from the router and verifiers
+  links     per-connection state, its state table, reorder buffer and outbox
+  roles     the role of a connection, from its first frame
+  health    counters and the /healthz body
+  context   what the parts share
+"""
+
+from __future__ import annotations
+
+from socp.gateway.app import run
+
+__all__ = ["run"]

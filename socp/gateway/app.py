@@ -1,0 +1,95 @@
+"""`run(config)`: the gateway process, from bind to clean exit.
+
+Start: runtime dir, ZeroMQ sockets, WebSocket listener, then GatewayHello to the
+router. Stop (SIGTERM/SIGINT): stop listening, close every link with 1001, give the
+sessions a short grace period, then close the ZeroMQ sockets with linger 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import signal
+import sys
+import uuid
+
+import uvloop
+
+from socp.config import NodeConfig
+from socp.gateway.bus import Bus
+from socp.gateway.context import GatewayContext
+from socp.gateway.dialer import Dialer
+from socp.gateway.health import GatewayStats
+from socp.gateway.inbox import Inbox
+from socp.gateway.links import CLOSE_GOING_AWAY, LinkTable
+from socp.gateway.server import Listener
+from socp.ipc.endpoints import ensure_runtime_dir
+from socp.ipc.messages import GatewayHello
+
+log = logging.getLogger("socp.gateway")
+
+# Sessions get this long to close after SIGTERM; the process must be gone in ~2 s.
+SHUTDOWN_GRACE = 1.5
+
+EXIT_CANNOT_LISTEN = 2
+
+
+class CannotListen(Exception):
+    """The WebSocket port could not be bound (most often: already in use)."""
+
+
+def run(config: NodeConfig) -> None:
+    """Run the gateway until SIGTERM or SIGINT. Exits with status 2 if it cannot listen."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_serve(config))
+    except CannotListen as exc:
+        log.error("%s", exc)
+        raise SystemExit(EXIT_CANNOT_LISTEN) from None
+
+
+async def _serve(config: NodeConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    ensure_runtime_dir(config.run_dir)
+    bus = Bus(config.endpoints)
+    try:
+        context = GatewayContext(config, LinkTable(config.send_queue_frames), bus, GatewayStats())
+        try:
+            server = await Listener(context).start()
+        except OSError as exc:
+            why = ("the port is already in use" if exc.errno == errno.EADDRINUSE
+                   else exc.strerror or str(exc))
+            raise CannotListen(f"gateway cannot listen on {config.host}:{config.port}: {why}") from None
+        boot_id = uuid.uuid4().hex
+        await bus.tell_router(GatewayHello(boot_id))
+        log.info("gateway listening on %s (boot %s)", config.ws_url, boot_id)
+
+        async with asyncio.TaskGroup() as tasks:
+            dialer = Dialer(context, tasks)
+            inbox = tasks.create_task(Inbox(context, dialer).pump())
+            await stop.wait()
+            log.info("gateway stopping: closing %d connections", len(context.links))
+            inbox.cancel()
+            server.close(close_connections=False)  # stop accepting; our sessions close links
+            for link in context.links:
+                link.request_close(CLOSE_GOING_AWAY, "gateway shutting down")
+            dialer.abandon_dials()
+            try:
+                async with asyncio.timeout(SHUTDOWN_GRACE):
+                    await server.wait_closed()
+                    await dialer.wait_sessions()
+            except TimeoutError:
+                log.warning("gateway stopping: %d connections did not close in time",
+                            len(context.links))
+                dialer.cancel_sessions()
+    finally:
+        bus.close()
+    log.info("gateway stopped")

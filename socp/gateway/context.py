@@ -1,0 +1,24 @@
+"""What every part of the gateway shares: its config, link table, bus and counters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from socp.config import NodeConfig
+from socp.gateway.bus import Bus
+from socp.gateway.health import GatewayStats
+from socp.gateway.links import LinkTable
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayContext:
+    config: NodeConfig
+    links: LinkTable
+    bus: Bus
+    stats: GatewayStats
+
+    @property
+    def max_message_bytes(self) -> int:
+        """websockets' max_size: a hard cap well above the SOCP frame limit, so a
+        merely oversized frame is answered with an ERROR rather than a dropped link."""
+        return 4 * self.config.max_frame_bytes

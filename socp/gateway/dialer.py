@@ -1,0 +1,106 @@
+"""Outbound links: the router's DialLink becomes a client WebSocket to another server.
+
+The router picks the conn id (>= 2**40) and may Deliver to it at once; those frames
+wait in the link's outbox, in order, and are written once the link is open. The
+router hears LinkOpened(conn, 0) on success, after which the link's inbound frames
+are seq 1, 2, ...; on failure it hears LinkClosed(conn, 0, reason).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import WebSocketException
+
+from socp.gateway.context import GatewayContext
+from socp.gateway.links import Link, LinkState
+from socp.gateway.session import CLOSE_TIMEOUT, Session, printable
+from socp.ipc.messages import ConnId, DialLink, LinkClosed, LinkOpened
+
+log = logging.getLogger("socp.gateway")
+
+OPEN_TIMEOUT = 5.0
+
+# What a failed dial raises: refused/unreachable, DNS, timeout, bad handshake or URI,
+# a host name IDNA cannot encode (UnicodeError is a ValueError).
+DIAL_ERRORS = (OSError, TimeoutError, WebSocketException, ValueError)
+
+
+def link_uri(host: str, port: int) -> str:
+    return f"ws://[{host}]:{port}" if ":" in host else f"ws://{host}:{port}"
+
+
+class Dialer:
+    def __init__(self, context: GatewayContext, tasks: asyncio.TaskGroup) -> None:
+        self._context = context
+        self._tasks = tasks
+        self._dialing: dict[ConnId, asyncio.Task[None]] = {}   # not connected yet
+        self._running: set[asyncio.Task[None]] = set()          # every dialled link's task
+
+    def dial(self, request: DialLink) -> None:
+        links = self._context.links
+        if not (type(request.conn) is int and type(request.port) is int
+                and type(request.host) is str and type(request.verify_key) is str):
+            raise TypeError("DialLink fields have the wrong types")
+        if request.conn in links:
+            raise ValueError(f"DialLink for conn {request.conn}, which is already in use")
+        link = links.add_dialled(request.conn, f"{request.host}:{request.port}", request.verify_key)
+        self._context.stats.connections_total += 1
+        task = self._tasks.create_task(self._dial_and_serve(link, request.host, request.port))
+        self._dialing[link.conn] = task
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    def abandon_dials(self) -> None:
+        """Shutdown: stop every connection attempt still in progress."""
+        for task in self._dialing.values():
+            task.cancel()
+
+    async def wait_sessions(self) -> None:
+        if self._running:
+            await asyncio.wait(set(self._running))
+
+    def cancel_sessions(self) -> None:
+        for task in self._running:
+            task.cancel()
+
+    async def _dial_and_serve(self, link: Link, host: str, port: int) -> None:
+        context = self._context
+        try:
+            try:
+                if not 0 < port < 65536:
+                    raise ValueError(f"port {port} is out of range")
+                ws = await connect(
+                    link_uri(host, port),
+                    compression=None,                 # frames are mostly ciphertext
+                    open_timeout=OPEN_TIMEOUT,
+                    close_timeout=CLOSE_TIMEOUT,
+                    max_size=context.max_message_bytes,
+                    proxy=None,                       # overlay links go direct
+                )
+            finally:
+                self._dialing.pop(link.conn, None)
+        except asyncio.CancelledError:
+            self._forget(link)
+            context.bus.tell_router_nowait(LinkClosed(link.conn, 0, "gateway shutting down"))
+            raise
+        except DIAL_ERRORS as exc:
+            context.stats.dial_failures += 1
+            self._forget(link)
+            reason = f"dial failed: {type(exc).__name__}: {exc}"
+            log.info("link %d to %s failed: %s", link.conn, printable(link.peer), printable(reason))
+            await context.bus.tell_router(LinkClosed(link.conn, 0, reason))
+            return
+        link.move_to(LinkState.OPEN)
+        await context.bus.tell_router(LinkOpened(link.conn, 0))
+        link.next_in_seq = 1  # seq 0 was LinkOpened
+        log.info("link %d open: dialled %s", link.conn, printable(link.peer))
+        async with ws:  # closes the socket even if the session fails
+            await Session(link, ws, context).run()
+        log.info("link %d closed: %s", link.conn, printable(link.end_reason))
+
+    def _forget(self, link: Link) -> None:
+        link.move_to(LinkState.CLOSED)
+        self._context.links.remove(link)

@@ -1,0 +1,75 @@
+"""The listening side: one port for users and servers alike (SOCP §4), plus /healthz."""
+
+from __future__ import annotations
+
+import logging
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+
+from socp.gateway.context import GatewayContext
+from socp.gateway.health import HealthEndpoint
+from socp.gateway.links import CLOSE_GOING_AWAY
+from socp.gateway.session import CLOSE_TIMEOUT, Session, printable
+
+log = logging.getLogger("socp.gateway")
+
+
+class _NoPeerTracebacks(logging.Filter):
+    """websockets logs a failed opening handshake (a port scanner, a plain HTTP POST)
+    at ERROR with a traceback; that is the peer's mistake, so keep one plain line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage() == "opening handshake failed":
+            if record.exc_info and record.exc_info[1] is not None:
+                record.msg = f"opening handshake failed: {printable(str(record.exc_info[1]))}"
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def _websockets_logger() -> logging.Logger:
+    logger = logging.getLogger("socp.gateway.websockets")
+    # Its INFO lines (connection open/closed, each /healthz answer) repeat ours.
+    logger.setLevel(logging.WARNING)
+    if not any(isinstance(f, _NoPeerTracebacks) for f in logger.filters):
+        logger.addFilter(_NoPeerTracebacks())
+    return logger
+
+
+class Listener:
+    def __init__(self, context: GatewayContext) -> None:
+        self._context = context
+
+    async def start(self) -> Server:
+        """Listen on config.host:config.port; OSError if the port is taken."""
+        config = self._context.config
+        return await serve(
+            self._handle,
+            config.host,
+            config.port,
+            compression=None,                 # deflate costs 40-50% on ciphertext frames
+            max_size=self._context.max_message_bytes,
+            close_timeout=CLOSE_TIMEOUT,
+            process_request=HealthEndpoint(self._context.stats, self._context.links),
+            logger=_websockets_logger(),
+        )
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        context = self._context
+        peer = _peer_name(ws)
+        link = context.links.add_accepted(peer)
+        context.stats.connections_total += 1
+        log.info("conn %d open: %s", link.conn, peer)
+        if not ws.server.is_serving():
+            # Handshake done just as shutdown began, after the links were told to close.
+            link.request_close(CLOSE_GOING_AWAY, "gateway shutting down")
+        await Session(link, ws, context).run()
+        log.info("conn %d closed: %s", link.conn, printable(link.end_reason))
+
+
+def _peer_name(ws: ServerConnection) -> str:
+    address = ws.remote_address
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address)

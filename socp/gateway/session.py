@@ -1,0 +1,168 @@
+"""Drive one open WebSocket, accepted or dialled, until it ends.
+
+A session runs a reader and a writer in one TaskGroup and closes the link when the
+link asks for it (CloseLink reached the front of the outbox, a full outbox, hello
+timeout, shutdown) or the peer goes away. Then, and only then, it tells the router
+LinkClosed with the next inbound seq: exactly once per link.
+
+The reader is the hot path for inbound traffic: no JSON after the first frame, no
+per-frame logging, one msgpack pack and one ZeroMQ send per frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from websockets.asyncio.connection import Connection
+from websockets.exceptions import ConnectionClosed
+
+from socp.gateway.context import GatewayContext
+from socp.gateway.links import CLOSE_POLICY_VIOLATION, CloseRequest, Link, LinkState
+from socp.gateway.roles import role_of_first_frame
+from socp.ipc.messages import LinkClosed, Rejected, VerifyJob, pack
+from socp.protocol.errors import ErrorCode
+
+log = logging.getLogger("socp.gateway")
+
+# websockets' own close handshake wait; also bounds our close when the peer is stuck.
+CLOSE_TIMEOUT = 1.0
+
+BINARY_DETAIL = "SOCP frames are WebSocket text messages"  # SOCP §4
+
+
+def printable(text: str, limit: int = 120) -> str:
+    """A peer-supplied string made safe for one log line (STYLE: escape control chars)."""
+    return ascii(text[:limit])[1:-1]
+
+
+def utf8_size_exceeds(text: str, limit: int) -> bool:
+    """len(text.encode()) > limit, without encoding the common small or ASCII case."""
+    chars = len(text)
+    if chars * 4 <= limit:      # even all 4-byte characters would fit
+        return False
+    if chars > limit:           # every character is at least one byte
+        return True
+    if text.isascii():          # O(1) in CPython: one byte per character
+        return False
+    return len(text.encode("utf-8", "surrogatepass")) > limit
+
+
+class Session:
+    """One link's reader, writer and close; `run()` returns once the link is closed,
+    removed from the table and reported to the router."""
+
+    def __init__(self, link: Link, ws: Connection, context: GatewayContext) -> None:
+        self._link = link
+        self._ws = ws
+        self._links = context.links
+        self._bus = context.bus
+        self._stats = context.stats
+        self._max_frame_bytes = context.config.max_frame_bytes
+        self._hello_timeout = context.config.hello_timeout
+
+    async def run(self) -> None:
+        link = self._link
+        try:
+            await self._serve()
+        except BaseException:
+            # A bug or a shutdown cancel: the link is gone all the same, so say so
+            # without waiting, then let the error surface.
+            link.state = LinkState.CLOSED
+            self._links.remove(link)
+            reason = link.end_reason or "gateway error"
+            self._bus.tell_router_nowait(LinkClosed(link.conn, link.next_in_seq, reason))
+            raise
+        link.move_to(LinkState.CLOSED)
+        self._links.remove(link)
+        await self._bus.tell_router(LinkClosed(link.conn, link.next_in_seq, link.end_reason))
+
+    async def _serve(self) -> None:
+        link = self._link
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._read())
+            writer = tasks.create_task(self._write())
+            await link.closing.wait()
+            writer.cancel()  # safe mid-send: a frame is either fully queued or not at all
+            link.move_to(LinkState.CLOSING)
+            if link.close_code is not None:
+                await self._close(link.close_code, link.end_reason)
+            # Leaving the group waits for the reader: it forwards what the peer sent
+            # before the close, then sees ConnectionClosed and ends.
+
+    async def _close(self, code: int, reason: str) -> None:
+        # ws.close() waits for the write buffer to drain, which a peer that stopped
+        # reading never allows; past the deadline drop the TCP connection.
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT + 0.25):
+                await self._ws.close(code, reason)
+        except TimeoutError:
+            self._ws.transport.abort()
+
+    async def _read(self) -> None:
+        link = self._link
+        ws = self._ws
+        try:
+            if link.state is LinkState.AWAITING_HELLO:
+                try:
+                    async with asyncio.timeout(self._hello_timeout):
+                        first = await ws.recv()
+                except TimeoutError:
+                    self._stats.hello_timeouts += 1
+                    link.request_close(CLOSE_POLICY_VIOLATION,
+                                       f"no frame within {self._hello_timeout:g} s")
+                    return
+                if type(first) is str and not utf8_size_exceeds(first, self._max_frame_bytes):
+                    link.role, link.verify_key = role_of_first_frame(first)
+                if not link.closing.is_set():  # a close may have begun while it was in flight
+                    link.move_to(LinkState.OPEN)
+                await self._forward(first)
+            while True:
+                await self._forward(await ws.recv())
+        except ConnectionClosed as closed:
+            link.request_close(None, _describe_close(closed, link))
+
+    async def _forward(self, message: str | bytes) -> None:
+        link = self._link
+        seq = link.next_in_seq
+        if type(message) is str and not utf8_size_exceeds(message, self._max_frame_bytes):
+            await self._bus.submit_job(
+                pack(VerifyJob(link.conn, seq, message, link.role, link.verify_key)))
+        else:
+            detail = (BINARY_DETAIL if type(message) is not str
+                      else f"frame is larger than {self._max_frame_bytes} bytes")
+            await self._bus.tell_router(
+                Rejected(link.conn, seq, ErrorCode.MALFORMED.value, detail, ""))
+            self._stats.rejected += 1
+        # Advance only once sent: a seq the router never sees would stall its reordering.
+        link.next_in_seq = seq + 1
+        self._stats.frames_in += 1
+
+    async def _write(self) -> None:
+        link = self._link
+        ws = self._ws
+        outbox = link.outbox
+        stats = self._stats
+        try:
+            while True:
+                await outbox.wait()
+                while outbox:
+                    item = outbox.popleft()
+                    if type(item) is CloseRequest:
+                        link.request_close(item.code, item.reason)
+                        return
+                    await ws.send(item)
+                    stats.frames_out += 1
+        except ConnectionClosed:
+            return  # the reader sees the same close and reports it
+
+
+def _describe_close(closed: ConnectionClosed, link: Link) -> str:
+    if link.close_code is not None:
+        return link.end_reason
+    if closed.rcvd is not None:
+        reason = f"peer closed with {closed.rcvd.code}"
+        return f"{reason}: {closed.rcvd.reason}" if closed.rcvd.reason else reason
+    if closed.sent is not None:
+        return f"closed with {closed.sent.code}"
+    return "connection lost"

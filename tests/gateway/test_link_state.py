@@ -1,0 +1,67 @@
+"""The gateway's pure pieces, without sockets: first-frame roles, the byte-size check,
+and a link's reorder-then-outbox path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from socp.gateway.links import (
+    CLOSE_TRY_AGAIN_LATER, CloseRequest, IllegalTransition, Link, LinkState, LinkTable,
+)
+from socp.gateway.roles import role_of_first_frame
+from socp.gateway.session import utf8_size_exceeds
+from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, ROLE_USER
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (json.dumps({"type": "USER_HELLO", "payload": {"pubkey": "K"}}), (ROLE_USER, "")),
+        (json.dumps({"type": "SERVER_HELLO_JOIN", "payload": {"pubkey": "K"}}), (ROLE_SERVER, "K")),
+        (json.dumps({"type": "SERVER_ANNOUNCE", "payload": {"pubkey": "K"}}), (ROLE_SERVER, "K")),
+        (json.dumps({"type": "SERVER_HELLO_LINK", "payload": {"pubkey": 7}}), (ROLE_SERVER, "")),
+        (json.dumps({"type": "SERVER_HELLO_LINK", "payload": []}), (ROLE_SERVER, "")),
+        (json.dumps({"type": "MSG_DIRECT", "payload": {}}), (ROLE_UNKNOWN, "")),
+        (json.dumps({"type": ["USER_HELLO"]}), (ROLE_UNKNOWN, "")),
+        (json.dumps(["USER_HELLO"]), (ROLE_UNKNOWN, "")),
+        ("{broken", (ROLE_UNKNOWN, "")),
+        ("", (ROLE_UNKNOWN, "")),
+    ],
+)
+def test_role_of_first_frame(text: str, expected: tuple[int, str]) -> None:
+    assert role_of_first_frame(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["", "a" * 10, "a" * 100, "a" * 101, "é" * 50, "é" * 51, "😀" * 25, "😀" * 26, "a" * 99 + "é"])
+def test_utf8_size_exceeds_matches_encoding(text: str) -> None:
+    assert utf8_size_exceeds(text, 100) == (len(text.encode()) > 100)
+
+
+def test_release_reorders_and_stops_after_a_close() -> None:
+    link = Link(1, "peer", LinkState.OPEN, queue_frames=8)
+    assert link.release(1, "b")
+    assert len(link.outbox) == 0
+    assert link.release(2, CloseRequest(1000, "bye"))
+    assert link.release(0, "a")
+    assert [link.outbox.popleft() for _ in range(3)] == ["a", "b", CloseRequest(1000, "bye")]
+    assert not link.accepting_output  # anything later is dropped by the inbox
+
+
+def test_full_outbox_closes_the_link_as_slow_consumer() -> None:
+    link = Link(1, "peer", LinkState.OPEN, queue_frames=2)
+    assert link.release(0, "a") and link.release(1, "b")
+    assert not link.release(2, "c")
+    assert link.closing.is_set() and link.close_code == CLOSE_TRY_AGAIN_LATER
+
+
+def test_link_state_table_refuses_illegal_moves() -> None:
+    link = LinkTable(queue_frames=4).add_accepted("peer")
+    assert (link.conn, link.state) == (1, LinkState.AWAITING_HELLO)
+    with pytest.raises(IllegalTransition):
+        link.move_to(LinkState.DIALING)
+    link.move_to(LinkState.OPEN)
+    link.move_to(LinkState.CLOSING)
+    link.move_to(LinkState.CLOSED)
