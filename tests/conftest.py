@@ -22,3 +22,21 @@ class KeyPool:
 @pytest.fixture(scope="session")
 def keys() -> KeyPool:
     return KeyPool()
+
+
+# --- Hypothesis profiles (added for tests/protocol) --------------------------------
+# CI runs the property tests hard; a local run stays quick. RSA and JSON work make
+# example timing noisy on shared machines, hence no deadline.
+import os  # noqa: E402
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile(
+    "ci", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "dev", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI", "").lower() == "true" else "dev")
+)

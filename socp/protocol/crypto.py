@@ -9,6 +9,7 @@ import hashlib
 from functools import lru_cache
 
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -68,17 +69,21 @@ def _load_any(text: str) -> object:
     return serialization.load_der_public_key(raw)
 
 
-@lru_cache(maxsize=4096)
 def decode_public_key(text: str) -> PublicKey:
-    """Decode and validate a public key in any accepted form (interop table).
-
-    Cached: the same few keys arrive on every frame of a link.
-    """
+    """Decode and validate a public key in any accepted form (interop table)."""
+    # Checked before the cache, which would raise TypeError on an unhashable value.
     if not isinstance(text, str) or not text or len(text) > MAX_KEY_CHARS:
         raise BadKey("public key missing or too long")
+    return _decode_public_key_cached(text)
+
+
+@lru_cache(maxsize=4096)
+def _decode_public_key_cached(text: str) -> PublicKey:
+    """Cached: the same few keys arrive on every frame of a link."""
     try:
         key = _load_any(text)
-    except (ValueError, TypeError, UnicodeError, MalformedFrame) as exc:
+    # UnsupportedAlgorithm: a well-formed SPKI of a key type cryptography cannot load.
+    except (ValueError, TypeError, UnicodeError, UnsupportedAlgorithm, MalformedFrame) as exc:
         raise BadKey("public key is not a readable RSA key") from exc
     return validate_public_key(key)
 
@@ -161,7 +166,7 @@ def private_key_der(private_key: PrivateKey) -> bytes:
 def load_private_key_der(der: bytes) -> PrivateKey:
     try:
         key = serialization.load_der_private_key(der, password=None)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise BadKey("not a private key") from exc
     if not isinstance(key, rsa.RSAPrivateKey):
         raise BadKey("not an RSA private key")

@@ -7,6 +7,7 @@ only `SocpError` subclasses, each mapping to an `ErrorCode`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -19,6 +20,8 @@ from .frame_types import KNOWN_TYPES, LIST_REQUEST_TYPES, FrameType
 from .ids import is_uuid4
 
 Payload = dict[str, Any]
+
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +138,11 @@ port = integer(1, 65535)
 name_text = text(limits.MAX_NAME_CHARS)
 id_text = text(limits.MAX_ID_CHARS, non_empty=True)
 
-_server_entry = record({"host": host, "port": port, "pubkey": key_text}, {"server_id": uuid4, "user_id": uuid4})
+# §6.1's own SERVER_WELCOME example lists entries with "port": 0; accept them (they are
+# not dialable, and frames.welcome_servers skips them) rather than refuse the welcome.
+_server_entry = record(
+    {"host": host, "port": integer(0, 65535), "pubkey": key_text}, {"server_id": uuid4, "user_id": uuid4}
+)
 _server_intro = ({"host": host, "port": port, "pubkey": key_text}, {})
 _part = record({"id": id_text, "index": integer(0, 10_000), "count": integer(1, 10_000)})
 _content = {"ciphertext": b64, "sender_pub": key_text, "content_sig": signature}
@@ -197,13 +204,28 @@ _FREE_FROM = frozenset({FrameType.CTRL_CLOSE, FrameType.ERROR})
 
 
 def _depth_ok(value: Any, budget: int) -> bool:
-    if budget < 0:
-        return False
-    if isinstance(value, dict):
-        return all(_depth_ok(v, budget - 1) for v in value.values())
-    if isinstance(value, list):
-        return all(_depth_ok(v, budget - 1) for v in value)
+    """True if objects/arrays nest at most `budget` levels (scalars add no level)."""
+    if isinstance(value, (dict, list)):
+        if budget <= 0:
+            return False
+        children = value.values() if isinstance(value, dict) else value
+        return all(_depth_ok(v, budget - 1) for v in children)
     return True
+
+
+def _has_float(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_has_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_float(v) for v in value)
+    return isinstance(value, float)
+
+
+def _int64_only(digits: str) -> int:
+    # Beyond 20 characters no integer fits in 64 bits; checking first keeps int() cheap.
+    if len(digits) > 20 or not _INT64_MIN <= int(digits) <= _UINT64_MAX:
+        raise MalformedFrame("frame has an integer beyond 64 bits")
+    return int(digits)
 
 
 def load_json(data: str | bytes) -> Any:
@@ -217,6 +239,13 @@ def load_json(data: str | bytes) -> Any:
         raise MalformedFrame("frame is not valid JSON") from exc
     if not _depth_ok(value, limits.MAX_JSON_DEPTH):
         raise MalformedFrame(f"frame nests deeper than {limits.MAX_JSON_DEPTH} levels")
+    if _has_float(value):
+        # orjson silently turns integers beyond 64 bits into floats, which would
+        # change the canonical payload a peer signed; re-read exactly to find them.
+        try:
+            json.loads(data, parse_int=_int64_only)
+        except (ValueError, RecursionError) as exc:
+            raise MalformedFrame("frame is not valid JSON") from exc
     return value
 
 

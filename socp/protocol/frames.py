@@ -185,7 +185,8 @@ def welcome_servers(envelope: Envelope) -> list[dict[str, Any]]:
     servers = []
     for entry in entries:
         server_id = entry.get("server_id") or entry.get("user_id")
-        if server_id:
+        # Port 0 (as in §6.1's example) names no listener we could dial.
+        if server_id and entry["port"]:
             servers.append({"server_id": server_id, "host": entry["host"], "port": entry["port"],
                             "pubkey": entry["pubkey"]})
     return servers

@@ -49,7 +49,10 @@ def write_private_key(path: Path, key: PrivateKey, password: str | None) -> None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    # A stale tmp file would keep its old (maybe world-readable) mode, and a planted
+    # symlink would be followed: start from a file we create ourselves.
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, PRIVATE_FILE_MODE)
     try:
         os.write(fd, private_key_to_pem(key, password))
         os.fsync(fd)

@@ -87,11 +87,16 @@ def sign_key_share(private_key: PrivateKey, shares: list[dict[str, Any]], creato
 def _field_forms(ciphertext_b64: str, names: tuple[str, ...], values: tuple[str | int, ...]) -> Iterator[bytes]:
     """Every peer form of a content signature over ciphertext + fields (§9)."""
     tail = b"".join(str(v).encode() for v in values)
-    raw = b64url_decode(ciphertext_b64) + tail
-    yield raw
+    try:
+        raw: bytes | None = b64url_decode(ciphertext_b64) + tail
+    except MalformedFrame:
+        raw = None  # a peer's junk ciphertext: the forms over its text can still match
+    if raw is not None:
+        yield raw
     yield ciphertext_b64.encode() + tail
-    yield hashlib.sha256(raw).digest()
-    yield hashlib.sha256(raw).hexdigest().encode()
+    if raw is not None:
+        yield hashlib.sha256(raw).digest()
+        yield hashlib.sha256(raw).hexdigest().encode()
     yield "|".join([ciphertext_b64, *(str(v) for v in values)]).encode()
     as_object = {"ciphertext": ciphertext_b64, **dict(zip(names, values))}
     yield canonical_json(as_object)
