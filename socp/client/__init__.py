@@ -1,0 +1,18 @@
+"""`socp chat`: the terminal client. A pure core and thin drivers (STYLE §1).
+
+Pure (no sockets, no asyncio):
+  events        the frozen dataclasses the core reports
+  commands      the one table of slash commands: help, argument checks, completion
+  display       escaping what peers send, safe file names
+  session       ClientSession: frames out of commands, events out of frames
+  trust         TOFU key pins
+  channel_keys  public channel sender keys (own and peers')
+  downloads     private temp files, verified before they get their final name
+  home          the client home directory (identity, key stores, pins, downloads)
+  render        events as JSON objects (--script) or text lines
+
+Drivers:
+  connection    asyncio + websockets: connect, hello, pump both ways
+  script        --script: stdin commands, JSON lines out
+  tui           the textual app
+"""

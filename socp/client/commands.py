@@ -1,0 +1,126 @@
+"""The slash commands of `socp chat`, declared once (STYLE §10).
+
+`COMMANDS` drives /help, argument checks (`parse`) and completion (`complete`),
+in both the interactive app and --script mode. The drivers map each name to a
+handler and a test checks that every command has one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Iterable
+
+from socp.protocol.errors import SocpError
+from socp.protocol.ids import PUBLIC_CHANNEL
+
+
+class CommandError(SocpError):
+    """A command line the table does not accept; shown to the user, never sent."""
+
+
+class ArgKind(str, Enum):
+    USER = "user"          # a user id, unique id prefix or display name
+    TARGET = "target"      # a user, or "public"
+    TEXT = "text"          # free text, the rest of the line
+    PATH = "path"          # a local file, the rest of the line
+
+
+@dataclass(frozen=True, slots=True)
+class Arg:
+    name: str
+    kind: ArgKind
+
+    @property
+    def rest(self) -> bool:
+        """Free text and paths take the rest of the line (spaces included)."""
+        return self.kind in (ArgKind.TEXT, ArgKind.PATH)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    name: str
+    args: tuple[Arg, ...]
+    help: str
+
+    @property
+    def usage(self) -> str:
+        return " ".join([f"/{self.name}", *(f"<{arg.name}>" for arg in self.args)])
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    args: dict[str, str]
+
+
+_USER = Arg("user", ArgKind.USER)
+
+# The one table. SOCP §11 lists /list, /tell, /all, /file as mandatory.
+COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec("list", (), "List the users online in the network."),
+    CommandSpec("tell", (_USER, Arg("text", ArgKind.TEXT)), "Send an end-to-end encrypted direct message."),
+    CommandSpec("all", (Arg("text", ArgKind.TEXT),),
+                "Post to the public channel (plain text without / does the same)."),
+    CommandSpec("file", (Arg("target", ArgKind.TARGET), Arg("path", ArgKind.PATH)),
+                f"Send a file to a user or to '{PUBLIC_CHANNEL}'."),
+    CommandSpec("whois", (_USER,), "Show a user's id, display name, server and key fingerprint."),
+    CommandSpec("trust", (_USER,), "Accept a user's changed key (after checking its fingerprint)."),
+    CommandSpec("help", (), "Show the commands."),
+    CommandSpec("quit", (), "Leave."),
+)
+
+COMMANDS_BY_NAME: dict[str, CommandSpec] = {spec.name: spec for spec in COMMANDS}
+
+
+def help_rows() -> tuple[tuple[str, str], ...]:
+    return tuple((spec.usage, spec.help) for spec in COMMANDS)
+
+
+def parse(line: str) -> Command:
+    """Check a command line against the table; raise CommandError with a usage hint."""
+    line = line.strip()
+    if not line.startswith("/"):
+        return Command("all", {"text": line})  # plain text goes to the public channel
+    head, _, rest = line[1:].partition(" ")
+    spec = COMMANDS_BY_NAME.get(head.lower())
+    if spec is None:
+        raise CommandError(f"unknown command /{head}; try /help")
+    values: dict[str, str] = {}
+    for arg in spec.args:
+        rest = rest.lstrip()
+        if arg.rest:
+            value = rest.strip()
+            if arg.kind is ArgKind.PATH and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            rest = ""
+        else:
+            value, _, rest = rest.partition(" ")
+        if not value:
+            raise CommandError(f"missing <{arg.name}>; usage: {spec.usage}")
+        values[arg.name] = value
+    if rest.strip():
+        raise CommandError(f"too many arguments; usage: {spec.usage}")
+    return Command(spec.name, values)
+
+
+def complete(line: str, users: Iterable[str]) -> str | None:
+    """The completed line for `line`, or None: command names first, then users."""
+    if not line.startswith("/"):
+        return None
+    head, space, rest = line[1:].partition(" ")
+    if not space:
+        names = [spec.name for spec in COMMANDS if spec.name.startswith(head.lower())]
+        return f"/{names[0]} " if len(names) == 1 and names[0] != head else None
+    spec = COMMANDS_BY_NAME.get(head.lower())
+    if spec is None or not spec.args or spec.args[0].kind not in (ArgKind.USER, ArgKind.TARGET):
+        return None
+    if " " in rest:
+        return None  # completing only the first (user) argument
+    candidates = list(users)
+    if spec.args[0].kind is ArgKind.TARGET:
+        candidates.append(PUBLIC_CHANNEL)
+    matches = sorted({c for c in candidates if c.lower().startswith(rest.lower()) and c != rest})
+    if len(matches) == 1 or (matches and rest):
+        return f"/{spec.name} {matches[0]} "
+    return None

@@ -1,0 +1,362 @@
+"""The client's network driver: asyncio + websockets around `ClientSession`.
+
+    ChatClient.run(commands)
+      connect      retry with exponential backoff, a clear message per failure
+      hello        USER_HELLO (signed, to "*"), then LIST_REQUEST; the first
+                   LIST_RESPONSE means "accepted", ERROR NAME_IN_USE / BAD_KEY
+                   means refused
+      serve        a TaskGroup of two tasks: the reader (frames -> session ->
+                   events) and the command pump (lines -> session -> frames)
+      close        after EOF or /quit: a grace period for in-flight deliveries,
+                   then a normal closure (1000)
+
+Errors (all `SocpError`): ConnectFailed, HelloRejected, ConnectionLost.
+Commands come from a bounded asyncio.Queue (None = end of input) so both the
+--script stdin reader and the interactive app can feed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidHandshake, InvalidURI
+
+from socp.protocol.errors import SocpError, UserNotFound
+from socp.protocol.ids import PUBLIC_CHANNEL
+from socp.protocol.limits import MAX_FRAME_BYTES
+
+from . import commands
+from .commands import Command, CommandError
+from .events import ErrorReceived, Event, HelpResult, Info, ListResult, Ready
+from .session import Actions, ClientSession
+
+EmitFn = Callable[[Event], None]
+_R = TypeVar("_R")
+COMMAND_QUEUE_SIZE = 64
+MAX_LIST_WAITERS = 32
+# Refusals of a USER_HELLO and what to tell the user (§7.1, §7.5).
+HELLO_REFUSALS = {
+    "NAME_IN_USE": "the server says user id {user} is already connected (is another `socp chat` using this home?)",
+    "BAD_KEY": "the server rejected our key: {detail}",
+}
+
+
+class ChatError(SocpError):
+    """The client cannot go on; the detail is meant for the user."""
+
+
+class ConnectFailed(ChatError):
+    pass
+
+
+class HelloRejected(ChatError):
+    def __init__(self, detail: str, wire_code: str = "") -> None:
+        super().__init__(detail)
+        self.wire_code = wire_code  # the server's ERROR code, e.g. NAME_IN_USE
+
+
+class ConnectionLost(ChatError):
+    pass
+
+
+def command_queue() -> asyncio.Queue[str | None]:
+    return asyncio.Queue(COMMAND_QUEUE_SIZE)
+
+
+class ChatClient:
+    def __init__(
+        self,
+        session: ClientSession,
+        url: str,
+        emit: EmitFn,
+        *,
+        connect_attempts: int | None = None,     # None: retry until cancelled
+        backoff_max: float = 10.0,
+        open_timeout: float = 10.0,
+        hello_timeout: float = 10.0,
+        list_timeout: float = 5.0,
+        linger: float = 1.0,
+        reconnect: bool = False,
+        auto_refresh: bool = False,              # keep the directory fresh for a user list
+    ) -> None:
+        self.session = session
+        self.url = url
+        self._emit = emit
+        self.connect_attempts = connect_attempts
+        self.backoff_max = backoff_max
+        self.open_timeout = open_timeout
+        self.hello_timeout = hello_timeout
+        self.list_timeout = list_timeout
+        self.linger = linger
+        self.reconnect = reconnect
+        self.auto_refresh = auto_refresh
+        self._ws: ClientConnection | None = None
+        self._closing = False
+        self._list_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._handlers: dict[str, Callable[[Command], Awaitable[bool]]] = {
+            "list": self._cmd_list,
+            "tell": self._cmd_tell,
+            "all": self._cmd_all,
+            "file": self._cmd_file,
+            "whois": self._cmd_whois,
+            "trust": self._cmd_trust,
+            "help": self._cmd_help,
+            "quit": self._cmd_quit,
+        }
+
+    @property
+    def handled_commands(self) -> frozenset[str]:
+        return frozenset(self._handlers)
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    async def run(self, lines: asyncio.Queue[str | None]) -> int:
+        """Connect, then serve until the input ends (0) or the connection is lost (1)."""
+        while True:
+            try:
+                await self._connect()
+                await self._hello()
+            except ChatError as exc:
+                self._emit(ErrorReceived(_code(exc), exc.detail, "client"))
+                await self._drop()
+                return 1
+            lost: BaseException | None = None
+            try:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._read_loop())
+                    group.create_task(self._command_loop(lines))
+            except* ConnectionLost as failures:
+                lost = failures.exceptions[0]
+            if lost is None:
+                return 0
+            self._emit(ErrorReceived("DISCONNECTED", str(lost), "client"))
+            await self._drop()
+            if not self.reconnect:
+                return 1
+            self.session.connection_reset()
+            self._emit(Info("reconnecting…"))
+
+    async def _connect(self) -> None:
+        delay, attempt = 0.5, 0
+        while True:
+            attempt += 1
+            try:
+                self._ws = await connect(self.url, compression=None, max_size=MAX_FRAME_BYTES,
+                                         open_timeout=self.open_timeout, close_timeout=5)
+                self._closing = False
+                return
+            except InvalidURI as exc:
+                raise ConnectFailed(f"{self.url} is not a WebSocket URL (ws://host:port)") from exc
+            except (OSError, asyncio.TimeoutError, InvalidHandshake) as exc:
+                reason = _why(exc)
+            if self.connect_attempts is not None and attempt >= self.connect_attempts:
+                raise ConnectFailed(f"cannot reach {self.url}: {reason} (gave up after {attempt} attempts)")
+            self._emit(Info(f"cannot reach {self.url}: {reason}; retrying in {delay:.1f}s"))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.backoff_max)
+
+    async def _hello(self) -> None:
+        """§7.1: hello, then a list request whose answer confirms we are in."""
+        assert self._ws is not None
+        await self._ws.send(self.session.hello().to_wire())
+        await self._ws.send(self.session.list_request(requested=False).to_wire())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.hello_timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                self._emit(Info("the server did not answer LIST_REQUEST; continuing without a user list"))
+                break
+            try:
+                raw = await asyncio.wait_for(self._ws.recv(), remaining)
+            except asyncio.TimeoutError:
+                continue
+            except ConnectionClosed as exc:
+                raise HelloRejected(
+                    f"the server closed the connection during the hello ({_close_reason(exc)})") from exc
+            events = self.session.handle(raw)
+            for event in events:
+                if isinstance(event, ErrorReceived) and event.source == "server":
+                    template = HELLO_REFUSALS.get(event.code, "the server refused the hello: {code} {detail}")
+                    raise HelloRejected(template.format(user=self.session.user_id, code=event.code,
+                                                        detail=event.detail), wire_code=event.code)
+            for event in events:
+                self._emit(event)
+            if any(isinstance(event, ListResult) for event in events):
+                break
+        self._emit(Ready(self.session.user_id, self.session.display_name, self.session.fingerprint, self.url))
+
+    async def _drop(self) -> None:
+        if self._ws is not None:
+            self._closing = True
+            await self._ws.close()
+            self._ws = None
+        for waiter in self._list_waiters:
+            waiter.cancel()
+        self._list_waiters.clear()
+
+    async def _read_loop(self) -> None:
+        assert self._ws is not None
+        try:
+            async for raw in self._ws:
+                for event in self.session.handle(raw):
+                    if isinstance(event, ListResult) and self._list_waiters:
+                        waiter = self._list_waiters.popleft()
+                        if not waiter.done():
+                            waiter.set_result(None)
+                    self._emit(event)
+                if self.auto_refresh and self.session.directory_stale and not self._list_waiters:
+                    await self._request_list(requested=False)
+        except ConnectionClosedError as exc:
+            raise ConnectionLost(f"connection to {self.url} lost ({_close_reason(exc)})") from exc
+        if not self._closing:
+            raise ConnectionLost(f"the server closed the connection ({_close_reason(self._ws)})")
+
+    async def _command_loop(self, lines: asyncio.Queue[str | None]) -> None:
+        while True:
+            line = await lines.get()
+            try:
+                if line is None or not await self.execute(line):
+                    break
+            except ConnectionClosed as exc:
+                raise ConnectionLost(f"connection to {self.url} lost ({_close_reason(exc)})") from exc
+        # Give deliveries in flight (answers, messages to us) a moment, then close.
+        await asyncio.sleep(self.linger)
+        self._closing = True
+        assert self._ws is not None
+        await self._ws.close()
+
+    # --- commands -----------------------------------------------------------------
+
+    async def execute(self, line: str) -> bool:
+        """Run one command line; False means the user asked to quit."""
+        if not line.strip():
+            return True
+        try:
+            command = commands.parse(line)
+            return await self._handlers[command.name](command)
+        except SocpError as exc:
+            self._emit(ErrorReceived(_code(exc), exc.detail, "client"))
+            return True
+
+    async def _send(self, actions: Actions) -> None:
+        assert self._ws is not None
+        for frame in actions.frames:
+            await self._ws.send(frame.to_wire())
+        for event in actions.events:
+            self._emit(event)
+
+    async def _request_list(self, *, requested: bool) -> asyncio.Future[None]:
+        assert self._ws is not None
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if len(self._list_waiters) >= MAX_LIST_WAITERS:
+            self._list_waiters.popleft().cancel()
+        self._list_waiters.append(waiter)
+        await self._ws.send(self.session.list_request(requested=requested).to_wire())
+        return waiter
+
+    async def _refresh(self, *, requested: bool = False) -> None:
+        """LIST_REQUEST and wait (bounded) for its answer."""
+        waiter = await self._request_list(requested=requested)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), self.list_timeout)
+        except TimeoutError:
+            self._emit(Info("no answer to LIST_REQUEST"))
+
+    async def _with_directory(self, target: str, then: Callable[[], _R]) -> _R:
+        """Run `then`; if the user is unknown, refresh the directory once and retry."""
+        if not self.session.directory_loaded or not self.session.knows_key(target):
+            await self._refresh()
+        try:
+            return then()
+        except UserNotFound:
+            await self._refresh()
+            return then()
+
+    async def _prepare_channel(self) -> None:
+        """Members may have joined since the last list; our sending key may not exist yet."""
+        if self.session.directory_stale:
+            await self._refresh()
+        if not self.session.channel_keys.has_own:
+            self._emit(Info("preparing your public channel key (made on first use: RSA-4096, about a second)…"))
+            await asyncio.to_thread(self.session.channel_keys.own)
+
+    async def _cmd_list(self, command: Command) -> bool:
+        await self._refresh(requested=True)
+        return True
+
+    async def _cmd_tell(self, command: Command) -> bool:
+        user, text = command.args["user"], command.args["text"]
+        await self._send(await self._with_directory(user, lambda: self.session.tell(user, text)))
+        return True
+
+    async def _cmd_all(self, command: Command) -> bool:
+        await self._prepare_channel()
+        await self._send(self.session.post_public(command.args["text"]))
+        return True
+
+    async def _cmd_file(self, command: Command) -> bool:
+        target, path = command.args["target"], Path(command.args["path"])
+        if target == PUBLIC_CHANNEL:
+            await self._prepare_channel()
+            steps = self.session.send_file(target, path)
+        else:
+            steps = await self._with_directory(target, lambda: self.session.send_file(target, path))
+        for actions in steps:
+            await self._send(actions)
+        return True
+
+    async def _cmd_whois(self, command: Command) -> bool:
+        user = command.args["user"]
+        if not self.session.knows_key(user):
+            await self._refresh()
+        self._emit(self.session.whois(user))
+        return True
+
+    async def _cmd_trust(self, command: Command) -> bool:
+        for event in self.session.trust(command.args["user"]):
+            self._emit(event)
+        return True
+
+    async def _cmd_help(self, command: Command) -> bool:
+        self._emit(HelpResult(commands.help_rows()))
+        return True
+
+    async def _cmd_quit(self, command: Command) -> bool:
+        return False
+
+
+def _code(exc: SocpError) -> str:
+    if isinstance(exc, CommandError):
+        return "USAGE"
+    if isinstance(exc, ConnectFailed):
+        return "UNREACHABLE"
+    if isinstance(exc, HelloRejected):
+        return exc.wire_code or "HELLO_REJECTED"
+    return exc.code.value
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the node running?)"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc) or type(exc).__name__
+
+
+def _close_reason(source: object) -> str:
+    if isinstance(source, ConnectionClosed):
+        frame = source.rcvd or source.sent
+        code, reason = (frame.code, frame.reason) if frame is not None else (None, "")
+    else:
+        code, reason = getattr(source, "close_code", None), getattr(source, "close_reason", "") or ""
+    if code is None:
+        return "no close frame"
+    return f"code {code}" + (f", {reason}" if reason else "")

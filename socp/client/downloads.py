@@ -1,0 +1,118 @@
+"""Receiving a file safely (SOCP §7.4, §13 "chunks exposed before verification").
+
+Chunks go to a private temporary file (mode 0600, hidden name) in the downloads
+directory. Only after FILE_END, when size and SHA-256 match the manifest, is the
+file linked under its final name: the sender's name reduced to a safe basename,
+never overwriting anything (' (1)', ' (2)', ... are added). On any failure the
+temporary file is deleted. Nothing partial ever appears under a final name.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from socp.protocol.errors import SocpError
+
+from ._files import private_dir
+from .display import numbered_name, safe_filename
+
+MAX_NAME_ATTEMPTS = 1000
+
+
+class TransferFailed(SocpError):
+    """A file transfer cannot complete; the detail says why."""
+
+
+@dataclass(slots=True)
+class IncomingFile:
+    file_id: str
+    sender: str
+    name: str
+    size: int
+    sha256: str
+    channel: str
+    verified: bool
+    creator_fingerprint: str      # public mode: whose channel key decrypts the chunks
+    started: float
+    tmp_path: Path
+    _fd: int
+    _hasher: "hashlib._Hash" = field(default_factory=hashlib.sha256)
+    next_index: int = 0
+    done: int = 0
+    last_progress: float = 0.0
+
+    @classmethod
+    def open(cls, directory: Path, *, file_id: str, sender: str, name: str, size: int, sha256: str,
+             channel: str, verified: bool, creator_fingerprint: str, now: float) -> IncomingFile:
+        directory = private_dir(directory)
+        fd, tmp = tempfile.mkstemp(prefix=".socp-", suffix=".part", dir=directory)  # mode 0600
+        return cls(file_id=file_id, sender=sender, name=name, size=size, sha256=sha256.lower(), channel=channel,
+                   verified=verified, creator_fingerprint=creator_fingerprint, started=now,
+                   tmp_path=Path(tmp), _fd=fd, last_progress=now)
+
+    def write(self, index: int, data: bytes) -> None:
+        if index != self.next_index:
+            raise TransferFailed(f"chunk {index} arrived where chunk {self.next_index} was expected")
+        if self.done + len(data) > self.size:
+            raise TransferFailed(f"more data than the announced {self.size} bytes")
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._hasher.update(data)
+        self.done += len(data)
+        self.next_index += 1
+
+    def finish(self, directory: Path) -> Path:
+        """Check the manifest, then place the file under a safe, new name."""
+        self._close()
+        if self.done != self.size:
+            raise TransferFailed(f"received {self.done} bytes, the manifest said {self.size}")
+        if self._hasher.hexdigest() != self.sha256:
+            raise TransferFailed("SHA-256 of the received data does not match the manifest")
+        return place_without_overwrite(self.tmp_path, Path(directory), safe_filename(self.name))
+
+    def abort(self) -> None:
+        self._close()
+        try:
+            self.tmp_path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def _close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def place_without_overwrite(tmp_path: Path, directory: Path, name: str) -> Path:
+    """Give `tmp_path` the first free name among `name`, `name (1)`, ...
+
+    A hard link is atomic and fails if the name exists, so a concurrent writer
+    can never be overwritten; where links are not supported an exclusive create
+    reserves the name and a rename fills it.
+    """
+    for n in range(MAX_NAME_ATTEMPTS):
+        final = directory / numbered_name(name, n)
+        try:
+            os.link(tmp_path, final)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+            try:
+                os.close(os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                continue
+            os.replace(tmp_path, final)
+            return final
+        tmp_path.unlink()
+        return final
+    tmp_path.unlink()
+    raise TransferFailed(f"no free name for {name!r} in the downloads directory")

@@ -1,0 +1,176 @@
+"""What the client core tells its drivers: one frozen dataclass per event.
+
+The session (`session.py`) turns incoming frames and local commands into these;
+the drivers only render them (`render.py`: a line of text, or one JSON object).
+Peer-supplied strings (names, texts, file names) are carried raw; every display
+surface escapes them with `display.safe_text`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Union
+
+Channel = Literal["dm", "public"]
+# How the content of a message reached us (SOCP §7.3 project decision).
+ContentForm = Literal["encrypted", "unencrypted", "undecryptable"]
+Direction = Literal["send", "receive"]
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    user_id: str
+    display_name: str
+    fingerprint: str
+    server: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    sender: str
+    label: str                  # display name from the directory, else the id
+    text: str
+    ts: int
+    channel: Channel
+    verified: bool              # content_sig verified under the key the frame carried
+    trusted: bool               # that key matches the TOFU pin for the sender
+    form: ContentForm = "encrypted"
+    parts: int = 1              # frames the text arrived in
+    message_id: str | None = None  # payload.part.id when the sender split the text
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSent:
+    recipient: str              # a user id, or "public"
+    label: str
+    channel: Channel
+    text: str
+    parts: int
+    message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRejected:
+    sender: str
+    channel: Channel
+    reason: str
+    ts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class KeyChanged:
+    user: str
+    label: str
+    old_fingerprint: str
+    new_fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelKeyReceived:
+    sender: str                 # user id when known, else the creator key's fingerprint
+    label: str
+    fingerprint: str            # of the creator's user key
+
+
+@dataclass(frozen=True, slots=True)
+class FileProgress:
+    file_id: str
+    name: str
+    direction: Direction
+    done: int                   # bytes
+    total: int
+    rate: float                 # bytes per second since the start
+    eta: float | None           # seconds, None while unknown
+
+
+@dataclass(frozen=True, slots=True)
+class FileReceived:
+    file_id: str
+    sender: str
+    label: str
+    name: str                   # the name the sender gave (raw)
+    path: str                   # where it was saved
+    size: int
+    sha256: str
+    channel: Channel
+    verified: bool              # the manifest carried a content_sig that verified
+
+
+@dataclass(frozen=True, slots=True)
+class FileSent:
+    file_id: str
+    recipient: str
+    name: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileFailed:
+    file_id: str
+    sender: str
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserEntry:
+    user_id: str
+    label: str
+    display_name: str
+    server_id: str
+    fingerprint: str            # "" when the directory gave no key
+    is_self: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ListResult:
+    users: tuple[UserEntry, ...]
+    requested: bool = True      # False for the driver's own refreshes (not shown in --script)
+
+
+@dataclass(frozen=True, slots=True)
+class WhoisResult:
+    user_id: str
+    label: str
+    display_name: str
+    server_id: str
+    fingerprint: str            # the key the directory or the last message showed
+    pinned_fingerprint: str     # the TOFU pin ("" if none yet)
+    trusted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HelpResult:
+    commands: tuple[tuple[str, str], ...]   # (usage, help)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReceived:
+    code: str
+    detail: str
+    source: Literal["server", "client"] = "server"
+
+
+@dataclass(frozen=True, slots=True)
+class Info:
+    text: str
+
+
+Event = Union[
+    Ready,
+    MessageReceived,
+    MessageSent,
+    MessageRejected,
+    KeyChanged,
+    ChannelKeyReceived,
+    FileProgress,
+    FileReceived,
+    FileSent,
+    FileFailed,
+    ListResult,
+    WhoisResult,
+    HelpResult,
+    ErrorReceived,
+    Info,
+]

@@ -1,0 +1,123 @@
+"""The client's home directory (`--home`, default ~/.config/socp).
+
+    identity.json            user id (UUID v4), display name, last server
+    user_key.pem             the user's RSA-4096 key, PKCS#8, password-protected, 0600
+    channel_key.pem          the public channel sending key (§7.3), made on first use, same password
+    peer_channel_keys.json   peers' sending keys, as received: wrapped for our user key
+    pins.json                TOFU: user id -> key fingerprint
+    downloads/               received files (0700); partial files are hidden and 0600
+
+Everything is private to the user (files 0600, directories 0700).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+from socp.protocol import crypto, keystore
+from socp.protocol.errors import SocpError
+from socp.protocol.ids import is_uuid4, new_id
+
+from ._files import private_dir, read_json, write_private_json
+from .channel_keys import ChannelKeyRing
+from .session import ClientSession
+from .trust import PinStore
+
+IDENTITY_FILE = "identity.json"
+USER_KEY_FILE = "user_key.pem"
+CHANNEL_KEY_FILE = "channel_key.pem"
+PEER_CHANNEL_KEYS_FILE = "peer_channel_keys.json"
+PINS_FILE = "pins.json"
+DOWNLOADS_DIR = "downloads"
+
+
+class HomeError(SocpError):
+    """The client home is missing, unreadable, or the password does not open it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user_id: str
+    display_name: str
+    last_server: str = ""
+
+
+class ClientHome:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).expanduser()
+
+    @property
+    def downloads_dir(self) -> Path:
+        return self.root / DOWNLOADS_DIR
+
+    def exists(self) -> bool:
+        return (self.root / IDENTITY_FILE).exists()
+
+    def create(self, display_name: str, password: str, *, user_key: crypto.PrivateKey | None = None,
+               channel_key: crypto.PrivateKey | None = None, user_id: str | None = None) -> Identity:
+        """A new identity. Keys may be injected (tests); otherwise one is generated."""
+        if not password:
+            raise HomeError("a password is required to protect the key store")
+        if self.exists() or (self.root / USER_KEY_FILE).exists():
+            raise HomeError(f"{self.root} already holds an identity")
+        identity = Identity(user_id or new_id(), display_name)
+        if not is_uuid4(identity.user_id):
+            raise HomeError("a user id must be a UUID v4")
+        private_dir(self.root)
+        keystore.write_private_key(self.root / USER_KEY_FILE, user_key or crypto.generate_private_key(), password)
+        if channel_key is not None:
+            keystore.write_private_key(self.root / CHANNEL_KEY_FILE, channel_key, password)
+        private_dir(self.downloads_dir)
+        self.save_identity(identity)
+        return identity
+
+    def load_identity(self) -> Identity:
+        record = read_json(self.root / IDENTITY_FILE, None)
+        if not isinstance(record, dict) or not is_uuid4(record.get("user_id")):
+            raise HomeError(f"{self.root / IDENTITY_FILE} does not hold a usable identity")
+        return Identity(record["user_id"], str(record.get("display_name") or ""), str(record.get("last_server") or ""))
+
+    def save_identity(self, identity: Identity) -> None:
+        write_private_json(self.root / IDENTITY_FILE, {
+            "user_id": identity.user_id, "display_name": identity.display_name, "last_server": identity.last_server,
+        })
+
+    def update_identity(self, **changes: str) -> Identity:
+        identity = replace(self.load_identity(), **changes)
+        self.save_identity(identity)
+        return identity
+
+    def load_user_key(self, password: str) -> crypto.PrivateKey:
+        try:
+            return keystore.read_private_key(self.root / USER_KEY_FILE, password)
+        except keystore.WrongPassword as exc:
+            raise HomeError(f"cannot open {self.root / USER_KEY_FILE}: {exc.detail}") from exc
+        except OSError as exc:
+            raise HomeError(f"cannot read {self.root / USER_KEY_FILE}: {exc.strerror}") from exc
+
+    def channel_key_factory(self, password: str) -> Callable[[], crypto.PrivateKey]:
+        """Load the channel sending key, or make and save it on first use (§7.3)."""
+        path = self.root / CHANNEL_KEY_FILE
+
+        def load_or_create() -> crypto.PrivateKey:
+            if path.exists():
+                return keystore.read_private_key(path, password)
+            key = crypto.generate_private_key()
+            keystore.write_private_key(path, key, password)
+            return key
+
+        return load_or_create
+
+    def session(self, user_key: crypto.PrivateKey, password: str, *, server_key: crypto.PublicKey | None = None,
+                clock: Callable[[], float] = time.time) -> ClientSession:
+        identity = self.load_identity()
+        return ClientSession(
+            identity.user_id, user_key, display_name=identity.display_name,
+            pins=PinStore(self.root / PINS_FILE),
+            channel_keys=ChannelKeyRing(self.channel_key_factory(password), path=self.root / PEER_CHANNEL_KEYS_FILE,
+                                        user_key=user_key),
+            downloads_dir=private_dir(self.downloads_dir), clock=clock, server_key=server_key,
+        )

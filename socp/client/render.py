@@ -1,0 +1,142 @@
+"""Events as the user sees them: one JSON object (--script) or one line of text.
+
+JSON carries the exact values (JSON escaping and ensure_ascii keep the stream
+safe for any terminal); the text form escapes every peer-supplied string with
+`display.safe_text` and is built as rich `Text`, never as markup.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from typing import Any
+
+from rich.text import Text
+
+from . import events as ev
+from .display import human_bytes, safe_text, short_id
+
+# event class -> the "event" value of its JSON object.
+EVENT_NAMES: dict[type, str] = {
+    ev.Ready: "ready",
+    ev.MessageReceived: "message",
+    ev.MessageSent: "sent",
+    ev.MessageRejected: "rejected",
+    ev.KeyChanged: "key_changed",
+    ev.ChannelKeyReceived: "channel_key",
+    ev.FileProgress: "progress",
+    ev.FileReceived: "file",
+    ev.FileSent: "file_sent",
+    ev.FileFailed: "file_failed",
+    ev.ListResult: "list",
+    ev.WhoisResult: "whois",
+    ev.HelpResult: "help",
+    ev.ErrorReceived: "error",
+    ev.Info: "info",
+}
+
+# Dataclass field -> JSON key, where they differ.
+_RENAMED = {"sender": "from", "recipient": "to", "is_self": "self"}
+
+
+def event_to_json(event: ev.Event) -> dict[str, Any]:
+    data = asdict(event)  # type: ignore[call-overload]
+    out: dict[str, Any] = {"event": EVENT_NAMES[type(event)]}
+    for key, value in data.items():
+        if isinstance(event, ev.ListResult) and key == "requested":
+            continue  # --script prints only the lists it asked for
+        if isinstance(event, ev.HelpResult) and key == "commands":
+            value = [{"usage": usage, "help": text} for usage, text in value]
+        if isinstance(event, ev.ListResult) and key == "users":
+            value = [{_RENAMED.get(k, k): v for k, v in user.items()} for user in value]
+        if isinstance(value, float):
+            value = round(value, 3)
+        out[_RENAMED.get(key, key)] = value
+    return out
+
+
+def event_to_json_line(event: ev.Event) -> str:
+    return json.dumps(event_to_json(event), ensure_ascii=True, separators=(",", ":"))
+
+
+def _clock(ts: int) -> str:
+    return time.strftime("%H:%M", time.localtime(ts / 1000)) if ts else "--:--"
+
+
+def _who(label: str, user_id: str) -> str:
+    name = safe_text(label)
+    return name if label == user_id else f"{name} [{short_id(user_id)}]"
+
+
+def event_text(event: ev.Event) -> Text | None:
+    """The scrollback line for an event, or None for events shown elsewhere."""
+    if isinstance(event, ev.MessageReceived):
+        line = Text(f"{_clock(event.ts)} ", style="dim")
+        where = "" if event.channel == "public" else " → you"
+        style = "bold cyan" if event.channel == "dm" else "bold"
+        line.append(f"{_who(event.label, event.sender)}{where}: ", style=style)
+        if event.form == "undecryptable":
+            line.append("[undecryptable (peer format)]", style="italic yellow")
+        else:
+            line.append(safe_text(event.text))
+        if event.form == "unencrypted":
+            line.append("  [unencrypted]", style="yellow")
+        if not event.trusted:
+            line.append("  [untrusted key]", style="bold red")
+        return line
+    if isinstance(event, ev.MessageSent):
+        where = "public" if event.channel == "public" else _who(event.label, event.recipient)
+        line = Text(f"{_clock(int(time.time() * 1000))} ", style="dim")
+        line.append(f"you → {where}: ", style="bold green")
+        line.append(safe_text(event.text))
+        return line
+    if isinstance(event, ev.MessageRejected):
+        return Text(f"! rejected a {event.channel} message from {safe_text(event.sender)}: {event.reason}",
+                    style="red")
+    if isinstance(event, ev.KeyChanged):
+        return Text(f"!! the key of {_who(event.label, event.user)} CHANGED: {event.old_fingerprint} -> "
+                    f"{event.new_fingerprint}. Messages are marked untrusted; verify it, then /trust {event.user}",
+                    style="bold red")
+    if isinstance(event, ev.ChannelKeyReceived):
+        return Text(f"· got the public channel key of {_who(event.label, event.sender)}", style="dim")
+    if isinstance(event, ev.FileProgress):
+        return None  # shown in the status line
+    if isinstance(event, ev.FileReceived):
+        return Text(f"· file from {_who(event.label, event.sender)}: {safe_text(event.name)} "
+                    f"({human_bytes(event.size)}) saved as {safe_text(event.path)}"
+                    + ("" if event.verified else " [manifest not signed]"), style="green")
+    if isinstance(event, ev.FileSent):
+        return Text(f"· sent {safe_text(event.name)} ({human_bytes(event.size)})", style="green")
+    if isinstance(event, ev.FileFailed):
+        return Text(f"! file {safe_text(event.name)} from {safe_text(event.sender)} failed: {event.reason}",
+                    style="red")
+    if isinstance(event, ev.ListResult):
+        if not event.requested:
+            return None
+        names = ", ".join(_who(u.label, u.user_id) + (" (you)" if u.is_self else "") for u in event.users)
+        return Text(f"· online ({len(event.users)}): {names}")
+    if isinstance(event, ev.WhoisResult):
+        return Text(f"· {safe_text(event.label)}: id {event.user_id}, server {event.server_id or '?'}, "
+                    f"key {event.fingerprint or '?'}"
+                    + ("" if event.trusted else f" — NOT TRUSTED (pinned {event.pinned_fingerprint or 'none'})"))
+    if isinstance(event, ev.HelpResult):
+        width = max(len(usage) for usage, _ in event.commands)
+        return Text("\n".join(f"  {usage:<{width}}  {text}" for usage, text in event.commands))
+    if isinstance(event, ev.ErrorReceived):
+        where = "server" if event.source == "server" else "error"
+        return Text(f"! {where}: {event.code} {safe_text(event.detail)}", style="red")
+    if isinstance(event, ev.Info):
+        return Text(f"· {safe_text(event.text)}", style="dim")
+    if isinstance(event, ev.Ready):
+        return Text(f"· connected to {event.server} as {safe_text(event.display_name)} [{event.user_id}], "
+                    f"key {event.fingerprint}. /help for commands.", style="green")
+    return None
+
+
+def progress_text(event: ev.FileProgress) -> str:
+    arrow = "↑" if event.direction == "send" else "↓"
+    percent = 100 * event.done / event.total if event.total else 100
+    eta = f", {event.eta:.0f}s left" if event.eta else ""
+    return (f"{arrow} {safe_text(event.name)} {percent:.0f}% ({human_bytes(event.done)}/{human_bytes(event.total)}, "
+            f"{human_bytes(event.rate)}/s{eta})")

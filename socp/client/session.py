@@ -1,0 +1,770 @@
+"""The client's protocol core: no sockets, no asyncio (STYLE §1).
+
+`ClientSession` holds one user's identity, keys, directory and trust state. Local
+commands become `Actions` (frames to send, events to show); each incoming frame
+becomes a list of events. Drivers (`connection.py`) move the frames and render the
+events; tests pair sessions in memory through a fake node.
+
+Rules implemented here:
+  §2 / project decision   texts over 446 UTF-8 bytes travel as several frames,
+                          each with its own OAEP block and content_sig, joined by
+                          `payload.part` on our side
+  §7.2, §9                DMs: OAEP to the recipient, sign_dm; verify every form
+  §7.3 project decision   public channel sender keys, key shares, peer forms
+  §7.4                    files, streamed both ways, verified before placing
+  TOFU                    each user's key fingerprint pinned on first sight
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from socp.protocol import crypto, frames, signing
+from socp.protocol.encoding import b64url_decode, b64url_encode, canonical_json
+from socp.protocol.envelope import Envelope, parse
+from socp.protocol.errors import BadKey, InvalidSignature, MalformedFrame, SocpError, UserNotFound
+from socp.protocol.frame_types import FrameType as T
+from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL, is_uuid4, new_id
+from socp.protocol.limits import OAEP_BLOCK_BYTES, OAEP_MAX_PLAINTEXT
+from socp.protocol.text import split_utf8
+
+from .channel_keys import ChannelKeyRing
+from .commands import CommandError
+from .downloads import IncomingFile, TransferFailed
+from .events import (
+    Channel,
+    ChannelKeyReceived,
+    ContentForm,
+    ErrorReceived,
+    Event,
+    FileFailed,
+    FileProgress,
+    FileReceived,
+    FileSent,
+    Info,
+    KeyChanged,
+    ListResult,
+    MessageReceived,
+    MessageRejected,
+    MessageSent,
+    UserEntry,
+    WhoisResult,
+)
+from .trust import PinStore
+
+CLIENT_NAME = "socp-cli"
+KEY_SHARES_PER_FRAME = 32          # ~4 KiB each: keeps a share frame far below 1 MiB
+MAX_PENDING_SPLIT_MESSAGES = 128   # partial long texts kept while their parts arrive
+MAX_ACTIVE_DOWNLOADS = 16
+MAX_FAILED_IDS = 1024
+DEFAULT_MAX_FILE_BYTES = 4 * 1024**3
+FILE_READ_BUFFER = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Actions:
+    """What a local command produced: frames for the server, events for the user."""
+
+    frames: tuple[Envelope, ...] = ()
+    events: tuple[Event, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryEntry:
+    user_id: str
+    server_id: str = ""
+    display_name: str = ""
+    pubkey: str = ""            # normalised base64url DER SPKI, "" if unknown
+
+
+@dataclass(slots=True)
+class _SplitMessage:
+    """Parts of one long text (payload.part) collected until all have arrived."""
+
+    count: int
+    ts: int
+    parts: dict[int, bytes] = field(default_factory=dict)
+    forms: set[str] = field(default_factory=set)
+    trusted: bool = True
+
+
+def manifest_signed_bytes(payload: dict[str, Any], sender: str, to: str, ts: int) -> bytes:
+    """Project extension: FILE_START may carry `content_sig` (and `sender_pub`) over
+    the canonical JSON of the manifest and the envelope fields, so the receiver can
+    tie the file's SHA-256, and with it every chunk, to the sender's key. Peers
+    ignore the extra fields."""
+    return canonical_json({
+        "file_id": payload.get("file_id"), "name": payload.get("name"), "size": payload.get("size"),
+        "sha256": payload.get("sha256"), "mode": payload.get("mode"), "from": sender, "to": to, "ts": ts,
+    })
+
+
+class ClientSession:
+    def __init__(
+        self,
+        user_id: str,
+        user_key: crypto.PrivateKey,
+        *,
+        display_name: str = "",
+        pins: PinStore | None = None,
+        channel_keys: ChannelKeyRing | None = None,
+        downloads_dir: Path | None = None,
+        clock: Callable[[], float] = time.time,
+        server_key: crypto.PublicKey | None = None,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        progress_interval: float = 0.5,
+    ) -> None:
+        if not is_uuid4(user_id):
+            raise MalformedFrame("a user id must be a UUID v4")
+        self.user_id = user_id
+        self.user_key = user_key
+        self.display_name = display_name
+        self.pubkey = crypto.encode_public_key(user_key)
+        self.fingerprint = crypto.fingerprint(user_key.public_key())
+        self.pins = pins if pins is not None else PinStore()
+        self.channel_keys = channel_keys if channel_keys is not None else ChannelKeyRing(crypto.generate_private_key)
+        self.downloads_dir = Path(downloads_dir) if downloads_dir is not None else Path("downloads")
+        self.server_key = server_key
+        self.max_file_bytes = max_file_bytes
+        self.progress_interval = progress_interval
+        self._clock = clock
+
+        self.directory: dict[str, DirectoryEntry] = {}   # the last LIST_RESPONSE (plus presence gossip)
+        self.directory_loaded = False
+        self.directory_stale = True                      # membership changed since the last list
+        self.server_ids: set[str] = set()
+        self._keys: dict[str, str] = {}                  # user id -> trusted key (normalised)
+        self._changed_keys: dict[str, str] = {}          # user id -> a key that differs from the pin
+        self._warned: dict[str, str] = {}                # user id -> new fingerprint already reported
+        self._list_requests: list[bool] = []             # FIFO: was each LIST_REQUEST the user's?
+        self._split: OrderedDict[tuple[str, str, str], _SplitMessage] = OrderedDict()
+        self._downloads: dict[str, IncomingFile] = {}
+        self._failed_files: OrderedDict[str, None] = OrderedDict()
+
+    # --- helpers -------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _sign(self, envelope: Envelope) -> Envelope:
+        # §5: every frame carrying user content is signed; we sign all of ours.
+        return signing.sign_envelope(self.user_key, envelope)
+
+    def label(self, user_id: str) -> str:
+        entry = self.directory.get(user_id)
+        return entry.display_name if entry and entry.display_name else user_id
+
+    def connection_reset(self) -> None:
+        """A new connection: re-share our channel key, forget half-received data."""
+        self.channel_keys.shared_with.clear()
+        self._list_requests.clear()
+        self.directory_stale = True
+        for incoming in self._downloads.values():
+            incoming.abort()
+        self._downloads.clear()
+        self._split.clear()
+
+    # --- directory and user resolution ------------------------------------------------
+
+    def resolve(self, target: str) -> str:
+        """A user id from an id, a unique id prefix or a display name."""
+        target = target.strip()
+        if target == self.user_id or target in self.directory or target in self._keys:
+            return target
+        named = [uid for uid, entry in self.directory.items() if entry.display_name == target]
+        if not named:
+            folded = target.casefold()
+            named = [uid for uid, entry in self.directory.items() if entry.display_name.casefold() == folded]
+        if len(named) == 1:
+            return named[0]
+        if len(named) > 1:
+            raise CommandError(f"several users are called {target!r}; use an id: {', '.join(sorted(named))}")
+        prefixed = sorted({uid for uid in (*self.directory, *self._keys) if uid.startswith(target)})
+        if len(prefixed) == 1:
+            return prefixed[0]
+        if len(prefixed) > 1:
+            raise CommandError(f"{target!r} matches several users: {', '.join(prefixed)}")
+        if is_uuid4(target):
+            return target
+        raise UserNotFound(f"no user {target!r} in the last /list")
+
+    def knows_key(self, target: str) -> bool:
+        """True when `target` resolves to a user whose key we have (no /list needed)."""
+        try:
+            user_id = self.resolve(target)
+        except SocpError:
+            return False
+        return user_id in self._keys or user_id in self._changed_keys
+
+    def _recipient_key(self, user_id: str) -> crypto.PublicKey:
+        if user_id in self._changed_keys:
+            raise CommandError(
+                f"the key of {self.label(user_id)} changed (now {crypto.fingerprint(self._changed_keys[user_id])}); "
+                f"check it with /whois and accept it with /trust {user_id}"
+            )
+        key = self._keys.get(user_id)
+        if key is None:
+            raise UserNotFound(f"no key known for {user_id}; is the user online? (/list)")
+        return crypto.decode_public_key(key)
+
+    def _check_pin(self, user_id: str, key_text: str) -> tuple[bool, list[Event]]:
+        """TOFU: pin a first-seen key; report a different one once; say if trusted."""
+        fp = crypto.fingerprint(key_text)
+        pinned = self.pins.get(user_id)
+        if pinned is None:
+            self.pins.pin(user_id, fp)
+            pinned = fp
+        if pinned == fp:
+            self._keys[user_id] = crypto.normalise_public_key(key_text)
+            self._changed_keys.pop(user_id, None)
+            return True, []
+        self._changed_keys[user_id] = crypto.normalise_public_key(key_text)
+        if self._warned.get(user_id) == fp:
+            return False, []
+        self._warned[user_id] = fp
+        return False, [KeyChanged(user=user_id, label=self.label(user_id), old_fingerprint=pinned, new_fingerprint=fp)]
+
+    # --- outgoing frames ---------------------------------------------------------------
+
+    def hello(self, server_id: str | None = None) -> Envelope:
+        """§7.1, interop table: signed over the canonical payload, `to` = "*"."""
+        return self._sign(frames.user_hello(self.user_id, server_id, self.now_ms(), self.pubkey,
+                                            client=CLIENT_NAME, display_name=self.display_name or None))
+
+    def list_request(self, *, requested: bool = True) -> Envelope:
+        self._list_requests.append(requested)
+        server = next(iter(self.server_ids)) if len(self.server_ids) == 1 else BROADCAST
+        return self._sign(frames.list_request(self.user_id, server, self.now_ms()))
+
+    def close_frame(self) -> Envelope:
+        return frames.ctrl_close(self.user_id, BROADCAST, self.now_ms())
+
+    def tell(self, target: str, text: str) -> Actions:
+        """§7.2 and the long-text decision: one MSG_DIRECT per ≤446-byte part."""
+        recipient = self.resolve(target)
+        if recipient == self.user_id:
+            raise CommandError("that is you")
+        key = self._recipient_key(recipient)
+        parts = split_utf8(text)
+        part_id = new_id() if len(parts) > 1 else None
+        out = []
+        for index, data in enumerate(parts):
+            ts = self.now_ms()
+            ciphertext = b64url_encode(crypto.oaep_encrypt(key, data))
+            content_sig = signing.sign_dm(self.user_key, ciphertext, self.user_id, recipient, ts)
+            part = {"id": part_id, "index": index, "count": len(parts)} if part_id else None
+            out.append(self._sign(frames.msg_direct(self.user_id, recipient, ts, ciphertext, self.pubkey,
+                                                    content_sig, part=part)))
+        sent = MessageSent(recipient=recipient, label=self.label(recipient), channel="dm", text=text,
+                           parts=len(parts), message_id=part_id)
+        return Actions(frames=tuple(out), events=(sent,))
+
+    def key_shares(self) -> Actions:
+        """§7.3: give our channel sending key to every member that lacks it."""
+        pending, skipped = [], []
+        for uid in sorted(self.directory):
+            if uid == self.user_id or uid in self.channel_keys.shared_with:
+                continue
+            if uid in self._changed_keys:
+                skipped.append(uid)
+            elif uid in self._keys:
+                pending.append(uid)
+        events: list[Event] = [
+            Info(f"not sharing the channel key with {self.label(uid)}: its key changed (/whois, /trust)")
+            for uid in skipped
+        ]
+        if not pending:
+            return Actions(events=tuple(events))
+        own_der = crypto.private_key_der(self.channel_keys.own())
+        out = []
+        for start in range(0, len(pending), KEY_SHARES_PER_FRAME):
+            batch = pending[start : start + KEY_SHARES_PER_FRAME]
+            shares = [
+                {"member": uid,
+                 "wrapped_public_channel_key": b64url_encode(
+                     crypto.wrap_blocks(crypto.decode_public_key(self._keys[uid]), own_der))}
+                for uid in batch
+            ]
+            content_sig = signing.sign_key_share(self.user_key, shares, self.pubkey)
+            out.append(self._sign(frames.public_channel_key_share(self.user_id, self.now_ms(), shares,
+                                                                  self.pubkey, content_sig)))
+        self.channel_keys.shared_with.update(pending)
+        return Actions(frames=tuple(out), events=tuple(events))
+
+    def post_public(self, text: str) -> Actions:
+        """§7.3: key shares first, then one OAEP block per part under our sending key."""
+        shares = self.key_shares()
+        channel_pub = self.channel_keys.own().public_key()
+        parts = split_utf8(text)
+        part_id = new_id() if len(parts) > 1 else None
+        out = list(shares.frames)
+        for index, data in enumerate(parts):
+            ts = self.now_ms()
+            ciphertext = b64url_encode(crypto.oaep_encrypt(channel_pub, data))
+            content_sig = signing.sign_public(self.user_key, ciphertext, self.user_id, ts)
+            part = {"id": part_id, "index": index, "count": len(parts)} if part_id else None
+            out.append(self._sign(frames.msg_public_channel(self.user_id, ts, ciphertext, self.pubkey,
+                                                            content_sig, part=part)))
+        sent = MessageSent(recipient=PUBLIC_CHANNEL, label=PUBLIC_CHANNEL, channel="public", text=text,
+                           parts=len(parts), message_id=part_id)
+        return Actions(frames=tuple(out), events=(*shares.events, sent))
+
+    def send_file(self, target: str, path: Path) -> Iterator[Actions]:
+        """§7.4, streamed: FILE_START, ≤446-byte FILE_CHUNKs, FILE_END.
+
+        Reads the file twice (hash, then chunks) and never holds more than a read
+        buffer. Errors about the target or the path raise before anything is sent.
+        """
+        path = Path(path).expanduser()
+        if target == PUBLIC_CHANNEL:
+            to, channel = PUBLIC_CHANNEL, "public"
+            encrypt_key = None  # resolved after the key shares
+        else:
+            to, channel = self.resolve(target), "dm"
+            if to == self.user_id:
+                raise CommandError("that is you")
+            encrypt_key = self._recipient_key(to)
+        try:
+            size = path.stat().st_size
+            if not path.is_file():
+                raise CommandError(f"{path} is not a regular file")
+            digest = _sha256_file(path)
+        except OSError as exc:
+            raise CommandError(f"cannot read {path}: {exc.strerror}") from exc
+        return self._file_frames(path, to, channel, encrypt_key, size, digest)
+
+    def _file_frames(self, path: Path, to: str, channel: Channel, encrypt_key: crypto.PublicKey | None,
+                     size: int, digest: str) -> Iterator[Actions]:
+        if channel == "public":
+            yield self.key_shares()
+            encrypt_key = self.channel_keys.own().public_key()
+        assert encrypt_key is not None
+        file_id, name, started = new_id(), path.name, self._clock()
+        ts = self.now_ms()
+        start = frames.file_start(self.user_id, to, ts, file_id, name, size, digest, channel)
+        payload = dict(start.payload)
+        payload["sender_pub"] = self.pubkey
+        payload["content_sig"] = b64url_encode(
+            crypto.sign_pss(self.user_key, manifest_signed_bytes(payload, self.user_id, to, ts)))
+        start = Envelope(type=start.type, from_=start.from_, to=to, ts=ts, payload=payload)
+        yield Actions(frames=(self._sign(start),),
+                      events=(FileProgress(file_id, name, "send", 0, size, 0.0, None),))
+        done, index, last_progress = 0, 0, started
+        rehash = hashlib.sha256()
+        with open(path, "rb", buffering=FILE_READ_BUFFER) as source:
+            while True:
+                data = source.read(OAEP_MAX_PLAINTEXT)
+                if not data:
+                    break
+                rehash.update(data)
+                ciphertext = b64url_encode(crypto.oaep_encrypt(encrypt_key, data))
+                chunk = self._sign(frames.file_chunk(self.user_id, to, self.now_ms(), file_id, index, ciphertext))
+                index += 1
+                done += len(data)
+                now = self._clock()
+                events: tuple[Event, ...] = ()
+                if now - last_progress >= self.progress_interval or done >= size:
+                    last_progress = now
+                    events = (_progress(file_id, name, "send", done, size, started, now),)
+                yield Actions(frames=(chunk,), events=events)
+        end = self._sign(frames.file_end(self.user_id, to, self.now_ms(), file_id))
+        if done != size or rehash.hexdigest() != digest:
+            yield Actions(frames=(end,), events=(FileFailed(file_id, self.user_id, name,
+                                                            "the file changed while it was being sent"),))
+            return
+        yield Actions(frames=(end,), events=(FileSent(file_id, to, name, size, digest),))
+
+    def whois(self, target: str) -> WhoisResult:
+        uid = self.resolve(target)
+        entry = self.directory.get(uid, DirectoryEntry(uid))
+        if uid == self.user_id:
+            return WhoisResult(uid, self.display_name or uid, self.display_name, entry.server_id,
+                               self.fingerprint, self.fingerprint, True)
+        seen = self._changed_keys.get(uid) or self._keys.get(uid) or entry.pubkey
+        seen_fp = crypto.fingerprint(seen) if seen else ""
+        pinned = self.pins.get(uid) or ""
+        return WhoisResult(uid, self.label(uid), entry.display_name, entry.server_id, seen_fp, pinned,
+                           trusted=bool(pinned) and uid not in self._changed_keys)
+
+    def trust(self, target: str) -> list[Event]:
+        uid = self.resolve(target)
+        new_key = self._changed_keys.pop(uid, None)
+        if new_key is None:
+            return [Info(f"{self.label(uid)}: nothing to accept, the pinned key is in use")]
+        fp = crypto.fingerprint(new_key)
+        self.pins.pin(uid, fp)
+        self._keys[uid] = new_key
+        self._warned.pop(uid, None)
+        self.channel_keys.shared_with.discard(uid)  # share our channel key with the new key
+        return [Info(f"{self.label(uid)}: now trusting key {fp}")]
+
+    # --- incoming frames ---------------------------------------------------------------
+
+    def handle(self, data: str | bytes) -> list[Event]:
+        """One frame from the server -> the events it produces."""
+        try:
+            envelope = parse(data)
+        except SocpError as exc:
+            return [ErrorReceived(exc.code.value, f"dropped a frame from the server: {exc.detail}", "client")]
+        return self.handle_envelope(envelope)
+
+    def handle_envelope(self, envelope: Envelope) -> list[Event]:
+        if self.server_key is not None and envelope.type != T.CTRL_CLOSE:
+            try:
+                signing.verify_transport(self.server_key, envelope)
+            except InvalidSignature as exc:
+                return [ErrorReceived("INVALID_SIG", f"dropped {envelope.type}: {exc.detail}", "client")]
+        handler = self._HANDLERS.get(envelope.type)
+        if handler is None:
+            return []
+        try:
+            return handler(self, envelope)
+        except SocpError as exc:
+            return [ErrorReceived(exc.code.value, f"dropped {envelope.type}: {exc.detail}", "client")]
+
+    def _on_list(self, envelope: Envelope) -> list[Event]:
+        self.server_ids.add(envelope.from_)
+        payload = envelope.payload
+        details = {d["user_id"]: d for d in payload.get("details") or []
+                   if isinstance(d, dict) and isinstance(d.get("user_id"), str)}
+        events: list[Event] = []
+        directory: dict[str, DirectoryEntry] = {}
+        for uid in payload.get("online_users") or payload.get("users") or []:
+            detail = details.get(uid, {})
+            key = detail.get("pubkey") if isinstance(detail.get("pubkey"), str) else ""
+            if key:
+                try:
+                    key = crypto.normalise_public_key(key)
+                except BadKey:
+                    key = ""
+            server_id = str(detail.get("server_id") or "")
+            if server_id:
+                self.server_ids.add(server_id)
+            directory[uid] = DirectoryEntry(uid, server_id, _text(detail.get("display_name")), key)
+        self.directory = directory
+        self.directory_loaded, self.directory_stale = True, False
+        for uid, entry in directory.items():
+            if entry.pubkey and uid != self.user_id:
+                events.extend(self._check_pin(uid, entry.pubkey)[1])
+        requested = self._list_requests.pop(0) if self._list_requests else True
+        events.append(ListResult(self.user_entries(), requested=requested))
+        return events
+
+    def user_entries(self) -> tuple[UserEntry, ...]:
+        return tuple(
+            UserEntry(uid, self.label(uid), entry.display_name, entry.server_id,
+                      crypto.fingerprint(entry.pubkey) if entry.pubkey else "", uid == self.user_id)
+            for uid, entry in self.directory.items()
+        )
+
+    def _on_presence(self, envelope: Envelope) -> list[Event]:
+        """Interop table: a presence cache for servers without a list request."""
+        payload = envelope.payload
+        uid = payload["user_id"]
+        self.server_ids.add(payload["server_id"])
+        if envelope.type == T.USER_REMOVE:
+            self.directory.pop(uid, None)
+            return []
+        meta = payload.get("meta") or {}
+        key = meta.get("pubkey") if isinstance(meta.get("pubkey"), str) else ""
+        try:
+            key = crypto.normalise_public_key(key) if key else ""
+        except BadKey:
+            key = ""
+        self.directory[uid] = DirectoryEntry(uid, payload["server_id"], _text(meta.get("display_name")), key)
+        self.directory_stale = True
+        return self._check_pin(uid, key)[1] if key and uid != self.user_id else []
+
+    def _on_membership(self, envelope: Envelope) -> list[Event]:
+        self.server_ids.add(envelope.from_)
+        self.directory_stale = True
+        return []
+
+    def _on_error(self, envelope: Envelope) -> list[Event]:
+        code, detail = frames.error_text(envelope)
+        return [ErrorReceived(code, detail, "server")]
+
+    def _on_close(self, envelope: Envelope) -> list[Event]:
+        return [Info("the server is closing the connection")]
+
+    def _on_direct(self, envelope: Envelope) -> list[Event]:
+        """§7.2: USER_DELIVER (or a peer's MSG_DIRECT passed on unchanged)."""
+        if envelope.type == T.USER_DELIVER:
+            self.server_ids.add(envelope.from_)
+            sender = frames.deliver_sender(envelope, self.server_ids)
+        else:
+            sender = envelope.from_
+        if not sender:
+            return [MessageRejected("", "dm", "the frame does not say who sent it", envelope.ts)]
+        payload = envelope.payload
+        key_text = payload.get("sender_pub") or self._keys.get(sender)
+        if not key_text:
+            return [MessageRejected(sender, "dm", "no key known for the sender", envelope.ts)]
+        key = crypto.decode_public_key(key_text)
+        ciphertext = payload["ciphertext"]
+        if not _verifies(signing.verify_dm, key, payload["content_sig"], ciphertext, sender, self.user_id,
+                         envelope.ts):
+            return [MessageRejected(sender, "dm", "content signature does not verify", envelope.ts)]
+        trusted, events = self._check_pin(sender, key_text)
+        plaintext, form = _open(ciphertext, self.user_key)
+        return events + self._message(sender, "dm", envelope.ts, plaintext, form, trusted, payload.get("part"))
+
+    def _on_public(self, envelope: Envelope) -> list[Event]:
+        """§7.3: verify over ciphertext‖from‖ts, decrypt with the sender's channel key."""
+        sender = envelope.from_
+        if sender == self.user_id:
+            return []
+        payload = envelope.payload
+        key_text = payload.get("sender_pub") or self._keys.get(sender)
+        if not key_text:
+            return [MessageRejected(sender, "public", "no key known for the sender", envelope.ts)]
+        key = crypto.decode_public_key(key_text)
+        ciphertext = payload["ciphertext"]
+        if not _verifies(signing.verify_public, key, payload["content_sig"], ciphertext, sender, envelope.ts):
+            return [MessageRejected(sender, "public", "content signature does not verify", envelope.ts)]
+        trusted, events = self._check_pin(sender, key_text)
+        channel_key = self.channel_keys.peer(crypto.fingerprint(key))
+        plaintext, form = _open(ciphertext, channel_key)
+        return events + self._message(sender, "public", envelope.ts, plaintext, form, trusted, payload.get("part"))
+
+    def _message(self, sender: str, channel: Channel, ts: int, plaintext: bytes | None, form: ContentForm,
+                 trusted: bool, part: Any) -> list[Event]:
+        """One frame's text; parts of a long text wait for their siblings (§2 decision)."""
+        if not (isinstance(part, dict) and isinstance(part.get("id"), str)
+                and isinstance(part.get("count"), int) and part["count"] > 1):
+            return [MessageReceived(sender, self.label(sender), _decode(plaintext), ts, channel, True, trusted, form)]
+        count, index = part["count"], part.get("index")
+        if not isinstance(index, int) or not 0 <= index < count:
+            return [MessageRejected(sender, channel, "bad part index", ts)]
+        slot = (sender, channel, part["id"])
+        pending = self._split.get(slot)
+        if pending is None or pending.count != count:
+            pending = self._split[slot] = _SplitMessage(count=count, ts=ts)
+            while len(self._split) > MAX_PENDING_SPLIT_MESSAGES:
+                self._split.popitem(last=False)
+        pending.parts[index] = plaintext or b""
+        pending.forms.add(form)
+        pending.trusted &= trusted
+        if len(pending.parts) < count:
+            return []
+        del self._split[slot]
+        whole = b"".join(pending.parts[i] for i in range(count))
+        worst: ContentForm = next((f for f in ("undecryptable", "unencrypted") if f in pending.forms), "encrypted")
+        text = "" if worst == "undecryptable" else _decode(whole)
+        return [MessageReceived(sender, self.label(sender), text, pending.ts, channel, True, pending.trusted, worst,
+                                parts=count, message_id=part["id"])]
+
+    def _on_key_share(self, envelope: Envelope) -> list[Event]:
+        """§7.3: a sender key wrapped for us; verified with creator_pub, then stored."""
+        payload = envelope.payload
+        mine = [s for s in payload["shares"] if s["member"] == self.user_id]
+        if not mine:
+            return []
+        creator_pub = payload["creator_pub"]
+        creator_key = crypto.decode_public_key(creator_pub)
+        creator_fp = crypto.fingerprint(creator_key)
+        owner = self._owner_of(envelope.from_, creator_fp)
+        if not _verifies(signing.verify_key_share, creator_key, payload["content_sig"], payload["shares"],
+                         creator_pub):
+            return [MessageRejected(owner or creator_fp, "public", "key share signature does not verify", envelope.ts)]
+        events: list[Event] = []
+        if owner:
+            events.extend(self._check_pin(owner, creator_pub)[1])
+        wrapped = mine[-1]["wrapped_public_channel_key"]
+        try:
+            channel_key = crypto.load_private_key_der(crypto.unwrap_blocks(self.user_key, b64url_decode(wrapped)))
+        except SocpError as exc:
+            return events + [MessageRejected(owner or creator_fp, "public", f"key share unusable: {exc.detail}",
+                                             envelope.ts)]
+        self.channel_keys.store_peer(creator_fp, wrapped, channel_key)
+        label = self.label(owner) if owner else creator_fp
+        return events + [ChannelKeyReceived(owner or creator_fp, label, creator_fp)]
+
+    def _owner_of(self, sender: str, fingerprint: str) -> str:
+        """Whose user key has this fingerprint. Servers carry shares on with their own
+        id in `from` (§7.3), so the key decides; `from` counts only if it is a user
+        we know and nothing else matched."""
+        for uid, key in self._keys.items():
+            if crypto.fingerprint(key) == fingerprint:
+                return uid
+        for uid, entry in self.directory.items():
+            if entry.pubkey and crypto.fingerprint(entry.pubkey) == fingerprint:
+                return uid
+        if sender in self.directory and sender not in self.server_ids and sender != self.user_id:
+            return sender
+        return ""
+
+    # --- incoming files (§7.4) ------------------------------------------------------
+
+    def _on_file_start(self, envelope: Envelope) -> list[Event]:
+        payload = envelope.payload
+        sender = frames.deliver_sender(envelope, self.server_ids) or ""
+        file_id, name, size = payload["file_id"], payload["name"], payload["size"]
+        channel: Channel = payload.get("mode") or ("public" if envelope.to == PUBLIC_CHANNEL else "dm")
+        if sender == self.user_id:
+            return []
+        if file_id in self._downloads or file_id in self._failed_files:
+            return self._fail(file_id, sender, name, "a transfer with this id is already known")
+        if size > self.max_file_bytes:
+            return self._fail(file_id, sender, name, f"larger than the limit of {self.max_file_bytes} bytes")
+        if len(self._downloads) >= MAX_ACTIVE_DOWNLOADS:
+            return self._fail(file_id, sender, name, "too many transfers at once")
+        key_text = payload.get("sender_pub") if isinstance(payload.get("sender_pub"), str) else None
+        key_text = key_text or self._keys.get(sender)
+        verified, events = False, []
+        if key_text and isinstance(payload.get("content_sig"), str):
+            try:
+                key = crypto.decode_public_key(key_text)
+                signature = b64url_decode(payload["content_sig"])
+            except SocpError:
+                return self._fail(file_id, sender, name, "unreadable manifest signature")
+            if not crypto.verify_pss(key, signature, manifest_signed_bytes(payload, sender, envelope.to, envelope.ts)):
+                return self._fail(file_id, sender, name, "manifest signature does not verify")
+            verified, events = self._check_pin(sender, key_text)
+        creator_fp = crypto.fingerprint(key_text) if key_text else ""
+        try:
+            incoming = IncomingFile.open(self.downloads_dir, file_id=file_id, sender=sender, name=name, size=size,
+                                         sha256=payload["sha256"], channel=channel, verified=verified,
+                                         creator_fingerprint=creator_fp, now=self._clock())
+        except OSError as exc:
+            return self._fail(file_id, sender, name, f"cannot write to the downloads directory: {exc.strerror}")
+        self._downloads[file_id] = incoming
+        return events + [FileProgress(file_id, name, "receive", 0, size, 0.0, None)]
+
+    def _on_file_chunk(self, envelope: Envelope) -> list[Event]:
+        payload = envelope.payload
+        incoming = self._downloads.get(payload["file_id"])
+        if incoming is None:
+            return []  # unknown or already failed: reported once, at the failure
+        if incoming.channel == "public":
+            key = self.channel_keys.peer(incoming.creator_fingerprint) if incoming.creator_fingerprint else None
+        else:
+            key = self.user_key
+        plaintext, form = _open(payload["ciphertext"], key, allow_plaintext=False)
+        try:
+            if plaintext is None:
+                raise TransferFailed(f"chunk {payload['index']} does not decrypt")
+            incoming.write(payload["index"], plaintext)
+        except TransferFailed as exc:
+            return self._abort(incoming, exc.detail)
+        except OSError as exc:
+            return self._abort(incoming, f"cannot write the file: {exc.strerror}")
+        now = self._clock()
+        if now - incoming.last_progress < self.progress_interval and incoming.done < incoming.size:
+            return []
+        incoming.last_progress = now
+        return [_progress(incoming.file_id, incoming.name, "receive", incoming.done, incoming.size,
+                          incoming.started, now)]
+
+    def _on_file_end(self, envelope: Envelope) -> list[Event]:
+        incoming = self._downloads.get(envelope.payload["file_id"])
+        if incoming is None:
+            return []
+        try:
+            final = incoming.finish(self.downloads_dir)
+        except TransferFailed as exc:
+            return self._abort(incoming, exc.detail)
+        except OSError as exc:
+            return self._abort(incoming, f"cannot save the file: {exc.strerror}")
+        del self._downloads[incoming.file_id]
+        return [FileReceived(incoming.file_id, incoming.sender, self.label(incoming.sender), incoming.name,
+                             str(final), incoming.size, incoming.sha256, incoming.channel,  # type: ignore[arg-type]
+                             incoming.verified)]
+
+    def _abort(self, incoming: IncomingFile, reason: str) -> list[Event]:
+        incoming.abort()
+        self._downloads.pop(incoming.file_id, None)
+        return self._fail(incoming.file_id, incoming.sender, incoming.name, reason)
+
+    def _fail(self, file_id: str, sender: str, name: str, reason: str) -> list[Event]:
+        self._failed_files[file_id] = None
+        while len(self._failed_files) > MAX_FAILED_IDS:
+            self._failed_files.popitem(last=False)
+        return [FileFailed(file_id, sender, name, reason)]
+
+    def close(self) -> None:
+        """Delete the temporary files of unfinished downloads."""
+        for incoming in self._downloads.values():
+            incoming.abort()
+        self._downloads.clear()
+
+    _HANDLERS: dict[str, Callable[[ClientSession, Envelope], list[Event]]] = {
+        T.LIST_RESPONSE: _on_list,
+        T.USER_ADVERTISE: _on_presence,
+        T.USER_REMOVE: _on_presence,
+        T.PUBLIC_CHANNEL_ADD: _on_membership,
+        T.PUBLIC_CHANNEL_UPDATED: _on_membership,
+        T.ERROR: _on_error,
+        T.CTRL_CLOSE: _on_close,
+        T.USER_DELIVER: _on_direct,
+        T.MSG_DIRECT: _on_direct,
+        T.MSG_PUBLIC_CHANNEL: _on_public,
+        T.PUBLIC_CHANNEL_KEY_SHARE: _on_key_share,
+        T.FILE_START: _on_file_start,
+        T.FILE_CHUNK: _on_file_chunk,
+        T.FILE_END: _on_file_end,
+    }
+
+
+# --- pure helpers ---------------------------------------------------------------------
+
+
+def _verifies(verify: Callable[..., bool], *args: Any) -> bool:
+    try:
+        return verify(*args)
+    except MalformedFrame:  # e.g. a ciphertext that is not base64url
+        return False
+
+
+def _open(ciphertext: str, key: crypto.PrivateKey | None, *, allow_plaintext: bool = True
+          ) -> tuple[bytes | None, ContentForm]:
+    """Decrypt whole OAEP blocks; else recognise a plaintext peer (§7.3 decision)."""
+    try:
+        raw = b64url_decode(ciphertext)
+    except MalformedFrame:
+        return (ciphertext.encode("utf-8", "replace"), "unencrypted") if allow_plaintext else (None, "undecryptable")
+    if key is not None and raw and len(raw) % OAEP_BLOCK_BYTES == 0:
+        try:
+            return crypto.unwrap_blocks(key, raw), "encrypted"
+        except SocpError:
+            pass
+    if allow_plaintext and len(raw) % OAEP_BLOCK_BYTES != 0:
+        try:
+            raw.decode("utf-8")
+            return raw, "unencrypted"
+        except UnicodeDecodeError:
+            pass
+    return None, "undecryptable"
+
+
+def _decode(plaintext: bytes | None) -> str:
+    return plaintext.decode("utf-8", errors="replace") if plaintext else ""
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _progress(file_id: str, name: str, direction: str, done: int, total: int, started: float, now: float
+              ) -> FileProgress:
+    elapsed = max(now - started, 1e-6)
+    rate = done / elapsed
+    eta = (total - done) / rate if rate > 0 else None
+    return FileProgress(file_id, name, direction, done, total, rate, eta)  # type: ignore[arg-type]
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as source:
+        while block := source.read(FILE_READ_BUFFER):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+__all__ = ["Actions", "ClientSession", "DirectoryEntry", "manifest_signed_bytes"]

@@ -1,0 +1,157 @@
+"""A tiny in-memory stand-in for the node, routing frames as the real one will
+(see the issue): USER_HELLO with NAME_IN_USE / BAD_KEY, LIST_RESPONSE with details,
+MSG_DIRECT -> USER_DELIVER (original ts), public messages relayed unchanged to every
+other member, key shares relayed (stored for offline members), files relayed in
+order. Every frame it sends is signed with its key when it has one.
+
+`FakeNode.handle` is pure (connection id + frame in, frames out), so the same node
+drives the in-memory `MemoryNet` and the websockets server of the end-to-end test.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Hashable
+
+from socp.client.events import Event
+from socp.client.session import Actions, ClientSession
+from socp.protocol import crypto, frames, signing
+from socp.protocol.envelope import Envelope, parse
+from socp.protocol.errors import BadKey, SocpError
+from socp.protocol.frame_types import FrameType as T
+from socp.protocol.ids import PUBLIC_CHANNEL, is_uuid4, new_id
+
+
+@dataclass
+class FakeNode:
+    server_key: crypto.PrivateKey | None = None
+    server_id: str = field(default_factory=new_id)
+    ts: int = 1_700_000_000_000
+    users: dict[str, dict] = field(default_factory=dict)            # user id -> {pubkey, display_name}
+    connections: dict[Hashable, str] = field(default_factory=dict)  # connection -> user id
+    stored_shares: dict[str, list[Envelope]] = field(default_factory=lambda: defaultdict(list))
+    version: int = 1
+    # Test hook: a function that may rewrite a frame on its way to a user.
+    tamper: object = None
+
+    def _out(self, envelope: Envelope) -> Envelope:
+        if self.server_key is not None:
+            envelope = signing.sign_envelope(self.server_key, envelope)
+        return envelope
+
+    def _conn_of(self, user_id: str) -> Hashable | None:
+        return next((c for c, u in self.connections.items() if u == user_id), None)
+
+    def disconnect(self, connection: Hashable) -> None:
+        self.connections.pop(connection, None)
+
+    def handle(self, connection: Hashable, raw: str) -> list[tuple[Hashable, Envelope]]:
+        self.ts += 1
+        try:
+            envelope = parse(raw)
+        except SocpError as exc:
+            return [(connection, self._out(frames.error(self.server_id, "*", self.ts, exc.code, exc.detail)))]
+        user = self.connections.get(connection)
+        if user is None:
+            return self._hello(connection, envelope)
+        out: list[tuple[Hashable, Envelope]] = []
+        kind = envelope.type
+        if kind == T.LIST_REQUEST:
+            online = sorted(set(self.connections.values()))
+            details = [{"user_id": u, "server_id": self.server_id, "display_name": self.users[u]["display_name"],
+                        "pubkey": self.users[u]["pubkey"]} for u in online]
+            out.append((connection, frames.list_response(self.server_id, user, self.ts, online, details)))
+        elif kind == T.MSG_DIRECT:
+            target = self._conn_of(envelope.to)
+            if target is None:
+                out.append((connection, frames.error(self.server_id, user, self.ts, "USER_NOT_FOUND", envelope.to)))
+            else:
+                p = envelope.payload
+                extra = {"part": p["part"]} if "part" in p else {}
+                out.append((target, frames.user_deliver(self.server_id, envelope.to, envelope.ts, p["ciphertext"],
+                                                        user, p["sender_pub"], p["content_sig"], **extra)))
+        elif kind == T.PUBLIC_CHANNEL_KEY_SHARE:
+            for share in envelope.payload["shares"]:
+                member = share["member"]
+                carried = Envelope(kind, self.server_id, member, envelope.ts, envelope.payload)
+                target = self._conn_of(member)
+                if target is None:
+                    self.stored_shares[member].append(carried)
+                else:
+                    out.append((target, carried))
+        elif kind in (T.MSG_PUBLIC_CHANNEL, T.FILE_START, T.FILE_CHUNK, T.FILE_END):
+            relayed = Envelope(kind, user, envelope.to, envelope.ts, envelope.payload)
+            if envelope.to == PUBLIC_CHANNEL:
+                out.extend((c, relayed) for c, u in self.connections.items() if u != user)
+            else:
+                target = self._conn_of(envelope.to)
+                if target is None:
+                    out.append((connection, frames.error(self.server_id, user, self.ts, "USER_NOT_FOUND",
+                                                         envelope.to)))
+                else:
+                    out.append((target, relayed))
+        if self.tamper is not None:
+            out = [(c, self.tamper(e)) for c, e in out]  # type: ignore[operator]
+        return [(c, self._out(e)) for c, e in out]
+
+    def _hello(self, connection: Hashable, hello: Envelope) -> list[tuple[Hashable, Envelope]]:
+        if hello.type != T.USER_HELLO or not is_uuid4(hello.from_):
+            return [(connection, self._out(frames.error(self.server_id, "*", self.ts, "MALFORMED", "hello first")))]
+        if hello.from_ in self.connections.values():
+            return [(connection, self._out(frames.error(self.server_id, hello.from_, self.ts, "NAME_IN_USE",
+                                                        "that user id is connected")))]
+        try:
+            pubkey = crypto.normalise_public_key(hello.payload["pubkey"])
+            signing.verify_transport(crypto.decode_public_key(pubkey), hello)
+        except (BadKey, SocpError) as exc:
+            return [(connection, self._out(frames.error(self.server_id, hello.from_, self.ts, "BAD_KEY", exc.detail)))]
+        user = hello.from_
+        self.connections[connection] = user
+        self.users[user] = {"pubkey": pubkey, "display_name": (hello.payload.get("meta") or {}).get("display_name", "")}
+        self.version += 1
+        out = [(c, frames.public_channel_add(self.server_id, self.ts, [user], self.version - 1))
+               for c in self.connections]
+        out += [(connection, e) for e in self.stored_shares.pop(user, [])]
+        return [(c, self._out(e)) for c, e in out]
+
+
+class MemoryNet:
+    """ConnectionPair style: sessions joined to a FakeNode in memory."""
+
+    def __init__(self, node: FakeNode) -> None:
+        self.node = node
+        self.sessions: dict[str, ClientSession] = {}
+        self.events: dict[str, list[Event]] = defaultdict(list)
+
+    def join(self, session: ClientSession) -> None:
+        self.sessions[session.user_id] = session
+        self._deliver(self.node.handle(session.user_id, session.hello().to_wire()))
+
+    def leave(self, session: ClientSession) -> None:
+        self.node.disconnect(session.user_id)
+
+    def send(self, session: ClientSession, actions: Actions | list[Envelope] | Envelope) -> None:
+        if isinstance(actions, Envelope):
+            frames_out = [actions]
+        elif isinstance(actions, Actions):
+            frames_out = list(actions.frames)
+            self.events[session.user_id].extend(actions.events)
+        else:
+            frames_out = list(actions)
+        for frame in frames_out:
+            self._deliver(self.node.handle(session.user_id, frame.to_wire()))
+
+    def refresh(self, *sessions: ClientSession) -> None:
+        for session in sessions:
+            self.send(session, session.list_request(requested=False))
+
+    def _deliver(self, routed: list[tuple[Hashable, Envelope]]) -> None:
+        for connection, envelope in routed:
+            session = self.sessions.get(connection)  # type: ignore[arg-type]
+            if session is not None:
+                self.events[session.user_id].extend(session.handle(envelope.to_wire()))
+
+    def take(self, session: ClientSession, kind: type | None = None) -> list[Event]:
+        events = self.events.pop(session.user_id, [])
+        return [e for e in events if kind is None or isinstance(e, kind)]

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from socp.client import commands, events as ev
+from socp.client.connection import ChatClient
+from socp.client.display import safe_filename, safe_text
+from socp.client.render import EVENT_NAMES, event_to_json_line, event_text
+
+
+def test_every_command_in_the_table_has_a_handler(make_session):
+    client = ChatClient(make_session("alice"), "ws://127.0.0.1:1", lambda e: None)
+    assert client.handled_commands == set(commands.COMMANDS_BY_NAME)
+    assert {spec.name for spec in commands.COMMANDS} >= {"list", "tell", "all", "file", "whois", "trust", "help",
+                                                          "quit"}
+
+
+def test_parse_checks_arguments_from_the_table():
+    assert commands.parse("/tell bob  hello  there ") == commands.Command("tell", {"user": "bob",
+                                                                                  "text": "hello  there"})
+    assert commands.parse("/file public '/tmp/my file.txt'").args == {"target": "public", "path": "/tmp/my file.txt"}
+    assert commands.parse("just text") == commands.Command("all", {"text": "just text"})
+    assert commands.parse("/LIST").name == "list"
+    with pytest.raises(commands.CommandError, match="usage: /tell <user> <text>"):
+        commands.parse("/tell bob")
+    with pytest.raises(commands.CommandError, match="too many"):
+        commands.parse("/list now")
+    with pytest.raises(commands.CommandError, match="unknown command"):
+        commands.parse("/nope")
+
+
+def test_completion_and_help_come_from_the_table():
+    assert commands.complete("/te", []) == "/tell "
+    assert commands.complete("/tell b", ["bob", "alice"]) == "/tell bob "
+    assert commands.complete("/file pu", ["bob"]) == "/file public "
+    assert commands.complete("/list x", ["x1"]) is None
+    usages = [usage for usage, _ in commands.help_rows()]
+    assert "/file <target> <path>" in usages and len(usages) == len(commands.COMMANDS)
+
+
+def test_safe_text_escapes_controls_and_bidi():
+    assert safe_text("a\x1b[31mb\nc\u202ed\x00") == "a\\x1b[31mb\\nc\\u202ed\\x00"
+    assert safe_text("héllo 🙂") == "héllo 🙂"
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("../../etc/passwd", "passwd"),
+    ("..\\..\\boot.ini", "boot.ini"),
+    ("..", "download"),
+    ("", "download"),
+    (".bashrc", "bashrc"),
+    ("a\x1b]0;pwn\x07.txt", "a]0;pwn.txt"),
+    ("/", "download"),
+])
+def test_safe_filename(name, expected):
+    assert safe_filename(name) == expected
+
+
+def test_safe_filename_bounds_length_and_keeps_extension():
+    name = safe_filename("x" * 500 + ".pdf")
+    assert name.endswith(".pdf") and len(name.encode()) <= 200
+
+
+def test_every_event_renders_as_json_and_text():
+    samples = [
+        ev.Ready("u", "n", "fp", "ws://x"),
+        ev.MessageReceived("u", "n", "t", 1, "dm", True, True),
+        ev.MessageSent("u", "n", "dm", "t", 1),
+        ev.MessageRejected("u", "dm", "bad"),
+        ev.KeyChanged("u", "n", "a", "b"),
+        ev.ChannelKeyReceived("u", "n", "fp"),
+        ev.FileProgress("f", "n", "send", 1, 2, 1.0, 1.0),
+        ev.FileReceived("f", "u", "n", "x", "/p", 1, "h", "dm", True),
+        ev.FileSent("f", "u", "n", 1, "h"),
+        ev.FileFailed("f", "u", "n", "r"),
+        ev.ListResult((ev.UserEntry("u", "n", "n", "s", "fp", True),)),
+        ev.WhoisResult("u", "n", "n", "s", "fp", "fp", True),
+        ev.HelpResult((("/x", "y"),)),
+        ev.ErrorReceived("C", "d"),
+        ev.Info("i"),
+    ]
+    assert {type(e) for e in samples} == set(EVENT_NAMES)
+    for event in samples:
+        assert json.loads(event_to_json_line(event))["event"] == EVENT_NAMES[type(event)]
+        if not isinstance(event, ev.FileProgress):
+            assert event_text(event) is not None
+    message = json.loads(event_to_json_line(samples[1]))
+    assert set(message) == {"event", "from", "label", "text", "ts", "channel", "verified", "trusted", "form",
+                            "parts", "message_id"}
+    listed = json.loads(event_to_json_line(samples[10]))
+    assert listed["users"][0]["self"] is True
+
+
+def test_client_core_imports_no_io_libraries():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, socp.client.session, socp.client.home, socp.client.commands, socp.client.display;"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'asyncio','websockets','textual'});"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == ""

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import stat
+
+import pytest
+from client_fakes import FakeNode, MemoryNet
+
+from socp.client.events import MessageReceived
+from socp.client.home import ClientHome, HomeError
+from socp.protocol import crypto
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_home_keeps_identity_keys_and_pins_private(keys, tmp_path):
+    home = ClientHome(tmp_path / "home")
+    identity = home.create("alice", "pw", user_key=keys[0], channel_key=keys[3])
+    assert home.load_identity() == identity
+    for name in ("identity.json", "user_key.pem", "channel_key.pem"):
+        assert _mode(home.root / name) == 0o600
+    assert _mode(home.downloads_dir) == 0o700
+    assert b"ENCRYPTED" in (home.root / "user_key.pem").read_bytes()
+    with pytest.raises(HomeError, match="wrong password"):
+        home.load_user_key("not it")
+    with pytest.raises(HomeError, match="already"):
+        home.create("again", "pw", user_key=keys[0])
+    key = home.load_user_key("pw")
+    assert crypto.encode_public_key(key) == crypto.encode_public_key(keys[0])
+    session = home.session(key, "pw")
+    assert session.user_id == identity.user_id and session.display_name == "alice"
+    assert crypto.encode_public_key(session.channel_keys.own()) == crypto.encode_public_key(keys[3])
+    assert home.update_identity(last_server="ws://x").last_server == "ws://x"
+
+
+def test_peer_channel_keys_and_pins_survive_a_restart(keys, tmp_path):
+    alice_home, bob_home = ClientHome(tmp_path / "a"), ClientHome(tmp_path / "b")
+    alice_home.create("alice", "pw", user_key=keys[0], channel_key=keys[3])
+    bob_home.create("bob", "pw", user_key=keys[1])
+    alice, bob = alice_home.session(keys[0], "pw"), bob_home.session(keys[1], "pw")
+    net = MemoryNet(FakeNode())
+    for session in (alice, bob):
+        net.join(session)
+    net.refresh(alice, bob)
+    net.send(alice, alice.post_public("one"))
+    assert net.take(bob, MessageReceived)[0].text == "one"
+    assert (bob_home.root / "pins.json").exists() and _mode(bob_home.root / "peer_channel_keys.json") == 0o600
+    # Bob restarts: alice does not re-share (she already did), bob still reads her.
+    net.leave(bob)
+    bob = bob_home.session(keys[1], "pw")
+    net.join(bob)
+    net.refresh(bob)
+    net.take(bob)
+    again = alice.post_public("two")
+    assert [f.type for f in again.frames] == ["MSG_PUBLIC_CHANNEL"]
+    net.send(alice, again)
+    [message] = net.take(bob, MessageReceived)
+    assert (message.text, message.form, message.trusted) == ("two", "encrypted", True)
+    assert bob.pins.get(alice.user_id) == crypto.fingerprint(keys[0].public_key())

@@ -1,0 +1,151 @@
+"""`socp chat --script` as real subprocesses against a small websockets node on
+127.0.0.1 (the FakeNode of client_fakes, signing every frame with a test key)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from client_fakes import FakeNode
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from socp.client.home import ClientHome
+from socp.protocol import crypto
+from socp.protocol.ids import new_id
+
+PASSWORD = "correct horse"
+STEP = 30.0  # every wait is bounded
+
+
+async def _serve_node(node: FakeNode):
+    async def handler(ws: ServerConnection) -> None:
+        try:
+            async for raw in ws:
+                for connection, envelope in node.handle(ws, raw):
+                    await connection.send(envelope.to_wire())  # type: ignore[attr-defined]
+        except ConnectionClosed:
+            pass
+        finally:
+            node.disconnect(ws)
+
+    return await serve(handler, "127.0.0.1", 0, compression=None, max_size=1024 * 1024)
+
+
+class Chat:
+    """One `socp chat --script` subprocess."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.events: list[dict] = []
+
+    @classmethod
+    async def start(cls, home: Path, url: str, server_key: str, *extra: str) -> Chat:
+        env = {**os.environ, "SOCP_PASSWORD": PASSWORD}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "from socp.cli.main import cli; cli()", "chat", "--script",
+            "--home", str(home), "--server", url, "--server-key", server_key, "--linger", "0.3", *extra,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env)
+        return cls(proc)
+
+    async def send(self, *lines: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("".join(line + "\n" for line in lines).encode())
+        await self.proc.stdin.drain()
+
+    async def until(self, event: str) -> dict:
+        assert self.proc.stdout is not None
+        while True:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), STEP)
+            if not line:
+                raise AssertionError(f"exited before {event!r}; saw {self.events}")
+            self.events.append(json.loads(line))
+            if self.events[-1]["event"] == event:
+                return self.events[-1]
+
+    async def finish(self) -> int:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        if not self.proc.stdin.is_closing():
+            self.proc.stdin.close()
+        rest = await asyncio.wait_for(self.proc.stdout.read(), STEP)
+        self.events.extend(json.loads(line) for line in rest.decode().splitlines() if line.strip())
+        return await asyncio.wait_for(self.proc.wait(), STEP)
+
+    def kill(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+
+
+async def test_dm_and_public_between_two_script_clients(keys, tmp_path):
+    node = FakeNode(server_key=keys[2])
+    server = await _serve_node(node)
+    port = server.sockets[0].getsockname()[1]
+    url, server_key = f"ws://127.0.0.1:{port}", crypto.encode_public_key(keys[2])
+    alice_id, bob_id = new_id(), new_id()
+    ClientHome(tmp_path / "alice").create("alice", PASSWORD, user_key=keys[0], channel_key=keys[3], user_id=alice_id)
+    ClientHome(tmp_path / "bob").create("bob", PASSWORD, user_key=keys[1], user_id=bob_id)
+    chats: list[Chat] = []
+    try:
+        bob = await Chat.start(tmp_path / "bob", url, server_key)
+        chats.append(bob)
+        ready = await bob.until("ready")
+        assert ready["user_id"] == bob_id and ready["display_name"] == "bob"
+
+        # The same identity twice: the node refuses, the client says why and exits 1.
+        twin = await Chat.start(tmp_path / "bob", url, server_key)
+        chats.append(twin)
+        assert await twin.finish() == 1
+        [error] = [e for e in twin.events if e["event"] == "error"]
+        assert error["code"] == "NAME_IN_USE" and "already connected" in error["detail"]
+
+        alice = await Chat.start(tmp_path / "alice", url, server_key)
+        chats.append(alice)
+        await alice.until("ready")
+        attachment = tmp_path / "notes v2.txt"
+        attachment.write_bytes(os.urandom(5000))
+        await alice.send("/list", "/tell bob hello from alice", "/all hi everyone", "/tell nobody x",
+                         f"/file bob {attachment}")
+        assert await alice.finish() == 0
+        assert any(e["event"] == "file_sent" and e["size"] == 5000 for e in alice.events)
+        [listed] = [e for e in alice.events if e["event"] == "list"]
+        assert {u["label"] for u in listed["users"]} == {"alice", "bob"}
+        sent = [e for e in alice.events if e["event"] == "sent"]
+        assert [(e["to"], e["channel"]) for e in sent] == [(bob_id, "dm"), ("public", "public")]
+        [unknown] = [e for e in alice.events if e["event"] == "error"]
+        assert unknown["code"] == "USER_NOT_FOUND" and unknown["source"] == "client"
+
+        dm = await bob.until("message")
+        assert {k: dm[k] for k in ("from", "label", "text", "channel", "verified", "trusted", "form")} == {
+            "from": alice_id, "label": "alice", "text": "hello from alice", "channel": "dm",
+            "verified": True, "trusted": True, "form": "encrypted"}
+        public = await bob.until("message")
+        assert (public["text"], public["channel"], public["from"]) == ("hi everyone", "public", alice_id)
+        assert any(e["event"] == "channel_key" and e["from"] == alice_id for e in bob.events)
+        received = await bob.until("file")
+        assert received["name"] == "notes v2.txt" and received["size"] == 5000 and received["verified"]
+        assert Path(received["path"]).read_bytes() == attachment.read_bytes()
+        assert Path(received["path"]).parent == tmp_path / "bob" / "downloads"
+        assert await bob.finish() == 0
+        # Bob pinned alice's key on first sight, in his home.
+        pins = json.loads((tmp_path / "bob" / "pins.json").read_text())
+        assert pins[alice_id] == crypto.fingerprint(keys[0].public_key())
+    finally:
+        for chat in chats:
+            chat.kill()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_unreachable_server_gives_a_clear_error(keys, tmp_path):
+    ClientHome(tmp_path / "carol").create("carol", PASSWORD, user_key=keys[0])
+    chat = await Chat.start(tmp_path / "carol", "ws://127.0.0.1:9", crypto.encode_public_key(keys[2]),
+                            "--connect-attempts", "1")
+    try:
+        assert await chat.finish() == 1
+        [error] = [e for e in chat.events if e["event"] == "error"]
+        assert error["code"] == "UNREACHABLE" and "127.0.0.1:9" in error["detail"]
+    finally:
+        chat.kill()

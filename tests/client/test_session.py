@@ -1,0 +1,295 @@
+"""The client core paired in memory through a fake node (STYLE §9)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+from client_fakes import FakeNode, MemoryNet
+
+from socp.client.commands import CommandError
+from socp.client.events import (
+    ChannelKeyReceived,
+    ErrorReceived,
+    FileFailed,
+    FileProgress,
+    FileReceived,
+    KeyChanged,
+    ListResult,
+    MessageReceived,
+    MessageRejected,
+    MessageSent,
+)
+from socp.protocol import crypto, signing
+from socp.protocol.encoding import b64url_decode, b64url_encode
+from socp.protocol.envelope import Envelope
+from socp.protocol.errors import UserNotFound
+
+
+def _pair(net, make_session, *names):
+    sessions = [make_session(name) for name in names]
+    for session in sessions:
+        net.join(session)
+    net.refresh(*sessions)
+    for session in sessions:
+        net.take(session)
+    return sessions
+
+
+def test_dm_round_trip_decrypts_and_verifies(net, make_session):
+    alice, bob = _pair(net, make_session, "alice", "bob")
+    net.send(alice, alice.tell("bob", "hello bob ✓"))
+    [received] = net.take(bob, MessageReceived)
+    assert (received.sender, received.text, received.channel) == (alice.user_id, "hello bob ✓", "dm")
+    assert received.verified and received.trusted and received.form == "encrypted"
+    assert received.label == "alice"
+    assert [type(e) for e in net.take(alice)] == [MessageSent]
+
+
+def test_resolve_by_id_prefix_and_name(net, make_session):
+    alice, bob = _pair(net, make_session, "alice", "bob")
+    assert alice.resolve(bob.user_id) == bob.user_id
+    assert alice.resolve(bob.user_id[:6]) == bob.user_id
+    assert alice.resolve("BOB") == bob.user_id
+    with pytest.raises(UserNotFound):
+        alice.resolve("nobody")
+
+
+def test_long_text_is_split_and_rejoined(net, make_session):
+    alice, bob = _pair(net, make_session, "alice", "bob")
+    text = "é" * 600 + "ok" + "🙂" * 200   # 2002 UTF-8 bytes: 5 parts
+    actions = alice.tell(bob.user_id, text)
+    assert len(actions.frames) == 5
+    for frame in actions.frames:
+        assert len(b64url_decode(frame.payload["ciphertext"])) == 512
+        assert frame.payload["part"]["count"] == 5
+    # Parts may arrive in any order.
+    net.send(alice, list(reversed(actions.frames)))
+    [received] = net.take(bob, MessageReceived)
+    assert received.text == text and received.parts == 5 and received.verified
+
+
+def test_tampered_ciphertext_is_rejected(net, make_session):
+    alice, bob = _pair(net, make_session, "alice", "bob")
+
+    def flip(envelope: Envelope) -> Envelope:
+        if envelope.type != "USER_DELIVER":
+            return envelope
+        raw = bytearray(b64url_decode(envelope.payload["ciphertext"]))
+        raw[10] ^= 1
+        return Envelope(envelope.type, envelope.from_, envelope.to, envelope.ts,
+                        {**envelope.payload, "ciphertext": b64url_encode(bytes(raw))})
+
+    net.node.tamper = flip
+    net.send(alice, alice.tell("bob", "secret"))
+    events = net.take(bob)
+    assert [type(e) for e in events] == [MessageRejected]
+    assert "signature" in events[0].reason
+
+
+def test_changed_key_warns_and_marks_untrusted(net, make_session, keys):
+    alice, bob = _pair(net, make_session, "alice", "bob")
+    net.send(alice, alice.tell("bob", "first"))
+    assert net.take(bob, MessageReceived)[0].trusted
+    # Alice's id comes back with another key (carol's): a new device, or an impostor.
+    net.leave(alice)
+    impostor = make_session("alice", user_key_index=2, user_id=alice.user_id)
+    net.join(impostor)
+    net.refresh(impostor)
+    net.send(impostor, impostor.tell(bob.user_id, "trust me"))
+    events = net.take(bob)
+    changed = [e for e in events if isinstance(e, KeyChanged)]
+    assert len(changed) == 1 and changed[0].user == alice.user_id
+    assert changed[0].old_fingerprint == crypto.fingerprint(keys[0].public_key())
+    assert changed[0].new_fingerprint == crypto.fingerprint(keys[2].public_key())
+    [message] = [e for e in events if isinstance(e, MessageReceived)]
+    assert message.verified and not message.trusted
+    # Bob will not encrypt to the new key until he accepts it.
+    with pytest.raises(CommandError, match="/trust"):
+        bob.tell(alice.user_id, "hi")
+    bob.trust(alice.user_id)
+    net.send(bob, bob.tell(alice.user_id, "hi"))
+    assert net.take(impostor, MessageReceived)[0].text == "hi"
+    assert bob.whois(alice.user_id).trusted
+
+
+def test_public_channel_key_shares_then_messages(net, make_session):
+    alice, bob, carol = _pair(net, make_session, "alice", "bob", "carol")
+    actions = alice.post_public("hello all")
+    kinds = [f.type for f in actions.frames]
+    assert kinds == ["PUBLIC_CHANNEL_KEY_SHARE", "MSG_PUBLIC_CHANNEL"]
+    net.send(alice, actions)
+    for member in (bob, carol):
+        events = net.take(member)
+        assert isinstance(events[0], ChannelKeyReceived) and events[0].sender == alice.user_id
+        [message] = [e for e in events if isinstance(e, MessageReceived)]
+        assert (message.text, message.channel, message.form) == ("hello all", "public", "encrypted")
+        assert message.verified and message.sender == alice.user_id
+    # The second message needs no new shares; a long one is split and rejoined.
+    second = alice.post_public("x" * 1000)
+    assert [f.type for f in second.frames] == ["MSG_PUBLIC_CHANNEL"] * 3
+    net.send(alice, second)
+    assert net.take(bob, MessageReceived)[0].text == "x" * 1000
+
+
+def test_key_share_for_offline_member_arrives_on_connect(net, make_session):
+    alice, bob = _pair(net, make_session, "alice", "bob")
+    net.leave(bob)
+    # Alice's last /list still shows bob: the node stores his share.
+    net.send(alice, alice.post_public("while you were away"))
+    assert net.node.stored_shares[bob.user_id]
+    net.join(bob)
+    assert any(isinstance(e, ChannelKeyReceived) for e in net.take(bob))
+    net.send(alice, alice.post_public("welcome back"))
+    assert net.take(bob, MessageReceived)[0].text == "welcome back"
+
+
+def test_public_peer_forms(net, make_session, keys):
+    alice, bob = _pair(net, make_session, "alice", "bob")
+    # A peer that sends plaintext (base64url of the text), correctly signed.
+    ts = 1_700_000_000_123
+    ciphertext = b64url_encode("plain hi".encode())
+    sig = signing.sign_public(keys[0], ciphertext, alice.user_id, ts)
+    frame = Envelope("MSG_PUBLIC_CHANNEL", alice.user_id, "public", ts,
+                     {"ciphertext": ciphertext, "sender_pub": alice.pubkey, "content_sig": sig})
+    [message] = bob.handle(frame.to_wire())
+    assert (message.text, message.form) == ("plain hi", "unencrypted")
+    # A peer format we cannot decrypt (an OAEP block under a key we lack), signed.
+    ciphertext = b64url_encode(crypto.oaep_encrypt(keys[4].public_key(), b"group-key stuff"))
+    sig = signing.sign_public(keys[0], ciphertext, alice.user_id, ts)
+    frame = Envelope("MSG_PUBLIC_CHANNEL", alice.user_id, "public", ts,
+                     {"ciphertext": ciphertext, "sender_pub": alice.pubkey, "content_sig": sig})
+    [message] = bob.handle(frame.to_wire())
+    assert (message.text, message.form, message.verified) == ("", "undecryptable", True)
+    # The same with a bad signature is rejected, never shown.
+    frame = Envelope("MSG_PUBLIC_CHANNEL", alice.user_id, "public", ts + 1,
+                     {"ciphertext": ciphertext, "sender_pub": alice.pubkey, "content_sig": sig})
+    assert [type(e) for e in bob.handle(frame.to_wire())] == [MessageRejected]
+
+
+def _send_file(net, session, target, path):
+    for actions in session.send_file(target, path):
+        net.send(session, actions)
+
+
+def test_file_transfer_arrives_intact(net, make_session, tmp_path):
+    alice, bob = _pair(net, make_session, "alice", "bob")
+    data = os.urandom(200 * 1024)
+    source = tmp_path / "photo.bin"
+    source.write_bytes(data)
+    _send_file(net, alice, "bob", source)
+    events = net.take(bob)
+    [received] = [e for e in events if isinstance(e, FileReceived)]
+    assert received.size == len(data) and received.sha256 == hashlib.sha256(data).hexdigest()
+    assert received.verified and received.sender == alice.user_id
+    saved = bob.downloads_dir / "photo.bin"
+    assert received.path == str(saved) and saved.read_bytes() == data
+    assert [p.name for p in bob.downloads_dir.iterdir()] == ["photo.bin"]  # no temp file left
+    progress = [e for e in events if isinstance(e, FileProgress)]
+    assert progress[0].done == 0 and progress[-1].done == len(data) and progress[-1].eta == 0
+    # The same name again is not overwritten.
+    small = tmp_path / "again" / "photo.bin"
+    small.parent.mkdir()
+    small.write_bytes(b"second")
+    _send_file(net, alice, "bob", small)
+    [again] = net.take(bob, FileReceived)
+    assert again.path == str(bob.downloads_dir / "photo (1).bin")
+    assert saved.read_bytes() == data
+
+
+def test_hostile_file_name_is_saved_inside_downloads(net, make_session, tmp_path):
+    alice, bob = _pair(net, make_session, "alice", "bob")
+    source = tmp_path / "x"
+    source.write_bytes(b"root:x:0:0\n")
+    actions = list(alice.send_file("bob", source))
+    # Rewrite the manifest's name as a hostile sender would (and re-sign it: the
+    # sender is the attacker here, so the signature is theirs and valid).
+    start = actions[0].frames[0]
+    from socp.client.session import manifest_signed_bytes
+
+    payload = {**start.payload, "name": "../../etc/\x1b[31mpasswd"}
+    payload["content_sig"] = b64url_encode(crypto.sign_pss(
+        alice.user_key, manifest_signed_bytes(payload, alice.user_id, start.to, start.ts)))
+    actions[0] = type(actions[0])(frames=(Envelope(start.type, start.from_, start.to, start.ts, payload),))
+    for step in actions:
+        net.send(alice, step)
+    [received] = net.take(bob, FileReceived)
+    saved = os.path.realpath(received.path)
+    assert os.path.dirname(saved) == os.path.realpath(bob.downloads_dir)
+    assert os.path.basename(saved) == "[31mpasswd"
+    assert open(saved, "rb").read() == b"root:x:0:0\n"
+
+
+def test_corrupted_chunk_fails_and_leaves_no_file(net, make_session, tmp_path):
+    alice, bob = _pair(net, make_session, "alice", "bob")
+    source = tmp_path / "doc.txt"
+    source.write_bytes(os.urandom(3000))
+    seen = {"n": 0}
+
+    def corrupt(envelope: Envelope) -> Envelope:
+        if envelope.type == "FILE_CHUNK" and envelope.payload["index"] == 2:
+            raw = bytearray(b64url_decode(envelope.payload["ciphertext"]))
+            raw[100] ^= 0xFF
+            seen["n"] += 1
+            return Envelope(envelope.type, envelope.from_, envelope.to, envelope.ts,
+                            {**envelope.payload, "ciphertext": b64url_encode(bytes(raw))})
+        return envelope
+
+    net.node.tamper = corrupt
+    _send_file(net, alice, "bob", source)
+    events = net.take(bob)
+    assert seen["n"] == 1
+    failed = [e for e in events if isinstance(e, FileFailed)]
+    assert len(failed) == 1 and not any(isinstance(e, FileReceived) for e in events)
+    assert list(bob.downloads_dir.iterdir()) == []
+
+
+def test_swapped_chunks_fail_on_order(net, make_session, tmp_path):
+    alice, bob = _pair(net, make_session, "alice", "bob")
+    source = tmp_path / "doc.txt"
+    source.write_bytes(b"a" * 1000)
+    steps = list(alice.send_file("bob", source))
+    steps[1], steps[2] = steps[2], steps[1]
+    for step in steps:
+        net.send(alice, step)
+    [failed] = net.take(bob, FileFailed)
+    assert "expected" in failed.reason
+    assert list(bob.downloads_dir.iterdir()) == []
+
+
+def test_public_file_uses_the_channel_key(net, make_session, tmp_path):
+    alice, bob, carol = _pair(net, make_session, "alice", "bob", "carol")
+    source = tmp_path / "notes.md"
+    source.write_bytes(b"# notes\n" * 200)
+    _send_file(net, alice, "public", source)
+    for member in (bob, carol):
+        [received] = net.take(member, FileReceived)
+        assert received.channel == "public"
+        assert open(received.path, "rb").read() == b"# notes\n" * 200
+
+
+def test_server_signature_is_checked_when_the_key_is_known(make_session, keys):
+    node = FakeNode(server_key=keys[2])
+    net = MemoryNet(node)
+    alice, bob = make_session("alice"), make_session("bob")
+    bob.server_key = keys[2].public_key()
+    for session in (alice, bob):
+        net.join(session)
+    net.refresh(alice, bob)
+    net.take(bob)
+    net.send(alice, alice.tell("bob", "signed hop"))
+    assert net.take(bob, MessageReceived)[0].text == "signed hop"
+    bob.server_key = keys[1].public_key()  # the wrong key: every frame is dropped
+    net.send(alice, alice.tell("bob", "forged hop"))
+    [error] = net.take(bob)
+    assert isinstance(error, ErrorReceived) and error.code == "INVALID_SIG"
+
+
+def test_list_result_labels_users(net, make_session):
+    alice, bob = _pair(net, make_session, "alice", "bob")
+    net.send(alice, alice.list_request())
+    [result] = net.take(alice, ListResult)
+    assert result.requested
+    assert {(u.label, u.is_self) for u in result.users} == {("alice", True), ("bob", False)}
+    assert all(u.fingerprint for u in result.users)
