@@ -1,0 +1,108 @@
+"""What a verifier decides about one inbound frame: a pure function, no sockets.
+
+`check_job(job)` turns a `VerifyJob` into a `Verified` (the frame as an envelope
+map and the digest of its canonical payload) or a `Rejected` (an error code the
+router answers with). The order of the checks is fixed so a frame always gets the
+same answer:
+
+1. parse and validate the envelope (MALFORMED, UNKNOWN_TYPE);
+2. every public key a payload carries must be an RSA-4096, e = 65537 key (BAD_KEY);
+3. signatures, by the role of the connection (INVALID_SIG):
+   - a server's frames always carry a transport signature that verifies with the
+     key the gateway pinned for the link (SOCP §5);
+   - a user's frames need none (interop table), except that a USER_HELLO which
+     carries a signature must be signed by the key it introduces;
+   - on a connection whose role the gateway does not know yet, a server's opening
+     frame must be signed by the key it introduces, as it would have to be on a
+     server link: `Verified` does not say which role a frame was checked under, so
+     no server frame reaches the router unsigned. Other frames are only validated.
+
+Only `SocpError`s become `Rejected`; any other exception is a bug and propagates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, Rejected, Verified, VerifyJob
+from socp.protocol import envelope
+from socp.protocol.crypto import decode_public_key
+from socp.protocol.encoding import canonical_json
+from socp.protocol.errors import BadKey, InvalidSignature, SocpError
+from socp.protocol.frame_types import KNOWN_TYPES, SERVER_OPENING_TYPES, FrameType
+from socp.protocol.signing import verify_transport
+
+# Payload fields that hold a public key, on whichever frame type carries them.
+KEY_FIELDS = ("pubkey", "enc_pubkey", "sender_pub", "creator_pub")
+
+
+def check_job(job: VerifyJob) -> Verified | Rejected:
+    """Validate one inbound frame for the router (see the module docstring)."""
+    frame_type = ""
+    try:
+        raw = envelope.load_json(job.text)
+        frame_type = readable_type(raw)
+        frame = envelope.parse_obj(raw)
+        check_keys(frame)
+        check_signature(frame, job.role, job.verify_key)
+        digest = payload_digest(frame.payload)
+    except SocpError as exc:
+        return Rejected(job.conn, job.seq, exc.code.value, exc.detail, frame_type)
+    return Verified(job.conn, job.seq, frame.to_dict(), digest)
+
+
+def readable_type(raw: Any) -> str:
+    """The frame's type if it is one we know, else "" (never echo an unknown type)."""
+    if isinstance(raw, dict):
+        frame_type = raw.get("type")
+        if isinstance(frame_type, str) and frame_type in KNOWN_TYPES:
+            return frame_type
+    return ""
+
+
+def payload_digest(payload: dict[str, Any]) -> bytes:
+    """SOCP §8: sha256 of the canonical payload, part of the replay cache key."""
+    return hashlib.sha256(canonical_json(payload)).digest()
+
+
+def _require_key(name: str, value: Any) -> None:
+    # decode_public_key is lru-cached, so it must only ever see hashable text.
+    if not isinstance(value, str):
+        raise BadKey(f"field '{name}' is not a public key")
+    try:
+        decode_public_key(value)
+    except BadKey as exc:
+        raise BadKey(f"field '{name}': {exc.detail}") from exc
+
+
+def check_keys(frame: envelope.Envelope) -> None:
+    """SOCP §2 project decision: every key a frame carries is RSA-4096 with e = 65537."""
+    payload = frame.payload
+    for name in KEY_FIELDS:
+        value = payload.get(name)
+        if value is not None:
+            _require_key(f"payload.{name}", value)
+    if frame.type == FrameType.USER_ADVERTISE:
+        # SOCP §6.2 project decision: meta.pubkey is the advertised user's key.
+        meta = payload.get("meta")
+        if isinstance(meta, dict) and meta.get("pubkey") is not None:
+            _require_key("payload.meta.pubkey", meta["pubkey"])
+
+
+def check_signature(frame: envelope.Envelope, role: int, verify_key: str) -> None:
+    """Raise InvalidSignature (or BadKey for an unusable pinned key) per the role.
+
+    Keys taken from the payload have already passed `check_keys`.
+    """
+    if role == ROLE_SERVER:
+        # SOCP §5: every frame from a server is signed; interop table: never unsigned.
+        if not verify_key:
+            raise InvalidSignature("no key is pinned for this server link")
+        verify_transport(decode_public_key(verify_key), frame)
+    elif role == ROLE_UNKNOWN and frame.type in SERVER_OPENING_TYPES:
+        verify_transport(decode_public_key(frame.payload["pubkey"]), frame)
+    elif frame.type == FrameType.USER_HELLO and frame.sig:
+        # Interop table: a hello may be unsigned, but a signature it does carry
+        # must be by the key it introduces.
+        verify_transport(decode_public_key(frame.payload["pubkey"]), frame)

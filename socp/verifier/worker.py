@@ -1,0 +1,213 @@
+"""The verifier process: a synchronous ZeroMQ loop around `checks` and `signer`.
+
+Sockets (the gateway and router bind, we connect; ZeroMQ guide):
+
+    PULL  ← verify_jobs (gateway) and sign_jobs (router), fair-queued
+    PUSH  → router_inbox     Verified / Rejected
+    PUSH  → gateway_inbox    Deliver
+
+Every job gets exactly one answer per sequence number, whatever happens to it: a
+connection's frames are reordered downstream by seq, and a missing answer would
+stall that connection.
+
+Bounds (STYLE §5): each job pipe holds at most JOB_QUEUE_HWM messages, so a busy
+verifier does not hoard work the binder's PUSH could give an idle one; each output
+pipe holds at most RESULT_QUEUE_HWM. When an output is full the verifier blocks
+(it stops taking jobs, so the backpressure reaches the gateway and the router); a
+SIGTERM still ends it within STOP_POLL_MS.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType as StackFrame
+
+import zmq
+
+from socp.config import NodeConfig
+from socp.identity import load_identity
+from socp.ipc import messages
+from socp.ipc.messages import Deliver, Rejected, SignJob, VerifyJob
+from socp.protocol.crypto import PrivateKey, fingerprint
+from socp.protocol.errors import ErrorCode, SocpError
+from socp.runtime import setup_logging
+
+from .checks import check_job
+from .signer import sign_job
+
+log = logging.getLogger("socp.verifier")
+
+JOB_QUEUE_HWM = 64
+RESULT_QUEUE_HWM = 1000
+STOP_POLL_MS = 100
+
+
+@dataclass(slots=True)
+class VerifierStats:
+    """Counters of one verifier process, logged when it stops."""
+
+    verified: int = 0
+    rejected: int = 0
+    signed: int = 0              # signatures made (one per SignJob)
+    delivered: int = 0           # frame texts handed to the gateway
+    internal_errors: int = 0     # bugs: a job raised something other than SocpError
+    bad_messages: int = 0        # actor messages we could not read or do not take
+    blocked_sends: int = 0       # times an output queue was full
+
+
+class _Stopping(Exception):
+    """A stop was requested while blocked on a full output queue."""
+
+
+class Verifier:
+    """One process's sockets and key; `serve()` runs until `should_stop()` is true."""
+
+    def __init__(self, config: NodeConfig, private_key: PrivateKey, should_stop: Callable[[], bool],
+                 context: zmq.Context | None = None) -> None:
+        self.private_key = private_key
+        self.should_stop = should_stop
+        self.stats = VerifierStats()
+        self._context = context or zmq.Context.instance()
+        endpoints = config.endpoints
+        self.jobs = self._socket(zmq.PULL, JOB_QUEUE_HWM, endpoints.verify_jobs, endpoints.sign_jobs)
+        self.to_router = self._socket(zmq.PUSH, RESULT_QUEUE_HWM, endpoints.router_inbox)
+        self.to_gateway = self._socket(zmq.PUSH, RESULT_QUEUE_HWM, endpoints.gateway_inbox)
+
+    def _socket(self, kind: int, hwm: int, *connect_to: str) -> zmq.Socket:
+        sock = self._context.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM if kind == zmq.PUSH else zmq.RCVHWM, hwm)
+        for endpoint in connect_to:
+            sock.connect(endpoint)
+        return sock
+
+    def close(self) -> None:
+        for sock in (self.jobs, self.to_router, self.to_gateway):
+            sock.close(linger=0)
+
+    def serve(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.jobs, zmq.POLLIN)
+        try:
+            while not self.should_stop():
+                if not poller.poll(STOP_POLL_MS):
+                    continue
+                # Drain what is queued before polling again; stop checks stay cheap.
+                while not self.should_stop():
+                    try:
+                        data = self.jobs.recv(zmq.NOBLOCK, copy=True)
+                    except zmq.Again:
+                        break
+                    self.handle(data)
+        except _Stopping:
+            pass
+
+    def handle(self, data: bytes) -> None:
+        try:
+            job = messages.unpack(data)
+        except SocpError as exc:
+            self.stats.bad_messages += 1
+            log.error("dropped an unreadable actor message: %s", exc.detail)
+            return
+        except Exception:
+            # A bug in the wire form; with no conn or seq to answer, all we can do is tell.
+            self.stats.internal_errors += 1
+            log.exception("dropped an actor message that broke unpack")
+            return
+        if isinstance(job, VerifyJob):
+            self._verify(job)
+        elif isinstance(job, SignJob):
+            self._sign(job)
+        else:
+            self.stats.bad_messages += 1
+            log.error("dropped a %s: verifiers take VerifyJob and SignJob only", type(job).__name__)
+
+    def _verify(self, job: VerifyJob) -> None:
+        try:
+            result = check_job(job)
+            data = messages.pack(result)
+        except Exception:
+            # A bug, not the peer's fault; still answer so the connection's order moves on.
+            self.stats.internal_errors += 1
+            log.exception("internal error verifying conn %r seq %r", job.conn, job.seq)
+            result = Rejected(job.conn, job.seq, ErrorCode.MALFORMED.value, "internal error", "")
+            data = messages.pack(result)
+        if isinstance(result, Rejected):
+            self.stats.rejected += 1
+        else:
+            self.stats.verified += 1
+        self._send(self.to_router, data)
+
+    def _sign(self, job: SignJob) -> None:
+        try:
+            delivers = sign_job(self.private_key, job)
+            packed = [messages.pack(deliver) for deliver in delivers]
+        except Exception:
+            # A bug in us or the router. The contract has no failure answer to a
+            # SignJob, so an empty text stands in for each out seq: the connections'
+            # order moves on instead of stalling behind a seq that never comes.
+            self.stats.internal_errors += 1
+            log.exception("internal error signing a %r frame", job.frame_type)
+            delivers = [Deliver(items=[(entry[0], entry[1], "") for entry in job.deliveries
+                                       if isinstance(entry, (list, tuple)) and len(entry) == 3])]
+            packed = [messages.pack(delivers[0])]
+        else:
+            self.stats.signed += 1
+        for deliver, data in zip(delivers, packed):
+            self.stats.delivered += len(deliver.items)
+            self._send(self.to_gateway, data)
+
+    def _send(self, sock: zmq.Socket, data: bytes) -> None:
+        """Send, blocking while the queue is full, but never past a stop request."""
+        try:
+            sock.send(data, zmq.NOBLOCK, copy=False)
+            return
+        except zmq.Again:
+            self.stats.blocked_sends += 1
+        while not self.should_stop():
+            if sock.poll(STOP_POLL_MS, zmq.POLLOUT):
+                try:
+                    sock.send(data, zmq.NOBLOCK, copy=False)
+                    return
+                except zmq.Again:
+                    continue
+        raise _Stopping
+
+
+def run(config: NodeConfig) -> None:
+    """Run one verifier until SIGTERM or SIGINT (supervisord's stop); return normally then."""
+    setup_logging("verifier")
+    identity = load_identity(config.data_dir)
+    stop_requested = False
+
+    def request_stop(signum: int, frame: StackFrame | None) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    verifier = Verifier(config, identity.private_key, lambda: stop_requested)
+    started = time.monotonic()
+    log.info("verifier ready, server %s, key %s", identity.server_id,
+             fingerprint(identity.private_key.public_key()))
+    try:
+        verifier.serve()
+    finally:
+        verifier.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("verifier stopped after %.1f s: %s", time.monotonic() - started, verifier.stats)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m socp.verifier DATA_DIR`: run one verifier of the node in DATA_DIR."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m socp.verifier DATA_DIR", file=sys.stderr)
+        return 2
+    run(NodeConfig.load(args[0]))
+    return 0
