@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -12,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 def setup_logging(actor: str) -> None:
     logging.basicConfig(
-        level=logging.INFO,
+        level=logging.DEBUG if os.environ.get("SOCP_DEBUG") else logging.INFO,
         stream=sys.stderr,
         format=f"%(asctime)s {actor}[%(process)d] %(levelname)s %(message)s",
     )

@@ -33,6 +33,7 @@ log = logging.getLogger("socp.router")
 HIGH_WATER_MARK = 100_000
 STORE_QUEUE_BOUND = 10_000
 TICK_SECONDS = 0.5
+GATEWAY_HELLO_WAIT = 2.0
 
 
 def now_ms() -> int:
@@ -79,6 +80,8 @@ class RouterDriver:
     to_gateway: zmq.asyncio.Socket
     store_writes: asyncio.Queue[StoreWrite]
     inbound_order: dict[int, ReorderBuffer[Event]] = field(default_factory=dict)
+    gateway_boot: str = ""
+    federation_started: bool = False
     out_seq: dict[int, int] = field(default_factory=dict)
     counters: Counters = field(default_factory=Counters)
 
@@ -86,9 +89,6 @@ class RouterDriver:
 
     def events_from(self, message: m.Message) -> list[Event]:
         """Translate one actor message into core events, in each connection's order."""
-        if isinstance(message, m.GatewayHello):
-            # A (re)started gateway holds no connection of before.
-            return [LinkDown(conn, "gateway restarted") for conn in list(self.state.links)]
         if isinstance(message, m.Verified):
             event: Event = FrameIn(message.conn, _envelope(message.frame), message.payload_digest)
         elif isinstance(message, m.Rejected):
@@ -111,12 +111,32 @@ class RouterDriver:
             # Forget the link; its next frame looks like a stranger's and is refused.
             return [LinkDown(message.conn, "reorder overflow")]
 
+    async def gateway_hello(self, boot_id: str) -> None:
+        """The gateway (re)started. Its first hello may predate us: it only lets the
+        mesh start. A new boot id later means every connection of before is gone."""
+        if self.gateway_boot and boot_id != self.gateway_boot:
+            for conn in list(self.state.links):
+                await self.apply(LinkDown(conn, "gateway restarted"))
+            self.inbound_order.clear()
+            self.out_seq.clear()
+            self.federation_started = False
+        self.gateway_boot = boot_id
+        await self.start_federation()
+
+    async def start_federation(self) -> None:
+        if not self.federation_started:
+            self.federation_started = True
+            self.state.now_ms = now_ms()
+            await self.dispatch(federation.start(self.state))
+
     # --- one event at a time ------------------------------------------------------------
 
     async def apply(self, event: Event) -> None:
         self.state.now_ms = now_ms()
         self.counters.events += 1
         actions = core.handle(self.state, event)
+        if log.isEnabledFor(logging.DEBUG) and not isinstance(event, Tick):
+            log.debug("router: %s -> %s", _describe(event), [type(a).__name__ for a in actions])
         if isinstance(event, LinkDown):
             self.inbound_order.pop(event.conn, None)
         await self.dispatch(actions)
@@ -159,18 +179,27 @@ class RouterDriver:
                 raise TypeError(f"unknown action {action!r}")
 
 
+def _describe(event: Event) -> str:
+    if isinstance(event, FrameIn):
+        return f"{event.frame.type} on {event.conn}"
+    return repr(event)
+
+
 def _envelope(frame: dict) -> Envelope:
     return Envelope(type=frame["type"], from_=frame["from"], to=frame["to"], ts=frame["ts"],
                     payload=frame["payload"], sig=frame.get("sig", ""))
 
 
-async def _receive(inbox: zmq.asyncio.Socket, driver: RouterDriver, events: asyncio.Queue[Event]) -> None:
+async def _receive(inbox: zmq.asyncio.Socket, driver: RouterDriver, events: asyncio.Queue[Event | m.GatewayHello]) -> None:
     while True:
         data = await inbox.recv()
         try:
             message = m.unpack(data)
         except m.MalformedFrame as exc:
             log.error("router: unreadable actor message dropped: %s", exc.detail)
+            continue
+        if isinstance(message, m.GatewayHello):
+            await events.put(message)
             continue
         for event in driver.events_from(message):
             await events.put(event)
@@ -182,10 +211,20 @@ async def _tick(events: asyncio.Queue[Event]) -> None:
         await events.put(Tick())
 
 
-async def _process(driver: RouterDriver, events: asyncio.Queue[Event]) -> None:
+async def _process(driver: RouterDriver, events: asyncio.Queue[Event | m.GatewayHello]) -> None:
     while True:
         event = await events.get()
-        await driver.apply(event)
+        if isinstance(event, m.GatewayHello):
+            await driver.gateway_hello(event.boot_id)
+        else:
+            await driver.apply(event)
+
+
+async def _start_without_gateway_hello(driver: RouterDriver, events: asyncio.Queue[Event | m.GatewayHello]) -> None:
+    """A router restarted beside a running gateway hears no hello: start anyway."""
+    await asyncio.sleep(GATEWAY_HELLO_WAIT)
+    if not driver.federation_started:
+        await events.put(m.GatewayHello(boot_id=driver.gateway_boot))
 
 
 async def _write_store(store: object, writes: asyncio.Queue[StoreWrite], counters: Counters) -> None:
@@ -236,11 +275,11 @@ async def serve(config: NodeConfig, identity: NodeIdentity, store: object, start
         writes: asyncio.Queue[StoreWrite] = asyncio.Queue(STORE_QUEUE_BOUND)
         driver = RouterDriver(state, config, sign_jobs, to_gateway, writes)
         events: asyncio.Queue[Event] = asyncio.Queue(HIGH_WATER_MARK)
-        await driver.dispatch(federation.start(state))
         log.info("router: ready as %s with %d known users", state.me.server_id, len(state.users))
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(_receive(inbox, driver, events))
             tasks.create_task(_tick(events))
+            tasks.create_task(_start_without_gateway_hello(driver, events))
             tasks.create_task(_process(driver, events))
             tasks.create_task(_write_store(store, writes, driver.counters))
     finally:
