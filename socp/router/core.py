@@ -44,6 +44,8 @@ def _frame_in(state: RouterState, event: FrameIn) -> list[Action]:
     link.last_heard_ms = state.now_ms
     frame = event.frame
     if link.state is LinkState.CLOSING:
+        if link.superseded:
+            return federation.from_server(state, link, event)
         return []  # frames that raced our close decision have no effect
     if link.state is LinkState.AWAITING_HELLO:
         if frame.type == T.USER_HELLO:

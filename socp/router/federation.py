@@ -22,7 +22,7 @@ from . import users
 from .events import Action, AdoptServerId, Close, Dial, FrameIn, Send, StoreWrite, send_one
 from .links import Link, LinkState
 from .replies import error_to, refuse_and_close
-from .state import LOCAL, DialPurpose, Introducer, Redial, RouterState, ServerRecord, UserRecord
+from .state import LOCAL, DialPurpose, Introducer, PeerBacklog, Redial, RouterState, ServerRecord, UserRecord
 
 CLOSE_GOING_AWAY = 1001
 
@@ -56,6 +56,9 @@ def tick(state: RouterState) -> list[Action]:
         if link.state is LinkState.SERVER and now - link.last_sent_ms >= timing.heartbeat_ms:
             link.last_sent_ms = now
             actions.append(send_one(link.conn, frames.heartbeat(state.me.server_id, link.peer_id, now)))
+    for server_id, backlog in list(state.backlogs.items()):
+        if now >= backlog.give_up_at_ms and server_id not in state.servers:
+            actions += _forget_users_of(state, server_id)
     for server_id, redial in list(state.redials.items()):
         if server_id in state.servers or _dialing(state, server_id) or now < redial.next_attempt_ms:
             continue
@@ -149,15 +152,26 @@ def _register_link(state: RouterState, link: Link, server_id: str) -> list[Actio
         existing_dialer = state.me.server_id if existing.dialled_by_us else server_id
         new_dialer = state.me.server_id if link.dialled_by_us else server_id
         if existing_dialer != new_dialer and existing_dialer == preferred_dialer:
-            link.move(LinkState.CLOSING)
+            _supersede(link, server_id)
             return [Close(link.conn, 1000, "duplicate link")]
-        existing.move(LinkState.CLOSING)
+        _supersede(existing, server_id)
         actions.append(Close(existing.conn, 1000, "duplicate link"))
     link.peer_id = server_id
     state.servers[server_id] = link.conn
     state.redials.pop(server_id, None)
     actions += _send_presence(state, link.conn)
+    backlog = state.backlogs.pop(server_id, None)
+    if backlog is not None:
+        actions += [send_one(link.conn, frame) for _, frame in backlog.frames]
     return actions
+
+
+def _supersede(link: Link, server_id: str) -> None:
+    """Close a duplicate link, but still accept what the peer sent on it before it
+    saw our close: those frames are authenticated and may carry queued messages."""
+    link.peer_id = server_id
+    link.superseded = True
+    link.move(LinkState.CLOSING)
 
 
 def _send_presence(state: RouterState, conn: int) -> list[Action]:
@@ -170,15 +184,27 @@ def _send_presence(state: RouterState, conn: int) -> list[Action]:
 
 
 def server_link_lost(state: RouterState, server_id: str) -> list[Action]:
-    """Forget routes through the lost server; try to get it back with backoff."""
+    """Try to get the lost server back with backoff. Its users stay routable for one
+    link timeout: frames for them wait in a bounded backlog (SOCP §6.4: presence is
+    corrected lazily), and are answered USER_NOT_FOUND if the server stays away."""
     state.servers.pop(server_id, None)
+    if server_id not in state.pinned_servers:
+        return _forget_users_of(state, server_id)
+    state.redials.setdefault(server_id, Redial(state.now_ms + state.timing.min_backoff_ms,
+                                                state.timing.min_backoff_ms * 2))
+    state.backlogs.setdefault(server_id, PeerBacklog(give_up_at_ms=state.now_ms + state.timing.link_timeout_ms))
+    return []
+
+
+def _forget_users_of(state: RouterState, server_id: str) -> list[Action]:
     for user_id, location in list(state.user_locations.items()):
         if location == server_id:
             del state.user_locations[user_id]
-    if server_id in state.pinned_servers:
-        state.redials.setdefault(server_id, Redial(state.now_ms + state.timing.min_backoff_ms,
-                                                    state.timing.min_backoff_ms * 2))
-    return []
+    backlog = state.backlogs.pop(server_id, None)
+    if backlog is None:
+        return []
+    return [error_to(state, origin, ErrorCode.USER_NOT_FOUND, f"{frame.type} not delivered: server unreachable")
+            for origin, frame in backlog.frames if origin in state.links]
 
 
 def _pin(state: RouterState, server_id: str, pubkey: str, host: str, port: int) -> tuple[bool, list[Action]]:
@@ -269,7 +295,7 @@ def from_server(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
         if frame.type == T.ERROR:
             return []
         return [error_to(state, link.conn, ErrorCode.MALFORMED, "expected SERVER_WELCOME")]
-    if link.state is not LinkState.SERVER:
+    if link.state is not LinkState.SERVER and not link.superseded:
         return []
     if link.peer_id in state.redials:
         del state.redials[link.peer_id]

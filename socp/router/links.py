@@ -45,6 +45,7 @@ class Link:
     last_heard_ms: int = 0
     last_sent_ms: int = 0
     dialled_by_us: bool = False
+    superseded: bool = False   # closed only because a duplicate link to the same server won
 
     def move(self, new_state: LinkState) -> None:
         if new_state not in ALLOWED[self.state]:

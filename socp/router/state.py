@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from socp.protocol.envelope import Envelope
 from socp.protocol.ids import PUBLIC_CHANNEL
 
 from .links import Link
 from .seen import SeenCache
 
 LOCAL = "local"
+PEER_BACKLOG_LIMIT = 1000      # frames kept for one unreachable server
 
 
 @dataclass(slots=True)
@@ -69,6 +71,15 @@ class Redial:
 
 
 @dataclass(slots=True)
+class PeerBacklog:
+    """Frames for a server whose link just dropped, kept (bounded) until it is back
+    or until `give_up_at_ms`; each remembers who sent it, to tell them if it fails."""
+
+    give_up_at_ms: int
+    frames: list[tuple[int, Envelope]] = field(default_factory=list)   # (origin conn, frame)
+
+
+@dataclass(slots=True)
 class DialPurpose:
     kind: str                      # "join" (to an introducer) or "link" (to a known server)
     server_id: str = ""            # for "link"
@@ -101,3 +112,4 @@ class RouterState:
     join_retry_at_ms: int = 0
     dialing: dict[int, DialPurpose] = field(default_factory=dict)     # conn -> why we dialled it
     redials: dict[str, Redial] = field(default_factory=dict)          # server_id -> next try
+    backlogs: dict[str, PeerBacklog] = field(default_factory=dict)    # server_id -> frames waiting

@@ -14,7 +14,7 @@ from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL
 from .events import Action, Send, StoreWrite, send_one
 from .links import Link, LinkState
 from .replies import error_to, refuse_and_close
-from .state import LOCAL, PendingShare, RouterState, UserRecord
+from .state import LOCAL, PEER_BACKLOG_LIMIT, PendingShare, RouterState, UserRecord
 
 # Replay window (SOCP §8 and the attack list): a frame's ts may be this far from now.
 MAX_AGE_MS = 10 * 60 * 1000
@@ -159,11 +159,27 @@ def route_to_user(state: RouterState, target: str, sender: str, ts: int, payload
         deliver = frames.user_deliver(me, target, ts, payload["ciphertext"], sender,
                                       payload.get("sender_pub", ""), payload["content_sig"], **extra)
         return [send_one(state.local_users[target], deliver)]
-    if location is not None and location in state.servers:
+    if location is not None:
         onward = frames.server_deliver(me, location, ts, target, payload["ciphertext"], sender,
                                        payload.get("sender_pub", ""), payload["content_sig"], **extra)
-        return [send_one(state.servers[location], onward)]
+        return send_to_server(state, location, onward, origin_conn)
     return [error_to(state, origin_conn, ErrorCode.USER_NOT_FOUND, f"no route to user {target}")]
+
+
+def send_to_server(state: RouterState, server_id: str, frame: Envelope, origin_conn: int) -> list[Action]:
+    """Send on the link to `server_id`; while that link is being restored, keep the
+    frame in its bounded backlog; past the bound, tell the sender (OVERLOADED)."""
+    conn = state.servers.get(server_id)
+    if conn is not None:
+        return [send_one(conn, frame)]
+    backlog = state.backlogs.get(server_id)
+    if backlog is None:
+        return [error_to(state, origin_conn, ErrorCode.USER_NOT_FOUND, "no route to that user's server")]
+    if len(backlog.frames) >= PEER_BACKLOG_LIMIT:
+        return [error_to(state, origin_conn, ErrorCode.OVERLOADED,
+                         "the recipient's server is unreachable and its queue is full; retry later")]
+    backlog.frames.append((origin_conn, frame))
+    return []
 
 
 def public_message(state: RouterState, frame: Envelope, exclude_conn: int) -> list[Action]:
@@ -192,6 +208,7 @@ def key_share(state: RouterState, frame: Envelope, origin_conn: int) -> list[Act
         creator = _user_by_key(state, frame.payload["creator_pub"])
     onward = Envelope(type=frame.type, from_=state.me.server_id, to=BROADCAST, ts=frame.ts, payload=frame.payload)
     conns: dict[int, None] = {}
+    remote_later: dict[str, None] = {}
     actions: list[Action] = []
     for share in frame.payload["shares"]:
         member = share["member"]
@@ -200,6 +217,8 @@ def key_share(state: RouterState, frame: Envelope, origin_conn: int) -> list[Act
             conns[state.local_users[member]] = None
         elif location is not None and location in state.servers:
             conns[state.servers[location]] = None
+        elif location is not None and location in state.backlogs:
+            remote_later.setdefault(location, None)
         else:
             record = state.users.get(member)
             if record is not None and not record.home_server:
@@ -209,6 +228,8 @@ def key_share(state: RouterState, frame: Envelope, origin_conn: int) -> list[Act
     conns.pop(origin_conn, None)
     if conns:
         actions.insert(0, Send(tuple((conn, BROADCAST) for conn in conns), onward))
+    for server_id in remote_later:
+        actions += send_to_server(state, server_id, onward, origin_conn)
     return actions
 
 
@@ -236,6 +257,6 @@ def route_frame_to_user(state: RouterState, frame: Envelope, origin_conn: int) -
     onward = Envelope(type=frame.type, from_=frame.from_, to=frame.to, ts=frame.ts, payload=frame.payload)
     if location == LOCAL:
         return [send_one(state.local_users[frame.to], onward)]
-    if location is not None and location in state.servers:
-        return [send_one(state.servers[location], onward)]
+    if location is not None:
+        return send_to_server(state, location, onward, origin_conn)
     return [error_to(state, origin_conn, ErrorCode.USER_NOT_FOUND, f"no route to user {frame.to}")]

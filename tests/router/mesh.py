@@ -44,6 +44,7 @@ class Mesh:
         self.nodes: dict[str, Node] = {}
         self.wires: dict[tuple[str, int], tuple[str, int]] = {}
         self.queue: deque[tuple[str, object]] = deque()
+        self.offline: set[str] = set()
         self.now = NOW
 
     def add(self, name: str, key: crypto.PrivateKey, introducers: list[Node] = ()) -> Node:
@@ -115,7 +116,7 @@ class Mesh:
                         self.queue.append((peer[0], FrameIn(peer[1], frame, digest(frame))))
             elif isinstance(action, Dial):
                 target = self._node_by_port(action.port)
-                if target is None:
+                if target is None or target.name in self.offline or name in self.offline:
                     self.queue.append((name, LinkDown(action.conn, "connection refused")))
                     continue
                 peer_conn = target.next_conn
@@ -132,11 +133,18 @@ class Mesh:
             elif isinstance(action, StoreWrite):
                 node.store_log.append(action)
 
-    def kill(self, name: str) -> None:
-        """The node vanishes: every peer sees its links drop."""
+    def cut(self, name: str, reachable: bool = True) -> None:
+        """Every link of the node drops (both ends see it). With reachable=False the
+        node also stops answering dials until `restore`."""
         for (owner, conn), (peer, peer_conn) in list(self.wires.items()):
             if owner == name:
                 self.wires.pop((owner, conn), None)
                 self.wires.pop((peer, peer_conn), None)
                 self.queue.append((peer, LinkDown(peer_conn, "peer died")))
+                self.queue.append((owner, LinkDown(conn, "network down")))
+        if not reachable:
+            self.offline.add(name)
         self.settle()
+
+    def restore(self, name: str) -> None:
+        self.offline.discard(name)

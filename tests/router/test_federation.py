@@ -124,17 +124,49 @@ def test_link_from_an_unknown_server_is_refused(keys) -> None:
     assert 77 not in a.state.links or a.state.links[77].state is LinkState.CLOSING
 
 
-def test_dead_link_is_detected_and_redialled(mesh3: Mesh, keys) -> None:
+def test_frames_for_a_lost_server_wait_and_flow_when_it_is_back(mesh3: Mesh, keys) -> None:
     a, b = mesh3.nodes["a"], mesh3.nodes["b"]
-    conn, alice = mesh3.connect_user("a", keys[3])
-    mesh3.kill("a")
+    a_conn, alice = mesh3.connect_user("a", keys[3])
+    b_conn, bob = mesh3.connect_user("b", keys[4])
+    mesh3.cut("a", reachable=False)
     assert a.server_id not in b.state.servers
-    assert alice not in b.state.user_locations
-    # a comes back (same identity); b's redial finds it and presence returns.
+    assert b.state.user_locations[alice] == a.server_id  # kept for one link timeout
+    mesh3.user_frame("b", b_conn, frames.msg_direct(bob, alice, mesh3.now, b64url_encode(b"q" * 512),
+                                                   crypto.encode_public_key(keys[4]), "c2ln"))
+    assert not mesh3.received("b", b_conn, "ERROR")  # held, not refused
+    mesh3.restore("a")
     mesh3.advance(200)
     mesh3.advance(400)
     assert a.server_id in b.state.servers
     assert b.state.user_locations.get(alice) == a.server_id
+    (deliver,) = mesh3.received("a", a_conn, "USER_DELIVER")
+    assert deliver.payload["sender"] == bob
+
+
+def test_a_server_that_stays_away_is_forgotten_and_senders_are_told(mesh3: Mesh, keys) -> None:
+    a, b = mesh3.nodes["a"], mesh3.nodes["b"]
+    _, alice = mesh3.connect_user("a", keys[3])
+    b_conn, bob = mesh3.connect_user("b", keys[4])
+    mesh3.cut("a", reachable=False)
+    mesh3.user_frame("b", b_conn, frames.msg_direct(bob, alice, mesh3.now, b64url_encode(b"q" * 512),
+                                                   crypto.encode_public_key(keys[4]), "c2ln"))
+    for _ in range(8):
+        mesh3.advance(500)
+    assert alice not in b.state.user_locations
+    assert [e.payload["code"] for e in mesh3.received("b", b_conn, "ERROR")] == ["USER_NOT_FOUND"]
+
+
+def test_backlog_for_an_unreachable_server_is_bounded(mesh3: Mesh, keys) -> None:
+    from socp.router.state import PEER_BACKLOG_LIMIT
+
+    b = mesh3.nodes["b"]
+    _, alice = mesh3.connect_user("a", keys[3])
+    b_conn, bob = mesh3.connect_user("b", keys[4])
+    mesh3.cut("a", reachable=False)
+    for i in range(PEER_BACKLOG_LIMIT + 1):
+        mesh3.user_frame("b", b_conn, frames.msg_direct(bob, alice, mesh3.now + i % 100, b64url_encode(b"%d" % i),
+                                                       crypto.encode_public_key(keys[4]), "c2ln"))
+    assert [e.payload["code"] for e in mesh3.received("b", b_conn, "ERROR")] == ["OVERLOADED"]
 
 
 def test_silent_link_times_out_and_heartbeats_keep_it(mesh3: Mesh) -> None:
