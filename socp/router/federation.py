@@ -404,6 +404,11 @@ def _server_deliver(state: RouterState, link: Link, event: FrameIn) -> list[Acti
     target = payload["user_id"]
     sender = payload.get("sender") or payload.get("from") or ""
     extra: dict[str, Any] = {"part": payload["part"]} if "part" in payload else {}
+    if payload.get("sender_pub"):
+        try:  # interop table: accept any key form, always emit DER-SPKI
+            payload = {**payload, "sender_pub": normalise_public_key(payload["sender_pub"])}
+        except SocpError:
+            return [error_to(state, link.conn, ErrorCode.BAD_KEY, "sender_pub is not an RSA-4096 key")]
     location = state.user_locations.get(target)
     if location is not None and location != LOCAL and state.servers.get(location) == link.conn:
         return [error_to(state, link.conn, ErrorCode.USER_NOT_FOUND, f"user {target} is not here")]
