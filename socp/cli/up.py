@@ -12,6 +12,7 @@ import click
 from socp import node
 from socp.config import NodeConfig
 from socp.identity import IdentityError, load_identity
+from socp.router.bootstrap import RECOMMENDED_INTRODUCERS, BootstrapError, load_bootstrap
 
 DEFAULT_DATA_DIR = Path("socp-data")
 
@@ -40,8 +41,14 @@ def _print_info(config: NodeConfig, server_id: str, public_key: str) -> None:
 def up(host: str, port: int, data_dir: Path, db_url: str, verifiers: int, bootstrap: str, advertise_host: str,
        heartbeat_interval: float, link_timeout: float, hello_timeout: float) -> None:
     """Start a node: store, router, verifier pool and gateway under supervisord."""
-    if bootstrap and not Path(bootstrap).is_file():
-        raise click.ClickException(f"bootstrap file {bootstrap} does not exist")
+    if bootstrap:
+        try:
+            introducers = load_bootstrap(bootstrap)
+        except BootstrapError as exc:
+            raise click.ClickException(str(exc)) from None
+        if len(introducers) < RECOMMENDED_INTRODUCERS:
+            click.echo(f"warning: {bootstrap} lists {len(introducers)} introducer(s); "
+                       f"SOCP recommends at least {RECOMMENDED_INTRODUCERS}", err=True)
     config = NodeConfig(
         data_dir=data_dir.resolve(), host=host, port=port, db_url=db_url, verifiers=verifiers,
         bootstrap=str(Path(bootstrap).resolve()) if bootstrap else "", advertise_host=advertise_host,
@@ -79,13 +86,15 @@ def up(host: str, port: int, data_dir: Path, db_url: str, verifiers: int, bootst
 @click.command("server-info")
 @click.option("--data-dir", default=DEFAULT_DATA_DIR, show_default=True, envvar="SOCP_DATA_DIR",
               type=click.Path(path_type=Path, file_okay=False))
-def server_info(data_dir: Path) -> None:
+@click.option("--yaml", "yaml_only", is_flag=True, help="Print only the bootstrap YAML entry.")
+def server_info(data_dir: Path, yaml_only: bool) -> None:
     """Print a node's URL, server id and public key, and a bootstrap YAML entry."""
     try:
         config = NodeConfig.load(data_dir)
         identity = load_identity(data_dir)
     except (OSError, ValueError, KeyError, IdentityError) as exc:
         raise click.ClickException(f"no usable node in {data_dir}: {exc}") from None
-    _print_info(config, identity.server_id, identity.public_key_text)
-    click.echo("")
+    if not yaml_only:
+        _print_info(config, identity.server_id, identity.public_key_text)
+        click.echo("")
     click.echo(node.bootstrap_entry(config, identity), nl=False)

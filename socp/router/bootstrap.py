@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import yaml
@@ -12,7 +11,6 @@ from socp.protocol.errors import SocpError
 
 from .state import Introducer
 
-log = logging.getLogger("socp.router")
 RECOMMENDED_INTRODUCERS = 3
 
 
@@ -50,8 +48,4 @@ def load_bootstrap(path: str | Path) -> list[Introducer]:
         text = Path(path).read_text()
     except OSError as exc:
         raise BootstrapError(f"cannot read bootstrap file {path}: {exc.strerror}") from exc
-    introducers = parse_bootstrap(text)
-    if len(introducers) < RECOMMENDED_INTRODUCERS:
-        log.warning("bootstrap file lists %d introducer(s); SOCP recommends at least %d",
-                    len(introducers), RECOMMENDED_INTRODUCERS)
-    return introducers
+    return parse_bootstrap(text)

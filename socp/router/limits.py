@@ -1,0 +1,265 @@
+"""The router's defences against abuse (SOCP §8, §13): pure rules over its own table.
+
+`Guard` is one more router table (it lives in `RouterState.guard`); `core` asks it
+before acting on a frame. Every rule answers `None` (go on) or the actions that
+replace the normal handling (an ERROR, a close, or nothing at all):
+
+- rate limits per user (kept across reconnects) and per peer server, token buckets
+  on the router's clock; the first frame over the limit is answered RATE_LIMITED
+  with a retry hint, the rest of that burst is dropped without an answer;
+- a budget of ERROR answers per connection and per node: every answer costs an
+  RSA-4096 signature (~17 ms of CPU), so garbage must not buy signatures;
+- freshness of server frames: a frame with effects whose `ts` is outside the
+  window of `users.replay_problem` is refused, and gossip the federation rules do
+  not deduplicate themselves (USER_REMOVE, SERVER_ANNOUNCE, PUBLIC_CHANNEL_ADD) is
+  deduplicated here; a server's opening hello must be fresh and unseen too;
+- proof of possession for USER_HELLO (see `user_hello_problem`);
+- unfinished file transfers per local sender: bounded in number, forgotten when
+  idle, and a chunk or end needs an open transfer.
+
+Every table here is bounded (STYLE §5).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from socp.protocol.envelope import Envelope
+from socp.protocol.errors import ErrorCode
+from socp.protocol.frame_types import FrameType as T
+from socp.ratelimit import TokenBucket, retry_hint
+
+from .seen import SeenCache
+
+# Replay window: the same as for user frames (users.replay_problem).
+MAX_AGE_MS = 10 * 60 * 1000
+MAX_SKEW_AHEAD_MS = 2 * 60 * 1000
+
+# Server frames that change the router's tables or reach users: they must be fresh.
+SERVER_EFFECT_TYPES = frozenset({
+    T.USER_ADVERTISE, T.USER_REMOVE, T.SERVER_DELIVER, T.SERVER_ANNOUNCE, T.MSG_PUBLIC_CHANNEL,
+    T.PUBLIC_CHANNEL_KEY_SHARE, T.PUBLIC_CHANNEL_ADD, T.FILE_START, T.FILE_CHUNK, T.FILE_END,
+})
+# ...and those of them that federation does not already run through `state.seen`.
+SERVER_DEDUP_HERE = frozenset({T.USER_REMOVE, T.SERVER_ANNOUNCE, T.PUBLIC_CHANNEL_ADD})
+FILE_TYPES = frozenset({T.FILE_START, T.FILE_CHUNK, T.FILE_END})
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    """Defaults sized for a node whose verifiers sign ~100 frames per second in all:
+    one user may use a good share of that for a while, not all of it for ever."""
+
+    user_rate: float = 100.0           # frames per second per user, after its hello
+    user_burst: int = 1000
+    server_rate: float = 1000.0        # frames per second per peer server (all its users)
+    server_burst: int = 5000
+    error_rate: float = 2.0            # ERROR answers per second per connection
+    error_burst: int = 10
+    node_error_rate: float = 30.0      # ERROR answers per second, all connections together
+    node_error_burst: int = 100
+    max_buckets: int = 100_000         # users / servers remembered (least recently seen go)
+    transfers_per_sender: int = 8      # unfinished file transfers per local user
+    transfer_idle_ms: int = 120_000    # a transfer silent this long is forgotten
+    max_hello_signers: int = 200_000
+    hello_sig_ttl_ms: int = 30 * 24 * 3600 * 1000
+
+
+@dataclass(slots=True)
+class Guard:
+    settings: LimitSettings = field(default_factory=LimitSettings)
+    now_ms: int = 0                                                      # the router's clock
+    user_buckets: OrderedDict[str, TokenBucket] = field(default_factory=OrderedDict)
+    server_buckets: OrderedDict[str, TokenBucket] = field(default_factory=OrderedDict)
+    error_buckets: dict[int, TokenBucket] = field(default_factory=dict)  # conn -> answers left
+    node_errors: TokenBucket | None = None
+    limited: set[tuple[str, str]] = field(default_factory=set)          # in a refused burst now
+    transfers: dict[str, OrderedDict[str, int]] = field(default_factory=dict)  # sender -> file_id -> last ms
+    hello_signers: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    hello_sigs: SeenCache | None = None
+    dropped_frames: int = 0                                              # counters you can read
+    dropped_errors: int = 0
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.node_errors = TokenBucket(s.node_error_rate, s.node_error_burst, self.clock)
+        self.hello_sigs = SeenCache(max_entries=s.max_hello_signers, ttl_ms=s.hello_sig_ttl_ms)
+
+    def clock(self) -> float:
+        return self.now_ms / 1000.0
+
+    def tick(self, now_ms: int) -> None:
+        """Forget idle transfers (a transfer that never ends ends here)."""
+        self.now_ms = now_ms
+        horizon = now_ms - self.settings.transfer_idle_ms
+        for sender in list(self.transfers):
+            open_files = self.transfers[sender]
+            for file_id in [f for f, last in open_files.items() if last < horizon]:
+                del open_files[file_id]
+            if not open_files:
+                del self.transfers[sender]
+
+    def forget_conn(self, conn: int) -> None:
+        self.error_buckets.pop(conn, None)
+
+    def forget_sender(self, user_id: str) -> None:
+        """A user's connection ended: its unfinished uploads cannot go on."""
+        self.transfers.pop(user_id, None)
+
+
+# --- rate limits -------------------------------------------------------------------------
+
+
+def _bucket(guard: Guard, table: OrderedDict[str, TokenBucket], key: str, rate: float, burst: int) -> TokenBucket:
+    bucket = table.get(key)
+    if bucket is None:
+        bucket = table[key] = TokenBucket(rate, burst, guard.clock)
+        while len(table) > guard.settings.max_buckets:
+            table.popitem(last=False)
+    else:
+        table.move_to_end(key)
+    return bucket
+
+
+def _over_limit(guard: Guard, kind: str, key: str, bucket: TokenBucket, what: str) -> tuple[ErrorCode, str] | None:
+    """None if `bucket` has a token; else the RATE_LIMITED answer, once per burst."""
+    if bucket.take():
+        guard.limited.discard((kind, key))
+        return None
+    guard.dropped_frames += 1
+    if (kind, key) in guard.limited:
+        return ErrorCode.RATE_LIMITED, ""          # already told: drop without an answer
+    guard.limited.add((kind, key))
+    return ErrorCode.RATE_LIMITED, (f"too many frames: at most {bucket.rate:g} per second per {what}; "
+                                    + retry_hint(bucket.retry_after()))
+
+
+def user_rate_problem(guard: Guard, user_id: str) -> tuple[ErrorCode, str] | None:
+    s = guard.settings
+    return _over_limit(guard, "user", user_id, _bucket(guard, guard.user_buckets, user_id, s.user_rate, s.user_burst),
+                       "user")
+
+
+def server_rate_problem(guard: Guard, server_key: str) -> tuple[ErrorCode, str] | None:
+    s = guard.settings
+    bucket = _bucket(guard, guard.server_buckets, server_key, s.server_rate, s.server_burst)
+    return _over_limit(guard, "server", server_key, bucket, "server")
+
+
+def error_allowed(guard: Guard, conn: int) -> bool:
+    """May the router spend a signature on one more ERROR to `conn`?"""
+    s = guard.settings
+    bucket = guard.error_buckets.get(conn)
+    if bucket is None:
+        bucket = guard.error_buckets[conn] = TokenBucket(s.error_rate, s.error_burst, guard.clock)
+    assert guard.node_errors is not None
+    if bucket.tokens >= 1 and guard.node_errors.take():
+        bucket.take()
+        return True
+    guard.dropped_errors += 1
+    return False
+
+
+# --- freshness ---------------------------------------------------------------------------
+
+
+def stale(frame: Envelope, now_ms: int) -> bool:
+    age = now_ms - frame.ts
+    return age > MAX_AGE_MS or -age > MAX_SKEW_AHEAD_MS
+
+
+def server_frame_problem(guard: Guard, seen: SeenCache, frame: Envelope,
+                         payload_digest: bytes) -> tuple[ErrorCode, str] | None:
+    """A server frame with effects must be fresh, and seen once (SOCP §8, §13)."""
+    if frame.type not in SERVER_EFFECT_TYPES:
+        return None
+    if stale(frame, guard.now_ms):
+        return ErrorCode.REPLAY, f"{frame.type}: timestamp outside the accepted window"
+    if frame.type in SERVER_DEDUP_HERE:
+        # Own key space: federation's own entries (other types) are never confused with these.
+        if not seen.check_and_add(("guard", frame.type, frame.ts, frame.from_, frame.to, payload_digest), guard.now_ms):
+            return ErrorCode.REPLAY, ""            # a duplicate: drop, as §8 says, silently
+    return None
+
+
+def server_hello_problem(guard: Guard, seen: SeenCache, frame: Envelope,
+                         payload_digest: bytes) -> tuple[ErrorCode, str] | None:
+    """A server hello carries no nonce, so a captured one could open a link in the
+    name of its server; the window and the duplicate cache (whose lifetime is longer
+    than the window) leave no time in which a copy is accepted."""
+    if stale(frame, guard.now_ms):
+        return ErrorCode.REPLAY, "server hello: timestamp outside the accepted window (check your clock)"
+    if not seen.check_and_add(("hello", frame.ts, frame.from_, frame.to, payload_digest, frame.sig), guard.now_ms):
+        return ErrorCode.REPLAY, "server hello seen before: a replayed hello opens nothing"
+    return None
+
+
+# --- proof of possession for USER_HELLO ---------------------------------------------------
+
+
+def user_hello_problem(guard: Guard, frame: Envelope, registered_here: bool) -> tuple[ErrorCode, str] | None:
+    """Who may connect as a user id that is already registered here?
+
+    The interop table lets a hello be unsigned, and its signature covers the payload
+    only (no ts, no nonce), so neither proves that the sender holds the key *now*.
+    What does: RSASSA-PSS signatures are randomised, so the holder of the key signs
+    every hello differently, while a copied hello repeats its bytes. Rules:
+
+    - a signed hello whose signature was seen before is a replay: refused;
+    - an id that has once proved possession with a signed hello must keep signing:
+      an unsigned hello for it is refused (it would let anyone who knows the public
+      key take the id over while its owner is away);
+    - ids whose clients never sign (peers that send unsigned hellos) keep working.
+    """
+    user_id = frame.from_
+    assert guard.hello_sigs is not None
+    if frame.sig:
+        if not guard.hello_sigs.check_and_add((user_id, frame.sig), guard.now_ms):
+            return ErrorCode.REPLAY, "this signed hello was used before: sign a fresh one"
+        return None
+    if registered_here and user_id in guard.hello_signers:
+        return ErrorCode.INVALID_SIG, "this user id signs its hellos: an unsigned hello cannot claim it"
+    return None
+
+
+def user_hello_accepted(guard: Guard, frame: Envelope) -> None:
+    """The hello was accepted; a signed one marks its id as one that signs."""
+    if not frame.sig:
+        return
+    signers = guard.hello_signers
+    signers[frame.from_] = None
+    signers.move_to_end(frame.from_)
+    while len(signers) > guard.settings.max_hello_signers:
+        signers.popitem(last=False)
+
+
+# --- file transfers (SOCP §7.4) -----------------------------------------------------------
+
+
+def file_problem(guard: Guard, sender: str, frame: Envelope) -> tuple[ErrorCode, str] | None:
+    """Bound the unfinished uploads of one local user; chunks need an open transfer."""
+    file_id = frame.payload.get("file_id")
+    if not isinstance(file_id, str):
+        return ErrorCode.MALFORMED, "file_id must be a string"
+    open_files = guard.transfers.get(sender)
+    if frame.type == T.FILE_START:
+        if open_files is not None and file_id in open_files:
+            return ErrorCode.FORBIDDEN, "a transfer with this file_id is already open"
+        limit = guard.settings.transfers_per_sender
+        if open_files is not None and len(open_files) >= limit:
+            idle_s = guard.settings.transfer_idle_ms // 1000
+            return ErrorCode.RATE_LIMITED, (f"at most {limit} unfinished file transfers at once; finish one, "
+                                            f"or let one sit idle for {idle_s} s; "
+                                            + retry_hint(guard.settings.transfer_idle_ms / 1000))
+        guard.transfers.setdefault(sender, OrderedDict())[file_id] = guard.now_ms
+        return None
+    if open_files is None or file_id not in open_files:
+        return ErrorCode.FORBIDDEN, f"{frame.type} for no open transfer: send FILE_START first"
+    if frame.type == T.FILE_END:
+        del open_files[file_id]
+        if not open_files:
+            del guard.transfers[sender]
+    else:
+        open_files[file_id] = guard.now_ms
+    return None
