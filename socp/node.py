@@ -72,10 +72,21 @@ def render_supervisor_conf(config: NodeConfig) -> Path:
     return path
 
 
+def die_with_parent() -> None:
+    """Get SIGTERM when our parent dies (supervisord for an actor, `socp up` for
+    supervisord), so no part of a node outlives its owner."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the operator's Ctrl-C path still stops the node
+
+
 def start_supervisord(conf: Path) -> subprocess.Popen[bytes]:
     # A process group of its own, so one signal reaches supervisord and not our caller.
     return subprocess.Popen([sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(conf)],
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=die_with_parent)
 
 
 def health(config: NodeConfig, timeout: float = 1.0) -> dict | None:

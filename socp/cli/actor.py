@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from socp.config import NodeConfig
+from socp.node import die_with_parent
 
 ACTORS = ("gateway", "verifier", "router", "store")
 
@@ -18,6 +19,7 @@ ACTORS = ("gateway", "verifier", "router", "store")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), required=True)
 def actor(name: str, data_dir: Path) -> None:
     """Run one actor of the node whose configuration is in DATA_DIR."""
+    die_with_parent()
     config = NodeConfig.load(data_dir)
     module = importlib.import_module(f"socp.{name}")
     sys.exit(module.run(config) or 0)

@@ -46,6 +46,7 @@ class RunningNode:
     key: crypto.PrivateKey
     process: subprocess.Popen[str]
     output: list[str] = field(default_factory=list)
+    leftovers_killed: int = 0
 
     @property
     def url(self) -> str:
@@ -73,6 +74,14 @@ class RunningNode:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(5)
+        # Whatever happened above, leave no actor of this node behind, and say so.
+        leftovers = processes_mentioning(str(self.data_dir))
+        self.leftovers_killed = len(leftovers)
+        for line in leftovers:
+            try:
+                os.kill(int(line.split(":")[0]), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         return self.process.returncode
 
 
@@ -105,16 +114,17 @@ def start_node(data_dir: Path, key: crypto.PrivateKey, *, verifiers: int = 2, po
     return node
 
 
-def processes_mentioning(text: str) -> list[str]:
-    """Command lines of live processes that mention `text` (e.g. a data dir)."""
+def processes_mentioning(path: str) -> list[str]:
+    """"pid: command line" of live processes with an argument that is `path` or lies
+    under it (so /x/b does not match /x/bootstrap.yaml)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            arguments = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if text in cmdline:
-            found.append(f"{entry.name}: {cmdline}")
+        if any(arg == path or arg.startswith(path + "/") for arg in arguments):
+            found.append(f"{entry.name}: {' '.join(arguments)}")
     return found
