@@ -27,6 +27,9 @@ class NodeConfig:
     max_frame_bytes: int = 1024 * 1024
     hello_timeout: float = 10.0            # seconds a connection may stay silent at first
     send_queue_frames: int = 4096          # per connection; a slower reader is dropped
+    max_connections_per_address: int = 64  # open WebSockets from one remote address
+    frame_rate: float = 200.0              # frames per second per connection (token bucket)
+    frame_burst: int = 500                 # frames a connection may send at once
     # Federation timing (SOCP §6.4); shortened by tests.
     heartbeat_interval: float = 15.0
     link_timeout: float = 45.0

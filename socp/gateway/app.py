@@ -23,6 +23,7 @@ from socp.gateway.dialer import Dialer
 from socp.gateway.health import GatewayStats
 from socp.gateway.inbox import Inbox
 from socp.gateway.links import CLOSE_GOING_AWAY, LinkTable
+from socp.ratelimit import AddressSlots
 from socp.gateway.server import Listener
 from socp.ipc.endpoints import ensure_runtime_dir
 from socp.ipc.messages import GatewayHello
@@ -61,7 +62,8 @@ async def _serve(config: NodeConfig) -> None:
     ensure_runtime_dir(config.run_dir)
     bus = Bus(config.endpoints)
     try:
-        context = GatewayContext(config, LinkTable(config.send_queue_frames), bus, GatewayStats())
+        context = GatewayContext(config, LinkTable(config.send_queue_frames), bus, GatewayStats(),
+                                 AddressSlots(config.max_connections_per_address))
         try:
             server = await Listener(context).start()
         except OSError as exc:

@@ -8,6 +8,7 @@ from socp.config import NodeConfig
 from socp.gateway.bus import Bus
 from socp.gateway.health import GatewayStats
 from socp.gateway.links import LinkTable
+from socp.ratelimit import AddressSlots
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +17,7 @@ class GatewayContext:
     links: LinkTable
     bus: Bus
     stats: GatewayStats
+    address_slots: AddressSlots   # open connections per remote address
 
     @property
     def max_message_bytes(self) -> int:

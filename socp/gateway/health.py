@@ -30,6 +30,9 @@ class GatewayStats:
     dial_failures: int = 0          # DialLink attempts that never opened
     bad_actor_messages: int = 0     # undecodable or unexpected messages on the inbox
     connections_total: int = 0      # accepted and dialled, since start
+    connections_refused: int = 0    # accepted sockets closed at once: too many from that address
+    rate_limited: int = 0           # inbound frames refused by a connection's token bucket
+    rate_limit_closes: int = 0      # connections closed with 1008 for flooding on regardless
 
 
 def health_report(stats: GatewayStats, links: LinkTable) -> dict[str, object]:

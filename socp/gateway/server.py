@@ -8,7 +8,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 
 from socp.gateway.context import GatewayContext
 from socp.gateway.health import HealthEndpoint
-from socp.gateway.links import CLOSE_GOING_AWAY
+from socp.gateway.links import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER
 from socp.gateway.session import CLOSE_TIMEOUT, Session, printable
 
 log = logging.getLogger("socp.gateway")
@@ -58,6 +58,20 @@ class Listener:
     async def _handle(self, ws: ServerConnection) -> None:
         context = self._context
         peer = _peer_name(ws)
+        address = _peer_address(ws)
+        if not context.address_slots.acquire(address):
+            # SOCP §13 resource abuse: one address may not hold every socket we have.
+            # The router never hears of this connection: it is refused before its first frame.
+            context.stats.connections_refused += 1
+            await ws.close(CLOSE_TRY_AGAIN_LATER, "too many connections from your address")
+            return
+        try:
+            await self._serve(ws, peer)
+        finally:
+            context.address_slots.release(address)
+
+    async def _serve(self, ws: ServerConnection, peer: str) -> None:
+        context = self._context
         link = context.links.add_accepted(peer)
         context.stats.connections_total += 1
         log.info("conn %d open: %s", link.conn, peer)
@@ -66,6 +80,14 @@ class Listener:
             link.request_close(CLOSE_GOING_AWAY, "gateway shutting down")
         await Session(link, ws, context).run()
         log.info("conn %d closed: %s", link.conn, printable(link.end_reason))
+
+
+def _peer_address(ws: ServerConnection) -> str:
+    """The remote host alone: the key of the per-address connection limit."""
+    address = ws.remote_address
+    if isinstance(address, tuple) and address:
+        return str(address[0])
+    return str(address)
 
 
 def _peer_name(ws: ServerConnection) -> str:

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed
 
 from socp.gateway.context import GatewayContext
 from socp.gateway.links import CLOSE_POLICY_VIOLATION, CloseRequest, Link, LinkState
+from socp.ratelimit import TokenBucket, retry_hint
 from socp.gateway.roles import role_of_first_frame
 from socp.ipc.messages import LinkClosed, Rejected, VerifyJob, pack
 from socp.protocol.errors import ErrorCode
@@ -60,6 +62,9 @@ class Session:
         self._stats = context.stats
         self._max_frame_bytes = context.config.max_frame_bytes
         self._hello_timeout = context.config.hello_timeout
+        # SOCP §13 resource abuse: frames per second on this connection, whatever they are.
+        self._bucket = TokenBucket(context.config.frame_rate, context.config.frame_burst, time.monotonic)
+        self._over_limit = 0     # frames refused since the bucket last had a token
 
     async def run(self) -> None:
         link = self._link
@@ -124,6 +129,10 @@ class Session:
 
     async def _forward(self, message: str | bytes) -> None:
         link = self._link
+        if not self._bucket.take():
+            await self._refuse_over_limit()
+            return
+        self._over_limit = 0
         seq = link.next_in_seq
         if type(message) is str and not utf8_size_exceeds(message, self._max_frame_bytes):
             await self._bus.submit_job(
@@ -137,6 +146,27 @@ class Session:
         # Advance only once sent: a seq the router never sees would stall its reordering.
         link.next_in_seq = seq + 1
         self._stats.frames_in += 1
+
+    async def _refuse_over_limit(self) -> None:
+        """The first frame over the limit is answered RATE_LIMITED with a retry hint;
+        the rest of the burst is dropped unseen (no seq is used, so the router's order
+        is intact); a peer that floods on for another whole burst is disconnected."""
+        link = self._link
+        stats = self._stats
+        stats.rate_limited += 1
+        stats.frames_in += 1
+        self._over_limit += 1
+        if link.closing.is_set():
+            return
+        if self._over_limit == 1:
+            detail = (f"too many frames: at most {self._bucket.rate:g} per second on a connection; "
+                      + retry_hint(self._bucket.retry_after()))
+            seq = link.next_in_seq
+            await self._bus.tell_router(Rejected(link.conn, seq, ErrorCode.RATE_LIMITED.value, detail, ""))
+            link.next_in_seq = seq + 1
+        elif self._over_limit > self._bucket.burst:
+            stats.rate_limit_closes += 1
+            link.request_close(CLOSE_POLICY_VIOLATION, "rate limit exceeded: too many frames")
 
     async def _write(self) -> None:
         link = self._link

@@ -16,6 +16,8 @@ Requests (client → store)              Replies (store → client)
   PinServer                              PinReply       (PinResult value)
   UpdateServerAddr                       Applied
   AddChannelMember                       Done
+  SetLogin                               Applied        (False: not a user registered here)
+  BindRemoteUser                         BindReply      (BindResult value)
   any of them                            Failed         (reason, detail)
 
 Reads are answered as soon as every write that arrived before them is applied; writes
@@ -126,6 +128,25 @@ class AddChannelMember:
     version: int
 
 
+@dataclass(frozen=True, slots=True)
+class SetLogin:
+    KIND: ClassVar[int] = 10
+    request_id: RequestId
+    user_id: str
+    privkey_store: str        # the client-encrypted private key (the server cannot open it)
+    pake_password: str        # the password verifier
+
+
+@dataclass(frozen=True, slots=True)
+class BindRemoteUser:
+    KIND: ClassVar[int] = 11
+    request_id: RequestId
+    user_id: str
+    pubkey: str
+    home_server: str
+    meta: dict[str, Any]
+
+
 # -- replies ---------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +166,8 @@ class Applied:
 class SnapshotReply:
     KIND: ClassVar[int] = 66
     request_id: RequestId
-    users: dict[str, list[Any]]               # user_id -> [pubkey, meta, version, revoked]
+    # user_id -> [pubkey, meta, version, revoked, home_server, privkey_store, pake_password]
+    users: dict[str, list[Any]]
     pinned_servers: dict[str, list[Any]]      # server_id -> [pubkey, host, port]
     pending_key_shares: list[list[Any]]       # [sender, member, payload, ts]
     public_channel_version: int
@@ -161,6 +183,9 @@ class UserReply:
     meta: dict[str, Any]
     version: int
     revoked: bool
+    home_server: str | None   # None: registered here
+    privkey_store: str
+    pake_password: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,16 +211,16 @@ class Failed:
 
 
 StoreRequest = (Ping | LoadSnapshot | GetUser | BindUser | SaveKeyShare | MarkShareDelivered | PinServer
-                | UpdateServerAddr | AddChannelMember)
+                | UpdateServerAddr | AddChannelMember | SetLogin | BindRemoteUser)
 StoreReply = Done | Applied | SnapshotReply | UserReply | BindReply | PinReply | Failed
 StoreMessage = StoreRequest | StoreReply
 
 REQUEST_TYPES: tuple[type, ...] = (Ping, LoadSnapshot, GetUser, BindUser, SaveKeyShare, MarkShareDelivered,
-                                   PinServer, UpdateServerAddr, AddChannelMember)
+                                   PinServer, UpdateServerAddr, AddChannelMember, SetLogin, BindRemoteUser)
 REPLY_TYPES: tuple[type, ...] = (Done, Applied, SnapshotReply, UserReply, BindReply, PinReply, Failed)
 # Requests that change the database: applied one at a time, in arrival order.
 WRITE_TYPES: tuple[type, ...] = (BindUser, SaveKeyShare, MarkShareDelivered, PinServer, UpdateServerAddr,
-                                 AddChannelMember)
+                                 AddChannelMember, SetLogin, BindRemoteUser)
 
 _BY_KIND: dict[int, type] = {cls.KIND: cls for cls in REQUEST_TYPES + REPLY_TYPES}
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls)) for cls in _BY_KIND.values()}

@@ -12,6 +12,7 @@ Modules, in dependency order:
   signing      transport and content signatures, every accepted variant (§5, §9)
   text         splitting long texts and files into OAEP-sized parts
   keystore     password-protected private key files
+  login        password login that roams: scrypt, verifier, key blob, proofs
 """
 
 from __future__ import annotations

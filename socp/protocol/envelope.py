@@ -86,6 +86,11 @@ def integer(low: int = 0, high: int = limits.MAX_TS) -> Check:
     return check
 
 
+def boolean(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise _bad(name, "must be true or false")
+
+
 def obj(name: str, value: Any) -> None:
     if not isinstance(value, dict):
         raise _bad(name, "must be an object")
@@ -197,6 +202,30 @@ PAYLOAD_SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
         {"online_users": list_of(id_text), "details": list_of(obj)},
     ),
     **{t: ({}, {}) for t in LIST_REQUEST_TYPES},
+    # Project additions: the directory and password login (docs/store-and-login.md).
+    FrameType.DIRECTORY_GET: ({"user_id": uuid4}, {}),
+    FrameType.DIRECTORY_ENTRY: (
+        {"user_id": uuid4, "pubkey": key_text, "server_id": uuid4, "remote": boolean,
+         "version": integer(0, 2**31), "revoked": boolean},
+        {},
+    ),
+    FrameType.LOGIN_REGISTER: (
+        {"privkey_store": text(limits.MAX_LOGIN_BLOB_CHARS, non_empty=True),
+         "pake_password": text(limits.MAX_LOGIN_VERIFIER_CHARS, non_empty=True)},
+        {},
+    ),
+    FrameType.LOGIN_REQUEST: ({"user_id": uuid4}, {}),
+    FrameType.LOGIN_CHALLENGE: (
+        {"nonce": text(128, non_empty=True), "salt": text(128, non_empty=True),
+         "params": record({"kdf": text(32, non_empty=True), "n": integer(1, 2**31), "r": integer(1, 2**31),
+                           "p": integer(1, 2**31)})},
+        {},
+    ),
+    FrameType.LOGIN_PROOF: ({"user_id": uuid4, "proof": text(128, non_empty=True)}, {}),
+    FrameType.LOGIN_BLOB: (
+        {"user_id": uuid4, "privkey_store": text(limits.MAX_LOGIN_BLOB_CHARS, non_empty=True), "pubkey": key_text},
+        {},
+    ),
 }
 
 # Types whose `from` may be something other than a UUID v4.

@@ -36,6 +36,15 @@ class FrameType(str, Enum):
     CMD_LIST = "CMD_LIST"
     WHO = "WHO"
     LIST_RESPONSE = "LIST_RESPONSE"
+    # Project additions (peers ignore them): the directory and password login
+    # (SOCP §10 "directory functions" and "recommended login"; docs/store-and-login.md).
+    DIRECTORY_GET = "DIRECTORY_GET"
+    DIRECTORY_ENTRY = "DIRECTORY_ENTRY"
+    LOGIN_REGISTER = "LOGIN_REGISTER"
+    LOGIN_REQUEST = "LOGIN_REQUEST"
+    LOGIN_CHALLENGE = "LOGIN_CHALLENGE"
+    LOGIN_PROOF = "LOGIN_PROOF"
+    LOGIN_BLOB = "LOGIN_BLOB"
 
 
 KNOWN_TYPES = frozenset(t.value for t in FrameType)
@@ -49,6 +58,9 @@ SERVER_OPENING_TYPES = frozenset(
     {FrameType.SERVER_HELLO_JOIN, FrameType.SERVER_HELLO_LINK, FrameType.SERVER_ANNOUNCE}
 )
 USER_OPENING_TYPES = frozenset({FrameType.USER_HELLO})
+# A connection with no key yet logs in with these, then closes (the gateway sees an
+# unknown role; the router answers them while the link awaits a hello).
+LOGIN_TYPES = frozenset({FrameType.LOGIN_REQUEST, FrameType.LOGIN_PROOF})
 
 # Frames a user connection may send after its hello.
 USER_SENDABLE = frozenset(
@@ -63,6 +75,8 @@ USER_SENDABLE = frozenset(
         FrameType.ACK,
         FrameType.ERROR,
         FrameType.CTRL_CLOSE,
+        FrameType.DIRECTORY_GET,
+        FrameType.LOGIN_REGISTER,
     }
     | LIST_REQUEST_TYPES
 )

@@ -155,6 +155,48 @@ def ctrl_close(sender: str, to: str, ts: int) -> Envelope:
     return _env(T.CTRL_CLOSE, sender, to, ts, {})
 
 
+# --- project additions: directory and password login (docs/store-and-login.md) -------
+
+
+def directory_get(user_id: str, server_id: str, ts: int, wanted: str) -> Envelope:
+    """Ask the user's own server for `wanted`'s key (SOCP §10 get_pubkey)."""
+    return _env(T.DIRECTORY_GET, user_id, server_id, ts, {"user_id": wanted})
+
+
+def directory_entry(server_id: str, to: str, ts: int, user_id: str, pubkey: str, home_server: str,
+                    remote: bool, version: int, revoked: bool) -> Envelope:
+    """The answer; the node's transport signature over this payload is the directory's
+    signature over the user id and its key (SOCP §10)."""
+    return _env(T.DIRECTORY_ENTRY, server_id, to, ts,
+                {"user_id": user_id, "pubkey": pubkey, "server_id": home_server, "remote": remote,
+                 "version": version, "revoked": revoked})
+
+
+def login_register(user_id: str, server_id: str, ts: int, privkey_store: str, pake_password: str) -> Envelope:
+    """From a connected user, for its own id: keep my encrypted key and password verifier."""
+    return _env(T.LOGIN_REGISTER, user_id, server_id, ts,
+                {"privkey_store": privkey_store, "pake_password": pake_password})
+
+
+def login_request(user_id: str, server_id: str | None, ts: int) -> Envelope:
+    """The first frame of a connection that has no key yet."""
+    return _env(T.LOGIN_REQUEST, user_id, server_id or BROADCAST, ts, {"user_id": user_id})
+
+
+def login_challenge(server_id: str, user_id: str, ts: int, nonce: str, salt: str,
+                    params: dict[str, Any]) -> Envelope:
+    return _env(T.LOGIN_CHALLENGE, server_id, user_id, ts, {"nonce": nonce, "salt": salt, "params": params})
+
+
+def login_proof(user_id: str, server_id: str, ts: int, proof: str) -> Envelope:
+    return _env(T.LOGIN_PROOF, user_id, server_id, ts, {"user_id": user_id, "proof": proof})
+
+
+def login_blob(server_id: str, user_id: str, ts: int, privkey_store: str, pubkey: str) -> Envelope:
+    return _env(T.LOGIN_BLOB, server_id, user_id, ts,
+                {"user_id": user_id, "privkey_store": privkey_store, "pubkey": pubkey})
+
+
 # --- reading peer variants (interop table) -------------------------------------------
 
 

@@ -12,6 +12,8 @@ MAX_TEXT_CHARS = 512 * 1024            # any other string (ciphertexts, wrapped 
 MAX_NAME_CHARS = 255                   # file names, display names
 MAX_LIST_ITEMS = 10_000
 MAX_TS = 2**53                         # ms; JSON-safe integer bound
+MAX_LOGIN_BLOB_CHARS = 16 * 1024       # privkey_store: an encrypted RSA-4096 key is ~3.3 K
+MAX_LOGIN_VERIFIER_CHARS = 512         # pake_password
 
 OAEP_BLOCK_BYTES = 512                 # SOCP §2: one RSA-4096 OAEP block
 OAEP_MAX_PLAINTEXT = 446               # 512 - 2*32 - 2

@@ -10,12 +10,13 @@ from __future__ import annotations
 from socp.protocol.errors import ErrorCode
 from socp.protocol.frame_types import (
     LIST_REQUEST_TYPES,
+    LOGIN_TYPES,
     SERVER_OPENING_TYPES,
     USER_SENDABLE,
     FrameType as T,
 )
 
-from . import federation, users
+from . import defences, directory, federation, login, users
 from .events import Action, Close, Event, FrameIn, FrameRejected, LinkDown, LinkUp, Tick
 from .links import Link, LinkState
 from .replies import CLOSE_NORMAL, error_to, refuse_and_close
@@ -23,16 +24,18 @@ from .state import RouterState
 
 
 def handle(state: RouterState, event: Event) -> list[Action]:
+    defences.clock(state)
     if isinstance(event, FrameIn):
-        return _frame_in(state, event)
+        return defences.spend_on_errors(state, _frame_in(state, event))
     if isinstance(event, FrameRejected):
-        return _frame_rejected(state, event)
+        return defences.spend_on_errors(state, _frame_rejected(state, event))
     if isinstance(event, LinkUp):
         return federation.link_up(state, event.conn)
     if isinstance(event, LinkDown):
         return _link_down(state, event.conn)
     if isinstance(event, Tick):
         state.seen.expire(state.now_ms)
+        defences.tick(state)
         return federation.tick(state)
     raise TypeError(f"unknown event {event!r}")
 
@@ -49,16 +52,24 @@ def _frame_in(state: RouterState, event: FrameIn) -> list[Action]:
         return []  # frames that raced our close decision have no effect
     if link.state is LinkState.AWAITING_HELLO:
         if frame.type == T.USER_HELLO:
-            return users.hello(state, link, frame)
+            refused = defences.user_hello(state, link, frame)
+            if refused is not None:
+                return refused
+            actions = users.hello(state, link, frame)
+            defences.user_hello_done(state, link, frame)
+            return actions
         if frame.type in SERVER_OPENING_TYPES:
-            return federation.server_hello(state, link, frame)
+            return defences.server_hello(state, link, event) or federation.server_hello(state, link, frame)
+        if frame.type in LOGIN_TYPES:
+            return login.from_new_connection(state, link, frame)
         return refuse_and_close(
             state, event.conn, ErrorCode.MALFORMED, "the first frame must be USER_HELLO or a server hello"
         )
     if link.state is LinkState.USER:
         return _from_user(state, link, event)
     if link.state in (LinkState.SERVER, LinkState.SERVER_PENDING, LinkState.DIALING):
-        return federation.from_server(state, link, event)
+        refused = defences.server_frame(state, link, event)
+        return refused if refused is not None else federation.from_server(state, link, event)
     return []
 
 
@@ -67,6 +78,9 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     if frame.type == T.CTRL_CLOSE:
         link.move(LinkState.CLOSING)
         return [Close(link.conn, CLOSE_NORMAL, "closed by the user")]
+    refused = defences.user_frame(state, link)
+    if refused is not None:
+        return refused
     if frame.type not in USER_SENDABLE:
         # Gossip or server frames over a user connection: presence poisoning et al.
         return [error_to(state, link.conn, ErrorCode.FORBIDDEN, f"{frame.type} may not be sent by a user")]
@@ -85,8 +99,11 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
         return users.public_message(state, frame, exclude_conn=link.conn)
     if frame.type == T.PUBLIC_CHANNEL_KEY_SHARE:
         return users.key_share(state, frame, origin_conn=link.conn)
+    if frame.type in (T.DIRECTORY_GET, T.LOGIN_REGISTER):
+        return directory.from_user(state, link, frame)
     if frame.type in (T.FILE_START, T.FILE_CHUNK, T.FILE_END):
-        return users.file_frame(state, link, frame)
+        refused = defences.user_file_frame(state, link, frame)
+        return refused if refused is not None else users.file_frame(state, link, frame)
     return [error_to(state, link.conn, ErrorCode.UNKNOWN_TYPE, f"{frame.type} is not handled here")]
 
 
@@ -109,6 +126,7 @@ def _frame_rejected(state: RouterState, event: FrameRejected) -> list[Action]:
 
 def _link_down(state: RouterState, conn: int) -> list[Action]:
     link = state.links.pop(conn, None)
+    defences.link_down(state, conn, link)
     if conn in state.dialing:
         actions = federation.dial_failed(state, conn)
         if link is not None and link.peer_id and state.servers.get(link.peer_id) == conn:

@@ -18,7 +18,7 @@ from socp.protocol.errors import ErrorCode, SocpError
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL, new_id
 
-from . import users
+from . import directory, users
 from .events import Action, AdoptServerId, Close, Dial, FrameIn, Send, StoreWrite, send_one
 from .links import Link, LinkState
 from .replies import error_to, refuse_and_close
@@ -378,7 +378,7 @@ def _advertise(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
                                           display_name=name[:64], home_server=server_id)
     state.user_locations[user_id] = server_id
     state.channel_members.add(user_id)
-    return []
+    return directory.remote_user_learned(state, user_id, known)
 
 
 def _remove(state: RouterState, link: Link, event: FrameIn) -> list[Action]:

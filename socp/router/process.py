@@ -23,9 +23,10 @@ from socp.ipc.endpoints import ensure_runtime_dir
 from socp.ipc.reorder import ReorderBuffer, ReorderOverflow
 from socp.protocol.envelope import Envelope
 
-from . import core, federation
+from . import core, directory, federation
 from .bootstrap import load_bootstrap
 from .events import Action, AdoptServerId, Close, Dial, Event, FrameIn, FrameRejected, LinkDown, LinkUp, Relay, Send, StoreWrite, Tick
+from .limits import Guard
 from .state import NodeSelf, PendingShare, RouterState, ServerRecord, Timing, UserRecord
 
 log = logging.getLogger("socp.router")
@@ -45,12 +46,14 @@ def state_from_snapshot(identity: NodeIdentity, config: NodeConfig, snapshot: ob
                   host=config.public_host, port=config.port)
     timing = Timing(heartbeat_ms=int(config.heartbeat_interval * 1000), link_timeout_ms=int(config.link_timeout * 1000),
                     max_backoff_ms=int(config.redial_max_backoff * 1000))
-    state = RouterState(me=me, now_ms=now_ms(), timing=timing)
+    state = RouterState(me=me, now_ms=now_ms(), timing=timing, guard=Guard())  # rate limits on (limits.py)
     if config.bootstrap:
         state.introducers = load_bootstrap(config.bootstrap)
     for user_id, user in snapshot.users.items():
         meta = user.meta or {}
-        state.users[user_id] = UserRecord(pubkey=user.pubkey, display_name=str(meta.get("display_name", ""))[:64])
+        state.users[user_id] = UserRecord(pubkey=user.pubkey, display_name=str(meta.get("display_name", ""))[:64],
+                                          home_server=user.home_server or "")
+        directory.load_user(state, user_id, user)
     for server_id, server in snapshot.pinned_servers.items():
         if server_id != me.server_id:
             state.pinned_servers[server_id] = ServerRecord(pubkey=server.pubkey, host=server.host, port=server.port)

@@ -8,6 +8,7 @@ from typing import Any
 from socp.protocol.envelope import Envelope
 from socp.protocol.ids import PUBLIC_CHANNEL
 
+from .accounts import Accounts
 from .limits import Guard
 from .links import Link
 from .seen import SeenCache
@@ -114,4 +115,5 @@ class RouterState:
     dialing: dict[int, DialPurpose] = field(default_factory=dict)     # conn -> why we dialled it
     redials: dict[str, Redial] = field(default_factory=dict)          # server_id -> next try
     backlogs: dict[str, PeerBacklog] = field(default_factory=dict)    # server_id -> frames waiting
-    guard: Guard = field(default_factory=Guard)                       # abuse limits (limits.py)
+    guard: Guard = field(default_factory=Guard.without_rate_limits)  # abuse rules (limits.py)
+    accounts: Accounts = field(default_factory=Accounts)             # directory and logins (accounts.py)

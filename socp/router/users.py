@@ -11,6 +11,7 @@ from socp.protocol.errors import ErrorCode, SocpError
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL
 
+from . import directory
 from .events import Action, Send, StoreWrite, send_one
 from .links import Link, LinkState
 from .replies import error_to, refuse_and_close
@@ -40,6 +41,7 @@ def hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     actions: list[Action] = []
     if known is None or known.home_server or known.display_name != display_name:
         state.users[user_id] = UserRecord(pubkey=pubkey, display_name=display_name)
+        directory.record_changed(state, user_id)
         actions.append(StoreWrite("bind_user", (user_id, pubkey, {"display_name": display_name} if display_name else {})))
     link.move(LinkState.USER)
     link.peer_id = user_id

@@ -74,7 +74,8 @@ class StoreCounters:
 def snapshot_reply(request_id: int, snapshot: StoreSnapshot) -> wire.SnapshotReply:
     return wire.SnapshotReply(
         request_id=request_id,
-        users={uid: [r.pubkey, r.meta, r.version, r.revoked] for uid, r in snapshot.users.items()},
+        users={uid: [r.pubkey, r.meta, r.version, r.revoked, r.home_server, r.privkey_store, r.pake_password]
+               for uid, r in snapshot.users.items()},
         pinned_servers={sid: [s.pubkey, s.host, s.port] for sid, s in snapshot.pinned_servers.items()},
         pending_key_shares=[[s.sender, s.member, s.payload, s.ts] for s in snapshot.pending_key_shares],
         public_channel_version=snapshot.public_channel_version,
@@ -93,8 +94,9 @@ async def execute(store: Store, request: wire.StoreRequest) -> wire.StoreReply:
         case wire.GetUser():
             user = await store.get_user(UserId(request.user_id))
             if user is None:
-                return wire.UserReply(rid, False, "", {}, 0, False)
-            return wire.UserReply(rid, True, user.pubkey, user.meta, user.version, user.revoked)
+                return wire.UserReply(rid, False, "", {}, 0, False, None, "", "")
+            return wire.UserReply(rid, True, user.pubkey, user.meta, user.version, user.revoked, user.home_server,
+                                  user.privkey_store, user.pake_password)
         case wire.BindUser():
             result = await store.bind_user(UserId(request.user_id), request.pubkey, request.meta)
             return wire.BindReply(rid, result.value)
@@ -114,6 +116,13 @@ async def execute(store: Store, request: wire.StoreRequest) -> wire.StoreReply:
         case wire.AddChannelMember():
             await store.add_channel_member(UserId(request.member_id), request.version)
             return wire.Done(rid)
+        case wire.SetLogin():
+            changed = await store.set_login(UserId(request.user_id), request.privkey_store, request.pake_password)
+            return wire.Applied(rid, changed)
+        case wire.BindRemoteUser():
+            result = await store.bind_remote_user(UserId(request.user_id), request.pubkey,
+                                                  ServerId(request.home_server), request.meta)
+            return wire.BindReply(rid, result.value)
     raise StoreRequestRejected(f"{type(request).__name__} is not a request")
 
 

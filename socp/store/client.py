@@ -47,10 +47,15 @@ _FAILURES: dict[str, type[StoreError]] = {
 }
 
 
+def _user_record(values: list[Any]) -> UserRecord:
+    pubkey, meta, version, revoked, home_server, privkey_store, pake_password = values
+    return UserRecord(pubkey, meta, version, bool(revoked), None if home_server is None else ServerId(home_server),
+                      privkey_store, pake_password)
+
+
 def snapshot_from_reply(reply: wire.SnapshotReply) -> StoreSnapshot:
     return StoreSnapshot(
-        users={UserId(uid): UserRecord(pubkey, meta, version, bool(revoked))
-               for uid, (pubkey, meta, version, revoked) in reply.users.items()},
+        users={UserId(uid): _user_record(values) for uid, values in reply.users.items()},
         pinned_servers={ServerId(sid): PinnedServer(pubkey, host, port)
                         for sid, (pubkey, host, port) in reply.pinned_servers.items()},
         pending_key_shares=tuple(PendingKeyShare(UserId(sender), UserId(member), payload, ts)
@@ -122,12 +127,28 @@ class StoreClient:
 
     async def get_user(self, user_id: UserId, *, timeout: float | None = None) -> UserRecord | None:
         reply = await self._call(wire.GetUser(self._next_id(), user_id), wire.UserReply, timeout)
-        return UserRecord(reply.pubkey, reply.meta, reply.version, reply.revoked) if reply.found else None
+        if not reply.found:
+            return None
+        home = None if reply.home_server is None else ServerId(reply.home_server)
+        return UserRecord(reply.pubkey, reply.meta, reply.version, reply.revoked, home, reply.privkey_store,
+                          reply.pake_password)
 
     async def bind_user(self, user_id: UserId, pubkey: str, meta: dict[str, Any] | None = None, *,
                         timeout: float | None = None) -> BindResult:
         reply = await self._call(wire.BindUser(self._next_id(), user_id, pubkey, meta or {}), wire.BindReply, timeout)
         return BindResult(reply.result)
+
+    async def bind_remote_user(self, user_id: UserId, pubkey: str, home_server: ServerId,
+                               meta: dict[str, Any] | None = None, *, timeout: float | None = None) -> BindResult:
+        """A remote user's key from gossip; never overrides a user registered here."""
+        request = wire.BindRemoteUser(self._next_id(), user_id, pubkey, home_server, meta or {})
+        return BindResult((await self._call(request, wire.BindReply, timeout)).result)
+
+    async def set_login(self, user_id: UserId, privkey_store: str, pake_password: str, *,
+                        timeout: float | None = None) -> bool:
+        """Keep a local user's encrypted key blob and password verifier; False if not local."""
+        request = wire.SetLogin(self._next_id(), user_id, privkey_store, pake_password)
+        return (await self._call(request, wire.Applied, timeout)).changed
 
     async def save_key_share(self, sender: UserId, member: UserId, wrapped_key: str, payload: dict[str, Any],
                              ts: int, *, timeout: float | None = None) -> bool:

@@ -1,7 +1,8 @@
 """The MySQL / MariaDB backend: an aiomysql connection pool.
 
 URL: `mysql://user:password@host:port/database` (user and password percent-encoded;
-port 3306 by default). The database must exist; the store creates the tables.
+port 3306 by default). A database that does not exist yet is created (utf8mb4, binary
+collation) when the user may create it; the store creates the tables.
 
 Note: MySQL commits implicitly around DDL, so a migration is only atomic for its data
 statements; migrations therefore use `CREATE TABLE IF NOT EXISTS` and can re-run.
@@ -29,6 +30,11 @@ POOL_SIZE = 4
 # Server error codes that mean "this configuration will never work".
 _CONFIG_ERRORS = {1044: "access denied to the database", 1045: "access denied (wrong user or password)",
                   1049: "unknown database", 1698: "access denied (wrong user or password)"}
+_UNKNOWN_DATABASE = 1049
+
+
+class _UnknownDatabase(StoreMisconfigured):
+    """The server answers but the database does not exist (yet)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +85,27 @@ def _sql(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
+async def _create_database(params: MysqlParams) -> None:
+    """CREATE DATABASE IF NOT EXISTS, as the URL's user; a user without the right gets
+    the one-line "unknown database" error it would have had anyway."""
+    quoted = "`" + params.database.replace("`", "``") + "`"
+    try:
+        connection = await aiomysql.connect(host=params.host, port=params.port, user=params.user,
+                                            password=params.password, connect_timeout=CONNECT_TIMEOUT,
+                                            autocommit=True, charset="utf8mb4")
+    except (pymysql.err.MySQLError, OSError, asyncio.TimeoutError) as exc:
+        raise StoreUnavailable(f"cannot reach {params.where}: {_reason(exc)}") from None
+    try:
+        async with connection.cursor() as cursor:
+            # utf8mb4_bin: SOCP §3 user ids are case-sensitive.
+            await cursor.execute(f"CREATE DATABASE IF NOT EXISTS {quoted} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    except pymysql.err.MySQLError as exc:
+        raise StoreMisconfigured(f"{params.where}: unknown database, and creating it failed: {_reason(exc)}") from None
+    finally:
+        connection.close()
+    log.info("created database %s", params.where)
+
+
 class _MysqlTransaction(Transaction):
     def __init__(self, cursor: aiomysql.Cursor, where: str) -> None:
         self._cursor = cursor
@@ -111,6 +138,14 @@ class MysqlDatabase(Database):
     async def open(cls, url: str) -> MysqlDatabase:
         params = parse_mysql_url(url)
         try:
+            return await cls._open(params)
+        except _UnknownDatabase:
+            await _create_database(params)
+        return await cls._open(params)
+
+    @classmethod
+    async def _open(cls, params: MysqlParams) -> MysqlDatabase:
+        try:
             pool = await aiomysql.create_pool(
                 host=params.host, port=params.port, user=params.user, password=params.password,
                 db=params.database, minsize=1, maxsize=POOL_SIZE, autocommit=False, charset="utf8mb4",
@@ -120,6 +155,8 @@ class MysqlDatabase(Database):
                 init_command="SET SESSION sql_notes = 0")
         except pymysql.err.OperationalError as exc:
             code = exc.args[0] if exc.args else 0
+            if code == _UNKNOWN_DATABASE:
+                raise _UnknownDatabase(f"{params.where}: {_CONFIG_ERRORS[code]}") from None
             if code in _CONFIG_ERRORS:
                 raise StoreMisconfigured(f"{params.where}: {_CONFIG_ERRORS[code]}") from None
             raise StoreUnavailable(f"cannot reach {params.where}: {_reason(exc.__cause__ or exc)}") from None

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from socp.protocol.ids import PUBLIC_CHANNEL, ServerId, UserId
-from socp.store.database import Database
+from socp.store.database import Database, Transaction
 from socp.store.errors import StoreRequestRejected
 from socp.store.migrations import apply_migrations
 from socp.store.records import (BindResult, PendingKeyShare, PinnedServer, PinResult, StoreSnapshot,
@@ -34,6 +34,15 @@ def _to_json(value: dict[str, Any], what: str) -> str:
 
 def _from_json(text: str | None) -> dict[str, Any]:
     return json.loads(text) if text else {}
+
+
+_USER_COLUMNS = "pubkey, meta, version, revoked, home_server, privkey_store, pake_password"
+
+
+def _user_record(row: tuple[Any, ...]) -> UserRecord:
+    pubkey, meta, version, revoked, home_server, privkey_store, pake_password = row
+    return UserRecord(pubkey, _from_json(meta), int(version), bool(revoked),
+                      None if home_server is None else ServerId(home_server), privkey_store or "", pake_password or "")
 
 
 class Store:
@@ -64,7 +73,7 @@ class Store:
 
     async def load_snapshot(self) -> StoreSnapshot:
         async with self.database.transaction(write=False) as tx:
-            user_rows = await tx.fetch_all("SELECT user_id, pubkey, meta, version, revoked FROM users")
+            user_rows = await tx.fetch_all(f"SELECT user_id, {_USER_COLUMNS} FROM users")
             server_rows = await tx.fetch_all("SELECT server_id, pubkey, host, port FROM servers")
             share_rows = await tx.fetch_all(
                 "SELECT sender, member, payload, ts FROM channel_key_shares WHERE delivered = 0 "
@@ -74,8 +83,7 @@ class Store:
                 "SELECT member_id FROM group_members WHERE group_id = ? ORDER BY added_at, member_id",
                 (PUBLIC_CHANNEL,))
         return StoreSnapshot(
-            users={UserId(uid): UserRecord(pubkey, _from_json(meta), int(version), bool(revoked))
-                   for uid, pubkey, meta, version, revoked in user_rows},
+            users={UserId(row[0]): _user_record(row[1:]) for row in user_rows},
             pinned_servers={ServerId(sid): PinnedServer(pubkey, host, None if port is None else int(port))
                             for sid, pubkey, host, port in server_rows},
             pending_key_shares=tuple(PendingKeyShare(UserId(sender), UserId(member), _from_json(payload), int(ts))
@@ -86,33 +94,68 @@ class Store:
 
     async def get_user(self, user_id: UserId) -> UserRecord | None:
         async with self.database.transaction(write=False) as tx:
-            row = await tx.fetch_one("SELECT pubkey, meta, version, revoked FROM users WHERE user_id = ?",
-                                     (user_id,))
-        if row is None:
-            return None
-        pubkey, meta, version, revoked = row
-        return UserRecord(pubkey, _from_json(meta), int(version), bool(revoked))
+            row = await tx.fetch_one(f"SELECT {_USER_COLUMNS} FROM users WHERE user_id = ?", (user_id,))
+        return None if row is None else _user_record(row)
 
     # -- writes ------------------------------------------------------------------------
 
     async def bind_user(self, user_id: UserId, pubkey: str, meta: dict[str, Any]) -> BindResult:
-        """First come, first bound: a user id keeps the first key it was registered with."""
+        """First come, first bound: a user id keeps the first key it was registered with.
+        A user known only from gossip (remote) with this key becomes local: a local
+        binding always wins."""
         meta_text = _to_json(meta, "meta")
         async with self.database.transaction() as tx:
-            row = await tx.fetch_one("SELECT pubkey, meta FROM users WHERE user_id = ?", (user_id,))
+            row = await tx.fetch_one("SELECT pubkey, meta, home_server FROM users WHERE user_id = ?", (user_id,))
             if row is None:
-                await tx.execute(
-                    "INSERT INTO users (user_id, pubkey, privkey_store, pake_password, meta, version, revoked, "
-                    "home_server, created_at) VALUES (?, ?, '', '', ?, 1, 0, NULL, ?)",
-                    (user_id, pubkey, meta_text, self._now_ms()))
+                await self._insert_user(tx, user_id, pubkey, meta_text, None)
                 return BindResult.BOUND
-            bound_key, stored_meta = row
+            bound_key, stored_meta, home_server = row
             if bound_key != pubkey:
                 return BindResult.CONFLICT
-            if _from_json(stored_meta) != meta:
-                await tx.execute("UPDATE users SET meta = ?, version = version + 1 WHERE user_id = ?",
-                                 (meta_text, user_id))
+            if _from_json(stored_meta) != meta or home_server is not None:
+                await tx.execute("UPDATE users SET meta = ?, home_server = NULL, version = version + 1 "
+                                 "WHERE user_id = ?", (meta_text, user_id))
             return BindResult.SAME
+
+    async def bind_remote_user(self, user_id: UserId, pubkey: str, home_server: ServerId,
+                               meta: dict[str, Any]) -> BindResult:
+        """A user of another server, learned from its (verified) gossip (SOCP §6.2 project
+        decision: `meta.pubkey`). Never touches a user registered here; a remote user's
+        home server may rotate its key (ROTATED, version bumped)."""
+        meta_text = _to_json(meta, "meta")
+        async with self.database.transaction() as tx:
+            row = await tx.fetch_one("SELECT pubkey, meta, home_server FROM users WHERE user_id = ?", (user_id,))
+            if row is None:
+                await self._insert_user(tx, user_id, pubkey, meta_text, home_server)
+                return BindResult.BOUND
+            bound_key, stored_meta, stored_home = row
+            if stored_home is None:   # registered here: the local binding wins
+                return BindResult.SAME if bound_key == pubkey else BindResult.CONFLICT
+            if bound_key != pubkey:
+                await tx.execute("UPDATE users SET pubkey = ?, meta = ?, home_server = ?, version = version + 1 "
+                                 "WHERE user_id = ?", (pubkey, meta_text, home_server, user_id))
+                return BindResult.ROTATED
+            if stored_home != home_server or _from_json(stored_meta) != meta:
+                await tx.execute("UPDATE users SET meta = ?, home_server = ?, version = version + 1 "
+                                 "WHERE user_id = ?", (meta_text, home_server, user_id))
+            return BindResult.SAME
+
+    async def set_login(self, user_id: UserId, privkey_store: str, pake_password: str) -> bool:
+        """Keep a local user's encrypted private key and password verifier (SOCP §10);
+        False (nothing changed) if the id is not registered here."""
+        if not privkey_store or not pake_password:
+            raise StoreRequestRejected("privkey_store and pake_password must not be empty")
+        async with self.database.transaction() as tx:
+            return await tx.execute(
+                "UPDATE users SET privkey_store = ?, pake_password = ?, version = version + 1 "
+                "WHERE user_id = ? AND home_server IS NULL", (privkey_store, pake_password, user_id)) > 0
+
+    async def _insert_user(self, tx: Transaction, user_id: UserId, pubkey: str, meta_text: str,
+                           home_server: ServerId | None) -> None:
+        await tx.execute(
+            "INSERT INTO users (user_id, pubkey, privkey_store, pake_password, meta, version, revoked, "
+            "home_server, created_at) VALUES (?, ?, '', '', ?, 1, 0, ?, ?)",
+            (user_id, pubkey, meta_text, home_server, self._now_ms()))
 
     async def save_key_share(self, sender: UserId, member: UserId, wrapped_key: str,
                              payload: dict[str, Any], ts: int) -> bool:

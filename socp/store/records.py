@@ -17,6 +17,7 @@ class BindResult(str, Enum):
     BOUND = "BOUND"          # a new user id, now bound to this key
     SAME = "SAME"            # already bound to this key; meta updated
     CONFLICT = "CONFLICT"    # bound to another key; nothing changed (first come, first bound)
+    ROTATED = "ROTATED"      # a remote user's home server gossiped a new key; version bumped
 
 
 class PinResult(str, Enum):
@@ -28,8 +29,15 @@ class PinResult(str, Enum):
 class UserRecord(NamedTuple):
     pubkey: str
     meta: dict[str, Any]
-    version: int
+    version: int                   # bumps on key, login record or display changes
     revoked: bool
+    home_server: str | None = None  # None: registered here; else the server it lives on
+    privkey_store: str = ""         # the encrypted private key blob ("" until registered)
+    pake_password: str = ""         # the password verifier ("" until registered)
+
+    @property
+    def is_remote(self) -> bool:
+        return self.home_server is not None
 
 
 class PinnedServer(NamedTuple):

@@ -219,6 +219,57 @@ EXAMPLES = [
         lambda w: frames.list_response(w.server_a, w.user_a, w.ts, [w.user_b, w.user_a]),
         _keys("users", "online_users"),
     ),
+    # --- project additions: directory and login (docs/store-and-login.md) ------------
+    Example(
+        "DIRECTORY_GET",
+        '{"type":"DIRECTORY_GET","from":"$user_a","to":"$server_a","ts":$ts,"payload":{"user_id":"$user_b"},"sig":""}',
+        lambda w: frames.directory_get(w.user_a, w.server_a, w.ts, w.user_b),
+        _keys("user_id"),
+    ),
+    Example(
+        "DIRECTORY_ENTRY",
+        '{"type":"DIRECTORY_ENTRY","from":"$server_a","to":"$user_a","ts":$ts,"payload":{"user_id":"$user_b",'
+        '"pubkey":"$pub_b","server_id":"$server_b","remote":true,"version":3,"revoked":false},"sig":"$sig"}',
+        lambda w: frames.directory_entry(w.server_a, w.user_a, w.ts, w.user_b, w.pub_b, w.server_b, True, 3, False),
+        _keys("user_id", "pubkey", "server_id", "remote", "version", "revoked"),
+    ),
+    Example(
+        "LOGIN_REGISTER",
+        '{"type":"LOGIN_REGISTER","from":"$user_a","to":"$server_a","ts":$ts,"payload":'
+        '{"privkey_store":"socp-aesgcm-v1$$bm9uY2U$$Y3Q","pake_password":"socp-scrypt-v1$$32768$$8$$1$$c2FsdA$$a2V5"},'
+        '"sig":"$content_sig"}',
+        lambda w: frames.login_register(w.user_a, w.server_a, w.ts, "socp-aesgcm-v1$bm9uY2U$Y3Q",
+                                        "socp-scrypt-v1$32768$8$1$c2FsdA$a2V5"),
+        _keys("privkey_store", "pake_password"),
+    ),
+    Example(
+        "LOGIN_REQUEST",
+        '{"type":"LOGIN_REQUEST","from":"$user_a","to":"$server_a","ts":$ts,"payload":{"user_id":"$user_a"},"sig":""}',
+        lambda w: frames.login_request(w.user_a, w.server_a, w.ts),
+        _keys("user_id"),
+    ),
+    Example(
+        "LOGIN_CHALLENGE",
+        '{"type":"LOGIN_CHALLENGE","from":"$server_a","to":"$user_a","ts":$ts,"payload":{"nonce":"bm9uY2U",'
+        '"salt":"c2FsdA","params":{"kdf":"scrypt","n":32768,"r":8,"p":1}},"sig":"$sig"}',
+        lambda w: frames.login_challenge(w.server_a, w.user_a, w.ts, "bm9uY2U", "c2FsdA",
+                                         {"kdf": "scrypt", "n": 32768, "r": 8, "p": 1}),
+        _keys("nonce", "salt", "params"),
+    ),
+    Example(
+        "LOGIN_PROOF",
+        '{"type":"LOGIN_PROOF","from":"$user_a","to":"$server_a","ts":$ts,"payload":{"user_id":"$user_a",'
+        '"proof":"cHJvb2Y"},"sig":""}',
+        lambda w: frames.login_proof(w.user_a, w.server_a, w.ts, "cHJvb2Y"),
+        _keys("user_id", "proof"),
+    ),
+    Example(
+        "LOGIN_BLOB",
+        '{"type":"LOGIN_BLOB","from":"$server_a","to":"$user_a","ts":$ts,"payload":{"user_id":"$user_a",'
+        '"privkey_store":"socp-aesgcm-v1$$bm9uY2U$$Y3Q","pubkey":"$pub_a"},"sig":"$sig"}',
+        lambda w: frames.login_blob(w.server_a, w.user_a, w.ts, "socp-aesgcm-v1$bm9uY2U$Y3Q", w.pub_a),
+        _keys("user_id", "privkey_store", "pubkey"),
+    ),
 ]
 
 

@@ -39,9 +39,19 @@ async def test_wrong_mysql_password_is_misconfigured(mysql_server: MysqlServer) 
 
 
 @pytest.mark.mysql
-async def test_unknown_mysql_database_is_misconfigured(mysql_server: MysqlServer) -> None:
-    with pytest.raises(StoreMisconfigured, match="unknown database"):
-        await Database.create(f"mysql://root@127.0.0.1:{MYSQL_PORT}/socp_absent_{mysql_server.run_tag}")
+async def test_missing_mysql_database_is_created(mysql_server: MysqlServer) -> None:
+    # `socp up --db mysql://root@127.0.0.1:3306/socp` works on a fresh server.
+    name = f"socp_absent_{mysql_server.run_tag}"
+    try:
+        database = await Database.create(f"mysql://root@127.0.0.1:{MYSQL_PORT}/{name}")
+        try:
+            async with database.transaction(write=False) as tx:
+                row = await tx.fetch_one("SELECT @@collation_database")
+        finally:
+            await database.close()
+        assert row == ("utf8mb4_bin",)   # SOCP §3: user ids are case-sensitive
+    finally:
+        mysql_server.drop_database(name)
 
 
 @pytest.mark.parametrize("url", ["postgres://x/y", "sqlite:///", "mysql://root@127.0.0.1:3306/", "mysql://h:notaport/db"])

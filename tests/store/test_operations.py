@@ -188,3 +188,95 @@ async def test_restart_keeps_everything(store_url: str) -> None:
     assert set(after.users) == {ALICE, BOB}
     assert after.pending_key_shares == (PendingKeyShare(ALICE, BOB, share_payload(BOB, "1"), 1000),)
     assert after.public_channel_version == 3
+
+
+# --- directory and login (SOCP §10; docs/store-and-login.md) -------------------------
+
+SERVER_B = ServerId("c2d3e4f5-a6b7-4c8d-9e0f-1a2b3c4d5e04")
+BLOB = "socp-aesgcm-v1$bm9uY2Vub25jZTEy$Y2lwaGVydGV4dC1hbmQtdGFn"
+VERIFIER = "socp-scrypt-v1$32768$8$1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43
+
+
+async def test_set_login_is_kept_for_local_users_only(store: Store) -> None:
+    await store.bind_user(ALICE, "key-a", {})
+    assert await store.set_login(ALICE, BLOB, VERIFIER)
+    record = await store.get_user(ALICE)
+    assert (record.privkey_store, record.pake_password, record.version) == (BLOB, VERIFIER, 2)
+    assert record.home_server is None and not record.is_remote
+    # A new password replaces the old record and bumps the version again.
+    assert await store.set_login(ALICE, BLOB + "x", VERIFIER)
+    assert (await store.get_user(ALICE)).version == 3
+    # Unknown and remote users get no login record.
+    assert not await store.set_login(BOB, BLOB, VERIFIER)
+    await store.bind_remote_user(BOB, "key-b", SERVER_B, {})
+    assert not await store.set_login(BOB, BLOB, VERIFIER)
+    assert (await store.get_user(BOB)).privkey_store == ""
+    with pytest.raises(StoreRequestRejected):
+        await store.set_login(ALICE, "", VERIFIER)
+
+
+async def test_bind_remote_user_marks_remote_and_rotates(store: Store) -> None:
+    assert await store.bind_remote_user(BOB, "key-b", SERVER_B, {"display_name": "Bob"}) is BindResult.BOUND
+    assert await store.get_user(BOB) == UserRecord("key-b", {"display_name": "Bob"}, 1, False, SERVER_B, "", "")
+    # The same gossip again changes nothing.
+    assert await store.bind_remote_user(BOB, "key-b", SERVER_B, {"display_name": "Bob"}) is BindResult.SAME
+    assert (await store.get_user(BOB)).version == 1
+    # Moved to another server: recorded, version bumped.
+    assert await store.bind_remote_user(BOB, "key-b", SERVER_A, {"display_name": "Bob"}) is BindResult.SAME
+    assert ((await store.get_user(BOB)).home_server, (await store.get_user(BOB)).version) == (SERVER_A, 2)
+    # Its home server rotates the key.
+    assert await store.bind_remote_user(BOB, "key-b2", SERVER_A, {}) is BindResult.ROTATED
+    assert await store.get_user(BOB) == UserRecord("key-b2", {}, 3, False, SERVER_A, "", "")
+
+
+async def test_a_local_binding_always_wins(store: Store) -> None:
+    await store.bind_user(ALICE, "key-a", {"display_name": "Alice"})
+    await store.set_login(ALICE, BLOB, VERIFIER)
+    before = await store.get_user(ALICE)
+    # Gossip about a user registered here never changes it, whatever the key.
+    assert await store.bind_remote_user(ALICE, "key-a", SERVER_B, {"display_name": "Eve"}) is BindResult.SAME
+    assert await store.bind_remote_user(ALICE, "key-evil", SERVER_B, {}) is BindResult.CONFLICT
+    assert await store.get_user(ALICE) == before
+    # A remote user saying hello here with its key becomes local.
+    await store.bind_remote_user(BOB, "key-b", SERVER_B, {})
+    assert await store.bind_user(BOB, "key-b", {}) is BindResult.SAME
+    record = await store.get_user(BOB)
+    assert (record.home_server, record.version) == (None, 2)
+    # ...but not with another key (first come, first bound).
+    await store.bind_remote_user(UserId("carol"), "key-c", SERVER_B, {})
+    assert await store.bind_user(UserId("carol"), "key-mallory", {}) is BindResult.CONFLICT
+    assert (await store.get_user(UserId("carol"))).home_server == SERVER_B
+
+
+async def test_snapshot_carries_home_server_and_login(store_url: str) -> None:
+    first = await Store.open(store_url, clock=lambda: NOW)
+    try:
+        await first.bind_user(ALICE, "key-a", {})
+        await first.set_login(ALICE, BLOB, VERIFIER)
+        await first.bind_remote_user(BOB, "key-b", SERVER_B, {"display_name": "Bob"})
+    finally:
+        await first.close()
+    second = await Store.open(store_url, clock=lambda: NOW)
+    try:
+        users = (await second.load_snapshot()).users
+    finally:
+        await second.close()
+    assert users[ALICE] == UserRecord("key-a", {}, 2, False, None, BLOB, VERIFIER)
+    assert users[BOB] == UserRecord("key-b", {"display_name": "Bob"}, 1, False, SERVER_B, "", "")
+
+
+async def test_revocation_is_in_the_snapshot(store: Store) -> None:
+    # No operation revokes yet (an operator's UPDATE does); the mirror must carry it.
+    await store.bind_user(ALICE, "key-a", {})
+    async with store.database.transaction() as tx:
+        await tx.execute("UPDATE users SET revoked = 1, version = version + 1 WHERE user_id = ?", (ALICE,))
+    record = (await store.load_snapshot()).users[ALICE]
+    assert (record.revoked, record.version) == (True, 2)
+
+
+async def test_public_channel_row_exists_from_the_first_start(store: Store) -> None:
+    # SOCP §7.3 / original §15: group "public", creator "system", before any join.
+    async with store.database.transaction(write=False) as tx:
+        row = await tx.fetch_one("SELECT creator_id, version, created_at FROM `groups` WHERE group_id = ?",
+                                 (PUBLIC_CHANNEL,))
+    assert row == ("system", 1, int(NOW * 1000))

@@ -205,3 +205,21 @@ async def test_mysql_connections_killed_under_the_store(tmp_path: Path, mysql_ur
         snapshot = await h.client.load_snapshot()
         assert snapshot.public_channel_members == tuple(f"m{i}" for i in range(10))
         assert "before" in snapshot.users
+
+
+async def test_login_and_remote_users_through_the_client(tmp_path: Path) -> None:
+    # The new requests travel the wire and come back with every directory field.
+    async with running_service(tmp_path) as h:
+        assert await h.client.bind_user(UserId("local"), "k1", {}) is BindResult.BOUND
+        assert await h.client.set_login(UserId("local"), "blob", "verifier")
+        assert not await h.client.set_login(UserId("nobody"), "blob", "verifier")
+        assert await h.client.bind_remote_user(UserId("far"), "k2", "server-b", {"display_name": "F"}) is BindResult.BOUND
+        assert await h.client.bind_remote_user(UserId("local"), "k-evil", "server-b") is BindResult.CONFLICT
+        local = await h.client.get_user(UserId("local"))
+        assert (local.privkey_store, local.pake_password, local.home_server, local.version) == (
+            "blob", "verifier", None, 2)
+        users = (await h.client.load_snapshot()).users
+        assert users[UserId("local")] == local
+        assert users[UserId("far")].home_server == "server-b" and users[UserId("far")].is_remote
+        with pytest.raises(StoreRequestRejected):
+            await h.client.set_login(UserId("local"), "", "verifier")

@@ -1,0 +1,105 @@
+"""Rate limits as pure objects: a token bucket and a per-address counter.
+
+Neither reads a clock of its own: the bucket is handed one (STYLE §6), so tests
+drive time by hand and never sleep. Shared by two actors, hence at the top of the
+package, importing nothing: the gateway keeps one bucket per connection (frames
+per second, SOCP §13 resource abuse) and one counter of open connections per
+remote address; the router keeps buckets per user and per peer server
+(`socp.router.limits`) on its own clock, `RouterState.now_ms`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+Clock = Callable[[], float]   # seconds, monotonic
+
+
+class TokenBucket:
+    """`burst` tokens at most, refilled at `rate` tokens per second.
+
+    `take()` spends one token if there is one. A refused take leaves the bucket
+    as it was, so a flood costs the flooder time, not us memory.
+    """
+
+    __slots__ = ("rate", "burst", "_clock", "_tokens", "_updated")
+
+    def __init__(self, rate: float, burst: float, clock: Clock) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("a token bucket needs rate > 0 and burst >= 1")
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self._clock = clock
+        self._tokens = float(burst)
+        self._updated = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        elapsed = now - self._updated
+        if elapsed > 0:
+            self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
+        # A clock that stepped back never adds tokens; it only moves the reference.
+        self._updated = now
+
+    def take(self, tokens: float = 1.0) -> bool:
+        """Spend `tokens` if the bucket holds them; False (and nothing spent) if not."""
+        self._refill()
+        if self._tokens >= tokens:
+            self._tokens -= tokens
+            return True
+        return False
+
+    @property
+    def tokens(self) -> float:
+        self._refill()
+        return self._tokens
+
+    def retry_after(self, tokens: float = 1.0) -> float:
+        """Seconds until `take(tokens)` would succeed (0 if it would now)."""
+        missing = tokens - self.tokens
+        return 0.0 if missing <= 0 else missing / self.rate
+
+    def full(self) -> bool:
+        """True once the bucket has refilled completely (its holder may forget it)."""
+        return self.tokens >= self.burst
+
+
+def retry_hint(seconds: float) -> str:
+    """The retry hint in a RATE_LIMITED detail: human words and a parseable field."""
+    millis = max(1, math.ceil(seconds * 1000))
+    return f"retry after {millis} ms (retry_after_ms={millis})"
+
+
+class AddressSlots:
+    """Open connections per remote address, at most `limit` each."""
+
+    __slots__ = ("limit", "_open")
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self.limit = limit
+        self._open: dict[str, int] = {}
+
+    def acquire(self, address: str) -> bool:
+        """Count one more connection from `address`; False (not counted) if at the limit."""
+        count = self._open.get(address, 0)
+        if count >= self.limit:
+            return False
+        self._open[address] = count + 1
+        return True
+
+    def release(self, address: str) -> None:
+        count = self._open.get(address, 0) - 1
+        if count > 0:
+            self._open[address] = count
+        else:
+            self._open.pop(address, None)
+
+    def open_from(self, address: str) -> int:
+        return self._open.get(address, 0)
+
+    def __len__(self) -> int:
+        """How many addresses hold at least one connection."""
+        return len(self._open)

@@ -1,0 +1,96 @@
+"""Where `core` consults the abuse rules of `limits` (SOCP §8, §13).
+
+Each hook returns `None` to let `core` handle the frame as usual, or the actions
+that replace that handling. `limits` decides; this module only turns its answers
+into frames, so `core` gains one line per hook.
+"""
+
+from __future__ import annotations
+
+from socp.protocol.envelope import Envelope
+from socp.protocol.errors import ErrorCode
+from socp.protocol.frame_types import FrameType as T
+
+from . import limits
+from .events import Action, FrameIn, Send
+from .links import Link
+from .replies import error_to, refuse_and_close
+from .state import RouterState
+
+
+def clock(state: RouterState) -> None:
+    """Every event: the guard's buckets run on the router's clock."""
+    state.guard.now_ms = state.now_ms
+
+
+def _answer(state: RouterState, conn: int, problem: tuple[ErrorCode, str] | None) -> list[Action] | None:
+    if problem is None:
+        return None
+    code, detail = problem
+    return [error_to(state, conn, code, detail)] if detail else []
+
+
+def user_hello(state: RouterState, link: Link, frame: Envelope) -> list[Action] | None:
+    """Proof of possession for a registered id (limits.user_hello_problem)."""
+    known = state.users.get(frame.from_)
+    registered_here = known is not None and not known.home_server
+    problem = limits.user_hello_problem(state.guard, frame, registered_here)
+    if problem is None:
+        return None
+    return refuse_and_close(state, link.conn, *problem)
+
+
+def user_hello_done(state: RouterState, link: Link, frame: Envelope) -> None:
+    if link.is_user and link.peer_id == frame.from_:
+        limits.user_hello_accepted(state.guard, frame)
+
+
+def server_hello(state: RouterState, link: Link, event: FrameIn) -> list[Action] | None:
+    problem = limits.server_hello_problem(state.guard, state.seen, event.frame, event.payload_digest)
+    if problem is None:
+        return None
+    return refuse_and_close(state, link.conn, *problem)
+
+
+def user_frame(state: RouterState, link: Link) -> list[Action] | None:
+    """Per-user rate limit; the bucket outlives the connection (reconnecting resets nothing)."""
+    return _answer(state, link.conn, limits.user_rate_problem(state.guard, link.peer_id))
+
+
+def user_file_frame(state: RouterState, link: Link, frame: Envelope) -> list[Action] | None:
+    if frame.type not in limits.FILE_TYPES:
+        return None
+    return _answer(state, link.conn, limits.file_problem(state.guard, link.peer_id, frame))
+
+
+def server_frame(state: RouterState, link: Link, event: FrameIn) -> list[Action] | None:
+    """Per-peer-server rate limit, then freshness of frames with effects."""
+    key = link.peer_id or f"conn:{link.conn}"
+    refused = _answer(state, link.conn, limits.server_rate_problem(state.guard, key))
+    if refused is not None:
+        return refused
+    return _answer(state, link.conn,
+                   limits.server_frame_problem(state.guard, state.seen, event.frame, event.payload_digest))
+
+
+def spend_on_errors(state: RouterState, actions: list[Action]) -> list[Action]:
+    """Each ERROR costs a signature: within budget per connection and per node only."""
+    if not any(isinstance(a, Send) and a.frame.type == T.ERROR for a in actions):
+        return actions
+    kept: list[Action] = []
+    for action in actions:
+        if (isinstance(action, Send) and action.frame.type == T.ERROR and len(action.targets) == 1
+                and not limits.error_allowed(state.guard, action.targets[0][0])):
+            continue
+        kept.append(action)
+    return kept
+
+
+def link_down(state: RouterState, conn: int, link: Link | None) -> None:
+    state.guard.forget_conn(conn)
+    if link is not None and link.peer_id and state.local_users.get(link.peer_id) == conn:
+        state.guard.forget_sender(link.peer_id)
+
+
+def tick(state: RouterState) -> None:
+    state.guard.tick(state.now_ms)

@@ -1,0 +1,113 @@
+"""The directory (SOCP §10 "directory functions"): key look-ups and login records.
+
+Rules, all answered from the router's mirror (`state.users`, `state.accounts`), never
+from the database:
+
+- DIRECTORY_GET {user_id} from a connected user → DIRECTORY_ENTRY {user_id, pubkey,
+  server_id, remote, version, revoked} for a user registered here or learned from
+  gossip (remote: true, server_id = its home server); USER_NOT_FOUND otherwise. The
+  node signs every frame it sends over its payload (SOCP §5), so the entry carries
+  the directory's signature over the user id and its key: `get_pubkey` of §10.
+- LOGIN_REGISTER {privkey_store, pake_password} from a connected user, for its own id
+  only (`core` checks `from`), after a signed USER_HELLO (proof that it holds the
+  key: `limits.user_hello_problem` makes every later hello of that id signed too):
+  checked for shape, stored (StoreWrite set_login), mirrored, answered ACK.
+- A remote user's key learned from verified gossip is written through
+  (StoreWrite bind_remote_user); the store never lets it override a local binding.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from socp.protocol import frames
+from socp.protocol import login as login_values
+from socp.protocol.envelope import Envelope
+from socp.protocol.errors import ErrorCode
+from socp.protocol.frame_types import FrameType as T
+
+from .accounts import LoginRecord
+from .events import Action, StoreWrite, send_one
+from .replies import error_to
+
+if TYPE_CHECKING:
+    from socp.store.records import UserRecord as StoredUser
+
+    from .links import Link
+    from .state import RouterState, UserRecord
+
+REGISTERED_ACK = "LOGIN_REGISTER"   # ACK.msg_ref answering a LOGIN_REGISTER
+
+
+def load_user(state: RouterState, user_id: str, stored: StoredUser) -> None:
+    """Mirror what the directory needs of one user of the start-up snapshot."""
+    accounts = state.accounts
+    accounts.versions[user_id] = stored.version
+    if stored.revoked:
+        accounts.revoked.add(user_id)
+    if stored.home_server is None and stored.privkey_store and stored.pake_password:
+        accounts.logins[user_id] = LoginRecord(stored.privkey_store, stored.pake_password)
+
+
+def record_changed(state: RouterState, user_id: str) -> None:
+    """The user's row changed in a way the store counts (its version bumps too)."""
+    versions = state.accounts.versions
+    versions[user_id] = versions.get(user_id, 0) + 1
+
+
+def from_user(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+    if frame.type == T.DIRECTORY_GET:
+        return [lookup(state, link, frame.payload["user_id"])]
+    if frame.type == T.LOGIN_REGISTER:
+        return register(state, link, frame)
+    return [error_to(state, link.conn, ErrorCode.UNKNOWN_TYPE, f"{frame.type} is not handled here")]
+
+
+def lookup(state: RouterState, link: Link, user_id: str) -> Action:
+    record = state.users.get(user_id)
+    if record is None or not record.pubkey:
+        return error_to(state, link.conn, ErrorCode.USER_NOT_FOUND, f"no key known for user {user_id}")
+    accounts = state.accounts
+    home = record.home_server or state.me.server_id
+    entry = frames.directory_entry(state.me.server_id, link.peer_id, state.now_ms, user_id, record.pubkey, home,
+                                   bool(record.home_server), accounts.versions.get(user_id, 1),
+                                   user_id in accounts.revoked)
+    return send_one(link.conn, entry)
+
+
+def register(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+    user_id = link.peer_id
+    record = state.users.get(user_id)
+    if record is None or record.home_server:
+        return [error_to(state, link.conn, ErrorCode.FORBIDDEN, "only a user registered here may store a login")]
+    if user_id not in state.guard.hello_signers:
+        # An unsigned hello proves nothing: whoever knows the public key could send it
+        # and replace the owner's login record.
+        return [error_to(state, link.conn, ErrorCode.FORBIDDEN,
+                         "store a login only on a connection opened with a signed USER_HELLO")]
+    privkey_store, pake_password = frame.payload["privkey_store"], frame.payload["pake_password"]
+    try:
+        login_values.check_privkey_store(privkey_store)
+        login_values.parse_verifier(pake_password)
+    except login_values.LoginError as exc:
+        return [error_to(state, link.conn, ErrorCode.MALFORMED, exc.detail)]
+    state.accounts.logins[user_id] = LoginRecord(privkey_store, pake_password)
+    state.accounts.lockouts.pop(user_id, None)   # a new password starts with a clean slate
+    record_changed(state, user_id)
+    return [StoreWrite("set_login", (user_id, privkey_store, pake_password)),
+            send_one(link.conn, frames.ack(state.me.server_id, user_id, state.now_ms, REGISTERED_ACK))]
+
+
+def remote_user_learned(state: RouterState, user_id: str, before: UserRecord | None) -> list[Action]:
+    """Federation accepted a USER_ADVERTISE and updated `state.users[user_id]`; persist
+    the remote user's key if something the directory shows changed."""
+    record = state.users.get(user_id)
+    if record is None or not record.home_server or not record.pubkey:
+        return []
+    if before is not None and (before.pubkey, before.home_server, before.display_name) == (
+            record.pubkey, record.home_server, record.display_name):
+        return []
+    if before is None or before.home_server:
+        record_changed(state, user_id)   # a local binding is not changed by gossip (the store agrees)
+    meta: dict[str, Any] = {"display_name": record.display_name} if record.display_name else {}
+    return [StoreWrite("bind_remote_user", (user_id, record.pubkey, record.home_server, meta))]

@@ -1,0 +1,181 @@
+"""Unit tests of the pure defences: the token bucket, the per-address counter, the
+router's guard rules (no sockets; time is a number we move by hand)."""
+
+from __future__ import annotations
+
+import pytest
+
+from socp.protocol import crypto, frames
+from socp.protocol.envelope import Envelope
+from socp.protocol.frame_types import FrameType as T
+from socp.protocol.ids import new_id
+from socp.ratelimit import AddressSlots, TokenBucket, retry_hint
+from socp.router import limits
+from socp.router.seen import SeenCache
+
+NOW = 1_700_000_000_000
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_bucket_allows_a_burst_then_refuses_until_it_refills() -> None:
+    clock = Clock()
+    bucket = TokenBucket(rate=8, burst=5, clock=clock)
+    assert [bucket.take() for _ in range(6)] == [True] * 5 + [False]
+    assert bucket.retry_after() == pytest.approx(0.125)
+    clock.now += 0.125
+    assert bucket.take() and not bucket.take()
+    clock.now += 100
+    assert bucket.tokens == 5 and bucket.full()   # never above the burst
+
+
+def test_bucket_ignores_a_clock_that_steps_back() -> None:
+    clock = Clock()
+    bucket = TokenBucket(rate=1, burst=1, clock=clock)
+    assert bucket.take()
+    clock.now -= 50
+    assert not bucket.take()
+    clock.now += 1
+    assert bucket.take()
+
+
+def test_bucket_rejects_nonsense_settings() -> None:
+    with pytest.raises(ValueError):
+        TokenBucket(rate=0, burst=1, clock=Clock())
+    with pytest.raises(ValueError):
+        TokenBucket(rate=1, burst=0, clock=Clock())
+
+
+def test_retry_hint_is_parseable_and_never_zero() -> None:
+    assert retry_hint(0.0001).endswith("(retry_after_ms=1)")
+    assert "retry_after_ms=1500" in retry_hint(1.5)
+
+
+def test_address_slots_count_per_address() -> None:
+    slots = AddressSlots(2)
+    assert slots.acquire("a") and slots.acquire("a") and not slots.acquire("a")
+    assert slots.acquire("b")
+    slots.release("a")
+    assert slots.acquire("a") and slots.open_from("a") == 2
+    for _ in range(3):
+        slots.release("a")
+    assert slots.open_from("a") == 0 and len(slots) == 1
+
+
+def test_seen_cache_is_bounded_in_size_and_time() -> None:
+    seen = SeenCache(max_entries=3, ttl_ms=1000)
+    for key in range(5):
+        assert seen.check_and_add(key, NOW)
+    assert len(seen) == 3
+    assert not seen.check_and_add(4, NOW)
+    seen.expire(NOW + 1001)
+    assert len(seen) == 0
+
+
+def guard(**settings: object) -> limits.Guard:
+    g = limits.Guard(limits.LimitSettings(**settings))   # type: ignore[arg-type]
+    g.now_ms = NOW
+    return g
+
+
+def test_user_rate_limit_answers_once_then_drops_silently_then_recovers() -> None:
+    g = guard(user_rate=10, user_burst=3)
+    assert [limits.user_rate_problem(g, "u") for _ in range(3)] == [None] * 3
+    code, detail = limits.user_rate_problem(g, "u")
+    assert code.value == "RATE_LIMITED" and "retry_after_ms=" in detail
+    assert limits.user_rate_problem(g, "u") == (code, "")       # told once per burst
+    assert limits.user_rate_problem(g, "v") is None              # other users unaffected
+    g.now_ms += 1000
+    assert limits.user_rate_problem(g, "u") is None
+
+
+def test_server_rate_limit_and_switch_off() -> None:
+    g = guard(server_rate=1, server_burst=1)
+    assert limits.server_rate_problem(g, "s") is None
+    assert limits.server_rate_problem(g, "s") is not None
+    off = limits.Guard.without_rate_limits()
+    assert all(limits.server_rate_problem(off, "s") is None for _ in range(10))
+    assert all(limits.error_allowed(off, 1) for _ in range(100))
+
+
+def test_error_budget_per_connection_and_per_node() -> None:
+    g = guard(error_rate=1, error_burst=2, node_error_rate=1, node_error_burst=3)
+    assert [limits.error_allowed(g, 1) for _ in range(3)] == [True, True, False]
+    assert limits.error_allowed(g, 2) and not limits.error_allowed(g, 3)   # node budget spent
+    assert g.dropped_errors == 2
+
+
+def test_bucket_table_is_bounded() -> None:
+    g = guard(max_buckets=10)
+    for n in range(50):
+        limits.user_rate_problem(g, f"user{n}")
+    assert len(g.user_buckets) == 10
+
+
+def _frame(frame_type: T, ts: int, payload: dict | None = None) -> Envelope:
+    return Envelope(type=frame_type.value, from_=new_id(), to="*", ts=ts, payload=payload or {})
+
+
+def test_server_frames_must_be_fresh_and_gossip_is_deduplicated() -> None:
+    g, seen = guard(), SeenCache()
+    old = _frame(T.USER_ADVERTISE, NOW - limits.MAX_AGE_MS - 1)
+    assert limits.server_frame_problem(g, seen, old, b"d")[0].value == "REPLAY"
+    ahead = _frame(T.SERVER_DELIVER, NOW + limits.MAX_SKEW_AHEAD_MS + 1)
+    assert limits.server_frame_problem(g, seen, ahead, b"d") is not None
+    assert limits.server_frame_problem(g, seen, _frame(T.HEARTBEAT, 0), b"d") is None   # no effect, no check
+    remove = _frame(T.USER_REMOVE, NOW)
+    assert limits.server_frame_problem(g, seen, remove, b"d") is None
+    assert limits.server_frame_problem(g, seen, remove, b"d")[1] == ""                 # dropped silently
+    deliver = _frame(T.SERVER_DELIVER, NOW)   # federation deduplicates these itself
+    assert limits.server_frame_problem(g, seen, deliver, b"d") is None
+    assert limits.server_frame_problem(g, seen, deliver, b"d") is None
+
+
+def test_server_hello_replay_is_refused() -> None:
+    g, seen = guard(), SeenCache()
+    hello = _frame(T.SERVER_HELLO_LINK, NOW)
+    assert limits.server_hello_problem(g, seen, hello, b"d") is None
+    assert "seen before" in limits.server_hello_problem(g, seen, hello, b"d")[1]
+    assert "window" in limits.server_hello_problem(g, seen, _frame(T.SERVER_HELLO_JOIN, 1), b"d")[1]
+
+
+def test_user_hello_proof_of_possession(keys) -> None:
+    g = guard()
+    key = keys[1]
+    user_id = new_id()
+    from socp.protocol import signing
+    hello = signing.sign_envelope(key, frames.user_hello(user_id, None, NOW, crypto.encode_public_key(key)))
+    assert limits.user_hello_problem(g, hello, registered_here=False) is None
+    limits.user_hello_accepted(g, hello)
+    # The same signed bytes again: a replay.
+    assert limits.user_hello_problem(g, hello, registered_here=True)[0].value == "REPLAY"
+    # An unsigned hello for an id that signs: refused; a fresh signature: accepted.
+    unsigned = hello.with_sig("")
+    assert limits.user_hello_problem(g, unsigned, registered_here=True)[0].value == "INVALID_SIG"
+    fresh = signing.sign_envelope(key, frames.user_hello(user_id, None, NOW, crypto.encode_public_key(key)))
+    assert fresh.sig != hello.sig and limits.user_hello_problem(g, fresh, registered_here=True) is None
+    # Ids whose clients never sign (peers) keep working unsigned.
+    peer_hello = frames.user_hello(new_id(), None, NOW, crypto.encode_public_key(key))
+    assert limits.user_hello_problem(g, peer_hello, registered_here=True) is None
+
+
+def test_file_transfers_are_bounded_and_expire() -> None:
+    g = guard(transfers_per_sender=2, transfer_idle_ms=1000)
+
+    def send(frame_type: T, file_id: str) -> object:
+        return limits.file_problem(g, "alice", _frame(frame_type, NOW, {"file_id": file_id}))
+
+    assert send(T.FILE_CHUNK, "x")[0].value == "FORBIDDEN"          # no FILE_START
+    assert send(T.FILE_START, "a") is None and send(T.FILE_START, "b") is None
+    assert send(T.FILE_START, "a")[0].value == "FORBIDDEN"          # already open
+    assert send(T.FILE_START, "c")[0].value == "RATE_LIMITED"
+    assert send(T.FILE_END, "a") is None and send(T.FILE_START, "c") is None
+    g.tick(NOW + 2000)                                                # b and c went idle
+    assert g.transfers == {}
+    assert send(T.FILE_CHUNK, "b")[0].value == "FORBIDDEN"

@@ -1,0 +1,47 @@
+"""Every attack script of poc/, run for real against a live node: each must exit 0
+(the attack was blocked)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import HELLO_TIMEOUT
+
+pytestmark = pytest.mark.e2e
+
+POC = Path(__file__).resolve().parents[2] / "poc"
+SCRIPTS = ["weak_keys", "replay", "presence_poisoning", "impersonation", "file_integrity", "injection",
+           "resource_abuse"]
+EXTRA = {"resource_abuse": ["--hello-timeout", str(HELLO_TIMEOUT)]}
+
+
+def run_script(name: str, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(POC / f"{name}.py"), *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_attack_is_blocked(node, key_dir, name) -> None:
+    result = run_script(name, "--url", node.url, "--keys", str(key_dir), *EXTRA.get(name, []))
+    assert result.returncode == 0, f"{name} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+    assert "BLOCKED" in result.stdout and "SUCCEEDED" not in result.stdout
+
+
+def test_every_script_is_tested() -> None:
+    assert sorted(p.stem for p in POC.glob("*.py") if not p.stem.startswith("_")) == sorted(SCRIPTS)
+
+
+@pytest.mark.parametrize("url", ["ws://192.0.2.1:8765", "ws://example.com:8765", "http://127.0.0.1:1"])
+def test_non_loopback_or_bad_targets_are_refused(url) -> None:
+    result = run_script("weak_keys", "--url", url, timeout=30)
+    assert result.returncode == 2 and "error" in result.stderr
+
+
+def test_unreachable_node_is_a_usage_error(key_dir) -> None:
+    from support.nodes import free_port
+    result = run_script("replay", "--url", f"ws://127.0.0.1:{free_port()}", "--keys", str(key_dir), timeout=30)
+    assert result.returncode == 2
