@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from socp.client.connection import FILE_CHUNK_RATE
 from socp.client.home import ClientHome, HomeError
 from socp.protocol import crypto
 from socp.protocol.errors import BadKey
@@ -55,10 +56,15 @@ def _generate_key(script: bool) -> crypto.PrivateKey:
               help="--script: seconds to keep receiving after the last command.")
 @click.option("--server-key", default=None, envvar="SOCP_SERVER_KEY",
               help="The node's public key (`socp server-info`); frames it did not sign are dropped.")
+@click.option("--sign-chunks/--no-sign-chunks", default=True, show_default=True,
+              help="Sign every FILE_CHUNK as §5 requires; --no-sign-chunks saves the sender an RSA "
+                   "signature per chunk where the server accepts unsigned user frames.")
+@click.option("--file-rate", type=click.FloatRange(min=1.0), default=FILE_CHUNK_RATE, show_default=True,
+              help="File chunks per second (servers drop frames over their rate limit).")
 @click.option("--connect-attempts", type=click.IntRange(min=1), default=None,
               help="Give up after this many connection attempts. [default: 5 with --script, else keep trying]")
 def chat(server: str, home_dir: Path | None, name: str | None, script: bool, linger: float,
-         server_key: str | None, connect_attempts: int | None) -> None:
+         server_key: str | None, sign_chunks: bool, file_rate: float, connect_attempts: int | None) -> None:
     """Chat over SOCP v1.3: /list, /tell, /all, /file, /whois, /trust, /help, /quit."""
     home = ClientHome(home_dir or _default_home())
     creating = not home.exists()
@@ -78,13 +84,14 @@ def chat(server: str, home_dir: Path | None, name: str | None, script: bool, lin
         raise click.ClickException(exc.detail) from exc
     except BadKey as exc:
         raise click.BadParameter(exc.detail, param_hint="--server-key") from exc
-    session = home.session(user_key, password, server_key=pinned_server)
+    session = home.session(user_key, password, server_key=pinned_server, sign_file_chunks=sign_chunks)
 
     if script:
         from socp.client.script import run_script
 
         try:
-            code = asyncio.run(run_script(session, server, linger=linger, connect_attempts=connect_attempts or 5))
+            code = asyncio.run(run_script(session, server, linger=linger, connect_attempts=connect_attempts or 5,
+                                          file_chunk_rate=file_rate))
         except KeyboardInterrupt:
             code = 130
         sys.exit(code)
@@ -94,7 +101,7 @@ def chat(server: str, home_dir: Path | None, name: str | None, script: bool, lin
 
     def run_client(emit, lines):  # type: ignore[no-untyped-def]
         client = ChatClient(session, server, emit, connect_attempts=connect_attempts, linger=0.2,
-                            reconnect=True, auto_refresh=True)
+                            reconnect=True, auto_refresh=True, file_chunk_rate=file_rate)
         return client.run(lines)
 
     try:

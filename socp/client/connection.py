@@ -10,6 +10,13 @@
       close        after EOF or /quit: a grace period for in-flight deliveries,
                    then a normal closure (1000)
 
+File chunks are paced (a token bucket, `file_chunk_rate` frames per second after
+a burst of `file_chunk_burst`): servers drop frames over their rate limit (ours:
+200/s per connection with bursts of 500, 100/s per user with bursts of 1000),
+and one dropped chunk ruins the whole transfer. If the server still answers
+RATE_LIMITED during a transfer, the client stops it at once (FILE_END, so the
+receiver discards it) and says so, rather than send chunks that cannot help.
+
 Errors (all `SocpError`): ConnectFailed, HelloRejected, ConnectionLost.
 Commands come from a bounded asyncio.Queue (None = end of input) so both the
 --script stdin reader and the interactive app can feed it.
@@ -19,14 +26,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidHandshake, InvalidURI
 
-from socp.protocol.errors import SocpError, UserNotFound
+from socp.protocol.envelope import Envelope
+from socp.protocol.errors import ErrorCode, SocpError, UserNotFound
+from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import PUBLIC_CHANNEL
 from socp.protocol.limits import MAX_FRAME_BYTES
 
@@ -39,11 +48,35 @@ EmitFn = Callable[[Event], None]
 _R = TypeVar("_R")
 COMMAND_QUEUE_SIZE = 64
 MAX_LIST_WAITERS = 32
+# Below our node's default limits (see the module docstring), with room for a
+# /tell or a /list during a transfer, and slow enough that a receiver on a busy
+# machine (one RSA decryption per chunk) keeps up. `socp chat --file-rate` changes it.
+FILE_CHUNK_RATE = 60.0
+FILE_CHUNK_BURST = 200
+# A receiver that decrypts a file falls behind its socket for a while; the
+# keepalive must not take that for a dead peer (websockets' default is 20 s).
+PING_TIMEOUT = 120.0
+RATE_LIMITED_PAUSE = 1.0   # before the FILE_END of a transfer the server throttled
 # Refusals of a USER_HELLO and what to tell the user (§7.1, §7.5).
 HELLO_REFUSALS = {
-    "NAME_IN_USE": "the server says user id {user} is already connected (is another `socp chat` using this home?)",
+    "NAME_IN_USE": "the server says user id {user} is in use: {detail} (is another `socp chat` using this home?)",
     "BAD_KEY": "the server rejected our key: {detail}",
 }
+
+
+class ChunkPacer:
+    """A token bucket on the loop's clock: `burst` frames at once, then `rate` per second."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
+        self.rate, self.burst, self._clock = rate, float(burst), clock
+        self._tokens, self._updated = float(burst), clock()
+
+    def delay(self) -> float:
+        """Take one token; the seconds to wait before sending (0 if none)."""
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + max(0.0, now - self._updated) * self.rate) - 1
+        self._updated = now
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
 
 
 class ChatError(SocpError):
@@ -83,6 +116,8 @@ class ChatClient:
         linger: float = 1.0,
         reconnect: bool = False,
         auto_refresh: bool = False,              # keep the directory fresh for a user list
+        file_chunk_rate: float = FILE_CHUNK_RATE,
+        file_chunk_burst: int = FILE_CHUNK_BURST,
     ) -> None:
         self.session = session
         self.url = url
@@ -95,6 +130,9 @@ class ChatClient:
         self.linger = linger
         self.reconnect = reconnect
         self.auto_refresh = auto_refresh
+        self.file_chunk_rate = file_chunk_rate
+        self.file_chunk_burst = file_chunk_burst
+        self._rate_limited_at = float("-inf")   # loop time of the server's last RATE_LIMITED
         self._ws: ClientConnection | None = None
         self._closing = False
         self._list_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
@@ -147,7 +185,8 @@ class ChatClient:
             attempt += 1
             try:
                 self._ws = await connect(self.url, compression=None, max_size=MAX_FRAME_BYTES,
-                                         open_timeout=self.open_timeout, close_timeout=5)
+                                         open_timeout=self.open_timeout, close_timeout=5,
+                                         ping_timeout=PING_TIMEOUT)
                 self._closing = False
                 return
             except InvalidURI as exc:
@@ -205,6 +244,9 @@ class ChatClient:
         try:
             async for raw in self._ws:
                 for event in self.session.handle(raw):
+                    if (isinstance(event, ErrorReceived) and event.source == "server"
+                            and event.code == ErrorCode.RATE_LIMITED.value):
+                        self._rate_limited_at = asyncio.get_running_loop().time()
                     if isinstance(event, ListResult) and self._list_waiters:
                         waiter = self._list_waiters.popleft()
                         if not waiter.done():
@@ -307,9 +349,31 @@ class ChatClient:
             steps = self.session.send_file(target, path)
         else:
             steps = await self._with_directory(target, lambda: self.session.send_file(target, path))
-        for actions in steps:
-            await self._send(actions)
+        await self._send_paced(steps)
         return True
+
+    async def _send_paced(self, steps: Iterator[Actions]) -> None:
+        """Send a file's frames, FILE_CHUNKs no faster than the token bucket allows."""
+        loop = asyncio.get_running_loop()
+        pacer = ChunkPacer(self.file_chunk_rate, self.file_chunk_burst, loop.time)
+        started = loop.time()
+        start: Envelope | None = None
+        for actions in steps:
+            for frame in actions.frames:
+                if frame.type == T.FILE_START:
+                    start = frame
+                elif frame.type == T.FILE_CHUNK:
+                    wait = pacer.delay()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+            if start is not None and self._rate_limited_at >= started:
+                steps.close()  # type: ignore[attr-defined]
+                await asyncio.sleep(RATE_LIMITED_PAUSE)
+                await self._send(self.session.abandon_file(
+                    start.payload["file_id"], start.to, start.payload["name"],
+                    "the server rate-limited the transfer and dropped chunks; try a lower --file-rate"))
+                return
+            await self._send(actions)
 
     async def _cmd_whois(self, command: Command) -> bool:
         user = command.args["user"]

@@ -14,7 +14,7 @@ import sys
 import threading
 from typing import TextIO
 
-from .connection import ChatClient, command_queue
+from .connection import FILE_CHUNK_RATE, ChatClient, command_queue
 from .events import Event, ListResult
 from .render import event_to_json_line
 from .session import ClientSession
@@ -45,11 +45,13 @@ def _feed_lines(stream: TextIO, queue: asyncio.Queue[str | None], loop: asyncio.
 
 
 async def run_script(session: ClientSession, url: str, *, linger: float = 1.0, connect_attempts: int = 5,
-                     stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
+                     stdin: TextIO | None = None, stdout: TextIO | None = None,
+                     file_chunk_rate: float = FILE_CHUNK_RATE) -> int:
     output = JsonLinesOutput(stdout or sys.stdout)
     lines = command_queue()
     # auto_refresh keeps display labels current; those lists are not printed.
-    client = ChatClient(session, url, output, connect_attempts=connect_attempts, linger=linger, auto_refresh=True)
+    client = ChatClient(session, url, output, connect_attempts=connect_attempts, linger=linger, auto_refresh=True,
+                        file_chunk_rate=file_chunk_rate)
     reader = threading.Thread(target=_feed_lines, args=(stdin or sys.stdin, lines, asyncio.get_running_loop()),
                               name="socp-chat-stdin", daemon=True)
     reader.start()

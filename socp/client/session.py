@@ -119,6 +119,7 @@ class ClientSession:
         server_key: crypto.PublicKey | None = None,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         progress_interval: float = 0.5,
+        sign_file_chunks: bool = True,
     ) -> None:
         if not is_uuid4(user_id):
             raise MalformedFrame("a user id must be a UUID v4")
@@ -133,6 +134,7 @@ class ClientSession:
         self.server_key = server_key
         self.max_file_bytes = max_file_bytes
         self.progress_interval = progress_interval
+        self.sign_file_chunks = sign_file_chunks
         self._clock = clock
 
         self.directory: dict[str, DirectoryEntry] = {}   # the last LIST_RESPONSE (plus presence gossip)
@@ -320,6 +322,17 @@ class ClientSession:
 
         Reads the file twice (hash, then chunks) and never holds more than a read
         buffer. Errors about the target or the path raise before anything is sent.
+
+        Every frame carries our transport `sig`, as §5 asks of frames with user
+        content; `sign_file_chunks=False` (`socp chat --no-sign-chunks`) leaves
+        chunks unsigned for servers that accept unsigned user frames (the interop
+        table allows it): a chunk's `sig` only ever reaches our own server, since
+        every server re-signs what it forwards. What protects the file end to end is the
+        FILE_START `content_sig` (the manifest: id, name, size, SHA-256, from, to,
+        ts, by the sender's user key) and the receiver's size + SHA-256 check
+        before the file gets a name (§13). Tampered or injected chunks therefore
+        make the transfer fail; they can never change a saved file. Skipping the
+        per-chunk RSA-4096 signature halves the sender's CPU cost (docs/chat.md).
         """
         path = Path(path).expanduser()
         if target == PUBLIC_CHANNEL:
@@ -364,7 +377,9 @@ class ClientSession:
                     break
                 rehash.update(data)
                 ciphertext = b64url_encode(crypto.oaep_encrypt(encrypt_key, data))
-                chunk = self._sign(frames.file_chunk(self.user_id, to, self.now_ms(), file_id, index, ciphertext))
+                chunk = frames.file_chunk(self.user_id, to, self.now_ms(), file_id, index, ciphertext)
+                if self.sign_file_chunks:
+                    chunk = self._sign(chunk)
                 index += 1
                 done += len(data)
                 now = self._clock()
@@ -379,6 +394,12 @@ class ClientSession:
                                                             "the file changed while it was being sent"),))
             return
         yield Actions(frames=(end,), events=(FileSent(file_id, to, name, size, digest),))
+
+    def abandon_file(self, file_id: str, to: str, name: str, reason: str) -> Actions:
+        """Stop sending a file: FILE_END now, so the receiver drops it at once
+        (it is short of bytes) instead of waiting for chunks that never come."""
+        end = self._sign(frames.file_end(self.user_id, to, self.now_ms(), file_id))
+        return Actions(frames=(end,), events=(FileFailed(file_id, self.user_id, name, reason),))
 
     def whois(self, target: str) -> WhoisResult:
         uid = self.resolve(target)

@@ -23,6 +23,7 @@ from socp.gateway.dialer import Dialer
 from socp.gateway.health import GatewayStats
 from socp.gateway.inbox import Inbox
 from socp.gateway.links import CLOSE_GOING_AWAY, LinkTable
+from socp.gateway.recovery import Recovery
 from socp.ratelimit import AddressSlots
 from socp.gateway.server import Listener
 from socp.ipc.endpoints import ensure_runtime_dir
@@ -32,6 +33,7 @@ log = logging.getLogger("socp.gateway")
 
 # Sessions get this long to close after SIGTERM; the process must be gone in ~2 s.
 SHUTDOWN_GRACE = 1.5
+OUTBOX_FLUSH = 0.3   # of which this long to write what each outbox already holds
 
 EXIT_CANNOT_LISTEN = 2
 
@@ -76,12 +78,19 @@ async def _serve(config: NodeConfig) -> None:
 
         async with asyncio.TaskGroup() as tasks:
             dialer = Dialer(context, tasks)
-            inbox = tasks.create_task(Inbox(context, dialer).pump())
+            recovery = Recovery(context, boot_id)
+            inbox = tasks.create_task(Inbox(context, dialer, recovery).pump())
+            recovering = tasks.create_task(recovery.run())
             await stop.wait()
             log.info("gateway stopping: closing %d connections", len(context.links))
             inbox.cancel()
+            recovering.cancel()
             server.close(close_connections=False)  # stop accepting; our sessions close links
             for link in context.links:
+                # Write what is already queued (acknowledged frames among it), then close.
+                link.close_after_outbox(CLOSE_GOING_AWAY, "gateway shutting down")
+            await asyncio.sleep(OUTBOX_FLUSH)
+            for link in context.links:   # a peer that stopped reading gets no longer
                 link.request_close(CLOSE_GOING_AWAY, "gateway shutting down")
             dialer.abandon_dials()
             try:

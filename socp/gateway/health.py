@@ -33,13 +33,22 @@ class GatewayStats:
     connections_refused: int = 0    # accepted sockets closed at once: too many from that address
     rate_limited: int = 0           # inbound frames refused by a connection's token bucket
     rate_limit_closes: int = 0      # connections closed with 1008 for flooding on regardless
+    router_restarts: int = 0        # RouterHello heard (a router started beside us)
+    links_replayed: int = 0         # LinkReplay sent to a new router
+    frames_replayed: int = 0        # kept frames submitted again for a new router
+    verify_retries: int = 0         # verify jobs submitted again: no result in time
+    verify_timeouts: int = 0        # frames answered TIMEOUT after every retry
 
 
 def health_report(stats: GatewayStats, links: LinkTable) -> dict[str, object]:
     outbox_frames = 0
     reorder_waiting = 0
     largest_outbox = 0
+    kept_frames = 0
+    kept_dropped = 0
     for link in links:
+        kept_frames += len(link.kept)
+        kept_dropped += link.kept_dropped
         waiting = len(link.outbox)
         outbox_frames += waiting
         largest_outbox = max(largest_outbox, waiting)
@@ -52,6 +61,8 @@ def health_report(stats: GatewayStats, links: LinkTable) -> dict[str, object]:
             "outbox_frames": outbox_frames,
             "largest_outbox": largest_outbox,
             "reorder_waiting": reorder_waiting,
+            "kept_frames": kept_frames,          # inbound frames not yet applied by the router
+            "kept_dropped": kept_dropped,
         },
     }
 

@@ -13,7 +13,8 @@ import logging
 from socp.gateway.context import GatewayContext
 from socp.gateway.dialer import Dialer
 from socp.gateway.links import CLOSE_TRY_AGAIN_LATER, CloseRequest, OutItem
-from socp.ipc.messages import CloseLink, ConnId, Deliver, DialLink, unpack
+from socp.gateway.recovery import Recovery
+from socp.ipc.messages import CloseLink, ConnId, Deliver, DialLink, InboundDone, RouterHello, unpack
 from socp.ipc.reorder import ReorderOverflow
 from socp.protocol.errors import MalformedFrame
 
@@ -21,9 +22,10 @@ log = logging.getLogger("socp.gateway")
 
 
 class Inbox:
-    def __init__(self, context: GatewayContext, dialer: Dialer) -> None:
+    def __init__(self, context: GatewayContext, dialer: Dialer, recovery: Recovery) -> None:
         self._context = context
         self._dialer = dialer
+        self._recovery = recovery
 
     async def pump(self) -> None:
         """Apply inbox messages until cancelled."""
@@ -52,6 +54,10 @@ class Inbox:
                 self._release(message.conn, message.seq, CloseRequest(message.code, message.reason))
             elif kind is DialLink:
                 self._dialer.dial(message)
+            elif kind is InboundDone:
+                self._recovery.inbound_done(message)
+            elif kind is RouterHello:
+                self._recovery.router_hello(message.epoch)
             else:
                 self._bad_message(f"{kind.__name__} is not for the gateway")
         except (TypeError, ValueError) as exc:  # msgpack checks shapes, not field types

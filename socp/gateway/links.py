@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 
-from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, ConnId
+from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, ConnId, split_out_seq
 from socp.ipc.reorder import ReorderBuffer
 
 # Close codes the gateway uses (RFC 6455 §7.4.1).
@@ -28,6 +28,10 @@ CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
+
+# Inbound frames kept per link until the router applied them (recovery.py).
+KEPT_FRAMES = 1024
+KEPT_BYTES = 8 * 1024 * 1024
 
 
 class LinkState(Enum):
@@ -98,6 +102,8 @@ class Link:
     __slots__ = (
         "conn", "peer", "state", "role", "verify_key", "next_in_seq",
         "reorder", "outbox", "accepting_output", "close_code", "end_reason", "closing",
+        "opening", "kept", "kept_bytes", "kept_dropped", "out_epoch", "reported_out",
+        "_queue_frames",
     )
 
     def __init__(self, conn: ConnId, peer: str, state: LinkState, queue_frames: int,
@@ -114,6 +120,29 @@ class Link:
         self.close_code: int | None = None   # set when the gateway closes; None if the peer did
         self.end_reason = ""                 # LinkClosed.reason
         self.closing = asyncio.Event()       # the session waits on this to close
+        # Recovery (recovery.py)
+        self.opening = ""                    # the first frame text, replayed to a new router
+        self.kept: deque[list] = deque()     # [seq, text, submitted (monotonic), tries], in seq order
+        self.kept_bytes = 0
+        self.kept_dropped = 0                # frames no longer kept: over KEPT_FRAMES / KEPT_BYTES
+        self.out_epoch = 0                   # the router epoch of the items being reordered
+        self.reported_out = 0                # last OutboundDone mark sent for this link
+        self._queue_frames = queue_frames
+
+    # --- inbound frames kept until the router applied them ---------------------------
+
+    def keep(self, seq: int, text: str, now: float) -> None:
+        self.kept.append([seq, text, now, 1])
+        self.kept_bytes += len(text)
+        while len(self.kept) > KEPT_FRAMES or self.kept_bytes > KEPT_BYTES:
+            _, old, _, _ = self.kept.popleft()
+            self.kept_bytes -= len(old)
+            self.kept_dropped += 1
+
+    def forget_kept_below(self, seq: int) -> None:
+        kept = self.kept
+        while kept and kept[0][0] < seq:
+            self.kept_bytes -= len(kept.popleft()[1])
 
     def move_to(self, new_state: LinkState) -> None:
         if new_state not in _ALLOWED_TRANSITIONS[self.state]:
@@ -129,15 +158,38 @@ class Link:
         self.accepting_output = False
         self.closing.set()
 
+    def close_after_outbox(self, code: int, reason: str) -> None:
+        """Close once the frames already in the outbox are written (a clean stop)."""
+        if self.closing.is_set() or not self.accepting_output or self.state is not LinkState.OPEN:
+            self.request_close(code, reason)
+            return
+        self.accepting_output = False
+        if not self.outbox.put([CloseRequest(code, reason)]):
+            self.request_close(code, reason)
+
     def release(self, seq: int, item: OutItem) -> bool:
         """Pass one outbound item through the reorder buffer into the outbox.
 
         Returns False when the link had to be closed for not keeping up (the caller
         counts it); ReorderOverflow propagates for the caller to count separately.
         """
-        ready = self.reorder.push(seq, item)
+        epoch, n = split_out_seq(seq)
+        if epoch != self.out_epoch:
+            if epoch < self.out_epoch:
+                # From a router that died since: write it now (order across a crash is lost).
+                return self._put([item])
+            # A new router: what the old one left waiting goes out now, then order anew.
+            stale = self.reorder.drain()
+            self.reorder = ReorderBuffer(max_waiting=self._queue_frames)
+            self.out_epoch = epoch
+            if stale and not self._put(stale):
+                return False
+        ready = self.reorder.push(n, item)
         if not ready:
             return True
+        return self._put(ready)
+
+    def _put(self, ready: list[OutItem]) -> bool:
         if type(ready[-1]) is CloseRequest:
             # Nothing after a close can be written; later items count as drops.
             self.accepting_output = False

@@ -37,6 +37,9 @@ def _websockets_logger() -> logging.Logger:
     return logger
 
 
+PING_TIMEOUT = 120.0
+
+
 class Listener:
     def __init__(self, context: GatewayContext) -> None:
         self._context = context
@@ -51,6 +54,9 @@ class Listener:
             compression=None,                 # deflate costs 40-50% on ciphertext frames
             max_size=self._context.max_message_bytes,
             close_timeout=CLOSE_TIMEOUT,
+            # A user decrypting a file reads its socket slowly for a while; a slow
+            # reader is the send queue's business, not the keepalive's (20 s default).
+            ping_timeout=PING_TIMEOUT,
             process_request=HealthEndpoint(self._context.stats, self._context.links),
             logger=_websockets_logger(),
         )

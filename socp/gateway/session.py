@@ -119,6 +119,7 @@ class Session:
                     return
                 if type(first) is str and not utf8_size_exceeds(first, self._max_frame_bytes):
                     link.role, link.verify_key = role_of_first_frame(first)
+                    link.opening = first
                 if not link.closing.is_set():  # a close may have begun while it was in flight
                     link.move_to(LinkState.OPEN)
                 await self._forward(first)
@@ -135,6 +136,8 @@ class Session:
         self._over_limit = 0
         seq = link.next_in_seq
         if type(message) is str and not utf8_size_exceeds(message, self._max_frame_bytes):
+            # Kept until the router applied it, to survive a verifier or router (recovery.py).
+            link.keep(seq, message, time.monotonic())
             await self._bus.submit_job(
                 pack(VerifyJob(link.conn, seq, message, link.role, link.verify_key)))
         else:
@@ -181,6 +184,8 @@ class Session:
                     if type(item) is CloseRequest:
                         link.request_close(item.code, item.reason)
                         return
+                    if not item:
+                        continue   # a frame the verifiers could not make (skipped, not stalled)
                     await ws.send(item)
                     stats.frames_out += 1
         except ConnectionClosed:

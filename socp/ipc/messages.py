@@ -16,12 +16,29 @@ Who sends what (→ receiver):
   router   → gateway   Deliver         already-signed frames (forwarded unchanged)
   router   → gateway   CloseLink       close a connection after its queued frames
   router   → gateway   DialLink        open an outbound link to a server
-  gateway  → router    GatewayHello    the gateway (re)started; it holds no link of before
+  gateway  → router    GatewayHello    the gateway (re)started, or finished a replay (below)
+  router   → gateway   RouterHello     the router (re)started: replay the live links to it
+  gateway  → router    LinkReplay      one live connection, for a router that just started
+  router   → gateway   InboundDone     frames below these seqs took effect: stop keeping them
+  gateway  → router    OutboundDone    items below these out seqs were released in order
+
+Recovery (README "Acknowledgements and recovery"): the gateway keeps each connection's
+inbound frames until InboundDone covers them. A verify job with no result in time is
+submitted again with the same seq (the reorder buffer drops duplicates), and at last
+answered Rejected(TIMEOUT). On RouterHello the gateway sends LinkReplay for every live
+link, submits its kept frames again (same seqs), then GatewayHello. The router
+re-sends a SignJob whose items OutboundDone has not covered in time.
 
 Ordering: each inbound event of a connection carries `seq` (0, 1, 2, ...) assigned by
 the gateway; the router applies them in that order whatever path they took. Each
 outbound item carries `seq` assigned by the router per connection; the gateway writes
 them in that order.
+
+Out seqs carry the router's epoch: `out_seq(epoch, n) = epoch << OUT_SEQ_BITS | n`.
+A new router has a larger epoch, so the gateway knows which items are from before
+the restart (written at once, in no particular order) and restarts its reordering.
+Inbound seqs simply continue: LinkReplay names the seq of the oldest frame the
+gateway still keeps for the link; a new router starts the link there.
 """
 
 from __future__ import annotations
@@ -37,6 +54,9 @@ WIRE_VERSION = 1
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 ConnId = int
+
+OUT_SEQ_BITS = 31
+OUT_SEQ_MASK = (1 << OUT_SEQ_BITS) - 1
 
 ROLE_UNKNOWN = 0   # first frame not seen yet
 ROLE_USER = 1
@@ -127,11 +147,50 @@ class GatewayHello:
     boot_id: str
 
 
-Message = VerifyJob | Verified | Rejected | LinkClosed | LinkOpened | SignJob | Deliver | CloseLink | DialLink | GatewayHello
+@dataclass(frozen=True, slots=True)
+class RouterHello:
+    KIND: ClassVar[int] = 11
+    epoch: int                # grows with every router start (out_seq high bits)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkReplay:
+    KIND: ClassVar[int] = 12
+    conn: ConnId
+    seq: int                  # the oldest inbound seq the gateway still keeps (out of band)
+    role: int                 # ROLE_*
+    opening: str              # a user connection's first frame text; "" for servers
+    verify_key: str           # a server link's key; "" for users
+
+
+@dataclass(frozen=True, slots=True)
+class InboundDone:
+    KIND: ClassVar[int] = 13
+    marks: list[tuple[ConnId, int]]   # (conn, first seq not yet applied)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundDone:
+    KIND: ClassVar[int] = 14
+    marks: list[tuple[ConnId, int]]   # (conn, first out seq not yet released)
+
+
+def out_seq(epoch: int, n: int) -> int:
+    return epoch << OUT_SEQ_BITS | n
+
+
+def split_out_seq(seq: int) -> tuple[int, int]:
+    """(epoch, n) of an out seq."""
+    return seq >> OUT_SEQ_BITS, seq & OUT_SEQ_MASK
+
+
+Message = (VerifyJob | Verified | Rejected | LinkClosed | LinkOpened | SignJob | Deliver | CloseLink | DialLink | GatewayHello
+           | RouterHello | LinkReplay | InboundDone | OutboundDone)
 
 _BY_KIND: dict[int, type] = {
     cls.KIND: cls
-    for cls in (VerifyJob, Verified, Rejected, LinkClosed, LinkOpened, SignJob, Deliver, CloseLink, DialLink, GatewayHello)
+    for cls in (VerifyJob, Verified, Rejected, LinkClosed, LinkOpened, SignJob, Deliver, CloseLink, DialLink, GatewayHello,
+                RouterHello, LinkReplay, InboundDone, OutboundDone)
 }
 
 

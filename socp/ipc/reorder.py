@@ -42,6 +42,26 @@ class ReorderBuffer(Generic[Item]):
             self.next_seq += 1
         return ready
 
+    def skip_to(self, seq: int) -> list[Item]:
+        """Give up on every seq below `seq` (lost with a dead actor): drop what waits
+        below it, then release whatever is now in order."""
+        for old in [s for s in self._waiting if s < seq]:
+            del self._waiting[old]
+        if seq <= self.next_seq:
+            return []
+        self.next_seq = seq
+        ready = []
+        while self.next_seq in self._waiting:
+            ready.append(self._waiting.pop(self.next_seq))
+            self.next_seq += 1
+        return ready
+
+    def drain(self) -> list[Item]:
+        """Everything waiting, in seq order, skipping gaps (a stream that ended)."""
+        ready = [self._waiting[s] for s in sorted(self._waiting)]
+        self._waiting.clear()
+        return ready
+
     def oldest_gap(self) -> int | None:
         """The seq being waited for, if anything is waiting behind it."""
         return self.next_seq if self._waiting else None

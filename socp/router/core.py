@@ -16,8 +16,11 @@ from socp.protocol.frame_types import (
     FrameType as T,
 )
 
-from . import defences, directory, federation, login, users
-from .events import Action, Close, Event, FrameIn, FrameRejected, LinkDown, LinkUp, Tick
+from socp.protocol.acks import ACKNOWLEDGED_TYPES
+from socp.protocol.envelope import Envelope
+
+from . import acks, defences, directory, federation, login, restore, users
+from .events import GATEWAY_RESTARTED, Action, Close, Event, FrameIn, FrameRejected, LinkDown, LinkRestored, LinkUp, Tick
 from .links import Link, LinkState
 from .replies import CLOSE_NORMAL, error_to, refuse_and_close
 from .state import RouterState
@@ -32,11 +35,13 @@ def handle(state: RouterState, event: Event) -> list[Action]:
     if isinstance(event, LinkUp):
         return federation.link_up(state, event.conn)
     if isinstance(event, LinkDown):
-        return _link_down(state, event.conn)
+        return _link_down(state, event.conn, park=event.reason == GATEWAY_RESTARTED)
+    if isinstance(event, LinkRestored):
+        return restore.link_restored(state, event)
     if isinstance(event, Tick):
         state.seen.expire(state.now_ms)
         defences.tick(state)
-        return federation.tick(state)
+        return federation.tick(state) + users.tick(state) + acks.tick(state)
     raise TypeError(f"unknown event {event!r}")
 
 
@@ -78,6 +83,8 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     if frame.type == T.CTRL_CLOSE:
         link.move(LinkState.CLOSING)
         return [Close(link.conn, CLOSE_NORMAL, "closed by the user")]
+    if frame.type in ACKNOWLEDGED_TYPES and frame.from_ == link.peer_id:
+        return acks.user_content(state, link, event, lambda: _user_content(state, link, frame))
     refused = defences.user_frame(state, link)
     if refused is not None:
         return refused
@@ -93,18 +100,25 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     problem = users.replay_problem(state, frame, event.payload_digest)
     if problem:
         return [error_to(state, link.conn, ErrorCode.REPLAY, problem)]
-    if frame.type == T.MSG_DIRECT:
-        return users.direct_message(state, link, frame)
-    if frame.type == T.MSG_PUBLIC_CHANNEL:
-        return users.public_message(state, frame, exclude_conn=link.conn)
     if frame.type == T.PUBLIC_CHANNEL_KEY_SHARE:
         return users.key_share(state, frame, origin_conn=link.conn)
     if frame.type in (T.DIRECTORY_GET, T.LOGIN_REGISTER):
         return directory.from_user(state, link, frame)
-    if frame.type in (T.FILE_START, T.FILE_CHUNK, T.FILE_END):
-        refused = defences.user_file_frame(state, link, frame)
-        return refused if refused is not None else users.file_frame(state, link, frame)
     return [error_to(state, link.conn, ErrorCode.UNKNOWN_TYPE, f"{frame.type} is not handled here")]
+
+
+def _user_content(state: RouterState, link: Link, frame: Envelope) -> tuple[list[Action], bool]:
+    """Route one acknowledged frame (acks.py); True if it was handed on."""
+    refused = defences.user_frame(state, link)
+    if refused is None and frame.type in (T.FILE_START, T.FILE_CHUNK, T.FILE_END):
+        refused = defences.user_file_frame(state, link, frame)
+    if refused is not None:
+        return refused, False
+    if frame.type == T.MSG_DIRECT:
+        return users.direct_message(state, link, frame), True
+    if frame.type == T.MSG_PUBLIC_CHANNEL:
+        return users.public_message(state, frame, exclude_conn=link.conn), True
+    return users.file_frame(state, link, frame), True
 
 
 def _frame_rejected(state: RouterState, event: FrameRejected) -> list[Action]:
@@ -124,9 +138,10 @@ def _frame_rejected(state: RouterState, event: FrameRejected) -> list[Action]:
     return [error_to(state, event.conn, code, event.detail)]
 
 
-def _link_down(state: RouterState, conn: int) -> list[Action]:
+def _link_down(state: RouterState, conn: int, park: bool = False) -> list[Action]:
     link = state.links.pop(conn, None)
     defences.link_down(state, conn, link)
+    acks.link_down(state, conn)
     if conn in state.dialing:
         actions = federation.dial_failed(state, conn)
         if link is not None and link.peer_id and state.servers.get(link.peer_id) == conn:
@@ -135,7 +150,7 @@ def _link_down(state: RouterState, conn: int) -> list[Action]:
     if link is None:
         return []
     if link.peer_id and state.local_users.get(link.peer_id) == conn:
-        return users.user_left(state, link.peer_id)
+        return users.user_left(state, link.peer_id, park=park)
     if link.peer_id and state.servers.get(link.peer_id) == conn:
         return federation.server_link_lost(state, link.peer_id)
     return []

@@ -79,7 +79,10 @@ def spend_on_errors(state: RouterState, actions: list[Action]) -> list[Action]:
         return actions
     kept: list[Action] = []
     for action in actions:
+        # An ERROR naming a msg_ref is always sent: a cumulative ACK would otherwise
+        # cover the refused frame and its sender would never send it again (acks.py).
         if (isinstance(action, Send) and action.frame.type == T.ERROR and len(action.targets) == 1
+                and "msg_ref" not in action.frame.payload
                 and not limits.error_allowed(state.guard, action.targets[0][0])):
             continue
         kept.append(action)

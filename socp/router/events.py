@@ -46,12 +46,29 @@ class LinkDown:
     reason: str
 
 
+# LinkDown.reason when the gateway restarted: the user did not leave, its socket was lost.
+GATEWAY_RESTARTED = "gateway restarted"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRestored:
+    """A new router learns a live connection from the gateway (ipc LinkReplay).
+
+    `opening` is the first frame text of a user connection ("" for servers);
+    `verify_key` the key a server link's frames are verified with."""
+
+    conn: ConnId
+    role: int
+    opening: str
+    verify_key: str
+
+
 @dataclass(frozen=True, slots=True)
 class Tick:
     """Time passes (heartbeats, link timeouts, redials, cache expiry)."""
 
 
-Event = FrameIn | FrameRejected | LinkUp | LinkDown | Tick
+Event = FrameIn | FrameRejected | LinkUp | LinkDown | LinkRestored | Tick
 
 # --- actions ----------------------------------------------------------------------------
 

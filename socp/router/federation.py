@@ -153,17 +153,33 @@ def _register_link(state: RouterState, link: Link, server_id: str) -> list[Actio
         new_dialer = state.me.server_id if link.dialled_by_us else server_id
         if existing_dialer != new_dialer and existing_dialer == preferred_dialer:
             _supersede(link, server_id)
-            return [Close(link.conn, 1000, "duplicate link")]
+            # A peer that opens a second link may have lost its tables (a restarted
+            # router): tell it our users again over the link we keep.
+            return [Close(link.conn, 1000, "duplicate link")] + _send_presence(state, existing.conn)
         _supersede(existing, server_id)
         actions.append(Close(existing.conn, 1000, "duplicate link"))
     link.peer_id = server_id
     state.servers[server_id] = link.conn
     state.redials.pop(server_id, None)
     actions += _send_presence(state, link.conn)
+    # Frames sent on the lost (or replaced) link just before it went may never have been written:
+    # send them again (the peer's duplicate cache drops the ones it had).
+    recent = state.sent_recently.pop(server_id, None)
+    if recent:
+        horizon = state.now_ms - state.timing.resend_window_ms
+        actions += [send_one(link.conn, frame) for sent_ms, frame in recent if sent_ms >= horizon]
     backlog = state.backlogs.pop(server_id, None)
     if backlog is not None:
         actions += [send_one(link.conn, frame) for _, frame in backlog.frames]
     return actions
+
+
+def relink(state: RouterState, server_id: str) -> list[Action]:
+    """Open a second link to a server we are already linked to, so that it tells us
+    its users again (a restarted router lost them); one of the two links is kept."""
+    if _dialing(state, server_id):
+        return []
+    return _dial_server(state, server_id)
 
 
 def _supersede(link: Link, server_id: str) -> None:

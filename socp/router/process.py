@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -23,9 +24,11 @@ from socp.ipc.endpoints import ensure_runtime_dir
 from socp.ipc.reorder import ReorderBuffer, ReorderOverflow
 from socp.protocol.envelope import Envelope
 
-from . import core, directory, federation
+from . import core, directory, federation, restore
 from .bootstrap import load_bootstrap
-from .events import Action, AdoptServerId, Close, Dial, Event, FrameIn, FrameRejected, LinkDown, LinkUp, Relay, Send, StoreWrite, Tick
+from .events import (GATEWAY_RESTARTED, Action, AdoptServerId, Close, Dial, Event, FrameIn, FrameRejected, LinkDown,
+                     LinkRestored, LinkUp, Relay, Send, StoreWrite, Tick)
+from .inflight import InFlight
 from .limits import Guard
 from .state import NodeSelf, PendingShare, RouterState, ServerRecord, Timing, UserRecord
 
@@ -35,6 +38,20 @@ HIGH_WATER_MARK = 100_000
 STORE_QUEUE_BOUND = 10_000
 TICK_SECONDS = 0.5
 GATEWAY_HELLO_WAIT = 2.0
+EPOCH_START = 1_704_067_200   # 2024-01-01: epochs are tenths of a second since then
+
+
+def ack_interval_ms() -> int:
+    """SOCP_ACK_INTERVAL seconds (default 0.5): how often a connection may get an ACK."""
+    try:
+        return max(0, int(float(os.environ.get("SOCP_ACK_INTERVAL", "0.5")) * 1000))
+    except ValueError:
+        return 500
+
+
+def new_epoch() -> int:
+    """Larger at every start (restarts take well over 0.1 s); fits OUT_SEQ's high bits."""
+    return int((time.time() - EPOCH_START) * 10)
 
 
 def now_ms() -> int:
@@ -45,7 +62,8 @@ def state_from_snapshot(identity: NodeIdentity, config: NodeConfig, snapshot: ob
     me = NodeSelf(server_id=identity.server_id, pubkey=identity.public_key_text,
                   host=config.public_host, port=config.port)
     timing = Timing(heartbeat_ms=int(config.heartbeat_interval * 1000), link_timeout_ms=int(config.link_timeout * 1000),
-                    max_backoff_ms=int(config.redial_max_backoff * 1000))
+                    max_backoff_ms=int(config.redial_max_backoff * 1000),
+                    ack_interval_ms=ack_interval_ms())
     state = RouterState(me=me, now_ms=now_ms(), timing=timing, guard=Guard())  # rate limits on (limits.py)
     if config.bootstrap:
         state.introducers = load_bootstrap(config.bootstrap)
@@ -73,6 +91,9 @@ class Counters:
     store_writes: int = 0
     store_failures: int = 0
     reorder_overflows: int = 0
+    links_replayed: int = 0
+    sign_jobs_resent: int = 0
+    sign_jobs_given_up: int = 0
 
 
 @dataclass
@@ -82,16 +103,33 @@ class RouterDriver:
     sign_jobs: zmq.asyncio.Socket
     to_gateway: zmq.asyncio.Socket
     store_writes: asyncio.Queue[StoreWrite]
-    inbound_order: dict[int, ReorderBuffer[Event]] = field(default_factory=dict)
+    epoch: int = 0
+    inbound_order: dict[int, ReorderBuffer[Inbound]] = field(default_factory=dict)
     gateway_boot: str = ""
     federation_started: bool = False
     out_seq: dict[int, int] = field(default_factory=dict)
     counters: Counters = field(default_factory=Counters)
+    applied: dict[int, int] = field(default_factory=dict)      # conn -> first inbound seq not applied
+    applied_changed: set[int] = field(default_factory=set)
+    in_flight: InFlight = field(default_factory=InFlight)
 
     # --- inbound ------------------------------------------------------------------------
 
-    def events_from(self, message: m.Message) -> list[Event]:
-        """Translate one actor message into core events, in each connection's order."""
+    def events_from(self, message: m.Message) -> list[Inbound]:
+        """Translate one actor message into core events, in each connection's order,
+        each with its inbound seq."""
+        if isinstance(message, m.LinkReplay):
+            if message.conn in self.state.links:
+                return []   # we heard its hello ourselves; the re-submitted frames are duplicates
+            self.counters.links_replayed += 1
+            restored: list[Inbound] = []
+            if message.opening or message.role == m.ROLE_SERVER:
+                event = LinkRestored(message.conn, message.role, message.opening, message.verify_key)
+                restored.append((message.seq - 1, event))
+            # The old router applied everything below `seq`: start there. What waits here
+            # already is submitted again after every link is replayed; take it then.
+            self.inbound_order[message.conn] = ReorderBuffer(first_seq=message.seq)
+            return restored
         if isinstance(message, m.Verified):
             event: Event = FrameIn(message.conn, _envelope(message.frame), message.payload_digest)
         elif isinstance(message, m.Rejected):
@@ -107,21 +145,50 @@ class RouterDriver:
         if buffer is None:
             buffer = self.inbound_order[message.conn] = ReorderBuffer()
         try:
-            return buffer.push(message.seq, event)
+            return buffer.push(message.seq, (message.seq, event))
         except ReorderOverflow:
             self.counters.reorder_overflows += 1
             log.error("router: connection %s has too many frames out of order; dropping it", message.conn)
             # Forget the link; its next frame looks like a stranger's and is refused.
-            return [LinkDown(message.conn, "reorder overflow")]
+            return [(message.seq, LinkDown(message.conn, "reorder overflow"))]
+
+    async def apply_inbound(self, conn: int, seq: int, event: Event) -> None:
+        await self.apply(event)
+        if not isinstance(event, LinkDown):
+            self.applied[conn] = seq + 1
+            self.applied_changed.add(conn)
+
+    async def tick(self) -> None:
+        """Time passes: the core's Tick, then what the driver owes the others."""
+        await self.apply(Tick())
+        if self.applied_changed:
+            marks = [(conn, self.applied[conn]) for conn in self.applied_changed if conn in self.applied]
+            self.applied_changed.clear()
+            await self.to_gateway.send(m.pack(m.InboundDone(marks)))
+        again, give_up = self.in_flight.due(now_ms())
+        for data in again:
+            self.counters.sign_jobs_resent += 1
+            await self.sign_jobs.send(data)
+        if give_up:
+            self.counters.sign_jobs_given_up += 1
+            log.error("router: %d outbound frames never came back from the verifiers; skipped", len(give_up))
+            await self.to_gateway.send(m.pack(m.Deliver([(conn, seq, "") for conn, seq in give_up])))
+
+    def outbound_done(self, message: m.OutboundDone) -> None:
+        for conn, first_unreleased in message.marks:
+            self.in_flight.released(conn, first_unreleased)
 
     async def gateway_hello(self, boot_id: str) -> None:
         """The gateway (re)started. Its first hello may predate us: it only lets the
         mesh start. A new boot id later means every connection of before is gone."""
         if self.gateway_boot and boot_id != self.gateway_boot:
             for conn in list(self.state.links):
-                await self.apply(LinkDown(conn, "gateway restarted"))
+                await self.apply(LinkDown(conn, GATEWAY_RESTARTED))
             self.inbound_order.clear()
             self.out_seq.clear()
+            self.applied.clear()
+            self.applied_changed.clear()
+            self.in_flight = InFlight()
             self.federation_started = False
         self.gateway_boot = boot_id
         await self.start_federation()
@@ -145,11 +212,13 @@ class RouterDriver:
         await self.dispatch(actions)
         if isinstance(event, LinkDown):
             self.out_seq.pop(event.conn, None)
+            self.applied.pop(event.conn, None)
+            self.in_flight.forget_conn(event.conn)
 
     def _next_out(self, conn: int) -> int:
-        seq = self.out_seq.get(conn, 0)
-        self.out_seq[conn] = seq + 1
-        return seq
+        n = self.out_seq.get(conn, 0)
+        self.out_seq[conn] = n + 1
+        return m.out_seq(self.epoch, n)
 
     async def dispatch(self, actions: list[Action]) -> None:
         for action in actions:
@@ -159,7 +228,9 @@ class RouterDriver:
                 job = m.SignJob(frame.type, frame.from_, frame.ts, frame.payload, deliveries)
                 self.counters.sign_jobs += 1
                 self.counters.frames_out += len(deliveries)
-                await self.sign_jobs.send(m.pack(job))
+                data = m.pack(job)
+                self.in_flight.sent(data, [(conn, seq) for conn, seq, _ in deliveries], self.state.now_ms)
+                await self.sign_jobs.send(data)
             elif isinstance(action, Relay):
                 text = action.frame.to_wire()
                 items = [(conn, self._next_out(conn), text) for conn in action.conns]
@@ -193,7 +264,12 @@ def _envelope(frame: dict) -> Envelope:
                     payload=frame["payload"], sig=frame.get("sig", ""))
 
 
-async def _receive(inbox: zmq.asyncio.Socket, driver: RouterDriver, events: asyncio.Queue[Event | m.GatewayHello]) -> None:
+# What the process loop takes: a control message, a Tick, or (conn, seq, event) in order.
+Inbound = tuple[int, Event]
+Work = m.GatewayHello | m.OutboundDone | Tick | tuple[int, int, Event]
+
+
+async def _receive(inbox: zmq.asyncio.Socket, driver: RouterDriver, events: asyncio.Queue[Work]) -> None:
     while True:
         data = await inbox.recv()
         try:
@@ -201,29 +277,34 @@ async def _receive(inbox: zmq.asyncio.Socket, driver: RouterDriver, events: asyn
         except m.MalformedFrame as exc:
             log.error("router: unreadable actor message dropped: %s", exc.detail)
             continue
-        if isinstance(message, m.GatewayHello):
+        if isinstance(message, (m.GatewayHello, m.OutboundDone)):
             await events.put(message)
             continue
-        for event in driver.events_from(message):
-            await events.put(event)
+        conn = getattr(message, "conn", None)
+        for seq, event in driver.events_from(message):
+            await events.put((conn, seq, event))
 
 
-async def _tick(events: asyncio.Queue[Event]) -> None:
+async def _tick(events: asyncio.Queue[Work]) -> None:
     while True:
         await asyncio.sleep(TICK_SECONDS)
         await events.put(Tick())
 
 
-async def _process(driver: RouterDriver, events: asyncio.Queue[Event | m.GatewayHello]) -> None:
+async def _process(driver: RouterDriver, events: asyncio.Queue[Work]) -> None:
     while True:
-        event = await events.get()
-        if isinstance(event, m.GatewayHello):
-            await driver.gateway_hello(event.boot_id)
+        work = await events.get()
+        if isinstance(work, tuple):
+            await driver.apply_inbound(*work)
+        elif isinstance(work, Tick):
+            await driver.tick()
+        elif isinstance(work, m.OutboundDone):
+            driver.outbound_done(work)
         else:
-            await driver.apply(event)
+            await driver.gateway_hello(work.boot_id)
 
 
-async def _start_without_gateway_hello(driver: RouterDriver, events: asyncio.Queue[Event | m.GatewayHello]) -> None:
+async def _start_without_gateway_hello(driver: RouterDriver, events: asyncio.Queue[Work]) -> None:
     """A router restarted beside a running gateway hears no hello: start anyway."""
     await asyncio.sleep(GATEWAY_HELLO_WAIT)
     if not driver.federation_started:
@@ -276,9 +357,13 @@ async def serve(config: NodeConfig, identity: NodeIdentity, store: object, start
         snapshot = await _load_snapshot(store)
         state = state_from_snapshot(identity, config, snapshot)
         writes: asyncio.Queue[StoreWrite] = asyncio.Queue(STORE_QUEUE_BOUND)
-        driver = RouterDriver(state, config, sign_jobs, to_gateway, writes)
-        events: asyncio.Queue[Event] = asyncio.Queue(HIGH_WATER_MARK)
-        log.info("router: ready as %s with %d known users", state.me.server_id, len(state.users))
+        epoch = new_epoch()
+        state.next_dial_conn = restore.FIRST_DIALLED_CONN + (epoch % 2**20) * 2**16
+        driver = RouterDriver(state, config, sign_jobs, to_gateway, writes, epoch=epoch)
+        events: asyncio.Queue[Work] = asyncio.Queue(HIGH_WATER_MARK)
+        # A gateway already running replays its live links, then says GatewayHello.
+        await to_gateway.send(m.pack(m.RouterHello(epoch)))
+        log.info("router: ready as %s with %d known users (epoch %d)", state.me.server_id, len(state.users), epoch)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(_receive(inbox, driver, events))
             tasks.create_task(_tick(events))

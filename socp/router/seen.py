@@ -31,6 +31,10 @@ class SeenCache:
             self._entries.popitem(last=False)
         return True
 
+    def discard(self, key: Hashable) -> None:
+        """Forget `key`: a frame that was refused may be sent again and take effect."""
+        self._entries.pop(key, None)
+
     def expire(self, now_ms: int) -> None:
         horizon = now_ms - self.ttl_ms
         while self._entries:

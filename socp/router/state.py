@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,8 @@ from .seen import SeenCache
 
 LOCAL = "local"
 PEER_BACKLOG_LIMIT = 1000      # frames kept for one unreachable server
+PARKED_LIMIT = 1000            # frames kept for one user lost with the gateway
+RESEND_LIMIT = 512             # recent frames per server kept for a re-send on re-link
 
 
 @dataclass(slots=True)
@@ -62,6 +65,9 @@ class Timing:
     link_timeout_ms: int = 45_000
     min_backoff_ms: int = 500
     max_backoff_ms: int = 30_000
+    ack_interval_ms: int = 500     # at most one ACK per connection this often (acks.py)
+    park_ms: int = 15_000          # frames for users lost with a gateway wait this long
+    resend_window_ms: int = 3_000  # content sent to a server is re-sent on re-link this far back
 
 
 @dataclass(slots=True)
@@ -79,6 +85,15 @@ class PeerBacklog:
 
     give_up_at_ms: int
     frames: list[tuple[int, Envelope]] = field(default_factory=list)   # (origin conn, frame)
+
+
+@dataclass(slots=True)
+class Parked:
+    """Frames for a user whose connection was lost with the gateway (not closed by the
+    user), kept (bounded) until it says hello again or `give_up_at_ms` passes."""
+
+    give_up_at_ms: int
+    frames: list[Envelope] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -117,3 +132,8 @@ class RouterState:
     backlogs: dict[str, PeerBacklog] = field(default_factory=dict)    # server_id -> frames waiting
     guard: Guard = field(default_factory=Guard.without_rate_limits)  # abuse rules (limits.py)
     accounts: Accounts = field(default_factory=Accounts)             # directory and logins (accounts.py)
+    # Recovery (acks.py)
+    pending_acks: dict[int, str] = field(default_factory=dict)       # conn -> latest handed-on msg_ref
+    last_ack_ms: int = 0
+    parked: dict[str, Parked] = field(default_factory=dict)          # user_id -> frames waiting
+    sent_recently: dict[str, deque[tuple[int, Envelope]]] = field(default_factory=dict)  # server_id -> (ms, frame)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from socp.protocol import frames
@@ -15,7 +16,7 @@ from . import directory
 from .events import Action, Send, StoreWrite, send_one
 from .links import Link, LinkState
 from .replies import error_to, refuse_and_close
-from .state import LOCAL, PEER_BACKLOG_LIMIT, PendingShare, RouterState, UserRecord
+from .state import LOCAL, PARKED_LIMIT, PEER_BACKLOG_LIMIT, RESEND_LIMIT, Parked, PendingShare, RouterState, UserRecord
 
 # Replay window (SOCP §8 and the attack list): a frame's ts may be this far from now.
 MAX_AGE_MS = 10 * 60 * 1000
@@ -49,6 +50,9 @@ def hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     state.user_locations[user_id] = LOCAL
     actions += _join_channel(state, user_id)
     actions += _deliver_pending_shares(state, user_id, link.conn)
+    parked = state.parked.pop(user_id, None)
+    if parked is not None:
+        actions += [send_one(link.conn, frame) for frame in parked.frames]
     server_conns = server_targets(state, BROADCAST)
     if server_conns:
         advert = frames.user_advertise(state.me.server_id, state.now_ms, user_id, advert_meta(state, user_id))
@@ -97,8 +101,14 @@ def _deliver_pending_shares(state: RouterState, user_id: str, conn: int) -> list
     return actions
 
 
-def user_left(state: RouterState, user_id: str) -> list[Action]:
+def user_left(state: RouterState, user_id: str, park: bool = False) -> list[Action]:
+    """The user's connection ended. If it was lost with the gateway (`park`), frames
+    for the user wait a while for it to reconnect (acknowledged frames must not be
+    lost to a crash); servers keep routing to us meanwhile."""
     state.local_users.pop(user_id, None)
+    if park:
+        state.parked.setdefault(user_id, Parked(give_up_at_ms=state.now_ms + state.timing.park_ms))
+        return []
     if state.user_locations.get(user_id) == LOCAL:
         del state.user_locations[user_id]
     targets = server_targets(state, BROADCAST)
@@ -137,6 +147,30 @@ def list_response(state: RouterState, link: Link) -> Send:
     return send_one(link.conn, frames.list_response(state.me.server_id, link.peer_id, state.now_ms, online, details))
 
 
+def tick(state: RouterState) -> list[Action]:
+    """Give up on parked users who did not come back; forget old re-send windows."""
+    for user_id, parked in list(state.parked.items()):
+        if state.now_ms >= parked.give_up_at_ms:
+            del state.parked[user_id]
+            if state.user_locations.get(user_id) == LOCAL and user_id not in state.local_users:
+                del state.user_locations[user_id]
+    horizon = state.now_ms - state.timing.resend_window_ms
+    for server_id, recent in list(state.sent_recently.items()):
+        while recent and recent[0][0] < horizon:
+            recent.popleft()
+        if not recent:
+            del state.sent_recently[server_id]
+    return []
+
+
+def _park(state: RouterState, target: str, frame: Envelope, origin_conn: int) -> list[Action]:
+    parked = state.parked[target]
+    if len(parked.frames) >= PARKED_LIMIT:
+        return [error_to(state, origin_conn, ErrorCode.OVERLOADED, "the recipient is reconnecting; retry later")]
+    parked.frames.append(frame)
+    return []
+
+
 def replay_problem(state: RouterState, frame: Envelope, payload_digest: bytes) -> str:
     """'' if the frame is fresh; else why it is refused (SOCP §8 seen_ids)."""
     age = state.now_ms - frame.ts
@@ -160,6 +194,8 @@ def route_to_user(state: RouterState, target: str, sender: str, ts: int, payload
     if location == LOCAL:
         deliver = frames.user_deliver(me, target, ts, payload["ciphertext"], sender,
                                       payload.get("sender_pub", ""), payload["content_sig"], **extra)
+        if target not in state.local_users:
+            return _park(state, target, deliver, origin_conn)
         return [send_one(state.local_users[target], deliver)]
     if location is not None:
         onward = frames.server_deliver(me, location, ts, target, payload["ciphertext"], sender,
@@ -173,6 +209,10 @@ def send_to_server(state: RouterState, server_id: str, frame: Envelope, origin_c
     frame in its bounded backlog; past the bound, tell the sender (OVERLOADED)."""
     conn = state.servers.get(server_id)
     if conn is not None:
+        recent = state.sent_recently.get(server_id)
+        if recent is None:
+            recent = state.sent_recently[server_id] = deque(maxlen=RESEND_LIMIT)
+        recent.append((state.now_ms, frame))   # re-sent if this link drops (federation._register_link)
         return [send_one(conn, frame)]
     backlog = state.backlogs.get(server_id)
     if backlog is None:
@@ -215,7 +255,7 @@ def key_share(state: RouterState, frame: Envelope, origin_conn: int) -> list[Act
     for share in frame.payload["shares"]:
         member = share["member"]
         location = state.user_locations.get(member)
-        if location == LOCAL:
+        if location == LOCAL and member in state.local_users:
             conns[state.local_users[member]] = None
         elif location is not None and location in state.servers:
             conns[state.servers[location]] = None
@@ -258,6 +298,8 @@ def route_frame_to_user(state: RouterState, frame: Envelope, origin_conn: int) -
     location = state.user_locations.get(frame.to)
     onward = Envelope(type=frame.type, from_=frame.from_, to=frame.to, ts=frame.ts, payload=frame.payload)
     if location == LOCAL:
+        if frame.to not in state.local_users:
+            return _park(state, frame.to, onward, origin_conn)
         return [send_one(state.local_users[frame.to], onward)]
     if location is not None:
         return send_to_server(state, location, onward, origin_conn)

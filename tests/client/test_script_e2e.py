@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import sys
 from pathlib import Path
 
+from chat_process import PASSWORD, Chat
 from client_fakes import FakeNode
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -16,9 +15,6 @@ from websockets.exceptions import ConnectionClosed
 from socp.client.home import ClientHome
 from socp.protocol import crypto
 from socp.protocol.ids import new_id
-
-PASSWORD = "correct horse"
-STEP = 30.0  # every wait is bounded
 
 
 async def _serve_node(node: FakeNode):
@@ -35,50 +31,6 @@ async def _serve_node(node: FakeNode):
     return await serve(handler, "127.0.0.1", 0, compression=None, max_size=1024 * 1024)
 
 
-class Chat:
-    """One `socp chat --script` subprocess."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.events: list[dict] = []
-
-    @classmethod
-    async def start(cls, home: Path, url: str, server_key: str, *extra: str) -> Chat:
-        env = {**os.environ, "SOCP_PASSWORD": PASSWORD}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "from socp.cli.main import cli; cli()", "chat", "--script",
-            "--home", str(home), "--server", url, "--server-key", server_key, "--linger", "0.3", *extra,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env)
-        return cls(proc)
-
-    async def send(self, *lines: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("".join(line + "\n" for line in lines).encode())
-        await self.proc.stdin.drain()
-
-    async def until(self, event: str) -> dict:
-        assert self.proc.stdout is not None
-        while True:
-            line = await asyncio.wait_for(self.proc.stdout.readline(), STEP)
-            if not line:
-                raise AssertionError(f"exited before {event!r}; saw {self.events}")
-            self.events.append(json.loads(line))
-            if self.events[-1]["event"] == event:
-                return self.events[-1]
-
-    async def finish(self) -> int:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        if not self.proc.stdin.is_closing():
-            self.proc.stdin.close()
-        rest = await asyncio.wait_for(self.proc.stdout.read(), STEP)
-        self.events.extend(json.loads(line) for line in rest.decode().splitlines() if line.strip())
-        return await asyncio.wait_for(self.proc.wait(), STEP)
-
-    def kill(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.kill()
-
-
 async def test_dm_and_public_between_two_script_clients(keys, tmp_path):
     node = FakeNode(server_key=keys[2])
     server = await _serve_node(node)
@@ -89,19 +41,19 @@ async def test_dm_and_public_between_two_script_clients(keys, tmp_path):
     ClientHome(tmp_path / "bob").create("bob", PASSWORD, user_key=keys[1], user_id=bob_id)
     chats: list[Chat] = []
     try:
-        bob = await Chat.start(tmp_path / "bob", url, server_key)
+        bob = await Chat.start(tmp_path / "bob", url, server_key=server_key)
         chats.append(bob)
         ready = await bob.until("ready")
         assert ready["user_id"] == bob_id and ready["display_name"] == "bob"
 
         # The same identity twice: the node refuses, the client says why and exits 1.
-        twin = await Chat.start(tmp_path / "bob", url, server_key)
+        twin = await Chat.start(tmp_path / "bob", url, server_key=server_key)
         chats.append(twin)
         assert await twin.finish() == 1
         [error] = [e for e in twin.events if e["event"] == "error"]
-        assert error["code"] == "NAME_IN_USE" and "already connected" in error["detail"]
+        assert error["code"] == "NAME_IN_USE" and "is in use" in error["detail"]
 
-        alice = await Chat.start(tmp_path / "alice", url, server_key)
+        alice = await Chat.start(tmp_path / "alice", url, server_key=server_key)
         chats.append(alice)
         await alice.until("ready")
         attachment = tmp_path / "notes v2.txt"
@@ -141,8 +93,8 @@ async def test_dm_and_public_between_two_script_clients(keys, tmp_path):
 
 async def test_unreachable_server_gives_a_clear_error(keys, tmp_path):
     ClientHome(tmp_path / "carol").create("carol", PASSWORD, user_key=keys[0])
-    chat = await Chat.start(tmp_path / "carol", "ws://127.0.0.1:9", crypto.encode_public_key(keys[2]),
-                            "--connect-attempts", "1")
+    chat = await Chat.start(tmp_path / "carol", "ws://127.0.0.1:9", "--connect-attempts", "1",
+                            server_key=crypto.encode_public_key(keys[2]))
     try:
         assert await chat.finish() == 1
         [error] = [e for e in chat.events if e["event"] == "error"]

@@ -22,7 +22,7 @@ import zmq
 import zmq.asyncio
 
 from socp.config import NodeConfig
-from socp.ipc.messages import GatewayHello, Message, VerifyJob, pack, unpack
+from socp.ipc.messages import GatewayHello, Message, OutboundDone, VerifyJob, pack, unpack
 
 WAIT = 5.0  # seconds any single expected event may take
 
@@ -63,7 +63,11 @@ class GatewayHarness:
         return self.config.ws_url
 
     async def from_router_inbox(self, timeout: float = WAIT) -> Message:
-        return unpack(await asyncio.wait_for(self.router_inbox.recv(), timeout))
+        """The next message for the router, past the periodic OutboundDone reports."""
+        while True:
+            message = unpack(await asyncio.wait_for(self.router_inbox.recv(), timeout))
+            if not isinstance(message, OutboundDone):
+                return message
 
     async def next_job(self, timeout: float = WAIT) -> VerifyJob:
         message = unpack(await asyncio.wait_for(self.verify_jobs.recv(), timeout))

@@ -1,0 +1,16 @@
+"""`socp bench`: a load generator for any SOCP server (issue "socp bench").
+
+One module per job:
+
+- `targets`     which URLs we may load (loopback only) and the run's hard limits
+- `keys`        RSA-4096 user keys, made in parallel and shared by several users
+- `prepare`     every frame is encrypted and content-signed before the timed phase
+- `capacity`    this machine's RSA-4096 PSS signatures per second, all cores
+- `procstats`   CPU seconds and RSS of a local node's processes, from /proc
+- `tracker`     deliveries by key: lost, duplicated, latency, errors by code
+- `users`       a bench user: WebSocket, USER_HELLO, the receive loop
+- `drive`       open-loop (fixed rate) and closed-loop (bounded window) senders
+- `dm`, `public`, `files`, `connect`   the scenarios
+- `launcher`    start and stop local nodes in temporary directories
+- `report`      the result record, its table and its JSON
+"""

@@ -1,0 +1,169 @@
+"""`socp bench dm`: users exchange direct messages in pairs (SOCP §7.2).
+
+User 2i and user 2i+1 write to each other. With two URLs the pair is split across
+the servers (even users on the first, odd on the second), so every DM crosses
+servers: MSG_DIRECT → SERVER_DELIVER → USER_DELIVER, two node signatures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+from socp.protocol import crypto, frames, signing
+from socp.protocol.encoding import b64url_decode
+from socp.protocol.envelope import parse
+from socp.protocol.errors import SocpError
+
+from .capacity import SignCapacity, measure_sign_capacity
+from .drive import Progress, SendPlan
+from .keys import KeyPool
+from .phase import cores, run_phase
+from .prepare import DmJob, FramePreparer
+from .report import BenchResult
+from .targets import MAX_DURATION_S, MAX_DRAIN_S, MAX_PREPARED_FRAMES, Target
+from .tracker import DeliveryTracker
+from .users import BenchUser, signed_hellos
+
+# Closed loop prepares sign capacity × duration × this: a node signs every DM once,
+# so it cannot deliver more than the machine signs (two nodes: half of it).
+CLOSED_LOOP_HEADROOM = 1.25
+
+
+@dataclass(frozen=True, slots=True)
+class DmOptions:
+    users: int = 10
+    duration_s: float = 10.0
+    rate: float | None = None          # total DMs per second; None: closed loop
+    window: int = 4                    # closed loop: outstanding DMs per sender
+    size: int = 64                     # plaintext bytes per DM (at most 446)
+    keys: int = 4                      # distinct RSA keys shared by the users
+    drain_s: float = 10.0
+    sample: int = 20                   # deliveries decrypted and verified afterwards
+    transport_sig: bool = False        # also sign each MSG_DIRECT's envelope, as `socp chat` does
+    capacity_s: float = 2.5
+    max_frames: int = MAX_PREPARED_FRAMES
+    progress: bool = True
+
+
+def partner(index: int) -> int:
+    return index + 1 if index % 2 == 0 else index - 1
+
+
+def delivery_key(sender: str, content_sig: str) -> str:
+    return f"{sender}:{content_sig}"
+
+
+def _key_of(frame: dict[str, Any]) -> str | None:
+    payload = frame.get("payload") or {}
+    sender, content_sig = payload.get("sender") or payload.get("from"), payload.get("content_sig")
+    if isinstance(sender, str) and isinstance(content_sig, str):
+        return delivery_key(sender, content_sig)
+    return None
+
+
+def closed_loop_estimate(capacity: SignCapacity) -> float:
+    """Signatures per second the node could reach: the measured capacity, or, when
+    other load on a shared machine depressed the measurement, what the cores give
+    at the measured cost of one signature."""
+    unloaded = capacity.cores / capacity.seconds_per_signature if capacity.seconds_per_signature else 0.0
+    return max(capacity.signatures_per_s, unloaded)
+
+
+def frames_to_prepare(options: DmOptions, capacity: SignCapacity, users: int) -> tuple[int, str]:
+    """How many DMs to prepare, and a note when the cap applies."""
+    if options.rate is not None:
+        wanted = math.ceil(options.rate * options.duration_s)
+    else:
+        wanted = math.ceil(closed_loop_estimate(capacity) * options.duration_s * CLOSED_LOOP_HEADROOM)
+    wanted = max(wanted, users)
+    if wanted > options.max_frames:
+        return options.max_frames, (f"prepared {options.max_frames} DMs (cap), {wanted} wanted: "
+                                    "the run ends early if they run out")
+    return wanted, ""
+
+
+def check_sample(tracker: DeliveryTracker, users: list[BenchUser], keys: KeyPool,
+                 server_keys: dict[str, str]) -> tuple[int, int, list[str]]:
+    """Decrypt and verify each sampled delivery in full; (checked, failed, why)."""
+    checked = failed = 0
+    problems: list[str] = []
+    for receiver_index, text in tracker.sample:
+        receiver = users[receiver_index]
+        checked += 1
+        try:
+            envelope = parse(text)
+            payload = envelope.payload
+            sender = frames.deliver_sender(envelope)
+            ok = sender is not None and signing.verify_dm(
+                crypto.decode_public_key(payload["sender_pub"]), payload["content_sig"], payload["ciphertext"],
+                sender, receiver.user_id, envelope.ts)
+            clear = crypto.oaep_decrypt(keys.keys[receiver.key_index], b64url_decode(payload["ciphertext"]))
+            ok = ok and clear.startswith(b"socp-bench ")
+            server_key = server_keys.get(receiver.url)
+            if ok and server_key:
+                signing.verify_transport(crypto.decode_public_key(server_key), envelope)
+        except (SocpError, KeyError) as exc:
+            ok = False
+            problems.append(f"sample from {receiver.user_id}: {exc}")
+        if not ok:
+            failed += 1
+    return checked, failed, problems[:5]
+
+
+def run_dm(target: Target, options: DmOptions, keys: KeyPool | None = None) -> BenchResult:
+    duration = min(options.duration_s, MAX_DURATION_S)
+    options = replace(options, duration_s=duration, drain_s=min(options.drain_s, MAX_DRAIN_S))
+    count_users = max(2, options.users + options.users % 2)
+    progress = Progress("bench dm", options.progress)
+    keys = keys or KeyPool.generate(min(options.keys, count_users), cores())
+    progress.note(f"measuring the sign capacity for {options.capacity_s:g} s")
+    capacity = measure_sign_capacity(keys.ders[0], options.capacity_s)
+    hellos = signed_hellos(keys.keys, keys.public_texts)
+    urls = target.urls
+    users = [BenchUser(index=i, url=urls[i % len(urls)], key_index=keys.for_user(i),
+                       pubkey=keys.public_texts[keys.for_user(i)], hello_sig=hellos[keys.for_user(i)])
+             for i in range(count_users)]
+    count, cap_note = frames_to_prepare(options, capacity, count_users)
+    jobs: list[DmJob] = []
+    for seq in range(count):
+        sender = users[seq % count_users]
+        recipient = users[partner(sender.index)]
+        jobs.append((sender.index, sender.user_id, sender.key_index, recipient.index, recipient.user_id,
+                     recipient.key_index, seq))
+    progress.note(f"preparing {count} DMs on {cores()} cores")
+    with FramePreparer(keys.ders, cores()) as preparer:
+        with progress:
+            prepared = preparer.direct_messages(jobs, options.size, options.transport_sig,
+                                                lambda done, total: progress.show(f"prepared {done}/{total}"))
+    # Receivers recognise a DM by (sender, content_sig).
+    prepared = [replace(p, key=delivery_key(users[p.sender].user_id, p.key)) for p in prepared]
+    tracker = DeliveryTracker(sample_size=options.sample)
+    tracker.expect(prepared)
+    plan = SendPlan(frames=prepared, duration_s=duration, rate=options.rate, window=options.window)
+    with progress:
+        outcome = asyncio.run(run_phase(users, plan, tracker, frozenset({"USER_DELIVER"}), _key_of,
+                                        target.data_dirs, options.drain_s, progress))
+    mode = f"open loop at {options.rate:g}/s" if options.rate is not None else f"closed loop, window {options.window}"
+    result = BenchResult(scenario="dm", urls=list(urls), mode=mode, users=count_users,
+                         duration_s=round(outcome.send.ended - outcome.send.started, 2), prepared=len(prepared))
+    result.fill_deliveries(tracker, outcome.send.started, outcome.send.ended)
+    result.fill_capacity(capacity)
+    result.fill_processes(outcome.processes)
+    server_keys = dict(zip(target.urls, target.server_keys))
+    result.sample_checked, result.sample_failed, problems = check_sample(tracker, users, keys, server_keys)
+    result.extra["cross_server"] = len(urls) > 1
+    if len(urls) > 1 and capacity.signatures_per_s:
+        # Across servers a DM is signed twice on this machine (SERVER_DELIVER, USER_DELIVER).
+        result.extra["throughput_over_half_sign_capacity"] = round(
+            result.throughput_per_s / (capacity.signatures_per_s / 2), 3)
+    result.extra["window_stalls"] = outcome.send.window_stalls
+    result.extra["drained_s"] = round(outcome.drained_s, 2)
+    result.notes += [n for n in (cap_note,) if n] + problems
+    if outcome.send.ran_out:
+        result.notes.append("closed loop used every prepared DM before the duration ended")
+    if outcome.closed_users:
+        result.notes.append(f"{outcome.closed_users} users were disconnected by the server")
+    return result

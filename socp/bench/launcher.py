@@ -1,0 +1,162 @@
+"""Local nodes for `socp bench node`: each one is `python -m socp up` in a fresh
+temporary data directory on a free loopback port, stopped and removed afterwards.
+
+The launcher makes (or is given) the node's key and writes the identity before the
+start, as tests/support/nodes.py does, so it knows the node's public key without
+reading it back. Temporary directories live under the system temp dir, never in
+the repository, and are deleted with the key in them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from socp.identity import IDENTITY_FILE, KEY_FILE
+from socp.protocol import crypto, keystore
+from socp.protocol.ids import new_id
+
+from .targets import Target
+
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+# How long two nodes get to link and exchange presence before a cross-server bench.
+MESH_TIMEOUT_S = 30.0
+
+_VERIFIER_STATS = re.compile(r"verifier stopped after [\d.]+ s: VerifierStats\((?P<fields>[^)]*)\)")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class LocalNode:
+    data_dir: Path
+    port: int
+    server_id: str
+    pubkey: str
+    process: subprocess.Popen[str]
+    output: list[str] = field(default_factory=list)
+    _pump: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def bootstrap_yaml(self) -> str:
+        return f'bootstrap_servers:\n  - host: "127.0.0.1"\n    port: {self.port}\n    pubkey: "{self.pubkey}"\n'
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "".join(self.output[-lines:])
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
+        """SIGINT to `socp up` (it stops supervisord and every actor), then wait."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        if self._pump is not None:
+            self._pump.join(5)
+        return self.process.returncode
+
+    def verifier_counters(self) -> dict[str, int]:
+        """The verifiers' counters, summed, from the lines they log when they stop
+        (so only after `stop()`): verified, rejected, signed, delivered, ..."""
+        totals: dict[str, int] = {}
+        for line in self.output:
+            match = _VERIFIER_STATS.search(line)
+            if not match:
+                continue
+            for pair in match.group("fields").split(","):
+                name, _, value = pair.strip().partition("=")
+                if value.isdigit():
+                    totals[name] = totals.get(name, 0) + int(value)
+        return totals
+
+
+def start_local_node(data_dir: Path, *, verifiers: int, key: crypto.PrivateKey | None = None,
+                     bootstrap: Path | None = None, extra_args: Sequence[str] = (),
+                     ready_timeout: float = READY_TIMEOUT_S) -> LocalNode:
+    """Start `socp up` in `data_dir` (made here, with a new identity) and wait for "ready"."""
+    key = key or crypto.generate_private_key()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server_id = new_id()
+    keystore.write_private_key(data_dir / KEY_FILE, key, None)
+    (data_dir / IDENTITY_FILE).write_text(json.dumps({"server_id": server_id}))
+    port = free_port()
+    command = [sys.executable, "-m", "socp", "up", "--data-dir", str(data_dir), "--host", "127.0.0.1",
+               "--port", str(port), "--verifiers", str(verifiers)]
+    if bootstrap is not None:
+        command += ["--bootstrap", str(bootstrap)]
+    command += list(extra_args)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    node = LocalNode(data_dir=data_dir, port=port, server_id=server_id, pubkey=crypto.encode_public_key(key),
+                     process=process)
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            node.output.append(line)
+            if line.startswith("ready"):
+                ready.set()
+
+    node._pump = threading.Thread(target=pump, name=f"node-{port}-output", daemon=True)
+    node._pump.start()
+    deadline = time.monotonic() + ready_timeout
+    while not ready.wait(0.1):
+        if process.poll() is not None or time.monotonic() > deadline:
+            node.stop(5)
+            raise RuntimeError(f"the node on port {port} did not start:\n{node.log_tail()}")
+    return node
+
+
+@dataclass
+class LocalNodes:
+    nodes: list[LocalNode]
+
+    @property
+    def target(self) -> Target:
+        return Target(urls=tuple(n.url for n in self.nodes), data_dirs=tuple(str(n.data_dir) for n in self.nodes),
+                      server_keys=tuple(n.pubkey for n in self.nodes))
+
+
+@contextmanager
+def local_nodes(count: int, verifiers: int, keys: Sequence[crypto.PrivateKey] = ()) -> Iterator[LocalNodes]:
+    """`count` nodes (1 or 2); the second joins the first through a bootstrap file.
+    Everything is stopped and deleted on exit, whatever happened."""
+    base = Path(tempfile.mkdtemp(prefix="socp-bench-"))
+    started: list[LocalNode] = []
+    try:
+        first = start_local_node(base / "node1", verifiers=verifiers, key=keys[0] if keys else None)
+        started.append(first)
+        for index in range(1, count):
+            bootstrap = base / "bootstrap.yaml"
+            bootstrap.write_text(first.bootstrap_yaml())
+            started.append(start_local_node(base / f"node{index + 1}", verifiers=verifiers,
+                                            key=keys[index] if len(keys) > index else None, bootstrap=bootstrap))
+        yield LocalNodes(started)
+    finally:
+        for node in reversed(started):
+            node.stop()
+        shutil.rmtree(base, ignore_errors=True)

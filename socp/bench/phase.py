@@ -1,0 +1,100 @@
+"""The part every delivery scenario shares: connect the users, wait until they can
+reach each other, measure the node processes around the timed phase, send, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .drive import Progress, SendOutcome, SendPlan, drain, report_progress, send_all
+from .procstats import NodeMeter, ProcessUsage
+from .targets import SETUP_TIMEOUT_S
+from .tracker import DeliveryTracker
+from .users import BenchUser, connect_users
+
+# After the last hello, let the presence and channel frames of the setup drain so
+# they do not share the timed phase.
+SETTLE_S = 0.5
+CONNECT_CONCURRENCY = 50
+
+KeyOf = Callable[[dict[str, Any]], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseOutcome:
+    send: SendOutcome
+    drained_s: float
+    processes: list[ProcessUsage]
+    closed_users: int          # users whose connection the server closed during the run
+
+
+def make_handler(tracker: DeliveryTracker, delivery_types: frozenset[str], key_of: KeyOf):
+    """What a receive loop does with each frame: a dict lookup, no crypto."""
+
+    def handle(user: BenchUser, frame: dict[str, Any], text: str, when: float) -> None:
+        frame_type = frame.get("type")
+        if frame_type in delivery_types:
+            key = key_of(frame)
+            if key is not None:
+                tracker.delivered(user.index, key, when, text, frame.get("sig") or "")
+        elif frame_type == "ERROR":
+            payload = frame.get("payload") or {}
+            tracker.error(str(payload.get("code") or payload.get("reason") or "ERROR")[:64])
+
+    return handle
+
+
+async def wait_until_listed(users: Sequence[BenchUser], timeout: float = SETUP_TIMEOUT_S) -> None:
+    """Until, on every server, one user's /list shows every bench user (presence
+    has crossed the servers)."""
+    everyone = {u.user_id for u in users}
+    first_per_url: dict[str, BenchUser] = {}
+    for user in users:
+        first_per_url.setdefault(user.url, user)
+    deadline = time.monotonic() + timeout
+    for user in first_per_url.values():
+        while True:
+            listed = set((await user.list_users()).get("users") or ())
+            if everyone <= listed:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(everyone - listed)} bench users never appeared in {user.url}'s list")
+            await asyncio.sleep(0.2)
+
+
+async def run_phase(users: list[BenchUser], plan: SendPlan, tracker: DeliveryTracker,
+                    delivery_types: frozenset[str], key_of: KeyOf, data_dirs: tuple[str, ...],
+                    drain_s: float, progress: Progress,
+                    ready: Callable[[list[BenchUser]], Awaitable[None]] = wait_until_listed) -> PhaseOutcome:
+    handler = make_handler(tracker, delivery_types, key_of)
+    hard_limit = SETUP_TIMEOUT_S + plan.duration_s + drain_s + 30.0
+    async with asyncio.timeout(hard_limit):
+        async with asyncio.TaskGroup() as receivers:
+            try:
+                progress.note(f"connecting {len(users)} users")
+                await connect_users(users, handler, receivers, CONNECT_CONCURRENCY, SETUP_TIMEOUT_S)
+                await ready(users)
+                await asyncio.sleep(SETTLE_S)
+                meter = NodeMeter(data_dirs)
+                meter.start()
+                stop_progress = asyncio.Event()
+                reporter = asyncio.create_task(report_progress(progress, tracker, time.perf_counter(), stop_progress))
+                try:
+                    outcome = await send_all(users, plan, tracker)
+                    drained = await drain(tracker, drain_s)
+                finally:
+                    stop_progress.set()
+                    await reporter
+                processes = meter.stop()
+                closed = sum(1 for u in users if u.close_reason)
+            finally:
+                await asyncio.gather(*(u.close() for u in users), return_exceptions=True)
+    return PhaseOutcome(send=outcome, drained_s=drained, processes=processes, closed_users=closed)
+
+
+def cores() -> int:
+    return os.cpu_count() or 1

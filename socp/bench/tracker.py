@@ -1,0 +1,116 @@
+"""Counting deliveries exactly: every prepared frame has a unique key (its
+content_sig, or file_id:index for a file chunk) and a known set of receivers.
+
+A receiver only looks the key up (no decryption in the timed phase); a reservoir
+keeps a uniform random sample of delivered frames, checked in full afterwards.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from .prepare import PreparedFrame
+
+
+@dataclass(slots=True)
+class _Expected:
+    sender: int
+    receivers: tuple[int, ...]
+    sent_at: float = -1.0          # perf_counter when sent (open loop: when it was due)
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of an ascending list; 0.0 when empty."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, min(len(sorted_values), round(fraction * len(sorted_values) + 0.5)))
+    return sorted_values[rank - 1]
+
+
+@dataclass(slots=True)
+class DeliveryTracker:
+    sample_size: int = 20
+    on_fully_delivered: Callable[[int], None] | None = None  # gets the sender index
+    expected: dict[str, _Expected] = field(default_factory=dict)
+    seen: Counter = field(default_factory=Counter)            # (receiver, key) -> times received
+    latencies_s: list[float] = field(default_factory=list)
+    delivered_times: list[float] = field(default_factory=list)
+    errors: Counter = field(default_factory=Counter)          # ERROR frames by code
+    unexpected: int = 0                                       # deliveries of keys we never sent
+    signatures: set[str] = field(default_factory=set)         # distinct node `sig`s on deliveries
+    sample: list[tuple[int, str]] = field(default_factory=list)   # (receiver, frame text)
+    _reservoir_seen: int = 0
+    _sent: int = 0
+    _due: int = 0                                             # deliveries owed for the frames sent
+    _rng: random.Random = field(default_factory=random.Random)
+
+    def expect(self, prepared: Iterable[PreparedFrame]) -> None:
+        for frame in prepared:
+            self.expected[frame.key] = _Expected(frame.sender, frame.receivers)
+
+    def sent(self, key: str, when: float) -> None:
+        expected = self.expected[key]
+        if expected.sent_at < 0:
+            self._sent += 1
+            self._due += len(expected.receivers)
+        expected.sent_at = when
+
+    def delivered(self, receiver: int, key: str, when: float, text: str, sig: str) -> None:
+        expected = self.expected.get(key)
+        if expected is None or expected.sent_at < 0:
+            self.unexpected += 1
+            return
+        seen_key = (receiver, key)
+        self.seen[seen_key] += 1
+        if self.seen[seen_key] > 1:
+            return  # a duplicate: counted by duplicates(), not timed again
+        if sig:
+            self.signatures.add(sig)
+        self.latencies_s.append(when - expected.sent_at)
+        self.delivered_times.append(when)
+        self._keep_for_sample(receiver, text)
+        if self.on_fully_delivered is not None and self.seen_by_all(key, expected):
+            self.on_fully_delivered(expected.sender)
+
+    def seen_by_all(self, key: str, expected: _Expected) -> bool:
+        # The common case (one receiver) answers without a loop.
+        if len(expected.receivers) == 1:
+            return True
+        return all((r, key) in self.seen for r in expected.receivers)
+
+    def _keep_for_sample(self, receiver: int, text: str) -> None:
+        """Reservoir sampling (Algorithm R): every delivery equally likely kept."""
+        self._reservoir_seen += 1
+        if len(self.sample) < self.sample_size:
+            self.sample.append((receiver, text))
+            return
+        slot = self._rng.randrange(self._reservoir_seen)
+        if slot < self.sample_size:
+            self.sample[slot] = (receiver, text)
+
+    def error(self, code: str) -> None:
+        self.errors[code] += 1
+
+    # --- results -----------------------------------------------------------------------
+
+    def sent_count(self) -> int:
+        return self._sent
+
+    def deliveries_expected(self) -> int:
+        return self._due
+
+    def deliveries(self) -> int:
+        return len(self.latencies_s)
+
+    def lost(self) -> int:
+        """Deliveries that were due (the frame was sent) and never arrived."""
+        return self.deliveries_expected() - self.deliveries()
+
+    def duplicates(self) -> int:
+        return sum(count - 1 for count in self.seen.values() if count > 1)
+
+    def outstanding(self) -> int:
+        return self.lost()

@@ -1,0 +1,93 @@
+"""Acknowledgements to users (SOCP §7.5), cumulative and coalesced.
+
+Every ACK costs a signature, the scarcest thing a node has. Frames of one connection
+take effect in order, so one `ACK msg_ref=X` covers X and everything that connection
+sent before it; the router remembers only the latest handed-on ref per connection and
+sends at most one ACK per connection per `Timing.ack_interval_ms` (on Tick).
+
+A frame is handed on once it is queued for the recipient's connection, for the next
+server's link or that link's bounded backlog, or parked for a local recipient lost
+with the gateway. A refused frame is not acknowledged: its ERROR names its msg_ref,
+and it is forgotten by the duplicate cache so a re-send takes effect. A re-sent
+frame that was already handed on is answered `ERROR REPLAY` naming its msg_ref
+("already handed on", as good as an ACK), never delivered twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from socp.protocol import frames
+from socp.protocol.acks import msg_ref_from_digest
+from socp.protocol.envelope import Envelope
+from socp.protocol.errors import ErrorCode
+from socp.protocol.frame_types import FrameType as T
+
+from .events import Action, FrameIn, Send, send_one
+from .links import Link
+from .replies import error_to
+from .state import RouterState
+
+# Replay window (SOCP §8 and the attack list): a frame's ts may be this far from now.
+MAX_AGE_MS = 10 * 60 * 1000
+MAX_SKEW_AHEAD_MS = 2 * 60 * 1000
+DUPLICATE_DETAIL = "duplicate frame: already handed on"
+
+
+def user_content(state: RouterState, link: Link, event: FrameIn,
+                 route: Callable[[], tuple[list[Action], bool]]) -> list[Action]:
+    """Apply one acknowledged frame from a user: refuse it, re-acknowledge it, or
+    `route()` it and note it for the next ACK."""
+    frame = event.frame
+    ref = msg_ref_from_digest(frame.ts, frame.from_, frame.to, event.payload_digest)
+    age = state.now_ms - frame.ts
+    if age > MAX_AGE_MS or -age > MAX_SKEW_AHEAD_MS:
+        return [_named(error_to(state, link.conn, ErrorCode.REPLAY,
+                                "timestamp outside the accepted window (check your clock)"), ref)]
+    key = (frame.ts, frame.from_, frame.to, event.payload_digest)
+    if not state.seen.check_and_add(key, state.now_ms):
+        # A re-send of a frame already handed on: say so (REPLAY naming its msg_ref means
+        # "already handed on", as good as an ACK); it is never delivered twice.
+        return [_named(error_to(state, link.conn, ErrorCode.REPLAY, DUPLICATE_DETAIL), ref)]
+    actions, handed_on = route()
+    refused = not handed_on
+    for index, action in enumerate(actions):
+        if _is_error_to(action, link.conn):
+            actions[index] = _named(action, ref)
+            refused = True
+    if refused:
+        state.seen.discard(key)
+    else:
+        state.pending_acks[link.conn] = ref
+    return actions
+
+
+def tick(state: RouterState) -> list[Action]:
+    """At most one ACK per connection per interval, naming its latest handed-on frame."""
+    if not state.pending_acks or state.now_ms - state.last_ack_ms < state.timing.ack_interval_ms:
+        return []
+    state.last_ack_ms = state.now_ms
+    actions: list[Action] = []
+    me = state.me.server_id
+    for conn, ref in state.pending_acks.items():
+        link = state.links.get(conn)
+        if link is not None and link.is_user:
+            actions.append(send_one(conn, frames.ack(me, link.peer_id, state.now_ms, ref)))
+    state.pending_acks.clear()
+    return actions
+
+
+def link_down(state: RouterState, conn: int) -> None:
+    state.pending_acks.pop(conn, None)
+
+
+def _is_error_to(action: Action, conn: int) -> bool:
+    return (isinstance(action, Send) and action.frame.type == T.ERROR and len(action.targets) == 1
+            and action.targets[0][0] == conn)
+
+
+def _named(send: Send, ref: str) -> Send:
+    frame = send.frame
+    named = Envelope(type=frame.type, from_=frame.from_, to=frame.to, ts=frame.ts,
+                     payload={**frame.payload, "msg_ref": ref})
+    return Send(send.targets, named)

@@ -1,0 +1,72 @@
+"""A restarted router learns the gateway's live connections (ipc LinkReplay).
+
+The gateway outlives the router: its users and server links stay connected. For each
+it replays what the router needs: a user connection's opening USER_HELLO (admitted
+again, as at first), a server link's verify key (the pinned server with that key).
+Our tables of remote users died with the old router, so we also dial each linked
+server again: the peer answers a second link with its presence (federation
+`_register_link`), and the duplicate-link rule keeps one link.
+"""
+
+from __future__ import annotations
+
+from socp.ipc.messages import ROLE_SERVER, ROLE_USER
+from socp.protocol.crypto import normalise_public_key
+from socp.protocol.envelope import parse
+from socp.protocol.errors import SocpError
+from socp.protocol.frame_types import FrameType as T
+
+from . import federation, users
+from .events import Action, Close, LinkRestored
+from .links import Link, LinkState
+from .state import RouterState
+
+CLOSE_GOING_AWAY = 1001
+FIRST_DIALLED_CONN = 2**40
+
+
+def link_restored(state: RouterState, event: LinkRestored) -> list[Action]:
+    conn = event.conn
+    if conn >= state.next_dial_conn:
+        state.next_dial_conn = conn + 1   # never dial with a conn id the gateway still uses
+    known = state.links.get(conn)
+    if known is not None and known.state is not LinkState.AWAITING_HELLO:
+        return []   # its hello reached us already
+    link = state.links[conn] = Link(conn=conn, state=LinkState.AWAITING_HELLO, last_heard_ms=state.now_ms,
+                                    dialled_by_us=conn >= FIRST_DIALLED_CONN)
+    if event.role == ROLE_USER:
+        return _user(state, link, event.opening)
+    if event.role == ROLE_SERVER:
+        return _server(state, link, event.verify_key)
+    return _drop(link, "connection state lost with the router")
+
+
+def _user(state: RouterState, link: Link, opening: str) -> list[Action]:
+    try:
+        frame = parse(opening)
+    except SocpError:
+        return _drop(link, "connection state lost with the router")
+    if frame.type != T.USER_HELLO:
+        return _drop(link, "connection state lost with the router; please reconnect")
+    # The verifier and the old router accepted this hello; the gateway is ours.
+    return users.hello(state, link, frame)
+
+
+def _server(state: RouterState, link: Link, verify_key: str) -> list[Action]:
+    try:
+        key = normalise_public_key(verify_key)
+    except SocpError:
+        return _drop(link, "link state lost with the router")
+    server_id = next((sid for sid, record in sorted(state.pinned_servers.items()) if record.pubkey == key), None)
+    if server_id is None or server_id in state.servers:
+        return _drop(link, "link state lost with the router")
+    link.move(LinkState.SERVER)
+    link.peer_id = server_id
+    state.servers[server_id] = link.conn
+    state.redials.pop(server_id, None)
+    return federation.relink(state, server_id)
+
+
+def _drop(link: Link, reason: str) -> list[Action]:
+    link.move(LinkState.CLOSING)
+    return [Close(link.conn, CLOSE_GOING_AWAY, reason)]

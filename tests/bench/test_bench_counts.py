@@ -1,0 +1,116 @@
+"""The bench counts exactly: a fake SOCP server that drops one delivery and
+duplicates another must be reported as 1 lost and 1 duplicated."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import orjson
+import pytest
+from click.testing import CliRunner
+from websockets.asyncio.server import ServerConnection, serve
+
+from socp.bench.dm import DmOptions, run_dm
+from socp.bench.keys import KeyPool
+from socp.bench.targets import NotLoopback, Target, check_loopback_url
+from socp.cli.bench import bench
+from socp.protocol.ids import new_id
+
+DROP_NTH = 3          # the 3rd DM the server receives is never delivered
+DUPLICATE_NTH = 5     # the 5th is delivered twice
+
+
+class FakeServer:
+    """Just enough of SOCP §7 for a DM bench: hello, list, MSG_DIRECT → USER_DELIVER."""
+
+    def __init__(self) -> None:
+        self.server_id = new_id()
+        self.users: dict[str, ServerConnection] = {}
+        self.direct_messages = 0
+        self.port = 0
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def frame(self, frame_type: str, to: str, ts: int, payload: dict) -> str:
+        return orjson.dumps({"type": frame_type, "from": self.server_id, "to": to, "ts": ts,
+                             "payload": payload, "sig": ""}).decode()
+
+    async def handle(self, ws: ServerConnection) -> None:
+        async for text in ws:
+            frame = orjson.loads(text)
+            kind, sender = frame["type"], frame["from"]
+            if kind == "USER_HELLO":
+                self.users[sender] = ws
+                await ws.send(self.frame("PUBLIC_CHANNEL_ADD", "*", frame["ts"], {"add": [sender]}))
+            elif kind == "LIST_REQUEST":
+                await ws.send(self.frame("LIST_RESPONSE", sender, frame["ts"], {"users": sorted(self.users)}))
+            elif kind == "MSG_DIRECT":
+                self.direct_messages += 1
+                payload = frame["payload"]
+                deliver = self.frame("USER_DELIVER", frame["to"], frame["ts"], {
+                    "ciphertext": payload["ciphertext"], "sender": sender,
+                    "sender_pub": payload["sender_pub"], "content_sig": payload["content_sig"]})
+                if self.direct_messages == DROP_NTH:
+                    continue
+                copies = 2 if self.direct_messages == DUPLICATE_NTH else 1
+                for _ in range(copies):
+                    await self.users[frame["to"]].send(deliver)
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        async with serve(self.handle, "127.0.0.1", 0, compression=None) as server:
+            self.port = server.sockets[0].getsockname()[1]
+            self._ready.set()
+            await self._stop.wait()
+
+    def run(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._loop.run_until_complete(self._main())
+        self._loop.close()
+
+    def stop(self) -> None:
+        assert self._loop is not None and self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+
+
+@pytest.fixture
+def fake_server() -> Iterator[FakeServer]:
+    server = FakeServer()
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    assert server._ready.wait(10)
+    yield server
+    server.stop()
+    thread.join(10)
+
+
+def test_one_dropped_and_one_duplicated_delivery_are_counted_exactly(fake_server, keys):
+    options = DmOptions(users=2, duration_s=1.0, rate=20.0, drain_s=1.0, capacity_s=0.5, progress=False)
+    result = run_dm(Target(urls=(f"ws://127.0.0.1:{fake_server.port}",)), options,
+                    keys=KeyPool((keys[0],)))
+
+    assert fake_server.direct_messages == result.sent == 20
+    assert result.lost == 1
+    assert result.duplicated == 1
+    assert result.deliveries == 19
+    assert result.sample_failed == 0
+
+
+@pytest.mark.parametrize("url", ["ws://127.0.0.1:1", "ws://localhost:1", "ws://[::1]:1", "ws://127.8.9.10:1"])
+def test_loopback_urls_are_accepted(url):
+    assert check_loopback_url(url) == url
+
+
+@pytest.mark.parametrize("url", ["ws://10.0.0.1:8765", "ws://example.com:80", "http://127.0.0.1:1", "ws://[::2]:1"])
+def test_other_urls_are_refused(url):
+    with pytest.raises(NotLoopback):
+        check_loopback_url(url)
+
+
+def test_cli_refuses_a_remote_url():
+    outcome = CliRunner().invoke(bench, ["dm", "--url", "ws://192.0.2.1:8765", "--duration", "1"])
+    assert outcome.exit_code != 0
+    assert "loopback" in outcome.output

@@ -1,0 +1,57 @@
+"""`socp bench dm` against a real node: the instrument works end to end.
+
+Short and small on purpose (a few seconds in CI); no assertion on speed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from socp.bench.dm import DmOptions, run_dm
+from socp.bench.keys import KeyPool
+from socp.bench.public import PublicOptions, run_public
+from socp.bench.targets import Target
+
+from support.nodes import start_node
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def node(keys, tmp_path_factory):
+    running = start_node(tmp_path_factory.mktemp("bench") / "node", keys[0], verifiers=1)
+    yield running
+    running.stop()
+
+
+def target_of(node) -> Target:
+    return Target(urls=(node.url,), data_dirs=(str(node.data_dir),), server_keys=(node.pubkey,))
+
+
+def test_dm_bench_reports_every_number_and_loses_nothing(node, keys):
+    options = DmOptions(users=4, duration_s=1.5, rate=20.0, drain_s=5.0, capacity_s=0.5, progress=False)
+    result = run_dm(target_of(node), options, keys=KeyPool((keys[0],)))
+
+    assert result.sent == 30 and result.prepared == 30
+    assert result.deliveries == result.sent
+    assert result.lost == 0 and result.duplicated == 0 and result.unexpected == 0
+    assert result.errors == {}
+    assert result.throughput_per_s > 0
+    assert set(result.latency_ms) == {"p50", "p90", "p99", "max"}
+    assert 0 < result.latency_ms["p50"] <= result.latency_ms["max"]
+    # The sample was decrypted, and both signatures (content, node) verified.
+    assert result.sample_checked == 20 and result.sample_failed == 0
+    assert result.sign_capacity_per_s > 0 and result.throughput_over_sign_capacity > 0
+    roles = {row["role"] for row in result.processes}
+    assert {"gateway", "router", "verifier", "store"} <= roles
+    assert all(row["peak_rss_mib"] > 0 for row in result.processes)
+
+
+def test_public_bench_sees_one_node_signature_per_message(node, keys):
+    options = PublicOptions(members=3, duration_s=1.0, rate=10.0, drain_s=5.0, capacity_s=0.5, progress=False)
+    result = run_public(target_of(node), options, keys=KeyPool((keys[0],)))
+
+    assert result.sent == 10
+    assert result.deliveries == 30 and result.lost == 0 and result.duplicated == 0
+    assert result.sample_failed == 0 and result.sample_checked > 0
+    assert result.extra["signatures_per_message"] == 1.0
