@@ -37,6 +37,14 @@ def test_hello_admits_user_binds_key_and_joins_channel(node, keys) -> None:
     assert not errors_to(actions, conn)
 
 
+def test_a_join_is_not_fanned_out_to_every_local_user(node, keys) -> None:
+    first, _, _ = node.connect_user(keys[1])
+    second, bob, actions = node.connect_user(keys[2])
+    assert sent_to(actions, second, "PUBLIC_CHANNEL_ADD")  # the newcomer learns the version
+    assert not sent_to(actions, first, "PUBLIC_CHANNEL_ADD")  # no n^2 fan-out of joins
+    assert not sent_to(actions, first, "PUBLIC_CHANNEL_UPDATED")
+
+
 def test_duplicate_user_id_is_refused_and_first_connection_stays(node, keys) -> None:
     first, alice, _ = node.connect_user(keys[1])
     second, _, actions = node.connect_user(keys[1], user_id=alice)
