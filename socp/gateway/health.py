@@ -55,6 +55,9 @@ def health_report(stats: GatewayStats, links: LinkTable) -> dict[str, object]:
         reorder_waiting += len(link.reorder)
     return {
         "status": "ok",
+        # A router has said hello since we started: the node can route (`socp up`
+        # reports the node ready only then).
+        "router_ready": stats.router_restarts > 0,
         "open_connections": len(links),
         **asdict(stats),
         "queues": {

@@ -58,7 +58,11 @@ def _server(state: RouterState, link: Link, verify_key: str) -> list[Action]:
     except SocpError:
         return _drop(link, "link state lost with the router")
     server_id = next((sid for sid, record in sorted(state.pinned_servers.items()) if record.pubkey == key), None)
-    if server_id is None or server_id in state.servers:
+    if server_id is None:
+        # Not a server we know: a join or link still in progress. Its opening frame
+        # is among the frames the gateway kept and submits again; let it decide.
+        return []
+    if server_id in state.servers:
         return _drop(link, "link state lost with the router")
     link.move(LinkState.SERVER)
     link.peer_id = server_id
