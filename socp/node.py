@@ -21,6 +21,7 @@ from socp.ipc.endpoints import ensure_runtime_dir
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "supervisor.conf"
 PACKAGED_TEMPLATE = Path(__file__).resolve().parent / "supervisor.conf"
+SUPERVISOR_LOG = "supervisord.log"   # in the run dir; `socp status` counts restarts from it
 
 
 class NodeStartError(Exception):
@@ -69,6 +70,11 @@ def render_supervisor_conf(config: NodeConfig) -> Path:
     )
     path = config.run_dir / "supervisord.conf"
     path.write_text(rendered)
+    # supervisord appends to its log and never rotates it here (logfile_maxbytes=0):
+    # keep one previous run's log so the file stays small across many starts.
+    previous_log = config.run_dir / SUPERVISOR_LOG
+    if previous_log.exists():
+        previous_log.replace(previous_log.with_name(SUPERVISOR_LOG + ".1"))
     return path
 
 

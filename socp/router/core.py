@@ -19,7 +19,7 @@ from socp.protocol.frame_types import (
 from socp.protocol.acks import ACKNOWLEDGED_TYPES
 from socp.protocol.envelope import Envelope
 
-from . import acks, defences, directory, federation, login, restore, users
+from . import acks, defences, directory, federation, login, redeliver, restore, users
 from .events import GATEWAY_RESTARTED, Action, Close, Event, FrameIn, FrameRejected, LinkDown, LinkRestored, LinkUp, Tick
 from .links import Link, LinkState
 from .replies import CLOSE_NORMAL, error_to, refuse_and_close
@@ -27,6 +27,12 @@ from .state import RouterState
 
 
 def handle(state: RouterState, event: Event) -> list[Action]:
+    actions = _handle(state, event)
+    redeliver.record(state, actions)
+    return actions
+
+
+def _handle(state: RouterState, event: Event) -> list[Action]:
     defences.clock(state)
     if isinstance(event, FrameIn):
         return defences.spend_on_errors(state, _frame_in(state, event))
@@ -41,6 +47,7 @@ def handle(state: RouterState, event: Event) -> list[Action]:
     if isinstance(event, Tick):
         state.seen.expire(state.now_ms)
         defences.tick(state)
+        redeliver.tick(state)
         return federation.tick(state) + users.tick(state) + acks.tick(state)
     raise TypeError(f"unknown event {event!r}")
 
@@ -150,9 +157,14 @@ def _link_down(state: RouterState, conn: int, park: bool = False) -> list[Action
     if link is None:
         return []
     if link.peer_id and state.local_users.get(link.peer_id) == conn:
-        return users.user_left(state, link.peer_id, park=park)
+        actions = users.user_left(state, link.peer_id, park=park)
+        if park:
+            redeliver.park_again(state, link.peer_id)
+        else:
+            redeliver.forget(state, link.peer_id)
+        return actions
     if link.peer_id and state.servers.get(link.peer_id) == conn:
-        return federation.server_link_lost(state, link.peer_id)
+        return federation.server_link_lost(state, link.peer_id, gateway_restarted=park)
     return []
 
 

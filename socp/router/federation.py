@@ -22,9 +22,10 @@ from . import directory, users
 from .events import Action, AdoptServerId, Close, Dial, FrameIn, Send, StoreWrite, send_one
 from .links import Link, LinkState
 from .replies import error_to, refuse_and_close
-from .state import LOCAL, DialPurpose, Introducer, PeerBacklog, Redial, RouterState, ServerRecord, UserRecord
+from .state import LOCAL, PEER_BACKLOG_LIMIT, DialPurpose, Introducer, PeerBacklog, Redial, RouterState, ServerRecord, UserRecord
 
 CLOSE_GOING_AWAY = 1001
+NO_ORIGIN = -1   # a backlog frame re-queued from the lost link: nobody to tell if it fails
 
 
 # --- start-up and time -------------------------------------------------------------------
@@ -199,16 +200,31 @@ def _send_presence(state: RouterState, conn: int) -> list[Action]:
     return actions
 
 
-def server_link_lost(state: RouterState, server_id: str) -> list[Action]:
+def server_link_lost(state: RouterState, server_id: str, gateway_restarted: bool = False) -> list[Action]:
     """Try to get the lost server back with backoff. Its users stay routable for one
     link timeout: frames for them wait in a bounded backlog (SOCP §6.4: presence is
-    corrected lazily), and are answered USER_NOT_FOUND if the server stays away."""
+    corrected lazily), and are answered USER_NOT_FOUND if the server stays away.
+
+    Frames sent on the link just before it went may never have been written; they go
+    first in the backlog, so they are sent again however long the re-link takes (the
+    peer's duplicate cache drops those it had). A restarted gateway is heard of late,
+    hence the longer look back then."""
     state.servers.pop(server_id, None)
     if server_id not in state.pinned_servers:
+        state.sent_recently.pop(server_id, None)
         return _forget_users_of(state, server_id)
     state.redials.setdefault(server_id, Redial(state.now_ms + state.timing.min_backoff_ms,
                                                 state.timing.min_backoff_ms * 2))
-    state.backlogs.setdefault(server_id, PeerBacklog(give_up_at_ms=state.now_ms + state.timing.link_timeout_ms))
+    backlog = state.backlogs.setdefault(server_id,
+                                        PeerBacklog(give_up_at_ms=state.now_ms + state.timing.link_timeout_ms))
+    recent = state.sent_recently.pop(server_id, None)
+    window = state.timing.redeliver_window_ms if gateway_restarted else state.timing.resend_window_ms
+    if recent:
+        horizon = state.now_ms - window
+        again = [(NO_ORIGIN, frame) for sent_ms, frame in recent if sent_ms >= horizon]
+        room = PEER_BACKLOG_LIMIT - len(backlog.frames)
+        if again and room > 0:
+            backlog.frames[:0] = again[-room:]
     return []
 
 

@@ -68,6 +68,8 @@ class Timing:
     ack_interval_ms: int = 500     # at most one ACK per connection this often (acks.py)
     park_ms: int = 15_000          # frames for users lost with a gateway wait this long
     resend_window_ms: int = 3_000  # content sent to a server is re-sent on re-link this far back
+    redeliver_window_ms: int = 6_000  # content sent to a local user is parked again this far back when
+                                      # the gateway restarts (the router hears of it ~1-3 s late)
 
 
 @dataclass(slots=True)
@@ -137,3 +139,4 @@ class RouterState:
     last_ack_ms: int = 0
     parked: dict[str, Parked] = field(default_factory=dict)          # user_id -> frames waiting
     sent_recently: dict[str, deque[tuple[int, Envelope]]] = field(default_factory=dict)  # server_id -> (ms, frame)
+    delivered_recently: dict[str, deque[tuple[int, Envelope]]] = field(default_factory=dict)  # user_id -> (ms, frame)

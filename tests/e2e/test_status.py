@@ -1,0 +1,94 @@
+"""`socp status` against a real node: every actor RUNNING with a pid; a SIGKILLed
+router comes back under supervisord with a new pid and a restart count of 1; a
+stopped node gets a clear message and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from socp.cli.status import EXIT_NOT_RUNNING, restart_counts
+from support.nodes import start_node
+
+pytestmark = pytest.mark.e2e
+
+ACTORS = {"store", "router", "gateway", "verifier-0", "verifier-1"}
+
+
+def socp_status(data_dir, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "socp", "status", "--data-dir", str(data_dir), *extra],
+                          capture_output=True, text=True, timeout=30)
+
+
+def status_json(data_dir) -> dict:
+    result = socp_status(data_dir, "--json")
+    assert result.returncode in (0, 1), result.stderr
+    return json.loads(result.stdout)
+
+
+def by_name(report: dict) -> dict[str, dict]:
+    return {actor["name"]: actor for actor in report["actors"]}
+
+
+def test_status_follows_a_killed_router(keys, tmp_path) -> None:
+    node = start_node(tmp_path / "n", keys[0], verifiers=2)
+    try:
+        report = status_json(node.data_dir)
+        actors = by_name(report)
+        assert set(actors) == ACTORS
+        for actor in actors.values():
+            assert actor["state"] == "RUNNING" and actor["pid"], actor
+            assert actor["restarts"] == 0, actor
+        assert report["gateway"]["status"] == "ok"
+        assert "kept_frames" in report["gateway"]["queues"]
+
+        old_pid = actors["router"]["pid"]
+        os.kill(old_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while True:
+            router = by_name(status_json(node.data_dir))["router"]
+            if router["state"] == "RUNNING" and router["pid"] not in (None, old_pid):
+                break
+            assert time.monotonic() < deadline, f"router not restarted: {router}"
+            time.sleep(0.2)
+        assert router["restarts"] == 1
+        others = by_name(status_json(node.data_dir))
+        assert all(others[name]["restarts"] == 0 for name in ACTORS - {"router"})
+
+        table = socp_status(node.data_dir)
+        assert table.returncode == 0, table.stderr
+        assert "router" in table.stdout and "RUNNING" in table.stdout and "kept_frames" in table.stdout
+    finally:
+        node.stop()
+
+    stopped = socp_status(node.data_dir)
+    assert stopped.returncode == EXIT_NOT_RUNNING
+    assert "not running" in stopped.stderr
+    assert json.loads(socp_status(node.data_dir, "--json").stdout)["running"] is False
+
+
+def test_status_without_a_node(tmp_path) -> None:
+    result = socp_status(tmp_path / "nothing")
+    assert result.returncode != 0 and "no node in" in result.stderr
+
+
+def test_restarts_count_only_this_supervisords_spawns() -> None:
+    log = "\n".join([
+        "2024-01-01 INFO supervisord started with pid 100",
+        "2024-01-01 INFO spawned: 'router' with pid 1",
+        "2024-01-01 INFO spawned: 'router' with pid 2",
+        "2024-01-01 INFO supervisord started with pid 200",
+        "2024-01-01 INFO spawned: 'router' with pid 3",
+        "2024-01-01 INFO spawned: 'verifier-0' with pid 4",
+        "2024-01-01 WARN exited: router (terminated by SIGKILL; not expected)",
+        "2024-01-01 INFO spawned: 'router' with pid 5",
+    ])
+    assert restart_counts(log, 200) == {"router": 1, "verifier-0": 0}
+    assert restart_counts(log, 100) == {"router": 1}
+    assert restart_counts(log, 999) == {}
