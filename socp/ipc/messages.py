@@ -43,14 +43,12 @@ gateway still keeps for the link; a new router starts the link there.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import msgpack
+from socp.protocol.errors import MalformedFrame  # noqa: F401  (re-exported: callers catch it from here)
 
-from socp.protocol.errors import MalformedFrame
-
-WIRE_VERSION = 1
+from .codec import WIRE_VERSION, Codec  # noqa: F401
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 ConnId = int
@@ -187,34 +185,14 @@ def split_out_seq(seq: int) -> tuple[int, int]:
 Message = (VerifyJob | Verified | Rejected | LinkClosed | LinkOpened | SignJob | Deliver | CloseLink | DialLink | GatewayHello
            | RouterHello | LinkReplay | InboundDone | OutboundDone)
 
-_BY_KIND: dict[int, type] = {
-    cls.KIND: cls
-    for cls in (VerifyJob, Verified, Rejected, LinkClosed, LinkOpened, SignJob, Deliver, CloseLink, DialLink, GatewayHello,
-                RouterHello, LinkReplay, InboundDone, OutboundDone)
-}
-
-
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls)) for cls in _BY_KIND.values()}
+_CODEC = Codec("actor", (VerifyJob, Verified, Rejected, LinkClosed, LinkOpened, SignJob, Deliver, CloseLink,
+                         DialLink, GatewayHello, RouterHello, LinkReplay, InboundDone, OutboundDone),
+               MAX_MESSAGE_BYTES, globals())
 
 
 def pack(message: Message) -> bytes:
-    values = [getattr(message, name) for name in _FIELD_NAMES[type(message)]]
-    return msgpack.packb([WIRE_VERSION, message.KIND, *values], use_bin_type=True)
+    return _CODEC.pack(message)
 
 
 def unpack(data: bytes) -> Message:
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise MalformedFrame("actor message too large")
-    try:
-        items = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise MalformedFrame("actor message is not msgpack") from exc
-    if not isinstance(items, list) or len(items) < 2 or items[0] != WIRE_VERSION:
-        raise MalformedFrame("actor message has an unknown version")
-    cls = _BY_KIND.get(items[1])
-    if cls is None:
-        raise MalformedFrame(f"unknown actor message kind {items[1]!r}")
-    values = items[2:]
-    if len(values) != len(_FIELD_NAMES[cls]):
-        raise MalformedFrame(f"{cls.__name__} has {len(values)} fields, expected {len(_FIELD_NAMES[cls])}")
-    return cls(*values)
+    return _CODEC.unpack(data)

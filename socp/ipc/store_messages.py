@@ -26,16 +26,14 @@ are applied one at a time in arrival order.
 
 from __future__ import annotations
 
-import types
-import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import msgpack
 
 from socp.protocol.errors import MalformedFrame
 
-WIRE_VERSION = 1
+from .codec import WIRE_VERSION, Codec
 # A key-share payload for a big channel carries one wrapped key per member (~3.5 KB each).
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 # The start-up snapshot holds every user key and pending share of the node.
@@ -222,37 +220,11 @@ REPLY_TYPES: tuple[type, ...] = (Done, Applied, SnapshotReply, UserReply, BindRe
 WRITE_TYPES: tuple[type, ...] = (BindUser, SaveKeyShare, MarkShareDelivered, PinServer, UpdateServerAddr,
                                  AddChannelMember, SetLogin, BindRemoteUser)
 
-_BY_KIND: dict[int, type] = {cls.KIND: cls for cls in REQUEST_TYPES + REPLY_TYPES}
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls)) for cls in _BY_KIND.values()}
-
-
-def _accepted_types(annotation: Any) -> tuple[type, ...]:
-    """The Python types msgpack may decode into for a field annotation (outer type only)."""
-    origin = typing.get_origin(annotation)
-    if origin in (types.UnionType, typing.Union):
-        return tuple(t for arg in typing.get_args(annotation) for t in _accepted_types(arg))
-    if annotation is type(None):
-        return (type(None),)
-    if annotation is Any:
-        return (object,)
-    return (origin or annotation,)
-
-
-_FIELD_TYPES: dict[type, tuple[tuple[type, ...], ...]] = {
-    cls: tuple(_accepted_types(typing.get_type_hints(cls)[name]) for name in _FIELD_NAMES[cls])
-    for cls in _BY_KIND.values()
-}
-
-
-def _type_ok(value: Any, accepted: tuple[type, ...]) -> bool:
-    if isinstance(value, bool) and bool not in accepted:
-        return False   # msgpack's true is not an int here
-    return isinstance(value, accepted)
+_CODEC = Codec("store", REQUEST_TYPES + REPLY_TYPES, MAX_REQUEST_BYTES, globals())
 
 
 def pack(message: StoreMessage) -> bytes:
-    values = [getattr(message, name) for name in _FIELD_NAMES[type(message)]]
-    return msgpack.packb([WIRE_VERSION, message.KIND, *values], use_bin_type=True)
+    return _CODEC.pack(message)
 
 
 def peek_request_id(data: bytes) -> RequestId | None:
@@ -267,23 +239,4 @@ def peek_request_id(data: bytes) -> RequestId | None:
 
 
 def unpack(data: bytes, max_bytes: int = MAX_REQUEST_BYTES) -> StoreMessage:
-    # unpackb also bounds every string, array and map by len(data).
-    if len(data) > max_bytes:
-        raise MalformedFrame(f"store message too large ({len(data)} bytes)")
-    try:
-        items = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise MalformedFrame("store message is not msgpack") from exc
-    if not isinstance(items, list) or len(items) < 3 or items[0] != WIRE_VERSION:
-        raise MalformedFrame("store message has an unknown version")
-    cls = _BY_KIND.get(items[1]) if type(items[1]) is int else None
-    if cls is None:
-        raise MalformedFrame(f"unknown store message kind {items[1]!r}")
-    values = items[2:]
-    names = _FIELD_NAMES[cls]
-    if len(values) != len(names):
-        raise MalformedFrame(f"{cls.__name__} has {len(values)} fields, expected {len(names)}")
-    for name, value, accepted in zip(names, values, _FIELD_TYPES[cls]):
-        if not _type_ok(value, accepted):
-            raise MalformedFrame(f"{cls.__name__}.{name} has type {type(value).__name__}")
-    return cls(*values)
+    return _CODEC.unpack(data, max_bytes)
