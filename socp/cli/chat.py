@@ -3,6 +3,11 @@
 The home directory holds the identity, the password-protected keys, TOFU pins
 and downloads (see socp/client/home.py). The password comes from SOCP_PASSWORD
 or a prompt (interactive mode only).
+
+The same password protects the login the client stores on its server (once per
+home and server, after the first hello): `socp chat --login USER_ID --home NEW_DIR`
+on another machine gets the key back from the server with it (docs/chat.md,
+"Logging in on a new machine").
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ from pathlib import Path
 
 import click
 
-from socp.client.connection import FILE_CHUNK_RATE
-from socp.client.home import ClientHome, HomeError
+from socp.client.connection import FILE_CHUNK_RATE, LoginStore
+from socp.client.home import USER_KEY_FILE, ClientHome, HomeError
 from socp.protocol import crypto
 from socp.protocol.errors import BadKey
 
@@ -27,13 +32,55 @@ def _default_home() -> Path:
     return Path(click.get_app_dir("socp"))
 
 
-def _password(script: bool, creating: bool) -> str:
+def _password(script: bool, creating: bool, prompt: str = "Key store password") -> str:
     password = os.environ.get("SOCP_PASSWORD")
     if password:
         return password
     if script:
         raise click.UsageError("--script needs the key store password in SOCP_PASSWORD")
-    return click.prompt("Key store password", hide_input=True, confirmation_prompt=creating)
+    return click.prompt(prompt, hide_input=True, confirmation_prompt=creating)
+
+
+def _log_in(home: ClientHome, user_id: str, password: str, server: str, pinned_server: crypto.PublicKey | None,
+            name: str | None, script: bool, connect_attempts: int) -> None:
+    """`--login`: get the user's key back from the server into a new home, or exit 1."""
+    from socp.client.connection import ConnectFailed, log_in
+    from socp.client.events import ErrorReceived, Event, LoggedIn
+    from socp.client.render import event_text
+    from socp.client.roaming import LoginFailed, RoamingLogin
+    from socp.client.script import JsonLinesOutput
+
+    def emit(event: Event) -> None:
+        if script:
+            JsonLinesOutput(sys.stdout)(event)
+        else:
+            line = event_text(event)
+            click.echo(line.plain if line is not None else str(event), err=True)
+
+    if home.exists() or (home.root / USER_KEY_FILE).exists():
+        raise click.UsageError(f"--login makes a new home, but {home.root} already holds an identity; "
+                               "give --home a new, empty directory")
+    try:
+        attempt = RoamingLogin(user_id, password, server_key=pinned_server)
+    except LoginFailed as exc:
+        raise click.BadParameter(exc.detail, param_hint="--login") from exc
+    if not script:
+        click.echo(f"Logging in as {user_id} on {server}…", err=True)
+    try:
+        key = asyncio.run(log_in(attempt, server, emit, connect_attempts=connect_attempts))
+        home.create(name or getpass.getuser(), password, user_key=key, user_id=user_id)
+    except (LoginFailed, ConnectFailed, HomeError) as exc:
+        code = exc.wire_code if isinstance(exc, LoginFailed) else "UNREACHABLE" if isinstance(
+            exc, ConnectFailed) else exc.code.value
+        if not script:
+            raise click.ClickException(f"{code}: {exc.detail}") from exc
+        emit(ErrorReceived(code, exc.detail, "client"))
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    # The server that gave the key back keeps our login: nothing to register there.
+    home.remember_login(attempt.server_id, server)
+    emit(LoggedIn(user_id, attempt.server_id, server, crypto.fingerprint(key.public_key())))
 
 
 def _generate_key(script: bool) -> crypto.PrivateKey:
@@ -62,13 +109,30 @@ def _generate_key(script: bool) -> crypto.PrivateKey:
 @click.option("--file-rate", type=click.FloatRange(min=1.0), default=FILE_CHUNK_RATE, show_default=True,
               help="File chunks per second (servers drop frames over their rate limit).")
 @click.option("--connect-attempts", type=click.IntRange(min=1), default=None,
-              help="Give up after this many connection attempts. [default: 5 with --script, else keep trying]")
+              help="Give up after this many connection attempts. [default: 5 with --script or --login, "
+                   "else keep trying]")
+@click.option("--login", "login_id", default=None, metavar="USER_ID",
+              help="On a new machine: get your key back from the server with your password, into a new, "
+                   "empty --home, then chat as usual.")
+@click.option("--store-login/--no-store-login", default=True, show_default=True, envvar="SOCP_STORE_LOGIN",
+              help="Keep your key, encrypted under your password, on the server (once per home and server), "
+                   "so that --login works on other machines (env SOCP_STORE_LOGIN=0 turns it off).")
 def chat(server: str, home_dir: Path | None, name: str | None, script: bool, linger: float,
-         server_key: str | None, sign_chunks: bool, file_rate: float, connect_attempts: int | None) -> None:
+         server_key: str | None, sign_chunks: bool, file_rate: float, connect_attempts: int | None,
+         login_id: str | None, store_login: bool) -> None:
     """Chat over SOCP v1.3: /list, /tell, /all, /file, /whois, /trust, /help, /quit."""
     home = ClientHome(home_dir or _default_home())
+    try:
+        pinned_server = crypto.decode_public_key(server_key) if server_key else None
+    except BadKey as exc:
+        raise click.BadParameter(exc.detail, param_hint="--server-key") from exc
+    if login_id:
+        password = _password(script, False, prompt="Password")
+        _log_in(home, login_id, password, server, pinned_server, name, script, connect_attempts or 5)
+        name = None   # the login set it
+    else:
+        password = _password(script, not home.exists())
     creating = not home.exists()
-    password = _password(script, creating)
     try:
         if creating:
             display_name = name or getpass.getuser()
@@ -79,19 +143,17 @@ def chat(server: str, home_dir: Path | None, name: str | None, script: bool, lin
             home.update_identity(display_name=name)
         home.update_identity(last_server=server)
         user_key = home.load_user_key(password)
-        pinned_server = crypto.decode_public_key(server_key) if server_key else None
     except HomeError as exc:
         raise click.ClickException(exc.detail) from exc
-    except BadKey as exc:
-        raise click.BadParameter(exc.detail, param_hint="--server-key") from exc
     session = home.session(user_key, password, server_key=pinned_server, sign_file_chunks=sign_chunks)
+    login_store = LoginStore(password, home.login_stored, home.remember_login) if store_login else None
 
     if script:
         from socp.client.script import run_script
 
         try:
             code = asyncio.run(run_script(session, server, linger=linger, connect_attempts=connect_attempts or 5,
-                                          file_chunk_rate=file_rate))
+                                          file_chunk_rate=file_rate, login_store=login_store))
         except KeyboardInterrupt:
             code = 130
         sys.exit(code)
@@ -101,7 +163,8 @@ def chat(server: str, home_dir: Path | None, name: str | None, script: bool, lin
 
     def run_client(emit, lines):  # type: ignore[no-untyped-def]
         client = ChatClient(session, server, emit, connect_attempts=connect_attempts, linger=0.2,
-                            reconnect=True, auto_refresh=True, file_chunk_rate=file_rate)
+                            reconnect=True, auto_refresh=True, file_chunk_rate=file_rate,
+                            login_store=login_store)
         return client.run(lines)
 
     try:

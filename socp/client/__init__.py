@@ -10,9 +10,11 @@ Pure (no sockets, no asyncio):
   downloads     private temp files, verified before they get their final name
   home          the client home directory (identity, key stores, pins, downloads)
   render        events as JSON objects (--script) or text lines
+  roaming       password login on a new machine: the frames, their checks
 
 Drivers:
-  connection    asyncio + websockets: connect, hello, pump both ways
+  connection    asyncio + websockets: connect, hello, pump both ways, store the
+                login (LOGIN_REGISTER); `log_in` for `socp chat --login`
   script        --script: stdin commands, JSON lines out
   tui           the textual app
 """

@@ -6,7 +6,10 @@
                    LIST_RESPONSE means "accepted", ERROR NAME_IN_USE / BAD_KEY
                    means refused
       serve        a TaskGroup of two tasks: the reader (frames -> session ->
-                   events) and the command pump (lines -> session -> frames)
+                   events) and the command pump (lines -> session -> frames);
+                   a third stores the user's login on this server once per
+                   (home, server): scrypt in a thread, LOGIN_REGISTER, then the
+                   ACK (or ERROR) is awaited, bounded, while chatting goes on
       close        after EOF or /quit: a grace period for in-flight deliveries,
                    then a normal closure (1000)
 
@@ -17,7 +20,12 @@ and one dropped chunk ruins the whole transfer. If the server still answers
 RATE_LIMITED during a transfer, the client stops it at once (FILE_END, so the
 receiver discards it) and says so, rather than send chunks that cannot help.
 
-Errors (all `SocpError`): ConnectFailed, HelloRejected, ConnectionLost.
+`log_in` is the other driver: `socp chat --login` on a new machine gets the
+user's key back with the password (`roaming.RoamingLogin`), on a connection of
+its own that the node closes after LOGIN_BLOB.
+
+Errors (all `SocpError`): ConnectFailed, HelloRejected, ConnectionLost, and
+roaming.LoginFailed from `log_in`.
 Commands come from a bounded asyncio.Queue (None = end of input) so both the
 --script stdin reader and the interactive app can feed it.
 """
@@ -27,12 +35,15 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidHandshake, InvalidURI
 
+from socp.protocol import crypto
+from socp.protocol import login as login_values
 from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode, SocpError, UserNotFound
 from socp.protocol.frame_types import FrameType as T
@@ -41,7 +52,18 @@ from socp.protocol.limits import MAX_FRAME_BYTES
 
 from . import commands
 from .commands import Command, CommandError
-from .events import ErrorReceived, Event, HelpResult, Info, ListResult, Ready
+from .events import (
+    ErrorReceived,
+    Event,
+    HelpResult,
+    Info,
+    ListResult,
+    LoginRegistered,
+    LoginRegisterFailed,
+    MessageReceived,
+    Ready,
+)
+from .roaming import LoginFailed, RoamingLogin
 from .session import Actions, ClientSession
 
 EmitFn = Callable[[Event], None]
@@ -58,6 +80,8 @@ FILE_CHUNK_BURST = 200
 PING_TIMEOUT = 120.0
 RATE_LIMITED_PAUSE = 1.0   # before the FILE_END of a transfer the server throttled
 # Refusals of a USER_HELLO and what to tell the user (§7.1, §7.5).
+LOGIN_REGISTER_TIMEOUT = 15.0   # for the ACK of a LOGIN_REGISTER
+LOGIN_ANSWER_TIMEOUT = 15.0     # for each answer of a login (the node's challenge TTL is 60 s)
 HELLO_REFUSALS = {
     "NAME_IN_USE": "the server says user id {user} is in use: {detail} (is another `socp chat` using this home?)",
     "BAD_KEY": "the server rejected our key: {detail}",
@@ -101,6 +125,66 @@ def command_queue() -> asyncio.Queue[str | None]:
     return asyncio.Queue(COMMAND_QUEUE_SIZE)
 
 
+@dataclass(frozen=True, slots=True)
+class LoginStore:
+    """What the driver needs to store the user's login on its server (LOGIN_REGISTER):
+    the key store's password, and the home's record of servers that keep it."""
+
+    password: str
+    is_stored: Callable[[str], bool]          # server id -> does it keep our login already?
+    remember: Callable[[str, str], None]      # (server id, URL), after the server's ACK
+    params: login_values.ScryptParams = login_values.DEFAULT_PARAMS
+
+
+async def dial(url: str, emit: EmitFn, *, attempts: int | None, backoff_max: float = 10.0,
+               open_timeout: float = 10.0) -> ClientConnection:
+    """Open a WebSocket, retrying with exponential backoff (None: until cancelled)."""
+    delay, attempt = 0.5, 0
+    while True:
+        attempt += 1
+        try:
+            return await connect(url, compression=None, max_size=MAX_FRAME_BYTES, open_timeout=open_timeout,
+                                 close_timeout=5, ping_timeout=PING_TIMEOUT)
+        except InvalidURI as exc:
+            raise ConnectFailed(f"{url} is not a WebSocket URL (ws://host:port)") from exc
+        except (OSError, asyncio.TimeoutError, InvalidHandshake) as exc:
+            reason = _why(exc)
+        if attempts is not None and attempt >= attempts:
+            raise ConnectFailed(f"cannot reach {url}: {reason} (gave up after {attempt} attempts)")
+        emit(Info(f"cannot reach {url}: {reason}; retrying in {delay:.1f}s"))
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, backoff_max)
+
+
+async def log_in(attempt: RoamingLogin, url: str, emit: EmitFn, *, connect_attempts: int | None = 5,
+                 open_timeout: float = 10.0, answer_timeout: float = LOGIN_ANSWER_TIMEOUT) -> crypto.PrivateKey:
+    """One password login on its own connection (docs/store-and-login.md): our key,
+    checked, or LoginFailed / ConnectFailed with a detail for the user."""
+    ws = await dial(url, emit, attempts=connect_attempts, open_timeout=open_timeout)
+    try:
+        await ws.send(attempt.request().to_wire())
+        challenge = await _login_answer(ws, url, answer_timeout)
+        proof = await asyncio.to_thread(attempt.answer, challenge)   # scrypt: off the loop
+        await ws.send(proof.to_wire())
+        blob = await _login_answer(ws, url, answer_timeout)
+        return await asyncio.to_thread(attempt.open_blob, blob)
+    except ConnectionClosed as exc:
+        raise LoginFailed(f"the server closed the connection during the login ({_close_reason(exc)})",
+                          "DISCONNECTED") from exc
+    finally:
+        await ws.close()
+
+
+async def _login_answer(ws: ClientConnection, url: str, timeout: float) -> str | bytes:
+    try:
+        return await asyncio.wait_for(ws.recv(), timeout)
+    except asyncio.TimeoutError:
+        raise LoginFailed(f"{url} did not answer the login within {timeout:.0f} s", "TIMEOUT") from None
+    except ConnectionClosed as exc:
+        raise LoginFailed(f"the server closed the connection during the login ({_close_reason(exc)}); "
+                          "does it support password login?", "DISCONNECTED") from exc
+
+
 class ChatClient:
     def __init__(
         self,
@@ -118,6 +202,8 @@ class ChatClient:
         auto_refresh: bool = False,              # keep the directory fresh for a user list
         file_chunk_rate: float = FILE_CHUNK_RATE,
         file_chunk_burst: int = FILE_CHUNK_BURST,
+        login_store: LoginStore | None = None,   # None: never send LOGIN_REGISTER
+        register_timeout: float = LOGIN_REGISTER_TIMEOUT,
     ) -> None:
         self.session = session
         self.url = url
@@ -130,8 +216,12 @@ class ChatClient:
         self.linger = linger
         self.reconnect = reconnect
         self.auto_refresh = auto_refresh
+        self._held: list[Event] = []   # events waiting for a sender's name (_held_for_a_name)
         self.file_chunk_rate = file_chunk_rate
         self.file_chunk_burst = file_chunk_burst
+        self.login_store = login_store
+        self.register_timeout = register_timeout
+        self._register_waiter: asyncio.Future[Event | None] | None = None
         self._rate_limited_at = float("-inf")   # loop time of the server's last RATE_LIMITED
         self._ws: ClientConnection | None = None
         self._closing = False
@@ -168,6 +258,7 @@ class ChatClient:
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self._read_loop())
                     group.create_task(self._command_loop(lines))
+                    group.create_task(self._store_login())
             except* ConnectionLost as failures:
                 lost = failures.exceptions[0]
             if lost is None:
@@ -180,24 +271,9 @@ class ChatClient:
             self._emit(Info("reconnecting…"))
 
     async def _connect(self) -> None:
-        delay, attempt = 0.5, 0
-        while True:
-            attempt += 1
-            try:
-                self._ws = await connect(self.url, compression=None, max_size=MAX_FRAME_BYTES,
-                                         open_timeout=self.open_timeout, close_timeout=5,
-                                         ping_timeout=PING_TIMEOUT)
-                self._closing = False
-                return
-            except InvalidURI as exc:
-                raise ConnectFailed(f"{self.url} is not a WebSocket URL (ws://host:port)") from exc
-            except (OSError, asyncio.TimeoutError, InvalidHandshake) as exc:
-                reason = _why(exc)
-            if self.connect_attempts is not None and attempt >= self.connect_attempts:
-                raise ConnectFailed(f"cannot reach {self.url}: {reason} (gave up after {attempt} attempts)")
-            self._emit(Info(f"cannot reach {self.url}: {reason}; retrying in {delay:.1f}s"))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.backoff_max)
+        self._ws = await dial(self.url, self._emit, attempts=self.connect_attempts, backoff_max=self.backoff_max,
+                              open_timeout=self.open_timeout)
+        self._closing = False
 
     async def _hello(self) -> None:
         """§7.1: hello, then a list request whose answer confirms we are in."""
@@ -244,6 +320,11 @@ class ChatClient:
         try:
             async for raw in self._ws:
                 for event in self.session.handle(raw):
+                    if await self._held_for_a_name(event):
+                        continue
+                    if isinstance(event, (LoginRegistered, LoginRegisterFailed)):
+                        self._login_answered(event)
+                        continue
                     if (isinstance(event, ErrorReceived) and event.source == "server"
                             and event.code == ErrorCode.RATE_LIMITED.value):
                         self._rate_limited_at = asyncio.get_running_loop().time()
@@ -252,12 +333,81 @@ class ChatClient:
                         if not waiter.done():
                             waiter.set_result(None)
                     self._emit(event)
+                    if isinstance(event, ListResult):
+                        self._release_held()
                 if self.auto_refresh and self.session.directory_stale and not self._list_waiters:
                     await self._request_list(requested=False)
         except ConnectionClosedError as exc:
             raise ConnectionLost(f"connection to {self.url} lost ({_close_reason(exc)})") from exc
+        finally:
+            self._login_answered(None)
         if not self._closing:
             raise ConnectionLost(f"the server closed the connection ({_close_reason(self._ws)})")
+
+    async def _held_for_a_name(self, event: Event) -> bool:
+        """A message from someone not in our directory (the node does not tell every
+        user of every join) waits, with the messages after it, for one LIST_RESPONSE
+        (at most `list_timeout`), so it is shown under the sender's name, in order."""
+        if not isinstance(event, MessageReceived):
+            return False
+        if self._held:
+            self._held.append(event)
+            return True
+        if event.sender in self.session.directory or event.sender == self.session.user_id:
+            return False
+        self._held.append(event)
+        asyncio.get_running_loop().call_later(self.list_timeout, self._release_held)
+        await self._request_list(requested=False)
+        return True
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, []
+        for event in held:
+            if isinstance(event, MessageReceived):
+                event = replace(event, label=self.session.label(event.sender))
+            self._emit(event)
+
+    def _login_answered(self, event: Event | None) -> None:
+        """The answer to our LOGIN_REGISTER (None: the connection ended first)."""
+        waiter = self._register_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(event)
+        elif event is not None:
+            self._emit(event)
+
+    async def _store_login(self) -> None:
+        """Once per (home, server): keep our encrypted key and password verifier on the
+        server, so that `socp chat --login` works on another machine. Runs beside the
+        reader and the command pump: it never holds up chatting, and a refusal is
+        reported (LoginRegisterFailed) and tried again on the next start."""
+        store, server_id = self.login_store, self.session.server_id
+        if store is None or not server_id or store.is_stored(server_id):
+            return
+        registration = await asyncio.to_thread(login_values.register, store.password, self.session.user_key,
+                                               store.params)
+        if self._closing or self._ws is None:
+            return
+        waiter: asyncio.Future[Event | None] = asyncio.get_running_loop().create_future()
+        self._register_waiter = waiter
+        try:
+            try:
+                await self._ws.send(self.session.login_register(registration).to_wire())
+            except ConnectionClosed:
+                return   # the reader reports the lost connection
+            try:
+                outcome = await asyncio.wait_for(asyncio.shield(waiter), self.register_timeout)
+            except TimeoutError:
+                self.session.login_register_pending = False
+                outcome = LoginRegisterFailed(
+                    "TIMEOUT", f"the server did not answer LOGIN_REGISTER within {self.register_timeout:.0f} s "
+                               "(it may not support password login)")
+        finally:
+            self._register_waiter = None
+        if outcome is None:
+            return
+        if isinstance(outcome, LoginRegistered):
+            store.remember(server_id, self.url)
+        self._emit(outcome)
 
     async def _command_loop(self, lines: asyncio.Queue[str | None]) -> None:
         while True:

@@ -157,6 +157,32 @@ class Info:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class LoginRegistered:
+    """The server keeps our encrypted key and password verifier (LOGIN_REGISTER ACK):
+    this user can now log in from another machine with the password."""
+
+    server_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRegisterFailed:
+    """Storing the login on the server failed; chatting goes on, roaming will not work."""
+
+    code: str                   # the server's ERROR code, or TIMEOUT when it never answered
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedIn:
+    """`socp chat --login`: the key came back from the server and opened with the password."""
+
+    user_id: str
+    server_id: str
+    server: str                 # the URL
+    fingerprint: str
+
+
 Event = Union[
     Ready,
     MessageReceived,
@@ -173,4 +199,7 @@ Event = Union[
     HelpResult,
     ErrorReceived,
     Info,
+    LoginRegistered,
+    LoginRegisterFailed,
+    LoggedIn,
 ]

@@ -5,6 +5,8 @@
     channel_key.pem          the public channel sending key (§7.3), made on first use, same password
     peer_channel_keys.json   peers' sending keys, as received: wrapped for our user key
     pins.json                TOFU: user id -> key fingerprint
+    logins.json              servers that keep our login (encrypted key + password
+                             verifier, LOGIN_REGISTER): server id -> {server, stored_at}
     downloads/               received files (0700); partial files are hidden and 0600
 
 Everything is private to the user (files 0600, directories 0700).
@@ -31,6 +33,7 @@ USER_KEY_FILE = "user_key.pem"
 CHANNEL_KEY_FILE = "channel_key.pem"
 PEER_CHANNEL_KEYS_FILE = "peer_channel_keys.json"
 PINS_FILE = "pins.json"
+LOGINS_FILE = "logins.json"
 DOWNLOADS_DIR = "downloads"
 
 
@@ -97,6 +100,18 @@ class ClientHome:
             raise HomeError(f"cannot open {self.root / USER_KEY_FILE}: {exc.detail}") from exc
         except OSError as exc:
             raise HomeError(f"cannot read {self.root / USER_KEY_FILE}: {exc.strerror}") from exc
+
+    def login_stored(self, server_id: str) -> bool:
+        """Does this server keep our login (we registered there, or logged in from it)?"""
+        record = read_json(self.root / LOGINS_FILE, {})
+        return isinstance(record, dict) and server_id in record
+
+    def remember_login(self, server_id: str, server: str, *, now: Callable[[], float] = time.time) -> None:
+        record = read_json(self.root / LOGINS_FILE, {})
+        if not isinstance(record, dict):
+            record = {}
+        record[server_id] = {"server": server, "stored_at": int(now() * 1000)}
+        write_private_json(self.root / LOGINS_FILE, record)
 
     def channel_key_factory(self, password: str) -> Callable[[], crypto.PrivateKey]:
         """Load the channel sending key, or make and save it on first use (§7.3)."""

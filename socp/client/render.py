@@ -34,6 +34,9 @@ EVENT_NAMES: dict[type, str] = {
     ev.HelpResult: "help",
     ev.ErrorReceived: "error",
     ev.Info: "info",
+    ev.LoginRegistered: "registered",
+    ev.LoginRegisterFailed: "register_failed",
+    ev.LoggedIn: "logged_in",
 }
 
 # Dataclass field -> JSON key, where they differ.
@@ -128,6 +131,16 @@ def event_text(event: ev.Event) -> Text | None:
         return Text(f"! {where}: {event.code} {safe_text(event.detail)}", style="red")
     if isinstance(event, ev.Info):
         return Text(f"· {safe_text(event.text)}", style="dim")
+    if isinstance(event, ev.LoginRegistered):
+        return Text("· your encrypted key is stored on the server: you can log in from another machine "
+                    "with `socp chat --login <your id>` and your password", style="green")
+    if isinstance(event, ev.LoginRegisterFailed):
+        return Text(f"! could not store your login on the server: {event.code} {safe_text(event.detail)} "
+                    "(chatting is not affected; logging in from another machine will not work until this "
+                    "succeeds, it is tried again on the next start)", style="yellow")
+    if isinstance(event, ev.LoggedIn):
+        return Text(f"· logged in as {event.user_id} on {event.server}: your key came back and opened "
+                    f"with your password (key {event.fingerprint})", style="green")
     if isinstance(event, ev.Ready):
         return Text(f"· connected to {event.server} as {safe_text(event.display_name)} [{event.user_id}], "
                     f"key {event.fingerprint}. /help for commands.", style="green")

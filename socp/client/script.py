@@ -4,7 +4,8 @@ Commands run one after the other, each to completion (a /tell that needs a
 /list waits for it, bounded), so a script's output order follows its input.
 At end of input the client waits `linger` seconds for deliveries in flight,
 closes normally and exits 0; it exits 1 if it cannot connect, is refused, or
-loses the connection. Blank lines and lines starting with '#' are skipped.
+loses the connection. Storing the login on the server (`registered` or
+`register_failed`) runs beside the commands and never changes the exit code. Blank lines and lines starting with '#' are skipped.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 import threading
 from typing import TextIO
 
-from .connection import FILE_CHUNK_RATE, ChatClient, command_queue
+from .connection import FILE_CHUNK_RATE, ChatClient, LoginStore, command_queue
 from .events import Event, ListResult
 from .render import event_to_json_line
 from .session import ClientSession
@@ -46,12 +47,12 @@ def _feed_lines(stream: TextIO, queue: asyncio.Queue[str | None], loop: asyncio.
 
 async def run_script(session: ClientSession, url: str, *, linger: float = 1.0, connect_attempts: int = 5,
                      stdin: TextIO | None = None, stdout: TextIO | None = None,
-                     file_chunk_rate: float = FILE_CHUNK_RATE) -> int:
+                     file_chunk_rate: float = FILE_CHUNK_RATE, login_store: LoginStore | None = None) -> int:
     output = JsonLinesOutput(stdout or sys.stdout)
     lines = command_queue()
     # auto_refresh keeps display labels current; those lists are not printed.
     client = ChatClient(session, url, output, connect_attempts=connect_attempts, linger=linger, auto_refresh=True,
-                        file_chunk_rate=file_chunk_rate)
+                        file_chunk_rate=file_chunk_rate, login_store=login_store)
     reader = threading.Thread(target=_feed_lines, args=(stdin or sys.stdin, lines, asyncio.get_running_loop()),
                               name="socp-chat-stdin", daemon=True)
     reader.start()

@@ -13,6 +13,8 @@ Rules implemented here:
   §7.3 project decision   public channel sender keys, key shares, peer forms
   §7.4                    files, streamed both ways, verified before placing
   TOFU                    each user's key fingerprint pinned on first sight
+  §10 project frames      LOGIN_REGISTER (our encrypted key for password login)
+                          and its ACK / ERROR (docs/store-and-login.md)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from socp.protocol import crypto, frames, signing
+from socp.protocol import login as login_values
 from socp.protocol.encoding import b64url_decode, b64url_encode, canonical_json
 from socp.protocol.envelope import Envelope, parse
 from socp.protocol.errors import BadKey, InvalidSignature, MalformedFrame, SocpError, UserNotFound
@@ -50,6 +53,8 @@ from .events import (
     Info,
     KeyChanged,
     ListResult,
+    LoginRegistered,
+    LoginRegisterFailed,
     MessageReceived,
     MessageRejected,
     MessageSent,
@@ -64,6 +69,12 @@ MAX_PENDING_SPLIT_MESSAGES = 128   # partial long texts kept while their parts a
 MAX_ACTIVE_DOWNLOADS = 16
 MAX_FAILED_IDS = 1024
 DEFAULT_MAX_FILE_BYTES = 4 * 1024**3
+LOGIN_REGISTER_ACK = "LOGIN_REGISTER"   # ACK.msg_ref answering a LOGIN_REGISTER
+# ERROR codes the node answers a LOGIN_REGISTER with (docs/store-and-login.md), plus
+# what a server that does not know the frame may say. ERROR carries no reference to
+# the frame it answers; while a registration waits, these codes are taken as its answer
+# (the client sends nothing else that the node answers with them).
+LOGIN_REGISTER_REFUSALS = frozenset({"FORBIDDEN", "MALFORMED", "UNKNOWN_TYPE"})
 FILE_READ_BUFFER = 1024 * 1024
 
 
@@ -141,6 +152,8 @@ class ClientSession:
         self.directory_loaded = False
         self.directory_stale = True                      # membership changed since the last list
         self.server_ids: set[str] = set()
+        self.server_id = ""                              # our own server: the one answering our lists
+        self.login_register_pending = False              # a LOGIN_REGISTER awaits its ACK or ERROR
         self._keys: dict[str, str] = {}                  # user id -> trusted key (normalised)
         self._changed_keys: dict[str, str] = {}          # user id -> a key that differs from the pin
         self._warned: dict[str, str] = {}                # user id -> new fingerprint already reported
@@ -166,6 +179,7 @@ class ClientSession:
         """A new connection: re-share our channel key, forget half-received data."""
         self.channel_keys.shared_with.clear()
         self._list_requests.clear()
+        self.login_register_pending = False
         self.directory_stale = True
         for incoming in self._downloads.values():
             incoming.abort()
@@ -243,6 +257,15 @@ class ClientSession:
         self._list_requests.append(requested)
         server = next(iter(self.server_ids)) if len(self.server_ids) == 1 else BROADCAST
         return self._sign(frames.list_request(self.user_id, server, self.now_ms()))
+
+    def login_register(self, registration: login_values.Registration) -> Envelope:
+        """LOGIN_REGISTER: our key encrypted under the password, and the password
+        verifier (`socp.protocol.login.register`, run by the driver: it is scrypt).
+        Valid only on a connection opened with a signed hello, which ours always is."""
+        self.login_register_pending = True
+        server = self.server_id or BROADCAST
+        return self._sign(frames.login_register(self.user_id, server, self.now_ms(), registration.privkey_store,
+                                                registration.pake_password))
 
     def close_frame(self) -> Envelope:
         return frames.ctrl_close(self.user_id, BROADCAST, self.now_ms())
@@ -451,6 +474,7 @@ class ClientSession:
 
     def _on_list(self, envelope: Envelope) -> list[Event]:
         self.server_ids.add(envelope.from_)
+        self.server_id = envelope.from_
         payload = envelope.payload
         details = {d["user_id"]: d for d in payload.get("details") or []
                    if isinstance(d, dict) and isinstance(d.get("user_id"), str)}
@@ -509,7 +533,16 @@ class ClientSession:
 
     def _on_error(self, envelope: Envelope) -> list[Event]:
         code, detail = frames.error_text(envelope)
+        if self.login_register_pending and code in LOGIN_REGISTER_REFUSALS:
+            self.login_register_pending = False
+            return [LoginRegisterFailed(code, detail)]
         return [ErrorReceived(code, detail, "server")]
+
+    def _on_ack(self, envelope: Envelope) -> list[Event]:
+        if envelope.payload.get("msg_ref") == LOGIN_REGISTER_ACK and self.login_register_pending:
+            self.login_register_pending = False
+            return [LoginRegistered(envelope.from_)]
+        return []
 
     def _on_close(self, envelope: Envelope) -> list[Event]:
         return [Info("the server is closing the connection")]
@@ -722,6 +755,7 @@ class ClientSession:
         T.PUBLIC_CHANNEL_ADD: _on_membership,
         T.PUBLIC_CHANNEL_UPDATED: _on_membership,
         T.ERROR: _on_error,
+        T.ACK: _on_ack,
         T.CTRL_CLOSE: _on_close,
         T.USER_DELIVER: _on_direct,
         T.MSG_DIRECT: _on_direct,

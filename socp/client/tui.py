@@ -27,7 +27,7 @@ from textual.widgets import Footer, Input, RichLog, Static
 
 from . import commands
 from .display import safe_text, short_id
-from .events import Event, FileProgress, ListResult, Ready, UserEntry
+from .events import Event, FileProgress, ListResult, LoginRegistered, LoginRegisterFailed, Ready, UserEntry
 from .render import event_text, progress_text
 
 RunClient = Callable[[Callable[[Event], None], "asyncio.Queue[str | None]"], Awaitable[int]]
@@ -62,6 +62,7 @@ class ChatApp(App[int]):
         self.lines: asyncio.Queue[str | None] = asyncio.Queue(64)
         self.users: tuple[UserEntry, ...] = ()
         self._client_done = False
+        self._connected = "connecting…"   # the status line's connection part
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
@@ -92,7 +93,12 @@ class ChatApp(App[int]):
             self._show_users()
         if isinstance(event, Ready):
             self.sub_title = f"{safe_text(event.display_name)} [{short_id(event.user_id)}] @ {event.server}"
-            self._status(f"connected to {event.server}")
+            self._connected = f"connected to {event.server}"
+            self._status(self._connected)
+        if isinstance(event, LoginRegistered):
+            self._status(f"{self._connected} · login stored: `socp chat --login` works on other machines")
+        if isinstance(event, LoginRegisterFailed):
+            self._status(f"{self._connected} · login NOT stored on the server ({event.code}); see the log")
         if isinstance(event, FileProgress):
             self._status(progress_text(event))
         line = event_text(event)

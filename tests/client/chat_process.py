@@ -40,8 +40,8 @@ class Chat:
 
     @classmethod
     async def start(cls, home: Path, url: str, *extra: str, server_key: str | None = None,
-                    linger: float = 0.3) -> Chat:
-        env = {**os.environ, "SOCP_PASSWORD": PASSWORD}
+                    linger: float = 0.3, password: str = PASSWORD) -> Chat:
+        env = {**os.environ, "SOCP_PASSWORD": password}
         args = ["--home", str(home), "--server", url, "--linger", str(linger), *extra]
         if server_key:
             args += ["--server-key", server_key]

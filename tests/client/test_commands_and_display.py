@@ -80,6 +80,9 @@ def test_every_event_renders_as_json_and_text():
         ev.HelpResult((("/x", "y"),)),
         ev.ErrorReceived("C", "d"),
         ev.Info("i"),
+        ev.LoginRegistered("s"),
+        ev.LoginRegisterFailed("FORBIDDEN", "d"),
+        ev.LoggedIn("u", "s", "ws://x", "fp"),
     ]
     assert {type(e) for e in samples} == set(EVENT_NAMES)
     for event in samples:
