@@ -47,10 +47,29 @@ def check_port_free(host: str, port: int) -> None:
             raise NodeStartError(f"port {port} on {host} is in use (or not allowed): {exc.strerror}") from exc
 
 
+def check_database(url: str) -> None:
+    """Open the database once before any actor starts, so a wrong URL or password is
+    one clear line here rather than a store that supervisord restarts forever."""
+    import asyncio
+
+    from socp.store.database import Database
+    from socp.store.errors import StoreError
+
+    async def probe() -> None:
+        database = await Database.create(url)
+        await database.close()
+
+    try:
+        asyncio.run(probe())
+    except StoreError as exc:
+        raise NodeStartError(f"database: {exc}") from exc
+
+
 def prepare(config: NodeConfig) -> tuple[NodeIdentity, bool]:
     """Everything before the actors start; raise NodeStartError with a clear reason."""
     check_data_dir(Path(config.data_dir))
     check_port_free(config.host, config.port)
+    check_database(config.database_url)
     try:
         identity, created = load_or_create_identity(Path(config.data_dir))
     except IdentityError as exc:
