@@ -1,9 +1,9 @@
-"""Local nodes for `socp bench node`: each one is `python -m socp up` in a fresh
-temporary data directory on a free loopback port, stopped and removed afterwards.
+"""Local nodes for `socp bench node` and the end-to-end tests: each one is
+`python -m socp up` in a data directory on a free loopback port.
 
 The launcher makes (or is given) the node's key and writes the identity before the
-start, as tests/support/nodes.py does, so it knows the node's public key without
-reading it back. Temporary directories live under the system temp dir, never in
+start, so it knows the node's public key without reading it back and tests never
+wait for key generation. Bench directories live under the system temp dir, never in
 the repository, and are deleted with the key in them.
 """
 
@@ -45,28 +45,64 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def seed_identity(data_dir: Path, key: crypto.PrivateKey, server_id: str | None = None) -> str:
+    """Write a node identity (server id and key file, 0600) before its first start."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server_id = server_id or new_id()
+    keystore.write_private_key(data_dir / KEY_FILE, key, None)
+    (data_dir / IDENTITY_FILE).write_text(json.dumps({"server_id": server_id}))
+    return server_id
+
+
+def processes_of(data_dir: Path | str) -> dict[int, list[str]]:
+    """pid -> command line of every live process with an argument that is `data_dir`
+    or lies under it (so /x/b does not match /x/bootstrap.yaml)."""
+    path = str(Path(data_dir).resolve())
+    found: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            arguments = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if any(arg == path or arg.startswith(path + "/") for arg in arguments):
+            found[int(entry.name)] = [arg for arg in arguments if arg]
+    return found
+
+
 @dataclass
 class LocalNode:
     data_dir: Path
     port: int
-    server_id: str
-    pubkey: str
+    key: crypto.PrivateKey
     process: subprocess.Popen[str]
     output: list[str] = field(default_factory=list)
+    leftovers_killed: int = 0      # actors `stop()` found still alive and killed
     _pump: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
+    @property
+    def pubkey(self) -> str:
+        return crypto.encode_public_key(self.key)
+
+    @property
+    def server_id(self) -> str:
+        """Read each time: a node that joins may adopt an id its introducer assigned."""
+        return json.loads((self.data_dir / IDENTITY_FILE).read_text())["server_id"]
+
     def bootstrap_yaml(self) -> str:
         return f'bootstrap_servers:\n  - host: "127.0.0.1"\n    port: {self.port}\n    pubkey: "{self.pubkey}"\n'
 
-    def log_tail(self, lines: int = 60) -> str:
+    def log(self, lines: int = 200) -> str:
         return "".join(self.output[-lines:])
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
-        """SIGINT to `socp up` (it stops supervisord and every actor), then wait."""
+        """SIGINT to `socp up` (it stops supervisord and every actor), then wait.
+        Whatever happened, leave no actor of this node behind, and count any found."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
@@ -74,6 +110,13 @@ class LocalNode:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(5)
+        leftovers = processes_of(self.data_dir)
+        self.leftovers_killed = len(leftovers)
+        for pid in leftovers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self._pump is not None:
             self._pump.join(5)
         return self.process.returncode
@@ -94,24 +137,26 @@ class LocalNode:
 
 
 def start_local_node(data_dir: Path, *, verifiers: int, key: crypto.PrivateKey | None = None,
-                     bootstrap: Path | None = None, extra_args: Sequence[str] = (),
+                     port: int | None = None, bootstrap: Path | None = None, extra_args: Sequence[str] = (),
+                     env: dict[str, str] | None = None, server_id: str | None = None,
                      ready_timeout: float = READY_TIMEOUT_S) -> LocalNode:
-    """Start `socp up` in `data_dir` (made here, with a new identity) and wait for "ready"."""
-    key = key or crypto.generate_private_key()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    server_id = new_id()
-    keystore.write_private_key(data_dir / KEY_FILE, key, None)
-    (data_dir / IDENTITY_FILE).write_text(json.dumps({"server_id": server_id}))
-    port = free_port()
+    """Start `socp up` in `data_dir` and wait for "ready". A data directory without an
+    identity gets one made from `key` (a new key if none is given)."""
+    if (data_dir / KEY_FILE).exists():
+        if key is None:
+            raise ValueError("give the key of the existing node identity")
+    else:
+        key = key or crypto.generate_private_key()
+        seed_identity(data_dir, key, server_id)
+    port = port or free_port()
     command = [sys.executable, "-m", "socp", "up", "--data-dir", str(data_dir), "--host", "127.0.0.1",
                "--port", str(port), "--verifiers", str(verifiers)]
     if bootstrap is not None:
         command += ["--bootstrap", str(bootstrap)]
     command += list(extra_args)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
-    node = LocalNode(data_dir=data_dir, port=port, server_id=server_id, pubkey=crypto.encode_public_key(key),
-                     process=process)
+                               start_new_session=True, env={**os.environ, **(env or {})})
+    node = LocalNode(data_dir=data_dir, port=port, key=key, process=process)
     ready = threading.Event()
 
     def pump() -> None:
@@ -127,7 +172,7 @@ def start_local_node(data_dir: Path, *, verifiers: int, key: crypto.PrivateKey |
     while not ready.wait(0.1):
         if process.poll() is not None or time.monotonic() > deadline:
             node.stop(5)
-            raise RuntimeError(f"the node on port {port} did not start:\n{node.log_tail()}")
+            raise RuntimeError(f"the node on port {port} did not start:\n{node.log(60)}")
     return node
 
 

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .launcher import processes_of
+
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 ROLES = ("gateway", "router", "verifier", "store")
 
@@ -58,19 +60,7 @@ def sample_process(pid: int, role: str) -> ProcessSample | None:
 
 def node_processes(data_dir: str) -> dict[int, str]:
     """pid -> role of every live process whose command line names `data_dir`."""
-    wanted = str(Path(data_dir).resolve())
-    found: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            raw = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        cmdline = [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-        if any(wanted in part for part in cmdline):
-            found[int(entry.name)] = _role(cmdline)
-    return found
+    return {pid: _role(cmdline) for pid, cmdline in processes_of(data_dir).items()}
 
 
 def snapshot(processes: dict[int, str]) -> dict[int, ProcessSample]:
