@@ -7,7 +7,6 @@ servers: MSG_DIRECT → SERVER_DELIVER → USER_DELIVER, two node signatures.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from dataclasses import dataclass, replace
 from typing import Any
@@ -18,9 +17,9 @@ from socp.protocol.envelope import parse
 from socp.protocol.errors import SocpError
 
 from .capacity import SignCapacity, measure_sign_capacity
-from .drive import Progress, SendPlan
+from .drive import Progress
 from .keys import KeyPool
-from .phase import cores, run_phase
+from .phase import TimedPhase, cores, timed_run
 from .prepare import DmJob, FramePreparer
 from .report import BenchResult
 from .targets import MAX_DURATION_S, MAX_DRAIN_S, MAX_PREPARED_FRAMES, Target
@@ -140,18 +139,9 @@ def run_dm(target: Target, options: DmOptions, keys: KeyPool | None = None) -> B
                                                 lambda done, total: progress.show(f"prepared {done}/{total}"))
     # Receivers recognise a DM by (sender, content_sig).
     prepared = [replace(p, key=delivery_key(users[p.sender].user_id, p.key)) for p in prepared]
-    tracker = DeliveryTracker(sample_size=options.sample)
-    tracker.expect(prepared)
-    plan = SendPlan(frames=prepared, duration_s=duration, rate=options.rate, window=options.window)
-    with progress:
-        outcome = asyncio.run(run_phase(users, plan, tracker, frozenset({"USER_DELIVER"}), _key_of,
-                                        target.data_dirs, options.drain_s, progress))
-    mode = f"open loop at {options.rate:g}/s" if options.rate is not None else f"closed loop, window {options.window}"
-    result = BenchResult(scenario="dm", urls=list(urls), mode=mode, users=count_users,
-                         duration_s=round(outcome.send.ended - outcome.send.started, 2), prepared=len(prepared))
-    result.fill_deliveries(tracker, outcome.send.started, outcome.send.ended)
-    result.fill_capacity(capacity)
-    result.fill_processes(outcome.processes)
+    phase = TimedPhase("dm", list(urls), duration, options.rate, options.window, options.sample, options.drain_s,
+                       "USER_DELIVER", _key_of)
+    result, outcome, tracker = timed_run(phase, users, prepared, target.data_dirs, capacity, progress)
     server_keys = dict(zip(target.urls, target.server_keys))
     result.sample_checked, result.sample_failed, problems = check_sample(tracker, users, keys, server_keys)
     result.extra["cross_server"] = len(urls) > 1

@@ -10,8 +10,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .capacity import SignCapacity
 from .drive import Progress, SendOutcome, SendPlan, drain, report_progress, send_all
+from .prepare import PreparedFrame
 from .procstats import NodeMeter, ProcessUsage
+from .report import BenchResult
 from .targets import SETUP_TIMEOUT_S
 from .tracker import DeliveryTracker
 from .users import BenchUser, connect_users
@@ -94,6 +97,39 @@ async def run_phase(users: list[BenchUser], plan: SendPlan, tracker: DeliveryTra
             finally:
                 await asyncio.gather(*(u.close() for u in users), return_exceptions=True)
     return PhaseOutcome(send=outcome, drained_s=drained, processes=processes, closed_users=closed)
+
+
+@dataclass(frozen=True, slots=True)
+class TimedPhase:
+    """The part every delivery scenario shares: what to send, how, what counts as
+    arrived; `timed_run` sends it, waits for the deliveries and fills the result."""
+
+    scenario: str
+    urls: list[str]
+    duration_s: float
+    rate: float | None
+    window: int
+    sample: int
+    drain_s: float
+    delivery_type: str
+    key_of: KeyOf
+
+
+def timed_run(phase: TimedPhase, users: list[BenchUser], prepared: list[PreparedFrame], data_dirs: tuple[str, ...],
+              capacity: SignCapacity, progress: Progress) -> tuple[BenchResult, PhaseOutcome, DeliveryTracker]:
+    tracker = DeliveryTracker(sample_size=phase.sample)
+    tracker.expect(prepared)
+    plan = SendPlan(frames=prepared, duration_s=phase.duration_s, rate=phase.rate, window=phase.window)
+    with progress:
+        outcome = asyncio.run(run_phase(users, plan, tracker, frozenset({phase.delivery_type}), phase.key_of,
+                                        data_dirs, phase.drain_s, progress))
+    mode = f"open loop at {phase.rate:g}/s" if phase.rate is not None else f"closed loop, window {phase.window}"
+    result = BenchResult(scenario=phase.scenario, urls=phase.urls, mode=mode, users=len(users),
+                         duration_s=round(outcome.send.ended - outcome.send.started, 2), prepared=len(prepared))
+    result.fill_deliveries(tracker, outcome.send.started, outcome.send.ended)
+    result.fill_capacity(capacity)
+    result.fill_processes(outcome.processes)
+    return result, outcome, tracker
 
 
 def cores() -> int:

@@ -6,7 +6,6 @@ the bench counts the distinct node signatures the members see to check that.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from dataclasses import dataclass, replace
 from typing import Any
@@ -18,9 +17,9 @@ from socp.protocol.errors import SocpError
 
 from .capacity import measure_sign_capacity
 from .dm import closed_loop_estimate
-from .drive import Progress, SendPlan
+from .drive import Progress
 from .keys import KeyPool
-from .phase import cores, run_phase
+from .phase import TimedPhase, cores, timed_run
 from .prepare import FramePreparer, PublicJob
 from .report import BenchResult
 from .targets import MAX_DRAIN_S, MAX_DURATION_S, MAX_PREPARED_FRAMES, Target
@@ -102,18 +101,9 @@ def run_public(target: Target, options: PublicOptions, keys: KeyPool | None = No
             prepared = preparer.public_messages(jobs, receivers, options.size, options.transport_sig,
                                                 lambda done, total: progress.show(f"prepared {done}/{total}"))
     prepared = [replace(p, key=f"{sender.user_id}:{p.key}") for p in prepared]
-    tracker = DeliveryTracker(sample_size=options.sample)
-    tracker.expect(prepared)
-    plan = SendPlan(frames=prepared, duration_s=options.duration_s, rate=options.rate, window=options.window)
-    with progress:
-        outcome = asyncio.run(run_phase(users, plan, tracker, frozenset({"MSG_PUBLIC_CHANNEL"}), _key_of,
-                                        target.data_dirs, options.drain_s, progress))
-    mode = f"open loop at {options.rate:g}/s" if options.rate is not None else f"closed loop, window {options.window}"
-    result = BenchResult(scenario="public", urls=list(urls), mode=mode, users=count_users,
-                         duration_s=round(outcome.send.ended - outcome.send.started, 2), prepared=len(prepared))
-    result.fill_deliveries(tracker, outcome.send.started, outcome.send.ended)
-    result.fill_capacity(capacity)
-    result.fill_processes(outcome.processes)
+    phase = TimedPhase("public", list(urls), options.duration_s, options.rate, options.window, options.sample,
+                       options.drain_s, "MSG_PUBLIC_CHANNEL", _key_of)
+    result, outcome, tracker = timed_run(phase, users, prepared, target.data_dirs, capacity, progress)
     result.sample_checked, result.sample_failed = check_sample(tracker, keys.keys[channel_key_index])
     messages_delivered = len({key for (_receiver, key) in tracker.seen})
     result.extra["members"] = options.members
