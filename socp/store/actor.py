@@ -178,7 +178,7 @@ class StoreService:
             except StoreUnavailable as exc:
                 self._open_error = f"the database is not open yet: {exc}"
                 log.warning("database unavailable, retrying in %.1fs: %s", delay, exc)
-                await self._sleep(delay)
+                await self._back_off(delay)
                 delay = min(delay * 2, self._retry_max_delay)
                 continue
             log.info("database open: %s", self._store.database.description)
@@ -277,7 +277,7 @@ class StoreService:
             except StoreUnavailable as exc:
                 await self._enter_outage(exc)
                 self.counters.write_retries += 1
-                await self._sleep(delay)
+                await self._back_off(delay)
                 delay = min(delay * 2, self._retry_max_delay)
                 continue
             except (StoreQueryError, StoreRequestRejected) as exc:
@@ -288,6 +288,15 @@ class StoreService:
                 log.warning("database is back; applying %d queued writes", self._writes.qsize())
                 self._outage = None
             return reply
+
+    async def _back_off(self, delay: float) -> None:
+        # On Python 3.11 asyncio.wait_for (inside aiomysql's connect) can swallow a
+        # cancellation that lands just as the attempt fails; the task still counts it as
+        # cancelling, so honour it here instead of retrying forever after a SIGTERM.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
+        await self._sleep(delay)
 
     async def _enter_outage(self, error: StoreUnavailable) -> None:
         if self._outage is None:

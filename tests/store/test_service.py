@@ -136,6 +136,38 @@ async def test_database_not_open_yet(tmp_path: Path) -> None:
         assert "early" in (await h.client.load_snapshot()).users
 
 
+async def test_stops_even_when_a_connect_swallows_the_cancellation(tmp_path: Path) -> None:
+    # Python 3.11's asyncio.wait_for (inside aiomysql's connect) can turn a cancellation
+    # into the connect's own error when both land together; the opener must still stop.
+    attempting = asyncio.Event()
+
+    async def open_store_swallowing_cancel() -> Store:
+        if not attempting.is_set():   # only the first attempt swallows; later ones fail fast
+            attempting.set()
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                pass
+        raise StoreUnavailable("connection refused")
+
+    endpoint = f"ipc://{tmp_path / 'store.sock'}"
+    context = zmq.asyncio.Context()
+    socket = bind_store_socket(context, endpoint)
+    service = StoreService(socket, open_store_swallowing_cancel, retry_first_delay=0.01, retry_max_delay=0.05)
+    stop = asyncio.Event()
+    running = asyncio.ensure_future(service.run(stop))
+    try:
+        await asyncio.wait_for(attempting.wait(), TIMEOUT)
+        stop.set()
+        await asyncio.wait({running}, timeout=TIMEOUT)
+        assert running.done(), "the store kept retrying to open the database after stop"
+        running.result()
+    finally:
+        running.cancel()
+        socket.close(linger=0)
+        context.term()
+
+
 async def test_full_write_queue_is_refused(tmp_path: Path) -> None:
     async with running_service(tmp_path, write_queue_size=2) as h:
         h.database.down = True
