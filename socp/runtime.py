@@ -6,9 +6,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+
+
+def raise_open_file_limit(wanted: int) -> int:
+    """Each connection is a file descriptor: lift the soft limit towards `wanted`, up
+    to the hard limit (an unprivileged process may). Returns the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = min(wanted, hard) if hard != resource.RLIM_INFINITY else wanted
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
 
 
 def setup_logging(actor: str) -> None:

@@ -9,12 +9,13 @@ the growth of the local node processes' RSS (from /proc) divided by N.
 from __future__ import annotations
 
 import asyncio
-import resource
 import time
 from urllib.parse import urlsplit
 from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
+
+from socp.runtime import raise_open_file_limit
 
 from .drive import Progress
 from .keys import KeyPool
@@ -48,16 +49,6 @@ class ConnectOptions:
     per_source: int = 50               # users per loopback source address (0: one address)
     timeout_s: float = SETUP_TIMEOUT_S
     progress: bool = True
-
-
-def raise_open_file_limit(wanted: int) -> int:
-    """Each connection is a file descriptor; lift the soft limit up to the hard one."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, wanted)
-    if soft < min(wanted, target):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, target), hard))
-        return min(wanted, target)
-    return soft
 
 
 async def _ramp(users: list[BenchUser], options: ConnectOptions, meter: NodeMeter,

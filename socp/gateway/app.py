@@ -28,8 +28,13 @@ from socp.ratelimit import AddressSlots
 from socp.gateway.server import Listener
 from socp.ipc.endpoints import ensure_runtime_dir
 from socp.ipc.messages import GatewayHello
+from socp.runtime import raise_open_file_limit
 
 log = logging.getLogger("socp.gateway")
+
+# Every connection holds a file descriptor; the common default soft limit (1024)
+# would cap a node far below the connections it can afford in memory.
+WANTED_OPEN_FILES = 65_536
 
 # Sessions get this long to close after SIGTERM; the process must be gone in ~2 s.
 SHUTDOWN_GRACE = 1.5
@@ -62,6 +67,9 @@ async def _serve(config: NodeConfig) -> None:
         loop.add_signal_handler(signum, stop.set)
 
     ensure_runtime_dir(config.run_dir)
+    open_files = raise_open_file_limit(WANTED_OPEN_FILES)
+    if open_files < WANTED_OPEN_FILES:
+        log.warning("at most %d open files (hard limit): about that many connections", open_files)
     bus = Bus(config.endpoints)
     try:
         context = GatewayContext(config, LinkTable(config.send_queue_frames), bus, GatewayStats(),

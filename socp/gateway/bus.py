@@ -12,8 +12,8 @@ on the peer. Sockets close with linger 0 so a stopped gateway never hangs on the
 from __future__ import annotations
 
 import zmq
-import zmq.asyncio
 
+from socp.ipc.direct import DirectSocket
 from socp.ipc.endpoints import Endpoints
 from socp.ipc.messages import Message, pack
 
@@ -28,26 +28,29 @@ INBOX_BATCH = 512
 
 
 class Bus:
+    """Must be made inside the gateway's running event loop (it watches socket fds)."""
+
     def __init__(self, endpoints: Endpoints) -> None:
-        self._context = zmq.asyncio.Context()
-        self._sockets: list[zmq.asyncio.Socket] = []
+        self._context = zmq.Context()
+        self._sockets: list[DirectSocket] = []
         try:
             self._inbox = self._open(zmq.PULL, zmq.RCVHWM, INBOX_HWM)
-            self._inbox.bind(endpoints.gateway_inbox)
+            self._inbox.socket.bind(endpoints.gateway_inbox)
             self._verify_jobs = self._open(zmq.PUSH, zmq.SNDHWM, VERIFY_JOBS_HWM)
-            self._verify_jobs.bind(endpoints.verify_jobs)
+            self._verify_jobs.socket.bind(endpoints.verify_jobs)
             self._router = self._open(zmq.PUSH, zmq.SNDHWM, ROUTER_HWM)
-            self._router.connect(endpoints.router_inbox)
+            self._router.socket.connect(endpoints.router_inbox)
         except BaseException:
             self.close()
             raise
 
-    def _open(self, kind: int, hwm_option: int, hwm: int) -> zmq.asyncio.Socket:
+    def _open(self, kind: int, hwm_option: int, hwm: int) -> DirectSocket:
         socket = self._context.socket(kind)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(hwm_option, hwm)
-        self._sockets.append(socket)
-        return socket
+        direct = DirectSocket(socket)
+        self._sockets.append(direct)
+        return direct
 
     async def submit_job(self, data: bytes) -> None:
         """Queue one packed VerifyJob; waits while every verifier's queue is full."""
@@ -60,24 +63,13 @@ class Bus:
         """Best effort, for shutdown paths that must not wait; False if it was dropped."""
         if self._router.closed:
             return False
-        sent = self._router.send(pack(message), flags=zmq.NOBLOCK)
-        if sent.done() and sent.exception() is None:
-            return True
-        sent.cancel()  # still queued behind a blocked send: give up rather than wait
-        return False
+        return self._router.try_send(pack(message))
 
     async def receive_batch(self) -> list[bytes]:
         """Wait for one inbox message, then take whatever else is already waiting."""
-        batch = [await self._inbox.recv()]
-        while len(batch) < INBOX_BATCH:
-            try:
-                # NOBLOCK recv resolves at once (value or zmq.Again); no wakeup per message.
-                batch.append(self._inbox.recv(flags=zmq.NOBLOCK).result())
-            except zmq.Again:
-                break
-        return batch
+        return await self._inbox.receive_batch(INBOX_BATCH)
 
     def close(self) -> None:
         for socket in self._sockets:
-            socket.close(linger=0)
+            socket.close()
         self._context.term()

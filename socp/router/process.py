@@ -15,11 +15,11 @@ import time
 from dataclasses import dataclass, field
 
 import zmq
-import zmq.asyncio
 
 from socp.config import NodeConfig
 from socp.identity import NodeIdentity, adopt_server_id
 from socp.ipc import messages as m
+from socp.ipc.direct import DirectSocket
 from socp.ipc.endpoints import ensure_runtime_dir
 from socp.ipc.reorder import ReorderBuffer, ReorderOverflow
 from socp.protocol.envelope import Envelope
@@ -35,6 +35,7 @@ from .state import NodeSelf, PendingShare, RouterState, ServerRecord, Timing, Us
 log = logging.getLogger("socp.router")
 
 HIGH_WATER_MARK = 100_000
+EVENT_BATCHES_BOUND = 256     # batches of inbox messages (each at most RECEIVE_BATCH) waiting
 STORE_QUEUE_BOUND = 10_000
 TICK_SECONDS = 0.5
 GATEWAY_HELLO_WAIT = 2.0
@@ -100,8 +101,8 @@ class Counters:
 class RouterDriver:
     state: RouterState
     config: NodeConfig
-    sign_jobs: zmq.asyncio.Socket
-    to_gateway: zmq.asyncio.Socket
+    sign_jobs: DirectSocket
+    to_gateway: DirectSocket
     store_writes: asyncio.Queue[StoreWrite]
     epoch: int = 0
     inbound_order: dict[int, ReorderBuffer[Inbound]] = field(default_factory=dict)
@@ -269,46 +270,50 @@ Inbound = tuple[int, Event]
 Work = m.GatewayHello | m.OutboundDone | Tick | tuple[int, int, Event]
 
 
-async def _receive(inbox: zmq.asyncio.Socket, driver: RouterDriver, events: asyncio.Queue[Work]) -> None:
+async def _receive(inbox: DirectSocket, driver: RouterDriver, events: asyncio.Queue[list[Work]]) -> None:
+    # One queue item per batch of inbox messages: a queue handoff per message cost
+    # more than the routing decision it carried.
     while True:
-        data = await inbox.recv()
-        try:
-            message = m.unpack(data)
-        except m.MalformedFrame as exc:
-            log.error("router: unreadable actor message dropped: %s", exc.detail)
-            continue
-        if isinstance(message, (m.GatewayHello, m.OutboundDone)):
-            await events.put(message)
-            continue
-        conn = getattr(message, "conn", None)
-        for seq, event in driver.events_from(message):
-            await events.put((conn, seq, event))
+        batch: list[Work] = []
+        for data in await inbox.receive_batch():
+            try:
+                message = m.unpack(data)
+            except m.MalformedFrame as exc:
+                log.error("router: unreadable actor message dropped: %s", exc.detail)
+                continue
+            if isinstance(message, (m.GatewayHello, m.OutboundDone)):
+                batch.append(message)
+                continue
+            conn = getattr(message, "conn", None)
+            batch.extend((conn, seq, event) for seq, event in driver.events_from(message))
+        if batch:
+            await events.put(batch)
 
 
-async def _tick(events: asyncio.Queue[Work]) -> None:
+async def _tick(events: asyncio.Queue[list[Work]]) -> None:
     while True:
         await asyncio.sleep(TICK_SECONDS)
-        await events.put(Tick())
+        await events.put([Tick()])
 
 
-async def _process(driver: RouterDriver, events: asyncio.Queue[Work]) -> None:
+async def _process(driver: RouterDriver, events: asyncio.Queue[list[Work]]) -> None:
     while True:
-        work = await events.get()
-        if isinstance(work, tuple):
-            await driver.apply_inbound(*work)
-        elif isinstance(work, Tick):
-            await driver.tick()
-        elif isinstance(work, m.OutboundDone):
-            driver.outbound_done(work)
-        else:
-            await driver.gateway_hello(work.boot_id)
+        for work in await events.get():
+            if isinstance(work, tuple):
+                await driver.apply_inbound(*work)
+            elif isinstance(work, Tick):
+                await driver.tick()
+            elif isinstance(work, m.OutboundDone):
+                driver.outbound_done(work)
+            else:
+                await driver.gateway_hello(work.boot_id)
 
 
-async def _start_without_gateway_hello(driver: RouterDriver, events: asyncio.Queue[Work]) -> None:
+async def _start_without_gateway_hello(driver: RouterDriver, events: asyncio.Queue[list[Work]]) -> None:
     """A router restarted beside a running gateway hears no hello: start anyway."""
     await asyncio.sleep(GATEWAY_HELLO_WAIT)
     if not driver.federation_started:
-        await events.put(m.GatewayHello(boot_id=driver.gateway_boot))
+        await events.put([m.GatewayHello(boot_id=driver.gateway_boot)])
 
 
 async def _write_store(store: object, writes: asyncio.Queue[StoreWrite], counters: Counters) -> None:
@@ -341,26 +346,27 @@ async def _load_snapshot(store: object) -> object:
 
 async def serve(config: NodeConfig, identity: NodeIdentity, store: object, startup: list[Action] | None = None) -> None:
     ensure_runtime_dir(config.run_dir)
-    context = zmq.asyncio.Context.instance()
+    context = zmq.Context()   # plain sockets, driven by DirectSocket (the store client has its own)
     endpoints = config.endpoints
-    inbox = context.socket(zmq.PULL)
-    sign_jobs = context.socket(zmq.PUSH)
-    to_gateway = context.socket(zmq.PUSH)
-    for socket in (inbox, sign_jobs, to_gateway):
-        socket.setsockopt(zmq.LINGER, 0)
-        socket.setsockopt(zmq.SNDHWM, HIGH_WATER_MARK)
-        socket.setsockopt(zmq.RCVHWM, HIGH_WATER_MARK)
-    inbox.bind(endpoints.router_inbox)
-    sign_jobs.bind(endpoints.sign_jobs)
-    to_gateway.connect(endpoints.gateway_inbox)
+    sockets: list[DirectSocket] = []
     try:
+        for kind in (zmq.PULL, zmq.PUSH, zmq.PUSH):
+            socket = context.socket(kind)
+            socket.setsockopt(zmq.LINGER, 0)
+            socket.setsockopt(zmq.SNDHWM, HIGH_WATER_MARK)
+            socket.setsockopt(zmq.RCVHWM, HIGH_WATER_MARK)
+            sockets.append(DirectSocket(socket))
+        inbox, sign_jobs, to_gateway = sockets
+        inbox.socket.bind(endpoints.router_inbox)
+        sign_jobs.socket.bind(endpoints.sign_jobs)
+        to_gateway.socket.connect(endpoints.gateway_inbox)
         snapshot = await _load_snapshot(store)
         state = state_from_snapshot(identity, config, snapshot)
         writes: asyncio.Queue[StoreWrite] = asyncio.Queue(STORE_QUEUE_BOUND)
         epoch = new_epoch()
         state.next_dial_conn = restore.FIRST_DIALLED_CONN + (epoch % 2**20) * 2**16
         driver = RouterDriver(state, config, sign_jobs, to_gateway, writes, epoch=epoch)
-        events: asyncio.Queue[Work] = asyncio.Queue(HIGH_WATER_MARK)
+        events: asyncio.Queue[list[Work]] = asyncio.Queue(EVENT_BATCHES_BOUND)
         # A gateway already running replays its live links, then says GatewayHello.
         await to_gateway.send(m.pack(m.RouterHello(epoch)))
         log.info("router: ready as %s with %d known users (epoch %d)", state.me.server_id, len(state.users), epoch)
@@ -371,5 +377,6 @@ async def serve(config: NodeConfig, identity: NodeIdentity, store: object, start
             tasks.create_task(_process(driver, events))
             tasks.create_task(_write_store(store, writes, driver.counters))
     finally:
-        for socket in (inbox, sign_jobs, to_gateway):
-            socket.close(linger=0)
+        for direct in sockets:
+            direct.close()
+        context.term()
