@@ -3,7 +3,8 @@
 Every ACK costs a signature, the scarcest thing a node has. Frames of one connection
 take effect in order, so one `ACK msg_ref=X` covers X and everything that connection
 sent before it; the router remembers only the latest handed-on ref per connection and
-sends at most one ACK per connection per `Timing.ack_interval_ms` (on Tick).
+sends at most one ACK per connection per `Timing.ack_interval_ms`: at once when the
+connection's interval has passed, else on the first Tick after it has.
 
 A frame is handed on once it is queued for the recipient's connection, for the next
 server's link or that link's bounded backlog, or parked for a local recipient lost
@@ -57,28 +58,34 @@ def user_content(state: RouterState, link: Link, event: FrameIn,
             refused = True
     if refused:
         state.seen.discard(key)
-    else:
-        state.pending_acks[link.conn] = ref
+        return actions
+    state.pending_acks[link.conn] = ref
+    if state.now_ms >= state.next_ack_ms.get(link.conn, 0):
+        actions.extend(_ack_now(state, link.conn))
     return actions
 
 
 def tick(state: RouterState) -> list[Action]:
-    """At most one ACK per connection per interval, naming its latest handed-on frame."""
-    if not state.pending_acks or state.now_ms - state.last_ack_ms < state.timing.ack_interval_ms:
+    """ACK every connection whose interval has passed since its last ACK."""
+    due = [conn for conn in state.pending_acks if state.now_ms >= state.next_ack_ms.get(conn, 0)]
+    return [action for conn in due for action in _ack_now(state, conn)]
+
+
+def _ack_now(state: RouterState, conn: int) -> list[Action]:
+    """One ACK naming the connection's latest handed-on frame. Each connection keeps
+    its own interval, so a busy node's ACKs are spread out in time instead of reaching
+    the verifiers as one burst per tick (a burst delays every DM queued behind it)."""
+    ref = state.pending_acks.pop(conn)
+    state.next_ack_ms[conn] = state.now_ms + state.timing.ack_interval_ms
+    link = state.links.get(conn)
+    if link is None or not link.is_user:
         return []
-    state.last_ack_ms = state.now_ms
-    actions: list[Action] = []
-    me = state.me.server_id
-    for conn, ref in state.pending_acks.items():
-        link = state.links.get(conn)
-        if link is not None and link.is_user:
-            actions.append(send_one(conn, frames.ack(me, link.peer_id, state.now_ms, ref)))
-    state.pending_acks.clear()
-    return actions
+    return [send_one(conn, frames.ack(state.me.server_id, link.peer_id, state.now_ms, ref))]
 
 
 def link_down(state: RouterState, conn: int) -> None:
     state.pending_acks.pop(conn, None)
+    state.next_ack_ms.pop(conn, None)
 
 
 def _is_error_to(action: Action, conn: int) -> bool:

@@ -136,7 +136,7 @@ class RouterState:
     accounts: Accounts = field(default_factory=Accounts)             # directory and logins (accounts.py)
     # Recovery (acks.py)
     pending_acks: dict[int, str] = field(default_factory=dict)       # conn -> latest handed-on msg_ref
-    last_ack_ms: int = 0
+    next_ack_ms: dict[int, int] = field(default_factory=dict)         # conn -> when it may next get an ACK
     parked: dict[str, Parked] = field(default_factory=dict)          # user_id -> frames waiting
     sent_recently: dict[str, deque[tuple[int, Envelope]]] = field(default_factory=dict)  # server_id -> (ms, frame)
     delivered_recently: dict[str, deque[tuple[int, Envelope]]] = field(default_factory=dict)  # user_id -> (ms, frame)

@@ -40,17 +40,37 @@ def test_msg_ref_is_the_duplicate_key_as_text(keys) -> None:
 def test_one_cumulative_ack_per_connection_per_interval(node, keys) -> None:
     a_conn, alice, _ = node.connect_user(keys[1])
     b_conn, bob, _ = node.connect_user(keys[2])
+    interval = node.state.timing.ack_interval_ms
     sent = [dm(keys[1], alice, keys[2], bob, text=b"%d" % i, ts=NOW + i) for i in range(5)]
-    for frame in sent:
-        assert sent_to(node.feed(a_conn, frame), b_conn, "USER_DELIVER")
-    first = tick(node)
-    assert acks_to(first, a_conn) == [msg_ref(sent[-1])]      # one ACK covers all five
-    assert acks_to(first, b_conn) == []                      # bob sent nothing
+    first = node.feed(a_conn, sent[0])
+    assert sent_to(first, b_conn, "USER_DELIVER")
+    assert acks_to(first, a_conn) == [msg_ref(sent[0])]       # the first frame: acknowledged at once
+    for frame in sent[1:]:
+        actions = node.feed(a_conn, frame)
+        assert sent_to(actions, b_conn, "USER_DELIVER") and acks_to(actions, a_conn) == []
+    assert acks_to(tick(node, after_ms=interval // 5), a_conn) == []   # the interval has not passed
+    due = tick(node, after_ms=interval)
+    assert acks_to(due, a_conn) == [msg_ref(sent[-1])]        # one ACK covers the other four
+    assert acks_to(due, b_conn) == []                        # bob sent nothing
     later = dm(keys[1], alice, keys[2], bob, text=b"later", ts=NOW + 10)
-    node.feed(a_conn, later)
-    assert acks_to(tick(node, after_ms=100), a_conn) == []   # a later frame waits for the interval
-    assert acks_to(tick(node), a_conn) == [msg_ref(later)]
+    assert acks_to(node.feed(a_conn, later), a_conn) == []    # an ACK went out just now: wait
+    assert acks_to(tick(node, after_ms=interval), a_conn) == [msg_ref(later)]
     assert acks_to(tick(node), a_conn) == []                 # nothing new, nothing sent
+
+
+def test_each_connection_keeps_its_own_ack_interval(node, keys) -> None:
+    # ACKs of busy senders are spread in time, never one burst of signatures per tick.
+    a_conn, alice, _ = node.connect_user(keys[1])
+    b_conn, bob, _ = node.connect_user(keys[2])
+    interval = node.state.timing.ack_interval_ms
+    assert acks_to(node.feed(a_conn, dm(keys[1], alice, keys[2], bob, ts=NOW)), a_conn)
+    node.state.now_ms += interval // 2
+    assert acks_to(node.feed(b_conn, dm(keys[2], bob, keys[1], alice, ts=NOW + 1)), b_conn)
+    node.feed(a_conn, dm(keys[1], alice, keys[2], bob, ts=NOW + 2))
+    node.feed(b_conn, dm(keys[2], bob, keys[1], alice, ts=NOW + 3))
+    half_way = tick(node, after_ms=interval // 2)
+    assert acks_to(half_way, a_conn) and not acks_to(half_way, b_conn)
+    assert acks_to(tick(node, after_ms=interval // 2), b_conn)
 
 
 def test_a_resent_frame_is_answered_replay_naming_it_and_not_delivered_again(node, keys) -> None:
@@ -72,8 +92,9 @@ def test_a_refused_frame_is_named_in_its_error_and_may_be_sent_again(node, keys)
     assert error.payload["code"] == "USER_NOT_FOUND" and error.payload["msg_ref"] == msg_ref(frame)
     assert acks_to(tick(node), a_conn) == []
     b_conn, _, _ = node.connect_user(keys[2], user_id=nobody)
-    assert sent_to(node.feed(a_conn, frame), b_conn, "USER_DELIVER")   # not a "duplicate"
-    assert acks_to(tick(node), a_conn) == [msg_ref(frame)]
+    accepted = node.feed(a_conn, frame)
+    assert sent_to(accepted, b_conn, "USER_DELIVER")   # not a "duplicate"
+    assert acks_to(accepted, a_conn) == [msg_ref(frame)]
 
 
 def test_frames_for_a_user_lost_with_the_gateway_wait_for_it(node, keys) -> None:
@@ -81,8 +102,9 @@ def test_frames_for_a_user_lost_with_the_gateway_wait_for_it(node, keys) -> None
     b_conn, bob, _ = node.connect_user(keys[2])
     core.handle(node.state, LinkDown(b_conn, GATEWAY_RESTARTED))
     frame = dm(keys[1], alice, keys[2], bob)
-    assert not errors_to(node.feed(a_conn, frame), a_conn)
-    assert acks_to(tick(node), a_conn) == [msg_ref(frame)]    # parked counts as handed on
+    parked = node.feed(a_conn, frame)
+    assert not errors_to(parked, a_conn)
+    assert acks_to(parked, a_conn) == [msg_ref(frame)]        # parked counts as handed on
     new_conn, _, actions = node.connect_user(keys[2], user_id=bob)
     (deliver,) = sent_to(actions, new_conn, "USER_DELIVER")
     assert deliver.payload["ciphertext"] == frame.payload["ciphertext"]

@@ -199,6 +199,28 @@ def test_verify_jobs_get_one_answer_each_for_the_right_seq(pool: Pool, keys) -> 
     assert all(proc.poll() is None for proc in pool.procs), pool.stderr()
 
 
+def test_checks_do_not_wait_behind_a_queue_of_signatures(pool: Pool, keys) -> None:
+    # A check costs ~0.1 ms and a signature ~6 ms: frames waiting for their check are
+    # taken before the next signature, not one check per signature.
+    conn, signatures, checks = 43, 20 * POOL_SIZE, 20
+    sender = new_id()
+    for out_seq in range(signatures):
+        payload = {"user_id": new_id(), "server_id": sender, "meta": {}}
+        pool.sign_jobs.send(messages.pack(SignJob("USER_ADVERTISE", sender, TS, payload, [(conn, out_seq, "*")])))
+    hello = frames.user_hello(new_id(), None, TS, encode_public_key(keys[1])).to_wire()
+    for seq in range(checks):
+        pool.verify_jobs.send(messages.pack(VerifyJob(conn, seq, hello, ROLE_USER, "")))
+    assert len(_receive(pool.router_inbox, checks)) == checks
+    signed_meanwhile = 0
+    while pool.gateway_inbox.poll(0):
+        pool.gateway_inbox.recv()
+        signed_meanwhile += 1
+    # One signature in progress per verifier, and maybe the next one started before the
+    # checks arrived; alternating one check with one signature would have made ~20.
+    assert signed_meanwhile <= 3 * POOL_SIZE, signed_meanwhile
+    _receive(pool.gateway_inbox, signatures - signed_meanwhile)
+
+
 def test_sigterm_stops_every_verifier_even_when_its_outputs_are_full(pool: Pool) -> None:
     # Stop reading the router inbox and keep sending cheap jobs until every queue on
     # the way is full, so the verifiers sit blocked on a send.
