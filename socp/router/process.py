@@ -114,6 +114,9 @@ class RouterDriver:
     applied_changed: set[int] = field(default_factory=set)
     in_flight: InFlight = field(default_factory=InFlight)
 
+    def __post_init__(self) -> None:
+        self.in_flight.verifiers = self.config.verifiers
+
     # --- inbound ------------------------------------------------------------------------
 
     def events_from(self, message: m.Message) -> list[Inbound]:
@@ -189,7 +192,7 @@ class RouterDriver:
             self.out_seq.clear()
             self.applied.clear()
             self.applied_changed.clear()
-            self.in_flight = InFlight()
+            self.in_flight = InFlight(verifiers=self.config.verifiers)
             self.federation_started = False
         self.gateway_boot = boot_id
         await self.start_federation()
