@@ -96,10 +96,16 @@ async def _ramp(users: list[BenchUser], options: ConnectOptions, meter: NodeMete
             "frames_seen": dict(frames_seen), "errors": dict(errors)}
 
 
+MIN_RAMP_HELLOS_PER_S = 50
+
+
 def run_connect(target: Target, options: ConnectOptions, keys: KeyPool | None = None) -> BenchResult:
     count = max(1, min(options.users, MAX_USERS))
     hold = min(options.hold_s, MAX_DURATION_S)
-    options = replace(options, users=count, hold_s=hold, timeout_s=min(options.timeout_s, MAX_DURATION_S))
+    # A big ramp gets longer than the default setup bound: at least 50 hellos/s, never
+    # past the hard cap of any timed phase.
+    ramp_s = min(max(options.timeout_s, count / MIN_RAMP_HELLOS_PER_S), MAX_DURATION_S)
+    options = replace(options, users=count, hold_s=hold, timeout_s=ramp_s)
     raise_open_file_limit(count + 256)
     progress = Progress("bench connect", options.progress)
     keys = keys or KeyPool.generate(min(options.keys, count), cores())
