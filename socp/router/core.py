@@ -20,7 +20,8 @@ from socp.protocol.acks import ACKNOWLEDGED_TYPES
 from socp.protocol.envelope import Envelope
 
 from . import acks, defences, directory, federation, login, redeliver, restore, users
-from .events import GATEWAY_RESTARTED, Action, Close, Event, FrameIn, FrameRejected, LinkDown, LinkRestored, LinkUp, Tick
+from .events import (GATEWAY_RESTARTED, Action, BatchEnd, Close, Event, FrameIn, FrameRejected, LinkDown, LinkRestored,
+                     LinkUp, Tick)
 from .links import Link, LinkState
 from .replies import CLOSE_NORMAL, error_to, refuse_and_close
 from .state import RouterState
@@ -28,6 +29,8 @@ from .state import RouterState
 
 def handle(state: RouterState, event: Event) -> list[Action]:
     actions = _handle(state, event)
+    if state.joins_waiting and not state.batch_joins:
+        actions += users.announce_joins(state)
     redeliver.record(state, actions)
     return actions
 
@@ -44,6 +47,8 @@ def _handle(state: RouterState, event: Event) -> list[Action]:
         return _link_down(state, event.conn, park=event.reason == GATEWAY_RESTARTED)
     if isinstance(event, LinkRestored):
         return restore.link_restored(state, event)
+    if isinstance(event, BatchEnd):
+        return users.announce_joins(state)
     if isinstance(event, Tick):
         state.seen.expire(state.now_ms)
         defences.tick(state)

@@ -68,7 +68,12 @@ class Tick:
     """Time passes (heartbeats, link timeouts, redials, cache expiry)."""
 
 
-Event = FrameIn | FrameRejected | LinkUp | LinkDown | LinkRestored | Tick
+@dataclass(frozen=True, slots=True)
+class BatchEnd:
+    """The driver applied every event it had waiting: announce what was batched."""
+
+
+Event = FrameIn | FrameRejected | LinkUp | LinkDown | LinkRestored | Tick | BatchEnd
 
 # --- actions ----------------------------------------------------------------------------
 

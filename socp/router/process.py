@@ -26,8 +26,8 @@ from socp.protocol.envelope import Envelope
 
 from . import core, directory, federation, restore
 from .bootstrap import load_bootstrap
-from .events import (GATEWAY_RESTARTED, Action, AdoptServerId, Close, Dial, Event, FrameIn, FrameRejected, LinkDown,
-                     LinkRestored, LinkUp, Relay, Send, StoreWrite, Tick)
+from .events import (GATEWAY_RESTARTED, Action, AdoptServerId, BatchEnd, Close, Dial, Event, FrameIn, FrameRejected,
+                     LinkDown, LinkRestored, LinkUp, Relay, Send, StoreWrite, Tick)
 from .inflight import InFlight
 from .limits import Guard
 from .state import NodeSelf, PendingShare, RouterState, ServerRecord, Timing, UserRecord
@@ -300,6 +300,7 @@ async def _tick(events: asyncio.Queue[list[Work]]) -> None:
 
 
 async def _process(driver: RouterDriver, events: asyncio.Queue[list[Work]]) -> None:
+    driver.state.batch_joins = True
     while True:
         for work in await events.get():
             if isinstance(work, tuple):
@@ -310,6 +311,7 @@ async def _process(driver: RouterDriver, events: asyncio.Queue[list[Work]]) -> N
                 driver.outbound_done(work)
             else:
                 await driver.gateway_hello(work.boot_id)
+        await driver.apply(BatchEnd())
 
 
 async def _start_without_gateway_hello(driver: RouterDriver, events: asyncio.Queue[list[Work]]) -> None:

@@ -137,6 +137,10 @@ class RouterState:
     # Recovery (acks.py)
     pending_acks: dict[int, str] = field(default_factory=dict)       # conn -> latest handed-on msg_ref
     next_ack_ms: dict[int, int] = field(default_factory=dict)         # conn -> when it may next get an ACK
+    # Public channel joins not yet announced (users.announce_joins). The process driver
+    # sets `batch_joins` and announces once per batch of events; alone, every event does.
+    joins_waiting: list[str] = field(default_factory=list)
+    batch_joins: bool = False
     parked: dict[str, Parked] = field(default_factory=dict)          # user_id -> frames waiting
     sent_recently: dict[str, deque[tuple[int, Envelope]]] = field(default_factory=dict)  # server_id -> (ms, frame)
     delivered_recently: dict[str, deque[tuple[int, Envelope]]] = field(default_factory=dict)  # user_id -> (ms, frame)

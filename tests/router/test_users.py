@@ -7,6 +7,8 @@ import pytest
 from socp.protocol import crypto, frames, signing
 from socp.protocol.encoding import b64url_encode
 from socp.protocol.ids import new_id
+from socp.router import core
+from socp.router.events import BatchEnd
 from socp.router.state import LOCAL
 
 from .harness import NOW, Harness, closes, errors_to, sends, sent_to, store_writes
@@ -43,6 +45,24 @@ def test_a_join_is_not_fanned_out_to_every_local_user(node, keys) -> None:
     assert sent_to(actions, second, "PUBLIC_CHANNEL_ADD")  # the newcomer learns the version
     assert not sent_to(actions, first, "PUBLIC_CHANNEL_ADD")  # no n^2 fan-out of joins
     assert not sent_to(actions, first, "PUBLIC_CHANNEL_UPDATED")
+
+
+def test_joins_of_one_batch_share_one_announcement(node, keys) -> None:
+    # The process driver batches: a burst of hellos costs two signatures, not two each.
+    node.state.batch_joins = True
+    joined = [node.connect_user(keys[1 + i % 2]) for i in range(3)]
+    assert all(not sends(actions, "PUBLIC_CHANNEL_ADD") for _, _, actions in joined)
+    gone_conn, gone_user, _ = joined[2]
+    node.drop(gone_conn)                                   # left before the batch ended
+    actions = core.handle(node.state, BatchEnd())
+    (add,) = sends(actions, "PUBLIC_CHANNEL_ADD")
+    (updated,) = sends(actions, "PUBLIC_CHANNEL_UPDATED")
+    assert add.frame.payload == {"add": [user for _, user, _ in joined], "if_version": 1}
+    assert updated.frame.payload["version"] == 2 == node.state.channel_version
+    assert add.targets == updated.targets == tuple((conn, "*") for conn, _, _ in joined[:2])
+    assert [w.arguments for w in store_writes(actions, "add_channel_member")] == [(u, 2) for _, u, _ in joined]
+    assert gone_user in node.state.channel_members            # members are never removed
+    assert core.handle(node.state, BatchEnd()) == []          # nothing new, nothing sent
 
 
 def test_duplicate_user_id_is_refused_and_first_connection_stays(node, keys) -> None:
