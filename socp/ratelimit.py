@@ -1,16 +1,18 @@
-"""Rate limits as pure objects: a token bucket and a per-address counter.
+"""Rate limits as pure objects: a token bucket, buckets per key, and a per-address counter.
 
-Neither reads a clock of its own: the bucket is handed one (STYLE §6), so tests
+None reads a clock of its own: a bucket is handed one (STYLE §6), so tests
 drive time by hand and never sleep. Shared by two actors, hence at the top of the
 package, importing nothing: the gateway keeps one bucket per connection (frames
-per second, SOCP §13 resource abuse) and one counter of open connections per
-remote address; the router keeps buckets per user and per peer server
-(`socp.router.limits`) on its own clock, `RouterState.now_ms`.
+per second, SOCP §13 resource abuse), one counter of open connections per
+remote address and one bucket per address for HTTP directory look-ups; the router
+keeps buckets per user and per peer server (`socp.router.limits`) on its own
+clock, `RouterState.now_ms`.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 
 Clock = Callable[[], float]   # seconds, monotonic
@@ -69,6 +71,46 @@ def retry_hint(seconds: float) -> str:
     """The retry hint in a RATE_LIMITED detail: human words and a parseable field."""
     millis = max(1, math.ceil(seconds * 1000))
     return f"retry after {millis} ms (retry_after_ms={millis})"
+
+
+class KeyedBuckets:
+    """One TokenBucket per key (a remote address), for at most `max_keys` keys; the
+    least recently used key is forgotten first (STYLE §5). Forgetting a key forgives
+    its debt, so the bound must be well above the keys active within one refill."""
+
+    __slots__ = ("rate", "burst", "max_keys", "_clock", "_buckets")
+
+    def __init__(self, rate: float, burst: float, clock: Clock, max_keys: int = 10_000) -> None:
+        if max_keys < 1:
+            raise ValueError("max_keys must be at least 1")
+        TokenBucket(rate, burst, clock)   # the same checks of rate and burst
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self.max_keys = max_keys
+        self._clock = clock
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def _bucket(self, key: str) -> TokenBucket:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, self._clock)
+            while len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+        return bucket
+
+    def take(self, key: str) -> bool:
+        """Spend one of `key`'s tokens; False (nothing spent) if it has none."""
+        return self._bucket(key).take()
+
+    def retry_after(self, key: str) -> float:
+        """Seconds until `key` may take a token again."""
+        bucket = self._buckets.get(key)
+        return 0.0 if bucket is None else bucket.retry_after()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
 
 class AddressSlots:

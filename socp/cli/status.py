@@ -2,9 +2,10 @@
 
 Two sources, both local: supervisord's XML-RPC interface on the unix socket in the
 node's run directory (each actor's state, pid and uptime), and the gateway's
-`/healthz` counters (queue depths). supervisord keeps no restart count, so restarts
-are counted from its own log (`<run dir>/supervisord.log`, loglevel info): every
-`spawned: 'NAME'` line after this supervisord's start line, minus the first spawn.
+`/healthz` (queue depths, the database's state). supervisord keeps no restart
+count, so restarts are counted from its own log (`<run dir>/supervisord.log`,
+loglevel info): every `spawned: 'NAME'` line after this supervisord's start line,
+minus the first spawn.
 
 Exit status, as supervisorctl's: 0 when every actor is RUNNING, 1 when some actor is
 not (the table still prints), 3 when the node is not running at all.
@@ -132,6 +133,7 @@ def format_uptime(seconds: int | None) -> str:
 
 def print_tables(config: NodeConfig, supervisord_pid: int, actors: list[ActorStatus], health: dict | None) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(highlight=False)
@@ -145,6 +147,14 @@ def print_tables(config: NodeConfig, supervisord_pid: int, actors: list[ActorSta
     if health is None:
         console.print(f"[red]gateway: no /healthz answer on port {config.port}[/]")
         return
+    database = health.get("database")
+    if isinstance(database, dict):
+        state = str(database.get("state", "?"))
+        style = "green" if state == "available" else "red"
+        line = f"database: [{style}]{state}[/]"
+        if state != "available":
+            line += escape(f" since {database.get('since')}: {database.get('detail', '')}")
+        console.print(line)
     queues = Table("queue", "depth", box=None, header_style="bold")
     queues.add_row("open_connections", str(health.get("open_connections", "?")))
     for key in QUEUE_KEYS:

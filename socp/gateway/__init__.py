@@ -5,13 +5,16 @@ enforces transport limits (SOCP §4). Modules, each with one job:
 
   app       run(config): start, signals, ordered shutdown
   bus       the three ZeroMQ sockets (inbox, verify_jobs, router)
-  server    the WebSocket listener; /healthz via process_request
+  server    the WebSocket listener
+  http      plain HTTP on the same port (process_request): /healthz, /directory/<id>
+  lookups   GET /directory/<id>: a look-up the router answers and a verifier signs
   dialer    outbound links the router asks for (DialLink)
   session   one open WebSocket: reader, writer, close, LinkClosed exactly once
-  inbox     Deliver / CloseLink / DialLink from the router and verifiers
+  inbox     Deliver / CloseLink / DialLink from the router and verifiers; look-up
+            answers and the store's status
   links     per-connection state, its state table, reorder buffer and outbox
   roles     the role of a connection, from its first frame
-  health    counters and the /healthz body
+  health    counters, the database's health, and the /healthz body
   context   what the parts share
 """
 

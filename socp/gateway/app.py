@@ -20,9 +20,10 @@ from socp.config import NodeConfig
 from socp.gateway.bus import Bus
 from socp.gateway.context import GatewayContext
 from socp.gateway.dialer import Dialer
-from socp.gateway.health import GatewayStats
+from socp.gateway.health import DatabaseReport, GatewayStats, router_ready
 from socp.gateway.inbox import Inbox
 from socp.gateway.links import CLOSE_GOING_AWAY, LinkTable
+from socp.gateway.lookups import DirectoryLookups
 from socp.gateway.recovery import Recovery
 from socp.ratelimit import AddressSlots
 from socp.gateway.server import Listener
@@ -72,8 +73,10 @@ async def _serve(config: NodeConfig) -> None:
         log.warning("at most %d open files (hard limit): about that many connections", open_files)
     bus = Bus(config.endpoints)
     try:
-        context = GatewayContext(config, LinkTable(config.send_queue_frames), bus, GatewayStats(),
-                                 AddressSlots(config.max_connections_per_address))
+        stats, database = GatewayStats(), DatabaseReport()
+        context = GatewayContext(config, LinkTable(config.send_queue_frames), bus, stats,
+                                 AddressSlots(config.max_connections_per_address), database,
+                                 DirectoryLookups(bus, stats, lambda: router_ready(stats, database)))
         try:
             server = await Listener(context).start()
         except OSError as exc:

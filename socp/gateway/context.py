@@ -1,4 +1,5 @@
-"""What every part of the gateway shares: its config, link table, bus and counters."""
+"""What every part of the gateway shares: its config, link table, bus, counters, the
+database's health as last reported, and the HTTP look-ups in flight."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from dataclasses import dataclass
 
 from socp.config import NodeConfig
 from socp.gateway.bus import Bus
-from socp.gateway.health import GatewayStats
+from socp.gateway.health import DatabaseReport, GatewayStats
 from socp.gateway.links import LinkTable
+from socp.gateway.lookups import DirectoryLookups
 from socp.ratelimit import AddressSlots
 
 
@@ -18,6 +20,8 @@ class GatewayContext:
     bus: Bus
     stats: GatewayStats
     address_slots: AddressSlots   # open connections per remote address
+    database: DatabaseReport      # the store's status, as the router last reported it
+    lookups: DirectoryLookups     # GET /directory/<id> waiting for the router
 
     @property
     def max_message_bytes(self) -> int:

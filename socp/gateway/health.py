@@ -1,19 +1,32 @@
-"""The gateway's counters and the `/healthz` answer built from them (STYLE §10)."""
+"""The gateway's counters, the database's health as the router passes it on, and the
+`/healthz` answer built from them (STYLE §10). Served by `http.py`.
+
+`/healthz` is always HTTP 200 when the gateway answers: a node whose database is away
+still routes (the router keeps its tables in memory, the store holds writes), so a
+load balancer should not drop it. Read the body instead:
+
+    ok         true when the router has said hello and the database is available
+    status     "ok", or "degraded" while the database is unavailable or the store
+               stopped answering
+    database   {"state", "detail", "since", "since_ms", "writes_waiting"}; state is
+               "available", "unavailable", "opening", or "unknown" (no report yet, or
+               the store actor does not answer the router)
+"""
 
 from __future__ import annotations
 
-import http
+import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-import orjson
-from websockets.asyncio.server import ServerConnection
-from websockets.http11 import Request, Response
+from socp.ipc.messages import StoreStatus
 
 if TYPE_CHECKING:
     from socp.gateway.links import LinkTable
 
 HEALTH_PATH = "/healthz"
+AVAILABLE = "available"
+UNKNOWN = "unknown"
 
 
 @dataclass(slots=True)
@@ -38,9 +51,41 @@ class GatewayStats:
     frames_replayed: int = 0        # kept frames submitted again for a new router
     verify_retries: int = 0         # verify jobs submitted again: no result in time
     verify_timeouts: int = 0        # frames answered TIMEOUT after every retry
+    directory_lookups: int = 0      # GET /directory/<id> answered 200 or 404 by the router
+    directory_refused: int = 0      # ... answered 429 or 503 at once (rate, load, router not ready)
+    directory_timeouts: int = 0     # ... answered 503: no answer from the router in time
 
 
-def health_report(stats: GatewayStats, links: LinkTable) -> dict[str, object]:
+@dataclass(slots=True)
+class DatabaseReport:
+    """The latest StoreStatus the router sent; `reported` once one came (which also
+    shows the router is alive after a gateway restart, when no RouterHello comes)."""
+
+    state: str = UNKNOWN
+    detail: str = "no report from the router yet"
+    since_ms: int = 0
+    writes_waiting: int = 0
+    reported: bool = False
+
+    def update(self, status: StoreStatus) -> None:
+        self.state, self.detail = status.state, status.detail
+        self.since_ms, self.writes_waiting = status.since_ms, status.writes_waiting
+        self.reported = True
+
+    def as_json(self) -> dict[str, object]:
+        since = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.since_ms / 1000))
+                 + f".{self.since_ms % 1000:03d}Z") if self.since_ms else None
+        return {"state": self.state, "detail": self.detail, "since": since, "since_ms": self.since_ms,
+                "writes_waiting": self.writes_waiting}
+
+
+def router_ready(stats: GatewayStats, database: DatabaseReport) -> bool:
+    """A router has said hello since we started, or reported the store: the node can
+    route (`socp up` reports the node ready only then)."""
+    return stats.router_restarts > 0 or database.reported
+
+
+def health_report(stats: GatewayStats, links: LinkTable, database: DatabaseReport) -> dict[str, object]:
     outbox_frames = 0
     reorder_waiting = 0
     largest_outbox = 0
@@ -53,11 +98,13 @@ def health_report(stats: GatewayStats, links: LinkTable) -> dict[str, object]:
         outbox_frames += waiting
         largest_outbox = max(largest_outbox, waiting)
         reorder_waiting += len(link.reorder)
+    ready = router_ready(stats, database)
+    degraded = database.reported and database.state != AVAILABLE
     return {
-        "status": "ok",
-        # A router has said hello since we started: the node can route (`socp up`
-        # reports the node ready only then).
-        "router_ready": stats.router_restarts > 0,
+        "status": "degraded" if degraded else "ok",
+        "ok": ready and database.state == AVAILABLE,
+        "router_ready": ready,
+        "database": database.as_json(),
         "open_connections": len(links),
         **asdict(stats),
         "queues": {
@@ -69,20 +116,3 @@ def health_report(stats: GatewayStats, links: LinkTable) -> dict[str, object]:
         },
     }
 
-
-class HealthEndpoint:
-    """`process_request` hook: answers GET /healthz, lets every other path handshake."""
-
-    def __init__(self, stats: GatewayStats, links: LinkTable) -> None:
-        self._stats = stats
-        self._links = links
-
-    def __call__(self, connection: ServerConnection, request: Request) -> Response | None:
-        if request.path.partition("?")[0] != HEALTH_PATH:
-            return None
-        body = orjson.dumps(health_report(self._stats, self._links)).decode()
-        response = connection.respond(http.HTTPStatus.OK, body)
-        # respond() makes a text/plain answer; Headers.__setitem__ appends, so replace.
-        del response.headers["Content-Type"]
-        response.headers["Content-Type"] = "application/json"
-        return response

@@ -1,4 +1,6 @@
-"""The gateway's inbox: Deliver, CloseLink and DialLink from the router and verifiers.
+"""The gateway's inbox: Deliver, CloseLink and DialLink from the router and verifiers;
+also the answers to HTTP directory look-ups (a Deliver item for a query id, or
+DirectoryMiss) and the store's status (StoreStatus, for /healthz).
 
 Deliver items and CloseLink share one out seq per connection, assigned by the router,
 and may arrive out of order (several verifiers sign in parallel); each link's
@@ -14,7 +16,8 @@ from socp.gateway.context import GatewayContext
 from socp.gateway.dialer import Dialer
 from socp.gateway.links import CLOSE_TRY_AGAIN_LATER, CloseRequest, OutItem
 from socp.gateway.recovery import Recovery
-from socp.ipc.messages import CloseLink, ConnId, Deliver, DialLink, InboundDone, RouterHello, unpack
+from socp.ipc.messages import (CloseLink, ConnId, Deliver, DialLink, DirectoryMiss, InboundDone, RouterHello,
+                               StoreStatus, unpack)
 from socp.ipc.reorder import ReorderOverflow
 from socp.protocol.errors import MalformedFrame
 
@@ -47,6 +50,9 @@ class Inbox:
                 for conn, seq, text in message.items:
                     if type(text) is not str:
                         raise TypeError(f"frame for conn {conn!r} is not text")
+                    if conn < 0:   # a query id (ipc messages.is_query): an HTTP look-up's answer
+                        self._context.lookups.answered(conn, text)
+                        continue
                     release(conn, seq, text)
             elif kind is CloseLink:
                 if type(message.code) is not int or type(message.reason) is not str:
@@ -58,6 +64,10 @@ class Inbox:
                 self._recovery.inbound_done(message)
             elif kind is RouterHello:
                 self._recovery.router_hello(message.epoch)
+            elif kind is DirectoryMiss:
+                self._context.lookups.missed(message.query, message.detail)
+            elif kind is StoreStatus:
+                self._context.database.update(message)
             else:
                 self._bad_message(f"{kind.__name__} is not for the gateway")
         except (TypeError, ValueError) as exc:  # msgpack checks shapes, not field types

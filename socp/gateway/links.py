@@ -103,13 +103,14 @@ class Link:
         "conn", "peer", "state", "role", "verify_key", "next_in_seq",
         "reorder", "outbox", "accepting_output", "close_code", "end_reason", "closing",
         "opening", "kept", "kept_bytes", "kept_dropped", "out_epoch", "reported_out",
-        "_queue_frames",
+        "address", "_queue_frames",
     )
 
     def __init__(self, conn: ConnId, peer: str, state: LinkState, queue_frames: int,
-                 role: int = ROLE_UNKNOWN, verify_key: str = "") -> None:
+                 role: int = ROLE_UNKNOWN, verify_key: str = "", address: str = "") -> None:
         self.conn = conn
         self.peer = peer
+        self.address = address               # remote host of an accepted link; "" if dialled
         self.state = state
         self.role = role
         self.verify_key = verify_key
@@ -220,8 +221,8 @@ class LinkTable:
     def get(self, conn: ConnId) -> Link | None:
         return self._links.get(conn)
 
-    def add_accepted(self, peer: str) -> Link:
-        link = Link(self._next_accepted, peer, LinkState.AWAITING_HELLO, self._queue_frames)
+    def add_accepted(self, peer: str, address: str = "") -> Link:
+        link = Link(self._next_accepted, peer, LinkState.AWAITING_HELLO, self._queue_frames, address=address)
         self._next_accepted += 1
         self._links[link.conn] = link
         return link

@@ -10,10 +10,11 @@ from __future__ import annotations
 import orjson
 
 from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, ROLE_USER
-from socp.protocol.frame_types import SERVER_OPENING_TYPES, USER_OPENING_TYPES
+from socp.protocol.frame_types import LOGIN_TYPES, SERVER_OPENING_TYPES, USER_OPENING_TYPES
 
 _USER_OPENINGS = frozenset(t.value for t in USER_OPENING_TYPES)
 _SERVER_OPENINGS = frozenset(t.value for t in SERVER_OPENING_TYPES)
+_LOGIN_OPENINGS = frozenset(t.value for t in LOGIN_TYPES)
 
 
 def role_of_first_frame(text: str) -> tuple[int, str]:
@@ -35,3 +36,16 @@ def role_of_first_frame(text: str) -> tuple[int, str]:
         pubkey = payload.get("pubkey") if isinstance(payload, dict) else None
         return ROLE_SERVER, pubkey if isinstance(pubkey, str) else ""
     return ROLE_UNKNOWN, ""
+
+
+def opens_login(text: str) -> bool:
+    """Does a connection whose first text message is `text` log in with a password?
+    The router then limits wrong passwords per address, so it is told the address."""
+    try:
+        frame = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(frame, dict):
+        return False
+    frame_type = frame.get("type")
+    return isinstance(frame_type, str) and frame_type in _LOGIN_OPENINGS

@@ -1,4 +1,5 @@
-"""The listening side: one port for users and servers alike (SOCP §4), plus /healthz."""
+"""The listening side: one port for users and servers alike (SOCP §4), plus plain HTTP
+answers (/healthz, /directory/<user_id>: http.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from socp.gateway.context import GatewayContext
-from socp.gateway.health import HealthEndpoint
+from socp.gateway.http import HttpEndpoints, remote_host
 from socp.gateway.links import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER
 from socp.gateway.session import CLOSE_TIMEOUT, Session, printable
 
@@ -57,14 +58,14 @@ class Listener:
             # A user decrypting a file reads its socket slowly for a while; a slow
             # reader is the send queue's business, not the keepalive's (20 s default).
             ping_timeout=PING_TIMEOUT,
-            process_request=HealthEndpoint(self._context.stats, self._context.links),
+            process_request=HttpEndpoints(self._context),
             logger=_websockets_logger(),
         )
 
     async def _handle(self, ws: ServerConnection) -> None:
         context = self._context
         peer = _peer_name(ws)
-        address = _peer_address(ws)
+        address = remote_host(ws)
         if not context.address_slots.acquire(address):
             # SOCP §13 resource abuse: one address may not hold every socket we have.
             # The router never hears of this connection: it is refused before its first frame.
@@ -72,13 +73,13 @@ class Listener:
             await ws.close(CLOSE_TRY_AGAIN_LATER, "too many connections from your address")
             return
         try:
-            await self._serve(ws, peer)
+            await self._serve(ws, peer, address)
         finally:
             context.address_slots.release(address)
 
-    async def _serve(self, ws: ServerConnection, peer: str) -> None:
+    async def _serve(self, ws: ServerConnection, peer: str, address: str) -> None:
         context = self._context
-        link = context.links.add_accepted(peer)
+        link = context.links.add_accepted(peer, address)
         context.stats.connections_total += 1
         log.info("conn %d open: %s", link.conn, peer)
         if not ws.server.is_serving():
@@ -86,14 +87,6 @@ class Listener:
             link.request_close(CLOSE_GOING_AWAY, "gateway shutting down")
         await Session(link, ws, context).run()
         log.info("conn %d closed: %s", link.conn, printable(link.end_reason))
-
-
-def _peer_address(ws: ServerConnection) -> str:
-    """The remote host alone: the key of the per-address connection limit."""
-    address = ws.remote_address
-    if isinstance(address, tuple) and address:
-        return str(address[0])
-    return str(address)
 
 
 def _peer_name(ws: ServerConnection) -> str:

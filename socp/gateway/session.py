@@ -21,8 +21,8 @@ from websockets.exceptions import ConnectionClosed
 from socp.gateway.context import GatewayContext
 from socp.gateway.links import CLOSE_POLICY_VIOLATION, CloseRequest, Link, LinkState
 from socp.ratelimit import TokenBucket, retry_hint
-from socp.gateway.roles import role_of_first_frame
-from socp.ipc.messages import LinkClosed, Rejected, VerifyJob, pack
+from socp.gateway.roles import opens_login, role_of_first_frame
+from socp.ipc.messages import ROLE_UNKNOWN, LinkClosed, LinkOpened, Rejected, VerifyJob, pack
 from socp.protocol.errors import ErrorCode
 
 log = logging.getLogger("socp.gateway")
@@ -120,6 +120,11 @@ class Session:
                 if type(first) is str and not utf8_size_exceeds(first, self._max_frame_bytes):
                     link.role, link.verify_key = role_of_first_frame(first)
                     link.opening = first
+                    if link.address and link.role == ROLE_UNKNOWN and opens_login(first):
+                        # The router limits wrong passwords per address too: tell it
+                        # where this login comes from, in order, before its first frame.
+                        await self._bus.tell_router(LinkOpened(link.conn, link.next_in_seq, link.address))
+                        link.next_in_seq += 1
                 if not link.closing.is_set():  # a close may have begun while it was in flight
                     link.move_to(LinkState.OPEN)
                 await self._forward(first)

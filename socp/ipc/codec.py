@@ -4,13 +4,17 @@ A message is a frozen dataclass with a class-level `KIND`; on the wire it is the
 array `[WIRE_VERSION, KIND, field1, field2, ...]` in field order. Unpacking refuses
 oversized input, unknown versions and kinds, a wrong field count and any field whose
 outer type does not match its annotation. No pickle, `strict_map_key` on.
+
+A field added to a message later goes at the end, with a default: a message from an
+actor of the previous release, which lacks it, unpacks with the default (so actors
+restarted one by one keep understanding each other). Fields are never reordered.
 """
 
 from __future__ import annotations
 
 import types
 import typing
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from typing import Any
 
 import msgpack
@@ -50,6 +54,9 @@ class Codec:
         if len(self.by_kind) != len(classes):
             raise ValueError(f"{name}: two message classes share a KIND")
         self.field_names = {cls: tuple(f.name for f in fields(cls)) for cls in classes}
+        # How many leading fields a sender must give; the rest have defaults.
+        self.required = {cls: sum(1 for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING)
+                         for cls in classes}
         self.field_types = {
             cls: tuple(_accepted_types(typing.get_type_hints(cls, namespace)[n]) for n in self.field_names[cls])
             for cls in classes
@@ -74,8 +81,10 @@ class Codec:
             raise MalformedFrame(f"unknown {self.name} message kind {items[1]!r}")
         values = items[2:]
         names = self.field_names[cls]
-        if len(values) != len(names):
-            raise MalformedFrame(f"{cls.__name__} has {len(values)} fields, expected {len(names)}")
+        required = self.required[cls]
+        if not required <= len(values) <= len(names):
+            expected = f"{len(names)}" if required == len(names) else f"{required} to {len(names)}"
+            raise MalformedFrame(f"{cls.__name__} has {len(values)} fields, expected {expected}")
         for name, value, accepted in zip(names, values, self.field_types[cls]):
             if not _type_ok(value, accepted):
                 raise MalformedFrame(f"{cls.__name__}.{name} has type {type(value).__name__}")

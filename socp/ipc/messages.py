@@ -10,7 +10,9 @@ Who sends what (→ receiver):
   verifier → router    Verified        a valid frame (as an envelope map)
   verifier → router    Rejected        a frame that failed; the router answers ERROR
   gateway  → router    LinkClosed      the connection ended (after its last frame)
-  gateway  → router    LinkOpened      an outbound link we dialled is connected
+  gateway  → router    LinkOpened      an outbound link we dialled is connected; or, with the
+                                       peer's address, an accepted connection that opens
+                                       with a login (the router limits failures per address)
   router   → verifier  SignJob         sign one payload once, deliver to many
   verifier → gateway   Deliver         ready frame texts for connections
   router   → gateway   Deliver         already-signed frames (forwarded unchanged)
@@ -21,6 +23,10 @@ Who sends what (→ receiver):
   gateway  → router    LinkReplay      one live connection, for a router that just started
   router   → gateway   InboundDone     frames below these seqs took effect: stop keeping them
   gateway  → router    OutboundDone    items below these out seqs were released in order
+  gateway  → router    DirectoryQuery  an HTTP `GET /directory/<user_id>` (socp/gateway/lookups.py)
+  router   → verifier  SignJob         ...answered: the DIRECTORY_ENTRY, delivered to the query id
+  router   → gateway   DirectoryMiss   ...answered: no key known for that user (nothing to sign)
+  router   → gateway   StoreStatus     the database as the store reports it, on change (/healthz)
 
 Recovery (README "Acknowledgements and recovery"): the gateway keeps each connection's
 inbound frames until InboundDone covers them. A verify job with no result in time is
@@ -33,6 +39,16 @@ Ordering: each inbound event of a connection carries `seq` (0, 1, 2, ...) assign
 the gateway; the router applies them in that order whatever path they took. Each
 outbound item carries `seq` assigned by the router per connection; the gateway writes
 them in that order.
+
+An HTTP directory look-up is no connection: the gateway names it by a negative query
+id (-1, -2, ...), which no link uses. The router answers a found user with a SignJob
+whose one delivery goes to that id with out seq 0; the verifier's Deliver then carries
+the signed frame text to the gateway like any other. These answers are not ordered or
+re-sent (InboundDone and OutboundDone never name a query): a lost one times out.
+
+An accepted connection's inbound seqs start at 0 with its first frame, except that a
+connection opening with LOGIN_REQUEST or LOGIN_PROOF is announced first by
+LinkOpened(conn, 0, address): its first frame is then seq 1, as on a dialled link.
 
 Out seqs carry the router's epoch: `out_seq(epoch, n) = epoch << OUT_SEQ_BITS | n`.
 A new router has a larger epoch, so the gateway knows which items are from before
@@ -103,6 +119,7 @@ class LinkOpened:
     KIND: ClassVar[int] = 5
     conn: ConnId
     seq: int
+    address: str = ""         # an accepted login connection's remote host; "" for a dialled link
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +190,29 @@ class OutboundDone:
     marks: list[tuple[ConnId, int]]   # (conn, first out seq not yet released)
 
 
+@dataclass(frozen=True, slots=True)
+class DirectoryQuery:
+    KIND: ClassVar[int] = 15
+    query: ConnId             # negative: the gateway's id for one HTTP look-up
+    user_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryMiss:
+    KIND: ClassVar[int] = 16
+    query: ConnId
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStatus:
+    KIND: ClassVar[int] = 17
+    state: str                # "available", "unavailable", "opening", or "unknown" (the store does not answer)
+    detail: str               # why, while not available
+    since_ms: int             # wall-clock ms of the last change of state; 0 if never known
+    writes_waiting: int       # writes the store holds for the database
+
+
 def out_seq(epoch: int, n: int) -> int:
     return epoch << OUT_SEQ_BITS | n
 
@@ -182,11 +222,17 @@ def split_out_seq(seq: int) -> tuple[int, int]:
     return seq >> OUT_SEQ_BITS, seq & OUT_SEQ_MASK
 
 
+def is_query(conn: ConnId) -> bool:
+    """Does this id name an HTTP directory look-up rather than a connection?"""
+    return conn < 0
+
+
 Message = (VerifyJob | Verified | Rejected | LinkClosed | LinkOpened | SignJob | Deliver | CloseLink | DialLink | GatewayHello
-           | RouterHello | LinkReplay | InboundDone | OutboundDone)
+           | RouterHello | LinkReplay | InboundDone | OutboundDone | DirectoryQuery | DirectoryMiss | StoreStatus)
 
 _CODEC = Codec("actor", (VerifyJob, Verified, Rejected, LinkClosed, LinkOpened, SignJob, Deliver, CloseLink,
-                         DialLink, GatewayHello, RouterHello, LinkReplay, InboundDone, OutboundDone),
+                         DialLink, GatewayHello, RouterHello, LinkReplay, InboundDone, OutboundDone,
+                         DirectoryQuery, DirectoryMiss, StoreStatus),
                MAX_MESSAGE_BYTES, globals())
 
 

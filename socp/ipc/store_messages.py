@@ -18,10 +18,12 @@ Requests (client → store)              Replies (store → client)
   AddChannelMember                       Done
   SetLogin                               Applied        (False: not a user registered here)
   BindRemoteUser                         BindReply      (BindResult value)
+  Status                                 StatusReply    (the database's state, at once)
   any of them                            Failed         (reason, detail)
 
 Reads are answered as soon as every write that arrived before them is applied; writes
-are applied one at a time in arrival order.
+are applied one at a time in arrival order. Ping and Status are answered at once,
+whatever the database is doing.
 """
 
 from __future__ import annotations
@@ -145,6 +147,12 @@ class BindRemoteUser:
     meta: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Status:
+    KIND: ClassVar[int] = 12
+    request_id: RequestId
+
+
 # -- replies ---------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -208,14 +216,24 @@ class Failed:
     detail: str               # one line, for logs and the operator
 
 
+@dataclass(frozen=True, slots=True)
+class StatusReply:
+    KIND: ClassVar[int] = 71
+    request_id: RequestId
+    state: str                # "opening", "available" or "unavailable" (socp.store.health)
+    detail: str               # the last error while not available; "" otherwise
+    since_ms: int             # wall-clock ms of the last change of state
+    writes_waiting: int       # writes queued, not yet applied
+
+
 StoreRequest = (Ping | LoadSnapshot | GetUser | BindUser | SaveKeyShare | MarkShareDelivered | PinServer
-                | UpdateServerAddr | AddChannelMember | SetLogin | BindRemoteUser)
-StoreReply = Done | Applied | SnapshotReply | UserReply | BindReply | PinReply | Failed
+                | UpdateServerAddr | AddChannelMember | SetLogin | BindRemoteUser | Status)
+StoreReply = Done | Applied | SnapshotReply | UserReply | BindReply | PinReply | Failed | StatusReply
 StoreMessage = StoreRequest | StoreReply
 
 REQUEST_TYPES: tuple[type, ...] = (Ping, LoadSnapshot, GetUser, BindUser, SaveKeyShare, MarkShareDelivered,
-                                   PinServer, UpdateServerAddr, AddChannelMember, SetLogin, BindRemoteUser)
-REPLY_TYPES: tuple[type, ...] = (Done, Applied, SnapshotReply, UserReply, BindReply, PinReply, Failed)
+                                   PinServer, UpdateServerAddr, AddChannelMember, SetLogin, BindRemoteUser, Status)
+REPLY_TYPES: tuple[type, ...] = (Done, Applied, SnapshotReply, UserReply, BindReply, PinReply, Failed, StatusReply)
 # Requests that change the database: applied one at a time, in arrival order.
 WRITE_TYPES: tuple[type, ...] = (BindUser, SaveKeyShare, MarkShareDelivered, PinServer, UpdateServerAddr,
                                  AddChannelMember, SetLogin, BindRemoteUser)

@@ -10,15 +10,17 @@ what only the directory and login need:
     logins       user_id -> the encrypted key blob and password verifier (local users)
     challenges   conn -> the nonce sent on that connection, until its proof or expiry
     lockouts     user_id -> failed logins, and until when the id is locked
+    address_failures  address key -> when its recent failed logins happened (any ids)
 
 Every table that strangers can grow is bounded (STYLE §5): challenges by count and
-age, lockouts by count (least recently failed go first).
+age, lockouts and addresses by count (least recently failed go first), each
+address's failures by `address_failures` (only the latest ones matter).
 """
 
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -36,6 +38,9 @@ class LoginSettings:
     max_lockouts: int = 100_000                # user ids with failures remembered
     challenge_rate: float = 20.0               # challenges per second, node-wide: each costs a signature
     challenge_burst: int = 100
+    address_failures: int = 20                 # wrong passwords per address, any user ids, per window...
+    address_window_ms: int = 15 * 60_000       # ...after which the address waits for the oldest to age out
+    max_addresses: int = 100_000               # addresses with failures remembered
 
 
 @dataclass(slots=True)
@@ -66,6 +71,7 @@ class Accounts:
     logins: dict[str, LoginRecord] = field(default_factory=dict)
     challenges: OrderedDict[int, Challenge] = field(default_factory=OrderedDict)
     lockouts: OrderedDict[str, Lockout] = field(default_factory=OrderedDict)
+    address_failures: OrderedDict[str, deque[int]] = field(default_factory=OrderedDict)  # key -> failure ms
     # Injected so that tests are deterministic; os.urandom on a node.
     random_bytes: Callable[[int], bytes] = os.urandom
     # Keys the decoy salt of ids with no login here (no user enumeration). Random per
@@ -76,6 +82,7 @@ class Accounts:
     logins_ok: int = 0                         # counters you can read
     logins_failed: int = 0
     logins_locked: int = 0
+    addresses_locked: int = 0
 
     def clock(self) -> float:
         return self.now_ms / 1000.0

@@ -20,8 +20,8 @@ from socp.protocol.acks import ACKNOWLEDGED_TYPES
 from socp.protocol.envelope import Envelope
 
 from . import acks, defences, directory, federation, login, redeliver, restore, users
-from .events import (GATEWAY_RESTARTED, Action, BatchEnd, Close, Event, FrameIn, FrameRejected, LinkDown, LinkRestored,
-                     LinkUp, Tick)
+from .events import (GATEWAY_RESTARTED, Action, BatchEnd, Close, DirectoryQueried, Event, FrameIn, FrameRejected,
+                     LinkDown, LinkRestored, LinkUp, Tick)
 from .links import Link, LinkState
 from .replies import CLOSE_NORMAL, error_to, refuse_and_close
 from .state import RouterState
@@ -42,7 +42,11 @@ def _handle(state: RouterState, event: Event) -> list[Action]:
     if isinstance(event, FrameRejected):
         return defences.spend_on_errors(state, _frame_rejected(state, event))
     if isinstance(event, LinkUp):
+        if event.address:
+            return login.link_accepted(state, event.conn, event.address)
         return federation.link_up(state, event.conn)
+    if isinstance(event, DirectoryQueried):
+        return [directory.query(state, event.query, event.user_id)]
     if isinstance(event, LinkDown):
         return _link_down(state, event.conn, park=event.reason == GATEWAY_RESTARTED)
     if isinstance(event, LinkRestored):

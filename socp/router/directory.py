@@ -8,6 +8,9 @@ from the database:
   gossip (remote: true, server_id = its home server); USER_NOT_FOUND otherwise. The
   node signs every frame it sends over its payload (SOCP §5), so the entry carries
   the directory's signature over the user id and its key: `get_pubkey` of §10.
+- `GET /directory/<user_id>` over HTTP (DirectoryQueried) gets the same entry, signed
+  the same way, addressed to `*` (there is no asker); a miss is answered without a
+  signature, since the gateway turns it into a plain 404.
 - LOGIN_REGISTER {privkey_store, pake_password} from a connected user, for its own id
   only (`core` checks `from`), after a signed USER_HELLO (proof that it holds the
   key: `limits.user_hello_problem` makes every later hello of that id signed too):
@@ -25,9 +28,10 @@ from socp.protocol import login as login_values
 from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode
 from socp.protocol.frame_types import FrameType as T
+from socp.protocol.ids import BROADCAST
 
 from .accounts import LoginRecord
-from .events import Action, StoreWrite, send_one
+from .events import Action, QueryAnswer, StoreWrite, send_one
 from .replies import error_to
 
 if TYPE_CHECKING:
@@ -63,16 +67,33 @@ def from_user(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     return [error_to(state, link.conn, ErrorCode.UNKNOWN_TYPE, f"{frame.type} is not handled here")]
 
 
-def lookup(state: RouterState, link: Link, user_id: str) -> Action:
+def entry(state: RouterState, user_id: str, to: str) -> Envelope | None:
+    """The DIRECTORY_ENTRY for `user_id` (unsigned: the verifiers sign it), or None."""
     record = state.users.get(user_id)
     if record is None or not record.pubkey:
-        return error_to(state, link.conn, ErrorCode.USER_NOT_FOUND, f"no key known for user {user_id}")
+        return None
     accounts = state.accounts
     home = record.home_server or state.me.server_id
-    entry = frames.directory_entry(state.me.server_id, link.peer_id, state.now_ms, user_id, record.pubkey, home,
-                                   bool(record.home_server), accounts.versions.get(user_id, 1),
-                                   user_id in accounts.revoked)
-    return send_one(link.conn, entry)
+    return frames.directory_entry(state.me.server_id, to, state.now_ms, user_id, record.pubkey, home,
+                                  bool(record.home_server), accounts.versions.get(user_id, 1),
+                                  user_id in accounts.revoked)
+
+
+def not_found(user_id: str) -> str:
+    return f"no key known for user {user_id}"
+
+
+def lookup(state: RouterState, link: Link, user_id: str) -> Action:
+    found = entry(state, user_id, link.peer_id)
+    if found is None:
+        return error_to(state, link.conn, ErrorCode.USER_NOT_FOUND, not_found(user_id))
+    return send_one(link.conn, found)
+
+
+def query(state: RouterState, query_id: int, user_id: str) -> QueryAnswer:
+    """An HTTP look-up: the same entry as DIRECTORY_GET gets, or a miss."""
+    found = entry(state, user_id, BROADCAST)
+    return QueryAnswer(query_id, found, "" if found is not None else not_found(user_id))
 
 
 def register(state: RouterState, link: Link, frame: Envelope) -> list[Action]:

@@ -35,9 +35,11 @@ class FrameRejected:
 
 @dataclass(frozen=True, slots=True)
 class LinkUp:
-    """An outbound link the router asked for is connected."""
+    """An outbound link the router asked for is connected; or, with `address`, an
+    accepted connection that opens with a login, and the host it comes from."""
 
     conn: ConnId
+    address: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +75,15 @@ class BatchEnd:
     """The driver applied every event it had waiting: announce what was batched."""
 
 
-Event = FrameIn | FrameRejected | LinkUp | LinkDown | LinkRestored | Tick | BatchEnd
+@dataclass(frozen=True, slots=True)
+class DirectoryQueried:
+    """`GET /directory/<user_id>` on the gateway (ipc DirectoryQuery); no connection."""
+
+    query: ConnId             # the gateway's (negative) id for this look-up
+    user_id: str
+
+
+Event = FrameIn | FrameRejected | LinkUp | LinkDown | LinkRestored | Tick | BatchEnd | DirectoryQueried
 
 # --- actions ----------------------------------------------------------------------------
 
@@ -128,7 +138,17 @@ class AdoptServerId:
     server_id: str
 
 
-Action = Send | Relay | Close | Dial | StoreWrite | AdoptServerId
+@dataclass(frozen=True, slots=True)
+class QueryAnswer:
+    """The answer to one DirectoryQueried: `frame` to sign and hand to the query, or
+    None and why (nothing is signed for a miss)."""
+
+    query: ConnId
+    frame: Envelope | None
+    detail: str = ""
+
+
+Action = Send | Relay | Close | Dial | StoreWrite | AdoptServerId | QueryAnswer
 
 
 def send_one(conn: ConnId, frame: Envelope) -> Send:

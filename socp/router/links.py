@@ -46,6 +46,7 @@ class Link:
     last_sent_ms: int = 0
     dialled_by_us: bool = False
     superseded: bool = False   # closed only because a duplicate link to the same server won
+    address: str = ""          # where an accepted login connection comes from (login.address_key)
 
     def move(self, new_state: LinkState) -> None:
         if new_state not in ALLOWED[self.state]:

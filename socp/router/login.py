@@ -25,8 +25,16 @@ Rules:
 - wrong passwords are limited per user id: after `free_failures` failures the id is
   locked for `lockout_ms`, doubling with each further failure up to
   `max_lockout_ms`; while locked, LOGIN_REQUEST and LOGIN_PROOF are answered
-  RATE_LIMITED with the retry time. A success clears the count. Limits per remote
-  address belong to the gateway: the router never sees peer addresses;
+  RATE_LIMITED with the retry time. A success clears the count;
+- wrong passwords are also limited per remote address, whatever ids they try (one
+  guesser spraying many ids): the gateway announces a login connection with its
+  address (ipc LinkOpened, `link_accepted` here). After `address_failures` failures
+  within `address_window_ms`, the address's LOGIN_REQUEST and LOGIN_PROOF are
+  answered RATE_LIMITED until the oldest of them ages out of the window, for every
+  id alike, known or not, right password or not (an answer that differed would tell
+  a guesser which password is right). A success does not clear an address's count:
+  a guesser with one account of its own could otherwise reset it between guesses.
+  IPv6 addresses count per /64, the block one host usually holds;
 - every challenge costs the node a signature, so challenges are also limited
   node-wide (a token bucket), answered RATE_LIMITED when it is empty.
 """
@@ -35,6 +43,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+from collections import deque
 
 from socp.protocol import frames
 from socp.protocol import login as login_values
@@ -50,6 +60,26 @@ from .replies import CLOSE_NORMAL, CLOSE_POLICY
 from .state import RouterState
 
 FAILED = "login failed: wrong user id or password"
+
+
+def link_accepted(state: RouterState, conn: int, address: str) -> list[Action]:
+    """The gateway accepted a connection that opens with a login, from `address`."""
+    state.links[conn] = Link(conn=conn, state=LinkState.AWAITING_HELLO, last_heard_ms=state.now_ms,
+                             address=address_key(address))
+    return []
+
+
+def address_key(address: str) -> str:
+    """What failures are counted under: an IPv4 address, or an IPv6 /64."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def from_new_connection(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
@@ -70,9 +100,9 @@ def _request(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
         return _refuse(state, link, frame.from_, ErrorCode.FORBIDDEN, "`from` must be the user id logging in")
     if link.conn in accounts.challenges:
         return _refuse(state, link, user_id, ErrorCode.FORBIDDEN, "one login per connection")
-    locked = _locked_for_ms(accounts, user_id)
-    if locked:
-        return _refuse(state, link, user_id, ErrorCode.RATE_LIMITED, _locked_detail(locked))
+    refused = _locked(state, link, user_id)
+    if refused is not None:
+        return refused
     bucket = accounts.bucket()
     if not bucket.take():
         return _refuse(state, link, user_id, ErrorCode.RATE_LIMITED,
@@ -95,9 +125,9 @@ def _proof(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
         return _refuse(state, link, user_id, ErrorCode.FORBIDDEN, "LOGIN_PROOF must answer this connection's challenge")
     if state.now_ms > challenge.expires_at_ms:
         return _refuse(state, link, user_id, ErrorCode.TIMEOUT, "the login challenge expired; start again")
-    locked = _locked_for_ms(accounts, user_id)
-    if locked:
-        return _refuse(state, link, user_id, ErrorCode.RATE_LIMITED, _locked_detail(locked))
+    refused = _locked(state, link, user_id)
+    if refused is not None:
+        return refused
     verifier, real = _verifier_for(state, user_id)
     # The check runs for decoys too, so both answers take the same time.
     proof_ok = login_values.check_proof(verifier, frame.payload["proof"], challenge.nonce, user_id,
@@ -105,6 +135,8 @@ def _proof(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     if not (proof_ok and real):
         accounts.logins_failed += 1
         _count_failure(accounts, user_id)
+        if link.address:
+            _count_address_failure(accounts, link.address)
         return _refuse(state, link, user_id, ErrorCode.FORBIDDEN, FAILED)
     accounts.logins_ok += 1
     accounts.lockouts.pop(user_id, None)
@@ -146,6 +178,51 @@ def _remember_challenge(accounts: Accounts, conn: int, challenge: Challenge) -> 
     challenges[conn] = challenge
     while len(challenges) > accounts.settings.max_challenges:
         challenges.popitem(last=False)
+
+
+def _locked(state: RouterState, link: Link, user_id: str) -> list[Action] | None:
+    """RATE_LIMITED and close if the address or the id is locked; None otherwise."""
+    accounts = state.accounts
+    if link.address:
+        locked = _address_locked_for_ms(accounts, link.address)
+        if locked:
+            detail = "too many failed logins from your address; " + retry_hint(locked / 1000)
+            return _refuse(state, link, user_id, ErrorCode.RATE_LIMITED, detail)
+    locked = _locked_for_ms(accounts, user_id)
+    if locked:
+        return _refuse(state, link, user_id, ErrorCode.RATE_LIMITED, _locked_detail(locked))
+    return None
+
+
+def _address_locked_for_ms(accounts: Accounts, address: str) -> int:
+    """How long `address` must still wait: until the oldest of its last
+    `address_failures` failures leaves the window (0 if fewer are in it)."""
+    failures = accounts.address_failures.get(address)
+    if failures is None:
+        return 0
+    s = accounts.settings
+    horizon = accounts.now_ms - s.address_window_ms
+    while failures and failures[0] <= horizon:
+        failures.popleft()
+    if not failures:
+        del accounts.address_failures[address]
+        return 0
+    if len(failures) < s.address_failures:
+        return 0
+    return failures[0] + s.address_window_ms - accounts.now_ms
+
+
+def _count_address_failure(accounts: Accounts, address: str) -> None:
+    s = accounts.settings
+    failures = accounts.address_failures.pop(address, None)
+    if failures is None:
+        failures = deque(maxlen=s.address_failures)
+    failures.append(accounts.now_ms)
+    accounts.address_failures[address] = failures   # most recently failed last
+    if len(failures) == s.address_failures and failures[0] > accounts.now_ms - s.address_window_ms:
+        accounts.addresses_locked += 1
+    while len(accounts.address_failures) > s.max_addresses:
+        accounts.address_failures.popitem(last=False)
 
 
 def _locked_for_ms(accounts: Accounts, user_id: str) -> int:

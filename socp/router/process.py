@@ -3,7 +3,10 @@
 It puts each connection's events back in order (the verifier pool answers out of
 order), stamps the time, calls `core.handle`, and turns actions into messages:
 signing work for the verifier pool, ready frames and link commands for the
-gateway, writes for the store.
+gateway, writes for the store. HTTP directory look-ups (DirectoryQuery) belong to
+no connection: they are applied as they come, and their answers are neither
+ordered nor re-sent. It also passes the store's status on to the gateway
+(store_watch.py).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import zmq
@@ -26,11 +30,13 @@ from socp.protocol.envelope import Envelope
 
 from . import core, directory, federation, restore
 from .bootstrap import load_bootstrap
-from .events import (GATEWAY_RESTARTED, Action, AdoptServerId, BatchEnd, Close, Dial, Event, FrameIn, FrameRejected,
-                     LinkDown, LinkRestored, LinkUp, Relay, Send, StoreWrite, Tick)
+from .events import (GATEWAY_RESTARTED, Action, AdoptServerId, BatchEnd, Close, Dial, DirectoryQueried, Event,
+                     FrameIn, FrameRejected, LinkDown, LinkRestored, LinkUp, QueryAnswer, Relay, Send, StoreWrite,
+                     Tick)
 from .inflight import InFlight
 from .limits import Guard
 from .state import NodeSelf, PendingShare, RouterState, ServerRecord, Timing, UserRecord
+from .store_watch import StoreWatch
 
 log = logging.getLogger("socp.router")
 
@@ -95,6 +101,7 @@ class Counters:
     links_replayed: int = 0
     sign_jobs_resent: int = 0
     sign_jobs_given_up: int = 0
+    directory_queries: int = 0
 
 
 @dataclass
@@ -113,6 +120,7 @@ class RouterDriver:
     applied: dict[int, int] = field(default_factory=dict)      # conn -> first inbound seq not applied
     applied_changed: set[int] = field(default_factory=set)
     in_flight: InFlight = field(default_factory=InFlight)
+    store_watch: StoreWatch | None = None
 
     def __post_init__(self) -> None:
         self.in_flight.verifiers = self.config.verifiers
@@ -141,7 +149,7 @@ class RouterDriver:
         elif isinstance(message, m.LinkClosed):
             event = LinkDown(message.conn, message.reason)
         elif isinstance(message, m.LinkOpened):
-            event = LinkUp(message.conn)
+            event = LinkUp(message.conn, message.address)
         else:
             log.warning("router: unexpected %s ignored", type(message).__name__)
             return []
@@ -195,6 +203,8 @@ class RouterDriver:
             self.in_flight = InFlight(verifiers=self.config.verifiers)
             self.federation_started = False
         self.gateway_boot = boot_id
+        if self.store_watch is not None:
+            await self.store_watch.report_latest()   # a new gateway knows nothing yet
         await self.start_federation()
 
     async def start_federation(self) -> None:
@@ -253,8 +263,23 @@ class RouterDriver:
                     self.store_writes.put_nowait(action)
             elif isinstance(action, AdoptServerId):
                 adopt_server_id(self.config.data_dir, action.server_id)
+            elif isinstance(action, QueryAnswer):
+                await self.answer_query(action)
             else:
                 raise TypeError(f"unknown action {action!r}")
+
+    async def answer_query(self, answer: QueryAnswer) -> None:
+        """A found entry is signed by a verifier, which hands it to the gateway under
+        the query id; a miss needs no signature. Not tracked in `in_flight`: the
+        gateway's HTTP answer times out if a verifier dies with the job."""
+        self.counters.directory_queries += 1
+        frame = answer.frame
+        if frame is None:
+            await self.to_gateway.send(m.pack(m.DirectoryMiss(answer.query, answer.detail)))
+            return
+        self.counters.sign_jobs += 1
+        job = m.SignJob(frame.type, frame.from_, frame.ts, frame.payload, [(answer.query, 0, frame.to)])
+        await self.sign_jobs.send(m.pack(job))
 
 
 def _describe(event: Event) -> str:
@@ -270,7 +295,7 @@ def _envelope(frame: dict) -> Envelope:
 
 # What the process loop takes: a control message, a Tick, or (conn, seq, event) in order.
 Inbound = tuple[int, Event]
-Work = m.GatewayHello | m.OutboundDone | Tick | tuple[int, int, Event]
+Work = m.GatewayHello | m.OutboundDone | m.DirectoryQuery | Tick | tuple[int, int, Event]
 
 
 async def _receive(inbox: DirectSocket, driver: RouterDriver, events: asyncio.Queue[list[Work]]) -> None:
@@ -284,7 +309,7 @@ async def _receive(inbox: DirectSocket, driver: RouterDriver, events: asyncio.Qu
             except m.MalformedFrame as exc:
                 log.error("router: unreadable actor message dropped: %s", exc.detail)
                 continue
-            if isinstance(message, (m.GatewayHello, m.OutboundDone)):
+            if isinstance(message, (m.GatewayHello, m.OutboundDone, m.DirectoryQuery)):
                 batch.append(message)
                 continue
             conn = getattr(message, "conn", None)
@@ -309,6 +334,8 @@ async def _process(driver: RouterDriver, events: asyncio.Queue[list[Work]]) -> N
                 await driver.tick()
             elif isinstance(work, m.OutboundDone):
                 driver.outbound_done(work)
+            elif isinstance(work, m.DirectoryQuery):
+                await driver.apply(DirectoryQueried(work.query, work.user_id))
             else:
                 await driver.gateway_hello(work.boot_id)
         await driver.apply(BatchEnd())
@@ -321,8 +348,10 @@ async def _start_without_gateway_hello(driver: RouterDriver, events: asyncio.Que
         await events.put([m.GatewayHello(boot_id=driver.gateway_boot)])
 
 
-async def _write_store(store: object, writes: asyncio.Queue[StoreWrite], counters: Counters) -> None:
-    """Writes go to the store in order; a failed write is retried with backoff."""
+async def _write_store(store: object, writes: asyncio.Queue[StoreWrite], counters: Counters,
+                       outage_known: Callable[[], bool] = lambda: False) -> None:
+    """Writes go to the store in order; a failed write is retried with backoff. While
+    the store reports its database down, it has logged that once: no line per retry."""
     while True:
         write = await writes.get()
         delay = 0.2
@@ -333,7 +362,8 @@ async def _write_store(store: object, writes: asyncio.Queue[StoreWrite], counter
                 break
             except Exception as exc:  # noqa: BLE001 - any store failure: log, back off, retry
                 counters.store_failures += 1
-                log.warning("router: store write %s failed (%s); retrying in %.1fs", write.operation, exc, delay)
+                level = logging.DEBUG if outage_known() else logging.WARNING
+                log.log(level, "router: store write %s failed (%s); retrying in %.1fs", write.operation, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
@@ -371,6 +401,11 @@ async def serve(config: NodeConfig, identity: NodeIdentity, store: object, start
         epoch = new_epoch()
         state.next_dial_conn = restore.FIRST_DIALLED_CONN + (epoch % 2**20) * 2**16
         driver = RouterDriver(state, config, sign_jobs, to_gateway, writes, epoch=epoch)
+
+        async def tell_gateway(status: m.StoreStatus) -> None:
+            await to_gateway.send(m.pack(status))
+
+        watch = driver.store_watch = StoreWatch(store.status, tell_gateway)
         events: asyncio.Queue[list[Work]] = asyncio.Queue(EVENT_BATCHES_BOUND)
         # A gateway already running replays its live links, then says GatewayHello.
         await to_gateway.send(m.pack(m.RouterHello(epoch)))
@@ -380,7 +415,8 @@ async def serve(config: NodeConfig, identity: NodeIdentity, store: object, start
             tasks.create_task(_tick(events))
             tasks.create_task(_start_without_gateway_hello(driver, events))
             tasks.create_task(_process(driver, events))
-            tasks.create_task(_write_store(store, writes, driver.counters))
+            tasks.create_task(_write_store(store, writes, driver.counters, lambda: watch.outage_known))
+            tasks.create_task(watch.run())
     finally:
         for direct in sockets:
             direct.close()

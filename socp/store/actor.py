@@ -11,6 +11,12 @@ Inside, one TaskGroup owns:
   writer    applies writes one at a time in arrival order; when the database is down
             it keeps the write at the head of the queue and retries with backoff
   reads     one short task per read, at most MAX_CONCURRENT_READS at once
+  prober    once the database is open, a trivial statement every PROBE_INTERVAL, so
+            an outage (and the recovery) shows even when nothing is read or written
+
+Every database call reports its outcome to `DatabaseHealth` (socp/store/health.py);
+a Status request answers with it at once. The log gets one line when an outage
+begins and one when it ends, never one per retry.
 
 Bounds and what happens when they are hit:
 
@@ -31,6 +37,7 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +51,7 @@ from socp.ipc.endpoints import ensure_runtime_dir
 from socp.protocol.errors import MalformedFrame
 from socp.protocol.ids import ServerId, UserId
 from socp.store.errors import (StoreMisconfigured, StoreQueryError, StoreRequestRejected, StoreUnavailable)
+from socp.store.health import UNAVAILABLE, DatabaseHealth
 from socp.store.operations import Store
 from socp.store.records import StoreSnapshot
 
@@ -55,6 +63,7 @@ SOCKET_HWM = 10_000
 RETRY_FIRST_DELAY = 0.05     # seconds; doubles up to RETRY_MAX_DELAY
 RETRY_MAX_DELAY = 5.0
 DRAIN_TIMEOUT = 1.0
+PROBE_INTERVAL = 2.0         # seconds between idle checks that the database answers
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -69,6 +78,7 @@ class StoreCounters:
     refused_overloaded: int = 0
     refused_malformed: int = 0
     reads_unavailable: int = 0
+    outages: int = 0
 
 
 def snapshot_reply(request_id: int, snapshot: StoreSnapshot) -> wire.SnapshotReply:
@@ -132,7 +142,8 @@ class StoreService:
     def __init__(self, socket: zmq.asyncio.Socket, open_store: Callable[[], Awaitable[Store]], *,
                  write_queue_size: int = WRITE_QUEUE_SIZE, max_concurrent_reads: int = MAX_CONCURRENT_READS,
                  retry_first_delay: float = RETRY_FIRST_DELAY, retry_max_delay: float = RETRY_MAX_DELAY,
-                 drain_timeout: float = DRAIN_TIMEOUT, sleep: Sleep = asyncio.sleep) -> None:
+                 drain_timeout: float = DRAIN_TIMEOUT, probe_interval: float = PROBE_INTERVAL,
+                 sleep: Sleep = asyncio.sleep, clock: Callable[[], float] = time.time) -> None:
         self._socket = socket
         self._open_store = open_store
         self._store: Store | None = None
@@ -141,13 +152,14 @@ class StoreService:
         self._writes: asyncio.Queue[tuple[bytes, wire.StoreRequest]] = asyncio.Queue(write_queue_size)
         self._writes_received = 0
         self._writes_done = 0
-        self._outage: str | None = None          # why the last write attempt failed, while it lasts
+        self.health = DatabaseHealth(clock)
         self._progress = asyncio.Condition()     # writes_done moved, or an outage began
         self._read_slots = asyncio.Semaphore(max_concurrent_reads)
         self._read_tasks: set[asyncio.Task[None]] = set()
         self._retry_first_delay = retry_first_delay
         self._retry_max_delay = retry_max_delay
         self._drain_timeout = drain_timeout
+        self._probe_interval = probe_interval
         self._sleep = sleep
         self.counters = StoreCounters()
 
@@ -156,9 +168,11 @@ class StoreService:
             async with asyncio.TaskGroup() as tasks:
                 opener = tasks.create_task(self._open_database())
                 writer = tasks.create_task(self._apply_writes())
+                prober = tasks.create_task(self._probe_database())
                 receiver = tasks.create_task(self._receive_requests(tasks))
                 await stop.wait()
                 receiver.cancel()
+                prober.cancel()
                 await self._drain_writes()
                 for task in (opener, writer, *self._read_tasks):
                     task.cancel()
@@ -177,13 +191,59 @@ class StoreService:
                 raise   # retrying cannot fix a wrong URL or password; end the actor
             except StoreUnavailable as exc:
                 self._open_error = f"the database is not open yet: {exc}"
-                log.warning("database unavailable, retrying in %.1fs: %s", delay, exc)
+                if not await self._database_failed(exc.detail):
+                    log.debug("database still unavailable, retrying in %.1fs: %s", delay, exc)
                 await self._back_off(delay)
                 delay = min(delay * 2, self._retry_max_delay)
                 continue
-            log.info("database open: %s", self._store.database.description)
+            down_for = self.health.unavailable_for_s()
+            self.health.ok()
+            if down_for:
+                log.warning("database open after %.1f s unavailable: %s", down_for, self._store.database.description)
+            else:
+                log.info("database open: %s", self._store.database.description)
             self._store_open.set()
             return
+
+    async def _probe_database(self) -> None:
+        """Ask the database a trivial question every probe interval: without it an
+        outage on an idle node would go unseen until the next write."""
+        await self._store_open.wait()
+        assert self._store is not None
+        while True:
+            await self._back_off(self._probe_interval)
+            try:
+                await self._store.ping()
+            except StoreUnavailable as exc:
+                await self._database_failed(exc.detail)
+            else:
+                self._database_ok()
+
+    # -- the database's health ---------------------------------------------------------
+
+    async def _database_failed(self, detail: str) -> bool:
+        """Record a failed call; the first of an outage is logged and wakes waiting reads."""
+        if not self.health.failed(detail):
+            return False
+        self.counters.outages += 1
+        log.warning("database unavailable, retrying with backoff (writes held: %d): %s",
+                    self.writes_waiting, detail)
+        async with self._progress:
+            self._progress.notify_all()   # reads waiting behind held writes answer "unavailable" now
+        return True
+
+    def _database_ok(self) -> None:
+        down_for = self.health.unavailable_for_s()
+        if self.health.ok() and down_for:
+            log.warning("database available again after %.1f s (writes held: %d)", down_for, self.writes_waiting)
+
+    @property
+    def writes_waiting(self) -> int:
+        return self._writes_received - self._writes_done
+
+    def status(self, request_id: int) -> wire.StatusReply:
+        health = self.health
+        return wire.StatusReply(request_id, health.state, health.detail, health.since_ms, self.writes_waiting)
 
     # -- requests ----------------------------------------------------------------------
 
@@ -236,23 +296,28 @@ class StoreService:
     async def _read(self, request: wire.StoreRequest, writes_before: int) -> wire.StoreReply:
         if isinstance(request, wire.Ping):
             return wire.Done(request.request_id)
+        if isinstance(request, wire.Status):
+            return self.status(request.request_id)
         if self._store is None:
             self.counters.reads_unavailable += 1
             return wire.Failed(request.request_id, wire.REASON_UNAVAILABLE, self._open_error)
         async with self._progress:
             while self._writes_done < writes_before:
-                if self._outage is not None:
+                if self.health.state == UNAVAILABLE:
                     self.counters.reads_unavailable += 1
                     return wire.Failed(request.request_id, wire.REASON_UNAVAILABLE,
-                                       f"earlier writes are waiting for the database: {self._outage}")
+                                       f"earlier writes are waiting for the database: {self.health.detail}")
                 await self._progress.wait()
         try:
-            return await execute(self._store, request)
+            reply = await execute(self._store, request)
         except StoreUnavailable as exc:
             self.counters.reads_unavailable += 1
+            await self._database_failed(exc.detail)
             return wire.Failed(request.request_id, wire.REASON_UNAVAILABLE, exc.detail)
         except (StoreQueryError, StoreRequestRejected) as exc:
             return _failure(request, exc)
+        self._database_ok()
+        return reply
 
     # -- writes ------------------------------------------------------------------------
 
@@ -275,7 +340,7 @@ class StoreService:
             try:
                 reply = await execute(self._store, request)
             except StoreUnavailable as exc:
-                await self._enter_outage(exc)
+                await self._database_failed(exc.detail)
                 self.counters.write_retries += 1
                 await self._back_off(delay)
                 delay = min(delay * 2, self._retry_max_delay)
@@ -284,9 +349,8 @@ class StoreService:
                 # Retrying cannot fix it; answer and go on with the next write.
                 log.error("store write %s failed: %s", type(request).__name__, exc.detail)
                 reply = _failure(request, exc)
-            if self._outage is not None:
-                log.warning("database is back; applying %d queued writes", self._writes.qsize())
-                self._outage = None
+            else:
+                self._database_ok()
             return reply
 
     async def _back_off(self, delay: float) -> None:
@@ -297,14 +361,6 @@ class StoreService:
         if task is not None and task.cancelling():
             raise asyncio.CancelledError
         await self._sleep(delay)
-
-    async def _enter_outage(self, error: StoreUnavailable) -> None:
-        if self._outage is None:
-            log.warning("database unavailable; holding %d writes and retrying: %s",
-                        self._writes.qsize() + 1, error.detail)
-        async with self._progress:
-            self._outage = error.detail
-            self._progress.notify_all()   # waiting reads answer "unavailable" now
 
     async def _drain_writes(self) -> None:
         try:

@@ -31,8 +31,8 @@ from socp.protocol.errors import MalformedFrame
 from socp.protocol.ids import ServerId, UserId
 from socp.store.errors import (StoreClosed, StoreError, StoreOverloaded, StoreQueryError, StoreRequestRejected,
                                StoreTimeout, StoreUnavailable)
-from socp.store.records import (BindResult, PendingKeyShare, PinnedServer, PinResult, StoreSnapshot,
-                                UserRecord)
+from socp.store.records import (BindResult, DatabaseStatus, PendingKeyShare, PinnedServer, PinResult,
+                                StoreSnapshot, UserRecord)
 
 log = logging.getLogger("socp.store.client")
 
@@ -120,6 +120,11 @@ class StoreClient:
     async def ping(self, *, timeout: float | None = None) -> None:
         """Wait for the store actor to answer (not for its database to be open)."""
         await self._call(wire.Ping(self._next_id()), wire.Done, timeout)
+
+    async def status(self, *, timeout: float | None = None) -> DatabaseStatus:
+        """Whether the store's database answers now (answered at once, never queued)."""
+        reply = await self._call(wire.Status(self._next_id()), wire.StatusReply, timeout)
+        return DatabaseStatus(reply.state, reply.detail, reply.since_ms, reply.writes_waiting)
 
     async def load_snapshot(self, *, timeout: float | None = None) -> StoreSnapshot:
         reply = await self._call(wire.LoadSnapshot(self._next_id()), wire.SnapshotReply, timeout)

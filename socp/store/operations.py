@@ -71,6 +71,11 @@ class Store:
 
     # -- reads -------------------------------------------------------------------------
 
+    async def ping(self) -> None:
+        """One trivial statement: raises StoreUnavailable if the database does not answer."""
+        async with self.database.transaction(write=False) as tx:
+            await tx.fetch_one("SELECT 1")
+
     async def load_snapshot(self) -> StoreSnapshot:
         async with self.database.transaction(write=False) as tx:
             user_rows = await tx.fetch_all(f"SELECT user_id, {_USER_COLUMNS} FROM users")

@@ -62,3 +62,13 @@ class StoreSnapshot:
     pending_key_shares: tuple[PendingKeyShare, ...]   # undelivered, oldest first
     public_channel_version: int
     public_channel_members: tuple[UserId, ...]         # in join order
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseStatus:
+    """The store's view of its database (socp.store.health), for `/healthz`."""
+
+    state: str                # "opening", "available" or "unavailable"
+    detail: str               # the latest error while unavailable
+    since_ms: int             # wall-clock ms of the last change of state
+    writes_waiting: int       # writes the store holds, not yet applied

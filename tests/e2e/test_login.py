@@ -2,16 +2,25 @@
 
 A user registers its encrypted key; a "new machine" that has only the user id and
 the password logs in, gets the blob, opens it locally, says hello with the key and
-reads a DM. Wrong passwords are refused, then rate limited; DIRECTORY_GET answers
-with a key signed by the node.
+reads a DM. Wrong passwords are refused, then rate limited, per id and per address;
+DIRECTORY_GET answers with a key signed by the node.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
+import secrets
+
 import pytest
+import websockets
 from websockets.exceptions import ConnectionClosed
 
 from socp.protocol import crypto, frames, login, signing
+from socp.protocol.encoding import b64url_encode
+from socp.protocol.envelope import parse
+from socp.protocol.ids import new_id
+from socp.router.accounts import LoginSettings
 
 from support.nodes import start_node
 from support.wsclient import RawUser, now_ms
@@ -111,3 +120,50 @@ async def test_unknown_user_and_unknown_key(node, keys) -> None:
     await bob.send(frames.directory_get(bob.user_id, node.server_id, now_ms(), stranger))
     assert (await bob.receive("ERROR")).payload["code"] == "USER_NOT_FOUND"
     await bob.close()
+
+
+async def fail_a_login(url: str, user_id: str, server_id: str, local_host: str = "127.0.0.1") -> list:
+    """One login with a proof that cannot be right, from `local_host`; what came back."""
+    async with websockets.connect(url, compression=None, open_timeout=10, local_addr=(local_host, 0)) as socket:
+        await socket.send(frames.login_request(user_id, server_id, now_ms()).to_wire())
+        first = parse(await asyncio.wait_for(socket.recv(), 10))
+        got = [first]
+        if first.type == "LOGIN_CHALLENGE":
+            proof = b64url_encode(secrets.token_bytes(32))
+            await socket.send(frames.login_proof(user_id, server_id, now_ms(), proof).to_wire())
+            got.append(parse(await asyncio.wait_for(socket.recv(), 10)))
+        return got
+
+
+async def test_wrong_passwords_are_limited_per_address_whatever_the_id(keys, tmp_path) -> None:
+    node = start_node(tmp_path / "data", keys[0], verifiers=1)
+    try:
+        alice = await RawUser(node.url, keys[1]).connect(display_name="alice")
+        registration = login.register(PASSWORD, keys[1], FAST)
+        await alice.send(frames.login_register(alice.user_id, node.server_id, now_ms(), registration.privkey_store,
+                                               registration.pake_password))
+        await alice.receive("ACK")
+        await alice.close()
+
+        # One guesser, a new id each time: no id fails often enough to be locked...
+        limit = LoginSettings().address_failures
+        for _ in range(limit):
+            challenge, answer = await fail_a_login(node.url, new_id(), node.server_id)
+            assert challenge.type == "LOGIN_CHALLENGE"
+            assert (answer.type, answer.payload["code"]) == ("ERROR", "FORBIDDEN")
+
+        # ...but its address is: every id alike, known or not, even with the right password.
+        details = []
+        for user_id in (new_id(), alice.user_id):
+            machine, (answer,) = await log_in(node, user_id, PASSWORD, keys[3])
+            assert (answer.type, answer.payload["code"]) == ("ERROR", "RATE_LIMITED"), answer.payload
+            assert await closed_by_node(machine)
+            details.append(re.sub(r"\d+", "N", answer.payload["detail"]))
+        assert details[0] == details[1]
+        assert details[0].startswith("too many failed logins from your address; retry after N ms")
+
+        # Another address is not affected: it gets a challenge.
+        (challenge, _) = await fail_a_login(node.url, new_id(), node.server_id, local_host="127.0.0.2")
+        assert challenge.type == "LOGIN_CHALLENGE"
+    finally:
+        node.stop()

@@ -8,10 +8,11 @@ import hashlib
 import pytest
 
 from socp.protocol import crypto, frames, signing
-from socp.protocol.encoding import b64url_decode, b64url_encode
+from socp.protocol.encoding import b64url_decode, b64url_encode, canonical_json
 from socp.protocol.ids import new_id
 from socp.protocol.text import chunk_bytes
 
+from support.http import aget_json
 from support.nodes import start_node
 from support.wsclient import RawUser, now_ms
 
@@ -131,4 +132,19 @@ async def test_disconnect_disappears_from_every_list(mesh, keys) -> None:
 
     await wait_for(gone_everywhere, timeout=5)
     for user in (people[0], people[2]):
+        await user.close()
+
+
+async def test_http_directory_serves_a_remote_users_key_marked_remote(mesh, keys) -> None:
+    people = await connect_all(mesh, keys)
+    here, there = mesh[0], mesh[1]
+    far = people[1]   # said hello to `there`; `here` knows its key from signed gossip
+    reply = await aget_json(f"http://127.0.0.1:{here.port}/directory/{far.user_id}")
+    assert reply.status == 200, reply.body
+    assert reply.body["entry"] == {"user_id": far.user_id, "pubkey": far.pubkey, "server_id": there.server_id,
+                                   "remote": True, "version": 1, "revoked": False}
+    assert reply.body["signed_by"] == here.server_id   # the directory asked answers for it
+    assert crypto.verify_pss(crypto.decode_public_key(here.pubkey), b64url_decode(reply.body["sig"]),
+                             canonical_json(reply.body["entry"]))
+    for user in people:
         await user.close()

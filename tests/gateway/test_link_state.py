@@ -1,5 +1,5 @@
-"""The gateway's pure pieces, without sockets: first-frame roles, the byte-size check,
-and a link's reorder-then-outbox path."""
+"""The gateway's pure pieces, without sockets: first-frame roles and logins, the
+byte-size check, and a link's reorder-then-outbox path."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from socp.gateway.links import (
     CLOSE_TRY_AGAIN_LATER, CloseRequest, IllegalTransition, Link, LinkState, LinkTable,
 )
-from socp.gateway.roles import role_of_first_frame
+from socp.gateway.roles import opens_login, role_of_first_frame
 from socp.gateway.session import utf8_size_exceeds
 from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, ROLE_USER
 
@@ -32,6 +32,22 @@ from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, ROLE_USER
 )
 def test_role_of_first_frame(text: str, expected: tuple[int, str]) -> None:
     assert role_of_first_frame(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (json.dumps({"type": "LOGIN_REQUEST", "payload": {"user_id": "u"}}), True),
+        (json.dumps({"type": "LOGIN_PROOF", "payload": {}}), True),
+        (json.dumps({"type": "USER_HELLO", "payload": {}}), False),
+        (json.dumps({"type": "LOGIN_BLOB", "payload": {}}), False),   # the node's answer, not an opening
+        (json.dumps({"type": ["LOGIN_REQUEST"]}), False),
+        (json.dumps(["LOGIN_REQUEST"]), False),
+        ("{broken", False),
+    ],
+)
+def test_opens_login(text: str, expected: bool) -> None:
+    assert opens_login(text) is expected
 
 
 @pytest.mark.parametrize(

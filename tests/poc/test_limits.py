@@ -1,5 +1,5 @@
-"""Unit tests of the pure defences: the token bucket, the per-address counter, the
-router's guard rules (no sockets; time is a number we move by hand)."""
+"""Unit tests of the pure defences: the token bucket, buckets per key, the per-address
+counter, the router's guard rules (no sockets; time is a number we move by hand)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from socp.protocol import crypto, frames
 from socp.protocol.envelope import Envelope
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import new_id
-from socp.ratelimit import AddressSlots, TokenBucket, retry_hint
+from socp.ratelimit import AddressSlots, KeyedBuckets, TokenBucket, retry_hint
 from socp.router import limits
 from socp.router.seen import SeenCache
 
@@ -55,6 +55,24 @@ def test_bucket_rejects_nonsense_settings() -> None:
 def test_retry_hint_is_parseable_and_never_zero() -> None:
     assert retry_hint(0.0001).endswith("(retry_after_ms=1)")
     assert "retry_after_ms=1500" in retry_hint(1.5)
+
+
+def test_keyed_buckets_limit_each_key_alone_and_forget_the_least_recent() -> None:
+    clock = Clock()
+    buckets = KeyedBuckets(rate=2, burst=3, clock=clock, max_keys=2)
+    assert [buckets.take("a") for _ in range(4)] == [True, True, True, False]
+    assert buckets.retry_after("a") == pytest.approx(0.5)
+    assert buckets.take("b")                 # another key has its own burst
+    clock.now += 0.5
+    assert buckets.take("a") and not buckets.take("a")
+    assert buckets.retry_after("never seen") == 0.0
+    buckets.take("c")                        # a third key: "b", least recently used, goes
+    assert len(buckets) == 2
+    assert [buckets.take("b") for _ in range(4)] == [True, True, True, False]   # a fresh bucket
+    with pytest.raises(ValueError):
+        KeyedBuckets(rate=1, burst=1, clock=clock, max_keys=0)
+    with pytest.raises(ValueError):
+        KeyedBuckets(rate=0, burst=1, clock=clock)
 
 
 def test_address_slots_count_per_address() -> None:

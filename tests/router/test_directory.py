@@ -1,5 +1,6 @@
-"""Pure tests of the directory rules (socp/router/directory.py): DIRECTORY_GET,
-LOGIN_REGISTER, remote keys from gossip, and the start-up mirror."""
+"""Pure tests of the directory rules (socp/router/directory.py): DIRECTORY_GET, the
+HTTP look-up (DirectoryQueried), LOGIN_REGISTER, remote keys from gossip, and the
+start-up mirror."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from socp.config import NodeConfig
 from socp.identity import NodeIdentity
 from socp.protocol import crypto, frames, login, signing
 from socp.protocol.ids import new_id
+from socp.router import core
+from socp.router.events import DirectoryQueried, QueryAnswer, Send
 from socp.router.process import state_from_snapshot
 from socp.store.records import StoreSnapshot, UserRecord as StoredUser
 
@@ -163,3 +166,45 @@ def test_snapshot_is_mirrored(tmp_path: Path, keys) -> None:
     assert remote not in state.accounts.logins
     assert state.accounts.versions == {local: 4, remote: 2, revoked: 9}
     assert state.accounts.revoked == {revoked}
+
+
+# --- GET /directory/<user_id> (DirectoryQueried) ------------------------------------------
+
+
+def query(node: Harness, user_id: str, query_id: int = -1) -> list:
+    return core.handle(node.state, DirectoryQueried(query_id, user_id))
+
+
+def test_http_query_gets_the_entry_a_directory_get_gets(node, keys) -> None:
+    a_conn, alice = signed_hello(node, keys[1])
+    (entry,) = sent_to(get(node, a_conn, alice, alice), a_conn, "DIRECTORY_ENTRY")
+    (answer,) = query(node, alice, query_id=-7)
+    assert isinstance(answer, QueryAnswer) and answer.query == -7
+    assert answer.frame is not None and answer.detail == ""
+    assert (answer.frame.type, answer.frame.from_, answer.frame.to) == ("DIRECTORY_ENTRY", node.server_id, "*")
+    assert answer.frame.payload == entry.payload   # the same signed fields, whoever asks
+    assert answer.frame.sig == ""                  # signed by a verifier, never by the router
+
+
+def test_http_query_for_an_unknown_user_is_a_miss_without_a_signature(node, keys) -> None:
+    stranger = new_id()
+    actions = query(node, stranger, query_id=-3)
+    assert actions == [QueryAnswer(-3, None, f"no key known for user {stranger}")]
+    assert not [a for a in actions if isinstance(a, Send)]   # nothing to sign, no ERROR frame
+
+
+def test_http_query_shows_revocation_and_version(node, keys) -> None:
+    _, alice = signed_hello(node, keys[1])
+    node.state.accounts.revoked.add(alice)
+    node.state.accounts.versions[alice] = 5
+    (answer,) = query(node, alice)
+    assert (answer.frame.payload["revoked"], answer.frame.payload["version"]) == (True, 5)
+
+
+def test_http_query_serves_remote_users_marked_remote(mesh3, keys) -> None:  # noqa: F811
+    a, c = mesh3.nodes["a"], mesh3.nodes["c"]
+    _, alice = mesh3.connect_user("a", keys[3], display_name="Alice")
+    (answer,) = core.handle(c.state, DirectoryQueried(-1, alice))
+    assert answer.frame.payload == {"user_id": alice, "pubkey": crypto.encode_public_key(keys[3]),
+                                    "server_id": a.server_id, "remote": True, "version": 1, "revoked": False}
+    assert answer.frame.from_ == c.server_id     # the node asked signs for what it learned

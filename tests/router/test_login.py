@@ -1,5 +1,5 @@
 """Pure tests of password login (socp/router/login.py): challenge, proof, blob,
-no user enumeration, per-user lockout, one login per connection."""
+no user enumeration, per-user lockout, per-address limits, one login per connection."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import pytest
 
 from socp.protocol import crypto, frames, login, signing
 from socp.protocol.ids import new_id
-from socp.router.events import Close
+from socp.router import core
+from socp.router.events import Close, LinkUp
 from socp.router.links import LinkState
+from socp.router.login import address_key
 
 from .harness import NOW, Harness, closes, errors_to, sent_to
 
@@ -220,3 +222,138 @@ def test_hello_after_login_on_a_new_connection_is_a_normal_user(node, keys) -> N
                                                          crypto.encode_public_key(key)))
     actions = harness.feed(200, hello)
     assert harness.state.local_users[alice] == 200 and not errors_to(actions, 200)
+
+
+# --- wrong passwords per address (the gateway's LinkOpened carries it) ----------------------
+
+HERE = "198.51.100.7"
+ELSEWHERE = "203.0.113.9"
+
+
+def start_from(harness: Harness, address: str, user_id: str) -> tuple[int, list]:
+    """A login connection the gateway announced with its address, and its request."""
+    conn = harness.next_conn
+    harness.next_conn += 1
+    assert core.handle(harness.state, LinkUp(conn, address)) == []
+    return conn, harness.feed(conn, frames.login_request(user_id, harness.server_id, harness.state.now_ms))
+
+
+def attempt_from(harness: Harness, address: str, user_id: str, password: str | None) -> tuple[int, list]:
+    """One whole login from `address`; `password` None sends a proof that cannot be right."""
+    conn, actions = start_from(harness, address, user_id)
+    challenges = sent_to(actions, conn, "LOGIN_CHALLENGE")
+    if not challenges:
+        return conn, actions
+    proof = "AAAA" if password is None else login.answer_challenge(password, user_id, harness.server_id,
+                                                                     challenges[0].payload)[0]
+    return conn, harness.feed(conn, frames.login_proof(user_id, harness.server_id, harness.state.now_ms, proof))
+
+
+def spray(harness: Harness, address: str, count: int) -> None:
+    """`count` wrong passwords from `address`, each for a new id (no id gets locked)."""
+    for _ in range(count):
+        conn, actions = attempt_from(harness, address, new_id(), None)
+        assert errors_to(actions, conn) == ["FORBIDDEN"]
+
+
+def test_failures_from_one_address_lock_it_for_every_id(node) -> None:
+    harness, alice = node
+    settings = harness.state.accounts.settings
+    spray(harness, HERE, settings.address_failures)
+    assert not harness.state.accounts.lockouts.get(alice)
+    # Every id from that address is refused at once, before any challenge (no
+    # signature spent), known or not, right password or not, with the same answer.
+    answers = []
+    for user_id, password in ((new_id(), None), (alice, PASSWORD)):
+        conn, actions = attempt_from(harness, HERE, user_id, password)
+        assert not sent_to(actions, conn, "LOGIN_CHALLENGE") and not sent_to(actions, conn, "LOGIN_BLOB")
+        (error,) = sent_to(actions, conn, "ERROR")
+        assert error.payload["code"] == "RATE_LIMITED" and closes(actions) == [conn]
+        answers.append(error.payload["detail"])
+    assert answers[0] == answers[1]
+    assert answers[0] == ("too many failed logins from your address; "
+                          f"retry after {settings.address_window_ms} ms (retry_after_ms={settings.address_window_ms})")
+    assert harness.state.accounts.addresses_locked == 1
+    # Another address is not affected: alice logs in from there.
+    conn, actions = attempt_from(harness, ELSEWHERE, alice, PASSWORD)
+    assert sent_to(actions, conn, "LOGIN_BLOB")
+
+
+def test_the_address_waits_until_its_oldest_failure_leaves_the_window(node) -> None:
+    harness, _ = node
+    settings = harness.state.accounts.settings
+    step = 1000
+    for _ in range(settings.address_failures):
+        spray(harness, HERE, 1)
+        harness.state.now_ms += step
+    first_failure = NOW
+    conn, actions = start_from(harness, HERE, new_id())
+    wait = first_failure + settings.address_window_ms - harness.state.now_ms
+    assert f"retry_after_ms={wait}" in sent_to(actions, conn, "ERROR")[0].payload["detail"]
+    # Once the oldest failure is out of the window, one more guess is allowed...
+    harness.state.now_ms = first_failure + settings.address_window_ms
+    conn, actions = start_from(harness, HERE, new_id())
+    assert sent_to(actions, conn, "LOGIN_CHALLENGE")
+    harness.drop(conn)
+    spray(harness, HERE, 1)
+    # ...and fails back into the lock, now until the next oldest leaves.
+    conn, actions = start_from(harness, HERE, new_id())
+    assert f"retry_after_ms={step}" in sent_to(actions, conn, "ERROR")[0].payload["detail"]
+
+
+def test_a_lock_reached_while_a_challenge_is_open_refuses_its_proof(node) -> None:
+    harness, alice = node
+    waiting, actions = start_from(harness, HERE, alice)
+    (challenge,) = sent_to(actions, waiting, "LOGIN_CHALLENGE")
+    spray(harness, HERE, harness.state.accounts.settings.address_failures)
+    proof, _ = login.answer_challenge(PASSWORD, alice, harness.server_id, challenge.payload)
+    actions = harness.feed(waiting, frames.login_proof(alice, harness.server_id, NOW, proof))
+    assert errors_to(actions, waiting) == ["RATE_LIMITED"] and not sent_to(actions, waiting, "LOGIN_BLOB")
+
+
+def test_a_success_does_not_clear_the_address(node) -> None:
+    # A guesser with an account of its own must not reset its count between guesses.
+    harness, alice = node
+    settings = harness.state.accounts.settings
+    spray(harness, HERE, settings.address_failures - 1)
+    conn, actions = attempt_from(harness, HERE, alice, PASSWORD)
+    assert sent_to(actions, conn, "LOGIN_BLOB")
+    spray(harness, HERE, 1)
+    conn, actions = start_from(harness, HERE, new_id())
+    assert errors_to(actions, conn) == ["RATE_LIMITED"]
+
+
+def test_without_an_address_only_the_id_is_counted(node) -> None:
+    # A connection the router did not hear opened (one replayed to a restarted router).
+    harness, _ = node
+    for _ in range(harness.state.accounts.settings.address_failures + 1):
+        conn, actions = attempt(harness, new_id(), "guess")
+        assert errors_to(actions, conn) == ["FORBIDDEN"]
+    assert not harness.state.accounts.address_failures
+
+
+def test_address_table_is_bounded(node) -> None:
+    harness, _ = node
+    harness.state.accounts.settings = type(harness.state.accounts.settings)(max_addresses=3)
+    for i in range(5):
+        spray(harness, f"192.0.2.{i}", 1)
+    assert list(harness.state.accounts.address_failures) == ["192.0.2.2", "192.0.2.3", "192.0.2.4"]
+
+
+@pytest.mark.parametrize("address, key", [
+    ("192.0.2.1", "192.0.2.1"),
+    ("::ffff:192.0.2.1", "192.0.2.1"),                       # IPv4 over an IPv6 socket
+    ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),           # one host's /64 counts as one address
+    ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+    ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+    ("not an ip", "not an ip"),
+])
+def test_address_key(address: str, key: str) -> None:
+    assert address_key(address) == key
+
+
+def test_link_accepted_keeps_the_key_of_the_address(node) -> None:
+    harness, _ = node
+    conn, _ = start_from(harness, "2001:db8::5", new_id())
+    assert harness.state.links[conn].address == "2001:db8::/64"
+    assert harness.state.links[conn].state is LinkState.AWAITING_HELLO

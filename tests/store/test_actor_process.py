@@ -146,10 +146,17 @@ async def test_actor_waits_for_an_unreachable_database(tmp_path: Path) -> None:
                     break
                 await asyncio.sleep(0.05)
             assert str(caught.value).startswith("the database is not open yet: cannot reach MySQL")
+            # Its status says so at once, with why and since when (/healthz shows it).
+            database = await client.status()
+            assert database.state == "unavailable"
+            assert database.detail.startswith("cannot reach MySQL root@127.0.0.1:1/socp")
+            assert 0 < database.since_ms <= time.time() * 1000
+            # Retries come 0.05, 0.1, 0.2, 0.4 s apart (refused at once): a second gives several...
+            await asyncio.sleep(1.0)
         status, took, stderr = process.stop()
     finally:
         process.kill()
     assert status == 0, stderr
     assert took < STOP_TIMEOUT
     assert "Traceback" not in stderr
-    assert "database unavailable, retrying" in stderr
+    assert stderr.count("database unavailable, retrying") == 1, stderr   # ...and says so once

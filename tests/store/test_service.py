@@ -4,6 +4,7 @@ ordered writes, held writes during an outage, read-your-writes, bounds."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -23,7 +24,7 @@ from socp.store.database import Database, Transaction
 from socp.store.migrations import apply_migrations
 from socp.store.errors import StoreOverloaded, StoreRequestRejected, StoreTimeout, StoreUnavailable
 from socp.store.operations import Store
-from socp.store.records import BindResult
+from socp.store.records import BindResult, DatabaseStatus
 
 TIMEOUT = 5.0
 
@@ -255,3 +256,48 @@ async def test_login_and_remote_users_through_the_client(tmp_path: Path) -> None
         assert users[UserId("far")].home_server == "server-b" and users[UserId("far")].is_remote
         with pytest.raises(StoreRequestRejected):
             await h.client.set_login(UserId("local"), "", "verifier")
+
+
+async def test_an_outage_shows_in_status_and_the_log_even_when_nothing_is_written(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="socp.store")
+    async with running_service(tmp_path, probe_interval=0.02) as h:
+        assert (await h.client.status()).state == "available"
+        h.database.down = True
+        status = await wait_for_status(h.client, "unavailable")
+        assert status.detail == "lost connection to the test database"
+        assert status.writes_waiting == 0
+        # Status is answered at once during the outage, and counts the writes held.
+        held = asyncio.ensure_future(h.client.bind_user(UserId("u1"), "k1", {}))
+        while (await h.client.status()).writes_waiting < 1:
+            await asyncio.sleep(0.01)
+        while h.database.attempts_while_down < 10:   # probes and write retries, many
+            await asyncio.sleep(0.01)
+        h.database.down = False
+        back = await wait_for_status(h.client, "available")
+        assert back.detail == "" and back.since_ms >= status.since_ms
+        assert await asyncio.wait_for(held, TIMEOUT) is BindResult.BOUND
+        assert h.service.counters.outages == 1
+    lines = [r.getMessage() for r in caplog.records if r.name == "socp.store" and r.levelno >= logging.WARNING]
+    assert len([line for line in lines if line.startswith("database unavailable, retrying")]) == 1, lines
+    assert len([line for line in lines if line.startswith("database available again after")]) == 1, lines
+    assert len(lines) == 2, lines
+
+
+async def test_status_while_the_database_has_never_opened(tmp_path: Path) -> None:
+    still_down = [True]
+    async with running_service(tmp_path, open_delay=lambda: still_down[0]) as h:
+        status = await wait_for_status(h.client, "unavailable")
+        assert status.detail == "not yet"
+        still_down[0] = False
+        opened = await wait_for_status(h.client, "available")
+        assert opened.since_ms >= status.since_ms
+
+
+async def wait_for_status(client: StoreClient, state: str) -> DatabaseStatus:
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            status = await client.status()
+            if status.state == state:
+                return status
+            await asyncio.sleep(0.01)
