@@ -12,6 +12,7 @@ import errno
 import logging
 import signal
 import sys
+import time
 import uuid
 
 import uvloop
@@ -22,7 +23,7 @@ from socp.gateway.context import GatewayContext
 from socp.gateway.dialer import Dialer
 from socp.gateway.health import GatewayStats
 from socp.gateway.inbox import Inbox
-from socp.gateway.links import CLOSE_GOING_AWAY, LinkTable
+from socp.gateway.links import CLOSE_GOING_AWAY, LinkTable, first_accepted_conn
 from socp.gateway.recovery import Recovery
 from socp.ratelimit import AddressSlots
 from socp.gateway.server import Listener
@@ -64,7 +65,8 @@ async def _serve(config: NodeConfig) -> None:
     ensure_runtime_dir(config.run_dir)
     bus = Bus(config.endpoints)
     try:
-        context = GatewayContext(config, LinkTable(config.send_queue_frames), bus, GatewayStats(),
+        links = LinkTable(config.send_queue_frames, first_accepted_conn(time.time()))
+        context = GatewayContext(config, links, bus, GatewayStats(),
                                  AddressSlots(config.max_connections_per_address))
         try:
             server = await Listener(context).start()
