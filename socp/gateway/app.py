@@ -12,6 +12,7 @@ import errno
 import logging
 import signal
 import sys
+import time
 import uuid
 
 import uvloop
@@ -22,7 +23,7 @@ from socp.gateway.context import GatewayContext
 from socp.gateway.dialer import Dialer
 from socp.gateway.health import DatabaseReport, GatewayStats, router_ready
 from socp.gateway.inbox import Inbox
-from socp.gateway.links import CLOSE_GOING_AWAY, LinkTable
+from socp.gateway.links import CLOSE_GOING_AWAY, LinkTable, first_accepted_conn
 from socp.gateway.lookups import DirectoryLookups
 from socp.gateway.recovery import Recovery
 from socp.ratelimit import AddressSlots
@@ -74,7 +75,8 @@ async def _serve(config: NodeConfig) -> None:
     bus = Bus(config.endpoints)
     try:
         stats, database = GatewayStats(), DatabaseReport()
-        context = GatewayContext(config, LinkTable(config.send_queue_frames), bus, stats,
+        links = LinkTable(config.send_queue_frames, first_accepted_conn(time.time()))
+        context = GatewayContext(config, links, bus, stats,
                                  AddressSlots(config.max_connections_per_address), database,
                                  DirectoryLookups(bus, stats, lambda: router_ready(stats, database)))
         try:

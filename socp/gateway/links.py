@@ -33,6 +33,13 @@ CLOSE_TRY_AGAIN_LATER = 1013
 KEPT_FRAMES = 1024
 KEPT_BYTES = 8 * 1024 * 1024
 
+# Conn ids: the router picks dialled ones from FIRST_DIALLED_CONN up; accepted ones
+# count up in a block of ACCEPTED_CONNS_PER_BOOT ids below it, a new block at every
+# gateway start (picked by the start time in tenths of a second, like the router's
+# epoch; blocks come round again after 1.8 hours).
+FIRST_DIALLED_CONN = 2**40
+ACCEPTED_CONNS_PER_BOOT = 2**24
+
 
 class LinkState(Enum):
     DIALING = "dialing"
@@ -200,13 +207,25 @@ class Link:
         return False
 
 
-class LinkTable:
-    """Every live link by conn id. Accepted conns count up from 1; the router picks
-    dialled ones (>= 2**40), so the two never clash."""
+def first_accepted_conn(started_at: float) -> ConnId:
+    """The first accepted conn id of a gateway started at `started_at` (epoch seconds).
 
-    def __init__(self, queue_frames: int) -> None:
+    Never the ids of the gateway before: frames signed for its links may still be on
+    their way (ZeroMQ queues them until the new gateway binds), and the router numbers
+    a new link's frames from 0 again; a reused id would take the old link's frames
+    and drop its own as duplicates."""
+    blocks = FIRST_DIALLED_CONN // ACCEPTED_CONNS_PER_BOOT
+    return 1 + (int(started_at * 10) % blocks) * ACCEPTED_CONNS_PER_BOOT
+
+
+class LinkTable:
+    """Every live link by conn id. Accepted conns count up from `first_accepted`
+    (first_accepted_conn); the router picks dialled ones (>= FIRST_DIALLED_CONN), so
+    the two never clash."""
+
+    def __init__(self, queue_frames: int, first_accepted: ConnId = 1) -> None:
         self._links: dict[ConnId, Link] = {}
-        self._next_accepted: ConnId = 1
+        self._next_accepted: ConnId = first_accepted
         self._queue_frames = queue_frames
 
     def __len__(self) -> int:

@@ -10,7 +10,8 @@ Rejected(TIMEOUT), so the connection never stalls behind it.
 When a router (re)starts it says RouterHello: the gateway replays every open link
 (LinkReplay: its opening and the seq of its oldest kept frame), submits the kept
 frames again with their seqs, then says GatewayHello ("replay done"). A router that
-already knows the link ignores the replay and the duplicates.
+already knows the link ignores the replay and the duplicates. A new router applies no
+frame before that hello: the verifiers' results can reach it before the replay does.
 
 Outbound, every REPORT_INTERVAL the gateway tells the router how far each link's
 items were released in order (OutboundDone), so the router can re-send sign jobs a

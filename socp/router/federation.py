@@ -163,15 +163,21 @@ def _register_link(state: RouterState, link: Link, server_id: str) -> list[Actio
     state.servers[server_id] = link.conn
     state.redials.pop(server_id, None)
     actions += _send_presence(state, link.conn)
-    # Frames sent on the lost (or replaced) link just before it went may never have been written:
-    # send them again (the peer's duplicate cache drops the ones it had).
+    # Frames sent on the lost (or replaced) link just before it went may never have been
+    # written, nor those kept while no link was up: send them on this one (the peer's
+    # duplicate cache drops the ones it had). They count as sent now, on this link: it
+    # may be replaced in turn before it writes them (a restarted peer dials twice and
+    # one of the two links is closed at once), and then they must go again.
+    again: list[Envelope] = []
     recent = state.sent_recently.pop(server_id, None)
     if recent:
         horizon = state.now_ms - state.timing.resend_window_ms
-        actions += [send_one(link.conn, frame) for sent_ms, frame in recent if sent_ms >= horizon]
+        again += [frame for sent_ms, frame in recent if sent_ms >= horizon]
     backlog = state.backlogs.pop(server_id, None)
     if backlog is not None:
-        actions += [send_one(link.conn, frame) for _, frame in backlog.frames]
+        again += [frame for _, frame in backlog.frames]
+    for frame in again:
+        actions += users.send_to_server(state, server_id, frame, NO_ORIGIN)
     return actions
 
 

@@ -121,11 +121,37 @@ class RouterDriver:
     applied_changed: set[int] = field(default_factory=set)
     in_flight: InFlight = field(default_factory=InFlight)
     store_watch: StoreWatch | None = None
+    # A new router first learns the live links (LinkReplay) and only then, once the
+    # gateway says GatewayHello, takes their frames (see `inbound`).
+    replaying: bool = True
+    held_back: list[Ready] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.in_flight.verifiers = self.config.verifiers
 
     # --- inbound ------------------------------------------------------------------------
+
+    def inbound(self, message: m.Message) -> list[Ready]:
+        """(conn, seq, event) to apply now for one actor message.
+
+        Until the replay ends, only the restored links go through: a frame may name a
+        user whose connection is replayed after the frame's own link (a server's
+        SERVER_DELIVER for our user), and the verifiers' results can overtake the
+        gateway's replay. The rest waits, in order, for `end_replay`; that is at most
+        what arrives in GATEWAY_HELLO_WAIT."""
+        conn = getattr(message, "conn", None)
+        ready = [(conn, seq, event) for seq, event in self.events_from(message)]
+        if not self.replaying:
+            return ready
+        self.held_back += [item for item in ready if not isinstance(item[2], LinkRestored)]
+        return [item for item in ready if isinstance(item[2], LinkRestored)]
+
+    def end_replay(self) -> list[Ready]:
+        """Every live link is restored (GatewayHello, or none came in time): what was
+        held back, in the order it became ready."""
+        self.replaying = False
+        held, self.held_back = self.held_back, []
+        return held
 
     def events_from(self, message: m.Message) -> list[Inbound]:
         """Translate one actor message into core events, in each connection's order,
@@ -138,10 +164,17 @@ class RouterDriver:
             if message.opening or message.role == m.ROLE_SERVER:
                 event = LinkRestored(message.conn, message.role, message.opening, message.verify_key)
                 restored.append((message.seq - 1, event))
-            # The old router applied everything below `seq`: start there. What waits here
-            # already is submitted again after every link is replayed; take it then.
-            self.inbound_order[message.conn] = ReorderBuffer(first_seq=message.seq)
-            return restored
+            # The old router applied everything below `seq`: start there. Results may be
+            # waiting already: each verifier reconnects to a new router on its own timer,
+            # often before the gateway does, so this replay can trail the results of the
+            # very frames it replays, or of frames that came in since. Those at or after
+            # `seq` are frames the gateway still keeps: take them. The gateway submits a
+            # frame again only after VERIFY_TIMEOUT, and never once its link is closed,
+            # as a server link the new router replaces by a fresh one soon is.
+            buffer = self.inbound_order.get(message.conn)
+            if buffer is None:
+                buffer = self.inbound_order[message.conn] = ReorderBuffer(first_seq=message.seq)
+            return restored + buffer.skip_to(message.seq)
         if isinstance(message, m.Verified):
             event: Event = FrameIn(message.conn, _envelope(message.frame), message.payload_digest)
         elif isinstance(message, m.Rejected):
@@ -295,7 +328,8 @@ def _envelope(frame: dict) -> Envelope:
 
 # What the process loop takes: a control message, a Tick, or (conn, seq, event) in order.
 Inbound = tuple[int, Event]
-Work = m.GatewayHello | m.OutboundDone | m.DirectoryQuery | Tick | tuple[int, int, Event]
+Ready = tuple[int, int, Event]
+Work = m.GatewayHello | m.OutboundDone | m.DirectoryQuery | Tick | Ready
 
 
 async def _receive(inbox: DirectSocket, driver: RouterDriver, events: asyncio.Queue[list[Work]]) -> None:
@@ -309,11 +343,12 @@ async def _receive(inbox: DirectSocket, driver: RouterDriver, events: asyncio.Qu
             except m.MalformedFrame as exc:
                 log.error("router: unreadable actor message dropped: %s", exc.detail)
                 continue
+            if isinstance(message, m.GatewayHello):
+                batch.extend(driver.end_replay())
             if isinstance(message, (m.GatewayHello, m.OutboundDone, m.DirectoryQuery)):
                 batch.append(message)
                 continue
-            conn = getattr(message, "conn", None)
-            batch.extend((conn, seq, event) for seq, event in driver.events_from(message))
+            batch.extend(driver.inbound(message))
         if batch:
             await events.put(batch)
 
@@ -344,6 +379,9 @@ async def _process(driver: RouterDriver, events: asyncio.Queue[list[Work]]) -> N
 async def _start_without_gateway_hello(driver: RouterDriver, events: asyncio.Queue[list[Work]]) -> None:
     """A router restarted beside a running gateway hears no hello: start anyway."""
     await asyncio.sleep(GATEWAY_HELLO_WAIT)
+    held = driver.end_replay()
+    if held:
+        await events.put(held)
     if not driver.federation_started:
         await events.put([m.GatewayHello(boot_id=driver.gateway_boot)])
 

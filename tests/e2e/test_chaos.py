@@ -66,8 +66,6 @@ def resumed_after(users: list[ReliableUser], killed_at: float) -> float | None:
     return worst
 
 
-@pytest.mark.xfail(strict=False, reason="open: passes 2 of 3 runs; acknowledged DMs to the killed node's user "
-                   "are still sometimes lost within 0.2 s after a router kill on the receiving node")
 async def test_every_acknowledged_message_survives_killed_actors(keys, tmp_path) -> None:
     a = start_node(tmp_path / "a", keys[0], verifiers=2, extra_args=LINKS)
     bootstrap = tmp_path / "bootstrap.yaml"

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from socp.gateway.links import (
-    CLOSE_TRY_AGAIN_LATER, CloseRequest, IllegalTransition, Link, LinkState, LinkTable,
+    ACCEPTED_CONNS_PER_BOOT, CLOSE_TRY_AGAIN_LATER, FIRST_DIALLED_CONN, CloseRequest, IllegalTransition, Link,
+    LinkState, LinkTable, first_accepted_conn,
 )
 from socp.gateway.roles import opens_login, role_of_first_frame
 from socp.gateway.session import utf8_size_exceeds
@@ -81,3 +82,18 @@ def test_link_state_table_refuses_illegal_moves() -> None:
     link.move_to(LinkState.OPEN)
     link.move_to(LinkState.CLOSING)
     link.move_to(LinkState.CLOSED)
+
+
+def test_each_gateway_start_numbers_its_accepted_links_apart() -> None:
+    # Frames for the links of a gateway that died may still reach the next one; no
+    # link of the next one may carry the same id.
+    first = first_accepted_conn(1_800_000_000.0)
+    restarted = first_accepted_conn(1_800_000_001.2)
+    assert abs(restarted - first) >= ACCEPTED_CONNS_PER_BOOT
+    last_block = (FIRST_DIALLED_CONN // ACCEPTED_CONNS_PER_BOOT - 1) / 10
+    for started_at in (0.0, last_block, 1_800_000_000.0, 1_800_000_001.2, 2_500_000_000.9):
+        conn = first_accepted_conn(started_at)   # and the block's other ids, below the dialled ones
+        assert 1 <= conn and conn + ACCEPTED_CONNS_PER_BOOT - 2 < FIRST_DIALLED_CONN
+    assert first_accepted_conn(last_block) == FIRST_DIALLED_CONN - ACCEPTED_CONNS_PER_BOOT + 1
+    table = LinkTable(queue_frames=4, first_accepted=restarted)
+    assert [table.add_accepted("peer").conn for _ in range(3)] == [restarted, restarted + 1, restarted + 2]

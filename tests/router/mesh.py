@@ -45,6 +45,7 @@ class Mesh:
         self.wires: dict[tuple[str, int], tuple[str, int]] = {}
         self.queue: deque[tuple[str, object]] = deque()
         self.offline: set[str] = set()
+        self.unwritten: set[tuple[str, str]] = set()   # (sender, receiver): frames never written
         self.now = NOW
 
     def add(self, name: str, key: crypto.PrivateKey, introducers: list[Node] = ()) -> Node:
@@ -112,6 +113,8 @@ class Mesh:
                     peer = self.wires.get((name, conn))
                     if peer is None:
                         node.user_outbox[conn].append(frame)
+                    elif (name, peer[0]) in self.unwritten:
+                        continue
                     else:
                         self.queue.append((peer[0], FrameIn(peer[1], frame, digest(frame))))
             elif isinstance(action, Dial):
@@ -144,7 +147,13 @@ class Mesh:
                 self.queue.append((owner, LinkDown(conn, "network down")))
         if not reachable:
             self.offline.add(name)
+        self.unwritten = {pair for pair in self.unwritten if name not in pair}
         self.settle()
 
     def restore(self, name: str) -> None:
         self.offline.discard(name)
+
+    def unwritten_until_cut(self, sender: str, receiver: str) -> None:
+        """What `sender` sends to `receiver` from now on is never written (a link being
+        closed under it), until the next `cut` of either."""
+        self.unwritten.add((sender, receiver))

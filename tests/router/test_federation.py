@@ -143,6 +143,33 @@ def test_frames_for_a_lost_server_wait_and_flow_when_it_is_back(mesh3: Mesh, key
     assert deliver.payload["sender"] == bob
 
 
+def test_frames_sent_again_on_a_new_link_go_again_if_that_link_is_lost_too(keys) -> None:
+    # A restarted router dials its peer twice (re-link and join) and one of the two
+    # links is closed at once: what the peer flushed on that one was never written.
+    mesh = Mesh()
+    a = mesh.add("a", keys[0])
+    b = mesh.add("b", keys[1], introducers=[a])
+    mesh.start("a")
+    mesh.start("b")
+    a_conn, alice = mesh.connect_user("a", keys[3])
+    b_conn, bob = mesh.connect_user("b", keys[4])
+    mesh.cut("b", reachable=False)
+    mesh.user_frame("a", a_conn, frames.msg_direct(alice, bob, mesh.now, b64url_encode(b"kept"),
+                                                   crypto.encode_public_key(keys[3]), "c2ln"))
+    assert not mesh.received("a", a_conn, "ERROR")          # kept for b: acknowledged
+    mesh.restore("b")
+    mesh.unwritten_until_cut("a", "b")
+    mesh.advance(200)
+    assert b.server_id in a.state.servers                   # linked, backlog flushed, not written
+    assert mesh.received("b", b_conn, "USER_DELIVER") == []
+    mesh.cut("b")
+    mesh.advance(200)
+    mesh.advance(400)
+    assert b.server_id in a.state.servers
+    (deliver,) = mesh.received("b", b_conn, "USER_DELIVER")
+    assert deliver.payload["sender"] == alice
+
+
 def test_a_server_that_stays_away_is_forgotten_and_senders_are_told(mesh3: Mesh, keys) -> None:
     a, b = mesh3.nodes["a"], mesh3.nodes["b"]
     _, alice = mesh3.connect_user("a", keys[3])

@@ -55,3 +55,26 @@ def test_jobs_stay_oldest_first_after_a_resend() -> None:
     assert flight.due(now_ms=100) == ([b"old"], [])
     assert flight.due(now_ms=160) == ([b"new"], [])   # found although "old" is older by send order
     assert flight.due(now_ms=200) == ([b"old"], [])
+
+
+def test_a_release_mark_covers_only_the_seqs_below_it() -> None:
+    flight = InFlight(sign_budget_ms=0)
+    flight.sent(b"first", [(1, 10)], now_ms=0)
+    flight.sent(b"second", [(1, 11)], now_ms=0)
+    flight.released(1, 11)                       # 10 released, 11 not yet
+    assert len(flight) == 1
+    again, _ = flight.due(flight.timeout_ms)
+    assert again == [b"second"]
+
+
+def test_a_copy_that_came_through_is_not_given_up() -> None:
+    flight = InFlight(timeout_ms=2_000, max_tries=3, sign_budget_ms=0)
+    flight.sent(b"job", [(1, 10), (2, 20)], now_ms=0)
+    assert flight.due(1_999) == ([], [])                  # not yet
+    assert flight.due(2_000) == ([b"job"], [])            # try 2
+    assert flight.due(3_000) == ([], [])                  # the timeout restarts
+    assert flight.due(4_000) == ([b"job"], [])            # try 3
+    flight.released(1, 11)                                # one copy came through
+    assert flight.due(6_000) == ([], [(2, 20)])           # only the other is skipped
+    assert len(flight) == 0 and (flight.resent, flight.given_up) == (2, 1)
+    assert flight.due(20_000) == ([], [])
