@@ -8,7 +8,10 @@ full (send) or empty (receive), by watching the socket's file descriptor.
 
 That descriptor is edge-triggered (ZeroMQ guide, ZMQ_FD): it signals "something may
 have changed", and reading ZMQ_EVENTS re-arms it. So a waiter always re-reads the
-events after it wakes, and never sleeps without having read them first.
+events after it wakes, and never sleeps without having read them first. The event
+loop watches it level-triggered, so the watcher reads ZMQ_EVENTS itself each time it
+fires: left readable, the descriptor would wake the loop on every turn and keep the
+process busy while it has nothing to do.
 """
 
 from __future__ import annotations
@@ -27,7 +30,11 @@ class DirectSocket:
         self._loop = asyncio.get_running_loop()
         self._fd = socket.getsockopt(zmq.FD)
         self._changed = asyncio.Event()
-        self._loop.add_reader(self._fd, self._changed.set)
+        self._loop.add_reader(self._fd, self._on_fd_readable)
+
+    def _on_fd_readable(self) -> None:
+        self.socket.getsockopt(zmq.EVENTS)   # processes ZeroMQ's commands: the fd goes quiet
+        self._changed.set()
 
     @property
     def closed(self) -> bool:

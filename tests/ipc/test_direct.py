@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,28 @@ async def test_close_is_idempotent_and_stops_watching_the_fd(context: zmq.Contex
     pull.close()
     pull.close()
     assert pull.closed and push.closed
+
+
+async def test_an_idle_socket_leaves_the_process_idle(context: zmq.Context, tmp_path: Path) -> None:
+    # The fd of a socket nobody waits on must not keep waking the event loop (a busy
+    # loop once made an idle node's gateway and router use a whole core each).
+    push, pull = pair(context, tmp_path, hwm=10)
+    try:
+        # Enough traffic through a small pipe that the receiver hands the sender credit
+        # back: ZeroMQ commands that make the sender's fd readable though nobody waits.
+        count = 2_000
+        received: list[bytes] = []
+        for index in range(count):
+            while not push.try_send(b"%d" % index):
+                received.extend(await asyncio.wait_for(pull.receive_batch(), TIMEOUT))
+        while len(received) < count:
+            received.extend(await asyncio.wait_for(pull.receive_batch(), TIMEOUT))
+        waiting = asyncio.ensure_future(pull.receive_batch())
+        cpu_before = time.process_time()
+        await asyncio.sleep(1.0)
+        busy = time.process_time() - cpu_before
+        assert busy < 0.3, f"{busy:.2f} s of CPU in 1 s of idling"
+        waiting.cancel()
+    finally:
+        push.close()
+        pull.close()
