@@ -51,6 +51,7 @@ class Store:
     def __init__(self, database: Database, clock: Clock = time.time) -> None:
         self.database = database
         self._clock = clock
+        self._last_stamp_ms = 0
 
     @classmethod
     async def open(cls, url: str, clock: Clock = time.time) -> Store:
@@ -67,7 +68,10 @@ class Store:
         await self.database.close()
 
     def _now_ms(self) -> int:
-        return int(self._clock() * 1000)
+        """A write's time stamp, strictly increasing: rows ordered by it (the channel's
+        members) come back in the order the writes were applied, even within one ms."""
+        self._last_stamp_ms = max(int(self._clock() * 1000), self._last_stamp_ms + 1)
+        return self._last_stamp_ms
 
     # -- reads -------------------------------------------------------------------------
 

@@ -132,6 +132,14 @@ async def test_pin_server_without_address(store: Store) -> None:
     assert (await store.load_snapshot()).pinned_servers[SERVER_A] == PinnedServer("server-key", None, None)
 
 
+async def test_members_of_one_millisecond_are_listed_in_join_order(store: Store) -> None:
+    # The clock stands still (fixture): join order must not fall back to id order.
+    joined = [UserId(f"m{i}") for i in range(12)]      # "m10" sorts before "m9" as text
+    for version, member in enumerate(joined, start=2):
+        await store.add_channel_member(member, version)
+    assert (await store.load_snapshot()).public_channel_members == tuple(joined)
+
+
 async def test_public_channel_members_and_version(store: Store) -> None:
     clock = [NOW]
     store._clock = lambda: clock[0]   # members are listed in join order
