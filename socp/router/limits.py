@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode
 from socp.protocol.frame_types import FrameType as T
-from socp.ratelimit import TokenBucket, retry_hint
+from socp.ratelimit import KeyedBuckets, TokenBucket, retry_hint
 
 from .seen import SeenCache
 
@@ -71,8 +71,8 @@ class LimitSettings:
 class Guard:
     settings: LimitSettings = field(default_factory=LimitSettings)
     now_ms: int = 0                                                      # the router's clock
-    user_buckets: OrderedDict[str, TokenBucket] = field(default_factory=OrderedDict)
-    server_buckets: OrderedDict[str, TokenBucket] = field(default_factory=OrderedDict)
+    user_buckets: KeyedBuckets = field(init=False)
+    server_buckets: KeyedBuckets = field(init=False)
     error_buckets: dict[int, TokenBucket] = field(default_factory=dict)  # conn -> answers left
     node_errors: TokenBucket | None = None
     limited: set[tuple[str, str]] = field(default_factory=set)          # in a refused burst now
@@ -84,6 +84,8 @@ class Guard:
 
     def __post_init__(self) -> None:
         s = self.settings
+        self.user_buckets = KeyedBuckets(s.user_rate, s.user_burst, self.clock, s.max_buckets)
+        self.server_buckets = KeyedBuckets(s.server_rate, s.server_burst, self.clock, s.max_buckets)
         self.node_errors = TokenBucket(s.node_error_rate, s.node_error_burst, self.clock)
         self.hello_sigs = SeenCache(max_entries=s.max_hello_signers, ttl_ms=s.hello_sig_ttl_ms)
 
@@ -118,44 +120,31 @@ class Guard:
 # --- rate limits -------------------------------------------------------------------------
 
 
-def _bucket(guard: Guard, table: OrderedDict[str, TokenBucket], key: str, rate: float, burst: int) -> TokenBucket:
-    bucket = table.get(key)
-    if bucket is None:
-        bucket = table[key] = TokenBucket(rate, burst, guard.clock)
-        while len(table) > guard.settings.max_buckets:
-            table.popitem(last=False)
-    else:
-        table.move_to_end(key)
-    return bucket
-
-
-def _over_limit(guard: Guard, kind: str, key: str, bucket: TokenBucket, what: str) -> tuple[ErrorCode, str] | None:
-    """None if `bucket` has a token; else the RATE_LIMITED answer, once per burst."""
-    if bucket.take():
+def _over_limit(guard: Guard, kind: str, key: str, buckets: KeyedBuckets, what: str) -> tuple[ErrorCode, str] | None:
+    """None if `key`'s bucket has a token; else the RATE_LIMITED answer, once per burst."""
+    if buckets.take(key):
         guard.limited.discard((kind, key))
         return None
     guard.dropped_frames += 1
     if (kind, key) in guard.limited:
         return ErrorCode.RATE_LIMITED, ""          # already told: drop without an answer
     guard.limited.add((kind, key))
-    return ErrorCode.RATE_LIMITED, (f"too many frames: at most {bucket.rate:g} per second per {what}; "
-                                    + retry_hint(bucket.retry_after()))
+    return ErrorCode.RATE_LIMITED, (f"too many frames: at most {buckets.rate:g} per second per {what}; "
+                                    + retry_hint(buckets.retry_after(key)))
 
 
 def user_rate_problem(guard: Guard, user_id: str) -> tuple[ErrorCode, str] | None:
     s = guard.settings
     if not s.rate_limits:
         return None
-    return _over_limit(guard, "user", user_id, _bucket(guard, guard.user_buckets, user_id, s.user_rate, s.user_burst),
-                       "user")
+    return _over_limit(guard, "user", user_id, guard.user_buckets, "user")
 
 
 def server_rate_problem(guard: Guard, server_key: str) -> tuple[ErrorCode, str] | None:
     s = guard.settings
     if not s.rate_limits:
         return None
-    bucket = _bucket(guard, guard.server_buckets, server_key, s.server_rate, s.server_burst)
-    return _over_limit(guard, "server", server_key, bucket, "server")
+    return _over_limit(guard, "server", server_key, guard.server_buckets, "server")
 
 
 def error_allowed(guard: Guard, conn: int) -> bool:

@@ -20,7 +20,7 @@ from collections import deque
 from socp.protocol.frame_types import FrameType as T
 
 from .events import Action, Send
-from .state import PARKED_LIMIT, RouterState
+from .state import PARKED_LIMIT, RouterState, forget_older
 
 # Frames to users that carry acknowledged content (SOCP §7.2-§7.4).
 REDELIVERED_TYPES = frozenset({T.USER_DELIVER, T.MSG_PUBLIC_CHANNEL, T.FILE_START, T.FILE_CHUNK, T.FILE_END})
@@ -61,9 +61,4 @@ def forget(state: RouterState, user_id: str) -> None:
 
 
 def tick(state: RouterState) -> None:
-    horizon = state.now_ms - state.timing.redeliver_window_ms
-    for user_id, recent in list(state.delivered_recently.items()):
-        while recent and recent[0][0] < horizon:
-            recent.popleft()
-        if not recent:
-            del state.delivered_recently[user_id]
+    forget_older(state.delivered_recently, state.now_ms - state.timing.redeliver_window_ms)

@@ -20,6 +20,18 @@ PARKED_LIMIT = 1000            # frames kept for one user lost with the gateway
 RESEND_LIMIT = 512             # recent frames per server kept for a re-send on re-link
 
 
+RecentFrames = dict[str, deque[tuple[int, Envelope]]]   # key -> (ms, frame), oldest first
+
+
+def forget_older(recent: RecentFrames, horizon_ms: int) -> None:
+    """Drop every frame sent before `horizon_ms`, and keys left with none."""
+    for key, frames in list(recent.items()):
+        while frames and frames[0][0] < horizon_ms:
+            frames.popleft()
+        if not frames:
+            del recent[key]
+
+
 @dataclass(slots=True)
 class UserRecord:
     pubkey: str
@@ -142,5 +154,5 @@ class RouterState:
     joins_waiting: list[str] = field(default_factory=list)
     batch_joins: bool = False
     parked: dict[str, Parked] = field(default_factory=dict)          # user_id -> frames waiting
-    sent_recently: dict[str, deque[tuple[int, Envelope]]] = field(default_factory=dict)  # server_id -> (ms, frame)
-    delivered_recently: dict[str, deque[tuple[int, Envelope]]] = field(default_factory=dict)  # user_id -> (ms, frame)
+    sent_recently: RecentFrames = field(default_factory=dict)        # server_id -> (ms, frame)
+    delivered_recently: RecentFrames = field(default_factory=dict)   # user_id -> (ms, frame)

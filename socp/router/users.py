@@ -16,7 +16,8 @@ from . import directory
 from .events import Action, Send, StoreWrite, send_one
 from .links import Link, LinkState
 from .replies import error_to, refuse_and_close
-from .state import LOCAL, PARKED_LIMIT, PEER_BACKLOG_LIMIT, RESEND_LIMIT, Parked, PendingShare, RouterState, UserRecord
+from .state import (LOCAL, PARKED_LIMIT, PEER_BACKLOG_LIMIT, RESEND_LIMIT, Parked, PendingShare, RouterState,
+                    UserRecord, forget_older)
 
 # Replay window (SOCP §8 and the attack list): a frame's ts may be this far from now.
 MAX_AGE_MS = 10 * 60 * 1000
@@ -171,12 +172,7 @@ def tick(state: RouterState) -> list[Action]:
             del state.parked[user_id]
             if state.user_locations.get(user_id) == LOCAL and user_id not in state.local_users:
                 del state.user_locations[user_id]
-    horizon = state.now_ms - state.timing.resend_window_ms
-    for server_id, recent in list(state.sent_recently.items()):
-        while recent and recent[0][0] < horizon:
-            recent.popleft()
-        if not recent:
-            del state.sent_recently[server_id]
+    forget_older(state.sent_recently, state.now_ms - state.timing.resend_window_ms)
     return []
 
 

@@ -34,19 +34,17 @@ class MysqlServer:
 
     def create_database(self) -> str:
         name = f"socp_test_{self.run_tag}_{next(self._numbers)}"
-        connection = self._connect()
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-        finally:
-            connection.close()
+        self._execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
         return name
 
     def drop_database(self, name: str) -> None:
+        self._execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+    def _execute(self, statement: str) -> None:
         connection = self._connect()
         try:
             with connection.cursor() as cursor:
-                cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+                cursor.execute(statement)
         finally:
             connection.close()
 
