@@ -119,7 +119,7 @@ class RouterDriver:
     counters: Counters = field(default_factory=Counters)
     applied: dict[int, int] = field(default_factory=dict)      # conn -> first inbound seq not applied
     applied_changed: set[int] = field(default_factory=set)
-    in_flight: InFlight = field(default_factory=InFlight)
+    in_flight: InFlight = field(init=False)
     store_watch: StoreWatch | None = None
     # A new router first learns the live links (LinkReplay) and only then, once the
     # gateway says GatewayHello, takes their frames (see `inbound`).
@@ -127,7 +127,7 @@ class RouterDriver:
     held_back: list[Ready] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.in_flight.verifiers = self.config.verifiers
+        self.in_flight = InFlight(verifiers=self.config.verifiers)
 
     # --- inbound ------------------------------------------------------------------------
 
