@@ -24,7 +24,7 @@ from .procstats import NodeMeter
 from .report import BenchResult
 from .targets import MAX_DURATION_S, SETUP_TIMEOUT_S, Target
 from .tracker import percentile
-from .users import BenchUser, connect_users, signed_hellos
+from .users import BenchUser, connect_users, make_users
 
 MAX_USERS = 20_000
 
@@ -109,18 +109,15 @@ def run_connect(target: Target, options: ConnectOptions, keys: KeyPool | None = 
     raise_open_file_limit(count + 256)
     progress = Progress("bench connect", options.progress)
     keys = keys or KeyPool.generate(min(options.keys, count), cores())
-    hellos = signed_hellos(keys.keys, keys.public_texts)
-    urls = target.urls
-    users = [BenchUser(index=i, url=urls[i % len(urls)], key_index=keys.for_user(i),
-                       pubkey=keys.public_texts[keys.for_user(i)], hello_sig=hellos[keys.for_user(i)],
-                       source_host=source_address(urls[i % len(urls)], i, options.per_source))
-             for i in range(count)]
+    users = make_users(keys, target.urls, count)
+    for user in users:
+        user.source_host = source_address(user.url, user.index, options.per_source)
     meter = NodeMeter(target.data_dirs)
     meter.start()
     progress.note(f"connecting {count} users, {options.concurrency} at a time")
     with progress:
         ramp = asyncio.run(_ramp(users, options, meter, progress))
-    result = BenchResult(scenario="connect", urls=list(urls), mode=f"ramp, {options.concurrency} at a time",
+    result = BenchResult(scenario="connect", urls=list(target.urls), mode=f"ramp, {options.concurrency} at a time",
                          users=count, duration_s=round(ramp["ramp_s"], 2))
     result.errors = ramp["errors"]
     result.fill_processes(meter.stop())

@@ -24,7 +24,7 @@ from .prepare import DmJob, FramePreparer
 from .report import BenchResult
 from .targets import MAX_DURATION_S, MAX_DRAIN_S, MAX_PREPARED_FRAMES, Target
 from .tracker import DeliveryTracker
-from .users import BenchUser, signed_hellos
+from .users import BenchUser, make_users
 
 # Closed loop prepares sign capacity × duration × this: a node signs every DM once,
 # so it cannot deliver more than the machine signs (two nodes: half of it).
@@ -120,11 +120,7 @@ def run_dm(target: Target, options: DmOptions, keys: KeyPool | None = None) -> B
     keys = keys or KeyPool.generate(min(options.keys, count_users), cores())
     progress.note(f"measuring the sign capacity for {options.capacity_s:g} s")
     capacity = measure_sign_capacity(keys.ders[0], options.capacity_s)
-    hellos = signed_hellos(keys.keys, keys.public_texts)
-    urls = target.urls
-    users = [BenchUser(index=i, url=urls[i % len(urls)], key_index=keys.for_user(i),
-                       pubkey=keys.public_texts[keys.for_user(i)], hello_sig=hellos[keys.for_user(i)])
-             for i in range(count_users)]
+    users = make_users(keys, target.urls, count_users)
     count, cap_note = frames_to_prepare(options, capacity, count_users)
     jobs: list[DmJob] = []
     for seq in range(count):
@@ -139,13 +135,13 @@ def run_dm(target: Target, options: DmOptions, keys: KeyPool | None = None) -> B
                                                 lambda done, total: progress.show(f"prepared {done}/{total}"))
     # Receivers recognise a DM by (sender, content_sig).
     prepared = [replace(p, key=delivery_key(users[p.sender].user_id, p.key)) for p in prepared]
-    phase = TimedPhase("dm", list(urls), duration, options.rate, options.window, options.sample, options.drain_s,
+    phase = TimedPhase("dm", list(target.urls), duration, options.rate, options.window, options.sample, options.drain_s,
                        "USER_DELIVER", _key_of)
     result, outcome, tracker = timed_run(phase, users, prepared, target.data_dirs, capacity, progress)
     server_keys = dict(zip(target.urls, target.server_keys))
     result.sample_checked, result.sample_failed, problems = check_sample(tracker, users, keys, server_keys)
-    result.extra["cross_server"] = len(urls) > 1
-    if len(urls) > 1 and capacity.signatures_per_s:
+    result.extra["cross_server"] = len(target.urls) > 1
+    if len(target.urls) > 1 and capacity.signatures_per_s:
         # Across servers a DM is signed twice on this machine (SERVER_DELIVER, USER_DELIVER).
         result.extra["throughput_over_half_sign_capacity"] = round(
             result.throughput_per_s / (capacity.signatures_per_s / 2), 3)

@@ -30,7 +30,7 @@ from .prepare import PreparedFrame, now_ms
 from .report import BenchResult
 from .targets import MAX_DRAIN_S, MAX_DURATION_S, Target
 from .tracker import DeliveryTracker
-from .users import BenchUser, signed_hellos
+from .users import BenchUser, make_users
 
 MAX_FILE_MB = 20.0   # per pair: bounds preparation time and memory
 
@@ -89,11 +89,7 @@ def run_files(target: Target, options: FilesOptions, keys: KeyPool | None = None
     keys = keys or KeyPool.generate(min(options.keys, count_users), cores())
     progress.note(f"measuring the sign capacity for {options.capacity_s:g} s")
     capacity = measure_sign_capacity(keys.ders[0], options.capacity_s)
-    hellos = signed_hellos(keys.keys, keys.public_texts)
-    urls = target.urls
-    users = [BenchUser(index=i, url=urls[i % len(urls)], key_index=keys.for_user(i),
-                       pubkey=keys.public_texts[keys.for_user(i)], hello_sig=hellos[keys.for_user(i)])
-             for i in range(count_users)]
+    users = make_users(keys, target.urls, count_users)
     size = int(options.size_mb * 1_000_000)
     progress.note(f"encrypting {options.pairs} file(s) of {size} bytes")
     contents: dict[str, bytes] = {}
@@ -116,7 +112,7 @@ def run_files(target: Target, options: FilesOptions, keys: KeyPool | None = None
     mode = f"open loop at {options.rate:g} chunks/s" if options.rate else f"closed loop, window {options.window}"
     started = outcome.send.started
     last = max(tracker.delivered_times, default=started)
-    result = BenchResult(scenario="files", urls=list(urls), mode=mode, users=count_users,
+    result = BenchResult(scenario="files", urls=list(target.urls), mode=mode, users=count_users,
                          duration_s=round(last - started, 2), prepared=len(prepared))
     result.fill_deliveries(tracker, started, max(last, started + 1e-3))
     result.fill_capacity(capacity)

@@ -24,7 +24,7 @@ from .prepare import FramePreparer, PublicJob
 from .report import BenchResult
 from .targets import MAX_DRAIN_S, MAX_DURATION_S, MAX_PREPARED_FRAMES, Target
 from .tracker import DeliveryTracker
-from .users import BenchUser, signed_hellos
+from .users import make_users
 
 CLOSED_LOOP_HEADROOM = 1.25   # as in dm.py
 
@@ -78,14 +78,9 @@ def run_public(target: Target, options: PublicOptions, keys: KeyPool | None = No
     channel_key_index = 1 if len(keys.keys) > 1 else 0
     progress.note(f"measuring the sign capacity for {options.capacity_s:g} s")
     capacity = measure_sign_capacity(keys.ders[0], options.capacity_s)
-    hellos = signed_hellos(keys.keys, keys.public_texts)
-    urls = target.urls
     count_users = options.members + 1
     # User 0 sends; the members share the remaining keys.
-    users = [BenchUser(index=i, url=urls[i % len(urls)], key_index=0 if i == 0 else keys.for_user(i),
-                       pubkey="", hello_sig="") for i in range(count_users)]
-    for user in users:
-        user.pubkey, user.hello_sig = keys.public_texts[user.key_index], hellos[user.key_index]
+    users = make_users(keys, target.urls, count_users, key_of=lambda i: 0 if i == 0 else keys.for_user(i))
     receivers = tuple(range(1, count_users))
     if options.rate is not None:
         wanted = math.ceil(options.rate * options.duration_s)
@@ -101,7 +96,7 @@ def run_public(target: Target, options: PublicOptions, keys: KeyPool | None = No
             prepared = preparer.public_messages(jobs, receivers, options.size, options.transport_sig,
                                                 lambda done, total: progress.show(f"prepared {done}/{total}"))
     prepared = [replace(p, key=f"{sender.user_id}:{p.key}") for p in prepared]
-    phase = TimedPhase("public", list(urls), options.duration_s, options.rate, options.window, options.sample,
+    phase = TimedPhase("public", list(target.urls), options.duration_s, options.rate, options.window, options.sample,
                        options.drain_s, "MSG_PUBLIC_CHANNEL", _key_of)
     result, outcome, tracker = timed_run(phase, users, prepared, target.data_dirs, capacity, progress)
     result.sample_checked, result.sample_failed = check_sample(tracker, keys.keys[channel_key_index])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ from socp.protocol import frames, signing
 from socp.protocol.crypto import PrivateKey
 from socp.protocol.ids import new_id
 
+from .keys import KeyPool
 from .prepare import now_ms
 
 # Big enough for a LIST_RESPONSE with a thousand users' keys in it.
@@ -128,6 +129,17 @@ class BenchUser:
                 await self.socket.close()
             except (ConnectionClosed, OSError):
                 pass
+
+
+def make_users(keys: KeyPool, urls: Sequence[str], count: int,
+               key_of: Callable[[int], int] | None = None) -> list[BenchUser]:
+    """`count` users spread over `urls` in turn; user i uses key `key_of(i)` (by default
+    the pool's share-out) and its key's one hello signature."""
+    key_of = key_of or keys.for_user
+    hellos = signed_hellos(keys.keys, keys.public_texts)
+    return [BenchUser(index=i, url=urls[i % len(urls)], key_index=key_of(i), pubkey=keys.public_texts[key_of(i)],
+                      hello_sig=hellos[key_of(i)])
+            for i in range(count)]
 
 
 def _describe(closed: ConnectionClosed) -> str:
