@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import itertools
 import sys
 from pathlib import Path
@@ -56,3 +57,13 @@ def make_session(keys, tmp_path) -> Callable[..., ClientSession]:
 @pytest.fixture
 def net() -> MemoryNet:
     return MemoryNet(FakeNode())
+
+
+@pytest.fixture
+async def chats():
+    """Chat subprocesses started by a test; killed at its end whatever happened."""
+    started: list = []
+    yield started
+    for chat in started:
+        chat.kill()
+        await asyncio.wait_for(chat.proc.wait(), 10)

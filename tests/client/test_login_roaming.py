@@ -52,15 +52,6 @@ def node(keys, tmp_path_factory):
     running.stop()
 
 
-@pytest.fixture
-async def chats():
-    started: list[Chat] = []
-    yield started
-    for chat in started:
-        chat.kill()
-        await asyncio.wait_for(chat.proc.wait(), 10)
-
-
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 

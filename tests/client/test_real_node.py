@@ -64,16 +64,6 @@ def node_b(node_a, keys, tmp_path_factory):
     node.stop()
 
 
-@pytest.fixture
-async def chats():
-    """Chat subprocesses started by a test; killed at its end whatever happened."""
-    started: list[Chat] = []
-    yield started
-    for chat in started:
-        chat.kill()
-        await asyncio.wait_for(chat.proc.wait(), 10)
-
-
 def make_home(keys, root: Path, name: str, *, key: int | None = None, user_id: str | None = None) -> tuple[Path, str]:
     """A client home with injected keys; returns (home, user id)."""
     home = root / f"{name}-{new_id()[:8]}"

@@ -7,7 +7,7 @@ import asyncio
 
 from textual.widgets import RichLog
 
-from socp.client.events import Event, ListResult, MessageReceived, Ready, UserEntry
+from socp.client.events import ListResult, MessageReceived, Ready, UserEntry
 from socp.client.tui import ChatApp
 
 ALICE, BOB = "0b6f7c2e-8a31-4b8e-9a55-2f1d3c4b5a69", "5d7e2a1b-3c4f-4a6b-8e9d-0f1a2b3c4d5e"
