@@ -33,7 +33,8 @@ class NodeConfig:
     # Federation timing (SOCP §6.4); shortened by tests.
     heartbeat_interval: float = 15.0
     link_timeout: float = 45.0
-    redial_max_backoff: float = 30.0
+    redial_min_backoff: float = 0.5        # first wait before dialling a lost server again
+    redial_max_backoff: float = 30.0       # the wait doubles up to this
 
     @property
     def database_url(self) -> str:

@@ -149,10 +149,12 @@ def stop(config: NodeConfig, process: subprocess.Popen[bytes], timeout: float = 
     return process.returncode or 0
 
 
-def bootstrap_entry(config: NodeConfig, identity: NodeIdentity) -> str:
-    return (
-        "bootstrap_servers:\n"
+def bootstrap_entry(config: NodeConfig, identity: NodeIdentity, header: bool = True) -> str:
+    """This node as a bootstrap file (SOCP §6.1); without `header`, just its list
+    entry, to append to a file that already has `bootstrap_servers:`."""
+    entry = (
         f'  - host: "{config.public_host}"\n'
         f"    port: {config.port}\n"
         f'    pubkey: "{identity.public_key_text}"\n'
     )
+    return "bootstrap_servers:\n" + entry if header else entry

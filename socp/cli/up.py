@@ -38,9 +38,16 @@ def _print_info(config: NodeConfig, server_id: str, public_key: str) -> None:
 @click.option("--heartbeat-interval", default=15.0, envvar="SOCP_HEARTBEAT_INTERVAL", hidden=True, type=float)
 @click.option("--link-timeout", default=45.0, envvar="SOCP_LINK_TIMEOUT", hidden=True, type=float)
 @click.option("--hello-timeout", default=10.0, envvar="SOCP_HELLO_TIMEOUT", hidden=True, type=float)
+@click.option("--redial-min-backoff", default=0.5, envvar="SOCP_REDIAL_MIN_BACKOFF", hidden=True,
+              type=click.FloatRange(min=0.01))
+@click.option("--redial-max-backoff", default=30.0, envvar="SOCP_REDIAL_MAX_BACKOFF", hidden=True,
+              type=click.FloatRange(min=0.01))
 def up(host: str, port: int, data_dir: Path, db_url: str, verifiers: int, bootstrap: str, advertise_host: str,
-       heartbeat_interval: float, link_timeout: float, hello_timeout: float) -> None:
+       heartbeat_interval: float, link_timeout: float, hello_timeout: float, redial_min_backoff: float,
+       redial_max_backoff: float) -> None:
     """Start a node: store, router, verifier pool and gateway under supervisord."""
+    if redial_min_backoff > redial_max_backoff:
+        raise click.BadParameter("must not exceed --redial-max-backoff", param_hint="--redial-min-backoff")
     if bootstrap:
         try:
             introducers = load_bootstrap(bootstrap)
@@ -53,6 +60,7 @@ def up(host: str, port: int, data_dir: Path, db_url: str, verifiers: int, bootst
         data_dir=data_dir.resolve(), host=host, port=port, db_url=db_url, verifiers=verifiers,
         bootstrap=str(Path(bootstrap).resolve()) if bootstrap else "", advertise_host=advertise_host,
         heartbeat_interval=heartbeat_interval, link_timeout=link_timeout, hello_timeout=hello_timeout,
+        redial_min_backoff=redial_min_backoff, redial_max_backoff=redial_max_backoff,
     )
     try:
         identity, created = node.prepare(config)
@@ -86,14 +94,19 @@ def up(host: str, port: int, data_dir: Path, db_url: str, verifiers: int, bootst
 @click.command("server-info")
 @click.option("--data-dir", default=DEFAULT_DATA_DIR, show_default=True, envvar="SOCP_DATA_DIR",
               type=click.Path(path_type=Path, file_okay=False))
-@click.option("--yaml", "yaml_only", is_flag=True, help="Print only the bootstrap YAML entry.")
-def server_info(data_dir: Path, yaml_only: bool) -> None:
+@click.option("--yaml", "yaml_only", is_flag=True, help="Print only the bootstrap YAML file (one entry).")
+@click.option("--entry", "entry_only", is_flag=True,
+              help="Print only the list entry, to append (>>) to a bootstrap file.")
+def server_info(data_dir: Path, yaml_only: bool, entry_only: bool) -> None:
     """Print a node's URL, server id and public key, and a bootstrap YAML entry."""
     try:
         config = NodeConfig.load(data_dir)
         identity = load_identity(data_dir)
     except (OSError, ValueError, KeyError, IdentityError) as exc:
         raise click.ClickException(f"no usable node in {data_dir}: {exc}") from None
+    if entry_only:
+        click.echo(node.bootstrap_entry(config, identity, header=False), nl=False)
+        return
     if not yaml_only:
         _print_info(config, identity.server_id, identity.public_key_text)
         click.echo("")

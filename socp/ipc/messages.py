@@ -94,6 +94,7 @@ class Verified:
     seq: int
     frame: dict[str, Any]     # {"type","from","to","ts","payload","sig"}, validated
     payload_digest: bytes     # sha256 of the canonical payload (replay cache key)
+    link_signed: bool = True  # False: a relayed presence frame the router must verify (checks.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,32 @@ class BootstrapError(Exception):
     """The bootstrap file cannot be used; the message says why."""
 
 
+class _Loader(yaml.SafeLoader):
+    """safe_load, except for repeated keys: PyYAML keeps the last silently. Files made
+    by appending `socp server-info --yaml` outputs repeat `bootstrap_servers:`; those
+    lists are joined (every introducer counts). Any other repeated key is an error."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        self.flatten_mapping(node)
+        mapping: dict = {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            value = self.construct_object(value_node, deep=True)   # deep: complete before joining
+            if key in mapping:
+                if key == "bootstrap_servers" and isinstance(mapping[key], list) and isinstance(value, list):
+                    mapping[key] = mapping[key] + value
+                    continue
+                raise BootstrapError(f"bootstrap file repeats the key {key!r} (line {key_node.start_mark.line + 1})")
+            mapping[key] = value
+        return mapping
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_mapping)
+
+
 def parse_bootstrap(text: str) -> list[Introducer]:
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise BootstrapError(f"bootstrap file is not YAML: {exc}") from exc
     entries = document.get("bootstrap_servers") if isinstance(document, dict) else document
@@ -39,7 +62,12 @@ def parse_bootstrap(text: str) -> list[Introducer]:
             key = normalise_public_key(pubkey) if isinstance(pubkey, str) else normalise_public_key("")
         except SocpError as exc:
             raise BootstrapError(f"bootstrap entry {index} ({host}:{port}): BAD_KEY: {exc.detail}") from exc
-        introducers.append(Introducer(host=host, port=port, pubkey=key))
+        introducer = Introducer(host=host, port=port, pubkey=key)
+        earlier = next((i for i in introducers if (i.host, i.port) == (host, port)), None)
+        if earlier is not None and earlier.pubkey != key:
+            raise BootstrapError(f"bootstrap entry {index} ({host}:{port}) pins another key than an earlier entry")
+        if earlier is None:   # the same entry twice (a file appended to twice) counts once
+            introducers.append(introducer)
     return introducers
 
 

@@ -18,11 +18,16 @@ ConnId = int
 
 @dataclass(frozen=True, slots=True)
 class FrameIn:
-    """A frame the verifier parsed, validated and (for servers) verified."""
+    """A frame the verifier parsed, validated and (for servers) verified.
+
+    `link_signed` is False only for a presence frame (USER_ADVERTISE, USER_REMOVE) on
+    a server link whose signature is not by that link's server: a relayed original,
+    which federation checks with the key pinned for the server it names (SOCP §6.2)."""
 
     conn: ConnId
     frame: Envelope
     payload_digest: bytes
+    link_signed: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,25 +4,31 @@ Trust: a server's key is pinned to its id the first time it is learned from a
 trusted source — the bootstrap file, a SERVER_WELCOME from a pinned introducer, or
 a SERVER_ANNOUNCE relayed over a link to a pinned server. Every frame on a server
 link was verified by the verifier pool with the key of the server at the other end
-of that link (hop-by-hop signatures, as the public channel decision describes).
+of that link (hop-by-hop signatures, as the public channel decision describes),
+except presence gossip relayed with its origin's signature, which `_presence_refused`
+checks with the key pinned for the origin (SOCP §6.2).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from socp.protocol import frames
-from socp.protocol.crypto import normalise_public_key
+from socp.protocol.crypto import decode_public_key, normalise_public_key
 from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode, SocpError
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL, new_id
+from socp.protocol.signing import verify_transport
 
 from . import directory, users
-from .events import Action, AdoptServerId, Close, Dial, FrameIn, Send, StoreWrite, send_one
+from .events import Action, AdoptServerId, Close, Dial, FrameIn, Relay, Send, StoreWrite, send_one
 from .links import Link, LinkState
 from .replies import error_to, refuse_and_close
 from .state import LOCAL, PEER_BACKLOG_LIMIT, DialPurpose, Introducer, PeerBacklog, Redial, RouterState, ServerRecord, UserRecord
+
+log = logging.getLogger("socp.router")
 
 CLOSE_GOING_AWAY = 1001
 NO_ORIGIN = -1   # a backlog frame re-queued from the lost link: nobody to tell if it fails
@@ -32,13 +38,22 @@ NO_ORIGIN = -1   # a backlog frame re-queued from the lost link: nobody to tell 
 
 
 def start(state: RouterState) -> list[Action]:
-    """Join through the first introducer that answers, or re-link known servers."""
+    """Join through the first introducer that answers, and re-link the servers known
+    from before a restart: with every introducer down, a restarted node would
+    otherwise stay alone although its old peers are up."""
     if state.introducers:
         state.joined = False
+        # After the join's first attempt: a quick welcome lists and dials them anyway.
+        _queue_redials(state, state.now_ms + state.timing.min_backoff_ms)
         return _dial_introducer(state, 0)
-    for server_id in sorted(state.pinned_servers):
-        state.redials[server_id] = Redial(next_attempt_ms=state.now_ms, backoff_ms=state.timing.min_backoff_ms)
+    _queue_redials(state, state.now_ms)
     return tick(state)
+
+
+def _queue_redials(state: RouterState, first_attempt_ms: int) -> None:
+    for server_id in sorted(state.pinned_servers):
+        state.redials.setdefault(server_id, Redial(next_attempt_ms=first_attempt_ms,
+                                                   backoff_ms=state.timing.min_backoff_ms))
 
 
 def tick(state: RouterState) -> list[Action]:
@@ -384,16 +399,66 @@ def _announce(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     return actions
 
 
+def _presence_refused(state: RouterState, link: Link, event: FrameIn) -> list[Action] | None:
+    """Who may tell us where a server's users are (SOCP §6.2 and its project decision):
+    the server itself over its own link, or any linked server relaying that server's
+    original frame unchanged, whose signature then verifies with the key pinned for
+    the server the payload names. None if the frame may be applied."""
+    frame = event.frame
+    server_id = frame.payload["server_id"]
+    if frame.from_ != server_id:
+        return [error_to(state, link.conn, ErrorCode.FORBIDDEN, "a server may only advertise its own users")]
+    if event.link_signed:
+        if server_id != link.peer_id:
+            # Re-signed by the relay: anyone linked could write that. A relay must
+            # forward the original signed frame.
+            return [error_to(state, link.conn, ErrorCode.FORBIDDEN,
+                             "relay presence of another server unchanged, with its signature")]
+        return None
+    if server_id == state.me.server_id:
+        return []   # our own gossip coming back: nothing to learn
+    pinned = state.pinned_servers.get(server_id)
+    if pinned is None or server_id == link.peer_id:
+        return [error_to(state, link.conn, ErrorCode.INVALID_SIG,
+                         f"{frame.type} is not signed by the server it names")]
+    try:
+        verify_transport(decode_public_key(pinned.pubkey), frame)
+    except SocpError:
+        return [error_to(state, link.conn, ErrorCode.INVALID_SIG,
+                         f"{frame.type} is not signed by the server it names")]
+    return None
+
+
+def _gossip_on(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+    """SOCP §6.2 step 3: pass presence that changed our tables on to every other
+    linked server, as the original signed frame, so a server that has no link to the
+    origin still learns it. Each server handles a frame once (`state.seen`), so a
+    full mesh forwards each change at most once per server and nothing loops.
+    Presence that changed nothing (the re-advertisements of a new link) stays put:
+    every server the origin is linked to has it from the origin."""
+    origin = frame.payload["server_id"]
+    conns = tuple(conn for server_id, conn in sorted(state.servers.items())
+                  if server_id not in (origin, link.peer_id)
+                  and (peer := state.links.get(conn)) is not None and peer.state is LinkState.SERVER)
+    return [Relay(conns, frame)] if conns else []
+
+
 def _advertise(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
-    """§6.2 with the project rule: only the named server may advertise its users."""
+    """§6.2 with the project rules: only the named server may advertise its users; a
+    user id stays bound to the first key learned for it; a user hosted here, or at
+    another server whose link is live, is not moved until that server removes it.
+    A refused advertisement changes nothing (presence poisoning, SOCP §13)."""
+    refused = _presence_refused(state, link, event)
+    if refused is not None:
+        return refused
     frame, payload = event.frame, event.frame.payload
     server_id, user_id = payload["server_id"], payload["user_id"]
-    if not (frame.from_ == server_id == link.peer_id):
-        return [error_to(state, link.conn, ErrorCode.FORBIDDEN, "a server may only advertise its own users")]
-    if not state.seen.check_and_add((frame.ts, frame.from_, frame.to, event.payload_digest), state.now_ms):
+    if not _fresh(state, event):
         return []
-    if state.user_locations.get(user_id) == LOCAL:
-        return []  # our own user: another server cannot take it over
+    current = state.user_locations.get(user_id)
+    if current == LOCAL:
+        log.warning("refused USER_ADVERTISE from %s: user %s is connected here", server_id, user_id)
+        return []
     meta = payload.get("meta") or {}
     known = state.users.get(user_id)
     pubkey = ""
@@ -402,31 +467,34 @@ def _advertise(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
             pubkey = normalise_public_key(meta["pubkey"])
         except SocpError:
             return [error_to(state, link.conn, ErrorCode.BAD_KEY, "advertised user key is not RSA-4096")]
-    if known is not None and not known.home_server and pubkey and pubkey != known.pubkey:
-        return []  # registered here with another key: refuse the takeover
-    current = state.user_locations.get(user_id)
+    if known is not None and known.pubkey and pubkey and pubkey != known.pubkey:
+        log.warning("refused USER_ADVERTISE from %s: user %s is bound to another key", server_id, user_id)
+        return []
     if current is not None and current != server_id and current in state.servers:
-        # The user is at another live server. A real move re-advertises the same key;
-        # anything else is a takeover attempt (presence poisoning) and changes nothing.
-        if known is None or not pubkey or pubkey != known.pubkey:
-            return []
+        # Still at a server whose link is live: a real move starts with its USER_REMOVE.
+        log.warning("refused USER_ADVERTISE from %s: user %s is at live server %s", server_id, user_id, current)
+        return []
     if pubkey or known is None:
         name = meta.get("display_name") if isinstance(meta.get("display_name"), str) else ""
         state.users[user_id] = UserRecord(pubkey=pubkey or (known.pubkey if known else ""),
                                           display_name=name[:64], home_server=server_id)
+    changed = current != server_id or state.users[user_id] != known
     state.user_locations[user_id] = server_id
     state.channel_members.add(user_id)
-    return directory.remote_user_learned(state, user_id, known)
+    actions = directory.remote_user_learned(state, user_id, known)
+    return actions + _gossip_on(state, link, frame) if changed else actions
 
 
 def _remove(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
-    frame, payload = event.frame, event.frame.payload
+    refused = _presence_refused(state, link, event)
+    if refused is not None:
+        return refused
+    payload = event.frame.payload
     server_id, user_id = payload["server_id"], payload["user_id"]
-    if not (frame.from_ == server_id == link.peer_id):
-        return [error_to(state, link.conn, ErrorCode.FORBIDDEN, "a server may only remove its own users")]
-    if state.user_locations.get(user_id) == server_id:  # §6.2: only if still there
-        del state.user_locations[user_id]
-    return []
+    if state.user_locations.get(user_id) != server_id:   # §6.2: only if still there
+        return []
+    del state.user_locations[user_id]
+    return _gossip_on(state, link, event.frame)
 
 
 def _fresh(state: RouterState, event: FrameIn) -> bool:

@@ -69,6 +69,7 @@ def state_from_snapshot(identity: NodeIdentity, config: NodeConfig, snapshot: ob
     me = NodeSelf(server_id=identity.server_id, pubkey=identity.public_key_text,
                   host=config.public_host, port=config.port)
     timing = Timing(heartbeat_ms=int(config.heartbeat_interval * 1000), link_timeout_ms=int(config.link_timeout * 1000),
+                    min_backoff_ms=int(config.redial_min_backoff * 1000),
                     max_backoff_ms=int(config.redial_max_backoff * 1000),
                     ack_interval_ms=ack_interval_ms())
     state = RouterState(me=me, now_ms=now_ms(), timing=timing, guard=Guard())  # rate limits on (limits.py)
@@ -176,7 +177,8 @@ class RouterDriver:
                 buffer = self.inbound_order[message.conn] = ReorderBuffer(first_seq=message.seq)
             return restored + buffer.skip_to(message.seq)
         if isinstance(message, m.Verified):
-            event: Event = FrameIn(message.conn, _envelope(message.frame), message.payload_digest)
+            event: Event = FrameIn(message.conn, _envelope(message.frame), message.payload_digest,
+                                   message.link_signed)
         elif isinstance(message, m.Rejected):
             event = FrameRejected(message.conn, message.code, message.detail, message.frame_type)
         elif isinstance(message, m.LinkClosed):

@@ -9,7 +9,11 @@ same answer:
 2. every public key a payload carries must be an RSA-4096, e = 65537 key (BAD_KEY);
 3. signatures, by the role of the connection (INVALID_SIG):
    - a server's frames always carry a transport signature that verifies with the
-     key the gateway pinned for the link (SOCP §5);
+     key the gateway pinned for the link (SOCP §5); the one exception is presence
+     gossip (USER_ADVERTISE, USER_REMOVE) relayed unchanged with its origin's
+     signature (§6.2): it is passed on with `link_signed` False, and the router
+     checks it with the key pinned for the server the payload names, which the
+     gateway does not know;
    - a user's frames need none (interop table), except that a USER_HELLO which
      carries a signature must be signed by the key it introduces;
    - on a connection whose role the gateway does not know yet, a server's opening
@@ -35,6 +39,8 @@ from socp.protocol.signing import verify_transport
 
 # Payload fields that hold a public key, on whichever frame type carries them.
 KEY_FIELDS = ("pubkey", "enc_pubkey", "sender_pub", "creator_pub")
+# Frames a server may relay with their origin's signature (SOCP §6.2 gossip).
+RELAYED_TYPES = frozenset({FrameType.USER_ADVERTISE, FrameType.USER_REMOVE})
 
 
 def check_job(job: VerifyJob) -> Verified | Rejected:
@@ -45,11 +51,17 @@ def check_job(job: VerifyJob) -> Verified | Rejected:
         frame_type = readable_type(raw)
         frame = envelope.parse_obj(raw)
         check_keys(frame)
-        check_signature(frame, job.role, job.verify_key)
+        link_signed = True
+        try:
+            check_signature(frame, job.role, job.verify_key)
+        except InvalidSignature:
+            if not (job.role == ROLE_SERVER and job.verify_key and frame.type in RELAYED_TYPES):
+                raise
+            link_signed = False
         digest = payload_digest(frame.payload)
     except SocpError as exc:
         return Rejected(job.conn, job.seq, exc.code.value, exc.detail, frame_type)
-    return Verified(job.conn, job.seq, frame.to_dict(), digest)
+    return Verified(job.conn, job.seq, frame.to_dict(), digest, link_signed)
 
 
 def readable_type(raw: Any) -> str:

@@ -7,7 +7,10 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 from socp.protocol import crypto, frames
+from socp.protocol.encoding import canonical_json
 from socp.protocol.envelope import Envelope
+from socp.protocol.frame_types import FrameType as T
+from socp.protocol.signing import transport_signature
 from socp.protocol.ids import new_id
 from socp.router import core, federation
 from socp.router.events import Action, Close, Dial, FrameIn, LinkDown, LinkUp, Relay, Send, StoreWrite, Tick
@@ -46,6 +49,8 @@ class Mesh:
         self.queue: deque[tuple[str, object]] = deque()
         self.offline: set[str] = set()
         self.unwritten: set[tuple[str, str]] = set()   # (sender, receiver): frames never written
+        self.severed: set[frozenset[str]] = set()      # pairs of nodes that cannot reach each other
+        self.signatures: dict[tuple[str, bytes], str] = {}
         self.now = NOW
 
     def add(self, name: str, key: crypto.PrivateKey, introducers: list[Node] = ()) -> Node:
@@ -106,20 +111,25 @@ class Mesh:
         node = self.nodes[name]
         for action in actions:
             if isinstance(action, (Send, Relay)):
-                targets = action.targets if isinstance(action, Send) else [(c, action.frame.to) for c in action.conns]
+                relayed = isinstance(action, Relay)
+                targets = [(c, action.frame.to) for c in action.conns] if relayed else action.targets
+                # Presence is signed for real, so that a relay of it can be verified;
+                # a relay writes the frame with the origin's signature unchanged.
+                sig = action.frame.sig if relayed else self._sign(node, action.frame)
                 for conn, to in targets:
                     frame = Envelope(type=action.frame.type, from_=action.frame.from_, to=to, ts=action.frame.ts,
-                                     payload=action.frame.payload, sig="test")
+                                     payload=action.frame.payload, sig=sig)
                     peer = self.wires.get((name, conn))
                     if peer is None:
                         node.user_outbox[conn].append(frame)
                     elif (name, peer[0]) in self.unwritten:
                         continue
                     else:
-                        self.queue.append((peer[0], FrameIn(peer[1], frame, digest(frame))))
+                        self.queue.append((peer[0], FrameIn(peer[1], frame, digest(frame), link_signed=not relayed)))
             elif isinstance(action, Dial):
                 target = self._node_by_port(action.port)
-                if target is None or target.name in self.offline or name in self.offline:
+                if (target is None or target.name in self.offline or name in self.offline
+                        or frozenset((name, target.name)) in self.severed):
                     self.queue.append((name, LinkDown(action.conn, "connection refused")))
                     continue
                 peer_conn = target.next_conn
@@ -135,6 +145,25 @@ class Mesh:
                     self.queue.append((peer[0], LinkDown(peer[1], "closed by peer")))
             elif isinstance(action, StoreWrite):
                 node.store_log.append(action)
+
+    def _sign(self, node: Node, frame: Envelope) -> str:
+        if frame.type not in (T.USER_ADVERTISE, T.USER_REMOVE):
+            return "test"
+        key = (node.name, canonical_json(frame.payload))
+        if key not in self.signatures:
+            self.signatures[key] = transport_signature(node.key, frame.payload)
+        return self.signatures[key]
+
+    def sever(self, one: str, other: str) -> None:
+        """The link between two nodes drops and neither can dial the other (a
+        partial partition); both stay linked to everyone else."""
+        self.severed.add(frozenset((one, other)))
+        for (owner, conn), (peer, peer_conn) in list(self.wires.items()):
+            if {owner, peer} == {one, other}:
+                self.wires.pop((owner, conn), None)
+                self.wires.pop((peer, peer_conn), None)
+                self.queue.append((owner, LinkDown(conn, "network down")))
+        self.settle()
 
     def cut(self, name: str, reachable: bool = True) -> None:
         """Every link of the node drops (both ends see it). With reachable=False the

@@ -7,7 +7,9 @@ import pytest
 from socp.protocol import crypto, frames
 from socp.protocol.encoding import b64url_encode
 from socp.protocol.envelope import Envelope
-from socp.router.events import FrameIn
+from socp.router import core as router_core
+from socp.router.events import FrameIn, LinkDown, Relay
+from socp.protocol.signing import transport_signature
 from socp.router.links import LinkState
 
 from .harness import digest
@@ -208,3 +210,197 @@ def test_silent_link_times_out_and_heartbeats_keep_it(mesh3: Mesh) -> None:
     for _ in range(5):
         mesh3.advance(900)
     assert conn not in b.state.servers.values()
+
+
+# --- presence: who may move a user, and gossip relays (SOCP §6.2, §13) ---------------------
+
+
+def _advert_from(mesh: Mesh, server: str, user_id: str, key, ts_offset: int = 1) -> Envelope:
+    """USER_ADVERTISE by `server` in its own name, carrying `key` as the user's key."""
+    node = mesh.nodes[server]
+    return frames.user_advertise(node.server_id, mesh.now + ts_offset, user_id,
+                                 {"pubkey": crypto.encode_public_key(key)})
+
+
+def _feed_from(mesh: Mesh, receiver: str, sender: str, frame: Envelope, link_signed: bool = True) -> None:
+    node = mesh.nodes[receiver]
+    conn = node.state.servers[mesh.nodes[sender].server_id]
+    mesh.event(receiver, FrameIn(conn, frame, digest(frame), link_signed=link_signed))
+    mesh.settle()
+
+
+def test_a_server_cannot_take_over_a_user_of_a_live_server_with_its_key(mesh3: Mesh, keys) -> None:
+    a, b, c = (mesh3.nodes[n] for n in "abc")
+    _, alice = mesh3.connect_user("a", keys[3])
+    # b re-advertises alice, with alice's own key, as its user: DMs would go to b.
+    _feed_from(mesh3, "c", "b", _advert_from(mesh3, "b", alice, keys[3]))
+    assert c.state.user_locations[alice] == a.server_id
+    assert c.state.users[alice].home_server == a.server_id
+
+
+def test_a_user_id_stays_bound_to_its_first_key(mesh3: Mesh, keys) -> None:
+    a, c = mesh3.nodes["a"], mesh3.nodes["c"]
+    a_conn, alice = mesh3.connect_user("a", keys[3])
+    alice_key = c.state.users[alice].pubkey
+    # alice leaves a: her location goes, her key stays known.
+    mesh3.event("a", LinkDown(a_conn, "bye"))
+    mesh3.settle()
+    assert alice not in c.state.user_locations
+    # b now claims alice with b's own key: refused, nothing changes, nothing stored.
+    writes_before = len(c.store_log)
+    _feed_from(mesh3, "c", "b", _advert_from(mesh3, "b", alice, keys[4]))
+    assert alice not in c.state.user_locations
+    assert c.state.users[alice].pubkey == alice_key
+    assert c.state.users[alice].home_server == a.server_id
+    assert not [w for w in c.store_log[writes_before:] if w.operation == "bind_remote_user"]
+
+
+def test_a_user_key_is_not_rebound_while_its_server_is_away(mesh3: Mesh, keys) -> None:
+    a, c = mesh3.nodes["a"], mesh3.nodes["c"]
+    _, alice = mesh3.connect_user("a", keys[3])
+    alice_key = c.state.users[alice].pubkey
+    mesh3.cut("a", reachable=False)          # a's link is down: not live any more
+    _feed_from(mesh3, "c", "b", _advert_from(mesh3, "b", alice, keys[4]))
+    assert c.state.users[alice].pubkey == alice_key
+    assert c.state.user_locations.get(alice) == a.server_id
+
+
+def test_a_user_who_moved_is_followed_after_the_remove(mesh3: Mesh, keys) -> None:
+    b, c = mesh3.nodes["b"], mesh3.nodes["c"]
+    a_conn, alice = mesh3.connect_user("a", keys[3])
+    mesh3.event("a", LinkDown(a_conn, "bye"))
+    mesh3.settle()
+    b_conn = b.next_conn
+    b.next_conn += 1
+    mesh3.user_frame("b", b_conn, frames.user_hello(alice, b.server_id, mesh3.now, crypto.encode_public_key(keys[3])))
+    assert c.state.user_locations[alice] == b.server_id
+
+
+def test_presence_reaches_a_server_with_no_link_to_the_origin(mesh3: Mesh, keys) -> None:
+    a, b, c = (mesh3.nodes[n] for n in "abc")
+    mesh3.sever("b", "c")
+    assert b.server_id not in c.state.servers
+    b_conn, bob = mesh3.connect_user("b", keys[4])
+    # a relays b's signed advertisement unchanged; c checks it with b's pinned key.
+    assert c.state.user_locations[bob] == b.server_id
+    assert c.state.users[bob].pubkey == crypto.encode_public_key(keys[4])
+    mesh3.event("b", LinkDown(b_conn, "bye"))
+    mesh3.settle()
+    assert bob not in c.state.user_locations
+    assert bob not in a.state.user_locations
+
+
+def test_relayed_presence_must_carry_the_origin_signature(mesh3: Mesh, keys) -> None:
+    a, b, c = (mesh3.nodes[n] for n in "abc")
+    mesh3.sever("a", "c")
+    newcomer = "5d0c5ae6-3b8e-4f7e-9a59-0c8d1a3f2b10"
+    # b forwards an advertisement in a's name that b signed itself: not a's frame.
+    forged = _advert_from(mesh3, "a", newcomer, keys[4])
+    forged = forged.with_sig(transport_signature(keys[1], forged.payload))
+    _feed_from(mesh3, "c", "b", forged, link_signed=False)
+    assert newcomer not in c.state.user_locations
+    # Re-signed by b as a hop-by-hop frame: refused as well.
+    resigned = _advert_from(mesh3, "a", newcomer, keys[4], ts_offset=2)
+    _feed_from(mesh3, "c", "b", resigned, link_signed=True)
+    assert newcomer not in c.state.user_locations
+
+
+def test_gossip_is_forwarded_once_and_never_loops(keys, monkeypatch) -> None:
+    mesh = Mesh()
+    a = mesh.add("a", keys[0])
+    for name, key in (("b", keys[1]), ("c", keys[2]), ("d", keys[5])):
+        mesh.add(name, key, introducers=[a])
+    for name in "abcd":
+        mesh.start(name)
+    relays: list[tuple[str, Relay]] = []
+    handle = router_core.handle
+
+    def counting(state, event):
+        actions = handle(state, event)
+        owner = next(n for n, node in mesh.nodes.items() if node.state is state)
+        relays.extend((owner, x) for x in actions if isinstance(x, Relay))
+        return actions
+
+    monkeypatch.setattr(router_core, "handle", counting)
+    _, alice = mesh.connect_user("a", keys[3])
+    # b, c and d each pass a's advertisement on once, to the two servers other than a.
+    assert sorted(owner for owner, _ in relays) == ["b", "c", "d"]
+    assert all(len(relay.conns) == 2 and relay.frame.from_ == a.server_id for _, relay in relays)
+    for name in "bcd":
+        assert mesh.nodes[name].state.user_locations[alice] == a.server_id
+
+
+def test_a_restarted_node_whose_introducers_are_down_relinks_the_servers_it_knew(keys) -> None:
+    from socp.router.state import RouterState
+
+    mesh = Mesh()
+    a = mesh.add("a", keys[0])
+    b = mesh.add("b", keys[1], introducers=[a])
+    c = mesh.add("c", keys[2], introducers=[a])
+    for name in "abc":
+        mesh.start(name)
+    mesh.cut("c")                            # c's router stops: its links drop
+    mesh.cut("a", reachable=False)           # and its only introducer is down
+    b.state.redials[c.server_id].next_attempt_ms = mesh.now + 3_600_000   # b waits (long backoff)
+    old = c.state
+    c.state = RouterState(me=old.me, now_ms=mesh.now, timing=old.timing, introducers=old.introducers)
+    for server_id, record in old.pinned_servers.items():   # what the store gives back
+        c.state.pinned_servers[server_id] = record
+        c.state.server_addrs[server_id] = (record.host, record.port)
+    mesh.start("c")
+    for _ in range(3):
+        mesh.advance(200)
+    assert b.server_id in c.state.servers
+    assert c.state.links[c.state.servers[b.server_id]].dialled_by_us
+
+
+# --- pinned keys and ids ------------------------------------------------------------------
+
+
+def test_a_link_from_a_pinned_server_id_with_another_key_is_refused(mesh3: Mesh, keys) -> None:
+    from .harness import closes, errors_to
+
+    a, b = mesh3.nodes["a"], mesh3.nodes["b"]
+    b_conn = a.state.servers[b.server_id]
+    pinned = a.state.pinned_servers[b.server_id]
+    impostor = crypto.encode_public_key(keys[5])
+    for opening in (frames.server_hello_link(b.server_id, a.server_id, mesh3.now, "127.0.0.1", 9, impostor),
+                    frames.server_announce(b.server_id, mesh3.now, "127.0.0.1", 9, impostor)):
+        actions = router_core.handle(a.state, FrameIn(77, opening, digest(opening)))
+        assert errors_to(actions, 77) == ["INVALID_SIG"] and closes(actions) == [77]
+        assert a.state.servers[b.server_id] == b_conn
+        assert a.state.pinned_servers[b.server_id] == pinned
+        a.state.links.pop(77)
+
+
+def test_an_announce_vouching_another_key_for_a_pinned_server_changes_no_pin(mesh3: Mesh, keys) -> None:
+    a, b, c = (mesh3.nodes[n] for n in "abc")
+    pinned = a.state.pinned_servers[c.server_id]
+    vouch = frames.server_announce(c.server_id, mesh3.now, "127.0.0.1", 9, crypto.encode_public_key(keys[5]))
+    _feed_from(mesh3, "a", "b", vouch)
+    assert a.state.pinned_servers[c.server_id] == pinned
+    assert not [w for w in a.store_log if w.operation == "pin_server" and w.arguments[0] == c.server_id
+                and w.arguments[1] != pinned.pubkey]
+
+
+def test_a_joiner_whose_id_is_taken_adopts_the_assigned_id_and_keeps_it(keys, tmp_path) -> None:
+    from socp.identity import adopt_server_id, load_identity
+    from socp.protocol import keystore
+    from socp.router.state import ServerRecord
+
+    mesh = Mesh()
+    a = mesh.add("a", keys[0])
+    b = mesh.add("b", keys[1], introducers=[a])
+    requested = b.server_id
+    a.state.pinned_servers[requested] = ServerRecord(crypto.encode_public_key(keys[5]), "127.0.0.1", 1)
+    mesh.start("a")
+    mesh.start("b")
+    assigned = b.server_id
+    assert assigned != requested and assigned in a.state.servers
+    # The driver persists AdoptServerId; a restart then loads the assigned id.
+    keystore.write_private_key(tmp_path / "server_key.pem", keys[1], None)
+    (tmp_path / "identity.json").write_text('{"server_id": "%s"}\n' % requested)
+    adopt_server_id(tmp_path, assigned)
+    restarted = load_identity(tmp_path)
+    assert restarted.server_id == assigned
+    assert restarted.public_key_text == crypto.encode_public_key(keys[1])

@@ -108,6 +108,23 @@ def test_unsigned_server_frame_is_invalid_sig(keys) -> None:
                     "INVALID_SIG", "HEARTBEAT")
 
 
+def test_relayed_presence_passes_for_the_router_to_check_with_the_origin_key(keys) -> None:
+    # SOCP §6.2: a relay forwards the origin's signed USER_ADVERTISE / USER_REMOVE
+    # unchanged; only the router knows the origin's pinned key.
+    link_key = encode_public_key(keys[1])
+    for frame in (frames.user_advertise(new_id(), TS, new_id(), {}), frames.user_remove(new_id(), TS, new_id())):
+        relayed = check_job(job(sign_envelope(keys[2], frame), ROLE_SERVER, link_key))
+        assert isinstance(relayed, Verified) and relayed.link_signed is False
+        assert messages.unpack(messages.pack(relayed)) == relayed
+        own = check_job(job(sign_envelope(keys[1], frame), ROLE_SERVER, link_key))
+        assert isinstance(own, Verified) and own.link_signed is True
+    # Any other frame signed by another key is still refused, and so is unsigned presence.
+    other = sign_envelope(keys[2], server_heartbeat())
+    assert rejected(check_job(job(other, ROLE_SERVER, link_key)), "INVALID_SIG", "HEARTBEAT")
+    unsigned = frames.user_advertise(new_id(), TS, new_id(), {})
+    assert isinstance(check_job(job(unsigned, ROLE_SERVER, link_key)), Verified)  # the router refuses it
+
+
 def test_server_frame_without_a_pinned_key_is_invalid_sig(keys) -> None:
     frame = sign_envelope(keys[0], server_heartbeat())
     assert rejected(check_job(job(frame, ROLE_SERVER, "")), "INVALID_SIG", "HEARTBEAT")
