@@ -4,7 +4,8 @@ A user's DM is sent again byte for byte; DMs with a timestamp 11 minutes old or 
 minutes ahead are sent; a server (joined through the node as introducer) sends a
 SERVER_DELIVER twice and one with an old timestamp; a captured signed USER_HELLO
 and a captured SERVER_HELLO_JOIN are replayed on new connections. Blocked when
-the victim receives each message exactly once and every copy is refused.
+the victim receives each message exactly once and every copy is refused. Floods of
+copies and of stale DMs must cost the node a few signed ERRORs, not one each.
 
     python poc/replay.py --url ws://127.0.0.1:8765
 """
@@ -15,6 +16,7 @@ import argparse
 
 from _common import Peer, Verdict, main, now_ms, show, user, Keys
 from socp.protocol import frames
+from socp.protocol.envelope import Envelope
 
 MINUTE_MS = 60_000
 
@@ -42,6 +44,8 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
         got = not await bob.nothing_of("USER_DELIVER", 0.5)
         verdict.check(not got and code == "REPLAY", f"victim got {'it' if got else 'nothing'}; sender told "
                                                      f"{code or 'nothing'} {show(detail)}")
+
+    await floods_buy_few_errors(args, alice, bob, dm, verdict)
 
     verdict.tried("a server frame (SERVER_DELIVER, signed by a joined server) sent twice")
     server = await Peer(args.url, keys.take(), timeout=args.timeout).open()
@@ -92,5 +96,28 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
     await bob.close()
 
 
+async def floods_buy_few_errors(args: argparse.Namespace, alice: Peer, bob: Peer, delivered: Envelope,
+                                verdict: Verdict) -> None:
+    """Every ERROR costs the node an RSA signature: a flood of refused frames must not
+    buy one each. Same refusal, same connection: at most one answer per interval."""
+    for label, copy in (("copies of the delivered DM", lambda n: delivered),
+                        ("stale DMs (11 minutes old, each ts different)",
+                         lambda n: Envelope(type=delivered.type, from_=delivered.from_, to=delivered.to,
+                                            ts=now_ms() - 11 * MINUTE_MS - n, payload=delivered.payload))):
+        verdict.tried(f"{args.flood} {label}")
+        for n in range(args.flood):
+            await alice.send(copy(n))
+        errors = 0
+        while (await alice.error(timeout=1.5))[0]:
+            errors += 1
+        got = not await bob.nothing_of("USER_DELIVER", 0.2)
+        verdict.check(errors <= 3 and not got, f"{errors} ERRORs answered (signed) for {args.flood} frames; "
+                                               f"victim got {'some' if got else 'nothing'}")
+
+
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--flood", type=int, default=200, help="frames per flood of copies / stale frames")
+
+
 if __name__ == "__main__":
-    raise SystemExit(main(run, "replay of user frames, server frames and hellos"))
+    raise SystemExit(main(run, "replay of user frames, server frames and hellos", options))

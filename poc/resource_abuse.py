@@ -1,5 +1,6 @@
 """Attack: exhaust the node (SOCP §4, §13): big or deep frames, silent sockets,
-connection and frame floods, file transfers that never end.
+connection and frame floods, a sustained rate just under the per-connection limit
+(which the per-user limit must stop), file transfers that never end.
 
 Blocked when each abuse is refused or cut off (MALFORMED, RATE_LIMITED with a
 retry hint, a close) and, afterwards, /healthz answers and a DM between two fresh
@@ -26,6 +27,13 @@ def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--connections", type=int, default=80,
                         help="sockets to open at once from this address (more than the node allows)")
     parser.add_argument("--flood-frames", type=int, default=2500, help="frames to send as fast as possible")
+    parser.add_argument("--server-flood-frames", type=int, default=6000,
+                        help="frames to send as fast as possible on a server link (more than the node's "
+                             "per-server burst: server links have their own, higher limits)")
+    parser.add_argument("--frame-rate", type=float, default=200.0, help="the node's per-connection frame rate")
+    parser.add_argument("--frame-burst", type=int, default=500, help="the node's per-connection burst")
+    parser.add_argument("--user-rate", type=float, default=100.0, help="the node's per-user frame rate")
+    parser.add_argument("--user-burst", type=int, default=1000, help="the node's per-user burst")
 
 
 async def run(args: argparse.Namespace, verdict: Verdict) -> None:
@@ -84,12 +92,14 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
                   f"answer {code or 'none'} {show(detail)}" + ("; node closed the flooder" if closed_early else ""))
     await flooder.close()
 
-    verdict.tried(f"{args.flood_frames} frames from one server link")
+    await sustained_just_under_the_connection_limit(args, keys, verdict)
+
+    verdict.tried(f"{args.server_flood_frames} frames from one server link")
     server = await Peer(args.url, keys.take(), timeout=args.timeout).open()
     await server.join_as_server()
     beat = server.signed(frames.heartbeat(server.peer_id, "*", now_ms())).to_wire()
     try:
-        for _ in range(args.flood_frames):
+        for _ in range(args.server_flood_frames):
             await server.send(beat)
     except Exception:   # noqa: BLE001
         pass
@@ -121,6 +131,43 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
     verdict.check(dave.open_dm(await dave.receive("USER_DELIVER")) == b"still here", "a DM between fresh users arrives")
     for peer in (alice, bob, carol, dave):
         await peer.close()
+
+
+async def sustained_just_under_the_connection_limit(args: argparse.Namespace, keys: Keys, verdict: Verdict) -> None:
+    """Most of a connection's burst at once, then 90 % of its rate: the gateway lets
+    every frame through, so only the per-user limit (lower) can stop the user."""
+    burst = int(args.frame_burst * 0.8)
+    rate = args.frame_rate * 0.9
+    needed_s = max(0.0, (args.user_burst - burst) / max(rate - args.user_rate, 1.0))
+    verdict.tried(f"{burst} frames at once, then {rate:g} frames/s (under the connection limit of "
+                  f"{args.frame_rate:g}/s) for up to {needed_s + 3:.0f} s")
+    if rate <= args.user_rate:
+        verdict.note("the per-connection rate is not above the per-user rate: nothing to show")
+        return
+    pacer = await user(args.url, keys, args.timeout)
+    beat = frames.heartbeat(pacer.peer_id, "*", now_ms()).to_wire()
+    answer = asyncio.ensure_future(pacer.error(timeout=needed_s + 3))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    sent = 0
+    try:
+        for _ in range(burst):
+            await pacer.send(beat)
+        sent = burst
+        tick = 0.05
+        while not answer.done() and loop.time() - started < needed_s + 3:
+            due = burst + int((loop.time() - started) * rate)
+            while sent < due:
+                await pacer.send(beat)
+                sent += 1
+            await asyncio.sleep(tick)
+    except Exception:   # noqa: BLE001 - the node may close the connection
+        pass
+    code, detail = await answer
+    elapsed = loop.time() - started
+    by_user = code == "RATE_LIMITED" and "per user" in detail
+    verdict.check(by_user, f"after {sent} frames in {elapsed:.1f} s: answer {code or 'none'} {show(detail)}")
+    await pacer.close()
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ class NodeConfig:
     max_connections_per_address: int = 64  # open WebSockets from one remote address
     frame_rate: float = 200.0              # frames per second per connection (token bucket)
     frame_burst: int = 500                 # frames a connection may send at once
+    # A server link carries all of its server's users: its own, higher limit (at least
+    # the router's per-server limit, router/limits.py, so that one is reachable).
+    server_frame_rate: float = 2000.0      # frames per second per server link
+    server_frame_burst: int = 10000        # frames a server link may send at once
     # Federation timing (SOCP §6.4); shortened by tests.
     heartbeat_interval: float = 15.0
     link_timeout: float = 45.0

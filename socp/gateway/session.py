@@ -22,7 +22,7 @@ from socp.gateway.context import GatewayContext
 from socp.gateway.links import CLOSE_POLICY_VIOLATION, CloseRequest, Link, LinkState
 from socp.ratelimit import TokenBucket, retry_hint
 from socp.gateway.roles import opens_login, role_of_first_frame
-from socp.ipc.messages import ROLE_UNKNOWN, LinkClosed, LinkOpened, Rejected, VerifyJob, pack
+from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, LinkClosed, LinkOpened, Rejected, VerifyJob, pack
 from socp.protocol.errors import ErrorCode
 
 log = logging.getLogger("socp.gateway")
@@ -63,8 +63,19 @@ class Session:
         self._max_frame_bytes = context.config.max_frame_bytes
         self._hello_timeout = context.config.hello_timeout
         # SOCP §13 resource abuse: frames per second on this connection, whatever they are.
+        # A server link gets the server limit once its role is known (dialled: now;
+        # accepted: from its first frame, `_read`).
+        self._config = context.config
         self._bucket = TokenBucket(context.config.frame_rate, context.config.frame_burst, time.monotonic)
         self._over_limit = 0     # frames refused since the bucket last had a token
+        if link.role == ROLE_SERVER:
+            self._limit_as_server()
+
+    def _limit_as_server(self) -> None:
+        """The router limits each peer server (limits.LimitSettings.server_rate); the
+        per-connection limit of a user must not throttle a whole server below it."""
+        self._bucket = TokenBucket(self._config.server_frame_rate, self._config.server_frame_burst,
+                                   time.monotonic)
 
     async def run(self) -> None:
         link = self._link
@@ -120,6 +131,8 @@ class Session:
                 if type(first) is str and not utf8_size_exceeds(first, self._max_frame_bytes):
                     link.role, link.verify_key = role_of_first_frame(first)
                     link.opening = first
+                    if link.role == ROLE_SERVER:
+                        self._limit_as_server()
                     if link.address and link.role == ROLE_UNKNOWN and opens_login(first):
                         # The router limits wrong passwords per address too: tell it
                         # where this login comes from, in order, before its first frame.

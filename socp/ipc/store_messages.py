@@ -19,6 +19,7 @@ Requests (client → store)              Replies (store → client)
   SetLogin                               Applied        (False: not a user registered here)
   BindRemoteUser                         BindReply      (BindResult value)
   Status                                 StatusReply    (the database's state, at once)
+  NoteSignedHello                        Done
   any of them                            Failed         (reason, detail)
 
 Reads are answered as soon as every write that arrived before them is applied; writes
@@ -28,7 +29,7 @@ whatever the database is doing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import msgpack
@@ -153,6 +154,17 @@ class Status:
     request_id: RequestId
 
 
+@dataclass(frozen=True, slots=True)
+class NoteSignedHello:
+    KIND: ClassVar[int] = 13
+    request_id: RequestId
+    user_id: str
+    sig_digest: str           # hex digest of the hello's signature (router/limits.py)
+    seen_at: int              # ms
+    forget_before: int        # ms: the user's older signatures are forgotten
+    keep: int                 # at most this many of the user's newest signatures are kept
+
+
 # -- replies ---------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +190,9 @@ class SnapshotReply:
     pending_key_shares: list[list[Any]]       # [sender, member, payload, ts]
     public_channel_version: int
     public_channel_members: list[str]
+    # Added later (defaults: a store of the previous release sends none).
+    hello_signers: list[str] = field(default_factory=list)
+    hello_signatures: list[list[Any]] = field(default_factory=list)   # [user_id, sig_digest, seen_at]
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,16 +242,17 @@ class StatusReply:
 
 
 StoreRequest = (Ping | LoadSnapshot | GetUser | BindUser | SaveKeyShare | MarkShareDelivered | PinServer
-                | UpdateServerAddr | AddChannelMember | SetLogin | BindRemoteUser | Status)
+                | UpdateServerAddr | AddChannelMember | SetLogin | BindRemoteUser | Status | NoteSignedHello)
 StoreReply = Done | Applied | SnapshotReply | UserReply | BindReply | PinReply | Failed | StatusReply
 StoreMessage = StoreRequest | StoreReply
 
 REQUEST_TYPES: tuple[type, ...] = (Ping, LoadSnapshot, GetUser, BindUser, SaveKeyShare, MarkShareDelivered,
-                                   PinServer, UpdateServerAddr, AddChannelMember, SetLogin, BindRemoteUser, Status)
+                                   PinServer, UpdateServerAddr, AddChannelMember, SetLogin, BindRemoteUser, Status,
+                                   NoteSignedHello)
 REPLY_TYPES: tuple[type, ...] = (Done, Applied, SnapshotReply, UserReply, BindReply, PinReply, Failed, StatusReply)
 # Requests that change the database: applied one at a time, in arrival order.
 WRITE_TYPES: tuple[type, ...] = (BindUser, SaveKeyShare, MarkShareDelivered, PinServer, UpdateServerAddr,
-                                 AddChannelMember, SetLogin, BindRemoteUser)
+                                 AddChannelMember, SetLogin, BindRemoteUser, NoteSignedHello)
 
 _CODEC = Codec("store", REQUEST_TYPES + REPLY_TYPES, MAX_REQUEST_BYTES, globals())
 

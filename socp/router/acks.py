@@ -24,32 +24,49 @@ from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode
 from socp.protocol.frame_types import FrameType as T
 
+from . import limits
 from .events import Action, FrameIn, Send, send_one
 from .links import Link
 from .replies import error_to
 from .state import RouterState
 
-# Replay window (SOCP §8 and the attack list): a frame's ts may be this far from now.
-MAX_AGE_MS = 10 * 60 * 1000
-MAX_SKEW_AHEAD_MS = 2 * 60 * 1000
 DUPLICATE_DETAIL = "duplicate frame: already handed on"
 
 
 def user_content(state: RouterState, link: Link, event: FrameIn,
-                 route: Callable[[], tuple[list[Action], bool]]) -> list[Action]:
+                 route: Callable[[], tuple[list[Action], bool]],
+                 admit: Callable[[], list[Action] | None] = lambda: None) -> list[Action]:
     """Apply one acknowledged frame from a user: refuse it, re-acknowledge it, or
-    `route()` it and note it for the next ACK."""
+    `route()` it and note it for the next ACK.
+
+    `admit()` (the rate limits) runs first: stale and copied frames are charged like
+    any other, so a flood of them is limited before it costs anything more. Their
+    ERRORs name a msg_ref, which the error budget never drops, so each kind is
+    answered at most once per interval per connection (`limits.refusal_answer_due`)."""
     frame = event.frame
     ref = msg_ref_from_digest(frame.ts, frame.from_, frame.to, event.payload_digest)
-    age = state.now_ms - frame.ts
-    if age > MAX_AGE_MS or -age > MAX_SKEW_AHEAD_MS:
+    refused = admit()
+    if refused is not None:
+        return [_named(action, ref) if _is_error_to(action, link.conn) else action for action in refused]
+    outside = limits.window_refusal(frame.ts, state.now_ms)
+    if not outside and state.seen.too_old(frame.ts):
+        # The duplicate cache overflowed and can no longer tell a copy this old from a
+        # new frame: refused as stale, never "already handed on".
+        outside = limits.STALE
+    if outside:
+        if not limits.refusal_answer_due(state.guard, link.conn, outside):
+            return []
         return [_named(error_to(state, link.conn, ErrorCode.REPLAY,
                                 "timestamp outside the accepted window (check your clock)"), ref)]
     key = (frame.ts, frame.from_, frame.to, event.payload_digest)
     if not state.seen.check_and_add(key, state.now_ms):
         # A re-send of a frame already handed on: say so (REPLAY naming its msg_ref means
-        # "already handed on", as good as an ACK); it is never delivered twice.
-        return [_named(error_to(state, link.conn, ErrorCode.REPLAY, DUPLICATE_DETAIL), ref)]
+        # "already handed on", as good as an ACK); it is never delivered twice. Past the
+        # first answer of the interval, the connection's next ACK says it, as truly: the
+        # frame was handed on, and it is the newest this connection sent.
+        if limits.refusal_answer_due(state.guard, link.conn, limits.DUPLICATE):
+            return [_named(error_to(state, link.conn, ErrorCode.REPLAY, DUPLICATE_DETAIL), ref)]
+        return _note_for_ack(state, link.conn, ref)
     actions, handed_on = route()
     refused = not handed_on
     for index, action in enumerate(actions):
@@ -59,10 +76,16 @@ def user_content(state: RouterState, link: Link, event: FrameIn,
     if refused:
         state.seen.discard(key)
         return actions
-    state.pending_acks[link.conn] = ref
-    if state.now_ms >= state.next_ack_ms.get(link.conn, 0):
-        actions.extend(_ack_now(state, link.conn))
-    return actions
+    return actions + _note_for_ack(state, link.conn, ref)
+
+
+def _note_for_ack(state: RouterState, conn: int, ref: str) -> list[Action]:
+    """`ref` is the newest frame of `conn` handed on: ACK it now, or when the
+    connection's interval has passed."""
+    state.pending_acks[conn] = ref
+    if state.now_ms >= state.next_ack_ms.get(conn, 0):
+        return _ack_now(state, conn)
+    return []
 
 
 def tick(state: RouterState) -> list[Action]:

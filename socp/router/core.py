@@ -77,8 +77,7 @@ def _frame_in(state: RouterState, event: FrameIn) -> list[Action]:
             if refused is not None:
                 return refused
             actions = users.hello(state, link, frame)
-            defences.user_hello_done(state, link, frame)
-            return actions
+            return actions + defences.user_hello_done(state, link, frame)
         if frame.type in SERVER_OPENING_TYPES:
             return defences.server_hello(state, link, event) or federation.server_hello(state, link, frame)
         if frame.type in LOGIN_TYPES:
@@ -99,8 +98,11 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     if frame.type == T.CTRL_CLOSE:
         link.move(LinkState.CLOSING)
         return [Close(link.conn, CLOSE_NORMAL, "closed by the user")]
+    # The rate limit is charged first, before any check that might answer: every
+    # answer costs a signature, so a flood of refused frames must empty the bucket too.
     if frame.type in ACKNOWLEDGED_TYPES and frame.from_ == link.peer_id:
-        return acks.user_content(state, link, event, lambda: _user_content(state, link, frame))
+        return acks.user_content(state, link, event, lambda: _user_content(state, link, frame),
+                                 admit=lambda: defences.user_frame(state, link))
     refused = defences.user_frame(state, link)
     if refused is not None:
         return refused
@@ -114,8 +116,8 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     if frame.type in (T.HEARTBEAT, T.ACK, T.ERROR):
         return []
     problem = users.replay_problem(state, frame, event.payload_digest)
-    if problem:
-        return [error_to(state, link.conn, ErrorCode.REPLAY, problem)]
+    if problem is not None:
+        return defences.refusal(state, link.conn, *problem)
     if frame.type == T.PUBLIC_CHANNEL_KEY_SHARE:
         return users.key_share(state, frame, origin_conn=link.conn)
     if frame.type in (T.DIRECTORY_GET, T.LOGIN_REGISTER):
@@ -124,9 +126,10 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
 
 
 def _user_content(state: RouterState, link: Link, frame: Envelope) -> tuple[list[Action], bool]:
-    """Route one acknowledged frame (acks.py); True if it was handed on."""
-    refused = defences.user_frame(state, link)
-    if refused is None and frame.type in (T.FILE_START, T.FILE_CHUNK, T.FILE_END):
+    """Route one acknowledged frame (acks.py, which charged the rate limit already);
+    True if it was handed on."""
+    refused = None
+    if frame.type in (T.FILE_START, T.FILE_CHUNK, T.FILE_END):
         refused = defences.user_file_frame(state, link, frame)
     if refused is not None:
         return refused, False

@@ -40,9 +40,13 @@ def user_hello(state: RouterState, link: Link, frame: Envelope) -> list[Action] 
     return refuse_and_close(state, link.conn, *problem)
 
 
-def user_hello_done(state: RouterState, link: Link, frame: Envelope) -> None:
-    if link.is_user and link.peer_id == frame.from_:
-        limits.user_hello_accepted(state.guard, frame)
+def user_hello_done(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+    """The hello was handled: if it was accepted, and signed, the link has proved
+    possession of the key now (LOGIN_REGISTER needs that), and the store learns it."""
+    if not (link.is_user and link.peer_id == frame.from_):
+        return []
+    link.proved_key = bool(frame.sig)
+    return list(limits.user_hello_accepted(state.guard, frame))
 
 
 def server_hello(state: RouterState, link: Link, event: FrameIn) -> list[Action] | None:
@@ -64,13 +68,29 @@ def user_file_frame(state: RouterState, link: Link, frame: Envelope) -> list[Act
 
 
 def server_frame(state: RouterState, link: Link, event: FrameIn) -> list[Action] | None:
-    """Per-peer-server rate limit, then freshness of frames with effects."""
+    """Per-peer-server rate limit, then freshness of frames with effects (a stale one
+    answered at most once per interval, like a user's)."""
     key = link.peer_id or f"conn:{link.conn}"
     refused = _answer(state, link.conn, limits.server_rate_problem(state.guard, key))
     if refused is not None:
         return refused
-    return _answer(state, link.conn,
-                   limits.server_frame_problem(state.guard, state.seen, event.frame, event.payload_digest))
+    frame = event.frame
+    problem = limits.server_frame_problem(state.guard, state.seen, frame, event.payload_digest)
+    if problem is not None and problem[1] and not limits.refusal_answer_due(state.guard, link.conn, limits.STALE):
+        return []
+    if problem is None and frame.type in limits.FILE_TYPES:
+        # Transfers relayed to us are bounded as our own users' are: a few open per
+        # sender, forgotten when idle, chunks only inside one.
+        problem = limits.file_problem(state.guard, limits.relayed_sender(frame.from_), frame)
+    return _answer(state, link.conn, problem)
+
+
+def refusal(state: RouterState, conn: int, kind: str, detail: str) -> list[Action]:
+    """ERROR REPLAY for a stale or duplicate frame (limits.STALE, DUPLICATE), at most
+    once per interval per connection (limits.refusal_answer_due); nothing for the rest."""
+    if not limits.refusal_answer_due(state.guard, conn, kind):
+        return []
+    return [error_to(state, conn, ErrorCode.REPLAY, detail)]
 
 
 def spend_on_errors(state: RouterState, actions: list[Action]) -> list[Action]:

@@ -12,9 +12,11 @@ from the database:
   the same way, addressed to `*` (there is no asker); a miss is answered without a
   signature, since the gateway turns it into a plain 404.
 - LOGIN_REGISTER {privkey_store, pake_password} from a connected user, for its own id
-  only (`core` checks `from`), after a signed USER_HELLO (proof that it holds the
-  key: `limits.user_hello_problem` makes every later hello of that id signed too):
-  checked for shape, stored (StoreWrite set_login), mirrored, answered ACK.
+  only (`core` checks `from`), on a connection opened by a signed USER_HELLO whose
+  signature was never seen before (fresh proof that it holds the key, `Link.proved_key`;
+  `limits.user_hello_problem` makes every later hello of that id signed too, and
+  remembers the signatures across restarts): checked for shape, stored
+  (StoreWrite set_login), mirrored, answered ACK.
 - A remote user's key learned from verified gossip is written through
   (StoreWrite bind_remote_user); the store never lets it override a local binding.
 """
@@ -101,9 +103,10 @@ def register(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     record = state.users.get(user_id)
     if record is None or record.home_server:
         return [error_to(state, link.conn, ErrorCode.FORBIDDEN, "only a user registered here may store a login")]
-    if user_id not in state.guard.hello_signers:
+    if not link.proved_key:
         # An unsigned hello proves nothing: whoever knows the public key could send it
-        # and replace the owner's login record.
+        # and replace the owner's login record. Nor does the id having signed before:
+        # the proof must be this connection's own.
         return [error_to(state, link.conn, ErrorCode.FORBIDDEN,
                          "store a login only on a connection opened with a signed USER_HELLO")]
     privkey_store, pake_password = frame.payload["privkey_store"], frame.payload["pake_password"]

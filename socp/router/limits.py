@@ -8,28 +8,35 @@ replace the normal handling (an ERROR, a close, or nothing at all):
   on the router's clock; the first frame over the limit is answered RATE_LIMITED
   with a retry hint, the rest of that burst is dropped without an answer;
 - a budget of ERROR answers per connection and per node: every answer costs an
-  RSA-4096 signature (~17 ms of CPU), so garbage must not buy signatures;
+  RSA-4096 signature (~17 ms of CPU), so garbage must not buy signatures; and the
+  same refusal (a stale ts, a duplicate) is answered at most once per
+  `repeat_answer_ms` per connection, whatever the budget (`refusal_answer_due`);
 - freshness of server frames: a frame with effects whose `ts` is outside the
   window of `users.replay_problem` is refused, and gossip the federation rules do
   not deduplicate themselves (USER_REMOVE, SERVER_ANNOUNCE, PUBLIC_CHANNEL_ADD) is
   deduplicated here; a server's opening hello must be fresh and unseen too;
-- proof of possession for USER_HELLO (see `user_hello_problem`);
-- unfinished file transfers per local sender: bounded in number, forgotten when
-  idle, and a chunk or end needs an open transfer.
+- proof of possession for USER_HELLO (see `user_hello_problem`), kept across
+  restarts in the store (which ids sign, and the signatures already used);
+- unfinished file transfers per sender, local or relayed by a server: bounded in
+  number, forgotten when idle, and a chunk or end needs an open transfer.
 
 Every table here is bounded (STYLE §5).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from socp.protocol.encoding import b64url_decode
 from socp.protocol.envelope import Envelope
-from socp.protocol.errors import ErrorCode
+from socp.protocol.errors import ErrorCode, SocpError
 from socp.protocol.frame_types import FrameType as T
 from socp.ratelimit import KeyedBuckets, TokenBucket, retry_hint
 
+from .events import StoreWrite
 from .seen import SeenCache
 
 # Replay window: the same as for user frames (users.replay_problem).
@@ -44,6 +51,20 @@ SERVER_EFFECT_TYPES = frozenset({
 # ...and those of them that federation does not already run through `state.seen`.
 SERVER_DEDUP_HERE = frozenset({T.USER_REMOVE, T.SERVER_ANNOUNCE, T.PUBLIC_CHANNEL_ADD})
 FILE_TYPES = frozenset({T.FILE_START, T.FILE_CHUNK, T.FILE_END})
+# Refusals answered at most once per `repeat_answer_ms` per connection: a ts too old,
+# a ts ahead of our clock (each tells the sender something else), a copy.
+STALE, AHEAD, DUPLICATE = "stale", "ahead", "duplicate"
+REFUSALS = (STALE, AHEAD, DUPLICATE)
+
+
+def window_refusal(ts: int, now_ms: int) -> str:
+    """STALE or AHEAD if `ts` is outside the replay window, else ""."""
+    age = now_ms - ts
+    if age > MAX_AGE_MS:
+        return STALE
+    if -age > MAX_SKEW_AHEAD_MS:
+        return AHEAD
+    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +82,10 @@ class LimitSettings:
     node_error_rate: float = 30.0      # ERROR answers per second, all connections together
     node_error_burst: int = 100
     max_buckets: int = 100_000         # users / servers remembered (least recently seen go)
-    transfers_per_sender: int = 8      # unfinished file transfers per local user
+    transfers_per_sender: int = 8      # unfinished file transfers per sender (local, or relayed)
     transfer_idle_ms: int = 120_000    # a transfer silent this long is forgotten
-    max_hello_signers: int = 200_000
+    repeat_answer_ms: int = 1000       # the same refusal, answered at most once this often per connection
+    hello_sigs_per_user: int = 64      # signed hellos remembered per user id (the newest)
     hello_sig_ttl_ms: int = 30 * 24 * 3600 * 1000
 
 
@@ -77,17 +99,21 @@ class Guard:
     node_errors: TokenBucket | None = None
     limited: set[tuple[str, str]] = field(default_factory=set)          # in a refused burst now
     transfers: dict[str, OrderedDict[str, int]] = field(default_factory=dict)  # sender -> file_id -> last ms
-    hello_signers: OrderedDict[str, None] = field(default_factory=OrderedDict)
-    hello_sigs: SeenCache | None = None
+    # Ids that proved possession with a signed hello, and the signatures they used.
+    # Both are loaded from the store at start (a restart must not forget them) and
+    # grow with the users bound here, never evicted to make room for strangers.
+    hello_signers: set[str] = field(default_factory=set)
+    hello_sigs: dict[str, OrderedDict[bytes, int]] = field(default_factory=dict)   # user -> digest -> ms
+    answered: dict[tuple[int, str], int] = field(default_factory=dict)  # (conn, refusal) -> ms answered
     dropped_frames: int = 0                                              # counters you can read
     dropped_errors: int = 0
+    unanswered_refusals: int = 0
 
     def __post_init__(self) -> None:
         s = self.settings
         self.user_buckets = KeyedBuckets(s.user_rate, s.user_burst, self.clock, s.max_buckets)
         self.server_buckets = KeyedBuckets(s.server_rate, s.server_burst, self.clock, s.max_buckets)
         self.node_errors = TokenBucket(s.node_error_rate, s.node_error_burst, self.clock)
-        self.hello_sigs = SeenCache(max_entries=s.max_hello_signers, ttl_ms=s.hello_sig_ttl_ms)
 
     @classmethod
     def without_rate_limits(cls) -> Guard:
@@ -111,6 +137,8 @@ class Guard:
 
     def forget_conn(self, conn: int) -> None:
         self.error_buckets.pop(conn, None)
+        for refusal in REFUSALS:
+            self.answered.pop((conn, refusal), None)
 
     def forget_sender(self, user_id: str) -> None:
         """A user's connection ended: its unfinished uploads cannot go on."""
@@ -163,6 +191,21 @@ def error_allowed(guard: Guard, conn: int) -> bool:
     return False
 
 
+def refusal_answer_due(guard: Guard, conn: int, refusal: str) -> bool:
+    """May `conn` be told of this refusal (STALE, AHEAD, DUPLICATE) now? Once per interval:
+    a flood of stale or copied frames must not buy one signed ERROR each, and the
+    first answer already says what is wrong. The rest are dropped, counted."""
+    if not guard.settings.rate_limits:
+        return True
+    key = (conn, refusal)
+    last = guard.answered.get(key)
+    if last is not None and guard.now_ms - last < guard.settings.repeat_answer_ms:
+        guard.unanswered_refusals += 1
+        return False
+    guard.answered[key] = guard.now_ms
+    return True
+
+
 # --- freshness ---------------------------------------------------------------------------
 
 
@@ -180,7 +223,8 @@ def server_frame_problem(guard: Guard, seen: SeenCache, frame: Envelope,
         return ErrorCode.REPLAY, f"{frame.type}: timestamp outside the accepted window"
     if frame.type in SERVER_DEDUP_HERE:
         # Own key space: federation's own entries (other types) are never confused with these.
-        if not seen.check_and_add(("guard", frame.type, frame.ts, frame.from_, frame.to, payload_digest), guard.now_ms):
+        if not seen.check_and_add(("guard", frame.type, frame.ts, frame.from_, frame.to, payload_digest), guard.now_ms,
+                                  ts=frame.ts):
             return ErrorCode.REPLAY, ""            # a duplicate: drop, as §8 says, silently
     return None
 
@@ -192,7 +236,8 @@ def server_hello_problem(guard: Guard, seen: SeenCache, frame: Envelope,
     than the window) leave no time in which a copy is accepted."""
     if stale(frame, guard.now_ms):
         return ErrorCode.REPLAY, "server hello: timestamp outside the accepted window (check your clock)"
-    if not seen.check_and_add(("hello", frame.ts, frame.from_, frame.to, payload_digest, frame.sig), guard.now_ms):
+    if not seen.check_and_add(("hello", frame.ts, frame.from_, frame.to, payload_digest, frame.sig), guard.now_ms,
+                              ts=frame.ts):
         return ErrorCode.REPLAY, "server hello seen before: a replayed hello opens nothing"
     return None
 
@@ -206,18 +251,21 @@ def user_hello_problem(guard: Guard, frame: Envelope, registered_here: bool) -> 
     The interop table lets a hello be unsigned, and its signature covers the payload
     only (no ts, no nonce), so neither proves that the sender holds the key *now*.
     What does: RSASSA-PSS signatures are randomised, so the holder of the key signs
-    every hello differently, while a copied hello repeats its bytes. Rules:
+    every hello differently, while a copied hello repeats its bytes. (Its `ts` is no
+    help: it is not signed, so a copier sets it to anything.) Rules:
 
     - a signed hello whose signature was seen before is a replay: refused;
     - an id that has once proved possession with a signed hello must keep signing:
       an unsigned hello for it is refused (it would let anyone who knows the public
       key take the id over while its owner is away);
     - ids whose clients never sign (peers that send unsigned hellos) keep working.
+
+    The node persists both (`user_hello_accepted`'s StoreWrite) and reloads them at
+    start, so a restart reopens neither hole.
     """
     user_id = frame.from_
-    assert guard.hello_sigs is not None
     if frame.sig:
-        if not guard.hello_sigs.check_and_add((user_id, frame.sig), guard.now_ms):
+        if not _note_hello_sig(guard, user_id, hello_sig_digest(frame.sig), guard.now_ms):
             return ErrorCode.REPLAY, "this signed hello was used before: sign a fresh one"
         return None
     if registered_here and user_id in guard.hello_signers:
@@ -225,22 +273,63 @@ def user_hello_problem(guard: Guard, frame: Envelope, registered_here: bool) -> 
     return None
 
 
-def user_hello_accepted(guard: Guard, frame: Envelope) -> None:
-    """The hello was accepted; a signed one marks its id as one that signs."""
+def user_hello_accepted(guard: Guard, frame: Envelope) -> list[StoreWrite]:
+    """The hello was accepted; a signed one marks its id as one that signs, and the
+    store keeps that and the signature (returned as the write to make)."""
     if not frame.sig:
-        return
-    signers = guard.hello_signers
-    signers[frame.from_] = None
-    signers.move_to_end(frame.from_)
-    while len(signers) > guard.settings.max_hello_signers:
-        signers.popitem(last=False)
+        return []
+    guard.hello_signers.add(frame.from_)
+    forget_before = guard.now_ms - guard.settings.hello_sig_ttl_ms
+    return [StoreWrite("note_signed_hello", (frame.from_, hello_sig_digest(frame.sig).hex(), guard.now_ms,
+                                             forget_before, guard.settings.hello_sigs_per_user))]
+
+
+def hello_sig_digest(sig: str) -> bytes:
+    """What identifies a signature: a digest of its bytes, so another base64 spelling
+    of the same signature is the same signature."""
+    try:
+        raw = b64url_decode(sig)
+    except SocpError:
+        raw = sig.encode("utf-8", "surrogatepass")
+    return hashlib.sha256(raw).digest()[:16]
+
+
+def load_hello_proofs(guard: Guard, signers: Iterable[str], signatures: Iterable[tuple[str, bytes, int]]) -> None:
+    """What the store kept of earlier hellos (start-up snapshot)."""
+    guard.hello_signers.update(signers)
+    for user_id, digest, seen_at_ms in sorted(signatures, key=lambda row: row[2]):
+        _note_hello_sig(guard, user_id, digest, seen_at_ms)
+
+
+def _note_hello_sig(guard: Guard, user_id: str, digest: bytes, seen_at_ms: int) -> bool:
+    """Check-and-add one signature of `user_id`; False if it was used before. Each id
+    keeps its newest `hello_sigs_per_user` for `hello_sig_ttl_ms`."""
+    s = guard.settings
+    used = guard.hello_sigs.get(user_id)
+    if used is None:
+        used = guard.hello_sigs[user_id] = OrderedDict()
+    horizon = guard.now_ms - s.hello_sig_ttl_ms
+    while used and next(iter(used.values())) < horizon:
+        used.popitem(last=False)
+    if digest in used:
+        return False
+    used[digest] = seen_at_ms
+    while len(used) > s.hello_sigs_per_user:
+        used.popitem(last=False)
+    return True
 
 
 # --- file transfers (SOCP §7.4) -----------------------------------------------------------
 
 
+def relayed_sender(user_id: str) -> str:
+    """Whose transfers a relayed file frame counts under: its sender, apart from our
+    own users (a server cannot use up the quota of a user of ours by naming it)."""
+    return "relayed:" + user_id
+
+
 def file_problem(guard: Guard, sender: str, frame: Envelope) -> tuple[ErrorCode, str] | None:
-    """Bound the unfinished uploads of one local user; chunks need an open transfer."""
+    """Bound the unfinished uploads of one sender; chunks need an open transfer."""
     file_id = frame.payload.get("file_id")
     if not isinstance(file_id, str):
         return ErrorCode.MALFORMED, "file_id must be a string"
@@ -249,6 +338,10 @@ def file_problem(guard: Guard, sender: str, frame: Envelope) -> tuple[ErrorCode,
         if open_files is not None and file_id in open_files:
             return ErrorCode.FORBIDDEN, "a transfer with this file_id is already open"
         limit = guard.settings.transfers_per_sender
+        if open_files is None and len(guard.transfers) >= guard.settings.max_buckets:
+            # Senders a server names are not bounded by our user table: bound them here.
+            return ErrorCode.RATE_LIMITED, ("too many file transfers open on this server; "
+                                            + retry_hint(guard.settings.transfer_idle_ms / 1000))
         if open_files is not None and len(open_files) >= limit:
             idle_s = guard.settings.transfer_idle_ms // 1000
             return ErrorCode.RATE_LIMITED, (f"at most {limit} unfinished file transfers at once; finish one, "

@@ -47,6 +47,7 @@ class Link:
     dialled_by_us: bool = False
     superseded: bool = False   # closed only because a duplicate link to the same server won
     address: str = ""          # where an accepted login connection comes from (login.address_key)
+    proved_key: bool = False   # a user link opened by a signed hello never seen before
 
     def move(self, new_state: LinkState) -> None:
         if new_state not in ALLOWED[self.state]:

@@ -28,7 +28,7 @@ from socp.ipc.endpoints import ensure_runtime_dir
 from socp.ipc.reorder import ReorderBuffer, ReorderOverflow
 from socp.protocol.envelope import Envelope
 
-from . import core, directory, federation, restore
+from . import core, directory, federation, limits, restore
 from .bootstrap import load_bootstrap
 from .events import (GATEWAY_RESTARTED, Action, AdoptServerId, BatchEnd, Close, Dial, DirectoryQueried, Event,
                      FrameIn, FrameRejected, LinkDown, LinkRestored, LinkUp, QueryAnswer, Relay, Send, StoreWrite,
@@ -88,6 +88,10 @@ def state_from_snapshot(identity: NodeIdentity, config: NodeConfig, snapshot: ob
         state.pending_shares.setdefault(share.member, {})[share.sender] = PendingShare(share.payload, share.ts)
     state.channel_version = max(snapshot.public_channel_version, 1)
     state.channel_members = set(snapshot.public_channel_members)
+    state.guard.now_ms = state.now_ms
+    limits.load_hello_proofs(state.guard, snapshot.hello_signers,
+                             ((sig.user_id, bytes.fromhex(sig.sig_digest), sig.seen_at)
+                              for sig in snapshot.hello_signatures))
     return state
 
 

@@ -48,8 +48,12 @@ def _user(state: RouterState, link: Link, opening: str) -> list[Action]:
         return _drop(link, "connection state lost with the router")
     if frame.type != T.USER_HELLO:
         return _drop(link, "connection state lost with the router; please reconnect")
-    # The verifier and the old router accepted this hello; the gateway is ours.
-    return users.hello(state, link, frame)
+    # The verifier and the old router accepted this hello (and checked its proof of
+    # possession); the gateway is ours.
+    actions = users.hello(state, link, frame)
+    if link.is_user:
+        link.proved_key = bool(frame.sig)
+    return actions
 
 
 def _server(state: RouterState, link: Link, verify_key: str) -> list[Action]:

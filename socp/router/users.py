@@ -12,7 +12,7 @@ from socp.protocol.errors import ErrorCode, SocpError
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL
 
-from . import directory
+from . import directory, limits
 from .events import Action, Send, StoreWrite, send_one
 from .links import Link, LinkState
 from .replies import error_to, refuse_and_close
@@ -20,8 +20,8 @@ from .state import (LOCAL, PARKED_LIMIT, PEER_BACKLOG_LIMIT, RESEND_LIMIT, Parke
                     UserRecord, forget_older)
 
 # Replay window (SOCP §8 and the attack list): a frame's ts may be this far from now.
-MAX_AGE_MS = 10 * 60 * 1000
-MAX_SKEW_AHEAD_MS = 2 * 60 * 1000
+MAX_AGE_MS = limits.MAX_AGE_MS
+MAX_SKEW_AHEAD_MS = limits.MAX_SKEW_AHEAD_MS
 MAX_DISPLAY_NAME = 64
 
 
@@ -184,14 +184,17 @@ def _park(state: RouterState, target: str, frame: Envelope, origin_conn: int) ->
     return []
 
 
-def replay_problem(state: RouterState, frame: Envelope, payload_digest: bytes) -> str:
-    """'' if the frame is fresh; else why it is refused (SOCP §8 seen_ids)."""
-    age = state.now_ms - frame.ts
-    if age > MAX_AGE_MS or -age > MAX_SKEW_AHEAD_MS:
-        return "timestamp outside the accepted window (check your clock)"
+def replay_problem(state: RouterState, frame: Envelope, payload_digest: bytes) -> tuple[str, str] | None:
+    """None if the frame is fresh; else (limits.STALE, AHEAD or DUPLICATE, why it is refused)
+    (SOCP §8 seen_ids)."""
+    outside = limits.window_refusal(frame.ts, state.now_ms)
+    if outside:
+        return outside, "timestamp outside the accepted window (check your clock)"
+    if state.seen.too_old(frame.ts):
+        return limits.STALE, "timestamp too old to check for copies now: send it again with a fresh ts"
     if not state.seen.check_and_add((frame.ts, frame.from_, frame.to, payload_digest), state.now_ms):
-        return "duplicate frame ignored"
-    return ""
+        return limits.DUPLICATE, "duplicate frame ignored"
+    return None
 
 
 def direct_message(state: RouterState, link: Link, frame: Envelope) -> list[Action]:

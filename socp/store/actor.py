@@ -90,6 +90,8 @@ def snapshot_reply(request_id: int, snapshot: StoreSnapshot) -> wire.SnapshotRep
         pending_key_shares=[[s.sender, s.member, s.payload, s.ts] for s in snapshot.pending_key_shares],
         public_channel_version=snapshot.public_channel_version,
         public_channel_members=list(snapshot.public_channel_members),
+        hello_signers=list(snapshot.hello_signers),
+        hello_signatures=[[h.user_id, h.sig_digest, h.seen_at] for h in snapshot.hello_signatures],
     )
 
 
@@ -133,6 +135,10 @@ async def execute(store: Store, request: wire.StoreRequest) -> wire.StoreReply:
             result = await store.bind_remote_user(UserId(request.user_id), request.pubkey,
                                                   ServerId(request.home_server), request.meta)
             return wire.BindReply(rid, result.value)
+        case wire.NoteSignedHello():
+            await store.note_signed_hello(UserId(request.user_id), request.sig_digest, request.seen_at,
+                                          request.forget_before, request.keep)
+            return wire.Done(rid)
     raise StoreRequestRejected(f"{type(request).__name__} is not a request")
 
 

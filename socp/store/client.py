@@ -31,7 +31,7 @@ from socp.protocol.errors import MalformedFrame
 from socp.protocol.ids import ServerId, UserId
 from socp.store.errors import (StoreClosed, StoreError, StoreOverloaded, StoreQueryError, StoreRequestRejected,
                                StoreTimeout, StoreUnavailable)
-from socp.store.records import (BindResult, DatabaseStatus, PendingKeyShare, PinnedServer, PinResult,
+from socp.store.records import (BindResult, DatabaseStatus, HelloSignature, PendingKeyShare, PinnedServer, PinResult,
                                 StoreSnapshot, UserRecord)
 
 log = logging.getLogger("socp.store.client")
@@ -62,6 +62,9 @@ def snapshot_from_reply(reply: wire.SnapshotReply) -> StoreSnapshot:
                                  for sender, member, payload, ts in reply.pending_key_shares),
         public_channel_version=reply.public_channel_version,
         public_channel_members=tuple(UserId(m) for m in reply.public_channel_members),
+        hello_signers=tuple(UserId(u) for u in reply.hello_signers),
+        hello_signatures=tuple(HelloSignature(UserId(u), digest, seen_at)
+                               for u, digest, seen_at in reply.hello_signatures),
     )
 
 
@@ -175,6 +178,12 @@ class StoreClient:
                                  timeout: float | None = None) -> bool:
         request = wire.UpdateServerAddr(self._next_id(), server_id, host, port)
         return (await self._call(request, wire.Applied, timeout)).changed
+
+    async def note_signed_hello(self, user_id: UserId, sig_digest: str, seen_at: int, forget_before: int,
+                                keep: int, *, timeout: float | None = None) -> None:
+        """A signed hello was accepted: the id signs from now on; this signature is used."""
+        request = wire.NoteSignedHello(self._next_id(), user_id, sig_digest, seen_at, forget_before, keep)
+        await self._call(request, wire.Done, timeout)
 
     async def add_channel_member(self, member_id: UserId, version: int, *, timeout: float | None = None) -> None:
         await self._call(wire.AddChannelMember(self._next_id(), member_id, version), wire.Done, timeout)

@@ -85,10 +85,29 @@ async def _public_channel(tx: Transaction, d: Dialect, now_ms: int) -> None:
                      (PUBLIC_CHANNEL, PUBLIC_CHANNEL_CREATOR, now_ms, "{}", 1))
 
 
+async def _hello_proofs(tx: Transaction, d: Dialect, now_ms: int) -> None:
+    # Proof of possession for USER_HELLO (router/limits.py), kept across restarts: the
+    # ids that sign their hellos (an unsigned hello may no longer claim them), and a
+    # digest of each signed hello already used (a copy of one is a replay).
+    await tx.execute(f"""
+        CREATE TABLE IF NOT EXISTS hello_signers (
+            user_id {d.id_type} NOT NULL PRIMARY KEY,
+            since BIGINT NOT NULL
+        ) {d.table_options}""")
+    await tx.execute(f"""
+        CREATE TABLE IF NOT EXISTS hello_signatures (
+            user_id {d.id_type} NOT NULL,
+            sig_digest VARCHAR(64) NOT NULL,
+            seen_at BIGINT NOT NULL,
+            PRIMARY KEY (user_id, sig_digest)
+        ) {d.table_options}""")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "directory: users, groups, group_members", _directory_tables),
     Migration(2, "channel_key_shares and pinned servers", _key_shares_and_servers),
     Migration(3, "the public channel", _public_channel),
+    Migration(4, "hello_signers and hello_signatures", _hello_proofs),
 )
 
 

@@ -15,7 +15,7 @@ from socp.protocol.ids import PUBLIC_CHANNEL, ServerId, UserId
 from socp.store.database import Database, Transaction
 from socp.store.errors import StoreRequestRejected
 from socp.store.migrations import apply_migrations
-from socp.store.records import (BindResult, PendingKeyShare, PinnedServer, PinResult, StoreSnapshot,
+from socp.store.records import (BindResult, HelloSignature, PendingKeyShare, PinnedServer, PinResult, StoreSnapshot,
                                 UserRecord)
 
 Clock = Callable[[], float]   # seconds since the epoch, like time.time
@@ -91,6 +91,9 @@ class Store:
             member_rows = await tx.fetch_all(
                 "SELECT member_id FROM group_members WHERE group_id = ? ORDER BY added_at, member_id",
                 (PUBLIC_CHANNEL,))
+            signer_rows = await tx.fetch_all("SELECT user_id FROM hello_signers ORDER BY user_id")
+            signature_rows = await tx.fetch_all(
+                "SELECT user_id, sig_digest, seen_at FROM hello_signatures ORDER BY seen_at, user_id")
         return StoreSnapshot(
             users={UserId(row[0]): _user_record(row[1:]) for row in user_rows},
             pinned_servers={ServerId(sid): PinnedServer(pubkey, host, None if port is None else int(port))
@@ -99,6 +102,9 @@ class Store:
                                      for sender, member, payload, ts in share_rows),
             public_channel_version=int(channel[0]) if channel else 1,
             public_channel_members=tuple(UserId(row[0]) for row in member_rows),
+            hello_signers=tuple(UserId(row[0]) for row in signer_rows),
+            hello_signatures=tuple(HelloSignature(UserId(uid), digest, int(seen_at))
+                                   for uid, digest, seen_at in signature_rows),
         )
 
     async def get_user(self, user_id: UserId) -> UserRecord | None:
@@ -158,6 +164,28 @@ class Store:
             return await tx.execute(
                 "UPDATE users SET privkey_store = ?, pake_password = ?, version = version + 1 "
                 "WHERE user_id = ? AND home_server IS NULL", (privkey_store, pake_password, user_id)) > 0
+
+    async def note_signed_hello(self, user_id: UserId, sig_digest: str, seen_at_ms: int,
+                                forget_before_ms: int, keep: int) -> None:
+        """A signed USER_HELLO was accepted: `user_id` signs its hellos from now on, and
+        this signature is used. The user's signatures older than `forget_before_ms`, or
+        beyond its newest `keep`, are forgotten (the router keeps no more either)."""
+        if not sig_digest or keep < 1:
+            raise StoreRequestRejected("sig_digest must not be empty and keep must be positive")
+        dialect = self.database.dialect
+        async with self.database.transaction() as tx:
+            await tx.execute(dialect.upsert("hello_signers", ("user_id", "since"), key=("user_id",), update=()),
+                             (user_id, seen_at_ms))
+            await tx.execute(dialect.upsert("hello_signatures", ("user_id", "sig_digest", "seen_at"),
+                                            key=("user_id", "sig_digest"), update=()),
+                             (user_id, sig_digest, seen_at_ms))
+            await tx.execute("DELETE FROM hello_signatures WHERE user_id = ? AND seen_at < ?",
+                             (user_id, forget_before_ms))
+            rows = await tx.fetch_all("SELECT seen_at FROM hello_signatures WHERE user_id = ? "
+                                      "ORDER BY seen_at DESC", (user_id,))
+            if len(rows) > keep:
+                await tx.execute("DELETE FROM hello_signatures WHERE user_id = ? AND seen_at < ?",
+                                 (user_id, int(rows[keep - 1][0])))
 
     async def _insert_user(self, tx: Transaction, user_id: UserId, pubkey: str, meta_text: str,
                            home_server: ServerId | None) -> None:

@@ -53,6 +53,12 @@ class PendingKeyShare(NamedTuple):
     ts: int
 
 
+class HelloSignature(NamedTuple):
+    user_id: UserId
+    sig_digest: str           # hex digest of a signed USER_HELLO's signature (router/limits.py)
+    seen_at: int              # ms
+
+
 @dataclass(frozen=True, slots=True)
 class StoreSnapshot:
     """Everything the router mirrors in memory, read once at its start."""
@@ -62,6 +68,8 @@ class StoreSnapshot:
     pending_key_shares: tuple[PendingKeyShare, ...]   # undelivered, oldest first
     public_channel_version: int
     public_channel_members: tuple[UserId, ...]         # in join order
+    hello_signers: tuple[UserId, ...] = ()             # ids that sign their hellos
+    hello_signatures: tuple[HelloSignature, ...] = ()  # signed hellos already used
 
 
 @dataclass(frozen=True, slots=True)

@@ -283,3 +283,25 @@ async def test_port_in_use_exits_with_status_2(start_gateway: GatewayFactory) ->
     assert exit_code == 2
     assert "already in use" in harness.log_text()
     assert "Traceback" not in harness.log_text()
+
+
+async def test_server_links_get_their_own_higher_frame_limit(start_gateway: GatewayFactory) -> None:
+    # A server link carries all its users' traffic: the per-connection limit of a user
+    # must not throttle it (nor make the router's per-server limit unreachable).
+    harness = await start_gateway(frame_rate=1.0, frame_burst=10, server_frame_rate=1.0, server_frame_burst=40)
+    await wait_for_hello(harness)
+    async with ws_connect(harness.ws_url) as user, ws_connect(harness.ws_url) as server_peer:
+        await server_peer.send(SERVER_HELLO_LINK)
+        for i in range(30):
+            await server_peer.send(f"server frame {i}")
+        server_jobs = [await harness.next_job() for _ in range(31)]
+        assert [job.seq for job in server_jobs] == list(range(31))
+        assert {job.role for job in server_jobs} == {ROLE_SERVER}
+
+        conn = await said_hello(harness, user)
+        for i in range(30):
+            await user.send(f"user frame {i}")
+        assert [(await harness.next_job()).seq for _ in range(9)] == list(range(1, 10))
+        refused = await harness.from_router_inbox()
+        assert isinstance(refused, Rejected) and (refused.conn, refused.seq, refused.code) == (
+            conn, 10, "RATE_LIMITED")

@@ -10,7 +10,7 @@ from socp.protocol.ids import PUBLIC_CHANNEL, UserId, ServerId
 from socp.store.errors import StoreRequestRejected
 from socp.store.migrations import MIGRATIONS, apply_migrations
 from socp.store.operations import Store
-from socp.store.records import BindResult, PendingKeyShare, PinnedServer, PinResult, UserRecord
+from socp.store.records import BindResult, HelloSignature, PendingKeyShare, PinnedServer, PinResult, UserRecord
 
 ALICE = UserId("3f0c6f55-6a43-4c2e-9a53-1b2f4f0e2a01")
 BOB = UserId("7d1e2b9c-0f4a-4b8e-8c11-2a6b3c4d5e02")
@@ -288,3 +288,33 @@ async def test_public_channel_row_exists_from_the_first_start(store: Store) -> N
         row = await tx.fetch_one("SELECT creator_id, version, created_at FROM `groups` WHERE group_id = ?",
                                  (PUBLIC_CHANNEL,))
     assert row == ("system", 1, int(NOW * 1000))
+
+
+# --- proof of possession for USER_HELLO (router/limits.py) -----------------------------------
+
+async def test_signed_hellos_survive_a_restart(store_url: str) -> None:
+    first = await Store.open(store_url, clock=lambda: NOW)
+    try:
+        await first.note_signed_hello(ALICE, "aa" * 16, 1000, forget_before_ms=0, keep=2)
+        await first.note_signed_hello(ALICE, "aa" * 16, 1000, forget_before_ms=0, keep=2)   # harmless twice
+        await first.note_signed_hello(ALICE, "bb" * 16, 2000, forget_before_ms=0, keep=2)
+        await first.note_signed_hello(BOB, "cc" * 16, 3000, forget_before_ms=0, keep=2)
+    finally:
+        await first.close()
+    second = await Store.open(store_url, clock=lambda: NOW + 60)
+    try:
+        snapshot = await second.load_snapshot()
+        assert snapshot.hello_signers == tuple(sorted((ALICE, BOB)))
+        assert snapshot.hello_signatures == (HelloSignature(ALICE, "aa" * 16, 1000),
+                                             HelloSignature(ALICE, "bb" * 16, 2000),
+                                             HelloSignature(BOB, "cc" * 16, 3000))
+        # A user's newest `keep` are kept, none older than `forget_before_ms`; the flag stays.
+        await second.note_signed_hello(ALICE, "dd" * 16, 4000, forget_before_ms=0, keep=2)
+        await second.note_signed_hello(BOB, "ee" * 16, 5000, forget_before_ms=4500, keep=2)
+        snapshot = await second.load_snapshot()
+    finally:
+        await second.close()
+    assert snapshot.hello_signers == tuple(sorted((ALICE, BOB)))
+    assert snapshot.hello_signatures == (HelloSignature(ALICE, "bb" * 16, 2000),
+                                         HelloSignature(ALICE, "dd" * 16, 4000),
+                                         HelloSignature(BOB, "ee" * 16, 5000))

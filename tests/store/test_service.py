@@ -301,3 +301,12 @@ async def wait_for_status(client: StoreClient, state: str) -> DatabaseStatus:
             if status.state == state:
                 return status
             await asyncio.sleep(0.01)
+
+
+async def test_signed_hellos_through_the_client(tmp_path: Path) -> None:
+    # The new request and the snapshot's new fields travel the wire.
+    async with running_service(tmp_path) as h:
+        await h.client.note_signed_hello(UserId("local"), "ab" * 16, 1000, 0, 64)
+        snapshot = await h.client.load_snapshot()
+        assert snapshot.hello_signers == (UserId("local"),)
+        assert [tuple(s) for s in snapshot.hello_signatures] == [("local", "ab" * 16, 1000)]
