@@ -489,6 +489,8 @@ def _remove(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     refused = _presence_refused(state, link, event)
     if refused is not None:
         return refused
+    if not _fresh(state, event):
+        return []
     payload = event.frame.payload
     server_id, user_id = payload["server_id"], payload["user_id"]
     if state.user_locations.get(user_id) != server_id:   # §6.2: only if still there

@@ -49,7 +49,10 @@ SERVER_EFFECT_TYPES = frozenset({
     T.PUBLIC_CHANNEL_KEY_SHARE, T.PUBLIC_CHANNEL_ADD, T.FILE_START, T.FILE_CHUNK, T.FILE_END,
 })
 # ...and those of them that federation does not already run through `state.seen`.
-SERVER_DEDUP_HERE = frozenset({T.USER_REMOVE, T.SERVER_ANNOUNCE, T.PUBLIC_CHANNEL_ADD})
+# (USER_REMOVE is deduplicated in federation, after its origin's signature is
+# checked: a relay could otherwise plant the key of a remove it guessed, and the
+# genuine remove would then be dropped as its copy.)
+SERVER_DEDUP_HERE = frozenset({T.SERVER_ANNOUNCE, T.PUBLIC_CHANNEL_ADD})
 FILE_TYPES = frozenset({T.FILE_START, T.FILE_CHUNK, T.FILE_END})
 # Refusals answered at most once per `repeat_answer_ms` per connection: a ts too old,
 # a ts ahead of our clock (each tells the sender something else), a copy.

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from socp import node
 from socp.cli import up as up_cli
+from socp.store.records import StoreSnapshot
 from socp.protocol import crypto
 from socp.router.bootstrap import BootstrapError, parse_bootstrap
 
@@ -77,8 +78,8 @@ def test_redial_backoff_is_configurable_like_the_link_timing(tmp_path, monkeypat
     CliRunner().invoke(up_cli.up, ["--data-dir", str(tmp_path), "--redial-max-backoff", "4"])
     (config,) = seen
     assert (config.redial_min_backoff, config.redial_max_backoff) == (0.2, 4.0)
-    snapshot = SimpleNamespace(users={}, pinned_servers={}, pending_key_shares=[], public_channel_version=1,
-                               public_channel_members=[])
+    snapshot = StoreSnapshot(users={}, pinned_servers={}, pending_key_shares=(), public_channel_version=1,
+                             public_channel_members=())
     identity = SimpleNamespace(server_id="6f1e8f0a-1d2c-4b3a-9e8f-7a6b5c4d3e2f", public_key_text="")
     timing = state_from_snapshot(identity, config, snapshot).timing
     assert (timing.min_backoff_ms, timing.max_backoff_ms) == (200, 4000)

@@ -305,6 +305,20 @@ def test_relayed_presence_must_carry_the_origin_signature(mesh3: Mesh, keys) -> 
     assert newcomer not in c.state.user_locations
 
 
+def test_a_forged_remove_cannot_shadow_the_genuine_one(mesh3: Mesh, keys) -> None:
+    a, c = mesh3.nodes["a"], mesh3.nodes["c"]
+    _, alice = mesh3.connect_user("a", keys[3])
+    mesh3.sever("a", "c")
+    assert c.state.user_locations[alice] == a.server_id
+    # b guesses the ts of a's coming USER_REMOVE and relays a copy it signed itself.
+    remove = frames.user_remove(a.server_id, mesh3.now + 5, alice)
+    _feed_from(mesh3, "c", "b", remove.with_sig(transport_signature(keys[1], remove.payload)), link_signed=False)
+    assert c.state.user_locations[alice] == a.server_id
+    # The genuine remove, relayed unchanged with a's signature, still takes effect.
+    _feed_from(mesh3, "c", "b", remove.with_sig(transport_signature(keys[0], remove.payload)), link_signed=False)
+    assert alice not in c.state.user_locations
+
+
 def test_gossip_is_forwarded_once_and_never_loops(keys, monkeypatch) -> None:
     mesh = Mesh()
     a = mesh.add("a", keys[0])
