@@ -2,8 +2,9 @@
 
 Tries RSA-1024, RSA-4096 with e = 3, a malformed key and an elliptic-curve key in
 a USER_HELLO, in a server's SERVER_HELLO_JOIN, in a USER_ADVERTISE from a server
-that joined, and in a bootstrap file entry. Blocked when every one is answered
-BAD_KEY (or refused) and no such user or server appears in the node's tables.
+that joined, and in a bootstrap file entry, both parsed and given to `socp up
+--bootstrap`. Blocked when every one is answered BAD_KEY (or refused) and no such
+user or server appears in the node's tables.
 
     python poc/weak_keys.py --url ws://127.0.0.1:8765
 """
@@ -11,7 +12,14 @@ BAD_KEY (or refused) and no such user or server appears in the node's tables.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -33,6 +41,32 @@ def _rsa_public(bits: int, exponent: int) -> object:
     random odd modulus of the right size tests exactly what it checks, instantly."""
     modulus = secrets.randbits(bits) | (1 << (bits - 1)) | 1
     return rsa.RSAPublicNumbers(exponent, modulus).public_key()
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bootstrap_file(pubkey: str) -> str:
+    return f'bootstrap_servers:\n  - host: "127.0.0.1"\n    port: 9\n    pubkey: "{pubkey}"\n'
+
+
+def socp_up_with_bootstrap(text: str) -> tuple[subprocess.CompletedProcess[str], bool]:
+    """Run `socp up --bootstrap FILE` in a fresh temp dir; return its result and whether
+    it created the data dir. Its port is held here, so even a `socp up` that wrongly
+    took the file would refuse to start rather than run on (bounded either way)."""
+    with tempfile.TemporaryDirectory(prefix="socp-poc-") as scratch, socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        bootstrap = Path(scratch) / "bootstrap.yaml"
+        bootstrap.write_text(text)
+        data_dir = Path(scratch) / "node"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
+                                                                         os.environ.get("PYTHONPATH")]))}
+        result = subprocess.run([sys.executable, "-m", "socp", "up", "--data-dir", str(data_dir),
+                                 "--port", str(held.getsockname()[1]), "--verifiers", "1",
+                                 "--bootstrap", str(bootstrap)],
+                                capture_output=True, text=True, timeout=60, env=env)
+        return result, data_dir.exists()
 
 
 def weak_keys() -> list[tuple[str, str]]:
@@ -82,13 +116,21 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
 
     verdict.tried("a bootstrap file whose introducer has a weak pinned key")
     for label, pubkey in weak[:2]:
-        text = f'bootstrap_servers:\n  - host: "127.0.0.1"\n    port: 9\n    pubkey: "{pubkey}"\n'
         try:
-            parse_bootstrap(text)
+            parse_bootstrap(_bootstrap_file(pubkey))
         except BootstrapError as exc:
             verdict.check("BAD_KEY" in str(exc), f"{label}: refused: {show(exc)}")
         else:
             verdict.check(False, f"{label}: the bootstrap entry was accepted")
+
+    verdict.tried("`socp up --bootstrap` with a file whose introducer has a weak pinned key")
+    for label, pubkey in weak:
+        result, made_data_dir = await asyncio.to_thread(socp_up_with_bootstrap, _bootstrap_file(pubkey))
+        said = (result.stderr.strip().splitlines() or ["(nothing)"])[-1]
+        verdict.check(result.returncode == 1 and "BAD_KEY" in result.stderr and "Traceback" not in result.stderr
+                      and not made_data_dir,
+                      f"{label}: exit {result.returncode}, data dir {'created' if made_data_dir else 'not created'}: "
+                      f"{show(said)}")
 
     verdict.tried("nothing was stored: /list of a legitimate user names none of the attempted ids")
     listed = set(await witness.list_users())

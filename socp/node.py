@@ -3,6 +3,7 @@ supervisord configuration, run supervisord, wait until the node answers."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -13,19 +14,72 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 from socp.config import NodeConfig
 from socp.identity import IdentityError, NodeIdentity, load_or_create_identity
 from socp.ipc.endpoints import ensure_runtime_dir
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "supervisor.conf"
-PACKAGED_TEMPLATE = Path(__file__).resolve().parent / "supervisor.conf"
+# Package data, so a regular (non-editable) install has it too; the repo root's
+# supervisor.conf is a symlink to this file, for operators who look there first.
+TEMPLATE = Path(__file__).resolve().parent / "supervisor.conf"
 SUPERVISOR_LOG = "supervisord.log"   # in the run dir; `socp status` counts restarts from it
+LOCK_FILE = "node.lock"              # in the data dir; holds the pid of the `socp up` that owns it
 
 
 class NodeStartError(Exception):
     """A reason the node cannot start, worded for the operator."""
+
+
+class DataDirLock:
+    """`socp up`'s exclusive hold on its data directory, for the life of the node.
+
+    Taken before anything is written there: a second `socp up` on a running node's
+    directory would otherwise rewrite its node.json and, failing to start, delete its
+    sockets. flock dies with the process, so a crashed node leaves no stale lock; the
+    descriptor is not inherited, so supervisord and the actors never hold it.
+    """
+
+    def __init__(self, data_dir: Path, descriptor: int, created_dirs: list[Path]) -> None:
+        self.data_dir = data_dir
+        self._descriptor = descriptor
+        self._created_dirs = created_dirs   # deepest first: what a refused start takes back
+
+    @classmethod
+    def acquire(cls, data_dir: Path) -> DataDirLock:
+        data_dir = Path(data_dir).resolve()
+        created_dirs = [d for d in (data_dir, *data_dir.parents) if not d.exists()]
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise NodeStartError(f"data directory {data_dir} is not writable: {exc.strerror}") from exc
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(descriptor)
+            raise NodeStartError(f"a node is already running in {data_dir} (pid {holder})") from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        return cls(data_dir, descriptor, created_dirs)
+
+    def release(self, *, refused: bool = False) -> None:
+        """Unlock. After a refused start, also remove the directories this start made,
+        if they are still empty, so a typo in --port leaves no stray data dir behind."""
+        if self._descriptor < 0:
+            return
+        if refused and self._created_dirs:
+            (self.data_dir / LOCK_FILE).unlink(missing_ok=True)
+        os.close(self._descriptor)
+        self._descriptor = -1
+        if refused:
+            for directory in self._created_dirs:
+                try:
+                    directory.rmdir()
+                except OSError:
+                    break   # not empty: it holds something worth keeping
 
 
 def check_data_dir(data_dir: Path) -> None:
@@ -80,8 +134,7 @@ def prepare(config: NodeConfig) -> tuple[NodeIdentity, bool]:
 
 
 def render_supervisor_conf(config: NodeConfig) -> Path:
-    template_path = TEMPLATE if TEMPLATE.exists() else PACKAGED_TEMPLATE
-    rendered = string.Template(template_path.read_text()).substitute(
+    rendered = string.Template(TEMPLATE.read_text()).substitute(
         python=sys.executable,
         data_dir=str(Path(config.data_dir).resolve()),
         run_dir=str(config.run_dir),
@@ -135,8 +188,31 @@ def wait_ready(config: NodeConfig, process: subprocess.Popen[bytes], timeout: fl
     raise NodeStartError(f"the node did not answer on port {config.port} within {timeout:.0f} s")
 
 
-def stop(config: NodeConfig, process: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
-    """SIGTERM to supervisord: it stops every actor (reverse priority), then itself."""
+# (device, inode, ctime): the inode number alone may be reused at once by a new file.
+FileIdentity = tuple[int, int, int] | None   # None when absent
+
+
+def runtime_files(config: NodeConfig) -> dict[Path, FileIdentity]:
+    """The sockets and pid file the node's actors and supervisord make in the run dir,
+    each with the file now at that path: taken before a start, it tells the files this
+    run made from ones it found there."""
+    found: dict[Path, FileIdentity] = {}
+    for path in config.endpoints.socket_paths() + [config.run_dir / "supervisor.sock",
+                                                   config.run_dir / "supervisord.pid"]:
+        try:
+            status = path.lstat()
+            found[path] = (status.st_dev, status.st_ino, status.st_ctime_ns)
+        except OSError:
+            found[path] = None
+    return found
+
+
+def stop(config: NodeConfig, process: subprocess.Popen[bytes], found_before_start: Mapping[Path, FileIdentity],
+         timeout: float = 20.0) -> int:
+    """SIGTERM to supervisord: it stops every actor (reverse priority), then itself.
+    Then remove the run-dir files this run made, and only those: a file that was
+    there before the start belongs to someone else (or to a crash, and the next start
+    replaces it)."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -144,8 +220,9 @@ def stop(config: NodeConfig, process: subprocess.Popen[bytes], timeout: float = 
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(5)
-    for path in config.endpoints.socket_paths() + [config.run_dir / "supervisor.sock", config.run_dir / "supervisord.pid"]:
-        path.unlink(missing_ok=True)
+    for path, identity in runtime_files(config).items():
+        if identity is not None and identity != found_before_start.get(path):
+            path.unlink(missing_ok=True)
     return process.returncode or 0
 
 

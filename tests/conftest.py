@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import HealthCheck, settings
 
 from socp.protocol import crypto
 
@@ -24,13 +27,9 @@ def keys() -> KeyPool:
     return KeyPool()
 
 
-# --- Hypothesis profiles (added for tests/protocol) --------------------------------
-# CI runs the property tests hard; a local run stays quick. RSA and JSON work make
-# example timing noisy on shared machines, hence no deadline.
-import os  # noqa: E402
-
-from hypothesis import HealthCheck, settings  # noqa: E402
-
+# Hypothesis profiles. CI (.ci/run sets HYPOTHESIS_PROFILE=ci) runs the property tests
+# hard; a local run stays quick. RSA and JSON work make example timing noisy on shared
+# machines, hence no deadline.
 settings.register_profile(
     "ci", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )

@@ -11,7 +11,7 @@ import click
 
 from socp import node
 from socp.config import NodeConfig
-from socp.identity import IdentityError, load_identity
+from socp.identity import IdentityError, NodeIdentity, load_identity
 from socp.router.bootstrap import RECOMMENDED_INTRODUCERS, BootstrapError, load_bootstrap
 
 DEFAULT_DATA_DIR = Path("socp-data")
@@ -56,8 +56,13 @@ def up(host: str, port: int, data_dir: Path, db_url: str, verifiers: int, bootst
         if len(introducers) < RECOMMENDED_INTRODUCERS:
             click.echo(f"warning: {bootstrap} lists {len(introducers)} introducer(s); "
                        f"SOCP recommends at least {RECOMMENDED_INTRODUCERS}", err=True)
+    # Before anything is written to the data dir: one node per directory (see DataDirLock).
+    try:
+        lock = node.DataDirLock.acquire(data_dir)
+    except node.NodeStartError as exc:
+        raise click.ClickException(str(exc)) from None
     config = NodeConfig(
-        data_dir=data_dir.resolve(), host=host, port=port, db_url=db_url, verifiers=verifiers,
+        data_dir=lock.data_dir, host=host, port=port, db_url=db_url, verifiers=verifiers,
         bootstrap=str(Path(bootstrap).resolve()) if bootstrap else "", advertise_host=advertise_host,
         heartbeat_interval=heartbeat_interval, link_timeout=link_timeout, hello_timeout=hello_timeout,
         redial_min_backoff=redial_min_backoff, redial_max_backoff=redial_max_backoff,
@@ -65,10 +70,19 @@ def up(host: str, port: int, data_dir: Path, db_url: str, verifiers: int, bootst
     try:
         identity, created = node.prepare(config)
     except node.NodeStartError as exc:
+        lock.release(refused=True)
         raise click.ClickException(str(exc)) from None
+    try:
+        _run_until_stopped(config, identity, created)
+    finally:
+        lock.release()
+
+
+def _run_until_stopped(config: NodeConfig, identity: NodeIdentity, created: bool) -> None:
     if created:
         click.echo(f"created a new node identity in {config.data_dir}")
     conf = node.render_supervisor_conf(config)
+    found_before_start = node.runtime_files(config)
     process = node.start_supervisord(conf)
 
     def stop_on_signal(signum: int, _frame: object) -> None:
@@ -83,11 +97,11 @@ def up(host: str, port: int, data_dir: Path, db_url: str, verifiers: int, bootst
         process.wait()
         raise click.ClickException(f"supervisord exited unexpectedly (code {process.returncode})")
     except node.NodeStartError as exc:
-        node.stop(config, process)
+        node.stop(config, process, found_before_start)
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         click.echo("stopping...", err=True)
-        node.stop(config, process)
+        node.stop(config, process, found_before_start)
         click.echo("stopped", err=True)
 
 

@@ -1,14 +1,19 @@
 """`socp up` refuses to start with one clear line, and starts no actor, when its
-port is taken, its data directory is unusable, its key is corrupt, or its database
-cannot be reached."""
+port is taken, its data directory is unusable or already has a running node, its key
+is corrupt, or its database cannot be reached."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
 
-from support.nodes import free_port, processes_mentioning, seed_identity
+from socp import node
+from socp.config import NodeConfig
+from socp.ipc.endpoints import ensure_runtime_dir
+from support.http import get_json
+from support.nodes import free_port, processes_mentioning, seed_identity, start_node
 
 
 def socp_up(data_dir, *args: str) -> subprocess.CompletedProcess[str]:
@@ -32,6 +37,36 @@ def test_port_in_use(keys, tmp_path) -> None:
         assert_refused(socp_up(tmp_path / "n", "--port", str(port)), "in use", tmp_path / "n")
 
 
+def test_port_in_use_leaves_no_new_data_dir_behind(tmp_path) -> None:
+    fresh = tmp_path / "typo" / "n"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert_refused(socp_up(fresh, "--port", str(taken.getsockname()[1])), "in use", fresh)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_second_up_on_a_running_nodes_data_dir_is_refused(keys, tmp_path) -> None:
+    running = start_node(tmp_path / "n", keys[0], verifiers=1)
+    try:
+        config_file = tmp_path / "n" / "node.json"
+        config_before = config_file.read_text()
+        run_dir = NodeConfig.load(tmp_path / "n").run_dir
+        run_files_before = sorted(run_dir.iterdir())
+
+        second = socp_up(tmp_path / "n", "--port", str(free_port()))
+
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert f"a node is already running in {(tmp_path / 'n').resolve()} (pid {running.process.pid})" in second.stderr
+        assert "Traceback" not in second.stderr + second.stdout
+        assert config_file.read_text() == config_before
+        assert sorted(run_dir.iterdir()) == run_files_before   # its sockets and pid file are still there
+        health = get_json(f"http://127.0.0.1:{running.port}/healthz")
+        assert health.status == 200 and health.body["router_ready"], health
+    finally:
+        running.stop()
+
+
 def test_corrupt_key(tmp_path) -> None:
     data_dir = tmp_path / "n"
     data_dir.mkdir()
@@ -53,3 +88,19 @@ def test_unreachable_database(keys, tmp_path) -> None:
     seed_identity(tmp_path / "n", keys[0])
     result = socp_up(tmp_path / "n", "--port", str(free_port()), "--db", "mysql://root@127.0.0.1:1/socp")
     assert_refused(result, "cannot reach MySQL", tmp_path / "n")
+
+
+def test_stop_removes_only_the_run_files_this_run_made(tmp_path) -> None:
+    config = NodeConfig(data_dir=tmp_path / "n")
+    ensure_runtime_dir(config.run_dir)
+    try:
+        found_there = config.run_dir / "supervisor.sock"   # e.g. another node's, still in use
+        found_there.write_text("")
+        before_start = node.runtime_files(config)
+        made_by_this_run = config.run_dir / "router.sock"
+        made_by_this_run.write_text("")
+        node.stop(config, subprocess.Popen([sys.executable, "-c", "pass"]), before_start)
+        assert found_there.exists()
+        assert not made_by_this_run.exists()
+    finally:
+        shutil.rmtree(config.run_dir, ignore_errors=True)

@@ -191,6 +191,28 @@ def test_file_frames_are_routed_in_order_to_the_recipient(node, keys) -> None:
     assert all(f.from_ == alice and f.to == bob for f in received)
 
 
+def test_public_file_frames_fan_out_in_order_to_every_other_member(node, keys) -> None:
+    conns = [node.connect_user(keys[1 + i % 2])[0:2] for i in range(4)]
+    (sender_conn, sender), others = conns[0], [conn for conn, _ in conns[1:]]
+    file_id = new_id()
+    sequence = [
+        frames.file_start(sender, "public", NOW, file_id, "a.txt", 6, "ab" * 32, "public"),
+        frames.file_chunk(sender, "public", NOW + 1, file_id, 0, b64url_encode(b"c" * 512)),
+        frames.file_chunk(sender, "public", NOW + 2, file_id, 1, b64url_encode(b"d" * 512)),
+        frames.file_end(sender, "public", NOW + 3, file_id),
+    ]
+    received: dict[int, list] = {conn: [] for conn, _ in conns}
+    for frame in sequence:
+        for send in sends(node.feed(sender_conn, frame), frame.type):
+            for conn, _ in send.targets:
+                received[conn].append(send.frame)
+    assert received[sender_conn] == []                          # not echoed to the sender (it gets ACKs)
+    for conn in others:
+        assert [(f.type, f.from_, f.to, f.ts) for f in received[conn]] == [
+            (f.type, sender, "public", f.ts) for f in sequence], conn
+        assert [f.payload for f in received[conn]] == [f.payload for f in sequence]
+
+
 def test_gossip_over_a_user_connection_is_refused(node, keys) -> None:
     a_conn, alice, _ = node.connect_user(keys[1])
     forged = frames.user_advertise(alice, NOW, new_id(), {})

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,10 +104,10 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-@pytest.fixture(scope="module")
-def pool(tmp_path_factory: pytest.TempPathFactory, keys) -> Iterator[Pool]:
-    data_dir = tmp_path_factory.mktemp("verifier-node")
-    keystore.write_private_key(data_dir / KEY_FILE, keys[0], None)
+@contextmanager
+def running_pool(data_dir: Path, node_key) -> Iterator[Pool]:
+    """POOL_SIZE verifier processes of a node in `data_dir`, connected and ready."""
+    keystore.write_private_key(data_dir / KEY_FILE, node_key, None)
     (data_dir / IDENTITY_FILE).write_text(json.dumps({"server_id": new_id()}) + "\n")
     config = NodeConfig(data_dir=data_dir, verifiers=POOL_SIZE)
     config.save()
@@ -138,6 +140,12 @@ def pool(tmp_path_factory: pytest.TempPathFactory, keys) -> Iterator[Pool]:
             shutil.rmtree(config.run_dir, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory, keys) -> Iterator[Pool]:
+    with running_pool(tmp_path_factory.mktemp("verifier-node"), keys[0]) as started:
+        yield started
+
+
 def test_sign_jobs_are_shared_by_the_pool_and_come_back_once_each(pool: Pool, keys) -> None:
     conn, jobs = 41, 200
     node_key = keys[0].public_key()
@@ -167,6 +175,33 @@ def test_sign_jobs_are_shared_by_the_pool_and_come_back_once_each(pool: Pool, ke
     # Each signature costs milliseconds of CPU: a process that signed its share
     # shows it in its own CPU time.
     assert all(used >= 0.25 * sum(cpu_used) for used in cpu_used), (cpu_used, pool.stderr())
+
+
+def test_one_busy_connections_checks_are_shared_by_the_pool_and_come_back_in_order(tmp_path, keys) -> None:
+    # The verify-side twin of the test above, on a pool of its own: each process's
+    # counters are read from the line it logs when it stops.
+    conn, jobs = 44, 200
+    server_key = encode_public_key(keys[0])
+    link_from, link_to = new_id(), new_id()
+    texts = [sign_envelope(keys[0], frames.heartbeat(link_from, link_to, TS + seq)).to_wire() for seq in range(jobs)]
+    with running_pool(tmp_path, keys[0]) as own_pool:
+        for seq, text in enumerate(texts):
+            own_pool.verify_jobs.send(messages.pack(VerifyJob(conn, seq, text, ROLE_SERVER, server_key)))
+        answers = _receive(own_pool.router_inbox, jobs)
+        for proc in own_pool.procs:
+            proc.send_signal(signal.SIGTERM)
+        assert [proc.wait(timeout=5.0) for proc in own_pool.procs] == [0] * POOL_SIZE, own_pool.stderr()
+        verified_by_each = [int(re.search(r"VerifierStats\(verified=(\d+)", path.read_text()).group(1))
+                            for path in own_pool.stderr_paths]
+
+    assert all(isinstance(answer, Verified) and answer.conn == conn for answer in answers), answers
+    assert sum(verified_by_each) == jobs
+    assert all(count >= 0.25 * jobs for count in verified_by_each), verified_by_each
+
+    reorder: ReorderBuffer[Verified] = ReorderBuffer()
+    released = [ready for answer in answers for ready in reorder.push(answer.seq, answer)]
+    assert [answer.seq for answer in released] == list(range(jobs))
+    assert [answer.frame for answer in released] == [envelope.parse(text).to_dict() for text in texts]
 
 
 def test_verify_jobs_get_one_answer_each_for_the_right_seq(pool: Pool, keys) -> None:
