@@ -16,8 +16,8 @@ from . import directory, limits
 from .events import Action, Send, StoreWrite, send_one
 from .links import Link, LinkState
 from .replies import error_to, refuse_and_close
-from .state import (LOCAL, PARKED_LIMIT, PEER_BACKLOG_LIMIT, RESEND_LIMIT, Parked, PendingShare, RouterState,
-                    UserRecord, forget_older)
+from .state import (LOCAL, PARKED_LIMIT, PEER_BACKLOG_LIMIT, RESEND_LIMIT, Parked, PeerBacklog, PendingShare, Redial,
+                    RouterState, UserRecord, forget_older)
 
 # Replay window (SOCP §8 and the attack list): a frame's ts may be this far from now.
 MAX_AGE_MS = limits.MAX_AGE_MS
@@ -231,6 +231,12 @@ def send_to_server(state: RouterState, server_id: str, frame: Envelope, origin_c
         recent.append((state.now_ms, frame))   # re-sent if this link drops (federation._register_link)
         return [send_one(conn, frame)]
     backlog = state.backlogs.get(server_id)
+    if backlog is None and server_id in state.pinned_servers:
+        # Known but not linked yet: its presence reached us relayed (SOCP §6.2) before
+        # its own link came up. Keep the frame for that link and dial it, as for a lost one.
+        backlog = state.backlogs[server_id] = PeerBacklog(give_up_at_ms=state.now_ms + state.timing.link_timeout_ms)
+        state.redials.setdefault(server_id, Redial(next_attempt_ms=state.now_ms,
+                                                   backoff_ms=state.timing.min_backoff_ms))
     if backlog is None:
         return [error_to(state, origin_conn, ErrorCode.USER_NOT_FOUND, "no route to that user's server")]
     if len(backlog.frames) >= PEER_BACKLOG_LIMIT:

@@ -290,6 +290,28 @@ def test_presence_reaches_a_server_with_no_link_to_the_origin(mesh3: Mesh, keys)
     assert bob not in a.state.user_locations
 
 
+def test_a_dm_to_a_user_known_by_relay_waits_for_the_link_to_its_server(mesh3: Mesh, keys) -> None:
+    b, c = mesh3.nodes["b"], mesh3.nodes["c"]
+    mesh3.sever("b", "c")
+    for _ in range(c.state.timing.link_timeout_ms // 1000 + 1):   # c gives up on b: no backlog is left
+        mesh3.advance(1000)
+    assert b.server_id not in c.state.backlogs
+    carol_conn, carol = mesh3.connect_user("c", keys[3])
+    bob_conn, bob = mesh3.connect_user("b", keys[4])
+    assert c.state.user_locations[bob] == b.server_id    # relayed by a
+    mesh3.user_frame("c", carol_conn, frames.msg_direct(carol, bob, mesh3.now, b64url_encode(b"q" * 512),
+                                                        crypto.encode_public_key(keys[3]), "c2ln"))
+    assert mesh3.received("c", carol_conn, "ERROR") == []
+    # The partition heals: c dials b itself, and the kept DM goes over the new link.
+    mesh3.severed.clear()
+    for _ in range(20):
+        mesh3.advance(500)
+        if mesh3.received("b", bob_conn, "USER_DELIVER"):
+            break
+    (deliver,) = mesh3.received("b", bob_conn, "USER_DELIVER")
+    assert deliver.payload["sender"] == carol
+
+
 def test_relayed_presence_must_carry_the_origin_signature(mesh3: Mesh, keys) -> None:
     a, b, c = (mesh3.nodes[n] for n in "abc")
     mesh3.sever("a", "c")
