@@ -2,7 +2,9 @@
 
 The home directory holds the identity, the password-protected keys, TOFU pins
 and downloads (see socp/client/home.py). The password comes from SOCP_PASSWORD
-or a prompt (interactive mode only).
+or a prompt (interactive mode only). A wrong password is asked again, up to
+PASSWORD_ATTEMPTS tries in all; --script prints an `error` event (WRONG_PASSWORD)
+and exits 1.
 
 The same password protects the login the client stores on its server (once per
 home and server, after the first hello): `socp chat --login USER_ID --home NEW_DIR`
@@ -21,11 +23,12 @@ from pathlib import Path
 import click
 
 from socp.client.connection import FILE_CHUNK_RATE, LoginStore
-from socp.client.home import USER_KEY_FILE, ClientHome, HomeError
+from socp.client.home import USER_KEY_FILE, ClientHome, HomeError, WrongPassword
 from socp.protocol import crypto
 from socp.protocol.errors import BadKey
 
 DEFAULT_SERVER = "ws://127.0.0.1:8765"
+PASSWORD_ATTEMPTS = 3   # interactive mode: tries at the key store password
 
 
 def _default_home() -> Path:
@@ -39,6 +42,29 @@ def _password(script: bool, creating: bool, prompt: str = "Key store password") 
     if script:
         raise click.UsageError("--script needs the key store password in SOCP_PASSWORD")
     return click.prompt(prompt, hide_input=True, confirmation_prompt=creating)
+
+
+def _open_user_key(home: ClientHome, password: str, script: bool) -> tuple[crypto.PrivateKey, str]:
+    """The user key and the password that opened it. Interactive mode asks again
+    after a wrong password (PASSWORD_ATTEMPTS tries in all); --script prints a
+    WRONG_PASSWORD `error` event and exits 1."""
+    tries = 1
+    while True:
+        try:
+            return home.load_user_key(password), password
+        except WrongPassword as exc:
+            if script:
+                from socp.client.events import ErrorReceived
+                from socp.client.script import JsonLinesOutput
+
+                JsonLinesOutput(sys.stdout)(ErrorReceived("WRONG_PASSWORD", exc.detail, "client"))
+                click.echo(f"Error: {exc.detail}", err=True)
+                sys.exit(1)
+            if tries >= PASSWORD_ATTEMPTS:
+                raise click.ClickException(f"{exc.detail} ({tries} tries)") from exc
+            tries += 1
+            click.echo("Wrong password; try again.", err=True)
+            password = click.prompt("Key store password", hide_input=True)
 
 
 def _log_in(home: ClientHome, user_id: str, password: str, server: str, pinned_server: crypto.PublicKey | None,
@@ -120,7 +146,7 @@ def _generate_key(script: bool) -> crypto.PrivateKey:
 def chat(server: str, home_dir: Path | None, name: str | None, script: bool, linger: float,
          server_key: str | None, sign_chunks: bool, file_rate: float, connect_attempts: int | None,
          login_id: str | None, store_login: bool) -> None:
-    """Chat over SOCP v1.3: /list, /tell, /all, /file, /whois, /trust, /help, /quit."""
+    """Chat over SOCP v1.3: /list, /tell, /all, /file, /cancel, /whois, /trust, /help, /quit."""
     home = ClientHome(home_dir or _default_home())
     try:
         pinned_server = crypto.decode_public_key(server_key) if server_key else None
@@ -142,7 +168,7 @@ def chat(server: str, home_dir: Path | None, name: str | None, script: bool, lin
         elif name:
             home.update_identity(display_name=name)
         home.update_identity(last_server=server)
-        user_key = home.load_user_key(password)
+        user_key, password = _open_user_key(home, password, script)
     except HomeError as exc:
         raise click.ClickException(exc.detail) from exc
     session = home.session(user_key, password, server_key=pinned_server, sign_file_chunks=sign_chunks)

@@ -16,7 +16,11 @@ from socp.protocol.ids import PUBLIC_CHANNEL
 
 
 class CommandError(SocpError):
-    """A command line the table does not accept; shown to the user, never sent."""
+    """A command the client refuses; shown to the user (with `client_code`), never sent."""
+
+    def __init__(self, detail: str = "", client_code: str = "USAGE") -> None:
+        super().__init__(detail)
+        self.client_code = client_code   # USAGE, or e.g. FILE_NOT_FOUND for /file
 
 
 class ArgKind(str, Enum):
@@ -24,6 +28,7 @@ class ArgKind(str, Enum):
     TARGET = "target"      # a user, or "public"
     TEXT = "text"          # free text, the rest of the line
     PATH = "path"          # a local file, the rest of the line
+    SENDING = "sending"    # a file being sent: its name or file id (prefix), the rest of the line
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +39,7 @@ class Arg:
     @property
     def rest(self) -> bool:
         """Free text and paths take the rest of the line (spaces included)."""
-        return self.kind in (ArgKind.TEXT, ArgKind.PATH)
+        return self.kind in (ArgKind.TEXT, ArgKind.PATH, ArgKind.SENDING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +68,9 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("all", (Arg("text", ArgKind.TEXT),),
                 "Post to the public channel (plain text without / does the same)."),
     CommandSpec("file", (Arg("target", ArgKind.TARGET), Arg("path", ArgKind.PATH)),
-                f"Send a file to a user or to '{PUBLIC_CHANNEL}'."),
+                f"Send a file to a user or to '{PUBLIC_CHANNEL}' (in the background)."),
+    CommandSpec("cancel", (Arg("file", ArgKind.SENDING),),
+                "Stop sending a file (its name or id); the receiver discards it."),
     CommandSpec("whois", (_USER,), "Show a user's id, display name, server and key fingerprint."),
     CommandSpec("trust", (_USER,), "Accept a user's changed key (after checking its fingerprint)."),
     CommandSpec("help", (), "Show the commands."),
@@ -91,7 +98,8 @@ def parse(line: str) -> Command:
         rest = rest.lstrip()
         if arg.rest:
             value = rest.strip()
-            if arg.kind is ArgKind.PATH and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
+            if arg.kind in (ArgKind.PATH, ArgKind.SENDING) and quoted:
                 value = value[1:-1]
             rest = ""
         else:

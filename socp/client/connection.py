@@ -5,16 +5,21 @@
       hello        USER_HELLO (signed, to "*"), then LIST_REQUEST; the first
                    LIST_RESPONSE means "accepted", ERROR NAME_IN_USE / BAD_KEY
                    means refused
-      serve        a TaskGroup of two tasks: the reader (frames -> session ->
-                   events) and the command pump (lines -> session -> frames);
-                   a third stores the user's login on this server once per
-                   (home, server): scrypt in a thread, LOGIN_REGISTER, then the
-                   ACK (or ERROR) is awaited, bounded, while chatting goes on
-      close        after EOF or /quit: a grace period for in-flight deliveries,
-                   then a normal closure (1000)
+      serve        a TaskGroup of the reader (frames -> session -> events), the
+                   command pump (lines -> session -> frames), a task that stores
+                   the user's login on this server once per (home, server)
+                   (scrypt in a thread, LOGIN_REGISTER, then the ACK or ERROR,
+                   awaited, bounded, while chatting goes on), a task that drops
+                   downloads whose sender went silent, and one task per file
+                   being sent (at most MAX_SENDING_FILES), so /tell, /list and
+                   /quit never wait for a file
+      close        after EOF (files being sent are finished first) or /quit
+                   (they are stopped: FILE_END, the receiver discards them): a
+                   grace period for in-flight deliveries, then a normal closure
 
-File chunks are paced (a token bucket, `file_chunk_rate` frames per second after
-a burst of `file_chunk_burst`): servers drop frames over their rate limit (ours:
+File chunks are paced (one token bucket per connection, shared by every file
+being sent, `file_chunk_rate` frames per second after a burst of
+`file_chunk_burst`): servers drop frames over their rate limit (ours:
 200/s per connection with bursts of 500, 100/s per user with bursts of 1000),
 and one dropped chunk ruins the whole transfer. If the server still answers
 RATE_LIMITED during a transfer, the client stops it at once (FILE_END, so the
@@ -35,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -44,7 +49,6 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError, Inval
 
 from socp.protocol import crypto
 from socp.protocol import login as login_values
-from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode, SocpError, UserNotFound
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import PUBLIC_CHANNEL
@@ -55,6 +59,7 @@ from .commands import Command, CommandError
 from .events import (
     ErrorReceived,
     Event,
+    FileFailed,
     HelpResult,
     Info,
     ListResult,
@@ -79,6 +84,10 @@ FILE_CHUNK_BURST = 200
 # keepalive must not take that for a dead peer (websockets' default is 20 s).
 PING_TIMEOUT = 120.0
 RATE_LIMITED_PAUSE = 1.0   # before the FILE_END of a transfer the server throttled
+SILENT_DOWNLOAD_CHECK = 5.0   # seconds between looks for downloads whose sender went silent
+# Files sent at once, each by its own task; our node keeps at most 8 unfinished
+# uploads per user, and they all share one pacer anyway.
+MAX_SENDING_FILES = 4
 # Refusals of a USER_HELLO and what to tell the user (§7.1, §7.5).
 LOGIN_REGISTER_TIMEOUT = 15.0   # for the ACK of a LOGIN_REGISTER
 LOGIN_ANSWER_TIMEOUT = 15.0     # for each answer of a login (the node's challenge TTL is 60 s)
@@ -101,6 +110,21 @@ class ChunkPacer:
         self._tokens = min(self.burst, self._tokens + max(0.0, now - self._updated) * self.rate) - 1
         self._updated = now
         return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+
+@dataclass(slots=True, eq=False)
+class OutgoingFile:
+    """A file being sent by its own task (`ChatClient._cmd_file`)."""
+
+    name: str
+    path: str
+    file_id: str = ""            # known once FILE_START is made
+    to: str = ""
+    stop_reason: str = ""        # set by /cancel or /quit; the task then sends FILE_END
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def matches(self, wanted: str) -> bool:
+        return wanted in (self.name, self.path) or (bool(self.file_id) and self.file_id.startswith(wanted))
 
 
 class ChatError(SocpError):
@@ -226,11 +250,16 @@ class ChatClient:
         self._ws: ClientConnection | None = None
         self._closing = False
         self._list_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._group: asyncio.TaskGroup | None = None     # the TaskGroup serving this connection
+        self._pacer: ChunkPacer | None = None            # FILE_CHUNKs of this connection, all files
+        self._sending: list[OutgoingFile] = []
+        self._served = asyncio.Event()                   # set when this connection's service ends
         self._handlers: dict[str, Callable[[Command], Awaitable[bool]]] = {
             "list": self._cmd_list,
             "tell": self._cmd_tell,
             "all": self._cmd_all,
             "file": self._cmd_file,
+            "cancel": self._cmd_cancel,
             "whois": self._cmd_whois,
             "trust": self._cmd_trust,
             "help": self._cmd_help,
@@ -254,13 +283,20 @@ class ChatClient:
                 await self._drop()
                 return 1
             lost: BaseException | None = None
+            self._pacer = ChunkPacer(self.file_chunk_rate, self.file_chunk_burst, asyncio.get_running_loop().time)
             try:
+                self._served = asyncio.Event()
                 async with asyncio.TaskGroup() as group:
+                    self._group = group
                     group.create_task(self._read_loop())
                     group.create_task(self._command_loop(lines))
                     group.create_task(self._store_login())
+                    group.create_task(self._drop_silent_downloads())
             except* ConnectionLost as failures:
                 lost = failures.exceptions[0]
+            finally:
+                self._group = None
+                self._sending.clear()   # their tasks ended with the group
             if lost is None:
                 return 0
             self._emit(ErrorReceived("DISCONNECTED", str(lost), "client"))
@@ -409,17 +445,35 @@ class ChatClient:
             store.remember(server_id, self.url)
         self._emit(outcome)
 
+    async def _drop_silent_downloads(self) -> None:
+        """A sender that starts a file and goes silent must not hold a download slot
+        and a temporary file until the session ends (`session.download_idle_timeout`)."""
+        interval = min(SILENT_DOWNLOAD_CHECK, self.session.download_idle_timeout / 4)
+        while True:
+            try:
+                await asyncio.wait_for(self._served.wait(), interval)
+                return
+            except TimeoutError:
+                for event in self.session.expire_idle_downloads():
+                    self._emit(event)
+
     async def _command_loop(self, lines: asyncio.Queue[str | None]) -> None:
         while True:
             line = await lines.get()
+            if line is None:
+                break   # end of input: files being sent are finished first
             try:
-                if line is None or not await self.execute(line):
+                if not await self.execute(line):
+                    self._stop_sending("you left (/quit) before it was sent")
                     break
             except ConnectionClosed as exc:
                 raise ConnectionLost(f"connection to {self.url} lost ({_close_reason(exc)})") from exc
+        if self._sending:
+            await asyncio.wait([sending.task for sending in self._sending if sending.task is not None])
         # Give deliveries in flight (answers, messages to us) a moment, then close.
         await asyncio.sleep(self.linger)
         self._closing = True
+        self._served.set()
         assert self._ws is not None
         await self._ws.close()
 
@@ -493,37 +547,81 @@ class ChatClient:
         return True
 
     async def _cmd_file(self, command: Command) -> bool:
+        """Check the target and the file, then send it in a task of its own."""
         target, path = command.args["target"], Path(command.args["path"])
+        if len(self._sending) >= MAX_SENDING_FILES:
+            raise CommandError(f"already sending {len(self._sending)} files, the most at once; "
+                               "wait for one to finish or /cancel one")
         if target == PUBLIC_CHANNEL:
             await self._prepare_channel()
             steps = self.session.send_file(target, path)
         else:
             steps = await self._with_directory(target, lambda: self.session.send_file(target, path))
-        await self._send_paced(steps)
+        assert self._group is not None
+        sending = OutgoingFile(name=path.expanduser().name, path=command.args["path"])
+        self._sending.append(sending)
+        sending.task = self._group.create_task(self._send_file(sending, steps))
         return True
 
-    async def _send_paced(self, steps: Iterator[Actions]) -> None:
-        """Send a file's frames, FILE_CHUNKs no faster than the token bucket allows."""
-        loop = asyncio.get_running_loop()
-        pacer = ChunkPacer(self.file_chunk_rate, self.file_chunk_burst, loop.time)
-        started = loop.time()
-        start: Envelope | None = None
+    async def _cmd_cancel(self, command: Command) -> bool:
+        wanted = command.args["file"]
+        found = [sending for sending in self._sending if sending.matches(wanted) and not sending.stop_reason]
+        if not found:
+            raise CommandError(f"no file called {wanted!r} is being sent")
+        if len(found) > 1:
+            raise CommandError(f"several files match {wanted!r}; give the file id: "
+                               + ", ".join(sending.file_id for sending in found))
+        found[0].stop_reason = "cancelled (/cancel)"
+        return True
+
+    def _stop_sending(self, reason: str) -> None:
+        for sending in self._sending:
+            sending.stop_reason = sending.stop_reason or reason
+
+    async def _send_file(self, sending: OutgoingFile, steps: Iterator[Actions]) -> None:
+        """One file's task: its frames, FILE_CHUNKs no faster than the shared pacer allows.
+        Stops between two chunks when asked (/cancel, /quit) or throttled, with a
+        FILE_END so that the receiver discards the file at once."""
+        try:
+            await self._send_paced(sending, steps)
+        except ConnectionClosed as exc:
+            raise ConnectionLost(f"connection to {self.url} lost ({_close_reason(exc)})") from exc
+        except OSError as exc:   # the file became unreadable after its hash was taken
+            steps.close()  # type: ignore[attr-defined]
+            reason = f"cannot read {sending.path}: {exc.strerror or exc}"
+            if sending.file_id:
+                await self._abandon(sending, reason)
+            else:
+                self._emit(FileFailed("", self.session.user_id, sending.name, reason))
+        finally:
+            if sending in self._sending:
+                self._sending.remove(sending)
+
+    async def _send_paced(self, sending: OutgoingFile, steps: Iterator[Actions]) -> None:
+        assert self._pacer is not None
+        started = asyncio.get_running_loop().time()
         for actions in steps:
+            if sending.file_id and self._rate_limited_at >= started and not sending.stop_reason:
+                sending.stop_reason = "the server rate-limited the transfer and dropped chunks; try a lower --file-rate"
+                await asyncio.sleep(RATE_LIMITED_PAUSE)   # let the server's bucket refill for the FILE_END
+            if sending.stop_reason:
+                steps.close()  # type: ignore[attr-defined]
+                if sending.file_id:
+                    await self._abandon(sending, sending.stop_reason)
+                else:   # nothing of it was sent
+                    self._emit(FileFailed("", self.session.user_id, sending.name, sending.stop_reason))
+                return
+            if any(frame.type == T.FILE_CHUNK for frame in actions.frames):
+                wait = self._pacer.delay()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            await self._send(actions)
             for frame in actions.frames:
                 if frame.type == T.FILE_START:
-                    start = frame
-                elif frame.type == T.FILE_CHUNK:
-                    wait = pacer.delay()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-            if start is not None and self._rate_limited_at >= started:
-                steps.close()  # type: ignore[attr-defined]
-                await asyncio.sleep(RATE_LIMITED_PAUSE)
-                await self._send(self.session.abandon_file(
-                    start.payload["file_id"], start.to, start.payload["name"],
-                    "the server rate-limited the transfer and dropped chunks; try a lower --file-rate"))
-                return
-            await self._send(actions)
+                    sending.file_id, sending.to = frame.payload["file_id"], frame.to
+
+    async def _abandon(self, sending: OutgoingFile, reason: str) -> None:
+        await self._send(self.session.abandon_file(sending.file_id, sending.to, sending.name, reason))
 
     async def _cmd_whois(self, command: Command) -> bool:
         user = command.args["user"]
@@ -547,7 +645,7 @@ class ChatClient:
 
 def _code(exc: SocpError) -> str:
     if isinstance(exc, CommandError):
-        return "USAGE"
+        return exc.client_code
     if isinstance(exc, ConnectFailed):
         return "UNREACHABLE"
     if isinstance(exc, HelloRejected):

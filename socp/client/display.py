@@ -84,7 +84,8 @@ def numbered_name(name: str, n: int) -> str:
 
 
 def short_id(user_id: str) -> str:
-    return user_id[:8]
+    """The first 8 characters of an id, escaped: ids come from the server."""
+    return safe_text(str(user_id)[:8])
 
 
 def human_bytes(count: float) -> str:

@@ -45,6 +45,7 @@ class IncomingFile:
     next_index: int = 0
     done: int = 0
     last_progress: float = 0.0
+    last_activity: float = 0.0    # when the last chunk came (the session's clock)
 
     @classmethod
     def open(cls, directory: Path, *, file_id: str, sender: str, name: str, size: int, sha256: str,
@@ -53,7 +54,7 @@ class IncomingFile:
         fd, tmp = tempfile.mkstemp(prefix=".socp-", suffix=".part", dir=directory)  # mode 0600
         return cls(file_id=file_id, sender=sender, name=name, size=size, sha256=sha256.lower(), channel=channel,
                    verified=verified, creator_fingerprint=creator_fingerprint, started=now,
-                   tmp_path=Path(tmp), _fd=fd, last_progress=now)
+                   tmp_path=Path(tmp), _fd=fd, last_progress=now, last_activity=now)
 
     def write(self, index: int, data: bytes) -> None:
         if index != self.next_index:

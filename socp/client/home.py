@@ -41,6 +41,10 @@ class HomeError(SocpError):
     """The client home is missing, unreadable, or the password does not open it."""
 
 
+class WrongPassword(HomeError):
+    """The password does not open the home's key store."""
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     user_id: str
@@ -97,7 +101,7 @@ class ClientHome:
         try:
             return keystore.read_private_key(self.root / USER_KEY_FILE, password)
         except keystore.WrongPassword as exc:
-            raise HomeError(f"cannot open {self.root / USER_KEY_FILE}: {exc.detail}") from exc
+            raise WrongPassword(f"cannot open {self.root / USER_KEY_FILE}: {exc.detail}") from exc
         except OSError as exc:
             raise HomeError(f"cannot read {self.root / USER_KEY_FILE}: {exc.strerror}") from exc
 

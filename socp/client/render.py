@@ -1,7 +1,8 @@
 """Events as the user sees them: one JSON object (--script) or one line of text.
 
 JSON carries the exact values (JSON escaping and ensure_ascii keep the stream
-safe for any terminal); the text form escapes every peer-supplied string with
+safe for any terminal); the text form escapes every string a peer or a server
+supplied (names, texts, ids, error codes and details, reasons) with
 `display.safe_text` and is built as rich `Text`, never as markup.
 """
 
@@ -95,12 +96,12 @@ def event_text(event: ev.Event) -> Text | None:
         line.append(safe_text(event.text))
         return line
     if isinstance(event, ev.MessageRejected):
-        return Text(f"! rejected a {event.channel} message from {safe_text(event.sender)}: {event.reason}",
-                    style="red")
+        return Text(f"! rejected a {event.channel} message from {safe_text(event.sender)}: "
+                    f"{safe_text(event.reason)}", style="red")
     if isinstance(event, ev.KeyChanged):
         return Text(f"!! the key of {_who(event.label, event.user)} CHANGED: {event.old_fingerprint} -> "
-                    f"{event.new_fingerprint}. Messages are marked untrusted; verify it, then /trust {event.user}",
-                    style="bold red")
+                    f"{event.new_fingerprint}. Messages are marked untrusted; verify it, then "
+                    f"/trust {safe_text(event.user)}", style="bold red")
     if isinstance(event, ev.ChannelKeyReceived):
         return Text(f"· got the public channel key of {_who(event.label, event.sender)}", style="dim")
     if isinstance(event, ev.FileProgress):
@@ -112,15 +113,16 @@ def event_text(event: ev.Event) -> Text | None:
     if isinstance(event, ev.FileSent):
         return Text(f"· sent {safe_text(event.name)} ({human_bytes(event.size)})", style="green")
     if isinstance(event, ev.FileFailed):
-        return Text(f"! file {safe_text(event.name)} from {safe_text(event.sender)} failed: {event.reason}",
-                    style="red")
+        return Text(f"! file {safe_text(event.name)} from {safe_text(event.sender)} failed: "
+                    f"{safe_text(event.reason)}", style="red")
     if isinstance(event, ev.ListResult):
         if not event.requested:
             return None
         names = ", ".join(_who(u.label, u.user_id) + (" (you)" if u.is_self else "") for u in event.users)
         return Text(f"· online ({len(event.users)}): {names}")
     if isinstance(event, ev.WhoisResult):
-        return Text(f"· {safe_text(event.label)}: id {event.user_id}, server {event.server_id or '?'}, "
+        return Text(f"· {safe_text(event.label)}: id {safe_text(event.user_id)}, "
+                    f"server {safe_text(event.server_id) or '?'}, "
                     f"key {event.fingerprint or '?'}"
                     + ("" if event.trusted else f" — NOT TRUSTED (pinned {event.pinned_fingerprint or 'none'})"))
     if isinstance(event, ev.HelpResult):
@@ -128,14 +130,15 @@ def event_text(event: ev.Event) -> Text | None:
         return Text("\n".join(f"  {usage:<{width}}  {text}" for usage, text in event.commands))
     if isinstance(event, ev.ErrorReceived):
         where = "server" if event.source == "server" else "error"
-        return Text(f"! {where}: {event.code} {safe_text(event.detail)}", style="red")
+        return Text(f"! {where}: {safe_text(event.code)} {safe_text(event.detail)}", style="red")
     if isinstance(event, ev.Info):
         return Text(f"· {safe_text(event.text)}", style="dim")
     if isinstance(event, ev.LoginRegistered):
         return Text("· your encrypted key is stored on the server: you can log in from another machine "
                     "with `socp chat --login <your id>` and your password", style="green")
     if isinstance(event, ev.LoginRegisterFailed):
-        return Text(f"! could not store your login on the server: {event.code} {safe_text(event.detail)} "
+        return Text(f"! could not store your login on the server: {safe_text(event.code)} "
+                    f"{safe_text(event.detail)} "
                     "(chatting is not affected; logging in from another machine will not work until this "
                     "succeeds, it is tried again on the next start)", style="yellow")
     if isinstance(event, ev.LoggedIn):

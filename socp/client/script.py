@@ -1,11 +1,14 @@
 """`socp chat --script`: commands from stdin, one JSON object per event on stdout.
 
 Commands run one after the other, each to completion (a /tell that needs a
-/list waits for it, bounded), so a script's output order follows its input.
-At end of input the client waits `linger` seconds for deliveries in flight,
-closes normally and exits 0; it exits 1 if it cannot connect, is refused, or
+/list waits for it, bounded), so a script's output order follows its input;
+only a /file, once its recipient and file are checked, goes on in the
+background (its `file_sent` or `file_failed` says when it ends). At end of input the client
+finishes the files being sent, waits `linger` seconds for deliveries in flight,
+closes normally and exits 0 (/quit instead stops the files being sent); it exits 1 if it cannot connect, is refused, or
 loses the connection. Storing the login on the server (`registered` or
-`register_failed`) runs beside the commands and never changes the exit code. Blank lines and lines starting with '#' are skipped.
+`register_failed`) runs beside the commands and never changes the exit code.
+Blank lines and lines starting with '#' are skipped.
 """
 
 from __future__ import annotations

@@ -67,6 +67,10 @@ CLIENT_NAME = "socp-cli"
 KEY_SHARES_PER_FRAME = 32          # ~4 KiB each: keeps a share frame far below 1 MiB
 MAX_PENDING_SPLIT_MESSAGES = 128   # partial long texts kept while their parts arrive
 MAX_ACTIVE_DOWNLOADS = 16
+# A download whose sender sends nothing for this long is dropped (its temporary
+# file deleted): each holds one of MAX_ACTIVE_DOWNLOADS slots and up to
+# max_file_bytes of disk. Our node forgets an idle upload after 120 s too.
+DOWNLOAD_IDLE_TIMEOUT = 120.0
 MAX_FAILED_IDS = 1024
 DEFAULT_MAX_FILE_BYTES = 4 * 1024**3
 LOGIN_REGISTER_ACK = "LOGIN_REGISTER"   # ACK.msg_ref answering a LOGIN_REGISTER
@@ -131,6 +135,7 @@ class ClientSession:
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         progress_interval: float = 0.5,
         sign_file_chunks: bool = True,
+        download_idle_timeout: float = DOWNLOAD_IDLE_TIMEOUT,
     ) -> None:
         if not is_uuid4(user_id):
             raise MalformedFrame("a user id must be a UUID v4")
@@ -146,6 +151,7 @@ class ClientSession:
         self.max_file_bytes = max_file_bytes
         self.progress_interval = progress_interval
         self.sign_file_chunks = sign_file_chunks
+        self.download_idle_timeout = download_idle_timeout
         self._clock = clock
 
         self.directory: dict[str, DirectoryEntry] = {}   # the last LIST_RESPONSE (plus presence gossip)
@@ -369,10 +375,12 @@ class ClientSession:
         try:
             size = path.stat().st_size
             if not path.is_file():
-                raise CommandError(f"{path} is not a regular file")
+                raise CommandError(f"{path} is not a regular file", "FILE_NOT_FOUND")
             digest = _sha256_file(path)
+        except FileNotFoundError as exc:
+            raise CommandError(f"no file {path}", "FILE_NOT_FOUND") from exc
         except OSError as exc:
-            raise CommandError(f"cannot read {path}: {exc.strerror}") from exc
+            raise CommandError(f"cannot read {path}: {exc.strerror}", "FILE_UNREADABLE") from exc
         return self._file_frames(path, to, channel, encrypt_key, size, digest)
 
     def _file_frames(self, path: Path, to: str, channel: Channel, encrypt_key: crypto.PublicKey | None,
@@ -709,7 +717,7 @@ class ClientSession:
             return self._abort(incoming, exc.detail)
         except OSError as exc:
             return self._abort(incoming, f"cannot write the file: {exc.strerror}")
-        now = self._clock()
+        now = incoming.last_activity = self._clock()
         if now - incoming.last_progress < self.progress_interval and incoming.done < incoming.size:
             return []
         incoming.last_progress = now
@@ -730,6 +738,18 @@ class ClientSession:
         return [FileReceived(incoming.file_id, incoming.sender, self.label(incoming.sender), incoming.name,
                              str(final), incoming.size, incoming.sha256, incoming.channel,  # type: ignore[arg-type]
                              incoming.verified)]
+
+    def expire_idle_downloads(self) -> list[Event]:
+        """Drop the downloads whose sender has sent nothing for `download_idle_timeout`
+        seconds (the driver calls this every few seconds); one FileFailed each."""
+        now = self._clock()
+        events: list[Event] = []
+        limit = self.download_idle_timeout
+        for incoming in [i for i in self._downloads.values() if now - i.last_activity > limit]:
+            idle = now - incoming.last_activity
+            events += self._abort(incoming, f"the sender went silent (nothing for {idle:.1f} s, the limit is "
+                                            f"{limit:g} s); the partial file was deleted")
+        return events
 
     def _abort(self, incoming: IncomingFile, reason: str) -> list[Event]:
         incoming.abort()

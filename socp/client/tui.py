@@ -5,7 +5,7 @@
     │ 12:02 you → public: hello all               │ bob         │
     ├─────────────────────────────────────────────┴─────────────┤
     │ status: file progress, connection                         │
-    │ > input line (commands complete with →)                   │
+    │ > input line (commands and names complete with Tab or →)  │
     └───────────────────────────────────────────────────────────┘
 
 The app never touches the network itself: `run_client(emit, lines)` (normally
@@ -34,15 +34,29 @@ RunClient = Callable[[Callable[[Event], None], "asyncio.Queue[str | None]"], Awa
 
 
 class CommandSuggester(Suggester):
-    """Completion from the command table, then from the user list."""
+    """Completion from the command table, then from the user list (shown greyed)."""
 
     def __init__(self, app: ChatApp) -> None:
         super().__init__(use_cache=False, case_sensitive=True)
         self._app = app
 
     async def get_suggestion(self, value: str) -> str | None:
-        names = [u.display_name or u.user_id for u in self._app.users if not u.is_self]
-        return commands.complete(value, names)
+        return self._app.completion(value)
+
+
+class CommandInput(Input):
+    """The input line. Tab accepts the completion, as → does; with nothing to
+    complete it moves the focus as usual (textual binds Tab to focus_next)."""
+
+    BINDINGS = [Binding("tab", "complete", "Complete", show=False)]
+
+    def action_complete(self) -> None:
+        completed = self.app.completion(self.value) if isinstance(self.app, ChatApp) else None
+        if completed is not None and self.cursor_at_end:
+            self.value = completed
+            self.cursor_position = len(completed)
+        else:
+            self.screen.focus_next()
 
 
 class ChatApp(App[int]):
@@ -69,8 +83,8 @@ class ChatApp(App[int]):
             yield RichLog(id="log", wrap=True, markup=False, highlight=False, auto_scroll=True)
             yield Static("", id="users")
         yield Static("connecting…", id="status")
-        yield Input(placeholder="/help for commands; plain text goes to the public channel",
-                    id="input", suggester=CommandSuggester(self))
+        yield CommandInput(placeholder="/help for commands; plain text goes to the public channel; Tab completes",
+                           id="input", suggester=CommandSuggester(self))
         yield Footer()
 
     def on_mount(self) -> None:
@@ -86,6 +100,10 @@ class ChatApp(App[int]):
         else:
             self._status("disconnected — press ctrl+q to leave")
 
+    def completion(self, value: str) -> str | None:
+        names = [u.display_name or u.user_id for u in self.users if not u.is_self]
+        return commands.complete(value, names)
+
     def show_event(self, event: Event) -> None:
         """Called by the driver on the app's loop for every event."""
         if isinstance(event, ListResult):
@@ -98,7 +116,8 @@ class ChatApp(App[int]):
         if isinstance(event, LoginRegistered):
             self._status(f"{self._connected} · login stored: `socp chat --login` works on other machines")
         if isinstance(event, LoginRegisterFailed):
-            self._status(f"{self._connected} · login NOT stored on the server ({event.code}); see the log")
+            self._status(f"{self._connected} · login NOT stored on the server ({safe_text(event.code)}); "
+                         "see the log")
         if isinstance(event, FileProgress):
             self._status(progress_text(event))
         line = event_text(event)

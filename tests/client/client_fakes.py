@@ -14,6 +14,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Hashable
 
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
 from socp.client.events import Event
 from socp.client.session import Actions, ClientSession
 from socp.protocol import crypto, frames, signing
@@ -155,3 +158,23 @@ class MemoryNet:
     def take(self, session: ClientSession, kind: type | None = None) -> list[Event]:
         events = self.events.pop(session.user_id, [])
         return [e for e in events if kind is None or isinstance(e, kind)]
+
+
+async def serve_fake_node(node: FakeNode) -> Server:
+    """The FakeNode as a websockets server on 127.0.0.1 (a free port)."""
+
+    async def handler(ws: ServerConnection) -> None:
+        try:
+            async for raw in ws:
+                for connection, envelope in node.handle(ws, raw):
+                    await connection.send(envelope.to_wire())  # type: ignore[attr-defined]
+        except ConnectionClosed:
+            pass
+        finally:
+            node.disconnect(ws)
+
+    return await serve(handler, "127.0.0.1", 0, compression=None, max_size=1024 * 1024)
+
+
+def url_of(server: Server) -> str:
+    return f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"

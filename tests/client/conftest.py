@@ -34,7 +34,8 @@ class TickClock:
 
 @pytest.fixture
 def make_session(keys, tmp_path) -> Callable[..., ClientSession]:
-    def make(name: str, *, user_key_index: int | None = None, user_id: str | None = None) -> ClientSession:
+    def make(name: str, *, user_key_index: int | None = None, user_id: str | None = None,
+             clock: Callable[[], float] | None = None, **options) -> ClientSession:
         home = tmp_path / name
         channel_index = CHANNEL_KEYS.get(name)
 
@@ -48,7 +49,7 @@ def make_session(keys, tmp_path) -> Callable[..., ClientSession]:
             user_id or new_id(), user_key, display_name=name,
             pins=PinStore(home / "pins.json"),
             channel_keys=ChannelKeyRing(own_channel_key, path=home / "channel_keys.json", user_key=user_key),
-            downloads_dir=home / "downloads", clock=TickClock(),
+            downloads_dir=home / "downloads", clock=clock or TickClock(), **options,
         )
 
     return make

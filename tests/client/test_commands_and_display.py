@@ -96,6 +96,30 @@ def test_every_event_renders_as_json_and_text():
     assert listed["users"][0]["self"] is True
 
 
+def test_text_lines_escape_what_a_server_supplied():
+    """A malicious server picks error codes and details, user and server ids, and
+    the reasons some failures quote: none of its escape sequences reach the terminal."""
+    hostile = "\x1b]0;owned\x07\x1b[2J"
+    events = [
+        ev.ErrorReceived(f"CODE{hostile}", f"detail{hostile}"),
+        ev.ErrorReceived(f"CODE{hostile}", "d", "client"),
+        ev.LoginRegisterFailed(f"NO{hostile}", f"d{hostile}"),
+        ev.ListResult((ev.UserEntry(f"{hostile}-4b8e-9a55", "mallory", "mallory", "s", "fp"),
+                       ev.UserEntry(f"x{hostile}", f"x{hostile}", "", "s", ""))),
+        ev.WhoisResult(f"u{hostile}", "n", "n", f"server{hostile}", "fp", "fp", False),
+        ev.KeyChanged(f"u{hostile}", "n", "a", "b"),
+        ev.MessageRejected("u", "dm", f"reason{hostile}"),
+        ev.FileFailed("f", "u", "n", f"reason{hostile}"),
+    ]
+    for event in events:
+        line = event_text(event)
+        assert line is not None
+        assert "\x1b" not in line.plain and "\x07" not in line.plain, event
+        assert "\\x1b" in line.plain, event
+        # JSON keeps the exact value, escaped by JSON itself.
+        assert "\x1b" not in event_to_json_line(event)
+
+
 def test_client_core_imports_no_io_libraries():
     import subprocess
     import sys

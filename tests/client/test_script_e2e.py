@@ -8,32 +8,16 @@ import os
 from pathlib import Path
 
 from chat_process import PASSWORD, Chat
-from client_fakes import FakeNode
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from client_fakes import FakeNode, serve_fake_node
 
 from socp.client.home import ClientHome
 from socp.protocol import crypto
 from socp.protocol.ids import new_id
 
 
-async def _serve_node(node: FakeNode):
-    async def handler(ws: ServerConnection) -> None:
-        try:
-            async for raw in ws:
-                for connection, envelope in node.handle(ws, raw):
-                    await connection.send(envelope.to_wire())  # type: ignore[attr-defined]
-        except ConnectionClosed:
-            pass
-        finally:
-            node.disconnect(ws)
-
-    return await serve(handler, "127.0.0.1", 0, compression=None, max_size=1024 * 1024)
-
-
 async def test_dm_and_public_between_two_script_clients(keys, tmp_path):
     node = FakeNode(server_key=keys[2])
-    server = await _serve_node(node)
+    server = await serve_fake_node(node)
     port = server.sockets[0].getsockname()[1]
     url, server_key = f"ws://127.0.0.1:{port}", crypto.encode_public_key(keys[2])
     alice_id, bob_id = new_id(), new_id()

@@ -293,3 +293,30 @@ def test_list_result_labels_users(net, make_session):
     assert result.requested
     assert {(u.label, u.is_self) for u in result.users} == {("alice", True), ("bob", False)}
     assert all(u.fingerprint for u in result.users)
+
+
+def test_a_download_whose_sender_goes_silent_is_dropped(net, make_session, tmp_path):
+    now = [1_700_000_000.0]
+    alice = make_session("alice")
+    bob = make_session("bob", clock=lambda: now[0], download_idle_timeout=30.0)
+    for session in (alice, bob):
+        net.join(session)
+    net.refresh(alice, bob)
+    path = tmp_path / "stalled.bin"
+    path.write_bytes(os.urandom(2000))
+    steps = alice.send_file(bob.user_id, path)
+    net.send(alice, next(steps))   # FILE_START
+    net.send(alice, next(steps))   # the first chunk, then silence
+    net.take(bob)
+    partial = list(bob.downloads_dir.iterdir())
+    assert len(partial) == 1 and partial[0].name.startswith(".socp-")
+    now[0] += 30.0
+    assert bob.expire_idle_downloads() == []          # not idle for more than the limit yet
+    now[0] += 0.5
+    [dropped] = bob.expire_idle_downloads()
+    assert isinstance(dropped, FileFailed) and dropped.name == "stalled.bin" and dropped.sender == alice.user_id
+    assert "went silent" in dropped.reason and "30 s" in dropped.reason
+    assert list(bob.downloads_dir.iterdir()) == []    # the temporary file is gone
+    for actions in steps:                             # the sender wakes up: nothing more is kept
+        net.send(alice, actions)
+    assert not net.take(bob, FileReceived) and list(bob.downloads_dir.iterdir()) == []

@@ -1,0 +1,154 @@
+"""The network driver (`ChatClient`) in process, two clients on the FakeNode served
+over websockets on 127.0.0.1: what runs beside what, and how things stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Callable
+
+import pytest
+from client_fakes import FakeNode, serve_fake_node, url_of
+
+from socp.client.connection import MAX_SENDING_FILES, ChatClient, command_queue
+from socp.client.events import (
+    ErrorReceived,
+    Event,
+    FileFailed,
+    FileProgress,
+    FileReceived,
+    FileSent,
+    MessageReceived,
+    Ready,
+)
+
+STEP = 10.0   # seconds: the bound of every wait
+
+
+async def _until(events: list[Event], matches: Callable[[Event], bool], timeout: float = STEP) -> Event:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        found = next((event for event in events if matches(event)), None)
+        if found is not None:
+            return found
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not seen within {timeout}s; saw {events[-10:]}")
+        await asyncio.sleep(0.01)
+
+
+class _Running:
+    """One ChatClient running as a task, its events in `events`."""
+
+    def __init__(self, session, url: str, **options) -> None:
+        self.session, self.events, self.lines = session, [], command_queue()
+        self.client = ChatClient(session, url, self.events.append, connect_attempts=2, linger=0.1, **options)
+        self.task = asyncio.get_running_loop().create_task(self.client.run(self.lines))
+
+    async def ready(self) -> None:
+        await _until(self.events, lambda e: isinstance(e, Ready))
+
+    async def stop(self) -> int:
+        if not self.task.done():
+            await self.lines.put(None)
+        return await asyncio.wait_for(self.task, STEP)
+
+
+@pytest.fixture
+async def pair(make_session, tmp_path):
+    """alice (chunks paced at 20/s, so a 100 KB file takes 11 s) and bob, connected."""
+    server = await serve_fake_node(FakeNode())
+    alice = _Running(make_session("alice"), url_of(server), file_chunk_rate=20, file_chunk_burst=1)
+    bob = _Running(make_session("bob"), url_of(server))
+    try:
+        await alice.ready()
+        await bob.ready()
+        yield alice, bob
+    finally:
+        for running in (alice, bob):
+            running.task.cancel()
+            await asyncio.gather(running.task, return_exceptions=True)
+            running.session.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_tell_is_delivered_while_a_file_is_sent_and_cancel_stops_the_file(pair, tmp_path):
+    alice, bob = pair
+    big = tmp_path / "big file.bin"
+    big.write_bytes(os.urandom(100_000))
+    loop = asyncio.get_running_loop()
+    await alice.lines.put(f"/file bob {big}")
+    await _until(alice.events, lambda e: isinstance(e, FileProgress) and e.done > 0)
+    sent_at = loop.time()
+    await alice.lines.put("/tell bob not stuck behind the file")
+    dm = await _until(bob.events, lambda e: isinstance(e, MessageReceived), timeout=3)
+    assert dm.text == "not stuck behind the file" and loop.time() - sent_at < 2
+    assert not any(isinstance(e, (FileSent, FileFailed)) for e in alice.events)   # still sending
+
+    await alice.lines.put("/cancel big file.bin")
+    stopped = await _until(alice.events, lambda e: isinstance(e, FileFailed))
+    assert stopped.name == "big file.bin" and "cancelled" in stopped.reason
+    # The FILE_END came early: bob's client drops the partial file at once.
+    dropped = await _until(bob.events, lambda e: isinstance(e, FileFailed))
+    assert dropped.file_id == stopped.file_id
+    assert not any(isinstance(e, FileReceived) for e in bob.events)
+    assert [p.name for p in (bob.session.downloads_dir).iterdir()] == []
+
+    await alice.lines.put("/cancel big file.bin")   # nothing of that name is being sent any more
+    refused = await _until(alice.events, lambda e: isinstance(e, ErrorReceived))
+    assert refused.code == "USAGE" and "no file called" in refused.detail
+    assert await alice.stop() == 0
+
+
+async def test_quit_stops_the_files_being_sent_and_their_number_is_bounded(pair, tmp_path):
+    alice, bob = pair
+    paths = []
+    for n in range(MAX_SENDING_FILES + 1):
+        paths.append(tmp_path / f"file{n}.bin")
+        paths[-1].write_bytes(os.urandom(50_000))
+    for path in paths:
+        await alice.lines.put(f"/file bob {path}")
+    refused = await _until(alice.events, lambda e: isinstance(e, ErrorReceived))
+    assert refused.code == "USAGE" and f"already sending {MAX_SENDING_FILES} files" in refused.detail
+    await alice.lines.put("/quit")
+    assert await asyncio.wait_for(alice.task, 3) == 0   # no waiting for the files
+    failed = [e for e in alice.events if isinstance(e, FileFailed)]
+    assert sorted(e.name for e in failed) == [p.name for p in paths[:MAX_SENDING_FILES]]
+    assert all("/quit" in e.reason for e in failed)
+    assert not any(isinstance(e, FileSent) for e in alice.events)
+
+
+async def test_a_missing_file_has_its_own_error_code(pair, tmp_path):
+    alice, _ = pair
+    await alice.lines.put(f"/file bob {tmp_path / 'no such file.txt'}")
+    await alice.lines.put(f"/file bob {tmp_path}")
+    await _until(alice.events, lambda e: len([x for x in alice.events if isinstance(x, ErrorReceived)]) == 2)
+    missing, directory = [e for e in alice.events if isinstance(e, ErrorReceived)]
+    assert (missing.code, directory.code) == ("FILE_NOT_FOUND", "FILE_NOT_FOUND")
+    assert "no such file.txt" in missing.detail and "not a regular file" in directory.detail
+
+
+async def test_the_client_drops_a_download_whose_sender_went_silent(make_session, tmp_path):
+    """alice sends one chunk a second; bob gives up on a file after 0.3 s of silence."""
+    server = await serve_fake_node(FakeNode())
+    alice = _Running(make_session("alice"), url_of(server), file_chunk_rate=1, file_chunk_burst=1)
+    bob = _Running(make_session("bob", clock=time.time, download_idle_timeout=0.3), url_of(server))
+    try:
+        await alice.ready()
+        await bob.ready()
+        slow = tmp_path / "slow.bin"
+        slow.write_bytes(os.urandom(5000))
+        await alice.lines.put(f"/file bob {slow}")
+        dropped = await _until(bob.events, lambda e: isinstance(e, FileFailed), timeout=5)
+        assert dropped.name == "slow.bin" and "went silent" in dropped.reason
+        assert list(bob.session.downloads_dir.iterdir()) == []
+        await alice.lines.put("/quit")
+        assert await alice.stop() == 0 and await bob.stop() == 0
+    finally:
+        for running in (alice, bob):
+            running.task.cancel()
+            await asyncio.gather(running.task, return_exceptions=True)
+            running.session.close()
+        server.close()
+        await server.wait_closed()
