@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-import pytest
 from chat_process import PASSWORD, Chat
 from click.testing import CliRunner
 
