@@ -147,12 +147,15 @@ def test_server_frames_must_be_fresh_and_gossip_is_deduplicated() -> None:
     ahead = _frame(T.SERVER_DELIVER, NOW + limits.MAX_SKEW_AHEAD_MS + 1)
     assert limits.server_frame_problem(g, seen, ahead, b"d") is not None
     assert limits.server_frame_problem(g, seen, _frame(T.HEARTBEAT, 0), b"d") is None   # no effect, no check
-    remove = _frame(T.USER_REMOVE, NOW)
-    assert limits.server_frame_problem(g, seen, remove, b"d") is None
-    assert limits.server_frame_problem(g, seen, remove, b"d")[1] == ""                 # dropped silently
-    deliver = _frame(T.SERVER_DELIVER, NOW)   # federation deduplicates these itself
-    assert limits.server_frame_problem(g, seen, deliver, b"d") is None
-    assert limits.server_frame_problem(g, seen, deliver, b"d") is None
+    announce = _frame(T.SERVER_ANNOUNCE, NOW)
+    assert limits.server_frame_problem(g, seen, announce, b"d") is None
+    assert limits.server_frame_problem(g, seen, announce, b"d")[1] == ""               # dropped silently
+    # Federation deduplicates these itself; presence only once the origin's signature
+    # is checked (test_a_forged_remove_cannot_shadow_the_genuine_one).
+    for frame_type in (T.SERVER_DELIVER, T.USER_REMOVE, T.USER_ADVERTISE):
+        frame = _frame(frame_type, NOW)
+        assert limits.server_frame_problem(g, seen, frame, b"d") is None
+        assert limits.server_frame_problem(g, seen, frame, b"d") is None
 
 
 def test_server_hello_replay_is_refused() -> None:

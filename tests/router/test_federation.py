@@ -341,6 +341,21 @@ def test_a_forged_remove_cannot_shadow_the_genuine_one(mesh3: Mesh, keys) -> Non
     assert alice not in c.state.user_locations
 
 
+def test_a_replayed_remove_does_not_undo_a_later_advertisement(mesh3: Mesh, keys) -> None:
+    a, c = mesh3.nodes["a"], mesh3.nodes["c"]
+    _, alice = mesh3.connect_user("a", keys[3])
+    mesh3.sever("a", "c")
+    remove = frames.user_remove(a.server_id, mesh3.now + 5, alice)
+    remove = remove.with_sig(transport_signature(keys[0], remove.payload))
+    _feed_from(mesh3, "c", "b", remove, link_signed=False)
+    assert alice not in c.state.user_locations
+    back = _advert_from(mesh3, "a", alice, keys[3], ts_offset=6)
+    _feed_from(mesh3, "c", "b", back.with_sig(transport_signature(keys[0], back.payload)), link_signed=False)
+    assert c.state.user_locations[alice] == a.server_id
+    _feed_from(mesh3, "c", "b", remove, link_signed=False)      # the same remove, again
+    assert c.state.user_locations[alice] == a.server_id
+
+
 def test_gossip_is_forwarded_once_and_never_loops(keys, monkeypatch) -> None:
     mesh = Mesh()
     a = mesh.add("a", keys[0])
