@@ -21,6 +21,7 @@ from socp.config import NodeConfig
 from socp.gateway.bus import Bus
 from socp.gateway.context import GatewayContext
 from socp.gateway.dialer import Dialer
+from socp.gateway.flow import report_written
 from socp.gateway.health import DatabaseReport, GatewayStats, router_ready
 from socp.gateway.inbox import Inbox
 from socp.gateway.links import CLOSE_GOING_AWAY, LinkTable, first_accepted_conn
@@ -94,10 +95,12 @@ async def _serve(config: NodeConfig) -> None:
             recovery = Recovery(context, boot_id)
             inbox = tasks.create_task(Inbox(context, dialer, recovery).pump())
             recovering = tasks.create_task(recovery.run())
+            reporting = tasks.create_task(report_written(context))
             await stop.wait()
             log.info("gateway stopping: closing %d connections", len(context.links))
             inbox.cancel()
             recovering.cancel()
+            reporting.cancel()
             server.close(close_connections=False)  # stop accepting; our sessions close links
             for link in context.links:
                 # Write what is already queued (acknowledged frames among it), then close.

@@ -110,7 +110,7 @@ class Link:
         "conn", "peer", "state", "role", "verify_key", "next_in_seq",
         "reorder", "outbox", "accepting_output", "close_code", "end_reason", "closing",
         "opening", "kept", "kept_bytes", "kept_dropped", "out_epoch", "reported_out",
-        "address", "_queue_frames",
+        "address", "_queue_frames", "frames_written", "reported_written",
     )
 
     def __init__(self, conn: ConnId, peer: str, state: LinkState, queue_frames: int,
@@ -135,6 +135,9 @@ class Link:
         self.kept_dropped = 0                # frames no longer kept: over KEPT_FRAMES / KEPT_BYTES
         self.out_epoch = 0                   # the router epoch of the items being reordered
         self.reported_out = 0                # last OutboundDone mark sent for this link
+        # Credit (flow.py): frame items taken from the outbox and written (or skipped)
+        self.frames_written = 0
+        self.reported_written = 0            # last count told the router
         self._queue_frames = queue_frames
 
     # --- inbound frames kept until the router applied them ---------------------------

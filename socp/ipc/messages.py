@@ -27,6 +27,8 @@ Who sends what (→ receiver):
   router   → verifier  SignJob         ...answered: the DIRECTORY_ENTRY, delivered to the query id
   router   → gateway   DirectoryMiss   ...answered: no key known for that user (nothing to sign)
   router   → gateway   StoreStatus     the database as the store reports it, on change (/healthz)
+  gateway  → router    FramesWritten   frames written to each server link's socket so far (credit:
+                                       the router hands a link no more than its outbox holds)
 
 Recovery (README "Acknowledgements and recovery"): the gateway keeps each connection's
 inbound frames until InboundDone covers them. A verify job with no result in time is
@@ -214,6 +216,12 @@ class StoreStatus:
     writes_waiting: int       # writes the store holds for the database
 
 
+@dataclass(frozen=True, slots=True)
+class FramesWritten:
+    KIND: ClassVar[int] = 18
+    counts: list[tuple[ConnId, int]]  # (server link conn, frames written to its socket since it opened)
+
+
 def out_seq(epoch: int, n: int) -> int:
     return epoch << OUT_SEQ_BITS | n
 
@@ -229,11 +237,12 @@ def is_query(conn: ConnId) -> bool:
 
 
 Message = (VerifyJob | Verified | Rejected | LinkClosed | LinkOpened | SignJob | Deliver | CloseLink | DialLink | GatewayHello
-           | RouterHello | LinkReplay | InboundDone | OutboundDone | DirectoryQuery | DirectoryMiss | StoreStatus)
+           | RouterHello | LinkReplay | InboundDone | OutboundDone | DirectoryQuery | DirectoryMiss | StoreStatus
+           | FramesWritten)
 
 _CODEC = Codec("actor", (VerifyJob, Verified, Rejected, LinkClosed, LinkOpened, SignJob, Deliver, CloseLink,
                          DialLink, GatewayHello, RouterHello, LinkReplay, InboundDone, OutboundDone,
-                         DirectoryQuery, DirectoryMiss, StoreStatus),
+                         DirectoryQuery, DirectoryMiss, StoreStatus, FramesWritten),
                MAX_MESSAGE_BYTES, globals())
 
 

@@ -19,9 +19,9 @@ from socp.protocol.frame_types import (
 from socp.protocol.acks import ACKNOWLEDGED_TYPES
 from socp.protocol.envelope import Envelope
 
-from . import acks, defences, directory, federation, login, redeliver, restore, users
+from . import acks, defences, directory, federation, login, outflow, redeliver, restore, users
 from .events import (GATEWAY_RESTARTED, Action, BatchEnd, Close, DirectoryQueried, Event, FrameIn, FrameRejected,
-                     LinkDown, LinkRestored, LinkUp, Tick)
+                     FramesWritten, LinkDown, LinkRestored, LinkUp, Tick)
 from .links import Link, LinkState
 from .replies import CLOSE_NORMAL, error_to, refuse_and_close
 from .state import RouterState
@@ -32,6 +32,7 @@ def handle(state: RouterState, event: Event) -> list[Action]:
     if state.joins_waiting and not state.batch_joins:
         actions += users.announce_joins(state)
     redeliver.record(state, actions)
+    outflow.record_sent(state, actions)
     return actions
 
 
@@ -51,6 +52,9 @@ def _handle(state: RouterState, event: Event) -> list[Action]:
         return _link_down(state, event.conn, park=event.reason == GATEWAY_RESTARTED)
     if isinstance(event, LinkRestored):
         return restore.link_restored(state, event)
+    if isinstance(event, FramesWritten):
+        outflow.written(state, event.counts)
+        return []
     if isinstance(event, BatchEnd):
         return users.announce_joins(state)
     if isinstance(event, Tick):
@@ -161,6 +165,7 @@ def _link_down(state: RouterState, conn: int, park: bool = False) -> list[Action
     link = state.links.pop(conn, None)
     defences.link_down(state, conn, link)
     acks.link_down(state, conn)
+    outflow.link_down(state, conn)
     if conn in state.dialing:
         actions = federation.dial_failed(state, conn)
         if link is not None and link.peer_id and state.servers.get(link.peer_id) == conn:

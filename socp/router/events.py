@@ -88,7 +88,16 @@ class DirectoryQueried:
     user_id: str
 
 
-Event = FrameIn | FrameRejected | LinkUp | LinkDown | LinkRestored | Tick | BatchEnd | DirectoryQueried
+@dataclass(frozen=True, slots=True)
+class FramesWritten:
+    """The gateway's report (ipc FramesWritten): per server link, how many frames it
+    has written to the socket since the link opened (outflow.py)."""
+
+    counts: tuple[tuple[ConnId, int], ...]
+
+
+Event = (FrameIn | FrameRejected | LinkUp | LinkDown | LinkRestored | Tick | BatchEnd | DirectoryQueried
+         | FramesWritten)
 
 # --- actions ----------------------------------------------------------------------------
 

@@ -26,12 +26,11 @@ from . import directory, users
 from .events import Action, AdoptServerId, Close, Dial, FrameIn, Relay, Send, StoreWrite, send_one
 from .links import Link, LinkState
 from .replies import error_to, refuse_and_close
-from .state import LOCAL, PEER_BACKLOG_LIMIT, DialPurpose, Introducer, PeerBacklog, Redial, RouterState, ServerRecord, UserRecord
+from .state import LOCAL, NO_ORIGIN, PEER_BACKLOG_LIMIT, DialPurpose, Introducer, PeerBacklog, Redial, RouterState, ServerRecord, UserRecord
 
 log = logging.getLogger("socp.router")
 
 CLOSE_GOING_AWAY = 1001
-NO_ORIGIN = -1   # a backlog frame re-queued from the lost link: nobody to tell if it fails
 
 
 # --- start-up and time -------------------------------------------------------------------

@@ -31,8 +31,8 @@ from socp.protocol.envelope import Envelope
 from . import core, directory, federation, limits, restore
 from .bootstrap import load_bootstrap
 from .events import (GATEWAY_RESTARTED, Action, AdoptServerId, BatchEnd, Close, Dial, DirectoryQueried, Event,
-                     FrameIn, FrameRejected, LinkDown, LinkRestored, LinkUp, QueryAnswer, Relay, Send, StoreWrite,
-                     Tick)
+                     FrameIn, FrameRejected, FramesWritten, LinkDown, LinkRestored, LinkUp, QueryAnswer, Relay, Send,
+                     StoreWrite, Tick)
 from .inflight import InFlight
 from .limits import Guard
 from .state import NodeSelf, PendingShare, RouterState, ServerRecord, Timing, UserRecord
@@ -335,7 +335,7 @@ def _envelope(frame: dict) -> Envelope:
 # What the process loop takes: a control message, a Tick, or (conn, seq, event) in order.
 Inbound = tuple[int, Event]
 Ready = tuple[int, int, Event]
-Work = m.GatewayHello | m.OutboundDone | m.DirectoryQuery | Tick | Ready
+Work = m.GatewayHello | m.OutboundDone | m.FramesWritten | m.DirectoryQuery | Tick | Ready
 
 
 async def _receive(inbox: DirectSocket, driver: RouterDriver, events: asyncio.Queue[list[Work]]) -> None:
@@ -351,7 +351,7 @@ async def _receive(inbox: DirectSocket, driver: RouterDriver, events: asyncio.Qu
                 continue
             if isinstance(message, m.GatewayHello):
                 batch.extend(driver.end_replay())
-            if isinstance(message, (m.GatewayHello, m.OutboundDone, m.DirectoryQuery)):
+            if isinstance(message, (m.GatewayHello, m.OutboundDone, m.FramesWritten, m.DirectoryQuery)):
                 batch.append(message)
                 continue
             batch.extend(driver.inbound(message))
@@ -375,6 +375,8 @@ async def _process(driver: RouterDriver, events: asyncio.Queue[list[Work]]) -> N
                 await driver.tick()
             elif isinstance(work, m.OutboundDone):
                 driver.outbound_done(work)
+            elif isinstance(work, m.FramesWritten):
+                await driver.apply(FramesWritten(tuple((conn, count) for conn, count in work.counts)))
             elif isinstance(work, m.DirectoryQuery):
                 await driver.apply(DirectoryQueried(work.query, work.user_id))
             else:

@@ -18,6 +18,12 @@ LOCAL = "local"
 PEER_BACKLOG_LIMIT = 1000      # frames kept for one unreachable server
 PARKED_LIMIT = 1000            # frames kept for one user lost with the gateway
 RESEND_LIMIT = 512             # recent frames per server kept for a re-send on re-link
+# Frames handed to the gateway for one server link and not yet written to its socket,
+# past which senders are refused OVERLOADED (outflow.py). Half the gateway's outbox
+# (NodeConfig.send_queue_frames, 4096), so the frames that pass regardless (presence,
+# heartbeats, re-sends) still fit: the gateway never closes a slow peer's link.
+UNWRITTEN_LIMIT = 2048
+NO_ORIGIN = -1   # a frame re-sent by the router itself: nobody to tell if it fails
 
 
 RecentFrames = dict[str, deque[tuple[int, Envelope]]]   # key -> (ms, frame), oldest first
@@ -118,6 +124,19 @@ class DialPurpose:
 
 
 @dataclass(slots=True)
+class Outflow:
+    """One server link's frames: handed to the gateway, and of those written to the
+    socket (cumulative, as the gateway reports them: ipc FramesWritten)."""
+
+    sent: int = 0
+    written: int = 0
+
+    @property
+    def unwritten(self) -> int:
+        return self.sent - self.written
+
+
+@dataclass(slots=True)
 class RouterState:
     me: NodeSelf
     links: dict[int, Link] = field(default_factory=dict)
@@ -144,6 +163,8 @@ class RouterState:
     dialing: dict[int, DialPurpose] = field(default_factory=dict)     # conn -> why we dialled it
     redials: dict[str, Redial] = field(default_factory=dict)          # server_id -> next try
     backlogs: dict[str, PeerBacklog] = field(default_factory=dict)    # server_id -> frames waiting
+    outflows: dict[int, Outflow] = field(default_factory=dict)        # server link conn -> (outflow.py)
+    unwritten_limit: int = UNWRITTEN_LIMIT
     guard: Guard = field(default_factory=Guard.without_rate_limits)  # abuse rules (limits.py)
     accounts: Accounts = field(default_factory=Accounts)             # directory and logins (accounts.py)
     # Recovery (acks.py)

@@ -12,12 +12,12 @@ from socp.protocol.errors import ErrorCode, SocpError
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL
 
-from . import directory, limits
+from . import directory, limits, outflow
 from .events import Action, Send, StoreWrite, send_one
 from .links import Link, LinkState
 from .replies import error_to, refuse_and_close
-from .state import (LOCAL, PARKED_LIMIT, PEER_BACKLOG_LIMIT, RESEND_LIMIT, Parked, PeerBacklog, PendingShare, Redial,
-                    RouterState, UserRecord, forget_older)
+from .state import (LOCAL, NO_ORIGIN, PARKED_LIMIT, PEER_BACKLOG_LIMIT, RESEND_LIMIT, Parked, PeerBacklog,
+                    PendingShare, Redial, RouterState, UserRecord, forget_older)
 
 # Replay window (SOCP §8 and the attack list): a frame's ts may be this far from now.
 MAX_AGE_MS = limits.MAX_AGE_MS
@@ -222,9 +222,12 @@ def route_to_user(state: RouterState, target: str, sender: str, ts: int, payload
 
 def send_to_server(state: RouterState, server_id: str, frame: Envelope, origin_conn: int) -> list[Action]:
     """Send on the link to `server_id`; while that link is being restored, keep the
-    frame in its bounded backlog; past the bound, tell the sender (OVERLOADED)."""
+    frame in its bounded backlog; past the bound, tell the sender (OVERLOADED). A
+    live link the peer reads too slowly refuses the sender too (outflow.py)."""
     conn = state.servers.get(server_id)
     if conn is not None:
+        if origin_conn != NO_ORIGIN and outflow.congested(state, conn):
+            return [error_to(state, origin_conn, ErrorCode.OVERLOADED, outflow.CONGESTED_DETAIL)]
         recent = state.sent_recently.get(server_id)
         if recent is None:
             recent = state.sent_recently[server_id] = deque(maxlen=RESEND_LIMIT)
@@ -249,11 +252,18 @@ def send_to_server(state: RouterState, server_id: str, frame: Envelope, origin_c
 def public_message(state: RouterState, frame: Envelope, exclude_conn: int) -> list[Action]:
     """Project decision (§7.3): the envelope travels unchanged; one signature per hop
     serves every recipient because it covers the payload only."""
-    targets = user_targets(state, PUBLIC_CHANNEL, exclude_conn) + server_targets(state, PUBLIC_CHANNEL, exclude_conn)
-    if not targets:
-        return []
-    onward = Envelope(type=frame.type, from_=frame.from_, to=PUBLIC_CHANNEL, ts=frame.ts, payload=frame.payload)
-    return [Send(targets, onward)]
+    servers = server_targets(state, PUBLIC_CHANNEL, exclude_conn)
+    keeping_up = tuple(target for target in servers if not outflow.congested(state, target[0]))
+    actions: list[Action] = []
+    if len(keeping_up) < len(servers):
+        # The sender re-sends it whole: servers drop the copies they had (SOCP §8
+        # seen_ids), clients those whose msg_ref they saw.
+        actions.append(error_to(state, exclude_conn, ErrorCode.OVERLOADED, outflow.CONGESTED_DETAIL))
+    targets = user_targets(state, PUBLIC_CHANNEL, exclude_conn) + keeping_up
+    if targets:
+        onward = Envelope(type=frame.type, from_=frame.from_, to=PUBLIC_CHANNEL, ts=frame.ts, payload=frame.payload)
+        actions.insert(0, Send(targets, onward))
+    return actions
 
 
 def key_share(state: RouterState, frame: Envelope, origin_conn: int) -> list[Action]:

@@ -22,7 +22,7 @@ import zmq
 import zmq.asyncio
 
 from socp.config import NodeConfig
-from socp.ipc.messages import GatewayHello, Message, OutboundDone, VerifyJob, pack, unpack
+from socp.ipc.messages import FramesWritten, GatewayHello, Message, OutboundDone, VerifyJob, pack, unpack
 
 WAIT = 5.0  # seconds any single expected event may take
 
@@ -63,11 +63,24 @@ class GatewayHarness:
         return self.config.ws_url
 
     async def from_router_inbox(self, timeout: float = WAIT) -> Message:
-        """The next message for the router, past the periodic OutboundDone reports."""
+        """The next message for the router, past the periodic OutboundDone and
+        FramesWritten reports."""
         while True:
             message = unpack(await asyncio.wait_for(self.router_inbox.recv(), timeout))
-            if not isinstance(message, OutboundDone):
+            if not isinstance(message, (OutboundDone, FramesWritten)):
                 return message
+
+    async def written_report(self, conn: int, count: int, timeout: float = WAIT) -> list[FramesWritten]:
+        """Every FramesWritten until one says `conn` wrote `count` frames (other
+        messages for the router are dropped)."""
+        reports: list[FramesWritten] = []
+        async with asyncio.timeout(timeout):
+            while True:
+                message = unpack(await self.router_inbox.recv())
+                if isinstance(message, FramesWritten):
+                    reports.append(message)
+                    if [conn, count] in message.counts:
+                        return reports
 
     async def next_job(self, timeout: float = WAIT) -> VerifyJob:
         message = unpack(await asyncio.wait_for(self.verify_jobs.recv(), timeout))

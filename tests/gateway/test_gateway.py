@@ -305,3 +305,33 @@ async def test_server_links_get_their_own_higher_frame_limit(start_gateway: Gate
         refused = await harness.from_router_inbox()
         assert isinstance(refused, Rejected) and (refused.conn, refused.seq, refused.code) == (
             conn, 10, "RATE_LIMITED")
+
+
+async def test_server_links_report_frames_written(gateway: GatewayHarness) -> None:
+    # Credit (socp/gateway/flow.py): the router hands a server link no more frames
+    # than the gateway holds, so it must learn how many each link has written.
+    received: list[str] = []
+    peer_got_all = asyncio.Event()
+
+    async def peer_server(ws: ServerConnection) -> None:
+        async for text in ws:
+            received.append(str(text))
+            if len(received) == 4:
+                peer_got_all.set()
+
+    port = free_port()
+    async with serve(peer_server, "127.0.0.1", port, compression=None), \
+            ws_connect(gateway.ws_url) as user:
+        user_conn = await said_hello(gateway, user)
+        await gateway.to_gateway(DialLink(DIALLED_CONN, "127.0.0.1", port, "PEER-KEY"))
+        assert await gateway.from_router_inbox() == LinkOpened(DIALLED_CONN, 0)
+        await gateway.to_gateway(Deliver([(DIALLED_CONN, seq, f"frame {seq}") for seq in range(3)]),
+                                 Deliver([(user_conn, 0, "for the user")]))
+        first = await gateway.written_report(DIALLED_CONN, 3)
+        await gateway.to_gateway(Deliver([(DIALLED_CONN, 3, "frame 3"), (DIALLED_CONN, 4, "")]))
+        later = await gateway.written_report(DIALLED_CONN, 5)   # the skipped frame counts too
+        await asyncio.wait_for(peer_got_all.wait(), WAIT)
+        assert received == [f"frame {seq}" for seq in range(4)]
+        # Only server links, each report a cumulative count per link.
+        assert all(conn == DIALLED_CONN for report in first + later for conn, _ in report.counts)
+        assert await user.recv() == "for the user"

@@ -30,3 +30,10 @@ def test_the_new_messages_round_trip() -> None:
                     m.StoreStatus("unavailable", "refused", 1_700_000_000_000, 2)):
         assert m.unpack(m.pack(message)) == message
     assert m.is_query(-1) and not m.is_query(1)
+
+
+def test_frames_written_round_trips_and_is_typed() -> None:
+    report = m.FramesWritten([[2**40 + 7, 4096], [3, 0]])
+    assert m.unpack(m.pack(report)) == report
+    with pytest.raises(m.MalformedFrame, match="counts has type dict"):
+        m.unpack(msgpack.packb([WIRE_VERSION, m.FramesWritten.KIND, {"a": 1}]))
