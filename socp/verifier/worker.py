@@ -4,7 +4,7 @@ Sockets (the gateway and router bind, we connect; ZeroMQ guide):
 
     PULL  ← verify_jobs (gateway)      taken first: a check costs ~0.1 ms, a signature ~6 ms
     PULL  ← sign_jobs (router)         one at a time, between rounds of checks
-    PUSH  → router_inbox     Verified / Rejected
+    PUSH  → router_inbox     Verified / Rejected, one multipart message per round of checks
     PUSH  → gateway_inbox    Deliver
 
 Every job gets exactly one answer per sequence number, whatever happens to it: a
@@ -82,6 +82,9 @@ class Verifier:
         self.sign_jobs = self._socket(zmq.PULL, JOB_QUEUE_HWM, endpoints.sign_jobs)
         self.to_router = self._socket(zmq.PUSH, RESULT_QUEUE_HWM, endpoints.router_inbox)
         self.to_gateway = self._socket(zmq.PUSH, RESULT_QUEUE_HWM, endpoints.gateway_inbox)
+        # Results of one round of checks leave as one multipart message (one wakeup of
+        # ZeroMQ's I/O thread instead of one per result); the router reads each part.
+        self._results_waiting: list[bytes] = []
 
     def _socket(self, kind: int, hwm: int, *connect_to: str) -> zmq.Socket:
         sock = self._context.socket(kind)
@@ -106,7 +109,9 @@ class Verifier:
                 # Work through what is queued before polling again; stop checks stay cheap.
                 while not self.should_stop():
                     checked = self._take(self.verify_jobs, CHECKS_PER_SIGNATURE)
+                    self._send_results()
                     signed = self._take(self.sign_jobs, 1)
+                    self._send_results()
                     if not checked and not signed:
                         break
         except _Stopping:
@@ -156,7 +161,12 @@ class Verifier:
             self.stats.rejected += 1
         else:
             self.stats.verified += 1
-        self._send(self.to_router, data)
+        self._results_waiting.append(data)
+
+    def _send_results(self) -> None:
+        if self._results_waiting:
+            results, self._results_waiting = self._results_waiting, []
+            self._send(self.to_router, results)
 
     def _sign(self, job: SignJob) -> None:
         try:
@@ -173,21 +183,22 @@ class Verifier:
             packed = [messages.pack(delivers[0])]
         else:
             self.stats.signed += 1
-        for deliver, data in zip(delivers, packed):
+        for deliver in delivers:
             self.stats.delivered += len(deliver.items)
-            self._send(self.to_gateway, data)
+        self._send(self.to_gateway, packed)
 
-    def _send(self, sock: zmq.Socket, data: bytes) -> None:
-        """Send, blocking while the queue is full, but never past a stop request."""
+    def _send(self, sock: zmq.Socket, parts: list[bytes]) -> None:
+        """Send `parts` as one message (the receiver reads each part as a message),
+        blocking while the queue is full, but never past a stop request."""
         try:
-            sock.send(data, zmq.NOBLOCK, copy=False)
+            sock.send_multipart(parts, zmq.NOBLOCK)
             return
         except zmq.Again:
             self.stats.blocked_sends += 1
         while not self.should_stop():
             if sock.poll(STOP_POLL_MS, zmq.POLLOUT):
                 try:
-                    sock.send(data, zmq.NOBLOCK, copy=False)
+                    sock.send_multipart(parts, zmq.NOBLOCK)
                     return
                 except zmq.Again:
                     continue
