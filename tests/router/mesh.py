@@ -186,3 +186,15 @@ class Mesh:
         """What `sender` sends to `receiver` from now on is never written (a link being
         closed under it), until the next `cut` of either."""
         self.unwritten.add((sender, receiver))
+
+
+def mesh_through_one_introducer(keys, names: str = "abc") -> Mesh:
+    """Nodes named by `names`, the first the introducer of the others, all started and
+    linked (keys[0], keys[1], ... in that order)."""
+    mesh = Mesh()
+    introducer = mesh.add(names[0], keys[0])
+    for index, name in enumerate(names[1:], start=1):
+        mesh.add(name, keys[index], introducers=[introducer])
+    for name in names:
+        mesh.start(name)
+    return mesh

@@ -13,19 +13,12 @@ from socp.protocol.signing import transport_signature
 from socp.router.links import LinkState
 
 from .harness import digest
-from .mesh import Mesh
+from .mesh import Mesh, mesh_through_one_introducer
 
 
 @pytest.fixture
 def mesh3(keys) -> Mesh:
-    mesh = Mesh()
-    a = mesh.add("a", keys[0])
-    mesh.add("b", keys[1], introducers=[a])
-    mesh.add("c", keys[2], introducers=[a])
-    mesh.start("a")
-    mesh.start("b")
-    mesh.start("c")
-    return mesh
+    return mesh_through_one_introducer(keys)
 
 
 def test_three_servers_form_a_full_mesh_through_one_introducer(mesh3: Mesh) -> None:
@@ -173,7 +166,7 @@ def test_frames_sent_again_on_a_new_link_go_again_if_that_link_is_lost_too(keys)
 
 
 def test_a_server_that_stays_away_is_forgotten_and_senders_are_told(mesh3: Mesh, keys) -> None:
-    a, b = mesh3.nodes["a"], mesh3.nodes["b"]
+    b = mesh3.nodes["b"]
     _, alice = mesh3.connect_user("a", keys[3])
     b_conn, bob = mesh3.connect_user("b", keys[4])
     mesh3.cut("a", reachable=False)
@@ -188,7 +181,6 @@ def test_a_server_that_stays_away_is_forgotten_and_senders_are_told(mesh3: Mesh,
 def test_backlog_for_an_unreachable_server_is_bounded(mesh3: Mesh, keys) -> None:
     from socp.router.state import PEER_BACKLOG_LIMIT
 
-    b = mesh3.nodes["b"]
     _, alice = mesh3.connect_user("a", keys[3])
     b_conn, bob = mesh3.connect_user("b", keys[4])
     mesh3.cut("a", reachable=False)
@@ -384,12 +376,8 @@ def test_gossip_is_forwarded_once_and_never_loops(keys, monkeypatch) -> None:
 def test_a_restarted_node_whose_introducers_are_down_relinks_the_servers_it_knew(keys) -> None:
     from socp.router.state import RouterState
 
-    mesh = Mesh()
-    a = mesh.add("a", keys[0])
-    b = mesh.add("b", keys[1], introducers=[a])
-    c = mesh.add("c", keys[2], introducers=[a])
-    for name in "abc":
-        mesh.start(name)
+    mesh = mesh_through_one_introducer(keys)
+    b, c = mesh.nodes["b"], mesh.nodes["c"]
     mesh.cut("c")                            # c's router stops: its links drop
     mesh.cut("a", reachable=False)           # and its only introducer is down
     b.state.redials[c.server_id].next_attempt_ms = mesh.now + 3_600_000   # b waits (long backoff)

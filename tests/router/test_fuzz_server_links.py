@@ -32,7 +32,7 @@ from socp.router.state import LOCAL, RouterState
 from socp.verifier.checks import check_keys
 
 from .harness import digest
-from .mesh import Mesh
+from .mesh import mesh_through_one_introducer
 
 # What servers send each other (SOCP §6-§8), drawn more often than the rest.
 SERVER_TYPES = sorted({T.USER_ADVERTISE, T.USER_REMOVE, T.SERVER_DELIVER, T.SERVER_ANNOUNCE, T.SERVER_HELLO_LINK,
@@ -54,12 +54,8 @@ def check_tables(state: RouterState) -> None:
 
 
 def test_server_link_input_never_corrupts_the_tables(keys) -> None:
-    mesh = Mesh()
-    a = mesh.add("a", keys[0])
-    b = mesh.add("b", keys[1], introducers=[a])
-    c = mesh.add("c", keys[2], introducers=[a])
-    for name in "abc":
-        mesh.start(name)
+    mesh = mesh_through_one_introducer(keys)
+    a, b, c = (mesh.nodes[name] for name in "abc")
     a_conn, alice = mesh.connect_user("a", keys[3])
     c_conn, carol = mesh.connect_user("c", keys[4])
     real_key = crypto.encode_public_key(keys[5])
