@@ -65,12 +65,7 @@ async def pair(make_session, tmp_path):
         await bob.ready()
         yield alice, bob
     finally:
-        for running in (alice, bob):
-            running.task.cancel()
-            await asyncio.gather(running.task, return_exceptions=True)
-            running.session.close()
-        server.close()
-        await server.wait_closed()
+        await _shut_down(server, alice, bob)
 
 
 async def test_a_tell_is_delivered_while_a_file_is_sent_and_cancel_stops_the_file(pair, tmp_path):
@@ -146,9 +141,13 @@ async def test_the_client_drops_a_download_whose_sender_went_silent(make_session
         await alice.lines.put("/quit")
         assert await alice.stop() == 0 and await bob.stop() == 0
     finally:
-        for running in (alice, bob):
-            running.task.cancel()
-            await asyncio.gather(running.task, return_exceptions=True)
-            running.session.close()
-        server.close()
-        await server.wait_closed()
+        await _shut_down(server, alice, bob)
+
+
+async def _shut_down(server, *clients: _Running) -> None:
+    for running in clients:
+        running.task.cancel()
+        await asyncio.gather(running.task, return_exceptions=True)
+        running.session.close()
+    server.close()
+    await server.wait_closed()
