@@ -48,25 +48,20 @@ def user_content(state: RouterState, link: Link, event: FrameIn,
     refused = admit()
     if refused is not None:
         return [_named(action, ref) if _is_error_to(action, link.conn) else action for action in refused]
-    outside = limits.window_refusal(frame.ts, state.now_ms)
-    if not outside and state.seen.too_old(frame.ts):
-        # The duplicate cache overflowed and can no longer tell a copy this old from a
-        # new frame: refused as stale, never "already handed on".
-        outside = limits.STALE
-    if outside:
-        if not limits.refusal_answer_due(state.guard, link.conn, outside):
+    problem = limits.replay_problem(state.seen, frame, event.payload_digest, state.now_ms)
+    if problem is not None:
+        refusal, detail = problem
+        if refusal == limits.DUPLICATE:
+            # A re-send of a frame already handed on: say so (REPLAY naming its msg_ref
+            # means "already handed on", as good as an ACK); it is never delivered twice.
+            # Past the first answer of the interval, the connection's next ACK says it,
+            # as truly: the frame was handed on, and it is the newest this connection sent.
+            if limits.refusal_answer_due(state.guard, link.conn, refusal):
+                return [_named(error_to(state, link.conn, ErrorCode.REPLAY, DUPLICATE_DETAIL), ref)]
+            return _note_for_ack(state, link.conn, ref)
+        if not limits.refusal_answer_due(state.guard, link.conn, refusal):
             return []
-        return [_named(error_to(state, link.conn, ErrorCode.REPLAY,
-                                "timestamp outside the accepted window (check your clock)"), ref)]
-    key = (frame.ts, frame.from_, frame.to, event.payload_digest)
-    if not state.seen.check_and_add(key, state.now_ms):
-        # A re-send of a frame already handed on: say so (REPLAY naming its msg_ref means
-        # "already handed on", as good as an ACK); it is never delivered twice. Past the
-        # first answer of the interval, the connection's next ACK says it, as truly: the
-        # frame was handed on, and it is the newest this connection sent.
-        if limits.refusal_answer_due(state.guard, link.conn, limits.DUPLICATE):
-            return [_named(error_to(state, link.conn, ErrorCode.REPLAY, DUPLICATE_DETAIL), ref)]
-        return _note_for_ack(state, link.conn, ref)
+        return [_named(error_to(state, link.conn, ErrorCode.REPLAY, detail), ref)]
     actions, handed_on = route()
     refused = not handed_on
     for index, action in enumerate(actions):
@@ -74,7 +69,7 @@ def user_content(state: RouterState, link: Link, event: FrameIn,
             actions[index] = _named(action, ref)
             refused = True
     if refused:
-        state.seen.discard(key)
+        state.seen.discard((frame.ts, frame.from_, frame.to, event.payload_digest))
         return actions
     return actions + _note_for_ack(state, link.conn, ref)
 

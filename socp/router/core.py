@@ -19,7 +19,7 @@ from socp.protocol.frame_types import (
 from socp.protocol.acks import ACKNOWLEDGED_TYPES
 from socp.protocol.envelope import Envelope
 
-from . import acks, defences, directory, federation, login, outflow, redeliver, restore, users
+from . import acks, defences, directory, federation, limits, login, outflow, redeliver, restore, users
 from .events import (GATEWAY_RESTARTED, Action, BatchEnd, Close, DirectoryQueried, Event, FrameIn, FrameRejected,
                      FramesWritten, LinkDown, LinkRestored, LinkUp, Tick)
 from .links import Link, LinkState
@@ -119,7 +119,7 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
         return [users.list_response(state, link)]
     if frame.type in (T.HEARTBEAT, T.ACK, T.ERROR):
         return []
-    problem = users.replay_problem(state, frame, event.payload_digest)
+    problem = limits.replay_problem(state.seen, frame, event.payload_digest, state.now_ms)
     if problem is not None:
         return defences.refusal(state, link.conn, *problem)
     if frame.type == T.PUBLIC_CHANNEL_KEY_SHARE:

@@ -12,7 +12,7 @@ replace the normal handling (an ERROR, a close, or nothing at all):
   same refusal (a stale ts, a duplicate) is answered at most once per
   `repeat_answer_ms` per connection, whatever the budget (`refusal_answer_due`);
 - freshness of server frames: a frame with effects whose `ts` is outside the
-  window of `users.replay_problem` is refused, and gossip the federation rules do
+  window of `replay_problem` is refused, and gossip the federation rules do
   not deduplicate themselves (USER_REMOVE, SERVER_ANNOUNCE, PUBLIC_CHANNEL_ADD) is
   deduplicated here; a server's opening hello must be fresh and unseen too;
 - proof of possession for USER_HELLO (see `user_hello_problem`), kept across
@@ -39,7 +39,7 @@ from socp.ratelimit import KeyedBuckets, TokenBucket, retry_hint
 from .events import StoreWrite
 from .seen import SeenCache
 
-# Replay window: the same as for user frames (users.replay_problem).
+# Replay window: the same as for user frames (replay_problem).
 MAX_AGE_MS = 10 * 60 * 1000
 MAX_SKEW_AHEAD_MS = 2 * 60 * 1000
 
@@ -213,8 +213,22 @@ def refusal_answer_due(guard: Guard, conn: int, refusal: str) -> bool:
 
 
 def stale(frame: Envelope, now_ms: int) -> bool:
-    age = now_ms - frame.ts
-    return age > MAX_AGE_MS or -age > MAX_SKEW_AHEAD_MS
+    return bool(window_refusal(frame.ts, now_ms))
+
+
+def replay_problem(seen: SeenCache, frame: Envelope, payload_digest: bytes,
+                   now_ms: int) -> tuple[str, str] | None:
+    """Check-and-add a user's frame in the duplicate cache (SOCP §8 seen_ids): None if
+    it is fresh; else (STALE, AHEAD or DUPLICATE, why it is refused)."""
+    outside = window_refusal(frame.ts, now_ms)
+    if outside:
+        return outside, "timestamp outside the accepted window (check your clock)"
+    if seen.too_old(frame.ts):
+        # The cache overflowed and can no longer tell a copy this old from a new frame.
+        return STALE, "timestamp before the window the duplicate cache still covers: send it again with a fresh ts"
+    if not seen.check_and_add((frame.ts, frame.from_, frame.to, payload_digest), now_ms):
+        return DUPLICATE, "duplicate frame ignored"
+    return None
 
 
 def server_frame_problem(guard: Guard, seen: SeenCache, frame: Envelope,

@@ -184,19 +184,6 @@ def _park(state: RouterState, target: str, frame: Envelope, origin_conn: int) ->
     return []
 
 
-def replay_problem(state: RouterState, frame: Envelope, payload_digest: bytes) -> tuple[str, str] | None:
-    """None if the frame is fresh; else (limits.STALE, AHEAD or DUPLICATE, why it is refused)
-    (SOCP §8 seen_ids)."""
-    outside = limits.window_refusal(frame.ts, state.now_ms)
-    if outside:
-        return outside, "timestamp outside the accepted window (check your clock)"
-    if state.seen.too_old(frame.ts):
-        return limits.STALE, "timestamp too old to check for copies now: send it again with a fresh ts"
-    if not state.seen.check_and_add((frame.ts, frame.from_, frame.to, payload_digest), state.now_ms):
-        return limits.DUPLICATE, "duplicate frame ignored"
-    return None
-
-
 def direct_message(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     """SOCP §7.2 and §8 route_to_user."""
     extra = {"part": frame.payload["part"]} if "part" in frame.payload else {}
