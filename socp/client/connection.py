@@ -589,10 +589,7 @@ class ChatClient:
         except OSError as exc:   # the file became unreadable after its hash was taken
             steps.close()  # type: ignore[attr-defined]
             reason = f"cannot read {sending.path}: {exc.strerror or exc}"
-            if sending.file_id:
-                await self._abandon(sending, reason)
-            else:
-                self._emit(FileFailed("", self.session.user_id, sending.name, reason))
+            await self._give_up(sending, reason)
         finally:
             if sending in self._sending:
                 self._sending.remove(sending)
@@ -606,10 +603,7 @@ class ChatClient:
                 await asyncio.sleep(RATE_LIMITED_PAUSE)   # let the server's bucket refill for the FILE_END
             if sending.stop_reason:
                 steps.close()  # type: ignore[attr-defined]
-                if sending.file_id:
-                    await self._abandon(sending, sending.stop_reason)
-                else:   # nothing of it was sent
-                    self._emit(FileFailed("", self.session.user_id, sending.name, sending.stop_reason))
+                await self._give_up(sending, sending.stop_reason)
                 return
             if any(frame.type == T.FILE_CHUNK for frame in actions.frames):
                 wait = self._pacer.delay()
@@ -620,8 +614,13 @@ class ChatClient:
                 if frame.type == T.FILE_START:
                     sending.file_id, sending.to = frame.payload["file_id"], frame.to
 
-    async def _abandon(self, sending: OutgoingFile, reason: str) -> None:
-        await self._send(self.session.abandon_file(sending.file_id, sending.to, sending.name, reason))
+    async def _give_up(self, sending: OutgoingFile, reason: str) -> None:
+        """Stop sending a file: a FILE_END tells the receiver to discard what it has;
+        if nothing of it was sent yet, we only say it failed."""
+        if sending.file_id:
+            await self._send(self.session.abandon_file(sending.file_id, sending.to, sending.name, reason))
+        else:
+            self._emit(FileFailed("", self.session.user_id, sending.name, reason))
 
     async def _cmd_whois(self, command: Command) -> bool:
         user = command.args["user"]
