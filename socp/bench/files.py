@@ -116,7 +116,7 @@ def run_files(target: Target, options: FilesOptions, keys: KeyPool | None = None
                          duration_s=round(last - started, 2), prepared=len(prepared))
     result.fill_deliveries(tracker, started, max(last, started + 1e-3))
     result.fill_capacity(capacity)
-    result.fill_processes(outcome.processes)
+    result.fill_processes(outcome.processes, outcome.client_cpu_s)
     chunks_delivered = sum(1 for (_r, key) in tracker.seen if not key.endswith((":start", ":end")))
     chunks_total = sum(1 for p in prepared if not p.key.endswith((":start", ":end")))
     delivered_bytes = size * len(contents) * chunks_delivered / max(chunks_total, 1)

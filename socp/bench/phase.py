@@ -33,6 +33,7 @@ class PhaseOutcome:
     drained_s: float
     processes: list[ProcessUsage]
     closed_users: int          # users whose connection the server closed during the run
+    client_cpu_s: float        # this process (the load generator) during the timed phase
 
 
 def make_handler(tracker: DeliveryTracker, delivery_types: frozenset[str], key_of: KeyOf):
@@ -84,6 +85,7 @@ async def run_phase(users: list[BenchUser], plan: SendPlan, tracker: DeliveryTra
                 await asyncio.sleep(SETTLE_S)
                 meter = NodeMeter(data_dirs)
                 meter.start()
+                client_cpu_started = time.process_time()
                 stop_progress = asyncio.Event()
                 reporter = asyncio.create_task(report_progress(progress, tracker, time.perf_counter(), stop_progress))
                 try:
@@ -93,10 +95,12 @@ async def run_phase(users: list[BenchUser], plan: SendPlan, tracker: DeliveryTra
                     stop_progress.set()
                     await reporter
                 processes = meter.stop()
+                client_cpu_s = time.process_time() - client_cpu_started
                 closed = sum(1 for u in users if u.close_reason)
             finally:
                 await asyncio.gather(*(u.close() for u in users), return_exceptions=True)
-    return PhaseOutcome(send=outcome, drained_s=drained, processes=processes, closed_users=closed)
+    return PhaseOutcome(send=outcome, drained_s=drained, processes=processes, closed_users=closed,
+                        client_cpu_s=round(client_cpu_s, 3))
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +132,7 @@ def timed_run(phase: TimedPhase, users: list[BenchUser], prepared: list[Prepared
                          duration_s=round(outcome.send.ended - outcome.send.started, 2), prepared=len(prepared))
     result.fill_deliveries(tracker, outcome.send.started, outcome.send.ended)
     result.fill_capacity(capacity)
-    result.fill_processes(outcome.processes)
+    result.fill_processes(outcome.processes, outcome.client_cpu_s)
     return result, outcome, tracker
 
 

@@ -38,6 +38,7 @@ class BenchResult:
     sign_ms: float = 0.0                       # one signature, one core
     throughput_over_sign_capacity: float = 0.0
     processes: list[dict[str, Any]] = field(default_factory=list)
+    client_cpu_s: float | None = None          # the bench's own process, same phase (None: not measured)
     extra: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -61,8 +62,13 @@ class BenchResult:
         if capacity.signatures_per_s:
             self.throughput_over_sign_capacity = round(self.throughput_per_s / capacity.signatures_per_s, 3)
 
-    def fill_processes(self, usage: list[ProcessUsage]) -> None:
+    def fill_processes(self, usage: list[ProcessUsage], client_cpu_s: float | None = None) -> None:
         self.processes = [asdict(row) for row in usage]
+        self.client_cpu_s = client_cpu_s
+
+    def cpu_ms_per_delivery(self, cpu_s: float) -> float | None:
+        """CPU time per first delivery: where a node's time goes besides signing."""
+        return cpu_s * 1000 / self.deliveries if self.deliveries else None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False)
@@ -104,12 +110,24 @@ def print_result(result: BenchResult, console: Console | None = None, title: str
         table.add_row(*row)
     console.print(table)
     if result.processes:
-        procs = Table(title="server processes during the timed phase")
-        for column in ("node", "pid", "role", "CPU s", "RSS MiB", "peak RSS MiB"):
-            procs.add_column(column, justify="right" if column not in ("role",) else "left")
-        for row in result.processes:
-            procs.add_row(str(row["node"]), str(row["pid"]), row["role"], f"{row['cpu_s']:.2f}",
-                          f"{row['rss_mib']:.1f}", f"{row['peak_rss_mib']:.1f}")
-        console.print(procs)
+        console.print(_process_table(result))
     for note in result.notes:
         console.print(f"note: {note}")
+
+
+def _per_delivery(result: BenchResult, cpu_s: float) -> str:
+    per = result.cpu_ms_per_delivery(cpu_s)
+    return "" if per is None else f"{per:.3f}"
+
+
+def _process_table(result: BenchResult) -> Table:
+    procs = Table(title="processes during the timed phase")
+    for column in ("node", "pid", "role", "CPU s", "CPU ms/delivery", "RSS MiB", "peak RSS MiB"):
+        procs.add_column(column, justify="right" if column not in ("role",) else "left")
+    for row in result.processes:
+        procs.add_row(str(row["node"]), str(row["pid"]), row["role"], f"{row['cpu_s']:.2f}",
+                      _per_delivery(result, row["cpu_s"]), f"{row['rss_mib']:.1f}", f"{row['peak_rss_mib']:.1f}")
+    if result.client_cpu_s is not None:
+        procs.add_row("", "", "bench client (this run)", f"{result.client_cpu_s:.2f}",
+                      _per_delivery(result, result.client_cpu_s), "", "")
+    return procs
