@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
-from socp.runtime import raise_open_file_limit
+from socp.runtime import fast_runner, raise_open_file_limit
 
 from .drive import Progress
 from .keys import KeyPool
@@ -115,8 +115,8 @@ def run_connect(target: Target, options: ConnectOptions, keys: KeyPool | None = 
     meter = NodeMeter(target.data_dirs)
     meter.start()
     progress.note(f"connecting {count} users, {options.concurrency} at a time")
-    with progress:
-        ramp = asyncio.run(_ramp(users, options, meter, progress))
+    with progress, fast_runner() as runner:
+        ramp = runner.run(_ramp(users, options, meter, progress))
     result = BenchResult(scenario="connect", urls=list(target.urls), mode=f"ramp, {options.concurrency} at a time",
                          users=count, duration_s=round(ramp["ramp_s"], 2))
     result.errors = ramp["errors"]

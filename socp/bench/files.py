@@ -9,7 +9,6 @@ file_id:index and FILE_START / FILE_END by file_id:start / file_id:end.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 from dataclasses import dataclass, replace
@@ -21,6 +20,7 @@ from socp.protocol.envelope import Envelope, parse
 from socp.protocol.errors import SocpError
 from socp.protocol.ids import new_id
 from socp.protocol.limits import OAEP_MAX_PLAINTEXT
+from socp.runtime import fast_runner
 
 from .capacity import measure_sign_capacity
 from .drive import Progress, SendPlan
@@ -106,9 +106,9 @@ def run_files(target: Target, options: FilesOptions, keys: KeyPool | None = None
     tracker = DeliveryTracker(sample_size=options.sample)
     tracker.expect(prepared)
     plan = SendPlan(frames=prepared, duration_s=options.duration_s, rate=options.rate, window=options.window)
-    with progress:
-        outcome = asyncio.run(run_phase(users, plan, tracker, frozenset({"FILE_START", "FILE_CHUNK", "FILE_END"}),
-                                        _key_of, target.data_dirs, options.drain_s, progress))
+    with progress, fast_runner() as runner:
+        outcome = runner.run(run_phase(users, plan, tracker, frozenset({"FILE_START", "FILE_CHUNK", "FILE_END"}),
+                                       _key_of, target.data_dirs, options.drain_s, progress))
     mode = f"open loop at {options.rate:g} chunks/s" if options.rate else f"closed loop, window {options.window}"
     started = outcome.send.started
     last = max(tracker.delivered_times, default=started)

@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from socp.runtime import fast_runner
+
 from .capacity import SignCapacity
 from .drive import Progress, SendOutcome, SendPlan, drain, report_progress, send_all
 from .prepare import PreparedFrame
@@ -124,9 +126,9 @@ def timed_run(phase: TimedPhase, users: list[BenchUser], prepared: list[Prepared
     tracker = DeliveryTracker(sample_size=phase.sample)
     tracker.expect(prepared)
     plan = SendPlan(frames=prepared, duration_s=phase.duration_s, rate=phase.rate, window=phase.window)
-    with progress:
-        outcome = asyncio.run(run_phase(users, plan, tracker, frozenset({phase.delivery_type}), phase.key_of,
-                                        data_dirs, phase.drain_s, progress))
+    with progress, fast_runner() as runner:
+        outcome = runner.run(run_phase(users, plan, tracker, frozenset({phase.delivery_type}), phase.key_of,
+                                       data_dirs, phase.drain_s, progress))
     mode = f"open loop at {phase.rate:g}/s" if phase.rate is not None else f"closed loop, window {phase.window}"
     result = BenchResult(scenario=phase.scenario, urls=phase.urls, mode=mode, users=len(users),
                          duration_s=round(outcome.send.ended - outcome.send.started, 2), prepared=len(prepared))

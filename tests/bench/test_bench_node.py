@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from socp.bench.connect import ConnectOptions, run_connect
 from socp.bench.dm import DmOptions, run_dm
+from socp.bench.files import FilesOptions, run_files
 from socp.bench.keys import KeyPool
 from socp.bench.public import PublicOptions, run_public
 from socp.bench.targets import Target
@@ -57,3 +59,27 @@ def test_public_bench_sees_one_node_signature_per_message(node, keys):
     assert result.deliveries == 30 and result.lost == 0 and result.duplicated == 0
     assert result.sample_failed == 0 and result.sample_checked > 0
     assert result.extra["signatures_per_message"] == 1.0
+
+
+def test_files_bench_carries_a_whole_file_and_checks_its_bytes(node, keys):
+    options = FilesOptions(pairs=1, size_mb=0.05, duration_s=20.0, rate=100.0, drain_s=5.0, capacity_s=0.5,
+                           progress=False)
+    result = run_files(target_of(node), options, keys=KeyPool((keys[0],)))
+
+    chunks = -(-50_000 // 446)     # FILE_START, the chunks, FILE_END
+    assert result.sent == chunks + 2 and result.deliveries == result.sent
+    assert result.lost == 0 and result.duplicated == 0 and result.errors == {}
+    assert result.extra["chunks_delivered"] == f"{chunks} of {chunks}"
+    assert result.extra["MB_per_s"] > 0
+    # Sampled chunks were decrypted and compared with the bytes that were sent.
+    assert result.sample_checked > 0 and result.sample_failed == 0
+
+
+def test_connect_bench_holds_every_connection_and_measures_server_memory(node, keys):
+    options = ConnectOptions(users=30, concurrency=10, hold_s=0.5, progress=False)
+    result = run_connect(target_of(node), options, keys=KeyPool((keys[0],)))
+
+    assert result.extra["hellos_admitted"] == 30 and result.extra["refused"] == {}
+    assert result.extra["still_open_after_hold"] == 30
+    assert result.extra["hellos_per_s"] > 0
+    assert "server_KiB_per_connection" in result.extra and result.extra["server_rss_held_MiB"] > 0
