@@ -81,7 +81,28 @@ def main() -> int:
     print("| measure | measured | target |\n| --- | --- | --- |")
     for name, value, target in rows:
         print(f"| {name} | {value} | {target} |")
+    print_cpu_per_dm(two, sign_ms)
     return 0
+
+
+def print_cpu_per_dm(runs: list[dict[str, Any]], sign_ms: float) -> None:
+    """Where the CPU of one local DM goes (2 verifiers, closed loop): the signature,
+    and everything else, by process. The cores are shared, so these add up to about
+    cores / throughput."""
+    def per_dm(run: dict[str, Any], role: str) -> float:
+        if role == "bench client":
+            cpu = run.get("client_cpu_s") or 0.0
+        else:
+            cpu = sum(row["cpu_s"] for row in run["processes"] if row["role"] == role)
+        return cpu * 1000 / max(run["deliveries"], 1)
+
+    roles = ["verifier", "gateway", "router", "store", "bench client"]
+    medians = {role: median([per_dm(run, role) for run in runs]) for role in roles}
+    print(f"\nCPU ms per local DM, 2 verifiers, closed loop (median of {len(runs)}); one signature = {sign_ms:.2f} ms\n")
+    print("| process | CPU ms per DM |\n| --- | --- |")
+    for role in roles:
+        print(f"| {role} | {medians[role]:.3f} |")
+    print(f"| all | {sum(medians.values()):.3f} |")
 
 
 if __name__ == "__main__":
