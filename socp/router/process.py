@@ -113,6 +113,9 @@ class Counters:
 class RouterDriver:
     state: RouterState
     config: NodeConfig
+    # PUSH deals the jobs round-robin, one job a message. Signing jobs all cost about
+    # the same, so the verifier that frees up first is the one whose last job is the
+    # oldest: the one round-robin picks next. A load-aware choice would gain nothing.
     sign_jobs: DirectSocket
     to_gateway: DirectSocket
     store_writes: asyncio.Queue[StoreWrite]
