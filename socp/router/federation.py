@@ -503,7 +503,8 @@ def _remove(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
 
 def _fresh(state: RouterState, event: FrameIn) -> bool:
     frame = event.frame
-    return state.seen.check_and_add((frame.ts, frame.from_, frame.to, event.payload_digest), state.now_ms)
+    return state.seen.check_and_add((frame.ts, frame.from_, frame.to, event.payload_digest), state.now_ms,
+                                    ts=frame.ts)
 
 
 def _server_deliver(state: RouterState, link: Link, event: FrameIn) -> list[Action]:

@@ -8,8 +8,8 @@ replace the normal handling (an ERROR, a close, or nothing at all):
   on the router's clock; the first frame over the limit is answered RATE_LIMITED
   with a retry hint, the rest of that burst is dropped without an answer;
 - a budget of ERROR answers per connection and per node: every answer costs an
-  RSA-4096 signature (~17 ms of CPU), so garbage must not buy signatures; and the
-  same refusal (a stale ts, a duplicate) is answered at most once per
+  RSA-4096 signature (the costliest thing a node does), so garbage must not buy
+  signatures; and the same refusal (a stale ts, a duplicate) is answered at most once per
   `repeat_answer_ms` per connection, whatever the budget (`refusal_answer_due`);
 - freshness of server frames: a frame with effects whose `ts` is outside the
   window of `replay_problem` is refused, and gossip the federation rules do
@@ -226,7 +226,7 @@ def replay_problem(seen: SeenCache, frame: Envelope, payload_digest: bytes,
     if seen.too_old(frame.ts):
         # The cache overflowed and can no longer tell a copy this old from a new frame.
         return STALE, "timestamp before the window the duplicate cache still covers: send it again with a fresh ts"
-    if not seen.check_and_add((frame.ts, frame.from_, frame.to, payload_digest), now_ms):
+    if not seen.check_and_add((frame.ts, frame.from_, frame.to, payload_digest), now_ms, ts=frame.ts):
         return DUPLICATE, "duplicate frame ignored"
     return None
 

@@ -37,11 +37,9 @@ class SeenCache:
 
     def check_and_add(self, key: Hashable, now_ms: int, ts: int | None = None) -> bool:
         """True if `key` is new (and now recorded); False if it is a duplicate, or if
-        its frame time `ts` is at or before the watermark. Without `ts`, a tuple key
-        that starts with an int (the frame's ts, as SOCP §8 keys do) gives it."""
+        its frame time `ts` is at or before the watermark. A key with no frame time
+        (`ts` None) is refused only as a duplicate."""
         self.expire(now_ms)
-        if ts is None and isinstance(key, tuple) and key and type(key[0]) is int:
-            ts = key[0]
         if ts is not None and self.too_old(ts):
             return False
         if key in self._entries:

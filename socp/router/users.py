@@ -12,16 +12,13 @@ from socp.protocol.errors import ErrorCode, SocpError
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL
 
-from . import directory, limits, outflow
+from . import directory, outflow
 from .events import Action, Send, StoreWrite, send_one
 from .links import Link, LinkState
 from .replies import error_to, refuse_and_close
 from .state import (LOCAL, NO_ORIGIN, PARKED_LIMIT, PEER_BACKLOG_LIMIT, RESEND_LIMIT, Parked, PeerBacklog,
                     PendingShare, Redial, RouterState, UserRecord, forget_older)
 
-# Replay window (SOCP §8 and the attack list): a frame's ts may be this far from now.
-MAX_AGE_MS = limits.MAX_AGE_MS
-MAX_SKEW_AHEAD_MS = limits.MAX_SKEW_AHEAD_MS
 MAX_DISPLAY_NAME = 64
 
 

@@ -13,7 +13,6 @@ from socp.router.events import Tick
 from socp.router.limits import Guard, LimitSettings
 from socp.router.links import Link, LinkState
 from socp.router.seen import SeenCache
-from socp.router.users import MAX_AGE_MS
 
 from .harness import NOW, Harness, sends, sent_to
 
@@ -41,7 +40,7 @@ def signed_frames(actions) -> int:
 def test_a_flood_of_stale_frames_gets_a_few_errors_and_empties_the_bucket(node, keys) -> None:
     a_conn, alice, _ = node.connect_user(keys[1])
     _, bob, _ = node.connect_user(keys[2])
-    stale_ts = NOW - MAX_AGE_MS - 1
+    stale_ts = NOW - limits.MAX_AGE_MS - 1
     answers = []
     for n in range(1000):
         answers += node.feed(a_conn, cheap_dm(alice, bob, stale_ts - n, n))
@@ -53,7 +52,7 @@ def test_a_flood_of_stale_frames_gets_a_few_errors_and_empties_the_bucket(node, 
     assert sent_to(node.feed(a_conn, cheap_dm(alice, bob, NOW, 5000)), a_conn, "USER_DELIVER") == []
     # Once the interval has passed, the next stale frame is answered again.
     node.state.now_ms += INTERVAL_MS
-    again = node.feed(a_conn, cheap_dm(alice, bob, node.state.now_ms - MAX_AGE_MS - 1, 6000))
+    again = node.feed(a_conn, cheap_dm(alice, bob, node.state.now_ms - limits.MAX_AGE_MS - 1, 6000))
     assert [f.payload["code"] for f in sent_to(again, a_conn, "ERROR")] == ["REPLAY"]
 
 
@@ -79,7 +78,7 @@ def test_stale_frames_of_a_type_without_acks_are_answered_once_per_interval(node
     a_conn, alice, _ = node.connect_user(keys[1])
     answers = []
     for n in range(50):
-        answers += node.feed(a_conn, frames.directory_get(alice, node.server_id, NOW - MAX_AGE_MS - 1 - n, alice))
+        answers += node.feed(a_conn, frames.directory_get(alice, node.server_id, NOW - limits.MAX_AGE_MS - 1 - n, alice))
     assert [f.payload["code"] for f in sent_to(answers, a_conn, "ERROR")] == ["REPLAY"]
     assert node.state.guard.unanswered_refusals == 49
     assert limits.STALE in {refusal for _, refusal in node.state.guard.answered}
@@ -90,18 +89,18 @@ def test_stale_frames_of_a_type_without_acks_are_answered_once_per_interval(node
 
 def test_seen_cache_refuses_what_it_had_to_evict() -> None:
     seen = SeenCache(max_entries=3)
-    assert seen.check_and_add((NOW, "a"), NOW)
+    assert seen.check_and_add((NOW, "a"), NOW, ts=NOW)
     for n in range(1, 4):                      # a flood pushes the first entry out...
-        assert seen.check_and_add((NOW + n, "b"), NOW + n)
+        assert seen.check_and_add((NOW + n, "b"), NOW + n, ts=NOW + n)
     assert seen.evicted == 1 and seen.watermark_ms == NOW
-    assert not seen.check_and_add((NOW, "a"), NOW + 10)        # ...its copy is still refused
-    assert not seen.check_and_add((NOW - 5, "c"), NOW + 10)    # so is anything older
-    assert seen.check_and_add((NOW + 1, "c"), NOW + 10)        # newer frames go on
+    assert not seen.check_and_add((NOW, "a"), NOW + 10, ts=NOW)        # ...its copy is still refused
+    assert not seen.check_and_add((NOW - 5, "c"), NOW + 10, ts=NOW - 5)    # so is anything older
+    assert seen.check_and_add((NOW + 1, "c"), NOW + 10, ts=NOW + 1)        # newer frames go on
     # A ts ahead of our clock counts as when we saw it: it cannot lock out the present.
     ahead = SeenCache(max_entries=1)
-    ahead.check_and_add((NOW + 100_000, "x"), NOW)
-    ahead.check_and_add((NOW + 1, "y"), NOW + 1)
-    assert ahead.watermark_ms == NOW and ahead.check_and_add((NOW + 2, "z"), NOW + 2)
+    ahead.check_and_add((NOW + 100_000, "x"), NOW, ts=NOW + 100_000)
+    ahead.check_and_add((NOW + 1, "y"), NOW + 1, ts=NOW + 1)
+    assert ahead.watermark_ms == NOW and ahead.check_and_add((NOW + 2, "z"), NOW + 2, ts=NOW + 2)
 
 
 def test_a_copy_of_an_evicted_frame_is_not_delivered_again(node, keys) -> None:
@@ -151,6 +150,6 @@ def test_relayed_file_transfers_are_bounded_like_local_ones(node, keys) -> None:
 def test_a_ts_behind_and_a_ts_ahead_are_different_refusals(node, keys) -> None:
     a_conn, alice, _ = node.connect_user(keys[1])
     _, bob, _ = node.connect_user(keys[2])
-    old = node.feed(a_conn, cheap_dm(alice, bob, NOW - MAX_AGE_MS - 1, 1))
+    old = node.feed(a_conn, cheap_dm(alice, bob, NOW - limits.MAX_AGE_MS - 1, 1))
     ahead = node.feed(a_conn, cheap_dm(alice, bob, NOW + limits.MAX_SKEW_AHEAD_MS + 1, 2))
     assert [f.payload["code"] for f in sent_to(old + ahead, a_conn, "ERROR")] == ["REPLAY", "REPLAY"]
