@@ -82,16 +82,6 @@ class DataDirLock:
                     break   # not empty: it holds something worth keeping
 
 
-def check_data_dir(data_dir: Path) -> None:
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        probe = data_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise NodeStartError(f"data directory {data_dir} is not writable: {exc.strerror}") from exc
-
-
 def check_port_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -120,8 +110,8 @@ def check_database(url: str) -> None:
 
 
 def prepare(config: NodeConfig) -> tuple[NodeIdentity, bool]:
-    """Everything before the actors start; raise NodeStartError with a clear reason."""
-    check_data_dir(Path(config.data_dir))
+    """Everything before the actors start; raise NodeStartError with a clear reason.
+    The data dir exists and is writable already: `DataDirLock.acquire` made it."""
     check_port_free(config.host, config.port)
     check_database(config.database_url)
     try:
