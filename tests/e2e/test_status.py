@@ -36,10 +36,21 @@ def by_name(report: dict) -> dict[str, dict]:
     return {actor["name"]: actor for actor in report["actors"]}
 
 
+def settled_status(data_dir, timeout: float = 10.0) -> dict:
+    """The status once no actor is STARTING any more: supervisord calls an actor
+    RUNNING only after `startsecs` (1 s), while the node may answer sooner."""
+    deadline = time.monotonic() + timeout
+    while True:
+        report = status_json(data_dir)
+        if all(actor["state"] != "STARTING" for actor in report["actors"]) or time.monotonic() > deadline:
+            return report
+        time.sleep(0.2)
+
+
 def test_status_follows_a_killed_router(keys, tmp_path) -> None:
     node = start_node(tmp_path / "n", keys[0], verifiers=2)
     try:
-        report = status_json(node.data_dir)
+        report = settled_status(node.data_dir)
         actors = by_name(report)
         assert set(actors) == ACTORS
         for actor in actors.values():
