@@ -235,25 +235,55 @@ def test_verify_jobs_get_one_answer_each_for_the_right_seq(pool: Pool, keys) -> 
 
 
 def test_checks_do_not_wait_behind_a_queue_of_signatures(pool: Pool, keys) -> None:
-    # A check costs ~0.1 ms and a signature ~6 ms: frames waiting for their check are
-    # taken before the next signature, not one check per signature.
-    conn, signatures, checks = 43, 20 * POOL_SIZE, 20
+    # A check costs ~0.1 ms and a signature 1.3 to 6 ms: frames waiting for their check
+    # are taken before the next signature, not one check per signature.
+    conn, signatures, checks = 43, 100 * POOL_SIZE, 20
     sender = new_id()
-    for out_seq in range(signatures):
-        payload = {"user_id": new_id(), "server_id": sender, "meta": {}}
-        pool.sign_jobs.send(messages.pack(SignJob("USER_ADVERTISE", sender, TS, payload, [(conn, out_seq, "*")])))
+    sign_jobs = [messages.pack(SignJob("USER_ADVERTISE", sender, TS, {"user_id": new_id(), "server_id": sender,
+                                                                      "meta": {}}, [(conn, out_seq, "*")]))
+                 for out_seq in range(signatures)]
     hello = frames.user_hello(new_id(), None, TS, encode_public_key(keys[1])).to_wire()
-    for seq in range(checks):
-        pool.verify_jobs.send(messages.pack(VerifyJob(conn, seq, hello, ROLE_USER, "")))
-    assert len(_receive(pool.router_inbox, checks)) == checks
-    signed_meanwhile = 0
-    while pool.gateway_inbox.poll(0):
-        pool.gateway_inbox.recv()
-        signed_meanwhile += 1
+    verify_jobs = [messages.pack(VerifyJob(conn, seq, hello, ROLE_USER, "")) for seq in range(checks)]
+    for job in sign_jobs:
+        pool.sign_jobs.send(job)
+    # Signatures finished while those were being sent could not delay a check that did
+    # not exist yet: count them apart. A long queue of them is still waiting.
+    signed_before = _drain(pool.gateway_inbox)
+    assert signed_before < signatures - 10 * POOL_SIZE, "the signatures were done before any check was sent"
+    for job in verify_jobs:
+        pool.verify_jobs.send(job)
+    signed_meanwhile = _signed_until_answered(pool, checks)
     # One signature in progress per verifier, and maybe the next one started before the
     # checks arrived; alternating one check with one signature would have made ~20.
     assert signed_meanwhile <= 3 * POOL_SIZE, signed_meanwhile
-    _receive(pool.gateway_inbox, signatures - signed_meanwhile)
+    _receive(pool.gateway_inbox, signatures - signed_before - signed_meanwhile)
+
+
+def _drain(sock: zmq.Socket) -> int:
+    """Take every message waiting on `sock` now; return how many there were."""
+    count = 0
+    while sock.poll(0):
+        sock.recv()
+        count += 1
+    return count
+
+
+def _signed_until_answered(pool: Pool, checks: int, timeout: float = WAIT_S) -> int:
+    """Wait for `checks` check results; return how many signed frames came meanwhile
+    (counted as they arrive, so the signing that goes on after the last answer is not)."""
+    poller = zmq.Poller()
+    poller.register(pool.router_inbox, zmq.POLLIN)
+    poller.register(pool.gateway_inbox, zmq.POLLIN)
+    deadline = time.monotonic() + timeout
+    answered = signed = 0
+    while answered < checks:
+        assert time.monotonic() < deadline, f"{answered} of {checks} checks answered"
+        ready = dict(poller.poll(100))
+        if pool.router_inbox in ready:
+            answered += _drain(pool.router_inbox)
+        if answered < checks and pool.gateway_inbox in ready:
+            signed += _drain(pool.gateway_inbox)
+    return signed
 
 
 def test_sigterm_stops_every_verifier_even_when_its_outputs_are_full(pool: Pool) -> None:
