@@ -1,7 +1,7 @@
 """The SOCP envelope (§5): one frozen dataclass, `parse()` and `to_wire()`.
 
 `parse` validates everything the reference fixes: the envelope's field types, a
-known `type`, ids that must be UUID v4, and each payload field per type. It raises
+known `type`, ids (`ids.is_peer_id`), and each payload field per type. It raises
 only `SocpError` subclasses, each mapping to an `ErrorCode`.
 """
 
@@ -17,7 +17,7 @@ from . import limits
 from .encoding import dumps
 from .errors import MalformedFrame, UnknownType
 from .frame_types import KNOWN_TYPES, LIST_REQUEST_TYPES, FrameType
-from .ids import is_uuid4
+from .ids import is_peer_id
 
 Payload = dict[str, Any]
 
@@ -71,9 +71,9 @@ def text(max_chars: int = limits.MAX_TEXT_CHARS, *, non_empty: bool = False) -> 
     return check
 
 
-def uuid4(name: str, value: Any) -> None:
-    if not is_uuid4(value):
-        raise _bad(name, "must be a UUID v4 string")
+def peer_id(name: str, value: Any) -> None:
+    if not is_peer_id(value):
+        raise _bad(name, "must be an id: 1-128 printable ASCII characters without spaces")
 
 
 def integer(low: int = 0, high: int = limits.MAX_TS) -> Check:
@@ -146,7 +146,7 @@ id_text = text(limits.MAX_ID_CHARS, non_empty=True)
 # §6.1's own SERVER_WELCOME example lists entries with "port": 0; accept them (they are
 # not dialable, and frames.welcome_servers skips them) rather than refuse the welcome.
 _server_entry = record(
-    {"host": host, "port": integer(0, 65535), "pubkey": key_text}, {"server_id": uuid4, "user_id": uuid4}
+    {"host": host, "port": integer(0, 65535), "pubkey": key_text}, {"server_id": peer_id, "user_id": peer_id}
 )
 _server_intro = ({"host": host, "port": port, "pubkey": key_text}, {})
 _part = record({"id": id_text, "index": integer(0, 10_000), "count": integer(1, 10_000)})
@@ -158,30 +158,33 @@ PAYLOAD_SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     FrameType.SERVER_HELLO_LINK: _server_intro,
     FrameType.SERVER_ANNOUNCE: _server_intro,
     FrameType.SERVER_WELCOME: (
-        {"assigned_id": uuid4},
-        {"servers": list_of(_server_entry), "clients": list_of(_server_entry)},
+        {},
+        # Interop table: assigned_id may be absent or null (G45, G101, G17); G17 puts
+        # the introducer's key in server_pub.
+        {"assigned_id": peer_id, "servers": list_of(_server_entry), "clients": list_of(_server_entry),
+         "server_pub": key_text},
     ),
-    FrameType.USER_ADVERTISE: ({"user_id": uuid4, "server_id": uuid4}, {"meta": obj}),
-    FrameType.USER_REMOVE: ({"user_id": uuid4, "server_id": uuid4}, {}),
+    FrameType.USER_ADVERTISE: ({"user_id": peer_id, "server_id": peer_id}, {"meta": obj}),
+    FrameType.USER_REMOVE: ({"user_id": peer_id, "server_id": peer_id}, {}),
     FrameType.SERVER_DELIVER: (
-        {"user_id": uuid4, "ciphertext": b64, "content_sig": signature},
-        {"sender": uuid4, "sender_pub": key_text, "part": _part},
+        {"user_id": peer_id, "ciphertext": b64, "content_sig": signature},
+        {"sender": peer_id, "sender_pub": key_text, "part": _part},
     ),
     FrameType.HEARTBEAT: ({}, {}),
     FrameType.USER_HELLO: ({"pubkey": key_text}, {"client": name_text, "enc_pubkey": key_text, "meta": obj}),
     FrameType.MSG_DIRECT: (dict(_content), {"part": _part}),
     FrameType.USER_DELIVER: (
         {"ciphertext": b64, "content_sig": signature},
-        {"sender": uuid4, "from": uuid4, "sender_pub": key_text, "part": _part},
+        {"sender": peer_id, "from": peer_id, "sender_pub": key_text, "part": _part},
     ),
-    FrameType.PUBLIC_CHANNEL_ADD: ({"add": list_of(uuid4)}, {"if_version": integer()}),
+    FrameType.PUBLIC_CHANNEL_ADD: ({"add": list_of(peer_id)}, {"if_version": integer()}),
     FrameType.PUBLIC_CHANNEL_UPDATED: (
         {"version": integer()},
-        {"wraps": list_of(record({"member_id": uuid4}, {"wrapped_key": b64}))},
+        {"wraps": list_of(record({"member_id": peer_id}, {"wrapped_key": b64}))},
     ),
     FrameType.PUBLIC_CHANNEL_KEY_SHARE: (
         {
-            "shares": list_of(record({"member": uuid4, "wrapped_public_channel_key": b64})),
+            "shares": list_of(record({"member": peer_id, "wrapped_public_channel_key": b64})),
             "creator_pub": key_text,
             "content_sig": signature,
         },
@@ -203,9 +206,9 @@ PAYLOAD_SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     ),
     **{t: ({}, {}) for t in LIST_REQUEST_TYPES},
     # Project additions: the directory and password login (docs/store-and-login.md).
-    FrameType.DIRECTORY_GET: ({"user_id": uuid4}, {}),
+    FrameType.DIRECTORY_GET: ({"user_id": peer_id}, {}),
     FrameType.DIRECTORY_ENTRY: (
-        {"user_id": uuid4, "pubkey": key_text, "server_id": uuid4, "remote": boolean,
+        {"user_id": peer_id, "pubkey": key_text, "server_id": peer_id, "remote": boolean,
          "version": integer(0, 2**31), "revoked": boolean},
         {},
     ),
@@ -214,16 +217,16 @@ PAYLOAD_SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
          "pake_password": text(limits.MAX_LOGIN_VERIFIER_CHARS, non_empty=True)},
         {},
     ),
-    FrameType.LOGIN_REQUEST: ({"user_id": uuid4}, {}),
+    FrameType.LOGIN_REQUEST: ({"user_id": peer_id}, {}),
     FrameType.LOGIN_CHALLENGE: (
         {"nonce": text(128, non_empty=True), "salt": text(128, non_empty=True),
          "params": record({"kdf": text(32, non_empty=True), "n": integer(1, 2**31), "r": integer(1, 2**31),
                            "p": integer(1, 2**31)})},
         {},
     ),
-    FrameType.LOGIN_PROOF: ({"user_id": uuid4, "proof": text(128, non_empty=True)}, {}),
+    FrameType.LOGIN_PROOF: ({"user_id": peer_id, "proof": text(128, non_empty=True)}, {}),
     FrameType.LOGIN_BLOB: (
-        {"user_id": uuid4, "privkey_store": text(limits.MAX_LOGIN_BLOB_CHARS, non_empty=True), "pubkey": key_text},
+        {"user_id": peer_id, "privkey_store": text(limits.MAX_LOGIN_BLOB_CHARS, non_empty=True), "pubkey": key_text},
         {},
     ),
 }
@@ -300,7 +303,7 @@ def parse_obj(raw: Any) -> Envelope:
     if frame_type in _FREE_FROM:
         text(limits.MAX_ID_CHARS)("from", sender)
     else:
-        uuid4("from", sender)
+        peer_id("from", sender)
     text(limits.MAX_ID_CHARS)("to", to)
     integer(0, limits.MAX_TS)("ts", ts)
     if payload is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 MAX_FRAME_BYTES = 1024 * 1024          # one WebSocket text message
 MAX_JSON_DEPTH = 16                    # nesting of objects/arrays in a frame
-MAX_ID_CHARS = 64                      # ids are UUIDs (36) or host:port
+MAX_ID_CHARS = 128                     # peer ids: printable ASCII (ids.is_peer_id)
 MAX_TYPE_CHARS = 64
 MAX_KEY_CHARS = 4096                   # a base64url / PEM RSA-4096 public key
 MAX_SIG_CHARS = 1024                   # base64url of a 512-byte signature is 683

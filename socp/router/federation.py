@@ -364,7 +364,8 @@ def _welcomed(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     """Joiner side of §6.1: adopt the id, pin and dial every listed server, announce."""
     purpose = state.dialing.pop(link.conn, None)
     actions: list[Action] = []
-    assigned = frame.payload["assigned_id"]
+    # Interop table: no assigned_id (or null) means "keep the id you asked for".
+    assigned = frame.payload.get("assigned_id") or state.me.server_id
     if assigned != state.me.server_id:
         state.me.server_id = assigned
         actions.append(AdoptServerId(assigned))

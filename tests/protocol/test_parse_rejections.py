@@ -71,7 +71,6 @@ def test_missing_envelope_field_is_malformed(field: str) -> None:
     [
         ("MSG_DIRECT", {"sender_pub": "k", "content_sig": "s"}, "ciphertext"),
         ("USER_HELLO", {"client": "cli-v1"}, "pubkey"),
-        ("SERVER_WELCOME", {"servers": []}, "assigned_id"),
         ("USER_ADVERTISE", {"user_id": USER}, "server_id"),
         ("PUBLIC_CHANNEL_KEY_SHARE", {"shares": [], "creator_pub": "k"}, "content_sig"),
         ("FILE_CHUNK", {"file_id": "f", "index": 0}, "ciphertext"),
@@ -113,22 +112,31 @@ def test_wrong_types_are_malformed(overrides: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     "sender",
     [
-        "alice",
         "",
-        "3f6c1a9e-8d2b-1c7e-9a51-0b8e2d4f6a13",    # version 1
-        "3f6c1a9e-8d2b-4c7e-7a51-0b8e2d4f6a13",    # wrong variant nibble
-        "3f6c1a9e8d2b4c7e9a510b8e2d4f6a13",         # no dashes
-        "{3f6c1a9e-8d2b-4c7e-9a51-0b8e2d4f6a13}",
-        "3f6c1a9e-8d2b-4c7e-9a51-0b8e2d4f6a13\n",
-        "3f6c1a9e-8d2b-4c7e-9a51-0b8e2d4f6a1g",
+        "x" * 129,                                  # longer than 128 characters
+        "Dave Smith",                               # a space
+        "3f6c1a9e-8d2b-4c7e-9a51-0b8e2d4f6a13\n",   # a control character
+        "caf\u00e9",                                 # not ASCII
+        "*",                                        # reserved: broadcast
+        "public",                                   # reserved: the public channel
     ],
 )
-def test_from_must_be_uuid4(sender: str) -> None:
+def test_from_must_be_a_printable_id(sender: str) -> None:
     assert _code_of(json.dumps(_frame(**{"from": sender}))) is ErrorCode.MALFORMED
 
 
-def test_payload_ids_must_be_uuid4() -> None:
-    frame = _frame(type="USER_REMOVE", payload={"user_id": "bob", "server_id": SERVER})
+@pytest.mark.parametrize(
+    "sender",
+    ["alice", "auto", "master_server_3f6c1a9e-8d2b-4c7e-9a51-0b8e2d4f6a13", "127.0.0.1:8865",
+     "3f6c1a9e-8d2b-1c7e-9a51-0b8e2d4f6a13", "x" * 128],
+)
+def test_peer_id_shapes_are_accepted(sender: str) -> None:
+    """Interop table: peers' ids (G17 `auto`, G45 `master_server_<uuid>`, G101 host:port)."""
+    assert parse(json.dumps(_frame(**{"from": sender}))).from_ == sender
+
+
+def test_payload_ids_must_be_printable() -> None:
+    frame = _frame(type="USER_REMOVE", payload={"user_id": "bob smith", "server_id": SERVER})
     with pytest.raises(MalformedFrame, match="payload.user_id"):
         parse(json.dumps(frame))
 
@@ -229,6 +237,19 @@ def test_file_start_mode_must_be_dm_or_public() -> None:
 
 
 def test_list_items_are_checked_inside() -> None:
-    frame = _frame(type="PUBLIC_CHANNEL_ADD", payload={"add": [USER, "not-a-uuid"]})
+    frame = _frame(type="PUBLIC_CHANNEL_ADD", payload={"add": [USER, "not an id"]})
     with pytest.raises(MalformedFrame, match=r"payload.add\[1\]"):
+        parse(json.dumps(frame))
+
+
+@pytest.mark.parametrize("assigned", [{}, {"assigned_id": None}])
+def test_server_welcome_without_assigned_id_is_accepted(assigned: dict[str, Any]) -> None:
+    """Interop table: G45 and G101 send no assigned_id, G17 sends null."""
+    frame = _frame(type="SERVER_WELCOME", payload={"server_pub": "k", **assigned})
+    assert parse(json.dumps(frame)).payload.get("assigned_id") is None
+
+
+def test_server_welcome_assigned_id_is_still_checked() -> None:
+    frame = _frame(type="SERVER_WELCOME", payload={"assigned_id": "not an id"})
+    with pytest.raises(MalformedFrame, match="payload.assigned_id"):
         parse(json.dumps(frame))
