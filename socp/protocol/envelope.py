@@ -205,6 +205,12 @@ PAYLOAD_SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
         {"online_users": list_of(id_text), "details": list_of(obj)},
     ),
     **{t: ({}, {}) for t in LIST_REQUEST_TYPES},
+    FrameType.USER_LIST: ({"users": list_of(id_text)}, {}),
+    FrameType.PUBKEY_REQUEST: ({"user_id": peer_id}, {}),
+    FrameType.USER_DB_GET: ({"user_id": peer_id}, {}),
+    # An unknown user is answered with pubkey null (G17) or found false and "" (G45).
+    FrameType.PUBKEY_RESPONSE: ({"user_id": peer_id}, {"pubkey": key_text}),
+    FrameType.USER_DB_USER: ({"user_id": peer_id, "found": boolean}, {"pubkey": text(limits.MAX_KEY_CHARS)}),
     # Project additions: the directory and password login (docs/store-and-login.md).
     FrameType.DIRECTORY_GET: ({"user_id": peer_id}, {}),
     FrameType.DIRECTORY_ENTRY: (

@@ -36,6 +36,12 @@ class FrameType(str, Enum):
     CMD_LIST = "CMD_LIST"
     WHO = "WHO"
     LIST_RESPONSE = "LIST_RESPONSE"
+    USER_LIST = "USER_LIST"  # G45's (and G2's) list reply: {users}
+    # Key lookups other teams' clients send (interop table; issue #14)
+    PUBKEY_REQUEST = "PUBKEY_REQUEST"  # G17: {user_id}
+    PUBKEY_RESPONSE = "PUBKEY_RESPONSE"  # G17: {user_id, pubkey or null}
+    USER_DB_GET = "USER_DB_GET"  # G45: {user_id}
+    USER_DB_USER = "USER_DB_USER"  # G45: {user_id, found, pubkey or ""}
     # Project additions (peers ignore them): the directory and password login
     # (SOCP §10 "directory functions" and "recommended login"; docs/store-and-login.md).
     DIRECTORY_GET = "DIRECTORY_GET"
@@ -62,6 +68,9 @@ USER_OPENING_TYPES = frozenset({FrameType.USER_HELLO})
 # unknown role; the router answers them while the link awaits a hello).
 LOGIN_TYPES = frozenset({FrameType.LOGIN_REQUEST, FrameType.LOGIN_PROOF})
 
+# A user's question about another user's key, in each dialect we answer.
+KEY_LOOKUP_TYPES = frozenset({FrameType.PUBKEY_REQUEST, FrameType.USER_DB_GET})
+
 # Frames a user connection may send after its hello.
 USER_SENDABLE = frozenset(
     {
@@ -79,6 +88,7 @@ USER_SENDABLE = frozenset(
         FrameType.LOGIN_REGISTER,
     }
     | LIST_REQUEST_TYPES
+    | KEY_LOOKUP_TYPES
 )
 
 # Frames that carry end-to-end user content and so are relayed, never decrypted.

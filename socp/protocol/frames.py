@@ -151,6 +151,30 @@ def list_response(server_id: str, user_id: str, ts: int, users: list[str],
     return _env(T.LIST_RESPONSE, server_id, user_id, ts, payload)
 
 
+def user_list(server_id: str, user_id: str, ts: int, users: list[str]) -> Envelope:
+    """G45's list reply, for a client that asked with USER_LIST_REQ: sorted ids."""
+    return _env(T.USER_LIST, server_id, user_id, ts, {"users": sorted(users)})
+
+
+def pubkey_request(user_id: str, server_id: str, ts: int, wanted: str) -> Envelope:
+    return _env(T.PUBKEY_REQUEST, user_id, server_id, ts, {"user_id": wanted})
+
+
+def pubkey_response(server_id: str, user_id: str, ts: int, wanted: str, pubkey: str | None) -> Envelope:
+    """G17's key answer; an unknown user gets pubkey null."""
+    return _env(T.PUBKEY_RESPONSE, server_id, user_id, ts, {"user_id": wanted, "pubkey": pubkey})
+
+
+def user_db_get(user_id: str, server_id: str, ts: int, wanted: str) -> Envelope:
+    return _env(T.USER_DB_GET, user_id, server_id, ts, {"user_id": wanted})
+
+
+def user_db_user(server_id: str, user_id: str, ts: int, wanted: str, pubkey: str | None) -> Envelope:
+    """G45's key answer: found false and an empty key for an unknown user."""
+    return _env(T.USER_DB_USER, server_id, user_id, ts,
+                {"user_id": wanted, "found": pubkey is not None, "pubkey": pubkey or ""})
+
+
 def ctrl_close(sender: str, to: str, ts: int) -> Envelope:
     return _env(T.CTRL_CLOSE, sender, to, ts, {})
 

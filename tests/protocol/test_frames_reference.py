@@ -219,6 +219,40 @@ EXAMPLES = [
         lambda w: frames.list_response(w.server_a, w.user_a, w.ts, [w.user_b, w.user_a]),
         _keys("users", "online_users"),
     ),
+    # --- peers' list reply and key lookups (interop table; issue #14) ----------------
+    Example(
+        "USER_LIST",
+        '{"type":"USER_LIST","from":"$server_a","to":"$user_a","ts":$ts,'
+        '"payload":{"users":["$user_a","$user_b"]},"sig":"$sig"}',
+        lambda w: frames.user_list(w.server_a, w.user_a, w.ts, [w.user_b, w.user_a]),
+        _keys("users"),
+    ),
+    Example(
+        "PUBKEY_REQUEST",
+        '{"type":"PUBKEY_REQUEST","from":"$user_a","to":"$server_a","ts":$ts,"payload":{"user_id":"$user_b"},"sig":""}',
+        lambda w: frames.pubkey_request(w.user_a, w.server_a, w.ts, w.user_b),
+        _keys("user_id"),
+    ),
+    Example(
+        "PUBKEY_RESPONSE",
+        '{"type":"PUBKEY_RESPONSE","from":"$server_a","to":"$user_a","ts":$ts,'
+        '"payload":{"user_id":"$user_b","pubkey":"$pub_b"},"sig":"$sig"}',
+        lambda w: frames.pubkey_response(w.server_a, w.user_a, w.ts, w.user_b, w.pub_b),
+        _keys("user_id", "pubkey"),
+    ),
+    Example(
+        "USER_DB_GET",
+        '{"type":"USER_DB_GET","from":"$user_a","to":"$server_a","ts":$ts,"payload":{"user_id":"$user_b"},"sig":""}',
+        lambda w: frames.user_db_get(w.user_a, w.server_a, w.ts, w.user_b),
+        _keys("user_id"),
+    ),
+    Example(
+        "USER_DB_USER",
+        '{"type":"USER_DB_USER","from":"$server_a","to":"$user_a","ts":$ts,'
+        '"payload":{"user_id":"$user_b","found":true,"pubkey":"$pub_b"},"sig":"$sig"}',
+        lambda w: frames.user_db_user(w.server_a, w.user_a, w.ts, w.user_b, w.pub_b),
+        _keys("user_id", "found", "pubkey"),
+    ),
     # --- project additions: directory and login (docs/store-and-login.md) ------------
     Example(
         "DIRECTORY_GET",
