@@ -156,7 +156,12 @@ _content = {"ciphertext": b64, "sender_pub": key_text, "content_sig": signature}
 PAYLOAD_SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     FrameType.SERVER_HELLO_JOIN: _server_intro,
     FrameType.SERVER_HELLO_LINK: _server_intro,
-    FrameType.SERVER_ANNOUNCE: _server_intro,
+    # Interop: G17 also sends SERVER_ANNOUNCE {server_id, user_locations} with no
+    # address or key (router.federation reads the fields it finds).
+    FrameType.SERVER_ANNOUNCE: (
+        {},
+        {"host": host, "port": port, "pubkey": key_text, "server_id": peer_id, "user_locations": obj},
+    ),
     FrameType.SERVER_WELCOME: (
         {},
         # Interop table: assigned_id may be absent or null (G45, G101, G17); G17 puts
@@ -211,6 +216,10 @@ PAYLOAD_SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     # An unknown user is answered with pubkey null (G17) or found false and "" (G45).
     FrameType.PUBKEY_RESPONSE: ({"user_id": peer_id}, {"pubkey": key_text}),
     FrameType.USER_DB_USER: ({"user_id": peer_id, "found": boolean}, {"pubkey": text(limits.MAX_KEY_CHARS)}),
+    FrameType.DB_REGISTER: ({"user_id": peer_id, "pubkey": key_text}, {}),
+    FrameType.DB_GET_USER: ({"user_id": peer_id}, {"req_id": id_text}),
+    FrameType.DB_USER: ({"user_id": peer_id, "found": boolean},
+                        {"pubkey": text(limits.MAX_KEY_CHARS), "req_id": id_text}),
     # Project additions: the directory and password login (docs/store-and-login.md).
     FrameType.DIRECTORY_GET: ({"user_id": peer_id}, {}),
     FrameType.DIRECTORY_ENTRY: (

@@ -33,16 +33,22 @@ def server_announce(server_id: str, ts: int, host: str, port: int, pubkey: str) 
     return _env(T.SERVER_ANNOUNCE, server_id, BROADCAST, ts, {"host": host, "port": port, "pubkey": pubkey})
 
 
-def server_welcome(introducer_id: str, newcomer_id: str, ts: int, assigned_id: str, servers: list[dict[str, Any]]) -> Envelope:
-    """Project decision: the same entries under `servers` and `clients`."""
+def server_welcome(introducer_id: str, newcomer_id: str, ts: int, assigned_id: str, servers: list[dict[str, Any]],
+                   introducer: tuple[str, int, str] | None = None) -> Envelope:
+    """Project decision: the same entries under `servers` and `clients`. With
+    `introducer` (host, port, key), the welcome also says where we are and our key:
+    G45 reads `host`/`port`/`pubkey`, G17 `server_pub` (issue #14, server links)."""
     listed = [
         {"server_id": s["server_id"], "host": s["host"], "port": s["port"], "pubkey": s["pubkey"]} for s in servers
     ]
     as_clients = [
         {"user_id": s["server_id"], "host": s["host"], "port": s["port"], "pubkey": s["pubkey"]} for s in servers
     ]
-    return _env(T.SERVER_WELCOME, introducer_id, newcomer_id, ts,
-                {"assigned_id": assigned_id, "servers": listed, "clients": as_clients})
+    payload: dict[str, Any] = {"assigned_id": assigned_id, "servers": listed, "clients": as_clients}
+    if introducer is not None:
+        host, port, pubkey = introducer
+        payload.update({"host": host, "port": port, "pubkey": pubkey, "server_pub": pubkey})
+    return _env(T.SERVER_WELCOME, introducer_id, newcomer_id, ts, payload)
 
 
 def user_advertise(server_id: str, ts: int, user_id: str, meta: dict[str, Any]) -> Envelope:
@@ -167,6 +173,22 @@ def pubkey_response(server_id: str, user_id: str, ts: int, wanted: str, pubkey: 
 
 def user_db_get(user_id: str, server_id: str, ts: int, wanted: str) -> Envelope:
     return _env(T.USER_DB_GET, user_id, server_id, ts, {"user_id": wanted})
+
+
+def db_register(server_id: str, master_id: str, ts: int, user_id: str, pubkey: str) -> Envelope:
+    """G45, server to its master: put a user's key in the master's directory."""
+    return _env(T.DB_REGISTER, server_id, master_id, ts, {"user_id": user_id, "pubkey": pubkey})
+
+
+def db_get_user(server_id: str, master_id: str, ts: int, wanted: str, req_id: str) -> Envelope:
+    """G45, server to its master: a user's key, please (answered DB_USER with req_id)."""
+    return _env(T.DB_GET_USER, server_id, master_id, ts, {"user_id": wanted, "req_id": req_id})
+
+
+def db_user(server_id: str, asker_id: str, ts: int, wanted: str, pubkey: str | None, req_id: str) -> Envelope:
+    """G45, master to a server: the answer to its DB_GET_USER."""
+    return _env(T.DB_USER, server_id, asker_id, ts,
+                {"user_id": wanted, "found": pubkey is not None, "pubkey": pubkey or "", "req_id": req_id})
 
 
 def user_db_user(server_id: str, user_id: str, ts: int, wanted: str, pubkey: str | None) -> Envelope:

@@ -49,7 +49,7 @@ def _handle(state: RouterState, event: Event) -> list[Action]:
     if isinstance(event, DirectoryQueried):
         return [directory.query(state, event.query, event.user_id)]
     if isinstance(event, LinkDown):
-        return _link_down(state, event.conn, park=event.reason == GATEWAY_RESTARTED)
+        return _link_down(state, event.conn, park=event.reason == GATEWAY_RESTARTED, reason=event.reason)
     if isinstance(event, LinkRestored):
         return restore.link_restored(state, event)
     if isinstance(event, FramesWritten):
@@ -157,17 +157,21 @@ def _frame_rejected(state: RouterState, event: FrameRejected) -> list[Action]:
         code = ErrorCode.MALFORMED
     if link.state is LinkState.AWAITING_HELLO:
         # Nobody we know: a failed hello ends the connection.
+        if event.frame_type in SERVER_OPENING_TYPES:
+            federation.hello_rejected(state, link, event.frame_type, code, event.detail)
         return refuse_and_close(state, event.conn, code, event.detail)
+    if link.server_address:
+        state.linkbook.dropped(link.server_address, f"{code.value}: {event.detail}", state.now_ms)
     return [error_to(state, event.conn, code, event.detail)]
 
 
-def _link_down(state: RouterState, conn: int, park: bool = False) -> list[Action]:
+def _link_down(state: RouterState, conn: int, park: bool = False, reason: str = "") -> list[Action]:
     link = state.links.pop(conn, None)
     defences.link_down(state, conn, link)
     acks.link_down(state, conn)
     outflow.link_down(state, conn)
     if conn in state.dialing:
-        actions = federation.dial_failed(state, conn)
+        actions = federation.dial_failed(state, conn, link, reason)
         if link is not None and link.peer_id and state.servers.get(link.peer_id) == conn:
             actions += federation.server_link_lost(state, link.peer_id)
         return actions
@@ -180,6 +184,8 @@ def _link_down(state: RouterState, conn: int, park: bool = False) -> list[Action
         else:
             redeliver.forget(state, link.peer_id)
         return actions
+    if link.server_address:
+        federation.link_closed(state, link, reason)   # the link book (linkbook.py)
     if link.peer_id and state.servers.get(link.peer_id) == conn:
         return federation.server_link_lost(state, link.peer_id, gateway_restarted=park)
     return []

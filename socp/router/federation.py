@@ -19,11 +19,12 @@ from socp.protocol.crypto import decode_public_key, normalise_public_key
 from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode, SocpError
 from socp.protocol.frame_types import FrameType as T
-from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL, new_id
+from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL, is_peer_id, new_id
 from socp.protocol.signing import verify_transport
 
-from . import directory, users
+from . import dialects, directory, users
 from .events import Action, AdoptServerId, Close, Dial, FrameIn, Relay, Send, StoreWrite, send_one
+from .linkbook import PeerLinkState as P
 from .links import Link, LinkState
 from .replies import error_to, refuse_and_close
 from .state import LOCAL, NO_ORIGIN, PEER_BACKLOG_LIMIT, DialPurpose, Introducer, PeerBacklog, Redial, RouterState, ServerRecord, UserRecord
@@ -31,6 +32,7 @@ from .state import LOCAL, NO_ORIGIN, PEER_BACKLOG_LIMIT, DialPurpose, Introducer
 log = logging.getLogger("socp.router")
 
 CLOSE_GOING_AWAY = 1001
+KEY_LOOKUPS_LIMIT = 10_000     # users whose key we asked a server for and still wait on
 
 
 # --- start-up and time -------------------------------------------------------------------
@@ -61,10 +63,14 @@ def tick(state: RouterState) -> list[Action]:
     for link in list(state.links.values()):
         if link.state is not LinkState.SERVER and link.state is not LinkState.SERVER_PENDING:
             continue
-        if now - link.last_heard_ms > timing.link_timeout_ms:
-            # SOCP §6.4: 45 s of silence and the link is dead.
+        # SOCP §6.4: 45 s of silence and the link is dead. A peer that never sent a
+        # HEARTBEAT (G45 keeps its links alive with WebSocket pings only) is judged by
+        # the WebSocket layer instead; one still joining is always timed.
+        timed = link.heard_heartbeat or link.state is LinkState.SERVER_PENDING
+        if timed and now - link.last_heard_ms > timing.link_timeout_ms:
             actions.append(Close(link.conn, CLOSE_GOING_AWAY, "link timed out"))
             link.move(LinkState.CLOSING)
+            state.linkbook.move(link.server_address, P.LOST, now, "no frame for 45 s", link.peer_id)
             if link.peer_id and state.servers.get(link.peer_id) == link.conn:
                 actions += server_link_lost(state, link.peer_id)
             continue
@@ -93,13 +99,16 @@ def _joining(state: RouterState) -> bool:
     return any(p.kind == "join" for p in state.dialing.values())
 
 
-def _new_dial(state: RouterState, purpose: DialPurpose, host: str, port: int, key: str, peer_id: str) -> Dial:
+def _new_dial(state: RouterState, purpose: DialPurpose, host: str, port: int, key: str, peer_id: str,
+              unsigned_ok: bool = False) -> Dial:
     conn = state.next_dial_conn
     state.next_dial_conn += 1
+    address = f"{host}:{port}"
     state.links[conn] = Link(conn=conn, state=LinkState.DIALING, peer_id=peer_id,
-                             last_heard_ms=state.now_ms, dialled_by_us=True)
+                             last_heard_ms=state.now_ms, dialled_by_us=True, server_address=address)
     state.dialing[conn] = purpose
-    return Dial(conn, host, port, key)
+    state.linkbook.move(address, P.DIALLING, state.now_ms, peer_id=peer_id)
+    return Dial(conn, host, port, key, unsigned_ok)
 
 
 def _dial_introducer(state: RouterState, index: int) -> list[Action]:
@@ -108,7 +117,8 @@ def _dial_introducer(state: RouterState, index: int) -> list[Action]:
         state.join_retry_at_ms = state.now_ms + state.timing.max_backoff_ms // 2
         return []
     entry = state.introducers[index]
-    return [_new_dial(state, DialPurpose("join", introducer=index), entry.host, entry.port, entry.pubkey, "")]
+    return [_new_dial(state, DialPurpose("join", introducer=index), entry.host, entry.port, entry.pubkey, "",
+                      entry.unsigned_link)]
 
 
 def _dial_server(state: RouterState, server_id: str) -> list[Action]:
@@ -116,7 +126,24 @@ def _dial_server(state: RouterState, server_id: str) -> list[Action]:
     if record is None or server_id == state.me.server_id:
         return []
     host, port = state.server_addrs.get(server_id, (record.host, record.port))
-    return [_new_dial(state, DialPurpose("link", server_id=server_id), host, port, record.pubkey, server_id)]
+    # A peer that refused our SERVER_HELLO_LINK (G45, G17 know only joins) is joined again.
+    kind = "rejoin" if server_id in state.rejoin else "link"
+    return [_new_dial(state, DialPurpose(kind, server_id=server_id), host, port, record.pubkey, server_id,
+                      server_id in state.unsigned_servers)]
+
+
+def _introducer_of(state: RouterState, purpose: DialPurpose | None) -> Introducer | None:
+    """Where a join went, with the key pinned for it."""
+    if purpose is None:
+        return None
+    if purpose.kind == "join":
+        return state.introducers[purpose.introducer]
+    record = state.pinned_servers.get(purpose.server_id)
+    if purpose.kind != "rejoin" or record is None:
+        return None
+    return Introducer(host=record.host, port=record.port, pubkey=record.pubkey,
+                      unsigned_link=purpose.server_id in state.unsigned_servers,
+                      key_form=state.server_key_forms.get(purpose.server_id, dialects.DER_B64URL))
 
 
 def link_up(state: RouterState, conn: int) -> list[Action]:
@@ -127,30 +154,57 @@ def link_up(state: RouterState, conn: int) -> list[Action]:
         return []
     me = state.me
     link.last_heard_ms = state.now_ms
-    if purpose.kind == "join":
-        entry = state.introducers[purpose.introducer]
+    entry = _introducer_of(state, purpose)
+    if entry is not None:
         link.move(LinkState.SERVER_PENDING)
+        # Our key in the form the operator's entry used: G56 reads only base64url(PEM).
         hello = frames.server_hello_join(me.server_id, f"{entry.host}:{entry.port}", state.now_ms,
-                                         me.host, me.port, me.pubkey)
+                                         me.host, me.port, dialects.key_in_form(me.pubkey, entry.key_form))
         return [send_one(conn, hello)]
     del state.dialing[conn]
-    hello = frames.server_hello_link(me.server_id, purpose.server_id, state.now_ms, me.host, me.port, me.pubkey)
+    our_key = dialects.key_in_form(me.pubkey, state.server_key_forms.get(purpose.server_id, dialects.DER_B64URL))
+    hello = frames.server_hello_link(me.server_id, purpose.server_id, state.now_ms, me.host, me.port, our_key)
     actions: list[Action] = [send_one(conn, hello)]
     link.move(LinkState.SERVER)
     actions += _register_link(state, link, purpose.server_id)
     return actions
 
 
-def dial_failed(state: RouterState, conn: int) -> list[Action]:
+def dial_failed(state: RouterState, conn: int, link: Link | None = None, reason: str = "") -> list[Action]:
     """A dialled link closed before it was established (or a join went unanswered)."""
     purpose = state.dialing.pop(conn, None)
     if purpose is None:
         return []
+    if link is not None:
+        _book_down(state, link, reason)
     if purpose.kind == "join" and not state.joined:
         return _dial_introducer(state, purpose.introducer + 1)
-    if purpose.kind == "link":
+    if purpose.kind in ("link", "rejoin"):
         state.redials.setdefault(purpose.server_id, Redial(state.now_ms, state.timing.min_backoff_ms))
     return []
+
+
+def link_closed(state: RouterState, link: Link, reason: str) -> None:
+    """A server link went down (after it was established). A peer that closed our
+    SERVER_HELLO_LINK without a word (G45, G17 only know joins) is joined next time."""
+    if link.dialled_by_us and not link.heard_peer and link.peer_id in state.pinned_servers:
+        state.rejoin.add(link.peer_id)
+    if link.peer_id and state.servers.get(link.peer_id) == link.conn:
+        spare = next((other for other in state.links.values() if other.conn != link.conn
+                      and other.peer_id == link.peer_id and other.state is LinkState.SERVER), None)
+        if spare is not None:   # a G45 peer's second link (see _register_link) carries on
+            state.servers[link.peer_id] = spare.conn
+            return
+    _book_down(state, link, reason)
+
+
+def _book_down(state: RouterState, link: Link, reason: str) -> None:
+    entry = state.linkbook.entries.get(link.server_address)
+    if entry is None or not link.server_address:
+        return
+    if entry.state is P.REFUSED:
+        return  # the refusal says more than the close that followed it
+    state.linkbook.move(link.server_address, P.LOST, state.now_ms, reason or "link closed", link.peer_id)
 
 
 # --- links ------------------------------------------------------------------------------
@@ -162,6 +216,11 @@ def _register_link(state: RouterState, link: Link, server_id: str) -> list[Actio
     existing_conn = state.servers.get(server_id)
     existing = state.links.get(existing_conn) if existing_conn is not None else None
     actions: list[Action] = []
+    if (existing is not None and existing.conn != link.conn and existing.state is LinkState.SERVER
+            and state.linkbook.dialect_of(link.server_address) == dialects.G45):
+        # G45 forgets a server's key when any of its links to it closes, and then drops
+        # every frame from it: keep both links open; the newer carries our frames.
+        existing = None
     if existing is not None and existing.conn != link.conn and existing.state is LinkState.SERVER:
         preferred_dialer = min(state.me.server_id, server_id)
         existing_dialer = state.me.server_id if existing.dialled_by_us else server_id
@@ -176,7 +235,11 @@ def _register_link(state: RouterState, link: Link, server_id: str) -> list[Actio
     link.peer_id = server_id
     state.servers[server_id] = link.conn
     state.redials.pop(server_id, None)
+    if link.server_address:
+        state.linkbook.move(link.server_address, P.JOINED, state.now_ms, peer_id=server_id)
     actions += _send_presence(state, link.conn)
+    if state.linkbook.dialect_of(link.server_address) == dialects.G45:
+        actions += dialects.register_users(state, link.conn, server_id, sorted(state.local_users))
     # Frames sent on the lost (or replaced) link just before it went may never have been
     # written, nor those kept while no link was up: send them on this one (the peer's
     # duplicate cache drops the ones it had). They count as sent now, on this link: it
@@ -283,9 +346,30 @@ def _pin(state: RouterState, server_id: str, pubkey: str, host: str, port: int) 
 
 
 def server_hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+    payload = frame.payload
+    if not all(name in payload for name in ("host", "port", "pubkey")):
+        # A SERVER_ANNOUNCE may lack them (G17's user snapshot); it cannot open a link.
+        return refuse_server(state, link, frame, ErrorCode.MALFORMED, "a server hello needs host, port and pubkey")
+    link.server_address = f"{payload['host']}:{payload['port']}"
+    state.linkbook.set_dialect(link.server_address, dialects.of_opening(frame))
     if frame.type == T.SERVER_HELLO_JOIN:
         return _join_request(state, link, frame)
     return _link_request(state, link, frame)
+
+
+def refuse_server(state: RouterState, link: Link, frame: Envelope | None, code: ErrorCode,
+                  detail: str) -> list[Action]:
+    """Refuse a server's hello, and say so in the link book (logged once per link)."""
+    what = frame.type if frame is not None else "server hello"
+    address = link.server_address or "incoming"
+    state.linkbook.move(address, P.REFUSED, state.now_ms, f"we refused its {what}: {code.value}: {detail}",
+                        frame.from_ if frame is not None else "")
+    return refuse_and_close(state, link.conn, code, detail)
+
+
+def hello_rejected(state: RouterState, link: Link, frame_type: str, code: ErrorCode, detail: str) -> None:
+    """The verifiers refused a server's opening frame (unsigned, bad key): book it."""
+    state.linkbook.move("incoming", P.REFUSED, state.now_ms, f"we refused its {frame_type}: {code.value}: {detail}")
 
 
 def _join_request(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
@@ -294,19 +378,24 @@ def _join_request(state: RouterState, link: Link, frame: Envelope) -> list[Actio
     try:
         key = normalise_public_key(payload["pubkey"])
     except SocpError as exc:
-        return refuse_and_close(state, link.conn, ErrorCode.BAD_KEY, exc.detail)
+        return refuse_server(state, link, frame, ErrorCode.BAD_KEY, exc.detail)
     requested = frame.from_
     pinned = state.pinned_servers.get(requested)
-    taken = requested == state.me.server_id or (pinned is not None and pinned.pubkey != key)
+    # G17 asks for an id by joining as "auto".
+    taken = (requested == state.me.server_id or requested == "auto"
+             or (pinned is not None and pinned.pubkey != key))
     assigned = new_id() if taken else requested
     _, actions = _pin(state, assigned, key, payload["host"], payload["port"])
+    state.server_key_forms[assigned] = dialects.key_form(payload["pubkey"])
     link.move(LinkState.SERVER)
     others = [
         {"server_id": sid, "host": state.pinned_servers[sid].host, "port": state.pinned_servers[sid].port,
          "pubkey": state.pinned_servers[sid].pubkey}
         for sid in sorted(state.servers) if sid != assigned and sid in state.pinned_servers
     ]
-    welcome = frames.server_welcome(state.me.server_id, assigned, state.now_ms, assigned, others)
+    me = state.me
+    welcome = frames.server_welcome(me.server_id, assigned, state.now_ms, assigned, others,
+                                    introducer=(me.host, me.port, me.pubkey))
     actions.append(send_one(link.conn, welcome))
     # Vouch for the newcomer to every other server, so they accept its link.
     vouch = frames.server_announce(assigned, state.now_ms, payload["host"], payload["port"], key)
@@ -322,15 +411,14 @@ def _link_request(state: RouterState, link: Link, frame: Envelope) -> list[Actio
     server_id, payload = frame.from_, frame.payload
     pinned = state.pinned_servers.get(server_id)
     if pinned is None:
-        return refuse_and_close(state, link.conn, ErrorCode.FORBIDDEN,
-                                "unknown server: join the network through an introducer first")
+        return refuse_server(state, link, frame, ErrorCode.FORBIDDEN,
+                             "unknown server: join the network through an introducer first")
     try:
         key = normalise_public_key(payload["pubkey"])
     except SocpError as exc:
-        return refuse_and_close(state, link.conn, ErrorCode.BAD_KEY, exc.detail)
+        return refuse_server(state, link, frame, ErrorCode.BAD_KEY, exc.detail)
     if key != pinned.pubkey:
-        return refuse_and_close(state, link.conn, ErrorCode.INVALID_SIG,
-                                "this server id is pinned to another key")
+        return refuse_server(state, link, frame, ErrorCode.INVALID_SIG, "this server id is pinned to another key")
     _, actions = _pin(state, server_id, key, payload["host"], payload["port"])
     link.move(LinkState.SERVER)
     return actions + _register_link(state, link, server_id)
@@ -341,21 +429,37 @@ def _link_request(state: RouterState, link: Link, frame: Envelope) -> list[Actio
 
 def from_server(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     frame = event.frame
+    if frame.type != T.ERROR:
+        link.heard_peer = True
     if link.state is LinkState.SERVER_PENDING:
         if frame.type == T.SERVER_WELCOME:
             return _welcomed(state, link, frame)
         if frame.type == T.ERROR:
+            code, detail = frames.error_text(frame)
+            state.linkbook.move(link.server_address, P.REFUSED, state.now_ms,
+                                f"it refused our join: {code}: {detail}", frame.from_)
             return []
+        state.linkbook.dropped(link.server_address, f"{frame.type} before its SERVER_WELCOME", state.now_ms)
         return [error_to(state, link.conn, ErrorCode.MALFORMED, "expected SERVER_WELCOME")]
     if link.state is not LinkState.SERVER and not link.superseded:
         return []
     if link.peer_id in state.redials:
         del state.redials[link.peer_id]
+    if frame.type == T.HEARTBEAT:
+        link.heard_heartbeat = True
+    if frame.type == T.ERROR and link.dialled_by_us and not link.heard_peer:
+        # Its answer to our SERVER_HELLO_LINK (G45: UNKNOWN_TYPE): join it next time.
+        code, detail = frames.error_text(frame)
+        state.rejoin.add(link.peer_id)
+        state.linkbook.move(link.server_address, P.REFUSED, state.now_ms,
+                            f"it refused our SERVER_HELLO_LINK: {code}: {detail}", link.peer_id)
+        return []
     handler = _SERVER_HANDLERS.get(frame.type)
     if handler is None:
         if frame.type in (T.HEARTBEAT, T.ACK, T.ERROR, T.PUBLIC_CHANNEL_UPDATED, T.SERVER_HELLO_LINK,
                           T.LIST_RESPONSE, T.CTRL_CLOSE):
             return []  # liveness only, or nothing for us to do
+        state.linkbook.dropped(link.server_address, f"{frame.type} is not accepted from a server", state.now_ms)
         return [error_to(state, link.conn, ErrorCode.FORBIDDEN, f"{frame.type} is not accepted from a server")]
     return handler(state, link, event)
 
@@ -369,14 +473,22 @@ def _welcomed(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     if assigned != state.me.server_id:
         state.me.server_id = assigned
         actions.append(AdoptServerId(assigned))
-    introducer: Introducer | None = state.introducers[purpose.introducer] if purpose else None
+    introducer = _introducer_of(state, purpose)
     introducer_id = frame.from_
     if introducer is not None:
         _, pin_actions = _pin(state, introducer_id, introducer.pubkey, introducer.host, introducer.port)
         actions += pin_actions
+        if introducer.unsigned_link:
+            state.unsigned_servers.add(introducer_id)
+        state.server_key_forms[introducer_id] = introducer.key_form
+    state.linkbook.set_dialect(link.server_address, dialects.of_opening(frame) or
+                               (dialects.G56 if introducer is not None and introducer.unsigned_link else ""))
     link.move(LinkState.SERVER)
     state.joined = True
     actions += _register_link(state, link, introducer_id)
+    snapshot = frame.payload.get("snapshot")
+    if isinstance(snapshot, dict) and isinstance(snapshot.get("user_locations"), dict):
+        actions += _users_at(state, link, snapshot["user_locations"])   # G17
     listed = frames.welcome_servers(frame)
     for entry in listed:
         trusted, pin_actions = _pin(state, entry["server_id"], entry["pubkey"], entry["host"], entry["port"])
@@ -392,11 +504,86 @@ def _welcomed(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
 
 def _announce(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     frame, payload = event.frame, event.frame.payload
-    if frame.from_ == state.me.server_id:
-        return []
+    actions: list[Action] = []
+    if isinstance(payload.get("user_locations"), dict) and frame.from_ == link.peer_id:
+        actions += _users_at(state, link, payload["user_locations"])   # G17's snapshot of its users
+    # G45 names the server it vouches for in payload.server_id; ours in `from`.
+    subject = payload.get("server_id") or frame.from_
+    if subject == state.me.server_id or not all(name in payload for name in ("host", "port", "pubkey")):
+        return actions
     # Either the peer's own announcement, or one it vouches for (relayed over its link).
-    _, actions = _pin(state, frame.from_, payload["pubkey"], payload["host"], payload["port"])
+    _, pin_actions = _pin(state, subject, payload["pubkey"], payload["host"], payload["port"])
+    return actions + pin_actions
+
+
+def _users_at(state: RouterState, link: Link, user_locations: dict[str, Any]) -> list[Action]:
+    """G17 lists its users as {user_id: {"server_id", "ts"}} in its welcome and in a
+    SERVER_ANNOUNCE, without keys. Only what it says of its own users is taken (as
+    its USER_ADVERTISE would be); their keys are then asked for."""
+    actions: list[Action] = []
+    for user_id, where in sorted(user_locations.items())[:1000]:
+        server_id = where.get("server_id") if isinstance(where, dict) else where
+        if server_id != link.peer_id or not isinstance(user_id, str) or not is_peer_id(user_id):
+            continue
+        current = state.user_locations.get(user_id)
+        if current == LOCAL or (current is not None and current != server_id and current in state.servers):
+            continue
+        if user_id not in state.users:
+            state.users[user_id] = UserRecord(pubkey="", home_server=server_id)
+        state.user_locations[user_id] = server_id
+        state.channel_members.add(user_id)
+        actions += _ask_key(state, link, user_id)
     return actions
+
+
+def _ask_key(state: RouterState, link: Link, user_id: str) -> list[Action]:
+    """A user we know only by id: ask its server for the key, in its own dialect."""
+    record = state.users.get(user_id)
+    if (record is not None and record.pubkey) or state.key_lookups.get(user_id) == link.peer_id:
+        return []
+    question = dialects.key_lookup(state.linkbook.dialect_of(link.server_address), state.me.server_id,
+                                   link.peer_id, state.now_ms, user_id)
+    if question is None:
+        return []
+    if len(state.key_lookups) >= KEY_LOOKUPS_LIMIT:
+        state.key_lookups.pop(next(iter(state.key_lookups)))
+    state.key_lookups[user_id] = link.peer_id
+    return [send_one(link.conn, question)]
+
+
+def _key_question(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+    """A linked server asks for a user's key (G45 asks its master with DB_GET_USER, G17
+    with PUBKEY_REQUEST): the key we hold for that user, in the asker's shape."""
+    frame = event.frame
+    wanted = frame.payload["user_id"]
+    record = state.users.get(wanted)
+    pubkey = record.pubkey if record is not None and record.pubkey else None
+    me, now = state.me.server_id, state.now_ms
+    if frame.type == T.DB_GET_USER:
+        answer = frames.db_user(me, link.peer_id, now, wanted, pubkey, str(frame.payload.get("req_id") or wanted))
+    else:
+        answer = frames.pubkey_response(me, link.peer_id, now, wanted, pubkey)
+    return [send_one(link.conn, answer)]
+
+
+def _key_answer(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+    """DB_USER / PUBKEY_RESPONSE (answers we asked for) or DB_REGISTER (G45 telling us
+    one of its users' keys): taken only from the server the user is at, for a user
+    with no key yet (a user id stays bound to its first key)."""
+    user_id, pubkey = dialects.key_answer(event.frame)
+    state.key_lookups.pop(user_id, None)
+    if not pubkey or state.user_locations.get(user_id) != link.peer_id:
+        return []
+    known = state.users.get(user_id)
+    if known is not None and known.pubkey:
+        return []
+    try:
+        key = normalise_public_key(pubkey)
+    except SocpError:
+        return [error_to(state, link.conn, ErrorCode.BAD_KEY, "user key is not RSA-4096")]
+    state.users[user_id] = UserRecord(pubkey=key, display_name=known.display_name if known else "",
+                                      home_server=link.peer_id)
+    return directory.remote_user_learned(state, user_id, known)
 
 
 def _presence_refused(state: RouterState, link: Link, event: FrameIn) -> list[Action] | None:
@@ -485,6 +672,8 @@ def _advertise(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     state.user_locations[user_id] = server_id
     state.channel_members.add(user_id)
     actions = directory.remote_user_learned(state, user_id, known)
+    if not state.users[user_id].pubkey and server_id == link.peer_id:
+        actions += _ask_key(state, link, user_id)   # G45, G17 advertise no key
     return actions + _gossip_on(state, link, frame) if changed else actions
 
 
@@ -515,6 +704,7 @@ def _server_deliver(state: RouterState, link: Link, event: FrameIn) -> list[Acti
     frame, payload = event.frame, event.frame.payload
     target = payload["user_id"]
     sender = payload.get("sender") or payload.get("from") or ""
+    ts = dialects.orig_ts(payload, frame.ts)
     extra: dict[str, Any] = {"part": payload["part"]} if "part" in payload else {}
     if payload.get("sender_pub"):
         try:  # interop table: accept any key form, always emit DER-SPKI
@@ -524,7 +714,7 @@ def _server_deliver(state: RouterState, link: Link, event: FrameIn) -> list[Acti
     location = state.user_locations.get(target)
     if location is not None and location != LOCAL and state.servers.get(location) == link.conn:
         return [error_to(state, link.conn, ErrorCode.USER_NOT_FOUND, f"user {target} is not here")]
-    return users.route_to_user(state, target, sender, frame.ts, payload, extra, origin_conn=link.conn)
+    return users.route_to_user(state, target, sender, ts, payload, extra, origin_conn=link.conn)
 
 
 def _public_message(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
@@ -574,4 +764,10 @@ _SERVER_HANDLERS = {
     T.FILE_CHUNK: _file_frame,
     T.FILE_END: _file_frame,
     T.PUBLIC_CHANNEL_ADD: _channel_add,
+    T.DB_USER: _key_answer,
+    T.USER_DB_USER: _key_answer,
+    T.PUBKEY_RESPONSE: _key_answer,
+    T.DB_REGISTER: _key_answer,
+    T.DB_GET_USER: _key_question,
+    T.PUBKEY_REQUEST: _key_question,
 }

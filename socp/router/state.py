@@ -11,6 +11,7 @@ from socp.protocol.ids import PUBLIC_CHANNEL
 
 from .accounts import Accounts
 from .limits import Guard
+from .linkbook import LinkBook
 from .links import Link
 from .seen import SeenCache
 
@@ -73,6 +74,10 @@ class Introducer:
     host: str
     port: int
     pubkey: str
+    # Operator consent (bootstrap `unsigned_link: true`): this peer's link frames come
+    # unsigned (G56); accepted on the link we dial to it, and nowhere else.
+    unsigned_link: bool = False
+    key_form: str = "der"          # how the entry wrote the key: we present ours the same way
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +123,9 @@ class Parked:
 
 @dataclass(slots=True)
 class DialPurpose:
-    kind: str                      # "join" (to an introducer) or "link" (to a known server)
-    server_id: str = ""            # for "link"
+    kind: str                      # "join" (to an introducer), "link" (to a known server), or
+                                   # "rejoin" (a known server that refused our SERVER_HELLO_LINK)
+    server_id: str = ""            # for "link" and "rejoin"
     introducer: int = -1           # index into introducers, for "join"
 
 
@@ -177,3 +183,9 @@ class RouterState:
     parked: dict[str, Parked] = field(default_factory=dict)          # user_id -> frames waiting
     sent_recently: RecentFrames = field(default_factory=dict)        # server_id -> (ms, frame)
     delivered_recently: RecentFrames = field(default_factory=dict)   # user_id -> (ms, frame)
+    # Server links as the operator sees them, and peers' habits (linkbook.py, dialects.py)
+    linkbook: LinkBook = field(default_factory=LinkBook)
+    unsigned_servers: set[str] = field(default_factory=set)          # consent carried over from the bootstrap
+    server_key_forms: dict[str, str] = field(default_factory=dict)   # server_id -> how to write our key to it
+    rejoin: set[str] = field(default_factory=set)                    # server ids to dial with a join, not a link
+    key_lookups: dict[str, str] = field(default_factory=dict)        # user_id -> server asked for its key

@@ -12,7 +12,7 @@ from socp.protocol.errors import ErrorCode, SocpError
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL
 
-from . import directory, outflow
+from . import dialects, directory, outflow
 from .events import Action, Send, StoreWrite, send_one
 from .links import Link, LinkState
 from .replies import error_to, refuse_and_close
@@ -55,6 +55,7 @@ def hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     if server_conns:
         advert = frames.user_advertise(state.me.server_id, state.now_ms, user_id, advert_meta(state, user_id))
         actions.append(Send(server_conns, advert))
+        actions += dialects.user_joined(state, user_id)   # G45 peers look keys up in a directory
     return actions
 
 

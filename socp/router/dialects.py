@@ -1,0 +1,125 @@
+"""Other teams' server-link habits, and the few frames we send only in their dialect
+(issue #14, server links; docs/interop.md "Server links").
+
+We always emit the standard's frames; these are extras a peer needs to work with
+us, each sent only on a link whose dialect asks for it:
+
+- G45 (`master_server_<uuid>` / `server_<uuid>` ids, `role` in its hello and
+  welcome) keeps users' keys in a directory on its master: its clients look keys up
+  there, so we register our users' keys with it (DB_REGISTER), and we ask it for the
+  keys of its users (DB_GET_USER → DB_USER), since its USER_ADVERTISE carries none.
+- G17 (`server_pub` and `snapshot` in its welcome, `ws_uri` in its hello) answers
+  PUBKEY_REQUEST with PUBKEY_RESPONSE; its USER_ADVERTISE carries no key either.
+- G56 and G101 need nothing extra here (G56's adverts carry `meta.pubkey`).
+
+Which dialect a link speaks is judged from its opening frames only (`of_opening`),
+and recorded in the link book.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from socp.protocol import frames
+from socp.protocol.crypto import decode_public_key, encode_public_key
+from socp.protocol.encoding import b64url_decode, b64url_encode
+from socp.protocol.envelope import Envelope
+from socp.protocol.errors import MalformedFrame
+from socp.protocol.frame_types import FrameType as T
+
+from .events import Action, Send
+
+if TYPE_CHECKING:
+    from .state import RouterState
+
+G45, G17, G56, G101 = "g45", "g17", "g56", "g101"
+
+# Forms a public key is written in (interop table "public key").
+DER_B64URL, PEM_B64URL, PEM = "der", "pem-b64url", "pem"
+
+
+def key_form(text: str) -> str:
+    """How `text` (a key some peer or operator wrote) is encoded."""
+    stripped = text.strip()
+    if stripped.startswith("-----BEGIN"):
+        return PEM
+    try:
+        raw = b64url_decode(stripped)
+    except MalformedFrame:
+        return DER_B64URL
+    return PEM_B64URL if raw.lstrip().startswith(b"-----BEGIN") else DER_B64URL
+
+
+def key_in_form(key_text: str, form: str) -> str:
+    """Our (DER b64url) key written the way a peer's own frames write keys: G56
+    reads only base64url(PEM) in a server hello."""
+    if form == DER_B64URL:
+        return key_text
+    from cryptography.hazmat.primitives import serialization
+
+    pem = decode_public_key(key_text).public_bytes(serialization.Encoding.PEM,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+    return pem.decode("ascii") if form == PEM else b64url_encode(pem)
+
+
+def of_opening(frame: Envelope) -> str:
+    """The dialect a server hello or welcome shows; "" when it looks like ours."""
+    payload = frame.payload
+    if "role" in payload or frame.from_.startswith(("master_server_", "server_")):
+        return G45
+    if "server_pub" in payload or "snapshot" in payload or "ws_uri" in payload:
+        return G17
+    if frame.type == T.SERVER_WELCOME and "server_id" in payload and "pubkey" in payload and "servers" not in payload:
+        return G101
+    pubkey = payload.get("pubkey")
+    if isinstance(pubkey, str) and key_form(pubkey) != DER_B64URL and not frame.sig:
+        return G56
+    return ""
+
+
+def key_lookup(dialect: str, me: str, server_id: str, now_ms: int, user_id: str) -> Envelope | None:
+    """The frame that asks `server_id` for `user_id`'s key, in its dialect; None if
+    that dialect has no such question (its adverts carry keys, or it has none)."""
+    if dialect == G45:
+        return frames.db_get_user(me, server_id, now_ms, user_id, f"key-{user_id}"[:128])
+    if dialect == G17:
+        return frames.pubkey_request(me, server_id, now_ms, user_id)
+    return None
+
+
+def key_answer(frame: Envelope) -> tuple[str, str]:
+    """(user_id, pubkey or "") from DB_USER, USER_DB_USER, PUBKEY_RESPONSE or DB_REGISTER."""
+    payload = frame.payload
+    pubkey = payload.get("pubkey")
+    if frame.type in (T.DB_USER, T.USER_DB_USER) and not payload.get("found"):
+        pubkey = ""
+    return payload["user_id"], pubkey if isinstance(pubkey, str) else ""
+
+
+def register_users(state: RouterState, conn: int, server_id: str, user_ids: list[str]) -> list[Action]:
+    """G45: put our users' keys in its master's directory, where its clients look."""
+    actions: list[Action] = []
+    for user_id in user_ids:
+        record = state.users.get(user_id)
+        if record is None or not record.pubkey:
+            continue
+        frame = frames.db_register(state.me.server_id, server_id, state.now_ms, user_id, record.pubkey)
+        actions.append(Send(((conn, server_id),), frame))
+    return actions
+
+
+def user_joined(state: RouterState, user_id: str) -> list[Action]:
+    """A user said hello here: register its key with every G45 peer linked now."""
+    actions: list[Action] = []
+    for server_id, conn in sorted(state.servers.items()):
+        link = state.links.get(conn)
+        if link is not None and state.linkbook.dialect_of(link.server_address) == G45:
+            actions += register_users(state, conn, server_id, [user_id])
+    return actions
+
+
+def orig_ts(payload: dict[str, Any], ts: int) -> int:
+    """G17 stamps SERVER_DELIVER with its own time and keeps the sender's in
+    `payload.orig_ts`; content_sig covers the sender's."""
+    value = payload.get("orig_ts")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else ts
