@@ -118,6 +118,17 @@ def user_joined(state: RouterState, user_id: str) -> list[Action]:
     return actions
 
 
+def deliver_extras(state: RouterState, server_id: str, ts: int) -> dict[str, Any]:
+    """Fields a peer needs in our SERVER_DELIVER beyond the standard's: G17 stamps the
+    frame it hands its user with `payload.orig_ts` (else its own clock), and its
+    client checks content_sig against that."""
+    conn = state.servers.get(server_id)
+    link = state.links.get(conn) if conn is not None else None
+    if link is not None and state.linkbook.dialect_of(link.server_address) == G17:
+        return {"orig_ts": ts}
+    return {}
+
+
 def orig_ts(payload: dict[str, Any], ts: int) -> int:
     """G17 stamps SERVER_DELIVER with its own time and keeps the sender's in
     `payload.orig_ts`; content_sig covers the sender's."""

@@ -202,6 +202,8 @@ def _book_down(state: RouterState, link: Link, reason: str) -> None:
     entry = state.linkbook.entries.get(link.server_address)
     if entry is None or not link.server_address:
         return
+    if link.peer_id and state.servers.get(link.peer_id) not in (None, link.conn):
+        return  # a duplicate closed; the link the row stands for is up
     if entry.state is P.REFUSED:
         return  # the refusal says more than the close that followed it
     state.linkbook.move(link.server_address, P.LOST, state.now_ms, reason or "link closed", link.peer_id)
@@ -351,7 +353,7 @@ def server_hello(state: RouterState, link: Link, frame: Envelope) -> list[Action
         # A SERVER_ANNOUNCE may lack them (G17's user snapshot); it cannot open a link.
         return refuse_server(state, link, frame, ErrorCode.MALFORMED, "a server hello needs host, port and pubkey")
     link.server_address = f"{payload['host']}:{payload['port']}"
-    state.linkbook.set_dialect(link.server_address, dialects.of_opening(frame))
+    state.linkbook.set_dialect(link.server_address, dialects.of_opening(frame), state.now_ms)
     if frame.type == T.SERVER_HELLO_JOIN:
         return _join_request(state, link, frame)
     return _link_request(state, link, frame)
@@ -482,7 +484,8 @@ def _welcomed(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
             state.unsigned_servers.add(introducer_id)
         state.server_key_forms[introducer_id] = introducer.key_form
     state.linkbook.set_dialect(link.server_address, dialects.of_opening(frame) or
-                               (dialects.G56 if introducer is not None and introducer.unsigned_link else ""))
+                               (dialects.G56 if introducer is not None and introducer.unsigned_link else ""),
+                               state.now_ms)
     link.move(LinkState.SERVER)
     state.joined = True
     actions += _register_link(state, link, introducer_id)

@@ -110,9 +110,11 @@ class LinkBook:
             entry.dropped_logged_ms = now_ms
             entry.dropped_unlogged = 0
 
-    def set_dialect(self, address: str, dialect: str) -> None:
-        entry = self.entries.get(address)
-        if entry is not None and dialect and entry.dialect != dialect:
+    def set_dialect(self, address: str, dialect: str, now_ms: int) -> None:
+        """Record whose habits the peer at `address` has (an accepted link's first
+        row is made here, before it is joined)."""
+        entry = self._entry(address, PeerLinkState.DIALLING, now_ms)
+        if dialect and entry.dialect != dialect:
             entry.dialect = dialect
             self.changed = True
 

@@ -199,6 +199,7 @@ def route_to_user(state: RouterState, target: str, sender: str, ts: int, payload
             return _park(state, target, deliver, origin_conn)
         return [send_one(state.local_users[target], deliver)]
     if location is not None:
+        extra = {**extra, **dialects.deliver_extras(state, location, ts)}   # G17 reads orig_ts
         onward = frames.server_deliver(me, location, ts, target, payload["ciphertext"], sender,
                                        payload.get("sender_pub", ""), payload["content_sig"], **extra)
         return send_to_server(state, location, onward, origin_conn)
