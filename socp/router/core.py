@@ -19,7 +19,7 @@ from socp.protocol.frame_types import (
 from socp.protocol.acks import ACKNOWLEDGED_TYPES
 from socp.protocol.envelope import Envelope
 
-from . import acks, defences, directory, federation, limits, login, outflow, redeliver, restore, users
+from . import acks, defences, dialects, directory, federation, limits, login, outflow, redeliver, restore, users
 from .events import (GATEWAY_RESTARTED, Action, BatchEnd, Close, DirectoryQueried, Event, FrameIn, FrameRejected,
                      FramesWritten, LinkDown, LinkRestored, LinkUp, Tick)
 from .links import Link, LinkState
@@ -28,7 +28,7 @@ from .state import RouterState
 
 
 def handle(state: RouterState, event: Event) -> list[Action]:
-    actions = _handle(state, event)
+    actions = dialects.adapt_keys(state, _handle(state, event))   # peers' key forms (G56)
     if state.joins_waiting and not state.batch_joins:
         actions += users.announce_joins(state)
     redeliver.record(state, actions)
@@ -160,6 +160,8 @@ def _frame_rejected(state: RouterState, event: FrameRejected) -> list[Action]:
         if event.frame_type in SERVER_OPENING_TYPES:
             federation.hello_rejected(state, link, event.frame_type, code, event.detail)
         return refuse_and_close(state, event.conn, code, event.detail)
+    if link.state is LinkState.SERVER_PENDING:
+        return federation.welcome_rejected(state, link, event.frame_type, code, event.detail)
     if link.server_address:
         state.linkbook.dropped(link.server_address, f"{code.value}: {event.detail}", state.now_ms)
     return [error_to(state, event.conn, code, event.detail)]

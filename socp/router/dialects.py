@@ -24,7 +24,7 @@ from socp.protocol import frames
 from socp.protocol.crypto import decode_public_key, encode_public_key
 from socp.protocol.encoding import b64url_decode, b64url_encode
 from socp.protocol.envelope import Envelope
-from socp.protocol.errors import MalformedFrame
+from socp.protocol.errors import MalformedFrame, SocpError
 from socp.protocol.frame_types import FrameType as T
 
 from .events import Action, Send
@@ -127,6 +127,58 @@ def deliver_extras(state: RouterState, server_id: str, ts: int) -> dict[str, Any
     if link is not None and state.linkbook.dialect_of(link.server_address) == G17:
         return {"orig_ts": ts}
     return {}
+
+
+# Frames whose payload hands a user's key to a peer server, and where the key is.
+_KEY_PATHS = {T.USER_ADVERTISE.value: ("meta", "pubkey"), T.SERVER_DELIVER.value: ("sender_pub",)}
+
+
+def adapt_keys(state: RouterState, actions: list[Action]) -> list[Action]:
+    """G56's clients read a key only as base64url(PEM), and G56 passes our adverts
+    and deliveries on to them as they are: the copy of such a frame for a G56 link
+    carries the key in that form (same key; content_sig does not cover it). Every
+    other link gets the frame unchanged."""
+    if not any(entry.dialect == G56 for entry in state.linkbook.entries.values()):
+        return actions
+    adapted: list[Action] = []
+    for action in actions:
+        path = _KEY_PATHS.get(action.frame.type) if isinstance(action, Send) else None
+        if path is None:
+            adapted.append(action)
+            continue
+        pem_targets = tuple(t for t in action.targets if _dialect_of_conn(state, t[0]) == G56)
+        if not pem_targets:
+            adapted.append(action)
+            continue
+        rest = tuple(t for t in action.targets if t not in pem_targets)
+        if rest:
+            adapted.append(Send(rest, action.frame))
+        adapted.append(Send(pem_targets, _with_key_form(action.frame, path, PEM_B64URL)))
+    return adapted
+
+
+def _dialect_of_conn(state: RouterState, conn: int) -> str:
+    link = state.links.get(conn)
+    return state.linkbook.dialect_of(link.server_address) if link is not None and link.server_address else ""
+
+
+def _with_key_form(frame: Envelope, path: tuple[str, ...], form: str) -> Envelope:
+    payload = dict(frame.payload)
+    holder = payload
+    for name in path[:-1]:
+        inner = holder.get(name)
+        if not isinstance(inner, dict):
+            return frame
+        holder[name] = inner = dict(inner)
+        holder = inner
+    key = holder.get(path[-1])
+    if not isinstance(key, str) or not key:
+        return frame
+    try:
+        holder[path[-1]] = key_in_form(key, form)
+    except SocpError:
+        return frame
+    return Envelope(type=frame.type, from_=frame.from_, to=frame.to, ts=frame.ts, payload=payload)
 
 
 def orig_ts(payload: dict[str, Any], ts: int) -> int:

@@ -369,6 +369,17 @@ def refuse_server(state: RouterState, link: Link, frame: Envelope | None, code: 
     return refuse_and_close(state, link.conn, code, detail)
 
 
+def welcome_rejected(state: RouterState, link: Link, frame_type: str, code: ErrorCode, detail: str) -> list[Action]:
+    """The verifiers refused the answer to our join (G56's unsigned SERVER_WELCOME):
+    the join failed; say why, with the way out when it is a missing signature."""
+    hint = ""
+    if code is ErrorCode.INVALID_SIG:
+        hint = " (if this peer does not sign its link frames, its bootstrap entry may say `unsigned_link: true`)"
+    state.linkbook.move(link.server_address, P.REFUSED, state.now_ms,
+                        f"we refused its {frame_type or 'answer'}: {code.value}: {detail}{hint}", link.peer_id)
+    return refuse_and_close(state, link.conn, code, detail)
+
+
 def hello_rejected(state: RouterState, link: Link, frame_type: str, code: ErrorCode, detail: str) -> None:
     """The verifiers refused a server's opening frame (unsigned, bad key): book it."""
     state.linkbook.move("incoming", P.REFUSED, state.now_ms, f"we refused its {frame_type}: {code.value}: {detail}")
@@ -497,7 +508,10 @@ def _welcomed(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
         trusted, pin_actions = _pin(state, entry["server_id"], entry["pubkey"], entry["host"], entry["port"])
         actions += pin_actions
     me = state.me
-    announce = frames.server_announce(me.server_id, state.now_ms, me.host, me.port, me.pubkey)
+    # Our key as the operator's entry wrote the peer's: G56 replaces the key it pinned
+    # for us with the announced one, and reads only base64url(PEM).
+    our_key = dialects.key_in_form(me.pubkey, introducer.key_form if introducer is not None else dialects.DER_B64URL)
+    announce = frames.server_announce(me.server_id, state.now_ms, me.host, me.port, our_key)
     actions.append(send_one(link.conn, announce))
     for server_id in sorted(state.pinned_servers):
         if server_id not in state.servers and server_id != introducer_id and not _dialing(state, server_id):
