@@ -130,7 +130,8 @@ def deliver_extras(state: RouterState, server_id: str, ts: int) -> dict[str, Any
 
 
 # Frames whose payload hands a user's key to a peer server, and where the key is.
-_KEY_PATHS = {T.USER_ADVERTISE.value: ("meta", "pubkey"), T.SERVER_DELIVER.value: ("sender_pub",)}
+_KEY_PATHS = {T.USER_ADVERTISE.value: ("meta", "pubkey"), T.SERVER_DELIVER.value: ("sender_pub",),
+              T.MSG_PUBLIC_CHANNEL.value: ("sender_pub",)}
 
 
 def adapt_keys(state: RouterState, actions: list[Action]) -> list[Action]:

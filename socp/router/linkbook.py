@@ -28,6 +28,13 @@ from enum import Enum
 log = logging.getLogger("socp.router")
 
 LOG_INTERVAL_MS = 60_000   # dropped frames: at most one log line a minute per link
+REASON_CHARS = 300         # a reason may quote a peer's ERROR text: kept short and printable
+
+
+def printable(text: str, limit: int = REASON_CHARS) -> str:
+    """Peer-supplied text made safe for a log line, /healthz and a terminal (STYLE:
+    escape control characters)."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text[:limit])
 
 
 class PeerLinkState(str, Enum):
@@ -73,6 +80,7 @@ class LinkBook:
     def move(self, address: str, state: PeerLinkState, now_ms: int, reason: str = "", peer_id: str = "") -> LinkEntry:
         """Put the link at `address` in `state`; log it if that is news."""
         entry = self._entry(address, state, now_ms)
+        reason, peer_id = printable(reason), printable(peer_id, 128)
         if peer_id and entry.peer_id != peer_id:
             entry.peer_id = peer_id
             self.changed = True
@@ -100,6 +108,7 @@ class LinkBook:
         entry = self.entries.get(address)
         if entry is None:
             return
+        reason = printable(reason)
         entry.dropped += 1
         entry.dropped_unlogged += 1
         entry.reason = reason

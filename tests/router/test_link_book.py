@@ -1,0 +1,266 @@
+"""Server links with other teams' servers, in the pure router (issue #14, server links):
+the link book the operator sees, consent for unsigned links, and each peer's habits
+(G45, G17, G56) as recorded on the wire (tests/interop/recorded/)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, Rejected, Verified, VerifyJob
+from socp.protocol import crypto, frames, signing
+from socp.protocol.envelope import Envelope
+from socp.protocol.errors import ErrorCode
+from socp.protocol.ids import new_id
+from socp.router import core, dialects, federation
+from socp.router.bootstrap import BootstrapError, parse_bootstrap
+from socp.router.events import Close, Dial, FrameRejected, LinkDown, LinkUp, Tick
+from socp.router.linkbook import LOG_INTERVAL_MS, LinkBook, PeerLinkState
+from socp.router.state import Introducer
+from socp.verifier.checks import check_job
+
+from .harness import NOW, Harness, closes, sent_to
+
+G45_ID = "master_server_5217d738-07e4-4c59-974a-9dadf81f0118"
+
+
+@pytest.fixture
+def node(keys) -> Harness:
+    return Harness(server_key=keys[0])
+
+
+def der(key: crypto.PrivateKey) -> str:
+    return crypto.encode_public_key(key)
+
+
+def dial_introducer(node: Harness, key: crypto.PrivateKey, unsigned_link: bool = False,
+                    key_form: str = dialects.DER_B64URL) -> int:
+    """Start the node with one bootstrap entry; the dial opens; our hello goes out."""
+    node.state.introducers = [Introducer("127.0.0.1", 9000, der(key), unsigned_link, key_form)]
+    dial = next(a for a in federation.start(node.state) if isinstance(a, Dial))
+    assert dial.unsigned_ok is unsigned_link
+    core.handle(node.state, LinkUp(dial.conn))
+    return dial.conn
+
+
+def g45_welcome(node: Harness, key: crypto.PrivateKey) -> Envelope:
+    """G45's SERVER_WELCOME as recorded: no assigned_id, its own id shape, `role`."""
+    return Envelope(type="SERVER_WELCOME", from_=G45_ID, to=node.server_id, ts=NOW,
+                    payload={"host": "127.0.0.1", "port": 9000, "pubkey": der(key), "role": "master"})
+
+
+def link_row(node: Harness, address: str = "127.0.0.1:9000"):
+    return node.state.linkbook.entries[address]
+
+
+# --- the link book ------------------------------------------------------------------------
+
+
+def test_a_link_moves_through_the_book_and_each_refusal_is_logged_once(caplog) -> None:
+    book = LinkBook()
+    caplog.set_level(logging.INFO, logger="socp.router")
+    book.move("h:1", PeerLinkState.DIALLING, 0)
+    for now in (1, 2, 3):
+        book.move("h:1", PeerLinkState.REFUSED, now, "INVALID_SIG: frame is not signed")
+    refusals = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refusals) == 1 and "INVALID_SIG" in refusals[0].getMessage()
+    book.move("h:1", PeerLinkState.DIALLING, 4)
+    book.move("h:1", PeerLinkState.JOINED, 5, peer_id="peer-1")
+    assert book.rows() == [("peer-1", "h:1", "joined", "INVALID_SIG: frame is not signed", 0, "")]
+
+
+def test_dropped_frames_are_counted_and_logged_at_most_once_a_minute(caplog) -> None:
+    book = LinkBook()
+    book.move("h:1", PeerLinkState.JOINED, 0, peer_id="p")
+    caplog.set_level(logging.WARNING, logger="socp.router")
+    for now in range(0, LOG_INTERVAL_MS, 1000):
+        book.dropped("h:1", "MALFORMED: field 'payload.ciphertext' is missing", now)
+    assert book.entries["h:1"].dropped == LOG_INTERVAL_MS // 1000
+    assert len([r for r in caplog.records if "dropped" in r.getMessage()]) == 1
+    book.dropped("h:1", "again", LOG_INTERVAL_MS)
+    assert len([r for r in caplog.records if "dropped" in r.getMessage()]) == 2
+
+
+def test_a_peer_reason_is_kept_printable() -> None:
+    book = LinkBook()
+    book.move("h:1", PeerLinkState.REFUSED, 0, "it refused our join: X: \x1b[31mred\nline")
+    assert "\x1b" not in book.entries["h:1"].reason and "\n" not in book.entries["h:1"].reason
+
+
+# --- consent for unsigned link frames (G56) -----------------------------------------------
+
+
+def test_bootstrap_unsigned_link_is_a_strict_boolean_and_the_key_form_is_kept(keys) -> None:
+    pem = dialects.key_in_form(der(keys[1]), dialects.PEM_B64URL)
+    text = f'bootstrap_servers:\n  - {{host: "127.0.0.1", port: 9000, pubkey: "{pem}", unsigned_link: true}}\n'
+    [entry] = parse_bootstrap(text)
+    assert entry.unsigned_link is True and entry.key_form == dialects.PEM_B64URL and entry.pubkey == der(keys[1])
+    [plain] = parse_bootstrap(f'bootstrap_servers:\n  - {{host: "h", port: 1, pubkey: "{der(keys[1])}"}}\n')
+    assert plain.unsigned_link is False and plain.key_form == dialects.DER_B64URL
+    with pytest.raises(BootstrapError, match="unsigned_link"):
+        parse_bootstrap(f'bootstrap_servers:\n  - {{host: "h", port: 1, pubkey: "{der(keys[1])}", unsigned_link: "yes"}}\n')
+
+
+def _job(frame: Envelope, role: int, verify_key: str, unsigned_ok: bool) -> Verified | Rejected:
+    return check_job(VerifyJob(3, 0, frame.to_wire(), role, verify_key, unsigned_ok))
+
+
+def test_unsigned_link_frames_pass_only_on_a_consented_dialled_link(keys) -> None:
+    g56_key = keys[1]
+    welcome = Envelope(type="SERVER_WELCOME", from_=new_id(), to=new_id(), ts=NOW,
+                       payload={"assigned_id": new_id(), "servers": []})
+    # Without consent: refused, as every unsigned server frame is.
+    refused = _job(welcome, ROLE_SERVER, der(g56_key), unsigned_ok=False)
+    assert isinstance(refused, Rejected) and refused.code == ErrorCode.INVALID_SIG.value
+    assert isinstance(_job(welcome, ROLE_SERVER, der(g56_key), unsigned_ok=True), Verified)
+    # Consent is no licence for a wrong signature.
+    forged = welcome.with_sig(signing.transport_signature(keys[2], welcome.payload))
+    assert isinstance(_job(forged, ROLE_SERVER, der(g56_key), unsigned_ok=True), Rejected)
+    # An unsigned hello from a server dialling us is refused whatever (consent is for links we dial).
+    hello = Envelope(type="SERVER_HELLO_JOIN", from_=new_id(), to="127.0.0.1:1", ts=NOW,
+                     payload={"host": "127.0.0.1", "port": 1, "pubkey": der(g56_key)})
+    assert isinstance(_job(hello, ROLE_UNKNOWN, "", unsigned_ok=True), Rejected)
+
+
+def test_an_unsigned_welcome_refused_without_consent_books_the_link_refused_with_the_way_out(node, keys) -> None:
+    conn = dial_introducer(node, keys[1])
+    actions = core.handle(node.state, FrameRejected(conn, "INVALID_SIG", "frame is not signed", "SERVER_WELCOME"))
+    assert conn in closes(actions)
+    row = link_row(node)
+    assert row.state is PeerLinkState.REFUSED
+    assert "INVALID_SIG" in row.reason and "unsigned_link: true" in row.reason
+
+
+def test_an_unsigned_server_hello_refused_by_the_verifiers_is_booked(node) -> None:
+    core.handle(node.state, FrameRejected(7, "INVALID_SIG", "frame is not signed", "SERVER_HELLO_JOIN"))
+    assert link_row(node, "incoming").state is PeerLinkState.REFUSED
+    assert "SERVER_HELLO_JOIN" in link_row(node, "incoming").reason
+
+
+def test_with_consent_a_g56_join_hellos_and_announces_our_key_in_its_pem_form(node, keys) -> None:
+    conn = dial_introducer(node, keys[1], unsigned_link=True, key_form=dialects.PEM_B64URL)
+    welcome = Envelope(type="SERVER_WELCOME", from_=new_id(), to=node.server_id, ts=NOW,
+                       payload={"assigned_id": node.server_id, "servers": []})
+    actions = node.feed(conn, welcome)
+    [announce] = sent_to(actions, conn, "SERVER_ANNOUNCE")
+    assert dialects.key_form(announce.payload["pubkey"]) == dialects.PEM_B64URL
+    assert crypto.normalise_public_key(announce.payload["pubkey"]) == node.state.me.pubkey
+    assert link_row(node).state is PeerLinkState.JOINED and link_row(node).dialect == dialects.G56
+    assert welcome.from_ in node.state.unsigned_servers
+    # A user's key handed to the G56 link goes as base64url(PEM): its clients read no other form.
+    user_conn, user_id, joined = node.connect_user(keys[2])
+    [advert] = sent_to(joined, conn, "USER_ADVERTISE")
+    assert dialects.key_form(advert.payload["meta"]["pubkey"]) == dialects.PEM_B64URL
+
+
+# --- G45 ----------------------------------------------------------------------------------
+
+
+def test_a_g45_welcome_joins_and_its_users_keys_are_asked_for_and_ours_registered(node, keys) -> None:
+    user_conn, user_id, _ = node.connect_user(keys[2])
+    conn = dial_introducer(node, keys[1])
+    actions = node.feed(conn, g45_welcome(node, keys[1]))
+    assert link_row(node).state is PeerLinkState.JOINED and link_row(node).dialect == dialects.G45
+    assert node.state.servers[G45_ID] == conn
+    [register] = sent_to(actions, conn, "DB_REGISTER")
+    assert register.payload == {"user_id": user_id, "pubkey": der(keys[2])}
+    # G45's advert carries no key: we ask its directory, and bind the answer.
+    advert = Envelope(type="USER_ADVERTISE", from_=G45_ID, to="*", ts=NOW,
+                      payload={"user_id": "Bob", "server_id": G45_ID})
+    [question] = sent_to(node.feed(conn, advert), conn, "DB_GET_USER")
+    assert question.payload["user_id"] == "Bob" and question.payload["req_id"]
+    answer = Envelope(type="DB_USER", from_=G45_ID, to=node.server_id, ts=NOW,
+                      payload={"user_id": "Bob", "found": True, "pubkey": der(keys[3]),
+                               "req_id": question.payload["req_id"]})
+    node.feed(conn, answer)
+    assert node.state.users["Bob"].pubkey == der(keys[3])
+
+
+def test_a_key_answer_for_a_user_of_another_server_is_ignored(node, keys) -> None:
+    conn = dial_introducer(node, keys[1])
+    node.feed(conn, g45_welcome(node, keys[1]))
+    answer = Envelope(type="DB_USER", from_=G45_ID, to=node.server_id, ts=NOW,
+                      payload={"user_id": "Mallory", "found": True, "pubkey": der(keys[3])})
+    node.feed(conn, answer)
+    assert "Mallory" not in node.state.users
+
+
+def test_a_peer_that_never_heartbeats_is_not_timed_out_but_one_that_did_is(node, keys) -> None:
+    conn = dial_introducer(node, keys[1])
+    node.feed(conn, g45_welcome(node, keys[1]))
+    node.state.now_ms = NOW + 10 * node.state.timing.link_timeout_ms
+    assert conn not in closes(core.handle(node.state, Tick()))
+    node.feed(conn, frames.heartbeat(G45_ID, node.server_id, node.state.now_ms))
+    node.state.now_ms += node.state.timing.link_timeout_ms + 1
+    assert conn in closes(core.handle(node.state, Tick()))
+    assert link_row(node).state is PeerLinkState.LOST
+
+
+def test_a_g45_second_link_keeps_the_first_open(node, keys) -> None:
+    """G45 forgets our key when any link to us closes: never close a duplicate to it."""
+    conn = dial_introducer(node, keys[1])
+    node.feed(conn, g45_welcome(node, keys[1]))
+    hello = Envelope(type="SERVER_HELLO_JOIN", from_=G45_ID, to="server_*", ts=NOW,
+                     payload={"host": "127.0.0.1", "port": 9000, "pubkey": der(keys[1]), "role": "master"})
+    actions = node.feed(50, hello)
+    assert conn not in closes(actions) and 50 not in closes(actions)
+    assert node.state.servers[G45_ID] == 50
+    core.handle(node.state, LinkDown(50, "peer closed"))
+    assert node.state.servers[G45_ID] == conn and link_row(node).state is PeerLinkState.JOINED
+
+
+def test_a_refused_server_hello_link_is_joined_next_time(node, keys) -> None:
+    peer_id = new_id()
+    node.state.pinned_servers[peer_id] = federation.ServerRecord(der(keys[1]), "127.0.0.1", 9000)
+    [dial] = [a for a in federation._dial_server(node.state, peer_id) if isinstance(a, Dial)]
+    [hello] = sent_to(core.handle(node.state, LinkUp(dial.conn)), dial.conn, "SERVER_HELLO_LINK")
+    refusal = frames.error(peer_id, node.server_id, NOW, "UNKNOWN_TYPE", "expected PEER_HELLO_LINK or USER_HELLO")
+    node.feed(dial.conn, refusal)
+    assert "SERVER_HELLO_LINK" in link_row(node).reason
+    core.handle(node.state, LinkDown(dial.conn, "peer closed with 1000"))
+    [again] = [a for a in federation._dial_server(node.state, peer_id) if isinstance(a, Dial)]
+    assert sent_to(core.handle(node.state, LinkUp(again.conn)), again.conn, "SERVER_HELLO_JOIN")
+
+
+# --- G17 ----------------------------------------------------------------------------------
+
+
+def test_a_g17_join_as_auto_gets_an_id_and_our_welcome_carries_our_key(node, keys) -> None:
+    hello = Envelope(type="SERVER_HELLO_JOIN", from_="auto", to="*", ts=NOW,
+                     payload={"host": "127.0.0.1", "port": 9430, "pubkey": der(keys[1]),
+                              "ws_uri": "ws://127.0.0.1:9431"})
+    [welcome] = sent_to(node.feed(5, hello), 5, "SERVER_WELCOME")
+    assert welcome.payload["assigned_id"] not in ("auto", "")
+    # G17 reads our key from server_pub, G45 from pubkey (with host and port).
+    assert welcome.payload["server_pub"] == welcome.payload["pubkey"] == node.state.me.pubkey
+    assert (welcome.payload["host"], welcome.payload["port"]) == ("127.0.0.1", 1)
+    assert link_row(node, "127.0.0.1:9430").dialect == dialects.G17
+
+
+def test_g17_snapshot_users_get_key_lookups_and_its_orig_ts_is_the_content_ts(node, keys) -> None:
+    user_conn, user_id, _ = node.connect_user(keys[2])
+    conn = dial_introducer(node, keys[1])
+    g17 = new_id()
+    welcome = Envelope(type="SERVER_WELCOME", from_=g17, to=node.server_id, ts=NOW,
+                       payload={"server_id": g17, "server_pub": der(keys[1]), "assigned_id": None,
+                                "snapshot": {"user_locations": {"erin": {"server_id": g17, "ts": 1.5},
+                                                                "elsewhere": {"server_id": "other", "ts": 1.0}}}})
+    actions = node.feed(conn, welcome)
+    [question] = sent_to(actions, conn, "PUBKEY_REQUEST")
+    assert question.payload == {"user_id": "erin"} and "elsewhere" not in node.state.user_locations
+    node.feed(conn, Envelope(type="PUBKEY_RESPONSE", from_=g17, to=node.server_id, ts=NOW,
+                             payload={"user_id": "erin", "pubkey": der(keys[3])}))
+    assert node.state.users["erin"].pubkey == der(keys[3])
+    # G17 stamps SERVER_DELIVER with its own time; the sender's is payload.orig_ts.
+    sent_ts = NOW - 5000
+    ciphertext = "AAAA"
+    deliver = Envelope(type="SERVER_DELIVER", from_=g17, to=node.server_id, ts=NOW,
+                       payload={"user_id": user_id, "ciphertext": ciphertext, "sender": "erin",
+                                "sender_pub": der(keys[3]), "content_sig": "c2ln", "orig_ts": sent_ts})
+    [delivered] = sent_to(node.feed(conn, deliver), user_conn, "USER_DELIVER")
+    assert delivered.ts == sent_ts
+    # ...and our SERVER_DELIVER to a G17 link carries orig_ts, which its server reads.
+    dm = frames.msg_direct(user_id, "erin", NOW, ciphertext, der(keys[2]), "c2ln")
+    [onward] = sent_to(node.feed(user_conn, dm), conn, "SERVER_DELIVER")
+    assert onward.payload["orig_ts"] == NOW and onward.ts == NOW
