@@ -246,6 +246,16 @@ PAYLOAD_SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     ),
 }
 
+# G56 relays a user's FILE_* to another server as SERVER_DELIVER whose payload is the
+# whole original envelope plus `user_id` (issue #14, server links). The inner frame is
+# validated as what it is when the router unwraps it (router.federation).
+FILE_TYPES = (FrameType.FILE_START.value, FrameType.FILE_CHUNK.value, FrameType.FILE_END.value)
+WRAPPED_FILE_DELIVER: tuple[dict[str, Check], dict[str, Check]] = (
+    {"user_id": peer_id, "type": one_of(*FILE_TYPES), "from": peer_id, "to": peer_id,
+     "ts": integer(0, limits.MAX_TS), "payload": obj},
+    {"sig": text(limits.MAX_SIG_CHARS)},
+)
+
 # Types whose `from` may be something other than a UUID v4.
 _FREE_FROM = frozenset({FrameType.CTRL_CLOSE, FrameType.ERROR})
 
@@ -328,5 +338,7 @@ def parse_obj(raw: Any) -> Envelope:
         sig = ""
     text(limits.MAX_SIG_CHARS)("sig", sig)
     required, optional = PAYLOAD_SCHEMAS[frame_type]
+    if frame_type == FrameType.SERVER_DELIVER and isinstance(payload.get("payload"), dict):
+        required, optional = WRAPPED_FILE_DELIVER   # G56's file relay (see its schema)
     _check_fields(payload, required, optional, prefix="payload.")
     return Envelope(type=frame_type, from_=sender, to=to, ts=ts, payload=payload, sig=sig)

@@ -16,13 +16,13 @@ from typing import Any
 
 from socp.protocol import frames
 from socp.protocol.crypto import decode_public_key, normalise_public_key
-from socp.protocol.envelope import Envelope
+from socp.protocol.envelope import Envelope, parse_obj
 from socp.protocol.errors import ErrorCode, SocpError
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL, is_peer_id, new_id
 from socp.protocol.signing import verify_transport
 
-from . import dialects, directory, users
+from . import dialects, directory, limits, users
 from .events import Action, AdoptServerId, Close, Dial, FrameIn, Relay, Send, StoreWrite, send_one
 from .linkbook import PeerLinkState as P
 from .links import Link, LinkState
@@ -719,6 +719,8 @@ def _server_deliver(state: RouterState, link: Link, event: FrameIn) -> list[Acti
     if not _fresh(state, event):
         return []
     frame, payload = event.frame, event.frame.payload
+    if isinstance(payload.get("payload"), dict):
+        return _wrapped_file(state, link, frame)
     target = payload["user_id"]
     sender = payload.get("sender") or payload.get("from") or ""
     ts = dialects.orig_ts(payload, frame.ts)
@@ -732,6 +734,25 @@ def _server_deliver(state: RouterState, link: Link, event: FrameIn) -> list[Acti
     if location is not None and location != LOCAL and state.servers.get(location) == link.conn:
         return [error_to(state, link.conn, ErrorCode.USER_NOT_FOUND, f"user {target} is not here")]
     return users.route_to_user(state, target, sender, ts, payload, extra, origin_conn=link.conn)
+
+
+def _wrapped_file(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+    """G56's cross-server file frame: SERVER_DELIVER {user_id, type, from, to, ts,
+    payload[, sig]} carrying a user's FILE_* whole. Unwrapped, validated as that
+    frame, bounded like any relayed transfer, and carried on as our own FILE_* would be."""
+    wrapped = frame.payload
+    try:
+        inner = parse_obj({name: wrapped[name] for name in ("type", "from", "to", "ts", "payload")})
+    except SocpError as exc:
+        return [error_to(state, link.conn, exc.code, f"wrapped {wrapped['type']}: {exc.detail}")]
+    if inner.to != wrapped["user_id"]:
+        return [error_to(state, link.conn, ErrorCode.MALFORMED, "wrapped frame is for another user")]
+    problem = limits.file_problem(state.guard, limits.relayed_sender(inner.from_), inner)
+    if problem is not None:
+        return [error_to(state, link.conn, *problem)]
+    if state.user_locations.get(inner.to) != LOCAL:
+        return [error_to(state, link.conn, ErrorCode.USER_NOT_FOUND, f"user {inner.to} is not here")]
+    return users.route_frame_to_user(state, inner, origin_conn=link.conn)
 
 
 def _public_message(state: RouterState, link: Link, event: FrameIn) -> list[Action]:

@@ -17,15 +17,15 @@ from socp.ipc.messages import ROLE_SERVER, Rejected, Verified, VerifyJob
 from socp.protocol import crypto
 from socp.protocol.envelope import parse_obj
 from socp.router import core, dialects, federation
+from socp.protocol.ids import new_id
 from socp.router.events import Dial, LinkUp
+from socp.router.links import Link, LinkState
 from socp.router.state import Introducer
 from socp.verifier.checks import check_job
 
 from links_replay import feed, first, recorded, stamped
 from router.harness import NOW, Harness, sent_to
 
-# Its files cross servers as SERVER_DELIVER wrapping the whole FILE_* envelope.
-KNOWN_GAPS = {"SERVER_DELIVER-wrapped FILE_*"}
 
 
 @pytest.fixture
@@ -39,8 +39,23 @@ def _is_wrapped_file(frame: dict) -> bool:
 
 def test_every_recorded_g56_frame_parses() -> None:
     for frame in recorded("g56"):
-        if not _is_wrapped_file(frame):
-            parse_obj(frame)
+        parse_obj(frame)
+
+
+def test_its_file_frames_wrapped_in_server_deliver_reach_our_user_unwrapped(node, keys) -> None:
+    """G56 relays FILE_* between servers as SERVER_DELIVER {user_id, type, from, to,
+    ts, payload, sig}; our user gets the FILE_* itself."""
+    wrapped = [f for f in recorded("g56", frame_type="SERVER_DELIVER", dialled_by="us") if _is_wrapped_file(f)]
+    assert [f["payload"]["type"] for f in wrapped][:2] == ["FILE_START", "FILE_CHUNK"]
+    peer = new_id()
+    node.state.servers[peer] = 9
+    node.state.links[9] = Link(conn=9, state=LinkState.SERVER, peer_id=peer)
+    ours_conn, ours_id, _ = node.connect_user(keys[1], user_id=wrapped[0]["payload"]["user_id"])
+    for raw in wrapped[:2]:
+        inner = raw["payload"]
+        frame = stamped(raw, NOW, payload={**inner, "ts": NOW})
+        [got] = sent_to(feed(node.state, 9, frame), ours_conn, inner["type"])
+        assert (got.from_, got.to, got.payload) == (inner["from"], ours_id, inner["payload"])
 
 
 def test_its_unsigned_welcome_passes_the_verifiers_only_with_consent() -> None:
