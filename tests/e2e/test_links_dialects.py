@@ -18,7 +18,7 @@ import pytest
 from socp.protocol import crypto, signing
 from socp.router import dialects
 
-from support.dialect_doubles import G17, G45, G56, DialectDouble, VirtualUser
+from support.dialect_doubles import G17, G45, G56, G101, DialectDouble, VirtualUser
 from support.http import aget_json
 from support.nodes import start_node
 from support.wsclient import RawUser
@@ -108,6 +108,23 @@ async def test_an_unsigned_g56_join_is_refused_and_shown(node, keys) -> None:
         await double.join("127.0.0.1", node.port, welcome_timeout=3)
     refused = await link_state(node.port, "", "refused")
     assert "INVALID_SIG" in refused["reason"] and "SERVER_HELLO_JOIN" in refused["reason"]
+    await double.close()
+
+
+async def test_a_g101_hello_is_refused_and_shown_with_its_reason(node, keys) -> None:
+    """G101 links with nobody but G101 (ISO ts, no address, whole-envelope signatures):
+    what matters here is that the operator can read why."""
+    double = DialectDouble(G101, keys[6], port=40_101)
+    with pytest.raises(TimeoutError):
+        await double.join("127.0.0.1", node.port, welcome_timeout=3)
+    [error] = [frame for frame in double.inbox if frame.type == "ERROR"]   # kept while it waited for a welcome
+    assert error.payload["code"] == "MALFORMED"
+    for _ in range(40):
+        rows = [r for r in await server_links(node.port) if r["state"] == "refused" and "'ts'" in r["reason"]]
+        if rows:
+            break
+        await asyncio.sleep(0.25)
+    assert rows and "SERVER_HELLO_JOIN" in rows[0]["reason"] and "MALFORMED" in rows[0]["reason"]
     await double.close()
 
 

@@ -11,7 +11,11 @@ Each double speaks one peer's server-to-server habits, as recorded from the live
   {user_locations}, assigned_id: null}`, adverts without keys (PUBKEY_REQUEST →
   PUBKEY_RESPONSE), SERVER_DELIVER stamped with its own time and `orig_ts`;
 - G56: keys as base64url(PEM), SERVER_HELLO_JOIN / SERVER_WELCOME / SERVER_ANNOUNCE
-  unsigned, adverts with `meta.pubkey`, content_sig over the base64url text.
+  unsigned, adverts with `meta.pubkey`, content_sig over the base64url text;
+- G101: ids `host:port`, ISO-string `ts`, an extra top-level `id`, a hello
+  `{server_id, pubkey, ts}` without address, signed over the whole envelope minus
+  `sig`. It links with nobody but G101 (docs/interop.md, note 12): only its hello is
+  modelled, to show the refusal.
 
 A double hosts virtual users (no sockets of their own). It either joins a real node
 (`join`) or listens for the node to join it (`listen`). Only what a test needs is
@@ -35,7 +39,7 @@ from socp.protocol.envelope import Envelope, parse
 from socp.protocol.ids import new_id
 from socp.router import dialects
 
-G45, G17, G56 = dialects.G45, dialects.G17, dialects.G56
+G45, G17, G56, G101 = dialects.G45, dialects.G17, dialects.G56, dialects.G101
 _UNSIGNED_BY_G56 = {"SERVER_HELLO_JOIN", "SERVER_WELCOME", "SERVER_ANNOUNCE"}
 
 
@@ -69,7 +73,8 @@ class DialectDouble:
 
     def __post_init__(self) -> None:
         if not self.server_id:
-            self.server_id = f"master_server_{new_id()}" if self.dialect == G45 else new_id()
+            self.server_id = (f"master_server_{new_id()}" if self.dialect == G45
+                              else f"127.0.0.1:{self.port}" if self.dialect == G101 else new_id())
 
     # --- wire habits ------------------------------------------------------------------
 
@@ -78,10 +83,14 @@ class DialectDouble:
         return dialects.key_in_form(der, dialects.PEM_B64URL) if self.dialect == G56 else der
 
     def signed(self, frame: dict[str, Any]) -> dict[str, Any]:
-        """Each of these peers signs the canonical payload; G56 leaves its link
-        openings unsigned."""
+        """G45, G17 and G56 sign the canonical payload (G56 leaves its link openings
+        unsigned); G101 signs the whole envelope, with an `id` and an ISO `ts`."""
         if self.dialect == G56 and frame["type"] in _UNSIGNED_BY_G56:
             return frame
+        if self.dialect == G101:
+            frame = {**frame, "id": new_id(), "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            whole = json.dumps(frame, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+            return {**frame, "sig": b64url_encode(crypto.sign_pss(self.key, whole))}
         return {**frame, "sig": b64url_encode(crypto.sign_pss(self.key, canonical_json(frame["payload"])))}
 
     async def send(self, frame: dict[str, Any]) -> None:
@@ -94,7 +103,10 @@ class DialectDouble:
         self.socket = await websockets.connect(f"ws://{host}:{port}", compression=None, open_timeout=10)
         payload: dict[str, Any] = {"host": "127.0.0.1", "port": self.port or 1, "pubkey": self.key_text(self.key)}
         sender = self.server_id
-        if self.dialect == G45:
+        if self.dialect == G101:
+            payload = {"server_id": self.server_id, "pubkey": self.key_text(self.key),
+                       "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        elif self.dialect == G45:
             payload["role"] = "master"
         elif self.dialect == G17:
             payload["ws_uri"] = f"ws://{host}:{port}"
