@@ -26,6 +26,7 @@ from socp.gateway.health import DatabaseReport, GatewayStats, router_ready
 from socp.gateway.inbox import Inbox
 from socp.gateway.links import CLOSE_GOING_AWAY, LinkTable, first_accepted_conn
 from socp.gateway.lookups import DirectoryLookups
+from socp.gateway.memory import trim_after_crowds
 from socp.gateway.recovery import Recovery
 from socp.ratelimit import AddressSlots
 from socp.gateway.server import Listener
@@ -96,11 +97,13 @@ async def _serve(config: NodeConfig) -> None:
             inbox = tasks.create_task(Inbox(context, dialer, recovery).pump())
             recovering = tasks.create_task(recovery.run())
             reporting = tasks.create_task(report_written(context))
+            trimming = tasks.create_task(trim_after_crowds(context))
             await stop.wait()
             log.info("gateway stopping: closing %d connections", len(context.links))
             inbox.cancel()
             recovering.cancel()
             reporting.cancel()
+            trimming.cancel()
             server.close(close_connections=False)  # stop accepting; our sessions close links
             for link in context.links:
                 # Write what is already queued (acknowledged frames among it), then close.
