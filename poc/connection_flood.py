@@ -20,7 +20,7 @@ import time
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from _common import Keys, Verdict, healthz, main, show, user
+from _common import Keys, Peer, Verdict, healthz, main, show, user
 
 PER_ADDRESS = 8          # connections from each loopback address: far under any per-address cap
 CLOSE_MESSAGE_TOO_BIG = 1009
@@ -31,6 +31,9 @@ def options(parser: argparse.ArgumentParser) -> None:
                         help="silent sockets to open (more than the node's --max-waiting-for-hello)")
     parser.add_argument("--max-waiting", type=int, default=1024,
                         help="the node's cap on connections yet to say hello (NodeConfig.max_waiting_for_hello)")
+    parser.add_argument("--big-senders", type=int, default=40,
+                        help="users that each send frames of --big-frame-bytes (over the frame limit)")
+    parser.add_argument("--big-frame-bytes", type=int, default=4_000_000, help="size of those frames")
     parser.add_argument("--settle", type=float, default=12.0,
                         help="seconds to wait after the crowd left for the node to hand memory back")
 
@@ -68,6 +71,7 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
     if soft < args.connections + 100:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.connections + 1000), hard))
     before = healthz(args.url)
+    keys = Keys(args.keys)
 
     verdict.tried(f"{args.connections} silent sockets from {args.connections // PER_ADDRESS} loopback addresses")
     started = time.monotonic()
@@ -87,7 +91,6 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
                      f"{(rss_during - rss_before) / held / 1024:.1f} KiB per held connection")
 
     verdict.tried("an honest user connects while the crowd is there")
-    keys = Keys(args.keys)
     honest = await user(args.url, keys, args.timeout)
     listed = await honest.list_users()
     verdict.check(honest.peer_id in listed, "accepted and listed: the crowd does not lock newcomers out")
@@ -128,6 +131,34 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
                       f"beyond the first ({_mib(first_cost)})")
     else:
         verdict.note("the node does not report its memory (/healthz memory_rss_bytes): not checked")
+    await big_frames(args, keys, verdict)
+
+
+async def big_frames(args: argparse.Namespace, keys: Keys, verdict: Verdict) -> None:
+    """Many users each send frames just under the WebSocket limit, then leave."""
+    verdict.tried(f"{args.big_senders} users each send 3 frames of {args.big_frame_bytes} bytes")
+    key = keys.take()   # unsigned hellos may share a key; the frames are what costs
+    before = healthz(args.url)
+    senders = [await Peer(args.url, key, timeout=args.timeout).open() for _ in range(args.big_senders)]
+    for sender in senders:
+        await sender.hello(signed=False)
+        await sender.list_users()   # accepted: past its first frame, so full-size frames now
+    big = "A" * args.big_frame_bytes
+    for _ in range(3):
+        for sender in senders:
+            await sender.socket.send(big)
+    answers = [await sender.error() for sender in senders]
+    refused = sum(1 for code, _ in answers if code == "MALFORMED")
+    verdict.check(refused == len(senders), f"{refused} of {len(senders)} answered MALFORMED {show(answers[0][1])}")
+    during = healthz(args.url)
+    await asyncio.gather(*(sender.close() for sender in senders), return_exceptions=True)
+    await asyncio.sleep(args.settle)
+    after = healthz(args.url)
+    rss = [h.get("memory_rss_bytes") for h in (before, during, after)]
+    if all(isinstance(value, int) for value in rss):
+        verdict.note("gateway RSS before, with the senders, after they left: " + ", ".join(_mib(v) for v in rss))
+        verdict.check(rss[2] - rss[0] <= max(rss[1] - rss[0], 0) // 4 + 8 * 2**20,
+                      f"{_mib(max(rss[2] - rss[0], 0))} still held after they left")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
-"""Hand freed heap back to the operating system once a crowd of connections is gone.
+"""Hand freed heap back to the operating system after crowds and big frames.
 
-A burst of thousands of connections (an attack, or a network coming back at once)
-leaves the process's heap large after they close: glibc keeps freed memory for reuse
-rather than returning it. When the number of open links has fallen to half of its
-recent peak, `malloc_trim(0)` gives back what is free (issue #15 item 6).
+Two glibc habits keep an attack's memory after it ends (issue #15 item 6). Large
+frames: glibc serves big allocations with mmap (returned at free) only below a
+threshold it raises each time such a block is freed, so after a few 4 MiB frames it
+serves them from the heap and keeps them; `fix_mmap_threshold` pins the threshold.
+Crowds: after thousands of connections close, freed heap is kept for reuse; when the
+number of open links has fallen to half of its recent peak, `malloc_trim(0)` gives
+back what is free.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import ctypes
 import ctypes.util
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from socp.gateway.context import GatewayContext
 
@@ -20,16 +24,31 @@ log = logging.getLogger("socp.gateway")
 
 CHECK_INTERVAL = 5.0   # seconds between looks at the link count
 MIN_PEAK = 256         # below this many links, a trim is not worth a look
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
+MMAP_THRESHOLD = 256 * 1024   # blocks from this size up are mmapped, and so returned at free
+
+
+def _libc_function(name: str) -> Any:
+    """A glibc function, or None (musl and macOS have neither of ours)."""
+    library = ctypes.util.find_library("c")
+    return None if library is None else getattr(ctypes.CDLL(library), name, None)
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    trim = getattr(ctypes.CDLL(name), "malloc_trim", None)   # glibc only (not musl, not macOS)
+    trim = _libc_function("malloc_trim")
     if trim is not None:
         trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return trim
+
+
+def fix_mmap_threshold() -> bool:
+    """Pin glibc's mmap threshold so big frames' memory goes back at free; False if
+    this libc cannot."""
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
 class HeapTrimmer:
