@@ -9,7 +9,7 @@ import yaml
 from socp.protocol.crypto import normalise_public_key
 from socp.protocol.errors import SocpError
 
-from .dialects import key_form
+from .link_dialects import key_form
 from .state import Introducer
 
 RECOMMENDED_INTRODUCERS = 3

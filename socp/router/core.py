@@ -19,7 +19,8 @@ from socp.protocol.frame_types import (
 from socp.protocol.acks import ACKNOWLEDGED_TYPES
 from socp.protocol.envelope import Envelope
 
-from . import acks, defences, dialects, directory, federation, limits, login, outflow, redeliver, restore, users
+from . import acks, defences, directory, federation, limits, login, outflow, redeliver, restore, users
+from . import link_dialects   # other teams' server-link habits (issue #14)
 from .events import (GATEWAY_RESTARTED, Action, BatchEnd, Close, DirectoryQueried, Event, FrameIn, FrameRejected,
                      FramesWritten, LinkDown, LinkRestored, LinkUp, Tick)
 from .links import Link, LinkState
@@ -28,7 +29,7 @@ from .state import RouterState
 
 
 def handle(state: RouterState, event: Event) -> list[Action]:
-    actions = dialects.adapt_keys(state, _handle(state, event))   # peers' key forms (G56)
+    actions = link_dialects.adapt_keys(state, _handle(state, event))   # peers' key forms (G56)
     if state.joins_waiting and not state.batch_joins:
         actions += users.announce_joins(state)
     redeliver.record(state, actions)

@@ -22,7 +22,7 @@ from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL, is_peer_id, new_id
 from socp.protocol.signing import verify_transport
 
-from . import dialects, directory, limits, users
+from . import directory, limits, link_dialects, users
 from .events import Action, AdoptServerId, Close, Dial, FrameIn, Relay, Send, StoreWrite, send_one
 from .linkbook import PeerLinkState as P
 from .links import Link, LinkState
@@ -143,7 +143,7 @@ def _introducer_of(state: RouterState, purpose: DialPurpose | None) -> Introduce
         return None
     return Introducer(host=record.host, port=record.port, pubkey=record.pubkey,
                       unsigned_link=purpose.server_id in state.unsigned_servers,
-                      key_form=state.server_key_forms.get(purpose.server_id, dialects.DER_B64URL))
+                      key_form=state.server_key_forms.get(purpose.server_id, link_dialects.DER_B64URL))
 
 
 def link_up(state: RouterState, conn: int) -> list[Action]:
@@ -159,10 +159,11 @@ def link_up(state: RouterState, conn: int) -> list[Action]:
         link.move(LinkState.SERVER_PENDING)
         # Our key in the form the operator's entry used: G56 reads only base64url(PEM).
         hello = frames.server_hello_join(me.server_id, f"{entry.host}:{entry.port}", state.now_ms,
-                                         me.host, me.port, dialects.key_in_form(me.pubkey, entry.key_form))
+                                         me.host, me.port, link_dialects.key_in_form(me.pubkey, entry.key_form))
         return [send_one(conn, hello)]
     del state.dialing[conn]
-    our_key = dialects.key_in_form(me.pubkey, state.server_key_forms.get(purpose.server_id, dialects.DER_B64URL))
+    form = state.server_key_forms.get(purpose.server_id, link_dialects.DER_B64URL)
+    our_key = link_dialects.key_in_form(me.pubkey, form)
     hello = frames.server_hello_link(me.server_id, purpose.server_id, state.now_ms, me.host, me.port, our_key)
     actions: list[Action] = [send_one(conn, hello)]
     link.move(LinkState.SERVER)
@@ -219,7 +220,7 @@ def _register_link(state: RouterState, link: Link, server_id: str) -> list[Actio
     existing = state.links.get(existing_conn) if existing_conn is not None else None
     actions: list[Action] = []
     if (existing is not None and existing.conn != link.conn and existing.state is LinkState.SERVER
-            and state.linkbook.dialect_of(link.server_address) == dialects.G45):
+            and state.linkbook.dialect_of(link.server_address) == link_dialects.G45):
         # G45 forgets a server's key when any of its links to it closes, and then drops
         # every frame from it: keep both links open; the newer carries our frames.
         existing = None
@@ -240,8 +241,8 @@ def _register_link(state: RouterState, link: Link, server_id: str) -> list[Actio
     if link.server_address:
         state.linkbook.move(link.server_address, P.JOINED, state.now_ms, peer_id=server_id)
     actions += _send_presence(state, link.conn)
-    if state.linkbook.dialect_of(link.server_address) == dialects.G45:
-        actions += dialects.register_users(state, link.conn, server_id, sorted(state.local_users))
+    if state.linkbook.dialect_of(link.server_address) == link_dialects.G45:
+        actions += link_dialects.register_users(state, link.conn, server_id, sorted(state.local_users))
     # Frames sent on the lost (or replaced) link just before it went may never have been
     # written, nor those kept while no link was up: send them on this one (the peer's
     # duplicate cache drops the ones it had). They count as sent now, on this link: it
@@ -353,7 +354,7 @@ def server_hello(state: RouterState, link: Link, frame: Envelope) -> list[Action
         # A SERVER_ANNOUNCE may lack them (G17's user snapshot); it cannot open a link.
         return refuse_server(state, link, frame, ErrorCode.MALFORMED, "a server hello needs host, port and pubkey")
     link.server_address = f"{payload['host']}:{payload['port']}"
-    state.linkbook.set_dialect(link.server_address, dialects.of_opening(frame), state.now_ms)
+    state.linkbook.set_dialect(link.server_address, link_dialects.of_opening(frame), state.now_ms)
     if frame.type == T.SERVER_HELLO_JOIN:
         return _join_request(state, link, frame)
     return _link_request(state, link, frame)
@@ -399,7 +400,7 @@ def _join_request(state: RouterState, link: Link, frame: Envelope) -> list[Actio
              or (pinned is not None and pinned.pubkey != key))
     assigned = new_id() if taken else requested
     _, actions = _pin(state, assigned, key, payload["host"], payload["port"])
-    state.server_key_forms[assigned] = dialects.key_form(payload["pubkey"])
+    state.server_key_forms[assigned] = link_dialects.key_form(payload["pubkey"])
     link.move(LinkState.SERVER)
     others = [
         {"server_id": sid, "host": state.pinned_servers[sid].host, "port": state.pinned_servers[sid].port,
@@ -494,8 +495,8 @@ def _welcomed(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
         if introducer.unsigned_link:
             state.unsigned_servers.add(introducer_id)
         state.server_key_forms[introducer_id] = introducer.key_form
-    state.linkbook.set_dialect(link.server_address, dialects.of_opening(frame) or
-                               (dialects.G56 if introducer is not None and introducer.unsigned_link else ""),
+    state.linkbook.set_dialect(link.server_address, link_dialects.of_opening(frame) or
+                               (link_dialects.G56 if introducer is not None and introducer.unsigned_link else ""),
                                state.now_ms)
     link.move(LinkState.SERVER)
     state.joined = True
@@ -510,7 +511,8 @@ def _welcomed(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     me = state.me
     # Our key as the operator's entry wrote the peer's: G56 replaces the key it pinned
     # for us with the announced one, and reads only base64url(PEM).
-    our_key = dialects.key_in_form(me.pubkey, introducer.key_form if introducer is not None else dialects.DER_B64URL)
+    form = introducer.key_form if introducer is not None else link_dialects.DER_B64URL
+    our_key = link_dialects.key_in_form(me.pubkey, form)
     announce = frames.server_announce(me.server_id, state.now_ms, me.host, me.port, our_key)
     actions.append(send_one(link.conn, announce))
     for server_id in sorted(state.pinned_servers):
@@ -558,7 +560,7 @@ def _ask_key(state: RouterState, link: Link, user_id: str) -> list[Action]:
     record = state.users.get(user_id)
     if (record is not None and record.pubkey) or state.key_lookups.get(user_id) == link.peer_id:
         return []
-    question = dialects.key_lookup(state.linkbook.dialect_of(link.server_address), state.me.server_id,
+    question = link_dialects.key_lookup(state.linkbook.dialect_of(link.server_address), state.me.server_id,
                                    link.peer_id, state.now_ms, user_id)
     if question is None:
         return []
@@ -587,7 +589,7 @@ def _key_answer(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     """DB_USER / PUBKEY_RESPONSE (answers we asked for) or DB_REGISTER (G45 telling us
     one of its users' keys): taken only from the server the user is at, for a user
     with no key yet (a user id stays bound to its first key)."""
-    user_id, pubkey = dialects.key_answer(event.frame)
+    user_id, pubkey = link_dialects.key_answer(event.frame)
     state.key_lookups.pop(user_id, None)
     if not pubkey or state.user_locations.get(user_id) != link.peer_id:
         return []
@@ -723,7 +725,7 @@ def _server_deliver(state: RouterState, link: Link, event: FrameIn) -> list[Acti
         return _wrapped_file(state, link, frame)
     target = payload["user_id"]
     sender = payload.get("sender") or payload.get("from") or ""
-    ts = dialects.orig_ts(payload, frame.ts)
+    ts = link_dialects.orig_ts(payload, frame.ts)
     extra: dict[str, Any] = {"part": payload["part"]} if "part" in payload else {}
     if payload.get("sender_pub"):
         try:  # interop table: accept any key form, always emit DER-SPKI

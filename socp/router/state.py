@@ -183,7 +183,7 @@ class RouterState:
     parked: dict[str, Parked] = field(default_factory=dict)          # user_id -> frames waiting
     sent_recently: RecentFrames = field(default_factory=dict)        # server_id -> (ms, frame)
     delivered_recently: RecentFrames = field(default_factory=dict)   # user_id -> (ms, frame)
-    # Server links as the operator sees them, and peers' habits (linkbook.py, dialects.py)
+    # Server links as the operator sees them, and peers' habits (linkbook.py, link_dialects.py)
     linkbook: LinkBook = field(default_factory=LinkBook)
     unsigned_servers: set[str] = field(default_factory=set)          # consent carried over from the bootstrap
     server_key_forms: dict[str, str] = field(default_factory=dict)   # server_id -> how to write our key to it

@@ -12,7 +12,8 @@ from socp.protocol.errors import ErrorCode, SocpError
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL
 
-from . import dialects, directory, outflow
+from . import directory, outflow
+from . import link_dialects   # other teams' server-link habits (issue #14)
 from .events import Action, Send, StoreWrite, send_one
 from .links import Link, LinkState
 from .replies import error_to, refuse_and_close
@@ -55,7 +56,7 @@ def hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     if server_conns:
         advert = frames.user_advertise(state.me.server_id, state.now_ms, user_id, advert_meta(state, user_id))
         actions.append(Send(server_conns, advert))
-        actions += dialects.user_joined(state, user_id)   # G45 peers look keys up in a directory
+        actions += link_dialects.user_joined(state, user_id)   # G45 peers look keys up in a directory
     return actions
 
 
@@ -199,7 +200,7 @@ def route_to_user(state: RouterState, target: str, sender: str, ts: int, payload
             return _park(state, target, deliver, origin_conn)
         return [send_one(state.local_users[target], deliver)]
     if location is not None:
-        extra = {**extra, **dialects.deliver_extras(state, location, ts)}   # G17 reads orig_ts
+        extra = {**extra, **link_dialects.deliver_extras(state, location, ts)}   # G17 reads orig_ts
         onward = frames.server_deliver(me, location, ts, target, payload["ciphertext"], sender,
                                        payload.get("sender_pub", ""), payload["content_sig"], **extra)
         return send_to_server(state, location, onward, origin_conn)

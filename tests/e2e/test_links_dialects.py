@@ -16,7 +16,7 @@ import asyncio
 import pytest
 
 from socp.protocol import crypto, signing
-from socp.router import dialects
+from socp.router import link_dialects as dialects
 
 from support.dialect_doubles import G17, G45, G56, G101, DialectDouble, VirtualUser
 from support.http import aget_json

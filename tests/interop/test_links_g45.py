@@ -14,7 +14,7 @@ import pytest
 from socp.protocol import crypto
 from socp.protocol.envelope import parse_obj
 from socp.protocol.errors import SocpError
-from socp.router import core, dialects, federation
+from socp.router import core, federation, link_dialects as dialects
 from socp.router.events import Dial, LinkUp
 from socp.router.linkbook import PeerLinkState
 from socp.router.state import Introducer

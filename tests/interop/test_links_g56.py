@@ -16,7 +16,7 @@ import pytest
 from socp.ipc.messages import ROLE_SERVER, Rejected, Verified, VerifyJob
 from socp.protocol import crypto
 from socp.protocol.envelope import parse_obj
-from socp.router import core, dialects, federation
+from socp.router import core, federation, link_dialects as dialects
 from socp.protocol.ids import new_id
 from socp.router.events import Dial, LinkUp
 from socp.router.links import Link, LinkState
@@ -87,7 +87,8 @@ def test_with_consent_we_join_and_hand_it_keys_as_pem(node, keys) -> None:
     feed(node.state, dial.conn, their_advert)
     sender = their_advert.payload["user_id"]
     assert node.state.users[sender].pubkey == crypto.normalise_public_key(their_advert.payload["meta"]["pubkey"])
-    deliver_raw = next(f for f in recorded("g56", frame_type="SERVER_DELIVER", dialled_by="us") if not _is_wrapped_file(f))
+    deliver_raw = next(f for f in recorded("g56", frame_type="SERVER_DELIVER", dialled_by="us")
+                       if not _is_wrapped_file(f))
     ours_conn, ours_id, _ = node.connect_user(keys[2], user_id=deliver_raw["payload"]["user_id"])
     deliver = stamped(deliver_raw, NOW)
     [delivered] = sent_to(feed(node.state, dial.conn, deliver), ours_conn, "USER_DELIVER")

@@ -13,9 +13,9 @@ from socp.protocol import crypto, frames, signing
 from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode
 from socp.protocol.ids import new_id
-from socp.router import core, dialects, federation
+from socp.router import core, federation, link_dialects as dialects
 from socp.router.bootstrap import BootstrapError, parse_bootstrap
-from socp.router.events import Close, Dial, FrameRejected, LinkDown, LinkUp, Tick
+from socp.router.events import Dial, FrameRejected, LinkDown, LinkUp, Tick
 from socp.router.linkbook import LOG_INTERVAL_MS, LinkBook, PeerLinkState
 from socp.router.state import Introducer
 from socp.verifier.checks import check_job
@@ -99,7 +99,8 @@ def test_bootstrap_unsigned_link_is_a_strict_boolean_and_the_key_form_is_kept(ke
     [plain] = parse_bootstrap(f'bootstrap_servers:\n  - {{host: "h", port: 1, pubkey: "{der(keys[1])}"}}\n')
     assert plain.unsigned_link is False and plain.key_form == dialects.DER_B64URL
     with pytest.raises(BootstrapError, match="unsigned_link"):
-        parse_bootstrap(f'bootstrap_servers:\n  - {{host: "h", port: 1, pubkey: "{der(keys[1])}", unsigned_link: "yes"}}\n')
+        parse_bootstrap(f'bootstrap_servers:\n  - {{host: "h", port: 1, pubkey: "{der(keys[1])}",'
+                        f' unsigned_link: "yes"}}\n')
 
 
 def _job(frame: Envelope, role: int, verify_key: str, unsigned_ok: bool) -> Verified | Rejected:

@@ -37,7 +37,7 @@ from socp.protocol import crypto
 from socp.protocol.encoding import b64url_decode, b64url_encode, canonical_json
 from socp.protocol.envelope import Envelope, parse
 from socp.protocol.ids import new_id
-from socp.router import dialects
+from socp.router import link_dialects as dialects
 
 G45, G17, G56, G101 = dialects.G45, dialects.G17, dialects.G56, dialects.G101
 _UNSIGNED_BY_G56 = {"SERVER_HELLO_JOIN", "SERVER_WELCOME", "SERVER_ANNOUNCE"}

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from socp.protocol import frames
-from socp.protocol.crypto import decode_public_key, encode_public_key
+from socp.protocol.crypto import decode_public_key
 from socp.protocol.encoding import b64url_decode, b64url_encode
 from socp.protocol.envelope import Envelope
 from socp.protocol.errors import MalformedFrame, SocpError
