@@ -220,9 +220,11 @@ def _register_link(state: RouterState, link: Link, server_id: str) -> list[Actio
     existing = state.links.get(existing_conn) if existing_conn is not None else None
     actions: list[Action] = []
     if (existing is not None and existing.conn != link.conn and existing.state is LinkState.SERVER
-            and state.linkbook.dialect_of(link.server_address) == link_dialects.G45):
-        # G45 forgets a server's key when any of its links to it closes, and then drops
-        # every frame from it: keep both links open; the newer carries our frames.
+            and state.linkbook.dialect_of(link.server_address)):
+        # Another team's server does not know our rule for which duplicate stays, and
+        # closing "its" link hurts: G45 then forgets our key and drops every frame of
+        # ours, G17 has no link left to send us anything on. Keep both open; the newer
+        # carries our frames (link_closed falls back on the other).
         existing = None
     if existing is not None and existing.conn != link.conn and existing.state is LinkState.SERVER:
         preferred_dialer = min(state.me.server_id, server_id)

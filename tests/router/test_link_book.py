@@ -265,3 +265,16 @@ def test_g17_snapshot_users_get_key_lookups_and_its_orig_ts_is_the_content_ts(no
     dm = frames.msg_direct(user_id, "erin", NOW, ciphertext, der(keys[2]), "c2ln")
     [onward] = sent_to(node.feed(user_conn, dm), conn, "SERVER_DELIVER")
     assert onward.payload["orig_ts"] == NOW and onward.ts == NOW
+
+
+def test_a_g17_second_link_keeps_the_first_open_too(node, keys) -> None:
+    """G17 forgets where to send to us when the link it registered last closes."""
+    hello = Envelope(type="SERVER_HELLO_JOIN", from_="auto", to="*", ts=NOW,
+                     payload={"host": "127.0.0.1", "port": 9430, "pubkey": der(keys[1]), "ws_uri": "ws://x"})
+    [welcome] = sent_to(node.feed(5, hello), 5, "SERVER_WELCOME")
+    g17 = welcome.payload["assigned_id"]
+    again = Envelope(type="SERVER_HELLO_JOIN", from_=g17, to="*", ts=NOW + 1,
+                     payload={"host": "127.0.0.1", "port": 9430, "pubkey": der(keys[1]), "ws_uri": "ws://x"})
+    actions = node.feed(6, again)
+    assert 5 not in closes(actions) and 6 not in closes(actions)
+    assert node.state.servers[g17] == 6
