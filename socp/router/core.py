@@ -29,7 +29,7 @@ from .state import RouterState
 
 
 def handle(state: RouterState, event: Event) -> list[Action]:
-    actions = link_dialects.adapt_keys(state, _handle(state, event))   # peers' key forms (G56)
+    actions = link_dialects.adapt(state, _handle(state, event))   # our frames as peers read them (G45, G56)
     if state.joins_waiting and not state.batch_joins:
         actions += users.announce_joins(state)
     redeliver.record(state, actions)

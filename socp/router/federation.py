@@ -33,6 +33,7 @@ log = logging.getLogger("socp.router")
 
 CLOSE_GOING_AWAY = 1001
 KEY_LOOKUPS_LIMIT = 10_000     # users whose key we asked a server for and still wait on
+RELAYED_FILES_LIMIT = 1_000    # files a G45 server relays to us, whose sender we keep meanwhile
 
 
 # --- start-up and time -------------------------------------------------------------------
@@ -335,6 +336,10 @@ def _pin(state: RouterState, server_id: str, pubkey: str, host: str, port: int) 
         key = normalise_public_key(pubkey)
     except SocpError:
         return False, []
+    if key == state.me.pubkey:
+        # Ourselves under another name (G45 announces us as link_dialects.g45_alias):
+        # never a server to dial.
+        return False, []
     pinned = state.pinned_servers.get(server_id)
     if pinned is not None and pinned.pubkey != key:
         return False, []
@@ -473,7 +478,7 @@ def from_server(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     handler = _SERVER_HANDLERS.get(frame.type)
     if handler is None:
         if frame.type in (T.HEARTBEAT, T.ACK, T.ERROR, T.PUBLIC_CHANNEL_UPDATED, T.SERVER_HELLO_LINK,
-                          T.LIST_RESPONSE, T.CTRL_CLOSE):
+                          T.LIST_RESPONSE, T.CTRL_CLOSE, T.SERVER_WELCOME):
             return []  # liveness only, or nothing for us to do
         state.linkbook.dropped(link.server_address, f"{frame.type} is not accepted from a server", state.now_ms)
         return [error_to(state, link.conn, ErrorCode.FORBIDDEN, f"{frame.type} is not accepted from a server")]
@@ -503,6 +508,12 @@ def _welcomed(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     link.move(LinkState.SERVER)
     state.joined = True
     actions += _register_link(state, link, introducer_id)
+    if state.linkbook.dialect_of(link.server_address) == link_dialects.G45:
+        # Join once more under the name G45 routes to (link_dialects.g45_alias): it
+        # registers the link and our key again under that name.
+        me = state.me
+        actions.append(send_one(link.conn, frames.server_hello_join(me.server_id, introducer_id, state.now_ms,
+                                                                   me.host, me.port, me.pubkey)))
     snapshot = frame.payload.get("snapshot")
     if isinstance(snapshot, dict) and isinstance(snapshot.get("user_locations"), dict):
         actions += _users_at(state, link, snapshot["user_locations"])   # G17
@@ -777,9 +788,36 @@ def _file_frame(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     frame = event.frame
     if frame.to == PUBLIC_CHANNEL:
         return _public_message_unchecked(state, frame)
+    if frame.from_ == link.peer_id and isinstance(frame.payload.get("user_id"), str):
+        return _server_file(state, link, frame)
     if state.user_locations.get(frame.to) != LOCAL:
         return [error_to(state, link.conn, ErrorCode.USER_NOT_FOUND, f"user {frame.to} is not here")]
     return users.route_frame_to_user(state, frame, origin_conn=link.conn)
+
+
+def _server_file(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+    """G45 relays a user's FILE_* as its own frame: `from` the server, `to` our name,
+    the recipient in `payload.user_id`, the sender only in FILE_START's `sender`.
+    Carried on as the user's frame (sender remembered per file_id, bounded)."""
+    payload = {name: value for name, value in frame.payload.items() if name != "user_id"}
+    target, file_id = frame.payload["user_id"], payload["file_id"]
+    senders = state.relayed_file_senders
+    if frame.type == T.FILE_START:
+        sender = payload.get("sender")
+        if not isinstance(sender, str) or not is_peer_id(sender):
+            return [error_to(state, link.conn, ErrorCode.MALFORMED, "FILE_START from a server must name its sender")]
+        if len(senders) >= RELAYED_FILES_LIMIT:
+            senders.pop(next(iter(senders)))
+        senders[(link.peer_id, file_id)] = sender
+    sender = senders.get((link.peer_id, file_id))
+    if sender is None:
+        return [error_to(state, link.conn, ErrorCode.MALFORMED, f"{frame.type} for a file that was not started")]
+    if frame.type == T.FILE_END:
+        senders.pop((link.peer_id, file_id), None)
+    if state.user_locations.get(target) != LOCAL:
+        return [error_to(state, link.conn, ErrorCode.USER_NOT_FOUND, f"user {target} is not here")]
+    inner = Envelope(type=frame.type, from_=sender, to=target, ts=frame.ts, payload=payload)
+    return users.route_frame_to_user(state, inner, origin_conn=link.conn)
 
 
 def _public_message_unchecked(state: RouterState, frame: Envelope) -> list[Action]:

@@ -134,6 +134,47 @@ _KEY_PATHS = {T.USER_ADVERTISE.value: ("meta", "pubkey"), T.SERVER_DELIVER.value
               T.MSG_PUBLIC_CHANNEL.value: ("sender_pub",)}
 
 
+def adapt(state: RouterState, actions: list[Action]) -> list[Action]:
+    """The copies of our frames that go to a peer of another dialect, in the form it
+    reads (every other link gets them unchanged)."""
+    return adapt_keys(state, adapt_g45_id(state, actions))
+
+
+def g45_alias(server_id: str) -> str:
+    """The name we go by on a G45 link: G45 routes a user's messages only to a
+    location whose id starts `server_` or `master_server_` (its own id shapes), and our
+    id is a UUID. The pinned key identifies us either way; the alias is used on G45
+    links only, in `from` and in the `server_id` of our own adverts."""
+    return f"server_{server_id}"
+
+
+def adapt_g45_id(state: RouterState, actions: list[Action]) -> list[Action]:
+    me = state.me.server_id
+    if not any(entry.dialect == G45 for entry in state.linkbook.entries.values()):
+        return actions
+    adapted: list[Action] = []
+    for action in actions:
+        if not isinstance(action, Send) or action.frame.from_ != me:
+            adapted.append(action)
+            continue
+        g45_targets = tuple(t for t in action.targets if _dialect_of_conn(state, t[0]) == G45)
+        if not g45_targets:
+            adapted.append(action)
+            continue
+        rest = tuple(t for t in action.targets if t not in g45_targets)
+        if rest:
+            adapted.append(Send(rest, action.frame))
+        adapted.append(Send(g45_targets, _as_alias(action.frame, me, g45_alias(me))))
+    return adapted
+
+
+def _as_alias(frame: Envelope, me: str, alias: str) -> Envelope:
+    payload = frame.payload
+    if payload.get("server_id") == me:
+        payload = {**payload, "server_id": alias}
+    return Envelope(type=frame.type, from_=alias, to=frame.to, ts=frame.ts, payload=payload)
+
+
 def adapt_keys(state: RouterState, actions: list[Action]) -> list[Action]:
     """G56's clients read a key only as base64url(PEM), and G56 passes our adverts
     and deliveries on to them as they are: the copy of such a frame for a G56 link

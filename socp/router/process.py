@@ -81,7 +81,7 @@ def state_from_snapshot(identity: NodeIdentity, config: NodeConfig, snapshot: ob
                                           home_server=user.home_server or "")
         directory.load_user(state, user_id, user)
     for server_id, server in snapshot.pinned_servers.items():
-        if server_id != me.server_id:
+        if server_id != me.server_id and server.pubkey != me.pubkey:   # never ourselves under another name
             state.pinned_servers[server_id] = ServerRecord(pubkey=server.pubkey, host=server.host, port=server.port)
             state.server_addrs[server_id] = (server.host, server.port)
     for share in snapshot.pending_key_shares:

@@ -278,3 +278,40 @@ def test_a_g17_second_link_keeps_the_first_open_too(node, keys) -> None:
     actions = node.feed(6, again)
     assert 5 not in closes(actions) and 6 not in closes(actions)
     assert node.state.servers[g17] == 6
+
+
+def test_on_a_g45_link_we_go_by_a_name_it_routes_to(node, keys) -> None:
+    """G45 routes a DM only to a location id starting `server_`/`master_server_`: on its
+    links we are `server_<our id>` (in `from` and in our adverts' `server_id`), and
+    join once more under that name; other links see our id."""
+    alias = f"server_{node.server_id}"
+    conn = dial_introducer(node, keys[1])
+    actions = node.feed(conn, g45_welcome(node, keys[1]))
+    assert [h.from_ for h in sent_to(actions, conn, "SERVER_HELLO_JOIN")] == [alias]
+    other = new_id()
+    hello = Envelope(type="SERVER_HELLO_LINK", from_=other, to=node.server_id, ts=NOW,
+                     payload={"host": "127.0.0.1", "port": 9999, "pubkey": der(keys[4])})
+    node.state.pinned_servers[other] = federation.ServerRecord(der(keys[4]), "127.0.0.1", 9999)
+    node.feed(60, hello)
+    user_conn, user_id, joined = node.connect_user(keys[2])
+    [to_g45] = sent_to(joined, conn, "USER_ADVERTISE")
+    [to_ours] = sent_to(joined, 60, "USER_ADVERTISE")
+    assert (to_g45.from_, to_g45.payload["server_id"]) == (alias, alias)
+    assert (to_ours.from_, to_ours.payload["server_id"]) == (node.server_id, node.server_id)
+    assert sent_to(joined, conn, "DB_REGISTER")[0].from_ == alias
+    # G45 answers the second join with a second welcome: taken quietly.
+    assert sent_to(node.feed(conn, g45_welcome(node, keys[1])), conn, "ERROR") == []
+
+
+def test_a_server_announced_with_our_own_key_is_never_pinned(node, keys) -> None:
+    """G45 announces us back under the name we use with it: that is us, not a server to dial."""
+    conn = dial_introducer(node, keys[1])
+    node.feed(conn, g45_welcome(node, keys[1]))
+    alias = f"server_{node.server_id}"
+    announce = Envelope(type="SERVER_ANNOUNCE", from_=G45_ID, to="*", ts=NOW,
+                        payload={"server_id": alias, "host": "127.0.0.1", "port": 1, "pubkey": node.state.me.pubkey,
+                                 "role": "local"})
+    node.feed(conn, announce)
+    assert alias not in node.state.pinned_servers
+    node.state.now_ms += 60_000
+    assert not [a for a in core.handle(node.state, Tick()) if isinstance(a, Dial)]
