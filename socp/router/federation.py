@@ -361,6 +361,12 @@ def server_hello(state: RouterState, link: Link, frame: Envelope) -> list[Action
         # A SERVER_ANNOUNCE may lack them (G17's user snapshot); it cannot open a link.
         return refuse_server(state, link, frame, ErrorCode.MALFORMED, "a server hello needs host, port and pubkey")
     link.server_address = f"{payload['host']}:{payload['port']}"
+    try:
+        own_key = normalise_public_key(payload["pubkey"]) == state.me.pubkey
+    except SocpError:
+        own_key = False
+    if own_key:   # a dial that reached ourselves (under some other name): never link, never adopt an id
+        return refuse_server(state, link, frame, ErrorCode.FORBIDDEN, "that is this server's own key")
     state.linkbook.set_dialect(link.server_address, link_dialects.of_opening(frame), state.now_ms)
     if frame.type == T.SERVER_HELLO_JOIN:
         return _join_request(state, link, frame)

@@ -315,3 +315,11 @@ def test_a_server_announced_with_our_own_key_is_never_pinned(node, keys) -> None
     assert alias not in node.state.pinned_servers
     node.state.now_ms += 60_000
     assert not [a for a in core.handle(node.state, Tick()) if isinstance(a, Dial)]
+
+
+def test_a_hello_with_our_own_key_is_refused(node) -> None:
+    """Reaching ourselves under another name must not link, nor let us assign ourselves a new id."""
+    hello = frames.server_hello_join(f"server_{node.server_id}", "127.0.0.1:1", NOW, "127.0.0.1", 1,
+                                     node.state.me.pubkey)
+    actions = node.feed(5, hello)
+    assert 5 in closes(actions) and not sent_to(actions, 5, "SERVER_WELCOME")
