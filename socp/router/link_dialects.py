@@ -154,7 +154,7 @@ def adapt_g45_id(state: RouterState, actions: list[Action]) -> list[Action]:
         return actions
     adapted: list[Action] = []
     for action in actions:
-        if not isinstance(action, Send) or action.frame.from_ != me:
+        if not isinstance(action, Send) or (action.frame.from_ != me and action.frame.type not in _FILE_TYPES):
             adapted.append(action)
             continue
         g45_targets = tuple(t for t in action.targets if _dialect_of_conn(state, t[0]) == G45)
@@ -168,10 +168,20 @@ def adapt_g45_id(state: RouterState, actions: list[Action]) -> list[Action]:
     return adapted
 
 
+_FILE_TYPES = frozenset({T.FILE_START.value, T.FILE_CHUNK.value, T.FILE_END.value})
+
+
 def _as_alias(frame: Envelope, me: str, alias: str) -> Envelope:
+    """Our frame under our G45 name. A user's FILE_* goes as G45 relays one between its
+    servers: from the server, the recipient in `payload.user_id`, the sender in
+    FILE_START's `sender` (G45 checks every server frame with the key of its `from`)."""
     payload = frame.payload
     if payload.get("server_id") == me:
         payload = {**payload, "server_id": alias}
+    if frame.type in _FILE_TYPES and frame.from_ != me:
+        payload = {**payload, "user_id": frame.to}
+        if frame.type == T.FILE_START.value:
+            payload["sender"] = frame.from_
     return Envelope(type=frame.type, from_=alias, to=frame.to, ts=frame.ts, payload=payload)
 
 

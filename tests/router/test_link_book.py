@@ -323,3 +323,25 @@ def test_a_hello_with_our_own_key_is_refused(node) -> None:
                                      node.state.me.pubkey)
     actions = node.feed(5, hello)
     assert 5 in closes(actions) and not sent_to(actions, 5, "SERVER_WELCOME")
+
+
+def test_files_cross_a_g45_link_in_its_relay_form_both_ways(node, keys) -> None:
+    conn = dial_introducer(node, keys[1])
+    node.feed(conn, g45_welcome(node, keys[1]))
+    user_conn, user_id, _ = node.connect_user(keys[2])
+    node.feed(conn, Envelope(type="USER_ADVERTISE", from_=G45_ID, to="*", ts=NOW,
+                             payload={"user_id": "Bob", "server_id": G45_ID}))
+    # Ours to Bob: from our G45 name, Bob in payload.user_id, the sender in FILE_START.
+    start = frames.file_start(user_id, "Bob", NOW, "f1", "a.bin", 3, "ab" * 32, "dm")
+    [out] = sent_to(node.feed(user_conn, start), conn, "FILE_START")
+    assert (out.from_, out.payload["user_id"], out.payload["sender"]) == (f"server_{node.server_id}", "Bob", user_id)
+    # Bob's to ours, as G45 relays it: from its server, to our name.
+    manifest = {"file_id": "f2", "name": "b.bin", "size": 3, "sha256": "cd" * 32, "mode": "dm", "sender": "Bob",
+                "user_id": user_id}
+    relayed = Envelope(type="FILE_START", from_=G45_ID, to=f"server_{node.server_id}", ts=NOW, payload=manifest)
+    [got] = sent_to(node.feed(conn, relayed), user_conn, "FILE_START")
+    assert (got.from_, got.to) == ("Bob", user_id) and "user_id" not in got.payload
+    chunk = Envelope(type="FILE_CHUNK", from_=G45_ID, to=f"server_{node.server_id}", ts=NOW + 1,
+                     payload={"file_id": "f2", "index": 0, "ciphertext": "AAAA", "user_id": user_id})
+    [got_chunk] = sent_to(node.feed(conn, chunk), user_conn, "FILE_CHUNK")
+    assert got_chunk.from_ == "Bob"
