@@ -72,6 +72,8 @@ async def dms_both_ways(node_url: str, double: DialectDouble, ours: RawUser, pee
         assert payload["orig_ts"] == deliver.ts          # G17 hands its user orig_ts
     if double.dialect == G56:
         assert dialects.key_form(payload["sender_pub"]) == dialects.PEM_B64URL   # its clients read only PEM
+    if double.dialect == G45:   # G45 routes only to ids of its own shape: we go by server_<id> with it
+        assert deliver.from_.startswith("server_") and payload.get("user_id") == peer_user.user_id
     assert signing.verify_dm(crypto.decode_public_key(payload["sender_pub"]), payload["content_sig"],
                              payload["ciphertext"], ours.user_id, peer_user.user_id, content_ts)
     # Peer user -> our user, in the peer's own form.
