@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from socp.protocol.errors import ErrorCode
 from socp.protocol.frame_types import (
+    KEY_LOOKUP_TYPES,
     LIST_REQUEST_TYPES,
-    LOGIN_TYPES,
+    PASSWORD_OPENING_TYPES,
     SERVER_OPENING_TYPES,
     USER_SENDABLE,
     FrameType as T,
@@ -19,7 +20,8 @@ from socp.protocol.frame_types import (
 from socp.protocol.acks import ACKNOWLEDGED_TYPES
 from socp.protocol.envelope import Envelope
 
-from . import acks, defences, directory, federation, limits, login, outflow, redeliver, restore, users
+from . import (acks, defences, dialects, directory, federation, limits, login, outflow, peer_login, redeliver, restore,
+               user_presence, users)
 from .events import (GATEWAY_RESTARTED, Action, BatchEnd, Close, DirectoryQueried, Event, FrameIn, FrameRejected,
                      FramesWritten, LinkDown, LinkRestored, LinkUp, Tick)
 from .links import Link, LinkState
@@ -28,9 +30,13 @@ from .state import RouterState
 
 
 def handle(state: RouterState, event: Event) -> list[Action]:
+    moving = user_presence.watched(state, event)
     actions = _handle(state, event)
-    if state.joins_waiting and not state.batch_joins:
-        actions += users.announce_joins(state)
+    user_presence.note_moves(state, moving)
+    if not state.batch_joins:
+        if state.joins_waiting:
+            actions += users.announce_joins(state)
+        actions += user_presence.flush(state)
     redeliver.record(state, actions)
     outflow.record_sent(state, actions)
     return actions
@@ -56,7 +62,7 @@ def _handle(state: RouterState, event: Event) -> list[Action]:
         outflow.written(state, event.counts)
         return []
     if isinstance(event, BatchEnd):
-        return users.announce_joins(state)
+        return users.announce_joins(state) + user_presence.flush(state)
     if isinstance(event, Tick):
         state.seen.expire(state.now_ms)
         defences.tick(state)
@@ -84,8 +90,8 @@ def _frame_in(state: RouterState, event: FrameIn) -> list[Action]:
             return actions + defences.user_hello_done(state, link, frame)
         if frame.type in SERVER_OPENING_TYPES:
             return defences.server_hello(state, link, event) or federation.server_hello(state, link, frame)
-        if frame.type in LOGIN_TYPES:
-            return login.from_new_connection(state, link, frame)
+        if frame.type in PASSWORD_OPENING_TYPES:
+            return peer_login.from_new_connection(state, link, frame)
         return refuse_and_close(
             state, event.conn, ErrorCode.MALFORMED, "the first frame must be USER_HELLO or a server hello"
         )
@@ -116,7 +122,11 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     if frame.from_ != link.peer_id:
         return [error_to(state, link.conn, ErrorCode.FORBIDDEN, "`from` must be your own user id")]
     if frame.type in LIST_REQUEST_TYPES:
-        return [users.list_response(state, link)]
+        return [dialects.list_reply(state, link, frame)]
+    if frame.type in KEY_LOOKUP_TYPES:
+        return [dialects.key_lookup(state, link, frame)]
+    if frame.type == T.PUBLIC_MEMBERS_SNAPSHOT:
+        return [dialects.members_snapshot(state, link)]
     if frame.type in (T.HEARTBEAT, T.ACK, T.ERROR):
         return []
     problem = limits.replay_problem(state.seen, frame, event.payload_digest, state.now_ms)

@@ -8,6 +8,7 @@ from typing import Any
 
 from socp.protocol.envelope import Envelope
 from socp.protocol.ids import PUBLIC_CHANNEL
+from socp.protocol.key_forms import KeyForm
 
 from .accounts import Accounts
 from .limits import Guard
@@ -175,5 +176,11 @@ class RouterState:
     joins_waiting: list[str] = field(default_factory=list)
     batch_joins: bool = False
     parked: dict[str, Parked] = field(default_factory=dict)          # user_id -> frames waiting
+    # Other teams' clients (dialects.py, user_presence.py): the key encoding of each
+    # user connection whose hello did not use ours; users whose presence changed, and
+    # newcomers owed the catch-up, since the last flush (insertion-ordered sets).
+    key_forms: dict[int, KeyForm] = field(default_factory=dict)      # conn -> form
+    presence_changed: dict[str, None] = field(default_factory=dict)
+    presence_newcomers: dict[str, None] = field(default_factory=dict)
     sent_recently: RecentFrames = field(default_factory=dict)        # server_id -> (ms, frame)
     delivered_recently: RecentFrames = field(default_factory=dict)   # user_id -> (ms, frame)

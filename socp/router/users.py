@@ -11,8 +11,9 @@ from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode, SocpError
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL
+from socp.protocol.key_forms import KeyForm, form_of, in_form
 
-from . import directory, outflow
+from . import directory, outflow, user_presence
 from .events import Action, Send, StoreWrite, send_one
 from .links import Link, LinkState
 from .replies import error_to, refuse_and_close
@@ -46,6 +47,10 @@ def hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     link.peer_id = user_id
     state.local_users[user_id] = link.conn
     state.user_locations[user_id] = LOCAL
+    form = form_of(frame.payload["pubkey"])
+    if form is not KeyForm.DER_B64URL:   # keys are handed to this client in its own form
+        state.key_forms[link.conn] = form
+    user_presence.joined(state, user_id)
     actions += _join_channel(state, user_id)
     actions += _deliver_pending_shares(state, user_id, link.conn)
     parked = state.parked.pop(user_id, None)
@@ -120,12 +125,15 @@ def user_left(state: RouterState, user_id: str, park: bool = False) -> list[Acti
     """The user's connection ended. If it was lost with the gateway (`park`), frames
     for the user wait a while for it to reconnect (acknowledged frames must not be
     lost to a crash); servers keep routing to us meanwhile."""
-    state.local_users.pop(user_id, None)
+    conn = state.local_users.pop(user_id, None)
+    if conn is not None:
+        state.key_forms.pop(conn, None)
     if park:
         state.parked.setdefault(user_id, Parked(give_up_at_ms=state.now_ms + state.timing.park_ms))
         return []
     if state.user_locations.get(user_id) == LOCAL:
         del state.user_locations[user_id]
+        user_presence.left(state, user_id)
     targets = server_targets(state, BROADCAST)
     if not targets:
         return []
@@ -192,11 +200,15 @@ def route_to_user(state: RouterState, target: str, sender: str, ts: int, payload
     location = state.user_locations.get(target)
     me = state.me.server_id
     if location == LOCAL:
-        deliver = frames.user_deliver(me, target, ts, payload["ciphertext"], sender,
-                                      payload.get("sender_pub", ""), payload["content_sig"], **extra)
-        if target not in state.local_users:
+        conn = state.local_users.get(target)
+        # Interop table: the sender's key in the encoding the recipient's client reads.
+        form = state.key_forms.get(conn, KeyForm.DER_B64URL) if conn is not None else KeyForm.DER_B64URL
+        sender_pub = in_form(payload.get("sender_pub", ""), form)
+        deliver = frames.user_deliver(me, target, ts, payload["ciphertext"], sender, sender_pub,
+                                      payload["content_sig"], **extra)
+        if conn is None:
             return _park(state, target, deliver, origin_conn)
-        return [send_one(state.local_users[target], deliver)]
+        return [send_one(conn, deliver)]
     if location is not None:
         onward = frames.server_deliver(me, location, ts, target, payload["ciphertext"], sender,
                                        payload.get("sender_pub", ""), payload["content_sig"], **extra)
