@@ -84,3 +84,14 @@ def check_password(stored: Argon2Hash, password: str) -> bool:
     except InvalidKey:
         return False
     return True
+
+
+def make_hash(password: str, salt: bytes, memory_kib: int = 65536, iterations: int = 3, lanes: int = 4) -> str:
+    """The PHC string G17's client registers (argon2-cffi's format); for tests and tools."""
+    digest = Argon2id(salt=salt, length=32, iterations=iterations, lanes=lanes,
+                      memory_cost=memory_kib).derive(password.encode("utf-8", "surrogatepass"))
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode("ascii").rstrip("=")
+
+    return f"$argon2id$v={ARGON2_VERSION}$m={memory_kib},t={iterations},p={lanes}${b64(salt)}${b64(digest)}"
