@@ -177,9 +177,11 @@ class RouterState:
     batch_joins: bool = False
     parked: dict[str, Parked] = field(default_factory=dict)          # user_id -> frames waiting
     # Other teams' clients (dialects.py, user_presence.py): the key encoding of each
-    # user connection whose hello did not use ours; users whose presence changed, and
-    # newcomers owed the catch-up, since the last flush (insertion-ordered sets).
+    # user connection whose hello did not use ours; the connections presence is
+    # pushed to; users whose presence changed, and newcomers owed the catch-up, since
+    # the last flush (insertion-ordered sets).
     key_forms: dict[int, KeyForm] = field(default_factory=dict)      # conn -> form
+    presence_listeners: set[int] = field(default_factory=set)        # conns that get presence pushes
     presence_changed: dict[str, None] = field(default_factory=dict)
     presence_newcomers: dict[str, None] = field(default_factory=dict)
     sent_recently: RecentFrames = field(default_factory=dict)        # server_id -> (ms, frame)

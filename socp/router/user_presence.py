@@ -15,6 +15,10 @@ advert one frame to all of the batch's newcomers, one signature per key form,
 instead of a round of pushes per hello.
 
 The key in meta.pubkey is in the encoding each recipient's hello used (key_forms).
+
+Our own client and the bench (hello `client` in OWN_CLIENTS) get no pushes: they ask
+LIST_REQUEST and the directory instead, and pushing every hello to every user is
+n^2 frames for n users (the bench's 1,280 users would get 1.6 million).
 """
 
 from __future__ import annotations
@@ -33,11 +37,16 @@ _PRESENCE_TYPES = frozenset({T.USER_ADVERTISE, T.USER_REMOVE})
 
 Watched = tuple[str, str | None, str] | None     # (user_id, location, pubkey) before an event
 
+OWN_CLIENTS = frozenset({"socp-cli", "socp-bench"})   # USER_HELLO `client` of socp's client and bench
 
-def joined(state: RouterState, user_id: str) -> None:
-    """A local user said hello: it needs the catch-up, and everyone needs it."""
-    state.presence_newcomers[user_id] = None
+
+def joined(state: RouterState, user_id: str, conn: int, client: object) -> None:
+    """A local user said hello: everyone is told, and it gets the catch-up unless
+    it is one of ours."""
     state.presence_changed[user_id] = None
+    if client not in OWN_CLIENTS:
+        state.presence_listeners.add(conn)
+        state.presence_newcomers[user_id] = None
 
 
 def left(state: RouterState, user_id: str) -> None:
@@ -73,8 +82,10 @@ def flush(state: RouterState) -> list[Action]:
         return []
     changed, state.presence_changed = state.presence_changed, {}
     newcomers, state.presence_newcomers = state.presence_newcomers, {}
-    fresh = {user_id: conn for user_id, conn in state.local_users.items() if user_id in newcomers}
-    others = {user_id: conn for user_id, conn in state.local_users.items() if user_id not in fresh}
+    listeners = state.presence_listeners
+    fresh = {user_id: conn for user_id, conn in state.local_users.items() if user_id in newcomers and conn in listeners}
+    others = {user_id: conn for user_id, conn in state.local_users.items()
+              if user_id not in fresh and conn in listeners}
     actions: list[Action] = []
     for user_id in changed:   # newcomers learn these from their catch-up
         conns = [conn for other, conn in others.items() if other != user_id]

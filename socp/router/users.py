@@ -50,7 +50,7 @@ def hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     form = form_of(frame.payload["pubkey"])
     if form is not KeyForm.DER_B64URL:   # keys are handed to this client in its own form
         state.key_forms[link.conn] = form
-    user_presence.joined(state, user_id)
+    user_presence.joined(state, user_id, link.conn, frame.payload.get("client"))
     actions += _join_channel(state, user_id)
     actions += _deliver_pending_shares(state, user_id, link.conn)
     parked = state.parked.pop(user_id, None)
@@ -128,6 +128,7 @@ def user_left(state: RouterState, user_id: str, park: bool = False) -> list[Acti
     conn = state.local_users.pop(user_id, None)
     if conn is not None:
         state.key_forms.pop(conn, None)
+        state.presence_listeners.discard(conn)
     if park:
         state.parked.setdefault(user_id, Parked(give_up_at_ms=state.now_ms + state.timing.park_ms))
         return []

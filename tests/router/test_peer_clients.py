@@ -40,6 +40,15 @@ def connect_g56(node: Harness, key) -> tuple[int, str, list]:
     return conn, user_id, node.feed(conn, hello)
 
 
+def connect_peer(node: Harness, key, name: str | None = None, client: str = "socp-cli-v1") -> tuple[int, str, list]:
+    """A hello from another team's client (G45's `client`), DER key: it gets presence pushes."""
+    conn, user_id = node.next_conn, new_id()
+    node.next_conn += 1
+    hello = frames.user_hello(user_id, node.server_id, NOW, crypto.encode_public_key(key), client=client,
+                              display_name=name)
+    return conn, user_id, node.feed(conn, hello)
+
+
 def dm(sender: str, recipient: str, sender_pub: str) -> Envelope:
     return frames.msg_direct(sender, recipient, NOW, b64url_encode(b"\x01" * 512), sender_pub, b64url_encode(b"s" * 512))
 
@@ -105,7 +114,7 @@ def adverts_to(actions, conn: int) -> dict[str, dict]:
 
 
 def test_a_newcomer_gets_everyone_and_everyone_gets_the_newcomer(node, keys) -> None:
-    a_conn, alice, _ = node.connect_user(keys[1], name="Alice")
+    a_conn, alice, _ = connect_peer(node, keys[1], name="Alice")
     g56_conn, g56_user, actions = connect_g56(node, keys[2])
     catch_up = adverts_to(actions, g56_conn)
     assert set(catch_up) == {alice}    # never itself
@@ -118,7 +127,7 @@ def test_a_newcomer_gets_everyone_and_everyone_gets_the_newcomer(node, keys) -> 
 
 def test_a_user_who_leaves_is_removed_from_the_others(node, keys) -> None:
     a_conn, alice, _ = node.connect_user(keys[1])
-    b_conn, bob, _ = node.connect_user(keys[2])
+    b_conn, bob, _ = connect_peer(node, keys[2])
     (removed,) = sent_to(node.drop(a_conn), b_conn, "USER_REMOVE")
     assert removed.payload == {"user_id": alice, "server_id": node.server_id}
 
@@ -127,7 +136,7 @@ def test_a_burst_of_hellos_costs_one_advert_per_user_not_one_per_pair(node, keys
     """Batched (the process driver's mode): n hellos in one batch give n adverts, each
     addressed to the other n-1, instead of a round of pushes per hello."""
     node.state.batch_joins = True
-    conns = [node.connect_user(keys[1 + i % 3])[0] for i in range(6)]
+    conns = [connect_peer(node, keys[1 + i % 3])[0] for i in range(6)]
     actions = core.handle(node.state, BatchEnd())
     adverts = sends(actions, "USER_ADVERTISE")
     assert len(adverts) == 6
@@ -137,15 +146,24 @@ def test_a_burst_of_hellos_costs_one_advert_per_user_not_one_per_pair(node, keys
 
 
 def test_a_newcomer_is_told_of_users_who_came_in_the_same_batch_once(node, keys) -> None:
-    first_conn, first, _ = node.connect_user(keys[1])
+    first_conn, first, _ = connect_peer(node, keys[1])
     node.state.batch_joins = True
-    second_conn, second, _ = node.connect_user(keys[2])
-    third_conn, third, _ = node.connect_user(keys[3])
+    second_conn, second, _ = connect_peer(node, keys[2])
+    third_conn, third, _ = connect_peer(node, keys[3])
     actions = core.handle(node.state, BatchEnd())
     assert sorted(adverts_to(actions, first_conn)) == sorted([second, third])
     for conn, others in ((second_conn, {first, third}), (third_conn, {first, second})):
         got = [f.payload["user_id"] for f in sent_to(actions, conn, "USER_ADVERTISE")]
         assert sorted(got) == sorted(others)
+
+
+def test_our_own_client_and_the_bench_get_no_pushes(node, keys) -> None:
+    """They ask LIST_REQUEST instead; pushing every hello to every user is n^2 frames."""
+    ours_conn, ours, _ = node.connect_user(keys[1])               # client "socp-cli"
+    bench_conn, _, _ = connect_peer(node, keys[2], client="socp-bench")
+    peer_conn, _, actions = connect_peer(node, keys[3])
+    assert not sent_to(actions, ours_conn, "USER_ADVERTISE") and not sent_to(actions, bench_conn, "USER_ADVERTISE")
+    assert ours in adverts_to(actions, peer_conn)                 # while others still learn of them
 
 
 # --- G17's register and password login -------------------------------------------------
@@ -232,7 +250,9 @@ def test_our_own_login_request_still_gets_a_challenge(node, keys) -> None:
 
 def test_users_of_another_server_are_pushed_as_they_come_and_go(keys) -> None:
     mesh = mesh_through_one_introducer(keys, names="ab")
-    watcher_conn, _ = mesh.connect_user("a", keys[3])
+    watcher_conn = 100
+    mesh.user_frame("a", watcher_conn, frames.user_hello(new_id(), None, NOW, crypto.encode_public_key(keys[3]),
+                                                         client="cli-v1"))
     remote_conn, remote = mesh.connect_user("b", keys[4])
     mesh.settle()
     (advert,) = [f for f in mesh.received("a", watcher_conn, "USER_ADVERTISE") if f.payload["user_id"] == remote]
