@@ -7,7 +7,8 @@
   (G17); USER_DB_GET {user_id} → USER_DB_USER {user_id, found, pubkey or ""} (G45).
   A user with no key known is answered "not found" in the same shape, never an ERROR:
   each client waits for that exact reply (G17's blocks on it).
-- PUBLIC_MEMBERS_SNAPSHOT {} → {members, version} (G17 asks before a public post).
+- PUBLIC_MEMBERS_SNAPSHOT {} → {members, version} (G17 asks before a public post;
+  members are the users holding the group key G17's clients get here, peer_channel.py).
 - Every key handed out is in the encoding the asker's own hello used (`key_forms`).
 
 Every answer is addressed to the asker only and tells nothing the asker could not
@@ -56,5 +57,8 @@ def key_lookup(state: RouterState, link: Link, frame: Envelope) -> Action:
 
 
 def members_snapshot(state: RouterState, link: Link) -> Action:
+    """The members G17's client encrypts a public post to: those holding the group
+    key this node issues (peer_channel.py), the only ones who can read it."""
     return send_one(link.conn, frames.public_members_snapshot(state.me.server_id, link.peer_id, state.now_ms,
-                                                              list(state.channel_members), state.channel_version))
+                                                              list(state.peer_channel.members),
+                                                              state.channel_version))

@@ -41,7 +41,7 @@ from socp.protocol.frame_types import PEER_REGISTER_TYPES
 from socp.protocol.frame_types import FrameType as T
 from socp.ratelimit import retry_hint
 
-from . import directory, login
+from . import directory, login, peer_channel
 from .accounts import LoginRecord
 from .events import Action, StoreWrite, send_one
 from .links import Link
@@ -110,6 +110,7 @@ def password_login(state: RouterState, link: Link, frame: Envelope) -> list[Acti
         return [_fail(state, link, user_id, ErrorCode.FORBIDDEN, FAILED)]
     accounts.logins_ok += 1
     accounts.lockouts.pop(user_id, None)
+    peer_channel.logged_in(state.peer_channel, link.conn)   # its hello gets the group key
     return [send_one(link.conn, frames.login_success(state.me.server_id, user_id, state.now_ms, user.pubkey,
                                                      record.privkey_store))]
 

@@ -13,6 +13,7 @@ from socp.protocol.key_forms import KeyForm
 from .accounts import Accounts
 from .limits import Guard
 from .links import Link
+from .peer_channel import PeerChannel
 from .seen import SeenCache
 
 LOCAL = "local"
@@ -182,6 +183,7 @@ class RouterState:
     # the last flush (insertion-ordered sets).
     key_forms: dict[int, KeyForm] = field(default_factory=dict)      # conn -> form
     presence_listeners: set[int] = field(default_factory=set)        # conns that get presence pushes
+    peer_channel: PeerChannel = field(default_factory=PeerChannel)   # G17's group key (peer_channel.py)
     presence_changed: dict[str, None] = field(default_factory=dict)
     presence_newcomers: dict[str, None] = field(default_factory=dict)
     sent_recently: RecentFrames = field(default_factory=dict)        # server_id -> (ms, frame)

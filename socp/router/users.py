@@ -13,7 +13,7 @@ from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL
 from socp.protocol.key_forms import KeyForm, form_of, in_form
 
-from . import directory, outflow, user_presence
+from . import directory, outflow, peer_channel, user_presence
 from .events import Action, Send, StoreWrite, send_one
 from .links import Link, LinkState
 from .replies import error_to, refuse_and_close
@@ -51,6 +51,8 @@ def hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     if form is not KeyForm.DER_B64URL:   # keys are handed to this client in its own form
         state.key_forms[link.conn] = form
     user_presence.joined(state, user_id, link.conn, frame.payload.get("client"))
+    actions += peer_channel.hello(state.peer_channel, state.me.server_id, state.now_ms, state.accounts.random_bytes,
+                                  link.conn, user_id, pubkey)
     actions += _join_channel(state, user_id)
     actions += _deliver_pending_shares(state, user_id, link.conn)
     parked = state.parked.pop(user_id, None)
@@ -129,6 +131,7 @@ def user_left(state: RouterState, user_id: str, park: bool = False) -> list[Acti
     if conn is not None:
         state.key_forms.pop(conn, None)
         state.presence_listeners.discard(conn)
+        peer_channel.left(state.peer_channel, user_id, conn)
     if park:
         state.parked.setdefault(user_id, Parked(give_up_at_ms=state.now_ms + state.timing.park_ms))
         return []
@@ -248,7 +251,11 @@ def send_to_server(state: RouterState, server_id: str, frame: Envelope, origin_c
 
 def public_message(state: RouterState, frame: Envelope, exclude_conn: int) -> list[Action]:
     """Project decision (§7.3): the envelope travels unchanged; one signature per hop
-    serves every recipient because it covers the payload only."""
+    serves every recipient because it covers the payload only. A G17 copy addressed
+    to one member goes to that member only (peer_channel.py)."""
+    directed = peer_channel.directed_copy(state.peer_channel, frame)
+    if directed is not None:
+        return directed
     servers = server_targets(state, PUBLIC_CHANNEL, exclude_conn)
     keeping_up = tuple(target for target in servers if not outflow.congested(state, target[0]))
     actions: list[Action] = []

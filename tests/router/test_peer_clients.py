@@ -4,11 +4,15 @@ presence pushed to local users (batched), G17's register and password login."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
 
 from socp.protocol import crypto, frames, peer_login
-from socp.protocol.encoding import b64url_encode
+from socp.protocol.encoding import b64url_decode, b64url_encode
 from socp.protocol.envelope import Envelope
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import new_id
@@ -85,12 +89,12 @@ def test_a_pem_client_gets_looked_up_keys_in_its_own_form(node, keys) -> None:
     assert answer.payload["pubkey"] == pem_b64url(keys[2])
 
 
-def test_members_snapshot_names_the_channel_members_and_version(node, keys) -> None:
+def test_members_snapshot_names_only_the_holders_of_g17s_group_key(node, keys) -> None:
     a_conn, alice, _ = node.connect_user(keys[1])
-    _, bob, _ = node.connect_user(keys[2])
+    node.connect_user(keys[2])
     ask = Envelope(type="PUBLIC_MEMBERS_SNAPSHOT", from_=alice, to="server-1", ts=NOW, payload={})
     (snapshot,) = sent_to(node.feed(a_conn, ask), a_conn, "PUBLIC_MEMBERS_SNAPSHOT")
-    assert snapshot.payload == {"members": sorted([alice, bob]), "version": node.state.channel_version}
+    assert snapshot.payload == {"members": [], "version": node.state.channel_version}
 
 
 # --- keys in deliveries ----------------------------------------------------------------
@@ -193,6 +197,53 @@ def test_g17_registers_logs_in_and_says_hello_on_one_connection(node, keys) -> N
                               "enc_pubkey": success.payload["pubkey"]})
     node.feed(conn, hello)
     assert node.state.local_users[user_id] == conn
+
+
+def g17_user(node: Harness, key, conn: int) -> tuple[str, list]:
+    """Register, log in and say hello the way G17's client does; the user id and
+    what the hello got."""
+    user_id = new_id()
+    node.feed(conn, register(user_id, key))
+    node.feed(conn, frames.password_login(user_id, "server-1", NOW, "pw"))
+    hello = Envelope(type="USER_HELLO", from_=user_id, to="server-1", ts=NOW,
+                     payload={"client": "cli-v1", "pubkey": crypto.encode_public_key(key),
+                              "enc_pubkey": crypto.encode_public_key(key)})
+    return user_id, node.feed(conn, hello)
+
+
+def test_g17_clients_get_the_group_key_and_their_public_copies(node, keys) -> None:
+    node.state.peer_channel.issuer = keys[5]     # else made on first use (RSA-4096 keygen)
+    alice, actions = g17_user(node, keys[1], 40)
+    (share,) = sent_to(actions, 40, "PUBLIC_CHANNEL_KEY_SHARE")
+    shares, creator_pub = share.payload["shares"], share.payload["creator_pub"]
+    assert [s["member"] for s in shares] == [alice] and share.to == alice
+    # What G17's client checks (crypto_services preimage_keyshare, decrypt_rsa_oaep):
+    signed = hashlib.sha256(json.dumps(shares, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+                            .encode()).digest() + b64url_decode(creator_pub)
+    assert crypto.verify_pss(crypto.decode_public_key(creator_pub), b64url_decode(share.payload["content_sig"]),
+                             signed)
+    label = f"public-v{share.payload['version']}".encode()
+    group_key = keys[1].decrypt(b64url_decode(shares[0]["wrapped"]),
+                                padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(),
+                                             label=label))
+    assert len(group_key) == 32
+    bob, actions = g17_user(node, keys[2], 41)
+    (bob_share,) = sent_to(actions, 41, "PUBLIC_CHANNEL_KEY_SHARE")
+    assert keys[2].decrypt(b64url_decode(bob_share.payload["shares"][0]["wrapped"]),
+                           padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(),
+                                        label=label)) == group_key          # one key for all
+    other_conn, _, _ = connect_peer(node, keys[3])
+    ask = Envelope(type="PUBLIC_MEMBERS_SNAPSHOT", from_=alice, to="server-1", ts=NOW, payload={})
+    (snapshot,) = sent_to(node.feed(40, ask), 40, "PUBLIC_MEMBERS_SNAPSHOT")
+    assert snapshot.payload["members"] == sorted([alice, bob])
+    # Alice's copy for Bob goes to Bob only, unchanged.
+    copy = Envelope(type="MSG_PUBLIC_CHANNEL", from_=alice, to=bob, ts=NOW + 1,
+                    payload={"ciphertext": b64url_encode(b"\x02" * 512), "sender_pub": crypto.encode_public_key(keys[1]),
+                             "group_id": "public", "public_version": 1, "content_sig": b64url_encode(b"s" * 512)})
+    actions = node.feed(40, copy)
+    (delivered,) = sends(actions, "MSG_PUBLIC_CHANNEL")
+    assert delivered.targets == ((41, bob),) and delivered.frame.payload == copy.payload
+    assert not sent_to(actions, other_conn, "MSG_PUBLIC_CHANNEL")
 
 
 def test_g17_register_of_a_known_id_is_refused_name_in_use(node, keys) -> None:
