@@ -28,6 +28,12 @@ class NodeConfig:
     hello_timeout: float = 10.0            # seconds a connection may stay silent at first
     send_queue_frames: int = 4096          # per connection; a slower reader is dropped
     max_connections_per_address: int = 64  # open WebSockets from one remote address
+    # Node-wide, whatever the addresses (SOCP §13 resource abuse; issue #15 item 6).
+    max_connections: int = 20_000          # open WebSockets in all
+    max_waiting_for_hello: int = 1024      # of them, accepted and not yet past their first frame
+    # Largest first frame (a hello is ~1.5 KB, a login ~20 KB), and of frames sent
+    # before the gateway read the first: a key share for a few hundred members fits.
+    opening_frame_bytes: int = 256 * 1024
     frame_rate: float = 200.0              # frames per second per connection (token bucket)
     frame_burst: int = 500                 # frames a connection may send at once
     # A server link carries all of its server's users: its own, higher limit (at least

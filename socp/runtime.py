@@ -23,6 +23,15 @@ def raise_open_file_limit(wanted: int) -> int:
     return soft
 
 
+def resident_bytes() -> int | None:
+    """This process's resident memory now (Linux /proc), None where it cannot be read."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def setup_logging(actor: str) -> None:
     logging.basicConfig(
         level=logging.DEBUG if os.environ.get("SOCP_DEBUG") else logging.INFO,

@@ -15,6 +15,10 @@ enforces transport limits (SOCP §4). Modules, each with one job:
   links     per-connection state, its state table, reorder buffer and outbox
   roles     the role of a connection, from its first frame
   health    counters, the database's health, and the /healthz body
+  admission node-wide caps on connections and on those yet to say hello
+  memory    hand freed heap back to the OS after a crowd of connections left
+  recovery  frames kept until the router applied them; replayed to a new router
+  flow      credit for server links: frames written, reported to the router
   context   what the parts share
 """
 

@@ -26,6 +26,7 @@ from socp.gateway.health import DatabaseReport, GatewayStats, router_ready
 from socp.gateway.inbox import Inbox
 from socp.gateway.links import CLOSE_GOING_AWAY, LinkTable, first_accepted_conn
 from socp.gateway.lookups import DirectoryLookups
+from socp.gateway.memory import fix_mmap_threshold, trim_after_crowds
 from socp.gateway.recovery import Recovery
 from socp.ratelimit import AddressSlots
 from socp.gateway.server import Listener
@@ -70,6 +71,8 @@ async def _serve(config: NodeConfig) -> None:
         loop.add_signal_handler(signum, stop.set)
 
     ensure_runtime_dir(config.run_dir)
+    if not fix_mmap_threshold():
+        log.info("cannot pin the allocator's mmap threshold here: big frames' memory may be kept")
     open_files = raise_open_file_limit(WANTED_OPEN_FILES)
     if open_files < WANTED_OPEN_FILES:
         log.warning("at most %d open files (hard limit): about that many connections", open_files)
@@ -96,11 +99,13 @@ async def _serve(config: NodeConfig) -> None:
             inbox = tasks.create_task(Inbox(context, dialer, recovery).pump())
             recovering = tasks.create_task(recovery.run())
             reporting = tasks.create_task(report_written(context))
+            trimming = tasks.create_task(trim_after_crowds(context))
             await stop.wait()
             log.info("gateway stopping: closing %d connections", len(context.links))
             inbox.cancel()
             recovering.cancel()
             reporting.cancel()
+            trimming.cancel()
             server.close(close_connections=False)  # stop accepting; our sessions close links
             for link in context.links:
                 # Write what is already queued (acknowledged frames among it), then close.

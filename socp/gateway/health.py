@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from socp.ipc.messages import StoreStatus
+from socp.runtime import resident_bytes
 
 if TYPE_CHECKING:
     from socp.gateway.links import LinkTable
@@ -44,6 +45,9 @@ class GatewayStats:
     bad_actor_messages: int = 0     # undecodable or unexpected messages on the inbox
     connections_total: int = 0      # accepted and dialled, since start
     connections_refused: int = 0    # accepted sockets closed at once: too many from that address
+    connections_refused_node_full: int = 0  # ... or too many open in all (admission.py)
+    silent_connections_evicted: int = 0     # closed with 1013: waited longest for a first frame while too many did
+    heap_trims: int = 0             # times freed memory was handed back to the OS (memory.py)
     rate_limited: int = 0           # inbound frames refused by a connection's token bucket
     rate_limit_closes: int = 0      # connections closed with 1008 for flooding on regardless
     router_restarts: int = 0        # RouterHello heard (a router started beside us)
@@ -106,6 +110,8 @@ def health_report(stats: GatewayStats, links: LinkTable, database: DatabaseRepor
         "router_ready": ready,
         "database": database.as_json(),
         "open_connections": len(links),
+        "waiting_for_hello": links.waiting_for_hello,
+        "memory_rss_bytes": resident_bytes(),    # the gateway process's
         **asdict(stats),
         "queues": {
             "outbox_frames": outbox_frames,

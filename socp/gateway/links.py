@@ -228,8 +228,11 @@ class LinkTable:
 
     def __init__(self, queue_frames: int, first_accepted: ConnId = 1) -> None:
         self._links: dict[ConnId, Link] = {}
+        # Accepted links that have not sent a frame yet, oldest first.
+        self._waiting: dict[ConnId, Link] = {}
         self._next_accepted: ConnId = first_accepted
         self._queue_frames = queue_frames
+        self._high_water = 0   # most links open at once since take_high_water (memory.py)
 
     def __len__(self) -> int:
         return len(self._links)
@@ -240,6 +243,11 @@ class LinkTable:
     def __contains__(self, conn: ConnId) -> bool:
         return conn in self._links
 
+    @property
+    def waiting_for_hello(self) -> int:
+        """Accepted links whose first frame has not come yet (the gateway caps them)."""
+        return len(self._waiting)
+
     def get(self, conn: ConnId) -> Link | None:
         return self._links.get(conn)
 
@@ -247,14 +255,34 @@ class LinkTable:
         link = Link(self._next_accepted, peer, LinkState.AWAITING_HELLO, self._queue_frames, address=address)
         self._next_accepted += 1
         self._links[link.conn] = link
+        self._waiting[link.conn] = link
+        self._high_water = max(self._high_water, len(self._links))
         return link
+
+    def first_frame_came(self, link: Link) -> None:
+        self._waiting.pop(link.conn, None)
+
+    def take_oldest_waiting(self) -> Link | None:
+        """The link that has waited longest for its first frame, no longer counted as
+        waiting (the caller closes it); None if none waits."""
+        if not self._waiting:
+            return None
+        conn = next(iter(self._waiting))
+        return self._waiting.pop(conn)
 
     def add_dialled(self, conn: ConnId, peer: str, verify_key: str) -> Link:
         link = Link(conn, peer, LinkState.DIALING, self._queue_frames,
                     role=ROLE_SERVER, verify_key=verify_key)
         self._links[conn] = link
+        self._high_water = max(self._high_water, len(self._links))
         return link
+
+    def take_high_water(self) -> int:
+        """The most links open at once since the last call; starts again from now."""
+        peak, self._high_water = max(self._high_water, len(self._links)), len(self._links)
+        return peak
 
     def remove(self, link: Link) -> None:
         self._links.pop(link.conn, None)
+        self._waiting.pop(link.conn, None)
 

@@ -7,6 +7,7 @@ import logging
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
+from socp.gateway.admission import EVICTED_REASON, must_evict_a_silent_link, node_refusal
 from socp.gateway.context import GatewayContext
 from socp.gateway.http import HttpEndpoints, remote_host
 from socp.gateway.links import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER
@@ -53,7 +54,9 @@ class Listener:
             config.host,
             config.port,
             compression=None,                 # deflate costs 40-50% on ciphertext frames
-            max_size=self._context.max_message_bytes,
+            # Until its first frame shows who it is, a connection may send only a small
+            # one (Session raises the limit after it): silent crowds hold little memory.
+            max_size=config.opening_frame_bytes,
             close_timeout=CLOSE_TIMEOUT,
             # A user decrypting a file reads its socket slowly for a while; a slow
             # reader is the send queue's business, not the keepalive's (20 s default).
@@ -66,6 +69,16 @@ class Listener:
         context = self._context
         peer = _peer_name(ws)
         address = remote_host(ws)
+        full = node_refusal(context.config, len(context.links))
+        if full is not None:
+            context.stats.connections_refused_node_full += 1
+            await ws.close(CLOSE_TRY_AGAIN_LATER, full)
+            return
+        if must_evict_a_silent_link(context.config, context.links.waiting_for_hello):
+            oldest = context.links.take_oldest_waiting()
+            if oldest is not None:
+                context.stats.silent_connections_evicted += 1
+                oldest.request_close(CLOSE_TRY_AGAIN_LATER, EVICTED_REASON)
         if not context.address_slots.acquire(address):
             # SOCP §13 resource abuse: one address may not hold every socket we have.
             # The router never hears of this connection: it is refused before its first frame.

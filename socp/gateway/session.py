@@ -61,6 +61,7 @@ class Session:
         self._bus = context.bus
         self._stats = context.stats
         self._max_frame_bytes = context.config.max_frame_bytes
+        self._max_message_bytes = context.max_message_bytes
         self._hello_timeout = context.config.hello_timeout
         # SOCP §13 resource abuse: frames per second on this connection, whatever they are.
         # A server link gets the server limit once its role is known (dialled: now;
@@ -128,6 +129,9 @@ class Session:
                     link.request_close(CLOSE_POLICY_VIOLATION,
                                        f"no frame within {self._hello_timeout:g} s")
                     return
+                self._links.first_frame_came(link)
+                # Only the first frame is held small (server.py): full-size frames now.
+                ws.protocol.max_message_size = self._max_message_bytes
                 if type(first) is str and not utf8_size_exceeds(first, self._max_frame_bytes):
                     link.role, link.verify_key = role_of_first_frame(first)
                     link.opening = first

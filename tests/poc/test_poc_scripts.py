@@ -15,8 +15,9 @@ pytestmark = pytest.mark.e2e
 
 POC = Path(__file__).resolve().parents[2] / "poc"
 SCRIPTS = ["weak_keys", "replay", "presence_poisoning", "impersonation", "file_integrity", "injection",
-           "resource_abuse"]
-EXTRA = {"resource_abuse": ["--hello-timeout", str(HELLO_TIMEOUT)]}
+           "resource_abuse", "connection_flood"]
+EXTRA = {"resource_abuse": ["--hello-timeout", str(HELLO_TIMEOUT)],
+         "connection_flood": ["--connections", "1200", "--settle", "6"]}
 
 
 def run_script(name: str, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
