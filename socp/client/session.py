@@ -671,6 +671,10 @@ class ClientSession:
         channel: Channel = payload.get("mode") or ("public" if envelope.to == PUBLIC_CHANNEL else "dm")
         if sender == self.user_id:
             return []
+        if not isinstance(payload.get("sha256"), str):
+            # The node relays a FILE_START without one (G17's client sends none); we
+            # keep only files we can check.
+            return self._fail(file_id, sender, name, "the sender gave no SHA-256 to check the file against")
         if file_id in self._downloads or file_id in self._failed_files:
             return self._fail(file_id, sender, name, "a transfer with this id is already known")
         if size > self.max_file_bytes:
