@@ -5,7 +5,9 @@
 recording proxy, one JSON line per frame: {"dir": "client->node" | "node->client",
 "conn": <connection number>, "frame": {...}}. Trimmed to two chunks per file and one
 heartbeat per connection; `privkey_store` (G17's password-encrypted private key) is
-replaced by a placeholder.
+replaced by a placeholder. G17's file holds two runs: connections 1-3 (register,
+a wrong then a right password, chat) and 11-12 (the public channel, once the node
+issued G17's group key).
 
 Each test replays the peer's frames against a real node (ts refreshed: the node
 refuses stale frames; the node never checks a content_sig, which covers ts) and
@@ -23,6 +25,10 @@ asserts on the fields that peer's client code reads, named in each test:
   form), `.ciphertext`, `.content_sig`, envelope `ts`; MSG_PUBLIC_CHANNEL
   `payload.ciphertext`, `.sender_pub`, `.content_sig`, envelope `from` and `ts`.
 - G17 (`integration/client.py` `receiver`): ACK `payload.msg_ref` == "REGISTER_OK";
+  PUBLIC_CHANNEL_KEY_SHARE `payload.version`, `.shares[].member`, `.shares[].wrapped`,
+  `.creator_pub`, `.content_sig` (checked over SHA-256(shares) ‖ DER(creator_pub));
+  MSG_PUBLIC_CHANNEL `payload.ciphertext`, `.content_sig`, `.sender_pub`,
+  `.public_version`, envelope `from` and `ts`;
   LOGIN_SUCCESS / LOGIN_FAIL by type, LOGIN_SUCCESS `payload.pubkey`,
   `.privkey_store`; LIST_RESPONSE `payload.online_users`; PUBKEY_RESPONSE
   `payload.user_id`, `.pubkey`; PUBLIC_MEMBERS_SNAPSHOT `payload.members`,
@@ -33,6 +39,7 @@ asserts on the fields that peer's client code reads, named in each test:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -43,6 +50,7 @@ import websockets
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
+from socp.protocol import crypto
 from socp.protocol.encoding import b64url_decode
 from socp.protocol.key_forms import KeyForm, form_of
 
@@ -58,10 +66,11 @@ def recorded(peer: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (RECORDED / f"{peer}-client.jsonl").read_text().splitlines()]
 
 
-def sent_by_client(peer: str, frame_type: str, sender: str | None = None, to: str | None = None) -> list[dict]:
+def sent_by_client(peer: str, frame_type: str, sender: str | None = None, to: str | None = None,
+                   conns: range = range(1, 10)) -> list[dict]:
     """The peer client's frames of one type, in the order it sent them."""
     return [row["frame"] for row in recorded(peer)
-            if row["dir"] == "client->node" and row["frame"]["type"] == frame_type
+            if row["dir"] == "client->node" and row["frame"]["type"] == frame_type and row["conn"] in conns
             and (sender is None or row["frame"]["from"] == sender) and (to is None or row["frame"]["to"] == to)]
 
 
@@ -262,3 +271,43 @@ async def test_g17_unknown_login_shape_gets_an_error_naming_what_we_support(node
     await client.send({**register, "type": "LOGIN_REQUEST", "payload": {}})
     error = await client.receive("ERROR")
     assert "LOGIN_REQUEST {password}" in error["payload"]["detail"]
+
+
+async def test_g17_public_posts_reach_each_member_alone_with_the_issued_group_key(node) -> None:
+    run = range(11, 20)
+    registers = sent_by_client("g17", "LOCAL_REGISTER", conns=run)
+    alice_id, bob_id = registers[0]["from"], registers[1]["from"]
+    passwords = {alice_id: "pw-g17-a", bob_id: "pw-g17-b"}
+    clients = {}
+    for register in registers:
+        user_id = register["from"]
+        client = await PeerClient(node.url).connect()
+        await client.send(register)
+        await client.receive("ACK")
+        (login,) = sent_by_client("g17", "LOGIN_REQUEST", user_id, conns=run)
+        assert login["payload"]["password"] == passwords[user_id]
+        await client.send(login)
+        await client.receive("LOGIN_SUCCESS")
+        await client.send(sent_by_client("g17", "USER_HELLO", user_id, conns=run)[0])
+        share = await client.receive("PUBLIC_CHANNEL_KEY_SHARE")
+        shares = share["payload"]["shares"]
+        assert [s["member"] for s in shares] == [user_id] and shares[0]["wrapped"]
+        signed = hashlib.sha256(json.dumps(shares, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+                                .encode()).digest() + b64url_decode(share["payload"]["creator_pub"])
+        assert crypto.verify_pss(crypto.decode_public_key(share["payload"]["creator_pub"]),
+                                 b64url_decode(share["payload"]["content_sig"]), signed)
+        clients[user_id] = client
+    alice, bob = clients[alice_id], clients[bob_id]
+    bystander = await said_hello(node, sent_by_client("g45", "USER_HELLO", "alice45")[0])
+    await alice.send(sent_by_client("g17", "PUBLIC_MEMBERS_SNAPSHOT", alice_id, conns=run)[0])
+    assert set((await alice.receive("PUBLIC_MEMBERS_SNAPSHOT"))["payload"]["members"]) == {alice_id, bob_id}
+    # One copy per member, `to` = that member: each goes to its member alone, unchanged.
+    for copy in sent_by_client("g17", "MSG_PUBLIC_CHANNEL", alice_id, conns=run):
+        sent = await alice.send(copy)
+        target = clients[copy["to"]]
+        got = await target.receive("MSG_PUBLIC_CHANNEL", lambda f, sent=sent: f["ts"] == sent["ts"])
+        assert got["from"] == alice_id and got["to"] == copy["to"] and got["payload"] == copy["payload"]
+    with pytest.raises(TimeoutError):
+        await bystander.receive("MSG_PUBLIC_CHANNEL", timeout=1.0)
+    for client in (alice, bob, bystander):
+        await client.close()
