@@ -98,24 +98,27 @@ def flush(state: RouterState) -> list[Action]:
 
 
 def _tell(state: RouterState, user_id: str, conns: list[int]) -> list[Action]:
-    """USER_ADVERTISE if the user is present (with a key), else USER_REMOVE, to `conns`."""
+    """USER_ADVERTISE if the user is present, else USER_REMOVE, to `conns`. A user
+    whose key no server gave (G17's adverts carry none) is advertised without one."""
     if not conns:
         return []
     me = state.me.server_id
     location = state.user_locations.get(user_id)
-    record = state.users.get(user_id)
-    if location is None or record is None or not record.pubkey:
-        payload = {"user_id": user_id, "server_id": me if location in (None, LOCAL) else location}
+    if location is None:
+        payload = {"user_id": user_id, "server_id": me}
         return [Send(tuple((conn, BROADCAST) for conn in conns),
                      Envelope(type=T.USER_REMOVE.value, from_=me, to=BROADCAST, ts=state.now_ms, payload=payload))]
+    record = state.users.get(user_id)
+    pubkey = record.pubkey if record is not None else ""
     by_form: dict[KeyForm, list[int]] = {}
     for conn in conns:
-        by_form.setdefault(state.key_forms.get(conn, KeyForm.DER_B64URL), []).append(conn)
+        form = state.key_forms.get(conn, KeyForm.DER_B64URL) if pubkey else KeyForm.DER_B64URL
+        by_form.setdefault(form, []).append(conn)
     home = me if location == LOCAL else location
     actions: list[Action] = []
     for form, targets in by_form.items():
-        meta: dict[str, Any] = {"pubkey": in_form(record.pubkey, form)}
-        if record.display_name:
+        meta: dict[str, Any] = {"pubkey": in_form(pubkey, form)} if pubkey else {}
+        if record is not None and record.display_name:
             meta["name"] = meta["display_name"] = record.display_name
         payload = {"user_id": user_id, "server_id": home, "meta": meta}
         actions.append(Send(tuple((conn, BROADCAST) for conn in targets),

@@ -16,9 +16,10 @@ from socp.protocol.encoding import b64url_decode, b64url_encode
 from socp.protocol.envelope import Envelope
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import new_id
-from socp.router import core
+from socp.router import core, user_presence
 from socp.router.accounts import LoginRecord
 from socp.router.events import BatchEnd, LinkDown
+from socp.router.state import UserRecord
 
 from .harness import NOW, Harness, closes, errors_to, sends, sent_to, store_writes
 from .mesh import mesh_through_one_introducer
@@ -312,3 +313,15 @@ def test_users_of_another_server_are_pushed_as_they_come_and_go(keys) -> None:
     mesh.event("b", LinkDown(remote_conn, "gone"))
     mesh.settle()
     assert [f.payload["user_id"] for f in mesh.received("a", watcher_conn, "USER_REMOVE")] == [remote]
+
+
+def test_a_present_user_with_no_known_key_is_advertised_without_one(node, keys) -> None:
+    """G17's servers advertise users without meta.pubkey: such a user is present, not removed."""
+    conn, _, _ = connect_peer(node, keys[1])
+    node.state.users["keyless"] = UserRecord(pubkey="", home_server="g17-server")
+    node.state.user_locations["keyless"] = "g17-server"
+    node.state.presence_changed["keyless"] = None
+    actions = user_presence.flush(node.state)
+    (advert,) = sent_to(actions, conn, "USER_ADVERTISE")
+    assert advert.payload == {"user_id": "keyless", "server_id": "g17-server", "meta": {}}
+    assert not sent_to(actions, conn, "USER_REMOVE")
