@@ -173,6 +173,7 @@ def _frame_rejected(state: RouterState, event: FrameRejected) -> list[Action]:
 
 def _link_down(state: RouterState, conn: int, park: bool = False) -> list[Action]:
     link = state.links.pop(conn, None)
+    state.peer_channel.logged_in.discard(conn)   # a G17 login that never said hello
     defences.link_down(state, conn, link)
     acks.link_down(state, conn)
     outflow.link_down(state, conn)

@@ -325,3 +325,12 @@ def test_a_present_user_with_no_known_key_is_advertised_without_one(node, keys) 
     (advert,) = sent_to(actions, conn, "USER_ADVERTISE")
     assert advert.payload == {"user_id": "keyless", "server_id": "g17-server", "meta": {}}
     assert not sent_to(actions, conn, "USER_REMOVE")
+
+
+def test_a_g17_login_that_never_says_hello_is_forgotten_when_its_link_goes(node, keys) -> None:
+    user_id = new_id()
+    node.feed(95, register(user_id, keys[1]))
+    node.feed(95, frames.password_login(user_id, "server-1", NOW, "pw"))
+    assert 95 in node.state.peer_channel.logged_in
+    node.drop(95)
+    assert 95 not in node.state.peer_channel.logged_in
