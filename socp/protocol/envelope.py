@@ -322,6 +322,10 @@ def parse_obj(raw: Any) -> Envelope:
     if frame_type == FrameType.CTRL_CLOSE:
         # §4: the bare {"type":"CTRL_CLOSE"} is valid.
         raw = {"from": "", "to": "", "ts": 0, "payload": {}, **raw}
+    elif frame_type in LIST_REQUEST_TYPES:
+        # G101's WHO carries neither `to` nor `ts`; a list request is answered, never
+        # relayed, so there is nothing to address or to check for replay.
+        raw = {"to": "", "ts": 0, **raw}
     sender, to, ts, payload = raw.get("from"), raw.get("to"), raw.get("ts"), raw.get("payload")
     sig = raw.get("sig", "")
     if frame_type in _FREE_FROM:

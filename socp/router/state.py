@@ -183,6 +183,7 @@ class RouterState:
     # the last flush (insertion-ordered sets).
     key_forms: dict[int, KeyForm] = field(default_factory=dict)      # conn -> form
     presence_listeners: set[int] = field(default_factory=set)        # conns that get presence pushes
+    sender_in_payload: set[int] = field(default_factory=set)         # conns told DMs' from/to/ts in the payload (G101)
     peer_channel: PeerChannel = field(default_factory=PeerChannel)   # G17's group key (peer_channel.py)
     presence_changed: dict[str, None] = field(default_factory=dict)
     presence_newcomers: dict[str, None] = field(default_factory=dict)

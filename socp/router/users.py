@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 from typing import Any
 
 from socp.protocol import frames
@@ -21,6 +22,9 @@ from .state import (LOCAL, NO_ORIGIN, PARKED_LIMIT, PEER_BACKLOG_LIMIT, RESEND_L
                     PendingShare, Redial, RouterState, UserRecord, forget_older)
 
 MAX_DISPLAY_NAME = 64
+# G101's client says hello to "server@<host>:<port>", and reads a DM only if its
+# payload names `from` and `to` (else it takes it for a public message).
+G101_SERVER_PREFIX = "server@"
 
 
 def hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
@@ -47,6 +51,8 @@ def hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     link.peer_id = user_id
     state.local_users[user_id] = link.conn
     state.user_locations[user_id] = LOCAL
+    if frame.to.startswith(G101_SERVER_PREFIX):
+        state.sender_in_payload.add(link.conn)
     form = form_of(frame.payload["pubkey"])
     if form is not KeyForm.DER_B64URL:   # keys are handed to this client in its own form
         state.key_forms[link.conn] = form
@@ -131,6 +137,7 @@ def user_left(state: RouterState, user_id: str, park: bool = False) -> list[Acti
     if conn is not None:
         state.key_forms.pop(conn, None)
         state.presence_listeners.discard(conn)
+        state.sender_in_payload.discard(conn)
         peer_channel.left(state.peer_channel, user_id, conn)
     if park:
         state.parked.setdefault(user_id, Parked(give_up_at_ms=state.now_ms + state.timing.park_ms))
@@ -210,6 +217,12 @@ def route_to_user(state: RouterState, target: str, sender: str, ts: int, payload
         sender_pub = in_form(payload.get("sender_pub", ""), form)
         deliver = frames.user_deliver(me, target, ts, payload["ciphertext"], sender, sender_pub,
                                       payload["content_sig"], **extra)
+        if conn in state.sender_in_payload:
+            # Who sent it as this node authenticated it, and the ts the sender signed.
+            signed_ts = payload.get("ts")
+            named = {"from": sender, "to": target,
+                     "ts": signed_ts if isinstance(signed_ts, int) and not isinstance(signed_ts, bool) else ts}
+            deliver = replace(deliver, payload={**deliver.payload, **named})
         if conn is None:
             return _park(state, target, deliver, origin_conn)
         return [send_one(conn, deliver)]

@@ -53,7 +53,7 @@ def check_job(job: VerifyJob) -> Verified | Rejected:
         check_keys(frame)
         link_signed = True
         try:
-            check_signature(frame, job.role, job.verify_key)
+            check_signature(frame, job.role, job.verify_key, raw)
         except InvalidSignature:
             if not (job.role == ROLE_SERVER and job.verify_key and frame.type in RELAYED_TYPES):
                 raise
@@ -102,10 +102,11 @@ def check_keys(frame: envelope.Envelope) -> None:
             _require_key("payload.meta.pubkey", meta["pubkey"])
 
 
-def check_signature(frame: envelope.Envelope, role: int, verify_key: str) -> None:
+def check_signature(frame: envelope.Envelope, role: int, verify_key: str, raw: Any = None) -> None:
     """Raise InvalidSignature (or BadKey for an unusable pinned key) per the role.
 
-    Keys taken from the payload have already passed `check_keys`.
+    Keys taken from the payload have already passed `check_keys`. `raw` is the frame
+    as decoded: a user's hello may be signed over it as sent (G101 adds an `id`).
     """
     if role == ROLE_SERVER:
         # SOCP §5: every frame from a server is signed; interop table: never unsigned.
@@ -117,4 +118,4 @@ def check_signature(frame: envelope.Envelope, role: int, verify_key: str) -> Non
     elif frame.type == FrameType.USER_HELLO and frame.sig:
         # Interop table: a hello may be unsigned, but a signature it does carry
         # must be by the key it introduces.
-        verify_transport(decode_public_key(frame.payload["pubkey"]), frame)
+        verify_transport(decode_public_key(frame.payload["pubkey"]), frame, raw if isinstance(raw, dict) else None)

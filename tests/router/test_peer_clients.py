@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from socp.protocol import crypto, frames, peer_login
 from socp.protocol.encoding import b64url_decode, b64url_encode
-from socp.protocol.envelope import Envelope
+from socp.protocol.envelope import Envelope, parse
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import new_id
 from socp.router import core, user_presence
@@ -334,3 +334,40 @@ def test_a_g17_login_that_never_says_hello_is_forgotten_when_its_link_goes(node,
     assert 95 in node.state.peer_channel.logged_in
     node.drop(95)
     assert 95 not in node.state.peer_channel.logged_in
+
+
+# --- G101's client ---------------------------------------------------------------------
+
+
+def connect_g101(node: Harness, key, name: str) -> tuple[int, str]:
+    conn = node.next_conn
+    node.next_conn += 1
+    hello = Envelope(type="USER_HELLO", from_=name, to="server@127.0.0.1:8765", ts=NOW,
+                     payload={"client": "cli-v1", "pubkey": crypto.encode_public_key(key),
+                              "enc_pubkey": crypto.encode_public_key(key)})
+    node.feed(conn, hello)
+    return conn, name
+
+
+def test_g101_reads_who_sent_a_dm_from_the_payload(node, keys) -> None:
+    """G101's client takes a USER_DELIVER without payload.from/to for a public message:
+    it gets them, as this node authenticated the sender, and the ts the sender signed."""
+    a_conn, alice = connect_g101(node, keys[1], "alice101")
+    b_conn, bob = connect_g101(node, keys[2], "bob101")
+    our_conn, ours, _ = node.connect_user(keys[3])
+    payload = {"ciphertext": b64url_encode(b"\x01" * 512), "content_sig": b64url_encode(b"s" * 512),
+               "sender_pub": crypto.encode_public_key(keys[1]), "from": "someone-else", "to": bob, "ts": NOW - 5}
+    frame = Envelope(type="MSG_DIRECT", from_=alice, to=bob, ts=NOW, payload=payload)
+    (deliver,) = sent_to(node.feed(a_conn, frame), b_conn, "USER_DELIVER")
+    assert deliver.payload["from"] == alice and deliver.payload["to"] == bob and deliver.payload["ts"] == NOW - 5
+    assert deliver.payload["sender"] == alice
+    (to_ours,) = sent_to(node.feed(a_conn, dm(alice, ours, crypto.encode_public_key(keys[1]))), our_conn,
+                         "USER_DELIVER")
+    assert "from" not in to_ours.payload and "to" not in to_ours.payload   # ours stays the standard's shape
+
+
+def test_g101_who_without_to_or_ts_is_answered_who(node, keys) -> None:
+    a_conn, alice = connect_g101(node, keys[1], "alice101")
+    who = parse('{"type":"WHO","from":"alice101","id":"1796508444.1","payload":{}}')
+    (reply,) = sent_to(node.feed(a_conn, who), a_conn, "WHO")
+    assert reply.payload == {"users": [alice]}
