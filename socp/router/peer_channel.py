@@ -1,4 +1,7 @@
-"""G17's public channel on this node: a group key the server issues (issue #14).
+"""Public channel keys other teams' clients need from their server (issue #14):
+G17's group key, and G101's channel key pair (at the end).
+
+G17:
 
 G17's client posts publicly only once its server has handed it a group key:
 
@@ -20,6 +23,22 @@ key; the label only ties the copy to the channel), so the node may issue it. Rul
 - PUBLIC_MEMBERS_SNAPSHOT lists only the local users holding the key: nobody else can
   read such a copy (our client, G45's and G56's do not use OAEP labels);
 - a MSG_PUBLIC_CHANNEL whose `to` is one of them goes to that user only, unchanged.
+
+G101 (its server makes one RSA key pair for the channel and hands every member the
+private key): its client encrypts a public post to the channel's public key and reads
+posts only as USER_DELIVER with `from` = the poster. So, for each connection that
+says hello G101's way (`to` = "server@host:port", users.py):
+
+- at its hello, PUBLIC_CHANNEL_KEY_SHARE {shares: [{member, wrapped_public_channel_key}],
+  creator_pub, content_sig}: the channel's private key (PKCS#8 DER) under AES-256-GCM,
+  the AES key under RSA-OAEP to the member, packed as base64url(JSON {alg:
+  "A256GCM+RSAOAEP", iv, ek, ct}); creator_pub the channel's public key, content_sig
+  its PSS signature over the canonical {shares, creator_pub};
+- every public post with a ciphertext reaches it as USER_DELIVER {ciphertext,
+  sender_pub, content_sig}, `from` the poster, the poster's `ts`.
+
+This node therefore holds a key that opens G101's public posts (as G101's own server
+does); posts in other forms (ours, G45's, G56's) are not affected.
 """
 
 from __future__ import annotations
@@ -31,13 +50,15 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from socp.protocol import crypto
-from socp.protocol.encoding import b64url_encode
+from socp.protocol.encoding import b64url_encode, canonical_json
 from socp.protocol.envelope import Envelope
 from socp.protocol.frame_types import FrameType as T
+from socp.protocol.ids import PUBLIC_CHANNEL
 
-from .events import Action, send_one
+from .events import Action, Send, send_one
 
 KEY_VERSION = 1
 
@@ -48,6 +69,8 @@ class PeerChannel:
     members: dict[str, int] = field(default_factory=dict)   # user_id -> conn, holding the group key
     group_key: bytes = b""
     issuer: crypto.PrivateKey | None = None
+    g101_members: dict[int, str] = field(default_factory=dict)   # conn -> user_id, holding G101's channel key
+    g101_key: crypto.PrivateKey | None = None
 
 
 def logged_in(channel: PeerChannel, conn: int) -> None:
@@ -57,6 +80,7 @@ def logged_in(channel: PeerChannel, conn: int) -> None:
 def left(channel: PeerChannel, user_id: str, conn: int) -> None:
     channel.members.pop(user_id, None)
     channel.logged_in.discard(conn)
+    channel.g101_members.pop(conn, None)
 
 
 def hello(channel: PeerChannel, me: str, now_ms: int, random_bytes: Callable[[int], bytes], conn: int,
@@ -90,3 +114,36 @@ def directed_copy(channel: PeerChannel, frame: Envelope) -> list[Action] | None:
         return None
     return [send_one(conn, Envelope(type=frame.type, from_=frame.from_, to=frame.to, ts=frame.ts,
                                     payload=frame.payload))]
+
+
+# --- G101 ----------------------------------------------------------------------------
+
+_OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+
+
+def g101_hello(channel: PeerChannel, me: str, now_ms: int, random_bytes: Callable[[int], bytes], conn: int,
+               user_id: str, pubkey: str) -> list[Action]:
+    """A user said hello G101's way: hand it the channel's key pair."""
+    if channel.g101_key is None:
+        channel.g101_key = crypto.generate_private_key()
+    aes_key, iv = random_bytes(32), random_bytes(12)
+    package = {"alg": "A256GCM+RSAOAEP", "iv": b64url_encode(iv),
+               "ek": b64url_encode(crypto.decode_public_key(pubkey).encrypt(aes_key, _OAEP)),
+               "ct": b64url_encode(AESGCM(aes_key).encrypt(iv, crypto.private_key_der(channel.g101_key), None))}
+    shares = [{"member": user_id,
+               "wrapped_public_channel_key": b64url_encode(json.dumps(package, separators=(",", ":")).encode())}]
+    creator_pub = crypto.encode_public_key(channel.g101_key)
+    content_sig = crypto.sign_pss(channel.g101_key, canonical_json({"shares": shares, "creator_pub": creator_pub}))
+    channel.g101_members[conn] = user_id
+    payload = {"shares": shares, "creator_pub": creator_pub, "content_sig": b64url_encode(content_sig)}
+    return [send_one(conn, Envelope(type=T.PUBLIC_CHANNEL_KEY_SHARE.value, from_=me, to=user_id, ts=now_ms,
+                                    payload=payload))]
+
+
+def g101_copies(channel: PeerChannel, frame: Envelope, conns: tuple[int, ...]) -> list[Action]:
+    """A public post as G101's members read it: USER_DELIVER from the poster."""
+    if not conns or not isinstance(frame.payload.get("ciphertext"), str):
+        return []
+    payload = {name: frame.payload[name] for name in ("ciphertext", "sender_pub", "content_sig")}
+    deliver = Envelope(type=T.USER_DELIVER.value, from_=frame.from_, to=PUBLIC_CHANNEL, ts=frame.ts, payload=payload)
+    return [Send(tuple((conn, channel.g101_members[conn]) for conn in conns), deliver)]

@@ -53,6 +53,8 @@ def hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     state.user_locations[user_id] = LOCAL
     if frame.to.startswith(G101_SERVER_PREFIX):
         state.sender_in_payload.add(link.conn)
+        actions += peer_channel.g101_hello(state.peer_channel, state.me.server_id, state.now_ms,
+                                           state.accounts.random_bytes, link.conn, user_id, pubkey)
     form = form_of(frame.payload["pubkey"])
     if form is not KeyForm.DER_B64URL:   # keys are handed to this client in its own form
         state.key_forms[link.conn] = form
@@ -276,11 +278,13 @@ def public_message(state: RouterState, frame: Envelope, exclude_conn: int) -> li
         # The sender re-sends it whole: servers drop the copies they had (SOCP §8
         # seen_ids), clients those whose msg_ref they saw.
         actions.append(error_to(state, exclude_conn, ErrorCode.OVERLOADED, outflow.CONGESTED_DETAIL))
-    targets = user_targets(state, PUBLIC_CHANNEL, exclude_conn) + keeping_up
+    local = user_targets(state, PUBLIC_CHANNEL, exclude_conn)
+    g101 = tuple(conn for conn, _ in local if conn in state.peer_channel.g101_members)
+    targets = tuple(target for target in local if target[0] not in state.peer_channel.g101_members) + keeping_up
     if targets:
         onward = Envelope(type=frame.type, from_=frame.from_, to=PUBLIC_CHANNEL, ts=frame.ts, payload=frame.payload)
         actions.insert(0, Send(targets, onward))
-    return actions
+    return actions + peer_channel.g101_copies(state.peer_channel, frame, g101)
 
 
 def key_share(state: RouterState, frame: Envelope, origin_conn: int) -> list[Action]:

@@ -10,9 +10,10 @@ import json
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from socp.protocol import crypto, frames, peer_login
-from socp.protocol.encoding import b64url_decode, b64url_encode
+from socp.protocol.encoding import b64url_decode, b64url_encode, canonical_json
 from socp.protocol.envelope import Envelope, parse
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import new_id
@@ -339,21 +340,22 @@ def test_a_g17_login_that_never_says_hello_is_forgotten_when_its_link_goes(node,
 # --- G101's client ---------------------------------------------------------------------
 
 
-def connect_g101(node: Harness, key, name: str) -> tuple[int, str]:
+def connect_g101(node: Harness, key, name: str) -> tuple[int, str, list]:
+    if node.state.peer_channel.g101_key is None:
+        node.state.peer_channel.g101_key = node.server_key   # else made on first use (RSA-4096 keygen)
     conn = node.next_conn
     node.next_conn += 1
     hello = Envelope(type="USER_HELLO", from_=name, to="server@127.0.0.1:8765", ts=NOW,
                      payload={"client": "cli-v1", "pubkey": crypto.encode_public_key(key),
                               "enc_pubkey": crypto.encode_public_key(key)})
-    node.feed(conn, hello)
-    return conn, name
+    return conn, name, node.feed(conn, hello)
 
 
 def test_g101_reads_who_sent_a_dm_from_the_payload(node, keys) -> None:
     """G101's client takes a USER_DELIVER without payload.from/to for a public message:
     it gets them, as this node authenticated the sender, and the ts the sender signed."""
-    a_conn, alice = connect_g101(node, keys[1], "alice101")
-    b_conn, bob = connect_g101(node, keys[2], "bob101")
+    a_conn, alice, _ = connect_g101(node, keys[1], "alice101")
+    b_conn, bob, _ = connect_g101(node, keys[2], "bob101")
     our_conn, ours, _ = node.connect_user(keys[3])
     payload = {"ciphertext": b64url_encode(b"\x01" * 512), "content_sig": b64url_encode(b"s" * 512),
                "sender_pub": crypto.encode_public_key(keys[1]), "from": "someone-else", "to": bob, "ts": NOW - 5}
@@ -367,7 +369,32 @@ def test_g101_reads_who_sent_a_dm_from_the_payload(node, keys) -> None:
 
 
 def test_g101_who_without_to_or_ts_is_answered_who(node, keys) -> None:
-    a_conn, alice = connect_g101(node, keys[1], "alice101")
+    a_conn, alice, _ = connect_g101(node, keys[1], "alice101")
     who = parse('{"type":"WHO","from":"alice101","id":"1796508444.1","payload":{}}')
     (reply,) = sent_to(node.feed(a_conn, who), a_conn, "WHO")
     assert reply.payload == {"users": [alice]}
+
+
+def test_g101_members_get_the_channel_key_pair_and_public_posts_as_deliveries(node, keys) -> None:
+    a_conn, alice, actions = connect_g101(node, keys[1], "alice101")
+    (share,) = sent_to(actions, a_conn, "PUBLIC_CHANNEL_KEY_SHARE")
+    shares, creator_pub = share.payload["shares"], share.payload["creator_pub"]
+    # What G101's client checks and unwraps (socp/client.py listen, _unwrap_channel_priv_package):
+    assert crypto.verify_pss(crypto.decode_public_key(creator_pub), b64url_decode(share.payload["content_sig"]),
+                             canonical_json({"shares": shares, "creator_pub": creator_pub}))
+    package = json.loads(b64url_decode(shares[0]["wrapped_public_channel_key"]))
+    aes_key = keys[1].decrypt(b64url_decode(package["ek"]), padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
+                                                                          algorithm=hashes.SHA256(), label=None))
+    channel_key = serialization.load_der_private_key(
+        AESGCM(aes_key).decrypt(b64url_decode(package["iv"]), b64url_decode(package["ct"]), None), password=None)
+    assert crypto.encode_public_key(channel_key) == creator_pub and shares[0]["member"] == alice
+    b_conn, bob, _ = connect_g101(node, keys[2], "bob101")
+    our_conn, ours, _ = node.connect_user(keys[3])
+    post = frames.msg_public_channel(alice, NOW + 7, b64url_encode(b"\x03" * 512), crypto.encode_public_key(keys[1]),
+                                     b64url_encode(b"s" * 512))
+    actions = node.feed(a_conn, post)
+    (to_bob,) = sent_to(actions, b_conn, "USER_DELIVER")
+    assert to_bob.from_ == alice and to_bob.ts == NOW + 7
+    assert to_bob.payload == {k: post.payload[k] for k in ("ciphertext", "sender_pub", "content_sig")}
+    assert not sent_to(actions, b_conn, "MSG_PUBLIC_CHANNEL")
+    assert sent_to(actions, our_conn, "MSG_PUBLIC_CHANNEL") and not sent_to(actions, our_conn, "USER_DELIVER")
