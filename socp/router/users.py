@@ -279,8 +279,11 @@ def public_message(state: RouterState, frame: Envelope, exclude_conn: int) -> li
         # seen_ids), clients those whose msg_ref they saw.
         actions.append(error_to(state, exclude_conn, ErrorCode.OVERLOADED, outflow.CONGESTED_DETAIL))
     local = user_targets(state, PUBLIC_CHANNEL, exclude_conn)
-    g101 = tuple(conn for conn, _ in local if conn in state.peer_channel.g101_members)
-    targets = tuple(target for target in local if target[0] not in state.peer_channel.g101_members) + keeping_up
+    g101: tuple[int, ...] = ()
+    if frame.type == T.MSG_PUBLIC_CHANNEL:   # G101's members read posts (not files) as USER_DELIVER
+        g101 = tuple(conn for conn, _ in local if conn in state.peer_channel.g101_members)
+        local = tuple(target for target in local if target[0] not in state.peer_channel.g101_members)
+    targets = local + keeping_up
     if targets:
         onward = Envelope(type=frame.type, from_=frame.from_, to=PUBLIC_CHANNEL, ts=frame.ts, payload=frame.payload)
         actions.insert(0, Send(targets, onward))

@@ -398,3 +398,12 @@ def test_g101_members_get_the_channel_key_pair_and_public_posts_as_deliveries(no
     assert to_bob.payload == {k: post.payload[k] for k in ("ciphertext", "sender_pub", "content_sig")}
     assert not sent_to(actions, b_conn, "MSG_PUBLIC_CHANNEL")
     assert sent_to(actions, our_conn, "MSG_PUBLIC_CHANNEL") and not sent_to(actions, our_conn, "USER_DELIVER")
+
+
+def test_g101_members_get_public_files_unchanged(node, keys) -> None:
+    a_conn, alice, _ = connect_g101(node, keys[1], "alice101")
+    b_conn, _, _ = connect_g101(node, keys[2], "bob101")
+    for frame in (frames.file_start(alice, "public", NOW, "f1", "a.bin", 3, "ab" * 32, "public"),
+                  frames.file_chunk(alice, "public", NOW, "f1", 0, b64url_encode(b"\x04" * 512))):
+        (got,) = sent_to(node.feed(a_conn, frame), b_conn)
+        assert got.type == frame.type and got.payload == frame.payload
