@@ -1,7 +1,7 @@
 """Other teams' own clients on our node, replayed from what they really sent (issue #14).
 
 `recorded/<peer>-client.jsonl` holds the frames two instances of each peer's client
-(G45, G56, G17, at the commits peers.md names) exchanged with our node through a
+(G45, G56, G17, G101, at the commits peers.md names) exchanged with our node through a
 recording proxy, one JSON line per frame: {"dir": "client->node" | "node->client",
 "conn": <connection number>, "frame": {...}}. Trimmed to two chunks per file and one
 heartbeat per connection; `privkey_store` (G17's password-encrypted private key) is
@@ -51,7 +51,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from socp.protocol import crypto
-from socp.protocol.encoding import b64url_decode
+from socp.protocol.encoding import b64url_decode, canonical_json
 from socp.protocol.key_forms import KeyForm, form_of
 
 from support.nodes import start_node
@@ -94,6 +94,10 @@ class PeerClient:
         text = fresh(frame)
         await self.socket.send(text)
         return json.loads(text)
+
+    async def send_as_recorded(self, frame: dict[str, Any]) -> None:
+        """Unchanged: a frame signed over its whole envelope (G101) keeps its ts."""
+        await self.socket.send(json.dumps(frame))
 
     async def receive(self, frame_type: str, where: Any = None, timeout: float = 10.0) -> dict[str, Any]:
         for index, frame in enumerate(self.inbox):
@@ -311,3 +315,44 @@ async def test_g17_public_posts_reach_each_member_alone_with_the_issued_group_ke
         await bystander.receive("MSG_PUBLIC_CHANNEL", timeout=1.0)
     for client in (alice, bob, bystander):
         await client.close()
+
+
+# --- G101 ------------------------------------------------------------------------------
+
+
+async def test_g101_clients_hello_list_dm_and_post_to_the_public_channel(node) -> None:
+    """G101 (`socp/client.py` `listen`): WHO `payload.users`; USER_DELIVER with
+    `payload.from`, `.to`, `.ts`, `.ciphertext`, `.content_sig`, `.sender_pub` (a DM),
+    or without `from`/`to` and envelope `from` = the poster (a public post);
+    PUBLIC_CHANNEL_KEY_SHARE `payload.shares[].member`, `.wrapped_public_channel_key`,
+    `.creator_pub`, `.content_sig`."""
+    run = range(9, 11)
+    (alice_hello,) = sent_by_client("g101", "USER_HELLO", "alice101", conns=run)
+    (bob_hello,) = sent_by_client("g101", "USER_HELLO", "bob101", conns=run)
+    assert "id" in alice_hello and alice_hello["sig"]      # signed over the envelope as sent, `id` included
+    alice, bob = await PeerClient(node.url).connect(), await PeerClient(node.url).connect()
+    await alice.send_as_recorded(alice_hello)
+    await bob.send_as_recorded(bob_hello)
+    for client, user_id in ((alice, "alice101"), (bob, "bob101")):
+        share = await client.receive("PUBLIC_CHANNEL_KEY_SHARE")
+        (mine,) = share["payload"]["shares"]
+        assert mine["member"] == user_id and mine["wrapped_public_channel_key"]
+        signed = canonical_json({"shares": share["payload"]["shares"], "creator_pub": share["payload"]["creator_pub"]})
+        assert crypto.verify_pss(crypto.decode_public_key(share["payload"]["creator_pub"]),
+                                 b64url_decode(share["payload"]["content_sig"]), signed)
+    (who,) = sent_by_client("g101", "WHO", "alice101", conns=run)
+    assert "to" not in who and "ts" not in who            # and answered all the same
+    await alice.send_as_recorded(who)
+    assert {"alice101", "bob101"} <= set((await alice.receive("WHO"))["payload"]["users"])
+    dm = await alice.send(sent_by_client("g101", "MSG_DIRECT", "alice101", "bob101", conns=run)[0])
+    deliver = await bob.receive("USER_DELIVER", lambda f: "to" in f["payload"])
+    assert (deliver["payload"]["from"], deliver["payload"]["to"]) == ("alice101", "bob101")
+    assert deliver["payload"]["ts"] == dm["payload"]["ts"]   # the ts its content_sig covers
+    for name in ("ciphertext", "content_sig", "sender_pub"):
+        assert deliver["payload"][name] == dm["payload"][name]
+    post = await alice.send(sent_by_client("g101", "MSG_PUBLIC_CHANNEL", "alice101", conns=run)[0])
+    public = await bob.receive("USER_DELIVER", lambda f: "to" not in f["payload"])
+    assert public["from"] == "alice101" and public["ts"] == post["ts"]
+    assert public["payload"] == {k: post["payload"][k] for k in ("ciphertext", "sender_pub", "content_sig")}
+    await alice.close()
+    await bob.close()
