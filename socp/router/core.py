@@ -19,7 +19,7 @@ from socp.protocol.frame_types import (
 from socp.protocol.acks import ACKNOWLEDGED_TYPES
 from socp.protocol.envelope import Envelope
 
-from . import acks, defences, directory, federation, limits, login, outflow, redeliver, restore, users
+from . import acks, defences, directory, federation, limits, login, outflow, redeliver, refusals, restore, users
 from .events import (GATEWAY_RESTARTED, Action, BatchEnd, Close, DirectoryQueried, Event, FrameIn, FrameRejected,
                      FramesWritten, LinkDown, LinkRestored, LinkUp, Tick)
 from .links import Link, LinkState
@@ -61,7 +61,7 @@ def _handle(state: RouterState, event: Event) -> list[Action]:
         state.seen.expire(state.now_ms)
         defences.tick(state)
         redeliver.tick(state)
-        return federation.tick(state) + users.tick(state) + acks.tick(state)
+        return federation.tick(state) + users.tick(state) + acks.tick(state) + refusals.tick(state)
     raise TypeError(f"unknown event {event!r}")
 
 
@@ -106,7 +106,7 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     # answer costs a signature, so a flood of refused frames must empty the bucket too.
     if frame.type in ACKNOWLEDGED_TYPES and frame.from_ == link.peer_id:
         return acks.user_content(state, link, event, lambda: _user_content(state, link, frame),
-                                 admit=lambda: defences.user_frame(state, link))
+                                 admit=lambda: defences.user_content_admission(state, link))
     refused = defences.user_frame(state, link)
     if refused is not None:
         return refused
@@ -158,6 +158,8 @@ def _frame_rejected(state: RouterState, event: FrameRejected) -> list[Action]:
     if link.state is LinkState.AWAITING_HELLO:
         # Nobody we know: a failed hello ends the connection.
         return refuse_and_close(state, event.conn, code, event.detail)
+    if event.msg_ref and link.is_user:
+        return refusals.refuse(state, event.conn, code, event.detail, event.msg_ref)
     return [error_to(state, event.conn, code, event.detail)]
 
 

@@ -61,6 +61,12 @@ def user_frame(state: RouterState, link: Link) -> list[Action] | None:
     return _answer(state, link.conn, limits.user_rate_problem(state.guard, link.peer_id))
 
 
+def user_content_admission(state: RouterState, link: Link) -> tuple[ErrorCode, str] | None:
+    """The per-user rate limit for an acknowledged frame: every refusal comes back with
+    its detail, since each refused frame is named (acks.py, refusals.py)."""
+    return limits.user_rate_problem(state.guard, link.peer_id, every_time=True)
+
+
 def user_file_frame(state: RouterState, link: Link, frame: Envelope) -> list[Action] | None:
     if frame.type not in limits.FILE_TYPES:
         return None

@@ -6,7 +6,8 @@ replace the normal handling (an ERROR, a close, or nothing at all):
 
 - rate limits per user (kept across reconnects) and per peer server, token buckets
   on the router's clock; the first frame over the limit is answered RATE_LIMITED
-  with a retry hint, the rest of that burst is dropped without an answer;
+  with a retry hint; of the rest of that burst, acknowledged frames are named
+  together by one ERROR per interval (refusals.py), others dropped without an answer;
 - a budget of ERROR answers per connection and per node: every answer costs an
   RSA-4096 signature (the costliest thing a node does), so garbage must not buy
   signatures; and the same refusal (a stale ts, a duplicate) is answered at most once per
@@ -58,6 +59,17 @@ FILE_TYPES = frozenset({T.FILE_START, T.FILE_CHUNK, T.FILE_END})
 # a ts ahead of our clock (each tells the sender something else), a copy.
 STALE, AHEAD, DUPLICATE = "stale", "ahead", "duplicate"
 REFUSALS = (STALE, AHEAD, DUPLICATE)
+# A frame stamped before an unclean restart whose copy the node may have forgotten
+# (replay_log.py): answered ERROR RESEND, "stamp it afresh and send it again".
+RESEND = "resend"
+# What `refusal_answer_due` is asked about: these refusals, and refused frames named by
+# their ERROR code (refusals.py).
+ANSWER_KINDS = (*REFUSALS, RESEND, *(code.value for code in ErrorCode))
+
+
+def refusal_code(refusal: str) -> ErrorCode:
+    """The ERROR code of a refusal of `replay_problem`."""
+    return ErrorCode.RESEND if refusal == RESEND else ErrorCode.REPLAY
 
 
 def window_refusal(ts: int, now_ms: int) -> str:
@@ -140,7 +152,7 @@ class Guard:
 
     def forget_conn(self, conn: int) -> None:
         self.error_buckets.pop(conn, None)
-        for refusal in REFUSALS:
+        for refusal in ANSWER_KINDS:
             self.answered.pop((conn, refusal), None)
 
     def forget_sender(self, user_id: str) -> None:
@@ -151,24 +163,29 @@ class Guard:
 # --- rate limits -------------------------------------------------------------------------
 
 
-def _over_limit(guard: Guard, kind: str, key: str, buckets: KeyedBuckets, what: str) -> tuple[ErrorCode, str] | None:
-    """None if `key`'s bucket has a token; else the RATE_LIMITED answer, once per burst."""
+def _over_limit(guard: Guard, kind: str, key: str, buckets: KeyedBuckets, what: str,
+                every_time: bool = False) -> tuple[ErrorCode, str] | None:
+    """None if `key`'s bucket has a token; else the RATE_LIMITED answer, with its detail
+    once per burst (or `every_time`: the caller names each refused frame itself)."""
     if buckets.take(key):
         guard.limited.discard((kind, key))
         return None
     guard.dropped_frames += 1
-    if (kind, key) in guard.limited:
-        return ErrorCode.RATE_LIMITED, ""          # already told: drop without an answer
+    told = (kind, key) in guard.limited
     guard.limited.add((kind, key))
+    if told and not every_time:
+        return ErrorCode.RATE_LIMITED, ""          # already told: drop without an answer
     return ErrorCode.RATE_LIMITED, (f"too many frames: at most {buckets.rate:g} per second per {what}; "
                                     + retry_hint(buckets.retry_after(key)))
 
 
-def user_rate_problem(guard: Guard, user_id: str) -> tuple[ErrorCode, str] | None:
+def user_rate_problem(guard: Guard, user_id: str, every_time: bool = False) -> tuple[ErrorCode, str] | None:
+    """The user's rate limit. `every_time`: for acknowledged frames, each of which must
+    be named when refused (refusals.py decides how often that costs an ERROR)."""
     s = guard.settings
     if not s.rate_limits:
         return None
-    return _over_limit(guard, "user", user_id, guard.user_buckets, "user")
+    return _over_limit(guard, "user", user_id, guard.user_buckets, "user", every_time)
 
 
 def server_rate_problem(guard: Guard, server_key: str) -> tuple[ErrorCode, str] | None:

@@ -187,7 +187,7 @@ class RouterDriver:
             event: Event = FrameIn(message.conn, _envelope(message.frame), message.payload_digest,
                                    message.link_signed)
         elif isinstance(message, m.Rejected):
-            event = FrameRejected(message.conn, message.code, message.detail, message.frame_type)
+            event = FrameRejected(message.conn, message.code, message.detail, message.frame_type, message.msg_ref)
         elif isinstance(message, m.LinkClosed):
             event = LinkDown(message.conn, message.reason)
         elif isinstance(message, m.LinkOpened):
