@@ -50,7 +50,7 @@ def user_content(state: RouterState, link: Link, event: FrameIn,
     over_limit = admit()
     if over_limit is not None:
         return refusals.refuse(state, link.conn, *over_limit, ref)
-    problem = limits.replay_problem(state.seen, frame, event.payload_digest, state.now_ms)
+    problem = limits.replay_problem(state.seen, frame, event.payload_digest, state.now_ms, state.replay_log)
     if problem is not None:
         refusal, detail = problem
         if refusal == limits.DUPLICATE:
@@ -70,6 +70,7 @@ def user_content(state: RouterState, link: Link, event: FrameIn,
             refused = True
     if refused:
         state.seen.discard((frame.ts, frame.from_, frame.to, event.payload_digest))
+        state.replay_log.forget(ref)
         return actions
     return actions + _note_for_ack(state, link.conn, ref)
 

@@ -61,7 +61,8 @@ def _handle(state: RouterState, event: Event) -> list[Action]:
         state.seen.expire(state.now_ms)
         defences.tick(state)
         redeliver.tick(state)
-        return federation.tick(state) + users.tick(state) + acks.tick(state) + refusals.tick(state)
+        return (federation.tick(state) + users.tick(state) + acks.tick(state) + refusals.tick(state)
+                + state.replay_log.tick(state.now_ms))
     raise TypeError(f"unknown event {event!r}")
 
 
@@ -119,7 +120,7 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
         return [users.list_response(state, link)]
     if frame.type in (T.HEARTBEAT, T.ACK, T.ERROR):
         return []
-    problem = limits.replay_problem(state.seen, frame, event.payload_digest, state.now_ms)
+    problem = limits.replay_problem(state.seen, frame, event.payload_digest, state.now_ms, state.replay_log)
     if problem is not None:
         return defences.refusal(state, link.conn, *problem)
     if frame.type == T.PUBLIC_CHANNEL_KEY_SHARE:

@@ -96,7 +96,7 @@ def refusal(state: RouterState, conn: int, kind: str, detail: str) -> list[Actio
     once per interval per connection (limits.refusal_answer_due); nothing for the rest."""
     if not limits.refusal_answer_due(state.guard, conn, kind):
         return []
-    return [error_to(state, conn, ErrorCode.REPLAY, detail)]
+    return [error_to(state, conn, limits.refusal_code(kind), detail)]
 
 
 def spend_on_errors(state: RouterState, actions: list[Action]) -> list[Action]:

@@ -31,6 +31,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from socp.protocol.acks import msg_ref_from_digest
 from socp.protocol.encoding import b64url_decode
 from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode, SocpError
@@ -38,6 +39,7 @@ from socp.protocol.frame_types import FrameType as T
 from socp.ratelimit import KeyedBuckets, TokenBucket, retry_hint
 
 from .events import StoreWrite
+from .replay_log import ReplayLog
 from .seen import SeenCache
 
 # Replay window: the same as for user frames (replay_problem).
@@ -62,6 +64,8 @@ REFUSALS = (STALE, AHEAD, DUPLICATE)
 # A frame stamped before an unclean restart whose copy the node may have forgotten
 # (replay_log.py): answered ERROR RESEND, "stamp it afresh and send it again".
 RESEND = "resend"
+RESEND_DETAIL = ("the server restarted after a crash and cannot tell this frame from a copy: "
+                 "send it again with a fresh ts (and content_sig)")
 # What `refusal_answer_due` is asked about: these refusals, and refused frames named by
 # their ERROR code (refusals.py).
 ANSWER_KINDS = (*REFUSALS, RESEND, *(code.value for code in ErrorCode))
@@ -234,17 +238,29 @@ def stale(frame: Envelope, now_ms: int) -> bool:
 
 
 def replay_problem(seen: SeenCache, frame: Envelope, payload_digest: bytes,
-                   now_ms: int) -> tuple[str, str] | None:
+                   now_ms: int, log: ReplayLog | None = None) -> tuple[str, str] | None:
     """Check-and-add a user's frame in the duplicate cache (SOCP §8 seen_ids): None if
-    it is fresh; else (STALE, AHEAD or DUPLICATE, why it is refused)."""
+    it is fresh; else (STALE, AHEAD, DUPLICATE or RESEND, why it is refused). With
+    `log`, keys of frames seen before a restart count too, and the key of a fresh
+    frame is kept for the next restart (replay_log.py)."""
     outside = window_refusal(frame.ts, now_ms)
     if outside:
         return outside, "timestamp outside the accepted window (check your clock)"
     if seen.too_old(frame.ts):
         # The cache overflowed and can no longer tell a copy this old from a new frame.
         return STALE, "timestamp before the window the duplicate cache still covers: send it again with a fresh ts"
-    if not seen.check_and_add((frame.ts, frame.from_, frame.to, payload_digest), now_ms, ts=frame.ts):
+    ref = msg_ref_from_digest(frame.ts, frame.from_, frame.to, payload_digest) if log is not None else ""
+    if log is not None and log.seen_before_restart(ref):
         return DUPLICATE, "duplicate frame ignored"
+    key = (frame.ts, frame.from_, frame.to, payload_digest)
+    if not seen.check_and_add(key, now_ms, ts=frame.ts):
+        return DUPLICATE, "duplicate frame ignored"
+    if log is not None:
+        if log.doubtful(frame.ts, now_ms):
+            seen.discard(key)
+            log.doubted += 1
+            return RESEND, RESEND_DETAIL
+        log.note(ref, frame.ts, now_ms)
     return None
 
 

@@ -12,6 +12,7 @@ from socp.protocol.ids import PUBLIC_CHANNEL
 from .accounts import Accounts
 from .limits import Guard
 from .links import Link
+from .replay_log import ReplayLog
 from .seen import SeenCache
 
 LOCAL = "local"
@@ -170,6 +171,7 @@ class RouterState:
     channel_version: int = 1
     pending_shares: dict[str, dict[str, PendingShare]] = field(default_factory=dict)  # member -> sender -> share
     seen: SeenCache = field(default_factory=SeenCache)
+    replay_log: ReplayLog = field(default_factory=ReplayLog)        # seen keys across restarts (replay_log.py)
     now_ms: int = 0
     next_dial_conn: int = 2**40
     # Federation
