@@ -34,7 +34,7 @@ def user_hello(state: RouterState, link: Link, frame: Envelope) -> list[Action] 
     """Proof of possession for a registered id (limits.user_hello_problem)."""
     known = state.users.get(frame.from_)
     registered_here = known is not None and not known.home_server
-    problem = limits.user_hello_problem(state.guard, frame, registered_here)
+    problem = limits.user_hello_problem(state.guard, frame, registered_here, resubmitted=link.hello_resubmitted)
     if problem is None:
         return None
     return refuse_and_close(state, link.conn, *problem)

@@ -42,6 +42,9 @@ from .events import StoreWrite
 from .replay_log import ReplayLog
 from .seen import SeenCache
 
+# A hello submitted again after a router restart (user_hello_problem) passes if its
+# signature was first used this recently: the old router's last moments, its restart.
+RESUBMITTED_HELLO_MS = 15_000
 # Replay window: the same as for user frames (replay_problem).
 MAX_AGE_MS = 10 * 60 * 1000
 MAX_SKEW_AHEAD_MS = 2 * 60 * 1000
@@ -295,7 +298,8 @@ def server_hello_problem(guard: Guard, seen: SeenCache, frame: Envelope,
 # --- proof of possession for USER_HELLO ---------------------------------------------------
 
 
-def user_hello_problem(guard: Guard, frame: Envelope, registered_here: bool) -> tuple[ErrorCode, str] | None:
+def user_hello_problem(guard: Guard, frame: Envelope, registered_here: bool,
+                       resubmitted: bool = False) -> tuple[ErrorCode, str] | None:
     """Who may connect as a user id that is already registered here?
 
     The interop table lets a hello be unsigned, and its signature covers the payload
@@ -311,12 +315,22 @@ def user_hello_problem(guard: Guard, frame: Envelope, registered_here: bool) -> 
     - ids whose clients never sign (peers that send unsigned hellos) keep working.
 
     The node persists both (`user_hello_accepted`'s StoreWrite) and reloads them at
-    start, so a restart reopens neither hole.
+    start, so a restart reopens neither hole. One exception: a hello the gateway
+    submits again after a router restart, on the connection that sent it
+    (`resubmitted`; restore.py), may carry a signature the old router noted as used
+    when it accepted that very hello, just before it died. Refusing it would close a
+    user who did nothing wrong; so such a hello passes if its signature was first used
+    at most RESUBMITTED_HELLO_MS ago. (The residue: a copy of a hello used that
+    recently, sent on a connection opened just before a router crash and not applied
+    before it, is let through once.)
     """
     user_id = frame.from_
     if frame.sig:
-        if not _note_hello_sig(guard, user_id, hello_sig_digest(frame.sig), guard.now_ms):
-            return ErrorCode.REPLAY, "this signed hello was used before: sign a fresh one"
+        digest = hello_sig_digest(frame.sig)
+        if not _note_hello_sig(guard, user_id, digest, guard.now_ms):
+            first_used = guard.hello_sigs[user_id].get(digest, 0)
+            if not (resubmitted and guard.now_ms - first_used <= RESUBMITTED_HELLO_MS):
+                return ErrorCode.REPLAY, "this signed hello was used before: sign a fresh one"
         return None
     if registered_here and user_id in guard.hello_signers:
         return ErrorCode.INVALID_SIG, "this user id signs its hellos: an unsigned hello cannot claim it"

@@ -171,7 +171,7 @@ class RouterDriver:
                 return []   # we heard its hello ourselves; the re-submitted frames are duplicates
             self.counters.links_replayed += 1
             restored: list[Inbound] = []
-            if message.opening or message.role == m.ROLE_SERVER:
+            if message.opening or message.role in (m.ROLE_SERVER, m.ROLE_USER):
                 event = LinkRestored(message.conn, message.role, message.opening, message.verify_key)
                 restored.append((message.seq - 1, event))
             # The old router applied everything below `seq`: start there. Results may be
