@@ -303,6 +303,8 @@ class RouterDriver:
                 if self.store_writes.full():
                     self.counters.store_failures += 1
                     log.error("router: store queue full; %s not persisted", action.operation)
+                    if action.operation == replay_log.WRITE_KEYS:
+                        self.state.replay_log.keys_lost = True   # no clean stop can be claimed now
                 else:
                     self.store_writes.put_nowait(action)
             elif isinstance(action, AdoptServerId):

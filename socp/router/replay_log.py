@@ -44,6 +44,7 @@ from .events import StoreWrite
 WINDOW_MS = 10 * 60 * 1000
 STOPPED_CLEANLY_AT = "stopped_cleanly_at"      # replay_state row (store/migrations.py)
 MAX_KEYS_PER_WRITE = 50_000                    # one StoreWrite; the rest waits for the next Tick
+WRITE_KEYS = "note_replay_keys"                # the StoreWrite's operation
 
 
 @dataclass(slots=True)
@@ -52,6 +53,7 @@ class ReplayLog:
     unwritten: list[list[int | str]] = field(default_factory=list)          # [msg_ref, ts, seen_at]
     unclean_restart_ms: int | None = None      # the start after an unclean stop; None after a clean one
     doubted: int = 0                            # frames answered RESEND (counters you can read)
+    keys_lost: bool = False                     # a write of keys was dropped (store queue full)
 
     def load(self, keys: list[tuple[str, int]] | tuple[tuple[str, int], ...], state: dict[str, int],
              now_ms: int) -> None:
@@ -93,13 +95,16 @@ class ReplayLog:
         if not self.unwritten:
             return []
         batch, self.unwritten = self.unwritten[:MAX_KEYS_PER_WRITE], self.unwritten[MAX_KEYS_PER_WRITE:]
-        return [StoreWrite("note_replay_keys", (batch, horizon))]
+        return [StoreWrite(WRITE_KEYS, (batch, horizon))]
 
     def stop(self, now_ms: int) -> list[StoreWrite]:
-        """A clean stop: every key not yet written, then the mark saying so."""
+        """A clean stop: every key not yet written, then the mark saying so (unless
+        some keys never reached the store: then the next start doubts, as after a crash)."""
         writes = []
         while self.unwritten:
             writes += self.tick(now_ms)
+        if self.keys_lost:
+            return writes
         return writes + [StoreWrite("set_replay_state", (STOPPED_CLEANLY_AT, now_ms))]
 
 

@@ -113,3 +113,10 @@ def test_restored_keys_leave_with_the_window(keys) -> None:
     assert list(log.restored) == ["a", "b"]
     log.tick(NOW + replay_log.WINDOW_MS)        # "a" is now older than the window
     assert list(log.restored) == ["b"]
+
+
+def test_no_clean_stop_is_claimed_when_keys_were_lost(keys) -> None:
+    log = replay_log.ReplayLog()
+    log.note("k", NOW, NOW)
+    log.keys_lost = True                         # the driver could not queue a write of keys
+    assert [w.operation for w in log.stop(NOW)] == [replay_log.WRITE_KEYS]
