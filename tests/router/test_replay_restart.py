@@ -120,3 +120,37 @@ def test_no_clean_stop_is_claimed_when_keys_were_lost(keys) -> None:
     log.note("k", NOW, NOW)
     log.keys_lost = True                         # the driver could not queue a write of keys
     assert [w.operation for w in log.stop(NOW)] == [replay_log.WRITE_KEYS]
+
+
+class FakeStore:
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[tuple] = []
+        self.fail = fail
+
+    def __getattr__(self, operation: str):
+        async def call(*arguments):
+            if self.fail:
+                raise ConnectionError("the store is gone")
+            self.calls.append((operation, *arguments))
+        return call
+
+
+async def test_the_driver_writes_what_is_queued_then_the_keys_then_the_mark(keys) -> None:
+    import asyncio
+
+    from socp.router.process import _stop_cleanly
+
+    node = Harness(server_key=keys[0])
+    a_conn, alice, _ = node.connect_user(keys[1])
+    _, bob, _ = node.connect_user(keys[2])
+    node.feed(a_conn, dm(alice, bob, NOW))
+    queue: asyncio.Queue[StoreWrite] = asyncio.Queue()
+    queue.put_nowait(StoreWrite("bind_user", ("x", "key", {})))
+    store = FakeStore()
+    await _stop_cleanly(store, queue, node.state, [StoreWrite("add_channel_member", ("y", 2))])
+    assert [call[0] for call in store.calls] == ["add_channel_member", "bind_user", "note_replay_keys",
+                                                 "set_replay_state"]
+    assert store.calls[-1][1:3] == (replay_log.STOPPED_CLEANLY_AT, store.calls[-1][2]) and store.calls[-1][2] > 0
+    failing = FakeStore(fail=True)
+    await _stop_cleanly(failing, asyncio.Queue(), node.state, [])    # logs; leaves the mark at 0
+    assert failing.calls == []
