@@ -27,6 +27,11 @@ a ts stays inside the window (10 minutes). Why RESEND and not the alternatives:
   a replayer holding only the captured bytes cannot make a frame that passes the
   recipient's content-signature check (SOCP §9 covers the ts).
 
+Only user frames' keys are kept. Frames that linked servers relay (SERVER_DELIVER,
+gossip) come over links verified with a pinned key and are deduplicated in memory
+only: after a restart, a linked server could deliver again what it sent in the last
+ten minutes; no user connection can.
+
 Frames stamped after the restart are new by construction (a copy of a frame seen
 before the crash has a ts at most MAX_SKEW_AHEAD_MS past the crash): the residual
 risk is a sender whose clock ran ahead of ours, whose frames seen in the last Tick
