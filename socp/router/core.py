@@ -20,8 +20,8 @@ from socp.protocol.frame_types import (
 from socp.protocol.acks import ACKNOWLEDGED_TYPES
 from socp.protocol.envelope import Envelope
 
-from . import (acks, defences, dialects, directory, federation, limits, login, outflow, peer_login, redeliver, restore,
-               user_presence, users)
+from . import (acks, defences, dialects, directory, federation, limits, login, outflow, peer_login, redeliver, refusals,
+               restore, user_presence, users)
 from .events import (GATEWAY_RESTARTED, Action, BatchEnd, Close, DirectoryQueried, Event, FrameIn, FrameRejected,
                      FramesWritten, LinkDown, LinkRestored, LinkUp, Tick)
 from .links import Link, LinkState
@@ -67,7 +67,8 @@ def _handle(state: RouterState, event: Event) -> list[Action]:
         state.seen.expire(state.now_ms)
         defences.tick(state)
         redeliver.tick(state)
-        return federation.tick(state) + users.tick(state) + acks.tick(state)
+        return (federation.tick(state) + users.tick(state) + acks.tick(state) + refusals.tick(state)
+                + state.replay_log.tick(state.now_ms))
     raise TypeError(f"unknown event {event!r}")
 
 
@@ -112,7 +113,7 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     # answer costs a signature, so a flood of refused frames must empty the bucket too.
     if frame.type in ACKNOWLEDGED_TYPES and frame.from_ == link.peer_id:
         return acks.user_content(state, link, event, lambda: _user_content(state, link, frame),
-                                 admit=lambda: defences.user_frame(state, link))
+                                 admit=lambda: defences.user_content_admission(state, link))
     refused = defences.user_frame(state, link)
     if refused is not None:
         return refused
@@ -129,7 +130,7 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
         return [dialects.members_snapshot(state, link)]
     if frame.type in (T.HEARTBEAT, T.ACK, T.ERROR):
         return []
-    problem = limits.replay_problem(state.seen, frame, event.payload_digest, state.now_ms)
+    problem = limits.replay_problem(state.seen, frame, event.payload_digest, state.now_ms, state.replay_log)
     if problem is not None:
         return defences.refusal(state, link.conn, *problem)
     if frame.type == T.PUBLIC_CHANNEL_KEY_SHARE:
@@ -168,6 +169,8 @@ def _frame_rejected(state: RouterState, event: FrameRejected) -> list[Action]:
     if link.state is LinkState.AWAITING_HELLO:
         # Nobody we know: a failed hello ends the connection.
         return refuse_and_close(state, event.conn, code, event.detail)
+    if event.msg_ref and link.is_user:
+        return refusals.refuse(state, event.conn, code, event.detail, event.msg_ref)
     return [error_to(state, event.conn, code, event.detail)]
 
 

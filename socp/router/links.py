@@ -48,6 +48,10 @@ class Link:
     superseded: bool = False   # closed only because a duplicate link to the same server won
     address: str = ""          # where an accepted login connection comes from (login.address_key)
     proved_key: bool = False   # a user link opened by a signed hello never seen before
+    # Restored from the gateway after a router restart with its USER_HELLO still to be
+    # applied: that hello arrives again, and its signature may be one the old router
+    # already noted as used, by this very connection (restore.py).
+    hello_resubmitted: bool = False
 
     def move(self, new_state: LinkState) -> None:
         if new_state not in ALLOWED[self.state]:

@@ -14,6 +14,7 @@ from .accounts import Accounts
 from .limits import Guard
 from .links import Link
 from .peer_channel import PeerChannel
+from .replay_log import ReplayLog
 from .seen import SeenCache
 
 LOCAL = "local"
@@ -139,6 +140,23 @@ class Outflow:
 
 
 @dataclass(slots=True)
+class HeldRefusals:
+    """Frames of one connection refused with one code, to be named by one ERROR."""
+
+    detail: str
+    refs: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Refusals:
+    """refusals.py: refused frames not yet answered."""
+
+    held: dict[int, dict[str, HeldRefusals]] = field(default_factory=dict)   # conn -> code -> frames
+    answered: int = 0          # ERRORs naming refused frames (counters you can read)
+    held_refs: int = 0         # refused frames named later, together with others
+
+
+@dataclass(slots=True)
 class RouterState:
     me: NodeSelf
     links: dict[int, Link] = field(default_factory=dict)
@@ -155,6 +173,7 @@ class RouterState:
     channel_version: int = 1
     pending_shares: dict[str, dict[str, PendingShare]] = field(default_factory=dict)  # member -> sender -> share
     seen: SeenCache = field(default_factory=SeenCache)
+    replay_log: ReplayLog = field(default_factory=ReplayLog)        # seen keys across restarts (replay_log.py)
     now_ms: int = 0
     next_dial_conn: int = 2**40
     # Federation
@@ -172,6 +191,7 @@ class RouterState:
     # Recovery (acks.py)
     pending_acks: dict[int, str] = field(default_factory=dict)       # conn -> latest handed-on msg_ref
     next_ack_ms: dict[int, int] = field(default_factory=dict)         # conn -> when it may next get an ACK
+    refusals: Refusals = field(default_factory=Refusals)             # refused frames to name (refusals.py)
     # Public channel joins not yet announced (users.announce_joins). The process driver
     # sets `batch_joins` and announces once per batch of events; alone, every event does.
     joins_waiting: list[str] = field(default_factory=list)

@@ -31,6 +31,7 @@ from typing import Any
 
 from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, Rejected, Verified, VerifyJob
 from socp.protocol import envelope
+from socp.protocol.acks import msg_ref_of_obj
 from socp.protocol.crypto import decode_public_key
 from socp.protocol.encoding import canonical_json
 from socp.protocol.errors import BadKey, InvalidSignature, SocpError
@@ -46,6 +47,7 @@ RELAYED_TYPES = frozenset({FrameType.USER_ADVERTISE, FrameType.USER_REMOVE})
 def check_job(job: VerifyJob) -> Verified | Rejected:
     """Validate one inbound frame for the router (see the module docstring)."""
     frame_type = ""
+    raw = None
     try:
         raw = envelope.load_json(job.text)
         frame_type = readable_type(raw)
@@ -60,7 +62,8 @@ def check_job(job: VerifyJob) -> Verified | Rejected:
             link_signed = False
         digest = payload_digest(frame.payload)
     except SocpError as exc:
-        return Rejected(job.conn, job.seq, exc.code.value, exc.detail, frame_type)
+        # Named, so the sender learns which frame failed (no silent drops, protocol/acks.py).
+        return Rejected(job.conn, job.seq, exc.code.value, exc.detail, frame_type, msg_ref_of_obj(raw))
     return Verified(job.conn, job.seq, frame.to_dict(), digest, link_signed)
 
 

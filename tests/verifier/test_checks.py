@@ -233,3 +233,17 @@ def test_g101_hello_signed_over_the_envelope_as_sent_is_verified(keys) -> None:
 
 def test_g101_hello_whose_signed_fields_changed_is_invalid_sig(keys) -> None:
     assert rejected(check_job(job(g101_hello(keys[1], tamper=True), ROLE_USER)), "INVALID_SIG", "USER_HELLO")
+
+
+def test_a_refused_acknowledged_frame_carries_its_msg_ref(keys) -> None:
+    # No silent drops (protocol/acks.py): the router names the frame in its ERROR.
+    from socp.protocol.acks import msg_ref
+
+    dm = frames.msg_direct("u", "v", TS, "Y2lwaGVy", "a2V5", "c2ln")
+    signed_by_another = sign_envelope(keys[1], dm)
+    result = check_job(job(signed_by_another.to_wire().replace(signed_by_another.sig, "AAAA"), ROLE_USER))
+    assert isinstance(result, Rejected) and result.msg_ref == msg_ref(dm)
+    # Frames that do not read as acknowledged frames name nothing.
+    assert check_job(job("not json", ROLE_USER)).msg_ref == ""
+    assert check_job(job(frames.heartbeat("u", "v", TS).to_wire().replace('"ts":', '"ts":"x","t":'),
+                         ROLE_USER)).msg_ref == ""
