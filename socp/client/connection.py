@@ -653,8 +653,8 @@ class ChatClient:
         finally:
             self._server_error = None
         if refusal is not None:
-            raise CommandError(f"the server refused the public message ({refusal.code} {refusal.detail}); "
-                               "it was not sent", "NOT_SENT")
+            raise CommandError(f"the server refused the public message or its key share ({refusal.code} "
+                               f"{refusal.detail}): the members cannot read it", "NOT_SENT")
         self._public_accepted = True
         for event in actions.events:
             self._emit(event)

@@ -77,11 +77,17 @@ DOWNLOAD_IDLE_TIMEOUT = 120.0
 MAX_FAILED_IDS = 1024
 DEFAULT_MAX_FILE_BYTES = 4 * 1024**3
 LOGIN_REGISTER_ACK = "LOGIN_REGISTER"   # ACK.msg_ref answering a LOGIN_REGISTER
+# G17 keeps users' keys only for those who sent its REGISTER {pubkey, privkey_store,
+# pake_password} (answered ACK REGISTER_OK), and answers PUBKEY_REQUEST from that:
+# on a server that greeted us with its CLIENT_WELCOME, our login is stored that way,
+# which is also how the other users there can get our key.
+G17_REGISTER = "REGISTER"
+G17_REGISTER_ACK = "REGISTER_OK"
 # ERROR codes the node answers a LOGIN_REGISTER with (docs/store-and-login.md), plus
 # what a server that does not know the frame may say. ERROR carries no reference to
 # the frame it answers; while a registration waits, these codes are taken as its answer
 # (the client sends nothing else that the node answers with them).
-LOGIN_REGISTER_REFUSALS = frozenset({"FORBIDDEN", "MALFORMED", "UNKNOWN_TYPE"})
+LOGIN_REGISTER_REFUSALS = frozenset({"FORBIDDEN", "MALFORMED", "UNKNOWN_TYPE", "REGISTER_FAIL", "BAD_KEY"})
 FILE_READ_BUFFER = 1024 * 1024
 
 
@@ -172,10 +178,12 @@ class ClientSession:
         self._probes: list[str] = []
         self.hello_signs_envelope = False                # G101: sign the hello's whole envelope
         self.lookup_answers = 0                          # key look-ups answered or refused, ever
+        self.registers_g17_style = False                 # the server greeted us with CLIENT_WELCOME (G17)
         self._keys: dict[str, str] = {}                  # user id -> trusted key (normalised)
         self._changed_keys: dict[str, str] = {}          # user id -> a key that differs from the pin
         self._warned: dict[str, str] = {}                # user id -> new fingerprint already reported
-        self._list_requests: list[bool] = []             # FIFO: was each LIST_REQUEST the user's?
+        # FIFO of (request type, was it the user's?) for each list request sent.
+        self._list_requests: list[tuple[str, bool]] = []
         self._split: OrderedDict[tuple[str, str, str], _SplitMessage] = OrderedDict()
         self._downloads: dict[str, IncomingFile] = {}
         self._failed_files: OrderedDict[str, None] = OrderedDict()
@@ -289,7 +297,7 @@ class ClientSession:
             return None
         if self.list_dialect != kind:
             self._probes.append(kind)
-        self._list_requests.append(requested)
+        self._list_requests.append((kind, requested))
         return self._sign(Envelope(kind, self.user_id, self._server_to(), self.now_ms(), {}))
 
     def _server_to(self) -> str:
@@ -321,6 +329,10 @@ class ClientSession:
         Valid only on a connection opened with a signed hello, which ours always is."""
         self.login_register_pending = True
         server = self.server_id or BROADCAST
+        if self.registers_g17_style:
+            return self._sign(Envelope(G17_REGISTER, self.user_id, server, self.now_ms(),
+                                       {"pubkey": self.pubkey, "privkey_store": registration.privkey_store,
+                                        "pake_password": registration.pake_password}))
         return self._sign(frames.login_register(self.user_id, server, self.now_ms(), registration.privkey_store,
                                                 registration.pake_password))
 
@@ -540,6 +552,7 @@ class ClientSession:
         payload = raw.get("payload")
         if frame_type == "CLIENT_WELCOME" and isinstance(payload, dict) and is_peer_id(payload.get("server_id")):
             self._note_server(payload["server_id"])
+            self.registers_g17_style = True
         return []
 
     def _note_server(self, server_id: str) -> None:
@@ -560,6 +573,15 @@ class ClientSession:
             return handler(self, envelope)
         except SocpError as exc:
             return [ErrorReceived(exc.code.value, f"dropped {envelope.type}: {exc.detail}", "client")]
+
+    def _requested(self, request: str) -> bool:
+        """Whether the user asked for the list this reply answers. Requests of other
+        dialects sent before it went unanswered (tried and timed out): forgotten."""
+        while self._list_requests:
+            kind, requested = self._list_requests.pop(0)
+            if kind == request:
+                return requested
+        return True
 
     def _answered(self, request: str) -> None:
         if request in self._probes:
@@ -599,7 +621,7 @@ class ClientSession:
         for uid, entry in directory.items():
             if entry.pubkey and uid != self.user_id:
                 events.extend(self._check_pin(uid, entry.pubkey)[1])
-        requested = self._list_requests.pop(0) if self._list_requests else True
+        requested = self._requested(request)
         events.append(ListResult(self.user_entries(), requested=requested))
         return events
 
@@ -660,30 +682,34 @@ class ClientSession:
 
     def _on_error(self, envelope: Envelope) -> list[Event]:
         code, detail = dialects.error_fields(envelope.payload)
-        if code == dialects.UNKNOWN_TYPE and self._probes:
+        refused = self._refused_probe(detail) if code == dialects.UNKNOWN_TYPE else None
+        if refused is not None:
             # A list request or key look-up this server does not know: expected, not shown.
-            named = [kind for kind in self._probes if re.search(rf"\b{kind}\b", detail)]
-            if named:
-                refused = named[0]
-            elif any(re.search(rf"\b{kind}\b", detail) for kind in KNOWN_TYPES):
-                return [ErrorReceived(code, detail, "server")]   # about another frame of ours
-            else:
-                refused = self._probes[0]
             self._probes.remove(refused)
             self.unsupported.add(refused)
             self.lookup_answers += refused in dialects.KEY_LOOKUPS
-            if refused in dialects.LIST_DIALECTS and self._list_requests:
-                self._list_requests.pop(0)
+            if refused in dialects.LIST_DIALECTS:
+                self._list_requests = [entry for entry in self._list_requests if entry[0] != refused]
             return []
         if self.login_register_pending and code in LOGIN_REGISTER_REFUSALS:
             self.login_register_pending = False
             return [LoginRegisterFailed(code, detail)]
         return [ErrorReceived(code, detail, "server")]
 
+    def _refused_probe(self, detail: str) -> str | None:
+        """Which of our outstanding dialect probes an UNKNOWN_TYPE answers: the one its
+        detail names, else the oldest if the detail names no frame type at all."""
+        named = [kind for kind in self._probes if re.search(rf"\b{kind}\b", detail)]
+        if named:
+            return named[0]
+        if self._probes and not any(re.search(rf"\b{kind}\b", detail) for kind in KNOWN_TYPES):
+            return self._probes[0]
+        return None
+
     def _on_ack(self, envelope: Envelope) -> list[Event]:
         if is_peer_id(envelope.from_) and envelope.from_ != self.user_id:
             self.server_ids.add(envelope.from_)
-        if envelope.payload.get("msg_ref") == LOGIN_REGISTER_ACK and self.login_register_pending:
+        if envelope.payload.get("msg_ref") in (LOGIN_REGISTER_ACK, G17_REGISTER_ACK) and self.login_register_pending:
             self.login_register_pending = False
             return [LoginRegistered(envelope.from_)]
         return []
@@ -696,7 +722,9 @@ class ClientSession:
         if envelope.type == T.USER_DELIVER:
             # sender = payload.sender, else payload.from, else the envelope `from` when it
             # is not a server (G56 and G101 deliver with the sender user there).
-            sender = frames.deliver_sender(envelope, self.server_ids)
+            # G56 delivers with its own id in `from` and no sender: the key names the sender.
+            sender = frames.deliver_sender(envelope, self.server_ids) or self._owner_of_key(
+                envelope.payload.get("sender_pub"))
         else:
             sender = envelope.from_
         if not sender:
@@ -709,6 +737,10 @@ class ClientSession:
         ciphertext = payload["ciphertext"]
         if not _verifies(signing.verify_dm, key, payload["content_sig"], ciphertext, sender, self.user_id,
                          envelope.ts):
+            if envelope.type == T.USER_DELIVER and _verifies(signing.verify_public, key, payload["content_sig"],
+                                                             ciphertext, sender, envelope.ts):
+                # G101 fans public messages out as USER_DELIVER to each member.
+                return self._public_message(sender, envelope.ts, payload)
             return [MessageRejected(sender, "dm", "content signature does not verify", envelope.ts)]
         trusted, events = self._check_pin(sender, key_text)
         plaintext, form = _open(ciphertext, self.user_key)
@@ -721,13 +753,21 @@ class ClientSession:
         payload = envelope.payload
         sender = payload.get("from") if is_peer_id(payload.get("from")) else envelope.from_
         ts = payload["ts"] if isinstance(payload.get("ts"), int) and "from" in payload else envelope.ts
-        if sender in self.server_ids and isinstance(payload.get("sender_pub"), str):
-            try:
-                fp = crypto.fingerprint(payload["sender_pub"])
-            except BadKey:
-                return sender, ts
-            sender = next((uid for uid, key in self._keys.items() if crypto.fingerprint(key) == fp), sender)
+        if sender in self.server_ids:
+            sender = self._owner_of_key(payload.get("sender_pub")) or sender
         return sender, ts
+
+    def _owner_of_key(self, key_text: Any) -> str:
+        """The user (we included) whose key this is, "" if none we know."""
+        if not isinstance(key_text, str):
+            return ""
+        try:
+            fp = crypto.fingerprint(key_text)
+        except BadKey:
+            return ""
+        if fp == self.fingerprint:
+            return self.user_id
+        return next((uid for uid, key in self._keys.items() if crypto.fingerprint(key) == fp), "")
 
     def _on_plain_public(self, envelope: Envelope) -> list[Event]:
         """A plaintext public message from a peer client (G45: payload {channel, text,
@@ -763,12 +803,18 @@ class ClientSession:
         if not key_text:
             return [MessageRejected(sender, "public", "no key known for the sender", envelope.ts)]
         key = crypto.decode_public_key(key_text)
-        ciphertext = payload["ciphertext"]
-        if not _verifies(signing.verify_public, key, payload["content_sig"], ciphertext, sender, ts):
+        if not _verifies(signing.verify_public, key, payload["content_sig"], payload["ciphertext"], sender, ts):
             return [MessageRejected(sender, "public", "content signature does not verify", envelope.ts)]
+        return self._public_message(sender, ts, payload)
+
+    def _public_message(self, sender: str, ts: int, payload: dict[str, Any]) -> list[Event]:
+        """A public message whose content_sig verified: decrypt with the sender's channel key."""
+        if sender == self.user_id:
+            return []
+        key_text = payload.get("sender_pub") or self._keys[sender]
         trusted, events = self._check_pin(sender, key_text)
-        channel_key = self.channel_keys.peer(crypto.fingerprint(key))
-        plaintext, form = _open(ciphertext, channel_key)
+        channel_key = self.channel_keys.peer(crypto.fingerprint(key_text))
+        plaintext, form = _open(payload["ciphertext"], channel_key)
         return events + self._message(sender, "public", ts, plaintext, form, trusted, payload.get("part"))
 
     def _message(self, sender: str, channel: Channel, ts: int, plaintext: bytes | None, form: ContentForm,
@@ -842,7 +888,11 @@ class ClientSession:
 
     def _on_file_start(self, envelope: Envelope) -> list[Event]:
         payload = envelope.payload
-        sender = frames.deliver_sender(envelope, self.server_ids) or ""
+        # A server that re-wraps the frame (G45: its own `from` and `ts`, payload.sender
+        # added) breaks the manifest signature, which covers the sender's `ts`; with no
+        # payload.sender, the sender's key says who sent it.
+        rewrapped = envelope.from_ in self.server_ids
+        sender = frames.deliver_sender(envelope, self.server_ids) or self._owner_of_key(payload.get("sender_pub"))
         file_id, name, size = payload["file_id"], payload["name"], payload["size"]
         channel: Channel = payload.get("mode") or ("public" if envelope.to == PUBLIC_CHANNEL else "dm")
         if sender == self.user_id:
@@ -862,9 +912,13 @@ class ClientSession:
                 signature = b64url_decode(payload["content_sig"])
             except SocpError:
                 return self._fail(file_id, sender, name, "unreadable manifest signature")
-            if not crypto.verify_pss(key, signature, manifest_signed_bytes(payload, sender, envelope.to, envelope.ts)):
+            if crypto.verify_pss(key, signature, manifest_signed_bytes(payload, sender, envelope.to, envelope.ts)):
+                verified, events = self._check_pin(sender, key_text)
+            elif not rewrapped:
                 return self._fail(file_id, sender, name, "manifest signature does not verify")
-            verified, events = self._check_pin(sender, key_text)
+            # else: the server changed the envelope fields the signature covers; the file
+            # is taken as an unsigned one (a server could as well have dropped the
+            # signature), and its SHA-256 is still checked.
         creator_fp = crypto.fingerprint(key_text) if key_text else ""
         try:
             incoming = IncomingFile.open(self.downloads_dir, file_id=file_id, sender=sender, name=name, size=size,
