@@ -2,9 +2,12 @@
 
     ChatClient.run(commands)
       connect      retry with exponential backoff, a clear message per failure
-      hello        USER_HELLO (signed, to "*"), then LIST_REQUEST; the first
-                   LIST_RESPONSE means "accepted", ERROR NAME_IN_USE / BAD_KEY
-                   means refused
+      hello        USER_HELLO (signed, to "*"), then the list request this server
+                   answers, found by trying LIST_REQUEST, USER_LIST_REQ and WHO
+                   (`dialects`; none: the presence cache is the list); only an
+                   ERROR about the hello (NAME_IN_USE, BAD_KEY, …) or a close
+                   refuses it, and one that refuses its signature gets a second
+                   hello signed over the whole envelope (G101)
       serve        a TaskGroup of the reader (frames -> session -> events), the
                    command pump (lines -> session -> frames), a task that stores
                    the user's login on this server once per (home, server)

@@ -544,7 +544,7 @@ class ClientSession:
             envelope = parse_obj(fields)
         except SocpError as exc:
             return [ErrorReceived(exc.code.value, f"dropped a frame from the server: {exc.detail}", "client")]
-        return self.handle_envelope(envelope, verified=True)
+        return self.handle_envelope(envelope, transport_checked=True)
 
     def _on_unknown_type(self, frame_type: str, raw: dict[str, Any]) -> list[Event]:
         """A type outside the reference: G17's CLIENT_WELCOME {server_id} names our
@@ -560,8 +560,8 @@ class ClientSession:
             self.server_ids.add(server_id)
             self.server_id = self.server_id or server_id
 
-    def handle_envelope(self, envelope: Envelope, *, verified: bool = False) -> list[Event]:
-        if self.server_key is not None and envelope.type != T.CTRL_CLOSE and not verified:
+    def handle_envelope(self, envelope: Envelope, *, transport_checked: bool = False) -> list[Event]:
+        if self.server_key is not None and envelope.type != T.CTRL_CLOSE and not transport_checked:
             try:
                 signing.verify_transport(self.server_key, envelope)
             except InvalidSignature as exc:
@@ -720,9 +720,10 @@ class ClientSession:
     def _on_direct(self, envelope: Envelope) -> list[Event]:
         """§7.2: USER_DELIVER (or a peer's MSG_DIRECT passed on unchanged)."""
         if envelope.type == T.USER_DELIVER:
-            # sender = payload.sender, else payload.from, else the envelope `from` when it
-            # is not a server (G56 and G101 deliver with the sender user there).
-            # G56 delivers with its own id in `from` and no sender: the key names the sender.
+            # Interop table: payload.sender, else payload.from, else the envelope `from`
+            # when it is not a server (G101 puts the sender user there). G56 puts its own
+            # id there and no sender: then the owner of sender_pub, whose content_sig
+            # over its own id must still verify below.
             sender = frames.deliver_sender(envelope, self.server_ids) or self._owner_of_key(
                 envelope.payload.get("sender_pub"))
         else:
