@@ -69,6 +69,7 @@ from .events import (
     LoginRegistered,
     LoginRegisterFailed,
     MessageReceived,
+    MessageSent,
     Ready,
 )
 from .roaming import LoginFailed, RoamingLogin
@@ -351,9 +352,11 @@ class ChatClient:
         timeout; with none answered, the users the server announces are the list."""
         assert self._ws is not None
         await self._ws.send(self.session.hello().to_wire())
+        loop = asyncio.get_running_loop()
+        hello_deadline = loop.time() + self.hello_timeout   # the whole hello, every try included
         remembered = self.session.list_dialect
         if remembered == dialects.PRESENCE_ONLY:
-            await self._hello_answers(None, self.list_probe_timeout)
+            await self._hello_answers(None, min(self.list_probe_timeout, self.hello_timeout))
         else:
             tries = [remembered] if remembered else [k for k in dialects.LIST_DIALECTS
                                                      if k not in self.session.unsupported]
@@ -362,7 +365,8 @@ class ChatClient:
                 assert frame is not None
                 await self._ws.send(frame.to_wire())
                 # The first answer also waits for the server to take the hello in.
-                if await self._hello_answers(kind, self.list_probe_timeout * (2 if index == 0 else 1)):
+                wait = min(self.list_probe_timeout * (2 if index == 0 else 1), hello_deadline - loop.time())
+                if await self._hello_answers(kind, wait):
                     break
             else:
                 self.session.no_list_request()
@@ -647,8 +651,10 @@ class ChatClient:
             await self._send(actions)
             return True
         self._server_error = asyncio.get_running_loop().create_future()
+        sent = tuple(event for event in actions.events if isinstance(event, MessageSent))
         try:
-            await self._send(Actions(frames=actions.frames))
+            await self._send(Actions(frames=actions.frames,
+                                     events=tuple(e for e in actions.events if e not in sent)))
             try:
                 refusal = await asyncio.wait_for(asyncio.shield(self._server_error), self.public_refusal_wait)
             except TimeoutError:
@@ -659,7 +665,7 @@ class ChatClient:
             raise CommandError(f"the server refused the public message or its key share ({refusal.code} "
                                f"{refusal.detail}): the members cannot read it", "NOT_SENT")
         self._public_accepted = True
-        for event in actions.events:
+        for event in sent:
             self._emit(event)
         return True
 
