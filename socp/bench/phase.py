@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from socp.protocol.acks import refs_named
 from socp.runtime import fast_runner
 
 from .capacity import SignCapacity
@@ -49,7 +50,7 @@ def make_handler(tracker: DeliveryTracker, delivery_types: frozenset[str], key_o
                 tracker.delivered(user.index, key, when, text, frame.get("sig") or "")
         elif frame_type == "ERROR":
             payload = frame.get("payload") or {}
-            tracker.error(str(payload.get("code") or payload.get("reason") or "ERROR")[:64])
+            tracker.error(str(payload.get("code") or payload.get("reason") or "ERROR")[:64], len(refs_named(payload)))
 
     return handle
 

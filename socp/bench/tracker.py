@@ -38,7 +38,7 @@ class DeliveryTracker:
     seen: Counter = field(default_factory=Counter)            # (receiver, key) -> times received
     latencies_s: list[float] = field(default_factory=list)
     delivered_times: list[float] = field(default_factory=list)
-    errors: Counter = field(default_factory=Counter)          # ERROR frames by code
+    errors: Counter = field(default_factory=Counter)          # refused frames by code (or ERRORs naming none)
     unexpected: int = 0                                       # deliveries of keys we never sent
     signatures: set[str] = field(default_factory=set)         # distinct node `sig`s on deliveries
     sample: list[tuple[int, str]] = field(default_factory=list)   # (receiver, frame text)
@@ -91,8 +91,10 @@ class DeliveryTracker:
         if slot < self.sample_size:
             self.sample[slot] = (receiver, text)
 
-    def error(self, code: str) -> None:
-        self.errors[code] += 1
+    def error(self, code: str, frames_named: int = 0) -> None:
+        """An ERROR: it counts once per frame it names (one ERROR may name a whole
+        refused burst in `msg_refs`), or once if it names none."""
+        self.errors[code] += max(1, frames_named)
 
     # --- results -----------------------------------------------------------------------
 

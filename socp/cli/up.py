@@ -37,7 +37,9 @@ def _print_info(config: NodeConfig, server_id: str, public_key: str) -> None:
               help="Host other servers dial (default: --host).")
 @click.option("--heartbeat-interval", default=15.0, envvar="SOCP_HEARTBEAT_INTERVAL", hidden=True, type=float)
 @click.option("--link-timeout", default=45.0, envvar="SOCP_LINK_TIMEOUT", hidden=True, type=float)
-@click.option("--hello-timeout", default=10.0, envvar="SOCP_HELLO_TIMEOUT", hidden=True, type=float)
+@click.option("--hello-timeout", default=10.0, show_default=True, envvar="SOCP_HELLO_TIMEOUT", type=float,
+              help="Seconds a new connection may stay silent. G17's client sends nothing until a person "
+                   "has typed /register or /login and a password: raise this (e.g. 300) to serve it.")
 @click.option("--redial-min-backoff", default=0.5, envvar="SOCP_REDIAL_MIN_BACKOFF", hidden=True,
               type=click.FloatRange(min=0.01))
 @click.option("--redial-max-backoff", default=30.0, envvar="SOCP_REDIAL_MAX_BACKOFF", hidden=True,

@@ -10,11 +10,11 @@ from __future__ import annotations
 import orjson
 
 from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, ROLE_USER
-from socp.protocol.frame_types import LOGIN_TYPES, SERVER_OPENING_TYPES, USER_OPENING_TYPES
+from socp.protocol.frame_types import PASSWORD_OPENING_TYPES, SERVER_OPENING_TYPES, USER_OPENING_TYPES
 
 _USER_OPENINGS = frozenset(t.value for t in USER_OPENING_TYPES)
 _SERVER_OPENINGS = frozenset(t.value for t in SERVER_OPENING_TYPES)
-_LOGIN_OPENINGS = frozenset(t.value for t in LOGIN_TYPES)
+_LOGIN_OPENINGS = frozenset(t.value for t in PASSWORD_OPENING_TYPES)   # ours and G17's
 
 
 def role_of_first_frame(text: str) -> tuple[int, str]:

@@ -22,7 +22,8 @@ from socp.gateway.context import GatewayContext
 from socp.gateway.links import CLOSE_POLICY_VIOLATION, CloseRequest, Link, LinkState
 from socp.ratelimit import TokenBucket, retry_hint
 from socp.gateway.roles import opens_login, role_of_first_frame
-from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, LinkClosed, LinkOpened, Rejected, VerifyJob, pack
+from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, ROLE_USER, LinkClosed, LinkOpened, Rejected, VerifyJob, pack
+from socp.protocol.acks import msg_ref_of_text
 from socp.protocol.errors import ErrorCode
 
 log = logging.getLogger("socp.gateway")
@@ -153,7 +154,7 @@ class Session:
     async def _forward(self, message: str | bytes) -> None:
         link = self._link
         if not self._bucket.take():
-            await self._refuse_over_limit()
+            await self._refuse_over_limit(message)
             return
         self._over_limit = 0
         seq = link.next_in_seq
@@ -172,10 +173,13 @@ class Session:
         link.next_in_seq = seq + 1
         self._stats.frames_in += 1
 
-    async def _refuse_over_limit(self) -> None:
-        """The first frame over the limit is answered RATE_LIMITED with a retry hint;
-        the rest of the burst is dropped unseen (no seq is used, so the router's order
-        is intact); a peer that floods on for another whole burst is disconnected."""
+    async def _refuse_over_limit(self, message: str | bytes) -> None:
+        """The first frame over the limit is answered RATE_LIMITED with a retry hint. Of
+        the rest of the burst, a user's acknowledged frames are reported to the router
+        by msg_ref, which names them in one ERROR per ACK interval (no silent drops,
+        protocol/acks.py); the others are dropped unseen (no seq is used, so the
+        router's order is intact). A peer that floods on for another whole burst is
+        disconnected."""
         link = self._link
         stats = self._stats
         stats.rate_limited += 1
@@ -183,15 +187,19 @@ class Session:
         self._over_limit += 1
         if link.closing.is_set():
             return
-        if self._over_limit == 1:
+        if self._over_limit > self._bucket.burst:
+            stats.rate_limit_closes += 1
+            link.request_close(CLOSE_POLICY_VIOLATION, "rate limit exceeded: too many frames")
+            return
+        first = self._over_limit == 1
+        ref = (msg_ref_of_text(message) if link.role == ROLE_USER and type(message) is str
+               and not utf8_size_exceeds(message, self._max_frame_bytes) else "")
+        if first or ref:
             detail = (f"too many frames: at most {self._bucket.rate:g} per second on a connection; "
                       + retry_hint(self._bucket.retry_after()))
             seq = link.next_in_seq
-            await self._bus.tell_router(Rejected(link.conn, seq, ErrorCode.RATE_LIMITED.value, detail, ""))
+            await self._bus.tell_router(Rejected(link.conn, seq, ErrorCode.RATE_LIMITED.value, detail, "", ref))
             link.next_in_seq = seq + 1
-        elif self._over_limit > self._bucket.burst:
-            stats.rate_limit_closes += 1
-            link.request_close(CLOSE_POLICY_VIOLATION, "rate limit exceeded: too many frames")
 
     async def _write(self) -> None:
         link = self._link

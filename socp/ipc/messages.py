@@ -110,6 +110,9 @@ class Rejected:
     code: str                 # ErrorCode value
     detail: str
     frame_type: str           # "" when the frame was not readable
+    # Added later: the refused frame's msg_ref (protocol/acks.py) when it is of an
+    # acknowledged type, so its ERROR can name it; "" otherwise.
+    msg_ref: str = ""
 
 
 @dataclass(frozen=True, slots=True)

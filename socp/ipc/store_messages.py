@@ -20,6 +20,8 @@ Requests (client → store)              Replies (store → client)
   BindRemoteUser                         BindReply      (BindResult value)
   Status                                 StatusReply    (the database's state, at once)
   NoteSignedHello                        Done
+  NoteReplayKeys                         Done
+  SetReplayState                         Done
   any of them                            Failed         (reason, detail)
 
 Reads are answered as soon as every write that arrived before them is applied; writes
@@ -165,6 +167,22 @@ class NoteSignedHello:
     keep: int                 # at most this many of the user's newest signatures are kept
 
 
+@dataclass(frozen=True, slots=True)
+class NoteReplayKeys:
+    KIND: ClassVar[int] = 14
+    request_id: RequestId
+    keys: list[list[Any]]     # [msg_ref, ts, seen_at] of user frames seen (router/replay_log.py)
+    forget_before: int        # ms: keys whose ts is older are deleted
+
+
+@dataclass(frozen=True, slots=True)
+class SetReplayState:
+    KIND: ClassVar[int] = 15
+    request_id: RequestId
+    name: str                 # e.g. "stopped_cleanly_at"
+    value: int
+
+
 # -- replies ---------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +211,8 @@ class SnapshotReply:
     # Added later (defaults: a store of the previous release sends none).
     hello_signers: list[str] = field(default_factory=list)
     hello_signatures: list[list[Any]] = field(default_factory=list)   # [user_id, sig_digest, seen_at]
+    replay_keys: list[list[Any]] = field(default_factory=list)        # [msg_ref, ts], oldest ts first
+    replay_state: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,17 +262,19 @@ class StatusReply:
 
 
 StoreRequest = (Ping | LoadSnapshot | GetUser | BindUser | SaveKeyShare | MarkShareDelivered | PinServer
-                | UpdateServerAddr | AddChannelMember | SetLogin | BindRemoteUser | Status | NoteSignedHello)
+                | UpdateServerAddr | AddChannelMember | SetLogin | BindRemoteUser | Status | NoteSignedHello
+                | NoteReplayKeys | SetReplayState)
 StoreReply = Done | Applied | SnapshotReply | UserReply | BindReply | PinReply | Failed | StatusReply
 StoreMessage = StoreRequest | StoreReply
 
 REQUEST_TYPES: tuple[type, ...] = (Ping, LoadSnapshot, GetUser, BindUser, SaveKeyShare, MarkShareDelivered,
                                    PinServer, UpdateServerAddr, AddChannelMember, SetLogin, BindRemoteUser, Status,
-                                   NoteSignedHello)
+                                   NoteSignedHello, NoteReplayKeys, SetReplayState)
 REPLY_TYPES: tuple[type, ...] = (Done, Applied, SnapshotReply, UserReply, BindReply, PinReply, Failed, StatusReply)
 # Requests that change the database: applied one at a time, in arrival order.
 WRITE_TYPES: tuple[type, ...] = (BindUser, SaveKeyShare, MarkShareDelivered, PinServer, UpdateServerAddr,
-                                 AddChannelMember, SetLogin, BindRemoteUser, NoteSignedHello)
+                                 AddChannelMember, SetLogin, BindRemoteUser, NoteSignedHello, NoteReplayKeys,
+                                 SetReplayState)
 
 _CODEC = Codec("store", REQUEST_TYPES + REPLY_TYPES, MAX_REQUEST_BYTES, globals())
 

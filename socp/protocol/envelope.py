@@ -16,7 +16,7 @@ import orjson
 from . import limits
 from .encoding import dumps
 from .errors import MalformedFrame, UnknownType
-from .frame_types import KNOWN_TYPES, LIST_REQUEST_TYPES, FrameType
+from .frame_types import KNOWN_TYPES, LIST_REQUEST_TYPES, PEER_REGISTER_TYPES, FrameType
 from .ids import is_peer_id
 
 Payload = dict[str, Any]
@@ -195,10 +195,16 @@ PAYLOAD_SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
         },
         {},
     ),
-    FrameType.MSG_PUBLIC_CHANNEL: (dict(_content), {"part": _part}),
+    # Interop table: peers' clients post plaintext publicly, G45 as `text` with no
+    # ciphertext (`_ONE_OF` below asks for one of the two).
+    FrameType.MSG_PUBLIC_CHANNEL: (
+        {"sender_pub": key_text, "content_sig": signature},
+        {"ciphertext": b64, "text": text(), "part": _part},
+    ),
+    # G17's client sends no sha256 (nor mode); the receiving client checks the hash.
     FrameType.FILE_START: (
-        {"file_id": id_text, "name": name_text, "size": integer(0, 2**50), "sha256": text(64, non_empty=True)},
-        {"mode": one_of("dm", "public")},
+        {"file_id": id_text, "name": name_text, "size": integer(0, 2**50)},
+        {"sha256": text(64, non_empty=True), "mode": one_of("dm", "public")},
     ),
     FrameType.FILE_CHUNK: ({"file_id": id_text, "index": integer(0, 2**40), "ciphertext": b64}, {}),
     FrameType.FILE_END: ({"file_id": id_text}, {}),
@@ -210,6 +216,7 @@ PAYLOAD_SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
         {"online_users": list_of(id_text), "details": list_of(obj)},
     ),
     **{t: ({}, {}) for t in LIST_REQUEST_TYPES},
+    FrameType.WHO: ({}, {"users": list_of(id_text)}),   # G101's request, and our answer to it
     FrameType.USER_LIST: ({"users": list_of(id_text)}, {}),
     FrameType.PUBKEY_REQUEST: ({"user_id": peer_id}, {}),
     FrameType.USER_DB_GET: ({"user_id": peer_id}, {}),
@@ -232,7 +239,15 @@ PAYLOAD_SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
          "pake_password": text(limits.MAX_LOGIN_VERIFIER_CHARS, non_empty=True)},
         {},
     ),
-    FrameType.LOGIN_REQUEST: ({"user_id": peer_id}, {}),
+    # Ours carries user_id (a challenge follows); G17's the password itself.
+    FrameType.LOGIN_REQUEST: ({}, {"user_id": peer_id, "password": text(1024, non_empty=True)}),
+    **{t: ({"pubkey": key_text,
+            "privkey_store": text(limits.MAX_LOGIN_BLOB_CHARS, non_empty=True),
+            "pake_password": text(limits.MAX_LOGIN_VERIFIER_CHARS, non_empty=True)}, {})
+       for t in PEER_REGISTER_TYPES},
+    FrameType.LOGIN_SUCCESS: ({"pubkey": key_text, "privkey_store": text(limits.MAX_LOGIN_BLOB_CHARS)}, {}),
+    FrameType.LOGIN_FAIL: ({}, {"code": text(64), "detail": text(1024)}),
+    FrameType.PUBLIC_MEMBERS_SNAPSHOT: ({}, {"members": list_of(peer_id), "version": integer()}),
     FrameType.LOGIN_CHALLENGE: (
         {"nonce": text(128, non_empty=True), "salt": text(128, non_empty=True),
          "params": record({"kdf": text(32, non_empty=True), "n": integer(1, 2**31), "r": integer(1, 2**31),
@@ -245,6 +260,9 @@ PAYLOAD_SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
         {},
     ),
 }
+
+# Types whose payload needs at least one of these fields.
+_ONE_OF: dict[str, tuple[str, ...]] = {FrameType.MSG_PUBLIC_CHANNEL: ("ciphertext", "text")}
 
 # G56 relays a user's FILE_* to another server as SERVER_DELIVER whose payload is the
 # whole original envelope plus `user_id` (issue #14, server links). The inner frame is
@@ -323,6 +341,10 @@ def parse_obj(raw: Any) -> Envelope:
     if frame_type == FrameType.CTRL_CLOSE:
         # §4: the bare {"type":"CTRL_CLOSE"} is valid.
         raw = {"from": "", "to": "", "ts": 0, "payload": {}, **raw}
+    elif frame_type in LIST_REQUEST_TYPES:
+        # G101's WHO carries neither `to` nor `ts`; a list request is answered, never
+        # relayed, so there is nothing to address or to check for replay.
+        raw = {"to": "", "ts": 0, **raw}
     sender, to, ts, payload = raw.get("from"), raw.get("to"), raw.get("ts"), raw.get("payload")
     sig = raw.get("sig", "")
     if frame_type in _FREE_FROM:
@@ -341,4 +363,7 @@ def parse_obj(raw: Any) -> Envelope:
     if frame_type == FrameType.SERVER_DELIVER and isinstance(payload.get("payload"), dict):
         required, optional = WRAPPED_FILE_DELIVER   # G56's file relay (see its schema)
     _check_fields(payload, required, optional, prefix="payload.")
+    wanted = _ONE_OF.get(frame_type)
+    if wanted and not any(payload.get(name) is not None for name in wanted):
+        raise MalformedFrame(f"payload needs one of: {', '.join(wanted)}")
     return Envelope(type=frame_type, from_=sender, to=to, ts=ts, payload=payload, sig=sig)

@@ -11,7 +11,8 @@
     ├── Replay                a frame seen before, or a stale `ts`           REPLAY
     ├── Forbidden             a frame this connection may not send           FORBIDDEN
     ├── RateLimited           too many frames; retry later                   RATE_LIMITED
-    └── Overloaded            a bounded queue is full                        OVERLOADED
+    ├── Overloaded            a bounded queue is full                        OVERLOADED
+    └── ResendNeeded          cannot tell a copy from a new frame: re-stamp  RESEND
 
 Peers only ever see the code and a short detail, never a traceback.
 """
@@ -35,6 +36,9 @@ class ErrorCode(str, Enum):
     FORBIDDEN = "FORBIDDEN"
     RATE_LIMITED = "RATE_LIMITED"
     OVERLOADED = "OVERLOADED"
+    # After an unclean restart the node cannot tell whether a frame stamped before it
+    # is a copy of one it handled: send it again with a fresh ts (router/replay_log.py).
+    RESEND = "RESEND"
 
 
 class SocpError(Exception):
@@ -89,3 +93,7 @@ class RateLimited(SocpError):
 
 class Overloaded(SocpError):
     code = ErrorCode.OVERLOADED
+
+
+class ResendNeeded(SocpError):
+    code = ErrorCode.RESEND

@@ -47,6 +47,12 @@ class FrameType(str, Enum):
     DB_REGISTER = "DB_REGISTER"  # G45: {user_id, pubkey}
     DB_GET_USER = "DB_GET_USER"  # G45: {user_id, req_id}
     DB_USER = "DB_USER"  # G45: {user_id, found, pubkey or "", req_id}
+    # G17's client: register and log in with the password itself (docs/store-and-login.md)
+    LOCAL_REGISTER = "LOCAL_REGISTER"  # G17: {pubkey, privkey_store, pake_password (argon2)}
+    REGISTER = "REGISTER"  # the same, under the name G17's server also accepts
+    LOGIN_SUCCESS = "LOGIN_SUCCESS"  # G17: {pubkey, privkey_store}
+    LOGIN_FAIL = "LOGIN_FAIL"  # G17: {code, detail}
+    PUBLIC_MEMBERS_SNAPSHOT = "PUBLIC_MEMBERS_SNAPSHOT"  # G17 asks {}, reads {members, version}
     # Project additions (peers ignore them): the directory and password login
     # (SOCP §10 "directory functions" and "recommended login"; docs/store-and-login.md).
     DIRECTORY_GET = "DIRECTORY_GET"
@@ -72,6 +78,10 @@ USER_OPENING_TYPES = frozenset({FrameType.USER_HELLO})
 # A connection with no key yet logs in with these, then closes (the gateway sees an
 # unknown role; the router answers them while the link awaits a hello).
 LOGIN_TYPES = frozenset({FrameType.LOGIN_REQUEST, FrameType.LOGIN_PROOF})
+# G17's client registers (then logs in) on a connection before its hello, and says
+# its hello on the same connection afterwards (router/peer_login.py).
+PEER_REGISTER_TYPES = frozenset({FrameType.LOCAL_REGISTER, FrameType.REGISTER})
+PASSWORD_OPENING_TYPES = LOGIN_TYPES | PEER_REGISTER_TYPES
 
 # A user's question about another user's key, in each dialect we answer.
 KEY_LOOKUP_TYPES = frozenset({FrameType.PUBKEY_REQUEST, FrameType.USER_DB_GET})
@@ -91,6 +101,7 @@ USER_SENDABLE = frozenset(
         FrameType.CTRL_CLOSE,
         FrameType.DIRECTORY_GET,
         FrameType.LOGIN_REGISTER,
+        FrameType.PUBLIC_MEMBERS_SNAPSHOT,
     }
     | LIST_REQUEST_TYPES
     | KEY_LOOKUP_TYPES

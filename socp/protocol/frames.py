@@ -162,6 +162,16 @@ def user_list(server_id: str, user_id: str, ts: int, users: list[str]) -> Envelo
     return _env(T.USER_LIST, server_id, user_id, ts, {"users": sorted(users)})
 
 
+def who(server_id: str, user_id: str, ts: int, users: list[str]) -> Envelope:
+    """G101's list reply, for a client that asked with WHO: sorted ids."""
+    return _env(T.WHO, server_id, user_id, ts, {"users": sorted(users)})
+
+
+def public_members_snapshot(server_id: str, user_id: str, ts: int, members: list[str], version: int) -> Envelope:
+    """G17's question before a public post: who is in the channel, at which version."""
+    return _env(T.PUBLIC_MEMBERS_SNAPSHOT, server_id, user_id, ts, {"members": sorted(members), "version": version})
+
+
 def pubkey_request(user_id: str, server_id: str, ts: int, wanted: str) -> Envelope:
     return _env(T.PUBKEY_REQUEST, user_id, server_id, ts, {"user_id": wanted})
 
@@ -241,6 +251,28 @@ def login_proof(user_id: str, server_id: str, ts: int, proof: str) -> Envelope:
 def login_blob(server_id: str, user_id: str, ts: int, privkey_store: str, pubkey: str) -> Envelope:
     return _env(T.LOGIN_BLOB, server_id, user_id, ts,
                 {"user_id": user_id, "privkey_store": privkey_store, "pubkey": pubkey})
+
+
+def peer_register(user_id: str, server_id: str, ts: int, pubkey: str, privkey_store: str, pake_password: str,
+                  frame_type: T = T.LOCAL_REGISTER) -> Envelope:
+    """G17's registration, sent before any hello; pake_password is an argon2 hash."""
+    return _env(frame_type, user_id, server_id, ts,
+                {"pubkey": pubkey, "privkey_store": privkey_store, "pake_password": pake_password})
+
+
+def password_login(user_id: str, server_id: str, ts: int, password: str) -> Envelope:
+    """G17's LOGIN_REQUEST: the password itself (its server checks the argon2 hash)."""
+    return _env(T.LOGIN_REQUEST, user_id, server_id, ts, {"password": password})
+
+
+def login_success(server_id: str, user_id: str, ts: int, pubkey: str, privkey_store: str) -> Envelope:
+    """G17's login answer: its client decrypts privkey_store with the password."""
+    return _env(T.LOGIN_SUCCESS, server_id, user_id, ts, {"pubkey": pubkey, "privkey_store": privkey_store})
+
+
+def login_fail(server_id: str, user_id: str, ts: int, code: ErrorCode | str, detail: str) -> Envelope:
+    return _env(T.LOGIN_FAIL, server_id, user_id, ts,
+                {"code": ErrorCode(code).value if isinstance(code, ErrorCode) else code, "detail": detail})
 
 
 # --- reading peer variants (interop table) -------------------------------------------

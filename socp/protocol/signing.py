@@ -27,17 +27,23 @@ def sign_envelope(private_key: PrivateKey, envelope: Envelope) -> Envelope:
     return envelope.with_sig(transport_signature(private_key, envelope.payload))
 
 
-def _transport_forms(envelope: Envelope) -> Iterator[bytes]:
+def _transport_forms(envelope: Envelope, raw: dict[str, Any] | None = None) -> Iterator[bytes]:
     yield canonical_json(envelope.payload)
     yield canonical_json_ascii(envelope.payload)
     whole = envelope.to_dict()
     del whole["sig"]
     yield canonical_json(whole)
     yield canonical_json_ascii(whole)
+    if raw is not None:
+        # G101 signs the envelope as sent, with fields we do not keep (a top-level `id`).
+        sent = {key: value for key, value in raw.items() if key != "sig"}
+        yield canonical_json(sent)
+        yield canonical_json_ascii(sent)
 
 
-def verify_transport(public_key: PublicKey, envelope: Envelope) -> None:
-    """Raise InvalidSignature unless `sig` verifies in one accepted form."""
+def verify_transport(public_key: PublicKey, envelope: Envelope, raw: dict[str, Any] | None = None) -> None:
+    """Raise InvalidSignature unless `sig` verifies in one accepted form; `raw`, the
+    frame as decoded, adds the form of the envelope exactly as sent."""
     if not envelope.sig:
         raise InvalidSignature("frame is not signed")
     try:
@@ -45,7 +51,7 @@ def verify_transport(public_key: PublicKey, envelope: Envelope) -> None:
     except MalformedFrame as exc:
         raise InvalidSignature("signature is not base64url") from exc
     seen: set[bytes] = set()
-    for data in _transport_forms(envelope):
+    for data in _transport_forms(envelope, raw):
         if data in seen:
             continue
         seen.add(data)

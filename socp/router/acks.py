@@ -8,8 +8,10 @@ connection's interval has passed, else on the first Tick after it has.
 
 A frame is handed on once it is queued for the recipient's connection, for the next
 server's link or that link's bounded backlog, or parked for a local recipient lost
-with the gateway. A refused frame is not acknowledged: its ERROR names its msg_ref,
-and it is forgotten by the duplicate cache so a re-send takes effect. A re-sent
+with the gateway. A refused frame is not acknowledged: an ERROR names its msg_ref (at
+once, or with others of its connection in `msg_refs`: refusals.py, which this module
+flushes before every ACK), and it is forgotten by the duplicate cache so a re-send
+takes effect. A re-sent
 frame that was already handed on is answered `ERROR REPLAY` naming its msg_ref
 ("already handed on", as good as an ACK), never delivered twice.
 """
@@ -24,7 +26,7 @@ from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode
 from socp.protocol.frame_types import FrameType as T
 
-from . import limits
+from . import limits, refusals
 from .events import Action, FrameIn, Send, send_one
 from .links import Link
 from .replies import error_to
@@ -35,20 +37,20 @@ DUPLICATE_DETAIL = "duplicate frame: already handed on"
 
 def user_content(state: RouterState, link: Link, event: FrameIn,
                  route: Callable[[], tuple[list[Action], bool]],
-                 admit: Callable[[], list[Action] | None] = lambda: None) -> list[Action]:
+                 admit: Callable[[], tuple[ErrorCode, str] | None] = lambda: None) -> list[Action]:
     """Apply one acknowledged frame from a user: refuse it, re-acknowledge it, or
     `route()` it and note it for the next ACK.
 
     `admit()` (the rate limits) runs first: stale and copied frames are charged like
-    any other, so a flood of them is limited before it costs anything more. Their
-    ERRORs name a msg_ref, which the error budget never drops, so each kind is
-    answered at most once per interval per connection (`limits.refusal_answer_due`)."""
+    any other, so a flood of them is limited before it costs anything more. Every
+    refused frame is named, but a connection gets at most one ERROR per code per
+    interval (refusals.py): the error budget never drops an ERROR naming a frame."""
     frame = event.frame
     ref = msg_ref_from_digest(frame.ts, frame.from_, frame.to, event.payload_digest)
-    refused = admit()
-    if refused is not None:
-        return [_named(action, ref) if _is_error_to(action, link.conn) else action for action in refused]
-    problem = limits.replay_problem(state.seen, frame, event.payload_digest, state.now_ms)
+    over_limit = admit()
+    if over_limit is not None:
+        return refusals.refuse(state, link.conn, *over_limit, ref)
+    problem = limits.replay_problem(state.seen, frame, event.payload_digest, state.now_ms, state.replay_log)
     if problem is not None:
         refusal, detail = problem
         if refusal == limits.DUPLICATE:
@@ -59,9 +61,7 @@ def user_content(state: RouterState, link: Link, event: FrameIn,
             if limits.refusal_answer_due(state.guard, link.conn, refusal):
                 return [_named(error_to(state, link.conn, ErrorCode.REPLAY, DUPLICATE_DETAIL), ref)]
             return _note_for_ack(state, link.conn, ref)
-        if not limits.refusal_answer_due(state.guard, link.conn, refusal):
-            return []
-        return [_named(error_to(state, link.conn, ErrorCode.REPLAY, detail), ref)]
+        return refusals.refuse(state, link.conn, limits.refusal_code(refusal), detail, ref, kind=refusal)
     actions, handed_on = route()
     refused = not handed_on
     for index, action in enumerate(actions):
@@ -70,6 +70,7 @@ def user_content(state: RouterState, link: Link, event: FrameIn,
             refused = True
     if refused:
         state.seen.discard((frame.ts, frame.from_, frame.to, event.payload_digest))
+        state.replay_log.forget(ref)
         return actions
     return actions + _note_for_ack(state, link.conn, ref)
 
@@ -98,12 +99,15 @@ def _ack_now(state: RouterState, conn: int) -> list[Action]:
     link = state.links.get(conn)
     if link is None or not link.is_user:
         return []
-    return [send_one(conn, frames.ack(state.me.server_id, link.peer_id, state.now_ms, ref))]
+    # Refused frames are named before an ACK that would cover them.
+    return refusals.flush(state, conn) + [send_one(conn, frames.ack(state.me.server_id, link.peer_id,
+                                                                      state.now_ms, ref))]
 
 
 def link_down(state: RouterState, conn: int) -> None:
     state.pending_acks.pop(conn, None)
     state.next_ack_ms.pop(conn, None)
+    refusals.link_down(state, conn)
 
 
 def _is_error_to(action: Action, conn: int) -> bool:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from socp.protocol.errors import ErrorCode
 from socp.protocol.frame_types import (
+    KEY_LOOKUP_TYPES,
     LIST_REQUEST_TYPES,
-    LOGIN_TYPES,
+    PASSWORD_OPENING_TYPES,
     SERVER_OPENING_TYPES,
     USER_SENDABLE,
     FrameType as T,
@@ -19,7 +20,8 @@ from socp.protocol.frame_types import (
 from socp.protocol.acks import ACKNOWLEDGED_TYPES
 from socp.protocol.envelope import Envelope
 
-from . import acks, defences, directory, federation, limits, login, outflow, redeliver, restore, users
+from . import (acks, defences, dialects, directory, federation, limits, login, outflow, peer_login, redeliver, refusals,
+               restore, user_presence, users)
 from . import link_dialects   # other teams' server-link habits (issue #14)
 from .events import (GATEWAY_RESTARTED, Action, BatchEnd, Close, DirectoryQueried, Event, FrameIn, FrameRejected,
                      FramesWritten, LinkDown, LinkRestored, LinkUp, Tick)
@@ -29,9 +31,14 @@ from .state import RouterState
 
 
 def handle(state: RouterState, event: Event) -> list[Action]:
-    actions = link_dialects.adapt(state, _handle(state, event))   # our frames as peers read them (G45, G56)
-    if state.joins_waiting and not state.batch_joins:
-        actions += users.announce_joins(state)
+    moving = user_presence.watched(state, event)
+    actions = _handle(state, event)
+    user_presence.note_moves(state, moving)
+    if not state.batch_joins:
+        if state.joins_waiting:
+            actions += users.announce_joins(state)
+        actions += user_presence.flush(state)
+    actions = link_dialects.adapt(state, actions)   # our frames as peers read them (G45, G56)
     redeliver.record(state, actions)
     outflow.record_sent(state, actions)
     return actions
@@ -57,12 +64,13 @@ def _handle(state: RouterState, event: Event) -> list[Action]:
         outflow.written(state, event.counts)
         return []
     if isinstance(event, BatchEnd):
-        return users.announce_joins(state)
+        return users.announce_joins(state) + user_presence.flush(state)
     if isinstance(event, Tick):
         state.seen.expire(state.now_ms)
         defences.tick(state)
         redeliver.tick(state)
-        return federation.tick(state) + users.tick(state) + acks.tick(state)
+        return (federation.tick(state) + users.tick(state) + acks.tick(state) + refusals.tick(state)
+                + state.replay_log.tick(state.now_ms))
     raise TypeError(f"unknown event {event!r}")
 
 
@@ -85,8 +93,8 @@ def _frame_in(state: RouterState, event: FrameIn) -> list[Action]:
             return actions + defences.user_hello_done(state, link, frame)
         if frame.type in SERVER_OPENING_TYPES:
             return defences.server_hello(state, link, event) or federation.server_hello(state, link, frame)
-        if frame.type in LOGIN_TYPES:
-            return login.from_new_connection(state, link, frame)
+        if frame.type in PASSWORD_OPENING_TYPES:
+            return peer_login.from_new_connection(state, link, frame)
         return refuse_and_close(
             state, event.conn, ErrorCode.MALFORMED, "the first frame must be USER_HELLO or a server hello"
         )
@@ -107,7 +115,7 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     # answer costs a signature, so a flood of refused frames must empty the bucket too.
     if frame.type in ACKNOWLEDGED_TYPES and frame.from_ == link.peer_id:
         return acks.user_content(state, link, event, lambda: _user_content(state, link, frame),
-                                 admit=lambda: defences.user_frame(state, link))
+                                 admit=lambda: defences.user_content_admission(state, link))
     refused = defences.user_frame(state, link)
     if refused is not None:
         return refused
@@ -117,10 +125,14 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     if frame.from_ != link.peer_id:
         return [error_to(state, link.conn, ErrorCode.FORBIDDEN, "`from` must be your own user id")]
     if frame.type in LIST_REQUEST_TYPES:
-        return [users.list_response(state, link)]
+        return [dialects.list_reply(state, link, frame)]
+    if frame.type in KEY_LOOKUP_TYPES:
+        return [dialects.key_lookup(state, link, frame)]
+    if frame.type == T.PUBLIC_MEMBERS_SNAPSHOT:
+        return [dialects.members_snapshot(state, link)]
     if frame.type in (T.HEARTBEAT, T.ACK, T.ERROR):
         return []
-    problem = limits.replay_problem(state.seen, frame, event.payload_digest, state.now_ms)
+    problem = limits.replay_problem(state.seen, frame, event.payload_digest, state.now_ms, state.replay_log)
     if problem is not None:
         return defences.refusal(state, link.conn, *problem)
     if frame.type == T.PUBLIC_CHANNEL_KEY_SHARE:
@@ -161,6 +173,8 @@ def _frame_rejected(state: RouterState, event: FrameRejected) -> list[Action]:
         if event.frame_type in SERVER_OPENING_TYPES:
             federation.hello_rejected(state, link, event.frame_type, code, event.detail)
         return refuse_and_close(state, event.conn, code, event.detail)
+    if event.msg_ref and link.is_user:
+        return refusals.refuse(state, event.conn, code, event.detail, event.msg_ref)
     if link.state is LinkState.SERVER_PENDING:
         return federation.welcome_rejected(state, link, event.frame_type, code, event.detail)
     if link.server_address:
@@ -170,6 +184,7 @@ def _frame_rejected(state: RouterState, event: FrameRejected) -> list[Action]:
 
 def _link_down(state: RouterState, conn: int, park: bool = False, reason: str = "") -> list[Action]:
     link = state.links.pop(conn, None)
+    state.peer_channel.logged_in.discard(conn)   # a G17 login that never said hello
     defences.link_down(state, conn, link)
     acks.link_down(state, conn)
     outflow.link_down(state, conn)

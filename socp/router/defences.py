@@ -34,7 +34,7 @@ def user_hello(state: RouterState, link: Link, frame: Envelope) -> list[Action] 
     """Proof of possession for a registered id (limits.user_hello_problem)."""
     known = state.users.get(frame.from_)
     registered_here = known is not None and not known.home_server
-    problem = limits.user_hello_problem(state.guard, frame, registered_here)
+    problem = limits.user_hello_problem(state.guard, frame, registered_here, resubmitted=link.hello_resubmitted)
     if problem is None:
         return None
     return refuse_and_close(state, link.conn, *problem)
@@ -59,6 +59,12 @@ def server_hello(state: RouterState, link: Link, event: FrameIn) -> list[Action]
 def user_frame(state: RouterState, link: Link) -> list[Action] | None:
     """Per-user rate limit; the bucket outlives the connection (reconnecting resets nothing)."""
     return _answer(state, link.conn, limits.user_rate_problem(state.guard, link.peer_id))
+
+
+def user_content_admission(state: RouterState, link: Link) -> tuple[ErrorCode, str] | None:
+    """The per-user rate limit for an acknowledged frame: every refusal comes back with
+    its detail, since each refused frame is named (acks.py, refusals.py)."""
+    return limits.user_rate_problem(state.guard, link.peer_id, every_time=True)
 
 
 def user_file_frame(state: RouterState, link: Link, frame: Envelope) -> list[Action] | None:
@@ -90,7 +96,7 @@ def refusal(state: RouterState, conn: int, kind: str, detail: str) -> list[Actio
     once per interval per connection (limits.refusal_answer_due); nothing for the rest."""
     if not limits.refusal_answer_due(state.guard, conn, kind):
         return []
-    return [error_to(state, conn, ErrorCode.REPLAY, detail)]
+    return [error_to(state, conn, limits.refusal_code(kind), detail)]
 
 
 def spend_on_errors(state: RouterState, actions: list[Action]) -> list[Action]:

@@ -36,6 +36,7 @@ class FrameRejected:
     code: str
     detail: str
     frame_type: str
+    msg_ref: str = ""         # the refused frame's, when it is of an acknowledged type
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,8 @@ replace the normal handling (an ERROR, a close, or nothing at all):
 
 - rate limits per user (kept across reconnects) and per peer server, token buckets
   on the router's clock; the first frame over the limit is answered RATE_LIMITED
-  with a retry hint, the rest of that burst is dropped without an answer;
+  with a retry hint; of the rest of that burst, acknowledged frames are named
+  together by one ERROR per interval (refusals.py), others dropped without an answer;
 - a budget of ERROR answers per connection and per node: every answer costs an
   RSA-4096 signature (the costliest thing a node does), so garbage must not buy
   signatures; and the same refusal (a stale ts, a duplicate) is answered at most once per
@@ -30,6 +31,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from socp.protocol.acks import msg_ref_from_digest
 from socp.protocol.encoding import b64url_decode
 from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode, SocpError
@@ -37,8 +39,12 @@ from socp.protocol.frame_types import FrameType as T
 from socp.ratelimit import KeyedBuckets, TokenBucket, retry_hint
 
 from .events import StoreWrite
+from .replay_log import ReplayLog
 from .seen import SeenCache
 
+# A hello submitted again after a router restart (user_hello_problem) passes if its
+# signature was first used this recently: the old router's last moments, its restart.
+RESUBMITTED_HELLO_MS = 15_000
 # Replay window: the same as for user frames (replay_problem).
 MAX_AGE_MS = 10 * 60 * 1000
 MAX_SKEW_AHEAD_MS = 2 * 60 * 1000
@@ -58,6 +64,19 @@ FILE_TYPES = frozenset({T.FILE_START, T.FILE_CHUNK, T.FILE_END})
 # a ts ahead of our clock (each tells the sender something else), a copy.
 STALE, AHEAD, DUPLICATE = "stale", "ahead", "duplicate"
 REFUSALS = (STALE, AHEAD, DUPLICATE)
+# A frame stamped before an unclean restart whose copy the node may have forgotten
+# (replay_log.py): answered ERROR RESEND, "stamp it afresh and send it again".
+RESEND = "resend"
+RESEND_DETAIL = ("the server restarted after a crash and cannot tell this frame from a copy: "
+                 "send it again with a fresh ts (and content_sig)")
+# What `refusal_answer_due` is asked about: these refusals, and refused frames named by
+# their ERROR code (refusals.py).
+ANSWER_KINDS = (*REFUSALS, RESEND, *(code.value for code in ErrorCode))
+
+
+def refusal_code(refusal: str) -> ErrorCode:
+    """The ERROR code of a refusal of `replay_problem`."""
+    return ErrorCode.RESEND if refusal == RESEND else ErrorCode.REPLAY
 
 
 def window_refusal(ts: int, now_ms: int) -> str:
@@ -140,7 +159,7 @@ class Guard:
 
     def forget_conn(self, conn: int) -> None:
         self.error_buckets.pop(conn, None)
-        for refusal in REFUSALS:
+        for refusal in ANSWER_KINDS:
             self.answered.pop((conn, refusal), None)
 
     def forget_sender(self, user_id: str) -> None:
@@ -151,24 +170,29 @@ class Guard:
 # --- rate limits -------------------------------------------------------------------------
 
 
-def _over_limit(guard: Guard, kind: str, key: str, buckets: KeyedBuckets, what: str) -> tuple[ErrorCode, str] | None:
-    """None if `key`'s bucket has a token; else the RATE_LIMITED answer, once per burst."""
+def _over_limit(guard: Guard, kind: str, key: str, buckets: KeyedBuckets, what: str,
+                every_time: bool = False) -> tuple[ErrorCode, str] | None:
+    """None if `key`'s bucket has a token; else the RATE_LIMITED answer, with its detail
+    once per burst (or `every_time`: the caller names each refused frame itself)."""
     if buckets.take(key):
         guard.limited.discard((kind, key))
         return None
     guard.dropped_frames += 1
-    if (kind, key) in guard.limited:
-        return ErrorCode.RATE_LIMITED, ""          # already told: drop without an answer
+    told = (kind, key) in guard.limited
     guard.limited.add((kind, key))
+    if told and not every_time:
+        return ErrorCode.RATE_LIMITED, ""          # already told: drop without an answer
     return ErrorCode.RATE_LIMITED, (f"too many frames: at most {buckets.rate:g} per second per {what}; "
                                     + retry_hint(buckets.retry_after(key)))
 
 
-def user_rate_problem(guard: Guard, user_id: str) -> tuple[ErrorCode, str] | None:
+def user_rate_problem(guard: Guard, user_id: str, every_time: bool = False) -> tuple[ErrorCode, str] | None:
+    """The user's rate limit. `every_time`: for acknowledged frames, each of which must
+    be named when refused (refusals.py decides how often that costs an ERROR)."""
     s = guard.settings
     if not s.rate_limits:
         return None
-    return _over_limit(guard, "user", user_id, guard.user_buckets, "user")
+    return _over_limit(guard, "user", user_id, guard.user_buckets, "user", every_time)
 
 
 def server_rate_problem(guard: Guard, server_key: str) -> tuple[ErrorCode, str] | None:
@@ -217,17 +241,29 @@ def stale(frame: Envelope, now_ms: int) -> bool:
 
 
 def replay_problem(seen: SeenCache, frame: Envelope, payload_digest: bytes,
-                   now_ms: int) -> tuple[str, str] | None:
+                   now_ms: int, log: ReplayLog | None = None) -> tuple[str, str] | None:
     """Check-and-add a user's frame in the duplicate cache (SOCP §8 seen_ids): None if
-    it is fresh; else (STALE, AHEAD or DUPLICATE, why it is refused)."""
+    it is fresh; else (STALE, AHEAD, DUPLICATE or RESEND, why it is refused). With
+    `log`, keys of frames seen before a restart count too, and the key of a fresh
+    frame is kept for the next restart (replay_log.py)."""
     outside = window_refusal(frame.ts, now_ms)
     if outside:
         return outside, "timestamp outside the accepted window (check your clock)"
     if seen.too_old(frame.ts):
         # The cache overflowed and can no longer tell a copy this old from a new frame.
         return STALE, "timestamp before the window the duplicate cache still covers: send it again with a fresh ts"
-    if not seen.check_and_add((frame.ts, frame.from_, frame.to, payload_digest), now_ms, ts=frame.ts):
+    ref = msg_ref_from_digest(frame.ts, frame.from_, frame.to, payload_digest) if log is not None else ""
+    if log is not None and log.seen_before_restart(ref):
         return DUPLICATE, "duplicate frame ignored"
+    key = (frame.ts, frame.from_, frame.to, payload_digest)
+    if not seen.check_and_add(key, now_ms, ts=frame.ts):
+        return DUPLICATE, "duplicate frame ignored"
+    if log is not None:
+        if log.doubtful(frame.ts, now_ms):
+            seen.discard(key)
+            log.doubted += 1
+            return RESEND, RESEND_DETAIL
+        log.note(ref, frame.ts, now_ms)
     return None
 
 
@@ -262,7 +298,8 @@ def server_hello_problem(guard: Guard, seen: SeenCache, frame: Envelope,
 # --- proof of possession for USER_HELLO ---------------------------------------------------
 
 
-def user_hello_problem(guard: Guard, frame: Envelope, registered_here: bool) -> tuple[ErrorCode, str] | None:
+def user_hello_problem(guard: Guard, frame: Envelope, registered_here: bool,
+                       resubmitted: bool = False) -> tuple[ErrorCode, str] | None:
     """Who may connect as a user id that is already registered here?
 
     The interop table lets a hello be unsigned, and its signature covers the payload
@@ -278,12 +315,22 @@ def user_hello_problem(guard: Guard, frame: Envelope, registered_here: bool) -> 
     - ids whose clients never sign (peers that send unsigned hellos) keep working.
 
     The node persists both (`user_hello_accepted`'s StoreWrite) and reloads them at
-    start, so a restart reopens neither hole.
+    start, so a restart reopens neither hole. One exception: a hello the gateway
+    submits again after a router restart, on the connection that sent it
+    (`resubmitted`; restore.py), may carry a signature the old router noted as used
+    when it accepted that very hello, just before it died. Refusing it would close a
+    user who did nothing wrong; so such a hello passes if its signature was first used
+    at most RESUBMITTED_HELLO_MS ago. (The residue: a copy of a hello used that
+    recently, sent on a connection opened just before a router crash and not applied
+    before it, is let through once.)
     """
     user_id = frame.from_
     if frame.sig:
-        if not _note_hello_sig(guard, user_id, hello_sig_digest(frame.sig), guard.now_ms):
-            return ErrorCode.REPLAY, "this signed hello was used before: sign a fresh one"
+        digest = hello_sig_digest(frame.sig)
+        if not _note_hello_sig(guard, user_id, digest, guard.now_ms):
+            first_used = guard.hello_sigs[user_id].get(digest, 0)
+            if not (resubmitted and guard.now_ms - first_used <= RESUBMITTED_HELLO_MS):
+                return ErrorCode.REPLAY, "this signed hello was used before: sign a fresh one"
         return None
     if registered_here and user_id in guard.hello_signers:
         return ErrorCode.INVALID_SIG, "this user id signs its hellos: an unsigned hello cannot claim it"

@@ -51,6 +51,10 @@ class Link:
     server_address: str = ""   # a server link's "host:port", its row in the link book (linkbook.py)
     heard_heartbeat: bool = False  # some peers (G45) never send one: no silence timeout for them
     heard_peer: bool = False   # a dialled link had a frame other than ERROR from the peer
+    # Restored from the gateway after a router restart with its USER_HELLO still to be
+    # applied: that hello arrives again, and its signature may be one the old router
+    # already noted as used, by this very connection (restore.py).
+    hello_resubmitted: bool = False
 
     def move(self, new_state: LinkState) -> None:
         if new_state not in ALLOWED[self.state]:

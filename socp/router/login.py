@@ -261,3 +261,27 @@ def _refuse(state: RouterState, link: Link, to: str, code: ErrorCode, detail: st
     error = frames.error(state.me.server_id, to, state.now_ms, code, detail)
     return [send_one(link.conn, error), Close(link.conn, CLOSE_POLICY, detail[:120])]
 
+
+
+# --- for the other login dialect (peer_login.py) --------------------------------------------
+
+
+def lockout_detail(state: RouterState, link: Link, user_id: str) -> str:
+    """The same lockout rules, per id and per address, for G17's password login:
+    why this login must wait, or "" if it may go ahead."""
+    accounts = state.accounts
+    accounts.now_ms = state.now_ms
+    if link.address:
+        locked = _address_locked_for_ms(accounts, link.address)
+        if locked:
+            return "too many failed logins from your address; " + retry_hint(locked / 1000)
+    locked = _locked_for_ms(accounts, user_id)
+    return _locked_detail(locked) if locked else ""
+
+
+def count_failed_login(state: RouterState, link: Link, user_id: str) -> None:
+    accounts = state.accounts
+    accounts.logins_failed += 1
+    _count_failure(accounts, user_id)
+    if link.address:
+        _count_address_failure(accounts, link.address)

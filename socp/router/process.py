@@ -28,7 +28,7 @@ from socp.ipc.endpoints import ensure_runtime_dir
 from socp.ipc.reorder import ReorderBuffer, ReorderOverflow
 from socp.protocol.envelope import Envelope
 
-from . import core, directory, federation, limits, restore
+from . import core, directory, federation, limits, replay_log, restore
 from .bootstrap import load_bootstrap
 from .events import (GATEWAY_RESTARTED, Action, AdoptServerId, BatchEnd, Close, Dial, DirectoryQueried, Event,
                      FrameIn, FrameRejected, FramesWritten, LinkDown, LinkRestored, LinkUp, QueryAnswer, Relay, Send,
@@ -45,6 +45,7 @@ EVENT_BATCHES_BOUND = 256     # batches of inbox messages (each at most RECEIVE_
 STORE_QUEUE_BOUND = 10_000
 TICK_SECONDS = 0.5
 GATEWAY_HELLO_WAIT = 2.0
+STOP_WRITES_TIMEOUT = 3.0     # seconds to write what is queued at a stop (supervisord kills after 5)
 EPOCH_START = 1_704_067_200   # 2024-01-01: epochs are tenths of a second since then
 
 
@@ -92,6 +93,7 @@ def state_from_snapshot(identity: NodeIdentity, config: NodeConfig, snapshot: ob
     limits.load_hello_proofs(state.guard, snapshot.hello_signers,
                              ((sig.user_id, bytes.fromhex(sig.sig_digest), sig.seen_at)
                               for sig in snapshot.hello_signatures))
+    state.replay_log.load(snapshot.replay_keys, snapshot.replay_state, state.now_ms)
     return state
 
 
@@ -169,7 +171,7 @@ class RouterDriver:
                 return []   # we heard its hello ourselves; the re-submitted frames are duplicates
             self.counters.links_replayed += 1
             restored: list[Inbound] = []
-            if message.opening or message.role == m.ROLE_SERVER:
+            if message.opening or message.role in (m.ROLE_SERVER, m.ROLE_USER):
                 event = LinkRestored(message.conn, message.role, message.opening, message.verify_key)
                 restored.append((message.seq - 1, event))
             # The old router applied everything below `seq`: start there. Results may be
@@ -187,7 +189,7 @@ class RouterDriver:
             event: Event = FrameIn(message.conn, _envelope(message.frame), message.payload_digest,
                                    message.link_signed)
         elif isinstance(message, m.Rejected):
-            event = FrameRejected(message.conn, message.code, message.detail, message.frame_type)
+            event = FrameRejected(message.conn, message.code, message.detail, message.frame_type, message.msg_ref)
         elif isinstance(message, m.LinkClosed):
             event = LinkDown(message.conn, message.reason)
         elif isinstance(message, m.LinkOpened):
@@ -312,6 +314,8 @@ class RouterDriver:
                 if self.store_writes.full():
                     self.counters.store_failures += 1
                     log.error("router: store queue full; %s not persisted", action.operation)
+                    if action.operation == replay_log.WRITE_KEYS:
+                        self.state.replay_log.keys_lost = True   # no clean stop can be claimed now
                 else:
                     self.store_writes.put_nowait(action)
             elif isinstance(action, AdoptServerId):
@@ -409,16 +413,21 @@ async def _start_without_gateway_hello(driver: RouterDriver, events: asyncio.Que
 
 
 async def _write_store(store: object, writes: asyncio.Queue[StoreWrite], counters: Counters,
-                       outage_known: Callable[[], bool] = lambda: False) -> None:
+                       outage_known: Callable[[], bool] = lambda: False,
+                       in_hand: list[StoreWrite] | None = None) -> None:
     """Writes go to the store in order; a failed write is retried with backoff. While
-    the store reports its database down, it has logged that once: no line per retry."""
+    the store reports its database down, it has logged that once: no line per retry.
+    `in_hand` holds the write being applied (a stop writes it again: writes are idempotent)."""
+    in_hand = [] if in_hand is None else in_hand
     while True:
         write = await writes.get()
+        in_hand[:] = [write]
         delay = 0.2
         while True:
             try:
                 await getattr(store, write.operation)(*write.arguments)
                 counters.store_writes += 1
+                in_hand.clear()
                 break
             except Exception as exc:  # noqa: BLE001 - any store failure: log, back off, retry
                 counters.store_failures += 1
@@ -426,6 +435,27 @@ async def _write_store(store: object, writes: asyncio.Queue[StoreWrite], counter
                 log.log(level, "router: store write %s failed (%s); retrying in %.1fs", write.operation, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+
+async def _stop_cleanly(store: object, writes: asyncio.Queue[StoreWrite], state: RouterState,
+                        in_hand: list[StoreWrite]) -> None:
+    """On the way out (a stop signal, or an error): write what is still queued, then
+    the replay keys not yet written and the mark that says all were. Any failure or
+    time-out leaves the mark at 0, and the next start treats this stop as a crash
+    (replay_log.py)."""
+    pending = list(in_hand)
+    while not writes.empty():
+        pending.append(writes.get_nowait())
+    pending += state.replay_log.stop(now_ms())
+    try:
+        async with asyncio.timeout(STOP_WRITES_TIMEOUT):
+            for write in pending:
+                await getattr(store, write.operation)(*write.arguments)
+    except Exception as exc:  # noqa: BLE001 - any failure: the next start doubts, as after a crash
+        log.warning("router: stopped without writing every replay key (%s: %s); the next start treats it as "
+                    "a crash", type(exc).__name__, exc)
+        return
+    log.info("router: replay keys written; stopped cleanly")
 
 
 async def _load_snapshot(store: object) -> object:
@@ -458,6 +488,11 @@ async def serve(config: NodeConfig, identity: NodeIdentity, store: object, start
         snapshot = await _load_snapshot(store)
         state = state_from_snapshot(identity, config, snapshot)
         writes: asyncio.Queue[StoreWrite] = asyncio.Queue(STORE_QUEUE_BOUND)
+        in_hand: list[StoreWrite] = []
+        writes.put_nowait(replay_log.running_mark())   # a crash from now on leaves it (replay_log.py)
+        if state.replay_log.unclean_restart_ms is not None:
+            log.warning("router: the last stop was not clean; frames stamped before now and not known "
+                        "are answered RESEND for %d s", replay_log.WINDOW_MS // 1000)
         epoch = new_epoch()
         state.next_dial_conn = restore.FIRST_DIALLED_CONN + (epoch % 2**20) * 2**16
         driver = RouterDriver(state, config, sign_jobs, to_gateway, writes, epoch=epoch)
@@ -470,13 +505,17 @@ async def serve(config: NodeConfig, identity: NodeIdentity, store: object, start
         # A gateway already running replays its live links, then says GatewayHello.
         await to_gateway.send(m.pack(m.RouterHello(epoch)))
         log.info("router: ready as %s with %d known users (epoch %d)", state.me.server_id, len(state.users), epoch)
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(_receive(inbox, driver, events))
-            tasks.create_task(_tick(events))
-            tasks.create_task(_start_without_gateway_hello(driver, events))
-            tasks.create_task(_process(driver, events))
-            tasks.create_task(_write_store(store, writes, driver.counters, lambda: watch.outage_known))
-            tasks.create_task(watch.run())
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(_receive(inbox, driver, events))
+                tasks.create_task(_tick(events))
+                tasks.create_task(_start_without_gateway_hello(driver, events))
+                tasks.create_task(_process(driver, events))
+                tasks.create_task(_write_store(store, writes, driver.counters, lambda: watch.outage_known,
+                                               in_hand))
+                tasks.create_task(watch.run())
+        finally:
+            await _stop_cleanly(store, writes, state, in_hand)
     finally:
         for direct in sockets:
             direct.close()

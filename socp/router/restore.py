@@ -2,7 +2,8 @@
 
 The gateway outlives the router: its users and server links stay connected. For each
 it replays what the router needs: a user connection's opening USER_HELLO (admitted
-again, as at first), a server link's verify key (the pinned server with that key).
+again, as at first; or, if the old router had not applied it yet, nothing: the hello
+itself is submitted again), a server link's verify key (the pinned server with that key).
 Our tables of remote users died with the old router, so we also dial each linked
 server again: the peer answers a second link with its presence (federation
 `_register_link`), and the duplicate-link rule keeps one link.
@@ -34,6 +35,11 @@ def link_restored(state: RouterState, event: LinkRestored) -> list[Action]:
         return []   # its hello reached us already
     link = state.links[conn] = Link(conn=conn, state=LinkState.AWAITING_HELLO, last_heard_ms=state.now_ms,
                                     dialled_by_us=conn >= FIRST_DIALLED_CONN)
+    if event.role == ROLE_USER and not event.opening:
+        # Its hello was still unapplied: the gateway submits it again, and it is handled
+        # as a hello is; only its signature counts as unused (limits.user_hello_problem).
+        link.hello_resubmitted = True
+        return []
     if event.role == ROLE_USER:
         return _user(state, link, event.opening)
     if event.role == ROLE_SERVER:

@@ -8,11 +8,14 @@ from typing import Any
 
 from socp.protocol.envelope import Envelope
 from socp.protocol.ids import PUBLIC_CHANNEL
+from socp.protocol.key_forms import KeyForm
 
 from .accounts import Accounts
 from .limits import Guard
 from .linkbook import LinkBook
 from .links import Link
+from .peer_channel import PeerChannel
+from .replay_log import ReplayLog
 from .seen import SeenCache
 
 LOCAL = "local"
@@ -143,6 +146,23 @@ class Outflow:
 
 
 @dataclass(slots=True)
+class HeldRefusals:
+    """Frames of one connection refused with one code, to be named by one ERROR."""
+
+    detail: str
+    refs: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Refusals:
+    """refusals.py: refused frames not yet answered."""
+
+    held: dict[int, dict[str, HeldRefusals]] = field(default_factory=dict)   # conn -> code -> frames
+    answered: int = 0          # ERRORs naming refused frames (counters you can read)
+    held_refs: int = 0         # refused frames named later, together with others
+
+
+@dataclass(slots=True)
 class RouterState:
     me: NodeSelf
     links: dict[int, Link] = field(default_factory=dict)
@@ -159,6 +179,7 @@ class RouterState:
     channel_version: int = 1
     pending_shares: dict[str, dict[str, PendingShare]] = field(default_factory=dict)  # member -> sender -> share
     seen: SeenCache = field(default_factory=SeenCache)
+    replay_log: ReplayLog = field(default_factory=ReplayLog)        # seen keys across restarts (replay_log.py)
     now_ms: int = 0
     next_dial_conn: int = 2**40
     # Federation
@@ -176,11 +197,22 @@ class RouterState:
     # Recovery (acks.py)
     pending_acks: dict[int, str] = field(default_factory=dict)       # conn -> latest handed-on msg_ref
     next_ack_ms: dict[int, int] = field(default_factory=dict)         # conn -> when it may next get an ACK
+    refusals: Refusals = field(default_factory=Refusals)             # refused frames to name (refusals.py)
     # Public channel joins not yet announced (users.announce_joins). The process driver
     # sets `batch_joins` and announces once per batch of events; alone, every event does.
     joins_waiting: list[str] = field(default_factory=list)
     batch_joins: bool = False
     parked: dict[str, Parked] = field(default_factory=dict)          # user_id -> frames waiting
+    # Other teams' clients (dialects.py, user_presence.py): the key encoding of each
+    # user connection whose hello did not use ours; the connections presence is
+    # pushed to; users whose presence changed, and newcomers owed the catch-up, since
+    # the last flush (insertion-ordered sets).
+    key_forms: dict[int, KeyForm] = field(default_factory=dict)      # conn -> form
+    presence_listeners: set[int] = field(default_factory=set)        # conns that get presence pushes
+    sender_in_payload: set[int] = field(default_factory=set)         # conns told DMs' from/to/ts in the payload (G101)
+    peer_channel: PeerChannel = field(default_factory=PeerChannel)   # G17's group key (peer_channel.py)
+    presence_changed: dict[str, None] = field(default_factory=dict)
+    presence_newcomers: dict[str, None] = field(default_factory=dict)
     sent_recently: RecentFrames = field(default_factory=dict)        # server_id -> (ms, frame)
     delivered_recently: RecentFrames = field(default_factory=dict)   # user_id -> (ms, frame)
     # Server links as the operator sees them, and peers' habits (linkbook.py, link_dialects.py)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 from typing import Any
 
 from socp.protocol import frames
@@ -11,8 +12,9 @@ from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode, SocpError
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL
+from socp.protocol.key_forms import KeyForm, form_of, in_form
 
-from . import directory, outflow
+from . import directory, outflow, peer_channel, user_presence
 from . import link_dialects   # other teams' server-link habits (issue #14)
 from .events import Action, Send, StoreWrite, send_one
 from .links import Link, LinkState
@@ -21,6 +23,9 @@ from .state import (LOCAL, NO_ORIGIN, PARKED_LIMIT, PEER_BACKLOG_LIMIT, RESEND_L
                     PendingShare, Redial, RouterState, UserRecord, forget_older)
 
 MAX_DISPLAY_NAME = 64
+# G101's client says hello to "server@<host>:<port>", and reads a DM only if its
+# payload names `from` and `to` (else it takes it for a public message).
+G101_SERVER_PREFIX = "server@"
 
 
 def hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
@@ -47,6 +52,16 @@ def hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     link.peer_id = user_id
     state.local_users[user_id] = link.conn
     state.user_locations[user_id] = LOCAL
+    if frame.to.startswith(G101_SERVER_PREFIX):
+        state.sender_in_payload.add(link.conn)
+        actions += peer_channel.g101_hello(state.peer_channel, state.me.server_id, state.now_ms,
+                                           state.accounts.random_bytes, link.conn, user_id, pubkey)
+    form = form_of(frame.payload["pubkey"])
+    if form is not KeyForm.DER_B64URL:   # keys are handed to this client in its own form
+        state.key_forms[link.conn] = form
+    user_presence.joined(state, user_id, link.conn, frame.payload.get("client"))
+    actions += peer_channel.hello(state.peer_channel, state.me.server_id, state.now_ms, state.accounts.random_bytes,
+                                  link.conn, user_id, pubkey)
     actions += _join_channel(state, user_id)
     actions += _deliver_pending_shares(state, user_id, link.conn)
     parked = state.parked.pop(user_id, None)
@@ -122,12 +137,18 @@ def user_left(state: RouterState, user_id: str, park: bool = False) -> list[Acti
     """The user's connection ended. If it was lost with the gateway (`park`), frames
     for the user wait a while for it to reconnect (acknowledged frames must not be
     lost to a crash); servers keep routing to us meanwhile."""
-    state.local_users.pop(user_id, None)
+    conn = state.local_users.pop(user_id, None)
+    if conn is not None:
+        state.key_forms.pop(conn, None)
+        state.presence_listeners.discard(conn)
+        state.sender_in_payload.discard(conn)
+        peer_channel.left(state.peer_channel, user_id, conn)
     if park:
         state.parked.setdefault(user_id, Parked(give_up_at_ms=state.now_ms + state.timing.park_ms))
         return []
     if state.user_locations.get(user_id) == LOCAL:
         del state.user_locations[user_id]
+        user_presence.left(state, user_id)
     targets = server_targets(state, BROADCAST)
     if not targets:
         return []
@@ -194,11 +215,21 @@ def route_to_user(state: RouterState, target: str, sender: str, ts: int, payload
     location = state.user_locations.get(target)
     me = state.me.server_id
     if location == LOCAL:
-        deliver = frames.user_deliver(me, target, ts, payload["ciphertext"], sender,
-                                      payload.get("sender_pub", ""), payload["content_sig"], **extra)
-        if target not in state.local_users:
+        conn = state.local_users.get(target)
+        # Interop table: the sender's key in the encoding the recipient's client reads.
+        form = state.key_forms.get(conn, KeyForm.DER_B64URL) if conn is not None else KeyForm.DER_B64URL
+        sender_pub = in_form(payload.get("sender_pub", ""), form)
+        deliver = frames.user_deliver(me, target, ts, payload["ciphertext"], sender, sender_pub,
+                                      payload["content_sig"], **extra)
+        if conn in state.sender_in_payload:
+            # Who sent it as this node authenticated it, and the ts the sender signed.
+            signed_ts = payload.get("ts")
+            named = {"from": sender, "to": target,
+                     "ts": signed_ts if isinstance(signed_ts, int) and not isinstance(signed_ts, bool) else ts}
+            deliver = replace(deliver, payload={**deliver.payload, **named})
+        if conn is None:
             return _park(state, target, deliver, origin_conn)
-        return [send_one(state.local_users[target], deliver)]
+        return [send_one(conn, deliver)]
     if location is not None:
         extra = {**extra, **link_dialects.deliver_extras(state, location, ts)}   # G17 reads orig_ts
         onward = frames.server_deliver(me, location, ts, target, payload["ciphertext"], sender,
@@ -238,7 +269,11 @@ def send_to_server(state: RouterState, server_id: str, frame: Envelope, origin_c
 
 def public_message(state: RouterState, frame: Envelope, exclude_conn: int) -> list[Action]:
     """Project decision (§7.3): the envelope travels unchanged; one signature per hop
-    serves every recipient because it covers the payload only."""
+    serves every recipient because it covers the payload only. A G17 copy addressed
+    to one member goes to that member only (peer_channel.py)."""
+    directed = peer_channel.directed_copy(state.peer_channel, frame)
+    if directed is not None:
+        return directed
     servers = server_targets(state, PUBLIC_CHANNEL, exclude_conn)
     keeping_up = tuple(target for target in servers if not outflow.congested(state, target[0]))
     actions: list[Action] = []
@@ -246,11 +281,16 @@ def public_message(state: RouterState, frame: Envelope, exclude_conn: int) -> li
         # The sender re-sends it whole: servers drop the copies they had (SOCP §8
         # seen_ids), clients those whose msg_ref they saw.
         actions.append(error_to(state, exclude_conn, ErrorCode.OVERLOADED, outflow.CONGESTED_DETAIL))
-    targets = user_targets(state, PUBLIC_CHANNEL, exclude_conn) + keeping_up
+    local = user_targets(state, PUBLIC_CHANNEL, exclude_conn)
+    g101: tuple[int, ...] = ()
+    if frame.type == T.MSG_PUBLIC_CHANNEL:   # G101's members read posts (not files) as USER_DELIVER
+        g101 = tuple(conn for conn, _ in local if conn in state.peer_channel.g101_members)
+        local = tuple(target for target in local if target[0] not in state.peer_channel.g101_members)
+    targets = local + keeping_up
     if targets:
         onward = Envelope(type=frame.type, from_=frame.from_, to=PUBLIC_CHANNEL, ts=frame.ts, payload=frame.payload)
         actions.insert(0, Send(targets, onward))
-    return actions
+    return actions + peer_channel.g101_copies(state.peer_channel, frame, g101)
 
 
 def key_share(state: RouterState, frame: Envelope, origin_conn: int) -> list[Action]:

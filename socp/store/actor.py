@@ -92,6 +92,8 @@ def snapshot_reply(request_id: int, snapshot: StoreSnapshot) -> wire.SnapshotRep
         public_channel_members=list(snapshot.public_channel_members),
         hello_signers=list(snapshot.hello_signers),
         hello_signatures=[[h.user_id, h.sig_digest, h.seen_at] for h in snapshot.hello_signatures],
+        replay_keys=[[ref, ts] for ref, ts in snapshot.replay_keys],
+        replay_state=dict(snapshot.replay_state),
     )
 
 
@@ -138,6 +140,12 @@ async def execute(store: Store, request: wire.StoreRequest) -> wire.StoreReply:
         case wire.NoteSignedHello():
             await store.note_signed_hello(UserId(request.user_id), request.sig_digest, request.seen_at,
                                           request.forget_before, request.keep)
+            return wire.Done(rid)
+        case wire.NoteReplayKeys():
+            await store.note_replay_keys(request.keys, request.forget_before)
+            return wire.Done(rid)
+        case wire.SetReplayState():
+            await store.set_replay_state(request.name, request.value)
             return wire.Done(rid)
     raise StoreRequestRejected(f"{type(request).__name__} is not a request")
 

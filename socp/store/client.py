@@ -65,6 +65,8 @@ def snapshot_from_reply(reply: wire.SnapshotReply) -> StoreSnapshot:
         hello_signers=tuple(UserId(u) for u in reply.hello_signers),
         hello_signatures=tuple(HelloSignature(UserId(u), digest, seen_at)
                                for u, digest, seen_at in reply.hello_signatures),
+        replay_keys=tuple((str(ref), int(ts)) for ref, ts in reply.replay_keys),
+        replay_state=dict(reply.replay_state),
     )
 
 
@@ -184,6 +186,14 @@ class StoreClient:
         """A signed hello was accepted: the id signs from now on; this signature is used."""
         request = wire.NoteSignedHello(self._next_id(), user_id, sig_digest, seen_at, forget_before, keep)
         await self._call(request, wire.Done, timeout)
+
+    async def note_replay_keys(self, keys: list[list[Any]], forget_before: int, *,
+                               timeout: float | None = None) -> None:
+        """Keep the duplicate keys [msg_ref, ts, seen_at] of user frames (router/replay_log.py)."""
+        await self._call(wire.NoteReplayKeys(self._next_id(), keys, forget_before), wire.Done, timeout)
+
+    async def set_replay_state(self, name: str, value: int, *, timeout: float | None = None) -> None:
+        await self._call(wire.SetReplayState(self._next_id(), name, value), wire.Done, timeout)
 
     async def add_channel_member(self, member_id: UserId, version: int, *, timeout: float | None = None) -> None:
         await self._call(wire.AddChannelMember(self._next_id(), member_id, version), wire.Done, timeout)

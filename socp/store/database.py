@@ -34,11 +34,13 @@ class Dialect:
     long_text_type: str   # a wrapped private key or a whole key-share payload
     table_options: str
 
-    def upsert(self, table: str, columns: Sequence[str], key: Sequence[str], update: Sequence[str]) -> str:
-        """INSERT that updates `update` columns (or does nothing if empty) when `key` exists."""
+    def upsert(self, table: str, columns: Sequence[str], key: Sequence[str], update: Sequence[str],
+               rows: int = 1) -> str:
+        """INSERT (of `rows` rows) that updates `update` columns (or does nothing if
+        empty) when `key` exists."""
         names = ", ".join(columns)
-        marks = ", ".join("?" for _ in columns)
-        insert = f"INSERT INTO {table} ({names}) VALUES ({marks})"
+        marks = "(" + ", ".join("?" for _ in columns) + ")"
+        insert = f"INSERT INTO {table} ({names}) VALUES {', '.join([marks] * rows)}"
         if self.name == "sqlite":
             if not update:
                 return f"{insert} ON CONFLICT ({', '.join(key)}) DO NOTHING"

@@ -13,6 +13,10 @@ from socp.protocol.ids import PUBLIC_CHANNEL, PUBLIC_CHANNEL_CREATOR
 from socp.store.database import Database, Dialect, Transaction
 from socp.store.errors import StoreMisconfigured
 
+# replay_state: wall-clock ms of the router's last clean stop (every key written); 0
+# while it runs (a crash leaves 0).
+STOPPED_CLEANLY_AT = "stopped_cleanly_at"
+
 
 @dataclass(frozen=True, slots=True)
 class Migration:
@@ -103,11 +107,37 @@ async def _hello_proofs(tx: Transaction, d: Dialect, now_ms: int) -> None:
         ) {d.table_options}""")
 
 
+async def _replay_keys(tx: Transaction, d: Dialect, now_ms: int) -> None:
+    # Replay protection that survives a restart (router/replay_log.py): the duplicate
+    # keys of user frames (their msg_ref) while their ts is inside the window, and
+    # whether the router last stopped cleanly (every key written) or not.
+    # Old keys are deleted by ts at every write: index it (SQLite cannot declare an
+    # index inside CREATE TABLE; MySQL has no CREATE INDEX IF NOT EXISTS).
+    inline_index = ", INDEX replay_keys_ts (ts)" if d.name == "mysql" else ""
+    await tx.execute(f"""
+        CREATE TABLE IF NOT EXISTS replay_keys (
+            msg_ref VARCHAR(64) NOT NULL PRIMARY KEY,
+            ts BIGINT NOT NULL,
+            seen_at BIGINT NOT NULL{inline_index}
+        ) {d.table_options}""")
+    if d.name != "mysql":
+        await tx.execute("CREATE INDEX IF NOT EXISTS replay_keys_ts ON replay_keys (ts)")
+    await tx.execute(f"""
+        CREATE TABLE IF NOT EXISTS replay_state (
+            name VARCHAR(64) NOT NULL PRIMARY KEY,
+            value BIGINT NOT NULL
+        ) {d.table_options}""")
+    # A node upgraded to this release kept no keys before: nothing to doubt.
+    await tx.execute(d.upsert("replay_state", ("name", "value"), key=("name",), update=()),
+                     (STOPPED_CLEANLY_AT, now_ms))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "directory: users, groups, group_members", _directory_tables),
     Migration(2, "channel_key_shares and pinned servers", _key_shares_and_servers),
     Migration(3, "the public channel", _public_channel),
     Migration(4, "hello_signers and hello_signatures", _hello_proofs),
+    Migration(5, "replay_keys and replay_state", _replay_keys),
 )
 
 

@@ -21,6 +21,10 @@ from socp.store.records import (BindResult, HelloSignature, PendingKeyShare, Pin
 Clock = Callable[[], float]   # seconds since the epoch, like time.time
 
 PUBLIC_MEMBER_ROLE = "member"
+# Replay keys handed back at start: those whose ts is this recent (the router keeps
+# only those inside its window: 10 minutes back, 2 ahead; the rest is margin).
+REPLAY_KEYS_KEPT_MS = 15 * 60 * 1000
+REPLAY_ROWS_PER_STATEMENT = 300    # 900 placeholders: under SQLite's oldest limit of 999
 
 
 def _to_json(value: dict[str, Any], what: str) -> str:
@@ -94,6 +98,9 @@ class Store:
             signer_rows = await tx.fetch_all("SELECT user_id FROM hello_signers ORDER BY user_id")
             signature_rows = await tx.fetch_all(
                 "SELECT user_id, sig_digest, seen_at FROM hello_signatures ORDER BY seen_at, user_id")
+            replay_rows = await tx.fetch_all("SELECT msg_ref, ts FROM replay_keys WHERE ts >= ? ORDER BY ts, msg_ref",
+                                             (int(self._clock() * 1000) - REPLAY_KEYS_KEPT_MS,))
+            state_rows = await tx.fetch_all("SELECT name, value FROM replay_state")
         return StoreSnapshot(
             users={UserId(row[0]): _user_record(row[1:]) for row in user_rows},
             pinned_servers={ServerId(sid): PinnedServer(pubkey, host, None if port is None else int(port))
@@ -105,6 +112,8 @@ class Store:
             hello_signers=tuple(UserId(row[0]) for row in signer_rows),
             hello_signatures=tuple(HelloSignature(UserId(uid), digest, int(seen_at))
                                    for uid, digest, seen_at in signature_rows),
+            replay_keys=tuple((str(ref), int(ts)) for ref, ts in replay_rows),
+            replay_state={str(name): int(value) for name, value in state_rows},
         )
 
     async def get_user(self, user_id: UserId) -> UserRecord | None:
@@ -186,6 +195,34 @@ class Store:
             if len(rows) > keep:
                 await tx.execute("DELETE FROM hello_signatures WHERE user_id = ? AND seen_at < ?",
                                  (user_id, int(rows[keep - 1][0])))
+
+    async def note_replay_keys(self, keys: list[list[Any]], forget_before_ms: int) -> None:
+        """Keep the duplicate keys `[msg_ref, ts, seen_at]` of user frames the router saw
+        since its last write (router/replay_log.py); forget those whose ts is before
+        `forget_before_ms` (outside the window: refused as stale anyway)."""
+        rows = []
+        for key in keys:
+            if (not isinstance(key, (list, tuple)) or len(key) != 3 or not isinstance(key[0], str) or not key[0]
+                    or type(key[1]) is not int or type(key[2]) is not int):
+                raise StoreRequestRejected("each replay key must be [msg_ref, ts, seen_at]")
+            rows.append((key[0], key[1], key[2]))
+        dialect = self.database.dialect
+        async with self.database.transaction() as tx:
+            for start in range(0, len(rows), REPLAY_ROWS_PER_STATEMENT):
+                chunk = rows[start:start + REPLAY_ROWS_PER_STATEMENT]
+                await tx.execute(dialect.upsert("replay_keys", ("msg_ref", "ts", "seen_at"), key=("msg_ref",),
+                                                update=(), rows=len(chunk)),
+                                 [value for row in chunk for value in row])
+            await tx.execute("DELETE FROM replay_keys WHERE ts < ?", (forget_before_ms,))
+
+    async def set_replay_state(self, name: str, value: int) -> None:
+        """One mark of replay_state (the router's clean stop)."""
+        if not name:
+            raise StoreRequestRejected("a replay_state name must not be empty")
+        dialect = self.database.dialect
+        async with self.database.transaction() as tx:
+            await tx.execute(dialect.upsert("replay_state", ("name", "value"), key=("name",), update=("value",)),
+                             (name, value))
 
     async def _insert_user(self, tx: Transaction, user_id: UserId, pubkey: str, meta_text: str,
                            home_server: ServerId | None) -> None:

@@ -6,7 +6,7 @@ actor share them without importing a driver.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, NamedTuple
 
@@ -70,6 +70,10 @@ class StoreSnapshot:
     public_channel_members: tuple[UserId, ...]         # in join order
     hello_signers: tuple[UserId, ...] = ()             # ids that sign their hellos
     hello_signatures: tuple[HelloSignature, ...] = ()  # signed hellos already used
+    # Replay protection across restarts (router/replay_log.py): (msg_ref, ts) of user
+    # frames seen within the window, oldest ts first, and the router's stop marks.
+    replay_keys: tuple[tuple[str, int], ...] = ()
+    replay_state: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

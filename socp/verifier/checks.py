@@ -35,6 +35,7 @@ from typing import Any
 
 from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, Rejected, Verified, VerifyJob
 from socp.protocol import envelope
+from socp.protocol.acks import msg_ref_of_obj
 from socp.protocol.crypto import decode_public_key
 from socp.protocol.encoding import canonical_json
 from socp.protocol.errors import BadKey, InvalidSignature, SocpError
@@ -50,6 +51,7 @@ RELAYED_TYPES = frozenset({FrameType.USER_ADVERTISE, FrameType.USER_REMOVE})
 def check_job(job: VerifyJob) -> Verified | Rejected:
     """Validate one inbound frame for the router (see the module docstring)."""
     frame_type = ""
+    raw = None
     try:
         raw = envelope.load_json(job.text)
         frame_type = readable_type(raw)
@@ -58,14 +60,15 @@ def check_job(job: VerifyJob) -> Verified | Rejected:
         link_signed = True
         try:
             if not (job.unsigned_ok and job.role == ROLE_SERVER and not frame.sig):
-                check_signature(frame, job.role, job.verify_key)
+                check_signature(frame, job.role, job.verify_key, raw)
         except InvalidSignature:
             if not (job.role == ROLE_SERVER and job.verify_key and frame.type in RELAYED_TYPES):
                 raise
             link_signed = False
         digest = payload_digest(frame.payload)
     except SocpError as exc:
-        return Rejected(job.conn, job.seq, exc.code.value, exc.detail, frame_type)
+        # Named, so the sender learns which frame failed (no silent drops, protocol/acks.py).
+        return Rejected(job.conn, job.seq, exc.code.value, exc.detail, frame_type, msg_ref_of_obj(raw))
     return Verified(job.conn, job.seq, frame.to_dict(), digest, link_signed)
 
 
@@ -107,10 +110,11 @@ def check_keys(frame: envelope.Envelope) -> None:
             _require_key("payload.meta.pubkey", meta["pubkey"])
 
 
-def check_signature(frame: envelope.Envelope, role: int, verify_key: str) -> None:
+def check_signature(frame: envelope.Envelope, role: int, verify_key: str, raw: Any = None) -> None:
     """Raise InvalidSignature (or BadKey for an unusable pinned key) per the role.
 
-    Keys taken from the payload have already passed `check_keys`.
+    Keys taken from the payload have already passed `check_keys`. `raw` is the frame
+    as decoded: a user's hello may be signed over it as sent (G101 adds an `id`).
     """
     if role == ROLE_SERVER:
         # SOCP §5: every frame from a server is signed; interop table: never unsigned.
@@ -125,4 +129,4 @@ def check_signature(frame: envelope.Envelope, role: int, verify_key: str) -> Non
     elif frame.type == FrameType.USER_HELLO and frame.sig:
         # Interop table: a hello may be unsigned, but a signature it does carry
         # must be by the key it introduces.
-        verify_transport(decode_public_key(frame.payload["pubkey"]), frame)
+        verify_transport(decode_public_key(frame.payload["pubkey"]), frame, raw if isinstance(raw, dict) else None)

@@ -39,7 +39,7 @@ from socp.protocol.errors import ErrorCode, SocpError
 from socp.runtime import setup_logging
 
 from .checks import check_job
-from .signer import sign_job
+from .signer import ReusedSignatures, sign_job
 
 log = logging.getLogger("socp.verifier")
 
@@ -74,6 +74,7 @@ class Verifier:
     def __init__(self, config: NodeConfig, private_key: PrivateKey, should_stop: Callable[[], bool],
                  context: zmq.Context | None = None) -> None:
         self.private_key = private_key
+        self.reused_signatures = ReusedSignatures()
         self.should_stop = should_stop
         self.stats = VerifierStats()
         self._context = context or zmq.Context.instance()
@@ -170,7 +171,7 @@ class Verifier:
 
     def _sign(self, job: SignJob) -> None:
         try:
-            delivers = sign_job(self.private_key, job)
+            delivers = sign_job(self.private_key, job, self.reused_signatures)
             packed = [messages.pack(deliver) for deliver in delivers]
         except Exception:
             # A bug in us or the router. The contract has no failure answer to a

@@ -114,3 +114,16 @@ def test_cli_refuses_a_remote_url():
     outcome = CliRunner().invoke(bench, ["dm", "--url", "ws://192.0.2.1:8765", "--duration", "1"])
     assert outcome.exit_code != 0
     assert "loopback" in outcome.output
+
+
+def test_an_error_naming_a_refused_burst_counts_each_frame() -> None:
+    from socp.bench.phase import make_handler
+    from socp.bench.tracker import DeliveryTracker
+
+    tracker = DeliveryTracker()
+    handle = make_handler(tracker, frozenset({"USER_DELIVER"}), lambda frame: None)
+    handle(None, {"type": "ERROR", "payload": {"code": "RATE_LIMITED", "msg_ref": "c",
+                                               "msg_refs": ["a", "b", "c"]}}, "", 0.0)
+    handle(None, {"type": "ERROR", "payload": {"code": "RATE_LIMITED", "msg_ref": "d"}}, "", 0.0)
+    handle(None, {"type": "ERROR", "payload": {"code": "USER_NOT_FOUND"}}, "", 0.0)
+    assert tracker.errors == {"RATE_LIMITED": 4, "USER_NOT_FOUND": 1}

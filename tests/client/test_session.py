@@ -320,3 +320,23 @@ def test_a_download_whose_sender_goes_silent_is_dropped(net, make_session, tmp_p
     for actions in steps:                             # the sender wakes up: nothing more is kept
         net.send(alice, actions)
     assert not net.take(bob, FileReceived) and list(bob.downloads_dir.iterdir()) == []
+
+
+def test_a_file_start_without_sha256_is_refused_not_a_crash(net, make_session, tmp_path):
+    """The node relays G17's FILE_START, which has no sha256; we keep only files we
+    can check, and say why."""
+    alice, bob = _pair(net, make_session, "alice", "bob")
+    source = tmp_path / "doc.txt"
+    source.write_bytes(b"x" * 500)
+
+    def drop_hash(envelope: Envelope) -> Envelope:
+        if envelope.type == "FILE_START":
+            payload = {k: v for k, v in envelope.payload.items() if k not in ("sha256", "content_sig")}
+            return Envelope(envelope.type, envelope.from_, envelope.to, envelope.ts, payload)
+        return envelope
+
+    net.node.tamper = drop_hash
+    _send_file(net, alice, "bob", source)
+    [failed] = net.take(bob, FileFailed)
+    assert "SHA-256" in failed.reason
+    assert not bob.downloads_dir.exists() or list(bob.downloads_dir.iterdir()) == []

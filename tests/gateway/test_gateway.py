@@ -335,3 +335,28 @@ async def test_server_links_report_frames_written(gateway: GatewayHarness) -> No
         # Only server links, each report a cumulative count per link.
         assert all(conn == DIALLED_CONN for report in first + later for conn, _ in report.counts)
         assert await user.recv() == "for the user"
+
+
+async def test_acknowledged_frames_over_the_limit_are_reported_by_msg_ref(start_gateway: GatewayFactory) -> None:
+    # No silent drops (protocol/acks.py): past the first RATE_LIMITED, a user's DMs are
+    # still reported, each with its msg_ref, so the router can name them; other frames
+    # of the burst are dropped unseen, as before.
+    from socp.protocol import frames
+    from socp.protocol.acks import msg_ref
+
+    harness = await start_gateway(frame_rate=1.0, frame_burst=10)
+    await wait_for_hello(harness)
+    async with ws_connect(harness.ws_url) as user:
+        conn = await said_hello(harness, user)
+        dms = [frames.msg_direct("u", "v", 1000 + n, "Y2lwaGVy", "a2V5", "c2ln") for n in range(8)]
+        for n in range(9):
+            await user.send(f"not json {n}")
+        for dm in dms:
+            await user.send(dm.to_wire())
+        await user.send("not json either")
+        assert [(await harness.next_job()).seq for _ in range(9)] == list(range(1, 10))   # the burst
+        reports = [await harness.from_router_inbox() for _ in range(8)]
+        assert all(isinstance(r, Rejected) and r.conn == conn and r.code == "RATE_LIMITED" for r in reports)
+        assert [r.seq for r in reports] == list(range(10, 18))
+        assert [r.msg_ref for r in reports] == [msg_ref(dm) for dm in dms]
+        assert "retry_after_ms=" in reports[0].detail

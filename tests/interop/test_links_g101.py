@@ -16,7 +16,7 @@ from socp.verifier.checks import check_job
 
 import json
 
-from links_replay import first
+from interop.links_replay import first
 from router.harness import Harness, closes
 
 

@@ -21,7 +21,7 @@ from socp.router.events import Dial, LinkUp
 from socp.router.linkbook import PeerLinkState
 from socp.router.state import Introducer
 
-from links_replay import feed, first, recorded, stamped
+from interop.links_replay import feed, first, recorded, stamped
 from router.harness import NOW, Harness, errors_to, sent_to
 
 # Its public channel key share has its own shape (shares[].wrapped, a group key).

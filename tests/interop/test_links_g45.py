@@ -19,7 +19,7 @@ from socp.router.events import Dial, LinkUp
 from socp.router.linkbook import PeerLinkState
 from socp.router.state import Introducer
 
-from links_replay import feed, first, recorded, stamped
+from interop.links_replay import feed, first, recorded, stamped
 from router.harness import NOW, Harness, sent_to
 
 # Frames G45 sends that we do not take, and why (docs/interop.md "Server links").

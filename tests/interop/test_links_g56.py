@@ -23,7 +23,7 @@ from socp.router.links import Link, LinkState
 from socp.router.state import Introducer
 from socp.verifier.checks import check_job
 
-from links_replay import feed, first, recorded, stamped
+from interop.links_replay import feed, first, recorded, stamped
 from router.harness import NOW, Harness, sent_to
 
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 
 POC = Path(__file__).resolve().parents[2] / "poc"
 SCRIPTS = ["weak_keys", "replay", "presence_poisoning", "impersonation", "file_integrity", "injection",
-           "resource_abuse", "connection_flood"]
+           "resource_abuse", "connection_flood", "silent_drops"]
 EXTRA = {"resource_abuse": ["--hello-timeout", str(HELLO_TIMEOUT)],
          "connection_flood": ["--connections", "1200", "--settle", "6"]}
 
@@ -32,8 +32,18 @@ def test_attack_is_blocked(node, key_dir, name) -> None:
     assert "BLOCKED" in result.stdout and "SUCCEEDED" not in result.stdout
 
 
+def test_replay_after_a_restart_is_blocked(key_dir, tmp_path) -> None:
+    # This script runs (and restarts) a node of its own.
+    from support.nodes import free_port
+    result = run_script("replay_restart", "--url", f"ws://127.0.0.1:{free_port()}", "--data-dir",
+                        str(tmp_path / "replay-node"), "--keys", str(key_dir), timeout=150)
+    assert result.returncode == 0, f"replay_restart exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+    assert "BLOCKED" in result.stdout and "SUCCEEDED" not in result.stdout
+
+
 def test_every_script_is_tested() -> None:
-    assert sorted(p.stem for p in POC.glob("*.py") if not p.stem.startswith("_")) == sorted(SCRIPTS)
+    own_node = ["replay_restart"]
+    assert sorted(p.stem for p in POC.glob("*.py") if not p.stem.startswith("_")) == sorted(SCRIPTS + own_node)
 
 
 @pytest.mark.parametrize("url", ["ws://192.0.2.1:8765", "ws://example.com:8765", "http://127.0.0.1:1"])

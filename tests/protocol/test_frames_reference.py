@@ -275,6 +275,46 @@ EXAMPLES = [
         lambda w: frames.db_user(w.server_b, w.server_a, w.ts, w.user_b, w.pub_b, f"key-{w.user_b}"),
         _keys("user_id", "found", "pubkey", "req_id"),
     ),
+    Example(
+        "PUBLIC_MEMBERS_SNAPSHOT",
+        '{"type":"PUBLIC_MEMBERS_SNAPSHOT","from":"$server_a","to":"$user_a","ts":$ts,'
+        '"payload":{"members":["$user_a","$user_b"],"version":3},"sig":"$sig"}',
+        lambda w: frames.public_members_snapshot(w.server_a, w.user_a, w.ts, [w.user_b, w.user_a], 3),
+        _keys("members", "version"),
+    ),
+    # --- G17's register and password login (docs/store-and-login.md) ----------------
+    Example(
+        "LOCAL_REGISTER",
+        '{"type":"LOCAL_REGISTER","from":"$user_a","to":"$server_a","ts":$ts,"payload":{"pubkey":"$pub_a",'
+        '"privkey_store":"U0MxYmxvYg","pake_password":"$$argon2id$$v=19$$m=65536,t=3,p=4$$c2FsdA$$aGFzaA"},'
+        '"sig":""}',
+        lambda w: frames.peer_register(w.user_a, w.server_a, w.ts, w.pub_a, "U0MxYmxvYg",
+                                       "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"),
+        _keys("pubkey", "privkey_store", "pake_password"),
+    ),
+    Example(
+        "REGISTER",
+        '{"type":"REGISTER","from":"$user_a","to":"$server_a","ts":$ts,"payload":{"pubkey":"$pub_a",'
+        '"privkey_store":"U0MxYmxvYg","pake_password":"$$argon2id$$v=19$$m=65536,t=3,p=4$$c2FsdA$$aGFzaA"},'
+        '"sig":""}',
+        lambda w: frames.peer_register(w.user_a, w.server_a, w.ts, w.pub_a, "U0MxYmxvYg",
+                                       "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA", FrameType.REGISTER),
+        _keys("pubkey", "privkey_store", "pake_password"),
+    ),
+    Example(
+        "LOGIN_SUCCESS",
+        '{"type":"LOGIN_SUCCESS","from":"$server_a","to":"$user_a","ts":$ts,'
+        '"payload":{"pubkey":"$pub_a","privkey_store":"U0MxYmxvYg"},"sig":"$sig"}',
+        lambda w: frames.login_success(w.server_a, w.user_a, w.ts, w.pub_a, "U0MxYmxvYg"),
+        _keys("pubkey", "privkey_store"),
+    ),
+    Example(
+        "LOGIN_FAIL",
+        '{"type":"LOGIN_FAIL","from":"$server_a","to":"$user_a","ts":$ts,'
+        '"payload":{"code":"FORBIDDEN","detail":"login failed"},"sig":"$sig"}',
+        lambda w: frames.login_fail(w.server_a, w.user_a, w.ts, "FORBIDDEN", "login failed"),
+        _keys("code", "detail"),
+    ),
     # --- project additions: directory and login (docs/store-and-login.md) ------------
     Example(
         "DIRECTORY_GET",

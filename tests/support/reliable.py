@@ -1,7 +1,9 @@
 """A raw SOCP user that behaves as the README asks of a client: it keeps every
 acknowledged-type frame until an ACK covers it, re-sends unacknowledged frames after
-a reconnect (or when no ACK came for RESEND_AFTER), and counts deliveries by
-ciphertext so duplicates are visible. For the chaos and shutdown tests."""
+a reconnect (or when no ACK came for RESEND_AFTER), reads every frame an ERROR names
+(`msg_ref` and `msg_refs`), re-stamps a frame answered RESEND (a new ts and
+content_sig, the same ciphertext), and counts deliveries by ciphertext so duplicates
+are visible. For the chaos and shutdown tests."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from socp.protocol import crypto, frames, signing
-from socp.protocol.acks import msg_ref
+from socp.protocol.acks import msg_ref, refs_named
 from socp.protocol.envelope import parse
 
 from .wsclient import RawUser, now_ms
@@ -30,6 +32,7 @@ class Sent:
     sent_at: float
     acked_at: float | None = None
     refused: str = ""
+    restamped_as: str = ""       # RESEND: the ref of the re-stamped copy that replaced it
 
 
 @dataclass
@@ -75,14 +78,33 @@ class ReliableUser:
             frame = parse(text)
             if frame.type == "ACK":
                 self._acked(frame.payload.get("msg_ref", ""))
-            elif frame.type == "ERROR" and frame.payload.get("msg_ref") in self.sent:
-                entry = self.sent[frame.payload["msg_ref"]]
-                if frame.payload.get("code") == "REPLAY":   # a re-send of a frame already handed on
-                    entry.acked_at = entry.acked_at or time.monotonic()
-                else:
-                    entry.refused = frame.payload.get("code", "?")
+            elif frame.type == "ERROR":
+                for ref in refs_named(frame.payload):
+                    if ref in self.sent:
+                        await self._refused(self.sent[ref], frame.payload.get("code", "?"))
             elif frame.type == "USER_DELIVER":
                 self.delivered[frame.payload["ciphertext"]] += 1
+
+    async def _refused(self, entry: Sent, code: str) -> None:
+        if code == "REPLAY":                # a re-send of a frame already handed on
+            entry.acked_at = entry.acked_at or time.monotonic()
+            return
+        entry.refused = code
+        if code == "RESEND" and not entry.restamped_as:
+            # The node restarted after a crash and cannot tell this frame from a copy.
+            again = self.restamp(entry)
+            entry.restamped_as = again.ref
+            await self.transmit(again)
+
+    def restamp(self, entry: Sent) -> Sent:
+        """The same ciphertext under a fresh ts (and so a new content_sig and msg_ref)."""
+        raw = self.raw
+        ts = now_ms()
+        sig = signing.sign_dm(raw.key, entry.ciphertext, raw.user_id, self.peer_id, ts)
+        frame = frames.msg_direct(raw.user_id, self.peer_id, ts, entry.ciphertext, raw.pubkey, sig)
+        again = Sent(msg_ref(frame), frame.to_wire(), entry.ciphertext, time.monotonic())
+        self.sent[again.ref] = again
+        return again
 
     def _acked(self, ref: str) -> None:
         """Cumulative: `ref` and every frame sent before it on this connection."""

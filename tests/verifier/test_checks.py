@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from socp.ipc import messages
 from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, ROLE_USER, Rejected, SignJob, Verified, VerifyJob
 from socp.protocol import envelope, frames
-from socp.protocol.crypto import encode_public_key
-from socp.protocol.encoding import canonical_json
+from socp.protocol.crypto import encode_public_key, sign_pss
+from socp.protocol.encoding import b64url_encode, canonical_json
 from socp.protocol.ids import new_id
 from socp.protocol.signing import sign_envelope, verify_transport
 from socp.verifier import signer
@@ -214,3 +214,36 @@ def test_sign_job_splits_a_wide_fanout_of_a_large_payload(keys) -> None:
 
 def test_sign_job_with_no_delivery_does_nothing(keys) -> None:
     assert signer.sign_job(keys[0], SignJob("HEARTBEAT", new_id(), TS, {}, [])) == []
+
+
+def g101_hello(key: rsa.RSAPrivateKey, tamper: bool = False) -> str:
+    """G101's hello: an `id` beside the standard fields, signed over the whole
+    envelope as sent (minus `sig`)."""
+    frame = {"id": new_id(), "type": "USER_HELLO", "from": "alice101", "to": "server@127.0.0.1:8765", "ts": TS,
+             "payload": {"client": "cli-v1", "pubkey": encode_public_key(key), "enc_pubkey": encode_public_key(key)}}
+    frame["sig"] = b64url_encode(sign_pss(key, canonical_json(frame)))
+    if tamper:
+        frame["id"] = new_id()
+    return orjson.dumps(frame).decode()
+
+
+def test_g101_hello_signed_over_the_envelope_as_sent_is_verified(keys) -> None:
+    assert isinstance(check_job(job(g101_hello(keys[1]), ROLE_USER)), Verified)
+
+
+def test_g101_hello_whose_signed_fields_changed_is_invalid_sig(keys) -> None:
+    assert rejected(check_job(job(g101_hello(keys[1], tamper=True), ROLE_USER)), "INVALID_SIG", "USER_HELLO")
+
+
+def test_a_refused_acknowledged_frame_carries_its_msg_ref(keys) -> None:
+    # No silent drops (protocol/acks.py): the router names the frame in its ERROR.
+    from socp.protocol.acks import msg_ref
+
+    dm = frames.msg_direct("u", "v", TS, "Y2lwaGVy", "a2V5", "c2ln")
+    signed_by_another = sign_envelope(keys[1], dm)
+    result = check_job(job(signed_by_another.to_wire().replace(signed_by_another.sig, "AAAA"), ROLE_USER))
+    assert isinstance(result, Rejected) and result.msg_ref == msg_ref(dm)
+    # Frames that do not read as acknowledged frames name nothing.
+    assert check_job(job("not json", ROLE_USER)).msg_ref == ""
+    assert check_job(job(frames.heartbeat("u", "v", TS).to_wire().replace('"ts":', '"ts":"x","t":'),
+                         ROLE_USER)).msg_ref == ""

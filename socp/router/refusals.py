@@ -1,0 +1,74 @@
+"""Refused acknowledged frames: every one is named, many in one ERROR (no silent drops).
+
+A user whose burst is refused (rate limits, stale or doubtful frames, frames the
+verifier or the gateway refused) must learn which frames did not take effect: a
+cumulative ACK would otherwise cover them, or nothing would ever come, and the client
+would have to guess (protocol/acks.py). But every ERROR costs a signature, so a flood
+must not buy one each. Hence, per connection and per error code:
+
+- the first refusal is answered at once, naming its frame (`msg_ref`);
+- refusals of the same kind within the next interval (`limits.refusal_answer_due`)
+  are held, and answered together by one ERROR whose `msg_refs` lists them (at most
+  MAX_MSG_REFS; `msg_ref` is the last): on the next Tick, when the interval is over,
+  or before the next ACK of that connection (`acks._ack_now` flushes first, so the
+  ERROR always reaches the client before an ACK that would cover the frames).
+
+A flood therefore costs at most one signed ERROR per code per connection per tick.
+"""
+
+from __future__ import annotations
+
+from socp.protocol.acks import MAX_MSG_REFS
+from socp.protocol.envelope import Envelope
+from socp.protocol.errors import ErrorCode
+
+from . import limits
+from .events import Action, Send
+from .replies import error_to
+from .state import HeldRefusals, RouterState
+
+
+def refuse(state: RouterState, conn: int, code: ErrorCode, detail: str, ref: str, kind: str = "") -> list[Action]:
+    """Refuse the frame `ref` of `conn`: an ERROR naming it (and any refused before it
+    and not yet answered) now, if `conn` was not told of this refusal `kind` (default:
+    the code) within the interval (limits.refusal_answer_due); else later."""
+    held_codes = state.refusals.held.setdefault(conn, {})
+    held = held_codes.get(code.value)
+    if held is None:
+        held = held_codes[code.value] = HeldRefusals(detail=detail)
+    held.refs.append(ref)
+    held.detail = detail or held.detail
+    if limits.refusal_answer_due(state.guard, conn, kind or code.value) or len(held.refs) >= MAX_MSG_REFS:
+        return [_answer(state, conn, code.value)]
+    state.refusals.held_refs += 1
+    return []
+
+
+def flush(state: RouterState, conn: int) -> list[Action]:
+    """One ERROR per code for the frames of `conn` refused and not yet answered."""
+    return [_answer(state, conn, code) for code in list(state.refusals.held.get(conn, {}))]
+
+
+def tick(state: RouterState) -> list[Action]:
+    """Answer every held refusal."""
+    return [action for conn in list(state.refusals.held) for action in flush(state, conn)]
+
+
+def link_down(state: RouterState, conn: int) -> None:
+    state.refusals.held.pop(conn, None)
+
+
+def _answer(state: RouterState, conn: int, code: str) -> Send:
+    held_codes = state.refusals.held[conn]
+    held = held_codes.pop(code)
+    if not held_codes:
+        del state.refusals.held[conn]
+    state.refusals.answered += 1
+    refs, detail = held.refs, held.detail
+    send = error_to(state, conn, ErrorCode(code), detail)
+    payload = {**send.frame.payload, "msg_ref": refs[-1]}
+    if len(refs) > 1:
+        payload["msg_refs"] = list(refs)
+        payload["detail"] = f"{detail} ({len(refs)} frames refused, named in msg_refs)"
+    frame = send.frame
+    return Send(send.targets, Envelope(type=frame.type, from_=frame.from_, to=frame.to, ts=frame.ts, payload=payload))
