@@ -13,7 +13,6 @@ import pytest
 
 from socp.protocol import crypto
 from socp.protocol.envelope import parse_obj
-from socp.protocol.errors import SocpError
 from socp.router import core, federation, link_dialects as dialects
 from socp.router.events import Dial, LinkUp
 from socp.router.linkbook import PeerLinkState
@@ -23,7 +22,7 @@ from interop.links_replay import feed, first, recorded, stamped
 from router.harness import NOW, Harness, sent_to
 
 # Frames G45 sends that we do not take, and why (docs/interop.md "Server links").
-KNOWN_GAPS = {"MSG_PUBLIC_CHANNEL"}   # plaintext `text` from its server: its public channel is unencrypted
+KNOWN_GAPS: set[str] = set()
 
 
 @pytest.fixture
@@ -69,11 +68,7 @@ def test_we_join_g45_its_welcome_without_assigned_id_links_us(node, keys) -> Non
     assert register.payload == {"user_id": user_id, "pubkey": crypto.encode_public_key(keys[1])}
 
 
-def test_the_known_gap_is_still_a_gap_or_now_understood() -> None:
-    """G45's plaintext public message: refused by the strict schema, unless the
-    plaintext form (issue #14 item 2, users' side) is accepted; never a crash."""
+def test_its_plaintext_public_message_parses() -> None:
+    """G45's server relays public messages as plaintext `text` (issue #14 item 2)."""
     for frame in recorded("g45", frame_type="MSG_PUBLIC_CHANNEL"):
-        try:
-            parse_obj(frame)
-        except SocpError as exc:
-            assert exc.code.value == "MALFORMED"
+        assert parse_obj(frame).payload["text"]
