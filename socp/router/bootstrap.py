@@ -8,8 +8,8 @@ import yaml
 
 from socp.protocol.crypto import normalise_public_key
 from socp.protocol.errors import SocpError
+from socp.protocol.key_forms import form_of
 
-from .link_dialects import key_form
 from .state import Introducer
 
 RECOMMENDED_INTRODUCERS = 3
@@ -68,7 +68,7 @@ def parse_bootstrap(text: str) -> list[Introducer]:
         unsigned = entry.get("unsigned_link", False)
         if not isinstance(unsigned, bool):
             raise BootstrapError(f"bootstrap entry {index} ({host}:{port}): `unsigned_link` must be true or false")
-        introducer = Introducer(host=host, port=port, pubkey=key, unsigned_link=unsigned, key_form=key_form(pubkey))
+        introducer = Introducer(host=host, port=port, pubkey=key, unsigned_link=unsigned, key_form=form_of(pubkey))
         earlier = next((i for i in introducers if (i.host, i.port) == (host, port)), None)
         if earlier is not None and earlier.pubkey != key:
             raise BootstrapError(f"bootstrap entry {index} ({host}:{port}) pins another key than an earlier entry")

@@ -20,6 +20,7 @@ from socp.protocol.envelope import Envelope, parse_obj
 from socp.protocol.errors import ErrorCode, SocpError
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL, is_peer_id, new_id
+from socp.protocol.key_forms import KeyForm, form_of, in_form
 from socp.protocol.signing import verify_transport
 
 from . import directory, limits, link_dialects, users
@@ -144,7 +145,7 @@ def _introducer_of(state: RouterState, purpose: DialPurpose | None) -> Introduce
         return None
     return Introducer(host=record.host, port=record.port, pubkey=record.pubkey,
                       unsigned_link=purpose.server_id in state.unsigned_servers,
-                      key_form=state.server_key_forms.get(purpose.server_id, link_dialects.DER_B64URL))
+                      key_form=state.server_key_forms.get(purpose.server_id, KeyForm.DER_B64URL))
 
 
 def link_up(state: RouterState, conn: int) -> list[Action]:
@@ -160,11 +161,11 @@ def link_up(state: RouterState, conn: int) -> list[Action]:
         link.move(LinkState.SERVER_PENDING)
         # Our key in the form the operator's entry used: G56 reads only base64url(PEM).
         hello = frames.server_hello_join(me.server_id, f"{entry.host}:{entry.port}", state.now_ms,
-                                         me.host, me.port, link_dialects.key_in_form(me.pubkey, entry.key_form))
+                                         me.host, me.port, in_form(me.pubkey, entry.key_form))
         return [send_one(conn, hello)]
     del state.dialing[conn]
-    form = state.server_key_forms.get(purpose.server_id, link_dialects.DER_B64URL)
-    our_key = link_dialects.key_in_form(me.pubkey, form)
+    form = state.server_key_forms.get(purpose.server_id, KeyForm.DER_B64URL)
+    our_key = in_form(me.pubkey, form)
     hello = frames.server_hello_link(me.server_id, purpose.server_id, state.now_ms, me.host, me.port, our_key)
     actions: list[Action] = [send_one(conn, hello)]
     link.move(LinkState.SERVER)
@@ -413,7 +414,7 @@ def _join_request(state: RouterState, link: Link, frame: Envelope) -> list[Actio
              or (pinned is not None and pinned.pubkey != key))
     assigned = new_id() if taken else requested
     _, actions = _pin(state, assigned, key, payload["host"], payload["port"])
-    state.server_key_forms[assigned] = link_dialects.key_form(payload["pubkey"])
+    state.server_key_forms[assigned] = form_of(payload["pubkey"])
     link.move(LinkState.SERVER)
     others = [
         {"server_id": sid, "host": state.pinned_servers[sid].host, "port": state.pinned_servers[sid].port,
@@ -530,8 +531,8 @@ def _welcomed(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     me = state.me
     # Our key as the operator's entry wrote the peer's: G56 replaces the key it pinned
     # for us with the announced one, and reads only base64url(PEM).
-    form = introducer.key_form if introducer is not None else link_dialects.DER_B64URL
-    our_key = link_dialects.key_in_form(me.pubkey, form)
+    form = introducer.key_form if introducer is not None else KeyForm.DER_B64URL
+    our_key = in_form(me.pubkey, form)
     announce = frames.server_announce(me.server_id, state.now_ms, me.host, me.port, our_key)
     actions.append(send_one(link.conn, announce))
     for server_id in sorted(state.pinned_servers):

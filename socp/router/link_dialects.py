@@ -21,11 +21,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from socp.protocol import frames
-from socp.protocol.crypto import decode_public_key
-from socp.protocol.encoding import b64url_decode, b64url_encode
 from socp.protocol.envelope import Envelope
-from socp.protocol.errors import MalformedFrame, SocpError
 from socp.protocol.frame_types import FrameType as T
+from socp.protocol.key_forms import KeyForm, form_of, in_form
 
 from .events import Action, Send
 
@@ -33,34 +31,6 @@ if TYPE_CHECKING:
     from .state import RouterState
 
 G45, G17, G56, G101 = "g45", "g17", "g56", "g101"
-
-# Forms a public key is written in (interop table "public key").
-DER_B64URL, PEM_B64URL, PEM = "der", "pem-b64url", "pem"
-
-
-def key_form(text: str) -> str:
-    """How `text` (a key some peer or operator wrote) is encoded."""
-    stripped = text.strip()
-    if stripped.startswith("-----BEGIN"):
-        return PEM
-    try:
-        raw = b64url_decode(stripped)
-    except MalformedFrame:
-        return DER_B64URL
-    return PEM_B64URL if raw.lstrip().startswith(b"-----BEGIN") else DER_B64URL
-
-
-def key_in_form(key_text: str, form: str) -> str:
-    """Our (DER b64url) key written the way a peer's own frames write keys: G56
-    reads only base64url(PEM) in a server hello."""
-    if form == DER_B64URL:
-        return key_text
-    from cryptography.hazmat.primitives import serialization
-
-    pem = decode_public_key(key_text).public_bytes(serialization.Encoding.PEM,
-                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
-    return pem.decode("ascii") if form == PEM else b64url_encode(pem)
-
 
 def of_opening(frame: Envelope) -> str:
     """The dialect a server hello or welcome shows; "" when it looks like ours."""
@@ -72,7 +42,7 @@ def of_opening(frame: Envelope) -> str:
     if frame.type == T.SERVER_WELCOME and "server_id" in payload and "pubkey" in payload and "servers" not in payload:
         return G101
     pubkey = payload.get("pubkey")
-    if isinstance(pubkey, str) and key_form(pubkey) != DER_B64URL and not frame.sig:
+    if isinstance(pubkey, str) and form_of(pubkey) is not KeyForm.DER_B64URL and not frame.sig:
         return G56
     return ""
 
@@ -205,7 +175,7 @@ def adapt_keys(state: RouterState, actions: list[Action]) -> list[Action]:
         rest = tuple(t for t in action.targets if t not in pem_targets)
         if rest:
             adapted.append(Send(rest, action.frame))
-        adapted.append(Send(pem_targets, _with_key_form(action.frame, path, PEM_B64URL)))
+        adapted.append(Send(pem_targets, _with_key_form(action.frame, path, KeyForm.PEM_B64URL)))
     return adapted
 
 
@@ -214,7 +184,7 @@ def _dialect_of_conn(state: RouterState, conn: int) -> str:
     return state.linkbook.dialect_of(link.server_address) if link is not None and link.server_address else ""
 
 
-def _with_key_form(frame: Envelope, path: tuple[str, ...], form: str) -> Envelope:
+def _with_key_form(frame: Envelope, path: tuple[str, ...], form: KeyForm) -> Envelope:
     payload = dict(frame.payload)
     holder = payload
     for name in path[:-1]:
@@ -226,10 +196,7 @@ def _with_key_form(frame: Envelope, path: tuple[str, ...], form: str) -> Envelop
     key = holder.get(path[-1])
     if not isinstance(key, str) or not key:
         return frame
-    try:
-        holder[path[-1]] = key_in_form(key, form)
-    except SocpError:
-        return frame
+    holder[path[-1]] = in_form(key, form)
     return Envelope(type=frame.type, from_=frame.from_, to=frame.to, ts=frame.ts, payload=payload)
 
 

@@ -80,7 +80,7 @@ class Introducer:
     # Operator consent (bootstrap `unsigned_link: true`): this peer's link frames come
     # unsigned (G56); accepted on the link we dial to it, and nowhere else.
     unsigned_link: bool = False
-    key_form: str = "der"          # how the entry wrote the key: we present ours the same way
+    key_form: KeyForm = KeyForm.DER_B64URL   # how the entry wrote the key: we present ours the same way
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +218,7 @@ class RouterState:
     # Server links as the operator sees them, and peers' habits (linkbook.py, link_dialects.py)
     linkbook: LinkBook = field(default_factory=LinkBook)
     unsigned_servers: set[str] = field(default_factory=set)          # consent carried over from the bootstrap
-    server_key_forms: dict[str, str] = field(default_factory=dict)   # server_id -> how to write our key to it
+    server_key_forms: dict[str, KeyForm] = field(default_factory=dict)   # server_id -> how to write our key to it
     rejoin: set[str] = field(default_factory=set)                    # server ids to dial with a join, not a link
     key_lookups: dict[str, str] = field(default_factory=dict)        # user_id -> server asked for its key
     relayed_file_senders: dict[tuple[str, str], str] = field(default_factory=dict)  # (server, file_id) -> user

@@ -18,6 +18,7 @@ from socp.protocol import crypto
 from socp.protocol.envelope import parse_obj
 from socp.router import core, federation, link_dialects as dialects
 from socp.protocol.ids import new_id
+from socp.protocol.key_forms import KeyForm, form_of, in_form
 from socp.router.events import Dial, LinkUp
 from socp.router.links import Link, LinkState
 from socp.router.state import Introducer
@@ -71,17 +72,17 @@ def test_with_consent_we_join_and_hand_it_keys_as_pem(node, keys) -> None:
     welcome = stamped(first("g56", "SERVER_WELCOME", dialled_by="us"), NOW)
     pem_key = welcome.payload["servers"][0]["pubkey"]
     node.state.introducers = [Introducer("127.0.0.1", 9461, crypto.normalise_public_key(pem_key), True,
-                                         dialects.key_form(pem_key))]
+                                         form_of(pem_key))]
     dial = next(a for a in federation.start(node.state) if isinstance(a, Dial))
     assert dial.unsigned_ok
     [hello] = sent_to(core.handle(node.state, LinkUp(dial.conn)), dial.conn, "SERVER_HELLO_JOIN")
-    assert dialects.key_form(hello.payload["pubkey"]) == dialects.PEM_B64URL
+    assert form_of(hello.payload["pubkey"]) == KeyForm.PEM_B64URL
     node.connect_user(keys[1])
     actions = feed(node.state, dial.conn, welcome)
     [announce] = sent_to(actions, dial.conn, "SERVER_ANNOUNCE")
-    assert dialects.key_form(announce.payload["pubkey"]) == dialects.PEM_B64URL
+    assert form_of(announce.payload["pubkey"]) == KeyForm.PEM_B64URL
     [advert] = sent_to(actions, dial.conn, "USER_ADVERTISE")
-    assert dialects.key_form(advert.payload["meta"]["pubkey"]) == dialects.PEM_B64URL
+    assert form_of(advert.payload["meta"]["pubkey"]) == KeyForm.PEM_B64URL
     # Its user's advert (meta.pubkey in PEM) binds the key; its DM reaches our user.
     their_advert = stamped(first("g56", "USER_ADVERTISE", dialled_by="us"), NOW)
     feed(node.state, dial.conn, their_advert)

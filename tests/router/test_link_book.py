@@ -13,6 +13,7 @@ from socp.protocol import crypto, frames, signing
 from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode
 from socp.protocol.ids import new_id
+from socp.protocol.key_forms import KeyForm, form_of, in_form
 from socp.router import core, federation, link_dialects as dialects
 from socp.router.bootstrap import BootstrapError, parse_bootstrap
 from socp.router.events import Dial, FrameRejected, LinkDown, LinkUp, Tick
@@ -35,7 +36,7 @@ def der(key: crypto.PrivateKey) -> str:
 
 
 def dial_introducer(node: Harness, key: crypto.PrivateKey, unsigned_link: bool = False,
-                    key_form: str = dialects.DER_B64URL) -> int:
+                    key_form: KeyForm = KeyForm.DER_B64URL) -> int:
     """Start the node with one bootstrap entry; the dial opens; our hello goes out."""
     node.state.introducers = [Introducer("127.0.0.1", 9000, der(key), unsigned_link, key_form)]
     dial = next(a for a in federation.start(node.state) if isinstance(a, Dial))
@@ -92,12 +93,12 @@ def test_a_peer_reason_is_kept_printable() -> None:
 
 
 def test_bootstrap_unsigned_link_is_a_strict_boolean_and_the_key_form_is_kept(keys) -> None:
-    pem = dialects.key_in_form(der(keys[1]), dialects.PEM_B64URL)
+    pem = in_form(der(keys[1]), KeyForm.PEM_B64URL)
     text = f'bootstrap_servers:\n  - {{host: "127.0.0.1", port: 9000, pubkey: "{pem}", unsigned_link: true}}\n'
     [entry] = parse_bootstrap(text)
-    assert entry.unsigned_link is True and entry.key_form == dialects.PEM_B64URL and entry.pubkey == der(keys[1])
+    assert entry.unsigned_link is True and entry.key_form == KeyForm.PEM_B64URL and entry.pubkey == der(keys[1])
     [plain] = parse_bootstrap(f'bootstrap_servers:\n  - {{host: "h", port: 1, pubkey: "{der(keys[1])}"}}\n')
-    assert plain.unsigned_link is False and plain.key_form == dialects.DER_B64URL
+    assert plain.unsigned_link is False and plain.key_form == KeyForm.DER_B64URL
     with pytest.raises(BootstrapError, match="unsigned_link"):
         parse_bootstrap(f'bootstrap_servers:\n  - {{host: "h", port: 1, pubkey: "{der(keys[1])}",'
                         f' unsigned_link: "yes"}}\n')
@@ -140,19 +141,19 @@ def test_an_unsigned_server_hello_refused_by_the_verifiers_is_booked(node) -> No
 
 
 def test_with_consent_a_g56_join_hellos_and_announces_our_key_in_its_pem_form(node, keys) -> None:
-    conn = dial_introducer(node, keys[1], unsigned_link=True, key_form=dialects.PEM_B64URL)
+    conn = dial_introducer(node, keys[1], unsigned_link=True, key_form=KeyForm.PEM_B64URL)
     welcome = Envelope(type="SERVER_WELCOME", from_=new_id(), to=node.server_id, ts=NOW,
                        payload={"assigned_id": node.server_id, "servers": []})
     actions = node.feed(conn, welcome)
     [announce] = sent_to(actions, conn, "SERVER_ANNOUNCE")
-    assert dialects.key_form(announce.payload["pubkey"]) == dialects.PEM_B64URL
+    assert form_of(announce.payload["pubkey"]) == KeyForm.PEM_B64URL
     assert crypto.normalise_public_key(announce.payload["pubkey"]) == node.state.me.pubkey
     assert link_row(node).state is PeerLinkState.JOINED and link_row(node).dialect == dialects.G56
     assert welcome.from_ in node.state.unsigned_servers
     # A user's key handed to the G56 link goes as base64url(PEM): its clients read no other form.
     user_conn, user_id, joined = node.connect_user(keys[2])
     [advert] = sent_to(joined, conn, "USER_ADVERTISE")
-    assert dialects.key_form(advert.payload["meta"]["pubkey"]) == dialects.PEM_B64URL
+    assert form_of(advert.payload["meta"]["pubkey"]) == KeyForm.PEM_B64URL
 
 
 # --- G45 ----------------------------------------------------------------------------------
