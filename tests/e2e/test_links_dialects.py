@@ -16,6 +16,7 @@ import asyncio
 import pytest
 
 from socp.protocol import crypto, signing
+from socp.protocol.key_forms import KeyForm, form_of, in_form
 from socp.router import link_dialects as dialects
 
 from support.dialect_doubles import G17, G45, G56, G101, DialectDouble, VirtualUser
@@ -71,7 +72,7 @@ async def dms_both_ways(node_url: str, double: DialectDouble, ours: RawUser, pee
     if double.dialect == G17:
         assert payload["orig_ts"] == deliver.ts          # G17 hands its user orig_ts
     if double.dialect == G56:
-        assert dialects.key_form(payload["sender_pub"]) == dialects.PEM_B64URL   # its clients read only PEM
+        assert form_of(payload["sender_pub"]) == KeyForm.PEM_B64URL   # its clients read only PEM
     if double.dialect == G45:   # G45 routes only to ids of its own shape: we go by server_<id> with it
         assert deliver.from_.startswith("server_") and payload.get("user_id") == peer_user.user_id
     assert signing.verify_dm(crypto.decode_public_key(payload["sender_pub"]), payload["content_sig"],
@@ -156,7 +157,7 @@ async def test_the_node_joins_a_peer_and_dms_flow_both_ways(tmp_path, keys, dial
         hello = double.hello
         assert hello.type == "SERVER_HELLO_JOIN"
         if dialect == G56:   # our key in the form the bootstrap entry used
-            assert dialects.key_form(hello.payload["pubkey"]) == dialects.PEM_B64URL
+            assert form_of(hello.payload["pubkey"]) == KeyForm.PEM_B64URL
         await link_state(joiner.port, dialect, "joined")
         if dialect != G17:
             await double.advertise(peer_user)

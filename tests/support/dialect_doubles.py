@@ -37,6 +37,7 @@ from socp.protocol import crypto
 from socp.protocol.encoding import b64url_decode, b64url_encode, canonical_json
 from socp.protocol.envelope import Envelope, parse
 from socp.protocol.ids import new_id
+from socp.protocol.key_forms import KeyForm, form_of, in_form
 from socp.router import link_dialects as dialects
 
 G45, G17, G56, G101 = dialects.G45, dialects.G17, dialects.G56, dialects.G101
@@ -80,7 +81,7 @@ class DialectDouble:
 
     def key_text(self, key: crypto.PrivateKey) -> str:
         der = crypto.encode_public_key(key)
-        return dialects.key_in_form(der, dialects.PEM_B64URL) if self.dialect == G56 else der
+        return in_form(der, KeyForm.PEM_B64URL) if self.dialect == G56 else der
 
     def signed(self, frame: dict[str, Any]) -> dict[str, Any]:
         """G45, G17 and G56 sign the canonical payload (G56 leaves its link openings
