@@ -152,6 +152,9 @@ _server_intro = ({"host": host, "port": port, "pubkey": key_text}, {})
 _part = record({"id": id_text, "index": integer(0, 10_000), "count": integer(1, 10_000)})
 _content = {"ciphertext": b64, "sender_pub": key_text, "content_sig": signature}
 
+# A list answer cut to fit one frame says how many users there are in all.
+_list_cut = {"total": integer(0, 2**31), "truncated": boolean}
+
 # type -> (required payload fields, optional payload fields). SOCP §6, §7, interop table.
 PAYLOAD_SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     FrameType.SERVER_HELLO_JOIN: _server_intro,
@@ -213,11 +216,11 @@ PAYLOAD_SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     FrameType.CTRL_CLOSE: ({}, {}),
     FrameType.LIST_RESPONSE: (
         {"users": list_of(id_text)},
-        {"online_users": list_of(id_text), "details": list_of(obj)},
+        {"online_users": list_of(id_text), "details": list_of(obj), **_list_cut},
     ),
     **{t: ({}, {}) for t in LIST_REQUEST_TYPES},
-    FrameType.WHO: ({}, {"users": list_of(id_text)}),   # G101's request, and our answer to it
-    FrameType.USER_LIST: ({"users": list_of(id_text)}, {}),
+    FrameType.WHO: ({}, {"users": list_of(id_text), **_list_cut}),   # G101's request, and our answer to it
+    FrameType.USER_LIST: ({"users": list_of(id_text)}, _list_cut),
     FrameType.PUBKEY_REQUEST: ({"user_id": peer_id}, {}),
     FrameType.USER_DB_GET: ({"user_id": peer_id}, {}),
     # An unknown user is answered with pubkey null (G17) or found false and "" (G45).

@@ -567,6 +567,9 @@ def _users_at(state: RouterState, link: Link, user_locations: dict[str, Any]) ->
         current = state.user_locations.get(user_id)
         if current == LOCAL or (current is not None and current != server_id and current in state.servers):
             continue
+        if limits.presence_problem(state.guard, server_id, state.user_locations.count_at(server_id),
+                                   new_user=current != server_id) is not None:
+            break
         if user_id not in state.users:
             state.users[user_id] = UserRecord(pubkey="", home_server=server_id)
         state.user_locations[user_id] = server_id
@@ -687,6 +690,12 @@ def _advertise(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     current = state.user_locations.get(user_id)
     if current == LOCAL:
         log.warning("refused USER_ADVERTISE from %s: user %s is connected here", server_id, user_id)
+        return []
+    too_much = limits.presence_problem(state.guard, server_id, state.user_locations.count_at(server_id),
+                                       new_user=current != server_id)
+    if too_much is not None:
+        if link.server_address:
+            state.linkbook.dropped(link.server_address, f"USER_ADVERTISE not applied: {too_much}", state.now_ms)
         return []
     meta = payload.get("meta") or {}
     known = state.users.get(user_id)

@@ -109,6 +109,12 @@ class LimitSettings:
     repeat_answer_ms: int = 1000       # the same refusal, answered at most once this often per connection
     hello_sigs_per_user: int = 64      # signed hellos remembered per user id (the newest)
     hello_sig_ttl_ms: int = 30 * 24 * 3600 * 1000
+    # Presence from linked servers (issue #15 weakness 3): users one server may have
+    # here at once, and its USER_ADVERTISE / USER_REMOVE per second (a join's catch-up
+    # of a full server fits in the burst).
+    users_per_server: int = 20_000
+    presence_rate: float = 1000.0
+    presence_burst: int = 20_000
 
 
 @dataclass(slots=True)
@@ -117,6 +123,7 @@ class Guard:
     now_ms: int = 0                                                      # the router's clock
     user_buckets: KeyedBuckets = field(init=False)
     server_buckets: KeyedBuckets = field(init=False)
+    presence_buckets: KeyedBuckets = field(init=False)                   # origin server -> changes left
     error_buckets: dict[int, TokenBucket] = field(default_factory=dict)  # conn -> answers left
     node_errors: TokenBucket | None = None
     limited: set[tuple[str, str]] = field(default_factory=set)          # in a refused burst now
@@ -135,6 +142,7 @@ class Guard:
         s = self.settings
         self.user_buckets = KeyedBuckets(s.user_rate, s.user_burst, self.clock, s.max_buckets)
         self.server_buckets = KeyedBuckets(s.server_rate, s.server_burst, self.clock, s.max_buckets)
+        self.presence_buckets = KeyedBuckets(s.presence_rate, s.presence_burst, self.clock, s.max_buckets)
         self.node_errors = TokenBucket(s.node_error_rate, s.node_error_burst, self.clock)
 
     @classmethod
@@ -200,6 +208,18 @@ def server_rate_problem(guard: Guard, server_key: str) -> tuple[ErrorCode, str] 
     if not s.rate_limits:
         return None
     return _over_limit(guard, "server", server_key, guard.server_buckets, "server")
+
+
+def presence_problem(guard: Guard, server_id: str, users_there: int, new_user: bool) -> str | None:
+    """Why a presence change from `server_id` is not applied, or None (issue #15
+    weakness 3: one server must not fill every node's tables and /list answers).
+    The user cap holds even without rate limits (tests freeze the clock)."""
+    s = guard.settings
+    if new_user and users_there >= s.users_per_server:
+        return f"server {server_id} already has {users_there} users here, the most one server may have"
+    if s.rate_limits and not guard.presence_buckets.take(server_id):
+        return f"server {server_id} changes presence faster than {s.presence_rate:g} per second"
+    return None
 
 
 def error_allowed(guard: Guard, conn: int) -> bool:

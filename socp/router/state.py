@@ -14,6 +14,7 @@ from .accounts import Accounts
 from .limits import Guard
 from .linkbook import LinkBook
 from .links import Link
+from .locations import Locations
 from .peer_channel import PeerChannel
 from .replay_log import ReplayLog
 from .seen import SeenCache
@@ -170,7 +171,7 @@ class RouterState:
     servers: dict[str, int] = field(default_factory=dict)            # server_id -> conn
     server_addrs: dict[str, tuple[str, int]] = field(default_factory=dict)
     local_users: dict[str, int] = field(default_factory=dict)        # user_id -> conn
-    user_locations: dict[str, str] = field(default_factory=dict)     # user_id -> LOCAL | server_id
+    user_locations: Locations = field(default_factory=Locations)     # user_id -> LOCAL | server_id
     # What the node adds
     users: dict[str, UserRecord] = field(default_factory=dict)       # bound keys, local and remote
     pinned_servers: dict[str, ServerRecord] = field(default_factory=dict)
