@@ -708,6 +708,9 @@ def _advertise(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     if known is not None and known.pubkey and pubkey and pubkey != known.pubkey:
         log.warning("refused USER_ADVERTISE from %s: user %s is bound to another key", server_id, user_id)
         return []
+    refused_move = _home_move_refused(state, link, user_id, server_id, known, pubkey, meta.get("hello"))
+    if refused_move:
+        return []
     if current is not None and current != server_id and current in state.servers:
         # Still at a server whose link is live: a real move starts with its USER_REMOVE.
         log.warning("refused USER_ADVERTISE from %s: user %s is at live server %s", server_id, user_id, current)
@@ -723,6 +726,30 @@ def _advertise(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     if not state.users[user_id].pubkey and server_id == link.peer_id:
         actions += _ask_key(state, link, user_id)   # G45, G17 advertise no key
     return actions + _gossip_on(state, link, frame) if changed else actions
+
+
+def _home_move_refused(state: RouterState, link: Link, user_id: str, server_id: str, known: UserRecord | None,
+                       advertised_key: str, proof: Any) -> bool:
+    """One identity per id (issue #15 weaknesses 1, 2): an id that signs its hellos
+    gets a new home server only with its own signed hello carried in the
+    advertisement. An advertisement that carries a valid one also teaches this node
+    that the id signs, so an unsigned hello for it is refused here too."""
+    guard = state.guard
+    bound_key = known.pubkey if known is not None and known.pubkey else advertised_key
+    if not bound_key:
+        return False
+    moving = known is not None and bool(known.pubkey) and (known.home_server or state.me.server_id) != server_id
+    if moving and user_id in guard.hello_signers:
+        problem = limits.home_move_problem(guard, user_id, bound_key, proof)
+        if problem is not None:
+            log.warning("refused USER_ADVERTISE from %s: user %s: %s", server_id, user_id, problem)
+            if link.server_address:
+                state.linkbook.dropped(link.server_address, f"USER_ADVERTISE of {user_id} refused: {problem}",
+                                       state.now_ms)
+            return True
+    if user_id not in guard.hello_signers and limits.carried_hello_problem(user_id, bound_key, proof) is None:
+        guard.hello_signers.add(user_id)
+    return False
 
 
 def _remove(state: RouterState, link: Link, event: FrameIn) -> list[Action]:

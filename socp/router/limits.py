@@ -29,13 +29,16 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import Any
 from dataclasses import dataclass, field
 
 from socp.protocol.acks import msg_ref_from_digest
+from socp.protocol.crypto import decode_public_key, normalise_public_key
 from socp.protocol.encoding import b64url_decode
-from socp.protocol.envelope import Envelope
+from socp.protocol.envelope import Envelope, parse_obj
 from socp.protocol.errors import ErrorCode, SocpError
 from socp.protocol.frame_types import FrameType as T
+from socp.protocol.signing import verify_transport
 from socp.ratelimit import KeyedBuckets, TokenBucket, retry_hint
 
 from .events import StoreWrite
@@ -366,6 +369,40 @@ def user_hello_accepted(guard: Guard, frame: Envelope) -> list[StoreWrite]:
     forget_before = guard.now_ms - guard.settings.hello_sig_ttl_ms
     return [StoreWrite("note_signed_hello", (frame.from_, hello_sig_digest(frame.sig).hex(), guard.now_ms,
                                              forget_before, guard.settings.hello_sigs_per_user))]
+
+
+def carried_hello_problem(user_id: str, pubkey: str, proof: Any) -> str | None:
+    """Is `proof` (an advertisement's `meta.hello`) a USER_HELLO of `user_id`, signed
+    with `pubkey`, the key bound to the id? None if so."""
+    if not isinstance(proof, dict):
+        return "the advertisement carries no signed hello of the user"
+    try:
+        hello = parse_obj(proof)
+    except SocpError as exc:
+        return f"its signed hello is malformed: {exc.detail}"
+    if hello.type != T.USER_HELLO or hello.from_ != user_id or not hello.sig:
+        return "the carried frame is not a signed USER_HELLO of that user"
+    try:
+        if normalise_public_key(hello.payload["pubkey"]) != pubkey:
+            return "the carried hello names another key"
+        verify_transport(decode_public_key(pubkey), hello, proof)
+    except SocpError:
+        return "the carried hello's signature does not verify with the user's key"
+    return None
+
+
+def home_move_problem(guard: Guard, user_id: str, pubkey: str, proof: Any) -> str | None:
+    """May another server become the home of `user_id`, an id that signs its hellos?
+    Only with the user's own proof (issue #15 weakness 2): the signed hello it said at
+    that server, carried in the advertisement, never used before. Each server carries
+    the hello it accepted in every advertisement, so every node notes every signature
+    and a captured hello cannot serve twice. None if it may."""
+    problem = carried_hello_problem(user_id, pubkey, proof)
+    if problem is not None:
+        return f"the user signs its hellos, and {problem}"
+    if not _note_hello_sig(guard, user_id, hello_sig_digest(proof["sig"]), guard.now_ms):
+        return "the carried hello was used before"
+    return None
 
 
 def hello_sig_digest(sig: str) -> bytes:

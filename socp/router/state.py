@@ -172,6 +172,7 @@ class RouterState:
     server_addrs: dict[str, tuple[str, int]] = field(default_factory=dict)
     local_users: dict[str, int] = field(default_factory=dict)        # user_id -> conn
     user_locations: Locations = field(default_factory=Locations)     # user_id -> LOCAL | server_id
+    hello_proofs: dict[str, dict[str, Any]] = field(default_factory=dict)  # local user -> its signed hello
     # What the node adds
     users: dict[str, UserRecord] = field(default_factory=dict)       # bound keys, local and remote
     pinned_servers: dict[str, ServerRecord] = field(default_factory=dict)
