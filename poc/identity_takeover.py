@@ -60,7 +60,8 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
     await asyncio.sleep(args.settle)
     await friend.send(friend.dm(victim.peer_id, victim.pubkey, b"for the victim only"))
     stolen = not await rogue.nothing_of("SERVER_DELIVER", wait=args.settle * 2)
-    verdict.check(not stolen, "the joined server received none of the victim's mail")
+    verdict.check(not stolen, "the joined server received the victim's mail" if stolen
+                  else "the joined server received none of the victim's mail")
 
     verdict.tried("the victim comes back to B; A's user writes to it")
     back = await Peer(args.peer_url, victim.key, peer_id=victim.peer_id, timeout=args.timeout).open()
