@@ -16,6 +16,12 @@ same answer:
      gateway does not know;
    - a user's frames need none (interop table), except that a USER_HELLO which
      carries a signature must be signed by the key it introduces;
+   - a user's MSG_DIRECT and MSG_PUBLIC_CHANNEL must carry a `content_sig` that
+     verifies with their `sender_pub` in one accepted form (SOCP §9, interop table;
+     `signing.verify_content_frame`). Every recipient would refuse the frame anyway,
+     and the node would spend a signature (1.2-6 ms) delivering it: checking costs
+     0.05-0.5 ms, so a flood of frames nobody signed costs its sender a signature
+     each, or gets nowhere (issue #15 item 4);
    - on a connection whose role the gateway does not know yet, a server's opening
      frame must be signed by the key it introduces, as it would have to be on a
      server link: `Verified` does not say which role a frame was checked under, so
@@ -27,6 +33,7 @@ Only `SocpError`s become `Rejected`; any other exception is a bug and propagates
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Any
 
 from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, Rejected, Verified, VerifyJob
@@ -36,16 +43,19 @@ from socp.protocol.crypto import decode_public_key
 from socp.protocol.encoding import canonical_json
 from socp.protocol.errors import BadKey, InvalidSignature, SocpError
 from socp.protocol.frame_types import KNOWN_TYPES, SERVER_OPENING_TYPES, FrameType
-from socp.protocol.signing import verify_transport
+from socp.protocol.signing import verify_content_frame, verify_transport
 
 # Payload fields that hold a public key, on whichever frame type carries them.
 KEY_FIELDS = ("pubkey", "enc_pubkey", "sender_pub", "creator_pub")
 # Frames a server may relay with their origin's signature (SOCP §6.2 gossip).
 RELAYED_TYPES = frozenset({FrameType.USER_ADVERTISE, FrameType.USER_REMOVE})
+# A user's frames whose content_sig is checked here (see the module docstring).
+CONTENT_SIGNED_TYPES = frozenset({FrameType.MSG_DIRECT, FrameType.MSG_PUBLIC_CHANNEL})
 
 
-def check_job(job: VerifyJob) -> Verified | Rejected:
-    """Validate one inbound frame for the router (see the module docstring)."""
+def check_job(job: VerifyJob, check_content: bool = True) -> Verified | Rejected:
+    """Validate one inbound frame for the router (see the module docstring).
+    `check_content` False skips the content_sig check (content_sig_checks())."""
     frame_type = ""
     raw = None
     try:
@@ -55,7 +65,7 @@ def check_job(job: VerifyJob) -> Verified | Rejected:
         check_keys(frame)
         link_signed = True
         try:
-            check_signature(frame, job.role, job.verify_key, raw)
+            check_signature(frame, job.role, job.verify_key, raw, check_content)
         except InvalidSignature:
             if not (job.role == ROLE_SERVER and job.verify_key and frame.type in RELAYED_TYPES):
                 raise
@@ -105,7 +115,15 @@ def check_keys(frame: envelope.Envelope) -> None:
             _require_key("payload.meta.pubkey", meta["pubkey"])
 
 
-def check_signature(frame: envelope.Envelope, role: int, verify_key: str, raw: Any = None) -> None:
+def content_sig_checks() -> bool:
+    """SOCP_CHECK_CONTENT_SIG=0 turns the content_sig check off, visibly (the verifier
+    logs it): only for replaying recorded peer frames, whose ts must be refreshed
+    (tests/interop). Every node checks by default."""
+    return os.environ.get("SOCP_CHECK_CONTENT_SIG", "1") != "0"
+
+
+def check_signature(frame: envelope.Envelope, role: int, verify_key: str, raw: Any = None,
+                    check_content: bool = True) -> None:
     """Raise InvalidSignature (or BadKey for an unusable pinned key) per the role.
 
     Keys taken from the payload have already passed `check_keys`. `raw` is the frame
@@ -122,3 +140,7 @@ def check_signature(frame: envelope.Envelope, role: int, verify_key: str, raw: A
         # Interop table: a hello may be unsigned, but a signature it does carry
         # must be by the key it introduces.
         verify_transport(decode_public_key(frame.payload["pubkey"]), frame, raw if isinstance(raw, dict) else None)
+    elif check_content and role != ROLE_SERVER and frame.type in CONTENT_SIGNED_TYPES:
+        if not verify_content_frame(decode_public_key(frame.payload["sender_pub"]), frame):
+            raise InvalidSignature(f"{frame.type}: content_sig does not verify with sender_pub in any accepted "
+                                   "form (SOCP §9); the node does not deliver it")

@@ -38,7 +38,7 @@ from socp.protocol.crypto import PrivateKey, fingerprint
 from socp.protocol.errors import ErrorCode, SocpError
 from socp.runtime import setup_logging
 
-from .checks import check_job
+from .checks import check_job, content_sig_checks
 from .signer import ReusedSignatures, sign_job
 
 log = logging.getLogger("socp.verifier")
@@ -75,6 +75,9 @@ class Verifier:
                  context: zmq.Context | None = None) -> None:
         self.private_key = private_key
         self.reused_signatures = ReusedSignatures()
+        self.check_content = content_sig_checks()
+        if not self.check_content:
+            log.warning("SOCP_CHECK_CONTENT_SIG=0: users' content_sig NOT checked before signing (testing only)")
         self.should_stop = should_stop
         self.stats = VerifierStats()
         self._context = context or zmq.Context.instance()
@@ -150,7 +153,7 @@ class Verifier:
 
     def _verify(self, job: VerifyJob) -> None:
         try:
-            result = check_job(job)
+            result = check_job(job, self.check_content)
             data = messages.pack(result)
         except Exception:
             # A bug, not the peer's fault; still answer so the connection's order moves on.
