@@ -225,6 +225,15 @@ class FramesWritten:
     counts: list[tuple[ConnId, int]]  # (server link conn, frames written to its socket since it opened)
 
 
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """verifier → router: `count` sign jobs done, the last in `sign_us` microseconds
+    (router/fairshare.py measures the pool's capacity from these)."""
+    KIND: ClassVar[int] = 19
+    count: int
+    sign_us: int
+
+
 def out_seq(epoch: int, n: int) -> int:
     return epoch << OUT_SEQ_BITS | n
 
@@ -241,11 +250,11 @@ def is_query(conn: ConnId) -> bool:
 
 Message = (VerifyJob | Verified | Rejected | LinkClosed | LinkOpened | SignJob | Deliver | CloseLink | DialLink | GatewayHello
            | RouterHello | LinkReplay | InboundDone | OutboundDone | DirectoryQuery | DirectoryMiss | StoreStatus
-           | FramesWritten)
+           | FramesWritten | Signed)
 
 _CODEC = Codec("actor", (VerifyJob, Verified, Rejected, LinkClosed, LinkOpened, SignJob, Deliver, CloseLink,
                          DialLink, GatewayHello, RouterHello, LinkReplay, InboundDone, OutboundDone,
-                         DirectoryQuery, DirectoryMiss, StoreStatus, FramesWritten),
+                         DirectoryQuery, DirectoryMiss, StoreStatus, FramesWritten, Signed),
                MAX_MESSAGE_BYTES, globals())
 
 

@@ -4,7 +4,8 @@ Sockets (the gateway and router bind, we connect; ZeroMQ guide):
 
     PULL  ← verify_jobs (gateway)      taken first: a check costs ~0.1 ms, a signature ~6 ms
     PULL  ← sign_jobs (router)         one at a time, between rounds of checks
-    PUSH  → router_inbox     Verified / Rejected, one multipart message per round of checks
+    PUSH  → router_inbox     Verified / Rejected, one multipart message per round of checks;
+                             Signed after each signature (what it cost)
     PUSH  → gateway_inbox    Deliver
 
 Every job gets exactly one answer per sequence number, whatever happens to it: a
@@ -33,7 +34,7 @@ import zmq
 from socp.config import NodeConfig
 from socp.identity import load_identity
 from socp.ipc import messages
-from socp.ipc.messages import Deliver, Rejected, SignJob, VerifyJob
+from socp.ipc.messages import Deliver, Rejected, SignJob, Signed, VerifyJob
 from socp.protocol.crypto import PrivateKey, fingerprint
 from socp.protocol.errors import ErrorCode, SocpError
 from socp.runtime import setup_logging
@@ -173,6 +174,7 @@ class Verifier:
             self._send(self.to_router, results)
 
     def _sign(self, job: SignJob) -> None:
+        started = time.perf_counter()
         try:
             delivers = sign_job(self.private_key, job, self.reused_signatures)
             packed = [messages.pack(deliver) for deliver in delivers]
@@ -190,6 +192,9 @@ class Verifier:
         for deliver in delivers:
             self.stats.delivered += len(deliver.items)
         self._send(self.to_gateway, packed)
+        # The router shares signatures by what they really cost here (router/fairshare.py).
+        sign_us = int((time.perf_counter() - started) * 1_000_000)
+        self._results_waiting.append(messages.pack(Signed(1, sign_us)))
 
     def _send(self, sock: zmq.Socket, parts: list[bytes]) -> None:
         """Send `parts` as one message (the receiver reads each part as a message),
