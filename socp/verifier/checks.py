@@ -143,4 +143,4 @@ def check_signature(frame: envelope.Envelope, role: int, verify_key: str, raw: A
     elif check_content and role != ROLE_SERVER and frame.type in CONTENT_SIGNED_TYPES:
         if not verify_content_frame(decode_public_key(frame.payload["sender_pub"]), frame):
             raise InvalidSignature(f"{frame.type}: content_sig does not verify with sender_pub in any accepted "
-                                   "form (SOCP §9); the node does not deliver it")
+                                   "form (SOCP section 9); the node does not deliver it")
