@@ -13,7 +13,8 @@ really run short. Blocked when:
 
 - every honest DM is delivered, and the honest p99 during each flood stays under
   BOUND_SIGNATURES times one signature (measured here, on the same machine);
-- no garbage DM is delivered, and the flooders are told INVALID_SIG naming their frames;
+- no garbage DM is delivered, and the flooders are told INVALID_SIG naming their frames
+  (then RATE_LIMITED, unchecked, once a connection has failed too many checks);
 - every signed flood frame ends acknowledged or named by an ERROR, and the sink
   receives exactly the acknowledged ones (nothing acknowledged is lost);
 - after the floods a DM is delivered promptly (no backlog).
@@ -306,9 +307,11 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
         verdict.note(f"{sent} garbage DMs sent: {dict(ended)}; bob got {pair.garbage_delivered} of them")
         verdict.note(pair.summary("cheap"))
         verdict.check(pair.garbage_delivered == 0 and ended["acked"] == 0 and ended["unanswered"] == 0
-                      and ended["refused:INVALID_SIG"] > 0,
+                      and ended["refused:INVALID_SIG"] > 0
+                      and set(ended) <= {"refused:INVALID_SIG", "refused:RATE_LIMITED"},
                       f"no garbage DM delivered or acknowledged, each named in an ERROR "
-                      f"({ended['refused:INVALID_SIG']} INVALID_SIG)")
+                      f"({ended['refused:INVALID_SIG']} INVALID_SIG, then {ended['refused:RATE_LIMITED']} "
+                      f"RATE_LIMITED unchecked)")
         check_honest(verdict, pair, "cheap", bound_ms)
 
         # --- a flood that pays: correctly signed DMs, in bursts --------------------------

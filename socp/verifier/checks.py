@@ -21,7 +21,8 @@ same answer:
      `signing.verify_content_frame`). Every recipient would refuse the frame anyway,
      and the node would spend a signature (1.2-6 ms) delivering it: checking costs
      0.05-0.5 ms, so a flood of frames nobody signed costs its sender a signature
-     each, or gets nowhere (issue #15 item 4);
+     each, or gets nowhere (issue #15 item 4); a connection whose checks keep
+     failing has its further ones refused unchecked for a while (budget.py);
    - on a connection whose role the gateway does not know yet, a server's opening
      frame must be signed by the key it introduces, as it would have to be on a
      server link: `Verified` does not say which role a frame was checked under, so
@@ -41,9 +42,11 @@ from socp.protocol import envelope
 from socp.protocol.acks import msg_ref_of_obj
 from socp.protocol.crypto import decode_public_key
 from socp.protocol.encoding import canonical_json
-from socp.protocol.errors import BadKey, InvalidSignature, SocpError
+from socp.protocol.errors import BadKey, InvalidSignature, RateLimited, SocpError
 from socp.protocol.frame_types import KNOWN_TYPES, SERVER_OPENING_TYPES, FrameType
 from socp.protocol.signing import verify_content_frame, verify_transport
+
+from .budget import FailedChecks
 
 # Payload fields that hold a public key, on whichever frame type carries them.
 KEY_FIELDS = ("pubkey", "enc_pubkey", "sender_pub", "creator_pub")
@@ -53,9 +56,10 @@ RELAYED_TYPES = frozenset({FrameType.USER_ADVERTISE, FrameType.USER_REMOVE})
 CONTENT_SIGNED_TYPES = frozenset({FrameType.MSG_DIRECT, FrameType.MSG_PUBLIC_CHANNEL})
 
 
-def check_job(job: VerifyJob, check_content: bool = True) -> Verified | Rejected:
+def check_job(job: VerifyJob, check_content: bool = True, failures: FailedChecks | None = None) -> Verified | Rejected:
     """Validate one inbound frame for the router (see the module docstring).
-    `check_content` False skips the content_sig check (content_sig_checks())."""
+    `check_content` False skips the content_sig check (content_sig_checks());
+    `failures` bounds what failed content signatures may cost per connection (budget.py)."""
     frame_type = ""
     raw = None
     try:
@@ -65,11 +69,13 @@ def check_job(job: VerifyJob, check_content: bool = True) -> Verified | Rejected
         check_keys(frame)
         link_signed = True
         try:
-            check_signature(frame, job.role, job.verify_key, raw, check_content)
+            check_signature(frame, job.role, job.verify_key, raw)
         except InvalidSignature:
             if not (job.role == ROLE_SERVER and job.verify_key and frame.type in RELAYED_TYPES):
                 raise
             link_signed = False
+        if check_content and job.role != ROLE_SERVER and frame.type in CONTENT_SIGNED_TYPES:
+            check_content_sig(frame, job.conn, failures)
         digest = payload_digest(frame.payload)
     except SocpError as exc:
         # Named, so the sender learns which frame failed (no silent drops, protocol/acks.py).
@@ -122,8 +128,7 @@ def content_sig_checks() -> bool:
     return os.environ.get("SOCP_CHECK_CONTENT_SIG", "1") != "0"
 
 
-def check_signature(frame: envelope.Envelope, role: int, verify_key: str, raw: Any = None,
-                    check_content: bool = True) -> None:
+def check_signature(frame: envelope.Envelope, role: int, verify_key: str, raw: Any = None) -> None:
     """Raise InvalidSignature (or BadKey for an unusable pinned key) per the role.
 
     Keys taken from the payload have already passed `check_keys`. `raw` is the frame
@@ -140,7 +145,16 @@ def check_signature(frame: envelope.Envelope, role: int, verify_key: str, raw: A
         # Interop table: a hello may be unsigned, but a signature it does carry
         # must be by the key it introduces.
         verify_transport(decode_public_key(frame.payload["pubkey"]), frame, raw if isinstance(raw, dict) else None)
-    elif check_content and role != ROLE_SERVER and frame.type in CONTENT_SIGNED_TYPES:
-        if not verify_content_frame(decode_public_key(frame.payload["sender_pub"]), frame):
-            raise InvalidSignature(f"{frame.type}: content_sig does not verify with sender_pub in any accepted "
-                                   "form (SOCP section 9); the node does not deliver it")
+
+
+def check_content_sig(frame: envelope.Envelope, conn: int, failures: FailedChecks | None = None) -> None:
+    """A user's DM or public post: its content_sig must verify with its sender_pub
+    (module docstring); RATE_LIMITED, unchecked, once `conn` failed too often."""
+    refusal = failures.refusal(conn) if failures is not None else ""
+    if refusal:
+        raise RateLimited(f"{frame.type}: {refusal}")
+    if not verify_content_frame(decode_public_key(frame.payload["sender_pub"]), frame):
+        if failures is not None:
+            failures.failed(conn)
+        raise InvalidSignature(f"{frame.type}: content_sig does not verify with sender_pub in any accepted "
+                               "form (SOCP section 9); the node does not deliver it")

@@ -39,6 +39,7 @@ from socp.protocol.crypto import PrivateKey, fingerprint
 from socp.protocol.errors import ErrorCode, SocpError
 from socp.runtime import setup_logging
 
+from .budget import FailedChecks
 from .checks import check_job, content_sig_checks
 from .signer import ReusedSignatures, sign_job
 
@@ -77,6 +78,7 @@ class Verifier:
         self.private_key = private_key
         self.reused_signatures = ReusedSignatures()
         self.check_content = content_sig_checks()
+        self.failed_checks = FailedChecks(time.monotonic)
         if not self.check_content:
             log.warning("SOCP_CHECK_CONTENT_SIG=0: users' content_sig NOT checked before signing (testing only)")
         self.should_stop = should_stop
@@ -154,7 +156,7 @@ class Verifier:
 
     def _verify(self, job: VerifyJob) -> None:
         try:
-            result = check_job(job, self.check_content)
+            result = check_job(job, self.check_content, self.failed_checks)
             data = messages.pack(result)
         except Exception:
             # A bug, not the peer's fault; still answer so the connection's order moves on.

@@ -152,7 +152,9 @@ async def test_honest_pair_keeps_its_share_and_nothing_acknowledged_is_lost(node
     # Garbage: never delivered, never acknowledged, every frame named by an ERROR.
     assert garbage_ct not in got_bob
     cheap_told = [o.told.get(ref, "unanswered") for o in cheap for ref in o.refs]
-    assert set(cheap_told) == {"refused:INVALID_SIG"}
+    # INVALID_SIG, then RATE_LIMITED unchecked once a connection failed too often (verifier/budget.py).
+    assert "refused:INVALID_SIG" in cheap_told
+    assert set(cheap_told) <= {"refused:INVALID_SIG", "refused:RATE_LIMITED"}
     # Paid: every frame answered; the sink got exactly the acknowledged ones, each once.
     paid_told = {ref: payer.told.get(ref, "unanswered") for payer in payers for ref in payer.refs}
     assert "unanswered" not in paid_told.values()
