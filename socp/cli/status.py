@@ -160,6 +160,32 @@ def print_tables(config: NodeConfig, supervisord_pid: int, actors: list[ActorSta
     for key in QUEUE_KEYS:
         queues.add_row(key, str(health.get("queues", {}).get(key, "?")))
     console.print(queues)
+    print_server_links(console, health.get("server_links"))
+
+
+LINK_STYLES = {"joined": "green", "dialling": "yellow", "refused": "red", "lost": "red"}
+
+
+def print_server_links(console: object, links: object) -> None:
+    """One row per peer server (the router's link book, via /healthz `server_links`):
+    who, where, in what state, and the last reason it was refused or dropped a frame."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not isinstance(links, list) or not links:
+        console.print("server links: none")
+        return
+    table = Table("server link", "address", "state", "dropped", "reason", box=None, header_style="bold")
+    for row in links:
+        if not isinstance(row, dict):
+            continue
+        state = str(row.get("state", "?"))
+        style = LINK_STYLES.get(state, "red")
+        peer = str(row.get("peer_id") or "?")
+        dialect = str(row.get("dialect") or "")
+        table.add_row(escape(peer + (f" ({dialect})" if dialect else "")), escape(str(row.get("address", "?"))),
+                      f"[{style}]{escape(state)}[/]", str(row.get("dropped", 0)), escape(str(row.get("reason", ""))))
+    console.print(table)
 
 
 @click.command()
@@ -167,7 +193,8 @@ def print_tables(config: NodeConfig, supervisord_pid: int, actors: list[ActorSta
               type=click.Path(path_type=Path, file_okay=False), help="The node's data directory.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of tables.")
 def status(data_dir: Path, as_json: bool) -> None:
-    """Each actor's state, pid, uptime and restarts, and the gateway's queue depths."""
+    """Each actor's state, pid, uptime and restarts, the gateway's queue depths, and
+    every server link (peer, address, state, last refusal or dropped-frame reason)."""
     try:
         config = NodeConfig.load(data_dir)
     except (OSError, ValueError, KeyError) as exc:

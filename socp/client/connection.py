@@ -2,9 +2,12 @@
 
     ChatClient.run(commands)
       connect      retry with exponential backoff, a clear message per failure
-      hello        USER_HELLO (signed, to "*"), then LIST_REQUEST; the first
-                   LIST_RESPONSE means "accepted", ERROR NAME_IN_USE / BAD_KEY
-                   means refused
+      hello        USER_HELLO (signed, to "*"), then the list request this server
+                   answers, found by trying LIST_REQUEST, USER_LIST_REQ and WHO
+                   (`dialects`; none: the presence cache is the list); only an
+                   ERROR about the hello (NAME_IN_USE, BAD_KEY, …) or a close
+                   refuses it, and one that refuses its signature gets a second
+                   hello signed over the whole envelope (G101)
       serve        a TaskGroup of the reader (frames -> session -> events), the
                    command pump (lines -> session -> frames), a task that stores
                    the user's login on this server once per (home, server)
@@ -51,10 +54,10 @@ from socp.protocol import crypto
 from socp.protocol import login as login_values
 from socp.protocol.errors import ErrorCode, SocpError, UserNotFound
 from socp.protocol.frame_types import FrameType as T
-from socp.protocol.ids import PUBLIC_CHANNEL
+from socp.protocol.ids import PUBLIC_CHANNEL, is_peer_id
 from socp.protocol.limits import MAX_FRAME_BYTES
 
-from . import commands
+from . import commands, dialects
 from .commands import Command, CommandError
 from .events import (
     ErrorReceived,
@@ -66,6 +69,7 @@ from .events import (
     LoginRegistered,
     LoginRegisterFailed,
     MessageReceived,
+    MessageSent,
     Ready,
 )
 from .roaming import LoginFailed, RoamingLogin
@@ -91,6 +95,9 @@ MAX_SENDING_FILES = 4
 # Refusals of a USER_HELLO and what to tell the user (§7.1, §7.5).
 LOGIN_REGISTER_TIMEOUT = 15.0   # for the ACK of a LOGIN_REGISTER
 LOGIN_ANSWER_TIMEOUT = 15.0     # for each answer of a login (the node's challenge TTL is 60 s)
+LIST_PROBE_TIMEOUT = 1.5      # for each list request tried on a new server (the first waits twice that)
+KEY_LOOKUP_TIMEOUT = 3.0      # for a key look-up's answer
+PUBLIC_REFUSAL_WAIT = 1.0     # after the first /all on a connection: does the server refuse it?
 HELLO_REFUSALS = {
     "NAME_IN_USE": "the server says user id {user} is in use: {detail} (is another `socp chat` using this home?)",
     "BAD_KEY": "the server rejected our key: {detail}",
@@ -136,9 +143,10 @@ class ConnectFailed(ChatError):
 
 
 class HelloRejected(ChatError):
-    def __init__(self, detail: str, wire_code: str = "") -> None:
+    def __init__(self, detail: str, wire_code: str = "", *, about_signature: bool = False) -> None:
         super().__init__(detail)
         self.wire_code = wire_code  # the server's ERROR code, e.g. NAME_IN_USE
+        self.about_signature = about_signature  # the server did not accept the hello's signature
 
 
 class ConnectionLost(ChatError):
@@ -221,6 +229,9 @@ class ChatClient:
         open_timeout: float = 10.0,
         hello_timeout: float = 10.0,
         list_timeout: float = 5.0,
+        list_probe_timeout: float = LIST_PROBE_TIMEOUT,
+        key_lookup_timeout: float = KEY_LOOKUP_TIMEOUT,
+        public_refusal_wait: float = PUBLIC_REFUSAL_WAIT,
         linger: float = 1.0,
         reconnect: bool = False,
         auto_refresh: bool = False,              # keep the directory fresh for a user list
@@ -237,6 +248,12 @@ class ChatClient:
         self.open_timeout = open_timeout
         self.hello_timeout = hello_timeout
         self.list_timeout = list_timeout
+        self.list_probe_timeout = list_probe_timeout
+        self.key_lookup_timeout = key_lookup_timeout
+        self.public_refusal_wait = public_refusal_wait
+        self._public_accepted = False                    # a public message went through on this connection
+        self._server_error: asyncio.Future[ErrorReceived] | None = None   # watched after an /all
+        self._frame_seen = asyncio.Event()               # set by the reader after every frame
         self.linger = linger
         self.reconnect = reconnect
         self.auto_refresh = auto_refresh
@@ -312,35 +329,81 @@ class ChatClient:
         self._closing = False
 
     async def _hello(self) -> None:
-        """§7.1: hello, then a list request whose answer confirms we are in."""
+        """§7.1: hello, then find the list request this server answers. A server that
+        refused the hello's signature over the payload gets one more hello on a new
+        connection, signed over the whole envelope (G101's form)."""
+        try:
+            await self._say_hello()
+        except HelloRejected as exc:
+            if not exc.about_signature or self.session.hello_signs_envelope:
+                raise
+            self.session.hello_signs_envelope = True
+            self._emit(Info(f"the server refused the hello's signature ({exc.wire_code}); saying hello again, "
+                            "signed over the whole envelope as that server checks it"))
+            await self._drop()
+            await self._connect()
+            self.session.connection_reset()
+            await self._say_hello()
+
+    async def _say_hello(self) -> None:
+        """The hello is refused only by an ERROR that names it (NAME_IN_USE, BAD_KEY,
+        INVALID_SIG, …) or a close. List requests go one after another (LIST_REQUEST,
+        USER_LIST_REQ, WHO), each until its answer, an UNKNOWN_TYPE or a short
+        timeout; with none answered, the users the server announces are the list."""
         assert self._ws is not None
         await self._ws.send(self.session.hello().to_wire())
-        await self._ws.send(self.session.list_request(requested=False).to_wire())
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.hello_timeout
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                self._emit(Info("the server did not answer LIST_REQUEST; continuing without a user list"))
-                break
+        hello_deadline = loop.time() + self.hello_timeout   # the whole hello, every try included
+        remembered = self.session.list_dialect
+        if remembered == dialects.PRESENCE_ONLY:
+            await self._hello_answers(None, min(self.list_probe_timeout, self.hello_timeout))
+        else:
+            tries = [remembered] if remembered else [k for k in dialects.LIST_DIALECTS
+                                                     if k not in self.session.unsupported]
+            for index, kind in enumerate(tries):
+                frame = self.session.list_request(requested=False, dialect=kind)
+                assert frame is not None
+                await self._ws.send(frame.to_wire())
+                # The first answer also waits for the server to take the hello in.
+                wait = min(self.list_probe_timeout * (2 if index == 0 else 1), hello_deadline - loop.time())
+                if await self._hello_answers(kind, wait):
+                    break
+            else:
+                self.session.no_list_request()
+                self._emit(Info("this server answers no list request; /list shows the users it has announced"))
+        self._public_accepted = False
+        self._emit(Ready(self.session.user_id, self.session.display_name, self.session.fingerprint, self.url))
+
+    async def _hello_answers(self, kind: str | None, timeout: float) -> bool:
+        """Read the server until it answers the list request `kind` (True), refuses it
+        or the time is up (False); raise HelloRejected on a refusal of the hello."""
+        assert self._ws is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (remaining := deadline - loop.time()) > 0:
             try:
                 raw = await asyncio.wait_for(self._ws.recv(), remaining)
             except asyncio.TimeoutError:
-                continue
+                break
             except ConnectionClosed as exc:
                 raise HelloRejected(
                     f"the server closed the connection during the hello ({_close_reason(exc)})") from exc
             events = self.session.handle(raw)
             for event in events:
-                if isinstance(event, ErrorReceived) and event.source == "server":
+                if (isinstance(event, ErrorReceived) and event.source == "server"
+                        and dialects.is_hello_refusal(event.code)):
                     template = HELLO_REFUSALS.get(event.code, "the server refused the hello: {code} {detail}")
                     raise HelloRejected(template.format(user=self.session.user_id, code=event.code,
-                                                        detail=event.detail), wire_code=event.code)
+                                                        detail=event.detail), wire_code=event.code,
+                                        about_signature=dialects.asks_for_envelope_signature(event.code,
+                                                                                             event.detail))
             for event in events:
                 self._emit(event)
             if any(isinstance(event, ListResult) for event in events):
-                break
-        self._emit(Ready(self.session.user_id, self.session.display_name, self.session.fingerprint, self.url))
+                return True
+            if kind is not None and kind in self.session.unsupported:
+                return False
+        return False
 
     async def _drop(self) -> None:
         if self._ws is not None:
@@ -364,6 +427,9 @@ class ChatClient:
                     if (isinstance(event, ErrorReceived) and event.source == "server"
                             and event.code == ErrorCode.RATE_LIMITED.value):
                         self._rate_limited_at = asyncio.get_running_loop().time()
+                    if (isinstance(event, ErrorReceived) and event.source == "server"
+                            and self._server_error is not None and not self._server_error.done()):
+                        self._server_error.set_result(event)
                     if isinstance(event, ListResult) and self._list_waiters:
                         waiter = self._list_waiters.popleft()
                         if not waiter.done():
@@ -371,6 +437,7 @@ class ChatClient:
                     self._emit(event)
                     if isinstance(event, ListResult):
                         self._release_held()
+                self._frame_seen.set()
                 if self.auto_refresh and self.session.directory_stale and not self._list_waiters:
                     await self._request_list(requested=False)
         except ConnectionClosedError as exc:
@@ -500,10 +567,17 @@ class ChatClient:
     async def _request_list(self, *, requested: bool) -> asyncio.Future[None]:
         assert self._ws is not None
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        request = self.session.list_request(requested=requested)
+        if request is None:
+            # No list request on this server (G56): the presence cache is the answer, now.
+            waiter.set_result(None)
+            self._emit(self.session.presence_list(requested=requested))
+            self._release_held()
+            return waiter
         if len(self._list_waiters) >= MAX_LIST_WAITERS:
             self._list_waiters.popleft().cancel()
         self._list_waiters.append(waiter)
-        await self._ws.send(self.session.list_request(requested=requested).to_wire())
+        await self._ws.send(request.to_wire())
         return waiter
 
     async def _refresh(self, *, requested: bool = False) -> None:
@@ -512,17 +586,43 @@ class ChatClient:
         try:
             await asyncio.wait_for(asyncio.shield(waiter), self.list_timeout)
         except TimeoutError:
-            self._emit(Info("no answer to LIST_REQUEST"))
+            self._emit(Info(f"no answer to {self.session.list_dialect or 'LIST_REQUEST'}"))
 
     async def _with_directory(self, target: str, then: Callable[[], _R]) -> _R:
-        """Run `then`; if the user is unknown, refresh the directory once and retry."""
+        """Run `then`; if the user or their key is unknown, refresh the directory once,
+        then ask the server for the key (peers' servers list users without keys)."""
         if not self.session.directory_loaded or not self.session.knows_key(target):
             await self._refresh()
         try:
             return then()
         except UserNotFound:
-            await self._refresh()
+            await self._look_up_key(target)
             return then()
+
+    async def _look_up_key(self, target: str) -> None:
+        """DIRECTORY_GET / PUBKEY_REQUEST / USER_DB_GET (those this server may answer),
+        then wait, bounded, until the key is known or every look-up was answered."""
+        assert self._ws is not None
+        try:
+            user_id = self.session.resolve(target)
+        except SocpError:
+            user_id = target
+        lookups = self.session.key_lookups(user_id) if is_peer_id(user_id) else ()
+        if not lookups:
+            return
+        answered_before = self.session.lookup_answers
+        for frame in lookups:
+            await self._ws.send(frame.to_wire())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.key_lookup_timeout
+        while not self.session.knows_key(user_id) and (remaining := deadline - loop.time()) > 0:
+            if self.session.lookup_answers - answered_before >= len(lookups):
+                return   # every look-up answered (or refused), none with a key
+            self._frame_seen.clear()
+            try:
+                await asyncio.wait_for(self._frame_seen.wait(), remaining)
+            except TimeoutError:
+                return
 
     async def _prepare_channel(self) -> None:
         """Members may have joined since the last list; our sending key may not exist yet."""
@@ -542,8 +642,31 @@ class ChatClient:
         return True
 
     async def _cmd_all(self, command: Command) -> bool:
+        """Servers that do not carry public messages (or our key shares) answer with an
+        ERROR: after the first /all of a connection we wait briefly for one, and say
+        "sent" only if none came."""
         await self._prepare_channel()
-        await self._send(self.session.post_public(command.args["text"]))
+        actions = self.session.post_public(command.args["text"])
+        if self._public_accepted or self.public_refusal_wait <= 0:
+            await self._send(actions)
+            return True
+        self._server_error = asyncio.get_running_loop().create_future()
+        sent = tuple(event for event in actions.events if isinstance(event, MessageSent))
+        try:
+            await self._send(Actions(frames=actions.frames,
+                                     events=tuple(e for e in actions.events if e not in sent)))
+            try:
+                refusal = await asyncio.wait_for(asyncio.shield(self._server_error), self.public_refusal_wait)
+            except TimeoutError:
+                refusal = None
+        finally:
+            self._server_error = None
+        if refusal is not None:
+            raise CommandError(f"the server refused the public message or its key share ({refusal.code} "
+                               f"{refusal.detail}): the members cannot read it", "NOT_SENT")
+        self._public_accepted = True
+        for event in sent:
+            self._emit(event)
         return True
 
     async def _cmd_file(self, command: Command) -> bool:

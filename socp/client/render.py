@@ -86,6 +86,8 @@ def event_text(event: ev.Event) -> Text | None:
             line.append(safe_text(event.text))
         if event.form == "unencrypted":
             line.append("  [unencrypted]", style="yellow")
+        if not event.verified:
+            line.append("  [not signed]", style="bold red")
         if not event.trusted:
             line.append("  [untrusted key]", style="bold red")
         return line

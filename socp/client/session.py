@@ -20,6 +20,7 @@ Rules implemented here:
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -29,14 +30,16 @@ from typing import Any, Callable
 
 from socp.protocol import crypto, frames, signing
 from socp.protocol import login as login_values
-from socp.protocol.encoding import b64url_decode, b64url_encode, canonical_json
-from socp.protocol.envelope import Envelope, parse
+from socp.protocol.encoding import b64url_decode, b64url_encode, canonical_json, canonical_json_ascii
+from socp.protocol.envelope import Envelope, load_json, parse_obj
 from socp.protocol.errors import BadKey, InvalidSignature, MalformedFrame, SocpError, UserNotFound
+from socp.protocol.frame_types import KNOWN_TYPES
 from socp.protocol.frame_types import FrameType as T
-from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL, is_uuid4, new_id
+from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL, is_peer_id, is_uuid4, new_id
 from socp.protocol.limits import OAEP_BLOCK_BYTES, OAEP_MAX_PLAINTEXT
 from socp.protocol.text import split_utf8
 
+from . import dialects
 from .channel_keys import ChannelKeyRing
 from .commands import CommandError
 from .downloads import IncomingFile, TransferFailed
@@ -74,11 +77,17 @@ DOWNLOAD_IDLE_TIMEOUT = 120.0
 MAX_FAILED_IDS = 1024
 DEFAULT_MAX_FILE_BYTES = 4 * 1024**3
 LOGIN_REGISTER_ACK = "LOGIN_REGISTER"   # ACK.msg_ref answering a LOGIN_REGISTER
+# G17 keeps users' keys only for those who sent its REGISTER {pubkey, privkey_store,
+# pake_password} (answered ACK REGISTER_OK), and answers PUBKEY_REQUEST from that:
+# on a server that greeted us with its CLIENT_WELCOME, our login is stored that way,
+# which is also how the other users there can get our key.
+G17_REGISTER = "REGISTER"
+G17_REGISTER_ACK = "REGISTER_OK"
 # ERROR codes the node answers a LOGIN_REGISTER with (docs/store-and-login.md), plus
 # what a server that does not know the frame may say. ERROR carries no reference to
 # the frame it answers; while a registration waits, these codes are taken as its answer
 # (the client sends nothing else that the node answers with them).
-LOGIN_REGISTER_REFUSALS = frozenset({"FORBIDDEN", "MALFORMED", "UNKNOWN_TYPE"})
+LOGIN_REGISTER_REFUSALS = frozenset({"FORBIDDEN", "MALFORMED", "UNKNOWN_TYPE", "REGISTER_FAIL", "BAD_KEY"})
 FILE_READ_BUFFER = 1024 * 1024
 
 
@@ -160,10 +169,21 @@ class ClientSession:
         self.server_ids: set[str] = set()
         self.server_id = ""                              # our own server: the one answering our lists
         self.login_register_pending = False              # a LOGIN_REGISTER awaits its ACK or ERROR
+        # Peer servers' dialects (issue #14): which list request and key look-up this
+        # server answers (None: not found yet), the requests it said it does not know,
+        # and the requests sent while finding out (their UNKNOWN_TYPE is expected).
+        self.list_dialect: str | None = None
+        self.key_lookup: str | None = None
+        self.unsupported: set[str] = set()
+        self._probes: list[str] = []
+        self.hello_signs_envelope = False                # G101: sign the hello's whole envelope
+        self.lookup_answers = 0                          # key look-ups answered or refused, ever
+        self.registers_g17_style = False                 # the server greeted us with CLIENT_WELCOME (G17)
         self._keys: dict[str, str] = {}                  # user id -> trusted key (normalised)
         self._changed_keys: dict[str, str] = {}          # user id -> a key that differs from the pin
         self._warned: dict[str, str] = {}                # user id -> new fingerprint already reported
-        self._list_requests: list[bool] = []             # FIFO: was each LIST_REQUEST the user's?
+        # FIFO of (request type, was it the user's?) for each list request sent.
+        self._list_requests: list[tuple[str, bool]] = []
         self._split: OrderedDict[tuple[str, str, str], _SplitMessage] = OrderedDict()
         self._downloads: dict[str, IncomingFile] = {}
         self._failed_files: OrderedDict[str, None] = OrderedDict()
@@ -182,9 +202,11 @@ class ClientSession:
         return entry.display_name if entry and entry.display_name else user_id
 
     def connection_reset(self) -> None:
-        """A new connection: re-share our channel key, forget half-received data."""
+        """A new connection: re-share our channel key, forget half-received data.
+        The dialects found stay: it is the same server."""
         self.channel_keys.shared_with.clear()
         self._list_requests.clear()
+        self._probes.clear()
         self.login_register_pending = False
         self.directory_stale = True
         for incoming in self._downloads.values():
@@ -255,14 +277,51 @@ class ClientSession:
     # --- outgoing frames ---------------------------------------------------------------
 
     def hello(self, server_id: str | None = None) -> Envelope:
-        """§7.1, interop table: signed over the canonical payload, `to` = "*"."""
-        return self._sign(frames.user_hello(self.user_id, server_id, self.now_ms(), self.pubkey,
-                                            client=CLIENT_NAME, display_name=self.display_name or None))
+        """§7.1, interop table: signed over the canonical payload, `to` = "*". A server
+        that checks the signature over the envelope minus `sig` (G101) refuses that;
+        after such a refusal `hello_signs_envelope` is set and the hello is signed so."""
+        hello = frames.user_hello(self.user_id, server_id, self.now_ms(), self.pubkey,
+                                  client=CLIENT_NAME, display_name=self.display_name or None)
+        if not self.hello_signs_envelope:
+            return self._sign(hello)
+        whole = hello.to_dict()
+        del whole["sig"]
+        return hello.with_sig(b64url_encode(crypto.sign_pss(self.user_key, canonical_json(whole))))
 
-    def list_request(self, *, requested: bool = True) -> Envelope:
-        self._list_requests.append(requested)
-        server = next(iter(self.server_ids)) if len(self.server_ids) == 1 else BROADCAST
-        return self._sign(frames.list_request(self.user_id, server, self.now_ms()))
+    def list_request(self, *, requested: bool = True, dialect: str | None = None) -> Envelope | None:
+        """The list request this server answers (LIST_REQUEST until we know better;
+        `dialect` to try another). None when it has none (G56): the presence cache
+        is the list then, and `presence_list` shows it."""
+        kind = dialect or self.list_dialect or dialects.LIST_DIALECTS[0]
+        if kind == dialects.PRESENCE_ONLY:
+            return None
+        if self.list_dialect != kind:
+            self._probes.append(kind)
+        self._list_requests.append((kind, requested))
+        return self._sign(Envelope(kind, self.user_id, self._server_to(), self.now_ms(), {}))
+
+    def _server_to(self) -> str:
+        return self.server_id or (next(iter(self.server_ids)) if len(self.server_ids) == 1 else BROADCAST)
+
+    def no_list_request(self) -> None:
+        """Every list dialect was tried and none answered: use the presence cache."""
+        self.list_dialect = dialects.PRESENCE_ONLY
+        self.directory_loaded, self.directory_stale = True, False
+        self._list_requests.clear()
+
+    def presence_list(self, *, requested: bool = True) -> ListResult:
+        return ListResult(self.user_entries(), requested=requested)
+
+    def key_lookups(self, target: str) -> tuple[Envelope, ...]:
+        """Ask the server for a user's key in each look-up it may answer (all of them
+        until one has answered; those it refused are not asked again)."""
+        kinds = [self.key_lookup] if self.key_lookup else [k for k in dialects.KEY_LOOKUPS if k not in self.unsupported]
+        out = []
+        for kind in kinds:
+            if kind != self.key_lookup:
+                self._probes.append(kind)
+            out.append(self._sign(Envelope(kind, self.user_id, self._server_to(), self.now_ms(), {"user_id": target})))
+        return tuple(out)
 
     def login_register(self, registration: login_values.Registration) -> Envelope:
         """LOGIN_REGISTER: our key encrypted under the password, and the password
@@ -270,6 +329,10 @@ class ClientSession:
         Valid only on a connection opened with a signed hello, which ours always is."""
         self.login_register_pending = True
         server = self.server_id or BROADCAST
+        if self.registers_g17_style:
+            return self._sign(Envelope(G17_REGISTER, self.user_id, server, self.now_ms(),
+                                       {"pubkey": self.pubkey, "privkey_store": registration.privkey_store,
+                                        "pake_password": registration.pake_password}))
         return self._sign(frames.login_register(self.user_id, server, self.now_ms(), registration.privkey_store,
                                                 registration.pake_password))
 
@@ -459,15 +522,46 @@ class ClientSession:
     # --- incoming frames ---------------------------------------------------------------
 
     def handle(self, data: str | bytes) -> list[Event]:
-        """One frame from the server -> the events it produces."""
+        """One frame from the server -> the events it produces. Peer servers' dialects
+        are read too (`dialects`); a frame type we have no use for is ignored."""
         try:
-            envelope = parse(data)
+            raw = load_json(data)
+            if not isinstance(raw, dict):
+                raise MalformedFrame("frame must be a JSON object")
+            frame_type = raw.get("type")
+            if isinstance(frame_type, str) and frame_type not in KNOWN_TYPES:
+                return self._on_unknown_type(frame_type, raw)
+            fields = dialects.tolerant_fields(raw)
+            if self.server_key is not None and frame_type != T.CTRL_CLOSE:
+                # The signature covers the payload as the server wrote it.
+                try:
+                    signing.verify_transport(self.server_key, parse_obj(fields))
+                except InvalidSignature as exc:
+                    return [ErrorReceived("INVALID_SIG", f"dropped {frame_type}: {exc.detail}", "client")]
+            fields["payload"] = dialects.readable_payload(str(frame_type), fields.get("payload"))
+            if dialects.is_plain_public(fields):
+                return self._on_plain_public(dialects.parse_plain_public(fields))
+            envelope = parse_obj(fields)
         except SocpError as exc:
             return [ErrorReceived(exc.code.value, f"dropped a frame from the server: {exc.detail}", "client")]
-        return self.handle_envelope(envelope)
+        return self.handle_envelope(envelope, transport_checked=True)
 
-    def handle_envelope(self, envelope: Envelope) -> list[Event]:
-        if self.server_key is not None and envelope.type != T.CTRL_CLOSE:
+    def _on_unknown_type(self, frame_type: str, raw: dict[str, Any]) -> list[Event]:
+        """A type outside the reference: G17's CLIENT_WELCOME {server_id} names our
+        server; anything else is ignored (a peer's extension is not an error)."""
+        payload = raw.get("payload")
+        if frame_type == "CLIENT_WELCOME" and isinstance(payload, dict) and is_peer_id(payload.get("server_id")):
+            self._note_server(payload["server_id"])
+            self.registers_g17_style = True
+        return []
+
+    def _note_server(self, server_id: str) -> None:
+        if is_peer_id(server_id):
+            self.server_ids.add(server_id)
+            self.server_id = self.server_id or server_id
+
+    def handle_envelope(self, envelope: Envelope, *, transport_checked: bool = False) -> list[Event]:
+        if self.server_key is not None and envelope.type != T.CTRL_CLOSE and not transport_checked:
             try:
                 signing.verify_transport(self.server_key, envelope)
             except InvalidSignature as exc:
@@ -480,16 +574,34 @@ class ClientSession:
         except SocpError as exc:
             return [ErrorReceived(exc.code.value, f"dropped {envelope.type}: {exc.detail}", "client")]
 
+    def _requested(self, request: str) -> bool:
+        """Whether the user asked for the list this reply answers. Requests of other
+        dialects sent before it went unanswered (tried and timed out): forgotten."""
+        while self._list_requests:
+            kind, requested = self._list_requests.pop(0)
+            if kind == request:
+                return requested
+        return True
+
+    def _answered(self, request: str) -> None:
+        if request in self._probes:
+            self._probes.remove(request)
+
     def _on_list(self, envelope: Envelope) -> list[Event]:
-        self.server_ids.add(envelope.from_)
+        """LIST_RESPONSE (ours, G17), USER_LIST (G45) or WHO (G101): the list, and the
+        dialect this server answers."""
+        if envelope.type == T.WHO and envelope.from_ not in self.server_ids and envelope.from_ == envelope.to:
+            return []   # our own request echoed back
+        self._note_server(envelope.from_)
         self.server_id = envelope.from_
-        payload = envelope.payload
-        details = {d["user_id"]: d for d in payload.get("details") or []
-                   if isinstance(d, dict) and isinstance(d.get("user_id"), str)}
+        request = {T.LIST_RESPONSE: T.LIST_REQUEST, T.USER_LIST: T.USER_LIST_REQ}.get(envelope.type, T.WHO).value
+        self.list_dialect = request
+        self._answered(request)
         events: list[Event] = []
         directory: dict[str, DirectoryEntry] = {}
-        for uid in payload.get("online_users") or payload.get("users") or []:
-            detail = details.get(uid, {})
+        for uid, detail in dialects.listed_users(envelope.payload):
+            if not is_peer_id(uid):
+                continue
             key = detail.get("pubkey") if isinstance(detail.get("pubkey"), str) else ""
             if key:
                 try:
@@ -499,13 +611,17 @@ class ClientSession:
             server_id = str(detail.get("server_id") or "")
             if server_id:
                 self.server_ids.add(server_id)
-            directory[uid] = DirectoryEntry(uid, server_id, _text(detail.get("display_name")), key)
+            old = self.directory.get(uid)
+            # A list without keys (G17, G45) keeps what presence or a look-up taught us.
+            key = key or (old.pubkey if old else "")
+            name = _text(detail.get("display_name")) or (old.display_name if old else "")
+            directory[uid] = DirectoryEntry(uid, server_id or (old.server_id if old else ""), name, key)
         self.directory = directory
         self.directory_loaded, self.directory_stale = True, False
         for uid, entry in directory.items():
             if entry.pubkey and uid != self.user_id:
                 events.extend(self._check_pin(uid, entry.pubkey)[1])
-        requested = self._list_requests.pop(0) if self._list_requests else True
+        requested = self._requested(request)
         events.append(ListResult(self.user_entries(), requested=requested))
         return events
 
@@ -517,10 +633,14 @@ class ClientSession:
         )
 
     def _on_presence(self, envelope: Envelope) -> list[Event]:
-        """Interop table: a presence cache for servers without a list request."""
+        """Interop table: a presence cache for servers without a list request (G56),
+        and keys from `meta.pubkey` in any encoding."""
         payload = envelope.payload
         uid = payload["user_id"]
         self.server_ids.add(payload["server_id"])
+        self.server_ids.add(envelope.from_)
+        # With no list request, presence is the list: it is never stale.
+        self.directory_stale = self.list_dialect != dialects.PRESENCE_ONLY
         if envelope.type == T.USER_REMOVE:
             self.directory.pop(uid, None)
             return []
@@ -530,24 +650,66 @@ class ClientSession:
             key = crypto.normalise_public_key(key) if key else ""
         except BadKey:
             key = ""
-        self.directory[uid] = DirectoryEntry(uid, payload["server_id"], _text(meta.get("display_name")), key)
-        self.directory_stale = True
+        name = _text(meta.get("display_name")) or _text(meta.get("name"))
+        self.directory[uid] = DirectoryEntry(uid, payload["server_id"], name, key)
         return self._check_pin(uid, key)[1] if key and uid != self.user_id else []
+
+    def _on_key_answer(self, envelope: Envelope) -> list[Event]:
+        """DIRECTORY_ENTRY, PUBKEY_RESPONSE (G17) or USER_DB_USER (G45)."""
+        request = next(k for k, v in dialects.KEY_LOOKUPS.items() if v == envelope.type)
+        self.key_lookup = request
+        self.lookup_answers += 1
+        self._answered(request)
+        found = dialects.looked_up_key(envelope.type, envelope.payload)
+        if found is None or envelope.payload.get("revoked") is True:
+            return []
+        uid, key_text = found
+        if uid == self.user_id:
+            return []
+        try:
+            key = crypto.normalise_public_key(key_text)
+        except BadKey:
+            return []
+        old = self.directory.get(uid, DirectoryEntry(uid))
+        home = envelope.payload.get("server_id")
+        self.directory[uid] = DirectoryEntry(uid, home if is_peer_id(home) else old.server_id, old.display_name, key)
+        return self._check_pin(uid, key)[1]
 
     def _on_membership(self, envelope: Envelope) -> list[Event]:
         self.server_ids.add(envelope.from_)
-        self.directory_stale = True
+        self.directory_stale = self.list_dialect != dialects.PRESENCE_ONLY
         return []
 
     def _on_error(self, envelope: Envelope) -> list[Event]:
-        code, detail = frames.error_text(envelope)
+        code, detail = dialects.error_fields(envelope.payload)
+        refused = self._refused_probe(detail) if code == dialects.UNKNOWN_TYPE else None
+        if refused is not None:
+            # A list request or key look-up this server does not know: expected, not shown.
+            self._probes.remove(refused)
+            self.unsupported.add(refused)
+            self.lookup_answers += refused in dialects.KEY_LOOKUPS
+            if refused in dialects.LIST_DIALECTS:
+                self._list_requests = [entry for entry in self._list_requests if entry[0] != refused]
+            return []
         if self.login_register_pending and code in LOGIN_REGISTER_REFUSALS:
             self.login_register_pending = False
             return [LoginRegisterFailed(code, detail)]
         return [ErrorReceived(code, detail, "server")]
 
+    def _refused_probe(self, detail: str) -> str | None:
+        """Which of our outstanding dialect probes an UNKNOWN_TYPE answers: the one its
+        detail names, else the oldest if the detail names no frame type at all."""
+        named = [kind for kind in self._probes if re.search(rf"\b{kind}\b", detail)]
+        if named:
+            return named[0]
+        if self._probes and not any(re.search(rf"\b{kind}\b", detail) for kind in KNOWN_TYPES):
+            return self._probes[0]
+        return None
+
     def _on_ack(self, envelope: Envelope) -> list[Event]:
-        if envelope.payload.get("msg_ref") == LOGIN_REGISTER_ACK and self.login_register_pending:
+        if is_peer_id(envelope.from_) and envelope.from_ != self.user_id:
+            self.server_ids.add(envelope.from_)
+        if envelope.payload.get("msg_ref") in (LOGIN_REGISTER_ACK, G17_REGISTER_ACK) and self.login_register_pending:
             self.login_register_pending = False
             return [LoginRegistered(envelope.from_)]
         return []
@@ -558,8 +720,12 @@ class ClientSession:
     def _on_direct(self, envelope: Envelope) -> list[Event]:
         """§7.2: USER_DELIVER (or a peer's MSG_DIRECT passed on unchanged)."""
         if envelope.type == T.USER_DELIVER:
-            self.server_ids.add(envelope.from_)
-            sender = frames.deliver_sender(envelope, self.server_ids)
+            # Interop table: payload.sender, else payload.from, else the envelope `from`
+            # when it is not a server (G101 puts the sender user there). G56 puts its own
+            # id there and no sender: then the owner of sender_pub, whose content_sig
+            # over its own id must still verify below.
+            sender = frames.deliver_sender(envelope, self.server_ids) or self._owner_of_key(
+                envelope.payload.get("sender_pub"))
         else:
             sender = envelope.from_
         if not sender:
@@ -572,14 +738,65 @@ class ClientSession:
         ciphertext = payload["ciphertext"]
         if not _verifies(signing.verify_dm, key, payload["content_sig"], ciphertext, sender, self.user_id,
                          envelope.ts):
+            if envelope.type == T.USER_DELIVER and _verifies(signing.verify_public, key, payload["content_sig"],
+                                                             ciphertext, sender, envelope.ts):
+                # G101 fans public messages out as USER_DELIVER to each member.
+                return self._public_message(sender, envelope.ts, payload)
             return [MessageRejected(sender, "dm", "content signature does not verify", envelope.ts)]
         trusted, events = self._check_pin(sender, key_text)
         plaintext, form = _open(ciphertext, self.user_key)
         return events + self._message(sender, "dm", envelope.ts, plaintext, form, trusted, payload.get("part"))
 
+    def _public_sender(self, envelope: Envelope) -> tuple[str, int]:
+        """Who sent a public message, and the ts its content_sig covers. We keep the
+        sender's envelope (§7.3 decision); a server that re-wraps it in its own (G45)
+        leaves payload.from / payload.ts, or at least the sender's key."""
+        payload = envelope.payload
+        sender = payload.get("from") if is_peer_id(payload.get("from")) else envelope.from_
+        ts = payload["ts"] if isinstance(payload.get("ts"), int) and "from" in payload else envelope.ts
+        if sender in self.server_ids:
+            sender = self._owner_of_key(payload.get("sender_pub")) or sender
+        return sender, ts
+
+    def _owner_of_key(self, key_text: Any) -> str:
+        """The user (we included) whose key this is, "" if none we know."""
+        if not isinstance(key_text, str):
+            return ""
+        try:
+            fp = crypto.fingerprint(key_text)
+        except BadKey:
+            return ""
+        if fp == self.fingerprint:
+            return self.user_id
+        return next((uid for uid, key in self._keys.items() if crypto.fingerprint(key) == fp), "")
+
+    def _on_plain_public(self, envelope: Envelope) -> list[Event]:
+        """A plaintext public message from a peer client (G45: payload {channel, text,
+        from, ts, sender_pub, content_sig}, signed over the canonical JSON of the first
+        four): shown flagged as unencrypted, and as verified only if that signature holds."""
+        payload = envelope.payload
+        sender, ts = self._public_sender(envelope)
+        if sender == self.user_id:
+            return []
+        text = payload["text"]
+        key_text = payload.get("sender_pub") if isinstance(payload.get("sender_pub"), str) else self._keys.get(sender)
+        verified, trusted, events = False, False, []
+        if key_text and isinstance(payload.get("content_sig"), str):
+            signed = {"channel": payload.get("channel"), "text": text, "from": payload.get("from"), "ts": payload.get("ts")}
+            try:
+                key, signature = crypto.decode_public_key(key_text), b64url_decode(payload["content_sig"])
+                verified = any(crypto.verify_pss(key, signature, form)
+                               for form in (canonical_json(signed), canonical_json_ascii(signed)))
+            except SocpError:
+                verified = False
+            if verified:
+                trusted, events = self._check_pin(sender, key_text)
+        return events + [MessageReceived(sender, self.label(sender), text, ts, "public", verified, trusted,
+                                         "unencrypted")]
+
     def _on_public(self, envelope: Envelope) -> list[Event]:
         """§7.3: verify over ciphertext‖from‖ts, decrypt with the sender's channel key."""
-        sender = envelope.from_
+        sender, ts = self._public_sender(envelope)
         if sender == self.user_id:
             return []
         payload = envelope.payload
@@ -587,13 +804,19 @@ class ClientSession:
         if not key_text:
             return [MessageRejected(sender, "public", "no key known for the sender", envelope.ts)]
         key = crypto.decode_public_key(key_text)
-        ciphertext = payload["ciphertext"]
-        if not _verifies(signing.verify_public, key, payload["content_sig"], ciphertext, sender, envelope.ts):
+        if not _verifies(signing.verify_public, key, payload["content_sig"], payload["ciphertext"], sender, ts):
             return [MessageRejected(sender, "public", "content signature does not verify", envelope.ts)]
+        return self._public_message(sender, ts, payload)
+
+    def _public_message(self, sender: str, ts: int, payload: dict[str, Any]) -> list[Event]:
+        """A public message whose content_sig verified: decrypt with the sender's channel key."""
+        if sender == self.user_id:
+            return []
+        key_text = payload.get("sender_pub") or self._keys[sender]
         trusted, events = self._check_pin(sender, key_text)
-        channel_key = self.channel_keys.peer(crypto.fingerprint(key))
-        plaintext, form = _open(ciphertext, channel_key)
-        return events + self._message(sender, "public", envelope.ts, plaintext, form, trusted, payload.get("part"))
+        channel_key = self.channel_keys.peer(crypto.fingerprint(key_text))
+        plaintext, form = _open(payload["ciphertext"], channel_key)
+        return events + self._message(sender, "public", ts, plaintext, form, trusted, payload.get("part"))
 
     def _message(self, sender: str, channel: Channel, ts: int, plaintext: bytes | None, form: ContentForm,
                  trusted: bool, part: Any) -> list[Event]:
@@ -666,7 +889,11 @@ class ClientSession:
 
     def _on_file_start(self, envelope: Envelope) -> list[Event]:
         payload = envelope.payload
-        sender = frames.deliver_sender(envelope, self.server_ids) or ""
+        # A server that re-wraps the frame (G45: its own `from` and `ts`, payload.sender
+        # added) breaks the manifest signature, which covers the sender's `ts`; with no
+        # payload.sender, the sender's key says who sent it.
+        rewrapped = envelope.from_ in self.server_ids
+        sender = frames.deliver_sender(envelope, self.server_ids) or self._owner_of_key(payload.get("sender_pub"))
         file_id, name, size = payload["file_id"], payload["name"], payload["size"]
         channel: Channel = payload.get("mode") or ("public" if envelope.to == PUBLIC_CHANNEL else "dm")
         if sender == self.user_id:
@@ -690,9 +917,13 @@ class ClientSession:
                 signature = b64url_decode(payload["content_sig"])
             except SocpError:
                 return self._fail(file_id, sender, name, "unreadable manifest signature")
-            if not crypto.verify_pss(key, signature, manifest_signed_bytes(payload, sender, envelope.to, envelope.ts)):
+            if crypto.verify_pss(key, signature, manifest_signed_bytes(payload, sender, envelope.to, envelope.ts)):
+                verified, events = self._check_pin(sender, key_text)
+            elif not rewrapped:
                 return self._fail(file_id, sender, name, "manifest signature does not verify")
-            verified, events = self._check_pin(sender, key_text)
+            # else: the server changed the envelope fields the signature covers; the file
+            # is taken as an unsigned one (a server could as well have dropped the
+            # signature), and its SHA-256 is still checked.
         creator_fp = crypto.fingerprint(key_text) if key_text else ""
         try:
             incoming = IncomingFile.open(self.downloads_dir, file_id=file_id, sender=sender, name=name, size=size,
@@ -774,6 +1005,11 @@ class ClientSession:
 
     _HANDLERS: dict[str, Callable[[ClientSession, Envelope], list[Event]]] = {
         T.LIST_RESPONSE: _on_list,
+        T.USER_LIST: _on_list,
+        T.WHO: _on_list,
+        T.DIRECTORY_ENTRY: _on_key_answer,
+        T.PUBKEY_RESPONSE: _on_key_answer,
+        T.USER_DB_USER: _on_key_answer,
         T.USER_ADVERTISE: _on_presence,
         T.USER_REMOVE: _on_presence,
         T.PUBLIC_CHANNEL_ADD: _on_membership,

@@ -3,11 +3,11 @@ database's health as last reported, and the HTTP look-ups in flight."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from socp.config import NodeConfig
 from socp.gateway.bus import Bus
-from socp.gateway.health import DatabaseReport, GatewayStats
+from socp.gateway.health import DatabaseReport, GatewayStats, ServerLinksReport
 from socp.gateway.links import LinkTable
 from socp.gateway.lookups import DirectoryLookups
 from socp.ratelimit import AddressSlots
@@ -22,6 +22,7 @@ class GatewayContext:
     address_slots: AddressSlots   # open connections per remote address
     database: DatabaseReport      # the store's status, as the router last reported it
     lookups: DirectoryLookups     # GET /directory/<id> waiting for the router
+    server_links: ServerLinksReport = field(default_factory=ServerLinksReport)   # /healthz server_links
 
     @property
     def max_message_bytes(self) -> int:

@@ -46,7 +46,8 @@ class Dialer:
             raise TypeError("DialLink fields have the wrong types")
         if request.conn in links:
             raise ValueError(f"DialLink for conn {request.conn}, which is already in use")
-        link = links.add_dialled(request.conn, f"{request.host}:{request.port}", request.verify_key)
+        link = links.add_dialled(request.conn, f"{request.host}:{request.port}", request.verify_key,
+                                 request.unsigned_ok is True)
         self._context.stats.connections_total += 1
         task = self._tasks.create_task(self._dial_and_serve(link, request.host, request.port))
         self._dialing[link.conn] = task

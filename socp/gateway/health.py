@@ -11,15 +11,19 @@ load balancer should not drop it. Read the body instead:
     database   {"state", "detail", "since", "since_ms", "writes_waiting"}; state is
                "available", "unavailable", "opening", or "unknown" (no report yet, or
                the store actor does not answer the router)
+    server_links  one object per peer server, as the router's link book has it
+               (router/linkbook.py): {"peer_id", "address", "state" (dialling, joined,
+               refused, lost), "reason" (the last refusal, loss or dropped frame),
+               "dropped" (frames from it we could not use), "dialect"}
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from socp.ipc.messages import StoreStatus
+from socp.ipc.messages import ServerLinks, StoreStatus
 from socp.runtime import resident_bytes
 
 if TYPE_CHECKING:
@@ -83,13 +87,29 @@ class DatabaseReport:
                 "writes_waiting": self.writes_waiting}
 
 
+@dataclass(slots=True)
+class ServerLinksReport:
+    """The latest ServerLinks the router sent (the router's link book)."""
+
+    rows: list[tuple[str, str, str, str, int, str]] = field(default_factory=list)
+
+    def update(self, message: ServerLinks) -> None:
+        self.rows = [tuple(row) for row in message.rows]
+
+    def as_json(self) -> list[dict[str, object]]:
+        return [{"peer_id": peer_id, "address": address, "state": state, "reason": reason, "dropped": dropped,
+                 "dialect": dialect}
+                for peer_id, address, state, reason, dropped, dialect in self.rows]
+
+
 def router_ready(stats: GatewayStats, database: DatabaseReport) -> bool:
     """A router has said hello since we started, or reported the store: the node can
     route (`socp up` reports the node ready only then)."""
     return stats.router_restarts > 0 or database.reported
 
 
-def health_report(stats: GatewayStats, links: LinkTable, database: DatabaseReport) -> dict[str, object]:
+def health_report(stats: GatewayStats, links: LinkTable, database: DatabaseReport,
+                  server_links: ServerLinksReport | None = None) -> dict[str, object]:
     outbox_frames = 0
     reorder_waiting = 0
     largest_outbox = 0
@@ -109,6 +129,7 @@ def health_report(stats: GatewayStats, links: LinkTable, database: DatabaseRepor
         "ok": ready and database.state == AVAILABLE,
         "router_ready": ready,
         "database": database.as_json(),
+        "server_links": server_links.as_json() if server_links is not None else [],
         "open_connections": len(links),
         "waiting_for_hello": links.waiting_for_hello,
         "memory_rss_bytes": resident_bytes(),    # the gateway process's

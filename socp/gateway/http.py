@@ -47,7 +47,8 @@ class HttpEndpoints:
         path = request.path.partition("?")[0]
         context = self._context
         if path == HEALTH_PATH:
-            return json_response(connection, 200, health_report(context.stats, context.links, context.database))
+            return json_response(connection, 200, health_report(context.stats, context.links, context.database,
+                                                              context.server_links))
         if path.startswith(DIRECTORY_PREFIX):
             answer = await context.lookups.answer(path, remote_host(connection))
             return json_response(connection, answer.status, answer.body, answer.headers)

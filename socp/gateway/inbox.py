@@ -17,7 +17,7 @@ from socp.gateway.dialer import Dialer
 from socp.gateway.links import CLOSE_TRY_AGAIN_LATER, CloseRequest, OutItem
 from socp.gateway.recovery import Recovery
 from socp.ipc.messages import (CloseLink, ConnId, Deliver, DialLink, DirectoryMiss, InboundDone, RouterHello,
-                               StoreStatus, unpack)
+                               ServerLinks, StoreStatus, unpack)
 from socp.ipc.reorder import ReorderOverflow
 from socp.protocol.errors import MalformedFrame
 
@@ -68,6 +68,8 @@ class Inbox:
                 self._context.lookups.missed(message.query, message.detail)
             elif kind is StoreStatus:
                 self._context.database.update(message)
+            elif kind is ServerLinks:
+                self._context.server_links.update(message)
             else:
                 self._bad_message(f"{kind.__name__} is not for the gateway")
         except (TypeError, ValueError) as exc:  # msgpack checks shapes, not field types

@@ -110,7 +110,7 @@ class Link:
         "conn", "peer", "state", "role", "verify_key", "next_in_seq",
         "reorder", "outbox", "accepting_output", "close_code", "end_reason", "closing",
         "opening", "kept", "kept_bytes", "kept_dropped", "out_epoch", "reported_out",
-        "address", "_queue_frames", "frames_written", "reported_written",
+        "address", "_queue_frames", "frames_written", "reported_written", "unsigned_ok",
     )
 
     def __init__(self, conn: ConnId, peer: str, state: LinkState, queue_frames: int,
@@ -121,6 +121,7 @@ class Link:
         self.state = state
         self.role = role
         self.verify_key = verify_key
+        self.unsigned_ok = False             # a dialled link whose peer may send unsigned frames
         self.next_in_seq = 0                 # seq of the next inbound event to the router
         self.reorder: ReorderBuffer[OutItem] = ReorderBuffer(max_waiting=queue_frames)
         self.outbox = Outbox(queue_frames)
@@ -270,9 +271,10 @@ class LinkTable:
         conn = next(iter(self._waiting))
         return self._waiting.pop(conn)
 
-    def add_dialled(self, conn: ConnId, peer: str, verify_key: str) -> Link:
+    def add_dialled(self, conn: ConnId, peer: str, verify_key: str, unsigned_ok: bool = False) -> Link:
         link = Link(conn, peer, LinkState.DIALING, self._queue_frames,
                     role=ROLE_SERVER, verify_key=verify_key)
+        link.unsigned_ok = unsigned_ok
         self._links[conn] = link
         self._high_water = max(self._high_water, len(self._links))
         return link

@@ -86,7 +86,8 @@ class Recovery:
         for link in replayed:
             for entry in list(link.kept):
                 entry[2] = now
-                await bus.submit_job(pack(VerifyJob(link.conn, entry[0], entry[1], link.role, link.verify_key)))
+                await bus.submit_job(pack(VerifyJob(link.conn, entry[0], entry[1], link.role, link.verify_key,
+                                                    link.unsigned_ok)))
                 stats.frames_replayed += 1
         await bus.tell_router(GatewayHello(self._boot_id))
 
@@ -117,7 +118,8 @@ class Recovery:
                     continue
                 entry[2], entry[3] = now, tries + 1
                 stats.verify_retries += 1
-                await bus.submit_job(pack(VerifyJob(link.conn, seq, text, link.role, link.verify_key)))
+                await bus.submit_job(pack(VerifyJob(link.conn, seq, text, link.role, link.verify_key,
+                                                    link.unsigned_ok)))
 
 
 __all__ = ["Recovery", "Link"]

@@ -162,7 +162,7 @@ class Session:
             # Kept until the router applied it, to survive a verifier or router (recovery.py).
             link.keep(seq, message, time.monotonic())
             await self._bus.submit_job(
-                pack(VerifyJob(link.conn, seq, message, link.role, link.verify_key)))
+                pack(VerifyJob(link.conn, seq, message, link.role, link.verify_key, link.unsigned_ok)))
         else:
             detail = (BINARY_DETAIL if type(message) is not str
                       else f"frame is larger than {self._max_frame_bytes} bytes")

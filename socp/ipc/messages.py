@@ -29,6 +29,8 @@ Who sends what (→ receiver):
   router   → gateway   StoreStatus     the database as the store reports it, on change (/healthz)
   gateway  → router    FramesWritten   frames written to each server link's socket so far (credit:
                                        the router hands a link no more than its outbox holds)
+  router   → gateway   ServerLinks     every server link as the operator sees it (router/linkbook.py),
+                                       on change; `/healthz` lists them as `server_links`
 
 Recovery (README "Acknowledgements and recovery"): the gateway keeps each connection's
 inbound frames until InboundDone covers them. A verify job with no result in time is
@@ -87,6 +89,7 @@ class VerifyJob:
     text: str
     role: int                 # ROLE_* as the gateway knows it
     verify_key: str           # base64url key to check a server frame with; "" if none
+    unsigned_ok: bool = False  # operator consent: this server link's frames may be unsigned
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +163,7 @@ class DialLink:
     host: str
     port: int
     verify_key: str           # the peer's pinned key, for its frames on this link
+    unsigned_ok: bool = False  # operator consent (bootstrap `unsigned_link`): unsigned frames pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,10 +230,16 @@ class FramesWritten:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerLinks:
+    KIND: ClassVar[int] = 19
+    rows: list[tuple[str, str, str, str, int, str]]  # (peer id, address, state, reason, dropped, dialect)
+
+
+@dataclass(frozen=True, slots=True)
 class Signed:
     """verifier → router: `count` sign jobs done, the last in `sign_us` microseconds
     (router/fairshare.py measures the pool's capacity from these)."""
-    KIND: ClassVar[int] = 19
+    KIND: ClassVar[int] = 20
     count: int
     sign_us: int
 
@@ -250,11 +260,11 @@ def is_query(conn: ConnId) -> bool:
 
 Message = (VerifyJob | Verified | Rejected | LinkClosed | LinkOpened | SignJob | Deliver | CloseLink | DialLink | GatewayHello
            | RouterHello | LinkReplay | InboundDone | OutboundDone | DirectoryQuery | DirectoryMiss | StoreStatus
-           | FramesWritten | Signed)
+           | FramesWritten | ServerLinks | Signed)
 
 _CODEC = Codec("actor", (VerifyJob, Verified, Rejected, LinkClosed, LinkOpened, SignJob, Deliver, CloseLink,
                          DialLink, GatewayHello, RouterHello, LinkReplay, InboundDone, OutboundDone,
-                         DirectoryQuery, DirectoryMiss, StoreStatus, FramesWritten, Signed),
+                         DirectoryQuery, DirectoryMiss, StoreStatus, FramesWritten, ServerLinks, Signed),
                MAX_MESSAGE_BYTES, globals())
 
 

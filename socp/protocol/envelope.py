@@ -152,11 +152,19 @@ _server_intro = ({"host": host, "port": port, "pubkey": key_text}, {})
 _part = record({"id": id_text, "index": integer(0, 10_000), "count": integer(1, 10_000)})
 _content = {"ciphertext": b64, "sender_pub": key_text, "content_sig": signature}
 
+# A list answer cut to fit one frame says how many users there are in all.
+_list_cut = {"total": integer(0, 2**31), "truncated": boolean}
+
 # type -> (required payload fields, optional payload fields). SOCP §6, §7, interop table.
 PAYLOAD_SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     FrameType.SERVER_HELLO_JOIN: _server_intro,
     FrameType.SERVER_HELLO_LINK: _server_intro,
-    FrameType.SERVER_ANNOUNCE: _server_intro,
+    # Interop: G17 also sends SERVER_ANNOUNCE {server_id, user_locations} with no
+    # address or key (router.federation reads the fields it finds).
+    FrameType.SERVER_ANNOUNCE: (
+        {},
+        {"host": host, "port": port, "pubkey": key_text, "server_id": peer_id, "user_locations": obj},
+    ),
     FrameType.SERVER_WELCOME: (
         {},
         # Interop table: assigned_id may be absent or null (G45, G101, G17); G17 puts
@@ -208,16 +216,20 @@ PAYLOAD_SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     FrameType.CTRL_CLOSE: ({}, {}),
     FrameType.LIST_RESPONSE: (
         {"users": list_of(id_text)},
-        {"online_users": list_of(id_text), "details": list_of(obj)},
+        {"online_users": list_of(id_text), "details": list_of(obj), **_list_cut},
     ),
     **{t: ({}, {}) for t in LIST_REQUEST_TYPES},
-    FrameType.WHO: ({}, {"users": list_of(id_text)}),   # G101's request, and our answer to it
-    FrameType.USER_LIST: ({"users": list_of(id_text)}, {}),
+    FrameType.WHO: ({}, {"users": list_of(id_text), **_list_cut}),   # G101's request, and our answer to it
+    FrameType.USER_LIST: ({"users": list_of(id_text)}, _list_cut),
     FrameType.PUBKEY_REQUEST: ({"user_id": peer_id}, {}),
     FrameType.USER_DB_GET: ({"user_id": peer_id}, {}),
     # An unknown user is answered with pubkey null (G17) or found false and "" (G45).
     FrameType.PUBKEY_RESPONSE: ({"user_id": peer_id}, {"pubkey": key_text}),
     FrameType.USER_DB_USER: ({"user_id": peer_id, "found": boolean}, {"pubkey": text(limits.MAX_KEY_CHARS)}),
+    FrameType.DB_REGISTER: ({"user_id": peer_id, "pubkey": key_text}, {}),
+    FrameType.DB_GET_USER: ({"user_id": peer_id}, {"req_id": id_text}),
+    FrameType.DB_USER: ({"user_id": peer_id, "found": boolean},
+                        {"pubkey": text(limits.MAX_KEY_CHARS), "req_id": id_text}),
     # Project additions: the directory and password login (docs/store-and-login.md).
     FrameType.DIRECTORY_GET: ({"user_id": peer_id}, {}),
     FrameType.DIRECTORY_ENTRY: (
@@ -254,6 +266,16 @@ PAYLOAD_SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
 
 # Types whose payload needs at least one of these fields.
 _ONE_OF: dict[str, tuple[str, ...]] = {FrameType.MSG_PUBLIC_CHANNEL: ("ciphertext", "text")}
+
+# G56 relays a user's FILE_* to another server as SERVER_DELIVER whose payload is the
+# whole original envelope plus `user_id` (issue #14, server links). The inner frame is
+# validated as what it is when the router unwraps it (router.federation).
+FILE_TYPES = (FrameType.FILE_START.value, FrameType.FILE_CHUNK.value, FrameType.FILE_END.value)
+WRAPPED_FILE_DELIVER: tuple[dict[str, Check], dict[str, Check]] = (
+    {"user_id": peer_id, "type": one_of(*FILE_TYPES), "from": peer_id, "to": peer_id,
+     "ts": integer(0, limits.MAX_TS), "payload": obj},
+    {"sig": text(limits.MAX_SIG_CHARS)},
+)
 
 # Types whose `from` may be something other than a UUID v4.
 _FREE_FROM = frozenset({FrameType.CTRL_CLOSE, FrameType.ERROR})
@@ -341,6 +363,8 @@ def parse_obj(raw: Any) -> Envelope:
         sig = ""
     text(limits.MAX_SIG_CHARS)("sig", sig)
     required, optional = PAYLOAD_SCHEMAS[frame_type]
+    if frame_type == FrameType.SERVER_DELIVER and isinstance(payload.get("payload"), dict):
+        required, optional = WRAPPED_FILE_DELIVER   # G56's file relay (see its schema)
     _check_fields(payload, required, optional, prefix="payload.")
     wanted = _ONE_OF.get(frame_type)
     if wanted and not any(payload.get(name) is not None for name in wanted):

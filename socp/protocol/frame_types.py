@@ -42,6 +42,11 @@ class FrameType(str, Enum):
     PUBKEY_RESPONSE = "PUBKEY_RESPONSE"  # G17: {user_id, pubkey or null}
     USER_DB_GET = "USER_DB_GET"  # G45: {user_id}
     USER_DB_USER = "USER_DB_USER"  # G45: {user_id, found, pubkey or ""}
+    # G45's user directory between servers: a local server registers its users' keys
+    # with the master and asks it for keys (issue #14, server links)
+    DB_REGISTER = "DB_REGISTER"  # G45: {user_id, pubkey}
+    DB_GET_USER = "DB_GET_USER"  # G45: {user_id, req_id}
+    DB_USER = "DB_USER"  # G45: {user_id, found, pubkey or "", req_id}
     # G17's client: register and log in with the password itself (docs/store-and-login.md)
     LOCAL_REGISTER = "LOCAL_REGISTER"  # G17: {pubkey, privkey_store, pake_password (argon2)}
     REGISTER = "REGISTER"  # the same, under the name G17's server also accepts

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import limits
+from .encoding import dumps
 from .envelope import Envelope
 from .errors import ErrorCode
 from .frame_types import FrameType as T
@@ -33,16 +35,22 @@ def server_announce(server_id: str, ts: int, host: str, port: int, pubkey: str) 
     return _env(T.SERVER_ANNOUNCE, server_id, BROADCAST, ts, {"host": host, "port": port, "pubkey": pubkey})
 
 
-def server_welcome(introducer_id: str, newcomer_id: str, ts: int, assigned_id: str, servers: list[dict[str, Any]]) -> Envelope:
-    """Project decision: the same entries under `servers` and `clients`."""
+def server_welcome(introducer_id: str, newcomer_id: str, ts: int, assigned_id: str, servers: list[dict[str, Any]],
+                   introducer: tuple[str, int, str] | None = None) -> Envelope:
+    """Project decision: the same entries under `servers` and `clients`. With
+    `introducer` (host, port, key), the welcome also says where we are and our key:
+    G45 reads `host`/`port`/`pubkey`, G17 `server_pub` (issue #14, server links)."""
     listed = [
         {"server_id": s["server_id"], "host": s["host"], "port": s["port"], "pubkey": s["pubkey"]} for s in servers
     ]
     as_clients = [
         {"user_id": s["server_id"], "host": s["host"], "port": s["port"], "pubkey": s["pubkey"]} for s in servers
     ]
-    return _env(T.SERVER_WELCOME, introducer_id, newcomer_id, ts,
-                {"assigned_id": assigned_id, "servers": listed, "clients": as_clients})
+    payload: dict[str, Any] = {"assigned_id": assigned_id, "servers": listed, "clients": as_clients}
+    if introducer is not None:
+        host, port, pubkey = introducer
+        payload.update({"host": host, "port": port, "pubkey": pubkey, "server_pub": pubkey})
+    return _env(T.SERVER_WELCOME, introducer_id, newcomer_id, ts, payload)
 
 
 def user_advertise(server_id: str, ts: int, user_id: str, meta: dict[str, Any]) -> Envelope:
@@ -141,24 +149,57 @@ def list_request(user_id: str, server_id: str, ts: int) -> Envelope:
     return _env(T.LIST_REQUEST, user_id, server_id, ts, {})
 
 
+# A list answer stays well inside one frame however many users the mesh has: it
+# holds the first users (in id order) that fit, and then says how many there are in
+# all (issue #15 weakness 3; peers' clients read only one answer, so no paging).
+LIST_ANSWER_BYTES = limits.MAX_FRAME_BYTES // 2
+
+
+def _how_many_fit(ids: list[str], details: dict[str, dict[str, Any]], copies: int) -> int:
+    """How many of the first ids (each written `copies` times, plus its details) fit."""
+    used = 0
+    for index, entry in enumerate(ids):
+        if index >= limits.MAX_LIST_ITEMS:
+            return index
+        detail = details.get(entry)
+        used += copies * (len(entry) + 3) + (len(dumps(detail)) + 1 if detail is not None else 0)
+        if used > LIST_ANSWER_BYTES:
+            return index
+    return len(ids)
+
+
+def _cut(payload: dict[str, Any], total: int, kept: int) -> dict[str, Any]:
+    if kept < total:
+        payload["total"] = total
+        payload["truncated"] = True
+    return payload
+
+
 def list_response(server_id: str, user_id: str, ts: int, users: list[str],
                   details: list[dict[str, Any]] | None = None) -> Envelope:
-    """Interop table: sorted ids under `users` and `online_users`, plus `details`."""
+    """Interop table: sorted ids under `users` and `online_users`, plus `details`;
+    cut to what fits (then `total` and `truncated`)."""
     ordered = sorted(users)
-    payload: dict[str, Any] = {"users": ordered, "online_users": list(ordered)}
+    by_user = {str(entry.get("user_id", "")): entry for entry in details or ()}
+    kept = _how_many_fit(ordered, by_user, copies=2)
+    payload: dict[str, Any] = {"users": ordered[:kept], "online_users": ordered[:kept]}
     if details is not None:
-        payload["details"] = details
-    return _env(T.LIST_RESPONSE, server_id, user_id, ts, payload)
+        payload["details"] = [by_user[entry] for entry in ordered[:kept] if entry in by_user]
+    return _env(T.LIST_RESPONSE, server_id, user_id, ts, _cut(payload, len(ordered), kept))
 
 
 def user_list(server_id: str, user_id: str, ts: int, users: list[str]) -> Envelope:
     """G45's list reply, for a client that asked with USER_LIST_REQ: sorted ids."""
-    return _env(T.USER_LIST, server_id, user_id, ts, {"users": sorted(users)})
+    ordered = sorted(users)
+    kept = _how_many_fit(ordered, {}, copies=1)
+    return _env(T.USER_LIST, server_id, user_id, ts, _cut({"users": ordered[:kept]}, len(ordered), kept))
 
 
 def who(server_id: str, user_id: str, ts: int, users: list[str]) -> Envelope:
     """G101's list reply, for a client that asked with WHO: sorted ids."""
-    return _env(T.WHO, server_id, user_id, ts, {"users": sorted(users)})
+    ordered = sorted(users)
+    kept = _how_many_fit(ordered, {}, copies=1)
+    return _env(T.WHO, server_id, user_id, ts, _cut({"users": ordered[:kept]}, len(ordered), kept))
 
 
 def public_members_snapshot(server_id: str, user_id: str, ts: int, members: list[str], version: int) -> Envelope:
@@ -177,6 +218,22 @@ def pubkey_response(server_id: str, user_id: str, ts: int, wanted: str, pubkey: 
 
 def user_db_get(user_id: str, server_id: str, ts: int, wanted: str) -> Envelope:
     return _env(T.USER_DB_GET, user_id, server_id, ts, {"user_id": wanted})
+
+
+def db_register(server_id: str, master_id: str, ts: int, user_id: str, pubkey: str) -> Envelope:
+    """G45, server to its master: put a user's key in the master's directory."""
+    return _env(T.DB_REGISTER, server_id, master_id, ts, {"user_id": user_id, "pubkey": pubkey})
+
+
+def db_get_user(server_id: str, master_id: str, ts: int, wanted: str, req_id: str) -> Envelope:
+    """G45, server to its master: a user's key, please (answered DB_USER with req_id)."""
+    return _env(T.DB_GET_USER, server_id, master_id, ts, {"user_id": wanted, "req_id": req_id})
+
+
+def db_user(server_id: str, asker_id: str, ts: int, wanted: str, pubkey: str | None, req_id: str) -> Envelope:
+    """G45, master to a server: the answer to its DB_GET_USER."""
+    return _env(T.DB_USER, server_id, asker_id, ts,
+                {"user_id": wanted, "found": pubkey is not None, "pubkey": pubkey or "", "req_id": req_id})
 
 
 def user_db_user(server_id: str, user_id: str, ts: int, wanted: str, pubkey: str | None) -> Envelope:

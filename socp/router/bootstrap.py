@@ -8,6 +8,7 @@ import yaml
 
 from socp.protocol.crypto import normalise_public_key
 from socp.protocol.errors import SocpError
+from socp.protocol.key_forms import form_of
 
 from .state import Introducer
 
@@ -62,7 +63,12 @@ def parse_bootstrap(text: str) -> list[Introducer]:
             key = normalise_public_key(pubkey) if isinstance(pubkey, str) else normalise_public_key("")
         except SocpError as exc:
             raise BootstrapError(f"bootstrap entry {index} ({host}:{port}): BAD_KEY: {exc.detail}") from exc
-        introducer = Introducer(host=host, port=port, pubkey=key)
+        # Operator consent for a peer that does not sign its link frames (G56): only
+        # this entry's link, only when we dial it (docs/interop.md "Server links").
+        unsigned = entry.get("unsigned_link", False)
+        if not isinstance(unsigned, bool):
+            raise BootstrapError(f"bootstrap entry {index} ({host}:{port}): `unsigned_link` must be true or false")
+        introducer = Introducer(host=host, port=port, pubkey=key, unsigned_link=unsigned, key_form=form_of(pubkey))
         earlier = next((i for i in introducers if (i.host, i.port) == (host, port)), None)
         if earlier is not None and earlier.pubkey != key:
             raise BootstrapError(f"bootstrap entry {index} ({host}:{port}) pins another key than an earlier entry")

@@ -22,6 +22,7 @@ from socp.protocol.envelope import Envelope
 
 from . import (acks, defences, dialects, directory, federation, limits, login, outflow, peer_login, redeliver, refusals,
                restore, user_presence, users)
+from . import link_dialects   # other teams' server-link habits (issue #14)
 from .events import (GATEWAY_RESTARTED, Action, BatchEnd, Close, DirectoryQueried, Event, FrameIn, FrameRejected,
                      FramesWritten, LinkDown, LinkRestored, LinkUp, Tick)
 from .links import Link, LinkState
@@ -37,6 +38,7 @@ def handle(state: RouterState, event: Event) -> list[Action]:
         if state.joins_waiting:
             actions += users.announce_joins(state)
         actions += user_presence.flush(state)
+    actions = link_dialects.adapt(state, actions)   # our frames as peers read them (G45, G56)
     redeliver.record(state, actions)
     outflow.record_sent(state, actions)
     return actions
@@ -55,7 +57,7 @@ def _handle(state: RouterState, event: Event) -> list[Action]:
     if isinstance(event, DirectoryQueried):
         return [directory.query(state, event.query, event.user_id)]
     if isinstance(event, LinkDown):
-        return _link_down(state, event.conn, park=event.reason == GATEWAY_RESTARTED)
+        return _link_down(state, event.conn, park=event.reason == GATEWAY_RESTARTED, reason=event.reason)
     if isinstance(event, LinkRestored):
         return restore.link_restored(state, event)
     if isinstance(event, FramesWritten):
@@ -168,20 +170,26 @@ def _frame_rejected(state: RouterState, event: FrameRejected) -> list[Action]:
         code = ErrorCode.MALFORMED
     if link.state is LinkState.AWAITING_HELLO:
         # Nobody we know: a failed hello ends the connection.
+        if event.frame_type in SERVER_OPENING_TYPES:
+            federation.hello_rejected(state, link, event.frame_type, code, event.detail)
         return refuse_and_close(state, event.conn, code, event.detail)
     if event.msg_ref and link.is_user:
         return refusals.refuse(state, event.conn, code, event.detail, event.msg_ref)
+    if link.state is LinkState.SERVER_PENDING:
+        return federation.welcome_rejected(state, link, event.frame_type, code, event.detail)
+    if link.server_address:
+        state.linkbook.dropped(link.server_address, f"{code.value}: {event.detail}", state.now_ms)
     return [error_to(state, event.conn, code, event.detail)]
 
 
-def _link_down(state: RouterState, conn: int, park: bool = False) -> list[Action]:
+def _link_down(state: RouterState, conn: int, park: bool = False, reason: str = "") -> list[Action]:
     link = state.links.pop(conn, None)
     state.peer_channel.logged_in.discard(conn)   # a G17 login that never said hello
     defences.link_down(state, conn, link)
     acks.link_down(state, conn)
     outflow.link_down(state, conn)
     if conn in state.dialing:
-        actions = federation.dial_failed(state, conn)
+        actions = federation.dial_failed(state, conn, link, reason)
         if link is not None and link.peer_id and state.servers.get(link.peer_id) == conn:
             actions += federation.server_link_lost(state, link.peer_id)
         return actions
@@ -194,6 +202,8 @@ def _link_down(state: RouterState, conn: int, park: bool = False) -> list[Action
         else:
             redeliver.forget(state, link.peer_id)
         return actions
+    if link.server_address:
+        federation.link_closed(state, link, reason)   # the link book (linkbook.py)
     if link.peer_id and state.servers.get(link.peer_id) == conn:
         return federation.server_link_lost(state, link.peer_id, gateway_restarted=park)
     return []

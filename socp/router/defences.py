@@ -34,8 +34,9 @@ def _answer(state: RouterState, conn: int, problem: tuple[ErrorCode, str] | None
 def user_hello(state: RouterState, link: Link, frame: Envelope) -> list[Action] | None:
     """Proof of possession for a registered id (limits.user_hello_problem)."""
     known = state.users.get(frame.from_)
-    registered_here = known is not None and not known.home_server
-    problem = limits.user_hello_problem(state.guard, frame, registered_here, resubmitted=link.hello_resubmitted)
+    # Known here or from another server's advertisement: an id that signs must sign
+    # on every node (issue #15 weakness 1).
+    problem = limits.user_hello_problem(state.guard, frame, known is not None, resubmitted=link.hello_resubmitted)
     if problem is None:
         return None
     return refuse_and_close(state, link.conn, *problem)

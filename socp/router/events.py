@@ -136,6 +136,7 @@ class Dial:
     host: str
     port: int
     verify_key: str
+    unsigned_ok: bool = False   # operator consent: this peer's frames may come unsigned
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,14 +16,16 @@ from typing import Any
 
 from socp.protocol import frames
 from socp.protocol.crypto import decode_public_key, normalise_public_key
-from socp.protocol.envelope import Envelope
+from socp.protocol.envelope import Envelope, parse_obj
 from socp.protocol.errors import ErrorCode, SocpError
 from socp.protocol.frame_types import FrameType as T
-from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL, new_id
+from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL, is_peer_id, new_id
+from socp.protocol.key_forms import KeyForm, form_of, in_form
 from socp.protocol.signing import verify_transport
 
-from . import directory, users
+from . import directory, limits, link_dialects, users
 from .events import Action, AdoptServerId, Close, Dial, FrameIn, Relay, Send, StoreWrite, send_one
+from .linkbook import PeerLinkState as P
 from .links import Link, LinkState
 from .replies import error_to, refuse_and_close
 from .state import LOCAL, NO_ORIGIN, PEER_BACKLOG_LIMIT, DialPurpose, Introducer, PeerBacklog, Redial, RouterState, ServerRecord, UserRecord
@@ -31,6 +33,8 @@ from .state import LOCAL, NO_ORIGIN, PEER_BACKLOG_LIMIT, DialPurpose, Introducer
 log = logging.getLogger("socp.router")
 
 CLOSE_GOING_AWAY = 1001
+KEY_LOOKUPS_LIMIT = 10_000     # users whose key we asked a server for and still wait on
+RELAYED_FILES_LIMIT = 1_000    # files a G45 server relays to us, whose sender we keep meanwhile
 
 
 # --- start-up and time -------------------------------------------------------------------
@@ -61,10 +65,14 @@ def tick(state: RouterState) -> list[Action]:
     for link in list(state.links.values()):
         if link.state is not LinkState.SERVER and link.state is not LinkState.SERVER_PENDING:
             continue
-        if now - link.last_heard_ms > timing.link_timeout_ms:
-            # SOCP §6.4: 45 s of silence and the link is dead.
+        # SOCP §6.4: 45 s of silence and the link is dead. A peer that never sent a
+        # HEARTBEAT (G45 keeps its links alive with WebSocket pings only) is judged by
+        # the WebSocket layer instead; one still joining is always timed.
+        timed = link.heard_heartbeat or link.state is LinkState.SERVER_PENDING
+        if timed and now - link.last_heard_ms > timing.link_timeout_ms:
             actions.append(Close(link.conn, CLOSE_GOING_AWAY, "link timed out"))
             link.move(LinkState.CLOSING)
+            state.linkbook.move(link.server_address, P.LOST, now, "no frame for 45 s", link.peer_id)
             if link.peer_id and state.servers.get(link.peer_id) == link.conn:
                 actions += server_link_lost(state, link.peer_id)
             continue
@@ -93,13 +101,16 @@ def _joining(state: RouterState) -> bool:
     return any(p.kind == "join" for p in state.dialing.values())
 
 
-def _new_dial(state: RouterState, purpose: DialPurpose, host: str, port: int, key: str, peer_id: str) -> Dial:
+def _new_dial(state: RouterState, purpose: DialPurpose, host: str, port: int, key: str, peer_id: str,
+              unsigned_ok: bool = False) -> Dial:
     conn = state.next_dial_conn
     state.next_dial_conn += 1
+    address = f"{host}:{port}"
     state.links[conn] = Link(conn=conn, state=LinkState.DIALING, peer_id=peer_id,
-                             last_heard_ms=state.now_ms, dialled_by_us=True)
+                             last_heard_ms=state.now_ms, dialled_by_us=True, server_address=address)
     state.dialing[conn] = purpose
-    return Dial(conn, host, port, key)
+    state.linkbook.move(address, P.DIALLING, state.now_ms, peer_id=peer_id)
+    return Dial(conn, host, port, key, unsigned_ok)
 
 
 def _dial_introducer(state: RouterState, index: int) -> list[Action]:
@@ -108,7 +119,8 @@ def _dial_introducer(state: RouterState, index: int) -> list[Action]:
         state.join_retry_at_ms = state.now_ms + state.timing.max_backoff_ms // 2
         return []
     entry = state.introducers[index]
-    return [_new_dial(state, DialPurpose("join", introducer=index), entry.host, entry.port, entry.pubkey, "")]
+    return [_new_dial(state, DialPurpose("join", introducer=index), entry.host, entry.port, entry.pubkey, "",
+                      entry.unsigned_link)]
 
 
 def _dial_server(state: RouterState, server_id: str) -> list[Action]:
@@ -116,7 +128,24 @@ def _dial_server(state: RouterState, server_id: str) -> list[Action]:
     if record is None or server_id == state.me.server_id:
         return []
     host, port = state.server_addrs.get(server_id, (record.host, record.port))
-    return [_new_dial(state, DialPurpose("link", server_id=server_id), host, port, record.pubkey, server_id)]
+    # A peer that refused our SERVER_HELLO_LINK (G45, G17 know only joins) is joined again.
+    kind = "rejoin" if server_id in state.rejoin else "link"
+    return [_new_dial(state, DialPurpose(kind, server_id=server_id), host, port, record.pubkey, server_id,
+                      server_id in state.unsigned_servers)]
+
+
+def _introducer_of(state: RouterState, purpose: DialPurpose | None) -> Introducer | None:
+    """Where a join went, with the key pinned for it."""
+    if purpose is None:
+        return None
+    if purpose.kind == "join":
+        return state.introducers[purpose.introducer]
+    record = state.pinned_servers.get(purpose.server_id)
+    if purpose.kind != "rejoin" or record is None:
+        return None
+    return Introducer(host=record.host, port=record.port, pubkey=record.pubkey,
+                      unsigned_link=purpose.server_id in state.unsigned_servers,
+                      key_form=state.server_key_forms.get(purpose.server_id, KeyForm.DER_B64URL))
 
 
 def link_up(state: RouterState, conn: int) -> list[Action]:
@@ -127,30 +156,60 @@ def link_up(state: RouterState, conn: int) -> list[Action]:
         return []
     me = state.me
     link.last_heard_ms = state.now_ms
-    if purpose.kind == "join":
-        entry = state.introducers[purpose.introducer]
+    entry = _introducer_of(state, purpose)
+    if entry is not None:
         link.move(LinkState.SERVER_PENDING)
+        # Our key in the form the operator's entry used: G56 reads only base64url(PEM).
         hello = frames.server_hello_join(me.server_id, f"{entry.host}:{entry.port}", state.now_ms,
-                                         me.host, me.port, me.pubkey)
+                                         me.host, me.port, in_form(me.pubkey, entry.key_form))
         return [send_one(conn, hello)]
     del state.dialing[conn]
-    hello = frames.server_hello_link(me.server_id, purpose.server_id, state.now_ms, me.host, me.port, me.pubkey)
+    form = state.server_key_forms.get(purpose.server_id, KeyForm.DER_B64URL)
+    our_key = in_form(me.pubkey, form)
+    hello = frames.server_hello_link(me.server_id, purpose.server_id, state.now_ms, me.host, me.port, our_key)
     actions: list[Action] = [send_one(conn, hello)]
     link.move(LinkState.SERVER)
     actions += _register_link(state, link, purpose.server_id)
     return actions
 
 
-def dial_failed(state: RouterState, conn: int) -> list[Action]:
+def dial_failed(state: RouterState, conn: int, link: Link | None = None, reason: str = "") -> list[Action]:
     """A dialled link closed before it was established (or a join went unanswered)."""
     purpose = state.dialing.pop(conn, None)
     if purpose is None:
         return []
+    if link is not None:
+        _book_down(state, link, reason)
     if purpose.kind == "join" and not state.joined:
         return _dial_introducer(state, purpose.introducer + 1)
-    if purpose.kind == "link":
+    if purpose.kind in ("link", "rejoin"):
         state.redials.setdefault(purpose.server_id, Redial(state.now_ms, state.timing.min_backoff_ms))
     return []
+
+
+def link_closed(state: RouterState, link: Link, reason: str) -> None:
+    """A server link went down (after it was established). A peer that closed our
+    SERVER_HELLO_LINK without a word (G45, G17 only know joins) is joined next time."""
+    if link.dialled_by_us and not link.heard_peer and link.peer_id in state.pinned_servers:
+        state.rejoin.add(link.peer_id)
+    if link.peer_id and state.servers.get(link.peer_id) == link.conn:
+        spare = next((other for other in state.links.values() if other.conn != link.conn
+                      and other.peer_id == link.peer_id and other.state is LinkState.SERVER), None)
+        if spare is not None:   # a G45 peer's second link (see _register_link) carries on
+            state.servers[link.peer_id] = spare.conn
+            return
+    _book_down(state, link, reason)
+
+
+def _book_down(state: RouterState, link: Link, reason: str) -> None:
+    entry = state.linkbook.entries.get(link.server_address)
+    if entry is None or not link.server_address:
+        return
+    if link.peer_id and state.servers.get(link.peer_id) not in (None, link.conn):
+        return  # a duplicate closed; the link the row stands for is up
+    if entry.state is P.REFUSED:
+        return  # the refusal says more than the close that followed it
+    state.linkbook.move(link.server_address, P.LOST, state.now_ms, reason or "link closed", link.peer_id)
 
 
 # --- links ------------------------------------------------------------------------------
@@ -162,6 +221,13 @@ def _register_link(state: RouterState, link: Link, server_id: str) -> list[Actio
     existing_conn = state.servers.get(server_id)
     existing = state.links.get(existing_conn) if existing_conn is not None else None
     actions: list[Action] = []
+    if (existing is not None and existing.conn != link.conn and existing.state is LinkState.SERVER
+            and state.linkbook.dialect_of(link.server_address)):
+        # Another team's server does not know our rule for which duplicate stays, and
+        # closing "its" link hurts: G45 then forgets our key and drops every frame of
+        # ours, G17 has no link left to send us anything on. Keep both open; the newer
+        # carries our frames (link_closed falls back on the other).
+        existing = None
     if existing is not None and existing.conn != link.conn and existing.state is LinkState.SERVER:
         preferred_dialer = min(state.me.server_id, server_id)
         existing_dialer = state.me.server_id if existing.dialled_by_us else server_id
@@ -176,7 +242,11 @@ def _register_link(state: RouterState, link: Link, server_id: str) -> list[Actio
     link.peer_id = server_id
     state.servers[server_id] = link.conn
     state.redials.pop(server_id, None)
+    if link.server_address:
+        state.linkbook.move(link.server_address, P.JOINED, state.now_ms, peer_id=server_id)
     actions += _send_presence(state, link.conn)
+    if state.linkbook.dialect_of(link.server_address) == link_dialects.G45:
+        actions += link_dialects.register_users(state, link.conn, server_id, sorted(state.local_users))
     # Frames sent on the lost (or replaced) link just before it went may never have been
     # written, nor those kept while no link was up: send them on this one (the peer's
     # duplicate cache drops the ones it had). They count as sent now, on this link: it
@@ -267,6 +337,10 @@ def _pin(state: RouterState, server_id: str, pubkey: str, host: str, port: int) 
         key = normalise_public_key(pubkey)
     except SocpError:
         return False, []
+    if key == state.me.pubkey:
+        # Ourselves under another name (G45 announces us as link_dialects.g45_alias):
+        # never a server to dial.
+        return False, []
     pinned = state.pinned_servers.get(server_id)
     if pinned is not None and pinned.pubkey != key:
         return False, []
@@ -283,9 +357,47 @@ def _pin(state: RouterState, server_id: str, pubkey: str, host: str, port: int) 
 
 
 def server_hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+    payload = frame.payload
+    if not all(name in payload for name in ("host", "port", "pubkey")):
+        # A SERVER_ANNOUNCE may lack them (G17's user snapshot); it cannot open a link.
+        return refuse_server(state, link, frame, ErrorCode.MALFORMED, "a server hello needs host, port and pubkey")
+    link.server_address = f"{payload['host']}:{payload['port']}"
+    try:
+        own_key = normalise_public_key(payload["pubkey"]) == state.me.pubkey
+    except SocpError:
+        own_key = False
+    if own_key:   # a dial that reached ourselves (under some other name): never link, never adopt an id
+        return refuse_server(state, link, frame, ErrorCode.FORBIDDEN, "that is this server's own key")
+    state.linkbook.set_dialect(link.server_address, link_dialects.of_opening(frame), state.now_ms)
     if frame.type == T.SERVER_HELLO_JOIN:
         return _join_request(state, link, frame)
     return _link_request(state, link, frame)
+
+
+def refuse_server(state: RouterState, link: Link, frame: Envelope | None, code: ErrorCode,
+                  detail: str) -> list[Action]:
+    """Refuse a server's hello, and say so in the link book (logged once per link)."""
+    what = frame.type if frame is not None else "server hello"
+    address = link.server_address or "incoming"
+    state.linkbook.move(address, P.REFUSED, state.now_ms, f"we refused its {what}: {code.value}: {detail}",
+                        frame.from_ if frame is not None else "")
+    return refuse_and_close(state, link.conn, code, detail)
+
+
+def welcome_rejected(state: RouterState, link: Link, frame_type: str, code: ErrorCode, detail: str) -> list[Action]:
+    """The verifiers refused the answer to our join (G56's unsigned SERVER_WELCOME):
+    the join failed; say why, with the way out when it is a missing signature."""
+    hint = ""
+    if code is ErrorCode.INVALID_SIG:
+        hint = " (if this peer does not sign its link frames, its bootstrap entry may say `unsigned_link: true`)"
+    state.linkbook.move(link.server_address, P.REFUSED, state.now_ms,
+                        f"we refused its {frame_type or 'answer'}: {code.value}: {detail}{hint}", link.peer_id)
+    return refuse_and_close(state, link.conn, code, detail)
+
+
+def hello_rejected(state: RouterState, link: Link, frame_type: str, code: ErrorCode, detail: str) -> None:
+    """The verifiers refused a server's opening frame (unsigned, bad key): book it."""
+    state.linkbook.move("incoming", P.REFUSED, state.now_ms, f"we refused its {frame_type}: {code.value}: {detail}")
 
 
 def _join_request(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
@@ -294,19 +406,24 @@ def _join_request(state: RouterState, link: Link, frame: Envelope) -> list[Actio
     try:
         key = normalise_public_key(payload["pubkey"])
     except SocpError as exc:
-        return refuse_and_close(state, link.conn, ErrorCode.BAD_KEY, exc.detail)
+        return refuse_server(state, link, frame, ErrorCode.BAD_KEY, exc.detail)
     requested = frame.from_
     pinned = state.pinned_servers.get(requested)
-    taken = requested == state.me.server_id or (pinned is not None and pinned.pubkey != key)
+    # G17 asks for an id by joining as "auto".
+    taken = (requested == state.me.server_id or requested == "auto"
+             or (pinned is not None and pinned.pubkey != key))
     assigned = new_id() if taken else requested
     _, actions = _pin(state, assigned, key, payload["host"], payload["port"])
+    state.server_key_forms[assigned] = form_of(payload["pubkey"])
     link.move(LinkState.SERVER)
     others = [
         {"server_id": sid, "host": state.pinned_servers[sid].host, "port": state.pinned_servers[sid].port,
          "pubkey": state.pinned_servers[sid].pubkey}
         for sid in sorted(state.servers) if sid != assigned and sid in state.pinned_servers
     ]
-    welcome = frames.server_welcome(state.me.server_id, assigned, state.now_ms, assigned, others)
+    me = state.me
+    welcome = frames.server_welcome(me.server_id, assigned, state.now_ms, assigned, others,
+                                    introducer=(me.host, me.port, me.pubkey))
     actions.append(send_one(link.conn, welcome))
     # Vouch for the newcomer to every other server, so they accept its link.
     vouch = frames.server_announce(assigned, state.now_ms, payload["host"], payload["port"], key)
@@ -322,15 +439,14 @@ def _link_request(state: RouterState, link: Link, frame: Envelope) -> list[Actio
     server_id, payload = frame.from_, frame.payload
     pinned = state.pinned_servers.get(server_id)
     if pinned is None:
-        return refuse_and_close(state, link.conn, ErrorCode.FORBIDDEN,
-                                "unknown server: join the network through an introducer first")
+        return refuse_server(state, link, frame, ErrorCode.FORBIDDEN,
+                             "unknown server: join the network through an introducer first")
     try:
         key = normalise_public_key(payload["pubkey"])
     except SocpError as exc:
-        return refuse_and_close(state, link.conn, ErrorCode.BAD_KEY, exc.detail)
+        return refuse_server(state, link, frame, ErrorCode.BAD_KEY, exc.detail)
     if key != pinned.pubkey:
-        return refuse_and_close(state, link.conn, ErrorCode.INVALID_SIG,
-                                "this server id is pinned to another key")
+        return refuse_server(state, link, frame, ErrorCode.INVALID_SIG, "this server id is pinned to another key")
     _, actions = _pin(state, server_id, key, payload["host"], payload["port"])
     link.move(LinkState.SERVER)
     return actions + _register_link(state, link, server_id)
@@ -341,21 +457,37 @@ def _link_request(state: RouterState, link: Link, frame: Envelope) -> list[Actio
 
 def from_server(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     frame = event.frame
+    if frame.type != T.ERROR:
+        link.heard_peer = True
     if link.state is LinkState.SERVER_PENDING:
         if frame.type == T.SERVER_WELCOME:
             return _welcomed(state, link, frame)
         if frame.type == T.ERROR:
+            code, detail = frames.error_text(frame)
+            state.linkbook.move(link.server_address, P.REFUSED, state.now_ms,
+                                f"it refused our join: {code}: {detail}", frame.from_)
             return []
+        state.linkbook.dropped(link.server_address, f"{frame.type} before its SERVER_WELCOME", state.now_ms)
         return [error_to(state, link.conn, ErrorCode.MALFORMED, "expected SERVER_WELCOME")]
     if link.state is not LinkState.SERVER and not link.superseded:
         return []
     if link.peer_id in state.redials:
         del state.redials[link.peer_id]
+    if frame.type == T.HEARTBEAT:
+        link.heard_heartbeat = True
+    if frame.type == T.ERROR and link.dialled_by_us and not link.heard_peer:
+        # Its answer to our SERVER_HELLO_LINK (G45: UNKNOWN_TYPE): join it next time.
+        code, detail = frames.error_text(frame)
+        state.rejoin.add(link.peer_id)
+        state.linkbook.move(link.server_address, P.REFUSED, state.now_ms,
+                            f"it refused our SERVER_HELLO_LINK: {code}: {detail}", link.peer_id)
+        return []
     handler = _SERVER_HANDLERS.get(frame.type)
     if handler is None:
         if frame.type in (T.HEARTBEAT, T.ACK, T.ERROR, T.PUBLIC_CHANNEL_UPDATED, T.SERVER_HELLO_LINK,
-                          T.LIST_RESPONSE, T.CTRL_CLOSE):
+                          T.LIST_RESPONSE, T.CTRL_CLOSE, T.SERVER_WELCOME):
             return []  # liveness only, or nothing for us to do
+        state.linkbook.dropped(link.server_address, f"{frame.type} is not accepted from a server", state.now_ms)
         return [error_to(state, link.conn, ErrorCode.FORBIDDEN, f"{frame.type} is not accepted from a server")]
     return handler(state, link, event)
 
@@ -369,20 +501,39 @@ def _welcomed(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     if assigned != state.me.server_id:
         state.me.server_id = assigned
         actions.append(AdoptServerId(assigned))
-    introducer: Introducer | None = state.introducers[purpose.introducer] if purpose else None
+    introducer = _introducer_of(state, purpose)
     introducer_id = frame.from_
     if introducer is not None:
         _, pin_actions = _pin(state, introducer_id, introducer.pubkey, introducer.host, introducer.port)
         actions += pin_actions
+        if introducer.unsigned_link:
+            state.unsigned_servers.add(introducer_id)
+        state.server_key_forms[introducer_id] = introducer.key_form
+    state.linkbook.set_dialect(link.server_address, link_dialects.of_opening(frame) or
+                               (link_dialects.G56 if introducer is not None and introducer.unsigned_link else ""),
+                               state.now_ms)
     link.move(LinkState.SERVER)
     state.joined = True
     actions += _register_link(state, link, introducer_id)
+    if state.linkbook.dialect_of(link.server_address) == link_dialects.G45:
+        # Join once more under the name G45 routes to (link_dialects.g45_alias): it
+        # registers the link and our key again under that name.
+        me = state.me
+        actions.append(send_one(link.conn, frames.server_hello_join(me.server_id, introducer_id, state.now_ms,
+                                                                   me.host, me.port, me.pubkey)))
+    snapshot = frame.payload.get("snapshot")
+    if isinstance(snapshot, dict) and isinstance(snapshot.get("user_locations"), dict):
+        actions += _users_at(state, link, snapshot["user_locations"])   # G17
     listed = frames.welcome_servers(frame)
     for entry in listed:
         trusted, pin_actions = _pin(state, entry["server_id"], entry["pubkey"], entry["host"], entry["port"])
         actions += pin_actions
     me = state.me
-    announce = frames.server_announce(me.server_id, state.now_ms, me.host, me.port, me.pubkey)
+    # Our key as the operator's entry wrote the peer's: G56 replaces the key it pinned
+    # for us with the announced one, and reads only base64url(PEM).
+    form = introducer.key_form if introducer is not None else KeyForm.DER_B64URL
+    our_key = in_form(me.pubkey, form)
+    announce = frames.server_announce(me.server_id, state.now_ms, me.host, me.port, our_key)
     actions.append(send_one(link.conn, announce))
     for server_id in sorted(state.pinned_servers):
         if server_id not in state.servers and server_id != introducer_id and not _dialing(state, server_id):
@@ -392,11 +543,89 @@ def _welcomed(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
 
 def _announce(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     frame, payload = event.frame, event.frame.payload
-    if frame.from_ == state.me.server_id:
-        return []
+    actions: list[Action] = []
+    if isinstance(payload.get("user_locations"), dict) and frame.from_ == link.peer_id:
+        actions += _users_at(state, link, payload["user_locations"])   # G17's snapshot of its users
+    # G45 names the server it vouches for in payload.server_id; ours in `from`.
+    subject = payload.get("server_id") or frame.from_
+    if subject == state.me.server_id or not all(name in payload for name in ("host", "port", "pubkey")):
+        return actions
     # Either the peer's own announcement, or one it vouches for (relayed over its link).
-    _, actions = _pin(state, frame.from_, payload["pubkey"], payload["host"], payload["port"])
+    _, pin_actions = _pin(state, subject, payload["pubkey"], payload["host"], payload["port"])
+    return actions + pin_actions
+
+
+def _users_at(state: RouterState, link: Link, user_locations: dict[str, Any]) -> list[Action]:
+    """G17 lists its users as {user_id: {"server_id", "ts"}} in its welcome and in a
+    SERVER_ANNOUNCE, without keys. Only what it says of its own users is taken (as
+    its USER_ADVERTISE would be); their keys are then asked for."""
+    actions: list[Action] = []
+    for user_id, where in sorted(user_locations.items())[:1000]:
+        server_id = where.get("server_id") if isinstance(where, dict) else where
+        if server_id != link.peer_id or not isinstance(user_id, str) or not is_peer_id(user_id):
+            continue
+        current = state.user_locations.get(user_id)
+        if current == LOCAL or (current is not None and current != server_id and current in state.servers):
+            continue
+        if limits.presence_problem(state.guard, server_id, state.user_locations.count_at(server_id),
+                                   new_user=current != server_id) is not None:
+            break
+        if user_id not in state.users:
+            state.users[user_id] = UserRecord(pubkey="", home_server=server_id)
+        state.user_locations[user_id] = server_id
+        state.channel_members.add(user_id)
+        actions += _ask_key(state, link, user_id)
     return actions
+
+
+def _ask_key(state: RouterState, link: Link, user_id: str) -> list[Action]:
+    """A user we know only by id: ask its server for the key, in its own dialect."""
+    record = state.users.get(user_id)
+    if (record is not None and record.pubkey) or state.key_lookups.get(user_id) == link.peer_id:
+        return []
+    question = link_dialects.key_lookup(state.linkbook.dialect_of(link.server_address), state.me.server_id,
+                                   link.peer_id, state.now_ms, user_id)
+    if question is None:
+        return []
+    if len(state.key_lookups) >= KEY_LOOKUPS_LIMIT:
+        state.key_lookups.pop(next(iter(state.key_lookups)))
+    state.key_lookups[user_id] = link.peer_id
+    return [send_one(link.conn, question)]
+
+
+def _key_question(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+    """A linked server asks for a user's key (G45 asks its master with DB_GET_USER, G17
+    with PUBKEY_REQUEST): the key we hold for that user, in the asker's shape."""
+    frame = event.frame
+    wanted = frame.payload["user_id"]
+    record = state.users.get(wanted)
+    pubkey = record.pubkey if record is not None and record.pubkey else None
+    me, now = state.me.server_id, state.now_ms
+    if frame.type == T.DB_GET_USER:
+        answer = frames.db_user(me, link.peer_id, now, wanted, pubkey, str(frame.payload.get("req_id") or wanted))
+    else:
+        answer = frames.pubkey_response(me, link.peer_id, now, wanted, pubkey)
+    return [send_one(link.conn, answer)]
+
+
+def _key_answer(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+    """DB_USER / PUBKEY_RESPONSE (answers we asked for) or DB_REGISTER (G45 telling us
+    one of its users' keys): taken only from the server the user is at, for a user
+    with no key yet (a user id stays bound to its first key)."""
+    user_id, pubkey = link_dialects.key_answer(event.frame)
+    state.key_lookups.pop(user_id, None)
+    if not pubkey or state.user_locations.get(user_id) != link.peer_id:
+        return []
+    known = state.users.get(user_id)
+    if known is not None and known.pubkey:
+        return []
+    try:
+        key = normalise_public_key(pubkey)
+    except SocpError:
+        return [error_to(state, link.conn, ErrorCode.BAD_KEY, "user key is not RSA-4096")]
+    state.users[user_id] = UserRecord(pubkey=key, display_name=known.display_name if known else "",
+                                      home_server=link.peer_id)
+    return directory.remote_user_learned(state, user_id, known)
 
 
 def _presence_refused(state: RouterState, link: Link, event: FrameIn) -> list[Action] | None:
@@ -462,6 +691,12 @@ def _advertise(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     if current == LOCAL:
         log.warning("refused USER_ADVERTISE from %s: user %s is connected here", server_id, user_id)
         return []
+    too_much = limits.presence_problem(state.guard, server_id, state.user_locations.count_at(server_id),
+                                       new_user=current != server_id)
+    if too_much is not None:
+        if link.server_address:
+            state.linkbook.dropped(link.server_address, f"USER_ADVERTISE not applied: {too_much}", state.now_ms)
+        return []
     meta = payload.get("meta") or {}
     known = state.users.get(user_id)
     pubkey = ""
@@ -472,6 +707,9 @@ def _advertise(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
             return [error_to(state, link.conn, ErrorCode.BAD_KEY, "advertised user key is not RSA-4096")]
     if known is not None and known.pubkey and pubkey and pubkey != known.pubkey:
         log.warning("refused USER_ADVERTISE from %s: user %s is bound to another key", server_id, user_id)
+        return []
+    refused_move = _home_move_refused(state, link, user_id, server_id, known, pubkey, meta.get("hello"))
+    if refused_move:
         return []
     if current is not None and current != server_id and current in state.servers:
         # Still at a server whose link is live: a real move starts with its USER_REMOVE.
@@ -485,7 +723,33 @@ def _advertise(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     state.user_locations[user_id] = server_id
     state.channel_members.add(user_id)
     actions = directory.remote_user_learned(state, user_id, known)
+    if not state.users[user_id].pubkey and server_id == link.peer_id:
+        actions += _ask_key(state, link, user_id)   # G45, G17 advertise no key
     return actions + _gossip_on(state, link, frame) if changed else actions
+
+
+def _home_move_refused(state: RouterState, link: Link, user_id: str, server_id: str, known: UserRecord | None,
+                       advertised_key: str, proof: Any) -> bool:
+    """One identity per id (issue #15 weaknesses 1, 2): an id that signs its hellos
+    gets a new home server only with its own signed hello carried in the
+    advertisement. An advertisement that carries a valid one also teaches this node
+    that the id signs, so an unsigned hello for it is refused here too."""
+    guard = state.guard
+    bound_key = known.pubkey if known is not None and known.pubkey else advertised_key
+    if not bound_key:
+        return False
+    moving = known is not None and bool(known.pubkey) and (known.home_server or state.me.server_id) != server_id
+    if moving and user_id in guard.hello_signers:
+        problem = limits.home_move_problem(guard, user_id, bound_key, proof)
+        if problem is not None:
+            log.warning("refused USER_ADVERTISE from %s: user %s: %s", server_id, user_id, problem)
+            if link.server_address:
+                state.linkbook.dropped(link.server_address, f"USER_ADVERTISE of {user_id} refused: {problem}",
+                                       state.now_ms)
+            return True
+    if user_id not in guard.hello_signers and limits.carried_hello_problem(user_id, bound_key, proof) is None:
+        guard.hello_signers.add(user_id)
+    return False
 
 
 def _remove(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
@@ -513,8 +777,11 @@ def _server_deliver(state: RouterState, link: Link, event: FrameIn) -> list[Acti
     if not _fresh(state, event):
         return []
     frame, payload = event.frame, event.frame.payload
+    if isinstance(payload.get("payload"), dict):
+        return _wrapped_file(state, link, frame)
     target = payload["user_id"]
     sender = payload.get("sender") or payload.get("from") or ""
+    ts = link_dialects.orig_ts(payload, frame.ts)
     extra: dict[str, Any] = {"part": payload["part"]} if "part" in payload else {}
     if payload.get("sender_pub"):
         try:  # interop table: accept any key form, always emit DER-SPKI
@@ -524,7 +791,26 @@ def _server_deliver(state: RouterState, link: Link, event: FrameIn) -> list[Acti
     location = state.user_locations.get(target)
     if location is not None and location != LOCAL and state.servers.get(location) == link.conn:
         return [error_to(state, link.conn, ErrorCode.USER_NOT_FOUND, f"user {target} is not here")]
-    return users.route_to_user(state, target, sender, frame.ts, payload, extra, origin_conn=link.conn)
+    return users.route_to_user(state, target, sender, ts, payload, extra, origin_conn=link.conn)
+
+
+def _wrapped_file(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+    """G56's cross-server file frame: SERVER_DELIVER {user_id, type, from, to, ts,
+    payload[, sig]} carrying a user's FILE_* whole. Unwrapped, validated as that
+    frame, bounded like any relayed transfer, and carried on as our own FILE_* would be."""
+    wrapped = frame.payload
+    try:
+        inner = parse_obj({name: wrapped[name] for name in ("type", "from", "to", "ts", "payload")})
+    except SocpError as exc:
+        return [error_to(state, link.conn, exc.code, f"wrapped {wrapped['type']}: {exc.detail}")]
+    if inner.to != wrapped["user_id"]:
+        return [error_to(state, link.conn, ErrorCode.MALFORMED, "wrapped frame is for another user")]
+    problem = limits.file_problem(state.guard, limits.relayed_sender(inner.from_), inner)
+    if problem is not None:
+        return [error_to(state, link.conn, *problem)]
+    if state.user_locations.get(inner.to) != LOCAL:
+        return [error_to(state, link.conn, ErrorCode.USER_NOT_FOUND, f"user {inner.to} is not here")]
+    return users.route_frame_to_user(state, inner, origin_conn=link.conn)
 
 
 def _public_message(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
@@ -545,9 +831,36 @@ def _file_frame(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     frame = event.frame
     if frame.to == PUBLIC_CHANNEL:
         return _public_message_unchecked(state, frame)
+    if frame.from_ == link.peer_id and isinstance(frame.payload.get("user_id"), str):
+        return _server_file(state, link, frame)
     if state.user_locations.get(frame.to) != LOCAL:
         return [error_to(state, link.conn, ErrorCode.USER_NOT_FOUND, f"user {frame.to} is not here")]
     return users.route_frame_to_user(state, frame, origin_conn=link.conn)
+
+
+def _server_file(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+    """G45 relays a user's FILE_* as its own frame: `from` the server, `to` our name,
+    the recipient in `payload.user_id`, the sender only in FILE_START's `sender`.
+    Carried on as the user's frame (sender remembered per file_id, bounded)."""
+    payload = {name: value for name, value in frame.payload.items() if name != "user_id"}
+    target, file_id = frame.payload["user_id"], payload["file_id"]
+    senders = state.relayed_file_senders
+    if frame.type == T.FILE_START:
+        sender = payload.get("sender")
+        if not isinstance(sender, str) or not is_peer_id(sender):
+            return [error_to(state, link.conn, ErrorCode.MALFORMED, "FILE_START from a server must name its sender")]
+        if len(senders) >= RELAYED_FILES_LIMIT:
+            senders.pop(next(iter(senders)))
+        senders[(link.peer_id, file_id)] = sender
+    sender = senders.get((link.peer_id, file_id))
+    if sender is None:
+        return [error_to(state, link.conn, ErrorCode.MALFORMED, f"{frame.type} for a file that was not started")]
+    if frame.type == T.FILE_END:
+        senders.pop((link.peer_id, file_id), None)
+    if state.user_locations.get(target) != LOCAL:
+        return [error_to(state, link.conn, ErrorCode.USER_NOT_FOUND, f"user {target} is not here")]
+    inner = Envelope(type=frame.type, from_=sender, to=target, ts=frame.ts, payload=payload)
+    return users.route_frame_to_user(state, inner, origin_conn=link.conn)
 
 
 def _public_message_unchecked(state: RouterState, frame: Envelope) -> list[Action]:
@@ -574,4 +887,10 @@ _SERVER_HANDLERS = {
     T.FILE_CHUNK: _file_frame,
     T.FILE_END: _file_frame,
     T.PUBLIC_CHANNEL_ADD: _channel_add,
+    T.DB_USER: _key_answer,
+    T.USER_DB_USER: _key_answer,
+    T.PUBKEY_RESPONSE: _key_answer,
+    T.DB_REGISTER: _key_answer,
+    T.DB_GET_USER: _key_question,
+    T.PUBKEY_REQUEST: _key_question,
 }

@@ -29,13 +29,16 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import Any
 from dataclasses import dataclass, field
 
 from socp.protocol.acks import msg_ref_from_digest
+from socp.protocol.crypto import decode_public_key, normalise_public_key
 from socp.protocol.encoding import b64url_decode
-from socp.protocol.envelope import Envelope
+from socp.protocol.envelope import Envelope, parse_obj
 from socp.protocol.errors import ErrorCode, SocpError
 from socp.protocol.frame_types import FrameType as T
+from socp.protocol.signing import verify_transport
 from socp.ratelimit import KeyedBuckets, TokenBucket, retry_hint
 
 from .events import StoreWrite
@@ -109,6 +112,12 @@ class LimitSettings:
     repeat_answer_ms: int = 1000       # the same refusal, answered at most once this often per connection
     hello_sigs_per_user: int = 64      # signed hellos remembered per user id (the newest)
     hello_sig_ttl_ms: int = 30 * 24 * 3600 * 1000
+    # Presence from linked servers (issue #15 weakness 3): users one server may have
+    # here at once, and its USER_ADVERTISE / USER_REMOVE per second (a join's catch-up
+    # of a full server fits in the burst).
+    users_per_server: int = 20_000
+    presence_rate: float = 1000.0
+    presence_burst: int = 20_000
 
 
 @dataclass(slots=True)
@@ -117,6 +126,7 @@ class Guard:
     now_ms: int = 0                                                      # the router's clock
     user_buckets: KeyedBuckets = field(init=False)
     server_buckets: KeyedBuckets = field(init=False)
+    presence_buckets: KeyedBuckets = field(init=False)                   # origin server -> changes left
     error_buckets: dict[int, TokenBucket] = field(default_factory=dict)  # conn -> answers left
     node_errors: TokenBucket | None = None
     limited: set[tuple[str, str]] = field(default_factory=set)          # in a refused burst now
@@ -135,6 +145,7 @@ class Guard:
         s = self.settings
         self.user_buckets = KeyedBuckets(s.user_rate, s.user_burst, self.clock, s.max_buckets)
         self.server_buckets = KeyedBuckets(s.server_rate, s.server_burst, self.clock, s.max_buckets)
+        self.presence_buckets = KeyedBuckets(s.presence_rate, s.presence_burst, self.clock, s.max_buckets)
         self.node_errors = TokenBucket(s.node_error_rate, s.node_error_burst, self.clock)
 
     @classmethod
@@ -200,6 +211,18 @@ def server_rate_problem(guard: Guard, server_key: str) -> tuple[ErrorCode, str] 
     if not s.rate_limits:
         return None
     return _over_limit(guard, "server", server_key, guard.server_buckets, "server")
+
+
+def presence_problem(guard: Guard, server_id: str, users_there: int, new_user: bool) -> str | None:
+    """Why a presence change from `server_id` is not applied, or None (issue #15
+    weakness 3: one server must not fill every node's tables and /list answers).
+    The user cap holds even without rate limits (tests freeze the clock)."""
+    s = guard.settings
+    if new_user and users_there >= s.users_per_server:
+        return f"server {server_id} already has {users_there} users here, the most one server may have"
+    if s.rate_limits and not guard.presence_buckets.take(server_id):
+        return f"server {server_id} changes presence faster than {s.presence_rate:g} per second"
+    return None
 
 
 def error_allowed(guard: Guard, conn: int) -> bool:
@@ -346,6 +369,40 @@ def user_hello_accepted(guard: Guard, frame: Envelope) -> list[StoreWrite]:
     forget_before = guard.now_ms - guard.settings.hello_sig_ttl_ms
     return [StoreWrite("note_signed_hello", (frame.from_, hello_sig_digest(frame.sig).hex(), guard.now_ms,
                                              forget_before, guard.settings.hello_sigs_per_user))]
+
+
+def carried_hello_problem(user_id: str, pubkey: str, proof: Any) -> str | None:
+    """Is `proof` (an advertisement's `meta.hello`) a USER_HELLO of `user_id`, signed
+    with `pubkey`, the key bound to the id? None if so."""
+    if not isinstance(proof, dict):
+        return "the advertisement carries no signed hello of the user"
+    try:
+        hello = parse_obj(proof)
+    except SocpError as exc:
+        return f"its signed hello is malformed: {exc.detail}"
+    if hello.type != T.USER_HELLO or hello.from_ != user_id or not hello.sig:
+        return "the carried frame is not a signed USER_HELLO of that user"
+    try:
+        if normalise_public_key(hello.payload["pubkey"]) != pubkey:
+            return "the carried hello names another key"
+        verify_transport(decode_public_key(pubkey), hello, proof)
+    except SocpError:
+        return "the carried hello's signature does not verify with the user's key"
+    return None
+
+
+def home_move_problem(guard: Guard, user_id: str, pubkey: str, proof: Any) -> str | None:
+    """May another server become the home of `user_id`, an id that signs its hellos?
+    Only with the user's own proof (issue #15 weakness 2): the signed hello it said at
+    that server, carried in the advertisement, never used before. Each server carries
+    the hello it accepted in every advertisement, so every node notes every signature
+    and a captured hello cannot serve twice. None if it may."""
+    problem = carried_hello_problem(user_id, pubkey, proof)
+    if problem is not None:
+        return f"the user signs its hellos, and {problem}"
+    if not _note_hello_sig(guard, user_id, hello_sig_digest(proof["sig"]), guard.now_ms):
+        return "the carried hello was used before"
+    return None
 
 
 def hello_sig_digest(sig: str) -> bytes:

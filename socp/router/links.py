@@ -48,6 +48,9 @@ class Link:
     superseded: bool = False   # closed only because a duplicate link to the same server won
     address: str = ""          # where an accepted login connection comes from (login.address_key)
     proved_key: bool = False   # a user link opened by a signed hello never seen before
+    server_address: str = ""   # a server link's "host:port", its row in the link book (linkbook.py)
+    heard_heartbeat: bool = False  # some peers (G45) never send one: no silence timeout for them
+    heard_peer: bool = False   # a dialled link had a frame other than ERROR from the peer
     # Restored from the gateway after a router restart with its USER_HELLO still to be
     # applied: that hello arrives again, and its signature may be one the old router
     # already noted as used, by this very connection (restore.py).

@@ -83,7 +83,7 @@ def state_from_snapshot(identity: NodeIdentity, config: NodeConfig, snapshot: ob
                                           home_server=user.home_server or "")
         directory.load_user(state, user_id, user)
     for server_id, server in snapshot.pinned_servers.items():
-        if server_id != me.server_id:
+        if server_id != me.server_id and server.pubkey != me.pubkey:   # never ourselves under another name
             state.pinned_servers[server_id] = ServerRecord(pubkey=server.pubkey, host=server.host, port=server.port)
             state.server_addrs[server_id] = (server.host, server.port)
     for share in snapshot.pending_key_shares:
@@ -219,6 +219,7 @@ class RouterDriver:
     async def tick(self) -> None:
         """Time passes: the core's Tick, then what the driver owes the others."""
         await self.apply(Tick())
+        await self.report_links()
         if self.applied_changed:
             marks = [(conn, self.applied[conn]) for conn in self.applied_changed if conn in self.applied]
             self.applied_changed.clear()
@@ -231,6 +232,14 @@ class RouterDriver:
             self.counters.sign_jobs_given_up += 1
             log.error("router: %d outbound frames never came back from the verifiers; skipped", len(give_up))
             await self.to_gateway.send(m.pack(m.Deliver([(conn, seq, "") for conn, seq in give_up])))
+
+    async def report_links(self, always: bool = False) -> None:
+        """The link book changed (or a new gateway knows nothing): tell the gateway,
+        for /healthz and `socp status` (at most once a tick)."""
+        book = self.state.linkbook
+        if book.changed or always:
+            book.changed = False
+            await self.to_gateway.send(m.pack(m.ServerLinks(book.rows())))
 
     def outbound_done(self, message: m.OutboundDone) -> None:
         for conn, first_unreleased in message.marks:
@@ -251,6 +260,7 @@ class RouterDriver:
         self.gateway_boot = boot_id
         if self.store_watch is not None:
             await self.store_watch.report_latest()   # a new gateway knows nothing yet
+        await self.report_links(always=True)
         await self.start_federation()
 
     async def start_federation(self) -> None:
@@ -316,7 +326,8 @@ class RouterDriver:
                 command = m.CloseLink(action.conn, self._next_out(action.conn), action.code, action.reason)
                 await self.to_gateway.send(m.pack(command))
             elif isinstance(action, Dial):
-                await self.to_gateway.send(m.pack(m.DialLink(action.conn, action.host, action.port, action.verify_key)))
+                await self.to_gateway.send(m.pack(m.DialLink(action.conn, action.host, action.port, action.verify_key,
+                                                             action.unsigned_ok)))
             elif isinstance(action, StoreWrite):
                 if self.store_writes.full():
                     self.counters.store_failures += 1

@@ -13,7 +13,9 @@ from socp.protocol.key_forms import KeyForm
 from .accounts import Accounts
 from .fairshare import FairShare
 from .limits import Guard
+from .linkbook import LinkBook
 from .links import Link
+from .locations import Locations
 from .peer_channel import PeerChannel
 from .replay_log import ReplayLog
 from .seen import SeenCache
@@ -77,6 +79,10 @@ class Introducer:
     host: str
     port: int
     pubkey: str
+    # Operator consent (bootstrap `unsigned_link: true`): this peer's link frames come
+    # unsigned (G56); accepted on the link we dial to it, and nowhere else.
+    unsigned_link: bool = False
+    key_form: KeyForm = KeyForm.DER_B64URL   # how the entry wrote the key: we present ours the same way
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +128,9 @@ class Parked:
 
 @dataclass(slots=True)
 class DialPurpose:
-    kind: str                      # "join" (to an introducer) or "link" (to a known server)
-    server_id: str = ""            # for "link"
+    kind: str                      # "join" (to an introducer), "link" (to a known server), or
+                                   # "rejoin" (a known server that refused our SERVER_HELLO_LINK)
+    server_id: str = ""            # for "link" and "rejoin"
     introducer: int = -1           # index into introducers, for "join"
 
 
@@ -165,7 +172,8 @@ class RouterState:
     servers: dict[str, int] = field(default_factory=dict)            # server_id -> conn
     server_addrs: dict[str, tuple[str, int]] = field(default_factory=dict)
     local_users: dict[str, int] = field(default_factory=dict)        # user_id -> conn
-    user_locations: dict[str, str] = field(default_factory=dict)     # user_id -> LOCAL | server_id
+    user_locations: Locations = field(default_factory=Locations)     # user_id -> LOCAL | server_id
+    hello_proofs: dict[str, dict[str, Any]] = field(default_factory=dict)  # local user -> its signed hello
     # What the node adds
     users: dict[str, UserRecord] = field(default_factory=dict)       # bound keys, local and remote
     pinned_servers: dict[str, ServerRecord] = field(default_factory=dict)
@@ -212,3 +220,10 @@ class RouterState:
     presence_newcomers: dict[str, None] = field(default_factory=dict)
     sent_recently: RecentFrames = field(default_factory=dict)        # server_id -> (ms, frame)
     delivered_recently: RecentFrames = field(default_factory=dict)   # user_id -> (ms, frame)
+    # Server links as the operator sees them, and peers' habits (linkbook.py, link_dialects.py)
+    linkbook: LinkBook = field(default_factory=LinkBook)
+    unsigned_servers: set[str] = field(default_factory=set)          # consent carried over from the bootstrap
+    server_key_forms: dict[str, KeyForm] = field(default_factory=dict)   # server_id -> how to write our key to it
+    rejoin: set[str] = field(default_factory=set)                    # server ids to dial with a join, not a link
+    key_lookups: dict[str, str] = field(default_factory=dict)        # user_id -> server asked for its key
+    relayed_file_senders: dict[tuple[str, str], str] = field(default_factory=dict)  # (server, file_id) -> user

@@ -15,6 +15,7 @@ from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL
 from socp.protocol.key_forms import KeyForm, form_of, in_form
 
 from . import directory, outflow, peer_channel, user_presence
+from . import link_dialects   # other teams' server-link habits (issue #14)
 from .events import Action, Send, StoreWrite, send_one
 from .links import Link, LinkState
 from .replies import error_to, refuse_and_close
@@ -32,6 +33,11 @@ def hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     user_id = frame.from_
     if user_id in state.local_users:
         return refuse_and_close(state, link.conn, ErrorCode.NAME_IN_USE, "this user id is already connected here")
+    elsewhere = state.user_locations.get(user_id)
+    if elsewhere is not None and elsewhere in state.servers:
+        # One identity per id across the mesh (issue #15 weakness 1).
+        return refuse_and_close(state, link.conn, ErrorCode.NAME_IN_USE,
+                                f"this user id is online at server {elsewhere}")
     try:
         pubkey = normalise_public_key(frame.payload["pubkey"])
     except SocpError as exc:  # the verifier checked it; this is a second line of defence
@@ -51,6 +57,10 @@ def hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     link.peer_id = user_id
     state.local_users[user_id] = link.conn
     state.user_locations[user_id] = LOCAL
+    if frame.sig:
+        state.hello_proofs[user_id] = frame.to_dict()   # carried in our adverts (advert_meta)
+    else:
+        state.hello_proofs.pop(user_id, None)
     if frame.to.startswith(G101_SERVER_PREFIX):
         state.sender_in_payload.add(link.conn)
         actions += peer_channel.g101_hello(state.peer_channel, state.me.server_id, state.now_ms,
@@ -70,6 +80,7 @@ def hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     if server_conns:
         advert = frames.user_advertise(state.me.server_id, state.now_ms, user_id, advert_meta(state, user_id))
         actions.append(Send(server_conns, advert))
+        actions += link_dialects.user_joined(state, user_id)   # G45 peers look keys up in a directory
     return actions
 
 
@@ -79,6 +90,11 @@ def advert_meta(state: RouterState, user_id: str) -> dict[str, Any]:
     meta: dict[str, Any] = {"pubkey": record.pubkey}
     if record.display_name:
         meta["display_name"] = record.display_name
+    proof = state.hello_proofs.get(user_id)
+    if proof is not None:
+        # The user's own signed hello: its proof that this is now its home, and that
+        # it signs (limits.home_move_problem, federation._advertise).
+        meta["hello"] = proof
     return meta
 
 
@@ -136,6 +152,8 @@ def user_left(state: RouterState, user_id: str, park: bool = False) -> list[Acti
     for the user wait a while for it to reconnect (acknowledged frames must not be
     lost to a crash); servers keep routing to us meanwhile."""
     conn = state.local_users.pop(user_id, None)
+    if not park:
+        state.hello_proofs.pop(user_id, None)
     if conn is not None:
         state.key_forms.pop(conn, None)
         state.presence_listeners.discard(conn)
@@ -229,6 +247,7 @@ def route_to_user(state: RouterState, target: str, sender: str, ts: int, payload
             return _park(state, target, deliver, origin_conn)
         return [send_one(conn, deliver)]
     if location is not None:
+        extra = {**extra, **link_dialects.deliver_extras(state, location, ts)}   # G17 reads orig_ts
         onward = frames.server_deliver(me, location, ts, target, payload["ciphertext"], sender,
                                        payload.get("sender_pub", ""), payload["content_sig"], **extra)
         return send_to_server(state, location, onward, origin_conn)

@@ -27,6 +27,10 @@ same answer:
      frame must be signed by the key it introduces, as it would have to be on a
      server link: `Verified` does not say which role a frame was checked under, so
      no server frame reaches the router unsigned. Other frames are only validated.
+   - the one exception to "a server signs": a link we dialled to a peer the operator
+     marked `unsigned_link: true` in its bootstrap entry (G56 signs neither its
+     welcome nor its announcements) carries `unsigned_ok`; there a frame with no
+     `sig` passes, and a frame with one must still verify (interop table).
 
 Only `SocpError`s become `Rejected`; any other exception is a bug and propagates.
 """
@@ -69,7 +73,8 @@ def check_job(job: VerifyJob, check_content: bool = True, failures: FailedChecks
         check_keys(frame)
         link_signed = True
         try:
-            check_signature(frame, job.role, job.verify_key, raw)
+            if not (job.unsigned_ok and job.role == ROLE_SERVER and not frame.sig):
+                check_signature(frame, job.role, job.verify_key, raw)
         except InvalidSignature:
             if not (job.role == ROLE_SERVER and job.verify_key and frame.type in RELAYED_TYPES):
                 raise
@@ -140,7 +145,10 @@ def check_signature(frame: envelope.Envelope, role: int, verify_key: str, raw: A
             raise InvalidSignature("no key is pinned for this server link")
         verify_transport(decode_public_key(verify_key), frame)
     elif role == ROLE_UNKNOWN and frame.type in SERVER_OPENING_TYPES:
-        verify_transport(decode_public_key(frame.payload["pubkey"]), frame)
+        pubkey = frame.payload.get("pubkey")
+        if pubkey is None:   # a SERVER_ANNOUNCE may come without one (G17); it opens nothing
+            raise InvalidSignature("a server's first frame must carry the key it is signed with")
+        verify_transport(decode_public_key(pubkey), frame)
     elif frame.type == FrameType.USER_HELLO and frame.sig:
         # Interop table: a hello may be unsigned, but a signature it does carry
         # must be by the key it introduces.

@@ -103,3 +103,23 @@ def test_restarts_count_only_this_supervisords_spawns() -> None:
     assert restart_counts(log, 200) == {"router": 1, "verifier-0": 0}
     assert restart_counts(log, 100) == {"router": 1}
     assert restart_counts(log, 999) == {}
+
+
+def test_the_server_link_table_shows_peer_address_state_and_reason() -> None:
+    from rich.console import Console
+
+    from socp.cli.status import print_server_links
+
+    console = Console(record=True, width=200, color_system=None)
+    print_server_links(console, [
+        {"peer_id": "master_server_1", "address": "127.0.0.1:9410", "state": "joined", "reason": "",
+         "dropped": 3, "dialect": "g45"},
+        {"peer_id": "", "address": "127.0.0.1:9461", "state": "refused", "dropped": 0, "dialect": "",
+         "reason": "we refused its SERVER_WELCOME: INVALID_SIG: frame is not signed [red]x[/]"},
+    ])
+    text = console.export_text()
+    assert "master_server_1 (g45)" in text and "127.0.0.1:9410" in text and "joined" in text
+    assert "refused" in text and "INVALID_SIG: frame is not signed [red]x[/]" in text   # peer text not markup
+    console = Console(record=True, width=200, color_system=None)
+    print_server_links(console, [])
+    assert "server links: none" in console.export_text()

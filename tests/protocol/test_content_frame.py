@@ -19,7 +19,7 @@ TS = 1_700_000_000_000
 
 def _recorded_content_frames() -> list[tuple[str, dict]]:
     found = []
-    for path in sorted(RECORDED.glob("*.jsonl")):
+    for path in sorted(RECORDED.glob("*-client.jsonl")):   # peer clients on our node
         for line in path.read_text().splitlines():
             row = json.loads(line)
             frame = row["frame"]

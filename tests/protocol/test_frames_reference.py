@@ -253,6 +253,28 @@ EXAMPLES = [
         lambda w: frames.user_db_user(w.server_a, w.user_a, w.ts, w.user_b, w.pub_b),
         _keys("user_id", "found", "pubkey"),
     ),
+    # --- G45's directory between servers (issue #14, server links) -------------------
+    Example(
+        "DB_REGISTER",
+        '{"type":"DB_REGISTER","from":"$server_a","to":"$server_b","ts":$ts,'
+        '"payload":{"user_id":"$user_a","pubkey":"$pub_a"},"sig":"$sig"}',
+        lambda w: frames.db_register(w.server_a, w.server_b, w.ts, w.user_a, w.pub_a),
+        _keys("user_id", "pubkey"),
+    ),
+    Example(
+        "DB_GET_USER",
+        '{"type":"DB_GET_USER","from":"$server_a","to":"$server_b","ts":$ts,'
+        '"payload":{"user_id":"$user_b","req_id":"key-$user_b"},"sig":"$sig"}',
+        lambda w: frames.db_get_user(w.server_a, w.server_b, w.ts, w.user_b, f"key-{w.user_b}"),
+        _keys("user_id", "req_id"),
+    ),
+    Example(
+        "DB_USER",
+        '{"type":"DB_USER","from":"$server_b","to":"$server_a","ts":$ts,'
+        '"payload":{"user_id":"$user_b","found":true,"pubkey":"$pub_b","req_id":"key-$user_b"},"sig":"$sig"}',
+        lambda w: frames.db_user(w.server_b, w.server_a, w.ts, w.user_b, w.pub_b, f"key-{w.user_b}"),
+        _keys("user_id", "found", "pubkey", "req_id"),
+    ),
     Example(
         "PUBLIC_MEMBERS_SNAPSHOT",
         '{"type":"PUBLIC_MEMBERS_SNAPSHOT","from":"$server_a","to":"$user_a","ts":$ts,'

@@ -1,0 +1,207 @@
+"""Other teams' server-link habits, and the few frames we send only in their dialect
+(issue #14, server links; docs/interop.md "Server links").
+
+We always emit the standard's frames; these are extras a peer needs to work with
+us, each sent only on a link whose dialect asks for it:
+
+- G45 (`master_server_<uuid>` / `server_<uuid>` ids, `role` in its hello and
+  welcome) keeps users' keys in a directory on its master: its clients look keys up
+  there, so we register our users' keys with it (DB_REGISTER), and we ask it for the
+  keys of its users (DB_GET_USER → DB_USER), since its USER_ADVERTISE carries none.
+- G17 (`server_pub` and `snapshot` in its welcome, `ws_uri` in its hello) answers
+  PUBKEY_REQUEST with PUBKEY_RESPONSE; its USER_ADVERTISE carries no key either.
+- G56 and G101 need nothing extra here (G56's adverts carry `meta.pubkey`).
+
+Which dialect a link speaks is judged from its opening frames only (`of_opening`),
+and recorded in the link book.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from socp.protocol import frames
+from socp.protocol.envelope import Envelope
+from socp.protocol.frame_types import FrameType as T
+from socp.protocol.key_forms import KeyForm, form_of, in_form
+
+from .events import Action, Send
+
+if TYPE_CHECKING:
+    from .state import RouterState
+
+G45, G17, G56, G101 = "g45", "g17", "g56", "g101"
+
+def of_opening(frame: Envelope) -> str:
+    """The dialect a server hello or welcome shows; "" when it looks like ours."""
+    payload = frame.payload
+    if "role" in payload or frame.from_.startswith(("master_server_", "server_")):
+        return G45
+    if "server_pub" in payload or "snapshot" in payload or "ws_uri" in payload:
+        return G17
+    if frame.type == T.SERVER_WELCOME and "server_id" in payload and "pubkey" in payload and "servers" not in payload:
+        return G101
+    pubkey = payload.get("pubkey")
+    if isinstance(pubkey, str) and form_of(pubkey) is not KeyForm.DER_B64URL and not frame.sig:
+        return G56
+    return ""
+
+
+def key_lookup(dialect: str, me: str, server_id: str, now_ms: int, user_id: str) -> Envelope | None:
+    """The frame that asks `server_id` for `user_id`'s key, in its dialect; None if
+    that dialect has no such question (its adverts carry keys, or it has none)."""
+    if dialect == G45:
+        return frames.db_get_user(me, server_id, now_ms, user_id, f"key-{user_id}"[:128])
+    if dialect == G17:
+        return frames.pubkey_request(me, server_id, now_ms, user_id)
+    return None
+
+
+def key_answer(frame: Envelope) -> tuple[str, str]:
+    """(user_id, pubkey or "") from DB_USER, USER_DB_USER, PUBKEY_RESPONSE or DB_REGISTER."""
+    payload = frame.payload
+    pubkey = payload.get("pubkey")
+    if frame.type in (T.DB_USER, T.USER_DB_USER) and not payload.get("found"):
+        pubkey = ""
+    return payload["user_id"], pubkey if isinstance(pubkey, str) else ""
+
+
+def register_users(state: RouterState, conn: int, server_id: str, user_ids: list[str]) -> list[Action]:
+    """G45: put our users' keys in its master's directory, where its clients look."""
+    actions: list[Action] = []
+    for user_id in user_ids:
+        record = state.users.get(user_id)
+        if record is None or not record.pubkey:
+            continue
+        frame = frames.db_register(state.me.server_id, server_id, state.now_ms, user_id, record.pubkey)
+        actions.append(Send(((conn, server_id),), frame))
+    return actions
+
+
+def user_joined(state: RouterState, user_id: str) -> list[Action]:
+    """A user said hello here: register its key with every G45 peer linked now."""
+    actions: list[Action] = []
+    for server_id, conn in sorted(state.servers.items()):
+        link = state.links.get(conn)
+        if link is not None and state.linkbook.dialect_of(link.server_address) == G45:
+            actions += register_users(state, conn, server_id, [user_id])
+    return actions
+
+
+def deliver_extras(state: RouterState, server_id: str, ts: int) -> dict[str, Any]:
+    """Fields a peer needs in our SERVER_DELIVER beyond the standard's: G17 stamps the
+    frame it hands its user with `payload.orig_ts` (else its own clock), and its
+    client checks content_sig against that."""
+    conn = state.servers.get(server_id)
+    link = state.links.get(conn) if conn is not None else None
+    if link is not None and state.linkbook.dialect_of(link.server_address) == G17:
+        return {"orig_ts": ts}
+    return {}
+
+
+# Frames whose payload hands a user's key to a peer server, and where the key is.
+_KEY_PATHS = {T.USER_ADVERTISE.value: ("meta", "pubkey"), T.SERVER_DELIVER.value: ("sender_pub",),
+              T.MSG_PUBLIC_CHANNEL.value: ("sender_pub",)}
+
+
+def adapt(state: RouterState, actions: list[Action]) -> list[Action]:
+    """The copies of our frames that go to a peer of another dialect, in the form it
+    reads (every other link gets them unchanged)."""
+    return adapt_keys(state, adapt_g45_id(state, actions))
+
+
+def g45_alias(server_id: str) -> str:
+    """The name we go by on a G45 link: G45 routes a user's messages only to a
+    location whose id starts `server_` or `master_server_` (its own id shapes), and our
+    id is a UUID. The pinned key identifies us either way; the alias is used on G45
+    links only, in `from` and in the `server_id` of our own adverts."""
+    return f"server_{server_id}"
+
+
+def adapt_g45_id(state: RouterState, actions: list[Action]) -> list[Action]:
+    me = state.me.server_id
+    if not any(entry.dialect == G45 for entry in state.linkbook.entries.values()):
+        return actions
+    adapted: list[Action] = []
+    for action in actions:
+        if not isinstance(action, Send) or (action.frame.from_ != me and action.frame.type not in _FILE_TYPES):
+            adapted.append(action)
+            continue
+        g45_targets = tuple(t for t in action.targets if _dialect_of_conn(state, t[0]) == G45)
+        if not g45_targets:
+            adapted.append(action)
+            continue
+        rest = tuple(t for t in action.targets if t not in g45_targets)
+        if rest:
+            adapted.append(Send(rest, action.frame))
+        adapted.append(Send(g45_targets, _as_alias(action.frame, me, g45_alias(me))))
+    return adapted
+
+
+_FILE_TYPES = frozenset({T.FILE_START.value, T.FILE_CHUNK.value, T.FILE_END.value})
+
+
+def _as_alias(frame: Envelope, me: str, alias: str) -> Envelope:
+    """Our frame under our G45 name. A user's FILE_* goes as G45 relays one between its
+    servers: from the server, the recipient in `payload.user_id`, the sender in
+    FILE_START's `sender` (G45 checks every server frame with the key of its `from`)."""
+    payload = frame.payload
+    if payload.get("server_id") == me:
+        payload = {**payload, "server_id": alias}
+    if frame.type in _FILE_TYPES and frame.from_ != me:
+        payload = {**payload, "user_id": frame.to}
+        if frame.type == T.FILE_START.value:
+            payload["sender"] = frame.from_
+    return Envelope(type=frame.type, from_=alias, to=frame.to, ts=frame.ts, payload=payload)
+
+
+def adapt_keys(state: RouterState, actions: list[Action]) -> list[Action]:
+    """G56's clients read a key only as base64url(PEM), and G56 passes our adverts
+    and deliveries on to them as they are: the copy of such a frame for a G56 link
+    carries the key in that form (same key; content_sig does not cover it). Every
+    other link gets the frame unchanged."""
+    if not any(entry.dialect == G56 for entry in state.linkbook.entries.values()):
+        return actions
+    adapted: list[Action] = []
+    for action in actions:
+        path = _KEY_PATHS.get(action.frame.type) if isinstance(action, Send) else None
+        if path is None:
+            adapted.append(action)
+            continue
+        pem_targets = tuple(t for t in action.targets if _dialect_of_conn(state, t[0]) == G56)
+        if not pem_targets:
+            adapted.append(action)
+            continue
+        rest = tuple(t for t in action.targets if t not in pem_targets)
+        if rest:
+            adapted.append(Send(rest, action.frame))
+        adapted.append(Send(pem_targets, _with_key_form(action.frame, path, KeyForm.PEM_B64URL)))
+    return adapted
+
+
+def _dialect_of_conn(state: RouterState, conn: int) -> str:
+    link = state.links.get(conn)
+    return state.linkbook.dialect_of(link.server_address) if link is not None and link.server_address else ""
+
+
+def _with_key_form(frame: Envelope, path: tuple[str, ...], form: KeyForm) -> Envelope:
+    payload = dict(frame.payload)
+    holder = payload
+    for name in path[:-1]:
+        inner = holder.get(name)
+        if not isinstance(inner, dict):
+            return frame
+        holder[name] = inner = dict(inner)
+        holder = inner
+    key = holder.get(path[-1])
+    if not isinstance(key, str) or not key:
+        return frame
+    holder[path[-1]] = in_form(key, form)
+    return Envelope(type=frame.type, from_=frame.from_, to=frame.to, ts=frame.ts, payload=payload)
+
+
+def orig_ts(payload: dict[str, Any], ts: int) -> int:
+    """G17 stamps SERVER_DELIVER with its own time and keeps the sender's in
+    `payload.orig_ts`; content_sig covers the sender's."""
+    value = payload.get("orig_ts")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else ts
