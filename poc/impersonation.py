@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from _common import Keys, Peer, Verdict, main, now_ms, show, user
-from socp.protocol import frames
+from socp.protocol import frames, signing
 
 
 async def run(args: argparse.Namespace, verdict: Verdict) -> None:
@@ -23,15 +23,26 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
     friend = await user(args.url, keys, args.timeout)
     mallory = await user(args.url, keys, args.timeout)
 
-    verdict.tried("a DM whose `from` is another user, on mallory's own connection")
+    verdict.tried("a DM whose `from` is another user, on mallory's own connection (content_sig by mallory's key, "
+                  "which it names as sender_pub)")
     forged = mallory.dm(friend.peer_id, friend.pubkey, b"it's me, the owner")
-    forged = frames.msg_direct(owner.peer_id, friend.peer_id, forged.ts, forged.payload["ciphertext"],
-                               owner.pubkey, forged.payload["content_sig"])
+    ts, ciphertext = now_ms(), forged.payload["ciphertext"]
+    forged = frames.msg_direct(owner.peer_id, friend.peer_id, ts, ciphertext, mallory.pubkey,
+                               signing.sign_dm(mallory.key, ciphertext, owner.peer_id, friend.peer_id, ts))
     await mallory.send(forged)
     code, detail = await mallory.error()
     got = not await friend.nothing_of("USER_DELIVER", 0.5)
     verdict.check(code == "FORBIDDEN" and not got, f"answer {code or 'none'} {show(detail)}; friend got "
                                                    f"{'it' if got else 'nothing'}")
+
+    verdict.tried("the same DM naming the owner's key as sender_pub (its content_sig cannot verify)")
+    forged = frames.msg_direct(owner.peer_id, friend.peer_id, ts + 1, ciphertext, owner.pubkey,
+                               signing.sign_dm(mallory.key, ciphertext, owner.peer_id, friend.peer_id, ts + 1))
+    await mallory.send(forged)
+    code, detail = await mallory.error()
+    got = not await friend.nothing_of("USER_DELIVER", 0.5)
+    verdict.check(code in ("INVALID_SIG", "FORBIDDEN") and not got,
+                  f"answer {code or 'none'} {show(detail)}; friend got {'it' if got else 'nothing'}")
 
     await owner.close()
     await friend.list_users()   # the owner's departure is processed

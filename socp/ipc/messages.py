@@ -235,6 +235,15 @@ class ServerLinks:
     rows: list[tuple[str, str, str, str, int, str]]  # (peer id, address, state, reason, dropped, dialect)
 
 
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """verifier → router: `count` sign jobs done, the last in `sign_us` microseconds
+    (router/fairshare.py measures the pool's capacity from these)."""
+    KIND: ClassVar[int] = 20
+    count: int
+    sign_us: int
+
+
 def out_seq(epoch: int, n: int) -> int:
     return epoch << OUT_SEQ_BITS | n
 
@@ -251,11 +260,11 @@ def is_query(conn: ConnId) -> bool:
 
 Message = (VerifyJob | Verified | Rejected | LinkClosed | LinkOpened | SignJob | Deliver | CloseLink | DialLink | GatewayHello
            | RouterHello | LinkReplay | InboundDone | OutboundDone | DirectoryQuery | DirectoryMiss | StoreStatus
-           | FramesWritten | ServerLinks)
+           | FramesWritten | ServerLinks | Signed)
 
 _CODEC = Codec("actor", (VerifyJob, Verified, Rejected, LinkClosed, LinkOpened, SignJob, Deliver, CloseLink,
                          DialLink, GatewayHello, RouterHello, LinkReplay, InboundDone, OutboundDone,
-                         DirectoryQuery, DirectoryMiss, StoreStatus, FramesWritten, ServerLinks),
+                         DirectoryQuery, DirectoryMiss, StoreStatus, FramesWritten, ServerLinks, Signed),
                MAX_MESSAGE_BYTES, globals())
 
 

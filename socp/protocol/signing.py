@@ -14,6 +14,7 @@ from .crypto import PrivateKey, PublicKey, sign_pss, verify_pss
 from .encoding import b64url_decode, b64url_encode, canonical_json, canonical_json_ascii
 from .envelope import Envelope
 from .errors import InvalidSignature, MalformedFrame
+from .frame_types import FrameType
 
 # --- transport signature (§5) -------------------------------------------------------
 
@@ -133,3 +134,39 @@ def verify_key_share(public_key: PublicKey, content_sig: str, shares: list[dict[
         yield canonical_json({"creator_pub": creator_pub, "shares": shares})
 
     return _verify_any(public_key, content_sig, forms())
+
+
+# --- a user's content frame as sent ---------------------------------------------------
+
+
+def verify_content_frame(public_key: PublicKey, frame: Envelope) -> bool:
+    """Does the `content_sig` of a user's MSG_DIRECT or MSG_PUBLIC_CHANNEL verify with
+    `public_key` in one accepted form (§9 and its variants)? What a node checks before
+    it spends a signature of its own on the frame (verifier/checks.py).
+
+    Besides the envelope's `from`/`to`/`ts`, a DM may be signed over the `from`, `to`
+    and `ts` its payload carries (G101's client: its payload `ts` is not the envelope's);
+    only when they name the same sender and recipient, so the signature still binds them.
+    A plaintext public post (`text` instead of `ciphertext`: G45's client) is signed over
+    the canonical JSON object `{"channel", "text", "from", "ts"}` of its payload."""
+    payload = frame.payload
+    content_sig = payload.get("content_sig")
+    if not isinstance(content_sig, str):
+        return False
+    ciphertext = payload.get("ciphertext")
+    if frame.type == FrameType.MSG_DIRECT:
+        if not isinstance(ciphertext, str):
+            return False
+        if verify_dm(public_key, content_sig, ciphertext, frame.from_, frame.to, frame.ts):
+            return True
+        ts = payload.get("ts")
+        return (type(ts) is int and ts != frame.ts and payload.get("from", frame.from_) == frame.from_
+                and payload.get("to", frame.to) == frame.to
+                and verify_dm(public_key, content_sig, ciphertext, frame.from_, frame.to, ts))
+    if isinstance(ciphertext, str):
+        return verify_public(public_key, content_sig, ciphertext, frame.from_, frame.ts)
+    text, ts = payload.get("text"), payload.get("ts", frame.ts)
+    if not isinstance(text, str) or payload.get("from", frame.from_) != frame.from_ or type(ts) is not int:
+        return False
+    signed = canonical_json({"channel": payload.get("channel", "public"), "text": text, "from": frame.from_, "ts": ts})
+    return _verify_any(public_key, content_sig, iter((signed,)))

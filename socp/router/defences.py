@@ -10,8 +10,9 @@ from __future__ import annotations
 from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode
 from socp.protocol.frame_types import FrameType as T
+from socp.ratelimit import retry_hint
 
-from . import limits
+from . import fairshare, limits
 from .events import Action, FrameIn, Send
 from .links import Link
 from .replies import error_to, refuse_and_close
@@ -65,7 +66,17 @@ def user_frame(state: RouterState, link: Link) -> list[Action] | None:
 def user_content_admission(state: RouterState, link: Link) -> tuple[ErrorCode, str] | None:
     """The per-user rate limit for an acknowledged frame: every refusal comes back with
     its detail, since each refused frame is named (acks.py, refusals.py)."""
-    return limits.user_rate_problem(state.guard, link.peer_id, every_time=True)
+    over = limits.user_rate_problem(state.guard, link.peer_id, every_time=True)
+    if over is not None:
+        return over
+    # Then its fair share of the node's signatures (fairshare.py): refused before it is
+    # acknowledged, so nothing admitted is ever dropped.
+    shares = state.fair_share
+    retry_s = shares.admission_problem(fairshare.USER + link.peer_id)
+    if retry_s is None:
+        return None
+    return ErrorCode.OVERLOADED, (f"the node's signatures are shared fairly between senders and yours are "
+                                  f"queued for the next {shares.max_wait_ms} ms; " + retry_hint(retry_s))
 
 
 def user_file_frame(state: RouterState, link: Link, frame: Envelope) -> list[Action] | None:

@@ -28,12 +28,13 @@ from socp.ipc.endpoints import ensure_runtime_dir
 from socp.ipc.reorder import ReorderBuffer, ReorderOverflow
 from socp.protocol.envelope import Envelope
 
-from . import core, directory, federation, limits, replay_log, restore
+from . import core, directory, fairshare, federation, limits, replay_log, restore
 from .bootstrap import load_bootstrap
 from .events import (GATEWAY_RESTARTED, Action, AdoptServerId, BatchEnd, Close, Dial, DirectoryQueried, Event,
                      FrameIn, FrameRejected, FramesWritten, LinkDown, LinkRestored, LinkUp, QueryAnswer, Relay, Send,
                      StoreWrite, Tick)
 from .inflight import InFlight
+from .links import LinkState
 from .limits import Guard
 from .state import NodeSelf, PendingShare, RouterState, ServerRecord, Timing, UserRecord
 from .store_watch import StoreWatch
@@ -139,6 +140,7 @@ class RouterDriver:
 
     def __post_init__(self) -> None:
         self.in_flight = InFlight(verifiers=self.config.verifiers)
+        self.state.fair_share.verifiers = self.config.verifiers
 
     # --- inbound ------------------------------------------------------------------------
 
@@ -273,12 +275,14 @@ class RouterDriver:
     async def apply(self, event: Event) -> None:
         self.state.now_ms = now_ms()
         self.counters.events += 1
+        origin = self.origin_of(event)
         actions = core.handle(self.state, event)
         if log.isEnabledFor(logging.DEBUG) and not isinstance(event, Tick):
             log.debug("router: %s -> %s", _describe(event), [type(a).__name__ for a in actions])
         if isinstance(event, LinkDown):
             self.inbound_order.pop(event.conn, None)
-        await self.dispatch(actions)
+        await self.dispatch(actions, origin)
+        await self.release()
         if isinstance(event, LinkDown):
             self.out_seq.pop(event.conn, None)
             self.applied.pop(event.conn, None)
@@ -289,17 +293,31 @@ class RouterDriver:
         self.out_seq[conn] = n + 1
         return m.out_seq(self.epoch, n)
 
-    async def dispatch(self, actions: list[Action]) -> None:
+    def origin_of(self, event: Event) -> tuple[str, int] | None:
+        """(sender, conn) whose frame `event` is, for the fair share of signatures:
+        our user, or a linked server (its relays); None for the node's own events."""
+        if not isinstance(event, FrameIn):
+            return None
+        link = self.state.links.get(event.conn)
+        if link is None or not link.peer_id:
+            return None
+        if link.is_user:
+            return fairshare.USER + link.peer_id, event.conn
+        if link.state is LinkState.SERVER:
+            return fairshare.SERVER + link.peer_id, event.conn
+        return None
+
+    async def dispatch(self, actions: list[Action], origin: tuple[str, int] | None = None) -> None:
+        """Carry out the core's actions. What a sender's frame makes the node sign for
+        others waits in that sender's queue (fairshare.py); answers to the sender
+        itself (ACK, ERROR) and the node's own frames go to the verifiers at once."""
         for action in actions:
             if isinstance(action, Send):
-                frame = action.frame
-                deliveries = [(conn, self._next_out(conn), to) for conn, to in action.targets]
-                job = m.SignJob(frame.type, frame.from_, frame.ts, frame.payload, deliveries)
-                self.counters.sign_jobs += 1
-                self.counters.frames_out += len(deliveries)
-                data = m.pack(job)
-                self.in_flight.sent(data, [(conn, seq) for conn, seq, _ in deliveries], self.state.now_ms)
-                await self.sign_jobs.send(data)
+                if origin is not None and all(conn != origin[1] for conn, _ in action.targets):
+                    self.state.fair_share.push(origin[0], action)
+                else:
+                    self.state.fair_share.sent_directly()
+                    await self.sign(action)
             elif isinstance(action, Relay):
                 text = action.frame.to_wire()
                 items = [(conn, self._next_out(conn), text) for conn in action.conns]
@@ -326,6 +344,32 @@ class RouterDriver:
             else:
                 raise TypeError(f"unknown action {action!r}")
 
+    async def sign(self, send: Send) -> None:
+        """Hand one Send to the verifier pool: out seqs are taken now, so a queued
+        frame keeps its place behind what its connection was sent before."""
+        targets = [(conn, to) for conn, to in send.targets if conn in self.state.links]
+        if not targets:
+            self.state.fair_share.signed_jobs(1, 0, self.state.now_ms)   # nobody left to sign for
+            return
+        frame = send.frame
+        deliveries = [(conn, self._next_out(conn), to) for conn, to in targets]
+        job = m.SignJob(frame.type, frame.from_, frame.ts, frame.payload, deliveries)
+        self.counters.sign_jobs += 1
+        self.counters.frames_out += len(deliveries)
+        data = m.pack(job)
+        self.in_flight.sent(data, [(conn, seq) for conn, seq, _ in deliveries], self.state.now_ms)
+        await self.sign_jobs.send(data)
+
+    async def release(self) -> None:
+        """Queued jobs the verifier pool has room for, in fair order (fairshare.py)."""
+        for send in self.state.fair_share.ready(now_ms()):
+            await self.sign(send)
+
+    async def signed(self, message: m.Signed) -> None:
+        """A verifier signed a job: room for the next, and a measure of the pool's speed."""
+        self.state.fair_share.signed_jobs(message.count, message.sign_us / 1000, now_ms())
+        await self.release()
+
     async def answer_query(self, answer: QueryAnswer) -> None:
         """A found entry is signed by a verifier, which hands it to the gateway under
         the query id; a miss needs no signature. Not tracked in `in_flight`: the
@@ -336,6 +380,7 @@ class RouterDriver:
             await self.to_gateway.send(m.pack(m.DirectoryMiss(answer.query, answer.detail)))
             return
         self.counters.sign_jobs += 1
+        self.state.fair_share.sent_directly()
         job = m.SignJob(frame.type, frame.from_, frame.ts, frame.payload, [(answer.query, 0, frame.to)])
         await self.sign_jobs.send(m.pack(job))
 
@@ -354,7 +399,7 @@ def _envelope(frame: dict) -> Envelope:
 # What the process loop takes: a control message, a Tick, or (conn, seq, event) in order.
 Inbound = tuple[int, Event]
 Ready = tuple[int, int, Event]
-Work = m.GatewayHello | m.OutboundDone | m.FramesWritten | m.DirectoryQuery | Tick | Ready
+Work = m.GatewayHello | m.OutboundDone | m.FramesWritten | m.DirectoryQuery | m.Signed | Tick | Ready
 
 
 async def _receive(inbox: DirectSocket, driver: RouterDriver, events: asyncio.Queue[list[Work]]) -> None:
@@ -370,7 +415,7 @@ async def _receive(inbox: DirectSocket, driver: RouterDriver, events: asyncio.Qu
                 continue
             if isinstance(message, m.GatewayHello):
                 batch.extend(driver.end_replay())
-            if isinstance(message, (m.GatewayHello, m.OutboundDone, m.FramesWritten, m.DirectoryQuery)):
+            if isinstance(message, (m.GatewayHello, m.OutboundDone, m.FramesWritten, m.DirectoryQuery, m.Signed)):
                 batch.append(message)
                 continue
             batch.extend(driver.inbound(message))
@@ -394,6 +439,8 @@ async def _process(driver: RouterDriver, events: asyncio.Queue[list[Work]]) -> N
                 await driver.tick()
             elif isinstance(work, m.OutboundDone):
                 driver.outbound_done(work)
+            elif isinstance(work, m.Signed):
+                await driver.signed(work)
             elif isinstance(work, m.FramesWritten):
                 await driver.apply(FramesWritten(tuple((conn, count) for conn, count in work.counts)))
             elif isinstance(work, m.DirectoryQuery):
@@ -521,3 +568,4 @@ async def serve(config: NodeConfig, identity: NodeIdentity, store: object, start
         for direct in sockets:
             direct.close()
         context.term()
+

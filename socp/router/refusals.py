@@ -9,11 +9,11 @@ must not buy one each. Hence, per connection and per error code:
 - the first refusal is answered at once, naming its frame (`msg_ref`);
 - refusals of the same kind within the next interval (`limits.refusal_answer_due`)
   are held, and answered together by one ERROR whose `msg_refs` lists them (at most
-  MAX_MSG_REFS; `msg_ref` is the last): on the next Tick, when the interval is over,
+  MAX_MSG_REFS; `msg_ref` is the last): on the first Tick once the interval is over,
   or before the next ACK of that connection (`acks._ack_now` flushes first, so the
   ERROR always reaches the client before an ACK that would cover the frames).
 
-A flood therefore costs at most one signed ERROR per code per connection per tick.
+A flood therefore costs at most about one signed ERROR per code per connection per interval.
 """
 
 from __future__ import annotations
@@ -50,8 +50,12 @@ def flush(state: RouterState, conn: int) -> list[Action]:
 
 
 def tick(state: RouterState) -> list[Action]:
-    """Answer every held refusal."""
-    return [action for conn in list(state.refusals.held) for action in flush(state, conn)]
+    """Answer the held refusals of each connection and code whose interval is over
+    (limits.refusal_answer_due): a connection flooding refused frames costs one
+    signed ERROR per code per interval, not one per tick (issue #15 item 4)."""
+    due = [(conn, code) for conn, codes in state.refusals.held.items() for code in codes
+           if limits.refusal_answer_due(state.guard, conn, code)]
+    return [_answer(state, conn, code) for conn, code in due]
 
 
 def link_down(state: RouterState, conn: int) -> None:

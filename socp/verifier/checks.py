@@ -16,6 +16,13 @@ same answer:
      gateway does not know;
    - a user's frames need none (interop table), except that a USER_HELLO which
      carries a signature must be signed by the key it introduces;
+   - a user's MSG_DIRECT and MSG_PUBLIC_CHANNEL must carry a `content_sig` that
+     verifies with their `sender_pub` in one accepted form (SOCP §9, interop table;
+     `signing.verify_content_frame`). Every recipient would refuse the frame anyway,
+     and the node would spend a signature (1.2-6 ms) delivering it: checking costs
+     0.05-0.5 ms, so a flood of frames nobody signed costs its sender a signature
+     each, or gets nowhere (issue #15 item 4); a connection whose checks keep
+     failing has its further ones refused unchecked for a while (budget.py);
    - on a connection whose role the gateway does not know yet, a server's opening
      frame must be signed by the key it introduces, as it would have to be on a
      server link: `Verified` does not say which role a frame was checked under, so
@@ -31,6 +38,7 @@ Only `SocpError`s become `Rejected`; any other exception is a bug and propagates
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Any
 
 from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, Rejected, Verified, VerifyJob
@@ -38,18 +46,24 @@ from socp.protocol import envelope
 from socp.protocol.acks import msg_ref_of_obj
 from socp.protocol.crypto import decode_public_key
 from socp.protocol.encoding import canonical_json
-from socp.protocol.errors import BadKey, InvalidSignature, SocpError
+from socp.protocol.errors import BadKey, InvalidSignature, RateLimited, SocpError
 from socp.protocol.frame_types import KNOWN_TYPES, SERVER_OPENING_TYPES, FrameType
-from socp.protocol.signing import verify_transport
+from socp.protocol.signing import verify_content_frame, verify_transport
+
+from .budget import FailedChecks
 
 # Payload fields that hold a public key, on whichever frame type carries them.
 KEY_FIELDS = ("pubkey", "enc_pubkey", "sender_pub", "creator_pub")
 # Frames a server may relay with their origin's signature (SOCP §6.2 gossip).
 RELAYED_TYPES = frozenset({FrameType.USER_ADVERTISE, FrameType.USER_REMOVE})
+# A user's frames whose content_sig is checked here (see the module docstring).
+CONTENT_SIGNED_TYPES = frozenset({FrameType.MSG_DIRECT, FrameType.MSG_PUBLIC_CHANNEL})
 
 
-def check_job(job: VerifyJob) -> Verified | Rejected:
-    """Validate one inbound frame for the router (see the module docstring)."""
+def check_job(job: VerifyJob, check_content: bool = True, failures: FailedChecks | None = None) -> Verified | Rejected:
+    """Validate one inbound frame for the router (see the module docstring).
+    `check_content` False skips the content_sig check (content_sig_checks());
+    `failures` bounds what failed content signatures may cost per connection (budget.py)."""
     frame_type = ""
     raw = None
     try:
@@ -65,6 +79,8 @@ def check_job(job: VerifyJob) -> Verified | Rejected:
             if not (job.role == ROLE_SERVER and job.verify_key and frame.type in RELAYED_TYPES):
                 raise
             link_signed = False
+        if check_content and job.role != ROLE_SERVER and frame.type in CONTENT_SIGNED_TYPES:
+            check_content_sig(frame, job.conn, failures)
         digest = payload_digest(frame.payload)
     except SocpError as exc:
         # Named, so the sender learns which frame failed (no silent drops, protocol/acks.py).
@@ -110,6 +126,13 @@ def check_keys(frame: envelope.Envelope) -> None:
             _require_key("payload.meta.pubkey", meta["pubkey"])
 
 
+def content_sig_checks() -> bool:
+    """SOCP_CHECK_CONTENT_SIG=0 turns the content_sig check off, visibly (the verifier
+    logs it): only for replaying recorded peer frames, whose ts must be refreshed
+    (tests/interop). Every node checks by default."""
+    return os.environ.get("SOCP_CHECK_CONTENT_SIG", "1") != "0"
+
+
 def check_signature(frame: envelope.Envelope, role: int, verify_key: str, raw: Any = None) -> None:
     """Raise InvalidSignature (or BadKey for an unusable pinned key) per the role.
 
@@ -130,3 +153,16 @@ def check_signature(frame: envelope.Envelope, role: int, verify_key: str, raw: A
         # Interop table: a hello may be unsigned, but a signature it does carry
         # must be by the key it introduces.
         verify_transport(decode_public_key(frame.payload["pubkey"]), frame, raw if isinstance(raw, dict) else None)
+
+
+def check_content_sig(frame: envelope.Envelope, conn: int, failures: FailedChecks | None = None) -> None:
+    """A user's DM or public post: its content_sig must verify with its sender_pub
+    (module docstring); RATE_LIMITED, unchecked, once `conn` failed too often."""
+    refusal = failures.refusal(conn) if failures is not None else ""
+    if refusal:
+        raise RateLimited(f"{frame.type}: {refusal}")
+    if not verify_content_frame(decode_public_key(frame.payload["sender_pub"]), frame):
+        if failures is not None:
+            failures.failed(conn)
+        raise InvalidSignature(f"{frame.type}: content_sig does not verify with sender_pub in any accepted "
+                               "form (SOCP section 9); the node does not deliver it")

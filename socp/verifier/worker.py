@@ -4,7 +4,8 @@ Sockets (the gateway and router bind, we connect; ZeroMQ guide):
 
     PULL  ← verify_jobs (gateway)      taken first: a check costs ~0.1 ms, a signature ~6 ms
     PULL  ← sign_jobs (router)         one at a time, between rounds of checks
-    PUSH  → router_inbox     Verified / Rejected, one multipart message per round of checks
+    PUSH  → router_inbox     Verified / Rejected, one multipart message per round of checks;
+                             Signed after each signature (what it cost)
     PUSH  → gateway_inbox    Deliver
 
 Every job gets exactly one answer per sequence number, whatever happens to it: a
@@ -33,12 +34,13 @@ import zmq
 from socp.config import NodeConfig
 from socp.identity import load_identity
 from socp.ipc import messages
-from socp.ipc.messages import Deliver, Rejected, SignJob, VerifyJob
+from socp.ipc.messages import Deliver, Rejected, SignJob, Signed, VerifyJob
 from socp.protocol.crypto import PrivateKey, fingerprint
 from socp.protocol.errors import ErrorCode, SocpError
 from socp.runtime import setup_logging
 
-from .checks import check_job
+from .budget import FailedChecks
+from .checks import check_job, content_sig_checks
 from .signer import ReusedSignatures, sign_job
 
 log = logging.getLogger("socp.verifier")
@@ -75,6 +77,10 @@ class Verifier:
                  context: zmq.Context | None = None) -> None:
         self.private_key = private_key
         self.reused_signatures = ReusedSignatures()
+        self.check_content = content_sig_checks()
+        self.failed_checks = FailedChecks(time.monotonic)
+        if not self.check_content:
+            log.warning("SOCP_CHECK_CONTENT_SIG=0: users' content_sig NOT checked before signing (testing only)")
         self.should_stop = should_stop
         self.stats = VerifierStats()
         self._context = context or zmq.Context.instance()
@@ -150,7 +156,7 @@ class Verifier:
 
     def _verify(self, job: VerifyJob) -> None:
         try:
-            result = check_job(job)
+            result = check_job(job, self.check_content, self.failed_checks)
             data = messages.pack(result)
         except Exception:
             # A bug, not the peer's fault; still answer so the connection's order moves on.
@@ -170,6 +176,7 @@ class Verifier:
             self._send(self.to_router, results)
 
     def _sign(self, job: SignJob) -> None:
+        started = time.perf_counter()
         try:
             delivers = sign_job(self.private_key, job, self.reused_signatures)
             packed = [messages.pack(deliver) for deliver in delivers]
@@ -187,6 +194,9 @@ class Verifier:
         for deliver in delivers:
             self.stats.delivered += len(deliver.items)
         self._send(self.to_gateway, packed)
+        # The router shares signatures by what they really cost here (router/fairshare.py).
+        sign_us = int((time.perf_counter() - started) * 1_000_000)
+        self._results_waiting.append(messages.pack(Signed(1, sign_us)))
 
     def _send(self, sock: zmq.Socket, parts: list[bytes]) -> None:
         """Send `parts` as one message (the receiver reads each part as a message),

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 
 POC = Path(__file__).resolve().parents[2] / "poc"
 SCRIPTS = ["weak_keys", "replay", "presence_poisoning", "impersonation", "file_integrity", "injection",
-           "resource_abuse", "connection_flood", "silent_drops", "presence_bloat"]
+           "resource_abuse", "connection_flood", "silent_drops", "presence_bloat", "cheap_flood"]
 EXTRA = {"resource_abuse": ["--hello-timeout", str(HELLO_TIMEOUT)],
          "connection_flood": ["--connections", "1200", "--settle", "6"]}
 

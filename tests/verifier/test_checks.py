@@ -11,10 +11,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from socp.ipc import messages
 from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, ROLE_USER, Rejected, SignJob, Verified, VerifyJob
 from socp.protocol import envelope, frames
+from socp.protocol.acks import msg_ref
 from socp.protocol.crypto import encode_public_key, sign_pss
 from socp.protocol.encoding import b64url_encode, canonical_json
 from socp.protocol.ids import new_id
-from socp.protocol.signing import sign_envelope, verify_transport
+from socp.protocol.signing import sign_dm, sign_envelope, sign_public, verify_transport
 from socp.verifier import signer
 from socp.verifier.checks import check_job
 
@@ -84,10 +85,52 @@ def test_user_hello_signature_is_checked_before_the_role_is_known(keys) -> None:
 
 def test_unsigned_user_frames_are_accepted_but_their_keys_are_checked(keys, weak_key) -> None:
     user, peer = new_id(), new_id()
-    good = frames.msg_direct(user, peer, TS, "AAAA", encode_public_key(keys[1]), "c2ln")
+    good = frames.msg_direct(user, peer, TS, "AAAA", encode_public_key(keys[1]),
+                             sign_dm(keys[1], "AAAA", user, peer, TS))
     weak = frames.msg_direct(user, peer, TS, "AAAA", encode_public_key(weak_key), "c2ln")
     assert isinstance(check_job(job(good, ROLE_USER)), Verified)
     assert rejected(check_job(job(weak, ROLE_USER)), "BAD_KEY", "MSG_DIRECT")
+
+
+# --- content signatures of users' frames (issue #15 item 4) ------------------------
+
+
+def test_a_dm_whose_content_sig_verifies_in_no_form_is_invalid_sig_and_named(keys) -> None:
+    """Before: Verified, and the node spent a signature delivering it."""
+    user, peer = new_id(), new_id()
+    frame = frames.msg_direct(user, peer, TS, "AAAA", encode_public_key(keys[1]), "c2ln")
+    result = check_job(job(frame, ROLE_USER))
+    assert rejected(result, "INVALID_SIG", "MSG_DIRECT")
+    assert result.msg_ref == msg_ref(frame)
+
+
+def test_a_dm_signed_by_another_key_than_sender_pub_is_invalid_sig(keys) -> None:
+    user, peer = new_id(), new_id()
+    frame = frames.msg_direct(user, peer, TS, "AAAA", encode_public_key(keys[1]),
+                              sign_dm(keys[0], "AAAA", user, peer, TS))
+    assert rejected(check_job(job(frame, ROLE_USER)), "INVALID_SIG", "MSG_DIRECT")
+
+
+def test_a_dm_signed_for_another_recipient_is_invalid_sig(keys) -> None:
+    user, peer = new_id(), new_id()
+    frame = frames.msg_direct(user, peer, TS, "AAAA", encode_public_key(keys[1]),
+                              sign_dm(keys[1], "AAAA", user, new_id(), TS))
+    assert rejected(check_job(job(frame, ROLE_USER)), "INVALID_SIG", "MSG_DIRECT")
+
+
+def test_a_public_post_with_a_garbage_content_sig_is_invalid_sig(keys) -> None:
+    user = new_id()
+    good = frames.msg_public_channel(user, TS, "AAAA", encode_public_key(keys[1]), sign_public(keys[1], "AAAA", user, TS))
+    bad = frames.msg_public_channel(user, TS, "AAAA", encode_public_key(keys[1]), "c2ln")
+    assert isinstance(check_job(job(good, ROLE_USER)), Verified)
+    assert rejected(check_job(job(bad, ROLE_USER)), "INVALID_SIG", "MSG_PUBLIC_CHANNEL")
+
+
+def test_a_server_relayed_frame_is_not_content_checked_here(keys) -> None:
+    """A server's frames are checked by their transport signature; the content
+    signature is the recipients' business (and the origin server's)."""
+    frame = sign_envelope(keys[0], frames.msg_public_channel(new_id(), TS, "AAAA", encode_public_key(keys[1]), "c2ln"))
+    assert isinstance(check_job(job(frame, ROLE_SERVER, encode_public_key(keys[0]))), Verified)
 
 
 # --- servers -----------------------------------------------------------------------

@@ -85,15 +85,22 @@ def _wait_for_peers(sockets: list[zmq.Socket], monitors: list[zmq.Socket], count
             monitor.close(linger=0)
 
 
-def _receive(sock: zmq.Socket, count: int, timeout: float = WAIT_S) -> list[messages.Message]:
-    """Receive exactly `count` actor messages, or fail after `timeout` seconds."""
+def _receive(sock: zmq.Socket, count: int, timeout: float = WAIT_S,
+             signed: list[messages.Signed] | None = None) -> list[messages.Message]:
+    """Receive exactly `count` actor messages, or fail after `timeout` seconds. The
+    router's inbox also gets a `Signed` report per signature: kept in `signed`, not counted."""
     deadline = time.monotonic() + timeout
     received: list[messages.Message] = []
     while len(received) < count:
         remaining_ms = int((deadline - time.monotonic()) * 1000)
         if remaining_ms <= 0 or not sock.poll(remaining_ms):
             raise TimeoutError(f"received {len(received)} of {count} messages")
-        received.append(messages.unpack(sock.recv()))
+        message = messages.unpack(sock.recv())
+        if isinstance(message, messages.Signed):
+            if signed is not None:
+                signed.append(message)
+            continue
+        received.append(message)
     return received
 
 
@@ -171,6 +178,13 @@ def test_sign_jobs_are_shared_by_the_pool_and_come_back_once_each(pool: Pool, ke
     reorder: ReorderBuffer[str] = ReorderBuffer()
     released = [text for _, out_seq, text in items for text in reorder.push(out_seq, text)]
     assert [envelope.parse(text).payload["meta"]["n"] for text in released] == list(range(jobs))
+
+    # Each signature is reported to the router with what it cost (router/fairshare.py).
+    reports: list[messages.Signed] = []
+    with pytest.raises(TimeoutError):
+        _receive(pool.router_inbox, 1, timeout=1.0, signed=reports)
+    assert sum(report.count for report in reports) == jobs
+    assert all(report.sign_us > 0 for report in reports)
 
     # Each signature costs milliseconds of CPU: a process that signed its share
     # shows it in its own CPU time.
@@ -260,11 +274,11 @@ def test_checks_do_not_wait_behind_a_queue_of_signatures(pool: Pool, keys) -> No
 
 
 def _drain(sock: zmq.Socket) -> int:
-    """Take every message waiting on `sock` now; return how many there were."""
+    """Take every message waiting on `sock` now; return how many there were, bar Signed reports."""
     count = 0
     while sock.poll(0):
-        sock.recv()
-        count += 1
+        # A Signed report (one per signature, to the router) is no answer to a check.
+        count += not isinstance(messages.unpack(sock.recv()), messages.Signed)
     return count
 
 

@@ -1,0 +1,389 @@
+"""Attack: starve honest users with a flood that costs the attacker nothing (issue #15,
+weakness 4).
+
+Many unsigned users sharing one key each send DMs at their own rate limit: one
+precomputed ciphertext under a fresh ts, with a garbage `content_sig`. Before the
+fix the node signed every delivery (RSA-4096, milliseconds each): honest DMs waited
+seconds, some were lost, and a backlog of thousands of frames outlived the flood.
+
+Meanwhile an honest pair exchanges DMs, and the script measures their latency before,
+during and after. Then a second flood whose frames are correctly signed (the attacker
+pays a signature per frame, precomputed) is sent in bursts, so the node's signatures
+really run short. Blocked when:
+
+- every honest DM is delivered, and the honest p99 during each flood stays under
+  BOUND_SIGNATURES times one signature (measured here, on the same machine);
+- no garbage DM is delivered, and the flooders are told INVALID_SIG naming their frames
+  (then RATE_LIMITED, unchecked, once a connection has failed too many checks);
+- every signed flood frame ends acknowledged or named by an ERROR, and the sink
+  receives exactly the acknowledged ones (nothing acknowledged is lost);
+- after the floods a DM is delivered promptly (no backlog).
+
+    python poc/cheap_flood.py --url ws://127.0.0.1:8765 [--senders 30 --rate 100 --seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import statistics
+import time
+from collections import Counter
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from cryptography.hazmat.primitives import serialization
+
+from websockets.exceptions import ConnectionClosed
+
+from _common import Keys, Peer, Verdict, healthz, main, now_ms, show, user
+from socp.protocol import crypto, frames, signing
+from socp.protocol.acks import msg_ref, refs_named
+from socp.protocol.encoding import b64url_encode
+from socp.protocol.envelope import parse
+
+BOUND_SIGNATURES = 100     # honest p99 under a flood (and a DM right after), in signatures of this machine
+                           # (generous: CI machines are shared; before the fix it was seconds)
+HONEST_EVERY_S = 0.1       # the honest pair: one DM every 100 ms
+SAMPLE_DMS = 15            # honest DMs before and after the flood
+GARBAGE_SIG = b64url_encode(b"\x00" * 512)
+TICK_S = 0.05              # the flood is sent in ticks of 50 ms
+ANSWER_WAIT_S = 2.0        # for the node's last answers to a flood
+PAID_SECONDS = 3.0         # the honest pair's DMs while the signed bursts are worked through
+T = TypeVar("T")
+
+
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--senders", type=int, default=10, help="flooding users (default 10)")
+    parser.add_argument("--rate", type=float, default=100.0, help="DMs per second per flooder (default 100)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of the cheap flood (default 5)")
+    parser.add_argument("--signed-senders", type=int, default=4, help="flooders that sign (default 4)")
+    parser.add_argument("--signed-burst", type=int, default=150, help="signed DMs per signed flooder (default 150)")
+
+
+def median_sign_ms(key: crypto.PrivateKey) -> float:
+    times = []
+    for n in range(9):
+        started = time.perf_counter()
+        crypto.sign_pss(key, b"measure %d" % n)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def p(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class HonestPair:
+    """alice → bob DMs, each timed from its send to its delivery."""
+
+    def __init__(self, alice: Peer, bob: Peer) -> None:
+        self.alice, self.bob = alice, bob
+        self.sent: dict[str, float] = {}           # ciphertext -> when sent
+        self.latency_ms: dict[str, float] = {}     # ciphertext -> delivery latency
+        self.phase: dict[str, str] = {}            # ciphertext -> before / during / after
+
+    async def send(self, phase: str, n: int) -> str:
+        dm = self.alice.dm(self.bob.peer_id, self.bob.pubkey, f"{phase} {n}".encode())
+        ciphertext = dm.payload["ciphertext"]
+        self.phase[ciphertext] = phase
+        self.sent[ciphertext] = time.perf_counter()
+        await self.alice.send(dm)
+        return ciphertext
+
+    async def receive(self) -> None:
+        """bob's loop: note every honest delivery (runs until cancelled)."""
+        assert self.bob.socket is not None
+        while True:
+            frame = parse(await self.bob.socket.recv())
+            if frame.type == "USER_DELIVER":
+                ciphertext = frame.payload.get("ciphertext")
+                if ciphertext in self.sent and ciphertext not in self.latency_ms:
+                    self.latency_ms[ciphertext] = (time.perf_counter() - self.sent[ciphertext]) * 1000
+                elif frame.payload.get("content_sig") == GARBAGE_SIG:
+                    self.garbage_delivered += 1
+
+    garbage_delivered = 0
+
+    async def drain_alice(self) -> None:
+        """alice's answers (ACKs) are read so her socket never backs up."""
+        assert self.alice.socket is not None
+        while True:
+            await self.alice.socket.recv()
+
+    async def sample(self, phase: str, count: int) -> None:
+        for n in range(count):
+            await self.send(phase, n)
+            await asyncio.sleep(HONEST_EVERY_S)
+
+    def latencies(self, phase: str) -> list[float]:
+        return [ms for ct, ms in self.latency_ms.items() if self.phase[ct] == phase]
+
+    def missing(self) -> int:
+        return len(self.sent) - len(self.latency_ms)
+
+    def summary(self, phase: str) -> str:
+        values = self.latencies(phase)
+        sent = sum(1 for ph in self.phase.values() if ph == phase)
+        return (f"{phase}: {len(values)}/{sent} delivered, p50 {p(values, 0.5):.1f} ms, p90 {p(values, 0.9):.1f} ms, "
+                f"p99 {p(values, 0.99):.1f} ms, max {max(values, default=float('nan')):.1f} ms")
+
+
+class Flooder:
+    """One connection sending prepared frames at a fixed rate, reading what comes back."""
+
+    def __init__(self, peer: Peer) -> None:
+        self.peer = peer
+        self.refs: list[str] = []
+        self.told: dict[str, str] = {}        # ref -> "acked" / "refused:CODE"
+        self.codes: dict[str, int] = {}
+
+    async def read(self) -> None:
+        assert self.peer.socket is not None
+        try:
+            while True:
+                frame = parse(await self.peer.socket.recv())
+                if frame.type == "ERROR":
+                    code = show(frame.payload.get("code", "?"))
+                    for ref in refs_named(frame.payload):
+                        self.told.setdefault(ref, "refused:" + code)
+                        self.codes[code] = self.codes.get(code, 0) + 1
+                elif frame.type == "ACK":
+                    ref = frame.payload.get("msg_ref")
+                    if ref in self.refs:
+                        for earlier in self.refs[: self.refs.index(ref) + 1]:
+                            self.told.setdefault(earlier, "acked")
+        except ConnectionClosed:
+            return
+
+
+def prepared_garbage(flooders: list[Flooder], target_id: str, target_pub: str, rate: float,
+                     seconds: float) -> list[list[str]]:
+    """The frames of each 50 ms tick: every flooder's share of one ciphertext with a
+    garbage content_sig, each under its own ts (so no frame is a duplicate). Made
+    before the flood, as an attacker would: sending them costs nothing."""
+    ciphertext = b64url_encode(crypto.oaep_encrypt(crypto.decode_public_key(target_pub), b"flood"))
+    per_tick = max(1, round(rate * TICK_S))
+    base = now_ms()
+    ticks: list[list[tuple[Flooder, str]]] = []
+    for step in range(int(seconds / TICK_S)):
+        texts = []
+        for flooder in flooders:
+            peer = flooder.peer
+            for n in range(per_tick):
+                frame = frames.msg_direct(peer.peer_id, target_id, base + step * per_tick + n, ciphertext,
+                                          peer.pubkey, GARBAGE_SIG)
+                flooder.refs.append(msg_ref(frame))
+                texts.append((flooder, frame.to_wire()))
+        ticks.append(texts)
+    return ticks
+
+
+async def send_in_ticks(ticks: list[list[tuple[Flooder, str]]]) -> int:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    sent = 0
+    for step, texts in enumerate(ticks):
+        for flooder, text in texts:
+            await flooder.peer.send(text)
+            sent += 1
+        await asyncio.sleep(max(0.0, started + (step + 1) * TICK_S - loop.time()))
+    return sent
+
+
+def outcomes(flooders: list[Flooder]) -> Counter[str]:
+    """How each frame sent ended, as its sender can tell: acked, refused:CODE, or unanswered."""
+    ended: Counter[str] = Counter()
+    for flooder in flooders:
+        for ref in flooder.refs:
+            ended[flooder.told.get(ref, "unanswered")] += 1
+    return ended
+
+
+def pem(key: crypto.PrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def unpem(data: bytes) -> crypto.PrivateKey:
+    return serialization.load_pem_private_key(data, password=None)  # type: ignore[return-value]
+
+
+def _session(name: str, arguments: tuple, started: Any, results: Any) -> None:
+    """In the flood's own process: run one flood, hand back what its senders were told."""
+    flood = {"cheap": cheap_flood, "paid": paid_flood}[name]
+    results.put(asyncio.run(flood(*arguments, started)))
+
+
+async def in_own_process(name: str, arguments: tuple, started: Any) -> Any:
+    """Run a flood in a process of its own: the honest pair's timings, here, must not
+    wait behind the script's own sending (one interpreter sends ~3,000 frames a second)."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    process = context.Process(target=_session, args=(name, arguments, started, results), daemon=True)
+    process.start()
+    try:
+        return await asyncio.to_thread(results.get, True, 600)
+    finally:
+        await asyncio.to_thread(process.join, 10)
+
+
+async def cheap_flood(args: argparse.Namespace, shared_key_pem: bytes, target_id: str, target_pub: str,
+                      started: Any) -> tuple[int, Counter[str]]:
+    shared_key = unpem(shared_key_pem)
+    flooders = []
+    for _ in range(args.senders):
+        peer = await Peer(args.url, shared_key, timeout=args.timeout).open()
+        await peer.hello(signed=False)
+        await peer.list_users()
+        flooders.append(Flooder(peer))
+    ticks = prepared_garbage(flooders, target_id, target_pub, args.rate, args.seconds)
+    readers = [asyncio.create_task(f.read()) for f in flooders]
+    started.set()
+    sent = await send_in_ticks(ticks)
+    await asyncio.sleep(ANSWER_WAIT_S)
+    for task in readers:
+        task.cancel()
+    for flooder in flooders:
+        await flooder.peer.close()
+    return sent, outcomes(flooders)
+
+
+async def paid_flood(args: argparse.Namespace, key_pems: list[bytes], sink_key_pem: bytes,
+                     started: Any) -> tuple[int, Counter[str], int]:
+    """Signed DMs, precomputed (the attacker pays a signature for each), sent in one
+    burst per sender to a sink that counts what it receives."""
+    keys, sink_key = [unpem(data) for data in key_pems], unpem(sink_key_pem)
+    sink = Peer(args.url, sink_key, timeout=args.timeout)
+    await sink.open()
+    await sink.hello()
+    await sink.list_users()
+    payers = []
+    for key in keys:
+        peer = await Peer(args.url, key, timeout=args.timeout).open()
+        await peer.hello()
+        await peer.list_users()
+        payers.append(Flooder(peer))
+    ciphertext = b64url_encode(crypto.oaep_encrypt(crypto.decode_public_key(sink.pubkey), b"paid"))
+    bursts = []
+    base = now_ms()
+    for flooder in payers:
+        peer = flooder.peer
+        burst = []
+        for n in range(args.signed_burst):
+            sig = signing.sign_dm(peer.key, ciphertext, peer.peer_id, sink.peer_id, base + n)
+            frame = frames.msg_direct(peer.peer_id, sink.peer_id, base + n, ciphertext, peer.pubkey, sig)
+            flooder.refs.append(msg_ref(frame))
+            burst.append(frame.to_wire())
+        bursts.append(burst)
+    got: list[int] = [0]
+    counting = asyncio.create_task(count_deliveries(sink, got))
+    readers = [asyncio.create_task(f.read()) for f in payers]
+    started.set()
+    for flooder, burst in zip(payers, bursts):
+        for text in burst:
+            await flooder.peer.send(text)
+    await asyncio.sleep(ANSWER_WAIT_S)
+    for task in (*readers, counting):
+        task.cancel()
+    for flooder in payers:
+        await flooder.peer.close()
+    await sink.close()
+    return sum(len(b) for b in bursts), outcomes(payers), got[0]
+
+
+async def during(pair: HonestPair, phase: str, flood: Awaitable[T], started: Any, seconds: float) -> T:
+    """Run `flood` (in its own process) and the honest pair's DMs while it floods."""
+    running = asyncio.ensure_future(flood)
+    while not started.is_set() and not running.done():
+        await asyncio.sleep(0.01)
+    await pair.sample(phase, int(seconds / HONEST_EVERY_S))
+    return await running
+
+
+async def run(args: argparse.Namespace, verdict: Verdict) -> None:
+    keys = Keys(args.keys)
+    alice = await user(args.url, keys, args.timeout)
+    bob = await user(args.url, keys, args.timeout)
+    sig_ms = median_sign_ms(alice.key)
+    bound_ms = BOUND_SIGNATURES * sig_ms
+    verdict.note(f"one RSA-4096 signature here: {sig_ms:.2f} ms; bound on the honest p99: "
+                 f"{BOUND_SIGNATURES} signatures = {bound_ms:.0f} ms")
+    pair = HonestPair(alice, bob)
+    readers = [asyncio.create_task(pair.receive()), asyncio.create_task(pair.drain_alice())]
+    rss_before = healthz(args.url).get("memory_rss_bytes", 0)
+    try:
+        await pair.sample("before", SAMPLE_DMS)
+        await asyncio.sleep(0.5)
+        verdict.note(pair.summary("before"))
+
+        # --- the cheap flood: unsigned users sharing one key, garbage content_sig ---------
+        verdict.tried(f"{args.senders} unsigned users sharing one key, {args.rate:g} DMs/s each of one "
+                      f"ciphertext with a garbage content_sig, for {args.seconds:g} s, while alice DMs bob")
+        started = multiprocessing.get_context("spawn").Event()
+        flood = in_own_process("cheap", (args, pem(keys.take()), bob.peer_id, bob.pubkey), started)
+        sent, ended = await during(pair, "cheap", flood, started, args.seconds)
+        await asyncio.sleep(1.0)
+        verdict.note(f"{sent} garbage DMs sent: {dict(ended)}; bob got {pair.garbage_delivered} of them")
+        verdict.note(pair.summary("cheap"))
+        verdict.check(pair.garbage_delivered == 0 and ended["acked"] == 0 and ended["unanswered"] == 0
+                      and ended["refused:INVALID_SIG"] > 0
+                      and set(ended) <= {"refused:INVALID_SIG", "refused:RATE_LIMITED"},
+                      f"no garbage DM delivered or acknowledged, each named in an ERROR "
+                      f"({ended['refused:INVALID_SIG']} INVALID_SIG, then {ended['refused:RATE_LIMITED']} "
+                      f"RATE_LIMITED unchecked)")
+        check_honest(verdict, pair, "cheap", bound_ms)
+
+        # --- a flood that pays: correctly signed DMs, in bursts --------------------------
+        verdict.tried(f"{args.signed_senders} users each sending {args.signed_burst} correctly signed DMs "
+                      f"at once (the node's signatures run short), while alice DMs bob")
+        payer_keys = [pem(keys.take()) for _ in range(args.signed_senders)]
+        started = multiprocessing.get_context("spawn").Event()
+        flood = in_own_process("paid", (args, payer_keys, pem(keys.take())), started)
+        sent, ended, delivered = await during(pair, "paid", flood, started, PAID_SECONDS)
+        await asyncio.sleep(1.0)
+        verdict.note(f"{sent} signed DMs: {dict(ended)}; the sink got {delivered}")
+        verdict.note(pair.summary("paid"))
+        verdict.check(ended["unanswered"] == 0 and delivered == ended["acked"],
+                      f"every signed DM answered, and the sink got exactly the acknowledged ones "
+                      f"({delivered} = {ended['acked']})")
+        check_honest(verdict, pair, "paid", bound_ms)
+
+        # --- after: no backlog ---------------------------------------------------------------
+        await pair.sample("after", SAMPLE_DMS)
+        await asyncio.sleep(1.0)
+        after = pair.latencies("after")
+        verdict.note(pair.summary("after"))
+        verdict.check(len(after) == SAMPLE_DMS and max(after) <= bound_ms,
+                      f"no backlog: DMs right after the floods delivered within {max(after, default=0):.1f} ms "
+                      f"(<= {bound_ms:.0f} ms); honest DMs lost overall: {pair.missing()}")
+        rss_after = healthz(args.url).get("memory_rss_bytes", 0)
+        verdict.note(f"gateway RSS {rss_before / 2**20:.0f} MiB before, {rss_after / 2**20:.0f} MiB after")
+    finally:
+        for task in readers:
+            task.cancel()
+
+
+def check_honest(verdict: Verdict, pair: HonestPair, phase: str, bound_ms: float) -> None:
+    values = pair.latencies(phase)
+    sent = sum(1 for ph in pair.phase.values() if ph == phase)
+    verdict.check(len(values) == sent and p(values, 0.99) <= bound_ms,
+                  f"every honest DM delivered ({len(values)}/{sent}), p99 {p(values, 0.99):.1f} ms "
+                  f"<= {bound_ms:.0f} ms")
+
+
+async def count_deliveries(peer: Peer, got: list[int]) -> None:
+    assert peer.socket is not None
+    while True:
+        frame = parse(await peer.socket.recv())
+        if frame.type == "USER_DELIVER":
+            got[0] += 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(run, "cheap flood: honest users keep their share of the node's signatures",
+                          extra=options))

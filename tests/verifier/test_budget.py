@@ -1,0 +1,66 @@
+"""A connection whose content signatures keep failing stops costing RSA checks
+(verifier/budget.py); pure, on a hand-driven clock."""
+
+from __future__ import annotations
+
+from socp.ipc.messages import ROLE_USER, Rejected, Verified, VerifyJob
+from socp.protocol import frames
+from socp.protocol.acks import msg_ref
+from socp.protocol.crypto import encode_public_key
+from socp.protocol.ids import new_id
+from socp.protocol.signing import sign_dm
+from socp.verifier.budget import FailedChecks
+from socp.verifier.checks import check_job
+
+TS = 1_700_000_000_000
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_connection_past_its_failures_is_refused_unchecked_until_the_budget_refills() -> None:
+    clock = Clock()
+    failures = FailedChecks(clock, rate=5.0, burst=3)
+    assert failures.refusal(7) == ""
+    for _ in range(3):
+        failures.failed(7)
+    refusal = failures.refusal(7)
+    assert "retry_after_ms=" in refusal and failures.unchecked == 1
+    assert failures.refusal(8) == ""           # another connection is not concerned
+    clock.now += 0.2                          # one failure's worth refilled
+    assert failures.refusal(7) == ""
+
+
+def test_the_budget_remembers_a_bounded_number_of_connections() -> None:
+    failures = FailedChecks(Clock(), max_connections=4)
+    for conn in range(10):
+        failures.failed(conn)
+    assert len(failures) == 4
+
+
+def test_check_job_refuses_garbage_unchecked_once_the_budget_is_spent_naming_each_frame(keys) -> None:
+    """Before: every garbage frame cost every form's RSA check, without end."""
+    clock = Clock()
+    failures = FailedChecks(clock, rate=5.0, burst=3)
+    user, peer, pub = new_id(), new_id(), encode_public_key(keys[1])
+
+    def garbage(n: int):
+        return frames.msg_direct(user, peer, TS + n, "AAAA", pub, "c2ln")
+
+    def job(frame, conn: int = 3) -> VerifyJob:
+        return VerifyJob(conn=conn, seq=1, text=frame.to_wire(), role=ROLE_USER, verify_key="")
+
+    codes = [check_job(job(garbage(n)), True, failures) for n in range(5)]
+    assert [r.code for r in codes] == ["INVALID_SIG"] * 3 + ["RATE_LIMITED"] * 2
+    assert all(isinstance(r, Rejected) and r.msg_ref == msg_ref(garbage(n)) for n, r in enumerate(codes))
+    # Another connection's honest DM is checked and passes meanwhile.
+    honest = frames.msg_direct(user, peer, TS, "AAAA", pub, sign_dm(keys[1], "AAAA", user, peer, TS))
+    assert isinstance(check_job(job(honest, conn=4), True, failures), Verified)
+    # Time refills the budget: the connection's frames are checked again.
+    clock.now += 1.0
+    assert isinstance(check_job(job(honest), True, failures), Verified)
