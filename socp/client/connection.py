@@ -52,6 +52,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError, Inval
 
 from socp.protocol import crypto
 from socp.protocol import login as login_values
+from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode, SocpError, UserNotFound
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import PUBLIC_CHANNEL, is_peer_id
@@ -70,7 +71,9 @@ from .events import (
     LoginRegisterFailed,
     MessageReceived,
     MessageSent,
+    NotDelivered,
     Ready,
+    Restamped,
 )
 from .roaming import LoginFailed, RoamingLogin
 from .session import Actions, ClientSession
@@ -128,6 +131,7 @@ class OutgoingFile:
     file_id: str = ""            # known once FILE_START is made
     to: str = ""
     stop_reason: str = ""        # set by /cancel or /quit; the task then sends FILE_END
+    reported: bool = False       # the failure was already shown (the server refused a frame of it)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def matches(self, wanted: str) -> bool:
@@ -398,7 +402,10 @@ class ChatClient:
                                         about_signature=dialects.asks_for_envelope_signature(event.code,
                                                                                              event.detail))
             for event in events:
-                self._emit(event)
+                if isinstance(event, Restamped):
+                    await self._send_frames(event.frames)
+                else:
+                    self._emit(event)
             if any(isinstance(event, ListResult) for event in events):
                 return True
             if kind is not None and kind in self.session.unsupported:
@@ -419,6 +426,11 @@ class ChatClient:
         try:
             async for raw in self._ws:
                 for event in self.session.handle(raw):
+                    if isinstance(event, Restamped):
+                        await self._send_frames(event.frames)   # ERROR RESEND: again, transparently
+                        continue
+                    if isinstance(event, NotDelivered):
+                        self._refused(event)
                     if await self._held_for_a_name(event):
                         continue
                     if isinstance(event, (LoginRegistered, LoginRegisterFailed)):
@@ -462,6 +474,20 @@ class ChatClient:
         asyncio.get_running_loop().call_later(self.list_timeout, self._release_held)
         await self._request_list(requested=False)
         return True
+
+    def _refused(self, event: NotDelivered) -> None:
+        """The server refused a frame of ours. A file still being sent is stopped (the
+        rest cannot help; its FILE_END tells the receiver to discard it); a refused
+        public message is the answer an /all waits for."""
+        if event.code == ErrorCode.RATE_LIMITED.value:
+            self._rate_limited_at = asyncio.get_running_loop().time()
+        if event.kind == "file":
+            for sending in self._sending:
+                if sending.file_id and sending.file_id == event.file_id:
+                    sending.stop_reason = sending.stop_reason or f"the server refused it ({event.code})"
+                    sending.reported = True
+        if (event.kind == "public" and self._server_error is not None and not self._server_error.done()):
+            self._server_error.set_result(ErrorReceived(event.code, event.detail, "server"))
 
     def _release_held(self) -> None:
         held, self._held = self._held, []
@@ -558,11 +584,15 @@ class ChatClient:
             return True
 
     async def _send(self, actions: Actions) -> None:
-        assert self._ws is not None
-        for frame in actions.frames:
-            await self._ws.send(frame.to_wire())
+        await self._send_frames(actions.frames)
         for event in actions.events:
             self._emit(event)
+
+    async def _send_frames(self, frames_out: tuple[Envelope, ...]) -> None:
+        assert self._ws is not None
+        for frame in frames_out:
+            await self._ws.send(frame.to_wire())
+            self.session.frames_sent((frame,))   # in wire order: what a cumulative ACK covers
 
     async def _request_list(self, *, requested: bool) -> asyncio.Future[None]:
         assert self._ws is not None
@@ -741,7 +771,8 @@ class ChatClient:
         """Stop sending a file: a FILE_END tells the receiver to discard what it has;
         if nothing of it was sent yet, we only say it failed."""
         if sending.file_id:
-            await self._send(self.session.abandon_file(sending.file_id, sending.to, sending.name, reason))
+            actions = self.session.abandon_file(sending.file_id, sending.to, sending.name, reason)
+            await self._send(Actions(frames=actions.frames) if sending.reported else actions)
         else:
             self._emit(FileFailed("", self.session.user_id, sending.name, reason))
 

@@ -9,7 +9,7 @@ surface escapes them with `display.safe_text`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 Channel = Literal["dm", "public"]
 # How the content of a message reached us (SOCP §7.3 project decision).
@@ -55,6 +55,28 @@ class MessageRejected:
     channel: Channel
     reason: str
     ts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NotDelivered:
+    """The server refused (part of) a message or file of ours: an ERROR named its
+    frames (msg_ref / msg_refs). Said once per message, however many frames."""
+
+    kind: Literal["dm", "public", "file"]
+    recipient: str              # a user id, or "public"
+    label: str
+    summary: str                # the text, or the file name
+    code: str
+    detail: str
+    file_id: str = ""           # for a file
+
+
+@dataclass(frozen=True, slots=True)
+class Restamped:
+    """Frames the server answered ERROR RESEND, stamped afresh: the driver sends them.
+    Internal: never rendered (the user saw the message as sent once)."""
+
+    frames: tuple[Any, ...]     # Envelopes
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +210,8 @@ Event = Union[
     MessageReceived,
     MessageSent,
     MessageRejected,
+    NotDelivered,
+    Restamped,
     KeyChanged,
     ChannelKeyReceived,
     FileProgress,

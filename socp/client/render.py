@@ -24,6 +24,7 @@ EVENT_NAMES: dict[type, str] = {
     ev.MessageReceived: "message",
     ev.MessageSent: "sent",
     ev.MessageRejected: "rejected",
+    ev.NotDelivered: "not_delivered",
     ev.KeyChanged: "key_changed",
     ev.ChannelKeyReceived: "channel_key",
     ev.FileProgress: "progress",
@@ -73,6 +74,11 @@ def _who(label: str, user_id: str) -> str:
     return name if label == user_id else f"{name} [{short_id(user_id)}]"
 
 
+def _excerpt(text: str, limit: int = 40) -> str:
+    shown = safe_text(text)
+    return f'"{shown}"' if len(shown) <= limit else f'"{shown[:limit]}…"'
+
+
 def event_text(event: ev.Event) -> Text | None:
     """The scrollback line for an event, or None for events shown elsewhere."""
     if isinstance(event, ev.MessageReceived):
@@ -100,6 +106,16 @@ def event_text(event: ev.Event) -> Text | None:
     if isinstance(event, ev.MessageRejected):
         return Text(f"! rejected a {event.channel} message from {safe_text(event.sender)}: "
                     f"{safe_text(event.reason)}", style="red")
+    if isinstance(event, ev.NotDelivered):
+        what = {"dm": "message to", "public": "public message", "file": "file"}[event.kind]
+        target = "" if event.kind == "public" else " " + _who(event.label, event.recipient)
+        if event.kind == "file":
+            target = f" {safe_text(event.summary)} to" + (" public" if event.recipient == "public" else target)
+            about = ""
+        else:
+            about = f" ({_excerpt(event.summary)})"
+        return Text(f"! NOT DELIVERED: {what}{target}{about}: the server refused it: {safe_text(event.code)} "
+                    f"{safe_text(event.detail)}", style="bold red")
     if isinstance(event, ev.KeyChanged):
         return Text(f"!! the key of {_who(event.label, event.user)} CHANGED: {event.old_fingerprint} -> "
                     f"{event.new_fingerprint}. Messages are marked untrusted; verify it, then "

@@ -24,11 +24,11 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from socp.protocol import crypto, frames, signing
+from socp.protocol import acks, crypto, frames, signing
 from socp.protocol import login as login_values
 from socp.protocol.encoding import b64url_decode, b64url_encode, canonical_json, canonical_json_ascii
 from socp.protocol.envelope import Envelope, load_json, parse_obj
@@ -61,9 +61,12 @@ from .events import (
     MessageReceived,
     MessageRejected,
     MessageSent,
+    NotDelivered,
+    Restamped,
     UserEntry,
     WhoisResult,
 )
+from .outbox import Outbox, Refusal, Tracked
 from .trust import PinStore
 
 CLIENT_NAME = "socp-cli"
@@ -187,6 +190,9 @@ class ClientSession:
         self._split: OrderedDict[tuple[str, str, str], _SplitMessage] = OrderedDict()
         self._downloads: dict[str, IncomingFile] = {}
         self._failed_files: OrderedDict[str, None] = OrderedDict()
+        # Frames we sent and what became of them (ACK, ERROR naming them: outbox.py).
+        self.outbox = Outbox()
+        self._sent_on_ack: dict[str, FileSent] = {}      # FILE_END msg_ref -> "sent", shown on its ACK
 
     # --- helpers -------------------------------------------------------------------
 
@@ -353,8 +359,10 @@ class ClientSession:
             ciphertext = b64url_encode(crypto.oaep_encrypt(key, data))
             content_sig = signing.sign_dm(self.user_key, ciphertext, self.user_id, recipient, ts)
             part = {"id": part_id, "index": index, "count": len(parts)} if part_id else None
-            out.append(self._sign(frames.msg_direct(self.user_id, recipient, ts, ciphertext, self.pubkey,
-                                                    content_sig, part=part)))
+            frame = self._sign(frames.msg_direct(self.user_id, recipient, ts, ciphertext, self.pubkey,
+                                                 content_sig, part=part))
+            self.outbox.track(Tracked(frame, part_id or "", "dm", recipient, text))
+            out.append(frame)
         sent = MessageSent(recipient=recipient, label=self.label(recipient), channel="dm", text=text,
                            parts=len(parts), message_id=part_id)
         return Actions(frames=tuple(out), events=(sent,))
@@ -403,8 +411,10 @@ class ClientSession:
             ciphertext = b64url_encode(crypto.oaep_encrypt(channel_pub, data))
             content_sig = signing.sign_public(self.user_key, ciphertext, self.user_id, ts)
             part = {"id": part_id, "index": index, "count": len(parts)} if part_id else None
-            out.append(self._sign(frames.msg_public_channel(self.user_id, ts, ciphertext, self.pubkey,
-                                                            content_sig, part=part)))
+            frame = self._sign(frames.msg_public_channel(self.user_id, ts, ciphertext, self.pubkey,
+                                                         content_sig, part=part))
+            self.outbox.track(Tracked(frame, part_id or "", "public", PUBLIC_CHANNEL, text))
+            out.append(frame)
         sent = MessageSent(recipient=PUBLIC_CHANNEL, label=PUBLIC_CHANNEL, channel="public", text=text,
                            parts=len(parts), message_id=part_id)
         return Actions(frames=tuple(out), events=(*shares.events, sent))
@@ -459,8 +469,9 @@ class ClientSession:
         payload["sender_pub"] = self.pubkey
         payload["content_sig"] = b64url_encode(
             crypto.sign_pss(self.user_key, manifest_signed_bytes(payload, self.user_id, to, ts)))
-        start = Envelope(type=start.type, from_=start.from_, to=to, ts=ts, payload=payload)
-        yield Actions(frames=(self._sign(start),),
+        start = self._sign(Envelope(type=start.type, from_=start.from_, to=to, ts=ts, payload=payload))
+        self.outbox.track(Tracked(start, file_id, "file", to, name))
+        yield Actions(frames=(start,),
                       events=(FileProgress(file_id, name, "send", 0, size, 0.0, None),))
         done, index, last_progress = 0, 0, started
         rehash = hashlib.sha256()
@@ -474,6 +485,7 @@ class ClientSession:
                 chunk = frames.file_chunk(self.user_id, to, self.now_ms(), file_id, index, ciphertext)
                 if self.sign_file_chunks:
                     chunk = self._sign(chunk)
+                self.outbox.track(Tracked(chunk, file_id, "file", to, name))
                 index += 1
                 done += len(data)
                 now = self._clock()
@@ -483,11 +495,21 @@ class ClientSession:
                     events = (_progress(file_id, name, "send", done, size, started, now),)
                 yield Actions(frames=(chunk,), events=events)
         end = self._sign(frames.file_end(self.user_id, to, self.now_ms(), file_id))
+        end_ref = self.outbox.track(Tracked(end, file_id, "file", to, name))
         if done != size or rehash.hexdigest() != digest:
             yield Actions(frames=(end,), events=(FileFailed(file_id, self.user_id, name,
                                                             "the file changed while it was being sent"),))
             return
-        yield Actions(frames=(end,), events=(FileSent(file_id, to, name, size, digest),))
+        sent = FileSent(file_id, to, name, size, digest)
+        if self.outbox.was_refused(file_id):
+            yield Actions(frames=(end,))            # already reported as not delivered
+        elif self.outbox.server_acks:
+            # "sent" once the server took the whole file in (the ACK covering FILE_END),
+            # not when the last frame left us: a refused chunk says "not delivered" instead.
+            self._sent_on_ack[end_ref] = sent
+            yield Actions(frames=(end,))
+        else:
+            yield Actions(frames=(end,), events=(sent,))
 
     def abandon_file(self, file_id: str, to: str, name: str, reason: str) -> Actions:
         """Stop sending a file: FILE_END now, so the receiver drops it at once
@@ -682,6 +704,9 @@ class ClientSession:
 
     def _on_error(self, envelope: Envelope) -> list[Event]:
         code, detail = dialects.error_fields(envelope.payload)
+        refs = acks.refs_named(envelope.payload)
+        if refs and any(self.outbox.knows(ref) for ref in refs):
+            return self._on_refusal(refs, code, detail)
         refused = self._refused_probe(detail) if code == dialects.UNKNOWN_TYPE else None
         if refused is not None:
             # A list request or key look-up this server does not know: expected, not shown.
@@ -706,9 +731,59 @@ class ClientSession:
             return self._probes[0]
         return None
 
+    def _on_refusal(self, refs: list[str], code: str, detail: str) -> list[Event]:
+        """An ERROR naming frames of ours: RESEND ones go again re-stamped (once), the
+        others make their message "not delivered", said once per message."""
+        again, refusals = self.outbox.refused(refs, code, detail)
+        events: list[Event] = [self._not_delivered(refusal) for refusal in refusals]
+        if again:
+            events.append(Restamped(tuple(self._restamp(tracked) for tracked in again)))
+        return events
+
+    def _not_delivered(self, refusal: Refusal) -> NotDelivered:
+        tracked = refusal.tracked
+        if tracked.kind == "file":
+            self._sent_on_ack = {ref: sent for ref, sent in self._sent_on_ack.items()
+                                 if sent.file_id != tracked.message}
+        return NotDelivered(tracked.kind, tracked.recipient, self.label(tracked.recipient), tracked.summary,
+                            refusal.code, refusal.detail, tracked.message if tracked.kind == "file" else "")
+
+    def _restamp(self, tracked: Tracked) -> Envelope:
+        """ERROR RESEND (README, "Acknowledgements and recovery"): the same frame under
+        a fresh ts, so new signatures and a new msg_ref; the ciphertext is kept, so a
+        recipient can drop a copy it already has."""
+        old, ts = tracked.frame, self.now_ms()
+        payload = dict(old.payload)
+        if old.type == T.MSG_DIRECT:
+            payload["content_sig"] = signing.sign_dm(self.user_key, payload["ciphertext"], old.from_, old.to, ts)
+        elif old.type == T.MSG_PUBLIC_CHANNEL:
+            payload["content_sig"] = signing.sign_public(self.user_key, payload["ciphertext"], old.from_, ts)
+        elif old.type == T.FILE_START and "content_sig" in payload:
+            payload["content_sig"] = b64url_encode(
+                crypto.sign_pss(self.user_key, manifest_signed_bytes(payload, old.from_, old.to, ts)))
+        frame = Envelope(type=old.type, from_=old.from_, to=old.to, ts=ts, payload=payload, sig=old.sig)
+        if payload != old.payload:
+            frame = self._sign(frame)     # the transport sig covers the payload only
+        new_ref = self.outbox.track(replace(tracked, frame=frame, restamped=True))
+        waiting = self._sent_on_ack.pop(acks.msg_ref(old), None)
+        if waiting is not None:
+            self._sent_on_ack[new_ref] = waiting
+        return frame
+
+    def frames_sent(self, frames_out: tuple[Envelope, ...]) -> None:
+        """The driver wrote these frames to the connection, in this order."""
+        for frame in frames_out:
+            self.outbox.sent(frame)
+
     def _on_ack(self, envelope: Envelope) -> list[Event]:
         if is_peer_id(envelope.from_) and envelope.from_ != self.user_id:
             self.server_ids.add(envelope.from_)
+        ref = envelope.payload.get("msg_ref")
+        if isinstance(ref, str):
+            covered = {acks.msg_ref(tracked.frame) for tracked in self.outbox.acked(ref)}
+            done = [self._sent_on_ack.pop(end) for end in list(self._sent_on_ack) if end in covered]
+            if done:
+                return list(done)
         if envelope.payload.get("msg_ref") in (LOGIN_REGISTER_ACK, G17_REGISTER_ACK) and self.login_register_pending:
             self.login_register_pending = False
             return [LoginRegistered(envelope.from_)]

@@ -69,6 +69,7 @@ def test_every_event_renders_as_json_and_text():
         ev.MessageReceived("u", "n", "t", 1, "dm", True, True),
         ev.MessageSent("u", "n", "dm", "t", 1),
         ev.MessageRejected("u", "dm", "bad"),
+        ev.NotDelivered("dm", "u", "n", "hello", "RATE_LIMITED", "d"),
         ev.KeyChanged("u", "n", "a", "b"),
         ev.ChannelKeyReceived("u", "n", "fp"),
         ev.FileProgress("f", "n", "send", 1, 2, 1.0, 1.0),
@@ -92,7 +93,7 @@ def test_every_event_renders_as_json_and_text():
     message = json.loads(event_to_json_line(samples[1]))
     assert set(message) == {"event", "from", "label", "text", "ts", "channel", "verified", "trusted", "form",
                             "parts", "message_id"}
-    listed = json.loads(event_to_json_line(samples[10]))
+    listed = json.loads(event_to_json_line(samples[11]))
     assert listed["users"][0]["self"] is True
 
 

@@ -1,0 +1,173 @@
+"""The client reads the node's "no silent drops" answers (README, "Acknowledgements and
+recovery"): ERROR RESEND is answered with the frame re-stamped, once and silently;
+an ERROR naming frames (`msg_ref`, `msg_refs`) makes their message "not delivered",
+said once per message; a file is "sent" only once the ACK covering its FILE_END came."""
+
+from __future__ import annotations
+
+from client_fakes import MemoryNet
+
+from socp.client.events import ErrorReceived, FileSent, MessageReceived, MessageSent, NotDelivered, Restamped
+from socp.client.render import event_text
+from socp.protocol import crypto, frames, signing
+from socp.protocol.acks import msg_ref
+from socp.protocol.encoding import b64url_decode
+from socp.protocol.envelope import Envelope, parse
+from socp.protocol.frame_types import FrameType as T
+
+from test_session import _pair
+
+
+def _error(server_id: str, user_id: str, code: str, refs: list[str], *, listed: bool = True) -> str:
+    payload = {"code": code, "detail": f"{code} detail", "msg_ref": refs[-1]}
+    if listed:
+        payload["msg_refs"] = refs
+    return Envelope(T.ERROR, server_id, user_id, 1, payload).to_wire()
+
+
+def _ack(server_id: str, user_id: str, ref: str) -> str:
+    return frames.ack(server_id, user_id, 2, ref).to_wire()
+
+
+def test_resend_restamps_the_same_ciphertext_with_a_fresh_signature(net: MemoryNet, make_session):
+    alice, bob = _pair(net, make_session, "alice", "bob")
+    actions = alice.tell("bob", "hi after a crash")
+    [frame] = actions.frames
+    alice.frames_sent(actions.frames)
+    events = alice.handle(_error(net.node.server_id, alice.user_id, "RESEND", [msg_ref(frame)], listed=False))
+    [restamped] = events                       # nothing shown to the user
+    assert isinstance(restamped, Restamped) and event_text(restamped) is None
+    [again] = restamped.frames
+    assert again.type == T.MSG_DIRECT and again.ts > frame.ts
+    assert again.payload["ciphertext"] == frame.payload["ciphertext"]
+    assert again.payload["content_sig"] != frame.payload["content_sig"]
+    assert msg_ref(again) != msg_ref(frame)
+    key = crypto.decode_public_key(alice.pubkey)
+    assert signing.verify_dm(key, again.payload["content_sig"], again.payload["ciphertext"], alice.user_id,
+                             bob.user_id, again.ts)
+    signing.verify_transport(key, again)       # raises if the transport sig does not hold
+    # It reaches bob as one message, verified under its new ts.
+    net.send(alice, list(restamped.frames))
+    [received] = net.take(bob, MessageReceived)
+    assert received.text == "hi after a crash" and received.verified and received.ts == again.ts
+
+
+def test_resend_is_answered_once_then_the_message_is_not_delivered(net: MemoryNet, make_session):
+    alice, _ = _pair(net, make_session, "alice", "bob")
+    [frame] = alice.tell("bob", "twice unlucky").frames
+    [restamped] = alice.handle(_error(net.node.server_id, alice.user_id, "RESEND", [msg_ref(frame)]))
+    [again] = restamped.frames
+    [refused] = alice.handle(_error(net.node.server_id, alice.user_id, "RESEND", [msg_ref(again)]))
+    assert isinstance(refused, NotDelivered)
+    assert (refused.kind, refused.summary, refused.code) == ("dm", "twice unlucky", "RESEND")
+
+
+def test_msg_refs_name_each_refused_frame_and_the_message_is_reported_once(net: MemoryNet, make_session):
+    """A long text is several frames; one ERROR listing them all (or several ERRORs)
+    make one "not delivered" line, not one per frame."""
+    alice, _ = _pair(net, make_session, "alice", "bob")
+    long_text = "é" * 600                      # 1200 bytes: three parts
+    parts = alice.tell("bob", long_text).frames
+    assert len(parts) == 3
+    short = alice.tell("bob", "short one").frames
+    refs = [msg_ref(f) for f in parts[:2]]
+    events = alice.handle(_error(net.node.server_id, alice.user_id, "RATE_LIMITED", refs))
+    [first] = events
+    assert isinstance(first, NotDelivered) and first.summary == long_text and first.code == "RATE_LIMITED"
+    assert "NOT DELIVERED" in event_text(first).plain
+    # The third part refused later: the same message, already reported.
+    assert alice.handle(_error(net.node.server_id, alice.user_id, "RATE_LIMITED", [msg_ref(parts[2])])) == []
+    # The short message is a message of its own.
+    [second] = alice.handle(_error(net.node.server_id, alice.user_id, "RATE_LIMITED", [msg_ref(short[0])]))
+    assert second.summary == "short one"
+
+
+def test_an_error_naming_unknown_frames_is_still_shown(net: MemoryNet, make_session):
+    alice, _ = _pair(net, make_session, "alice", "bob")
+    [event] = alice.handle(_error(net.node.server_id, alice.user_id, "RATE_LIMITED", ["0" * 32]))
+    assert isinstance(event, ErrorReceived) and event.code == "RATE_LIMITED"
+
+
+def test_replay_means_the_frame_went_through(net: MemoryNet, make_session):
+    alice, _ = _pair(net, make_session, "alice", "bob")
+    [frame] = alice.tell("bob", "already there").frames
+    assert alice.handle(_error(net.node.server_id, alice.user_id, "REPLAY", [msg_ref(frame)])) == []
+
+
+def test_public_message_refused_by_msg_refs(net: MemoryNet, make_session):
+    alice, _ = _pair(net, make_session, "alice", "bob")
+    actions = alice.post_public("to everyone")
+    public = [f for f in actions.frames if f.type == T.MSG_PUBLIC_CHANNEL]
+    [event] = alice.handle(_error(net.node.server_id, alice.user_id, "FORBIDDEN", [msg_ref(public[0])]))
+    assert isinstance(event, NotDelivered) and event.kind == "public" and event.summary == "to everyone"
+
+
+def _file_steps(session, target, path):
+    return list(session.send_file(target, path))
+
+
+def test_a_refused_chunk_fails_the_file_once_and_it_is_never_said_sent(net: MemoryNet, make_session, tmp_path):
+    alice, _ = _pair(net, make_session, "alice", "bob")
+    source = tmp_path / "big.bin"
+    source.write_bytes(b"z" * 3000)
+    # The server has ACKed before: "sent" waits for the ACK covering FILE_END.
+    [warm] = alice.tell("bob", "warm up").frames
+    alice.frames_sent((warm,))
+    assert alice.handle(_ack(net.node.server_id, alice.user_id, msg_ref(warm))) == []
+    steps = _file_steps(alice, "bob", source)
+    sent_frames = [f for step in steps for f in step.frames]
+    alice.frames_sent(tuple(sent_frames))
+    assert not [e for step in steps for e in step.events if isinstance(e, FileSent)]
+    chunks = [f for f in sent_frames if f.type == T.FILE_CHUNK]
+    refs = [msg_ref(c) for c in chunks[2:]] + [msg_ref(sent_frames[-1])]
+    [refused] = alice.handle(_error(net.node.server_id, alice.user_id, "USER_NOT_FOUND", refs))
+    assert (refused.kind, refused.summary, refused.file_id) == ("file", "big.bin", sent_frames[0].payload["file_id"])
+    assert "big.bin" in event_text(refused).plain
+    # The ACK after the refusal covers the frames before: still no "sent".
+    assert alice.handle(_ack(net.node.server_id, alice.user_id, msg_ref(chunks[1]))) == []
+
+
+def test_a_file_is_said_sent_when_the_ack_covers_its_end(net: MemoryNet, make_session, tmp_path):
+    alice, _ = _pair(net, make_session, "alice", "bob")
+    source = tmp_path / "small.bin"
+    source.write_bytes(b"q" * 1000)
+    [warm] = alice.tell("bob", "warm up").frames
+    alice.frames_sent((warm,))
+    alice.handle(_ack(net.node.server_id, alice.user_id, msg_ref(warm)))
+    steps = _file_steps(alice, "bob", source)
+    sent_frames = [f for step in steps for f in step.frames]
+    alice.frames_sent(tuple(sent_frames))
+    assert alice.handle(_ack(net.node.server_id, alice.user_id, msg_ref(sent_frames[-2]))) == []
+    [sent] = alice.handle(_ack(net.node.server_id, alice.user_id, msg_ref(sent_frames[-1])))
+    assert isinstance(sent, FileSent) and sent.name == "small.bin"
+
+
+def test_a_server_that_never_acks_gets_sent_at_once(net: MemoryNet, make_session, tmp_path):
+    """Peers' servers do not ACK by msg_ref: "sent" is then what we can say."""
+    alice, _ = _pair(net, make_session, "alice", "bob")
+    source = tmp_path / "small.bin"
+    source.write_bytes(b"q" * 100)
+    steps = _file_steps(alice, "bob", source)
+    assert [e for e in steps[-1].events if isinstance(e, FileSent)]
+
+
+def test_resend_of_a_file_chunk_keeps_its_ciphertext(net: MemoryNet, make_session, tmp_path):
+    alice, _ = _pair(net, make_session, "alice", "bob")
+    source = tmp_path / "f.bin"
+    source.write_bytes(b"w" * 900)
+    sent_frames = [f for step in _file_steps(alice, "bob", source) for f in step.frames]
+    start, chunk = sent_frames[0], sent_frames[1]
+    [restamped] = alice.handle(_error(net.node.server_id, alice.user_id, "RESEND", [msg_ref(start), msg_ref(chunk)]))
+    again_start, again_chunk = restamped.frames
+    assert again_chunk.payload == chunk.payload and again_chunk.ts > chunk.ts
+    key = crypto.decode_public_key(alice.pubkey)
+    from socp.client.session import manifest_signed_bytes
+    assert crypto.verify_pss(key, b64url_decode(again_start.payload["content_sig"]),
+                             manifest_signed_bytes(again_start.payload, alice.user_id, again_start.to,
+                                                   again_start.ts))
+    assert parse(again_start.to_wire()).type == T.FILE_START
+
+
+def test_sent_event_of_a_dm_is_unchanged(net: MemoryNet, make_session):
+    alice, _ = _pair(net, make_session, "alice", "bob")
+    assert [type(e) for e in alice.tell("bob", "x").events] == [MessageSent]
