@@ -116,6 +116,7 @@ class FileReceived:
     sha256: str
     channel: Channel
     verified: bool              # the manifest carried a content_sig that verified
+    hashed: bool = True         # False: the sender gave no SHA-256, only the size was checked
 
 
 @dataclass(frozen=True, slots=True)

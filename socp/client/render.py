@@ -125,9 +125,13 @@ def event_text(event: ev.Event) -> Text | None:
     if isinstance(event, ev.FileProgress):
         return None  # shown in the status line
     if isinstance(event, ev.FileReceived):
-        return Text(f"· file from {_who(event.label, event.sender)}: {safe_text(event.name)} "
+        line = Text(f"· file from {_who(event.label, event.sender)}: {safe_text(event.name)} "
                     f"({human_bytes(event.size)}) saved as {safe_text(event.path)}"
                     + ("" if event.verified else " [manifest not signed]"), style="green")
+        if not event.hashed:
+            line.append("  [NOT VERIFIED BY HASH: the sender gave no SHA-256; only its size was checked, "
+                        "its content may have been changed on the way]", style="bold red")
+        return line
     if isinstance(event, ev.FileSent):
         return Text(f"· sent {safe_text(event.name)} ({human_bytes(event.size)})", style="green")
     if isinstance(event, ev.FileFailed):

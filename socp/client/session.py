@@ -126,10 +126,7 @@ def manifest_signed_bytes(payload: dict[str, Any], sender: str, to: str, ts: int
     the canonical JSON of the manifest and the envelope fields, so the receiver can
     tie the file's SHA-256, and with it every chunk, to the sender's key. Peers
     ignore the extra fields."""
-    return canonical_json({
-        "file_id": payload.get("file_id"), "name": payload.get("name"), "size": payload.get("size"),
-        "sha256": payload.get("sha256"), "mode": payload.get("mode"), "from": sender, "to": to, "ts": ts,
-    })
+    return dialects.manifest_forms(payload, sender, to, ts)[0]
 
 
 class ClientSession:
@@ -811,8 +808,8 @@ class ClientSession:
             return [MessageRejected(sender, "dm", "no key known for the sender", envelope.ts)]
         key = crypto.decode_public_key(key_text)
         ciphertext = payload["ciphertext"]
-        if not _verifies(signing.verify_dm, key, payload["content_sig"], ciphertext, sender, self.user_id,
-                         envelope.ts):
+        ts = self._dm_signed_ts(key, payload, sender, envelope.ts)
+        if ts is None:
             if envelope.type == T.USER_DELIVER and _verifies(signing.verify_public, key, payload["content_sig"],
                                                              ciphertext, sender, envelope.ts):
                 # G101 fans public messages out as USER_DELIVER to each member.
@@ -820,7 +817,22 @@ class ClientSession:
             return [MessageRejected(sender, "dm", "content signature does not verify", envelope.ts)]
         trusted, events = self._check_pin(sender, key_text)
         plaintext, form = _open(ciphertext, self.user_key)
-        return events + self._message(sender, "dm", envelope.ts, plaintext, form, trusted, payload.get("part"))
+        return events + self._message(sender, "dm", ts, plaintext, form, trusted, payload.get("part"))
+
+    def _dm_signed_ts(self, key: crypto.PublicKey, payload: dict[str, Any], sender: str, envelope_ts: int
+                      ) -> int | None:
+        """The ts a DM's content_sig covers (with this sender and us), None if none does:
+        the envelope's (§7.2), else the ts G101's client puts in the payload, which
+        counts only when the payload's from/to name this sender and us. The message is
+        shown at the ts that verified."""
+        signature, ciphertext = payload["content_sig"], payload["ciphertext"]
+        if _verifies(signing.verify_dm, key, signature, ciphertext, sender, self.user_id, envelope_ts):
+            return envelope_ts
+        signed_ts = dialects.payload_dm_ts(payload, sender, self.user_id)
+        if signed_ts is not None and signed_ts != envelope_ts and _verifies(
+                signing.verify_dm, key, signature, ciphertext, sender, self.user_id, signed_ts):
+            return signed_ts
+        return None
 
     def _public_sender(self, envelope: Envelope) -> tuple[str, int]:
         """Who sent a public message, and the ts its content_sig covers. We keep the
@@ -973,10 +985,11 @@ class ClientSession:
         channel: Channel = payload.get("mode") or ("public" if envelope.to == PUBLIC_CHANNEL else "dm")
         if sender == self.user_id:
             return []
-        if not isinstance(payload.get("sha256"), str):
-            # The node relays a FILE_START without one (G17's client sends none); we
-            # keep only files we can check.
-            return self._fail(file_id, sender, name, "the sender gave no SHA-256 to check the file against")
+        if "sha256" in payload and not isinstance(payload["sha256"], str):
+            return self._fail(file_id, sender, name, "the manifest's SHA-256 is not a text")
+        # No sha256 at all (G17's client sends none): accepted, its size checked, and
+        # shown as not verified by hash (docs/chat.md, "Files without a SHA-256").
+        digest = payload.get("sha256") or ""
         if file_id in self._downloads or file_id in self._failed_files:
             return self._fail(file_id, sender, name, "a transfer with this id is already known")
         if size > self.max_file_bytes:
@@ -992,7 +1005,8 @@ class ClientSession:
                 signature = b64url_decode(payload["content_sig"])
             except SocpError:
                 return self._fail(file_id, sender, name, "unreadable manifest signature")
-            if crypto.verify_pss(key, signature, manifest_signed_bytes(payload, sender, envelope.to, envelope.ts)):
+            if any(crypto.verify_pss(key, signature, form)
+                   for form in dialects.manifest_forms(payload, sender, envelope.to, envelope.ts)):
                 verified, events = self._check_pin(sender, key_text)
             elif not rewrapped:
                 return self._fail(file_id, sender, name, "manifest signature does not verify")
@@ -1002,7 +1016,7 @@ class ClientSession:
         creator_fp = crypto.fingerprint(key_text) if key_text else ""
         try:
             incoming = IncomingFile.open(self.downloads_dir, file_id=file_id, sender=sender, name=name, size=size,
-                                         sha256=payload["sha256"], channel=channel, verified=verified,
+                                         sha256=digest, channel=channel, verified=verified,
                                          creator_fingerprint=creator_fp, now=self._clock())
         except OSError as exc:
             return self._fail(file_id, sender, name, f"cannot write to the downloads directory: {exc.strerror}")
@@ -1047,7 +1061,7 @@ class ClientSession:
         del self._downloads[incoming.file_id]
         return [FileReceived(incoming.file_id, incoming.sender, self.label(incoming.sender), incoming.name,
                              str(final), incoming.size, incoming.sha256, incoming.channel,  # type: ignore[arg-type]
-                             incoming.verified)]
+                             incoming.verified, hashed=bool(incoming.sha256))]
 
     def expire_idle_downloads(self) -> list[Event]:
         """Drop the downloads whose sender has sent nothing for `download_idle_timeout`
