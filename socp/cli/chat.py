@@ -137,6 +137,9 @@ def _generate_key(script: bool) -> crypto.PrivateKey:
 @click.option("--connect-attempts", type=click.IntRange(min=1), default=None,
               help="Give up after this many connection attempts. [default: 5 with --script or --login, "
                    "else keep trying]")
+@click.option("--reconnect", is_flag=True,
+              help="--script: after a lost connection, connect again (with backoff) instead of exiting 1; "
+                   "the interactive client always does.")
 @click.option("--login", "login_id", default=None, metavar="USER_ID",
               help="On a new machine: get your key back from the server with your password, into a new, "
                    "empty --home, then chat as usual.")
@@ -145,7 +148,7 @@ def _generate_key(script: bool) -> crypto.PrivateKey:
                    "so that --login works on other machines (env SOCP_STORE_LOGIN=0 turns it off).")
 def chat(server: str, home_dir: Path | None, name: str | None, script: bool, linger: float,
          server_key: str | None, sign_chunks: bool, file_rate: float, connect_attempts: int | None,
-         login_id: str | None, store_login: bool) -> None:
+         reconnect: bool, login_id: str | None, store_login: bool) -> None:
     """Chat over SOCP v1.3: /list, /tell, /all, /file, /cancel, /whois, /trust, /help, /quit."""
     home = ClientHome(home_dir or _default_home())
     try:
@@ -179,7 +182,8 @@ def chat(server: str, home_dir: Path | None, name: str | None, script: bool, lin
 
         try:
             code = asyncio.run(run_script(session, server, linger=linger, connect_attempts=connect_attempts or 5,
-                                          file_chunk_rate=file_rate, login_store=login_store))
+                                          file_chunk_rate=file_rate, login_store=login_store,
+                                          reconnect=reconnect))
         except KeyboardInterrupt:
             code = 130
         sys.exit(code)

@@ -59,11 +59,13 @@ from socp.protocol.ids import PUBLIC_CHANNEL, is_peer_id
 from socp.protocol.limits import MAX_FRAME_BYTES
 
 from . import commands, dialects
+from .display import human_bytes
 from .commands import Command, CommandError
 from .events import (
     ErrorReceived,
     Event,
     FileFailed,
+    FileProgress,
     HelpResult,
     Info,
     ListResult,
@@ -132,6 +134,8 @@ class OutgoingFile:
     to: str = ""
     stop_reason: str = ""        # set by /cancel or /quit; the task then sends FILE_END
     reported: bool = False       # the failure was already shown (the server refused a frame of it)
+    done: int = 0                # bytes handed to the connection so far
+    size: int = 0
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def matches(self, wanted: str) -> bool:
@@ -304,6 +308,7 @@ class ChatClient:
                 await self._drop()
                 return 1
             lost: BaseException | None = None
+            interrupted: list[OutgoingFile] = []
             self._pacer = ChunkPacer(self.file_chunk_rate, self.file_chunk_burst, asyncio.get_running_loop().time)
             try:
                 self._served = asyncio.Event()
@@ -317,15 +322,38 @@ class ChatClient:
                 lost = failures.exceptions[0]
             finally:
                 self._group = None
-                self._sending.clear()   # their tasks ended with the group
+                interrupted, self._sending = self._sending, []   # their tasks ended with the group
             if lost is None:
                 return 0
             self._emit(ErrorReceived("DISCONNECTED", str(lost), "client"))
+            self._report_interrupted(interrupted)
             await self._drop()
             if not self.reconnect:
                 return 1
             self.session.connection_reset()
             self._emit(Info("reconnecting…"))
+
+    def _report_interrupted(self, interrupted: list[OutgoingFile]) -> None:
+        """Nothing in flight vanishes silently (issue #16): files being sent, downloads,
+        files waiting for the server's confirmation."""
+        for sending in interrupted:
+            if sending.stop_reason and sending.reported:
+                continue
+            where = f" at {human_bytes(sending.done)} of {human_bytes(sending.size)}" if sending.size else ""
+            self._emit(FileFailed(sending.file_id, self.session.user_id, sending.name,
+                                  f"interrupted{where}: the connection to the server was lost; the receiver "
+                                  "discards the partial file; send it again with /file", outgoing=True))
+        for event in self.session.connection_lost():
+            self._emit(event)
+
+    async def _send_unconfirmed(self) -> None:
+        """After a reconnect: the messages the server never confirmed, again, byte for
+        byte (it answers REPLAY for those it had; receivers drop copies)."""
+        again = self.session.take_unconfirmed()
+        if again:
+            self._emit(Info(f"sending again {len(again)} message frame(s) the server had not confirmed "
+                            "before the connection was lost"))
+            await self._send_frames(again)
 
     async def _connect(self) -> None:
         self._ws = await dial(self.url, self._emit, attempts=self.connect_attempts, backoff_max=self.backoff_max,
@@ -551,6 +579,10 @@ class ChatClient:
                     self._emit(event)
 
     async def _command_loop(self, lines: asyncio.Queue[str | None]) -> None:
+        try:
+            await self._send_unconfirmed()
+        except ConnectionClosed as exc:
+            raise ConnectionLost(f"connection to {self.url} lost ({_close_reason(exc)})") from exc
         while True:
             line = await lines.get()
             if line is None:
@@ -763,6 +795,9 @@ class ChatClient:
                 if wait > 0:
                     await asyncio.sleep(wait)
             await self._send(actions)
+            for event in actions.events:
+                if isinstance(event, FileProgress):
+                    sending.done, sending.size = event.done, event.total
             for frame in actions.frames:
                 if frame.type == T.FILE_START:
                     sending.file_id, sending.to = frame.payload["file_id"], frame.to
@@ -774,7 +809,7 @@ class ChatClient:
             actions = self.session.abandon_file(sending.file_id, sending.to, sending.name, reason)
             await self._send(Actions(frames=actions.frames) if sending.reported else actions)
         else:
-            self._emit(FileFailed("", self.session.user_id, sending.name, reason))
+            self._emit(FileFailed("", self.session.user_id, sending.name, reason, outgoing=True))
 
     async def _cmd_whois(self, command: Command) -> bool:
         user = command.args["user"]

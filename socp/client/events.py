@@ -134,6 +134,7 @@ class FileFailed:
     sender: str
     name: str
     reason: str
+    outgoing: bool = False      # a file we were sending (sender is then our own id)
 
 
 @dataclass(frozen=True, slots=True)

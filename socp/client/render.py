@@ -135,6 +135,8 @@ def event_text(event: ev.Event) -> Text | None:
     if isinstance(event, ev.FileSent):
         return Text(f"· sent {safe_text(event.name)} ({human_bytes(event.size)})", style="green")
     if isinstance(event, ev.FileFailed):
+        if event.outgoing:
+            return Text(f"! NOT SENT: file {safe_text(event.name)}: {safe_text(event.reason)}", style="red")
         return Text(f"! file {safe_text(event.name)} from {safe_text(event.sender)} failed: "
                     f"{safe_text(event.reason)}", style="red")
     if isinstance(event, ev.ListResult):

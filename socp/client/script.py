@@ -6,7 +6,7 @@ only a /file, once its recipient and file are checked, goes on in the
 background (its `file_sent` or `file_failed` says when it ends). At end of input the client
 finishes the files being sent, waits `linger` seconds for deliveries in flight,
 closes normally and exits 0 (/quit instead stops the files being sent); it exits 1 if it cannot connect, is refused, or
-loses the connection. Storing the login on the server (`registered` or
+loses the connection (with `reconnect`, it connects again instead). Storing the login on the server (`registered` or
 `register_failed`) runs beside the commands and never changes the exit code.
 Blank lines and lines starting with '#' are skipped.
 """
@@ -50,12 +50,13 @@ def _feed_lines(stream: TextIO, queue: asyncio.Queue[str | None], loop: asyncio.
 
 async def run_script(session: ClientSession, url: str, *, linger: float = 1.0, connect_attempts: int = 5,
                      stdin: TextIO | None = None, stdout: TextIO | None = None,
-                     file_chunk_rate: float = FILE_CHUNK_RATE, login_store: LoginStore | None = None) -> int:
+                     file_chunk_rate: float = FILE_CHUNK_RATE, login_store: LoginStore | None = None,
+                     reconnect: bool = False) -> int:
     output = JsonLinesOutput(stdout or sys.stdout)
     lines = command_queue()
     # auto_refresh keeps display labels current; those lists are not printed.
     client = ChatClient(session, url, output, connect_attempts=connect_attempts, linger=linger, auto_refresh=True,
-                        file_chunk_rate=file_chunk_rate, login_store=login_store)
+                        file_chunk_rate=file_chunk_rate, login_store=login_store, reconnect=reconnect)
     reader = threading.Thread(target=_feed_lines, args=(stdin or sys.stdin, lines, asyncio.get_running_loop()),
                               name="socp-chat-stdin", daemon=True)
     reader.start()

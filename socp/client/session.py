@@ -42,6 +42,7 @@ from socp.protocol.text import split_utf8
 from . import dialects
 from .channel_keys import ChannelKeyRing
 from .commands import CommandError
+from .display import human_bytes
 from .downloads import IncomingFile, TransferFailed
 from .events import (
     Channel,
@@ -78,6 +79,7 @@ MAX_ACTIVE_DOWNLOADS = 16
 # max_file_bytes of disk. Our node forgets an idle upload after 120 s too.
 DOWNLOAD_IDLE_TIMEOUT = 120.0
 MAX_FAILED_IDS = 1024
+MAX_SEEN_DELIVERIES = 4096   # (sender, ciphertext digest) of messages shown, to drop re-sent copies
 DEFAULT_MAX_FILE_BYTES = 4 * 1024**3
 LOGIN_REGISTER_ACK = "LOGIN_REGISTER"   # ACK.msg_ref answering a LOGIN_REGISTER
 # G17 keeps users' keys only for those who sent its REGISTER {pubkey, privkey_store,
@@ -190,6 +192,10 @@ class ClientSession:
         # Frames we sent and what became of them (ACK, ERROR naming them: outbox.py).
         self.outbox = Outbox()
         self._sent_on_ack: dict[str, FileSent] = {}      # FILE_END msg_ref -> "sent", shown on its ACK
+        self._unconfirmed: list[Tracked] = []            # messages to send again after a reconnect
+        # Deliveries already shown, by (sender, ciphertext digest): a message sent again
+        # after a reconnect or a RESEND keeps its ciphertext (README, "recovery").
+        self._seen: OrderedDict[tuple[str, str], int] = OrderedDict()   # -> the ts first shown
 
     # --- helpers -------------------------------------------------------------------
 
@@ -203,6 +209,38 @@ class ClientSession:
     def label(self, user_id: str) -> str:
         entry = self.directory.get(user_id)
         return entry.display_name if entry and entry.display_name else user_id
+
+    def connection_lost(self) -> list[Event]:
+        """The connection ended: say what it interrupted (issue #16: nothing vanishes
+        silently). Downloads in progress are dropped and reported (the rest of a file
+        may never come, and chunks lost with a server cannot be asked for again);
+        files whose "sent" waited for the server's ACK are reported as unconfirmed;
+        messages the server had not acknowledged are kept to send again after a
+        reconnect (`take_unconfirmed`), byte for byte: a server that has them answers
+        REPLAY, and receivers drop a copy they already showed."""
+        events: list[Event] = []
+        for incoming in list(self._downloads.values()):
+            shown = f"{human_bytes(incoming.done)} of {human_bytes(incoming.size)}"
+            events += self._abort(incoming, f"interrupted at {shown}: the connection to the server was lost and "
+                                            f"the partial file was deleted; ask {self.label(incoming.sender)} to "
+                                            "send it again")
+        unconfirmed = self.outbox.connection_reset()
+        for sent in self._sent_on_ack.values():
+            events.append(FileFailed(sent.file_id, self.user_id, sent.name,
+                                     "the connection was lost before the server confirmed the whole file, so it "
+                                     "may not have arrived; send it again with /file", outgoing=True))
+        self._sent_on_ack.clear()
+        if self.outbox.server_acks:
+            self._unconfirmed = [t for t in unconfirmed if t.kind in ("dm", "public")]
+        return events
+
+    def take_unconfirmed(self) -> tuple[Envelope, ...]:
+        """Messages sent on the lost connection and never acknowledged nor refused:
+        the same frames, to send again on the new one."""
+        out, self._unconfirmed = self._unconfirmed, []
+        for tracked in out:
+            self.outbox.track(tracked)
+        return tuple(tracked.frame for tracked in out)
 
     def connection_reset(self) -> None:
         """A new connection: re-share our channel key, forget half-received data.
@@ -495,7 +533,8 @@ class ClientSession:
         end_ref = self.outbox.track(Tracked(end, file_id, "file", to, name))
         if done != size or rehash.hexdigest() != digest:
             yield Actions(frames=(end,), events=(FileFailed(file_id, self.user_id, name,
-                                                            "the file changed while it was being sent"),))
+                                                            "the file changed while it was being sent",
+                                                            outgoing=True),))
             return
         sent = FileSent(file_id, to, name, size, digest)
         if self.outbox.was_refused(file_id):
@@ -512,7 +551,7 @@ class ClientSession:
         """Stop sending a file: FILE_END now, so the receiver drops it at once
         (it is short of bytes) instead of waiting for chunks that never come."""
         end = self._sign(frames.file_end(self.user_id, to, self.now_ms(), file_id))
-        return Actions(frames=(end,), events=(FileFailed(file_id, self.user_id, name, reason),))
+        return Actions(frames=(end,), events=(FileFailed(file_id, self.user_id, name, reason, outgoing=True),))
 
     def whois(self, target: str) -> WhoisResult:
         uid = self.resolve(target)
@@ -815,9 +854,25 @@ class ClientSession:
                 # G101 fans public messages out as USER_DELIVER to each member.
                 return self._public_message(sender, envelope.ts, payload)
             return [MessageRejected(sender, "dm", "content signature does not verify", envelope.ts)]
+        if self._seen_before(sender, ciphertext, ts):
+            return []
         trusted, events = self._check_pin(sender, key_text)
         plaintext, form = _open(ciphertext, self.user_key)
         return events + self._message(sender, "dm", ts, plaintext, form, trusted, payload.get("part"))
+
+    def _seen_before(self, sender: str, ciphertext: str, ts: int) -> bool:
+        """True for a re-stamped copy of a message already shown: the same ciphertext
+        under another ts, which only its sender can sign (ERROR RESEND after a node
+        crash: the first copy may have gone through). Byte-identical copies are the
+        node's to refuse (REPLAY)."""
+        seen = (sender, hashlib.sha256(ciphertext.encode()).hexdigest())
+        first_ts = self._seen.get(seen)
+        if first_ts is not None:
+            return first_ts != ts
+        self._seen[seen] = ts
+        while len(self._seen) > MAX_SEEN_DELIVERIES:
+            self._seen.popitem(last=False)
+        return False
 
     def _dm_signed_ts(self, key: crypto.PublicKey, payload: dict[str, Any], sender: str, envelope_ts: int
                       ) -> int | None:
@@ -900,6 +955,8 @@ class ClientSession:
         if sender == self.user_id:
             return []
         key_text = payload.get("sender_pub") or self._keys[sender]
+        if self._seen_before(sender, payload["ciphertext"], ts):
+            return []
         trusted, events = self._check_pin(sender, key_text)
         channel_key = self.channel_keys.peer(crypto.fingerprint(key_text))
         plaintext, form = _open(payload["ciphertext"], channel_key)

@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from client_fakes import MemoryNet
 
-from socp.client.events import ErrorReceived, FileSent, MessageReceived, MessageSent, NotDelivered, Restamped
+from socp.client.events import (
+    ErrorReceived,
+    FileFailed,
+    FileReceived,
+    FileSent,
+    MessageReceived,
+    MessageSent,
+    NotDelivered,
+    Restamped,
+)
 from socp.client.render import event_text
 from socp.protocol import crypto, frames, signing
 from socp.protocol.acks import msg_ref
@@ -171,3 +180,70 @@ def test_resend_of_a_file_chunk_keeps_its_ciphertext(net: MemoryNet, make_sessio
 def test_sent_event_of_a_dm_is_unchanged(net: MemoryNet, make_session):
     alice, _ = _pair(net, make_session, "alice", "bob")
     assert [type(e) for e in alice.tell("bob", "x").events] == [MessageSent]
+
+
+# --- a lost connection (issue #16 item 1) --------------------------------------------
+
+
+def test_a_download_interrupted_by_a_lost_connection_is_reported_and_deleted(net: MemoryNet, make_session,
+                                                                             tmp_path):
+    """Before: connection_reset dropped it without a word."""
+    alice, bob = _pair(net, make_session, "alice", "bob")
+    source = tmp_path / "big.bin"
+    source.write_bytes(b"b" * 5000)
+    steps = _file_steps(alice, "bob", source)
+    for actions in steps[:4]:                 # FILE_START and a few chunks, then the node goes away
+        net.send(alice, actions)
+    net.take(bob)
+    [failed] = bob.connection_lost()
+    assert isinstance(failed, FileFailed) and failed.name == "big.bin" and failed.sender == alice.user_id
+    assert "interrupted" in failed.reason and "send it again" in failed.reason and not failed.outgoing
+    assert [p for p in bob.downloads_dir.iterdir()] == []
+    bob.connection_reset()
+    # The rest, should it come after the reconnect, is ignored: it was reported once.
+    for actions in steps[4:]:
+        net.send(alice, actions)
+    assert not [e for e in net.take(bob) if isinstance(e, (FileFailed, FileReceived))]
+
+
+def test_a_file_whose_ack_never_came_is_not_said_sent(net: MemoryNet, make_session, tmp_path):
+    alice, _ = _pair(net, make_session, "alice", "bob")
+    [warm] = alice.tell("bob", "warm up").frames
+    alice.frames_sent((warm,))
+    alice.handle(_ack(net.node.server_id, alice.user_id, msg_ref(warm)))
+    source = tmp_path / "f.bin"
+    source.write_bytes(b"f" * 900)
+    steps = _file_steps(alice, "bob", source)
+    alice.frames_sent(tuple(f for step in steps for f in step.frames))
+    [failed] = alice.connection_lost()
+    assert isinstance(failed, FileFailed) and failed.outgoing and "may not have arrived" in failed.reason
+    assert "NOT SENT" in event_text(failed).plain and alice.user_id not in event_text(failed).plain
+
+
+def test_unconfirmed_messages_are_sent_again_after_a_reconnect(net: MemoryNet, make_session):
+    alice, bob = _pair(net, make_session, "alice", "bob")
+    [first] = alice.tell("bob", "confirmed").frames
+    [second] = alice.tell("bob", "not confirmed").frames
+    alice.frames_sent((first, second))
+    alice.handle(_ack(net.node.server_id, alice.user_id, msg_ref(first)))
+    assert alice.connection_lost() == []
+    alice.connection_reset()
+    assert alice.take_unconfirmed() == (second,)       # byte for byte
+    assert alice.take_unconfirmed() == ()
+
+
+def test_a_server_that_never_acks_gets_nothing_sent_again(net: MemoryNet, make_session):
+    alice, _ = _pair(net, make_session, "alice", "bob")
+    frames_out = alice.tell("bob", "x").frames
+    alice.frames_sent(frames_out)
+    alice.connection_lost()
+    assert alice.take_unconfirmed() == ()
+
+
+def test_a_restamped_copy_of_a_message_already_shown_is_dropped(net: MemoryNet, make_session):
+    alice, bob = _pair(net, make_session, "alice", "bob")
+    [frame] = alice.tell("bob", "maybe twice").frames
+    net.send(alice, frame)
+    [restamped] = alice.handle(_error(net.node.server_id, alice.user_id, "RESEND", [msg_ref(frame)]))
+    net.send(alice, list(restamped.frames))
+    assert [e.text for e in net.take(bob, MessageReceived)] == ["maybe twice"]

@@ -1,0 +1,61 @@
+"""Issue #16 item 1 against REAL nodes: a file transfer cut by a node restart is
+reported on both sides; nothing vanishes and nothing is said "sent" that the
+receiver did not get. `socp chat --script --reconnect` clients, as in test_real_node.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from chat_process import Chat
+from test_real_node import FAST_FILES, FAST_LINKS, MEGABYTE, NODE_A, NODE_B, make_home, start_chat, wait_listed
+from test_real_node import write_random
+
+from support.nodes import start_node
+
+pytestmark = pytest.mark.e2e
+RECONNECT = ("--reconnect", "--connect-attempts", "30")
+
+
+async def _progress_past(chat: Chat, fraction: float, timeout: float = 60.0) -> None:
+    await chat.until("progress", lambda e: e["total"] and e["done"] >= fraction * e["total"], timeout=timeout)
+
+
+async def test_a_file_cut_by_a_restart_of_the_receivers_node_is_reported_on_both_sides(keys, tmp_path, chats):
+    """alice on node A sends 1 MiB to bob on node B; node B stops at ~25 % and starts
+    again. Before: alice said "sent", bob was told nothing and had no file."""
+    node_a = start_node(tmp_path / "a", keys[NODE_A], verifiers=1, extra_args=FAST_LINKS)
+    bootstrap = tmp_path / "bootstrap.yaml"
+    bootstrap.write_text(node_a.bootstrap_yaml())
+    b_args = (*FAST_LINKS, "--bootstrap", str(bootstrap))
+    node_b = start_node(tmp_path / "b", keys[NODE_B], verifiers=1, extra_args=b_args)
+    try:
+        alice_home, alice_id = make_home(keys, tmp_path, "alice")
+        bob_home, bob_id = make_home(keys, tmp_path, "bob")
+        alice = await start_chat(chats, alice_home, node_a, *FAST_FILES)
+        bob = await start_chat(chats, bob_home, node_b, *RECONNECT)
+        await wait_listed(alice, {alice_id, bob_id})
+        write_random(tmp_path / "big.bin", MEGABYTE)
+        await alice.send(f"/file bob {tmp_path / 'big.bin'}")
+        await _progress_past(bob, 0.25)
+        node_b.stop()
+        failed = await bob.until("file_failed", timeout=30)
+        assert failed["name"] == "big.bin" and failed["from"] == alice_id and "interrupted" in failed["reason"]
+        node_b = start_node(tmp_path / "b", keys[NODE_B], verifiers=1, port=node_b.port, extra_args=b_args)
+        await bob.until("ready", timeout=60)
+        # The sender hears of it: the node refuses the frames it cannot deliver any
+        # more (not_delivered), or the transfer ends without a "sent".
+        outcome = await alice.until("not_delivered", timeout=90)
+        assert (outcome["kind"], outcome["summary"], outcome["to"]) == ("file", "big.bin", bob_id)
+        await asyncio.sleep(2)
+        assert not alice.of("file_sent") and not bob.of("file")
+        assert [p.name for p in (bob_home / "downloads").iterdir() if not p.name.startswith(".")] == [] \
+            if (bob_home / "downloads").exists() else True
+        print("\nALICE", [e for e in alice.events if e["event"] != "progress"])
+        print("BOB", [e for e in bob.events if e["event"] != "progress"])
+        assert await alice.finish() == 0
+        assert await bob.finish() == 0
+    finally:
+        node_b.stop()
+        node_a.stop()
