@@ -116,13 +116,19 @@ class Outbox:
             if code == RESEND and not tracked.restamped:
                 again.append(tracked)
                 continue
-            if tracked.message in self._reported:
+            if not self.mark_reported(tracked.message):
                 continue
-            self._reported[tracked.message] = None
-            while len(self._reported) > MAX_REPORTED:
-                self._reported.popitem(last=False)
             refusals.append(Refusal(tracked, code, detail))
         return again, refusals
+
+    def mark_reported(self, message: str) -> bool:
+        """Note that `message` is reported as not delivered; False if it already was."""
+        if message in self._reported:
+            return False
+        self._reported[message] = None
+        while len(self._reported) > MAX_REPORTED:
+            self._reported.popitem(last=False)
+        return True
 
     def knows(self, ref: str) -> bool:
         return ref in self._built

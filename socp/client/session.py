@@ -79,6 +79,13 @@ MAX_ACTIVE_DOWNLOADS = 16
 # max_file_bytes of disk. Our node forgets an idle upload after 120 s too.
 DOWNLOAD_IDLE_TIMEOUT = 120.0
 MAX_FAILED_IDS = 1024
+# The same server ERROR (code and detail) again within this many seconds is counted,
+# not shown: a node that gives up on a backlog answers once per frame.
+REPEATED_ERROR_WINDOW = 10.0
+# Files we sent within this many seconds may still be lost downstream (a server's
+# backlog given up after its link timeout), and are reported if that is said.
+RECENT_FILE_SECONDS = 120.0
+MAX_RECENT_FILES = 64
 MAX_SEEN_DELIVERIES = 4096   # (sender, ciphertext digest) of messages shown, to drop re-sent copies
 DEFAULT_MAX_FILE_BYTES = 4 * 1024**3
 LOGIN_REGISTER_ACK = "LOGIN_REGISTER"   # ACK.msg_ref answering a LOGIN_REGISTER
@@ -193,6 +200,9 @@ class ClientSession:
         self.outbox = Outbox()
         self._sent_on_ack: dict[str, FileSent] = {}      # FILE_END msg_ref -> "sent", shown on its ACK
         self._unconfirmed: list[Tracked] = []            # messages to send again after a reconnect
+        self._last_error: tuple[str, str, float, int] | None = None   # (code, detail, shown at, repeats since)
+        # Files we sent: file id -> (to, name, when FILE_END went, None while sending).
+        self._outgoing: OrderedDict[str, tuple[str, str, float | None]] = OrderedDict()
         # Deliveries already shown, by (sender, ciphertext digest): a message sent again
         # after a reconnect or a RESEND keeps its ciphertext (README, "recovery").
         self._seen: OrderedDict[tuple[str, str], int] = OrderedDict()   # -> the ts first shown
@@ -506,6 +516,9 @@ class ClientSession:
             crypto.sign_pss(self.user_key, manifest_signed_bytes(payload, self.user_id, to, ts)))
         start = self._sign(Envelope(type=start.type, from_=start.from_, to=to, ts=ts, payload=payload))
         self.outbox.track(Tracked(start, file_id, "file", to, name))
+        self._outgoing[file_id] = (to, name, None)
+        while len(self._outgoing) > MAX_RECENT_FILES:
+            self._outgoing.popitem(last=False)
         yield Actions(frames=(start,),
                       events=(FileProgress(file_id, name, "send", 0, size, 0.0, None),))
         done, index, last_progress = 0, 0, started
@@ -531,6 +544,7 @@ class ClientSession:
                 yield Actions(frames=(chunk,), events=events)
         end = self._sign(frames.file_end(self.user_id, to, self.now_ms(), file_id))
         end_ref = self.outbox.track(Tracked(end, file_id, "file", to, name))
+        self._outgoing[file_id] = (to, name, self._clock())
         if done != size or rehash.hexdigest() != digest:
             yield Actions(frames=(end,), events=(FileFailed(file_id, self.user_id, name,
                                                             "the file changed while it was being sent",
@@ -551,6 +565,8 @@ class ClientSession:
         """Stop sending a file: FILE_END now, so the receiver drops it at once
         (it is short of bytes) instead of waiting for chunks that never come."""
         end = self._sign(frames.file_end(self.user_id, to, self.now_ms(), file_id))
+        self.outbox.track(Tracked(end, file_id, "file", to, name))   # a refusal of it is about the same file
+        self._outgoing.pop(file_id, None)
         return Actions(frames=(end,), events=(FileFailed(file_id, self.user_id, name, reason, outgoing=True),))
 
     def whois(self, target: str) -> WhoisResult:
@@ -755,7 +771,41 @@ class ClientSession:
         if self.login_register_pending and code in LOGIN_REGISTER_REFUSALS:
             self.login_register_pending = False
             return [LoginRegisterFailed(code, detail)]
-        return [ErrorReceived(code, detail, "server")]
+        return self._files_lost_downstream(detail, code) + self._unless_repeated(code, detail)
+
+    def _unless_repeated(self, code: str, detail: str) -> list[Event]:
+        """The server's ERROR, unless the same one was shown less than
+        REPEATED_ERROR_WINDOW seconds ago (then counted, and the count said with the
+        next one shown)."""
+        now = self._clock()
+        last = self._last_error
+        if last is not None and last[:2] == (code, detail) and now - last[2] < REPEATED_ERROR_WINDOW:
+            self._last_error = (code, detail, last[2], last[3] + 1)
+            return []
+        events: list[Event] = []
+        if last is not None and last[3]:
+            events.append(Info(f"the server repeated its last error ({last[0]}) {last[3]} more time(s)"))
+        self._last_error = (code, detail, now, 0)
+        return events + [ErrorReceived(code, detail, "server")]
+
+    def _files_lost_downstream(self, detail: str, code: str) -> list[Event]:
+        """An ERROR that names no frame but says a file frame was not delivered (our
+        node, giving up on a backlog for a server that stayed away: those frames had
+        been acknowledged): every file we are sending, or sent in the last
+        RECENT_FILE_SECONDS, to a user of another server is reported once, as one that
+        may not have arrived."""
+        if not re.match(r"FILE_(START|CHUNK|END)\b.*not delivered", detail):
+            return []
+        now, events = self._clock(), []
+        for file_id, (to, name, ended) in list(self._outgoing.items()):
+            home = self.directory.get(to, DirectoryEntry(to)).server_id
+            if (ended is not None and now - ended > RECENT_FILE_SECONDS) or (home and home == self.server_id):
+                continue
+            if self.outbox.mark_reported(file_id):
+                self._sent_on_ack = {ref: sent for ref, sent in self._sent_on_ack.items() if sent.file_id != file_id}
+                events.append(NotDelivered("file", to, self.label(to), name, code,
+                                           f"it may not have arrived: the server says {detail}", file_id))
+        return events
 
     def _refused_probe(self, detail: str) -> str | None:
         """Which of our outstanding dialect probes an UNKNOWN_TYPE answers: the one its

@@ -5,6 +5,8 @@ said once per message; a file is "sent" only once the ACK covering its FILE_END 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from client_fakes import MemoryNet
 
 from socp.client.events import (
@@ -247,3 +249,47 @@ def test_a_restamped_copy_of_a_message_already_shown_is_dropped(net: MemoryNet, 
     [restamped] = alice.handle(_error(net.node.server_id, alice.user_id, "RESEND", [msg_ref(frame)]))
     net.send(alice, list(restamped.frames))
     assert [e.text for e in net.take(bob, MessageReceived)] == ["maybe twice"]
+
+
+# --- errors that name no frame ------------------------------------------------------
+
+
+def test_the_same_server_error_again_and_again_is_shown_once_then_counted(make_session):
+    clock = iter(1_700_000_000 + i * 0.01 for i in range(10_000))
+    alice = make_session("alice", clock=lambda: next(clock))
+    flood = frames.error("srv", alice.user_id, 1, "USER_NOT_FOUND", "FILE_CHUNK not delivered: server unreachable")
+    shown = [e for _ in range(200) for e in alice.handle(flood.to_wire())]
+    assert len([e for e in shown if isinstance(e, ErrorReceived)]) == 1     # before: 200 lines
+    other = frames.error("srv", alice.user_id, 1, "FORBIDDEN", "something else").to_wire()
+    after = alice.handle(other)
+    assert [type(e).__name__ for e in after] == ["Info", "ErrorReceived"] and "199" in after[0].text
+
+
+def test_an_unreferenced_file_frame_refusal_reports_files_to_other_servers(net: MemoryNet, make_session,
+                                                                          tmp_path):
+    """Our node gives up on a backlog for a server that went away with ERRORs that
+    name no frame; those frames had been ACKed, so a file said "sent" may be lost."""
+    alice, bob = _pair(net, make_session, "alice", "bob")
+    alice.server_id = "node-a"
+    alice.directory[bob.user_id] = replace(alice.directory[bob.user_id], server_id="node-b")
+    source = tmp_path / "far.bin"
+    source.write_bytes(b"r" * 2000)
+    _file_steps(alice, "bob", source)
+    flood = frames.error("node-a", alice.user_id, 1, "USER_NOT_FOUND",
+                         "FILE_CHUNK not delivered: server unreachable").to_wire()
+    events = alice.handle(flood)
+    [lost] = [e for e in events if isinstance(e, NotDelivered)]
+    assert (lost.kind, lost.summary, lost.recipient) == ("file", "far.bin", bob.user_id)
+    assert "may not have arrived" in lost.detail
+    assert not [e for e in alice.handle(flood) if isinstance(e, NotDelivered)]       # once
+
+
+def test_an_unreferenced_refusal_leaves_files_to_our_own_server_alone(net: MemoryNet, make_session, tmp_path):
+    alice, bob = _pair(net, make_session, "alice", "bob")
+    alice.server_id = "node-a"
+    alice.directory[bob.user_id] = replace(alice.directory[bob.user_id], server_id="node-a")
+    source = tmp_path / "near.bin"
+    source.write_bytes(b"r" * 2000)
+    _file_steps(alice, "bob", source)
+    flood = frames.error("node-a", alice.user_id, 1, "USER_NOT_FOUND", "FILE_CHUNK not delivered: server unreachable")
+    assert not [e for e in alice.handle(flood.to_wire()) if isinstance(e, NotDelivered)]
