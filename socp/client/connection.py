@@ -78,7 +78,7 @@ from .events import (
     Restamped,
 )
 from .roaming import LoginFailed, RoamingLogin
-from .session import Actions, ClientSession
+from .session import RESUME_GRACE, Actions, ClientSession
 
 EmitFn = Callable[[Event], None]
 _R = TypeVar("_R")
@@ -343,12 +343,13 @@ class ChatClient:
             self._emit(FileFailed(sending.file_id, self.session.user_id, sending.name,
                                   f"interrupted{where}: the connection to the server was lost; the receiver "
                                   "discards the partial file; send it again with /file", outgoing=True))
-        for event in self.session.connection_lost():
+        for event in self.session.connection_lost(resumable=self.reconnect):
             self._emit(event)
 
     async def _send_unconfirmed(self) -> None:
         """After a reconnect: the messages the server never confirmed, again, byte for
         byte (it answers REPLAY for those it had; receivers drop copies)."""
+        self.session.reconnected()
         again = self.session.take_unconfirmed()
         if again:
             self._emit(Info(f"sending again {len(again)} message frame(s) the server had not confirmed "
@@ -569,7 +570,7 @@ class ChatClient:
     async def _drop_silent_downloads(self) -> None:
         """A sender that starts a file and goes silent must not hold a download slot
         and a temporary file until the session ends (`session.download_idle_timeout`)."""
-        interval = min(SILENT_DOWNLOAD_CHECK, self.session.download_idle_timeout / 4)
+        interval = min(SILENT_DOWNLOAD_CHECK, self.session.download_idle_timeout / 4, RESUME_GRACE / 4)
         while True:
             try:
                 await asyncio.wait_for(self._served.wait(), interval)

@@ -47,6 +47,7 @@ class IncomingFile:
     done: int = 0
     last_progress: float = 0.0
     last_activity: float = 0.0    # when the last chunk came (the session's clock)
+    interrupted: bool = False     # the connection was lost since the last chunk: waiting to resume
 
     @classmethod
     def open(cls, directory: Path, *, file_id: str, sender: str, name: str, size: int, sha256: str,

@@ -79,6 +79,9 @@ MAX_ACTIVE_DOWNLOADS = 16
 # max_file_bytes of disk. Our node forgets an idle upload after 120 s too.
 DOWNLOAD_IDLE_TIMEOUT = 120.0
 MAX_FAILED_IDS = 1024
+# A download cut by a lost connection goes on if its next chunk comes within this
+# many seconds (the servers may still carry the rest: a link's backlog is re-sent).
+RESUME_GRACE = 30.0
 # The same server ERROR (code and detail) again within this many seconds is counted,
 # not shown: a node that gives up on a backlog answers once per frame.
 REPEATED_ERROR_WINDOW = 10.0
@@ -220,17 +223,23 @@ class ClientSession:
         entry = self.directory.get(user_id)
         return entry.display_name if entry and entry.display_name else user_id
 
-    def connection_lost(self) -> list[Event]:
+    def connection_lost(self, *, resumable: bool = False) -> list[Event]:
         """The connection ended: say what it interrupted (issue #16: nothing vanishes
-        silently). Downloads in progress are dropped and reported (the rest of a file
-        may never come, and chunks lost with a server cannot be asked for again);
-        files whose "sent" waited for the server's ACK are reported as unconfirmed;
+        silently). Downloads in progress wait RESUME_GRACE seconds for the rest when
+        the driver reconnects (`resumable`: a server may still carry it, and a gap
+        fails the file at once), else they are dropped and reported; files whose "sent" waited for the server's ACK are reported as unconfirmed;
         messages the server had not acknowledged are kept to send again after a
         reconnect (`take_unconfirmed`), byte for byte: a server that has them answers
         REPLAY, and receivers drop a copy they already showed."""
         events: list[Event] = []
         for incoming in list(self._downloads.values()):
             shown = f"{human_bytes(incoming.done)} of {human_bytes(incoming.size)}"
+            if resumable:
+                incoming.interrupted, incoming.last_activity = True, self._clock()
+                events.append(Info(f"the transfer of {incoming.name} from {self.label(incoming.sender)} was cut at "
+                                   f"{shown} by the lost connection; it goes on if the rest comes within "
+                                   f"{RESUME_GRACE:g} s of reconnecting, else it is dropped and you are told"))
+                continue
             events += self._abort(incoming, f"interrupted at {shown}: the connection to the server was lost and "
                                             f"the partial file was deleted; ask {self.label(incoming.sender)} to "
                                             "send it again")
@@ -243,6 +252,13 @@ class ClientSession:
         if self.outbox.server_acks:
             self._unconfirmed = [t for t in unconfirmed if t.kind in ("dm", "public")]
         return events
+
+    def reconnected(self) -> None:
+        """A new connection is up: the downloads waiting to resume get their grace from now."""
+        now = self._clock()
+        for incoming in self._downloads.values():
+            if incoming.interrupted:
+                incoming.last_activity = now
 
     def take_unconfirmed(self) -> tuple[Envelope, ...]:
         """Messages sent on the lost connection and never acknowledged nor refused:
@@ -260,9 +276,9 @@ class ClientSession:
         self._probes.clear()
         self.login_register_pending = False
         self.directory_stale = True
-        for incoming in self._downloads.values():
+        for incoming in [i for i in self._downloads.values() if not i.interrupted]:
             incoming.abort()
-        self._downloads.clear()
+            del self._downloads[incoming.file_id]
         self._split.clear()
 
     # --- directory and user resolution ------------------------------------------------
@@ -1145,10 +1161,15 @@ class ClientSession:
                 raise TransferFailed(f"chunk {payload['index']} does not decrypt")
             incoming.write(payload["index"], plaintext)
         except TransferFailed as exc:
-            return self._abort(incoming, exc.detail)
+            return self._abort(incoming, self._interrupted_reason(incoming, exc.detail))
         except OSError as exc:
             return self._abort(incoming, f"cannot write the file: {exc.strerror}")
         now = incoming.last_activity = self._clock()
+        if incoming.interrupted:
+            incoming.interrupted = False
+            return [Info(f"the transfer of {incoming.name} from {self.label(incoming.sender)} goes on after the "
+                         "reconnect"), _progress(incoming.file_id, incoming.name, "receive", incoming.done,
+                                                 incoming.size, incoming.started, now)]
         if now - incoming.last_progress < self.progress_interval and incoming.done < incoming.size:
             return []
         incoming.last_progress = now
@@ -1162,7 +1183,7 @@ class ClientSession:
         try:
             final = incoming.finish(self.downloads_dir)
         except TransferFailed as exc:
-            return self._abort(incoming, exc.detail)
+            return self._abort(incoming, self._interrupted_reason(incoming, exc.detail))
         except OSError as exc:
             return self._abort(incoming, f"cannot save the file: {exc.strerror}")
         del self._downloads[incoming.file_id]
@@ -1170,11 +1191,26 @@ class ClientSession:
                              str(final), incoming.size, incoming.sha256, incoming.channel,  # type: ignore[arg-type]
                              incoming.verified, hashed=bool(incoming.sha256))]
 
+    def _interrupted_reason(self, incoming: IncomingFile, detail: str) -> str:
+        if not incoming.interrupted:
+            return detail
+        return (f"interrupted at {human_bytes(incoming.done)} of {human_bytes(incoming.size)}: part of it was lost "
+                f"while the connection was down ({detail}); the partial file was deleted; ask "
+                f"{self.label(incoming.sender)} to send it again")
+
     def expire_idle_downloads(self) -> list[Event]:
         """Drop the downloads whose sender has sent nothing for `download_idle_timeout`
-        seconds (the driver calls this every few seconds); one FileFailed each."""
+        seconds (RESUME_GRACE after a lost connection; the driver calls this every few
+        seconds); one FileFailed each."""
         now = self._clock()
         events: list[Event] = []
+        for incoming in list(self._downloads.values()):
+            if incoming.interrupted and now - incoming.last_activity > RESUME_GRACE:
+                events += self._abort(incoming, f"interrupted at {human_bytes(incoming.done)} of "
+                                                f"{human_bytes(incoming.size)}: the connection to the server was "
+                                                f"lost and the rest did not come within {RESUME_GRACE:g} s of "
+                                                "reconnecting; the partial file was deleted; ask "
+                                                f"{self.label(incoming.sender)} to send it again")
         limit = self.download_idle_timeout
         for incoming in [i for i in self._downloads.values() if now - i.last_activity > limit]:
             idle = now - incoming.last_activity

@@ -40,10 +40,14 @@ async def test_a_file_cut_by_a_restart_of_the_receivers_node_is_reported_on_both
         await alice.send(f"/file bob {tmp_path / 'big.bin'}")
         await _progress_past(bob, 0.25)
         node_b.stop()
-        failed = await bob.until("file_failed", timeout=30)
-        assert failed["name"] == "big.bin" and failed["from"] == alice_id and "interrupted" in failed["reason"]
+        cut = await bob.until("info", lambda e: "cut at" in e["text"], timeout=30)
+        assert "big.bin" in cut["text"]
         node_b = start_node(tmp_path / "b", keys[NODE_B], verifiers=1, port=node_b.port, extra_args=b_args)
         await bob.until("ready", timeout=60)
+        # The rest cannot come (node A gave up on node B's backlog): bob is told, at
+        # the latest RESUME_GRACE (30 s) after the reconnect.
+        failed = await bob.until("file_failed", timeout=60)
+        assert failed["name"] == "big.bin" and failed["from"] == alice_id and "interrupted" in failed["reason"]
         # The sender hears of it: the node refuses the frames it cannot deliver any
         # more (not_delivered), or the transfer ends without a "sent".
         outcome = await alice.until("not_delivered", timeout=90)

@@ -293,3 +293,60 @@ def test_an_unreferenced_refusal_leaves_files_to_our_own_server_alone(net: Memor
     _file_steps(alice, "bob", source)
     flood = frames.error("node-a", alice.user_id, 1, "USER_NOT_FOUND", "FILE_CHUNK not delivered: server unreachable")
     assert not [e for e in alice.handle(flood.to_wire()) if isinstance(e, NotDelivered)]
+
+
+# --- a download that resumes after a reconnect ----------------------------------------
+
+
+def _cut_transfer(net, alice, bob, tmp_path, *, size=5000, before=4):
+    source = tmp_path / "cut.bin"
+    data = bytes(range(256)) * (size // 256) + b"e" * (size % 256)
+    source.write_bytes(data)
+    steps = _file_steps(alice, "bob", source)
+    for actions in steps[:before]:
+        net.send(alice, actions)
+    net.take(bob)
+    return steps, data
+
+
+def test_a_download_cut_by_a_reconnect_goes_on_when_the_rest_comes(net: MemoryNet, make_session, tmp_path):
+    alice, bob = _pair(net, make_session, "alice", "bob")
+    steps, data = _cut_transfer(net, alice, bob, tmp_path)
+    [waiting] = bob.connection_lost(resumable=True)
+    assert "cut at" in waiting.text and "cut.bin" in waiting.text
+    bob.connection_reset()
+    bob.reconnected()
+    for actions in steps[4:]:
+        net.send(alice, actions)
+    events = net.take(bob)
+    [received] = [e for e in events if isinstance(e, FileReceived)]
+    assert open(received.path, "rb").read() == data
+    assert any("goes on" in getattr(e, "text", "") for e in events)
+
+
+def test_a_download_that_lost_chunks_while_disconnected_fails_saying_so(net: MemoryNet, make_session, tmp_path):
+    alice, bob = _pair(net, make_session, "alice", "bob")
+    steps, _ = _cut_transfer(net, alice, bob, tmp_path)
+    bob.connection_lost(resumable=True)
+    bob.connection_reset()
+    for actions in steps[6:]:                  # two chunks went down with the connection
+        net.send(alice, actions)
+    [failed] = net.take(bob, FileFailed)
+    assert "lost while the connection was down" in failed.reason and "send it again" in failed.reason
+    assert [p for p in bob.downloads_dir.iterdir()] == []
+
+
+def test_a_download_whose_rest_never_comes_is_dropped_after_the_grace(net: MemoryNet, make_session, tmp_path):
+    now = [1_700_000_000.0]
+    alice, bob = _pair(net, make_session, "alice", "bob")
+    bob._clock = lambda: now[0]
+    _cut_transfer(net, alice, bob, tmp_path)
+    bob.connection_lost(resumable=True)
+    bob.connection_reset()
+    bob.reconnected()
+    now[0] += 10
+    assert bob.expire_idle_downloads() == []
+    now[0] += 25
+    [failed] = bob.expire_idle_downloads()
+    assert "did not come within 30 s" in failed.reason
+    assert [p for p in bob.downloads_dir.iterdir()] == []
