@@ -42,13 +42,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ssl
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidHandshake, InvalidURI
+from websockets.uri import parse_uri
 
 from socp.protocol import crypto
 from socp.protocol import login as login_values
@@ -176,19 +179,46 @@ class LoginStore:
     params: login_values.ScryptParams = login_values.DEFAULT_PARAMS
 
 
+def server_url_problem(url: str) -> str:
+    """What is wrong with a server URL, in one line a user can act on ("" if nothing).
+    Checked before connecting, so a typo never reaches the WebSocket library (issue #16)."""
+    hint = "use ws://host:port (wss:// only for a node behind TLS)"
+    try:
+        parsed = urlsplit(url)
+        port = parsed.port
+    except ValueError:
+        return f"{url!r} has no valid port (1-65535): {hint}"
+    if not parsed.scheme:
+        return f"{url!r} is not a URL: {hint}"
+    if parsed.scheme not in ("ws", "wss"):
+        return f"{url!r} is a {parsed.scheme}:// URL, not a WebSocket one: {hint}"
+    if not parsed.hostname:
+        return f"{url!r} names no host: {hint}"
+    if port == 0:
+        return f"{url!r} has no valid port (1-65535): {hint}"
+    try:
+        parse_uri(url)
+    except InvalidURI as exc:
+        return f"{url!r} is not a WebSocket URL ({exc}): {hint}"
+    return ""
+
+
 async def dial(url: str, emit: EmitFn, *, attempts: int | None, backoff_max: float = 10.0,
                open_timeout: float = 10.0) -> ClientConnection:
     """Open a WebSocket, retrying with exponential backoff (None: until cancelled)."""
     delay, attempt = 0.5, 0
+    problem = server_url_problem(url)
+    if problem:
+        raise ConnectFailed(problem)
     while True:
         attempt += 1
         try:
             return await connect(url, compression=None, max_size=MAX_FRAME_BYTES, open_timeout=open_timeout,
                                  close_timeout=5, ping_timeout=PING_TIMEOUT)
-        except InvalidURI as exc:
-            raise ConnectFailed(f"{url} is not a WebSocket URL (ws://host:port)") from exc
+        except (InvalidURI, ValueError) as exc:
+            raise ConnectFailed(f"{url!r} is not a usable WebSocket URL ({exc})") from exc
         except (OSError, asyncio.TimeoutError, InvalidHandshake) as exc:
-            reason = _why(exc)
+            reason = _why(exc, url)
         if attempts is not None and attempt >= attempts:
             raise ConnectFailed(f"cannot reach {url}: {reason} (gave up after {attempt} attempts)")
         emit(Info(f"cannot reach {url}: {reason}; retrying in {delay:.1f}s"))
@@ -842,13 +872,24 @@ def _code(exc: SocpError) -> str:
     return exc.code.value
 
 
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
+def _why(exc: BaseException, url: str = "") -> str:
+    """A failed connect in words; never empty (a reset has no message of its own)."""
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (is the node running?)"
+    tls = url.startswith("wss://")
+    if tls and isinstance(exc, (ssl.SSLError, ConnectionResetError, asyncio.IncompleteReadError)):
+        plain = "ws://" + url[len("wss://"):]
+        return f"the TLS handshake failed ({_text_of(exc)}): is it a plain node? try --server {plain}"
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
     if isinstance(exc, OSError):
-        return exc.strerror or str(exc)
+        return exc.strerror or _text_of(exc)
+    return _text_of(exc)
+
+
+def _text_of(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionResetError) and not str(exc):
+        return "the server reset the connection"
     return str(exc) or type(exc).__name__
 
 

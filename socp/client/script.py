@@ -23,6 +23,8 @@ from .events import Event, ListResult
 from .render import event_to_json_line
 from .session import ClientSession
 
+HAND_OVER_POLL = 0.1   # seconds between tries while the command queue is full
+
 
 class JsonLinesOutput:
     def __init__(self, stream: TextIO) -> None:
@@ -36,16 +38,39 @@ class JsonLinesOutput:
 
 
 def _feed_lines(stream: TextIO, queue: asyncio.Queue[str | None], loop: asyncio.AbstractEventLoop) -> None:
-    """Runs in a daemon thread: blocking reads, a bounded queue (the thread waits when full)."""
-    try:
-        for line in stream:
-            line = line.rstrip("\r\n")
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            asyncio.run_coroutine_threadsafe(queue.put(line), loop).result()
-        asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
-    except RuntimeError:
-        pass  # the loop closed first: the client is already gone
+    """Runs in a daemon thread: blocking reads, each line handed to the loop's bounded
+    queue (the thread waits while it is full). It never makes a coroutine (one the
+    loop ends before running would be "never awaited") and stops quietly once the
+    client is gone (issue #16: a failed connect raced it)."""
+    for line in stream:
+        line = line.rstrip("\r\n")
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if not _hand_over(loop, queue, line):
+            return
+    _hand_over(loop, queue, None)
+
+
+def _hand_over(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None], item: str | None) -> bool:
+    """Put `item` on `queue` from another thread; False once the loop has stopped."""
+    taken = threading.Event()
+
+    def put() -> None:   # runs on the loop
+        try:
+            queue.put_nowait(item)
+        except asyncio.QueueFull:
+            return       # the thread asks again
+        taken.set()
+
+    while True:
+        try:
+            loop.call_soon_threadsafe(put)
+        except RuntimeError:   # the loop is closed
+            return False
+        if taken.wait(HAND_OVER_POLL):
+            return True
+        if loop.is_closed() or not loop.is_running():
+            return False
 
 
 async def run_script(session: ClientSession, url: str, *, linger: float = 1.0, connect_attempts: int = 5,

@@ -27,7 +27,16 @@ from textual.widgets import Footer, Input, RichLog, Static
 
 from . import commands
 from .display import safe_text, short_id
-from .events import Event, FileProgress, ListResult, LoginRegistered, LoginRegisterFailed, Ready, UserEntry
+from .events import (
+    ErrorReceived,
+    Event,
+    FileProgress,
+    ListResult,
+    LoginRegistered,
+    LoginRegisterFailed,
+    Ready,
+    UserEntry,
+)
 from .render import event_text, progress_text
 
 RunClient = Callable[[Callable[[Event], None], "asyncio.Queue[str | None]"], Awaitable[int]]
@@ -76,6 +85,9 @@ class ChatApp(App[int]):
         self.lines: asyncio.Queue[str | None] = asyncio.Queue(64)
         self.users: tuple[UserEntry, ...] = ()
         self._client_done = False
+        self._client_code = 0
+        self._ready_seen = False
+        self.last_error = ""               # the client's last error of its own, for the shell
         self._connected = "connecting…"   # the status line's connection part
 
     def compose(self) -> ComposeResult:
@@ -94,9 +106,10 @@ class ChatApp(App[int]):
 
     async def _client_worker(self) -> None:
         code = await self._run_client(self.show_event, self.lines)
-        self._client_done = True
-        if code == 0:
-            self.exit(0)
+        self._client_done, self._client_code = True, code
+        if code == 0 or not self._ready_seen:
+            # Never connected: nothing to read here; the shell gets the reason and the code.
+            self.exit(code)
         else:
             self._status("disconnected — press ctrl+q to leave")
 
@@ -109,7 +122,10 @@ class ChatApp(App[int]):
         if isinstance(event, ListResult):
             self.users = event.users
             self._show_users()
+        if isinstance(event, ErrorReceived) and event.source == "client":
+            self.last_error = f"{event.code}: {event.detail}"
         if isinstance(event, Ready):
+            self._ready_seen = True
             self.sub_title = f"{safe_text(event.display_name)} [{short_id(event.user_id)}] @ {event.server}"
             self._connected = f"connected to {event.server}"
             self._status(self._connected)
@@ -143,7 +159,7 @@ class ChatApp(App[int]):
 
     async def action_leave(self) -> None:
         if self._client_done:
-            self.exit(0)
+            self.exit(self._client_code)
             return
         try:
             self.lines.put_nowait("/quit")
