@@ -65,6 +65,7 @@ from . import commands, dialects
 from .display import human_bytes
 from .commands import Command, CommandError
 from .events import (
+    ConnectionState,
     ErrorReceived,
     Event,
     FileFailed,
@@ -222,6 +223,7 @@ async def dial(url: str, emit: EmitFn, *, attempts: int | None, backoff_max: flo
         if attempts is not None and attempt >= attempts:
             raise ConnectFailed(f"cannot reach {url}: {reason} (gave up after {attempt} attempts)")
         emit(Info(f"cannot reach {url}: {reason}; retrying in {delay:.1f}s"))
+        emit(ConnectionState("reconnecting", f"cannot reach {url}: {reason}", delay))
         await asyncio.sleep(delay)
         delay = min(delay * 2, backoff_max)
 
@@ -329,12 +331,14 @@ class ChatClient:
 
     async def run(self, lines: asyncio.Queue[str | None]) -> int:
         """Connect, then serve until the input ends (0) or the connection is lost (1)."""
+        self._emit(ConnectionState("connecting", self.url))
         while True:
             try:
                 await self._connect()
                 await self._hello()
             except ChatError as exc:
                 self._emit(ErrorReceived(_code(exc), exc.detail, "client"))
+                self._emit(ConnectionState("offline", exc.detail))
                 await self._drop()
                 return 1
             lost: BaseException | None = None
@@ -359,9 +363,11 @@ class ChatClient:
             self._report_interrupted(interrupted)
             await self._drop()
             if not self.reconnect:
+                self._emit(ConnectionState("offline", str(lost)))
                 return 1
             self.session.connection_reset()
             self._emit(Info("reconnecting…"))
+            self._emit(ConnectionState("reconnecting", str(lost)))
 
     def _report_interrupted(self, interrupted: list[OutgoingFile]) -> None:
         """Nothing in flight vanishes silently (issue #16): files being sent, downloads,

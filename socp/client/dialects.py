@@ -219,5 +219,6 @@ def looked_up_key(envelope_type: str, payload: dict[str, Any]) -> tuple[str, str
 __all__ = [
     "KEY_LOOKUPS", "LIST_DIALECTS", "LIST_REPLIES", "PRESENCE_ONLY", "UNKNOWN_TYPE",
     "asks_for_envelope_signature", "error_fields", "is_hello_refusal", "is_plain_public", "listed_users",
-    "looked_up_key", "manifest_forms", "ms_timestamp", "parse_plain_public", "payload_dm_ts", "readable_payload", "tolerant_fields",
+    "looked_up_key", "manifest_forms", "ms_timestamp", "parse_plain_public", "payload_dm_ts", "readable_payload",
+    "tolerant_fields",
 ]

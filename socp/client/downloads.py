@@ -2,10 +2,11 @@
 
 Chunks go to a private temporary file (mode 0600, hidden name) in the downloads
 directory. Only after FILE_END, when size and SHA-256 match the manifest, is the
-file linked (a manifest without a SHA-256, as G17's client sends, is checked for its
-size only, and the user is told it is not verified: docs/chat.md) under its final name: the sender's name reduced to a safe basename,
-never overwriting anything (' (1)', ' (2)', ... are added). On any failure the
-temporary file is deleted. Nothing partial ever appears under a final name.
+file linked under its final name (a manifest without a SHA-256, as G17's client
+sends, is checked for its size only, and the user is told it is not verified:
+docs/chat.md): the sender's name reduced to a safe basename, never overwriting
+anything (' (1)', ' (2)', ... are added). On any failure the temporary file is
+deleted. Nothing partial ever appears under a final name.
 """
 
 from __future__ import annotations

@@ -26,6 +26,16 @@ class Ready:
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectionState:
+    """Where the connection stands, for the status line (issue #16 item 3): `Ready`
+    says connected; this says the rest."""
+
+    state: Literal["connecting", "reconnecting", "offline"]
+    detail: str                 # why, in words
+    retry_in: float | None = None   # seconds until the next attempt
+
+
+@dataclass(frozen=True, slots=True)
 class MessageReceived:
     sender: str
     label: str                  # display name from the directory, else the id
@@ -209,6 +219,7 @@ class LoggedIn:
 
 Event = Union[
     Ready,
+    ConnectionState,
     MessageReceived,
     MessageSent,
     MessageRejected,

@@ -21,6 +21,7 @@ from .display import human_bytes, safe_text, short_id
 # event class -> the "event" value of its JSON object.
 EVENT_NAMES: dict[type, str] = {
     ev.Ready: "ready",
+    ev.ConnectionState: "connection",
     ev.MessageReceived: "message",
     ev.MessageSent: "sent",
     ev.MessageRejected: "rejected",
@@ -168,10 +169,18 @@ def event_text(event: ev.Event) -> Text | None:
     if isinstance(event, ev.LoggedIn):
         return Text(f"· logged in as {event.user_id} on {event.server}: your key came back and opened "
                     f"with your password (key {event.fingerprint})", style="green")
+    if isinstance(event, ev.ConnectionState):
+        return None  # the status line (connection_text), and the Info / error lines around it
     if isinstance(event, ev.Ready):
         return Text(f"· connected to {event.server} as {safe_text(event.display_name)} [{event.user_id}], "
                     f"key {event.fingerprint}. /help for commands.", style="green")
     return None
+
+
+def connection_text(event: ev.ConnectionState) -> str:
+    retry = f" in {event.retry_in:.0f} s" if event.retry_in else ""
+    head = {"connecting": "connecting", "reconnecting": f"RECONNECTING{retry}", "offline": "OFFLINE"}[event.state]
+    return f"{head} — {safe_text(event.detail)}" + (" · what you type is queued" if event.state != "offline" else "")
 
 
 def progress_text(event: ev.FileProgress) -> str:

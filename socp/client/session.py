@@ -227,10 +227,11 @@ class ClientSession:
         """The connection ended: say what it interrupted (issue #16: nothing vanishes
         silently). Downloads in progress wait RESUME_GRACE seconds for the rest when
         the driver reconnects (`resumable`: a server may still carry it, and a gap
-        fails the file at once), else they are dropped and reported; files whose "sent" waited for the server's ACK are reported as unconfirmed;
-        messages the server had not acknowledged are kept to send again after a
-        reconnect (`take_unconfirmed`), byte for byte: a server that has them answers
-        REPLAY, and receivers drop a copy they already showed."""
+        fails the file at once), else they are dropped and reported; files whose
+        "sent" waited for the server's ACK are reported as unconfirmed; messages the
+        server had not acknowledged are kept to send again after a reconnect
+        (`take_unconfirmed`), byte for byte: a server that has them answers REPLAY,
+        and receivers drop a copy they already showed."""
         events: list[Event] = []
         for incoming in list(self._downloads.values()):
             shown = f"{human_bytes(incoming.done)} of {human_bytes(incoming.size)}"

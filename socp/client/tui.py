@@ -28,6 +28,7 @@ from textual.widgets import Footer, Input, RichLog, Static
 from . import commands
 from .display import safe_text, short_id
 from .events import (
+    ConnectionState,
     ErrorReceived,
     Event,
     FileProgress,
@@ -37,7 +38,7 @@ from .events import (
     Ready,
     UserEntry,
 )
-from .render import event_text, progress_text
+from .render import connection_text, event_text, progress_text
 
 RunClient = Callable[[Callable[[Event], None], "asyncio.Queue[str | None]"], Awaitable[int]]
 
@@ -88,6 +89,7 @@ class ChatApp(App[int]):
         self._client_code = 0
         self._ready_seen = False
         self.last_error = ""               # the client's last error of its own, for the shell
+        self.online = False                # connected and past the hello
         self._connected = "connecting…"   # the status line's connection part
 
     def compose(self) -> ComposeResult:
@@ -124,7 +126,12 @@ class ChatApp(App[int]):
             self._show_users()
         if isinstance(event, ErrorReceived) and event.source == "client":
             self.last_error = f"{event.code}: {event.detail}"
+        if isinstance(event, ConnectionState):
+            self.online = False
+            self._connected = connection_text(event)
+            self._status(self._connected)
         if isinstance(event, Ready):
+            self.online = True
             self._ready_seen = True
             self.sub_title = f"{safe_text(event.display_name)} [{short_id(event.user_id)}] @ {event.server}"
             self._connected = f"connected to {event.server}"
@@ -134,8 +141,8 @@ class ChatApp(App[int]):
         if isinstance(event, LoginRegisterFailed):
             self._status(f"{self._connected} · login NOT stored on the server ({safe_text(event.code)}); "
                          "see the log")
-        if isinstance(event, FileProgress):
-            self._status(progress_text(event))
+        if isinstance(event, FileProgress) and self.online:
+            self._status(f"{progress_text(event)} · {self._connected}")
         line = event_text(event)
         if line is not None:
             self.query_one("#log", RichLog).write(line)
@@ -154,8 +161,14 @@ class ChatApp(App[int]):
     async def on_input_submitted(self, message: Input.Submitted) -> None:
         line = message.value.strip()
         message.input.value = ""
-        if line:
-            await self.lines.put(line)
+        if not line:
+            return
+        if not self.online and not self._client_done and line not in ("/quit", "/help"):
+            # Shown now, sent in order once connected (issue #16 item 3).
+            self.query_one("#log", RichLog).write(
+                Text(f"· queued (not connected): {safe_text(line)} — sent once the connection is back",
+                     style="yellow"))
+        await self.lines.put(line)
 
     async def action_leave(self) -> None:
         if self._client_done:

@@ -4,7 +4,6 @@ reader never races the end of a failed connect."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -13,9 +12,9 @@ import pytest
 from chat_process import PASSWORD
 
 from socp.client.connection import _why, server_url_problem
+from socp.client.events import ErrorReceived
 from socp.client.home import ClientHome
 from socp.client.tui import ChatApp
-from socp.client.events import ErrorReceived
 
 from support.nodes import free_port
 

@@ -8,9 +8,24 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from chat_process import Chat
-from test_real_node import FAST_FILES, FAST_LINKS, MEGABYTE, NODE_A, NODE_B, make_home, start_chat, wait_listed
-from test_real_node import write_random
+from chat_process import PASSWORD, Chat
+from textual.widgets import RichLog, Static
+from test_real_node import (
+    FAST_FILES,
+    FAST_LINKS,
+    MEGABYTE,
+    NODE_A,
+    NODE_B,
+    make_home,
+    start_chat,
+    wait_listed,
+    write_random,
+)
+
+from socp.client.connection import ChatClient
+from socp.client.home import ClientHome
+from socp.client.tui import ChatApp
+from socp.protocol import crypto
 
 from support.nodes import start_node
 
@@ -64,3 +79,58 @@ async def test_a_file_cut_by_a_restart_of_the_receivers_node_is_reported_on_both
     finally:
         node_b.stop()
         node_a.stop()
+
+
+def _status(app) -> str:
+    return str(app.query_one("#status", Static).render())
+
+
+def _log(app) -> str:
+    return "\n".join(strip.text for strip in app.query_one("#log", RichLog).lines)
+
+
+async def _until(pilot, check, timeout: float = 60.0) -> None:
+    for _ in range(int(timeout / 0.1)):
+        if check():
+            return
+        await pilot.pause(0.1)
+    raise AssertionError("condition not met in time")
+
+
+async def test_the_app_says_reconnecting_and_queues_what_is_typed_meanwhile(keys, tmp_path, chats):
+    """Issue #16 item 3, on a real node restarted under a headless app. Before: the
+    status line kept saying "connected to …" and a line typed meanwhile showed
+    nothing until the reconnect."""
+    node = start_node(tmp_path / "node", keys[NODE_A], verifiers=1)
+    try:
+        alice_home, _ = make_home(keys, tmp_path, "alice")
+        bob_home, _ = make_home(keys, tmp_path, "bob")
+        bob = await start_chat(chats, bob_home, node, *RECONNECT)
+        home = ClientHome(alice_home)
+        session = home.session(home.load_user_key(PASSWORD), PASSWORD,
+                               server_key=crypto.decode_public_key(node.pubkey))
+
+        def run_client(emit, lines):
+            return ChatClient(session, node.url, emit, linger=0.2, reconnect=True, auto_refresh=True,
+                              backoff_max=1.0).run(lines)
+
+        app = ChatApp(run_client)
+        async with app.run_test(size=(120, 35)) as pilot:
+            await _until(pilot, lambda: "connected to" in _status(app))
+            await pilot.press(*"/list", "enter")
+            await _until(pilot, lambda: "online (2)" in _log(app))
+            node.stop()
+            await _until(pilot, lambda: "RECONNECTING" in _status(app))
+            await pilot.press(*"/tell bob typed while offline", "enter")
+            await _until(pilot, lambda: "queued (not connected): /tell bob typed while offline" in _log(app))
+            node = start_node(tmp_path / "node", keys[NODE_A], verifiers=1, port=node.port)
+            await _until(pilot, lambda: "connected to" in _status(app))
+            # The queued line runs once connected: it is sent (or, should bob not be
+            # back yet, refused in words), never dropped.
+            await _until(pilot, lambda: "you → bob" in _log(app) or "NOT DELIVERED" in _log(app)
+                         or "USER_NOT_FOUND" in _log(app))
+            await pilot.press("ctrl+q")
+            await pilot.pause(0.5)
+        assert await bob.finish() == 0
+    finally:
+        node.stop()
