@@ -55,7 +55,9 @@ def _hand_over(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]
     """Put `item` on `queue` from another thread; False once the loop has stopped."""
     taken = threading.Event()
 
-    def put() -> None:   # runs on the loop
+    def put() -> None:   # runs on the loop; a second try may be queued behind the first
+        if taken.is_set():
+            return
         try:
             queue.put_nowait(item)
         except asyncio.QueueFull:

@@ -4,6 +4,7 @@ reader never races the end of a failed connect."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -88,3 +89,25 @@ async def test_the_app_exits_with_the_clients_code_and_keeps_its_reason():
                 break
             await pilot.pause(0.05)
     assert app.return_value == 1 and app.last_error.startswith("UNREACHABLE: cannot reach")
+
+
+async def test_a_line_handed_over_while_the_loop_is_busy_arrives_once():
+    """The reader tries again when the loop is slow to take a line: the line must
+    still be queued once (a busy loop made a command run twice)."""
+    import threading
+    import time
+
+    from socp.client.script import HAND_OVER_POLL, _hand_over
+
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue(4)
+    handed = threading.Thread(target=_hand_over, args=(loop, queue, "/tell bob once"))
+    handed.start()
+    time.sleep(HAND_OVER_POLL * 4)        # the loop is blocked: the reader asks several times
+    for _ in range(100):
+        if not handed.is_alive():
+            break
+        await asyncio.sleep(0.01)
+    handed.join(5)
+    await asyncio.sleep(0.05)
+    assert queue.qsize() == 1 and queue.get_nowait() == "/tell bob once"
