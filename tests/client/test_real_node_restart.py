@@ -6,6 +6,8 @@ receiver did not get. `socp chat --script --reconnect` clients, as in test_real_
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 import pytest
 from chat_process import PASSWORD, Chat
@@ -22,12 +24,15 @@ from test_real_node import (
     write_random,
 )
 
+from socp.client import connection
 from socp.client.connection import ChatClient
+from socp.client.events import ErrorReceived, NotDelivered, Ready
 from socp.client.home import ClientHome
 from socp.client.tui import ChatApp
 from socp.protocol import crypto
 
 from support.nodes import start_node
+from support.wsclient import RawUser
 
 pytestmark = pytest.mark.e2e
 RECONNECT = ("--reconnect", "--connect-attempts", "30")
@@ -133,4 +138,73 @@ async def test_the_app_says_reconnecting_and_queues_what_is_typed_meanwhile(keys
             await pilot.pause(0.5)
         assert await bob.finish() == 0
     finally:
+        node.stop()
+
+
+async def test_a_message_caught_by_a_node_crash_is_restamped_and_arrives_once(keys, tmp_path, monkeypatch):
+    """A DM written to the socket as the node was SIGKILLed: after the restart the
+    client sends it again (it was never ACKed), the node cannot tell it from a copy
+    and answers ERROR RESEND, and the client re-stamps it, silently. Before: the
+    client ignored RESEND (and never sent the unacknowledged message again)."""
+    node = start_node(tmp_path / "node", keys[NODE_A], verifiers=1)
+    bob = RawUser(node.url, keys[1])
+    bob_back = asyncio.Event()
+    real_dial = connection.dial
+
+    async def dial_once_bob_is_back(url, emit, **options):
+        # Deterministic order: alice reconnects only once bob is there again.
+        if readies:
+            await asyncio.wait_for(bob_back.wait(), 60)
+        return await real_dial(url, emit, **options)
+
+    monkeypatch.setattr(connection, "dial", dial_once_bob_is_back)
+    home_dir, _ = make_home(keys, tmp_path, "alice")
+    home = ClientHome(home_dir)
+    session = home.session(home.load_user_key(PASSWORD), PASSWORD, server_key=crypto.decode_public_key(node.pubkey))
+    events: list = []
+    readies: list = []
+
+    def emit(event) -> None:
+        events.append(event)
+        if isinstance(event, Ready):
+            readies.append(event)
+
+    lines: asyncio.Queue = asyncio.Queue()
+    client = ChatClient(session, node.url, emit, reconnect=True, linger=0.2, backoff_max=1.0)
+    task = asyncio.create_task(client.run(lines))
+    try:
+        await bob.connect(display_name="bob")
+        for _ in range(200):
+            if readies:
+                break
+            await asyncio.sleep(0.05)
+        await lines.put("/tell bob warm up")
+        await bob.receive("USER_DELIVER", timeout=20)
+        for _ in range(100):
+            if session.outbox.server_acks:
+                break
+            await asyncio.sleep(0.05)
+        assert session.outbox.server_acks
+        # Written to the socket as the node dies: never handled, never ACKed.
+        caught = session.tell(bob.user_id, "typed as the node crashed").frames
+        session.frames_sent(caught)
+        await asyncio.sleep(1.5)                  # the node has flushed the keys it saw
+        os.killpg(node.process.pid, signal.SIGKILL)
+        node.stop()
+        node = start_node(tmp_path / "node", keys[NODE_A], verifiers=1, port=node.port)
+        bob.inbox.clear()
+        await bob.connect(display_name="bob")
+        await bob.list_users()
+        bob_back.set()
+        deliver = await bob.receive("USER_DELIVER", timeout=60)
+        assert bob.open_dm(deliver) == b"typed as the node crashed"
+        assert deliver.ts > caught[0].ts and deliver.payload["ciphertext"] == caught[0].payload["ciphertext"]
+        assert await bob.nothing_of("USER_DELIVER", 1.5)       # once
+        assert not [e for e in events if isinstance(e, NotDelivered)]
+        assert not [e for e in events if isinstance(e, ErrorReceived) and e.source == "server"], events
+        await lines.put(None)
+        assert await asyncio.wait_for(task, 20) == 0
+    finally:
+        task.cancel()
+        await bob.close()
         node.stop()
