@@ -219,11 +219,14 @@ def route_to_user(state: RouterState, target: str, sender: str, ts: int, payload
         sender_pub = in_form(payload.get("sender_pub", ""), form)
         deliver = frames.user_deliver(me, target, ts, payload["ciphertext"], sender, sender_pub,
                                       payload["content_sig"], **extra)
-        if conn in state.sender_in_payload:
+        signed_ts = payload.get("ts")
+        signed_ts = signed_ts if isinstance(signed_ts, int) and not isinstance(signed_ts, bool) else None
+        # A sender that signed over its payload's own ts (G101's client) needs it
+        # carried to every client, or no recipient can check its content_sig; G101's
+        # client also reads who sent it from the payload.
+        if conn in state.sender_in_payload or (signed_ts is not None and signed_ts != ts):
             # Who sent it as this node authenticated it, and the ts the sender signed.
-            signed_ts = payload.get("ts")
-            named = {"from": sender, "to": target,
-                     "ts": signed_ts if isinstance(signed_ts, int) and not isinstance(signed_ts, bool) else ts}
+            named = {"from": sender, "to": target, "ts": ts if signed_ts is None else signed_ts}
             deliver = replace(deliver, payload={**deliver.payload, **named})
         if conn is None:
             return _park(state, target, deliver, origin_conn)
