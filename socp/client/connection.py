@@ -19,6 +19,16 @@
       close        after EOF (files being sent are finished first) or /quit
                    (they are stopped: FILE_END, the receiver discards them): a
                    grace period for in-flight deliveries, then a normal closure
+      lost         what was in flight is reported (files being sent, downloads,
+                   files not yet confirmed), ConnectionState says reconnecting
+                   or offline; after a reconnect the messages the server never
+                   acknowledged go again, byte for byte, before the commands
+                   typed meanwhile (issue #16)
+
+The session's outbox (outbox.py) follows what the server did with our frames:
+ACKs, ERRORs naming them (`msg_ref`, `msg_refs`: "not delivered", once per
+message), and ERROR RESEND, answered with the frames re-stamped (`Restamped`,
+which the reader sends and never shows).
 
 File chunks are paced (one token bucket per connection, shared by every file
 being sent, `file_chunk_rate` frames per second after a burst of
