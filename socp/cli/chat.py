@@ -22,7 +22,7 @@ from pathlib import Path
 
 import click
 
-from socp.client.connection import FILE_CHUNK_RATE, LoginStore
+from socp.client.connection import FILE_CHUNK_RATE, LoginStore, server_url_problem
 from socp.client.home import USER_KEY_FILE, ClientHome, HomeError, WrongPassword
 from socp.protocol import crypto
 from socp.protocol.errors import BadKey
@@ -42,6 +42,21 @@ def _password(script: bool, creating: bool, prompt: str = "Key store password") 
     if script:
         raise click.UsageError("--script needs the key store password in SOCP_PASSWORD")
     return click.prompt(prompt, hide_input=True, confirmation_prompt=creating)
+
+
+def _check_server_url(server: str, script: bool) -> None:
+    """A --server that cannot be a node's URL stops here, before any prompt: one line
+    (an `error` event BAD_SERVER_URL in --script) and exit code 2, never a traceback."""
+    problem = server_url_problem(server)
+    if not problem:
+        return
+    if script:
+        from socp.client.events import ErrorReceived
+        from socp.client.script import JsonLinesOutput
+
+        JsonLinesOutput(sys.stdout)(ErrorReceived("BAD_SERVER_URL", problem, "client"))
+    click.echo(f"Error: --server: {problem}", err=True)
+    sys.exit(2)
 
 
 def _open_user_key(home: ClientHome, password: str, script: bool) -> tuple[crypto.PrivateKey, str]:
@@ -137,6 +152,9 @@ def _generate_key(script: bool) -> crypto.PrivateKey:
 @click.option("--connect-attempts", type=click.IntRange(min=1), default=None,
               help="Give up after this many connection attempts. [default: 5 with --script or --login, "
                    "else keep trying]")
+@click.option("--reconnect", is_flag=True,
+              help="--script: after a lost connection, connect again (with backoff) instead of exiting 1; "
+                   "the interactive client always does.")
 @click.option("--login", "login_id", default=None, metavar="USER_ID",
               help="On a new machine: get your key back from the server with your password, into a new, "
                    "empty --home, then chat as usual.")
@@ -145,8 +163,9 @@ def _generate_key(script: bool) -> crypto.PrivateKey:
                    "so that --login works on other machines (env SOCP_STORE_LOGIN=0 turns it off).")
 def chat(server: str, home_dir: Path | None, name: str | None, script: bool, linger: float,
          server_key: str | None, sign_chunks: bool, file_rate: float, connect_attempts: int | None,
-         login_id: str | None, store_login: bool) -> None:
+         reconnect: bool, login_id: str | None, store_login: bool) -> None:
     """Chat over SOCP v1.3: /list, /tell, /all, /file, /cancel, /whois, /trust, /help, /quit."""
+    _check_server_url(server, script)
     home = ClientHome(home_dir or _default_home())
     try:
         pinned_server = crypto.decode_public_key(server_key) if server_key else None
@@ -179,7 +198,8 @@ def chat(server: str, home_dir: Path | None, name: str | None, script: bool, lin
 
         try:
             code = asyncio.run(run_script(session, server, linger=linger, connect_attempts=connect_attempts or 5,
-                                          file_chunk_rate=file_rate, login_store=login_store))
+                                          file_chunk_rate=file_rate, login_store=login_store,
+                                          reconnect=reconnect))
         except KeyboardInterrupt:
             code = 130
         sys.exit(code)
@@ -193,8 +213,11 @@ def chat(server: str, home_dir: Path | None, name: str | None, script: bool, lin
                             login_store=login_store)
         return client.run(lines)
 
+    app = ChatApp(run_client)
     try:
-        code = ChatApp(run_client).run()
+        code = app.run()
     finally:
         session.close()
+    if code and app.last_error:
+        click.echo(f"Error: {app.last_error}", err=True)
     sys.exit(code or 0)

@@ -19,6 +19,16 @@
       close        after EOF (files being sent are finished first) or /quit
                    (they are stopped: FILE_END, the receiver discards them): a
                    grace period for in-flight deliveries, then a normal closure
+      lost         what was in flight is reported (files being sent, downloads,
+                   files not yet confirmed), ConnectionState says reconnecting
+                   or offline; after a reconnect the messages the server never
+                   acknowledged go again, byte for byte, before the commands
+                   typed meanwhile (issue #16)
+
+The session's outbox (outbox.py) follows what the server did with our frames:
+ACKs, ERRORs naming them (`msg_ref`, `msg_refs`: "not delivered", once per
+message), and ERROR RESEND, answered with the frames re-stamped (`Restamped`,
+which the reader sends and never shows).
 
 File chunks are paced (one token bucket per connection, shared by every file
 being sent, `file_chunk_rate` frames per second after a burst of
@@ -42,27 +52,34 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ssl
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidHandshake, InvalidURI
+from websockets.uri import parse_uri
 
 from socp.protocol import crypto
 from socp.protocol import login as login_values
+from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode, SocpError, UserNotFound
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import PUBLIC_CHANNEL, is_peer_id
 from socp.protocol.limits import MAX_FRAME_BYTES
 
 from . import commands, dialects
+from .display import human_bytes
 from .commands import Command, CommandError
 from .events import (
+    ConnectionState,
     ErrorReceived,
     Event,
     FileFailed,
+    FileProgress,
     HelpResult,
     Info,
     ListResult,
@@ -70,10 +87,12 @@ from .events import (
     LoginRegisterFailed,
     MessageReceived,
     MessageSent,
+    NotDelivered,
     Ready,
+    Restamped,
 )
 from .roaming import LoginFailed, RoamingLogin
-from .session import Actions, ClientSession
+from .session import RESUME_GRACE, Actions, ClientSession
 
 EmitFn = Callable[[Event], None]
 _R = TypeVar("_R")
@@ -128,6 +147,9 @@ class OutgoingFile:
     file_id: str = ""            # known once FILE_START is made
     to: str = ""
     stop_reason: str = ""        # set by /cancel or /quit; the task then sends FILE_END
+    reported: bool = False       # the failure was already shown (the server refused a frame of it)
+    done: int = 0                # bytes handed to the connection so far
+    size: int = 0
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def matches(self, wanted: str) -> bool:
@@ -168,22 +190,50 @@ class LoginStore:
     params: login_values.ScryptParams = login_values.DEFAULT_PARAMS
 
 
+def server_url_problem(url: str) -> str:
+    """What is wrong with a server URL, in one line a user can act on ("" if nothing).
+    Checked before connecting, so a typo never reaches the WebSocket library (issue #16)."""
+    hint = "use ws://host:port (wss:// only for a node behind TLS)"
+    try:
+        parsed = urlsplit(url)
+        port = parsed.port
+    except ValueError:
+        return f"{url!r} has no valid port (1-65535): {hint}"
+    if not parsed.scheme:
+        return f"{url!r} is not a URL: {hint}"
+    if parsed.scheme not in ("ws", "wss"):
+        return f"{url!r} is a {parsed.scheme}:// URL, not a WebSocket one: {hint}"
+    if not parsed.hostname:
+        return f"{url!r} names no host: {hint}"
+    if port == 0:
+        return f"{url!r} has no valid port (1-65535): {hint}"
+    try:
+        parse_uri(url)
+    except InvalidURI as exc:
+        return f"{url!r} is not a WebSocket URL ({exc}): {hint}"
+    return ""
+
+
 async def dial(url: str, emit: EmitFn, *, attempts: int | None, backoff_max: float = 10.0,
                open_timeout: float = 10.0) -> ClientConnection:
     """Open a WebSocket, retrying with exponential backoff (None: until cancelled)."""
     delay, attempt = 0.5, 0
+    problem = server_url_problem(url)
+    if problem:
+        raise ConnectFailed(problem)
     while True:
         attempt += 1
         try:
             return await connect(url, compression=None, max_size=MAX_FRAME_BYTES, open_timeout=open_timeout,
                                  close_timeout=5, ping_timeout=PING_TIMEOUT)
-        except InvalidURI as exc:
-            raise ConnectFailed(f"{url} is not a WebSocket URL (ws://host:port)") from exc
+        except (InvalidURI, ValueError) as exc:
+            raise ConnectFailed(f"{url!r} is not a usable WebSocket URL ({exc})") from exc
         except (OSError, asyncio.TimeoutError, InvalidHandshake) as exc:
-            reason = _why(exc)
+            reason = _why(exc, url)
         if attempts is not None and attempt >= attempts:
             raise ConnectFailed(f"cannot reach {url}: {reason} (gave up after {attempt} attempts)")
         emit(Info(f"cannot reach {url}: {reason}; retrying in {delay:.1f}s"))
+        emit(ConnectionState("reconnecting", f"cannot reach {url}: {reason}", delay))
         await asyncio.sleep(delay)
         delay = min(delay * 2, backoff_max)
 
@@ -291,15 +341,18 @@ class ChatClient:
 
     async def run(self, lines: asyncio.Queue[str | None]) -> int:
         """Connect, then serve until the input ends (0) or the connection is lost (1)."""
+        self._emit(ConnectionState("connecting", self.url))
         while True:
             try:
                 await self._connect()
                 await self._hello()
             except ChatError as exc:
                 self._emit(ErrorReceived(_code(exc), exc.detail, "client"))
+                self._emit(ConnectionState("offline", exc.detail))
                 await self._drop()
                 return 1
             lost: BaseException | None = None
+            interrupted: list[OutgoingFile] = []
             self._pacer = ChunkPacer(self.file_chunk_rate, self.file_chunk_burst, asyncio.get_running_loop().time)
             try:
                 self._served = asyncio.Event()
@@ -313,15 +366,41 @@ class ChatClient:
                 lost = failures.exceptions[0]
             finally:
                 self._group = None
-                self._sending.clear()   # their tasks ended with the group
+                interrupted, self._sending = self._sending, []   # their tasks ended with the group
             if lost is None:
                 return 0
             self._emit(ErrorReceived("DISCONNECTED", str(lost), "client"))
+            self._report_interrupted(interrupted)
             await self._drop()
             if not self.reconnect:
+                self._emit(ConnectionState("offline", str(lost)))
                 return 1
             self.session.connection_reset()
             self._emit(Info("reconnecting…"))
+            self._emit(ConnectionState("reconnecting", str(lost)))
+
+    def _report_interrupted(self, interrupted: list[OutgoingFile]) -> None:
+        """Nothing in flight vanishes silently (issue #16): files being sent, downloads,
+        files waiting for the server's confirmation."""
+        for sending in interrupted:
+            if sending.stop_reason and sending.reported:
+                continue
+            where = f" at {human_bytes(sending.done)} of {human_bytes(sending.size)}" if sending.size else ""
+            self._emit(FileFailed(sending.file_id, self.session.user_id, sending.name,
+                                  f"interrupted{where}: the connection to the server was lost; the receiver "
+                                  "discards the partial file; send it again with /file", outgoing=True))
+        for event in self.session.connection_lost(resumable=self.reconnect):
+            self._emit(event)
+
+    async def _send_unconfirmed(self) -> None:
+        """After a reconnect: the messages the server never confirmed, again, byte for
+        byte (it answers REPLAY for those it had; receivers drop copies)."""
+        self.session.reconnected()
+        again = self.session.take_unconfirmed()
+        if again:
+            self._emit(Info(f"sending again {len(again)} message frame(s) the server had not confirmed "
+                            "before the connection was lost"))
+            await self._send_frames(again)
 
     async def _connect(self) -> None:
         self._ws = await dial(self.url, self._emit, attempts=self.connect_attempts, backoff_max=self.backoff_max,
@@ -398,7 +477,10 @@ class ChatClient:
                                         about_signature=dialects.asks_for_envelope_signature(event.code,
                                                                                              event.detail))
             for event in events:
-                self._emit(event)
+                if isinstance(event, Restamped):
+                    await self._send_frames(event.frames)
+                else:
+                    self._emit(event)
             if any(isinstance(event, ListResult) for event in events):
                 return True
             if kind is not None and kind in self.session.unsupported:
@@ -419,6 +501,11 @@ class ChatClient:
         try:
             async for raw in self._ws:
                 for event in self.session.handle(raw):
+                    if isinstance(event, Restamped):
+                        await self._send_frames(event.frames)   # ERROR RESEND: again, transparently
+                        continue
+                    if isinstance(event, NotDelivered):
+                        self._refused(event)
                     if await self._held_for_a_name(event):
                         continue
                     if isinstance(event, (LoginRegistered, LoginRegisterFailed)):
@@ -462,6 +549,20 @@ class ChatClient:
         asyncio.get_running_loop().call_later(self.list_timeout, self._release_held)
         await self._request_list(requested=False)
         return True
+
+    def _refused(self, event: NotDelivered) -> None:
+        """The server refused a frame of ours. A file still being sent is stopped (the
+        rest cannot help; its FILE_END tells the receiver to discard it); a refused
+        public message is the answer an /all waits for."""
+        if event.code == ErrorCode.RATE_LIMITED.value:
+            self._rate_limited_at = asyncio.get_running_loop().time()
+        if event.kind == "file":
+            for sending in self._sending:
+                if sending.file_id and sending.file_id == event.file_id:
+                    sending.stop_reason = sending.stop_reason or f"the server refused it ({event.code})"
+                    sending.reported = True
+        if (event.kind == "public" and self._server_error is not None and not self._server_error.done()):
+            self._server_error.set_result(ErrorReceived(event.code, event.detail, "server"))
 
     def _release_held(self) -> None:
         held, self._held = self._held, []
@@ -515,7 +616,7 @@ class ChatClient:
     async def _drop_silent_downloads(self) -> None:
         """A sender that starts a file and goes silent must not hold a download slot
         and a temporary file until the session ends (`session.download_idle_timeout`)."""
-        interval = min(SILENT_DOWNLOAD_CHECK, self.session.download_idle_timeout / 4)
+        interval = min(SILENT_DOWNLOAD_CHECK, self.session.download_idle_timeout / 4, RESUME_GRACE / 4)
         while True:
             try:
                 await asyncio.wait_for(self._served.wait(), interval)
@@ -525,6 +626,10 @@ class ChatClient:
                     self._emit(event)
 
     async def _command_loop(self, lines: asyncio.Queue[str | None]) -> None:
+        try:
+            await self._send_unconfirmed()
+        except ConnectionClosed as exc:
+            raise ConnectionLost(f"connection to {self.url} lost ({_close_reason(exc)})") from exc
         while True:
             line = await lines.get()
             if line is None:
@@ -558,11 +663,15 @@ class ChatClient:
             return True
 
     async def _send(self, actions: Actions) -> None:
-        assert self._ws is not None
-        for frame in actions.frames:
-            await self._ws.send(frame.to_wire())
+        await self._send_frames(actions.frames)
         for event in actions.events:
             self._emit(event)
+
+    async def _send_frames(self, frames_out: tuple[Envelope, ...]) -> None:
+        assert self._ws is not None
+        for frame in frames_out:
+            await self._ws.send(frame.to_wire())
+            self.session.frames_sent((frame,))   # in wire order: what a cumulative ACK covers
 
     async def _request_list(self, *, requested: bool) -> asyncio.Future[None]:
         assert self._ws is not None
@@ -733,6 +842,9 @@ class ChatClient:
                 if wait > 0:
                     await asyncio.sleep(wait)
             await self._send(actions)
+            for event in actions.events:
+                if isinstance(event, FileProgress):
+                    sending.done, sending.size = event.done, event.total
             for frame in actions.frames:
                 if frame.type == T.FILE_START:
                     sending.file_id, sending.to = frame.payload["file_id"], frame.to
@@ -741,9 +853,10 @@ class ChatClient:
         """Stop sending a file: a FILE_END tells the receiver to discard what it has;
         if nothing of it was sent yet, we only say it failed."""
         if sending.file_id:
-            await self._send(self.session.abandon_file(sending.file_id, sending.to, sending.name, reason))
+            actions = self.session.abandon_file(sending.file_id, sending.to, sending.name, reason)
+            await self._send(Actions(frames=actions.frames) if sending.reported else actions)
         else:
-            self._emit(FileFailed("", self.session.user_id, sending.name, reason))
+            self._emit(FileFailed("", self.session.user_id, sending.name, reason, outgoing=True))
 
     async def _cmd_whois(self, command: Command) -> bool:
         user = command.args["user"]
@@ -775,13 +888,24 @@ def _code(exc: SocpError) -> str:
     return exc.code.value
 
 
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
+def _why(exc: BaseException, url: str = "") -> str:
+    """A failed connect in words; never empty (a reset has no message of its own)."""
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (is the node running?)"
+    tls = url.startswith("wss://")
+    if tls and isinstance(exc, (ssl.SSLError, ConnectionResetError, asyncio.IncompleteReadError)):
+        plain = "ws://" + url[len("wss://"):]
+        return f"the TLS handshake failed ({_text_of(exc)}): is it a plain node? try --server {plain}"
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
     if isinstance(exc, OSError):
-        return exc.strerror or str(exc)
+        return exc.strerror or _text_of(exc)
+    return _text_of(exc)
+
+
+def _text_of(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionResetError) and not str(exc):
+        return "the server reset the connection"
     return str(exc) or type(exc).__name__
 
 

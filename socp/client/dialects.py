@@ -14,6 +14,9 @@ servers other teams run answer in their own dialects:
                 else none at all: a presence cache fed by USER_ADVERTISE (G56)
   key lookups   DIRECTORY_GET (ours), PUBKEY_REQUEST (G17), USER_DB_GET (G45)
   key shares    G17 names the wrapped key `wrapped`
+  DM signature  G101's client signs over payload.from/to/ts (`payload_dm_ts`)
+  FILE_START    G45's client signs its canonical manifest JSON (`manifest_forms`);
+                G17's client sends no sha256 (the session checks the size only)
 
 This module is pure (no sockets): the session uses it to turn a peer's frame into
 the shape `socp.protocol.envelope` validates, and the driver to walk the dialects.
@@ -26,6 +29,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from socp.protocol import limits
+from socp.protocol.encoding import canonical_json
 from socp.protocol.envelope import Envelope, parse_obj
 from socp.protocol.errors import MalformedFrame
 from socp.protocol.frame_types import FrameType as T
@@ -138,6 +142,33 @@ def readable_payload(frame_type: str, payload: Any) -> Any:
     return payload
 
 
+def payload_dm_ts(payload: dict[str, Any], sender: str, me: str) -> int | None:
+    """G101's client signs a DM over the `from`, `to` and `ts` its payload carries
+    (the envelope's ts is a little later). That ts, when the payload names this
+    sender and us (a DM signed for someone else must not read as ours); else None."""
+    ts = payload.get("ts")
+    if type(ts) is not int or payload.get("from", sender) != sender or payload.get("to", me) != me:
+        return None
+    return ts
+
+
+def manifest_forms(payload: dict[str, Any], sender: str, to: str, ts: int) -> list[bytes]:
+    """What a FILE_START's content_sig may cover: ours (the manifest with the envelope's
+    from/to/ts, session.manifest_signed_bytes), and G45's canonical JSON of
+    {file_id, name, size, sha256, mode, sender, ts} from its payload, taken only when
+    that payload names the sender we read (its chunks are encrypted to us, so a
+    manifest meant for someone else cannot bring us a file that opens)."""
+    ours = canonical_json({
+        "file_id": payload.get("file_id"), "name": payload.get("name"), "size": payload.get("size"),
+        "sha256": payload.get("sha256"), "mode": payload.get("mode"), "from": sender, "to": to, "ts": ts,
+    })
+    forms = [ours]
+    if payload.get("sender") == sender and type(payload.get("ts")) is int:
+        forms.append(canonical_json({key: payload.get(key) for key in
+                                     ("file_id", "name", "size", "sha256", "mode", "sender", "ts")}))
+    return forms
+
+
 def is_plain_public(fields: dict[str, Any]) -> bool:
     """A public message with a plaintext `text` and no ciphertext (G45's clients)."""
     payload = fields.get("payload")
@@ -188,5 +219,6 @@ def looked_up_key(envelope_type: str, payload: dict[str, Any]) -> tuple[str, str
 __all__ = [
     "KEY_LOOKUPS", "LIST_DIALECTS", "LIST_REPLIES", "PRESENCE_ONLY", "UNKNOWN_TYPE",
     "asks_for_envelope_signature", "error_fields", "is_hello_refusal", "is_plain_public", "listed_users",
-    "looked_up_key", "ms_timestamp", "parse_plain_public", "readable_payload", "tolerant_fields",
+    "looked_up_key", "manifest_forms", "ms_timestamp", "parse_plain_public", "payload_dm_ts", "readable_payload",
+    "tolerant_fields",
 ]

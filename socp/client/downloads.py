@@ -2,9 +2,11 @@
 
 Chunks go to a private temporary file (mode 0600, hidden name) in the downloads
 directory. Only after FILE_END, when size and SHA-256 match the manifest, is the
-file linked under its final name: the sender's name reduced to a safe basename,
-never overwriting anything (' (1)', ' (2)', ... are added). On any failure the
-temporary file is deleted. Nothing partial ever appears under a final name.
+file linked under its final name (a manifest without a SHA-256, as G17's client
+sends, is checked for its size only, and the user is told it is not verified:
+docs/chat.md): the sender's name reduced to a safe basename, never overwriting
+anything (' (1)', ' (2)', ... are added). On any failure the temporary file is
+deleted. Nothing partial ever appears under a final name.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class IncomingFile:
     sender: str
     name: str
     size: int
-    sha256: str
+    sha256: str                   # "" when the sender gave none: only the size is checked
     channel: str
     verified: bool
     creator_fingerprint: str      # public mode: whose channel key decrypts the chunks
@@ -46,6 +48,7 @@ class IncomingFile:
     done: int = 0
     last_progress: float = 0.0
     last_activity: float = 0.0    # when the last chunk came (the session's clock)
+    interrupted: bool = False     # the connection was lost since the last chunk: waiting to resume
 
     @classmethod
     def open(cls, directory: Path, *, file_id: str, sender: str, name: str, size: int, sha256: str,
@@ -74,7 +77,7 @@ class IncomingFile:
         self._close()
         if self.done != self.size:
             raise TransferFailed(f"received {self.done} bytes, the manifest said {self.size}")
-        if self._hasher.hexdigest() != self.sha256:
+        if self.sha256 and self._hasher.hexdigest() != self.sha256:
             raise TransferFailed("SHA-256 of the received data does not match the manifest")
         return place_without_overwrite(self.tmp_path, Path(directory), safe_filename(self.name))
 

@@ -9,7 +9,7 @@ surface escapes them with `display.safe_text`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 Channel = Literal["dm", "public"]
 # How the content of a message reached us (SOCP §7.3 project decision).
@@ -23,6 +23,16 @@ class Ready:
     display_name: str
     fingerprint: str
     server: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionState:
+    """Where the connection stands, for the status line (issue #16 item 3): `Ready`
+    says connected; this says the rest."""
+
+    state: Literal["connecting", "reconnecting", "offline"]
+    detail: str                 # why, in words
+    retry_in: float | None = None   # seconds until the next attempt
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +65,28 @@ class MessageRejected:
     channel: Channel
     reason: str
     ts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NotDelivered:
+    """The server refused (part of) a message or file of ours: an ERROR named its
+    frames (msg_ref / msg_refs). Said once per message, however many frames."""
+
+    kind: Literal["dm", "public", "file"]
+    recipient: str              # a user id, or "public"
+    label: str
+    summary: str                # the text, or the file name
+    code: str
+    detail: str
+    file_id: str = ""           # for a file
+
+
+@dataclass(frozen=True, slots=True)
+class Restamped:
+    """Frames the server answered ERROR RESEND, stamped afresh: the driver sends them.
+    Internal: never rendered (the user saw the message as sent once)."""
+
+    frames: tuple[Any, ...]     # Envelopes
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +126,7 @@ class FileReceived:
     sha256: str
     channel: Channel
     verified: bool              # the manifest carried a content_sig that verified
+    hashed: bool = True         # False: the sender gave no SHA-256, only the size was checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +144,7 @@ class FileFailed:
     sender: str
     name: str
     reason: str
+    outgoing: bool = False      # a file we were sending (sender is then our own id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +219,12 @@ class LoggedIn:
 
 Event = Union[
     Ready,
+    ConnectionState,
     MessageReceived,
     MessageSent,
     MessageRejected,
+    NotDelivered,
+    Restamped,
     KeyChanged,
     ChannelKeyReceived,
     FileProgress,

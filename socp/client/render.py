@@ -21,9 +21,11 @@ from .display import human_bytes, safe_text, short_id
 # event class -> the "event" value of its JSON object.
 EVENT_NAMES: dict[type, str] = {
     ev.Ready: "ready",
+    ev.ConnectionState: "connection",
     ev.MessageReceived: "message",
     ev.MessageSent: "sent",
     ev.MessageRejected: "rejected",
+    ev.NotDelivered: "not_delivered",
     ev.KeyChanged: "key_changed",
     ev.ChannelKeyReceived: "channel_key",
     ev.FileProgress: "progress",
@@ -73,6 +75,11 @@ def _who(label: str, user_id: str) -> str:
     return name if label == user_id else f"{name} [{short_id(user_id)}]"
 
 
+def _excerpt(text: str, limit: int = 40) -> str:
+    shown = safe_text(text)
+    return f'"{shown}"' if len(shown) <= limit else f'"{shown[:limit]}…"'
+
+
 def event_text(event: ev.Event) -> Text | None:
     """The scrollback line for an event, or None for events shown elsewhere."""
     if isinstance(event, ev.MessageReceived):
@@ -100,6 +107,16 @@ def event_text(event: ev.Event) -> Text | None:
     if isinstance(event, ev.MessageRejected):
         return Text(f"! rejected a {event.channel} message from {safe_text(event.sender)}: "
                     f"{safe_text(event.reason)}", style="red")
+    if isinstance(event, ev.NotDelivered):
+        what = {"dm": "message to", "public": "public message", "file": "file"}[event.kind]
+        target = "" if event.kind == "public" else " " + _who(event.label, event.recipient)
+        if event.kind == "file":
+            target = f" {safe_text(event.summary)} to" + (" public" if event.recipient == "public" else target)
+            about = ""
+        else:
+            about = f" ({_excerpt(event.summary)})"
+        return Text(f"! NOT DELIVERED: {what}{target}{about}: the server refused it: {safe_text(event.code)} "
+                    f"{safe_text(event.detail)}", style="bold red")
     if isinstance(event, ev.KeyChanged):
         return Text(f"!! the key of {_who(event.label, event.user)} CHANGED: {event.old_fingerprint} -> "
                     f"{event.new_fingerprint}. Messages are marked untrusted; verify it, then "
@@ -109,12 +126,18 @@ def event_text(event: ev.Event) -> Text | None:
     if isinstance(event, ev.FileProgress):
         return None  # shown in the status line
     if isinstance(event, ev.FileReceived):
-        return Text(f"· file from {_who(event.label, event.sender)}: {safe_text(event.name)} "
+        line = Text(f"· file from {_who(event.label, event.sender)}: {safe_text(event.name)} "
                     f"({human_bytes(event.size)}) saved as {safe_text(event.path)}"
                     + ("" if event.verified else " [manifest not signed]"), style="green")
+        if not event.hashed:
+            line.append("  [NOT VERIFIED BY HASH: the sender gave no SHA-256; only its size was checked, "
+                        "its content may have been changed on the way]", style="bold red")
+        return line
     if isinstance(event, ev.FileSent):
         return Text(f"· sent {safe_text(event.name)} ({human_bytes(event.size)})", style="green")
     if isinstance(event, ev.FileFailed):
+        if event.outgoing:
+            return Text(f"! NOT SENT: file {safe_text(event.name)}: {safe_text(event.reason)}", style="red")
         return Text(f"! file {safe_text(event.name)} from {safe_text(event.sender)} failed: "
                     f"{safe_text(event.reason)}", style="red")
     if isinstance(event, ev.ListResult):
@@ -146,10 +169,18 @@ def event_text(event: ev.Event) -> Text | None:
     if isinstance(event, ev.LoggedIn):
         return Text(f"· logged in as {event.user_id} on {event.server}: your key came back and opened "
                     f"with your password (key {event.fingerprint})", style="green")
+    if isinstance(event, ev.ConnectionState):
+        return None  # the status line (connection_text), and the Info / error lines around it
     if isinstance(event, ev.Ready):
         return Text(f"· connected to {event.server} as {safe_text(event.display_name)} [{event.user_id}], "
                     f"key {event.fingerprint}. /help for commands.", style="green")
     return None
+
+
+def connection_text(event: ev.ConnectionState) -> str:
+    retry = f" in {event.retry_in:.0f} s" if event.retry_in else ""
+    head = {"connecting": "connecting", "reconnecting": f"RECONNECTING{retry}", "offline": "OFFLINE"}[event.state]
+    return f"{head} — {safe_text(event.detail)}" + (" · what you type is queued" if event.state != "offline" else "")
 
 
 def progress_text(event: ev.FileProgress) -> str:

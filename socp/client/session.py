@@ -24,11 +24,11 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from socp.protocol import crypto, frames, signing
+from socp.protocol import acks, crypto, frames, signing
 from socp.protocol import login as login_values
 from socp.protocol.encoding import b64url_decode, b64url_encode, canonical_json, canonical_json_ascii
 from socp.protocol.envelope import Envelope, load_json, parse_obj
@@ -42,6 +42,7 @@ from socp.protocol.text import split_utf8
 from . import dialects
 from .channel_keys import ChannelKeyRing
 from .commands import CommandError
+from .display import human_bytes
 from .downloads import IncomingFile, TransferFailed
 from .events import (
     Channel,
@@ -61,9 +62,12 @@ from .events import (
     MessageReceived,
     MessageRejected,
     MessageSent,
+    NotDelivered,
+    Restamped,
     UserEntry,
     WhoisResult,
 )
+from .outbox import Outbox, Refusal, Tracked
 from .trust import PinStore
 
 CLIENT_NAME = "socp-cli"
@@ -75,6 +79,17 @@ MAX_ACTIVE_DOWNLOADS = 16
 # max_file_bytes of disk. Our node forgets an idle upload after 120 s too.
 DOWNLOAD_IDLE_TIMEOUT = 120.0
 MAX_FAILED_IDS = 1024
+# A download cut by a lost connection goes on if its next chunk comes within this
+# many seconds (the servers may still carry the rest: a link's backlog is re-sent).
+RESUME_GRACE = 30.0
+# The same server ERROR (code and detail) again within this many seconds is counted,
+# not shown: a node that gives up on a backlog answers once per frame.
+REPEATED_ERROR_WINDOW = 10.0
+# Files we sent within this many seconds may still be lost downstream (a server's
+# backlog given up after its link timeout), and are reported if that is said.
+RECENT_FILE_SECONDS = 120.0
+MAX_RECENT_FILES = 64
+MAX_SEEN_DELIVERIES = 4096   # (sender, ciphertext digest) of messages shown, to drop re-sent copies
 DEFAULT_MAX_FILE_BYTES = 4 * 1024**3
 LOGIN_REGISTER_ACK = "LOGIN_REGISTER"   # ACK.msg_ref answering a LOGIN_REGISTER
 # G17 keeps users' keys only for those who sent its REGISTER {pubkey, privkey_store,
@@ -123,10 +138,7 @@ def manifest_signed_bytes(payload: dict[str, Any], sender: str, to: str, ts: int
     the canonical JSON of the manifest and the envelope fields, so the receiver can
     tie the file's SHA-256, and with it every chunk, to the sender's key. Peers
     ignore the extra fields."""
-    return canonical_json({
-        "file_id": payload.get("file_id"), "name": payload.get("name"), "size": payload.get("size"),
-        "sha256": payload.get("sha256"), "mode": payload.get("mode"), "from": sender, "to": to, "ts": ts,
-    })
+    return dialects.manifest_forms(payload, sender, to, ts)[0]
 
 
 class ClientSession:
@@ -187,6 +199,16 @@ class ClientSession:
         self._split: OrderedDict[tuple[str, str, str], _SplitMessage] = OrderedDict()
         self._downloads: dict[str, IncomingFile] = {}
         self._failed_files: OrderedDict[str, None] = OrderedDict()
+        # Frames we sent and what became of them (ACK, ERROR naming them: outbox.py).
+        self.outbox = Outbox()
+        self._sent_on_ack: dict[str, FileSent] = {}      # FILE_END msg_ref -> "sent", shown on its ACK
+        self._unconfirmed: list[Tracked] = []            # messages to send again after a reconnect
+        self._last_error: tuple[str, str, float, int] | None = None   # (code, detail, shown at, repeats since)
+        # Files we sent: file id -> (to, name, when FILE_END went, None while sending).
+        self._outgoing: OrderedDict[str, tuple[str, str, float | None]] = OrderedDict()
+        # Deliveries already shown, by (sender, ciphertext digest): a message sent again
+        # after a reconnect or a RESEND keeps its ciphertext (README, "recovery").
+        self._seen: OrderedDict[tuple[str, str], int] = OrderedDict()   # -> the ts first shown
 
     # --- helpers -------------------------------------------------------------------
 
@@ -201,6 +223,52 @@ class ClientSession:
         entry = self.directory.get(user_id)
         return entry.display_name if entry and entry.display_name else user_id
 
+    def connection_lost(self, *, resumable: bool = False) -> list[Event]:
+        """The connection ended: say what it interrupted (issue #16: nothing vanishes
+        silently). Downloads in progress wait RESUME_GRACE seconds for the rest when
+        the driver reconnects (`resumable`: a server may still carry it, and a gap
+        fails the file at once), else they are dropped and reported; files whose
+        "sent" waited for the server's ACK are reported as unconfirmed; messages the
+        server had not acknowledged are kept to send again after a reconnect
+        (`take_unconfirmed`), byte for byte: a server that has them answers REPLAY,
+        and receivers drop a copy they already showed."""
+        events: list[Event] = []
+        for incoming in list(self._downloads.values()):
+            shown = f"{human_bytes(incoming.done)} of {human_bytes(incoming.size)}"
+            if resumable:
+                incoming.interrupted, incoming.last_activity = True, self._clock()
+                events.append(Info(f"the transfer of {incoming.name} from {self.label(incoming.sender)} was cut at "
+                                   f"{shown} by the lost connection; it goes on if the rest comes within "
+                                   f"{RESUME_GRACE:g} s of reconnecting, else it is dropped and you are told"))
+                continue
+            events += self._abort(incoming, f"interrupted at {shown}: the connection to the server was lost and "
+                                            f"the partial file was deleted; ask {self.label(incoming.sender)} to "
+                                            "send it again")
+        unconfirmed = self.outbox.connection_reset()
+        for sent in self._sent_on_ack.values():
+            events.append(FileFailed(sent.file_id, self.user_id, sent.name,
+                                     "the connection was lost before the server confirmed the whole file, so it "
+                                     "may not have arrived; send it again with /file", outgoing=True))
+        self._sent_on_ack.clear()
+        if self.outbox.server_acks:
+            self._unconfirmed = [t for t in unconfirmed if t.kind in ("dm", "public")]
+        return events
+
+    def reconnected(self) -> None:
+        """A new connection is up: the downloads waiting to resume get their grace from now."""
+        now = self._clock()
+        for incoming in self._downloads.values():
+            if incoming.interrupted:
+                incoming.last_activity = now
+
+    def take_unconfirmed(self) -> tuple[Envelope, ...]:
+        """Messages sent on the lost connection and never acknowledged nor refused:
+        the same frames, to send again on the new one."""
+        out, self._unconfirmed = self._unconfirmed, []
+        for tracked in out:
+            self.outbox.track(tracked)
+        return tuple(tracked.frame for tracked in out)
+
     def connection_reset(self) -> None:
         """A new connection: re-share our channel key, forget half-received data.
         The dialects found stay: it is the same server."""
@@ -209,9 +277,9 @@ class ClientSession:
         self._probes.clear()
         self.login_register_pending = False
         self.directory_stale = True
-        for incoming in self._downloads.values():
+        for incoming in [i for i in self._downloads.values() if not i.interrupted]:
             incoming.abort()
-        self._downloads.clear()
+            del self._downloads[incoming.file_id]
         self._split.clear()
 
     # --- directory and user resolution ------------------------------------------------
@@ -353,8 +421,10 @@ class ClientSession:
             ciphertext = b64url_encode(crypto.oaep_encrypt(key, data))
             content_sig = signing.sign_dm(self.user_key, ciphertext, self.user_id, recipient, ts)
             part = {"id": part_id, "index": index, "count": len(parts)} if part_id else None
-            out.append(self._sign(frames.msg_direct(self.user_id, recipient, ts, ciphertext, self.pubkey,
-                                                    content_sig, part=part)))
+            frame = self._sign(frames.msg_direct(self.user_id, recipient, ts, ciphertext, self.pubkey,
+                                                 content_sig, part=part))
+            self.outbox.track(Tracked(frame, part_id or "", "dm", recipient, text))
+            out.append(frame)
         sent = MessageSent(recipient=recipient, label=self.label(recipient), channel="dm", text=text,
                            parts=len(parts), message_id=part_id)
         return Actions(frames=tuple(out), events=(sent,))
@@ -403,8 +473,10 @@ class ClientSession:
             ciphertext = b64url_encode(crypto.oaep_encrypt(channel_pub, data))
             content_sig = signing.sign_public(self.user_key, ciphertext, self.user_id, ts)
             part = {"id": part_id, "index": index, "count": len(parts)} if part_id else None
-            out.append(self._sign(frames.msg_public_channel(self.user_id, ts, ciphertext, self.pubkey,
-                                                            content_sig, part=part)))
+            frame = self._sign(frames.msg_public_channel(self.user_id, ts, ciphertext, self.pubkey,
+                                                         content_sig, part=part))
+            self.outbox.track(Tracked(frame, part_id or "", "public", PUBLIC_CHANNEL, text))
+            out.append(frame)
         sent = MessageSent(recipient=PUBLIC_CHANNEL, label=PUBLIC_CHANNEL, channel="public", text=text,
                            parts=len(parts), message_id=part_id)
         return Actions(frames=tuple(out), events=(*shares.events, sent))
@@ -459,8 +531,12 @@ class ClientSession:
         payload["sender_pub"] = self.pubkey
         payload["content_sig"] = b64url_encode(
             crypto.sign_pss(self.user_key, manifest_signed_bytes(payload, self.user_id, to, ts)))
-        start = Envelope(type=start.type, from_=start.from_, to=to, ts=ts, payload=payload)
-        yield Actions(frames=(self._sign(start),),
+        start = self._sign(Envelope(type=start.type, from_=start.from_, to=to, ts=ts, payload=payload))
+        self.outbox.track(Tracked(start, file_id, "file", to, name))
+        self._outgoing[file_id] = (to, name, None)
+        while len(self._outgoing) > MAX_RECENT_FILES:
+            self._outgoing.popitem(last=False)
+        yield Actions(frames=(start,),
                       events=(FileProgress(file_id, name, "send", 0, size, 0.0, None),))
         done, index, last_progress = 0, 0, started
         rehash = hashlib.sha256()
@@ -474,6 +550,7 @@ class ClientSession:
                 chunk = frames.file_chunk(self.user_id, to, self.now_ms(), file_id, index, ciphertext)
                 if self.sign_file_chunks:
                     chunk = self._sign(chunk)
+                self.outbox.track(Tracked(chunk, file_id, "file", to, name))
                 index += 1
                 done += len(data)
                 now = self._clock()
@@ -483,17 +560,31 @@ class ClientSession:
                     events = (_progress(file_id, name, "send", done, size, started, now),)
                 yield Actions(frames=(chunk,), events=events)
         end = self._sign(frames.file_end(self.user_id, to, self.now_ms(), file_id))
+        end_ref = self.outbox.track(Tracked(end, file_id, "file", to, name))
+        self._outgoing[file_id] = (to, name, self._clock())
         if done != size or rehash.hexdigest() != digest:
             yield Actions(frames=(end,), events=(FileFailed(file_id, self.user_id, name,
-                                                            "the file changed while it was being sent"),))
+                                                            "the file changed while it was being sent",
+                                                            outgoing=True),))
             return
-        yield Actions(frames=(end,), events=(FileSent(file_id, to, name, size, digest),))
+        sent = FileSent(file_id, to, name, size, digest)
+        if self.outbox.was_refused(file_id):
+            yield Actions(frames=(end,))            # already reported as not delivered
+        elif self.outbox.server_acks:
+            # "sent" once the server took the whole file in (the ACK covering FILE_END),
+            # not when the last frame left us: a refused chunk says "not delivered" instead.
+            self._sent_on_ack[end_ref] = sent
+            yield Actions(frames=(end,))
+        else:
+            yield Actions(frames=(end,), events=(sent,))
 
     def abandon_file(self, file_id: str, to: str, name: str, reason: str) -> Actions:
         """Stop sending a file: FILE_END now, so the receiver drops it at once
         (it is short of bytes) instead of waiting for chunks that never come."""
         end = self._sign(frames.file_end(self.user_id, to, self.now_ms(), file_id))
-        return Actions(frames=(end,), events=(FileFailed(file_id, self.user_id, name, reason),))
+        self.outbox.track(Tracked(end, file_id, "file", to, name))   # a refusal of it is about the same file
+        self._outgoing.pop(file_id, None)
+        return Actions(frames=(end,), events=(FileFailed(file_id, self.user_id, name, reason, outgoing=True),))
 
     def whois(self, target: str) -> WhoisResult:
         uid = self.resolve(target)
@@ -682,6 +773,9 @@ class ClientSession:
 
     def _on_error(self, envelope: Envelope) -> list[Event]:
         code, detail = dialects.error_fields(envelope.payload)
+        refs = acks.refs_named(envelope.payload)
+        if refs and any(self.outbox.knows(ref) for ref in refs):
+            return self._on_refusal(refs, code, detail)
         refused = self._refused_probe(detail) if code == dialects.UNKNOWN_TYPE else None
         if refused is not None:
             # A list request or key look-up this server does not know: expected, not shown.
@@ -694,7 +788,41 @@ class ClientSession:
         if self.login_register_pending and code in LOGIN_REGISTER_REFUSALS:
             self.login_register_pending = False
             return [LoginRegisterFailed(code, detail)]
-        return [ErrorReceived(code, detail, "server")]
+        return self._files_lost_downstream(detail, code) + self._unless_repeated(code, detail)
+
+    def _unless_repeated(self, code: str, detail: str) -> list[Event]:
+        """The server's ERROR, unless the same one was shown less than
+        REPEATED_ERROR_WINDOW seconds ago (then counted, and the count said with the
+        next one shown)."""
+        now = self._clock()
+        last = self._last_error
+        if last is not None and last[:2] == (code, detail) and now - last[2] < REPEATED_ERROR_WINDOW:
+            self._last_error = (code, detail, last[2], last[3] + 1)
+            return []
+        events: list[Event] = []
+        if last is not None and last[3]:
+            events.append(Info(f"the server repeated its last error ({last[0]}) {last[3]} more time(s)"))
+        self._last_error = (code, detail, now, 0)
+        return events + [ErrorReceived(code, detail, "server")]
+
+    def _files_lost_downstream(self, detail: str, code: str) -> list[Event]:
+        """An ERROR that names no frame but says a file frame was not delivered (our
+        node, giving up on a backlog for a server that stayed away: those frames had
+        been acknowledged): every file we are sending, or sent in the last
+        RECENT_FILE_SECONDS, to a user of another server is reported once, as one that
+        may not have arrived."""
+        if not re.match(r"FILE_(START|CHUNK|END)\b.*not delivered", detail):
+            return []
+        now, events = self._clock(), []
+        for file_id, (to, name, ended) in list(self._outgoing.items()):
+            home = self.directory.get(to, DirectoryEntry(to)).server_id
+            if (ended is not None and now - ended > RECENT_FILE_SECONDS) or (home and home == self.server_id):
+                continue
+            if self.outbox.mark_reported(file_id):
+                self._sent_on_ack = {ref: sent for ref, sent in self._sent_on_ack.items() if sent.file_id != file_id}
+                events.append(NotDelivered("file", to, self.label(to), name, code,
+                                           f"it may not have arrived: the server says {detail}", file_id))
+        return events
 
     def _refused_probe(self, detail: str) -> str | None:
         """Which of our outstanding dialect probes an UNKNOWN_TYPE answers: the one its
@@ -706,9 +834,59 @@ class ClientSession:
             return self._probes[0]
         return None
 
+    def _on_refusal(self, refs: list[str], code: str, detail: str) -> list[Event]:
+        """An ERROR naming frames of ours: RESEND ones go again re-stamped (once), the
+        others make their message "not delivered", said once per message."""
+        again, refusals = self.outbox.refused(refs, code, detail)
+        events: list[Event] = [self._not_delivered(refusal) for refusal in refusals]
+        if again:
+            events.append(Restamped(tuple(self._restamp(tracked) for tracked in again)))
+        return events
+
+    def _not_delivered(self, refusal: Refusal) -> NotDelivered:
+        tracked = refusal.tracked
+        if tracked.kind == "file":
+            self._sent_on_ack = {ref: sent for ref, sent in self._sent_on_ack.items()
+                                 if sent.file_id != tracked.message}
+        return NotDelivered(tracked.kind, tracked.recipient, self.label(tracked.recipient), tracked.summary,
+                            refusal.code, refusal.detail, tracked.message if tracked.kind == "file" else "")
+
+    def _restamp(self, tracked: Tracked) -> Envelope:
+        """ERROR RESEND (README, "Acknowledgements and recovery"): the same frame under
+        a fresh ts, so new signatures and a new msg_ref; the ciphertext is kept, so a
+        recipient can drop a copy it already has."""
+        old, ts = tracked.frame, self.now_ms()
+        payload = dict(old.payload)
+        if old.type == T.MSG_DIRECT:
+            payload["content_sig"] = signing.sign_dm(self.user_key, payload["ciphertext"], old.from_, old.to, ts)
+        elif old.type == T.MSG_PUBLIC_CHANNEL:
+            payload["content_sig"] = signing.sign_public(self.user_key, payload["ciphertext"], old.from_, ts)
+        elif old.type == T.FILE_START and "content_sig" in payload:
+            payload["content_sig"] = b64url_encode(
+                crypto.sign_pss(self.user_key, manifest_signed_bytes(payload, old.from_, old.to, ts)))
+        frame = Envelope(type=old.type, from_=old.from_, to=old.to, ts=ts, payload=payload, sig=old.sig)
+        if payload != old.payload:
+            frame = self._sign(frame)     # the transport sig covers the payload only
+        new_ref = self.outbox.track(replace(tracked, frame=frame, restamped=True))
+        waiting = self._sent_on_ack.pop(acks.msg_ref(old), None)
+        if waiting is not None:
+            self._sent_on_ack[new_ref] = waiting
+        return frame
+
+    def frames_sent(self, frames_out: tuple[Envelope, ...]) -> None:
+        """The driver wrote these frames to the connection, in this order."""
+        for frame in frames_out:
+            self.outbox.sent(frame)
+
     def _on_ack(self, envelope: Envelope) -> list[Event]:
         if is_peer_id(envelope.from_) and envelope.from_ != self.user_id:
             self.server_ids.add(envelope.from_)
+        ref = envelope.payload.get("msg_ref")
+        if isinstance(ref, str):
+            covered = {acks.msg_ref(tracked.frame) for tracked in self.outbox.acked(ref)}
+            done = [self._sent_on_ack.pop(end) for end in list(self._sent_on_ack) if end in covered]
+            if done:
+                return list(done)
         if envelope.payload.get("msg_ref") in (LOGIN_REGISTER_ACK, G17_REGISTER_ACK) and self.login_register_pending:
             self.login_register_pending = False
             return [LoginRegistered(envelope.from_)]
@@ -736,16 +914,47 @@ class ClientSession:
             return [MessageRejected(sender, "dm", "no key known for the sender", envelope.ts)]
         key = crypto.decode_public_key(key_text)
         ciphertext = payload["ciphertext"]
-        if not _verifies(signing.verify_dm, key, payload["content_sig"], ciphertext, sender, self.user_id,
-                         envelope.ts):
+        ts = self._dm_signed_ts(key, payload, sender, envelope.ts)
+        if ts is None:
             if envelope.type == T.USER_DELIVER and _verifies(signing.verify_public, key, payload["content_sig"],
                                                              ciphertext, sender, envelope.ts):
                 # G101 fans public messages out as USER_DELIVER to each member.
                 return self._public_message(sender, envelope.ts, payload)
             return [MessageRejected(sender, "dm", "content signature does not verify", envelope.ts)]
+        if self._seen_before(sender, ciphertext, ts):
+            return []
         trusted, events = self._check_pin(sender, key_text)
         plaintext, form = _open(ciphertext, self.user_key)
-        return events + self._message(sender, "dm", envelope.ts, plaintext, form, trusted, payload.get("part"))
+        return events + self._message(sender, "dm", ts, plaintext, form, trusted, payload.get("part"))
+
+    def _seen_before(self, sender: str, ciphertext: str, ts: int) -> bool:
+        """True for a re-stamped copy of a message already shown: the same ciphertext
+        under another ts, which only its sender can sign (ERROR RESEND after a node
+        crash: the first copy may have gone through). Byte-identical copies are the
+        node's to refuse (REPLAY)."""
+        seen = (sender, hashlib.sha256(ciphertext.encode()).hexdigest())
+        first_ts = self._seen.get(seen)
+        if first_ts is not None:
+            return first_ts != ts
+        self._seen[seen] = ts
+        while len(self._seen) > MAX_SEEN_DELIVERIES:
+            self._seen.popitem(last=False)
+        return False
+
+    def _dm_signed_ts(self, key: crypto.PublicKey, payload: dict[str, Any], sender: str, envelope_ts: int
+                      ) -> int | None:
+        """The ts a DM's content_sig covers (with this sender and us), None if none does:
+        the envelope's (§7.2), else the ts G101's client puts in the payload, which
+        counts only when the payload's from/to name this sender and us. The message is
+        shown at the ts that verified."""
+        signature, ciphertext = payload["content_sig"], payload["ciphertext"]
+        if _verifies(signing.verify_dm, key, signature, ciphertext, sender, self.user_id, envelope_ts):
+            return envelope_ts
+        signed_ts = dialects.payload_dm_ts(payload, sender, self.user_id)
+        if signed_ts is not None and signed_ts != envelope_ts and _verifies(
+                signing.verify_dm, key, signature, ciphertext, sender, self.user_id, signed_ts):
+            return signed_ts
+        return None
 
     def _public_sender(self, envelope: Envelope) -> tuple[str, int]:
         """Who sent a public message, and the ts its content_sig covers. We keep the
@@ -813,6 +1022,8 @@ class ClientSession:
         if sender == self.user_id:
             return []
         key_text = payload.get("sender_pub") or self._keys[sender]
+        if self._seen_before(sender, payload["ciphertext"], ts):
+            return []
         trusted, events = self._check_pin(sender, key_text)
         channel_key = self.channel_keys.peer(crypto.fingerprint(key_text))
         plaintext, form = _open(payload["ciphertext"], channel_key)
@@ -898,10 +1109,11 @@ class ClientSession:
         channel: Channel = payload.get("mode") or ("public" if envelope.to == PUBLIC_CHANNEL else "dm")
         if sender == self.user_id:
             return []
-        if not isinstance(payload.get("sha256"), str):
-            # The node relays a FILE_START without one (G17's client sends none); we
-            # keep only files we can check.
-            return self._fail(file_id, sender, name, "the sender gave no SHA-256 to check the file against")
+        if "sha256" in payload and not isinstance(payload["sha256"], str):
+            return self._fail(file_id, sender, name, "the manifest's SHA-256 is not a text")
+        # No sha256 at all (G17's client sends none): accepted, its size checked, and
+        # shown as not verified by hash (docs/chat.md, "Files without a SHA-256").
+        digest = payload.get("sha256") or ""
         if file_id in self._downloads or file_id in self._failed_files:
             return self._fail(file_id, sender, name, "a transfer with this id is already known")
         if size > self.max_file_bytes:
@@ -917,7 +1129,8 @@ class ClientSession:
                 signature = b64url_decode(payload["content_sig"])
             except SocpError:
                 return self._fail(file_id, sender, name, "unreadable manifest signature")
-            if crypto.verify_pss(key, signature, manifest_signed_bytes(payload, sender, envelope.to, envelope.ts)):
+            if any(crypto.verify_pss(key, signature, form)
+                   for form in dialects.manifest_forms(payload, sender, envelope.to, envelope.ts)):
                 verified, events = self._check_pin(sender, key_text)
             elif not rewrapped:
                 return self._fail(file_id, sender, name, "manifest signature does not verify")
@@ -927,7 +1140,7 @@ class ClientSession:
         creator_fp = crypto.fingerprint(key_text) if key_text else ""
         try:
             incoming = IncomingFile.open(self.downloads_dir, file_id=file_id, sender=sender, name=name, size=size,
-                                         sha256=payload["sha256"], channel=channel, verified=verified,
+                                         sha256=digest, channel=channel, verified=verified,
                                          creator_fingerprint=creator_fp, now=self._clock())
         except OSError as exc:
             return self._fail(file_id, sender, name, f"cannot write to the downloads directory: {exc.strerror}")
@@ -949,10 +1162,15 @@ class ClientSession:
                 raise TransferFailed(f"chunk {payload['index']} does not decrypt")
             incoming.write(payload["index"], plaintext)
         except TransferFailed as exc:
-            return self._abort(incoming, exc.detail)
+            return self._abort(incoming, self._interrupted_reason(incoming, exc.detail))
         except OSError as exc:
             return self._abort(incoming, f"cannot write the file: {exc.strerror}")
         now = incoming.last_activity = self._clock()
+        if incoming.interrupted:
+            incoming.interrupted = False
+            return [Info(f"the transfer of {incoming.name} from {self.label(incoming.sender)} goes on after the "
+                         "reconnect"), _progress(incoming.file_id, incoming.name, "receive", incoming.done,
+                                                 incoming.size, incoming.started, now)]
         if now - incoming.last_progress < self.progress_interval and incoming.done < incoming.size:
             return []
         incoming.last_progress = now
@@ -966,19 +1184,34 @@ class ClientSession:
         try:
             final = incoming.finish(self.downloads_dir)
         except TransferFailed as exc:
-            return self._abort(incoming, exc.detail)
+            return self._abort(incoming, self._interrupted_reason(incoming, exc.detail))
         except OSError as exc:
             return self._abort(incoming, f"cannot save the file: {exc.strerror}")
         del self._downloads[incoming.file_id]
         return [FileReceived(incoming.file_id, incoming.sender, self.label(incoming.sender), incoming.name,
                              str(final), incoming.size, incoming.sha256, incoming.channel,  # type: ignore[arg-type]
-                             incoming.verified)]
+                             incoming.verified, hashed=bool(incoming.sha256))]
+
+    def _interrupted_reason(self, incoming: IncomingFile, detail: str) -> str:
+        if not incoming.interrupted:
+            return detail
+        return (f"interrupted at {human_bytes(incoming.done)} of {human_bytes(incoming.size)}: part of it was lost "
+                f"while the connection was down ({detail}); the partial file was deleted; ask "
+                f"{self.label(incoming.sender)} to send it again")
 
     def expire_idle_downloads(self) -> list[Event]:
         """Drop the downloads whose sender has sent nothing for `download_idle_timeout`
-        seconds (the driver calls this every few seconds); one FileFailed each."""
+        seconds (RESUME_GRACE after a lost connection; the driver calls this every few
+        seconds); one FileFailed each."""
         now = self._clock()
         events: list[Event] = []
+        for incoming in list(self._downloads.values()):
+            if incoming.interrupted and now - incoming.last_activity > RESUME_GRACE:
+                events += self._abort(incoming, f"interrupted at {human_bytes(incoming.done)} of "
+                                                f"{human_bytes(incoming.size)}: the connection to the server was "
+                                                f"lost and the rest did not come within {RESUME_GRACE:g} s of "
+                                                "reconnecting; the partial file was deleted; ask "
+                                                f"{self.label(incoming.sender)} to send it again")
         limit = self.download_idle_timeout
         for incoming in [i for i in self._downloads.values() if now - i.last_activity > limit]:
             idle = now - incoming.last_activity

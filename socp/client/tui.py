@@ -27,8 +27,18 @@ from textual.widgets import Footer, Input, RichLog, Static
 
 from . import commands
 from .display import safe_text, short_id
-from .events import Event, FileProgress, ListResult, LoginRegistered, LoginRegisterFailed, Ready, UserEntry
-from .render import event_text, progress_text
+from .events import (
+    ConnectionState,
+    ErrorReceived,
+    Event,
+    FileProgress,
+    ListResult,
+    LoginRegistered,
+    LoginRegisterFailed,
+    Ready,
+    UserEntry,
+)
+from .render import connection_text, event_text, progress_text
 
 RunClient = Callable[[Callable[[Event], None], "asyncio.Queue[str | None]"], Awaitable[int]]
 
@@ -76,6 +86,10 @@ class ChatApp(App[int]):
         self.lines: asyncio.Queue[str | None] = asyncio.Queue(64)
         self.users: tuple[UserEntry, ...] = ()
         self._client_done = False
+        self._client_code = 0
+        self._ready_seen = False
+        self.last_error = ""               # the client's last error of its own, for the shell
+        self.online = False                # connected and past the hello
         self._connected = "connecting…"   # the status line's connection part
 
     def compose(self) -> ComposeResult:
@@ -94,9 +108,10 @@ class ChatApp(App[int]):
 
     async def _client_worker(self) -> None:
         code = await self._run_client(self.show_event, self.lines)
-        self._client_done = True
-        if code == 0:
-            self.exit(0)
+        self._client_done, self._client_code = True, code
+        if code == 0 or not self._ready_seen:
+            # Never connected: nothing to read here; the shell gets the reason and the code.
+            self.exit(code)
         else:
             self._status("disconnected — press ctrl+q to leave")
 
@@ -109,7 +124,15 @@ class ChatApp(App[int]):
         if isinstance(event, ListResult):
             self.users = event.users
             self._show_users()
+        if isinstance(event, ErrorReceived) and event.source == "client":
+            self.last_error = f"{event.code}: {event.detail}"
+        if isinstance(event, ConnectionState):
+            self.online = False
+            self._connected = connection_text(event)
+            self._status(self._connected)
         if isinstance(event, Ready):
+            self.online = True
+            self._ready_seen = True
             self.sub_title = f"{safe_text(event.display_name)} [{short_id(event.user_id)}] @ {event.server}"
             self._connected = f"connected to {event.server}"
             self._status(self._connected)
@@ -118,8 +141,8 @@ class ChatApp(App[int]):
         if isinstance(event, LoginRegisterFailed):
             self._status(f"{self._connected} · login NOT stored on the server ({safe_text(event.code)}); "
                          "see the log")
-        if isinstance(event, FileProgress):
-            self._status(progress_text(event))
+        if isinstance(event, FileProgress) and self.online:
+            self._status(f"{progress_text(event)} · {self._connected}")
         line = event_text(event)
         if line is not None:
             self.query_one("#log", RichLog).write(line)
@@ -138,12 +161,18 @@ class ChatApp(App[int]):
     async def on_input_submitted(self, message: Input.Submitted) -> None:
         line = message.value.strip()
         message.input.value = ""
-        if line:
-            await self.lines.put(line)
+        if not line:
+            return
+        if not self.online and not self._client_done and line not in ("/quit", "/help"):
+            # Shown now, sent in order once connected (issue #16 item 3).
+            self.query_one("#log", RichLog).write(
+                Text(f"· queued (not connected): {safe_text(line)} — sent once the connection is back",
+                     style="yellow"))
+        await self.lines.put(line)
 
     async def action_leave(self) -> None:
         if self._client_done:
-            self.exit(0)
+            self.exit(self._client_code)
             return
         try:
             self.lines.put_nowait("/quit")

@@ -230,6 +230,11 @@ def route_to_user(state: RouterState, target: str, sender: str, ts: int, payload
                   extra: dict[str, Any], origin_conn: int) -> list[Action]:
     location = state.user_locations.get(target)
     me = state.me.server_id
+    signed_ts = payload.get("ts")
+    signed_ts = signed_ts if isinstance(signed_ts, int) and not isinstance(signed_ts, bool) else None
+    # A sender that signed over its payload's own ts (G101's client) needs it carried
+    # to the recipient, across servers too, or no client can check its content_sig.
+    own_ts = signed_ts is not None and signed_ts != ts
     if location == LOCAL:
         conn = state.local_users.get(target)
         # Interop table: the sender's key in the encoding the recipient's client reads.
@@ -237,11 +242,10 @@ def route_to_user(state: RouterState, target: str, sender: str, ts: int, payload
         sender_pub = in_form(payload.get("sender_pub", ""), form)
         deliver = frames.user_deliver(me, target, ts, payload["ciphertext"], sender, sender_pub,
                                       payload["content_sig"], **extra)
-        if conn in state.sender_in_payload:
+        # G101's client also reads who sent it from the payload.
+        if conn in state.sender_in_payload or own_ts:
             # Who sent it as this node authenticated it, and the ts the sender signed.
-            signed_ts = payload.get("ts")
-            named = {"from": sender, "to": target,
-                     "ts": signed_ts if isinstance(signed_ts, int) and not isinstance(signed_ts, bool) else ts}
+            named = {"from": sender, "to": target, "ts": ts if signed_ts is None else signed_ts}
             deliver = replace(deliver, payload={**deliver.payload, **named})
         if conn is None:
             return _park(state, target, deliver, origin_conn)
@@ -250,6 +254,8 @@ def route_to_user(state: RouterState, target: str, sender: str, ts: int, payload
         extra = {**extra, **link_dialects.deliver_extras(state, location, ts)}   # G17 reads orig_ts
         onward = frames.server_deliver(me, location, ts, target, payload["ciphertext"], sender,
                                        payload.get("sender_pub", ""), payload["content_sig"], **extra)
+        if own_ts:
+            onward = replace(onward, payload={**onward.payload, "ts": signed_ts})
         return send_to_server(state, location, onward, origin_conn)
     return [error_to(state, origin_conn, ErrorCode.USER_NOT_FOUND, f"no route to user {target}")]
 

@@ -66,9 +66,11 @@ def test_safe_filename_bounds_length_and_keeps_extension():
 def test_every_event_renders_as_json_and_text():
     samples = [
         ev.Ready("u", "n", "fp", "ws://x"),
+        ev.ConnectionState("reconnecting", "lost", 2.0),
         ev.MessageReceived("u", "n", "t", 1, "dm", True, True),
         ev.MessageSent("u", "n", "dm", "t", 1),
         ev.MessageRejected("u", "dm", "bad"),
+        ev.NotDelivered("dm", "u", "n", "hello", "RATE_LIMITED", "d"),
         ev.KeyChanged("u", "n", "a", "b"),
         ev.ChannelKeyReceived("u", "n", "fp"),
         ev.FileProgress("f", "n", "send", 1, 2, 1.0, 1.0),
@@ -87,12 +89,12 @@ def test_every_event_renders_as_json_and_text():
     assert {type(e) for e in samples} == set(EVENT_NAMES)
     for event in samples:
         assert json.loads(event_to_json_line(event))["event"] == EVENT_NAMES[type(event)]
-        if not isinstance(event, ev.FileProgress):
+        if not isinstance(event, (ev.FileProgress, ev.ConnectionState)):   # both: the status line
             assert event_text(event) is not None
-    message = json.loads(event_to_json_line(samples[1]))
+    message = json.loads(event_to_json_line(samples[2]))
     assert set(message) == {"event", "from", "label", "text", "ts", "channel", "verified", "trusted", "form",
                             "parts", "message_id"}
-    listed = json.loads(event_to_json_line(samples[10]))
+    listed = json.loads(event_to_json_line(samples[12]))
     assert listed["users"][0]["self"] is True
 
 

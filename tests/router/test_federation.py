@@ -51,6 +51,18 @@ def test_direct_message_crosses_servers_with_original_ts(mesh3: Mesh, keys) -> N
     assert crypto.oaep_decrypt(keys[4], crypto.b64url_decode(deliver.payload["ciphertext"])) == b"hello bob"
 
 
+def test_a_dm_signed_over_its_payload_ts_keeps_that_ts_across_servers(mesh3: Mesh, keys) -> None:
+    """G101's client signs over payload.ts; a recipient on another server needs it too."""
+    c_conn, carol = mesh3.connect_user("c", keys[3])
+    b_conn, bob = mesh3.connect_user("b", keys[4])
+    dm = frames.msg_direct(carol, bob, mesh3.now, b64url_encode(b"q" * 512), crypto.encode_public_key(keys[3]), "c2ln")
+    dm = Envelope(dm.type, dm.from_, dm.to, dm.ts, {**dm.payload, "from": carol, "to": bob, "ts": mesh3.now - 3})
+    mesh3.user_frame("c", c_conn, dm)
+    (deliver,) = mesh3.received("b", b_conn, "USER_DELIVER")
+    assert (deliver.payload["from"], deliver.payload["to"], deliver.payload["ts"]) == (carol, bob, mesh3.now - 3)
+    assert deliver.ts == mesh3.now
+
+
 def test_public_message_reaches_each_member_once(mesh3: Mesh, keys) -> None:
     users = {name: mesh3.connect_user(name, keys[3]) for name in "abc"}
     extra_conn, _ = mesh3.connect_user("b", keys[4])

@@ -368,6 +368,21 @@ def test_g101_reads_who_sent_a_dm_from_the_payload(node, keys) -> None:
     assert "from" not in to_ours.payload and "to" not in to_ours.payload   # ours stays the standard's shape
 
 
+def test_a_dm_signed_over_its_payload_ts_reaches_our_client_with_that_ts(node, keys) -> None:
+    """G101's client signs a DM over payload.from/to/ts (its payload ts a few ms before
+    the envelope's): our client can check that signature only if the ts comes along.
+    Before: dropped for every recipient but G101's clients (seen live: socp chat
+    said "content signature does not verify")."""
+    a_conn, alice, _ = connect_g101(node, keys[1], "alice101")
+    our_conn, ours, _ = node.connect_user(keys[3])
+    payload = {"ciphertext": b64url_encode(b"\x01" * 512), "content_sig": b64url_encode(b"s" * 512),
+               "sender_pub": crypto.encode_public_key(keys[1]), "from": "someone-else", "to": ours, "ts": NOW - 4}
+    frame = Envelope(type="MSG_DIRECT", from_=alice, to=ours, ts=NOW, payload=payload)
+    (deliver,) = sent_to(node.feed(a_conn, frame), our_conn, "USER_DELIVER")
+    assert (deliver.payload["from"], deliver.payload["to"], deliver.payload["ts"]) == (alice, ours, NOW - 4)
+    assert deliver.payload["sender"] == alice and deliver.ts == NOW
+
+
 def test_g101_who_without_to_or_ts_is_answered_who(node, keys) -> None:
     a_conn, alice, _ = connect_g101(node, keys[1], "alice101")
     who = parse('{"type":"WHO","from":"alice101","id":"1796508444.1","payload":{}}')

@@ -1,0 +1,140 @@
+"""What we sent and what became of it: the client side of "no silent drops". Pure.
+
+The node names every acknowledged frame it refuses in an ERROR (`msg_ref`, or several
+in `msg_refs`, protocol/acks.py) before the cumulative ACK that covers the frames
+after it. So the client keeps, per connection, the frames it sent in wire order with
+what they belong to (a DM, a public message, a file), and:
+
+  ERROR RESEND   the node restarted after a crash and cannot tell the frame from a
+                 copy: the session re-stamps it (new ts, new signatures, the same
+                 ciphertext) and sends it again, once; a second RESEND is a refusal
+  ERROR REPLAY   the frame had been handed on already: delivered
+  other ERROR    the frame is refused: its message is "not delivered", said once
+                 per message (a long text or a file is many frames)
+  ACK X          X and every frame sent before it on this connection are through
+
+Bounded: at most MAX_TRACKED frames (a server that never ACKs, as peers' servers do
+not, just ages the oldest out) and MAX_REPORTED message keys remembered.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from socp.protocol.acks import msg_ref
+from socp.protocol.envelope import Envelope
+
+Kind = Literal["dm", "public", "file"]
+MAX_TRACKED = 8192
+MAX_REPORTED = 1024
+RESEND = "RESEND"
+REPLAY = "REPLAY"
+
+
+@dataclass(frozen=True, slots=True)
+class Tracked:
+    """One acknowledged frame we built: what it belongs to, for the user."""
+
+    frame: Envelope
+    message: str          # what a refusal is reported once for: a part id, a file id, a ref
+    kind: Kind
+    recipient: str        # a user id or "public"
+    summary: str          # the text, or the file name
+    restamped: bool = False   # already re-sent once after a RESEND
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """What one ERROR means for one message of ours."""
+
+    tracked: Tracked
+    code: str
+    detail: str
+
+
+class Outbox:
+    def __init__(self) -> None:
+        self._built: OrderedDict[str, Tracked] = OrderedDict()     # msg_ref -> frame, built, maybe not sent yet
+        self._on_wire: OrderedDict[str, None] = OrderedDict()      # refs sent on this connection, in order
+        self._reported: OrderedDict[str, None] = OrderedDict()     # message keys already said "not delivered"
+        self.server_acks = False    # this server ACKs our frames by msg_ref (ours does; peers may not)
+
+    def track(self, tracked: Tracked) -> str:
+        """Remember a frame we built; returns its msg_ref (also its message key if it has none)."""
+        ref = msg_ref(tracked.frame)
+        if not tracked.message:
+            tracked = replace(tracked, message=ref)
+        self._built[ref] = tracked
+        self._built.move_to_end(ref)
+        while len(self._built) > MAX_TRACKED:
+            old, _ = self._built.popitem(last=False)
+            self._on_wire.pop(old, None)
+        return ref
+
+    def sent(self, frame: Envelope) -> None:
+        """The driver wrote `frame` to this connection (wire order is ACK order)."""
+        ref = msg_ref(frame)
+        if ref in self._built:
+            self._on_wire[ref] = None
+
+    def connection_reset(self) -> list[Tracked]:
+        """A new connection: ACKs no longer cover what the old one sent. Returns the
+        frames sent and never acknowledged nor refused (their fate is unknown)."""
+        unsure = [self._built[ref] for ref in self._on_wire if ref in self._built]
+        self._on_wire.clear()
+        for ref in [ref for ref, t in self._built.items() if t in unsure]:
+            del self._built[ref]
+        return unsure
+
+    def acked(self, ref: str) -> list[Tracked]:
+        """Cumulative ACK: `ref` and everything sent before it. Returns the frames it covers."""
+        if ref not in self._on_wire:
+            return []
+        self.server_acks = True
+        covered = []
+        while self._on_wire:
+            head, _ = self._on_wire.popitem(last=False)
+            tracked = self._built.pop(head, None)
+            if tracked is not None:
+                covered.append(tracked)
+            if head == ref:
+                break
+        return covered
+
+    def refused(self, refs: list[str], code: str, detail: str) -> tuple[list[Tracked], list[Refusal]]:
+        """Frames this ERROR names: (to re-stamp and send again, refusals to report once
+        per message). REPLAY means the frame went through: neither."""
+        again: list[Tracked] = []
+        refusals: list[Refusal] = []
+        for ref in refs:
+            tracked = self._built.pop(ref, None)
+            self._on_wire.pop(ref, None)
+            if tracked is None or code == REPLAY:
+                continue
+            if code == RESEND and not tracked.restamped:
+                again.append(tracked)
+                continue
+            if not self.mark_reported(tracked.message):
+                continue
+            refusals.append(Refusal(tracked, code, detail))
+        return again, refusals
+
+    def mark_reported(self, message: str) -> bool:
+        """Note that `message` is reported as not delivered; False if it already was."""
+        if message in self._reported:
+            return False
+        self._reported[message] = None
+        while len(self._reported) > MAX_REPORTED:
+            self._reported.popitem(last=False)
+        return True
+
+    def knows(self, ref: str) -> bool:
+        return ref in self._built
+
+    def was_refused(self, message: str) -> bool:
+        return message in self._reported
+
+
+__all__ = ["Kind", "Outbox", "Refusal", "Tracked"]
