@@ -37,7 +37,9 @@ def of_opening(frame: Envelope) -> str:
     payload = frame.payload
     if "role" in payload or frame.from_.startswith(("master_server_", "server_")):
         return G45
-    if "server_pub" in payload or "snapshot" in payload or "ws_uri" in payload:
+    # Our own SERVER_WELCOME carries server_pub too (for G17), beside its server lists.
+    ours = "servers" in payload or "clients" in payload
+    if not ours and ("server_pub" in payload or "snapshot" in payload or "ws_uri" in payload):
         return G17
     if frame.type == T.SERVER_WELCOME and "server_id" in payload and "pubkey" in payload and "servers" not in payload:
         return G101

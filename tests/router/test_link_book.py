@@ -346,3 +346,18 @@ def test_files_cross_a_g45_link_in_its_relay_form_both_ways(node, keys) -> None:
                      payload={"file_id": "f2", "index": 0, "ciphertext": "AAAA", "user_id": user_id})
     [got_chunk] = sent_to(node.feed(conn, chunk), user_conn, "FILE_CHUNK")
     assert got_chunk.from_ == "Bob"
+
+
+def test_our_own_welcome_is_not_taken_for_a_peer_dialect(keys) -> None:
+    """Our SERVER_WELCOME carries G17's `server_pub` beside its server lists; a node
+    that joined another socp node must not treat it as G17 (duplicate-link rule, key
+    look-ups, orig_ts: a restarted router then never relearned the peer's users)."""
+    me = new_id()
+    payload = {"assigned_id": new_id(), "servers": [], "clients": [], "server_pub": der(keys[1]),
+               "pubkey": der(keys[1]), "host": "127.0.0.1", "port": 9000}
+    welcome = Envelope(type="SERVER_WELCOME", from_=me, to=new_id(), ts=NOW, payload=payload)
+    assert dialects.of_opening(welcome) == ""
+    g17 = Envelope(type="SERVER_WELCOME", from_=me, to=new_id(), ts=NOW,
+                   payload={"server_id": me, "server_pub": der(keys[1]), "snapshot": {"user_locations": {}},
+                            "assigned_id": None})
+    assert dialects.of_opening(g17) == dialects.G17
