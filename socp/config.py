@@ -45,6 +45,7 @@ class NodeConfig:
     link_timeout: float = 45.0
     redial_min_backoff: float = 0.5        # first wait before dialling a lost server again
     redial_max_backoff: float = 30.0       # the wait doubles up to this
+    redial_give_up: float = 3600.0         # seconds without reaching a server, then no more dials
 
     @property
     def database_url(self) -> str:

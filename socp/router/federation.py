@@ -85,12 +85,31 @@ def tick(state: RouterState) -> list[Action]:
     for server_id, redial in list(state.redials.items()):
         if server_id in state.servers or _dialing(state, server_id) or now < redial.next_attempt_ms:
             continue
+        if redial.since_ms is None:
+            redial.since_ms = now
+        elif now - redial.since_ms >= timing.give_up_ms:
+            _give_up_dialling(state, server_id, redial)
+            continue
+        redial.attempts += 1
         redial.next_attempt_ms = now + redial.backoff_ms
         redial.backoff_ms = min(redial.backoff_ms * 2, timing.max_backoff_ms)
         actions += _dial_server(state, server_id)
     if not state.joined and not _joining(state) and now >= state.join_retry_at_ms:
         actions += _dial_introducer(state, 0)
     return actions
+
+
+def _give_up_dialling(state: RouterState, server_id: str, redial: Redial) -> None:
+    """Stop dialling a server that has not answered for `give_up_ms`. It links again
+    when it dials us, when another server announces it, or at our next start."""
+    del state.redials[server_id]
+    minutes = (state.now_ms - (redial.since_ms or state.now_ms)) // 60_000
+    reason = f"not reached in {redial.attempts} attempts over {minutes} min: no longer dialled"
+    host_port = state.server_addrs.get(server_id)
+    address = f"{host_port[0]}:{host_port[1]}" if host_port else "address unknown"
+    log.warning("server %s (%s): %s", server_id, address, reason)
+    if host_port is not None:
+        state.linkbook.move(address, P.LOST, state.now_ms, reason, server_id)
 
 
 def _dialing(state: RouterState, server_id: str) -> bool:

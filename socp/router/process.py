@@ -73,6 +73,7 @@ def state_from_snapshot(identity: NodeIdentity, config: NodeConfig, snapshot: ob
     timing = Timing(heartbeat_ms=int(config.heartbeat_interval * 1000), link_timeout_ms=int(config.link_timeout * 1000),
                     min_backoff_ms=int(config.redial_min_backoff * 1000),
                     max_backoff_ms=int(config.redial_max_backoff * 1000),
+                    give_up_ms=int(config.redial_give_up * 1000),
                     ack_interval_ms=ack_interval_ms())
     state = RouterState(me=me, now_ms=now_ms(), timing=timing, guard=Guard())  # rate limits on (limits.py)
     if config.bootstrap:

@@ -93,6 +93,7 @@ class Timing:
     link_timeout_ms: int = 45_000
     min_backoff_ms: int = 500
     max_backoff_ms: int = 30_000
+    give_up_ms: int = 3_600_000    # a server not reached for this long is no longer dialled
     ack_interval_ms: int = 500     # at most one ACK per connection this often (acks.py)
     park_ms: int = 15_000          # frames for users lost with a gateway wait this long
     resend_window_ms: int = 3_000  # content sent to a server is re-sent on re-link this far back
@@ -102,10 +103,14 @@ class Timing:
 
 @dataclass(slots=True)
 class Redial:
-    """When to try a lost server again; the wait doubles up to a cap."""
+    """When to try a lost server again; the wait doubles up to a cap, and after
+    `Timing.give_up_ms` without reaching it the node stops (issue #15 weakness 6: a
+    server that joined with an address where nothing listens was dialled for ever)."""
 
     next_attempt_ms: int
     backoff_ms: int
+    since_ms: int | None = None   # the first attempt's time (set by federation.tick)
+    attempts: int = 0
 
 
 @dataclass(slots=True)

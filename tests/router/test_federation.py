@@ -455,3 +455,28 @@ def test_a_joiner_whose_id_is_taken_adopts_the_assigned_id_and_keeps_it(keys, tm
     restarted = load_identity(tmp_path)
     assert restarted.server_id == assigned
     assert restarted.public_key_text == crypto.encode_public_key(keys[1])
+
+
+def test_a_server_never_reached_is_dialled_no_longer_after_the_give_up_time(keys) -> None:
+    """Issue #15 weakness 6: a server that joined with an address where nothing listens
+    was dialled for ever."""
+    from dataclasses import replace
+
+    mesh = mesh_through_one_introducer(keys)
+    a, c = mesh.nodes["a"], mesh.nodes["c"]
+    a.state.timing = replace(a.state.timing, give_up_ms=20_000)
+    mesh.cut("c", reachable=False)
+    for _ in range(30):
+        mesh.advance(1000)
+    assert c.server_id not in a.state.redials
+    row = next(entry for entry in a.state.linkbook.entries.values() if entry.peer_id == c.server_id)
+    assert row.state.value == "lost" and "no longer dialled" in row.reason
+    for _ in range(60):
+        mesh.advance(1000)
+    # A dial would have moved the row to "dialling" and then given it another reason.
+    assert row.state.value == "lost" and "no longer dialled" in row.reason
+    assert c.server_id not in a.state.redials
+    # It comes back and dials us itself: linked again.
+    mesh.restore("c")
+    mesh.start("c")
+    assert c.server_id in a.state.servers
