@@ -18,6 +18,7 @@ and recorded in the link book.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from socp.protocol import frames
@@ -129,15 +130,19 @@ def adapt_g45_id(state: RouterState, actions: list[Action]) -> list[Action]:
         if not isinstance(action, Send) or (action.frame.from_ != me and action.frame.type not in _FILE_TYPES):
             adapted.append(action)
             continue
-        g45_targets = tuple(t for t in action.targets if _dialect_of_conn(state, t[0]) == G45)
-        if not g45_targets:
-            adapted.append(action)
-            continue
-        rest = tuple(t for t in action.targets if t not in g45_targets)
-        if rest:
-            adapted.append(Send(rest, action.frame))
-        adapted.append(Send(g45_targets, _as_alias(action.frame, me, g45_alias(me))))
+        adapted += _split_for(state, action, G45, lambda frame: _as_alias(frame, me, g45_alias(me)))
     return adapted
+
+
+def _split_for(state: RouterState, action: Send, dialect: str,
+               rewrite: Callable[[Envelope], Envelope]) -> list[Action]:
+    """`action` as it is for every target but the links of `dialect`, which get
+    `rewrite(frame)` instead."""
+    ours = tuple(t for t in action.targets if _dialect_of_conn(state, t[0]) == dialect)
+    if not ours:
+        return [action]
+    rest = tuple(t for t in action.targets if t not in ours)
+    return ([Send(rest, action.frame)] if rest else []) + [Send(ours, rewrite(action.frame))]
 
 
 _FILE_TYPES = frozenset({T.FILE_START.value, T.FILE_CHUNK.value, T.FILE_END.value})
@@ -170,14 +175,8 @@ def adapt_keys(state: RouterState, actions: list[Action]) -> list[Action]:
         if path is None:
             adapted.append(action)
             continue
-        pem_targets = tuple(t for t in action.targets if _dialect_of_conn(state, t[0]) == G56)
-        if not pem_targets:
-            adapted.append(action)
-            continue
-        rest = tuple(t for t in action.targets if t not in pem_targets)
-        if rest:
-            adapted.append(Send(rest, action.frame))
-        adapted.append(Send(pem_targets, _with_key_form(action.frame, path, KeyForm.PEM_B64URL)))
+        adapted += _split_for(state, action, G56,
+                              lambda frame, path=path: _with_key_form(frame, path, KeyForm.PEM_B64URL))
     return adapted
 
 
