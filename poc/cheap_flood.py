@@ -34,7 +34,6 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives import serialization
-
 from websockets.exceptions import ConnectionClosed
 
 from _common import Keys, Peer, Verdict, healthz, main, now_ms, show, user
@@ -284,7 +283,7 @@ async def paid_flood(args: argparse.Namespace, key_pems: list[bytes], sink_key_p
     counting = asyncio.create_task(count_deliveries(sink, got))
     readers = [asyncio.create_task(f.read()) for f in payers]
     started.set()
-    for flooder, burst in zip(payers, bursts):
+    for flooder, burst in zip(payers, bursts, strict=False):
         for text in burst:
             await flooder.peer.send(text)
     await asyncio.sleep(ANSWER_WAIT_S)

@@ -60,20 +60,25 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
     verdict.check(code == "NAME_IN_USE", f"answer {code or 'none'} {show(detail)}")
     await thief.close()
     listed = await friend.list_users()
-    verdict.check(owner.peer_id not in listed, f"the owner's id is {'ONLINE' if owner.peer_id in listed else 'not online'}")
+    verdict.check(
+        owner.peer_id not in listed, f"the owner's id is {'ONLINE' if owner.peer_id in listed else 'not online'}"
+    )
 
     verdict.tried("SERVER_HELLO_LINK claiming the id of a server pinned here, signed with another key")
     server = await Peer(args.url, keys.take(), timeout=args.timeout).open()
     await server.join_as_server()
     clone = await Peer(args.url, mallory.key, peer_id=server.peer_id, timeout=args.timeout).open()
-    await clone.send(clone.signed(frames.server_hello_link(server.peer_id, "*", now_ms(), "127.0.0.1", 9, clone.pubkey)))
+    await clone.send(
+        clone.signed(frames.server_hello_link(server.peer_id, "*", now_ms(), "127.0.0.1", 9, clone.pubkey))
+    )
     code, detail = await clone.error()
     verdict.check(code in ("INVALID_SIG", "FORBIDDEN"), f"answer {code or 'none'} {show(detail)}")
     await clone.close()
 
     verdict.tried("a server frame on a linked server's connection signed with a key not pinned for it")
-    await server.send(server.signed(frames.user_advertise(server.peer_id, now_ms(), mallory.peer_id, {}),
-                                    key=mallory.key))
+    await server.send(
+        server.signed(frames.user_advertise(server.peer_id, now_ms(), mallory.peer_id, {}), key=mallory.key)
+    )
     code, detail = await server.error()
     verdict.check(code == "INVALID_SIG", f"answer {code or 'none'} {show(detail)}")
     await server.close()

@@ -63,9 +63,14 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
                 continue
             path = Path(saved[0].path).resolve()
             inside = path.parent == downloads.resolve()
-            verdict.check(inside and not has_controls(path.name), f"saved as {show(path.name)} inside downloads: {inside}")
-        outside = sorted(p.name for p in (Path(tmp)).rglob("*") if downloads.resolve() not in p.resolve().parents
-                         and p.resolve() != downloads.resolve() and p.is_file())
+            verdict.check(
+                inside and not has_controls(path.name), f"saved as {show(path.name)} inside downloads: {inside}"
+            )
+        outside = sorted(
+            p.name
+            for p in (Path(tmp)).rglob("*")
+            if downloads.resolve() not in p.resolve().parents and p.resolve() != downloads.resolve() and p.is_file()
+        )
         verdict.check(not outside, f"files outside the downloads directory: {outside or 'none'}")
 
         verdict.tried("terminal escape sequences in a display name and in a message")
@@ -73,8 +78,10 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
         events = session.handle_envelope(await victim.receive("USER_DELIVER"))
         shown = [render.event_text(e) for e in events]
         lines = [t.plain for t in shown if t is not None]
-        verdict.check(bool(lines) and not any(has_controls(line) for line in lines),
-                      f"rendered: {show(lines[0]) if lines else 'nothing'}")
+        verdict.check(
+            bool(lines) and not any(has_controls(line) for line in lines),
+            f"rendered: {show(lines[0]) if lines else 'nothing'}",
+        )
         session.close()
 
     for frame_type in ("EVIL_TYPE", "\x1b[31mRED", "USER_DELIVER"):
@@ -82,8 +89,9 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
         await mallory.send(frames.Envelope(type=frame_type, from_=mallory.peer_id, to="*", ts=now_ms(), payload={}))
         code, detail = await mallory.error()
         echoed = "\x1b" in detail
-        verdict.check(code in ("UNKNOWN_TYPE", "FORBIDDEN", "MALFORMED") and not echoed,
-                      f"answer {code or 'none'} {show(detail)}")
+        verdict.check(
+            code in ("UNKNOWN_TYPE", "FORBIDDEN", "MALFORMED") and not echoed, f"answer {code or 'none'} {show(detail)}"
+        )
     verdict.check(mallory.peer_id in await mallory.list_users(), "the connection still works")
     await mallory.close()
     await victim.close()

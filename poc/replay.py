@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from _common import Peer, Verdict, main, now_ms, show, user, Keys
+from _common import Keys, Peer, Verdict, main, now_ms, show, user
 from socp.protocol import frames
 from socp.protocol.envelope import Envelope
 

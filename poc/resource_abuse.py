@@ -41,7 +41,9 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
     alice = await user(args.url, keys, args.timeout)
 
     verdict.tried(f"a frame of {args.max_frame_bytes + 1000} bytes")
-    big = frames.msg_direct(alice.peer_id, alice.peer_id, now_ms(), "A" * (args.max_frame_bytes + 1000), alice.pubkey, "c2ln")
+    big = frames.msg_direct(
+        alice.peer_id, alice.peer_id, now_ms(), "A" * (args.max_frame_bytes + 1000), alice.pubkey, "c2ln"
+    )
     await alice.send(big)
     code, detail = await alice.error()
     verdict.check(code == "MALFORMED", f"answer {code or 'none'} {show(detail)}")
@@ -49,7 +51,10 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
     for depth in (64, 100_000):
         verdict.tried(f"JSON nested {depth} levels deep")
         nested = '{"type":"LIST_REQUEST","from":"%s","to":"*","ts":%d,"payload":{"x":%s}}' % (
-            alice.peer_id, now_ms(), "[" * depth + "]" * depth)
+            alice.peer_id,
+            now_ms(),
+            "[" * depth + "]" * depth,
+        )
         await alice.send(nested)
         code, detail = await alice.error()
         verdict.check(code == "MALFORMED", f"answer {code or 'none'} {show(detail)}")
@@ -83,13 +88,15 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
     try:
         for _ in range(args.flood_frames):
             await flooder.send(beat)
-    except Exception:   # noqa: BLE001 - the node may cut the flooder off mid-flood
+    except Exception:  # noqa: BLE001 - the node may cut the flooder off mid-flood
         closed_early = True
     code, detail = await flooder.error(timeout=5)
     hint = re.search(r"retry_after_ms=(\d+)", detail)
     cut_off = code == "CLOSED" and "rate limit" in detail
-    verdict.check((code == "RATE_LIMITED" and hint is not None) or cut_off,
-                  f"answer {code or 'none'} {show(detail)}" + ("; node closed the flooder" if closed_early else ""))
+    verdict.check(
+        (code == "RATE_LIMITED" and hint is not None) or cut_off,
+        f"answer {code or 'none'} {show(detail)}" + ("; node closed the flooder" if closed_early else ""),
+    )
     await flooder.close()
 
     await sustained_just_under_the_connection_limit(args, keys, verdict)
@@ -101,24 +108,30 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
     try:
         for _ in range(args.server_flood_frames):
             await server.send(beat)
-    except Exception:   # noqa: BLE001
+    except Exception:  # noqa: BLE001
         pass
     code, detail = await server.error(timeout=5)
-    verdict.check(code == "RATE_LIMITED" or (code == "CLOSED" and "rate limit" in detail),
-                  f"answer {code or 'none'} {show(detail)}")
+    verdict.check(
+        code == "RATE_LIMITED" or (code == "CLOSED" and "rate limit" in detail),
+        f"answer {code or 'none'} {show(detail)}",
+    )
     await server.close()
 
     verdict.tried("file transfers that never end: FILE_START after FILE_START, no FILE_END")
     bob = await user(args.url, keys, args.timeout)
     refused_at = None
     for n in range(1, 21):
-        await alice.send(frames.file_start(alice.peer_id, bob.peer_id, now_ms(), new_id(), f"f{n}.bin", 10, "0" * 64, "dm"))
+        await alice.send(
+            frames.file_start(alice.peer_id, bob.peer_id, now_ms(), new_id(), f"f{n}.bin", 10, "0" * 64, "dm")
+        )
         code, detail = await alice.error(timeout=0.3)
         if code:
             refused_at = n
             break
-    verdict.check(refused_at is not None, f"transfer #{refused_at} refused: {code} {show(detail)}"
-                  if refused_at else "20 unfinished transfers accepted")
+    verdict.check(
+        refused_at is not None,
+        f"transfer #{refused_at} refused: {code} {show(detail)}" if refused_at else "20 unfinished transfers accepted",
+    )
     await alice.send(frames.file_chunk(alice.peer_id, bob.peer_id, now_ms(), new_id(), 0, "AAAA"))
     code, detail = await alice.error()
     verdict.check(code == "FORBIDDEN", f"a chunk for no open transfer: {code or 'none'} {show(detail)}")
@@ -139,8 +152,10 @@ async def sustained_just_under_the_connection_limit(args: argparse.Namespace, ke
     burst = int(args.frame_burst * 0.8)
     rate = args.frame_rate * 0.9
     needed_s = max(0.0, (args.user_burst - burst) / max(rate - args.user_rate, 1.0))
-    verdict.tried(f"{burst} frames at once, then {rate:g} frames/s (under the connection limit of "
-                  f"{args.frame_rate:g}/s) for up to {needed_s + 3:.0f} s")
+    verdict.tried(
+        f"{burst} frames at once, then {rate:g} frames/s (under the connection limit of "
+        f"{args.frame_rate:g}/s) for up to {needed_s + 3:.0f} s"
+    )
     if rate <= args.user_rate:
         verdict.note("the per-connection rate is not above the per-user rate: nothing to show")
         return
@@ -161,7 +176,7 @@ async def sustained_just_under_the_connection_limit(args: argparse.Namespace, ke
                 await pacer.send(beat)
                 sent += 1
             await asyncio.sleep(tick)
-    except Exception:   # noqa: BLE001 - the node may close the connection
+    except Exception:  # noqa: BLE001 - the node may close the connection
         pass
     code, detail = await answer
     elapsed = loop.time() - started

@@ -123,7 +123,7 @@ async def answers(peer: Peer, refs: list[str]) -> tuple[dict[str, str], bool]:
     while len(told) < len(refs) and loop.time() < deadline:
         try:
             text = await asyncio.wait_for(peer.socket.recv(), deadline - loop.time())
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             break
         except ConnectionClosed:
             return told, True
@@ -146,7 +146,7 @@ async def deliveries(peer: Peer, ciphertexts: set[str], quiet: float = 2.0) -> i
     while True:
         try:
             text = await asyncio.wait_for(peer.socket.recv(), quiet)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             return count
         frame: Envelope = parse(text)
         if frame.type == "USER_DELIVER" and frame.payload.get("ciphertext") in ciphertexts:

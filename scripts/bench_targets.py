@@ -98,7 +98,9 @@ def print_cpu_per_dm(runs: list[dict[str, Any]], sign_ms: float) -> None:
 
     roles = ["verifier", "gateway", "router", "store", "bench client"]
     medians = {role: median([per_dm(run, role) for run in runs]) for role in roles}
-    print(f"\nCPU ms per local DM, 2 verifiers, closed loop (median of {len(runs)}); one signature = {sign_ms:.2f} ms\n")
+    print(
+        f"\nCPU ms per local DM, 2 verifiers, closed loop (median of {len(runs)}); one signature = {sign_ms:.2f} ms\n"
+    )
     print("| process | CPU ms per DM |\n| --- | --- |")
     for role in roles:
         print(f"| {role} | {medians[role]:.3f} |")

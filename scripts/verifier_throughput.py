@@ -57,7 +57,7 @@ def wait_for_peers(sockets: list[zmq.Socket], monitors: list[zmq.Socket], count:
                     raise TimeoutError("verifiers did not connect")
                 recv_monitor_message(monitor)
     finally:
-        for sock, monitor in zip(sockets, monitors):
+        for sock, monitor in zip(sockets, monitors, strict=False):
             sock.disable_monitor()
             monitor.close(linger=0)
 

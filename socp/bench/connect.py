@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from urllib.parse import urlsplit
 from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from socp.runtime import fast_runner, raise_open_file_limit
 
@@ -89,11 +89,22 @@ async def _ramp(users: list[BenchUser], options: ConnectOptions, meter: NodeMete
             finally:
                 await asyncio.gather(*(u.close() for u in users), return_exceptions=True)
     latencies = sorted(hello_latency)
-    return {"ramp_s": ramp_s, "timed_out": timed_out, "refused": dict(Counter(failures)), "admitted": len(hello_latency), "still_open": still_open,
-            "rss_before_kib": rss_before, "rss_ramped_kib": rss_ramped, "rss_held_kib": rss_held,
-            "hello_ms": {name: round(percentile(latencies, q) * 1000, 1)
-                         for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))},
-            "frames_seen": dict(frames_seen), "errors": dict(errors)}
+    return {
+        "ramp_s": ramp_s,
+        "timed_out": timed_out,
+        "refused": dict(Counter(failures)),
+        "admitted": len(hello_latency),
+        "still_open": still_open,
+        "rss_before_kib": rss_before,
+        "rss_ramped_kib": rss_ramped,
+        "rss_held_kib": rss_held,
+        "hello_ms": {
+            name: round(percentile(latencies, q) * 1000, 1)
+            for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))
+        },
+        "frames_seen": dict(frames_seen),
+        "errors": dict(errors),
+    }
 
 
 MIN_RAMP_HELLOS_PER_S = 50
@@ -117,8 +128,13 @@ def run_connect(target: Target, options: ConnectOptions, keys: KeyPool | None = 
     progress.note(f"connecting {count} users, {options.concurrency} at a time")
     with progress, fast_runner() as runner:
         ramp = runner.run(_ramp(users, options, meter, progress))
-    result = BenchResult(scenario="connect", urls=list(target.urls), mode=f"ramp, {options.concurrency} at a time",
-                         users=count, duration_s=round(ramp["ramp_s"], 2))
+    result = BenchResult(
+        scenario="connect",
+        urls=list(target.urls),
+        mode=f"ramp, {options.concurrency} at a time",
+        users=count,
+        duration_s=round(ramp["ramp_s"], 2),
+    )
     result.errors = ramp["errors"]
     result.fill_processes(meter.stop())
     result.extra["hellos_admitted"] = ramp["admitted"]

@@ -22,7 +22,7 @@ from .keys import KeyPool
 from .phase import TimedPhase, cores, timed_run
 from .prepare import DmJob, FramePreparer
 from .report import BenchResult
-from .targets import MAX_DURATION_S, MAX_DRAIN_S, MAX_PREPARED_FRAMES, Target
+from .targets import MAX_DRAIN_S, MAX_DURATION_S, MAX_PREPARED_FRAMES, Target
 from .tracker import DeliveryTracker
 from .users import BenchUser, make_users
 
@@ -138,7 +138,7 @@ def run_dm(target: Target, options: DmOptions, keys: KeyPool | None = None) -> B
     phase = TimedPhase("dm", list(target.urls), duration, options.rate, options.window, options.sample, options.drain_s,
                        "USER_DELIVER", _key_of)
     result, outcome, tracker = timed_run(phase, users, prepared, target.data_dirs, capacity, progress)
-    server_keys = dict(zip(target.urls, target.server_keys))
+    server_keys = dict(zip(target.urls, target.server_keys, strict=False))
     result.sample_checked, result.sample_failed, problems = check_sample(tracker, users, keys, server_keys)
     result.extra["cross_server"] = len(target.urls) > 1
     if len(target.urls) > 1 and capacity.signatures_per_s:

@@ -117,7 +117,9 @@ async def send_all(users: Sequence[BenchUser], plan: SendPlan, tracker: Delivery
         for position, frame in queue:
             if closed_loop:
                 try:
-                    await asyncio.wait_for(windows[sender].acquire(), max(0.0, min(WINDOW_STALL_S, end - time.perf_counter())))
+                    await asyncio.wait_for(
+                        windows[sender].acquire(), max(0.0, min(WINDOW_STALL_S, end - time.perf_counter()))
+                    )
                 except TimeoutError:
                     if time.perf_counter() >= end:
                         return
@@ -147,9 +149,14 @@ async def send_all(users: Sequence[BenchUser], plan: SendPlan, tracker: Delivery
     ended = time.perf_counter()
     tracker.on_fully_delivered = None
     sent = tracker.sent_count()
-    return SendOutcome(started=started, ended=min(ended, end) if sent < len(plan.frames) else ended,
-                       sent=sent, ran_out=closed_loop and sent >= len(plan.frames), window_stalls=stalls,
-                       send_failures=failures)
+    return SendOutcome(
+        started=started,
+        ended=min(ended, end) if sent < len(plan.frames) else ended,
+        sent=sent,
+        ran_out=closed_loop and sent >= len(plan.frames),
+        window_stalls=stalls,
+        send_failures=failures,
+    )
 
 
 async def drain(tracker: DeliveryTracker, timeout_s: float) -> float:

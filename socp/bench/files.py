@@ -102,7 +102,7 @@ def run_files(target: Target, options: FilesOptions, keys: KeyPool | None = None
         contents[file_id] = data
         per_sender.append(made)
     # Interleave the files so that an open-loop schedule spreads over every sender.
-    prepared = [frame for group in zip(*per_sender) for frame in group]
+    prepared = [frame for group in zip(*per_sender, strict=False) for frame in group]
     tracker = DeliveryTracker(sample_size=options.sample)
     tracker.expect(prepared)
     plan = SendPlan(frames=prepared, duration_s=options.duration_s, rate=options.rate, window=options.window)

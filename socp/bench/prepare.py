@@ -112,11 +112,11 @@ class FramePreparer:
                         progress: Callable[[int, int], None] | None = None) -> list[PreparedFrame]:
         made = self._run(_dm_batch, jobs, size, transport_sig, progress)
         return [PreparedFrame(sender=job[0], receivers=(job[3],), key=content_sig, text=text)
-                for job, (text, content_sig) in zip(jobs, made)]
+                for job, (text, content_sig) in zip(jobs, made, strict=False)]
 
     def public_messages(self, jobs: Sequence[PublicJob], receivers: tuple[int, ...], size: int,
                         transport_sig: bool = False,
                         progress: Callable[[int, int], None] | None = None) -> list[PreparedFrame]:
         made = self._run(_public_batch, jobs, size, transport_sig, progress)
         return [PreparedFrame(sender=job[0], receivers=receivers, key=content_sig, text=text)
-                for job, (text, content_sig) in zip(jobs, made)]
+                for job, (text, content_sig) in zip(jobs, made, strict=False)]

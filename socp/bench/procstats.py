@@ -110,6 +110,6 @@ class NodeMeter:
 
     def stop(self) -> list[ProcessUsage]:
         rows: list[ProcessUsage] = []
-        for index, (processes, before) in enumerate(zip(self._processes, self._before)):
+        for index, (processes, before) in enumerate(zip(self._processes, self._before, strict=False)):
             rows += usage_between(index, before, snapshot(processes))
         return rows

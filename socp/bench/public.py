@@ -63,7 +63,9 @@ def check_sample(tracker: DeliveryTracker, channel_key: crypto.PrivateKey) -> tu
             payload = envelope.payload
             ok = signing.verify_public(crypto.decode_public_key(payload["sender_pub"]), payload["content_sig"],
                                        payload["ciphertext"], envelope.from_, envelope.ts)
-            ok = ok and crypto.oaep_decrypt(channel_key, b64url_decode(payload["ciphertext"])).startswith(b"socp-bench ")
+            ok = ok and crypto.oaep_decrypt(channel_key, b64url_decode(payload["ciphertext"])).startswith(
+                b"socp-bench "
+            )
         except (SocpError, KeyError):
             ok = False
         failed += 0 if ok else 1
@@ -71,8 +73,9 @@ def check_sample(tracker: DeliveryTracker, channel_key: crypto.PrivateKey) -> tu
 
 
 def run_public(target: Target, options: PublicOptions, keys: KeyPool | None = None) -> BenchResult:
-    options = replace(options, duration_s=min(options.duration_s, MAX_DURATION_S),
-                      drain_s=min(options.drain_s, MAX_DRAIN_S))
+    options = replace(
+        options, duration_s=min(options.duration_s, MAX_DURATION_S), drain_s=min(options.drain_s, MAX_DRAIN_S)
+    )
     progress = Progress("bench public", options.progress)
     keys = keys or KeyPool.generate(max(2, options.keys), cores())
     channel_key_index = 1 if len(keys.keys) > 1 else 0
@@ -93,11 +96,25 @@ def run_public(target: Target, options: PublicOptions, keys: KeyPool | None = No
     progress.note(f"preparing {count} public messages on {cores()} cores")
     with FramePreparer(keys.ders, cores()) as preparer:
         with progress:
-            prepared = preparer.public_messages(jobs, receivers, options.size, options.transport_sig,
-                                                lambda done, total: progress.show(f"prepared {done}/{total}"))
+            prepared = preparer.public_messages(
+                jobs,
+                receivers,
+                options.size,
+                options.transport_sig,
+                lambda done, total: progress.show(f"prepared {done}/{total}"),
+            )
     prepared = [replace(p, key=f"{sender.user_id}:{p.key}") for p in prepared]
-    phase = TimedPhase("public", list(target.urls), options.duration_s, options.rate, options.window, options.sample,
-                       options.drain_s, "MSG_PUBLIC_CHANNEL", _key_of)
+    phase = TimedPhase(
+        "public",
+        list(target.urls),
+        options.duration_s,
+        options.rate,
+        options.window,
+        options.sample,
+        options.drain_s,
+        "MSG_PUBLIC_CHANNEL",
+        _key_of,
+    )
     result, outcome, tracker = timed_run(phase, users, prepared, target.data_dirs, capacity, progress)
     result.sample_checked, result.sample_failed = check_sample(tracker, keys.keys[channel_key_index])
     messages_delivered = len({key for (_receiver, key) in tracker.seen})
@@ -112,7 +129,8 @@ def run_public(target: Target, options: PublicOptions, keys: KeyPool | None = No
     if verifier_cpu and capacity.seconds_per_signature:
         result.extra["verifier_cpu_s_per_message"] = round(verifier_cpu / max(messages_delivered, 1), 4)
         result.extra["verifier_cpu_in_signatures_per_message"] = round(
-            verifier_cpu / capacity.seconds_per_signature / max(messages_delivered, 1), 2)
+            verifier_cpu / capacity.seconds_per_signature / max(messages_delivered, 1), 2
+        )
     if outcome.closed_users:
         result.notes.append(f"{outcome.closed_users} users were disconnected by the server")
     return result

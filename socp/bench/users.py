@@ -33,7 +33,7 @@ def signed_hellos(keys: tuple[PrivateKey, ...], public_texts: tuple[str, ...]) -
     """One hello signature per key: the signature covers only the payload (SOCP §5),
     which is the same for every user of a key, so one serves them all."""
     sigs = []
-    for key, public in zip(keys, public_texts):
+    for key, public in zip(keys, public_texts, strict=False):
         payload_frame = frames.user_hello(new_id(), None, 0, public, client="socp-bench")
         sigs.append(signing.transport_signature(key, payload_frame.payload))
     return tuple(sigs)

@@ -11,8 +11,8 @@ unwrapped on first use.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from socp.protocol import crypto
 from socp.protocol.encoding import b64url_decode

@@ -7,9 +7,9 @@ handler and a test checks that every command has one.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Iterable
 
 from socp.protocol.errors import SocpError
 from socp.protocol.ids import PUBLIC_CHANNEL

@@ -72,8 +72,8 @@ from socp.protocol.ids import PUBLIC_CHANNEL, is_peer_id
 from socp.protocol.limits import MAX_FRAME_BYTES
 
 from . import commands, dialects
-from .display import human_bytes
 from .commands import Command, CommandError
+from .display import human_bytes
 from .events import (
     ConnectionState,
     ErrorReceived,
@@ -228,7 +228,7 @@ async def dial(url: str, emit: EmitFn, *, attempts: int | None, backoff_max: flo
                                  close_timeout=5, ping_timeout=PING_TIMEOUT)
         except (InvalidURI, ValueError) as exc:
             raise ConnectFailed(f"{url!r} is not a usable WebSocket URL ({exc})") from exc
-        except (OSError, asyncio.TimeoutError, InvalidHandshake) as exc:
+        except (TimeoutError, OSError, InvalidHandshake) as exc:
             reason = _why(exc, url)
         if attempts is not None and attempt >= attempts:
             raise ConnectFailed(f"cannot reach {url}: {reason} (gave up after {attempt} attempts)")
@@ -260,7 +260,7 @@ async def log_in(attempt: RoamingLogin, url: str, emit: EmitFn, *, connect_attem
 async def _login_answer(ws: ClientConnection, url: str, timeout: float) -> str | bytes:
     try:
         return await asyncio.wait_for(ws.recv(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise LoginFailed(f"{url} did not answer the login within {timeout:.0f} s", "TIMEOUT") from None
     except ConnectionClosed as exc:
         raise LoginFailed(f"the server closed the connection during the login ({_close_reason(exc)}); "
@@ -462,7 +462,7 @@ class ChatClient:
         while (remaining := deadline - loop.time()) > 0:
             try:
                 raw = await asyncio.wait_for(self._ws.recv(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             except ConnectionClosed as exc:
                 raise HelloRejected(

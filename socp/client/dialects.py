@@ -25,7 +25,7 @@ the shape `socp.protocol.envelope` validates, and the driver to walk the dialect
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from socp.protocol import limits
@@ -100,7 +100,7 @@ def ms_timestamp(value: Any) -> int:
         except ValueError:
             return 0
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
+            when = when.replace(tzinfo=UTC)
         return max(0, int(when.timestamp() * 1000))
     return 0
 

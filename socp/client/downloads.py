@@ -43,7 +43,7 @@ class IncomingFile:
     started: float
     tmp_path: Path
     _fd: int
-    _hasher: "hashlib._Hash" = field(default_factory=hashlib.sha256)
+    _hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
     next_index: int = 0
     done: int = 0
     last_progress: float = 0.0

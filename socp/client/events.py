@@ -9,7 +9,7 @@ surface escapes them with `display.safe_text`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 Channel = Literal["dm", "public"]
 # How the content of a message reached us (SOCP §7.3 project decision).
@@ -217,26 +217,26 @@ class LoggedIn:
     fingerprint: str
 
 
-Event = Union[
-    Ready,
-    ConnectionState,
-    MessageReceived,
-    MessageSent,
-    MessageRejected,
-    NotDelivered,
-    Restamped,
-    KeyChanged,
-    ChannelKeyReceived,
-    FileProgress,
-    FileReceived,
-    FileSent,
-    FileFailed,
-    ListResult,
-    WhoisResult,
-    HelpResult,
-    ErrorReceived,
-    Info,
-    LoginRegistered,
-    LoginRegisterFailed,
-    LoggedIn,
-]
+Event = (
+    Ready
+    | ConnectionState
+    | MessageReceived
+    | MessageSent
+    | MessageRejected
+    | NotDelivered
+    | Restamped
+    | KeyChanged
+    | ChannelKeyReceived
+    | FileProgress
+    | FileReceived
+    | FileSent
+    | FileFailed
+    | ListResult
+    | WhoisResult
+    | HelpResult
+    | ErrorReceived
+    | Info
+    | LoginRegistered
+    | LoginRegisterFailed
+    | LoggedIn
+)

@@ -15,9 +15,9 @@ Everything is private to the user (files 0600, directories 0700).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 from socp.protocol import crypto, keystore
 from socp.protocol.errors import SocpError

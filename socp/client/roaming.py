@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from socp.protocol import crypto, frames, signing
 from socp.protocol import login as login_values

@@ -23,10 +23,10 @@ import hashlib
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from socp.protocol import acks, crypto, frames, signing
 from socp.protocol import login as login_values
@@ -991,17 +991,21 @@ class ClientSession:
         key_text = payload.get("sender_pub") if isinstance(payload.get("sender_pub"), str) else self._keys.get(sender)
         verified, trusted, events = False, False, []
         if key_text and isinstance(payload.get("content_sig"), str):
-            signed = {"channel": payload.get("channel"), "text": text, "from": payload.get("from"), "ts": payload.get("ts")}
+            signed = {"channel": payload.get("channel"), "text": text,
+                      "from": payload.get("from"), "ts": payload.get("ts")}
             try:
                 key, signature = crypto.decode_public_key(key_text), b64url_decode(payload["content_sig"])
-                verified = any(crypto.verify_pss(key, signature, form)
-                               for form in (canonical_json(signed), canonical_json_ascii(signed)))
+                verified = any(
+                    crypto.verify_pss(key, signature, form)
+                    for form in (canonical_json(signed), canonical_json_ascii(signed))
+                )
             except SocpError:
                 verified = False
             if verified:
                 trusted, events = self._check_pin(sender, key_text)
-        return events + [MessageReceived(sender, self.label(sender), text, ts, "public", verified, trusted,
-                                         "unencrypted")]
+        return events + [
+            MessageReceived(sender, self.label(sender), text, ts, "public", verified, trusted, "unencrypted")
+        ]
 
     def _on_public(self, envelope: Envelope) -> list[Event]:
         """§7.3: verify over ciphertext‖from‖ts, decrypt with the sender's channel key."""
@@ -1029,11 +1033,23 @@ class ClientSession:
         plaintext, form = _open(payload["ciphertext"], channel_key)
         return events + self._message(sender, "public", ts, plaintext, form, trusted, payload.get("part"))
 
-    def _message(self, sender: str, channel: Channel, ts: int, plaintext: bytes | None, form: ContentForm,
-                 trusted: bool, part: Any) -> list[Event]:
+    def _message(
+        self,
+        sender: str,
+        channel: Channel,
+        ts: int,
+        plaintext: bytes | None,
+        form: ContentForm,
+        trusted: bool,
+        part: Any,
+    ) -> list[Event]:
         """One frame's text; parts of a long text wait for their siblings (§2 decision)."""
-        if not (isinstance(part, dict) and isinstance(part.get("id"), str)
-                and isinstance(part.get("count"), int) and part["count"] > 1):
+        if not (
+            isinstance(part, dict)
+            and isinstance(part.get("id"), str)
+            and isinstance(part.get("count"), int)
+            and part["count"] > 1
+        ):
             return [MessageReceived(sender, self.label(sender), _decode(plaintext), ts, channel, True, trusted, form)]
         count, index = part["count"], part.get("index")
         if not isinstance(index, int) or not 0 <= index < count:
@@ -1053,8 +1069,20 @@ class ClientSession:
         whole = b"".join(pending.parts[i] for i in range(count))
         worst: ContentForm = next((f for f in ("undecryptable", "unencrypted") if f in pending.forms), "encrypted")
         text = "" if worst == "undecryptable" else _decode(whole)
-        return [MessageReceived(sender, self.label(sender), text, pending.ts, channel, True, pending.trusted, worst,
-                                parts=count, message_id=part["id"])]
+        return [
+            MessageReceived(
+                sender,
+                self.label(sender),
+                text,
+                pending.ts,
+                channel,
+                True,
+                pending.trusted,
+                worst,
+                parts=count,
+                message_id=part["id"],
+            )
+        ]
 
     def _on_key_share(self, envelope: Envelope) -> list[Event]:
         """§7.3: a sender key wrapped for us; verified with creator_pub, then stored."""
@@ -1066,8 +1094,7 @@ class ClientSession:
         creator_key = crypto.decode_public_key(creator_pub)
         creator_fp = crypto.fingerprint(creator_key)
         owner = self._owner_of(envelope.from_, creator_fp)
-        if not _verifies(signing.verify_key_share, creator_key, payload["content_sig"], payload["shares"],
-                         creator_pub):
+        if not _verifies(signing.verify_key_share, creator_key, payload["content_sig"], payload["shares"], creator_pub):
             return [MessageRejected(owner or creator_fp, "public", "key share signature does not verify", envelope.ts)]
         events: list[Event] = []
         if owner:
@@ -1076,8 +1103,9 @@ class ClientSession:
         try:
             channel_key = crypto.load_private_key_der(crypto.unwrap_blocks(self.user_key, b64url_decode(wrapped)))
         except SocpError as exc:
-            return events + [MessageRejected(owner or creator_fp, "public", f"key share unusable: {exc.detail}",
-                                             envelope.ts)]
+            return events + [
+                MessageRejected(owner or creator_fp, "public", f"key share unusable: {exc.detail}", envelope.ts)
+            ]
         self.channel_keys.store_peer(creator_fp, wrapped, channel_key)
         label = self.label(owner) if owner else creator_fp
         return events + [ChannelKeyReceived(owner or creator_fp, label, creator_fp)]
@@ -1129,8 +1157,10 @@ class ClientSession:
                 signature = b64url_decode(payload["content_sig"])
             except SocpError:
                 return self._fail(file_id, sender, name, "unreadable manifest signature")
-            if any(crypto.verify_pss(key, signature, form)
-                   for form in dialects.manifest_forms(payload, sender, envelope.to, envelope.ts)):
+            if any(
+                crypto.verify_pss(key, signature, form)
+                for form in dialects.manifest_forms(payload, sender, envelope.to, envelope.ts)
+            ):
                 verified, events = self._check_pin(sender, key_text)
             elif not rewrapped:
                 return self._fail(file_id, sender, name, "manifest signature does not verify")
@@ -1139,9 +1169,18 @@ class ClientSession:
             # signature), and its SHA-256 is still checked.
         creator_fp = crypto.fingerprint(key_text) if key_text else ""
         try:
-            incoming = IncomingFile.open(self.downloads_dir, file_id=file_id, sender=sender, name=name, size=size,
-                                         sha256=digest, channel=channel, verified=verified,
-                                         creator_fingerprint=creator_fp, now=self._clock())
+            incoming = IncomingFile.open(
+                self.downloads_dir,
+                file_id=file_id,
+                sender=sender,
+                name=name,
+                size=size,
+                sha256=digest,
+                channel=channel,
+                verified=verified,
+                creator_fingerprint=creator_fp,
+                now=self._clock(),
+            )
         except OSError as exc:
             return self._fail(file_id, sender, name, f"cannot write to the downloads directory: {exc.strerror}")
         self._downloads[file_id] = incoming
@@ -1168,14 +1207,18 @@ class ClientSession:
         now = incoming.last_activity = self._clock()
         if incoming.interrupted:
             incoming.interrupted = False
-            return [Info(f"the transfer of {incoming.name} from {self.label(incoming.sender)} goes on after the "
-                         "reconnect"), _progress(incoming.file_id, incoming.name, "receive", incoming.done,
-                                                 incoming.size, incoming.started, now)]
+            return [
+                Info(f"the transfer of {incoming.name} from {self.label(incoming.sender)} goes on after the reconnect"),
+                _progress(
+                    incoming.file_id, incoming.name, "receive", incoming.done, incoming.size, incoming.started, now
+                ),
+            ]
         if now - incoming.last_progress < self.progress_interval and incoming.done < incoming.size:
             return []
         incoming.last_progress = now
-        return [_progress(incoming.file_id, incoming.name, "receive", incoming.done, incoming.size,
-                          incoming.started, now)]
+        return [
+            _progress(incoming.file_id, incoming.name, "receive", incoming.done, incoming.size, incoming.started, now)
+        ]
 
     def _on_file_end(self, envelope: Envelope) -> list[Event]:
         incoming = self._downloads.get(envelope.payload["file_id"])
@@ -1188,16 +1231,29 @@ class ClientSession:
         except OSError as exc:
             return self._abort(incoming, f"cannot save the file: {exc.strerror}")
         del self._downloads[incoming.file_id]
-        return [FileReceived(incoming.file_id, incoming.sender, self.label(incoming.sender), incoming.name,
-                             str(final), incoming.size, incoming.sha256, incoming.channel,  # type: ignore[arg-type]
-                             incoming.verified, hashed=bool(incoming.sha256))]
+        return [
+            FileReceived(
+                incoming.file_id,
+                incoming.sender,
+                self.label(incoming.sender),
+                incoming.name,
+                str(final),
+                incoming.size,
+                incoming.sha256,
+                incoming.channel,  # type: ignore[arg-type]
+                incoming.verified,
+                hashed=bool(incoming.sha256),
+            )
+        ]
 
     def _interrupted_reason(self, incoming: IncomingFile, detail: str) -> str:
         if not incoming.interrupted:
             return detail
-        return (f"interrupted at {human_bytes(incoming.done)} of {human_bytes(incoming.size)}: part of it was lost "
-                f"while the connection was down ({detail}); the partial file was deleted; ask "
-                f"{self.label(incoming.sender)} to send it again")
+        return (
+            f"interrupted at {human_bytes(incoming.done)} of {human_bytes(incoming.size)}: part of it was lost "
+            f"while the connection was down ({detail}); the partial file was deleted; ask "
+            f"{self.label(incoming.sender)} to send it again"
+        )
 
     def expire_idle_downloads(self) -> list[Event]:
         """Drop the downloads whose sender has sent nothing for `download_idle_timeout`
@@ -1207,16 +1263,22 @@ class ClientSession:
         events: list[Event] = []
         for incoming in list(self._downloads.values()):
             if incoming.interrupted and now - incoming.last_activity > RESUME_GRACE:
-                events += self._abort(incoming, f"interrupted at {human_bytes(incoming.done)} of "
-                                                f"{human_bytes(incoming.size)}: the connection to the server was "
-                                                f"lost and the rest did not come within {RESUME_GRACE:g} s of "
-                                                "reconnecting; the partial file was deleted; ask "
-                                                f"{self.label(incoming.sender)} to send it again")
+                events += self._abort(
+                    incoming,
+                    f"interrupted at {human_bytes(incoming.done)} of "
+                    f"{human_bytes(incoming.size)}: the connection to the server was "
+                    f"lost and the rest did not come within {RESUME_GRACE:g} s of "
+                    "reconnecting; the partial file was deleted; ask "
+                    f"{self.label(incoming.sender)} to send it again",
+                )
         limit = self.download_idle_timeout
         for incoming in [i for i in self._downloads.values() if now - i.last_activity > limit]:
             idle = now - incoming.last_activity
-            events += self._abort(incoming, f"the sender went silent (nothing for {idle:.1f} s, the limit is "
-                                            f"{limit:g} s); the partial file was deleted")
+            events += self._abort(
+                incoming,
+                f"the sender went silent (nothing for {idle:.1f} s, the limit is "
+                f"{limit:g} s); the partial file was deleted",
+            )
         return events
 
     def _abort(self, incoming: IncomingFile, reason: str) -> list[Event]:
@@ -1270,8 +1332,9 @@ def _verifies(verify: Callable[..., bool], *args: Any) -> bool:
         return False
 
 
-def _open(ciphertext: str, key: crypto.PrivateKey | None, *, allow_plaintext: bool = True
-          ) -> tuple[bytes | None, ContentForm]:
+def _open(
+    ciphertext: str, key: crypto.PrivateKey | None, *, allow_plaintext: bool = True
+) -> tuple[bytes | None, ContentForm]:
     """Decrypt whole OAEP blocks; else recognise a plaintext peer (§7.3 decision)."""
     try:
         raw = b64url_decode(ciphertext)
@@ -1299,8 +1362,9 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _progress(file_id: str, name: str, direction: str, done: int, total: int, started: float, now: float
-              ) -> FileProgress:
+def _progress(
+    file_id: str, name: str, direction: str, done: int, total: int, started: float, now: float
+) -> FileProgress:
     elapsed = max(now - started, 1e-6)
     rate = done / elapsed
     eta = (total - done) / rate if rate > 0 else None

@@ -28,10 +28,10 @@ from socp.gateway.links import CLOSE_GOING_AWAY, LinkTable, first_accepted_conn
 from socp.gateway.lookups import DirectoryLookups
 from socp.gateway.memory import fix_mmap_threshold, trim_after_crowds
 from socp.gateway.recovery import Recovery
-from socp.ratelimit import AddressSlots
 from socp.gateway.server import Listener
 from socp.ipc.endpoints import ensure_runtime_dir
 from socp.ipc.messages import GatewayHello
+from socp.ratelimit import AddressSlots
 from socp.runtime import raise_open_file_limit
 
 log = logging.getLogger("socp.gateway")

@@ -16,8 +16,18 @@ from socp.gateway.context import GatewayContext
 from socp.gateway.dialer import Dialer
 from socp.gateway.links import CLOSE_TRY_AGAIN_LATER, CloseRequest, OutItem
 from socp.gateway.recovery import Recovery
-from socp.ipc.messages import (CloseLink, ConnId, Deliver, DialLink, DirectoryMiss, InboundDone, RouterHello,
-                               ServerLinks, StoreStatus, unpack)
+from socp.ipc.messages import (
+    CloseLink,
+    ConnId,
+    Deliver,
+    DialLink,
+    DirectoryMiss,
+    InboundDone,
+    RouterHello,
+    ServerLinks,
+    StoreStatus,
+    unpack,
+)
 from socp.ipc.reorder import ReorderOverflow
 from socp.protocol.errors import MalformedFrame
 

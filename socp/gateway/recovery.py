@@ -26,8 +26,17 @@ import time
 
 from socp.gateway.context import GatewayContext
 from socp.gateway.links import Link, LinkState
-from socp.ipc.messages import (ROLE_USER, GatewayHello, InboundDone, LinkReplay, OutboundDone, Rejected,
-                               VerifyJob, out_seq, pack)
+from socp.ipc.messages import (
+    ROLE_USER,
+    GatewayHello,
+    InboundDone,
+    LinkReplay,
+    OutboundDone,
+    Rejected,
+    VerifyJob,
+    out_seq,
+    pack,
+)
 from socp.protocol.errors import ErrorCode
 
 log = logging.getLogger("socp.gateway")

@@ -85,7 +85,7 @@ class Codec:
         if not required <= len(values) <= len(names):
             expected = f"{len(names)}" if required == len(names) else f"{required} to {len(names)}"
             raise MalformedFrame(f"{cls.__name__} has {len(values)} fields, expected {expected}")
-        for name, value, accepted in zip(names, values, self.field_types[cls]):
+        for name, value, accepted in zip(names, values, self.field_types[cls], strict=False):
             if not _type_ok(value, accepted):
                 raise MalformedFrame(f"{cls.__name__}.{name} has type {type(value).__name__}")
         return cls(*values)

@@ -69,6 +69,7 @@ from typing import Any, ClassVar
 from socp.protocol.errors import MalformedFrame  # noqa: F401  (re-exported: callers catch it from here)
 
 from .codec import WIRE_VERSION, Codec  # noqa: F401
+
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 ConnId = int
@@ -258,14 +259,56 @@ def is_query(conn: ConnId) -> bool:
     return conn < 0
 
 
-Message = (VerifyJob | Verified | Rejected | LinkClosed | LinkOpened | SignJob | Deliver | CloseLink | DialLink | GatewayHello
-           | RouterHello | LinkReplay | InboundDone | OutboundDone | DirectoryQuery | DirectoryMiss | StoreStatus
-           | FramesWritten | ServerLinks | Signed)
+Message = (
+    VerifyJob
+    | Verified
+    | Rejected
+    | LinkClosed
+    | LinkOpened
+    | SignJob
+    | Deliver
+    | CloseLink
+    | DialLink
+    | GatewayHello
+    | RouterHello
+    | LinkReplay
+    | InboundDone
+    | OutboundDone
+    | DirectoryQuery
+    | DirectoryMiss
+    | StoreStatus
+    | FramesWritten
+    | ServerLinks
+    | Signed
+)
 
-_CODEC = Codec("actor", (VerifyJob, Verified, Rejected, LinkClosed, LinkOpened, SignJob, Deliver, CloseLink,
-                         DialLink, GatewayHello, RouterHello, LinkReplay, InboundDone, OutboundDone,
-                         DirectoryQuery, DirectoryMiss, StoreStatus, FramesWritten, ServerLinks, Signed),
-               MAX_MESSAGE_BYTES, globals())
+_CODEC = Codec(
+    "actor",
+    (
+        VerifyJob,
+        Verified,
+        Rejected,
+        LinkClosed,
+        LinkOpened,
+        SignJob,
+        Deliver,
+        CloseLink,
+        DialLink,
+        GatewayHello,
+        RouterHello,
+        LinkReplay,
+        InboundDone,
+        OutboundDone,
+        DirectoryQuery,
+        DirectoryMiss,
+        StoreStatus,
+        FramesWritten,
+        ServerLinks,
+        Signed,
+    ),
+    MAX_MESSAGE_BYTES,
+    globals(),
+)
 
 
 def pack(message: Message) -> bytes:

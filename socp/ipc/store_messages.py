@@ -36,9 +36,9 @@ from typing import Any, ClassVar
 
 import msgpack
 
-from socp.protocol.errors import MalformedFrame
+from .codec import WIRE_VERSION as WIRE_VERSION  # re-exported: the version every store message starts with
+from .codec import Codec
 
-from .codec import WIRE_VERSION, Codec
 # A key-share payload for a big channel carries one wrapped key per member (~3.5 KB each).
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 # The start-up snapshot holds every user key and pending share of the node.

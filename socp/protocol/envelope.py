@@ -8,8 +8,9 @@ only `SocpError` subclasses, each mapping to an `ErrorCode`.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -125,7 +126,8 @@ def one_of(*choices: str) -> Check:
     return check
 
 
-def _check_fields(data: dict[str, Any], required: dict[str, Check], optional: dict[str, Check], prefix: str = "") -> None:
+def _check_fields(data: dict[str, Any], required: dict[str, Check], optional: dict[str, Check],
+                  prefix: str = "") -> None:
     for key, check in required.items():
         if key not in data:
             raise MalformedFrame(f"field '{prefix}{key}' is missing")
@@ -169,8 +171,12 @@ PAYLOAD_SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
         {},
         # Interop table: assigned_id may be absent or null (G45, G101, G17); G17 puts
         # the introducer's key in server_pub.
-        {"assigned_id": peer_id, "servers": list_of(_server_entry), "clients": list_of(_server_entry),
-         "server_pub": key_text},
+        {
+            "assigned_id": peer_id,
+            "servers": list_of(_server_entry),
+            "clients": list_of(_server_entry),
+            "server_pub": key_text,
+        },
     ),
     FrameType.USER_ADVERTISE: ({"user_id": peer_id, "server_id": peer_id}, {"meta": obj}),
     FrameType.USER_REMOVE: ({"user_id": peer_id, "server_id": peer_id}, {}),
@@ -219,7 +225,7 @@ PAYLOAD_SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
         {"online_users": list_of(id_text), "details": list_of(obj), **_list_cut},
     ),
     **{t: ({}, {}) for t in LIST_REQUEST_TYPES},
-    FrameType.WHO: ({}, {"users": list_of(id_text), **_list_cut}),   # G101's request, and our answer to it
+    FrameType.WHO: ({}, {"users": list_of(id_text), **_list_cut}),  # G101's request, and our answer to it
     FrameType.USER_LIST: ({"users": list_of(id_text)}, _list_cut),
     FrameType.PUBKEY_REQUEST: ({"user_id": peer_id}, {}),
     FrameType.USER_DB_GET: ({"user_id": peer_id}, {}),
@@ -228,33 +234,59 @@ PAYLOAD_SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     FrameType.USER_DB_USER: ({"user_id": peer_id, "found": boolean}, {"pubkey": text(limits.MAX_KEY_CHARS)}),
     FrameType.DB_REGISTER: ({"user_id": peer_id, "pubkey": key_text}, {}),
     FrameType.DB_GET_USER: ({"user_id": peer_id}, {"req_id": id_text}),
-    FrameType.DB_USER: ({"user_id": peer_id, "found": boolean},
-                        {"pubkey": text(limits.MAX_KEY_CHARS), "req_id": id_text}),
+    FrameType.DB_USER: (
+        {"user_id": peer_id, "found": boolean},
+        {"pubkey": text(limits.MAX_KEY_CHARS), "req_id": id_text},
+    ),
     # Project additions: the directory and password login (docs/store-and-login.md).
     FrameType.DIRECTORY_GET: ({"user_id": peer_id}, {}),
     FrameType.DIRECTORY_ENTRY: (
-        {"user_id": peer_id, "pubkey": key_text, "server_id": peer_id, "remote": boolean,
-         "version": integer(0, 2**31), "revoked": boolean},
+        {
+            "user_id": peer_id,
+            "pubkey": key_text,
+            "server_id": peer_id,
+            "remote": boolean,
+            "version": integer(0, 2**31),
+            "revoked": boolean,
+        },
         {},
     ),
     FrameType.LOGIN_REGISTER: (
-        {"privkey_store": text(limits.MAX_LOGIN_BLOB_CHARS, non_empty=True),
-         "pake_password": text(limits.MAX_LOGIN_VERIFIER_CHARS, non_empty=True)},
+        {
+            "privkey_store": text(limits.MAX_LOGIN_BLOB_CHARS, non_empty=True),
+            "pake_password": text(limits.MAX_LOGIN_VERIFIER_CHARS, non_empty=True),
+        },
         {},
     ),
     # Ours carries user_id (a challenge follows); G17's the password itself.
     FrameType.LOGIN_REQUEST: ({}, {"user_id": peer_id, "password": text(1024, non_empty=True)}),
-    **{t: ({"pubkey": key_text,
-            "privkey_store": text(limits.MAX_LOGIN_BLOB_CHARS, non_empty=True),
-            "pake_password": text(limits.MAX_LOGIN_VERIFIER_CHARS, non_empty=True)}, {})
-       for t in PEER_REGISTER_TYPES},
+    **{
+        t: (
+            {
+                "pubkey": key_text,
+                "privkey_store": text(limits.MAX_LOGIN_BLOB_CHARS, non_empty=True),
+                "pake_password": text(limits.MAX_LOGIN_VERIFIER_CHARS, non_empty=True),
+            },
+            {},
+        )
+        for t in PEER_REGISTER_TYPES
+    },
     FrameType.LOGIN_SUCCESS: ({"pubkey": key_text, "privkey_store": text(limits.MAX_LOGIN_BLOB_CHARS)}, {}),
     FrameType.LOGIN_FAIL: ({}, {"code": text(64), "detail": text(1024)}),
     FrameType.PUBLIC_MEMBERS_SNAPSHOT: ({}, {"members": list_of(peer_id), "version": integer()}),
     FrameType.LOGIN_CHALLENGE: (
-        {"nonce": text(128, non_empty=True), "salt": text(128, non_empty=True),
-         "params": record({"kdf": text(32, non_empty=True), "n": integer(1, 2**31), "r": integer(1, 2**31),
-                           "p": integer(1, 2**31)})},
+        {
+            "nonce": text(128, non_empty=True),
+            "salt": text(128, non_empty=True),
+            "params": record(
+                {
+                    "kdf": text(32, non_empty=True),
+                    "n": integer(1, 2**31),
+                    "r": integer(1, 2**31),
+                    "p": integer(1, 2**31),
+                }
+            ),
+        },
         {},
     ),
     FrameType.LOGIN_PROOF: ({"user_id": peer_id, "proof": text(128, non_empty=True)}, {}),
@@ -272,8 +304,14 @@ _ONE_OF: dict[str, tuple[str, ...]] = {FrameType.MSG_PUBLIC_CHANNEL: ("ciphertex
 # validated as what it is when the router unwraps it (router.federation).
 FILE_TYPES = (FrameType.FILE_START.value, FrameType.FILE_CHUNK.value, FrameType.FILE_END.value)
 WRAPPED_FILE_DELIVER: tuple[dict[str, Check], dict[str, Check]] = (
-    {"user_id": peer_id, "type": one_of(*FILE_TYPES), "from": peer_id, "to": peer_id,
-     "ts": integer(0, limits.MAX_TS), "payload": obj},
+    {
+        "user_id": peer_id,
+        "type": one_of(*FILE_TYPES),
+        "from": peer_id,
+        "to": peer_id,
+        "ts": integer(0, limits.MAX_TS),
+        "payload": obj,
+    },
     {"sig": text(limits.MAX_SIG_CHARS)},
 )
 
@@ -364,7 +402,7 @@ def parse_obj(raw: Any) -> Envelope:
     text(limits.MAX_SIG_CHARS)("sig", sig)
     required, optional = PAYLOAD_SCHEMAS[frame_type]
     if frame_type == FrameType.SERVER_DELIVER and isinstance(payload.get("payload"), dict):
-        required, optional = WRAPPED_FILE_DELIVER   # G56's file relay (see its schema)
+        required, optional = WRAPPED_FILE_DELIVER  # G56's file relay (see its schema)
     _check_fields(payload, required, optional, prefix="payload.")
     wanted = _ONE_OF.get(frame_type)
     if wanted and not any(payload.get(name) is not None for name in wanted):

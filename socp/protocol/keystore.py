@@ -33,7 +33,9 @@ def private_key_from_pem(data: bytes, password: str | None) -> PrivateKey:
     try:
         key = serialization.load_pem_private_key(data, password.encode("utf-8") if password else None)
     except TypeError as exc:  # encrypted but no password given, or the reverse
-        raise WrongPassword("the key file needs a password" if not password else "the key file has no password") from exc
+        raise WrongPassword(
+            "the key file needs a password" if not password else "the key file has no password"
+        ) from exc
     except ValueError as exc:
         if b"ENCRYPTED" in data:
             raise WrongPassword("wrong password for the key file") from exc

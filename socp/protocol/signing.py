@@ -105,7 +105,7 @@ def _field_forms(ciphertext_b64: str, names: tuple[str, ...], values: tuple[str 
         yield hashlib.sha256(raw).digest()
         yield hashlib.sha256(raw).hexdigest().encode()
     yield "|".join([ciphertext_b64, *(str(v) for v in values)]).encode()
-    as_object = {"ciphertext": ciphertext_b64, **dict(zip(names, values))}
+    as_object = {"ciphertext": ciphertext_b64, **dict(zip(names, values, strict=False))}
     yield canonical_json(as_object)
 
 
@@ -117,7 +117,9 @@ def _verify_any(public_key: PublicKey, content_sig: str, forms: Iterator[bytes])
     return any(verify_pss(public_key, signature, data) for data in forms)
 
 
-def verify_dm(public_key: PublicKey, content_sig: str, ciphertext_b64: str, sender: str, recipient: str, ts: int) -> bool:
+def verify_dm(
+    public_key: PublicKey, content_sig: str, ciphertext_b64: str, sender: str, recipient: str, ts: int
+) -> bool:
     return _verify_any(
         public_key, content_sig, _field_forms(ciphertext_b64, ("from", "to", "ts"), (sender, recipient, ts))
     )
@@ -160,9 +162,13 @@ def verify_content_frame(public_key: PublicKey, frame: Envelope) -> bool:
         if verify_dm(public_key, content_sig, ciphertext, frame.from_, frame.to, frame.ts):
             return True
         ts = payload.get("ts")
-        return (type(ts) is int and ts != frame.ts and payload.get("from", frame.from_) == frame.from_
-                and payload.get("to", frame.to) == frame.to
-                and verify_dm(public_key, content_sig, ciphertext, frame.from_, frame.to, ts))
+        return (
+            type(ts) is int
+            and ts != frame.ts
+            and payload.get("from", frame.from_) == frame.from_
+            and payload.get("to", frame.to) == frame.to
+            and verify_dm(public_key, content_sig, ciphertext, frame.from_, frame.to, ts)
+        )
     if isinstance(ciphertext, str):
         return verify_public(public_key, content_sig, ciphertext, frame.from_, frame.ts)
     text, ts = payload.get("text"), payload.get("ts", frame.ts)

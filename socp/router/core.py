@@ -7,6 +7,8 @@ store). No sockets, no clock: `state.now_ms` is set by the driver before each ca
 
 from __future__ import annotations
 
+from socp.protocol.acks import ACKNOWLEDGED_TYPES
+from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode
 from socp.protocol.frame_types import (
     KEY_LOOKUP_TYPES,
@@ -14,17 +16,43 @@ from socp.protocol.frame_types import (
     PASSWORD_OPENING_TYPES,
     SERVER_OPENING_TYPES,
     USER_SENDABLE,
+)
+from socp.protocol.frame_types import (
     FrameType as T,
 )
 
-from socp.protocol.acks import ACKNOWLEDGED_TYPES
-from socp.protocol.envelope import Envelope
-
-from . import (acks, defences, dialects, directory, federation, limits, login, outflow, peer_login, redeliver, refusals,
-               restore, user_presence, users)
-from . import link_dialects   # other teams' server-link habits (issue #14)
-from .events import (GATEWAY_RESTARTED, Action, BatchEnd, Close, DirectoryQueried, Event, FrameIn, FrameRejected,
-                     FramesWritten, LinkDown, LinkRestored, LinkUp, Tick)
+from . import (
+    acks,
+    defences,
+    dialects,
+    directory,
+    federation,
+    limits,
+    link_dialects,  # other teams' server-link habits (issue #14)
+    login,
+    outflow,
+    peer_login,
+    redeliver,
+    refusals,
+    restore,
+    user_presence,
+    users,
+)
+from .events import (
+    GATEWAY_RESTARTED,
+    Action,
+    BatchEnd,
+    Close,
+    DirectoryQueried,
+    Event,
+    FrameIn,
+    FrameRejected,
+    FramesWritten,
+    LinkDown,
+    LinkRestored,
+    LinkUp,
+    Tick,
+)
 from .links import Link, LinkState
 from .replies import CLOSE_NORMAL, error_to, refuse_and_close
 from .state import RouterState

@@ -28,7 +28,18 @@ from .events import Action, AdoptServerId, Close, Dial, FrameIn, Relay, Send, St
 from .linkbook import PeerLinkState as P
 from .links import Link, LinkState
 from .replies import error_to, refuse_and_close
-from .state import LOCAL, NO_ORIGIN, PEER_BACKLOG_LIMIT, DialPurpose, Introducer, PeerBacklog, Redial, RouterState, ServerRecord, UserRecord
+from .state import (
+    LOCAL,
+    NO_ORIGIN,
+    PEER_BACKLOG_LIMIT,
+    DialPurpose,
+    Introducer,
+    PeerBacklog,
+    Redial,
+    RouterState,
+    ServerRecord,
+    UserRecord,
+)
 
 log = logging.getLogger("socp.router")
 

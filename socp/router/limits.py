@@ -29,8 +29,8 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 from socp.protocol.acks import msg_ref_from_digest
 from socp.protocol.crypto import decode_public_key, normalise_public_key

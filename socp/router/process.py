@@ -30,12 +30,30 @@ from socp.protocol.envelope import Envelope
 
 from . import core, directory, fairshare, federation, limits, replay_log, restore
 from .bootstrap import load_bootstrap
-from .events import (GATEWAY_RESTARTED, Action, AdoptServerId, BatchEnd, Close, Dial, DirectoryQueried, Event,
-                     FrameIn, FrameRejected, FramesWritten, LinkDown, LinkRestored, LinkUp, QueryAnswer, Relay, Send,
-                     StoreWrite, Tick)
+from .events import (
+    GATEWAY_RESTARTED,
+    Action,
+    AdoptServerId,
+    BatchEnd,
+    Close,
+    Dial,
+    DirectoryQueried,
+    Event,
+    FrameIn,
+    FrameRejected,
+    FramesWritten,
+    LinkDown,
+    LinkRestored,
+    LinkUp,
+    QueryAnswer,
+    Relay,
+    Send,
+    StoreWrite,
+    Tick,
+)
 from .inflight import InFlight
-from .links import LinkState
 from .limits import Guard
+from .links import LinkState
 from .state import NodeSelf, PendingShare, RouterState, ServerRecord, Timing, UserRecord
 from .store_watch import StoreWatch
 

@@ -14,13 +14,30 @@ from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL
 from socp.protocol.key_forms import KeyForm, form_of, in_form
 
-from . import directory, outflow, peer_channel, user_presence
-from . import link_dialects   # other teams' server-link habits (issue #14)
+from . import (
+    directory,
+    link_dialects,  # other teams' server-link habits (issue #14)
+    outflow,
+    peer_channel,
+    user_presence,
+)
 from .events import Action, Send, StoreWrite, send_one
 from .links import Link, LinkState
 from .replies import error_to, refuse_and_close
-from .state import (LOCAL, NO_ORIGIN, PARKED_LIMIT, PEER_BACKLOG_LIMIT, RESEND_LIMIT, Parked, PeerBacklog,
-                    PendingShare, Redial, RouterState, UserRecord, forget_older)
+from .state import (
+    LOCAL,
+    NO_ORIGIN,
+    PARKED_LIMIT,
+    PEER_BACKLOG_LIMIT,
+    RESEND_LIMIT,
+    Parked,
+    PeerBacklog,
+    PendingShare,
+    Redial,
+    RouterState,
+    UserRecord,
+    forget_older,
+)
 
 MAX_DISPLAY_NAME = 64
 # G101's client says hello to "server@<host>:<port>", and reads a DM only if its
@@ -52,25 +69,35 @@ def hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     if known is None or known.home_server or known.display_name != display_name:
         state.users[user_id] = UserRecord(pubkey=pubkey, display_name=display_name)
         directory.record_changed(state, user_id)
-        actions.append(StoreWrite("bind_user", (user_id, pubkey, {"display_name": display_name} if display_name else {})))
+        actions.append(
+            StoreWrite("bind_user", (user_id, pubkey, {"display_name": display_name} if display_name else {}))
+        )
     link.move(LinkState.USER)
     link.peer_id = user_id
     state.local_users[user_id] = link.conn
     state.user_locations[user_id] = LOCAL
     if frame.sig:
-        state.hello_proofs[user_id] = frame.to_dict()   # carried in our adverts (advert_meta)
+        state.hello_proofs[user_id] = frame.to_dict()  # carried in our adverts (advert_meta)
     else:
         state.hello_proofs.pop(user_id, None)
     if frame.to.startswith(G101_SERVER_PREFIX):
         state.sender_in_payload.add(link.conn)
-        actions += peer_channel.g101_hello(state.peer_channel, state.me.server_id, state.now_ms,
-                                           state.accounts.random_bytes, link.conn, user_id, pubkey)
+        actions += peer_channel.g101_hello(
+            state.peer_channel,
+            state.me.server_id,
+            state.now_ms,
+            state.accounts.random_bytes,
+            link.conn,
+            user_id,
+            pubkey,
+        )
     form = form_of(frame.payload["pubkey"])
-    if form is not KeyForm.DER_B64URL:   # keys are handed to this client in its own form
+    if form is not KeyForm.DER_B64URL:  # keys are handed to this client in its own form
         state.key_forms[link.conn] = form
     user_presence.joined(state, user_id, link.conn, frame.payload.get("client"))
-    actions += peer_channel.hello(state.peer_channel, state.me.server_id, state.now_ms, state.accounts.random_bytes,
-                                  link.conn, user_id, pubkey)
+    actions += peer_channel.hello(
+        state.peer_channel, state.me.server_id, state.now_ms, state.accounts.random_bytes, link.conn, user_id, pubkey
+    )
     actions += _join_channel(state, user_id)
     actions += _deliver_pending_shares(state, user_id, link.conn)
     parked = state.parked.pop(user_id, None)
@@ -80,7 +107,7 @@ def hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     if server_conns:
         advert = frames.user_advertise(state.me.server_id, state.now_ms, user_id, advert_meta(state, user_id))
         actions.append(Send(server_conns, advert))
-        actions += link_dialects.user_joined(state, user_id)   # G45 peers look keys up in a directory
+        actions += link_dialects.user_joined(state, user_id)  # G45 peers look keys up in a directory
     return actions
 
 
@@ -140,8 +167,13 @@ def announce_joins(state: RouterState) -> list[Action]:
 def _deliver_pending_shares(state: RouterState, user_id: str, conn: int) -> list[Action]:
     actions: list[Action] = []
     for sender, share in sorted(state.pending_shares.pop(user_id, {}).items()):
-        relay = Envelope(type=T.PUBLIC_CHANNEL_KEY_SHARE.value, from_=state.me.server_id, to=BROADCAST,
-                         ts=share.ts, payload=share.payload)
+        relay = Envelope(
+            type=T.PUBLIC_CHANNEL_KEY_SHARE.value,
+            from_=state.me.server_id,
+            to=BROADCAST,
+            ts=share.ts,
+            payload=share.payload,
+        )
         actions.append(send_one(conn, relay))
         actions.append(StoreWrite("mark_share_delivered", (sender, user_id)))
     return actions
@@ -192,12 +224,14 @@ def list_response(state: RouterState, link: Link) -> Send:
     for user_id in online:
         location = state.user_locations[user_id]
         record = state.users.get(user_id)
-        details.append({
-            "user_id": user_id,
-            "server_id": state.me.server_id if location == LOCAL else location,
-            "display_name": record.display_name if record else "",
-            "pubkey": record.pubkey if record else "",
-        })
+        details.append(
+            {
+                "user_id": user_id,
+                "server_id": state.me.server_id if location == LOCAL else location,
+                "display_name": record.display_name if record else "",
+                "pubkey": record.pubkey if record else "",
+            }
+        )
     return send_one(link.conn, frames.list_response(state.me.server_id, link.peer_id, state.now_ms, online, details))
 
 
@@ -226,8 +260,15 @@ def direct_message(state: RouterState, link: Link, frame: Envelope) -> list[Acti
     return route_to_user(state, frame.to, frame.from_, frame.ts, frame.payload, extra, origin_conn=link.conn)
 
 
-def route_to_user(state: RouterState, target: str, sender: str, ts: int, payload: dict[str, Any],
-                  extra: dict[str, Any], origin_conn: int) -> list[Action]:
+def route_to_user(
+    state: RouterState,
+    target: str,
+    sender: str,
+    ts: int,
+    payload: dict[str, Any],
+    extra: dict[str, Any],
+    origin_conn: int,
+) -> list[Action]:
     location = state.user_locations.get(target)
     me = state.me.server_id
     signed_ts = payload.get("ts")
@@ -240,8 +281,9 @@ def route_to_user(state: RouterState, target: str, sender: str, ts: int, payload
         # Interop table: the sender's key in the encoding the recipient's client reads.
         form = state.key_forms.get(conn, KeyForm.DER_B64URL) if conn is not None else KeyForm.DER_B64URL
         sender_pub = in_form(payload.get("sender_pub", ""), form)
-        deliver = frames.user_deliver(me, target, ts, payload["ciphertext"], sender, sender_pub,
-                                      payload["content_sig"], **extra)
+        deliver = frames.user_deliver(
+            me, target, ts, payload["ciphertext"], sender, sender_pub, payload["content_sig"], **extra
+        )
         # G101's client also reads who sent it from the payload.
         if conn in state.sender_in_payload or own_ts:
             # Who sent it as this node authenticated it, and the ts the sender signed.
@@ -251,9 +293,18 @@ def route_to_user(state: RouterState, target: str, sender: str, ts: int, payload
             return _park(state, target, deliver, origin_conn)
         return [send_one(conn, deliver)]
     if location is not None:
-        extra = {**extra, **link_dialects.deliver_extras(state, location, ts)}   # G17 reads orig_ts
-        onward = frames.server_deliver(me, location, ts, target, payload["ciphertext"], sender,
-                                       payload.get("sender_pub", ""), payload["content_sig"], **extra)
+        extra = {**extra, **link_dialects.deliver_extras(state, location, ts)}  # G17 reads orig_ts
+        onward = frames.server_deliver(
+            me,
+            location,
+            ts,
+            target,
+            payload["ciphertext"],
+            sender,
+            payload.get("sender_pub", ""),
+            payload["content_sig"],
+            **extra,
+        )
         if own_ts:
             onward = replace(onward, payload={**onward.payload, "ts": signed_ts})
         return send_to_server(state, location, onward, origin_conn)
@@ -271,20 +322,27 @@ def send_to_server(state: RouterState, server_id: str, frame: Envelope, origin_c
         recent = state.sent_recently.get(server_id)
         if recent is None:
             recent = state.sent_recently[server_id] = deque(maxlen=RESEND_LIMIT)
-        recent.append((state.now_ms, frame))   # re-sent if this link drops (federation._register_link)
+        recent.append((state.now_ms, frame))  # re-sent if this link drops (federation._register_link)
         return [send_one(conn, frame)]
     backlog = state.backlogs.get(server_id)
     if backlog is None and server_id in state.pinned_servers:
         # Known but not linked yet: its presence reached us relayed (SOCP §6.2) before
         # its own link came up. Keep the frame for that link and dial it, as for a lost one.
         backlog = state.backlogs[server_id] = PeerBacklog(give_up_at_ms=state.now_ms + state.timing.link_timeout_ms)
-        state.redials.setdefault(server_id, Redial(next_attempt_ms=state.now_ms,
-                                                   backoff_ms=state.timing.min_backoff_ms))
+        state.redials.setdefault(
+            server_id, Redial(next_attempt_ms=state.now_ms, backoff_ms=state.timing.min_backoff_ms)
+        )
     if backlog is None:
         return [error_to(state, origin_conn, ErrorCode.USER_NOT_FOUND, "no route to that user's server")]
     if len(backlog.frames) >= PEER_BACKLOG_LIMIT:
-        return [error_to(state, origin_conn, ErrorCode.OVERLOADED,
-                         "the recipient's server is unreachable and its queue is full; retry later")]
+        return [
+            error_to(
+                state,
+                origin_conn,
+                ErrorCode.OVERLOADED,
+                "the recipient's server is unreachable and its queue is full; retry later",
+            )
+        ]
     backlog.frames.append((origin_conn, frame))
     return []
 
@@ -305,7 +363,7 @@ def public_message(state: RouterState, frame: Envelope, exclude_conn: int) -> li
         actions.append(error_to(state, exclude_conn, ErrorCode.OVERLOADED, outflow.CONGESTED_DETAIL))
     local = user_targets(state, PUBLIC_CHANNEL, exclude_conn)
     g101: tuple[int, ...] = ()
-    if frame.type == T.MSG_PUBLIC_CHANNEL:   # G101's members read posts (not files) as USER_DELIVER
+    if frame.type == T.MSG_PUBLIC_CHANNEL:  # G101's members read posts (not files) as USER_DELIVER
         g101 = tuple(conn for conn, _ in local if conn in state.peer_channel.g101_members)
         local = tuple(target for target in local if target[0] not in state.peer_channel.g101_members)
     targets = local + keeping_up
@@ -346,8 +404,12 @@ def key_share(state: RouterState, frame: Envelope, origin_conn: int) -> list[Act
             record = state.users.get(member)
             if record is not None and not record.home_server:
                 state.pending_shares.setdefault(member, {})[creator] = PendingShare(frame.payload, frame.ts)
-                actions.append(StoreWrite("save_key_share", (creator, member, share["wrapped_public_channel_key"],
-                                                             frame.payload, frame.ts)))
+                actions.append(
+                    StoreWrite(
+                        "save_key_share",
+                        (creator, member, share["wrapped_public_channel_key"], frame.payload, frame.ts),
+                    )
+                )
     conns.pop(origin_conn, None)
     if conns:
         actions.insert(0, Send(tuple((conn, BROADCAST) for conn in conns), onward))

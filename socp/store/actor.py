@@ -50,7 +50,7 @@ from socp.ipc import store_messages as wire
 from socp.ipc.endpoints import ensure_runtime_dir
 from socp.protocol.errors import MalformedFrame
 from socp.protocol.ids import ServerId, UserId
-from socp.store.errors import (StoreMisconfigured, StoreQueryError, StoreRequestRejected, StoreUnavailable)
+from socp.store.errors import StoreMisconfigured, StoreQueryError, StoreRequestRejected, StoreUnavailable
 from socp.store.health import UNAVAILABLE, DatabaseHealth
 from socp.store.operations import Store
 from socp.store.records import StoreSnapshot

@@ -29,10 +29,25 @@ import zmq.asyncio
 from socp.ipc import store_messages as wire
 from socp.protocol.errors import MalformedFrame
 from socp.protocol.ids import ServerId, UserId
-from socp.store.errors import (StoreClosed, StoreError, StoreOverloaded, StoreQueryError, StoreRequestRejected,
-                               StoreTimeout, StoreUnavailable)
-from socp.store.records import (BindResult, DatabaseStatus, HelloSignature, PendingKeyShare, PinnedServer, PinResult,
-                                StoreSnapshot, UserRecord)
+from socp.store.errors import (
+    StoreClosed,
+    StoreError,
+    StoreOverloaded,
+    StoreQueryError,
+    StoreRequestRejected,
+    StoreTimeout,
+    StoreUnavailable,
+)
+from socp.store.records import (
+    BindResult,
+    DatabaseStatus,
+    HelloSignature,
+    PendingKeyShare,
+    PinnedServer,
+    PinResult,
+    StoreSnapshot,
+    UserRecord,
+)
 
 log = logging.getLogger("socp.store.client")
 

@@ -16,9 +16,10 @@ dialects (column types, upsert spelling) lives in `Dialect`. Every statement run
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from socp.store.errors import StoreMisconfigured
 

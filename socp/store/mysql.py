@@ -93,7 +93,7 @@ async def _create_database(params: MysqlParams) -> None:
         connection = await aiomysql.connect(host=params.host, port=params.port, user=params.user,
                                             password=params.password, connect_timeout=CONNECT_TIMEOUT,
                                             autocommit=True, charset="utf8mb4")
-    except (pymysql.err.MySQLError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, pymysql.err.MySQLError, OSError) as exc:
         raise StoreUnavailable(f"cannot reach {params.where}: {_reason(exc)}") from None
     try:
         async with connection.cursor() as cursor:
@@ -114,7 +114,7 @@ class _MysqlTransaction(Transaction):
     async def execute(self, sql: str, params: Params = ()) -> int:
         try:
             return await self._cursor.execute(_sql(sql), tuple(params))
-        except (pymysql.err.MySQLError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, pymysql.err.MySQLError, OSError) as exc:
             raise translate(exc, self._where) from None
 
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
@@ -160,7 +160,7 @@ class MysqlDatabase(Database):
             if code in _CONFIG_ERRORS:
                 raise StoreMisconfigured(f"{params.where}: {_CONFIG_ERRORS[code]}") from None
             raise StoreUnavailable(f"cannot reach {params.where}: {_reason(exc.__cause__ or exc)}") from None
-        except (pymysql.err.MySQLError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, pymysql.err.MySQLError, OSError) as exc:
             raise StoreUnavailable(f"cannot reach {params.where}: {_reason(exc)}") from None
         return cls(pool, params)
 
@@ -168,20 +168,20 @@ class MysqlDatabase(Database):
     async def transaction(self, *, write: bool = True) -> AsyncIterator[Transaction]:
         try:
             connection = await self._pool.acquire()
-        except (pymysql.err.MySQLError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, pymysql.err.MySQLError, OSError) as exc:
             raise translate(exc, self.description) from None
         try:
             try:
                 await connection.begin()
                 # A buffered cursor: results are read whole, nothing is left to drain.
                 cursor = await connection.cursor()
-            except (pymysql.err.MySQLError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, pymysql.err.MySQLError, OSError) as exc:
                 raise translate(exc, self.description) from None
             try:
                 yield _MysqlTransaction(cursor, self.description)
                 try:
                     await connection.commit()
-                except (pymysql.err.MySQLError, OSError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, pymysql.err.MySQLError, OSError) as exc:
                     raise translate(exc, self.description) from None
             except BaseException:
                 await self._abandon(connection)
@@ -196,7 +196,7 @@ class MysqlDatabase(Database):
             return
         try:
             await connection.rollback()
-        except (pymysql.err.MySQLError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, pymysql.err.MySQLError, OSError) as exc:
             log.debug("closing a broken MySQL connection: %s", _reason(exc))
             connection.close()
 

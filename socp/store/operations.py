@@ -15,8 +15,15 @@ from socp.protocol.ids import PUBLIC_CHANNEL, ServerId, UserId
 from socp.store.database import Database, Transaction
 from socp.store.errors import StoreRequestRejected
 from socp.store.migrations import apply_migrations
-from socp.store.records import (BindResult, HelloSignature, PendingKeyShare, PinnedServer, PinResult, StoreSnapshot,
-                                UserRecord)
+from socp.store.records import (
+    BindResult,
+    HelloSignature,
+    PendingKeyShare,
+    PinnedServer,
+    PinResult,
+    StoreSnapshot,
+    UserRecord,
+)
 
 Clock = Callable[[], float]   # seconds since the epoch, like time.time
 
@@ -268,8 +275,10 @@ class Store:
         async with self.database.transaction() as tx:
             row = await tx.fetch_one("SELECT pubkey FROM servers WHERE server_id = ?", (server_id,))
             if row is None:
-                await tx.execute("INSERT INTO servers (server_id, pubkey, host, port, pinned_at) VALUES (?, ?, ?, ?, ?)",
-                                 (server_id, pubkey, host, port, self._now_ms()))
+                await tx.execute(
+                    "INSERT INTO servers (server_id, pubkey, host, port, pinned_at) VALUES (?, ?, ?, ?, ?)",
+                    (server_id, pubkey, host, port, self._now_ms()),
+                )
                 return PinResult.PINNED
             if row[0] != pubkey:
                 return PinResult.CONFLICT
@@ -291,9 +300,15 @@ class Store:
         is empty. The version only moves forward."""
         dialect = self.database.dialect
         async with self.database.transaction() as tx:
-            await tx.execute(dialect.upsert("group_members",
-                                            ("group_id", "member_id", "role", "wrapped_key", "added_at"),
-                                            key=("group_id", "member_id"), update=()),
-                             (PUBLIC_CHANNEL, member_id, PUBLIC_MEMBER_ROLE, "", self._now_ms()))
-            await tx.execute("UPDATE `groups` SET version = ? WHERE group_id = ? AND version < ?",
-                             (version, PUBLIC_CHANNEL, version))
+            await tx.execute(
+                dialect.upsert(
+                    "group_members",
+                    ("group_id", "member_id", "role", "wrapped_key", "added_at"),
+                    key=("group_id", "member_id"),
+                    update=(),
+                ),
+                (PUBLIC_CHANNEL, member_id, PUBLIC_MEMBER_ROLE, "", self._now_ms()),
+            )
+            await tx.execute(
+                "UPDATE `groups` SET version = ? WHERE group_id = ? AND version < ?", (version, PUBLIC_CHANNEL, version)
+            )

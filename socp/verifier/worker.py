@@ -34,7 +34,7 @@ import zmq
 from socp.config import NodeConfig
 from socp.identity import load_identity
 from socp.ipc import messages
-from socp.ipc.messages import Deliver, Rejected, SignJob, Signed, VerifyJob
+from socp.ipc.messages import Deliver, Rejected, Signed, SignJob, VerifyJob
 from socp.protocol.crypto import PrivateKey, fingerprint
 from socp.protocol.errors import ErrorCode, SocpError
 from socp.runtime import setup_logging

@@ -13,7 +13,6 @@ from socp.bench.files import FilesOptions, run_files
 from socp.bench.keys import KeyPool
 from socp.bench.public import PublicOptions, run_public
 from socp.bench.targets import Target
-
 from support.nodes import start_node
 
 pytestmark = pytest.mark.e2e

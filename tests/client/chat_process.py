@@ -10,8 +10,9 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 PASSWORD = "correct horse"
 STEP = 30.0
@@ -76,7 +77,7 @@ class Chat:
             self._arrived.clear()
             try:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
 
     def of(self, event: str) -> list[dict[str, Any]]:

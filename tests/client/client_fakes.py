@@ -11,8 +11,8 @@ drives the in-memory `MemoryNet` and the websockets server of the end-to-end tes
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Hashable
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed

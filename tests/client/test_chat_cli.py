@@ -9,7 +9,6 @@ from click.testing import CliRunner
 from socp.cli import chat as chat_cli
 from socp.client.home import ClientHome
 from socp.protocol import crypto
-
 from support.nodes import free_port
 
 

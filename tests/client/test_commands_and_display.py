@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from socp.client import commands, events as ev
+from socp.client import commands
+from socp.client import events as ev
 from socp.client.connection import ChatClient
 from socp.client.display import safe_filename, safe_text
-from socp.client.render import EVENT_NAMES, event_to_json_line, event_text
+from socp.client.render import EVENT_NAMES, event_text, event_to_json_line
 
 
 def test_every_command_in_the_table_has_a_handler(make_session):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 from client_fakes import FakeNode, serve_fake_node, url_of

@@ -35,7 +35,6 @@ from socp.protocol.encoding import b64url_decode, b64url_encode
 from socp.protocol.envelope import parse
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import new_id
-
 from support.nodes import free_port, start_node
 
 pytestmark = pytest.mark.e2e

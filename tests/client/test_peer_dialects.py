@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -113,11 +114,19 @@ def _g45(me: str, other: str, other_key: str, server_id: str) -> Double:
             return [_frame("USER_LIST", server_id, me, {"users": sorted([me, other])})]
         if kind == "USER_DB_GET":
             found = frame["payload"]["user_id"] == other
-            return [_frame("USER_DB_USER", server_id, me,
-                           {"user_id": frame["payload"]["user_id"], "found": found, "pubkey": other_key if found else ""})]
+            return [
+                _frame(
+                    "USER_DB_USER",
+                    server_id,
+                    me,
+                    {"user_id": frame["payload"]["user_id"], "found": found, "pubkey": other_key if found else ""},
+                )
+            ]
         if kind in ("MSG_DIRECT",):
             return []
-        return [_frame("ERROR", server_id, "server_*", {"code": "UNKNOWN_TYPE", "detail": f"unrecognized type: {kind}"})]
+        return [
+            _frame("ERROR", server_id, "server_*", {"code": "UNKNOWN_TYPE", "detail": f"unrecognized type: {kind}"})
+        ]
 
     return Double(answer=answer)
 
@@ -165,8 +174,14 @@ def _g56(me: str, other: str, other_key_pem64: str, server_id: str) -> Double:
         if kind in ("MSG_DIRECT", "MSG_PUBLIC_CHANNEL"):
             return []
         if kind == "PUBLIC_CHANNEL_KEY_SHARE":
-            return [_frame("ERROR", server_id, me, {"code": "UNKNOWN_TYPE",
-                                                    "detail": f"Message type {kind} not yet implemented"})]
+            return [
+                _frame(
+                    "ERROR",
+                    server_id,
+                    me,
+                    {"code": "UNKNOWN_TYPE", "detail": f"Message type {kind} not yet implemented"},
+                )
+            ]
         return [_frame("ERROR", server_id, me, {"code": "UNKNOWN_TYPE", "detail": f"Unknown message type: {kind}"})]
 
     return Double(answer=answer, on_hello=on_hello)
@@ -186,7 +201,7 @@ async def test_g56_presence_is_the_list_tell_needs_no_list_and_a_refused_all_is_
     assert [e.text for e in events if isinstance(e, MessageSent)] == ["hello"]
     types = double.sent_types()
     assert "MSG_DIRECT" in types
-    after_hello_probes = types[types.index("MSG_DIRECT"):]
+    after_hello_probes = types[types.index("MSG_DIRECT") :]
     assert not [k for k in after_hello_probes if k in ("LIST_REQUEST", "USER_LIST_REQ", "WHO")]
     refusals = [e for e in events if isinstance(e, ErrorReceived) and e.code == "NOT_SENT"]
     assert len(refusals) == 1 and "PUBLIC_CHANNEL_KEY_SHARE" in refusals[0].detail
@@ -203,19 +218,29 @@ def _g101(me: str, server_id: str) -> Double:
 
     def on_hello(frame: dict[str, Any]) -> list[dict[str, Any]]:
         if not envelope_signature_ok(frame):
-            return [_frame("ERROR", "server", me, {"reason": "HELLO_VERIFY_FAILED: Signature verify failed"},
-                           ts="2026-11-25T21:44:25Z")]
+            return [
+                _frame(
+                    "ERROR",
+                    "server",
+                    me,
+                    {"reason": "HELLO_VERIFY_FAILED: Signature verify failed"},
+                    ts="2026-11-25T21:44:25Z",
+                )
+            ]
         return [_frame("ACK", "server", me, {"msg_ref": None, "session_token": new_id()}, ts="2026-11-25T21:44:25Z")]
 
     def answer(frame: dict[str, Any]) -> list[dict[str, Any]]:
         if frame["type"] == "WHO":
             reply = _frame("WHO", server_id, me, {"users": [me]})
-            del reply["ts"], reply["sig"]   # as G101 sends it
+            del reply["ts"], reply["sig"]  # as G101 sends it
             return [reply]
         return [_frame("ACK", "server", me, {"msg_ref": "unknown"}, ts="2026-11-25T21:44:26Z")]
 
-    return Double(answer=answer, on_hello=on_hello,
-                  close_after=lambda frame: frame["type"] == "USER_HELLO" and not envelope_signature_ok(frame))
+    return Double(
+        answer=answer,
+        on_hello=on_hello,
+        close_after=lambda frame: frame["type"] == "USER_HELLO" and not envelope_signature_ok(frame),
+    )
 
 
 async def test_g101_hello_again_signed_over_the_envelope_and_who_is_the_list(make_session):
@@ -234,16 +259,24 @@ async def test_g101_hello_again_signed_over_the_envelope_and_who_is_the_list(mak
 
 async def test_a_name_in_use_is_still_a_hello_refusal(make_session):
     alice = make_session("alice")
-    double = Double(answer=lambda f: [], on_hello=lambda f: [
-        _frame("ERROR", "server", f["from"], {"reason": "NAME_IN_USE"})], close_after=lambda f: True)
+    double = Double(
+        answer=lambda f: [],
+        on_hello=lambda f: [_frame("ERROR", "server", f["from"], {"reason": "NAME_IN_USE"})],
+        close_after=lambda f: True,
+    )
     code, events = await _run(double, alice, [])
     assert code == 1
     assert [e.code for e in events if isinstance(e, ErrorReceived)] == ["NAME_IN_USE"]
 
 
-@pytest.mark.parametrize("reason, code", [("NAME_IN_USE", "NAME_IN_USE"),
-                                          ("HELLO_VERIFY_FAILED: Signature verify failed", "HELLO_VERIFY_FAILED"),
-                                          ("something odd", "ERROR")])
+@pytest.mark.parametrize(
+    "reason, code",
+    [
+        ("NAME_IN_USE", "NAME_IN_USE"),
+        ("HELLO_VERIFY_FAILED: Signature verify failed", "HELLO_VERIFY_FAILED"),
+        ("something odd", "ERROR"),
+    ],
+)
 def test_error_reason_is_read_as_a_code(reason, code):
     assert dialects.error_fields({"reason": reason})[0] == code
 
@@ -307,11 +340,10 @@ def test_g45_plaintext_public_message_is_shown_unencrypted_and_verified(make_ses
     """Before: MSG_PUBLIC_CHANNEL without `ciphertext` was dropped as malformed (an
     earlier attempt crashed with KeyError 'ciphertext')."""
     alice = make_session("alice")
-    sender_key, sender = keys[1], "Bob"    # G45's user ids are names
+    sender_key, sender = keys[1], "Bob"  # G45's user ids are names
     ts = 1_700_000_000_123
     signed = {"channel": "public", "text": "hello all", "from": sender, "ts": ts}
-    sig = b64url_encode(crypto.sign_pss(sender_key, json.dumps(signed, sort_keys=True, separators=(",", ":"))
-                                        .encode()))
+    sig = b64url_encode(crypto.sign_pss(sender_key, json.dumps(signed, sort_keys=True, separators=(",", ":")).encode()))
     payload = {**signed, "sender_pub": crypto.encode_public_key(sender_key), "content_sig": sig}
     events = alice.handle(json.dumps(_frame("MSG_PUBLIC_CHANNEL", "master_server_x", alice.user_id, payload)))
     shown = [e for e in events if isinstance(e, type(events[-1])) and getattr(e, "text", None) == "hello all"]
@@ -341,6 +373,7 @@ def test_deliver_sender_falls_back_to_payload_from_then_envelope_from(make_sessi
     ts = 1_700_000_000_789
     ciphertext = b64url_encode(crypto.oaep_encrypt(keys[1].public_key(), b"hi bob"))
     from socp.protocol import signing
+
     sig = signing.sign_dm(alice_key, ciphertext, alice, bob.user_id, ts)
     base = {"ciphertext": ciphertext, "sender_pub": crypto.encode_public_key(alice_key), "content_sig": sig}
     for envelope_from, payload in ((alice, base), ("server", dict(base, **{"from": alice}))):

@@ -29,7 +29,6 @@ from socp.protocol.envelope import parse
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import new_id
 from socp.protocol.text import chunk_bytes
-
 from support.nodes import start_node
 from support.wsclient import RawUser, now_ms
 
@@ -219,7 +218,7 @@ async def test_the_app_shows_a_message_from_a_real_node_and_quits(node_a, keys, 
         await asyncio.wait_for(ready.wait(), 20)
         await sender.connect(display_name="alice")
         await sender.list_users()
-        await sender.send(sender.dm_to(bob_id, session.pubkey, "hello \x1b[31mbob".encode()))
+        await sender.send(sender.dm_to(bob_id, session.pubkey, b"hello \x1b[31mbob"))
         log = app.query_one("#log", RichLog)
         for _ in range(100):
             shown = "\n".join(strip.text for strip in log.lines)

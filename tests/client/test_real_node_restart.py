@@ -11,7 +11,6 @@ import signal
 
 import pytest
 from chat_process import PASSWORD, Chat
-from textual.widgets import RichLog, Static
 from test_real_node import (
     FAST_FILES,
     FAST_LINKS,
@@ -23,6 +22,7 @@ from test_real_node import (
     wait_listed,
     write_random,
 )
+from textual.widgets import RichLog, Static
 
 from socp.client import connection
 from socp.client.connection import ChatClient
@@ -30,7 +30,6 @@ from socp.client.events import ErrorReceived, NotDelivered, Ready
 from socp.client.home import ClientHome
 from socp.client.tui import ChatApp
 from socp.protocol import crypto
-
 from support.nodes import start_node
 from support.wsclient import RawUser
 

@@ -149,7 +149,7 @@ def test_public_peer_forms(net, make_session, keys):
     alice, bob = _pair(net, make_session, "alice", "bob")
     # A peer that sends plaintext (base64url of the text), correctly signed.
     ts = 1_700_000_000_123
-    ciphertext = b64url_encode("plain hi".encode())
+    ciphertext = b64url_encode(b"plain hi")
     sig = signing.sign_public(keys[0], ciphertext, alice.user_id, ts)
     frame = Envelope("MSG_PUBLIC_CHANNEL", alice.user_id, "public", ts,
                      {"ciphertext": ciphertext, "sender_pub": alice.pubkey, "content_sig": sig})

@@ -93,8 +93,20 @@ async def test_every_acknowledged_message_survives_killed_actors(keys, tmp_path)
 
         recovery: list[tuple[str, str, float]] = []
         kills: list[tuple[str, str, float]] = []
-        phases = [(n, {'a': a, 'b': b}[w]) for n, w in PHASES] if PHASES else [("gateway", b), ("verifier", a), ("router", b), ("store", a),
-                  ("router", a), ("gateway", a), ("verifier", b), ("store", b)]
+        phases = (
+            [(n, {"a": a, "b": b}[w]) for n, w in PHASES]
+            if PHASES
+            else [
+                ("gateway", b),
+                ("verifier", a),
+                ("router", b),
+                ("store", a),
+                ("router", a),
+                ("gateway", a),
+                ("verifier", b),
+                ("store", b),
+            ]
+        )
         for actor, node in phases:
             pid = actor_pid(node.data_dir, actor)
             assert pid is not None, f"no {actor} on {node.data_dir.name}"
@@ -109,10 +121,10 @@ async def test_every_acknowledged_message_survives_killed_actors(keys, tmp_path)
             await asyncio.sleep(SETTLE)
 
         stop.set()
-        deadline = time.monotonic() + 20   # the last frames: acknowledged, or refused
+        deadline = time.monotonic() + 20  # the last frames: acknowledged, or refused
         while any(user.unacked() for user in users) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-        await asyncio.sleep(1.0)           # the last deliveries
+        await asyncio.sleep(1.0)  # the last deliveries
     finally:
         stop.set()
         for task in tasks:
@@ -131,10 +143,12 @@ async def test_every_acknowledged_message_survives_killed_actors(keys, tmp_path)
         refused = [e for e in user.sent.values() if e.refused]
         lost = [e.ref for e in acked if other.delivered[e.ciphertext] == 0]
         duplicates = sum(n - 1 for n in other.delivered.values() if n > 1)
-        report.append(f"{user is alice and 'alice(a)->bob(b)' or 'bob(b)->alice(a)'}: sent {len(user.sent)}, "
-                      f"acknowledged {len(acked)}, refused {len(refused)}, delivered {len(other.delivered)} "
-                      f"distinct ({duplicates} duplicate copies dropped by the client), reconnects "
-                      f"{user.reconnects}")
+        report.append(
+            f"{user is alice and 'alice(a)->bob(b)' or 'bob(b)->alice(a)'}: sent {len(user.sent)}, "
+            f"acknowledged {len(acked)}, refused {len(refused)}, delivered {len(other.delivered)} "
+            f"distinct ({duplicates} duplicate copies dropped by the client), reconnects "
+            f"{user.reconnects}"
+        )
         if lost:
             for e in user.sent.values():
                 if e.ref in lost:
@@ -143,5 +157,7 @@ async def test_every_acknowledged_message_survives_killed_actors(keys, tmp_path)
         assert not lost, f"{len(lost)} acknowledged messages never delivered"
         assert len(acked) > 100
     print("\n" + "\n".join(report))
-    print("recovery (kill -> a new DM acknowledged both ways): "
-          + ", ".join(f"{actor}@{node} {took:.1f}s" for actor, node, took in recovery))
+    print(
+        "recovery (kill -> a new DM acknowledged both ways): "
+        + ", ".join(f"{actor}@{node} {took:.1f}s" for actor, node, took in recovery)
+    )

@@ -16,7 +16,6 @@ from socp.protocol import crypto, frames, signing
 from socp.protocol.encoding import b64url_decode, canonical_json
 from socp.protocol.envelope import Envelope
 from socp.protocol.ids import new_id
-
 from support.http import aget_json
 from support.nodes import start_node
 from support.wsclient import RawUser, now_ms

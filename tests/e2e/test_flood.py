@@ -17,7 +17,6 @@ from socp.protocol import crypto, frames, signing
 from socp.protocol.acks import msg_ref, refs_named
 from socp.protocol.encoding import b64url_encode
 from socp.protocol.envelope import parse
-
 from support.nodes import start_node
 from support.wsclient import RawUser, now_ms
 
@@ -112,7 +111,7 @@ async def test_honest_pair_keeps_its_share_and_nothing_acknowledged_is_lost(node
     readers = [asyncio.create_task(o.read()) for o in (*cheap, *payers)]
 
     async def flood() -> None:
-        for payer, frames_out in zip(payers, bursts):
+        for payer, frames_out in zip(payers, bursts, strict=False):
             for text in frames_out:
                 await payer.user.send_text(text)
         for step in range(GARBAGE_PER_SENDER):

@@ -14,7 +14,6 @@ import pytest
 
 from socp.protocol import crypto, frames, signing
 from socp.protocol.encoding import b64url_encode
-
 from support.nodes import start_node
 from support.peer_double import PeerDouble, VirtualUser, now_ms
 from support.wsclient import RawUser

@@ -16,9 +16,7 @@ import asyncio
 import pytest
 
 from socp.protocol import crypto, signing
-from socp.protocol.key_forms import KeyForm, form_of, in_form
-from socp.router import link_dialects as dialects
-
+from socp.protocol.key_forms import KeyForm, form_of
 from support.dialect_doubles import G17, G45, G56, G101, DialectDouble, VirtualUser
 from support.http import aget_json
 from support.nodes import start_node

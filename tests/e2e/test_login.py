@@ -21,7 +21,6 @@ from socp.protocol.encoding import b64url_encode
 from socp.protocol.envelope import parse
 from socp.protocol.ids import new_id
 from socp.router.accounts import LoginSettings
-
 from support.nodes import start_node
 from support.wsclient import RawUser, now_ms
 
@@ -85,7 +84,7 @@ async def test_login_roams_to_a_new_machine(node, keys) -> None:
     assert alice.user_id in (await roamed.list_users()).payload["users"]
     bob = await RawUser(node.url, keys[2]).connect(display_name="bob")
     await bob.list_users()
-    await bob.send(bob.dm_to(alice.user_id, alice.pubkey, "found you".encode()))
+    await bob.send(bob.dm_to(alice.user_id, alice.pubkey, b"found you"))
     assert roamed.open_dm(await roamed.receive("USER_DELIVER")) == b"found you"
 
     # Bob asks the directory for alice's key: signed by the node.

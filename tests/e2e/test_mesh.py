@@ -11,7 +11,6 @@ from socp.protocol import crypto, frames, signing
 from socp.protocol.encoding import b64url_decode, b64url_encode, canonical_json
 from socp.protocol.ids import new_id
 from socp.protocol.text import chunk_bytes
-
 from support.http import aget_json
 from support.nodes import start_node
 from support.wsclient import RawUser, now_ms
@@ -74,7 +73,9 @@ async def test_every_pair_exchanges_direct_messages(mesh, keys) -> None:
                 continue
             text = f"{sender.user_id[:8]} -> {recipient.user_id[:8]}".encode()
             await sender.send(sender.dm_to(recipient.user_id, recipient.pubkey, text))
-            deliver = await recipient.receive("USER_DELIVER", where=lambda f, s=sender: f.payload["sender"] == s.user_id)
+            deliver = await recipient.receive(
+                "USER_DELIVER", where=lambda f, s=sender: f.payload["sender"] == s.user_id
+            )
             assert recipient.open_dm(deliver) == text
     for user in people:
         await user.close()
@@ -85,8 +86,11 @@ async def test_public_channel_reaches_everyone_exactly_once(mesh, keys) -> None:
     sender = people[0]
     ciphertext = b64url_encode(crypto.oaep_encrypt(keys[1].public_key(), b"all hands"))
     ts = now_ms()
-    await sender.send(frames.msg_public_channel(sender.user_id, ts, ciphertext, sender.pubkey,
-                                                signing.sign_public(keys[1], ciphertext, sender.user_id, ts)))
+    await sender.send(
+        frames.msg_public_channel(
+            sender.user_id, ts, ciphertext, sender.pubkey, signing.sign_public(keys[1], ciphertext, sender.user_id, ts)
+        )
+    )
     for member in people[1:]:
         got = await member.receive("MSG_PUBLIC_CHANNEL", where=lambda f: f.from_ == sender.user_id)
         assert got.ts == ts
@@ -100,8 +104,11 @@ async def test_a_file_crosses_servers_intact(mesh, keys) -> None:
     alice, carol = people[0], people[2]
     data = bytes(range(256)) * 200
     file_id = new_id()
-    await alice.send(frames.file_start(alice.user_id, carol.user_id, now_ms(), file_id, "x.bin", len(data),
-                                       hashlib.sha256(data).hexdigest(), "dm"))
+    await alice.send(
+        frames.file_start(
+            alice.user_id, carol.user_id, now_ms(), file_id, "x.bin", len(data), hashlib.sha256(data).hexdigest(), "dm"
+        )
+    )
     chunks = chunk_bytes(data)
     for index, chunk in enumerate(chunks):
         ciphertext = b64url_encode(crypto.oaep_encrypt(keys[3].public_key(), chunk))
@@ -138,13 +145,20 @@ async def test_disconnect_disappears_from_every_list(mesh, keys) -> None:
 async def test_http_directory_serves_a_remote_users_key_marked_remote(mesh, keys) -> None:
     people = await connect_all(mesh, keys)
     here, there = mesh[0], mesh[1]
-    far = people[1]   # said hello to `there`; `here` knows its key from signed gossip
+    far = people[1]  # said hello to `there`; `here` knows its key from signed gossip
     reply = await aget_json(f"http://127.0.0.1:{here.port}/directory/{far.user_id}")
     assert reply.status == 200, reply.body
-    assert reply.body["entry"] == {"user_id": far.user_id, "pubkey": far.pubkey, "server_id": there.server_id,
-                                   "remote": True, "version": 1, "revoked": False}
-    assert reply.body["signed_by"] == here.server_id   # the directory asked answers for it
-    assert crypto.verify_pss(crypto.decode_public_key(here.pubkey), b64url_decode(reply.body["sig"]),
-                             canonical_json(reply.body["entry"]))
+    assert reply.body["entry"] == {
+        "user_id": far.user_id,
+        "pubkey": far.pubkey,
+        "server_id": there.server_id,
+        "remote": True,
+        "version": 1,
+        "revoked": False,
+    }
+    assert reply.body["signed_by"] == here.server_id  # the directory asked answers for it
+    assert crypto.verify_pss(
+        crypto.decode_public_key(here.pubkey), b64url_decode(reply.body["sig"]), canonical_json(reply.body["entry"])
+    )
     for user in people:
         await user.close()

@@ -69,7 +69,9 @@ async def test_a_killed_node_rejoins_and_presence_recovers(keys, tmp_path) -> No
         await eventually(lambda: listed(carol, bob.user_id), timeout=20)
         for sender in (alice, carol):
             await sender.send(sender.dm_to(bob.user_id, bob.pubkey, b"welcome back"))
-            deliver = await bob_again.receive("USER_DELIVER", where=lambda f, s=sender: f.payload["sender"] == s.user_id)
+            deliver = await bob_again.receive(
+                "USER_DELIVER", where=lambda f, s=sender: f.payload["sender"] == s.user_id
+            )
             assert bob_again.open_dm(deliver) == b"welcome back"
         print(f"presence dropped {gone_after:.1f}s after the kill; back {back_after:.1f}s after the restart")
     finally:

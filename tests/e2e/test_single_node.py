@@ -14,7 +14,6 @@ from socp.protocol import crypto, frames, signing
 from socp.protocol.encoding import b64url_decode, b64url_encode
 from socp.protocol.ids import new_id
 from socp.protocol.text import chunk_bytes
-
 from support.nodes import processes_mentioning, start_node
 from support.wsclient import RawUser, now_ms
 

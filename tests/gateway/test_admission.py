@@ -6,15 +6,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from gateway_harness import WAIT, GatewayFactory, wait_for_hello
+from test_gateway import USER_HELLO, closed_by_server, said_hello
 from websockets.asyncio.client import connect
 
 from socp.config import NodeConfig
 from socp.gateway.admission import must_evict_a_silent_link, node_refusal
 from socp.gateway.links import CLOSE_TRY_AGAIN_LATER, LinkTable
 from socp.gateway.memory import HeapTrimmer
-
-from gateway_harness import WAIT, GatewayFactory, wait_for_hello
-from test_gateway import USER_HELLO, closed_by_server, said_hello
 
 CLOSE_MESSAGE_TOO_BIG = 1009
 

@@ -13,17 +13,23 @@ import urllib.request
 from typing import Any
 
 import pytest
+from gateway_harness import WAIT, GatewayFactory, GatewayHarness, free_port, wait_for_hello
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from socp.ipc.messages import (
-    ROLE_SERVER, ROLE_UNKNOWN, ROLE_USER, CloseLink, Deliver, DialLink, LinkClosed,
-    LinkOpened, Rejected,
-)
 from socp.gateway.links import FIRST_DIALLED_CONN
-
-from gateway_harness import WAIT, GatewayFactory, GatewayHarness, free_port, wait_for_hello
+from socp.ipc.messages import (
+    ROLE_SERVER,
+    ROLE_UNKNOWN,
+    ROLE_USER,
+    CloseLink,
+    Deliver,
+    DialLink,
+    LinkClosed,
+    LinkOpened,
+    Rejected,
+)
 
 USER_HELLO = json.dumps({"type": "USER_HELLO", "from": "u", "to": "s", "ts": 1,
                          "payload": {"client": "test", "pubkey": "UK", "enc_pubkey": "UK"}, "sig": ""})

@@ -7,14 +7,22 @@ from __future__ import annotations
 import asyncio
 import json
 
+from gateway_harness import WAIT, GatewayHarness
 from websockets.asyncio.client import connect
 
-from socp.ipc.messages import (ROLE_UNKNOWN, ROLE_USER, Deliver, DirectoryMiss, DirectoryQuery, LinkClosed, LinkOpened,
-                               ServerLinks, StoreStatus)
+from socp.ipc.messages import (
+    ROLE_UNKNOWN,
+    ROLE_USER,
+    Deliver,
+    DirectoryMiss,
+    DirectoryQuery,
+    LinkClosed,
+    LinkOpened,
+    ServerLinks,
+    StoreStatus,
+)
 from socp.protocol import crypto, frames, signing
 from socp.protocol.ids import new_id
-
-from gateway_harness import WAIT, GatewayHarness
 from support.http import aget_json
 
 LOGIN_REQUEST = json.dumps({"type": "LOGIN_REQUEST", "from": "u", "to": "s", "ts": 1,

@@ -8,8 +8,15 @@ import json
 import pytest
 
 from socp.gateway.links import (
-    ACCEPTED_CONNS_PER_BOOT, CLOSE_TRY_AGAIN_LATER, FIRST_DIALLED_CONN, CloseRequest, IllegalTransition, Link,
-    LinkState, LinkTable, first_accepted_conn,
+    ACCEPTED_CONNS_PER_BOOT,
+    CLOSE_TRY_AGAIN_LATER,
+    FIRST_DIALLED_CONN,
+    CloseRequest,
+    IllegalTransition,
+    Link,
+    LinkState,
+    LinkTable,
+    first_accepted_conn,
 )
 from socp.gateway.roles import opens_login, role_of_first_frame
 from socp.gateway.session import utf8_size_exceeds

@@ -8,16 +8,15 @@ config.yaml pins by id. What this file holds: the refusal is visible, with its r
 
 from __future__ import annotations
 
+import json
+
+from interop.links_replay import first
+from router.harness import Harness, closes
 from socp.ipc.messages import ROLE_UNKNOWN, Rejected, VerifyJob
 from socp.router import core
 from socp.router.events import FrameRejected
 from socp.router.linkbook import PeerLinkState
 from socp.verifier.checks import check_job
-
-import json
-
-from interop.links_replay import first
-from router.harness import Harness, closes
 
 
 def test_its_hello_is_refused_with_a_reason_the_operator_can_read(keys) -> None:

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import pytest
 
+from interop.links_replay import feed, first, recorded, stamped
+from router.harness import NOW, Harness, errors_to, sent_to
 from socp.protocol import crypto, frames
 from socp.protocol.envelope import parse_obj
 from socp.protocol.ids import is_uuid4
-from socp.router import core, federation, link_dialects as dialects
+from socp.router import core, federation
+from socp.router import link_dialects as dialects
 from socp.router.events import Dial, LinkUp
 from socp.router.linkbook import PeerLinkState
 from socp.router.state import Introducer
-
-from interop.links_replay import feed, first, recorded, stamped
-from router.harness import NOW, Harness, errors_to, sent_to
 
 # Its public channel key share has its own shape (shares[].wrapped, a group key).
 KNOWN_GAPS = {"PUBLIC_CHANNEL_KEY_SHARE"}

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import pytest
 
+from interop.links_replay import feed, first, recorded, stamped
+from router.harness import NOW, Harness, sent_to
 from socp.protocol import crypto
 from socp.protocol.envelope import parse_obj
-from socp.router import core, federation, link_dialects as dialects
+from socp.router import core, federation
+from socp.router import link_dialects as dialects
 from socp.router.events import Dial, LinkUp
 from socp.router.linkbook import PeerLinkState
 from socp.router.state import Introducer
-
-from interop.links_replay import feed, first, recorded, stamped
-from router.harness import NOW, Harness, sent_to
 
 # Frames G45 sends that we do not take, and why (docs/interop.md "Server links").
 KNOWN_GAPS: set[str] = set()

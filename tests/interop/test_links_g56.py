@@ -13,20 +13,18 @@ from __future__ import annotations
 
 import pytest
 
+from interop.links_replay import feed, first, recorded, stamped
+from router.harness import NOW, Harness, sent_to
 from socp.ipc.messages import ROLE_SERVER, Rejected, Verified, VerifyJob
 from socp.protocol import crypto
 from socp.protocol.envelope import parse_obj
-from socp.router import core, federation, link_dialects as dialects
 from socp.protocol.ids import new_id
-from socp.protocol.key_forms import KeyForm, form_of, in_form
+from socp.protocol.key_forms import KeyForm, form_of
+from socp.router import core, federation
 from socp.router.events import Dial, LinkUp
 from socp.router.links import Link, LinkState
 from socp.router.state import Introducer
 from socp.verifier.checks import check_job
-
-from interop.links_replay import feed, first, recorded, stamped
-from router.harness import NOW, Harness, sent_to
-
 
 
 @pytest.fixture

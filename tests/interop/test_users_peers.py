@@ -53,7 +53,6 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from socp.protocol import crypto
 from socp.protocol.encoding import b64url_decode, canonical_json
 from socp.protocol.key_forms import KeyForm, form_of
-
 from support.nodes import start_node
 
 pytestmark = pytest.mark.e2e
@@ -225,8 +224,12 @@ async def test_g17_clients_register_log_in_with_a_password_then_chat(node) -> No
     registers = sent_by_client("g17", "LOCAL_REGISTER")
     alice_id, bob_id = registers[0]["from"], registers[1]["from"]
     logins = {frame["from"]: frame for frame in sent_by_client("g17", "LOGIN_REQUEST")}
-    wrong = next(f for f in sent_by_client("g17", "LOGIN_REQUEST", alice_id) if f["payload"]["password"] != G17_PASSWORD)
-    right = next(f for f in sent_by_client("g17", "LOGIN_REQUEST", alice_id) if f["payload"]["password"] == G17_PASSWORD)
+    wrong = next(
+        f for f in sent_by_client("g17", "LOGIN_REQUEST", alice_id) if f["payload"]["password"] != G17_PASSWORD
+    )
+    right = next(
+        f for f in sent_by_client("g17", "LOGIN_REQUEST", alice_id) if f["payload"]["password"] == G17_PASSWORD
+    )
     clients = {}
     for register in registers:
         client = await PeerClient(node.url).connect()
@@ -250,8 +253,9 @@ async def test_g17_clients_register_log_in_with_a_password_then_chat(node) -> No
     await alice.receive("USER_ADVERTISE", lambda f: f["payload"]["user_id"] == bob_id)
     await alice.send(sent_by_client("g17", "LIST_REQUEST", alice_id)[0])
     assert {alice_id, bob_id} <= set((await alice.receive("LIST_RESPONSE"))["payload"]["online_users"])
-    await alice.send(next(f for f in sent_by_client("g17", "PUBKEY_REQUEST", alice_id)
-                          if f["payload"]["user_id"] == bob_id))
+    await alice.send(
+        next(f for f in sent_by_client("g17", "PUBKEY_REQUEST", alice_id) if f["payload"]["user_id"] == bob_id)
+    )
     answer = await alice.receive("PUBKEY_RESPONSE")
     assert answer["payload"] == {"user_id": bob_id, "pubkey": registers[1]["payload"]["pubkey"]}
     dm = await alice.send(sent_by_client("g17", "MSG_DIRECT", alice_id, bob_id)[0])
@@ -264,11 +268,12 @@ async def test_g17_clients_register_log_in_with_a_password_then_chat(node) -> No
     snapshot = await alice.receive("PUBLIC_MEMBERS_SNAPSHOT")
     assert {alice_id, bob_id} <= set(snapshot["payload"]["members"]) and snapshot["payload"]["version"] >= 1
     start = sent_by_client("g17", "FILE_START", alice_id, bob_id)[0]
-    assert "sha256" not in start["payload"]      # G17 sends none; accepted all the same
+    assert "sha256" not in start["payload"]  # G17 sends none; accepted all the same
     await alice.send(start)
     got = await bob.receive("FILE_START")
     assert {name: got["payload"][name] for name in ("file_id", "name", "size")} == {
-        name: start["payload"][name] for name in ("file_id", "name", "size")}
+        name: start["payload"][name] for name in ("file_id", "name", "size")
+    }
     await alice.close()
     await bob.close()
 
@@ -300,10 +305,14 @@ async def test_g17_public_posts_reach_each_member_alone_with_the_issued_group_ke
         share = await client.receive("PUBLIC_CHANNEL_KEY_SHARE")
         shares = share["payload"]["shares"]
         assert [s["member"] for s in shares] == [user_id] and shares[0]["wrapped"]
-        signed = hashlib.sha256(json.dumps(shares, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-                                .encode()).digest() + b64url_decode(share["payload"]["creator_pub"])
-        assert crypto.verify_pss(crypto.decode_public_key(share["payload"]["creator_pub"]),
-                                 b64url_decode(share["payload"]["content_sig"]), signed)
+        signed = hashlib.sha256(
+            json.dumps(shares, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+        ).digest() + b64url_decode(share["payload"]["creator_pub"])
+        assert crypto.verify_pss(
+            crypto.decode_public_key(share["payload"]["creator_pub"]),
+            b64url_decode(share["payload"]["content_sig"]),
+            signed,
+        )
         clients[user_id] = client
     alice, bob = clients[alice_id], clients[bob_id]
     bystander = await said_hello(node, sent_by_client("g45", "USER_HELLO", "alice45")[0])
@@ -333,7 +342,7 @@ async def test_g101_clients_hello_list_dm_and_post_to_the_public_channel(node) -
     run = range(9, 11)
     (alice_hello,) = sent_by_client("g101", "USER_HELLO", "alice101", conns=run)
     (bob_hello,) = sent_by_client("g101", "USER_HELLO", "bob101", conns=run)
-    assert "id" in alice_hello and alice_hello["sig"]      # signed over the envelope as sent, `id` included
+    assert "id" in alice_hello and alice_hello["sig"]  # signed over the envelope as sent, `id` included
     alice, bob = await PeerClient(node.url).connect(), await PeerClient(node.url).connect()
     await alice.send_as_recorded(alice_hello)
     await bob.send_as_recorded(bob_hello)
@@ -342,16 +351,19 @@ async def test_g101_clients_hello_list_dm_and_post_to_the_public_channel(node) -
         (mine,) = share["payload"]["shares"]
         assert mine["member"] == user_id and mine["wrapped_public_channel_key"]
         signed = canonical_json({"shares": share["payload"]["shares"], "creator_pub": share["payload"]["creator_pub"]})
-        assert crypto.verify_pss(crypto.decode_public_key(share["payload"]["creator_pub"]),
-                                 b64url_decode(share["payload"]["content_sig"]), signed)
+        assert crypto.verify_pss(
+            crypto.decode_public_key(share["payload"]["creator_pub"]),
+            b64url_decode(share["payload"]["content_sig"]),
+            signed,
+        )
     (who,) = sent_by_client("g101", "WHO", "alice101", conns=run)
-    assert "to" not in who and "ts" not in who            # and answered all the same
+    assert "to" not in who and "ts" not in who  # and answered all the same
     await alice.send_as_recorded(who)
     assert {"alice101", "bob101"} <= set((await alice.receive("WHO"))["payload"]["users"])
     dm = await alice.send(sent_by_client("g101", "MSG_DIRECT", "alice101", "bob101", conns=run)[0])
     deliver = await bob.receive("USER_DELIVER", lambda f: "to" in f["payload"])
     assert (deliver["payload"]["from"], deliver["payload"]["to"]) == ("alice101", "bob101")
-    assert deliver["payload"]["ts"] == dm["payload"]["ts"]   # the ts its content_sig covers
+    assert deliver["payload"]["ts"] == dm["payload"]["ts"]  # the ts its content_sig covers
     for name in ("ciphertext", "content_sig", "sender_pub"):
         assert deliver["payload"][name] == dm["payload"][name]
     post = await alice.send(sent_by_client("g101", "MSG_PUBLIC_CHANNEL", "alice101", conns=run)[0])

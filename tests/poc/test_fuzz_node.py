@@ -31,7 +31,6 @@ from websockets.sync.client import ClientConnection, connect
 from socp.protocol import crypto, frames, signing
 from socp.protocol.frame_types import KNOWN_TYPES
 from socp.protocol.ids import new_id
-
 from support.wsclient import RawUser, now_ms
 
 pytestmark = pytest.mark.e2e

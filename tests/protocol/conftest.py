@@ -34,7 +34,7 @@ class WireValues:
 def wire(keys) -> WireValues:
     ts = 1_700_000_003_000
     user_a, user_b = "3f6c1a9e-8d2b-4c7e-9a51-0b8e2d4f6a13", "b7e0c2d4-1f3a-4b5c-8d9e-2a4c6e8f0b21"
-    ciphertext = b64url_encode(crypto.oaep_encrypt(keys[1].public_key(), "hello, Bob".encode()))
+    ciphertext = b64url_encode(crypto.oaep_encrypt(keys[1].public_key(), b"hello, Bob"))
     return WireValues(
         server_a="9a1b2c3d-4e5f-4a6b-8c7d-1e2f3a4b5c6d",
         server_b="0f1e2d3c-4b5a-4968-b7a6-958473625140",

@@ -7,13 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from socp.protocol import crypto, envelope, peer_login
 from socp.protocol.encoding import b64url_decode, b64url_encode
 from socp.protocol.errors import MalformedFrame
 from socp.protocol.key_forms import KeyForm, form_of, in_form
-
-from cryptography.hazmat.primitives import serialization
 
 RECORDED_G17 = Path(__file__).parents[1] / "interop" / "recorded" / "g17-client.jsonl"
 RECORDED_G17_PASSWORD = "pw-g17-a"   # what the recorded (throwaway) G17 user typed

@@ -10,8 +10,8 @@ from socp.protocol import crypto, frames
 from socp.protocol.encoding import canonical_json
 from socp.protocol.envelope import Envelope
 from socp.protocol.frame_types import FrameType as T
-from socp.protocol.signing import transport_signature
 from socp.protocol.ids import new_id
+from socp.protocol.signing import transport_signature
 from socp.router import core, federation
 from socp.router.events import Action, Close, Dial, FrameIn, LinkDown, LinkUp, Relay, Send, StoreWrite, Tick
 from socp.router.state import Introducer, NodeSelf, RouterState, Timing

@@ -9,9 +9,9 @@ from click.testing import CliRunner
 
 from socp import node
 from socp.cli import up as up_cli
-from socp.store.records import StoreSnapshot
 from socp.protocol import crypto
 from socp.router.bootstrap import BootstrapError, parse_bootstrap
+from socp.store.records import StoreSnapshot
 
 
 def entry_file(keys, index: int, port: int, header: bool = True) -> str:

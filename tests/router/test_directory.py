@@ -15,7 +15,8 @@ from socp.protocol.ids import new_id
 from socp.router import core
 from socp.router.events import DirectoryQueried, QueryAnswer, Send
 from socp.router.process import state_from_snapshot
-from socp.store.records import StoreSnapshot, UserRecord as StoredUser
+from socp.store.records import StoreSnapshot
+from socp.store.records import UserRecord as StoredUser
 
 from .harness import NOW, Harness, closes, errors_to, sent_to, store_writes
 from .test_federation import mesh3  # noqa: F401 - the three-node fixture

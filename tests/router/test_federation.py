@@ -7,9 +7,9 @@ import pytest
 from socp.protocol import crypto, frames
 from socp.protocol.encoding import b64url_encode
 from socp.protocol.envelope import Envelope
+from socp.protocol.signing import transport_signature
 from socp.router import core as router_core
 from socp.router.events import FrameIn, LinkDown, Relay
-from socp.protocol.signing import transport_signature
 from socp.router.links import LinkState
 
 from .harness import digest

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from socp.protocol import crypto, frames, signing
-from socp.protocol.envelope import Envelope
 from socp.protocol.ids import new_id
 from socp.router.events import FrameIn, LinkDown
 
@@ -100,6 +99,8 @@ def test_a_forged_proof_does_not_verify(mesh3: Mesh, keys) -> None:
     victim = new_id()
     _hello(mesh3, "b", 500, victim, keys[3], signed=True)
     _leave(mesh3, "b", 500)
-    forged = signing.sign_envelope(keys[4], frames.user_hello(victim, "*", mesh3.now, crypto.encode_public_key(keys[3])))
+    forged = signing.sign_envelope(
+        keys[4], frames.user_hello(victim, "*", mesh3.now, crypto.encode_public_key(keys[3]))
+    )
     _claim(mesh3, by="c", on="a", user_id=victim, key=keys[3], proof=forged.to_dict())
     assert victim not in mesh3.nodes["a"].state.user_locations

@@ -14,7 +14,8 @@ from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode
 from socp.protocol.ids import new_id
 from socp.protocol.key_forms import KeyForm, form_of, in_form
-from socp.router import core, federation, link_dialects as dialects
+from socp.router import core, federation
+from socp.router import link_dialects as dialects
 from socp.router.bootstrap import BootstrapError, parse_bootstrap
 from socp.router.events import Dial, FrameRejected, LinkDown, LinkUp, Tick
 from socp.router.linkbook import LOG_INTERVAL_MS, LinkBook, PeerLinkState

@@ -76,9 +76,11 @@ def test_right_password_gets_the_blob_and_the_connection_closes(node, keys, regi
     (blob,) = sent_to(actions, conn, "LOGIN_BLOB")
     assert blob.payload == {"user_id": alice, "privkey_store": registration.privkey_store,
                             "pubkey": crypto.encode_public_key(keys[1])}
-    assert [a for a in actions if isinstance(a, Close)] == [Close(conn, 1000, "login done: say USER_HELLO on a new connection")]
-    assert actions.index(next(a for a in actions if isinstance(a, Close))) > 0   # the blob is written first
-    assert alice not in harness.state.local_users      # logging in is not saying hello
+    assert [a for a in actions if isinstance(a, Close)] == [
+        Close(conn, 1000, "login done: say USER_HELLO on a new connection")
+    ]
+    assert actions.index(next(a for a in actions if isinstance(a, Close))) > 0  # the blob is written first
+    assert alice not in harness.state.local_users  # logging in is not saying hello
     assert harness.state.accounts.logins_ok == 1
 
 
@@ -129,7 +131,7 @@ def test_proof_is_bound_to_its_connection_and_nonce(node) -> None:
     # The rightful connection still succeeds, once.
     ok = harness.feed(first, frames.login_proof(alice, harness.server_id, NOW, proof))
     assert sent_to(ok, first, "LOGIN_BLOB")
-    assert harness.feed(first, frames.login_proof(alice, harness.server_id, NOW, proof)) == []   # closing
+    assert harness.feed(first, frames.login_proof(alice, harness.server_id, NOW, proof)) == []  # closing
 
 
 def test_one_login_per_connection(node) -> None:
@@ -213,13 +215,21 @@ def test_hello_after_login_on_a_new_connection_is_a_normal_user(node, keys) -> N
     harness, alice = node
     conn, actions = attempt(harness, alice, PASSWORD)
     (blob,) = sent_to(actions, conn, "LOGIN_BLOB")
-    _, secret = login.answer_challenge(PASSWORD, alice, harness.server_id,
-                                       {**login.challenge_fields(login.parse_verifier(
-                                           harness.state.accounts.logins[alice].pake_password), b"\0" * 32)})
+    _, secret = login.answer_challenge(
+        PASSWORD,
+        alice,
+        harness.server_id,
+        {
+            **login.challenge_fields(
+                login.parse_verifier(harness.state.accounts.logins[alice].pake_password), b"\0" * 32
+            )
+        },
+    )
     key = login.decrypt_private_key(blob.payload["privkey_store"], secret.enc_key)
     harness.drop(conn)
-    hello = signing.sign_envelope(key, frames.user_hello(alice, harness.server_id, NOW + 5,
-                                                         crypto.encode_public_key(key)))
+    hello = signing.sign_envelope(
+        key, frames.user_hello(alice, harness.server_id, NOW + 5, crypto.encode_public_key(key))
+    )
     actions = harness.feed(200, hello)
     assert harness.state.local_users[alice] == 200 and not errors_to(actions, 200)
 
@@ -244,8 +254,11 @@ def attempt_from(harness: Harness, address: str, user_id: str, password: str | N
     challenges = sent_to(actions, conn, "LOGIN_CHALLENGE")
     if not challenges:
         return conn, actions
-    proof = "AAAA" if password is None else login.answer_challenge(password, user_id, harness.server_id,
-                                                                     challenges[0].payload)[0]
+    proof = (
+        "AAAA"
+        if password is None
+        else login.answer_challenge(password, user_id, harness.server_id, challenges[0].payload)[0]
+    )
     return conn, harness.feed(conn, frames.login_proof(user_id, harness.server_id, harness.state.now_ms, proof))
 
 
@@ -271,8 +284,10 @@ def test_failures_from_one_address_lock_it_for_every_id(node) -> None:
         assert error.payload["code"] == "RATE_LIMITED" and closes(actions) == [conn]
         answers.append(error.payload["detail"])
     assert answers[0] == answers[1]
-    assert answers[0] == ("too many failed logins from your address; "
-                          f"retry after {settings.address_window_ms} ms (retry_after_ms={settings.address_window_ms})")
+    assert answers[0] == (
+        "too many failed logins from your address; "
+        f"retry after {settings.address_window_ms} ms (retry_after_ms={settings.address_window_ms})"
+    )
     assert harness.state.accounts.addresses_locked == 1
     # Another address is not affected: alice logs in from there.
     conn, actions = attempt_from(harness, ELSEWHERE, alice, PASSWORD)
@@ -340,14 +355,17 @@ def test_address_table_is_bounded(node) -> None:
     assert list(harness.state.accounts.address_failures) == ["192.0.2.2", "192.0.2.3", "192.0.2.4"]
 
 
-@pytest.mark.parametrize("address, key", [
-    ("192.0.2.1", "192.0.2.1"),
-    ("::ffff:192.0.2.1", "192.0.2.1"),                       # IPv4 over an IPv6 socket
-    ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),           # one host's /64 counts as one address
-    ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
-    ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
-    ("not an ip", "not an ip"),
-])
+@pytest.mark.parametrize(
+    "address, key",
+    [
+        ("192.0.2.1", "192.0.2.1"),
+        ("::ffff:192.0.2.1", "192.0.2.1"),  # IPv4 over an IPv6 socket
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),  # one host's /64 counts as one address
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+        ("not an ip", "not an ip"),
+    ],
+)
 def test_address_key(address: str, key: str) -> None:
     assert address_key(address) == key
 

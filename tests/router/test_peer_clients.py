@@ -56,7 +56,9 @@ def connect_peer(node: Harness, key, name: str | None = None, client: str = "soc
 
 
 def dm(sender: str, recipient: str, sender_pub: str) -> Envelope:
-    return frames.msg_direct(sender, recipient, NOW, b64url_encode(b"\x01" * 512), sender_pub, b64url_encode(b"s" * 512))
+    return frames.msg_direct(
+        sender, recipient, NOW, b64url_encode(b"\x01" * 512), sender_pub, b64url_encode(b"s" * 512)
+    )
 
 
 # --- key look-ups -----------------------------------------------------------------------
@@ -65,11 +67,13 @@ def dm(sender: str, recipient: str, sender_pub: str) -> Envelope:
 def test_pubkey_request_is_answered_pubkey_response_or_null(node, keys) -> None:
     a_conn, alice, _ = node.connect_user(keys[1])
     _, bob, _ = node.connect_user(keys[2])
-    (answer,) = sent_to(node.feed(a_conn, frames.pubkey_request(alice, "server-1", NOW, bob)), a_conn,
-                        "PUBKEY_RESPONSE")
+    (answer,) = sent_to(
+        node.feed(a_conn, frames.pubkey_request(alice, "server-1", NOW, bob)), a_conn, "PUBKEY_RESPONSE"
+    )
     assert answer.payload == {"user_id": bob, "pubkey": crypto.encode_public_key(keys[2])}
-    (missing,) = sent_to(node.feed(a_conn, frames.pubkey_request(alice, "server-1", NOW, "nobody")), a_conn,
-                         "PUBKEY_RESPONSE")
+    (missing,) = sent_to(
+        node.feed(a_conn, frames.pubkey_request(alice, "server-1", NOW, "nobody")), a_conn, "PUBKEY_RESPONSE"
+    )
     assert missing.payload == {"user_id": "nobody", "pubkey": None}
 
 
@@ -78,16 +82,18 @@ def test_user_db_get_is_answered_user_db_user_found_or_not(node, keys) -> None:
     _, bob, _ = node.connect_user(keys[2])
     (answer,) = sent_to(node.feed(a_conn, frames.user_db_get(alice, "server_*", NOW, bob)), a_conn, "USER_DB_USER")
     assert answer.payload == {"user_id": bob, "found": True, "pubkey": crypto.encode_public_key(keys[2])}
-    (missing,) = sent_to(node.feed(a_conn, frames.user_db_get(alice, "server_*", NOW, "nobody")), a_conn,
-                         "USER_DB_USER")
+    (missing,) = sent_to(
+        node.feed(a_conn, frames.user_db_get(alice, "server_*", NOW, "nobody")), a_conn, "USER_DB_USER"
+    )
     assert missing.payload == {"user_id": "nobody", "found": False, "pubkey": ""}
 
 
 def test_a_pem_client_gets_looked_up_keys_in_its_own_form(node, keys) -> None:
     g56_conn, g56_user, _ = connect_g56(node, keys[1])
     _, bob, _ = node.connect_user(keys[2])
-    (answer,) = sent_to(node.feed(g56_conn, frames.pubkey_request(g56_user, "x", NOW, bob)), g56_conn,
-                        "PUBKEY_RESPONSE")
+    (answer,) = sent_to(
+        node.feed(g56_conn, frames.pubkey_request(g56_user, "x", NOW, bob)), g56_conn, "PUBKEY_RESPONSE"
+    )
     assert answer.payload["pubkey"] == pem_b64url(keys[2])
 
 
@@ -105,8 +111,9 @@ def test_members_snapshot_names_only_the_holders_of_g17s_group_key(node, keys) -
 def test_a_delivery_carries_the_senders_key_in_the_recipients_form(node, keys) -> None:
     g56_conn, g56_user, _ = connect_g56(node, keys[1])
     our_conn, ours, _ = node.connect_user(keys[2])
-    (to_g56,) = sent_to(node.feed(our_conn, dm(ours, g56_user, crypto.encode_public_key(keys[2]))), g56_conn,
-                        "USER_DELIVER")
+    (to_g56,) = sent_to(
+        node.feed(our_conn, dm(ours, g56_user, crypto.encode_public_key(keys[2]))), g56_conn, "USER_DELIVER"
+    )
     assert to_g56.payload["sender_pub"] == pem_b64url(keys[2])
     (to_ours,) = sent_to(node.feed(g56_conn, dm(g56_user, ours, pem_b64url(keys[1]))), our_conn, "USER_DELIVER")
     assert to_ours.payload["sender_pub"] == crypto.encode_public_key(keys[1])
@@ -123,12 +130,12 @@ def test_a_newcomer_gets_everyone_and_everyone_gets_the_newcomer(node, keys) -> 
     a_conn, alice, _ = connect_peer(node, keys[1], name="Alice")
     g56_conn, g56_user, actions = connect_g56(node, keys[2])
     catch_up = adverts_to(actions, g56_conn)
-    assert set(catch_up) == {alice}    # never itself
+    assert set(catch_up) == {alice}  # never itself
     assert catch_up[alice]["meta"]["pubkey"] == pem_b64url(keys[1]) and catch_up[alice]["meta"]["name"] == "Alice"
     assert catch_up[alice]["server_id"] == node.server_id
     told = adverts_to(actions, a_conn)
     assert set(told) == {g56_user}
-    assert told[g56_user]["meta"]["pubkey"] == crypto.encode_public_key(keys[2])   # Alice's own (DER) form
+    assert told[g56_user]["meta"]["pubkey"] == crypto.encode_public_key(keys[2])  # Alice's own (DER) form
 
 
 def test_a_user_who_leaves_is_removed_from_the_others(node, keys) -> None:
@@ -148,7 +155,7 @@ def test_a_burst_of_hellos_costs_one_advert_per_user_not_one_per_pair(node, keys
     assert len(adverts) == 6
     for conn in conns:
         assert len(sent_to(actions, conn, "USER_ADVERTISE")) == 5
-    assert not core.handle(node.state, BatchEnd())   # nothing is told twice
+    assert not core.handle(node.state, BatchEnd())  # nothing is told twice
 
 
 def test_a_newcomer_is_told_of_users_who_came_in_the_same_batch_once(node, keys) -> None:
@@ -165,16 +172,16 @@ def test_a_newcomer_is_told_of_users_who_came_in_the_same_batch_once(node, keys)
 
 def test_our_own_client_and_the_bench_get_no_pushes(node, keys) -> None:
     """They ask LIST_REQUEST instead; pushing every hello to every user is n^2 frames."""
-    ours_conn, ours, _ = node.connect_user(keys[1])               # client "socp-cli"
+    ours_conn, ours, _ = node.connect_user(keys[1])  # client "socp-cli"
     bench_conn, _, _ = connect_peer(node, keys[2], client="socp-bench")
     peer_conn, _, actions = connect_peer(node, keys[3])
     assert not sent_to(actions, ours_conn, "USER_ADVERTISE") and not sent_to(actions, bench_conn, "USER_ADVERTISE")
-    assert ours in adverts_to(actions, peer_conn)                 # while others still learn of them
+    assert ours in adverts_to(actions, peer_conn)  # while others still learn of them
 
 
 # --- G17's register and password login -------------------------------------------------
 
-CHEAP = dict(memory_kib=64, iterations=1, lanes=1)   # the bounds allow it; tests stay fast
+CHEAP = dict(memory_kib=64, iterations=1, lanes=1)  # the bounds allow it; tests stay fast
 
 
 def register(user_id: str, key, password: str = "pw") -> Envelope:
@@ -194,9 +201,13 @@ def test_g17_registers_logs_in_and_says_hello_on_one_connection(node, keys) -> N
     (success,) = sent_to(actions, conn, "LOGIN_SUCCESS")
     assert success.payload == {"pubkey": crypto.encode_public_key(keys[1]), "privkey_store": "U0MxYmxvYg"}
     assert not closes(actions)
-    hello = Envelope(type="USER_HELLO", from_=user_id, to="server-1", ts=NOW,
-                     payload={"client": "cli-v1", "pubkey": success.payload["pubkey"],
-                              "enc_pubkey": success.payload["pubkey"]})
+    hello = Envelope(
+        type="USER_HELLO",
+        from_=user_id,
+        to="server-1",
+        ts=NOW,
+        payload={"client": "cli-v1", "pubkey": success.payload["pubkey"], "enc_pubkey": success.payload["pubkey"]},
+    )
     node.feed(conn, hello)
     assert node.state.local_users[user_id] == conn
 
@@ -207,41 +218,64 @@ def g17_user(node: Harness, key, conn: int) -> tuple[str, list]:
     user_id = new_id()
     node.feed(conn, register(user_id, key))
     node.feed(conn, frames.password_login(user_id, "server-1", NOW, "pw"))
-    hello = Envelope(type="USER_HELLO", from_=user_id, to="server-1", ts=NOW,
-                     payload={"client": "cli-v1", "pubkey": crypto.encode_public_key(key),
-                              "enc_pubkey": crypto.encode_public_key(key)})
+    hello = Envelope(
+        type="USER_HELLO",
+        from_=user_id,
+        to="server-1",
+        ts=NOW,
+        payload={
+            "client": "cli-v1",
+            "pubkey": crypto.encode_public_key(key),
+            "enc_pubkey": crypto.encode_public_key(key),
+        },
+    )
     return user_id, node.feed(conn, hello)
 
 
 def test_g17_clients_get_the_group_key_and_their_public_copies(node, keys) -> None:
-    node.state.peer_channel.issuer = keys[5]     # else made on first use (RSA-4096 keygen)
+    node.state.peer_channel.issuer = keys[5]  # else made on first use (RSA-4096 keygen)
     alice, actions = g17_user(node, keys[1], 40)
     (share,) = sent_to(actions, 40, "PUBLIC_CHANNEL_KEY_SHARE")
     shares, creator_pub = share.payload["shares"], share.payload["creator_pub"]
     assert [s["member"] for s in shares] == [alice] and share.to == alice
     # What G17's client checks (crypto_services preimage_keyshare, decrypt_rsa_oaep):
-    signed = hashlib.sha256(json.dumps(shares, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-                            .encode()).digest() + b64url_decode(creator_pub)
-    assert crypto.verify_pss(crypto.decode_public_key(creator_pub), b64url_decode(share.payload["content_sig"]),
-                             signed)
+    signed = hashlib.sha256(
+        json.dumps(shares, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    ).digest() + b64url_decode(creator_pub)
+    assert crypto.verify_pss(crypto.decode_public_key(creator_pub), b64url_decode(share.payload["content_sig"]), signed)
     label = f"public-v{share.payload['version']}".encode()
-    group_key = keys[1].decrypt(b64url_decode(shares[0]["wrapped"]),
-                                padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(),
-                                             label=label))
+    group_key = keys[1].decrypt(
+        b64url_decode(shares[0]["wrapped"]),
+        padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=label),
+    )
     assert len(group_key) == 32
     bob, actions = g17_user(node, keys[2], 41)
     (bob_share,) = sent_to(actions, 41, "PUBLIC_CHANNEL_KEY_SHARE")
-    assert keys[2].decrypt(b64url_decode(bob_share.payload["shares"][0]["wrapped"]),
-                           padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(),
-                                        label=label)) == group_key          # one key for all
+    assert (
+        keys[2].decrypt(
+            b64url_decode(bob_share.payload["shares"][0]["wrapped"]),
+            padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=label),
+        )
+        == group_key
+    )  # one key for all
     other_conn, _, _ = connect_peer(node, keys[3])
     ask = Envelope(type="PUBLIC_MEMBERS_SNAPSHOT", from_=alice, to="server-1", ts=NOW, payload={})
     (snapshot,) = sent_to(node.feed(40, ask), 40, "PUBLIC_MEMBERS_SNAPSHOT")
     assert snapshot.payload["members"] == sorted([alice, bob])
     # Alice's copy for Bob goes to Bob only, unchanged.
-    copy = Envelope(type="MSG_PUBLIC_CHANNEL", from_=alice, to=bob, ts=NOW + 1,
-                    payload={"ciphertext": b64url_encode(b"\x02" * 512), "sender_pub": crypto.encode_public_key(keys[1]),
-                             "group_id": "public", "public_version": 1, "content_sig": b64url_encode(b"s" * 512)})
+    copy = Envelope(
+        type="MSG_PUBLIC_CHANNEL",
+        from_=alice,
+        to=bob,
+        ts=NOW + 1,
+        payload={
+            "ciphertext": b64url_encode(b"\x02" * 512),
+            "sender_pub": crypto.encode_public_key(keys[1]),
+            "group_id": "public",
+            "public_version": 1,
+            "content_sig": b64url_encode(b"s" * 512),
+        },
+    )
     actions = node.feed(40, copy)
     (delivered,) = sends(actions, "MSG_PUBLIC_CHANNEL")
     assert delivered.targets == ((41, bob),) and delivered.frame.payload == copy.payload
@@ -256,8 +290,9 @@ def test_g17_register_of_a_known_id_is_refused_name_in_use(node, keys) -> None:
 
 
 def test_g17_register_with_an_unusable_hash_is_refused_malformed(node, keys) -> None:
-    frame = frames.peer_register(new_id(), "server-1", NOW, crypto.encode_public_key(keys[1]), "U0MxYmxvYg",
-                                 "plain-password")
+    frame = frames.peer_register(
+        new_id(), "server-1", NOW, crypto.encode_public_key(keys[1]), "U0MxYmxvYg", "plain-password"
+    )
     actions = node.feed(61, frame)
     assert errors_to(actions, 61) == ["MALFORMED"] and closes(actions) == [61]
 
@@ -267,7 +302,7 @@ def test_g17_password_guesses_meet_the_same_lockout(node, keys) -> None:
     node.feed(70, register(user_id, keys[1]))
     settings = node.state.accounts.settings
     for _ in range(settings.free_failures):
-        node.state.now_ms += 1000   # the node-wide login bucket refills meanwhile
+        node.state.now_ms += 1000  # the node-wide login bucket refills meanwhile
         (fail,) = sent_to(node.feed(70, frames.password_login(user_id, "s", NOW, "guess")), 70, "LOGIN_FAIL")
         assert fail.payload["code"] == "FORBIDDEN"
     node.state.now_ms += 1000
@@ -304,8 +339,9 @@ def test_our_own_login_request_still_gets_a_challenge(node, keys) -> None:
 def test_users_of_another_server_are_pushed_as_they_come_and_go(keys) -> None:
     mesh = mesh_through_one_introducer(keys, names="ab")
     watcher_conn = 100
-    mesh.user_frame("a", watcher_conn, frames.user_hello(new_id(), None, NOW, crypto.encode_public_key(keys[3]),
-                                                         client="cli-v1"))
+    mesh.user_frame(
+        "a", watcher_conn, frames.user_hello(new_id(), None, NOW, crypto.encode_public_key(keys[3]), client="cli-v1")
+    )
     remote_conn, remote = mesh.connect_user("b", keys[4])
     mesh.settle()
     (advert,) = [f for f in mesh.received("a", watcher_conn, "USER_ADVERTISE") if f.payload["user_id"] == remote]
@@ -342,12 +378,20 @@ def test_a_g17_login_that_never_says_hello_is_forgotten_when_its_link_goes(node,
 
 def connect_g101(node: Harness, key, name: str) -> tuple[int, str, list]:
     if node.state.peer_channel.g101_key is None:
-        node.state.peer_channel.g101_key = node.server_key   # else made on first use (RSA-4096 keygen)
+        node.state.peer_channel.g101_key = node.server_key  # else made on first use (RSA-4096 keygen)
     conn = node.next_conn
     node.next_conn += 1
-    hello = Envelope(type="USER_HELLO", from_=name, to="server@127.0.0.1:8765", ts=NOW,
-                     payload={"client": "cli-v1", "pubkey": crypto.encode_public_key(key),
-                              "enc_pubkey": crypto.encode_public_key(key)})
+    hello = Envelope(
+        type="USER_HELLO",
+        from_=name,
+        to="server@127.0.0.1:8765",
+        ts=NOW,
+        payload={
+            "client": "cli-v1",
+            "pubkey": crypto.encode_public_key(key),
+            "enc_pubkey": crypto.encode_public_key(key),
+        },
+    )
     return conn, name, node.feed(conn, hello)
 
 
@@ -357,15 +401,22 @@ def test_g101_reads_who_sent_a_dm_from_the_payload(node, keys) -> None:
     a_conn, alice, _ = connect_g101(node, keys[1], "alice101")
     b_conn, bob, _ = connect_g101(node, keys[2], "bob101")
     our_conn, ours, _ = node.connect_user(keys[3])
-    payload = {"ciphertext": b64url_encode(b"\x01" * 512), "content_sig": b64url_encode(b"s" * 512),
-               "sender_pub": crypto.encode_public_key(keys[1]), "from": "someone-else", "to": bob, "ts": NOW - 5}
+    payload = {
+        "ciphertext": b64url_encode(b"\x01" * 512),
+        "content_sig": b64url_encode(b"s" * 512),
+        "sender_pub": crypto.encode_public_key(keys[1]),
+        "from": "someone-else",
+        "to": bob,
+        "ts": NOW - 5,
+    }
     frame = Envelope(type="MSG_DIRECT", from_=alice, to=bob, ts=NOW, payload=payload)
     (deliver,) = sent_to(node.feed(a_conn, frame), b_conn, "USER_DELIVER")
     assert deliver.payload["from"] == alice and deliver.payload["to"] == bob and deliver.payload["ts"] == NOW - 5
     assert deliver.payload["sender"] == alice
-    (to_ours,) = sent_to(node.feed(a_conn, dm(alice, ours, crypto.encode_public_key(keys[1]))), our_conn,
-                         "USER_DELIVER")
-    assert "from" not in to_ours.payload and "to" not in to_ours.payload   # ours stays the standard's shape
+    (to_ours,) = sent_to(
+        node.feed(a_conn, dm(alice, ours, crypto.encode_public_key(keys[1]))), our_conn, "USER_DELIVER"
+    )
+    assert "from" not in to_ours.payload and "to" not in to_ours.payload  # ours stays the standard's shape
 
 
 def test_a_dm_signed_over_its_payload_ts_reaches_our_client_with_that_ts(node, keys) -> None:
@@ -375,8 +426,14 @@ def test_a_dm_signed_over_its_payload_ts_reaches_our_client_with_that_ts(node, k
     said "content signature does not verify")."""
     a_conn, alice, _ = connect_g101(node, keys[1], "alice101")
     our_conn, ours, _ = node.connect_user(keys[3])
-    payload = {"ciphertext": b64url_encode(b"\x01" * 512), "content_sig": b64url_encode(b"s" * 512),
-               "sender_pub": crypto.encode_public_key(keys[1]), "from": "someone-else", "to": ours, "ts": NOW - 4}
+    payload = {
+        "ciphertext": b64url_encode(b"\x01" * 512),
+        "content_sig": b64url_encode(b"s" * 512),
+        "sender_pub": crypto.encode_public_key(keys[1]),
+        "from": "someone-else",
+        "to": ours,
+        "ts": NOW - 4,
+    }
     frame = Envelope(type="MSG_DIRECT", from_=alice, to=ours, ts=NOW, payload=payload)
     (deliver,) = sent_to(node.feed(a_conn, frame), our_conn, "USER_DELIVER")
     assert (deliver.payload["from"], deliver.payload["to"], deliver.payload["ts"]) == (alice, ours, NOW - 4)
@@ -395,18 +452,25 @@ def test_g101_members_get_the_channel_key_pair_and_public_posts_as_deliveries(no
     (share,) = sent_to(actions, a_conn, "PUBLIC_CHANNEL_KEY_SHARE")
     shares, creator_pub = share.payload["shares"], share.payload["creator_pub"]
     # What G101's client checks and unwraps (socp/client.py listen, _unwrap_channel_priv_package):
-    assert crypto.verify_pss(crypto.decode_public_key(creator_pub), b64url_decode(share.payload["content_sig"]),
-                             canonical_json({"shares": shares, "creator_pub": creator_pub}))
+    assert crypto.verify_pss(
+        crypto.decode_public_key(creator_pub),
+        b64url_decode(share.payload["content_sig"]),
+        canonical_json({"shares": shares, "creator_pub": creator_pub}),
+    )
     package = json.loads(b64url_decode(shares[0]["wrapped_public_channel_key"]))
-    aes_key = keys[1].decrypt(b64url_decode(package["ek"]), padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
-                                                                          algorithm=hashes.SHA256(), label=None))
+    aes_key = keys[1].decrypt(
+        b64url_decode(package["ek"]),
+        padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None),
+    )
     channel_key = serialization.load_der_private_key(
-        AESGCM(aes_key).decrypt(b64url_decode(package["iv"]), b64url_decode(package["ct"]), None), password=None)
+        AESGCM(aes_key).decrypt(b64url_decode(package["iv"]), b64url_decode(package["ct"]), None), password=None
+    )
     assert crypto.encode_public_key(channel_key) == creator_pub and shares[0]["member"] == alice
     b_conn, bob, _ = connect_g101(node, keys[2], "bob101")
     our_conn, ours, _ = node.connect_user(keys[3])
-    post = frames.msg_public_channel(alice, NOW + 7, b64url_encode(b"\x03" * 512), crypto.encode_public_key(keys[1]),
-                                     b64url_encode(b"s" * 512))
+    post = frames.msg_public_channel(
+        alice, NOW + 7, b64url_encode(b"\x03" * 512), crypto.encode_public_key(keys[1]), b64url_encode(b"s" * 512)
+    )
     actions = node.feed(a_conn, post)
     (to_bob,) = sent_to(actions, b_conn, "USER_DELIVER")
     assert to_bob.from_ == alice and to_bob.ts == NOW + 7
@@ -418,7 +482,9 @@ def test_g101_members_get_the_channel_key_pair_and_public_posts_as_deliveries(no
 def test_g101_members_get_public_files_unchanged(node, keys) -> None:
     a_conn, alice, _ = connect_g101(node, keys[1], "alice101")
     b_conn, _, _ = connect_g101(node, keys[2], "bob101")
-    for frame in (frames.file_start(alice, "public", NOW, "f1", "a.bin", 3, "ab" * 32, "public"),
-                  frames.file_chunk(alice, "public", NOW, "f1", 0, b64url_encode(b"\x04" * 512))):
+    for frame in (
+        frames.file_start(alice, "public", NOW, "f1", "a.bin", 3, "ab" * 32, "public"),
+        frames.file_chunk(alice, "public", NOW, "f1", 0, b64url_encode(b"\x04" * 512)),
+    ):
         (got,) = sent_to(node.feed(a_conn, frame), b_conn)
         assert got.type == frame.type and got.payload == frame.payload

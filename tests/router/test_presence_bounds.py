@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from socp.protocol import frames, limits as wire_limits
+from socp.protocol import frames
+from socp.protocol import limits as wire_limits
 from socp.protocol.envelope import Envelope, parse
 from socp.protocol.ids import new_id
 from socp.router.events import FrameIn

@@ -84,7 +84,9 @@ def test_stale_frames_of_a_type_without_acks_are_answered_once_per_interval(node
     a_conn, alice, _ = node.connect_user(keys[1])
     answers = []
     for n in range(50):
-        answers += node.feed(a_conn, frames.directory_get(alice, node.server_id, NOW - limits.MAX_AGE_MS - 1 - n, alice))
+        answers += node.feed(
+            a_conn, frames.directory_get(alice, node.server_id, NOW - limits.MAX_AGE_MS - 1 - n, alice)
+        )
     assert [f.payload["code"] for f in sent_to(answers, a_conn, "ERROR")] == ["REPLAY"]
     assert node.state.guard.unanswered_refusals == 49
     assert limits.STALE in {refusal for _, refusal in node.state.guard.answered}
@@ -96,12 +98,12 @@ def test_stale_frames_of_a_type_without_acks_are_answered_once_per_interval(node
 def test_seen_cache_refuses_what_it_had_to_evict() -> None:
     seen = SeenCache(max_entries=3)
     assert seen.check_and_add((NOW, "a"), NOW, ts=NOW)
-    for n in range(1, 4):                      # a flood pushes the first entry out...
+    for n in range(1, 4):  # a flood pushes the first entry out...
         assert seen.check_and_add((NOW + n, "b"), NOW + n, ts=NOW + n)
     assert seen.evicted == 1 and seen.watermark_ms == NOW
-    assert not seen.check_and_add((NOW, "a"), NOW + 10, ts=NOW)        # ...its copy is still refused
-    assert not seen.check_and_add((NOW - 5, "c"), NOW + 10, ts=NOW - 5)    # so is anything older
-    assert seen.check_and_add((NOW + 1, "c"), NOW + 10, ts=NOW + 1)        # newer frames go on
+    assert not seen.check_and_add((NOW, "a"), NOW + 10, ts=NOW)  # ...its copy is still refused
+    assert not seen.check_and_add((NOW - 5, "c"), NOW + 10, ts=NOW - 5)  # so is anything older
+    assert seen.check_and_add((NOW + 1, "c"), NOW + 10, ts=NOW + 1)  # newer frames go on
     # A ts ahead of our clock counts as when we saw it: it cannot lock out the present.
     ahead = SeenCache(max_entries=1)
     ahead.check_and_add((NOW + 100_000, "x"), NOW, ts=NOW + 100_000)
@@ -134,15 +136,17 @@ def test_relayed_file_transfers_are_bounded_like_local_ones(node, keys) -> None:
     peer, s_conn = new_id(), 50
     node.state.links[s_conn] = Link(conn=s_conn, state=LinkState.SERVER, peer_id=peer)
     node.state.servers[peer] = s_conn
-    carol = new_id()                                     # a user of the peer server
+    carol = new_id()  # a user of the peer server
 
     def relay(frame):
         actions = node.feed(s_conn, frame)
-        return [f.type for f in sent_to(actions, b_conn)], [f.payload["code"] for f in sent_to(actions, s_conn, "ERROR")]
+        return [f.type for f in sent_to(actions, b_conn)], [
+            f.payload["code"] for f in sent_to(actions, s_conn, "ERROR")
+        ]
 
     starts = [frames.file_start(carol, bob, NOW + n, f"f{n}", "a", 1, "ab" * 32, "dm") for n in range(3)]
     assert relay(starts[0]) == (["FILE_START"], []) and relay(starts[1]) == (["FILE_START"], [])
-    assert relay(starts[2]) == ([], ["RATE_LIMITED"])    # a third unfinished one: refused
+    assert relay(starts[2]) == ([], ["RATE_LIMITED"])  # a third unfinished one: refused
     assert relay(frames.file_chunk(carol, bob, NOW + 5, "nope", 0, "Yw")) == ([], ["FORBIDDEN"])
     assert relay(frames.file_end(carol, bob, NOW + 6, "f0")) == (["FILE_END"], [])
     # Transfers that never end are forgotten when idle; their chunks go nowhere.

@@ -11,9 +11,9 @@ from socp.protocol.ids import new_id
 from socp.router import core, limits
 from socp.router.events import FrameIn, LinkRestored
 from socp.router.limits import Guard
-from .test_replay_order import driver
 
 from .harness import NOW, Harness, closes, digest, errors_to
+from .test_replay_order import driver
 
 
 def signed_hello(key, user_id: str):

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from socp.protocol.ids import PUBLIC_CHANNEL, UserId, ServerId
+from socp.protocol.ids import PUBLIC_CHANNEL, ServerId, UserId
 from socp.store.errors import StoreRequestRejected
 from socp.store.migrations import MIGRATIONS, apply_migrations
 from socp.store.operations import Store

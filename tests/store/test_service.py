@@ -21,8 +21,8 @@ from socp.protocol.ids import UserId
 from socp.store.actor import StoreService, bind_store_socket
 from socp.store.client import StoreClient
 from socp.store.database import Database, Transaction
-from socp.store.migrations import apply_migrations
 from socp.store.errors import StoreOverloaded, StoreRequestRejected, StoreTimeout, StoreUnavailable
+from socp.store.migrations import apply_migrations
 from socp.store.operations import Store
 from socp.store.records import BindResult, DatabaseStatus
 
@@ -224,8 +224,14 @@ async def test_mysql_connections_killed_under_the_store(tmp_path: Path, mysql_ur
     database_name = mysql_url.rsplit("/", 1)[1]
     async with running_service(tmp_path, url=mysql_url) as h:
         assert await h.client.bind_user(UserId("before"), "k", {}) is BindResult.BOUND
-        admin = pymysql.connect(host="127.0.0.1", port=int(os.environ.get("SOCP_TEST_MYSQL_PORT", "3306")), user="root", password="", autocommit=True,
-                                connect_timeout=3)
+        admin = pymysql.connect(
+            host="127.0.0.1",
+            port=int(os.environ.get("SOCP_TEST_MYSQL_PORT", "3306")),
+            user="root",
+            password="",
+            autocommit=True,
+            connect_timeout=3,
+        )
         try:
             with admin.cursor() as cursor:
                 cursor.execute("SELECT id FROM information_schema.processlist WHERE db = %s", (database_name,))
@@ -246,11 +252,17 @@ async def test_login_and_remote_users_through_the_client(tmp_path: Path) -> None
         assert await h.client.bind_user(UserId("local"), "k1", {}) is BindResult.BOUND
         assert await h.client.set_login(UserId("local"), "blob", "verifier")
         assert not await h.client.set_login(UserId("nobody"), "blob", "verifier")
-        assert await h.client.bind_remote_user(UserId("far"), "k2", "server-b", {"display_name": "F"}) is BindResult.BOUND
+        assert (
+            await h.client.bind_remote_user(UserId("far"), "k2", "server-b", {"display_name": "F"}) is BindResult.BOUND
+        )
         assert await h.client.bind_remote_user(UserId("local"), "k-evil", "server-b") is BindResult.CONFLICT
         local = await h.client.get_user(UserId("local"))
         assert (local.privkey_store, local.pake_password, local.home_server, local.version) == (
-            "blob", "verifier", None, 2)
+            "blob",
+            "verifier",
+            None,
+            2,
+        )
         users = (await h.client.load_snapshot()).users
         assert users[UserId("local")] == local
         assert users[UserId("far")].home_server == "server-b" and users[UserId("far")].is_remote
@@ -259,7 +271,8 @@ async def test_login_and_remote_users_through_the_client(tmp_path: Path) -> None
 
 
 async def test_an_outage_shows_in_status_and_the_log_even_when_nothing_is_written(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="socp.store")
     async with running_service(tmp_path, probe_interval=0.02) as h:
         assert (await h.client.status()).state == "available"
@@ -271,7 +284,7 @@ async def test_an_outage_shows_in_status_and_the_log_even_when_nothing_is_writte
         held = asyncio.ensure_future(h.client.bind_user(UserId("u1"), "k1", {}))
         while (await h.client.status()).writes_waiting < 1:
             await asyncio.sleep(0.01)
-        while h.database.attempts_while_down < 10:   # probes and write retries, many
+        while h.database.attempts_while_down < 10:  # probes and write retries, many
             await asyncio.sleep(0.01)
         h.database.down = False
         back = await wait_for_status(h.client, "available")

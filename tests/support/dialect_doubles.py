@@ -37,7 +37,7 @@ from socp.protocol import crypto
 from socp.protocol.encoding import b64url_decode, b64url_encode, canonical_json
 from socp.protocol.envelope import Envelope, parse
 from socp.protocol.ids import new_id
-from socp.protocol.key_forms import KeyForm, form_of, in_form
+from socp.protocol.key_forms import KeyForm, in_form
 from socp.router import link_dialects as dialects
 
 G45, G17, G56, G101 = dialects.G45, dialects.G17, dialects.G56, dialects.G101
@@ -228,7 +228,7 @@ class DialectDouble:
                 raise TimeoutError(f"{frame_type} not received; got {[f.type for f in self.inbox]}")
             try:
                 frame = await asyncio.wait_for(self._frames.get(), remaining)
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 continue
             if frame.type == frame_type and (where is None or where(frame)):
                 return frame

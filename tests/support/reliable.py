@@ -125,7 +125,7 @@ class ReliableUser:
             if not self.connected.is_set():
                 try:
                     await self.raw.connect()
-                except (OSError, InvalidHandshake, TimeoutError, asyncio.TimeoutError):
+                except (OSError, InvalidHandshake, TimeoutError):
                     await asyncio.sleep(0.2)
                     continue
                 self.reconnects += 1

@@ -67,7 +67,7 @@ class RawUser:
     async def nothing_of(self, frame_type: str, wait: float = 1.0) -> bool:
         try:
             await self.receive(frame_type, timeout=wait)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             return True
         return False
 

@@ -120,7 +120,8 @@ def test_a_dm_signed_for_another_recipient_is_invalid_sig(keys) -> None:
 
 def test_a_public_post_with_a_garbage_content_sig_is_invalid_sig(keys) -> None:
     user = new_id()
-    good = frames.msg_public_channel(user, TS, "AAAA", encode_public_key(keys[1]), sign_public(keys[1], "AAAA", user, TS))
+    good = frames.msg_public_channel(user, TS, "AAAA", encode_public_key(keys[1]),
+                                     sign_public(keys[1], "AAAA", user, TS))
     bad = frames.msg_public_channel(user, TS, "AAAA", encode_public_key(keys[1]), "c2ln")
     assert isinstance(check_job(job(good, ROLE_USER)), Verified)
     assert rejected(check_job(job(bad, ROLE_USER)), "INVALID_SIG", "MSG_PUBLIC_CHANNEL")
@@ -147,8 +148,9 @@ def test_server_frame_signed_by_another_key_is_invalid_sig(keys) -> None:
 
 
 def test_unsigned_server_frame_is_invalid_sig(keys) -> None:
-    assert rejected(check_job(job(server_heartbeat(), ROLE_SERVER, encode_public_key(keys[0]))),
-                    "INVALID_SIG", "HEARTBEAT")
+    assert rejected(
+        check_job(job(server_heartbeat(), ROLE_SERVER, encode_public_key(keys[0]))), "INVALID_SIG", "HEARTBEAT"
+    )
 
 
 def test_relayed_presence_passes_for_the_router_to_check_with_the_origin_key(keys) -> None:
@@ -207,8 +209,9 @@ def test_unknown_type_is_unknown_type_and_not_echoed() -> None:
 
 
 def test_bad_payload_field_is_malformed_and_names_the_type() -> None:
-    text = orjson.dumps({"type": "USER_HELLO", "from": new_id(), "to": "*", "ts": TS,
-                         "payload": {"pubkey": 12}}).decode()
+    text = orjson.dumps(
+        {"type": "USER_HELLO", "from": new_id(), "to": "*", "ts": TS, "payload": {"pubkey": 12}}
+    ).decode()
     assert rejected(check_job(job(text, ROLE_UNKNOWN)), "MALFORMED", "USER_HELLO")
 
 
@@ -218,7 +221,9 @@ def test_payload_digest_is_sha256_of_the_canonical_payload(keys) -> None:
     result = check_job(job(frame, ROLE_SERVER, encode_public_key(keys[0])))
     assert isinstance(result, Verified)
     expected = '{"a":{"b":true,"y":[1,2]},"server_id":"%s","user_id":"%s","z":"é ✓"}' % (
-        payload["server_id"], payload["user_id"])
+        payload["server_id"],
+        payload["user_id"],
+    )
     assert result.payload_digest == hashlib.sha256(expected.encode("utf-8")).digest()
 
 
@@ -237,10 +242,15 @@ def test_sign_job_signs_once_for_every_delivery(keys) -> None:
     (deliver,) = signer.sign_job(keys[0], sign)
     assert [(conn, seq) for conn, seq, _ in deliver.items] == [(10, 0), (11, 5), (12, 9)]
     sigs = set()
-    for (_, _, to), (_, _, text) in zip(targets, deliver.items):
+    for (_, _, to), (_, _, text) in zip(targets, deliver.items, strict=False):
         frame = envelope.parse(text)
         assert (frame.type, frame.from_, frame.to, frame.ts, frame.payload) == (
-            "USER_ADVERTISE", sign.sender, to, TS, payload)
+            "USER_ADVERTISE",
+            sign.sender,
+            to,
+            TS,
+            payload,
+        )
         verify_transport(keys[0].public_key(), frame)
         sigs.add(frame.sig)
     assert len(sigs) == 1
@@ -262,8 +272,14 @@ def test_sign_job_with_no_delivery_does_nothing(keys) -> None:
 def g101_hello(key: rsa.RSAPrivateKey, tamper: bool = False) -> str:
     """G101's hello: an `id` beside the standard fields, signed over the whole
     envelope as sent (minus `sig`)."""
-    frame = {"id": new_id(), "type": "USER_HELLO", "from": "alice101", "to": "server@127.0.0.1:8765", "ts": TS,
-             "payload": {"client": "cli-v1", "pubkey": encode_public_key(key), "enc_pubkey": encode_public_key(key)}}
+    frame = {
+        "id": new_id(),
+        "type": "USER_HELLO",
+        "from": "alice101",
+        "to": "server@127.0.0.1:8765",
+        "ts": TS,
+        "payload": {"client": "cli-v1", "pubkey": encode_public_key(key), "enc_pubkey": encode_public_key(key)},
+    }
     frame["sig"] = b64url_encode(sign_pss(key, canonical_json(frame)))
     if tamper:
         frame["id"] = new_id()
@@ -288,5 +304,7 @@ def test_a_refused_acknowledged_frame_carries_its_msg_ref(keys) -> None:
     assert isinstance(result, Rejected) and result.msg_ref == msg_ref(dm)
     # Frames that do not read as acknowledged frames name nothing.
     assert check_job(job("not json", ROLE_USER)).msg_ref == ""
-    assert check_job(job(frames.heartbeat("u", "v", TS).to_wire().replace('"ts":', '"ts":"x","t":'),
-                         ROLE_USER)).msg_ref == ""
+    assert (
+        check_job(job(frames.heartbeat("u", "v", TS).to_wire().replace('"ts":', '"ts":"x","t":'), ROLE_USER)).msg_ref
+        == ""
+    )

@@ -80,7 +80,7 @@ def _wait_for_peers(sockets: list[zmq.Socket], monitors: list[zmq.Socket], count
                 if recv_monitor_message(monitor)["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                     seen += 1
     finally:
-        for sock, monitor in zip(sockets, monitors):
+        for sock, monitor in zip(sockets, monitors, strict=False):
             sock.disable_monitor()
             monitor.close(linger=0)
 
@@ -163,7 +163,7 @@ def test_sign_jobs_are_shared_by_the_pool_and_come_back_once_each(pool: Pool, ke
         job = SignJob("USER_ADVERTISE", sender, TS + out_seq, payload, [(conn, out_seq, "*")])
         pool.sign_jobs.send(messages.pack(job))
     delivers = _receive(pool.gateway_inbox, jobs)
-    cpu_used = [_cpu_seconds(proc.pid) - before for proc, before in zip(pool.procs, cpu_before)]
+    cpu_used = [_cpu_seconds(proc.pid) - before for proc, before in zip(pool.procs, cpu_before, strict=False)]
 
     items = [item for deliver in delivers for item in deliver.items]
     assert all(isinstance(deliver, Deliver) for deliver in delivers)
