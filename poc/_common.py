@@ -60,11 +60,13 @@ def arguments(description: str, extra: Callable[[argparse.ArgumentParser], None]
     parser.add_argument("--keys", default=os.environ.get(KEYS_ENV, ""),
                         help=f"directory of RSA-4096 PEM keys to use (env {KEYS_ENV}); default: generate")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for any one answer")
+    parser.add_argument("--mesh-url", action="append", default=[], metavar="URL",
+                        help="another node linked to --url, ws://127.0.0.1:PORT (repeatable, loopback only): "
+                             "the attack then also goes through, or is checked at, the other nodes of the mesh")
     if extra:
         extra(parser)
     args = parser.parse_args()
-    for name in ("url", "peer_url"):
-        value = getattr(args, name, None)
+    for value in (args.url, getattr(args, "peer_url", None), *args.mesh_url):
         if value:
             require_loopback(value)
     return args
@@ -251,6 +253,24 @@ async def user(url: str, keys: Keys, timeout: float, name: str | None = None) ->
     await peer.hello(display_name=name)
     await peer.list_users()
     return peer
+
+
+async def wait_listed(peer: Peer, user_id: str, timeout: float, present: bool = True) -> bool:
+    """Whether `peer`'s node lists `user_id` (or, with present=False, no longer lists it)
+    within `timeout` s: presence takes a moment to cross the mesh."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        if (user_id in await peer.list_users()) == present:
+            return True
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.2)
+
+
+def linked_peers(ws_url: str) -> set[str]:
+    """Ids of the servers the node at `ws_url` reports linked (/healthz server_links, "joined")."""
+    return {row["peer_id"] for row in healthz(ws_url).get("server_links", []) if row.get("state") == "joined"}
 
 
 # --- the verdict ---------------------------------------------------------------------

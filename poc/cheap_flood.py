@@ -7,7 +7,8 @@ fix the node signed every delivery (RSA-4096, milliseconds each): honest DMs wai
 seconds, some were lost, and a backlog of thousands of frames outlived the flood.
 
 Meanwhile an honest pair exchanges DMs, and the script measures their latency before,
-during and after. Then a second flood whose frames are correctly signed (the attacker
+during and after; with `--mesh-url`, honest DMs also cross a link, from a user of that
+node to a user of the node flooded and back. Then a second flood whose frames are correctly signed (the attacker
 pays a signature per frame, precomputed) is sent in bursts, so the node's signatures
 really run short. Blocked when:
 
@@ -19,7 +20,8 @@ really run short. Blocked when:
   receives exactly the acknowledged ones (nothing acknowledged is lost);
 - after the floods a DM is delivered promptly (no backlog).
 
-    python poc/cheap_flood.py --url ws://127.0.0.1:8765 [--senders 30 --rate 100 --seconds 10]
+    python poc/cheap_flood.py --url ws://127.0.0.1:8765 [--mesh-url ws://127.0.0.1:8766] \\
+        [--senders 30 --rate 100 --seconds 10]
 """
 
 from __future__ import annotations
@@ -30,13 +32,13 @@ import multiprocessing
 import statistics
 import time
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from websockets.exceptions import ConnectionClosed
 
-from _common import Keys, Peer, Verdict, healthz, main, now_ms, show, user
+from _common import Keys, Peer, UsageError, Verdict, healthz, main, now_ms, show, user, wait_listed
 from socp.protocol import crypto, frames, signing
 from socp.protocol.acks import msg_ref, refs_named
 from socp.protocol.encoding import b64url_encode
@@ -77,28 +79,28 @@ def p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-class HonestPair:
-    """alice → bob DMs, each timed from its send to its delivery."""
+class HonestTraffic:
+    """Honest DMs on a few routes (name, sender, recipient), each timed from its send
+    to its delivery: alice → bob on the node flooded and, in a mesh, across a link."""
 
-    def __init__(self, alice: Peer, bob: Peer) -> None:
-        self.alice, self.bob = alice, bob
-        self.sent: dict[str, float] = {}           # ciphertext -> when sent
-        self.latency_ms: dict[str, float] = {}     # ciphertext -> delivery latency
-        self.phase: dict[str, str] = {}            # ciphertext -> before / during / after
+    def __init__(self, routes: list[tuple[str, Peer, Peer]]) -> None:
+        self.routes = routes
+        self.sent: dict[str, float] = {}             # ciphertext -> when sent
+        self.latency_ms: dict[str, float] = {}       # ciphertext -> delivery latency
+        self.label: dict[str, tuple[str, str]] = {}  # ciphertext -> (route, phase: before / cheap / paid / after)
+        self.garbage_delivered = 0
 
-    async def send(self, phase: str, n: int) -> str:
-        dm = self.alice.dm(self.bob.peer_id, self.bob.pubkey, f"{phase} {n}".encode())
-        ciphertext = dm.payload["ciphertext"]
-        self.phase[ciphertext] = phase
-        self.sent[ciphertext] = time.perf_counter()
-        await self.alice.send(dm)
-        return ciphertext
+    def readers(self) -> list[Coroutine[Any, Any, None]]:
+        """One loop per socket: recipients note deliveries, senders' ACKs are read so no
+        socket backs up (each runs until cancelled)."""
+        recipients = {id(r): r for _, _, r in self.routes}
+        senders = {id(s): s for _, s, _ in self.routes if id(s) not in recipients}
+        return [*(self.receive(peer) for peer in recipients.values()), *(self.drain(peer) for peer in senders.values())]
 
-    async def receive(self) -> None:
-        """bob's loop: note every honest delivery (runs until cancelled)."""
-        assert self.bob.socket is not None
+    async def receive(self, peer: Peer) -> None:
+        assert peer.socket is not None
         while True:
-            frame = parse(await self.bob.socket.recv())
+            frame = parse(await peer.socket.recv())
             if frame.type == "USER_DELIVER":
                 ciphertext = frame.payload.get("ciphertext")
                 if ciphertext in self.sent and ciphertext not in self.latency_ms:
@@ -106,30 +108,41 @@ class HonestPair:
                 elif frame.payload.get("content_sig") == GARBAGE_SIG:
                     self.garbage_delivered += 1
 
-    garbage_delivered = 0
-
-    async def drain_alice(self) -> None:
-        """alice's answers (ACKs) are read so her socket never backs up."""
-        assert self.alice.socket is not None
+    @staticmethod
+    async def drain(peer: Peer) -> None:
+        assert peer.socket is not None
         while True:
-            await self.alice.socket.recv()
+            await peer.socket.recv()
 
     async def sample(self, phase: str, count: int) -> None:
+        """`count` rounds, one DM on every route each HONEST_EVERY_S."""
         for n in range(count):
-            await self.send(phase, n)
+            for route, sender, recipient in self.routes:
+                dm = sender.dm(recipient.peer_id, recipient.pubkey, f"{route} {phase} {n}".encode())
+                ciphertext = dm.payload["ciphertext"]
+                self.label[ciphertext] = (route, phase)
+                self.sent[ciphertext] = time.perf_counter()
+                await sender.send(dm)
             await asyncio.sleep(HONEST_EVERY_S)
 
-    def latencies(self, phase: str) -> list[float]:
-        return [ms for ct, ms in self.latency_ms.items() if self.phase[ct] == phase]
+    def latencies(self, phase: str, route: str | None = None) -> list[float]:
+        return [ms for ct, ms in self.latency_ms.items()
+                if self.label[ct][1] == phase and route in (None, self.label[ct][0])]
+
+    def sent_in(self, phase: str, route: str) -> int:
+        return sum(1 for label in self.label.values() if label == (route, phase))
 
     def missing(self) -> int:
         return len(self.sent) - len(self.latency_ms)
 
-    def summary(self, phase: str) -> str:
-        values = self.latencies(phase)
-        sent = sum(1 for ph in self.phase.values() if ph == phase)
-        return (f"{phase}: {len(values)}/{sent} delivered, p50 {p(values, 0.5):.1f} ms, p90 {p(values, 0.9):.1f} ms, "
-                f"p99 {p(values, 0.99):.1f} ms, max {max(values, default=float('nan')):.1f} ms")
+    def summary(self, phase: str) -> list[str]:
+        lines = []
+        for route, _, _ in self.routes:
+            values = self.latencies(phase, route)
+            lines.append(f"{phase}, {route}: {len(values)}/{self.sent_in(phase, route)} delivered, "
+                         f"p50 {p(values, 0.5):.1f} ms, p90 {p(values, 0.9):.1f} ms, p99 {p(values, 0.99):.1f} ms, "
+                         f"max {max(values, default=float('nan')):.1f} ms")
+        return lines
 
 
 class Flooder:
@@ -295,7 +308,7 @@ async def paid_flood(args: argparse.Namespace, key_pems: list[bytes], sink_key_p
     return sum(len(b) for b in bursts), outcomes(payers), got[0]
 
 
-async def during(pair: HonestPair, phase: str, flood: Awaitable[T], started: Any, seconds: float) -> T:
+async def during(pair: HonestTraffic, phase: str, flood: Awaitable[T], started: Any, seconds: float) -> T:
     """Run `flood` (in its own process) and the honest pair's DMs while it floods."""
     running = asyncio.ensure_future(flood)
     while not started.is_set() and not running.done():
@@ -304,31 +317,52 @@ async def during(pair: HonestPair, phase: str, flood: Awaitable[T], started: Any
     return await running
 
 
-async def run(args: argparse.Namespace, verdict: Verdict) -> None:
-    keys = Keys(args.keys)
+async def honest_routes(args: argparse.Namespace, keys: Keys) -> list[tuple[str, Peer, Peer]]:
+    """alice → bob on the node flooded; with --mesh-url also carol (at the first other
+    node) → bob and alice → dave (at that node): honest DMs across a link."""
     alice = await user(args.url, keys, args.timeout)
     bob = await user(args.url, keys, args.timeout)
+    routes = [("on the node", alice, bob)]
+    if args.mesh_url:
+        other = args.mesh_url[0]
+        carol = await user(other, keys, args.timeout)
+        dave = await user(other, keys, args.timeout)
+        if not (await wait_listed(carol, bob.peer_id, args.timeout)
+                and await wait_listed(alice, dave.peer_id, args.timeout)):
+            raise UsageError(f"{args.url} and {other} do not list each other's users: is the mesh linked?")
+        routes += [("from the other node", carol, bob), ("to the other node", alice, dave)]
+    return routes
+
+
+async def run(args: argparse.Namespace, verdict: Verdict) -> None:
+    keys = Keys(args.keys)
+    routes = await honest_routes(args, keys)
+    alice, bob = routes[0][1], routes[0][2]
     sig_ms = median_sign_ms(alice.key)
     bound_ms = BOUND_SIGNATURES * sig_ms
     verdict.note(f"one RSA-4096 signature here: {sig_ms:.2f} ms; bound on the honest p99: "
                  f"{BOUND_SIGNATURES} signatures = {bound_ms:.0f} ms")
-    pair = HonestPair(alice, bob)
-    readers = [asyncio.create_task(pair.receive()), asyncio.create_task(pair.drain_alice())]
+    if len(routes) > 1:
+        verdict.note(f"honest routes: {', '.join(name for name, _, _ in routes)} ({args.mesh_url[0]})")
+    pair = HonestTraffic(routes)
+    readers = [asyncio.create_task(reader) for reader in pair.readers()]
     rss_before = healthz(args.url).get("memory_rss_bytes", 0)
     try:
         await pair.sample("before", SAMPLE_DMS)
         await asyncio.sleep(0.5)
-        verdict.note(pair.summary("before"))
+        for line in pair.summary("before"):
+            verdict.note(line)
 
         # --- the cheap flood: unsigned users sharing one key, garbage content_sig ---------
         verdict.tried(f"{args.senders} unsigned users sharing one key, {args.rate:g} DMs/s each of one "
-                      f"ciphertext with a garbage content_sig, for {args.seconds:g} s, while alice DMs bob")
+                      f"ciphertext with a garbage content_sig, for {args.seconds:g} s, while honest users DM")
         started = multiprocessing.get_context("spawn").Event()
         flood = in_own_process("cheap", (args, pem(keys.take()), bob.peer_id, bob.pubkey), started)
         sent, ended = await during(pair, "cheap", flood, started, args.seconds)
         await asyncio.sleep(1.0)
         verdict.note(f"{sent} garbage DMs sent: {dict(ended)}; bob got {pair.garbage_delivered} of them")
-        verdict.note(pair.summary("cheap"))
+        for line in pair.summary("cheap"):
+            verdict.note(line)
         verdict.check(pair.garbage_delivered == 0 and ended["acked"] == 0 and ended["unanswered"] == 0
                       and ended["refused:INVALID_SIG"] > 0
                       and set(ended) <= {"refused:INVALID_SIG", "refused:RATE_LIMITED"},
@@ -339,14 +373,15 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
 
         # --- a flood that pays: correctly signed DMs, in bursts --------------------------
         verdict.tried(f"{args.signed_senders} users each sending {args.signed_burst} correctly signed DMs "
-                      f"at once (the node's signatures run short), while alice DMs bob")
+                      f"at once (the node's signatures run short), while honest users DM")
         payer_keys = [pem(keys.take()) for _ in range(args.signed_senders)]
         started = multiprocessing.get_context("spawn").Event()
         flood = in_own_process("paid", (args, payer_keys, pem(keys.take())), started)
         sent, ended, delivered = await during(pair, "paid", flood, started, PAID_SECONDS)
         await asyncio.sleep(1.0)
         verdict.note(f"{sent} signed DMs: {dict(ended)}; the sink got {delivered}")
-        verdict.note(pair.summary("paid"))
+        for line in pair.summary("paid"):
+            verdict.note(line)
         verdict.check(ended["unanswered"] == 0 and delivered == ended["acked"],
                       f"every signed DM answered, and the sink got exactly the acknowledged ones "
                       f"({delivered} = {ended['acked']})")
@@ -355,11 +390,14 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
         # --- after: no backlog ---------------------------------------------------------------
         await pair.sample("after", SAMPLE_DMS)
         await asyncio.sleep(1.0)
-        after = pair.latencies("after")
-        verdict.note(pair.summary("after"))
-        verdict.check(len(after) == SAMPLE_DMS and max(after) <= bound_ms,
-                      f"no backlog: DMs right after the floods delivered within {max(after, default=0):.1f} ms "
-                      f"(<= {bound_ms:.0f} ms); honest DMs lost overall: {pair.missing()}")
+        for line in pair.summary("after"):
+            verdict.note(line)
+        for route, _, _ in routes:
+            after = pair.latencies("after", route)
+            verdict.check(len(after) == SAMPLE_DMS and max(after) <= bound_ms,
+                          f"no backlog ({route}): DMs right after the floods delivered within "
+                          f"{max(after, default=0):.1f} ms (<= {bound_ms:.0f} ms)")
+        verdict.note(f"honest DMs lost overall: {pair.missing()}")
         rss_after = healthz(args.url).get("memory_rss_bytes", 0)
         verdict.note(f"gateway RSS {rss_before / 2**20:.0f} MiB before, {rss_after / 2**20:.0f} MiB after")
     finally:
@@ -367,12 +405,13 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
             task.cancel()
 
 
-def check_honest(verdict: Verdict, pair: HonestPair, phase: str, bound_ms: float) -> None:
-    values = pair.latencies(phase)
-    sent = sum(1 for ph in pair.phase.values() if ph == phase)
-    verdict.check(len(values) == sent and p(values, 0.99) <= bound_ms,
-                  f"every honest DM delivered ({len(values)}/{sent}), p99 {p(values, 0.99):.1f} ms "
-                  f"<= {bound_ms:.0f} ms")
+def check_honest(verdict: Verdict, pair: HonestTraffic, phase: str, bound_ms: float) -> None:
+    for route, _, _ in pair.routes:
+        values = pair.latencies(phase, route)
+        sent = pair.sent_in(phase, route)
+        verdict.check(len(values) == sent and p(values, 0.99) <= bound_ms,
+                      f"every honest DM delivered ({route}: {len(values)}/{sent}), p99 "
+                      f"{p(values, 0.99):.1f} ms <= {bound_ms:.0f} ms")
 
 
 async def count_deliveries(peer: Peer, got: list[int]) -> None:

@@ -5,9 +5,10 @@ loopback addresses so no per-address limit applies, and sends first frames of a
 megabyte. Blocked when the node keeps at most its cap of silent connections (closing
 the ones that waited longest), an honest user still connects and is listed while the
 crowd is there, an oversized first frame is cut off, and /healthz shows what the
-crowd cost per connection and that memory came back once it left.
+crowd cost per connection and that memory came back once it left. With `--mesh-url`,
+the mesh must still carry a DM from a user of that node to a user of the node flooded.
 
-    python poc/connection_flood.py --url ws://127.0.0.1:8765 [--connections 1500]
+    python poc/connection_flood.py --url ws://127.0.0.1:8765 [--mesh-url ws://127.0.0.1:8766] [--connections 1500]
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from _common import Keys, Peer, Verdict, healthz, main, show, user
+from _common import Keys, Peer, Verdict, healthz, main, show, user, wait_listed
 
 PER_ADDRESS = 8          # connections from each loopback address: far under any per-address cap
 CLOSE_MESSAGE_TOO_BIG = 1009
@@ -132,6 +133,26 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
     else:
         verdict.note("the node does not report its memory (/healthz memory_rss_bytes): not checked")
     await big_frames(args, keys, verdict)
+    for url in args.mesh_url:
+        await dm_across(url, args, keys, verdict)
+
+
+async def dm_across(url: str, args: argparse.Namespace, keys: Keys, verdict: Verdict) -> None:
+    """After the floods: a user of another node writes to a user of the node flooded."""
+    verdict.tried(f"after the floods, a user at {url} DMs a user at the node flooded")
+    recipient = await user(args.url, keys, args.timeout)
+    sender = await user(url, keys, args.timeout)
+    if not await wait_listed(sender, recipient.peer_id, args.timeout):
+        verdict.check(False, f"{url} never listed the user of the node flooded: the link is gone")
+        return
+    await sender.send(sender.dm(recipient.peer_id, recipient.pubkey, b"still linked"))
+    try:
+        deliver = await recipient.receive("USER_DELIVER", timeout=args.timeout)
+        verdict.check(recipient.open_dm(deliver) == b"still linked", "the DM crossed the mesh and arrived")
+    except TimeoutError:
+        verdict.check(False, "the DM from the other node never arrived")
+    await sender.close()
+    await recipient.close()
 
 
 async def big_frames(args: argparse.Namespace, keys: Keys, verdict: Verdict) -> None:

@@ -10,9 +10,11 @@ Two bursts of 32 DMs are sent: one past the gateway's limit per connection (afte
 filler frames empty that bucket), one past the router's limit per user (after filler
 frames on earlier connections of the same user empty the user's bucket, which
 outlives a connection). Blocked when every DM is acknowledged or named by an ERROR,
-and the recipient got exactly the acknowledged ones.
+and the recipient got exactly the acknowledged ones. With `--mesh-url`, the recipient
+is a user of that other node, so every DM also crosses a server link: an ACK must
+still mean delivered, and a refusal must still name its frame.
 
-    python poc/silent_drops.py --url ws://127.0.0.1:8765
+    python poc/silent_drops.py --url ws://127.0.0.1:8765 [--mesh-url ws://127.0.0.1:8766]
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import asyncio
 
 from websockets.exceptions import ConnectionClosed
 
-from _common import Keys, Peer, Verdict, main, now_ms, show, user
+from _common import Keys, Peer, Verdict, main, now_ms, show, user, wait_listed
 from socp.protocol import frames
 from socp.protocol.acks import msg_ref, refs_named
 from socp.protocol.envelope import Envelope, parse
@@ -36,8 +38,15 @@ ATTEMPTS = 3             # a busy machine may refill a bucket before the burst: 
 
 async def run(args: argparse.Namespace, verdict: Verdict) -> None:
     keys = Keys(args.keys)
-    bob = await user(args.url, keys, args.timeout)
+    home = args.mesh_url[0] if args.mesh_url else args.url
+    bob = await user(home, keys, args.timeout)
     alice_key, carol_key = keys.take(), keys.take()
+    if home != args.url:
+        verdict.note(f"the recipient is a user of {home}: every DM crosses a server link")
+        watcher = await reconnect(args, alice_key, "")
+        if not await wait_listed(watcher, bob.peer_id, args.timeout):
+            raise TimeoutError(f"{args.url} never listed the recipient at {home}: is the mesh linked?")
+        await watcher.close()
 
     verdict.tried(f"{BURST_DMS} DMs in one burst past the limit of a connection")
     for attempt in range(ATTEMPTS):
