@@ -36,6 +36,12 @@ class NodeConfig:
     opening_frame_bytes: int = 256 * 1024
     frame_rate: float = 200.0              # frames per second per connection (token bucket)
     frame_burst: int = 500                 # frames a connection may send at once
+    # Beyond its own rate a user connection may take from a spare shared by all of them:
+    # a lone heavy sender can use an idle node, a crowd falls back to its own rates
+    # (ratelimit.ElasticBucket). Above the node's signing capacity: the router's fair
+    # share of signatures is the real limit (issue #18).
+    spare_frame_rate: float = 2000.0       # frames per second, all user connections together (0: none)
+    spare_frame_burst: int = 2000
     # A server link carries all of its server's users: its own, higher limit (at least
     # the router's per-server limit, router/limits.py, so that one is reachable).
     server_frame_rate: float = 2000.0      # frames per second per server link

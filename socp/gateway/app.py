@@ -31,7 +31,7 @@ from socp.gateway.recovery import Recovery
 from socp.gateway.server import Listener
 from socp.ipc.endpoints import ensure_runtime_dir
 from socp.ipc.messages import GatewayHello
-from socp.ratelimit import AddressSlots
+from socp.ratelimit import AddressSlots, TokenBucket
 from socp.runtime import raise_open_file_limit
 
 log = logging.getLogger("socp.gateway")
@@ -64,6 +64,13 @@ def run(config: NodeConfig) -> None:
         raise SystemExit(EXIT_CANNOT_LISTEN) from None
 
 
+def spare_frames(config: NodeConfig) -> TokenBucket | None:
+    """The spare user connections share beyond their own rate; none if its rate is 0."""
+    if config.spare_frame_rate <= 0:
+        return None
+    return TokenBucket(config.spare_frame_rate, max(1, config.spare_frame_burst), time.monotonic)
+
+
 async def _serve(config: NodeConfig) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -82,7 +89,8 @@ async def _serve(config: NodeConfig) -> None:
         links = LinkTable(config.send_queue_frames, first_accepted_conn(time.time()))
         context = GatewayContext(config, links, bus, stats,
                                  AddressSlots(config.max_connections_per_address), database,
-                                 DirectoryLookups(bus, stats, lambda: router_ready(stats, database)))
+                                 DirectoryLookups(bus, stats, lambda: router_ready(stats, database)),
+                                 spare_frames=spare_frames(config))
         try:
             server = await Listener(context).start()
         except OSError as exc:
