@@ -23,6 +23,11 @@ class NodeConfig:
     verifiers: int = field(default_factory=lambda: os.cpu_count() or 1)
     bootstrap: str = ""                    # path of a bootstrap YAML file, "" for none
     advertise_host: str = ""               # host other servers dial; "" means `host`
+    # TLS (docs/deploy.md): with a certificate and key the one port serves wss:// only.
+    tls_cert: str = ""                     # PEM certificate chain, "" for plain ws://
+    tls_key: str = ""                      # its PEM private key
+    ca_file: str = ""                      # extra CA certificates for dialled wss:// links
+    metrics: str = ""                      # host:port of the Prometheus listener, "" for none
     # Transport limits (gateway).
     max_frame_bytes: int = 1024 * 1024
     hello_timeout: float = 10.0            # seconds a connection may stay silent at first
@@ -64,8 +69,12 @@ class NodeConfig:
         return Endpoints.in_dir(self.run_dir)
 
     @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert)
+
+    @property
     def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}"
+        return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}"
 
     def to_json(self) -> str:
         data = asdict(self)

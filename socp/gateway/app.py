@@ -29,6 +29,7 @@ from socp.gateway.lookups import DirectoryLookups
 from socp.gateway.memory import fix_mmap_threshold, trim_after_crowds
 from socp.gateway.recovery import Recovery
 from socp.gateway.server import Listener
+from socp.gateway.tls import TlsSetupError, check_files
 from socp.ipc.endpoints import ensure_runtime_dir
 from socp.ipc.messages import GatewayHello
 from socp.ratelimit import AddressSlots
@@ -59,7 +60,7 @@ def run(config: NodeConfig) -> None:
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(_serve(config))
-    except CannotListen as exc:
+    except (CannotListen, TlsSetupError) as exc:
         log.error("%s", exc)
         raise SystemExit(EXIT_CANNOT_LISTEN) from None
 
@@ -70,6 +71,7 @@ async def _serve(config: NodeConfig) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
+    check_files(config)   # a certificate replaced since `socp up` checked it
     ensure_runtime_dir(config.run_dir)
     if not fix_mmap_threshold():
         log.info("cannot pin the allocator's mmap threshold here: big frames' memory may be kept")
