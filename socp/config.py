@@ -23,6 +23,11 @@ class NodeConfig:
     verifiers: int = field(default_factory=lambda: os.cpu_count() or 1)
     bootstrap: str = ""                    # path of a bootstrap YAML file, "" for none
     advertise_host: str = ""               # host other servers dial; "" means `host`
+    # TLS (docs/deploy.md): with a certificate and key the one port serves wss:// only.
+    tls_cert: str = ""                     # PEM certificate chain, "" for plain ws://
+    tls_key: str = ""                      # its PEM private key
+    ca_file: str = ""                      # extra CA certificates for dialled wss:// links
+    metrics: str = ""                      # host:port of the Prometheus listener, "" for none
     # Transport limits (gateway).
     max_frame_bytes: int = 1024 * 1024
     hello_timeout: float = 10.0            # seconds a connection may stay silent at first
@@ -36,6 +41,12 @@ class NodeConfig:
     opening_frame_bytes: int = 256 * 1024
     frame_rate: float = 200.0              # frames per second per connection (token bucket)
     frame_burst: int = 500                 # frames a connection may send at once
+    # Beyond its own rate a user connection may take from a spare shared by all of them:
+    # a lone heavy sender can use an idle node, a crowd falls back to its own rates
+    # (ratelimit.ElasticBucket). Above the node's signing capacity: the router's fair
+    # share of signatures is the real limit (issue #18).
+    spare_frame_rate: float = 2000.0       # frames per second, all user connections together (0: none)
+    spare_frame_burst: int = 2000
     # A server link carries all of its server's users: its own, higher limit (at least
     # the router's per-server limit, router/limits.py, so that one is reachable).
     server_frame_rate: float = 2000.0      # frames per second per server link
@@ -64,8 +75,12 @@ class NodeConfig:
         return Endpoints.in_dir(self.run_dir)
 
     @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert)
+
+    @property
     def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}"
+        return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}"
 
     def to_json(self) -> str:
         data = asdict(self)

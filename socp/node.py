@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import string
 import subprocess
 import sys
@@ -157,12 +158,24 @@ def start_supervisord(conf: Path) -> subprocess.Popen[bytes]:
                             start_new_session=True, preexec_fn=die_with_parent)
 
 
+def own_certificate_context(config: NodeConfig) -> ssl.SSLContext:
+    """For asking our own node over loopback: trust exactly the node's certificate (a
+    leaf alone is enough with PARTIAL_CHAIN). The host name is not checked since we
+    dial 127.0.0.1 while the certificate names the public host."""
+    context = ssl.create_default_context(cafile=config.tls_cert)
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    context.check_hostname = False
+    return context
+
+
 def health(config: NodeConfig, timeout: float = 1.0) -> dict | None:
     host = "127.0.0.1" if config.host in ("0.0.0.0", "") else config.host
+    scheme, context = ("https", own_certificate_context(config)) if config.tls else ("http", None)
     try:
-        with urllib.request.urlopen(f"http://{host}:{config.port}/healthz", timeout=timeout) as reply:
+        with urllib.request.urlopen(f"{scheme}://{host}:{config.port}/healthz", timeout=timeout,
+                                    context=context) as reply:
             return json.loads(reply.read() or b"{}")
-    except (OSError, urllib.error.URLError, ValueError):
+    except (OSError, urllib.error.URLError, ValueError, ssl.SSLError):
         return None
 
 
@@ -219,9 +232,8 @@ def stop(config: NodeConfig, process: subprocess.Popen[bytes], found_before_star
 def bootstrap_entry(config: NodeConfig, identity: NodeIdentity, header: bool = True) -> str:
     """This node as a bootstrap file (SOCP §6.1); without `header`, just its list
     entry, to append to a file that already has `bootstrap_servers:`."""
-    entry = (
-        f'  - host: "{config.public_host}"\n'
-        f"    port: {config.port}\n"
-        f'    pubkey: "{identity.public_key_text}"\n'
-    )
+    bracketed = f"[{config.public_host}]" if ":" in config.public_host else config.public_host
+    where = (f'  - url: "wss://{bracketed}:{config.port}"\n' if config.tls else
+             f'  - host: "{config.public_host}"\n    port: {config.port}\n')
+    entry = where + f'    pubkey: "{identity.public_key_text}"\n'
     return "bootstrap_servers:\n" + entry if header else entry

@@ -67,6 +67,41 @@ class TokenBucket:
         return self.tokens >= self.burst
 
 
+class ElasticBucket:
+    """A connection's own TokenBucket, topped up from a `spare` bucket every
+    connection shares: a lone heavy sender may use what an idle node has spare, while
+    under contention the spare runs dry and each connection keeps its own rate, which
+    no flooder can take from it. (Issue #18: a fixed per-connection rate capped a
+    lone sender while a core idled.) Reads like a TokenBucket: `rate`, `burst` and
+    `retry_after` are the connection's own."""
+
+    __slots__ = ("own", "spare", "from_spare")
+
+    def __init__(self, own: TokenBucket, spare: TokenBucket | None) -> None:
+        self.own = own
+        self.spare = spare
+        self.from_spare = 0      # tokens this connection took from the spare (a counter you can read)
+
+    @property
+    def rate(self) -> float:
+        return self.own.rate
+
+    @property
+    def burst(self) -> float:
+        return self.own.burst
+
+    def take(self) -> bool:
+        if self.own.take():
+            return True
+        if self.spare is not None and self.spare.take():
+            self.from_spare += 1
+            return True
+        return False
+
+    def retry_after(self) -> float:
+        return self.own.retry_after()
+
+
 def retry_hint(seconds: float) -> str:
     """The retry hint in a RATE_LIMITED detail: human words and a parseable field."""
     millis = max(1, math.ceil(seconds * 1000))
@@ -103,6 +138,11 @@ class KeyedBuckets:
     def take(self, key: str) -> bool:
         """Spend one of `key`'s tokens; False (nothing spent) if it has none."""
         return self._bucket(key).take()
+
+    def tokens(self, key: str) -> float:
+        """`key`'s tokens now (a key not seen yet has a full bucket)."""
+        bucket = self._buckets.get(key)
+        return self.burst if bucket is None else bucket.tokens
 
     def retry_after(self, key: str) -> float:
         """Seconds until `key` may take a token again."""

@@ -3,6 +3,12 @@
 User 2i and user 2i+1 write to each other. With two URLs the pair is split across
 the servers (even users on the first, odd on the second), so every DM crosses
 servers: MSG_DIRECT → SERVER_DELIVER → USER_DELIVER, two node signatures.
+
+With `senders` = N (a few heavy senders, issue #18), the run has N senders and N
+receivers instead: user 2i writes only to user 2i+1 (on the other server, with two
+URLs), and receivers never send.
+The frames are made before the run and are the same whichever server they go to,
+so `--url` may name a peer's server as well as ours.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ class DmOptions:
     window: int = 4                    # closed loop: outstanding DMs per sender
     size: int = 64                     # plaintext bytes per DM (at most 446)
     keys: int = 4                      # distinct RSA keys shared by the users
+    senders: int | None = None         # N heavy senders, each to its own receiver; None: `users` in pairs
     drain_s: float = 10.0
     sample: int = 20                   # deliveries decrypted and verified afterwards
     transport_sig: bool = False        # also sign each MSG_DIRECT's envelope, as `socp chat` does
@@ -49,6 +56,29 @@ class DmOptions:
 
 def partner(index: int) -> int:
     return index + 1 if index % 2 == 0 else index - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Pairing:
+    """Who writes to whom: `count` users, of which `senders` send in turn."""
+
+    count: int
+    senders: int
+    one_way: bool
+
+    @classmethod
+    def of(cls, options: DmOptions) -> Pairing:
+        if options.senders is not None:
+            return cls(count=2 * options.senders, senders=options.senders, one_way=True)
+        count = max(2, options.users + options.users % 2)
+        return cls(count=count, senders=count, one_way=False)
+
+    def sender(self, seq: int) -> int:
+        """One way: the even users send; in pairs: everyone."""
+        return 2 * (seq % self.senders) if self.one_way else seq % self.senders
+
+    def recipient(self, sender: int) -> int:
+        return partner(sender)
 
 
 def delivery_key(sender: str, content_sig: str) -> str:
@@ -115,7 +145,8 @@ def check_sample(tracker: DeliveryTracker, users: list[BenchUser], keys: KeyPool
 def run_dm(target: Target, options: DmOptions, keys: KeyPool | None = None) -> BenchResult:
     duration = min(options.duration_s, MAX_DURATION_S)
     options = replace(options, duration_s=duration, drain_s=min(options.drain_s, MAX_DRAIN_S))
-    count_users = max(2, options.users + options.users % 2)
+    pairing = Pairing.of(options)
+    count_users = pairing.count
     progress = Progress("bench dm", options.progress)
     keys = keys or KeyPool.generate(min(options.keys, count_users), cores())
     progress.note(f"measuring the sign capacity for {options.capacity_s:g} s")
@@ -124,8 +155,8 @@ def run_dm(target: Target, options: DmOptions, keys: KeyPool | None = None) -> B
     count, cap_note = frames_to_prepare(options, capacity, count_users)
     jobs: list[DmJob] = []
     for seq in range(count):
-        sender = users[seq % count_users]
-        recipient = users[partner(sender.index)]
+        sender = users[pairing.sender(seq)]
+        recipient = users[pairing.recipient(sender.index)]
         jobs.append((sender.index, sender.user_id, sender.key_index, recipient.index, recipient.user_id,
                      recipient.key_index, seq))
     progress.note(f"preparing {count} DMs on {cores()} cores")
@@ -141,6 +172,8 @@ def run_dm(target: Target, options: DmOptions, keys: KeyPool | None = None) -> B
     server_keys = dict(zip(target.urls, target.server_keys, strict=False))
     result.sample_checked, result.sample_failed, problems = check_sample(tracker, users, keys, server_keys)
     result.extra["cross_server"] = len(target.urls) > 1
+    if pairing.one_way:
+        result.extra["senders_x_receivers"] = f"{pairing.senders} x {pairing.senders}"
     if len(target.urls) > 1 and capacity.signatures_per_s:
         # Across servers a DM is signed twice on this machine (SERVER_DELIVER, USER_DELIVER).
         result.extra["throughput_over_half_sign_capacity"] = round(

@@ -5,8 +5,10 @@ Open loop: frame i is due at t0 + i / rate, whoever sends it, and its latency is
 measured from when it was due, so a server (or a client) that falls behind shows
 up in the latency instead of silently lowering the rate (coordinated omission).
 Closed loop: a sender may have `window` frames not yet received; a slot comes back
-when the frame has reached every receiver, or after WINDOW_STALL_S (a lost frame
-must not stall its sender for ever).
+when the frame has reached every receiver, when the server refused it (after the
+retry hint the refusal gave, as a client that honours it would wait; at most
+WINDOW_STALL_S), or after WINDOW_STALL_S (a lost frame must not stall its sender
+for ever).
 """
 
 from __future__ import annotations
@@ -106,8 +108,18 @@ async def send_all(users: Sequence[BenchUser], plan: SendPlan, tracker: Delivery
         if window is not None:
             window.release()
 
+    loop = asyncio.get_running_loop()
+    pending_releases: list[asyncio.TimerHandle] = []
+
+    def refused(sender: int, retry_s: float) -> None:
+        if retry_s <= 0:
+            release(sender)
+        else:
+            pending_releases.append(loop.call_later(min(retry_s, WINDOW_STALL_S), release, sender))
+
     if closed_loop:
         tracker.on_fully_delivered = release
+        tracker.on_refused = refused
     started = time.perf_counter()
     end = started + plan.duration_s
 
@@ -148,6 +160,9 @@ async def send_all(users: Sequence[BenchUser], plan: SendPlan, tracker: Delivery
             tasks.create_task(sender_task(sender, queue))
     ended = time.perf_counter()
     tracker.on_fully_delivered = None
+    tracker.on_refused = None
+    for handle in pending_releases:
+        handle.cancel()
     sent = tracker.sent_count()
     return SendOutcome(
         started=started,

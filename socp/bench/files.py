@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from socp.protocol import crypto, frames, signing
+from socp.protocol.acks import msg_ref
 from socp.protocol.encoding import b64url_decode, b64url_encode
 from socp.protocol.envelope import Envelope, parse
 from socp.protocol.errors import SocpError
@@ -69,7 +70,7 @@ def file_frames(sender: BenchUser, recipient: BenchUser, recipient_key: crypto.P
         if transport_sig:
             envelope = signing.sign_envelope(sender_key, envelope)
         return PreparedFrame(sender=sender.index, receivers=(recipient.index,), key=f"{file_id}:{key}",
-                             text=envelope.to_wire())
+                             text=envelope.to_wire(), ref=msg_ref(envelope))
 
     made = [ready(frames.file_start(sender.user_id, recipient.user_id, now_ms(), file_id, "bench.bin", len(data),
                                     hashlib.sha256(data).hexdigest(), "dm"), "start")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,15 @@ CONNECT_CONCURRENCY = 50
 
 KeyOf = Callable[[dict[str, Any]], str | None]
 
+# The parseable part of a refusal's retry hint (socp.ratelimit.retry_hint).
+_RETRY_AFTER = re.compile(r"retry_after_ms=(\d+)")
+
+
+def retry_after_s(detail: object) -> float:
+    """Seconds a refusal asks us to wait (0 when it gives no hint)."""
+    match = _RETRY_AFTER.search(detail) if isinstance(detail, str) else None
+    return int(match.group(1)) / 1000 if match else 0.0
+
 
 @dataclass(frozen=True, slots=True)
 class PhaseOutcome:
@@ -50,7 +60,12 @@ def make_handler(tracker: DeliveryTracker, delivery_types: frozenset[str], key_o
                 tracker.delivered(user.index, key, when, text, frame.get("sig") or "")
         elif frame_type == "ERROR":
             payload = frame.get("payload") or {}
-            tracker.error(str(payload.get("code") or payload.get("reason") or "ERROR")[:64], len(refs_named(payload)))
+            code = str(payload.get("code") or payload.get("reason") or "ERROR")[:64]
+            refs = refs_named(payload)
+            tracker.error(code, len(refs))
+            wait_s = retry_after_s(payload.get("detail"))
+            for ref in refs:
+                tracker.refused(ref, code, wait_s)
 
     return handle
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from socp.protocol import crypto, frames, signing
+from socp.protocol.acks import msg_ref
 from socp.protocol.encoding import b64url_encode
 from socp.protocol.limits import OAEP_MAX_PLAINTEXT
 
@@ -32,6 +33,7 @@ class PreparedFrame:
     receivers: tuple[int, ...]   # indices of the users that must receive it
     key: str                     # how a receiver recognises it (unique per frame)
     text: str                    # the wire text, ready to send
+    ref: str = ""                # its msg_ref: how an ERROR refusing it names it (SOCP §7.5)
 
 
 # A DM to prepare: (sender index, sender id, sender key, recipient index, recipient id, recipient key, seq).
@@ -55,7 +57,11 @@ def _init_worker(key_ders: Sequence[bytes]) -> None:
     _public_texts = tuple(crypto.encode_public_key(key) for key in _keys)
 
 
-def _dm_batch(args: tuple[list[DmJob], int, bool]) -> list[tuple[str, str]]:
+# What a worker returns per frame: (wire text, content_sig, msg_ref).
+Made = tuple[str, str, str]
+
+
+def _dm_batch(args: tuple[list[DmJob], int, bool]) -> list[Made]:
     jobs, size, transport_sig = args
     made = []
     for _sender, sender_id, sender_key, _recipient, recipient_id, recipient_key, seq in jobs:
@@ -65,11 +71,11 @@ def _dm_batch(args: tuple[list[DmJob], int, bool]) -> list[tuple[str, str]]:
         frame = frames.msg_direct(sender_id, recipient_id, ts, ciphertext, _public_texts[sender_key], content_sig)
         if transport_sig:
             frame = signing.sign_envelope(_keys[sender_key], frame)
-        made.append((frame.to_wire(), content_sig))
+        made.append((frame.to_wire(), content_sig, msg_ref(frame)))
     return made
 
 
-def _public_batch(args: tuple[list[PublicJob], int, bool]) -> list[tuple[str, str]]:
+def _public_batch(args: tuple[list[PublicJob], int, bool]) -> list[Made]:
     jobs, size, transport_sig = args
     made = []
     for _sender, sender_id, sender_key, channel_key, seq in jobs:
@@ -80,7 +86,7 @@ def _public_batch(args: tuple[list[PublicJob], int, bool]) -> list[tuple[str, st
         frame = frames.msg_public_channel(sender_id, ts, ciphertext, _public_texts[sender_key], content_sig)
         if transport_sig:
             frame = signing.sign_envelope(_keys[sender_key], frame)
-        made.append((frame.to_wire(), content_sig))
+        made.append((frame.to_wire(), content_sig, msg_ref(frame)))
     return made
 
 
@@ -98,10 +104,10 @@ class FramePreparer:
         self._pool.terminate()
         self._pool.join()
 
-    def _run(self, batch_function: Callable[..., list[tuple[str, str]]], jobs: Sequence[tuple], size: int,
-             transport_sig: bool, progress: Callable[[int, int], None] | None) -> list[tuple[str, str]]:
+    def _run(self, batch_function: Callable[..., list[Made]], jobs: Sequence[tuple], size: int,
+             transport_sig: bool, progress: Callable[[int, int], None] | None) -> list[Made]:
         batches = [(list(jobs[i : i + BATCH]), size, transport_sig) for i in range(0, len(jobs), BATCH)]
-        made: list[tuple[str, str]] = []
+        made: list[Made] = []
         for result in self._pool.imap(batch_function, batches, chunksize=1):
             made.extend(result)
             if progress is not None:
@@ -111,12 +117,12 @@ class FramePreparer:
     def direct_messages(self, jobs: Sequence[DmJob], size: int, transport_sig: bool = False,
                         progress: Callable[[int, int], None] | None = None) -> list[PreparedFrame]:
         made = self._run(_dm_batch, jobs, size, transport_sig, progress)
-        return [PreparedFrame(sender=job[0], receivers=(job[3],), key=content_sig, text=text)
-                for job, (text, content_sig) in zip(jobs, made, strict=False)]
+        return [PreparedFrame(sender=job[0], receivers=(job[3],), key=content_sig, text=text, ref=ref)
+                for job, (text, content_sig, ref) in zip(jobs, made, strict=False)]
 
     def public_messages(self, jobs: Sequence[PublicJob], receivers: tuple[int, ...], size: int,
                         transport_sig: bool = False,
                         progress: Callable[[int, int], None] | None = None) -> list[PreparedFrame]:
         made = self._run(_public_batch, jobs, size, transport_sig, progress)
-        return [PreparedFrame(sender=job[0], receivers=receivers, key=content_sig, text=text)
-                for job, (text, content_sig) in zip(jobs, made, strict=False)]
+        return [PreparedFrame(sender=job[0], receivers=receivers, key=content_sig, text=text, ref=ref)
+                for job, (text, content_sig, ref) in zip(jobs, made, strict=False)]

@@ -29,7 +29,9 @@ class BenchResult:
     throughput_per_s: float = 0.0              # deliveries inside the timed phase / its length
     latency_ms: dict[str, float] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
-    lost: int = 0
+    refused: int = 0                           # frames the server refused by msg_ref (not lost: it said so)
+    refused_by_code: dict[str, int] = field(default_factory=dict)
+    lost: int = 0                              # deliveries due, neither made nor refused
     duplicated: int = 0
     unexpected: int = 0
     sample_checked: int = 0
@@ -47,6 +49,10 @@ class BenchResult:
         self.deliveries = tracker.deliveries()
         self.deliveries_expected = tracker.deliveries_expected()
         self.lost = tracker.lost()
+        self.refused = tracker.refused_count()
+        self.refused_by_code = dict(sorted(tracker.refused_by_code.items()))
+        if tracker.refused_then_delivered:
+            self.notes.append(f"{tracker.refused_then_delivered} deliveries of frames the server had refused")
         self.duplicated = tracker.duplicates()
         self.unexpected = tracker.unexpected
         self.errors = dict(sorted(tracker.errors.items()))
@@ -96,7 +102,10 @@ def print_result(result: BenchResult, console: Console | None = None, title: str
         rows.append(("latency p50/p90/p99/max",
                      f"{lat['p50']:.1f} / {lat['p90']:.1f} / {lat['p99']:.1f} / {lat['max']:.1f} ms"))
     rows += [
-        ("lost", str(result.lost)),
+        ("refused (ERROR naming the frame)", f"{result.refused}" + (
+            f" ({', '.join(f'{code} {n}' for code, n in result.refused_by_code.items())})"
+            if result.refused_by_code else "")),
+        ("lost (neither delivered nor refused)", str(result.lost)),
         ("duplicated", str(result.duplicated)),
         ("unexpected", str(result.unexpected)),
         ("errors", ", ".join(f"{code} {n}" for code, n in result.errors.items()) or "none"),

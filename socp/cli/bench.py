@@ -1,6 +1,7 @@
 """`socp bench`: load-generate against any SOCP server on this machine.
 
     socp bench dm --url ws://127.0.0.1:8765 [--url2 ws://127.0.0.1:8766] --users 20 --duration 10 [--rate 100]
+    socp bench dm --url ws://127.0.0.1:8765 --senders 4 --window 8     (4 heavy senders x 4 receivers)
     socp bench public --url ws://127.0.0.1:8765 --members 10 --duration 10
     socp bench files --url ws://127.0.0.1:8765 --size-mb 1
     socp bench connect --url ws://127.0.0.1:8765 --users 2000 --data-dir socp-data
@@ -74,7 +75,10 @@ target_options = _stack(
 )
 
 dm_options = _stack(
-    click.option("--users", type=click.IntRange(2, 10_000), default=10, show_default=True),
+    click.option("--users", type=click.IntRange(2, 10_000), default=None,
+                 help="Users writing to each other in pairs  [default: 10]"),
+    click.option("--senders", type=click.IntRange(1, 5_000), default=None,
+                 help="Instead of --users: N heavy senders, each writing to its own receiver (N x N)."),
     duration_option, rate_option,
     click.option("--window", type=click.IntRange(1, 1000), default=4, show_default=True,
                  help="Closed loop: DMs each sender may have in flight."),
@@ -118,6 +122,13 @@ connect_options = _stack(
 )
 
 Runner = Callable[[Target, dict[str, Any]], BenchResult]
+
+
+def _dm_values(values: dict[str, Any]) -> dict[str, Any]:
+    """--users or --senders, not both; --users defaults to 10."""
+    if values.get("senders") is not None and values.get("users") is not None:
+        raise click.UsageError("give --senders (N senders x N receivers) or --users (pairs), not both")
+    return {name: value for name, value in values.items() if not (name == "users" and value is None)}
 
 
 def _dm(target: Target, values: dict[str, Any]) -> BenchResult:
@@ -164,8 +175,9 @@ def bench() -> None:
 @target_options
 @dm_options
 def dm_command(url: str, url2: str | None, data_dirs: tuple[Path, ...], **values: Any) -> None:
-    """Users exchange DMs in pairs (across both servers when --url2 is given)."""
-    _run_remote(_dm, url, url2, data_dirs, values)
+    """Users exchange DMs in pairs, or --senders N write to N receivers (across both
+    servers when --url2 is given). Any SOCP server: ours, or a peer's."""
+    _run_remote(_dm, url, url2, data_dirs, _dm_values(values))
 
 
 @bench.command("public")
@@ -258,7 +270,7 @@ def _comparison(results: list[BenchResult], console: Console) -> dict[str, Any]:
 @click.pass_context
 def node_dm(ctx: click.Context, **values: Any) -> None:
     """DMs between users of the local node(s)."""
-    _run_local(ctx, _dm, values)
+    _run_local(ctx, _dm, _dm_values(values))
 
 
 @node_group.command("public")

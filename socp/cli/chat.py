@@ -22,6 +22,7 @@ from pathlib import Path
 
 import click
 
+from socp.client import tls
 from socp.client.connection import FILE_CHUNK_RATE, LoginStore, server_url_problem
 from socp.client.home import USER_KEY_FILE, ClientHome, HomeError, WrongPassword
 from socp.protocol import crypto
@@ -142,6 +143,8 @@ def _generate_key(script: bool) -> crypto.PrivateKey:
 @click.option("--script", is_flag=True, help="Read commands from stdin, write one JSON object per event.")
 @click.option("--linger", type=float, default=1.0, show_default=True,
               help="--script: seconds to keep receiving after the last command.")
+@click.option("--ca", "ca_file", default=None, envvar="SOCP_CA", metavar="FILE",
+              help="Also trust this CA (PEM) for a wss:// --server; the system store is always used.")
 @click.option("--server-key", default=None, envvar="SOCP_SERVER_KEY",
               help="The node's public key (`socp server-info`); frames it did not sign are dropped.")
 @click.option("--sign-chunks/--no-sign-chunks", default=True, show_default=True,
@@ -161,11 +164,16 @@ def _generate_key(script: bool) -> crypto.PrivateKey:
 @click.option("--store-login/--no-store-login", default=True, show_default=True, envvar="SOCP_STORE_LOGIN",
               help="Keep your key, encrypted under your password, on the server (once per home and server), "
                    "so that --login works on other machines (env SOCP_STORE_LOGIN=0 turns it off).")
-def chat(server: str, home_dir: Path | None, name: str | None, script: bool, linger: float,
+def chat(server: str, home_dir: Path | None, name: str | None, script: bool, linger: float, ca_file: str | None,
          server_key: str | None, sign_chunks: bool, file_rate: float, connect_attempts: int | None,
          reconnect: bool, login_id: str | None, store_login: bool) -> None:
     """Chat over SOCP v1.3: /list, /tell, /all, /file, /cancel, /whois, /trust, /help, /quit."""
     _check_server_url(server, script)
+    if ca_file:
+        try:
+            tls.trust_ca(ca_file)
+        except tls.CaFileError as exc:
+            raise click.BadParameter(str(exc), param_hint="--ca") from None
     home = ClientHome(home_dir or _default_home())
     try:
         pinned_server = crypto.decode_public_key(server_key) if server_key else None

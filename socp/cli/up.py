@@ -11,6 +11,7 @@ import click
 
 from socp import node
 from socp.config import NodeConfig
+from socp.gateway.tls import TlsSetupError, check_files
 from socp.identity import IdentityError, NodeIdentity, load_identity
 from socp.router.bootstrap import RECOMMENDED_INTRODUCERS, BootstrapError, load_bootstrap
 
@@ -40,13 +41,20 @@ def _print_info(config: NodeConfig, server_id: str, public_key: str) -> None:
 @click.option("--hello-timeout", default=10.0, show_default=True, envvar="SOCP_HELLO_TIMEOUT", type=float,
               help="Seconds a new connection may stay silent. G17's client sends nothing until a person "
                    "has typed /register or /login and a password: raise this (e.g. 300) to serve it.")
+@click.option("--tls-cert", default="", envvar="SOCP_TLS_CERT", metavar="FILE",
+              help="PEM certificate (chain): serve wss:// (users and servers) on --port instead of ws://.")
+@click.option("--tls-key", default="", envvar="SOCP_TLS_KEY", metavar="FILE", help="The certificate's PEM key.")
+@click.option("--ca", "ca_file", default="", envvar="SOCP_CA", metavar="FILE",
+              help="Also trust this CA (PEM) when dialling wss:// servers; the system store is always used.")
+@click.option("--metrics", default="", envvar="SOCP_METRICS", metavar="HOST:PORT",
+              help="Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).")
 @click.option("--redial-min-backoff", default=0.5, envvar="SOCP_REDIAL_MIN_BACKOFF", hidden=True,
               type=click.FloatRange(min=0.01))
 @click.option("--redial-max-backoff", default=30.0, envvar="SOCP_REDIAL_MAX_BACKOFF", hidden=True,
               type=click.FloatRange(min=0.01))
 def up(host: str, port: int, data_dir: Path, db_url: str, verifiers: int, bootstrap: str, advertise_host: str,
-       heartbeat_interval: float, link_timeout: float, hello_timeout: float, redial_min_backoff: float,
-       redial_max_backoff: float) -> None:
+       heartbeat_interval: float, link_timeout: float, hello_timeout: float, tls_cert: str, tls_key: str,
+       ca_file: str, metrics: str, redial_min_backoff: float, redial_max_backoff: float) -> None:
     """Start a node: store, router, verifier pool and gateway under supervisord."""
     if redial_min_backoff > redial_max_backoff:
         raise click.BadParameter("must not exceed --redial-max-backoff", param_hint="--redial-min-backoff")
@@ -58,6 +66,12 @@ def up(host: str, port: int, data_dir: Path, db_url: str, verifiers: int, bootst
         if len(introducers) < RECOMMENDED_INTRODUCERS:
             click.echo(f"warning: {bootstrap} lists {len(introducers)} introducer(s); "
                        f"SOCP recommends at least {RECOMMENDED_INTRODUCERS}", err=True)
+    if metrics:
+        _check_metrics_address(metrics, port, host)
+    try:
+        check_files(NodeConfig(data_dir=data_dir, tls_cert=tls_cert, tls_key=tls_key, ca_file=ca_file))
+    except TlsSetupError as exc:
+        raise click.ClickException(str(exc)) from None
     # Before anything is written to the data dir: one node per directory (see DataDirLock).
     try:
         lock = node.DataDirLock.acquire(data_dir)
@@ -68,6 +82,7 @@ def up(host: str, port: int, data_dir: Path, db_url: str, verifiers: int, bootst
         bootstrap=str(Path(bootstrap).resolve()) if bootstrap else "", advertise_host=advertise_host,
         heartbeat_interval=heartbeat_interval, link_timeout=link_timeout, hello_timeout=hello_timeout,
         redial_min_backoff=redial_min_backoff, redial_max_backoff=redial_max_backoff,
+        tls_cert=_absolute(tls_cert), tls_key=_absolute(tls_key), ca_file=_absolute(ca_file), metrics=metrics,
     )
     try:
         identity, created = node.prepare(config)
@@ -78,6 +93,22 @@ def up(host: str, port: int, data_dir: Path, db_url: str, verifiers: int, bootst
         _run_until_stopped(config, identity, created)
     finally:
         lock.release()
+
+
+def _absolute(path: str) -> str:
+    """Actors run with another working directory: keep file options absolute."""
+    return str(Path(path).resolve()) if path else ""
+
+
+def _check_metrics_address(metrics: str, port: int, host: str) -> None:
+    from socp.metrics.address import MetricsAddressError, parse_metrics_address
+
+    try:
+        metrics_host, metrics_port = parse_metrics_address(metrics)
+    except MetricsAddressError as exc:
+        raise click.BadParameter(str(exc), param_hint="--metrics") from None
+    if metrics_port == port and metrics_host in (host, "0.0.0.0", "::"):
+        raise click.BadParameter(f"port {metrics_port} is the node's own --port", param_hint="--metrics")
 
 
 def _run_until_stopped(config: NodeConfig, identity: NodeIdentity, created: bool) -> None:

@@ -71,7 +71,7 @@ from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import PUBLIC_CHANNEL, is_peer_id
 from socp.protocol.limits import MAX_FRAME_BYTES
 
-from . import commands, dialects
+from . import commands, dialects, tls
 from .commands import Command, CommandError
 from .display import human_bytes
 from .events import (
@@ -225,7 +225,9 @@ async def dial(url: str, emit: EmitFn, *, attempts: int | None, backoff_max: flo
         attempt += 1
         try:
             return await connect(url, compression=None, max_size=MAX_FRAME_BYTES, open_timeout=open_timeout,
-                                 close_timeout=5, ping_timeout=PING_TIMEOUT)
+                                 close_timeout=5, ping_timeout=PING_TIMEOUT, ssl=tls.context_for(url))
+        except ssl.SSLCertVerificationError as exc:   # also a ValueError; retrying cannot help
+            raise ConnectFailed(f"cannot connect to {url}: {tls.certificate_refused(exc)}") from None
         except (InvalidURI, ValueError) as exc:
             raise ConnectFailed(f"{url!r} is not a usable WebSocket URL ({exc})") from exc
         except (TimeoutError, OSError, InvalidHandshake) as exc:

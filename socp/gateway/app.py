@@ -29,9 +29,10 @@ from socp.gateway.lookups import DirectoryLookups
 from socp.gateway.memory import fix_mmap_threshold, trim_after_crowds
 from socp.gateway.recovery import Recovery
 from socp.gateway.server import Listener
+from socp.gateway.tls import TlsSetupError, check_files
 from socp.ipc.endpoints import ensure_runtime_dir
 from socp.ipc.messages import GatewayHello
-from socp.ratelimit import AddressSlots
+from socp.ratelimit import AddressSlots, TokenBucket
 from socp.runtime import raise_open_file_limit
 
 log = logging.getLogger("socp.gateway")
@@ -59,9 +60,16 @@ def run(config: NodeConfig) -> None:
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(_serve(config))
-    except CannotListen as exc:
+    except (CannotListen, TlsSetupError) as exc:
         log.error("%s", exc)
         raise SystemExit(EXIT_CANNOT_LISTEN) from None
+
+
+def spare_frames(config: NodeConfig) -> TokenBucket | None:
+    """The spare user connections share beyond their own rate; none if its rate is 0."""
+    if config.spare_frame_rate <= 0:
+        return None
+    return TokenBucket(config.spare_frame_rate, max(1, config.spare_frame_burst), time.monotonic)
 
 
 async def _serve(config: NodeConfig) -> None:
@@ -70,6 +78,7 @@ async def _serve(config: NodeConfig) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
+    check_files(config)   # a certificate replaced since `socp up` checked it
     ensure_runtime_dir(config.run_dir)
     if not fix_mmap_threshold():
         log.info("cannot pin the allocator's mmap threshold here: big frames' memory may be kept")
@@ -82,7 +91,8 @@ async def _serve(config: NodeConfig) -> None:
         links = LinkTable(config.send_queue_frames, first_accepted_conn(time.time()))
         context = GatewayContext(config, links, bus, stats,
                                  AddressSlots(config.max_connections_per_address), database,
-                                 DirectoryLookups(bus, stats, lambda: router_ready(stats, database)))
+                                 DirectoryLookups(bus, stats, lambda: router_ready(stats, database)),
+                                 spare_frames=spare_frames(config))
         try:
             server = await Listener(context).start()
         except OSError as exc:

@@ -10,7 +10,7 @@ from socp.gateway.bus import Bus
 from socp.gateway.health import DatabaseReport, GatewayStats, ServerLinksReport
 from socp.gateway.links import LinkTable
 from socp.gateway.lookups import DirectoryLookups
-from socp.ratelimit import AddressSlots
+from socp.ratelimit import AddressSlots, TokenBucket
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,7 @@ class GatewayContext:
     database: DatabaseReport      # the store's status, as the router last reported it
     lookups: DirectoryLookups     # GET /directory/<id> waiting for the router
     server_links: ServerLinksReport = field(default_factory=ServerLinksReport)   # /healthz server_links
+    spare_frames: TokenBucket | None = None   # shared by user connections beyond their own rate
 
     @property
     def max_message_bytes(self) -> int:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 
-from websockets.asyncio.client import connect
-from websockets.exceptions import WebSocketException
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidMessage, WebSocketException
 
 from socp.gateway.context import GatewayContext
 from socp.gateway.links import Link, LinkState
 from socp.gateway.session import CLOSE_TIMEOUT, Session, printable
+from socp.gateway.tls import LinkSchemes, client_context, uri, wss_bootstrap_addresses
 from socp.ipc.messages import ConnId, DialLink, LinkClosed, LinkOpened
 
 log = logging.getLogger("socp.gateway")
@@ -28,8 +30,11 @@ OPEN_TIMEOUT = 5.0
 DIAL_ERRORS = (OSError, TimeoutError, WebSocketException, ValueError)
 
 
-def link_uri(host: str, port: int) -> str:
-    return f"ws://[{host}]:{port}" if ":" in host else f"ws://{host}:{port}"
+def dial_failure(exc: BaseException) -> str:
+    """A failed dial in one line; a refused certificate says so plainly."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate refused: {exc.verify_message or exc.reason}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 class Dialer:
@@ -38,6 +43,8 @@ class Dialer:
         self._tasks = tasks
         self._dialing: dict[ConnId, asyncio.Task[None]] = {}   # not connected yet
         self._running: set[asyncio.Task[None]] = set()          # every dialled link's task
+        self._schemes = LinkSchemes(wss_bootstrap_addresses(context.config.bootstrap))
+        self._tls = client_context(context.config.ca_file)
 
     def dial(self, request: DialLink) -> None:
         links = self._context.links
@@ -73,14 +80,7 @@ class Dialer:
             try:
                 if not 0 < port < 65536:
                     raise ValueError(f"port {port} is out of range")
-                ws = await connect(
-                    link_uri(host, port),
-                    compression=None,                 # frames are mostly ciphertext
-                    open_timeout=OPEN_TIMEOUT,
-                    close_timeout=CLOSE_TIMEOUT,
-                    max_size=context.max_message_bytes,
-                    proxy=None,                       # overlay links go direct
-                )
+                ws = await self._connect(host, port)
             finally:
                 self._dialing.pop(link.conn, None)
         except asyncio.CancelledError:
@@ -90,7 +90,7 @@ class Dialer:
         except DIAL_ERRORS as exc:
             context.stats.dial_failures += 1
             self._forget(link)
-            reason = f"dial failed: {type(exc).__name__}: {exc}"
+            reason = f"dial failed: {dial_failure(exc)}"
             log.info("link %d to %s failed: %s", link.conn, printable(link.peer), printable(reason))
             await context.bus.tell_router(LinkClosed(link.conn, 0, reason))
             return
@@ -101,6 +101,31 @@ class Dialer:
         async with ws:  # closes the socket even if the session fails
             await Session(link, ws, context).run()
         log.info("link %d closed: %s", link.conn, printable(link.end_reason))
+
+    async def _connect(self, host: str, port: int) -> ClientConnection:
+        """Open the WebSocket, over ws:// or wss:// as LinkSchemes says (gateway/tls.py)."""
+        address = (host, port)
+        scheme: str | None = self._schemes.first(address)
+        while True:
+            assert scheme is not None
+            try:
+                ws = await connect(
+                    uri(scheme, host, port),
+                    compression=None,                 # frames are mostly ciphertext
+                    open_timeout=OPEN_TIMEOUT,
+                    close_timeout=CLOSE_TIMEOUT,
+                    max_size=self._context.max_message_bytes,
+                    proxy=None,                       # overlay links go direct
+                    ssl=self._tls if scheme == "wss" else None,
+                )
+            except InvalidMessage:
+                # Not HTTP: a TLS-only port answers a plain request like this.
+                scheme = self._schemes.after_not_http(scheme)
+                if scheme is None:
+                    raise
+                continue
+            self._schemes.opened(address, scheme)
+            return ws
 
     def _forget(self, link: Link) -> None:
         link.move_to(LinkState.CLOSED)

@@ -12,6 +12,7 @@ from socp.gateway.context import GatewayContext
 from socp.gateway.http import HttpEndpoints, remote_host
 from socp.gateway.links import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER
 from socp.gateway.session import CLOSE_TIMEOUT, Session, printable
+from socp.gateway.tls import server_context
 
 log = logging.getLogger("socp.gateway")
 
@@ -63,6 +64,8 @@ class Listener:
             ping_timeout=PING_TIMEOUT,
             process_request=HttpEndpoints(self._context),
             logger=_websockets_logger(),
+            # wss:// only when configured: one port cannot tell TLS from plain at accept.
+            ssl=server_context(config.tls_cert, config.tls_key) if config.tls else None,
         )
 
     async def _handle(self, ws: ServerConnection) -> None:

@@ -24,7 +24,7 @@ from socp.gateway.roles import opens_login, role_of_first_frame
 from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, ROLE_USER, LinkClosed, LinkOpened, Rejected, VerifyJob, pack
 from socp.protocol.acks import msg_ref_of_text
 from socp.protocol.errors import ErrorCode
-from socp.ratelimit import TokenBucket, retry_hint
+from socp.ratelimit import ElasticBucket, TokenBucket, retry_hint
 
 log = logging.getLogger("socp.gateway")
 
@@ -68,7 +68,8 @@ class Session:
         # A server link gets the server limit once its role is known (dialled: now;
         # accepted: from its first frame, `_read`).
         self._config = context.config
-        self._bucket = TokenBucket(context.config.frame_rate, context.config.frame_burst, time.monotonic)
+        self._bucket: TokenBucket | ElasticBucket = ElasticBucket(
+            TokenBucket(context.config.frame_rate, context.config.frame_burst, time.monotonic), context.spare_frames)
         self._over_limit = 0     # frames refused since the bucket last had a token
         if link.role == ROLE_SERVER:
             self._limit_as_server()
@@ -195,7 +196,8 @@ class Session:
         ref = (msg_ref_of_text(message) if link.role == ROLE_USER and type(message) is str
                and not utf8_size_exceeds(message, self._max_frame_bytes) else "")
         if first or ref:
-            detail = (f"too many frames: at most {self._bucket.rate:g} per second on a connection; "
+            detail = (f"too many frames: at most {self._bucket.rate:g} per second on a connection while the node "
+                      "is busy; "
                       + retry_hint(self._bucket.retry_after()))
             seq = link.next_in_seq
             await self._bus.tell_router(Rejected(link.conn, seq, ErrorCode.RATE_LIMITED.value, detail, "", ref))

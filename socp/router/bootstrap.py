@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -55,6 +56,11 @@ def parse_bootstrap(text: str) -> list[Introducer]:
         if not isinstance(entry, dict):
             raise BootstrapError(f"bootstrap entry {index} is not a mapping")
         host, port, pubkey = entry.get("host"), entry.get("port"), entry.get("pubkey")
+        tls = False
+        if "url" in entry:   # `url: wss://host:port` (or ws://) in place of host and port
+            if "host" in entry or "port" in entry:
+                raise BootstrapError(f"bootstrap entry {index}: give either `url` or `host` and `port`, not both")
+            host, port, tls = _split_url(entry["url"], index)
         if not isinstance(host, str) or not host:
             raise BootstrapError(f"bootstrap entry {index}: `host` must be a string")
         if not isinstance(port, int) or not 0 < port < 65536:
@@ -68,13 +74,29 @@ def parse_bootstrap(text: str) -> list[Introducer]:
         unsigned = entry.get("unsigned_link", False)
         if not isinstance(unsigned, bool):
             raise BootstrapError(f"bootstrap entry {index} ({host}:{port}): `unsigned_link` must be true or false")
-        introducer = Introducer(host=host, port=port, pubkey=key, unsigned_link=unsigned, key_form=form_of(pubkey))
+        introducer = Introducer(host=host, port=port, pubkey=key, unsigned_link=unsigned, key_form=form_of(pubkey),
+                                tls=tls)
         earlier = next((i for i in introducers if (i.host, i.port) == (host, port)), None)
         if earlier is not None and earlier.pubkey != key:
             raise BootstrapError(f"bootstrap entry {index} ({host}:{port}) pins another key than an earlier entry")
         if earlier is None:   # the same entry twice (a file appended to twice) counts once
             introducers.append(introducer)
     return introducers
+
+
+def _split_url(url: object, index: int) -> tuple[str, int, bool]:
+    """(host, port, tls) of a `url` entry; the port is required (no default for SOCP)."""
+    problem = f"bootstrap entry {index}: `url` must be ws://host:port or wss://host:port"
+    if not isinstance(url, str):
+        raise BootstrapError(problem)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise BootstrapError(f"{problem} (got {url!r})") from None
+    if parts.scheme not in ("ws", "wss") or not parts.hostname or port is None or parts.path not in ("", "/"):
+        raise BootstrapError(f"{problem} (got {url!r})")
+    return parts.hostname, port, parts.scheme == "wss"
 
 
 def load_bootstrap(path: str | Path) -> list[Introducer]:

@@ -143,7 +143,7 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     # answer costs a signature, so a flood of refused frames must empty the bucket too.
     if frame.type in ACKNOWLEDGED_TYPES and frame.from_ == link.peer_id:
         return acks.user_content(state, link, event, lambda: _user_content(state, link, frame),
-                                 admit=lambda: defences.user_content_admission(state, link))
+                                 admit=lambda: defences.user_content_admission(state, link, frame.type))
     refused = defences.user_frame(state, link)
     if refused is not None:
         return refused

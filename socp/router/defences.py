@@ -63,15 +63,26 @@ def user_frame(state: RouterState, link: Link) -> list[Action] | None:
     return _answer(state, link.conn, limits.user_rate_problem(state.guard, link.peer_id))
 
 
-def user_content_admission(state: RouterState, link: Link) -> tuple[ErrorCode, str] | None:
+# Frames whose cost is the node's signatures, which the fair share meters (fairshare.py).
+SIGNED_CONTENT_TYPES = frozenset({T.MSG_DIRECT, T.MSG_PUBLIC_CHANNEL})
+
+
+def user_content_admission(state: RouterState, link: Link, frame_type: str) -> tuple[ErrorCode, str] | None:
     """The per-user rate limit for an acknowledged frame: every refusal comes back with
-    its detail, since each refused frame is named (acks.py, refusals.py)."""
-    over = limits.user_rate_problem(state.guard, link.peer_id, every_time=True)
+    its detail, since each refused frame is named (acks.py, refusals.py).
+
+    A DM or public message past the user's own rate may take a token from the spare
+    every user shares, as fast as the pool signs (limits.user_rate_problem): a lone
+    sender on an idle node uses the whole capacity, and under contention the fair share
+    below gives each sender its 1/n (issue #18: the fixed rate alone capped a lone
+    sender at 100 frames/s while a core idled)."""
+    shares = state.fair_share
+    spare_per_s = shares.capacity_per_s if frame_type in SIGNED_CONTENT_TYPES else 0.0
+    over = limits.user_rate_problem(state.guard, link.peer_id, every_time=True, spare_per_s=spare_per_s)
     if over is not None:
         return over
     # Then its fair share of the node's signatures (fairshare.py): refused before it is
     # acknowledged, so nothing admitted is ever dropped.
-    shares = state.fair_share
     retry_s = shares.admission_problem(fairshare.USER + link.peer_id)
     if retry_s is None:
         return None

@@ -5,7 +5,10 @@ before acting on a frame. Every rule answers `None` (go on) or the actions that
 replace the normal handling (an ERROR, a close, or nothing at all):
 
 - rate limits per user (kept across reconnects) and per peer server, token buckets
-  on the router's clock; the first frame over the limit is answered RATE_LIMITED
+  on the router's clock; past its own rate, a user's DM or public message may take a
+  token from a spare all users share, refilled as fast as the node signs (issue #18:
+  a lone sender may use an idle node; under contention the spare runs dry and the
+  fair share of signatures decides); the first frame over the limit is answered RATE_LIMITED
   with a retry hint; of the rest of that burst, acknowledged frames are named
   together by one ERROR per interval (refusals.py), others dropped without an answer;
 - a budget of ERROR answers per connection and per node: every answer costs an
@@ -100,6 +103,7 @@ class LimitSettings:
     rate_limits: bool = True           # False: no token buckets (pure tests on a frozen clock)
     user_rate: float = 100.0           # frames per second per user, after its hello
     user_burst: int = 1000
+    user_spare: bool = True            # DMs and public messages past user_rate may use the spare
     server_rate: float = 1000.0        # frames per second per peer server (all its users)
     server_burst: int = 5000
     error_rate: float = 2.0            # ERROR answers per second per connection
@@ -127,6 +131,8 @@ class Guard:
     user_buckets: KeyedBuckets = field(init=False)
     server_buckets: KeyedBuckets = field(init=False)
     presence_buckets: KeyedBuckets = field(init=False)                   # origin server -> changes left
+    user_spare: TokenBucket | None = None                                # shared by every user, made on first use
+    from_spare: int = 0                                                  # frames admitted on a spare token
     error_buckets: dict[int, TokenBucket] = field(default_factory=dict)  # conn -> answers left
     node_errors: TokenBucket | None = None
     limited: set[tuple[str, str]] = field(default_factory=set)          # in a refused burst now
@@ -197,13 +203,33 @@ def _over_limit(guard: Guard, kind: str, key: str, buckets: KeyedBuckets, what: 
                                     + retry_hint(buckets.retry_after(key)))
 
 
-def user_rate_problem(guard: Guard, user_id: str, every_time: bool = False) -> tuple[ErrorCode, str] | None:
+def user_rate_problem(guard: Guard, user_id: str, every_time: bool = False,
+                      spare_per_s: float = 0.0) -> tuple[ErrorCode, str] | None:
     """The user's rate limit. `every_time`: for acknowledged frames, each of which must
-    be named when refused (refusals.py decides how often that costs an ERROR)."""
+    be named when refused (refusals.py decides how often that costs an ERROR).
+    `spare_per_s` > 0: a frame past the user's own rate may take a token from the
+    spare every user shares, which refills at that rate (the node's signatures per
+    second) and holds at most one second of it."""
     s = guard.settings
     if not s.rate_limits:
         return None
+    if spare_per_s > 0 and s.user_spare and guard.user_buckets.tokens(user_id) < 1 and _take_spare(guard, spare_per_s):
+        guard.limited.discard(("user", user_id))
+        return None
     return _over_limit(guard, "user", user_id, guard.user_buckets, "user", every_time)
+
+
+def _take_spare(guard: Guard, per_s: float) -> bool:
+    spare = guard.user_spare
+    if spare is None:
+        spare = guard.user_spare = TokenBucket(per_s, max(1.0, per_s), guard.clock)
+    else:
+        # The measured capacity moves: the refill follows it (tokens already there stay).
+        spare.rate, spare.burst = per_s, max(1.0, per_s)
+    if spare.take():
+        guard.from_spare += 1
+        return True
+    return False
 
 
 def server_rate_problem(guard: Guard, server_key: str) -> tuple[ErrorCode, str] | None:

@@ -83,6 +83,7 @@ class Introducer:
     # unsigned (G56); accepted on the link we dial to it, and nowhere else.
     unsigned_link: bool = False
     key_form: KeyForm = KeyForm.DER_B64URL   # how the entry wrote the key: we present ours the same way
+    tls: bool = False   # written as `url: wss://...`: the gateway dials it over TLS only (gateway/tls.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -294,7 +294,8 @@ async def test_port_in_use_exits_with_status_2(start_gateway: GatewayFactory) ->
 async def test_server_links_get_their_own_higher_frame_limit(start_gateway: GatewayFactory) -> None:
     # A server link carries all its users' traffic: the per-connection limit of a user
     # must not throttle it (nor make the router's per-server limit unreachable).
-    harness = await start_gateway(frame_rate=1.0, frame_burst=10, server_frame_rate=1.0, server_frame_burst=40)
+    harness = await start_gateway(frame_rate=1.0, frame_burst=10, server_frame_rate=1.0, server_frame_burst=40,
+                                  spare_frame_rate=0)
     await wait_for_hello(harness)
     async with ws_connect(harness.ws_url) as user, ws_connect(harness.ws_url) as server_peer:
         await server_peer.send(SERVER_HELLO_LINK)
@@ -311,6 +312,21 @@ async def test_server_links_get_their_own_higher_frame_limit(start_gateway: Gate
         refused = await harness.from_router_inbox()
         assert isinstance(refused, Rejected) and (refused.conn, refused.seq, refused.code) == (
             conn, 10, "RATE_LIMITED")
+
+
+async def test_a_lone_user_may_go_past_its_own_limit_on_the_spare(start_gateway: GatewayFactory) -> None:
+    # Issue #18: a heavy sender on an idle node takes from the spare all user
+    # connections share (ratelimit.ElasticBucket); once that is dry, its own limit holds.
+    harness = await start_gateway(frame_rate=0.001, frame_burst=10, spare_frame_rate=0.001, spare_frame_burst=20)
+    await wait_for_hello(harness)
+    async with ws_connect(harness.ws_url) as user:
+        conn = await said_hello(harness, user)   # the hello took one of its own ten
+        for i in range(40):
+            await user.send(f"user frame {i}")
+        assert [(await harness.next_job()).seq for _ in range(29)] == list(range(1, 30))
+        refused = await harness.from_router_inbox()
+        assert isinstance(refused, Rejected) and (refused.conn, refused.seq, refused.code) == (
+            conn, 30, "RATE_LIMITED")
 
 
 async def test_server_links_report_frames_written(gateway: GatewayHarness) -> None:
@@ -350,7 +366,7 @@ async def test_acknowledged_frames_over_the_limit_are_reported_by_msg_ref(start_
     from socp.protocol import frames
     from socp.protocol.acks import msg_ref
 
-    harness = await start_gateway(frame_rate=1.0, frame_burst=10)
+    harness = await start_gateway(frame_rate=1.0, frame_burst=10, spare_frame_rate=0)   # the connection's own limit
     await wait_for_hello(harness)
     async with ws_connect(harness.ws_url) as user:
         conn = await said_hello(harness, user)

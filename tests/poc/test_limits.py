@@ -9,7 +9,7 @@ from socp.protocol import crypto, frames
 from socp.protocol.envelope import Envelope
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import new_id
-from socp.ratelimit import AddressSlots, KeyedBuckets, TokenBucket, retry_hint
+from socp.ratelimit import AddressSlots, ElasticBucket, KeyedBuckets, TokenBucket, retry_hint
 from socp.router import limits
 from socp.router.seen import SeenCache
 
@@ -43,6 +43,22 @@ def test_bucket_ignores_a_clock_that_steps_back() -> None:
     assert not bucket.take()
     clock.now += 1
     assert bucket.take()
+
+
+def test_elastic_bucket_lets_a_lone_sender_use_the_spare_and_a_crowd_keep_its_own_rate() -> None:
+    clock = Clock()
+    spare = TokenBucket(rate=80, burst=20, clock=clock)
+    lone = ElasticBucket(TokenBucket(rate=1, burst=10, clock=clock), spare)
+    assert sum(lone.take() for _ in range(50)) == 30          # its own 10, then the spare's 20
+    assert lone.from_spare == 20 and (lone.rate, lone.burst) == (1, 10)
+    # The spare is dry: a second connection still has its own burst, which nobody took.
+    other = ElasticBucket(TokenBucket(rate=1, burst=10, clock=clock), spare)
+    assert sum(other.take() for _ in range(50)) == 10
+    assert lone.retry_after() == pytest.approx(1.0)          # its own refill, not the spare's
+    clock.now += 0.125                                        # the spare refills (80/s): 10 more, to whoever asks
+    assert sum(lone.take() for _ in range(50)) == 10
+    alone = ElasticBucket(TokenBucket(1, 3, clock), None)     # no spare: its own rate only
+    assert sum(alone.take() for _ in range(9)) == 3
 
 
 def test_bucket_rejects_nonsense_settings() -> None:

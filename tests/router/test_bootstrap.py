@@ -14,9 +14,9 @@ from socp.router.bootstrap import BootstrapError, parse_bootstrap
 from socp.store.records import StoreSnapshot
 
 
-def entry_file(keys, index: int, port: int, header: bool = True) -> str:
+def entry_file(keys, index: int, port: int, header: bool = True, tls: bool = False) -> str:
     """What `socp server-info --yaml` (or `--entry`) prints for a node on `port`."""
-    config = SimpleNamespace(public_host="127.0.0.1", port=port)
+    config = SimpleNamespace(public_host="127.0.0.1", port=port, tls=tls)
     identity = SimpleNamespace(public_key_text=crypto.encode_public_key(keys[index]))
     return node.bootstrap_entry(config, identity, header=header)
 
@@ -33,6 +33,13 @@ def test_entries_appended_with_entry_make_one_list(keys) -> None:
     introducers = parse_bootstrap(text)
     assert [(i.port, i.pubkey) for i in introducers] == [(8765, crypto.encode_public_key(keys[0])),
                                                           (8766, crypto.encode_public_key(keys[1]))]
+
+
+def test_a_tls_node_prints_a_wss_url_entry(keys) -> None:
+    text = entry_file(keys, 0, 8443, tls=True) + entry_file(keys, 1, 8766, header=False)
+    assert 'url: "wss://127.0.0.1:8443"' in text
+    assert [(i.host, i.port, i.tls) for i in parse_bootstrap(text)] == [("127.0.0.1", 8443, True),
+                                                                       ("127.0.0.1", 8766, False)]
 
 
 def test_the_same_entry_twice_counts_once(keys) -> None:

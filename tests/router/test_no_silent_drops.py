@@ -22,7 +22,8 @@ BURST = 40
 @pytest.fixture
 def node(keys) -> Harness:
     harness = Harness(server_key=keys[0])
-    harness.state.guard = Guard(LimitSettings(user_rate=100.0, user_burst=BURST))
+    # The user's own rate alone, without the spare of idle signatures (issue #18).
+    harness.state.guard = Guard(LimitSettings(user_rate=100.0, user_burst=BURST, user_spare=False))
     harness.state.guard.now_ms = NOW
     return harness
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from dataclasses import dataclass, field
 
@@ -26,13 +27,15 @@ class RawUser:
     user_id: str = field(default_factory=new_id)
     socket: ClientConnection | None = None
     inbox: list[Envelope] = field(default_factory=list)
+    ssl_context: ssl.SSLContext | None = None   # for a wss:// url with a private CA
 
     @property
     def pubkey(self) -> str:
         return crypto.encode_public_key(self.key)
 
     async def connect(self, display_name: str | None = None, hello: bool = True) -> RawUser:
-        self.socket = await websockets.connect(self.url, compression=None, max_size=8 * 1024 * 1024, open_timeout=10)
+        self.socket = await websockets.connect(self.url, compression=None, max_size=8 * 1024 * 1024, open_timeout=10,
+                                               ssl=self.ssl_context)
         if hello:
             frame = frames.user_hello(self.user_id, None, now_ms(), self.pubkey, display_name=display_name)
             await self.send(signing.sign_envelope(self.key, frame))

@@ -1,0 +1,1 @@
+"""Prometheus metrics for the node (`socp up --metrics HOST:PORT`, docs/deploy.md)."""
