@@ -6,11 +6,13 @@ or an ERROR that names it (`msg_ref`, or the list `msg_refs`). Otherwise the cli
 cannot tell a frame to re-send from one that was delivered, and a flood makes
 honest users lose messages without knowing it.
 
-Two bursts of 32 DMs are sent: one past the gateway's limit per connection (after
+Two bursts of DMs are sent: one past the gateway's limit per connection (after
 filler frames empty that bucket), one past the router's limit per user (after filler
 frames on earlier connections of the same user empty the user's bucket, which
-outlives a connection). Blocked when every DM is acknowledged or named by an ERROR,
-and the recipient got exactly the acknowledged ones. With `--mesh-url`, the recipient
+outlives a connection). An idle node lends a lone sender a spare shared by all
+(issue #18), so each try sends more (filler, then burst) until the node refuses some.
+Blocked when every DM is acknowledged or named by an ERROR, and the recipient got
+exactly the acknowledged ones. With `--mesh-url`, the recipient
 is a user of that other node, so every DM also crosses a server link: an ACK must
 still mean delivered, and a refusal must still name its frame.
 
@@ -31,9 +33,13 @@ from socp.protocol.envelope import Envelope, parse
 
 BURST_DMS = 32
 FILLER = 480             # frames that empty most of a bucket (the node's connection burst is 500)
-PAST_BURST = 700         # ...and that empty it whatever it refilled meanwhile (200/s)
-ANSWER_WAIT = 10.0       # seconds for the answers of a burst
-ATTEMPTS = 3             # a busy machine may refill a bucket before the burst: try again
+# Heartbeats before a burst on one connection: its own burst (500) and what it refilled
+# meanwhile (200/s), then also the spare every user connection shares (2,000).
+CONNECTION_FILLERS = (700, 3000, 6000)
+# DMs in a burst past the user's limit: past the user's own bucket a DM may take from a
+# spare that holds about one second of the node's signatures.
+USER_BURSTS = (BURST_DMS, 600, 2400)
+ANSWER_WAIT = 10.0       # seconds for the answers of a burst (more for a bigger one)
 
 
 async def run(args: argparse.Namespace, verdict: Verdict) -> None:
@@ -49,17 +55,18 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
         await watcher.close()
 
     verdict.tried(f"{BURST_DMS} DMs in one burst past the limit of a connection")
-    for attempt in range(ATTEMPTS):
+    for attempt, fillers in enumerate(CONNECTION_FILLERS):
         alice = await reconnect(args, alice_key, "")
         # Filler and burst back to back: waiting for an answer would let the bucket refill.
-        await filler(alice, PAST_BURST)
-        done = await burst_answered(alice, bob, verdict, last_try=attempt == ATTEMPTS - 1)
+        await filler(alice, fillers)
+        done = await burst_answered(alice, bob, verdict, BURST_DMS,
+                                    last_try=attempt == len(CONNECTION_FILLERS) - 1)
         await alice.close()
         if done:
             break
 
-    verdict.tried(f"{BURST_DMS} DMs in one burst past the limit of a user (kept across connections)")
-    for attempt in range(ATTEMPTS):
+    verdict.tried("a burst of DMs past the limit of a user (kept across connections)")
+    for attempt, burst in enumerate(USER_BURSTS):
         carol = await reconnect(args, carol_key, "")      # a new user id each attempt: a full bucket
         carol_id = carol.peer_id
         await filler(carol, FILLER)
@@ -69,7 +76,7 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
         await carol.close()
         carol = await reconnect(args, carol_key, carol_id)
         await filler(carol, FILLER - 30)   # the connection's own bucket keeps room for the burst
-        done = await burst_answered(carol, bob, verdict, last_try=attempt == ATTEMPTS - 1)
+        done = await burst_answered(carol, bob, verdict, burst, last_try=attempt == len(USER_BURSTS) - 1)
         await carol.close()
         if done:
             break
@@ -99,14 +106,14 @@ async def filler(peer: Peer, count: int) -> None:
         await peer.send(beat)
 
 
-async def burst_answered(sender: Peer, recipient: Peer, verdict: Verdict, last_try: bool) -> bool:
-    """Send the burst and judge the answers; False (nothing judged) if no frame of it
-    was refused, so the limit was not reached, unless this is the last try."""
-    dms = [sender.dm(recipient.peer_id, recipient.pubkey, b"burst %d" % n) for n in range(BURST_DMS)]
+async def burst_answered(sender: Peer, recipient: Peer, verdict: Verdict, size: int, last_try: bool) -> bool:
+    """Send a burst of `size` DMs and judge the answers; False (nothing judged) if no
+    frame of it was refused, so the limit was not reached, unless this is the last try."""
+    dms = [sender.dm(recipient.peer_id, recipient.pubkey, b"burst %d" % n) for n in range(size)]
     refs = [msg_ref(dm) for dm in dms]
     for dm in dms:
         await sender.send(dm)
-    told, closed = await answers(sender, refs)
+    told, closed = await answers(sender, refs, ANSWER_WAIT + size / 100)
     delivered = await deliveries(recipient, {dm.payload["ciphertext"] for dm in dms})
     acked = sum(1 for outcome in told.values() if outcome == "acked")
     refused = {outcome for outcome in told.values() if outcome != "acked"}
@@ -114,7 +121,7 @@ async def burst_answered(sender: Peer, recipient: Peer, verdict: Verdict, last_t
     verdict.note(f"{acked} acknowledged, {len(told) - acked} refused ({', '.join(sorted(refused)) or '-'}), "
                  f"{silent} without an answer; the recipient got {delivered}{'; connection closed' if closed else ''}")
     if not refused and not silent and not last_try:
-        verdict.note("the burst met no limit (a bucket refilled meanwhile): again")
+        verdict.note(f"the burst of {size} met no limit (a spare lent, or a bucket refilled meanwhile): more")
         return False
     verdict.check(silent == 0 and delivered == acked and len(told) > acked,
                   f"every DM of the burst answered: {len(told)} of {len(refs)}; "
@@ -122,12 +129,12 @@ async def burst_answered(sender: Peer, recipient: Peer, verdict: Verdict, last_t
     return True
 
 
-async def answers(peer: Peer, refs: list[str]) -> tuple[dict[str, str], bool]:
+async def answers(peer: Peer, refs: list[str], wait: float) -> tuple[dict[str, str], bool]:
     """What the sender may conclude about each ref: "acked" (a cumulative ACK covers it
     and no ERROR named it before) or "refused:CODE"."""
     told: dict[str, str] = {}
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + ANSWER_WAIT
+    deadline = loop.time() + wait
     assert peer.socket is not None
     while len(told) < len(refs) and loop.time() < deadline:
         try:
