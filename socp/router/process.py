@@ -26,6 +26,7 @@ from socp.ipc import messages as m
 from socp.ipc.direct import DirectSocket
 from socp.ipc.endpoints import ensure_runtime_dir
 from socp.ipc.reorder import ReorderBuffer, ReorderOverflow
+from socp.metrics.router import router_ticked
 from socp.protocol.envelope import Envelope
 
 from . import core, directory, fairshare, federation, limits, replay_log, restore
@@ -239,6 +240,7 @@ class RouterDriver:
         """Time passes: the core's Tick, then what the driver owes the others."""
         await self.apply(Tick())
         await self.report_links()
+        router_ticked(self.state, len(self.in_flight), self.store_writes.qsize())
         if self.applied_changed:
             marks = [(conn, self.applied[conn]) for conn in self.applied_changed if conn in self.applied]
             self.applied_changed.clear()
