@@ -23,6 +23,8 @@ class NodeConfig:
     verifiers: int = field(default_factory=lambda: os.cpu_count() or 1)
     bootstrap: str = ""                    # path of a bootstrap YAML file, "" for none
     advertise_host: str = ""               # host other servers dial; "" means `host`
+    advertise_port: int = 0                # port other servers dial; 0 means `port` (differs behind a proxy)
+    advertise_tls: bool = False            # reached as wss:// through a TLS-terminating proxy
     # TLS (docs/deploy.md): with a certificate and key the one port serves wss:// only.
     tls_cert: str = ""                     # PEM certificate chain, "" for plain ws://
     tls_key: str = ""                      # its PEM private key
@@ -65,6 +67,14 @@ class NodeConfig:
     @property
     def public_host(self) -> str:
         return self.advertise_host or self.host
+
+    @property
+    def public_port(self) -> int:
+        return self.advertise_port or self.port
+
+    @property
+    def public_tls(self) -> bool:
+        return self.tls or self.advertise_tls
 
     @property
     def run_dir(self) -> Path:

@@ -255,7 +255,7 @@ def bootstrap_entry(config: NodeConfig, identity: NodeIdentity, header: bool = T
     """This node as a bootstrap file (SOCP §6.1); without `header`, just its list
     entry, to append to a file that already has `bootstrap_servers:`."""
     bracketed = f"[{config.public_host}]" if ":" in config.public_host else config.public_host
-    where = (f'  - url: "wss://{bracketed}:{config.port}"\n' if config.tls else
-             f'  - host: "{config.public_host}"\n    port: {config.port}\n')
+    where = (f'  - url: "wss://{bracketed}:{config.public_port}"\n' if config.public_tls else
+             f'  - host: "{config.public_host}"\n    port: {config.public_port}\n')
     entry = where + f'    pubkey: "{identity.public_key_text}"\n'
     return "bootstrap_servers:\n" + entry if header else entry

@@ -88,7 +88,7 @@ def now_ms() -> int:
 
 def state_from_snapshot(identity: NodeIdentity, config: NodeConfig, snapshot: object) -> RouterState:
     me = NodeSelf(server_id=identity.server_id, pubkey=identity.public_key_text,
-                  host=config.public_host, port=config.port)
+                  host=config.public_host, port=config.public_port)
     timing = Timing(heartbeat_ms=int(config.heartbeat_interval * 1000), link_timeout_ms=int(config.link_timeout * 1000),
                     min_backoff_ms=int(config.redial_min_backoff * 1000),
                     max_backoff_ms=int(config.redial_max_backoff * 1000),
