@@ -30,6 +30,7 @@ class NodeConfig:
     tls_key: str = ""                      # its PEM private key
     ca_file: str = ""                      # extra CA certificates for dialled wss:// links
     metrics: str = ""                      # host:port of the Prometheus listener, "" for none
+    trusted_proxies: str = ""              # comma-separated reverse proxy addresses: X-Forwarded-For is read
     # Transport limits (gateway).
     max_frame_bytes: int = 1024 * 1024
     hello_timeout: float = 10.0            # seconds a connection may stay silent at first
@@ -69,6 +70,10 @@ class NodeConfig:
         return self.advertise_host or self.host
 
     @property
+    def trusted_proxy_set(self) -> frozenset[str]:
+        return frozenset(a.strip() for a in self.trusted_proxies.split(",") if a.strip())
+
+    @property
     def public_port(self) -> int:
         return self.advertise_port or self.port
 
@@ -105,8 +110,12 @@ class NodeConfig:
         return cls(**values)
 
     def save(self) -> Path:
+        """Owner-only (0600): db_url may hold the database password."""
         path = Path(self.data_dir) / CONFIG_FILE
-        path.write_text(self.to_json())
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)   # a node.json written before this rule was 0644
+        with os.fdopen(descriptor, "w") as file:
+            file.write(self.to_json())
         return path
 
     @classmethod
