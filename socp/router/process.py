@@ -29,7 +29,7 @@ from socp.ipc.reorder import ReorderBuffer, ReorderOverflow
 from socp.metrics.router import router_ticked
 from socp.protocol.envelope import Envelope
 
-from . import core, directory, fairshare, federation, limits, replay_log, restore
+from . import core, directory, fairshare, federation, limits, offline, replay_log, restore
 from .bootstrap import load_bootstrap
 from .events import (
     GATEWAY_RESTARTED,
@@ -115,6 +115,7 @@ def state_from_snapshot(identity: NodeIdentity, config: NodeConfig, snapshot: ob
                              ((sig.user_id, bytes.fromhex(sig.sig_digest), sig.seen_at)
                               for sig in snapshot.hello_signatures))
     state.replay_log.load(snapshot.replay_keys, snapshot.replay_state, state.now_ms)
+    offline.load(state, snapshot.held_messages)
     return state
 
 
