@@ -57,6 +57,9 @@ server_links = Gauge(
 users_online = Gauge(
     "socp_users_online", "Users present: on this node (local) or on the servers linked to it (remote).",
     ["where"], multiprocess_mode="livesum")
+held_messages = Gauge(
+    "socp_held_messages", "DMs held for users who are away (with an account here), not yet delivered.",
+    multiprocess_mode="livesum")
 database_up = Gauge(
     "socp_database_up", "1 while the store reports the database available, else 0.", multiprocess_mode="livesum")
 database_state = Gauge(

@@ -18,3 +18,4 @@ def router_ticked(state: RouterState, sign_jobs_in_flight: int, store_writes_que
     families.users_online.labels("remote").set(len(state.user_locations) - state.user_locations.count_at(LOCAL))
     families.queue_depth.labels("router", "sign_jobs_in_flight").set(sign_jobs_in_flight)
     families.queue_depth.labels("router", "store_writes").set(store_writes_queued)
+    families.held_messages.set(sum(len(queue) for queue in state.held.by_user.values()))

@@ -103,6 +103,7 @@ async def test_database_and_queues_are_reported(metered):
     samples = await asyncio.to_thread(scrape, url)
     assert value(samples, "socp_database_up") == 1
     assert value(samples, "socp_database_state", state="available") == 1
+    assert ("socp_held_messages", frozenset()) in samples
     for actor, queue in (("gateway", "outbox"), ("router", "sign_jobs_in_flight"), ("store", "writes_waiting")):
         assert ("socp_queue_depth", frozenset({("actor", actor), ("queue", queue)})) in samples
 

@@ -12,10 +12,11 @@ import sqlite3
 import pytest
 
 from socp.protocol import frames, login
-from support.nodes import start_node
+from support.nodes import free_port, start_node
 from support.wsclient import RawUser, now_ms
 
 from .test_chaos import actor_pid, wait_restarted
+from .test_metrics import scrape_until, value
 
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +44,9 @@ async def kill_and_wait(node, actor: str) -> None:
 
 
 async def test_held_dms_survive_router_and_store_kills_and_arrive_once_in_order(keys, tmp_path) -> None:
-    node = start_node(tmp_path / "node", keys[0], verifiers=1)
+    metrics = f"127.0.0.1:{free_port()}"
+    node = start_node(tmp_path / "node", keys[0], verifiers=1, extra_args=("--metrics", metrics))
+    metrics_url = f"http://{metrics}/metrics"
     bob = RawUser(node.url, keys[2])
     alice = RawUser(node.url, keys[1])
     try:
@@ -68,6 +71,7 @@ async def test_held_dms_survive_router_and_store_kills_and_arrive_once_in_order(
         await alice.send(alice.dm_to(bob.user_id, bob.pubkey, b"away 3"))
         assert await alice.nothing_of("ERROR", wait=1.0)
         await rows_become(node, 4)
+        await scrape_until(metrics_url, lambda s: value(s, "socp_held_messages") == 4)
 
         back = RawUser(node.url, keys[2], user_id=bob.user_id)
         await back.connect(display_name="bob")
@@ -75,6 +79,7 @@ async def test_held_dms_survive_router_and_store_kills_and_arrive_once_in_order(
         assert texts == [f"away {i}".encode() for i in range(4)]
         assert await back.nothing_of("USER_DELIVER", wait=1.5)                         # each once
         await rows_become(node, 0)
+        await scrape_until(metrics_url, lambda s: value(s, "socp_held_messages") == 0)
         await back.close()
     finally:
         await alice.close()
