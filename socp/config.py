@@ -23,11 +23,14 @@ class NodeConfig:
     verifiers: int = field(default_factory=lambda: os.cpu_count() or 1)
     bootstrap: str = ""                    # path of a bootstrap YAML file, "" for none
     advertise_host: str = ""               # host other servers dial; "" means `host`
+    advertise_port: int = 0                # port other servers dial; 0 means `port` (differs behind a proxy)
+    advertise_tls: bool = False            # reached as wss:// through a TLS-terminating proxy
     # TLS (docs/deploy.md): with a certificate and key the one port serves wss:// only.
     tls_cert: str = ""                     # PEM certificate chain, "" for plain ws://
     tls_key: str = ""                      # its PEM private key
     ca_file: str = ""                      # extra CA certificates for dialled wss:// links
     metrics: str = ""                      # host:port of the Prometheus listener, "" for none
+    trusted_proxies: str = ""              # comma-separated reverse proxy addresses: X-Forwarded-For is read
     # Transport limits (gateway).
     max_frame_bytes: int = 1024 * 1024
     hello_timeout: float = 10.0            # seconds a connection may stay silent at first
@@ -67,6 +70,18 @@ class NodeConfig:
         return self.advertise_host or self.host
 
     @property
+    def trusted_proxy_set(self) -> frozenset[str]:
+        return frozenset(a.strip() for a in self.trusted_proxies.split(",") if a.strip())
+
+    @property
+    def public_port(self) -> int:
+        return self.advertise_port or self.port
+
+    @property
+    def public_tls(self) -> bool:
+        return self.tls or self.advertise_tls
+
+    @property
     def run_dir(self) -> Path:
         return runtime_dir(Path(self.data_dir))
 
@@ -95,8 +110,12 @@ class NodeConfig:
         return cls(**values)
 
     def save(self) -> Path:
+        """Owner-only (0600): db_url may hold the database password."""
         path = Path(self.data_dir) / CONFIG_FILE
-        path.write_text(self.to_json())
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)   # a node.json written before this rule was 0644
+        with os.fdopen(descriptor, "w") as file:
+            file.write(self.to_json())
         return path
 
     @classmethod

@@ -114,23 +114,45 @@ def prepare(config: NodeConfig) -> tuple[NodeIdentity, bool]:
     """Everything before the actors start; raise NodeStartError with a clear reason.
     The data dir exists and is writable already: `DataDirLock.acquire` made it."""
     check_port_free(config.host, config.port)
+    if config.metrics:
+        from socp.metrics import reset_directory
+        from socp.metrics.address import parse_metrics_address
+
+        check_port_free(*parse_metrics_address(config.metrics))
     check_database(config.database_url)
     try:
         identity, created = load_or_create_identity(Path(config.data_dir))
     except IdentityError as exc:
         raise NodeStartError(str(exc)) from exc
     ensure_runtime_dir(config.run_dir)
+    if config.metrics:
+        reset_directory(config)
     config.save()
     return identity, created
 
 
+METRICS_PROGRAM = """[program:metrics]
+command=${python} -m socp actor metrics --data-dir ${data_dir}
+priority=50                     ; after the gateway; holds no state (default 999)
+autostart=true                  ; (default true)
+autorestart=true                ; (default unexpected)
+startsecs=1                     ; (default 1)
+startretries=10                 ; (default 3)
+stopsignal=TERM                 ; (default TERM)
+stopwaitsecs=3                  ; (default 10)
+stopasgroup=true                ; (default false)
+killasgroup=true                ; (default false)
+stdout_logfile=/dev/stdout      ; (default AUTO)
+stdout_logfile_maxbytes=0       ; (default 50MB)
+redirect_stderr=true            ; (default false)
+"""
+
+
 def render_supervisor_conf(config: NodeConfig) -> Path:
-    rendered = string.Template(TEMPLATE.read_text()).substitute(
-        python=sys.executable,
-        data_dir=str(Path(config.data_dir).resolve()),
-        run_dir=str(config.run_dir),
-        verifiers=max(1, config.verifiers),
-    )
+    values = {"python": sys.executable, "data_dir": str(Path(config.data_dir).resolve()),
+              "run_dir": str(config.run_dir), "verifiers": max(1, config.verifiers)}
+    metrics_program = string.Template(METRICS_PROGRAM).substitute(values) if config.metrics else ""
+    rendered = string.Template(TEMPLATE.read_text()).substitute(values, metrics_program=metrics_program)
     path = config.run_dir / "supervisord.conf"
     path.write_text(rendered)
     # supervisord appends to its log and never rotates it here (logfile_maxbytes=0):
@@ -233,7 +255,7 @@ def bootstrap_entry(config: NodeConfig, identity: NodeIdentity, header: bool = T
     """This node as a bootstrap file (SOCP §6.1); without `header`, just its list
     entry, to append to a file that already has `bootstrap_servers:`."""
     bracketed = f"[{config.public_host}]" if ":" in config.public_host else config.public_host
-    where = (f'  - url: "wss://{bracketed}:{config.port}"\n' if config.tls else
-             f'  - host: "{config.public_host}"\n    port: {config.port}\n')
+    where = (f'  - url: "wss://{bracketed}:{config.public_port}"\n' if config.public_tls else
+             f'  - host: "{config.public_host}"\n    port: {config.public_port}\n')
     entry = where + f'    pubkey: "{identity.public_key_text}"\n'
     return "bootstrap_servers:\n" + entry if header else entry

@@ -9,9 +9,10 @@ from pathlib import Path
 import click
 
 from socp.config import NodeConfig
+from socp.metrics import prepare_environment
 from socp.node import die_with_parent
 
-ACTORS = ("gateway", "verifier", "router", "store")
+ACTORS = ("gateway", "verifier", "router", "store", "metrics")
 
 
 @click.command(hidden=True)
@@ -21,5 +22,6 @@ def actor(name: str, data_dir: Path) -> None:
     """Run one actor of the node whose configuration is in DATA_DIR."""
     die_with_parent()
     config = NodeConfig.load(data_dir)
+    prepare_environment(config)   # before any actor imports prometheus_client
     module = importlib.import_module(f"socp.{name}")
     sys.exit(module.run(config) or 0)

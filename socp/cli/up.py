@@ -20,6 +20,9 @@ DEFAULT_DATA_DIR = Path("socp-data")
 
 def _print_info(config: NodeConfig, server_id: str, public_key: str) -> None:
     click.echo(f"url:        {config.ws_url}")
+    if (config.public_host, config.public_port, config.public_tls) != (config.host, config.port, config.tls):
+        scheme = "wss" if config.public_tls else "ws"
+        click.echo(f"public url: {scheme}://{config.public_host}:{config.public_port}")
     click.echo(f"server id:  {server_id}")
     click.echo(f"public key: {public_key}")
 
@@ -36,6 +39,10 @@ def _print_info(config: NodeConfig, server_id: str, public_key: str) -> None:
 @click.option("--bootstrap", default="", envvar="SOCP_BOOTSTRAP", help="YAML list of introducers to join.")
 @click.option("--advertise-host", default="", envvar="SOCP_ADVERTISE_HOST",
               help="Host other servers dial (default: --host).")
+@click.option("--advertise-port", default=0, envvar="SOCP_ADVERTISE_PORT", type=click.IntRange(0, 65535),
+              help="Port other servers dial (default: --port); e.g. 443 behind a reverse proxy.")
+@click.option("--advertise-tls", is_flag=True, envvar="SOCP_ADVERTISE_TLS",
+              help="Other servers reach this node as wss:// through a TLS-terminating proxy (server-info says so).")
 @click.option("--heartbeat-interval", default=15.0, envvar="SOCP_HEARTBEAT_INTERVAL", hidden=True, type=float)
 @click.option("--link-timeout", default=45.0, envvar="SOCP_LINK_TIMEOUT", hidden=True, type=float)
 @click.option("--hello-timeout", default=10.0, show_default=True, envvar="SOCP_HELLO_TIMEOUT", type=float,
@@ -48,13 +55,18 @@ def _print_info(config: NodeConfig, server_id: str, public_key: str) -> None:
               help="Also trust this CA (PEM) when dialling wss:// servers; the system store is always used.")
 @click.option("--metrics", default="", envvar="SOCP_METRICS", metavar="HOST:PORT",
               help="Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).")
+@click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="ADDRESS",
+              help="A reverse proxy's address (repeatable): connections from it are limited per the client "
+                   "address it appends to X-Forwarded-For.")
 @click.option("--redial-min-backoff", default=0.5, envvar="SOCP_REDIAL_MIN_BACKOFF", hidden=True,
               type=click.FloatRange(min=0.01))
 @click.option("--redial-max-backoff", default=30.0, envvar="SOCP_REDIAL_MAX_BACKOFF", hidden=True,
               type=click.FloatRange(min=0.01))
 def up(host: str, port: int, data_dir: Path, db_url: str, verifiers: int, bootstrap: str, advertise_host: str,
-       heartbeat_interval: float, link_timeout: float, hello_timeout: float, tls_cert: str, tls_key: str,
-       ca_file: str, metrics: str, redial_min_backoff: float, redial_max_backoff: float) -> None:
+       advertise_port: int, advertise_tls: bool, heartbeat_interval: float, link_timeout: float, hello_timeout: float,
+       tls_cert: str, tls_key: str, ca_file: str, metrics: str, trusted_proxies: tuple[str, ...],
+       redial_min_backoff: float,
+       redial_max_backoff: float) -> None:
     """Start a node: store, router, verifier pool and gateway under supervisord."""
     if redial_min_backoff > redial_max_backoff:
         raise click.BadParameter("must not exceed --redial-max-backoff", param_hint="--redial-min-backoff")
@@ -66,6 +78,7 @@ def up(host: str, port: int, data_dir: Path, db_url: str, verifiers: int, bootst
         if len(introducers) < RECOMMENDED_INTRODUCERS:
             click.echo(f"warning: {bootstrap} lists {len(introducers)} introducer(s); "
                        f"SOCP recommends at least {RECOMMENDED_INTRODUCERS}", err=True)
+    proxies = ",".join(_addresses(trusted_proxies))
     if metrics:
         _check_metrics_address(metrics, port, host)
     try:
@@ -80,9 +93,11 @@ def up(host: str, port: int, data_dir: Path, db_url: str, verifiers: int, bootst
     config = NodeConfig(
         data_dir=lock.data_dir, host=host, port=port, db_url=db_url, verifiers=verifiers,
         bootstrap=str(Path(bootstrap).resolve()) if bootstrap else "", advertise_host=advertise_host,
+        advertise_port=advertise_port, advertise_tls=advertise_tls,
         heartbeat_interval=heartbeat_interval, link_timeout=link_timeout, hello_timeout=hello_timeout,
         redial_min_backoff=redial_min_backoff, redial_max_backoff=redial_max_backoff,
         tls_cert=_absolute(tls_cert), tls_key=_absolute(tls_key), ca_file=_absolute(ca_file), metrics=metrics,
+        trusted_proxies=proxies,
     )
     try:
         identity, created = node.prepare(config)
@@ -93,6 +108,15 @@ def up(host: str, port: int, data_dir: Path, db_url: str, verifiers: int, bootst
         _run_until_stopped(config, identity, created)
     finally:
         lock.release()
+
+
+def _addresses(texts: tuple[str, ...]) -> list[str]:
+    import ipaddress
+
+    try:
+        return [str(ipaddress.ip_address(text.strip())) for text in texts]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--trusted-proxy") from None
 
 
 def _absolute(path: str) -> str:

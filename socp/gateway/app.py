@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 import uuid
+from typing import TYPE_CHECKING
 
 import uvloop
 
@@ -34,6 +35,9 @@ from socp.ipc.endpoints import ensure_runtime_dir
 from socp.ipc.messages import GatewayHello
 from socp.ratelimit import AddressSlots, TokenBucket
 from socp.runtime import raise_open_file_limit
+
+if TYPE_CHECKING:
+    from socp.metrics.gateway import GatewayMetrics
 
 log = logging.getLogger("socp.gateway")
 
@@ -72,6 +76,24 @@ def spare_frames(config: NodeConfig) -> TokenBucket | None:
     return TokenBucket(config.spare_frame_rate, max(1, config.spare_frame_burst), time.monotonic)
 
 
+def _gateway_metrics(config: NodeConfig) -> GatewayMetrics | None:
+    if not config.metrics:
+        return None
+    from socp.metrics.gateway import GatewayMetrics
+
+    return GatewayMetrics()
+
+
+async def _export_metrics(context: GatewayContext) -> None:
+    """Hand the counts to prometheus_client once a second (socp/metrics/gateway.py)."""
+    from socp.metrics.gateway import FLUSH_SECONDS
+
+    assert context.metrics is not None
+    while True:
+        await asyncio.sleep(FLUSH_SECONDS)
+        context.metrics.flush(context)
+
+
 async def _serve(config: NodeConfig) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -92,7 +114,7 @@ async def _serve(config: NodeConfig) -> None:
         context = GatewayContext(config, links, bus, stats,
                                  AddressSlots(config.max_connections_per_address), database,
                                  DirectoryLookups(bus, stats, lambda: router_ready(stats, database)),
-                                 spare_frames=spare_frames(config))
+                                 spare_frames=spare_frames(config), metrics=_gateway_metrics(config))
         try:
             server = await Listener(context).start()
         except OSError as exc:
@@ -110,12 +132,15 @@ async def _serve(config: NodeConfig) -> None:
             recovering = tasks.create_task(recovery.run())
             reporting = tasks.create_task(report_written(context))
             trimming = tasks.create_task(trim_after_crowds(context))
+            exporting = tasks.create_task(_export_metrics(context)) if context.metrics is not None else None
             await stop.wait()
             log.info("gateway stopping: closing %d connections", len(context.links))
             inbox.cancel()
             recovering.cancel()
             reporting.cancel()
             trimming.cancel()
+            if exporting is not None:
+                exporting.cancel()
             server.close(close_connections=False)  # stop accepting; our sessions close links
             for link in context.links:
                 # Write what is already queued (acknowledged frames among it), then close.

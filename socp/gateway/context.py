@@ -4,6 +4,7 @@ database's health as last reported, and the HTTP look-ups in flight."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from socp.config import NodeConfig
 from socp.gateway.bus import Bus
@@ -11,6 +12,9 @@ from socp.gateway.health import DatabaseReport, GatewayStats, ServerLinksReport
 from socp.gateway.links import LinkTable
 from socp.gateway.lookups import DirectoryLookups
 from socp.ratelimit import AddressSlots, TokenBucket
+
+if TYPE_CHECKING:
+    from socp.metrics.gateway import GatewayMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +28,7 @@ class GatewayContext:
     lookups: DirectoryLookups     # GET /directory/<id> waiting for the router
     server_links: ServerLinksReport = field(default_factory=ServerLinksReport)   # /healthz server_links
     spare_frames: TokenBucket | None = None   # shared by user connections beyond their own rate
+    metrics: GatewayMetrics | None = None   # with --metrics only (socp/metrics/gateway.py)
 
     @property
     def max_message_bytes(self) -> int:

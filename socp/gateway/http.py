@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 import orjson
@@ -30,11 +31,22 @@ def json_response(connection: ServerConnection, status: int, body: dict[str, Any
     return response
 
 
-def remote_host(connection: ServerConnection) -> str:
+def remote_host(connection: ServerConnection, request: Request | None = None,
+                trusted_proxies: frozenset[str] = frozenset()) -> str:
+    """The client's address: the socket's peer, or, when that peer is a reverse proxy we
+    trust (`--trusted-proxy`), the address it appended to X-Forwarded-For. Per-address
+    limits would otherwise see every user behind the proxy as one address."""
     address = connection.remote_address
-    if isinstance(address, tuple) and address:
-        return str(address[0])
-    return str(address)
+    host = str(address[0]) if isinstance(address, tuple) and address else str(address)
+    if host in trusted_proxies:
+        request = request or connection.request
+        forwarded = request.headers.get("X-Forwarded-For", "") if request is not None else ""
+        last = forwarded.rpartition(",")[2].strip()
+        try:
+            return str(ipaddress.ip_address(last))
+        except ValueError:
+            return host
+    return host
 
 
 class HttpEndpoints:
@@ -50,6 +62,7 @@ class HttpEndpoints:
             return json_response(connection, 200, health_report(context.stats, context.links, context.database,
                                                               context.server_links))
         if path.startswith(DIRECTORY_PREFIX):
-            answer = await context.lookups.answer(path, remote_host(connection))
+            answer = await context.lookups.answer(
+                path, remote_host(connection, request, context.config.trusted_proxy_set))
             return json_response(connection, answer.status, answer.body, answer.headers)
         return None

@@ -71,7 +71,7 @@ class Listener:
     async def _handle(self, ws: ServerConnection) -> None:
         context = self._context
         peer = _peer_name(ws)
-        address = remote_host(ws)
+        address = remote_host(ws, trusted_proxies=context.config.trusted_proxy_set)
         full = node_refusal(context.config, len(context.links))
         if full is not None:
             context.stats.connections_refused_node_full += 1

@@ -61,6 +61,7 @@ class Session:
         self._links = context.links
         self._bus = context.bus
         self._stats = context.stats
+        self._metrics = context.metrics   # None without --metrics
         self._max_frame_bytes = context.config.max_frame_bytes
         self._max_message_bytes = context.max_message_bytes
         self._hello_timeout = context.config.hello_timeout
@@ -224,6 +225,8 @@ class Session:
                 if texts:
                     await self._send_texts(texts)
                     stats.frames_out += len(texts)
+                    if self._metrics is not None:
+                        self._metrics.frames_written(texts)
                 # The router counted the skipped ones as sent too (flow.py).
                 link.frames_written += taken
                 if close is not None:

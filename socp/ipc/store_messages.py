@@ -22,6 +22,8 @@ Requests (client → store)              Replies (store → client)
   NoteSignedHello                        Done
   NoteReplayKeys                         Done
   SetReplayState                         Done
+  HoldMessage                            Done
+  DropHeld                               Done
   any of them                            Failed         (reason, detail)
 
 Reads are answered as soon as every write that arrived before them is applied; writes
@@ -183,6 +185,24 @@ class SetReplayState:
     value: int
 
 
+@dataclass(frozen=True, slots=True)
+class HoldMessage:
+    KIND: ClassVar[int] = 16
+    request_id: RequestId
+    recipient: str
+    held_id: int
+    held_at: int
+    message: dict[str, Any]   # router/offline.py
+
+
+@dataclass(frozen=True, slots=True)
+class DropHeld:
+    KIND: ClassVar[int] = 17
+    request_id: RequestId
+    recipient: str
+    held_ids: list[int]       # delivered or expired
+
+
 # -- replies ---------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +233,7 @@ class SnapshotReply:
     hello_signatures: list[list[Any]] = field(default_factory=list)   # [user_id, sig_digest, seen_at]
     replay_keys: list[list[Any]] = field(default_factory=list)        # [msg_ref, ts], oldest ts first
     replay_state: dict[str, int] = field(default_factory=dict)
+    held_messages: list[list[Any]] = field(default_factory=list)   # [recipient, held_id, held_at, message]
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,18 +284,18 @@ class StatusReply:
 
 StoreRequest = (Ping | LoadSnapshot | GetUser | BindUser | SaveKeyShare | MarkShareDelivered | PinServer
                 | UpdateServerAddr | AddChannelMember | SetLogin | BindRemoteUser | Status | NoteSignedHello
-                | NoteReplayKeys | SetReplayState)
+                | NoteReplayKeys | SetReplayState | HoldMessage | DropHeld)
 StoreReply = Done | Applied | SnapshotReply | UserReply | BindReply | PinReply | Failed | StatusReply
 StoreMessage = StoreRequest | StoreReply
 
 REQUEST_TYPES: tuple[type, ...] = (Ping, LoadSnapshot, GetUser, BindUser, SaveKeyShare, MarkShareDelivered,
                                    PinServer, UpdateServerAddr, AddChannelMember, SetLogin, BindRemoteUser, Status,
-                                   NoteSignedHello, NoteReplayKeys, SetReplayState)
+                                   NoteSignedHello, NoteReplayKeys, SetReplayState, HoldMessage, DropHeld)
 REPLY_TYPES: tuple[type, ...] = (Done, Applied, SnapshotReply, UserReply, BindReply, PinReply, Failed, StatusReply)
 # Requests that change the database: applied one at a time, in arrival order.
 WRITE_TYPES: tuple[type, ...] = (BindUser, SaveKeyShare, MarkShareDelivered, PinServer, UpdateServerAddr,
                                  AddChannelMember, SetLogin, BindRemoteUser, NoteSignedHello, NoteReplayKeys,
-                                 SetReplayState)
+                                 SetReplayState, HoldMessage, DropHeld)
 
 _CODEC = Codec("store", REQUEST_TYPES + REPLY_TYPES, MAX_REQUEST_BYTES, globals())
 

@@ -26,9 +26,10 @@ from socp.ipc import messages as m
 from socp.ipc.direct import DirectSocket
 from socp.ipc.endpoints import ensure_runtime_dir
 from socp.ipc.reorder import ReorderBuffer, ReorderOverflow
+from socp.metrics.router import router_ticked
 from socp.protocol.envelope import Envelope
 
-from . import core, directory, fairshare, federation, limits, replay_log, restore
+from . import core, directory, fairshare, federation, limits, offline, replay_log, restore
 from .bootstrap import load_bootstrap
 from .events import (
     GATEWAY_RESTARTED,
@@ -87,7 +88,7 @@ def now_ms() -> int:
 
 def state_from_snapshot(identity: NodeIdentity, config: NodeConfig, snapshot: object) -> RouterState:
     me = NodeSelf(server_id=identity.server_id, pubkey=identity.public_key_text,
-                  host=config.public_host, port=config.port)
+                  host=config.public_host, port=config.public_port)
     timing = Timing(heartbeat_ms=int(config.heartbeat_interval * 1000), link_timeout_ms=int(config.link_timeout * 1000),
                     min_backoff_ms=int(config.redial_min_backoff * 1000),
                     max_backoff_ms=int(config.redial_max_backoff * 1000),
@@ -114,6 +115,7 @@ def state_from_snapshot(identity: NodeIdentity, config: NodeConfig, snapshot: ob
                              ((sig.user_id, bytes.fromhex(sig.sig_digest), sig.seen_at)
                               for sig in snapshot.hello_signatures))
     state.replay_log.load(snapshot.replay_keys, snapshot.replay_state, state.now_ms)
+    offline.load(state, snapshot.held_messages)
     return state
 
 
@@ -239,6 +241,7 @@ class RouterDriver:
         """Time passes: the core's Tick, then what the driver owes the others."""
         await self.apply(Tick())
         await self.report_links()
+        router_ticked(self.state, len(self.in_flight), self.store_writes.qsize())
         if self.applied_changed:
             marks = [(conn, self.applied[conn]) for conn in self.applied_changed if conn in self.applied]
             self.applied_changed.clear()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from socp.protocol.envelope import Envelope
 from socp.protocol.ids import PUBLIC_CHANNEL
@@ -19,6 +19,9 @@ from .locations import Locations
 from .peer_channel import PeerChannel
 from .replay_log import ReplayLog
 from .seen import SeenCache
+
+if TYPE_CHECKING:
+    from .offline import HeldMessages
 
 LOCAL = "local"
 PEER_BACKLOG_LIMIT = 1000      # frames kept for one unreachable server
@@ -214,6 +217,7 @@ class RouterState:
     joins_waiting: list[str] = field(default_factory=list)
     batch_joins: bool = False
     parked: dict[str, Parked] = field(default_factory=dict)          # user_id -> frames waiting
+    held: HeldMessages = field(default_factory=lambda: _held_messages())   # DMs for offline accounts (offline.py)
     # Other teams' clients (dialects.py, user_presence.py): the key encoding of each
     # user connection whose hello did not use ours; the connections presence is
     # pushed to; users whose presence changed, and newcomers owed the catch-up, since
@@ -233,3 +237,9 @@ class RouterState:
     rejoin: set[str] = field(default_factory=set)                    # server ids to dial with a join, not a link
     key_lookups: dict[str, str] = field(default_factory=dict)        # user_id -> server asked for its key
     relayed_file_senders: dict[tuple[str, str], str] = field(default_factory=dict)  # (server, file_id) -> user
+
+
+def _held_messages() -> HeldMessages:
+    from .offline import HeldMessages  # offline.py builds on this module
+
+    return HeldMessages()

@@ -17,6 +17,7 @@ from socp.protocol.key_forms import KeyForm, form_of, in_form
 from . import (
     directory,
     link_dialects,  # other teams' server-link habits (issue #14)
+    offline,
     outflow,
     peer_channel,
     user_presence,
@@ -100,6 +101,7 @@ def hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     )
     actions += _join_channel(state, user_id)
     actions += _deliver_pending_shares(state, user_id, link.conn)
+    actions += _deliver_held(state, user_id)
     parked = state.parked.pop(user_id, None)
     if parked is not None:
         actions += [send_one(link.conn, frame) for frame in parked.frames]
@@ -177,6 +179,16 @@ def _deliver_pending_shares(state: RouterState, user_id: str, conn: int) -> list
         actions.append(send_one(conn, relay))
         actions.append(StoreWrite("mark_share_delivered", (sender, user_id)))
     return actions
+
+
+def _deliver_held(state: RouterState, user_id: str) -> list[Action]:
+    """DMs kept while the user was away (offline.py), oldest first, then forgotten."""
+    messages, forget = offline.take(state, user_id)
+    actions: list[Action] = []
+    for message in messages:
+        actions += route_to_user(state, user_id, message["sender"], message["ts"], message["payload"],
+                                 message["extra"], origin_conn=NO_ORIGIN)
+    return actions + forget
 
 
 def user_left(state: RouterState, user_id: str, park: bool = False) -> list[Action]:
@@ -308,6 +320,8 @@ def route_to_user(
         if own_ts:
             onward = replace(onward, payload={**onward.payload, "ts": signed_ts})
         return send_to_server(state, location, onward, origin_conn)
+    if offline.has_account(state, target):   # away, but has an account here: keep it for them
+        return offline.hold(state, target, sender, ts, payload, extra, origin_conn)
     return [error_to(state, origin_conn, ErrorCode.USER_NOT_FOUND, f"no route to user {target}")]
 
 

@@ -94,6 +94,7 @@ def snapshot_reply(request_id: int, snapshot: StoreSnapshot) -> wire.SnapshotRep
         hello_signatures=[[h.user_id, h.sig_digest, h.seen_at] for h in snapshot.hello_signatures],
         replay_keys=[[ref, ts] for ref, ts in snapshot.replay_keys],
         replay_state=dict(snapshot.replay_state),
+        held_messages=[[h.recipient, h.held_id, h.held_at, h.message] for h in snapshot.held_messages],
     )
 
 
@@ -146,6 +147,12 @@ async def execute(store: Store, request: wire.StoreRequest) -> wire.StoreReply:
             return wire.Done(rid)
         case wire.SetReplayState():
             await store.set_replay_state(request.name, request.value)
+            return wire.Done(rid)
+        case wire.HoldMessage():
+            await store.hold_message(UserId(request.recipient), request.held_id, request.held_at, request.message)
+            return wire.Done(rid)
+        case wire.DropHeld():
+            await store.drop_held(UserId(request.recipient), request.held_ids)
             return wire.Done(rid)
     raise StoreRequestRejected(f"{type(request).__name__} is not a request")
 

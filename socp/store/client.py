@@ -41,6 +41,7 @@ from socp.store.errors import (
 from socp.store.records import (
     BindResult,
     DatabaseStatus,
+    HeldMessage,
     HelloSignature,
     PendingKeyShare,
     PinnedServer,
@@ -82,6 +83,8 @@ def snapshot_from_reply(reply: wire.SnapshotReply) -> StoreSnapshot:
                                for u, digest, seen_at in reply.hello_signatures),
         replay_keys=tuple((str(ref), int(ts)) for ref, ts in reply.replay_keys),
         replay_state=dict(reply.replay_state),
+        held_messages=tuple(HeldMessage(UserId(recipient), int(held_id), int(held_at), message)
+                            for recipient, held_id, held_at, message in reply.held_messages),
     )
 
 
@@ -185,6 +188,14 @@ class StoreClient:
                                    timeout: float | None = None) -> bool:
         request = wire.MarkShareDelivered(self._next_id(), sender, member, ts)
         return (await self._call(request, wire.Applied, timeout)).changed
+
+    async def hold_message(self, recipient: UserId, held_id: int, held_at: int, message: dict[str, Any], *,
+                           timeout: float | None = None) -> None:
+        """Keep a DM for an offline user until `drop_held` (router/offline.py)."""
+        await self._call(wire.HoldMessage(self._next_id(), recipient, held_id, held_at, message), wire.Done, timeout)
+
+    async def drop_held(self, recipient: UserId, held_ids: list[int], *, timeout: float | None = None) -> None:
+        await self._call(wire.DropHeld(self._next_id(), recipient, list(held_ids)), wire.Done, timeout)
 
     async def pin_server(self, server_id: ServerId, pubkey: str, host: str | None, port: int | None, *,
                          timeout: float | None = None) -> PinResult:

@@ -132,12 +132,26 @@ async def _replay_keys(tx: Transaction, d: Dialect, now_ms: int) -> None:
                      (STOPPED_CLEANLY_AT, now_ms))
 
 
+async def _held_messages(tx: Transaction, d: Dialect, now_ms: int) -> None:
+    # DMs kept for an offline user with a password account (router/offline.py): what
+    # the node received (ciphertext, sender's key and content_sig), until delivered.
+    await tx.execute(f"""
+        CREATE TABLE IF NOT EXISTS held_messages (
+            recipient {d.id_type} NOT NULL,
+            held_id BIGINT NOT NULL,
+            held_at BIGINT NOT NULL,
+            message {d.long_text_type} NOT NULL,
+            PRIMARY KEY (recipient, held_id)
+        ) {d.table_options}""")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "directory: users, groups, group_members", _directory_tables),
     Migration(2, "channel_key_shares and pinned servers", _key_shares_and_servers),
     Migration(3, "the public channel", _public_channel),
     Migration(4, "hello_signers and hello_signatures", _hello_proofs),
     Migration(5, "replay_keys and replay_state", _replay_keys),
+    Migration(6, "held_messages", _held_messages),
 )
 
 

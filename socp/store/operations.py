@@ -17,6 +17,7 @@ from socp.store.errors import StoreRequestRejected
 from socp.store.migrations import apply_migrations
 from socp.store.records import (
     BindResult,
+    HeldMessage,
     HelloSignature,
     PendingKeyShare,
     PinnedServer,
@@ -108,6 +109,8 @@ class Store:
             replay_rows = await tx.fetch_all("SELECT msg_ref, ts FROM replay_keys WHERE ts >= ? ORDER BY ts, msg_ref",
                                              (int(self._clock() * 1000) - REPLAY_KEYS_KEPT_MS,))
             state_rows = await tx.fetch_all("SELECT name, value FROM replay_state")
+            held_rows = await tx.fetch_all(
+                "SELECT recipient, held_id, held_at, message FROM held_messages ORDER BY recipient, held_id")
         return StoreSnapshot(
             users={UserId(row[0]): _user_record(row[1:]) for row in user_rows},
             pinned_servers={ServerId(sid): PinnedServer(pubkey, host, None if port is None else int(port))
@@ -121,6 +124,8 @@ class Store:
                                    for uid, digest, seen_at in signature_rows),
             replay_keys=tuple((str(ref), int(ts)) for ref, ts in replay_rows),
             replay_state={str(name): int(value) for name, value in state_rows},
+            held_messages=tuple(HeldMessage(UserId(recipient), int(held_id), int(held_at), _from_json(message))
+                                for recipient, held_id, held_at, message in held_rows),
         )
 
     async def get_user(self, user_id: UserId) -> UserRecord | None:
@@ -237,6 +242,23 @@ class Store:
             "INSERT INTO users (user_id, pubkey, privkey_store, pake_password, meta, version, revoked, "
             "home_server, created_at) VALUES (?, ?, '', '', ?, 1, 0, ?, ?)",
             (user_id, pubkey, meta_text, home_server, self._now_ms()))
+
+    async def hold_message(self, recipient: UserId, held_id: int, held_at: int, message: dict[str, Any]) -> None:
+        """Keep a DM for an offline user (router/offline.py); the same id again is ignored
+        (a write retried after an outage)."""
+        message_text = _to_json(message, "message")
+        async with self.database.transaction() as tx:
+            if await tx.fetch_one("SELECT 1 FROM held_messages WHERE recipient = ? AND held_id = ?",
+                                  (recipient, held_id)):
+                return
+            await tx.execute("INSERT INTO held_messages (recipient, held_id, held_at, message) VALUES (?, ?, ?, ?)",
+                             (recipient, held_id, held_at, message_text))
+
+    async def drop_held(self, recipient: UserId, held_ids: list[int]) -> None:
+        async with self.database.transaction() as tx:
+            for held_id in held_ids:
+                await tx.execute("DELETE FROM held_messages WHERE recipient = ? AND held_id = ?",
+                                 (recipient, int(held_id)))
 
     async def save_key_share(self, sender: UserId, member: UserId, wrapped_key: str,
                              payload: dict[str, Any], ts: int) -> bool:

@@ -53,6 +53,13 @@ class PendingKeyShare(NamedTuple):
     ts: int
 
 
+class HeldMessage(NamedTuple):
+    recipient: UserId
+    held_id: int              # the router's order of holding (router/offline.py)
+    held_at: int              # ms
+    message: dict[str, Any]   # what the router needs to deliver it (router/offline.py)
+
+
 class HelloSignature(NamedTuple):
     user_id: UserId
     sig_digest: str           # hex digest of a signed USER_HELLO's signature (router/limits.py)
@@ -74,6 +81,7 @@ class StoreSnapshot:
     # frames seen within the window, oldest ts first, and the router's stop marks.
     replay_keys: tuple[tuple[str, int], ...] = ()
     replay_state: dict[str, int] = field(default_factory=dict)
+    held_messages: tuple[HeldMessage, ...] = ()        # for offline users, oldest first
 
 
 @dataclass(frozen=True, slots=True)

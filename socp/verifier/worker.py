@@ -35,6 +35,7 @@ from socp.config import NodeConfig
 from socp.identity import load_identity
 from socp.ipc import messages
 from socp.ipc.messages import Deliver, Rejected, Signed, SignJob, VerifyJob
+from socp.metrics import verifier as metrics
 from socp.protocol.crypto import PrivateKey, fingerprint
 from socp.protocol.errors import ErrorCode, SocpError
 from socp.runtime import setup_logging
@@ -155,6 +156,7 @@ class Verifier:
             log.error("dropped a %s: verifiers take VerifyJob and SignJob only", type(job).__name__)
 
     def _verify(self, job: VerifyJob) -> None:
+        started = time.perf_counter()
         try:
             result = check_job(job, self.check_content, self.failed_checks)
             data = messages.pack(result)
@@ -168,6 +170,7 @@ class Verifier:
             self.stats.rejected += 1
         else:
             self.stats.verified += 1
+        metrics.frame_checked(result, time.perf_counter() - started)
         self._results_waiting.append(data)
 
     def _send_results(self) -> None:
@@ -191,6 +194,7 @@ class Verifier:
             packed = [messages.pack(delivers[0])]
         else:
             self.stats.signed += 1
+            metrics.job_signed(time.perf_counter() - started)
         for deliver in delivers:
             self.stats.delivered += len(deliver.items)
         self._send(self.to_gateway, packed)

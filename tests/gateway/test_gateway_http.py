@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from gateway_harness import WAIT, GatewayHarness
+import pytest
+from gateway_harness import WAIT, GatewayHarness, wait_for_hello
 from websockets.asyncio.client import connect
 
 from socp.ipc.messages import (
@@ -62,6 +63,20 @@ async def test_a_login_connection_is_announced_with_its_address_first(gateway: G
         job = await gateway.next_job()
         assert (job.seq, job.role) == (0, ROLE_USER)
         await gateway.nothing_for_router(0.3)
+
+
+@pytest.mark.parametrize(("trusted", "seen"), [("127.0.0.1", "198.51.100.7"), ("", "127.0.0.1")])
+async def test_behind_a_trusted_proxy_the_address_is_the_one_it_forwarded(start_gateway, trusted, seen) -> None:
+    """--trusted-proxy: the proxy's own address would put every user in one bucket; an
+    untrusted peer's X-Forwarded-For is ignored (anyone can write the header)."""
+    gateway = await start_gateway(trusted_proxies=trusted)
+    await wait_for_hello(gateway)
+    forwarded = {"X-Forwarded-For": "10.1.2.3, 198.51.100.7"}
+    async with connect(gateway.ws_url, compression=None, open_timeout=WAIT, proxy=None,
+                       additional_headers=forwarded) as client:
+        await client.send(LOGIN_REQUEST)
+        opened = await gateway.from_router_inbox()
+        assert isinstance(opened, LinkOpened) and opened.address == seen
 
 
 async def test_directory_over_http_asks_the_router_and_answers_with_the_signed_entry(

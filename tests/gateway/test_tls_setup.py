@@ -77,3 +77,11 @@ def test_socp_up_refuses_a_key_that_does_not_match_in_one_line(tmp_path):
     assert done.returncode == 1
     assert "Traceback" not in done.stderr and "cannot use certificate" in done.stderr
     assert not (tmp_path / "node").exists()
+
+
+def test_node_json_is_owner_only_since_it_may_hold_the_database_password(tmp_path):
+    config_file = NodeConfig(data_dir=tmp_path, db_url="mysql://socp:secret@127.0.0.1/socp").save()
+    assert config_file.stat().st_mode & 0o777 == 0o600
+    config_file.chmod(0o644)    # as older versions wrote it
+    NodeConfig(data_dir=tmp_path).save()
+    assert config_file.stat().st_mode & 0o777 == 0o600

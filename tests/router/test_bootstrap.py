@@ -16,7 +16,7 @@ from socp.store.records import StoreSnapshot
 
 def entry_file(keys, index: int, port: int, header: bool = True, tls: bool = False) -> str:
     """What `socp server-info --yaml` (or `--entry`) prints for a node on `port`."""
-    config = SimpleNamespace(public_host="127.0.0.1", port=port, tls=tls)
+    config = SimpleNamespace(public_host="127.0.0.1", public_port=port, public_tls=tls)
     identity = SimpleNamespace(public_key_text=crypto.encode_public_key(keys[index]))
     return node.bootstrap_entry(config, identity, header=header)
 
@@ -40,6 +40,16 @@ def test_a_tls_node_prints_a_wss_url_entry(keys) -> None:
     assert 'url: "wss://127.0.0.1:8443"' in text
     assert [(i.host, i.port, i.tls) for i in parse_bootstrap(text)] == [("127.0.0.1", 8443, True),
                                                                        ("127.0.0.1", 8766, False)]
+
+
+def test_a_node_behind_a_tls_proxy_prints_its_public_url(keys, tmp_path) -> None:
+    from socp.config import NodeConfig
+
+    config = NodeConfig(data_dir=tmp_path, host="127.0.0.1", port=8765, advertise_host="chat.example.org",
+                        advertise_port=443, advertise_tls=True)
+    identity = SimpleNamespace(public_key_text=crypto.encode_public_key(keys[0]))
+    text = node.bootstrap_entry(config, identity)
+    assert [(i.host, i.port, i.tls) for i in parse_bootstrap(text)] == [("chat.example.org", 443, True)]
 
 
 def test_the_same_entry_twice_counts_once(keys) -> None:
