@@ -131,7 +131,8 @@ class ClientHome:
         return load_or_create
 
     def session(self, user_key: crypto.PrivateKey, password: str, *, server_key: crypto.PublicKey | None = None,
-                clock: Callable[[], float] = time.time, sign_file_chunks: bool = True) -> ClientSession:
+                clock: Callable[[], float] = time.time, sign_file_chunks: bool = True,
+                chunk_blocks: int = 1) -> ClientSession:
         identity = self.load_identity()
         return ClientSession(
             identity.user_id, user_key, display_name=identity.display_name,
@@ -139,5 +140,5 @@ class ClientHome:
             channel_keys=ChannelKeyRing(self.channel_key_factory(password), path=self.root / PEER_CHANNEL_KEYS_FILE,
                                         user_key=user_key),
             downloads_dir=private_dir(self.downloads_dir), clock=clock, server_key=server_key,
-            sign_file_chunks=sign_file_chunks,
+            sign_file_chunks=sign_file_chunks, chunk_blocks=chunk_blocks,
         )
