@@ -171,7 +171,14 @@ def chat(server: str, home_dir: Path | None, name: str | None, script: bool, lin
          server_key: str | None, sign_chunks: bool, file_rate: float | None, chunk_blocks: int,
          connect_attempts: int | None,
          reconnect: bool, login_id: str | None, store_login: bool) -> None:
-    """Chat over SOCP v1.3: /list, /tell, /all, /file, /cancel, /whois, /trust, /help, /quit."""
+    """Chat over SOCP v1.3: windows per conversation, /help lists the commands and keys.
+
+    The key store's password comes from SOCP_PASSWORD, else a prompt (--script
+    needs SOCP_PASSWORD). Files up to 16 MiB are saved without asking; set
+    [files] auto_accept and max_size in the home's config.toml (docs/chat.md).
+    Files and directories the client creates are private (0600 / 0700).
+    """
+    os.umask(0o077)   # everything made from here on (home, downloads) is private
     _check_server_url(server, script)
     if ca_file:
         try:
@@ -190,20 +197,23 @@ def chat(server: str, home_dir: Path | None, name: str | None, script: bool, lin
     else:
         password = _password(script, not home.exists())
     creating = not home.exists()
+    notes: list[str] = []     # shown in the app's status window (the terminal is the app's then)
     try:
         if creating:
             display_name = name or getpass.getuser()
             identity = home.create(display_name, password, user_key=_generate_key(script))
+            created = f"Created identity {identity.user_id} ({display_name}) in {home.root}"
+            notes.append(created)
             if not script:
-                click.echo(f"Created identity {identity.user_id} ({display_name}) in {home.root}", err=True)
+                click.echo(created, err=True)
         elif name:
             home.update_identity(display_name=name)
         home.update_identity(last_server=server)
         user_key, password = _open_user_key(home, password, script)
+        session = home.session(user_key, password, server_key=pinned_server, sign_file_chunks=sign_chunks,
+                               chunk_blocks=chunk_blocks)
     except HomeError as exc:
         raise click.ClickException(exc.detail) from exc
-    session = home.session(user_key, password, server_key=pinned_server, sign_file_chunks=sign_chunks,
-                           chunk_blocks=chunk_blocks)
     login_store = LoginStore(password, home.login_stored, home.remember_login) if store_login else None
 
     if script:
@@ -226,7 +236,7 @@ def chat(server: str, home_dir: Path | None, name: str | None, script: bool, lin
                             login_store=login_store)
         return client.run(lines)
 
-    app = ChatApp(run_client)
+    app = ChatApp(run_client, notes=tuple(notes))
     try:
         code = app.run()
     finally:

@@ -789,7 +789,8 @@ class ChatClient:
         if self.session.directory_stale:
             await self._refresh()
         if not self.session.channel_keys.has_own:
-            self._emit(Info("preparing your public channel key (made on first use: RSA-4096, about a second)…"))
+            if self.session.channel_keys.must_make_own:
+                self._emit(Info("making your public channel key (once, on first use: RSA-4096, about a second)…"))
             await asyncio.to_thread(self.session.channel_keys.own)
 
     async def _cmd_list(self, command: Command) -> bool:

@@ -43,6 +43,7 @@ from .events import (
     Event,
     FileProgress,
     HelpResult,
+    Info,
     ListResult,
     LoginRegistered,
     LoginRegisterFailed,
@@ -126,8 +127,9 @@ class ChatApp(App[int]):
         *(Binding(f"alt+{n}", f"window({n})", f"Window {n}", show=False, priority=True) for n in range(1, 10)),
     ]
 
-    def __init__(self, run_client: RunClient) -> None:
+    def __init__(self, run_client: RunClient, *, notes: tuple[str, ...] = ()) -> None:
         super().__init__()
+        self._notes = notes                # said before the client starts (e.g. "Created identity …")
         self._run_client = run_client
         self.lines: asyncio.Queue[str | None] = asyncio.Queue(64)
         self.users: tuple[UserEntry, ...] = ()
@@ -156,6 +158,8 @@ class ChatApp(App[int]):
         self.query_one("#users", Static).border_title = "online"
         self.query_one(Input).focus()
         self._place_users()
+        for note in self._notes:
+            self.show_event(Info(note))
         self._show_window()
         self.run_worker(self._client_worker(), name="client", exclusive=True)
 
