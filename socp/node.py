@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import secrets
 import signal
 import socket
 import ssl
@@ -131,6 +132,29 @@ def prepare(config: NodeConfig) -> tuple[NodeIdentity, bool]:
     return identity, created
 
 
+SUPERVISOR_SECRET = "supervisor.secret"
+
+
+def new_control_secret(run_dir: Path) -> str:
+    """A fresh password for supervisord's control socket, kept 0600 in the run dir
+    (`control_secret` reads it): the socket is 0700 already, and without a password
+    supervisord greets every start with a CRIT line about it."""
+    secret = secrets.token_urlsafe(24)
+    path = Path(run_dir) / SUPERVISOR_SECRET
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secret)
+    return secret
+
+
+def control_secret(run_dir: Path) -> str | None:
+    try:
+        return (Path(run_dir) / SUPERVISOR_SECRET).read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
 METRICS_PROGRAM = """[program:metrics]
 command=${python} -m socp actor metrics --data-dir ${data_dir}
 priority=50                     ; after the gateway; holds no state (default 999)
@@ -150,7 +174,8 @@ redirect_stderr=true            ; (default false)
 
 def render_supervisor_conf(config: NodeConfig) -> Path:
     values = {"python": sys.executable, "data_dir": str(Path(config.data_dir).resolve()),
-              "run_dir": str(config.run_dir), "verifiers": max(1, config.verifiers)}
+              "run_dir": str(config.run_dir), "verifiers": max(1, config.verifiers),
+              "uid": os.getuid(), "control_secret": new_control_secret(config.run_dir)}
     metrics_program = string.Template(METRICS_PROGRAM).substitute(values) if config.metrics else ""
     rendered = string.Template(TEMPLATE.read_text()).substitute(values, metrics_program=metrics_program)
     path = config.run_dir / "supervisord.conf"

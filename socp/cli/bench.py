@@ -165,7 +165,21 @@ def _run_remote(runner: Runner, url: str, url2: str | None, data_dirs: tuple[Pat
         write_json([result], json_path)
 
 
-@click.group()
+class WholeHelpGroup(click.Group):
+    """Lists each subcommand with its whole first sentence, wrapped, never cut at "..."."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=WholeHelpGroup)
 def bench() -> None:
     """Load-generate against a SOCP server (loopback only) and report throughput,
     latency, lost and duplicated deliveries, and the server's CPU and memory."""
@@ -219,7 +233,7 @@ def _verifier_counts(text: str | None, default: int) -> list[int]:
     return counts
 
 
-@bench.group("node")
+@bench.group("node", cls=WholeHelpGroup)
 @click.option("--verifiers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Verifier processes of each local node.")
 @click.option("--compare-verifiers", default=None, help="Run once per value, e.g. 1,2, and print the ratios.")

@@ -23,7 +23,7 @@ from pathlib import Path
 import click
 
 from socp.client import tls
-from socp.client.connection import FILE_CHUNK_RATE, LoginStore, server_url_problem
+from socp.client.connection import LoginStore, server_url_problem
 from socp.client.home import USER_KEY_FILE, ClientHome, HomeError, WrongPassword
 from socp.protocol import crypto
 from socp.protocol.errors import BadKey
@@ -150,8 +150,11 @@ def _generate_key(script: bool) -> crypto.PrivateKey:
 @click.option("--sign-chunks/--no-sign-chunks", default=True, show_default=True,
               help="Sign every FILE_CHUNK as §5 requires; --no-sign-chunks saves the sender an RSA "
                    "signature per chunk where the server accepts unsigned user frames.")
-@click.option("--file-rate", type=click.FloatRange(min=1.0), default=FILE_CHUNK_RATE, show_default=True,
-              help="File chunks per second (servers drop frames over their rate limit).")
+@click.option("--file-rate", type=click.FloatRange(min=1.0), default=None,
+              help="Cap file chunks per second below what the node grants (by default they go as fast "
+                   "as our node allows a user: 100/s after a burst of about 1000).")
+@click.option("--chunk-blocks", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="RSA-OAEP blocks (446 bytes each) per file chunk.")
 @click.option("--connect-attempts", type=click.IntRange(min=1), default=None,
               help="Give up after this many connection attempts. [default: 5 with --script or --login, "
                    "else keep trying]")
@@ -165,9 +168,17 @@ def _generate_key(script: bool) -> crypto.PrivateKey:
               help="Keep your key, encrypted under your password, on the server (once per home and server), "
                    "so that --login works on other machines (env SOCP_STORE_LOGIN=0 turns it off).")
 def chat(server: str, home_dir: Path | None, name: str | None, script: bool, linger: float, ca_file: str | None,
-         server_key: str | None, sign_chunks: bool, file_rate: float, connect_attempts: int | None,
+         server_key: str | None, sign_chunks: bool, file_rate: float | None, chunk_blocks: int,
+         connect_attempts: int | None,
          reconnect: bool, login_id: str | None, store_login: bool) -> None:
-    """Chat over SOCP v1.3: /list, /tell, /all, /file, /cancel, /whois, /trust, /help, /quit."""
+    """Chat over SOCP v1.3: windows per conversation, /help lists the commands and keys.
+
+    The key store's password comes from SOCP_PASSWORD, else a prompt (--script
+    needs SOCP_PASSWORD). Files up to 16 MiB are saved without asking; set
+    [files] auto_accept and max_size in the home's config.toml (docs/chat.md).
+    Files and directories the client creates are private (0600 / 0700).
+    """
+    os.umask(0o077)   # everything made from here on (home, downloads) is private
     _check_server_url(server, script)
     if ca_file:
         try:
@@ -186,19 +197,23 @@ def chat(server: str, home_dir: Path | None, name: str | None, script: bool, lin
     else:
         password = _password(script, not home.exists())
     creating = not home.exists()
+    notes: list[str] = []     # shown in the app's status window (the terminal is the app's then)
     try:
         if creating:
             display_name = name or getpass.getuser()
             identity = home.create(display_name, password, user_key=_generate_key(script))
+            created = f"Created identity {identity.user_id} ({display_name}) in {home.root}"
+            notes.append(created)
             if not script:
-                click.echo(f"Created identity {identity.user_id} ({display_name}) in {home.root}", err=True)
+                click.echo(created, err=True)
         elif name:
             home.update_identity(display_name=name)
         home.update_identity(last_server=server)
         user_key, password = _open_user_key(home, password, script)
+        session = home.session(user_key, password, server_key=pinned_server, sign_file_chunks=sign_chunks,
+                               chunk_blocks=chunk_blocks)
     except HomeError as exc:
         raise click.ClickException(exc.detail) from exc
-    session = home.session(user_key, password, server_key=pinned_server, sign_file_chunks=sign_chunks)
     login_store = LoginStore(password, home.login_stored, home.remember_login) if store_login else None
 
     if script:
@@ -221,7 +236,7 @@ def chat(server: str, home_dir: Path | None, name: str | None, script: bool, lin
                             login_store=login_store)
         return client.run(lines)
 
-    app = ChatApp(run_client)
+    app = ChatApp(run_client, notes=tuple(notes))
     try:
         code = app.run()
     finally:

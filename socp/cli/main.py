@@ -21,9 +21,16 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Run by supervisord, not by people: callable, but not listed in `socp --help`.
+INTERNAL = frozenset({"actor"})
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(name for name, (target, _) in SUBCOMMANDS.items() if _importable(target))
+
+    def listed_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in self.list_commands(ctx) if name not in INTERNAL]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         entry = SUBCOMMANDS.get(name)
@@ -39,7 +46,7 @@ class LazyGroup(click.Group):
         return getattr(module, attribute)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, SUBCOMMANDS[name][1]) for name in self.list_commands(ctx)]
+        rows = [(name, SUBCOMMANDS[name][1]) for name in self.listed_commands(ctx)]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)

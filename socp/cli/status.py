@@ -82,7 +82,10 @@ class _TimedTransport(SupervisorTransport):
     """supervisor's unix-socket transport, with a bound on every wait."""
 
     def __init__(self, socket_path: Path) -> None:
-        super().__init__(serverurl=f"unix://{socket_path}")
+        # The control socket's password (node.new_control_secret); None for a node
+        # started before there was one.
+        super().__init__(username="socp", password=node.control_secret(socket_path.parent),
+                         serverurl=f"unix://{socket_path}")
 
         def connect() -> _TimedUnixConnection:
             connection = _TimedUnixConnection("localhost")

@@ -28,16 +28,20 @@ def _print_info(config: NodeConfig, server_id: str, public_key: str) -> None:
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="SOCP_HOST", help="Address to listen on.")
-@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535), envvar="SOCP_PORT")
-@click.option("--data-dir", default=DEFAULT_DATA_DIR, show_default=True, envvar="SOCP_DATA_DIR",
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="SOCP_HOST", show_envvar=True,
+              help="Address to listen on.")
+@click.option("--port", default=8765, show_default=True,
+              type=click.IntRange(1, 65535), envvar="SOCP_PORT", show_envvar=True,
+              help="Port of the WebSocket listener (users, servers, /healthz).")
+@click.option("--data-dir", default=DEFAULT_DATA_DIR, show_default=True, envvar="SOCP_DATA_DIR", show_envvar=True,
               type=click.Path(path_type=Path, file_okay=False), help="Identity, database, sockets.")
-@click.option("--db", "db_url", default="", envvar="SOCP_DB",
+@click.option("--db", "db_url", default="", envvar="SOCP_DB", show_envvar=True,
               help="sqlite:///path or mysql://user:pass@host:port/db (default: SQLite in the data dir).")
 @click.option("--verifiers", default=os.cpu_count() or 1, show_default=True, type=click.IntRange(1, 64),
-              envvar="SOCP_VERIFIERS", help="Signing/verifying processes.")
-@click.option("--bootstrap", default="", envvar="SOCP_BOOTSTRAP", help="YAML list of introducers to join.")
-@click.option("--advertise-host", default="", envvar="SOCP_ADVERTISE_HOST",
+              envvar="SOCP_VERIFIERS", show_envvar=True, help="Signing/verifying processes.")
+@click.option("--bootstrap", default="", envvar="SOCP_BOOTSTRAP", show_envvar=True,
+              help="YAML list of introducers to join.")
+@click.option("--advertise-host", default="", envvar="SOCP_ADVERTISE_HOST", show_envvar=True,
               help="Host other servers dial (default: --host).")
 @click.option("--advertise-port", default=0, envvar="SOCP_ADVERTISE_PORT", type=click.IntRange(0, 65535),
               help="Port other servers dial (default: --port); e.g. 443 behind a reverse proxy.")
@@ -45,29 +49,38 @@ def _print_info(config: NodeConfig, server_id: str, public_key: str) -> None:
               help="Other servers reach this node as wss:// through a TLS-terminating proxy (server-info says so).")
 @click.option("--heartbeat-interval", default=15.0, envvar="SOCP_HEARTBEAT_INTERVAL", hidden=True, type=float)
 @click.option("--link-timeout", default=45.0, envvar="SOCP_LINK_TIMEOUT", hidden=True, type=float)
-@click.option("--hello-timeout", default=10.0, show_default=True, envvar="SOCP_HELLO_TIMEOUT", type=float,
+@click.option("--hello-timeout", default=10.0, show_default=True, envvar="SOCP_HELLO_TIMEOUT", show_envvar=True,
+              type=float,
               help="Seconds a new connection may stay silent. G17's client sends nothing until a person "
                    "has typed /register or /login and a password: raise this (e.g. 300) to serve it.")
-@click.option("--tls-cert", default="", envvar="SOCP_TLS_CERT", metavar="FILE",
+@click.option("--tls-cert", default="", envvar="SOCP_TLS_CERT", show_envvar=True, metavar="FILE",
               help="PEM certificate (chain): serve wss:// (users and servers) on --port instead of ws://.")
-@click.option("--tls-key", default="", envvar="SOCP_TLS_KEY", metavar="FILE", help="The certificate's PEM key.")
-@click.option("--ca", "ca_file", default="", envvar="SOCP_CA", metavar="FILE",
+@click.option("--tls-key", default="", envvar="SOCP_TLS_KEY", show_envvar=True, metavar="FILE",
+              help="The certificate's PEM key.")
+@click.option("--ca", "ca_file", default="", envvar="SOCP_CA", show_envvar=True, metavar="FILE",
               help="Also trust this CA (PEM) when dialling wss:// servers; the system store is always used.")
-@click.option("--metrics", default="", envvar="SOCP_METRICS", metavar="HOST:PORT",
+@click.option("--metrics", default="", envvar="SOCP_METRICS", show_envvar=True, metavar="HOST:PORT",
               help="Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).")
 @click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="ADDRESS",
               help="A reverse proxy's address (repeatable): connections from it are limited per the client "
                    "address it appends to X-Forwarded-For.")
-@click.option("--redial-min-backoff", default=0.5, envvar="SOCP_REDIAL_MIN_BACKOFF", hidden=True,
+@click.option("--redial-min-backoff", default=0.5, envvar="SOCP_REDIAL_MIN_BACKOFF", show_envvar=True, hidden=True,
               type=click.FloatRange(min=0.01))
-@click.option("--redial-max-backoff", default=30.0, envvar="SOCP_REDIAL_MAX_BACKOFF", hidden=True,
+@click.option("--redial-max-backoff", default=30.0, envvar="SOCP_REDIAL_MAX_BACKOFF", show_envvar=True, hidden=True,
               type=click.FloatRange(min=0.01))
 def up(host: str, port: int, data_dir: Path, db_url: str, verifiers: int, bootstrap: str, advertise_host: str,
        advertise_port: int, advertise_tls: bool, heartbeat_interval: float, link_timeout: float, hello_timeout: float,
        tls_cert: str, tls_key: str, ca_file: str, metrics: str, trusted_proxies: tuple[str, ...],
-       redial_min_backoff: float,
-       redial_max_backoff: float) -> None:
-    """Start a node: store, router, verifier pool and gateway under supervisord."""
+       redial_min_backoff: float, redial_max_backoff: float) -> None:
+    """Start a node: store, router, verifier pool and gateway under supervisord.
+
+    Every option can also be set in the environment: SOCP_HOST, SOCP_PORT,
+    SOCP_DATA_DIR, SOCP_DB, SOCP_VERIFIERS, SOCP_BOOTSTRAP, SOCP_ADVERTISE_HOST,
+    SOCP_HELLO_TIMEOUT (and the others shown as "env var" below). The data
+    directory holds the node's private key and users' encrypted keys: it and
+    everything in it are private to you (0700 / 0600).
+    """
+    _make_private(data_dir)
     if redial_min_backoff > redial_max_backoff:
         raise click.BadParameter("must not exceed --redial-max-backoff", param_hint="--redial-min-backoff")
     if bootstrap:
@@ -133,6 +146,21 @@ def _check_metrics_address(metrics: str, port: int, host: str) -> None:
         raise click.BadParameter(str(exc), param_hint="--metrics") from None
     if metrics_port == port and metrics_host in (host, "0.0.0.0", "::"):
         raise click.BadParameter(f"port {metrics_port} is the node's own --port", param_hint="--metrics")
+
+
+def _make_private(data_dir: Path) -> None:
+    """Files the node creates from here on are 0600 and directories 0700 (its child
+    processes inherit the umask); a data directory made before this is tightened."""
+    os.umask(0o077)
+    if not data_dir.is_dir():
+        return
+    data_dir.chmod(0o700)
+    for path in data_dir.rglob("*"):
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            path.chmod(0o700 if path.is_dir() else mode & 0o700)
 
 
 def _run_until_stopped(config: NodeConfig, identity: NodeIdentity, created: bool) -> None:

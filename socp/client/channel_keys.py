@@ -23,8 +23,9 @@ from ._files import read_json, write_private_json
 
 class ChannelKeyRing:
     def __init__(self, own_factory: Callable[[], crypto.PrivateKey], *, path: Path | None = None,
-                 user_key: crypto.PrivateKey | None = None) -> None:
+                 user_key: crypto.PrivateKey | None = None, own_stored: Callable[[], bool] | None = None) -> None:
         self._own_factory = own_factory
+        self._own_stored = own_stored     # is our sending key saved already (then `own` only loads it)?
         self._own: crypto.PrivateKey | None = None
         self._path = Path(path) if path is not None else None
         self._user_key = user_key
@@ -40,6 +41,11 @@ class ChannelKeyRing:
     @property
     def has_own(self) -> bool:
         return self._own is not None
+
+    @property
+    def must_make_own(self) -> bool:
+        """`own()` will generate a new RSA-4096 key (about a second), not load one."""
+        return self._own is None and not (self._own_stored is not None and self._own_stored())
 
     def own(self) -> crypto.PrivateKey:
         if self._own is None:

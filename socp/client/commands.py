@@ -29,6 +29,7 @@ class ArgKind(str, Enum):
     TEXT = "text"          # free text, the rest of the line
     PATH = "path"          # a local file, the rest of the line
     SENDING = "sending"    # a file being sent: its name or file id (prefix), the rest of the line
+    TRANSFER = "transfer"  # a file being received or offered: its name or file id (prefix), the rest
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,7 @@ class Arg:
     @property
     def rest(self) -> bool:
         """Free text and paths take the rest of the line (spaces included)."""
-        return self.kind in (ArgKind.TEXT, ArgKind.PATH, ArgKind.SENDING)
+        return self.kind in (ArgKind.TEXT, ArgKind.PATH, ArgKind.SENDING, ArgKind.TRANSFER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,22 +61,33 @@ class Command:
 
 
 _USER = Arg("user", ArgKind.USER)
+_TEXT = Arg("text", ArgKind.TEXT)
 
-# The one table. SOCP §11 lists /list, /tell, /all, /file as mandatory.
+# The one table. SOCP §11 lists /list, /tell, /all, /file as mandatory. A user
+# argument with spaces in it is quoted: /tell "Dave Smith" hi (Tab quotes it).
 COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("list", (), "List the users online in the network."),
-    CommandSpec("tell", (_USER, Arg("text", ArgKind.TEXT)), "Send an end-to-end encrypted direct message."),
-    CommandSpec("all", (Arg("text", ArgKind.TEXT),),
-                "Post to the public channel (plain text without / does the same)."),
+    CommandSpec("tell", (_USER, _TEXT), "Send an end-to-end encrypted direct message."),
+    CommandSpec("msg", (_USER, _TEXT), "The same as /tell."),
+    CommandSpec("query", (_USER,), "Open a window for direct messages with a user."),
+    CommandSpec("close", (), "Close the current window (not the status or public one)."),
+    CommandSpec("all", (_TEXT,), "Post to the public channel (plain text in its window does the same)."),
+    CommandSpec("me", (_TEXT,), "Say what you do, in the current window: /me waves."),
     CommandSpec("file", (Arg("target", ArgKind.TARGET), Arg("path", ArgKind.PATH)),
                 f"Send a file to a user or to '{PUBLIC_CHANNEL}' (in the background)."),
+    CommandSpec("files", (), "Show every file being sent, received or waiting for /accept."),
+    CommandSpec("accept", (Arg("file", ArgKind.TRANSFER),), "Save an offered file (its name or id)."),
+    CommandSpec("reject", (Arg("file", ArgKind.TRANSFER),), "Refuse an offered or incoming file; it is deleted."),
     CommandSpec("cancel", (Arg("file", ArgKind.SENDING),),
                 "Stop sending a file (its name or id); the receiver discards it."),
     CommandSpec("whois", (_USER,), "Show a user's id, display name, server and key fingerprint."),
     CommandSpec("trust", (_USER,), "Accept a user's changed key (after checking its fingerprint)."),
-    CommandSpec("help", (), "Show the commands."),
+    CommandSpec("help", (), "Show the commands and keys."),
     CommandSpec("quit", (), "Leave."),
 )
+# Commands that act on the app's windows; --script answers them with a usage error.
+WINDOW_COMMANDS = frozenset({"close"})
+ME_PREFIX = "/me "   # a text sent by /me starts so; receivers show it as an action
 
 COMMANDS_BY_NAME: dict[str, CommandSpec] = {spec.name: spec for spec in COMMANDS}
 
@@ -99,17 +111,36 @@ def parse(line: str) -> Command:
         if arg.rest:
             value = rest.strip()
             quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
-            if arg.kind in (ArgKind.PATH, ArgKind.SENDING) and quoted:
+            if arg.kind in (ArgKind.PATH, ArgKind.SENDING, ArgKind.TRANSFER) and quoted:
                 value = value[1:-1]
             rest = ""
         else:
-            value, _, rest = rest.partition(" ")
+            value, rest = _word(rest, spec)
         if not value:
             raise CommandError(f"missing <{arg.name}>; usage: {spec.usage}")
         values[arg.name] = value
     if rest.strip():
         raise CommandError(f"too many arguments; usage: {spec.usage}")
     return Command(spec.name, values)
+
+
+def _word(rest: str, spec: CommandSpec) -> tuple[str, str]:
+    """The next argument and what follows it: up to a space, or a quoted name
+    ("Dave Smith" or 'Dave Smith') up to its closing quote."""
+    if rest[:1] in ("'", '"'):
+        end = rest.find(rest[0], 1)
+        if end < 0:
+            raise CommandError(f"no closing {rest[0]} after the name; usage: {spec.usage}")
+        return rest[1:end].strip(), rest[end + 1:]
+    value, _, rest = rest.partition(" ")
+    return value, rest
+
+
+def quote_name(name: str) -> str:
+    """A name as an argument: quoted when it holds a space or starts with a quote."""
+    if " " not in name and name[:1] not in ("'", '"'):
+        return name
+    return f"'{name}'" if '"' in name else f'"{name}"'
 
 
 def complete(line: str, users: Iterable[str]) -> str | None:
@@ -123,12 +154,15 @@ def complete(line: str, users: Iterable[str]) -> str | None:
     spec = COMMANDS_BY_NAME.get(head.lower())
     if spec is None or not spec.args or spec.args[0].kind not in (ArgKind.USER, ArgKind.TARGET):
         return None
-    if " " in rest:
+    typed = rest.lstrip("'\"")
+    if rest[:1] not in ("'", '"') and " " in rest:
         return None  # completing only the first (user) argument
+    if rest[:1] in ("'", '"') and rest.count(rest[0]) > 1:
+        return None  # the quoted name is closed already
     candidates = list(users)
     if spec.args[0].kind is ArgKind.TARGET:
         candidates.append(PUBLIC_CHANNEL)
-    matches = sorted({c for c in candidates if c.lower().startswith(rest.lower()) and c != rest})
-    if len(matches) == 1 or (matches and rest):
-        return f"/{spec.name} {matches[0]} "
+    matches = sorted({c for c in candidates if c.lower().startswith(typed.lower()) and c != rest})
+    if len(matches) == 1 or (matches and typed):
+        return f"/{spec.name} {quote_name(matches[0])} "
     return None

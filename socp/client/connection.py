@@ -30,11 +30,11 @@ ACKs, ERRORs naming them (`msg_ref`, `msg_refs`: "not delivered", once per
 message), and ERROR RESEND, answered with the frames re-stamped (`Restamped`,
 which the reader sends and never shows).
 
-File chunks are paced (one token bucket per connection, shared by every file
-being sent, `file_chunk_rate` frames per second after a burst of
-`file_chunk_burst`): servers drop frames over their rate limit (ours:
-200/s per connection with bursts of 500, 100/s per user with bursts of 1000),
-and one dropped chunk ruins the whole transfer. If the server still answers
+File chunks go as fast as the node grants, no faster (token buckets per
+connection, shared by every file being sent, modelled on what our node grants a
+user: 200/s per connection after a burst of 500, 100/s per user after 1000, each
+with room left for a /tell; `file_chunk_rate` caps it lower): servers drop frames
+over their rate limit, and one dropped chunk ruins the whole transfer. If the server still answers
 RATE_LIMITED during a transfer, the client stops it at once (FILE_END, so the
 receiver discards it) and says so, rather than send chunks that cannot help.
 
@@ -88,8 +88,11 @@ from .events import (
     MessageReceived,
     MessageSent,
     NotDelivered,
+    QueryOpened,
     Ready,
     Restamped,
+    Transfer,
+    TransferList,
 )
 from .roaming import LoginFailed, RoamingLogin
 from .session import RESUME_GRACE, Actions, ClientSession
@@ -98,16 +101,19 @@ EmitFn = Callable[[Event], None]
 _R = TypeVar("_R")
 COMMAND_QUEUE_SIZE = 64
 MAX_LIST_WAITERS = 32
-# Below our node's default limits (see the module docstring), with room for a
-# /tell or a /list during a transfer, and slow enough that a receiver on a busy
-# machine (one RSA decryption per chunk) keeps up. `socp chat --file-rate` changes it.
-FILE_CHUNK_RATE = 60.0
-FILE_CHUNK_BURST = 200
+# What our node grants a user's frames (socp/config.py frame_rate / frame_burst per
+# connection, router limits.LimitSettings user_rate / user_burst), as (rate, burst),
+# each a little below, so a /tell or /list still fits during a transfer.
+NODE_GRANTS: tuple[tuple[float, int], ...] = ((190.0, 450), (95.0, 950))
+FILE_CHUNK_BURST = 100     # the burst of a lower cap (`socp chat --file-rate`)
 # A receiver that decrypts a file falls behind its socket for a while; the
 # keepalive must not take that for a dead peer (websockets' default is 20 s).
 PING_TIMEOUT = 120.0
 RATE_LIMITED_PAUSE = 1.0   # before the FILE_END of a transfer the server throttled
 SILENT_DOWNLOAD_CHECK = 5.0   # seconds between looks for downloads whose sender went silent
+# Our node pushes no presence to its own clients (router/user_presence.py: n^2 frames),
+# so join and leave lines come from a list request this often (`presence_poll`).
+PRESENCE_POLL = 5.0
 # Files sent at once, each by its own task; our node keeps at most 8 unfinished
 # uploads per user, and they all share one pacer anyway.
 MAX_SENDING_FILES = 4
@@ -124,18 +130,25 @@ HELLO_REFUSALS = {
 
 
 class ChunkPacer:
-    """A token bucket on the loop's clock: `burst` frames at once, then `rate` per second."""
+    """Token buckets on the loop's clock, one per (rate, burst) grant: a frame goes
+    when every bucket has a token for it."""
 
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
-        self.rate, self.burst, self._clock = rate, float(burst), clock
-        self._tokens, self._updated = float(burst), clock()
+    def __init__(self, grants: tuple[tuple[float, int], ...], clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._buckets = [[rate, float(burst), float(burst)] for rate, burst in grants]   # rate, burst, tokens
+        self._updated = clock()
 
     def delay(self) -> float:
-        """Take one token; the seconds to wait before sending (0 if none)."""
+        """Take one token of each bucket; the seconds to wait before sending (0 if none)."""
         now = self._clock()
-        self._tokens = min(self.burst, self._tokens + max(0.0, now - self._updated) * self.rate) - 1
-        self._updated = now
-        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+        elapsed, self._updated = max(0.0, now - self._updated), now
+        wait = 0.0
+        for bucket in self._buckets:
+            rate, burst, tokens = bucket
+            bucket[2] = tokens = min(burst, tokens + elapsed * rate) - 1
+            if tokens < 0:
+                wait = max(wait, -tokens / rate)
+        return wait
 
 
 @dataclass(slots=True, eq=False)
@@ -287,10 +300,11 @@ class ChatClient:
         linger: float = 1.0,
         reconnect: bool = False,
         auto_refresh: bool = False,              # keep the directory fresh for a user list
-        file_chunk_rate: float = FILE_CHUNK_RATE,
+        file_chunk_rate: float | None = None,    # a cap below what the node grants
         file_chunk_burst: int = FILE_CHUNK_BURST,
         login_store: LoginStore | None = None,   # None: never send LOGIN_REGISTER
         register_timeout: float = LOGIN_REGISTER_TIMEOUT,
+        presence_poll: float | None = PRESENCE_POLL,   # None: no list requests of our own
     ) -> None:
         self.session = session
         self.url = url
@@ -314,6 +328,7 @@ class ChatClient:
         self.file_chunk_burst = file_chunk_burst
         self.login_store = login_store
         self.register_timeout = register_timeout
+        self.presence_poll = presence_poll
         self._register_waiter: asyncio.Future[Event | None] | None = None
         self._rate_limited_at = float("-inf")   # loop time of the server's last RATE_LIMITED
         self._ws: ClientConnection | None = None
@@ -326,8 +341,15 @@ class ChatClient:
         self._handlers: dict[str, Callable[[Command], Awaitable[bool]]] = {
             "list": self._cmd_list,
             "tell": self._cmd_tell,
+            "msg": self._cmd_tell,
+            "query": self._cmd_query,
+            "close": self._cmd_window_only,
             "all": self._cmd_all,
+            "me": self._cmd_me,
             "file": self._cmd_file,
+            "files": self._cmd_files,
+            "accept": self._cmd_accept,
+            "reject": self._cmd_reject,
             "cancel": self._cmd_cancel,
             "whois": self._cmd_whois,
             "trust": self._cmd_trust,
@@ -355,7 +377,7 @@ class ChatClient:
                 return 1
             lost: BaseException | None = None
             interrupted: list[OutgoingFile] = []
-            self._pacer = ChunkPacer(self.file_chunk_rate, self.file_chunk_burst, asyncio.get_running_loop().time)
+            self._pacer = ChunkPacer(self._grants(), asyncio.get_running_loop().time)
             try:
                 self._served = asyncio.Event()
                 async with asyncio.TaskGroup() as group:
@@ -364,6 +386,7 @@ class ChatClient:
                     group.create_task(self._command_loop(lines))
                     group.create_task(self._store_login())
                     group.create_task(self._drop_silent_downloads())
+                    group.create_task(self._poll_presence())
             except* ConnectionLost as failures:
                 lost = failures.exceptions[0]
             finally:
@@ -381,6 +404,11 @@ class ChatClient:
             self._emit(Info("reconnecting…"))
             self._emit(ConnectionState("reconnecting", str(lost)))
 
+    def _grants(self) -> tuple[tuple[float, int], ...]:
+        if self.file_chunk_rate is None:
+            return NODE_GRANTS
+        return (*NODE_GRANTS, (self.file_chunk_rate, self.file_chunk_burst))
+
     def _report_interrupted(self, interrupted: list[OutgoingFile]) -> None:
         """Nothing in flight vanishes silently (issue #16): files being sent, downloads,
         files waiting for the server's confirmation."""
@@ -390,7 +418,8 @@ class ChatClient:
             where = f" at {human_bytes(sending.done)} of {human_bytes(sending.size)}" if sending.size else ""
             self._emit(FileFailed(sending.file_id, self.session.user_id, sending.name,
                                   f"interrupted{where}: the connection to the server was lost; the receiver "
-                                  "discards the partial file; send it again with /file", outgoing=True))
+                                  "discards the partial file; send it again with /file", outgoing=True,
+                                  label=self.session.label(sending.to) if sending.to else ""))
         for event in self.session.connection_lost(resumable=self.reconnect):
             self._emit(event)
 
@@ -453,6 +482,7 @@ class ChatClient:
                 self.session.no_list_request()
                 self._emit(Info("this server answers no list request; /list shows the users it has announced"))
         self._public_accepted = False
+        self.session.presence_news = True
         self._emit(Ready(self.session.user_id, self.session.display_name, self.session.fingerprint, self.url))
 
     async def _hello_answers(self, kind: str | None, timeout: float) -> bool:
@@ -627,6 +657,25 @@ class ChatClient:
                 for event in self.session.expire_idle_downloads():
                     self._emit(event)
 
+    async def _poll_presence(self) -> None:
+        """Ask for the list now and then, so that joins and leaves are seen without
+        /list, on servers that do not push presence (a server that answers no list
+        request pushes it: nothing to ask there)."""
+        if self.presence_poll is None:
+            return
+        while True:
+            try:
+                await asyncio.wait_for(self._served.wait(), self.presence_poll)
+                return
+            except TimeoutError:
+                pass
+            if self.session.list_dialect == dialects.PRESENCE_ONLY or self._list_waiters or self._ws is None:
+                continue
+            try:
+                await self._request_list(requested=False)
+            except ConnectionClosed:
+                return   # the reader reports the lost connection
+
     async def _command_loop(self, lines: asyncio.Queue[str | None]) -> None:
         try:
             await self._send_unconfirmed()
@@ -740,7 +789,8 @@ class ChatClient:
         if self.session.directory_stale:
             await self._refresh()
         if not self.session.channel_keys.has_own:
-            self._emit(Info("preparing your public channel key (made on first use: RSA-4096, about a second)…"))
+            if self.session.channel_keys.must_make_own:
+                self._emit(Info("making your public channel key (once, on first use: RSA-4096, about a second)…"))
             await asyncio.to_thread(self.session.channel_keys.own)
 
     async def _cmd_list(self, command: Command) -> bool:
@@ -750,6 +800,39 @@ class ChatClient:
     async def _cmd_tell(self, command: Command) -> bool:
         user, text = command.args["user"], command.args["text"]
         await self._send(await self._with_directory(user, lambda: self.session.tell(user, text)))
+        return True
+
+    async def _cmd_query(self, command: Command) -> bool:
+        user = command.args["user"]
+        user_id = await self._with_directory(user, lambda: self.session.resolve(user))
+        if user_id == self.session.user_id:
+            raise CommandError("that is you")
+        self._emit(QueryOpened(user_id, self.session.label(user_id)))
+        return True
+
+    async def _cmd_window_only(self, command: Command) -> bool:
+        raise CommandError(f"/{command.name} acts on the app's windows; there are none in --script")
+
+    async def _cmd_me(self, command: Command) -> bool:
+        """Outside a window (--script) an action goes to the public channel."""
+        return await self._cmd_all(Command("all", {"text": commands.ME_PREFIX + command.args["text"]}))
+
+    async def _cmd_files(self, command: Command) -> bool:
+        sending = tuple(
+            Transfer(s.file_id, s.name, "send", self.session.label(s.to) if s.to else "?", s.done, s.size,
+                     "stopping" if s.stop_reason else "sending")
+            for s in self._sending)
+        self._emit(TransferList(sending + self.session.incoming_transfers()))
+        return True
+
+    async def _cmd_accept(self, command: Command) -> bool:
+        for event in self.session.accept(command.args["file"]):
+            self._emit(event)
+        return True
+
+    async def _cmd_reject(self, command: Command) -> bool:
+        for event in self.session.reject(command.args["file"]):
+            self._emit(event)
         return True
 
     async def _cmd_all(self, command: Command) -> bool:
@@ -805,7 +888,7 @@ class ChatClient:
         if len(found) > 1:
             raise CommandError(f"several files match {wanted!r}; give the file id: "
                                + ", ".join(sending.file_id for sending in found))
-        found[0].stop_reason = "cancelled (/cancel)"
+        found[0].stop_reason = "you cancelled it (/cancel); the receiver discards the part it has"
         return True
 
     def _stop_sending(self, reason: str) -> None:
@@ -858,7 +941,8 @@ class ChatClient:
             actions = self.session.abandon_file(sending.file_id, sending.to, sending.name, reason)
             await self._send(Actions(frames=actions.frames) if sending.reported else actions)
         else:
-            self._emit(FileFailed("", self.session.user_id, sending.name, reason, outgoing=True))
+            self._emit(FileFailed("", self.session.user_id, sending.name, reason, outgoing=True,
+                                  label=self.session.label(sending.to) if sending.to else ""))
 
     async def _cmd_whois(self, command: Command) -> bool:
         user = command.args["user"]

@@ -49,6 +49,8 @@ class IncomingFile:
     last_progress: float = 0.0
     last_activity: float = 0.0    # when the last chunk came (the session's clock)
     interrupted: bool = False     # the connection was lost since the last chunk: waiting to resume
+    accepted: bool = True         # False: larger than the auto-accept size, waits for /accept
+    complete: bool = False        # checked after FILE_END, waiting for /accept to get its name
 
     @classmethod
     def open(cls, directory: Path, *, file_id: str, sender: str, name: str, size: int, sha256: str,
@@ -74,11 +76,20 @@ class IncomingFile:
 
     def finish(self, directory: Path) -> Path:
         """Check the manifest, then place the file under a safe, new name."""
+        self.check()
+        return self.place(directory)
+
+    def check(self) -> None:
+        """Size and SHA-256 against what the sender announced."""
         self._close()
         if self.done != self.size:
-            raise TransferFailed(f"received {self.done} bytes, the manifest said {self.size}")
+            raise TransferFailed(f"it ended after {self.done} of the {self.size} bytes announced")
         if self.sha256 and self._hasher.hexdigest() != self.sha256:
-            raise TransferFailed("SHA-256 of the received data does not match the manifest")
+            raise TransferFailed("its content does not match the SHA-256 the sender announced "
+                                 "(changed or damaged on the way)")
+        self.complete = True
+
+    def place(self, directory: Path) -> Path:
         return place_without_overwrite(self.tmp_path, Path(directory), safe_filename(self.name))
 
     def abort(self) -> None:

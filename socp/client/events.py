@@ -145,6 +145,59 @@ class FileFailed:
     name: str
     reason: str
     outgoing: bool = False      # a file we were sending (sender is then our own id)
+    label: str = ""             # the sender's (incoming) or recipient's (outgoing) name, if known
+
+
+@dataclass(frozen=True, slots=True)
+class FileOffered:
+    """A FILE_START for us: saved by itself when `auto` (at most the home's
+    auto-accept size), else it waits for /accept or /reject."""
+
+    file_id: str
+    sender: str
+    label: str
+    name: str
+    size: int
+    channel: Channel
+    auto: bool
+    auto_limit: int             # the auto-accept size, to say why it waits
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    file_id: str
+    name: str
+    direction: Direction
+    peer: str                   # who sends it to us, or whom we send it to (a name)
+    done: int
+    total: int
+    state: str                  # "sending", "receiving", "waiting for /accept", "complete, waiting for /accept"
+
+
+@dataclass(frozen=True, slots=True)
+class TransferList:
+    """/files: every transfer going on, both ways."""
+
+    transfers: tuple[Transfer, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChanged:
+    """A user came online or left: from a USER_ADVERTISE / USER_REMOVE the server
+    pushed, or from the difference between two list answers."""
+
+    user_id: str
+    label: str
+    server_id: str
+    joined: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueryOpened:
+    """/query: the app opens (or shows) the window of direct messages with this user."""
+
+    user_id: str
+    label: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +284,10 @@ Event = (
     | FileReceived
     | FileSent
     | FileFailed
+    | FileOffered
+    | TransferList
+    | PresenceChanged
+    | QueryOpened
     | ListResult
     | WhoisResult
     | HelpResult

@@ -8,13 +8,19 @@
     logins.json              servers that keep our login (encrypted key + password
                              verifier, LOGIN_REGISTER): server id -> {server, stored_at}
     downloads/               received files (0700); partial files are hidden and 0600
+    config.toml              optional settings, written by you (see `settings`):
+                                 [files]
+                                 auto_accept = "16 MiB"   # saved without asking up to this size
+                                 max_size = "4 GiB"       # larger files are refused
 
 Everything is private to the user (files 0600, directories 0700).
 """
 
 from __future__ import annotations
 
+import re
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +31,7 @@ from socp.protocol.ids import is_uuid4, new_id
 
 from ._files import private_dir, read_json, write_private_json
 from .channel_keys import ChannelKeyRing
-from .session import ClientSession
+from .session import DEFAULT_AUTO_ACCEPT_BYTES, DEFAULT_MAX_FILE_BYTES, ClientSession
 from .trust import PinStore
 
 IDENTITY_FILE = "identity.json"
@@ -35,6 +41,9 @@ PEER_CHANNEL_KEYS_FILE = "peer_channel_keys.json"
 PINS_FILE = "pins.json"
 LOGINS_FILE = "logins.json"
 DOWNLOADS_DIR = "downloads"
+CONFIG_FILE = "config.toml"
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
+               "kib": 1024, "mib": 1024**2, "gib": 1024**3}
 
 
 class HomeError(SocpError):
@@ -43,6 +52,24 @@ class HomeError(SocpError):
 
 class WrongPassword(HomeError):
     """The password does not open the home's key store."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The home's config.toml, with the defaults for what it does not say."""
+
+    auto_accept_bytes: int = DEFAULT_AUTO_ACCEPT_BYTES
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+
+
+def parse_size(value: object) -> int:
+    """A size as bytes: 1048576, "1 MiB", "500 KB", "2GiB"; ValueError if not one."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value) if isinstance(value, str) else None
+    if match is None or match.group(2).lower() not in _SIZE_UNITS:
+        raise ValueError(f"{value!r} is not a size (e.g. 16 MiB, 500 KB, 1048576)")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,14 +157,40 @@ class ClientHome:
 
         return load_or_create
 
+    def settings(self) -> Settings:
+        """config.toml, checked: a mistake in it is one clear HomeError."""
+        path = self.root / CONFIG_FILE
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return Settings()
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise HomeError(f"cannot read {path}: {exc}") from exc
+        files = data.get("files", {})
+        if not isinstance(files, dict):
+            raise HomeError(f"{path}: [files] must be a table")
+        unknown = set(files) - {"auto_accept", "max_size"}
+        if unknown:
+            raise HomeError(f"{path}: unknown setting(s) in [files]: {', '.join(sorted(unknown))} "
+                            "(known: auto_accept, max_size)")
+        try:
+            settings = Settings(parse_size(files.get("auto_accept", DEFAULT_AUTO_ACCEPT_BYTES)),
+                                parse_size(files.get("max_size", DEFAULT_MAX_FILE_BYTES)))
+        except ValueError as exc:
+            raise HomeError(f"{path}: {exc}") from exc
+        return settings
+
     def session(self, user_key: crypto.PrivateKey, password: str, *, server_key: crypto.PublicKey | None = None,
-                clock: Callable[[], float] = time.time, sign_file_chunks: bool = True) -> ClientSession:
+                clock: Callable[[], float] = time.time, sign_file_chunks: bool = True,
+                chunk_blocks: int = 1) -> ClientSession:
         identity = self.load_identity()
+        settings = self.settings()
         return ClientSession(
             identity.user_id, user_key, display_name=identity.display_name,
             pins=PinStore(self.root / PINS_FILE),
             channel_keys=ChannelKeyRing(self.channel_key_factory(password), path=self.root / PEER_CHANNEL_KEYS_FILE,
-                                        user_key=user_key),
+                                        user_key=user_key, own_stored=(self.root / CHANNEL_KEY_FILE).exists),
             downloads_dir=private_dir(self.downloads_dir), clock=clock, server_key=server_key,
-            sign_file_chunks=sign_file_chunks,
+            sign_file_chunks=sign_file_chunks, chunk_blocks=chunk_blocks,
+            auto_accept_bytes=settings.auto_accept_bytes, max_file_bytes=settings.max_file_bytes,
         )

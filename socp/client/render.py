@@ -16,6 +16,7 @@ from typing import Any
 from rich.text import Text
 
 from . import events as ev
+from .commands import ME_PREFIX
 from .display import human_bytes, safe_text, short_id
 
 # event class -> the "event" value of its JSON object.
@@ -32,6 +33,10 @@ EVENT_NAMES: dict[type, str] = {
     ev.FileReceived: "file",
     ev.FileSent: "file_sent",
     ev.FileFailed: "file_failed",
+    ev.FileOffered: "file_offer",
+    ev.TransferList: "files",
+    ev.PresenceChanged: "presence",
+    ev.QueryOpened: "query",
     ev.ListResult: "list",
     ev.WhoisResult: "whois",
     ev.HelpResult: "help",
@@ -80,16 +85,35 @@ def _excerpt(text: str, limit: int = 40) -> str:
     return f'"{shown}"' if len(shown) <= limit else f'"{shown[:limit]}…"'
 
 
-def event_text(event: ev.Event) -> Text | None:
-    """The scrollback line for an event, or None for events shown elsewhere."""
+def event_text(event: ev.Event, *, now: float | None = None) -> Text | None:
+    """The scrollback line for an event, or None for events shown elsewhere. Every
+    line starts with its time: a message's own, else the time it is shown."""
+    line = _event_body(event)
+    if line is None or isinstance(event, (ev.MessageReceived, ev.MessageSent, ev.HelpResult)):
+        return line
+    stamped = Text(f"{_clock(int((time.time() if now is None else now) * 1000))} ", style="dim")
+    stamped.append_text(line)
+    return stamped
+
+
+def _action(text: str) -> str | None:
+    """The action of a /me text ("waves" of "/me waves"), None for other texts."""
+    return text[len(ME_PREFIX):] if text.startswith(ME_PREFIX) else None
+
+
+def _event_body(event: ev.Event) -> Text | None:
     if isinstance(event, ev.MessageReceived):
         line = Text(f"{_clock(event.ts)} ", style="dim")
-        where = "" if event.channel == "public" else " → you"
         style = "bold cyan" if event.channel == "dm" else "bold"
-        line.append(f"{_who(event.label, event.sender)}{where}: ", style=style)
+        action = _action(event.text) if event.form != "undecryptable" else None
+        if action is not None:
+            line.append(f"* {_who(event.label, event.sender)} ", style=style)
+            line.append(safe_text(action), style="italic")
+        else:
+            line.append(f"{_who(event.label, event.sender)}: ", style=style)
         if event.form == "undecryptable":
             line.append("[undecryptable (peer format)]", style="italic yellow")
-        else:
+        elif action is None:
             line.append(safe_text(event.text))
         if event.form == "unencrypted":
             line.append("  [unencrypted]", style="yellow")
@@ -101,6 +125,11 @@ def event_text(event: ev.Event) -> Text | None:
     if isinstance(event, ev.MessageSent):
         where = "public" if event.channel == "public" else _who(event.label, event.recipient)
         line = Text(f"{_clock(int(time.time() * 1000))} ", style="dim")
+        action = _action(event.text)
+        if action is not None:
+            line.append("* you ", style="bold green")
+            line.append(safe_text(action), style="italic")
+            return line
         line.append(f"you → {where}: ", style="bold green")
         line.append(safe_text(event.text))
         return line
@@ -137,9 +166,37 @@ def event_text(event: ev.Event) -> Text | None:
         return Text(f"· sent {safe_text(event.name)} ({human_bytes(event.size)})", style="green")
     if isinstance(event, ev.FileFailed):
         if event.outgoing:
-            return Text(f"! NOT SENT: file {safe_text(event.name)}: {safe_text(event.reason)}", style="red")
-        return Text(f"! file {safe_text(event.name)} from {safe_text(event.sender)} failed: "
-                    f"{safe_text(event.reason)}", style="red")
+            to = f" to {safe_text(event.label)}" if event.label else ""
+            return Text(f"! NOT SENT: file {safe_text(event.name)}{to}: {safe_text(event.reason)}", style="red")
+        sender = safe_text(event.label) if event.label else short_id(event.sender) if event.sender else "?"
+        return Text(f"! file {safe_text(event.name)} from {sender} failed: {safe_text(event.reason)}",
+                    style="red")
+    if isinstance(event, ev.FileOffered):
+        where = " (public channel)" if event.channel == "public" else ""
+        head = (f"· incoming file from {safe_text(event.label)}{where}: {safe_text(event.name)} "
+                f"({human_bytes(event.size)})")
+        if event.auto:
+            return Text(f"{head}, receiving (saved by itself: at most {human_bytes(event.auto_limit)})",
+                        style="green")
+        return Text(f"{head}: larger than your auto-accept size ({human_bytes(event.auto_limit)}); "
+                    f"/accept {safe_text(event.name)} to save it, /reject {safe_text(event.name)} to refuse it",
+                    style="bold yellow")
+    if isinstance(event, ev.TransferList):
+        if not event.transfers:
+            return Text("· no file is being sent or received")
+        rows = [f"· files ({len(event.transfers)}):"]
+        for t in event.transfers:
+            arrow = "↑ to" if t.direction == "send" else "↓ from"
+            percent = 100 * t.done / t.total if t.total else 100
+            rows.append(f"    {arrow} {safe_text(t.peer)}: {safe_text(t.name)} {percent:.0f}% "
+                        f"({human_bytes(t.done)} of {human_bytes(t.total)}), {t.state}")
+        return Text("\n".join(rows))
+    if isinstance(event, ev.PresenceChanged):
+        if event.joined:
+            return Text(f"→ {_who(event.label, event.user_id)} is online", style="green")
+        return Text(f"← {_who(event.label, event.user_id)} left", style="dim")
+    if isinstance(event, ev.QueryOpened):
+        return Text(f"· direct messages with {_who(event.label, event.user_id)} (end-to-end encrypted)")
     if isinstance(event, ev.ListResult):
         if not event.requested:
             return None

@@ -18,7 +18,7 @@ import sys
 import threading
 from typing import TextIO
 
-from .connection import FILE_CHUNK_RATE, ChatClient, LoginStore, command_queue
+from .connection import ChatClient, LoginStore, command_queue
 from .events import Event, ListResult
 from .render import event_to_json_line
 from .session import ClientSession
@@ -77,7 +77,7 @@ def _hand_over(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]
 
 async def run_script(session: ClientSession, url: str, *, linger: float = 1.0, connect_attempts: int = 5,
                      stdin: TextIO | None = None, stdout: TextIO | None = None,
-                     file_chunk_rate: float = FILE_CHUNK_RATE, login_store: LoginStore | None = None,
+                     file_chunk_rate: float | None = None, login_store: LoginStore | None = None,
                      reconnect: bool = False) -> int:
     output = JsonLinesOutput(stdout or sys.stdout)
     lines = command_queue()

@@ -51,6 +51,7 @@ from .events import (
     ErrorReceived,
     Event,
     FileFailed,
+    FileOffered,
     FileProgress,
     FileReceived,
     FileSent,
@@ -63,7 +64,9 @@ from .events import (
     MessageRejected,
     MessageSent,
     NotDelivered,
+    PresenceChanged,
     Restamped,
+    Transfer,
     UserEntry,
     WhoisResult,
 )
@@ -91,6 +94,9 @@ RECENT_FILE_SECONDS = 120.0
 MAX_RECENT_FILES = 64
 MAX_SEEN_DELIVERIES = 4096   # (sender, ciphertext digest) of messages shown, to drop re-sent copies
 DEFAULT_MAX_FILE_BYTES = 4 * 1024**3
+# Incoming files up to this size are saved by themselves; larger ones wait for
+# /accept (home config `files.auto_accept`, docs/chat.md).
+DEFAULT_AUTO_ACCEPT_BYTES = 16 * 1024**2
 LOGIN_REGISTER_ACK = "LOGIN_REGISTER"   # ACK.msg_ref answering a LOGIN_REGISTER
 # G17 keeps users' keys only for those who sent its REGISTER {pubkey, privkey_store,
 # pake_password} (answered ACK REGISTER_OK), and answers PUBKEY_REQUEST from that:
@@ -157,6 +163,8 @@ class ClientSession:
         progress_interval: float = 0.5,
         sign_file_chunks: bool = True,
         download_idle_timeout: float = DOWNLOAD_IDLE_TIMEOUT,
+        auto_accept_bytes: int = DEFAULT_AUTO_ACCEPT_BYTES,
+        chunk_blocks: int = 1,
     ) -> None:
         if not is_uuid4(user_id):
             raise MalformedFrame("a user id must be a UUID v4")
@@ -173,10 +181,15 @@ class ClientSession:
         self.progress_interval = progress_interval
         self.sign_file_chunks = sign_file_chunks
         self.download_idle_timeout = download_idle_timeout
+        self.auto_accept_bytes = auto_accept_bytes
+        self.chunk_blocks = chunk_blocks        # OAEP blocks per FILE_CHUNK (docs/chat.md, "Files")
         self._clock = clock
 
         self.directory: dict[str, DirectoryEntry] = {}   # the last LIST_RESPONSE (plus presence gossip)
         self.directory_loaded = False
+        # Join and leave lines only once connected: the hello's catch-up of who is
+        # online is the starting point, not news (the driver sets it at Ready).
+        self.presence_news = False
         self.directory_stale = True                      # membership changed since the last list
         self.server_ids: set[str] = set()
         self.server_id = ""                              # our own server: the one answering our lists
@@ -233,7 +246,7 @@ class ClientSession:
         (`take_unconfirmed`), byte for byte: a server that has them answers REPLAY,
         and receivers drop a copy they already showed."""
         events: list[Event] = []
-        for incoming in list(self._downloads.values()):
+        for incoming in [i for i in self._downloads.values() if not i.complete]:
             shown = f"{human_bytes(incoming.done)} of {human_bytes(incoming.size)}"
             if resumable:
                 incoming.interrupted, incoming.last_activity = True, self._clock()
@@ -277,7 +290,7 @@ class ClientSession:
         self._probes.clear()
         self.login_register_pending = False
         self.directory_stale = True
-        for incoming in [i for i in self._downloads.values() if not i.interrupted]:
+        for incoming in [i for i in self._downloads.values() if not i.interrupted and not i.complete]:
             incoming.abort()
             del self._downloads[incoming.file_id]
         self._split.clear()
@@ -542,11 +555,11 @@ class ClientSession:
         rehash = hashlib.sha256()
         with open(path, "rb", buffering=FILE_READ_BUFFER) as source:
             while True:
-                data = source.read(OAEP_MAX_PLAINTEXT)
+                data = source.read(OAEP_MAX_PLAINTEXT * self.chunk_blocks)
                 if not data:
                     break
                 rehash.update(data)
-                ciphertext = b64url_encode(crypto.oaep_encrypt(encrypt_key, data))
+                ciphertext = b64url_encode(crypto.wrap_blocks(encrypt_key, data))
                 chunk = frames.file_chunk(self.user_id, to, self.now_ms(), file_id, index, ciphertext)
                 if self.sign_file_chunks:
                     chunk = self._sign(chunk)
@@ -584,7 +597,8 @@ class ClientSession:
         end = self._sign(frames.file_end(self.user_id, to, self.now_ms(), file_id))
         self.outbox.track(Tracked(end, file_id, "file", to, name))   # a refusal of it is about the same file
         self._outgoing.pop(file_id, None)
-        return Actions(frames=(end,), events=(FileFailed(file_id, self.user_id, name, reason, outgoing=True),))
+        failed = FileFailed(file_id, self.user_id, name, reason, outgoing=True, label=self.label(to))
+        return Actions(frames=(end,), events=(failed,))
 
     def whois(self, target: str) -> WhoisResult:
         uid = self.resolve(target)
@@ -707,6 +721,8 @@ class ClientSession:
             key = key or (old.pubkey if old else "")
             name = _text(detail.get("display_name")) or (old.display_name if old else "")
             directory[uid] = DirectoryEntry(uid, server_id or (old.server_id if old else ""), name, key)
+        if self.directory_loaded and self.presence_news:
+            events += self._presence_diff(self.directory, directory)
         self.directory = directory
         self.directory_loaded, self.directory_stale = True, False
         for uid, entry in directory.items():
@@ -715,6 +731,14 @@ class ClientSession:
         requested = self._requested(request)
         events.append(ListResult(self.user_entries(), requested=requested))
         return events
+
+    def _presence_diff(self, before: dict[str, DirectoryEntry], after: dict[str, DirectoryEntry]
+                       ) -> list[Event]:
+        def news(entry: DirectoryEntry, joined: bool) -> PresenceChanged:
+            return PresenceChanged(entry.user_id, entry.display_name or entry.user_id, entry.server_id, joined)
+
+        return [news(after[uid], True) for uid in after if uid not in before and uid != self.user_id] + [
+            news(before[uid], False) for uid in before if uid not in after and uid != self.user_id]
 
     def user_entries(self) -> tuple[UserEntry, ...]:
         return tuple(
@@ -733,8 +757,11 @@ class ClientSession:
         # With no list request, presence is the list: it is never stale.
         self.directory_stale = self.list_dialect != dialects.PRESENCE_ONLY
         if envelope.type == T.USER_REMOVE:
-            self.directory.pop(uid, None)
-            return []
+            gone = self.directory.pop(uid, None)
+            if gone is None or not self.presence_news or uid == self.user_id:
+                return []
+            return self._presence_diff({uid: gone}, {})
+        is_new = uid not in self.directory
         meta = payload.get("meta") or {}
         key = meta.get("pubkey") if isinstance(meta.get("pubkey"), str) else ""
         try:
@@ -742,8 +769,11 @@ class ClientSession:
         except BadKey:
             key = ""
         name = _text(meta.get("display_name")) or _text(meta.get("name"))
-        self.directory[uid] = DirectoryEntry(uid, payload["server_id"], name, key)
-        return self._check_pin(uid, key)[1] if key and uid != self.user_id else []
+        entry = self.directory[uid] = DirectoryEntry(uid, payload["server_id"], name, key)
+        events = self._check_pin(uid, key)[1] if key and uid != self.user_id else []
+        if is_new and self.presence_news:
+            events += self._presence_diff({}, {uid: entry})
+        return events
 
     def _on_key_answer(self, envelope: Envelope) -> list[Event]:
         """DIRECTORY_ENTRY, PUBKEY_RESPONSE (G17) or USER_DB_USER (G45)."""
@@ -1138,16 +1168,18 @@ class ClientSession:
         if sender == self.user_id:
             return []
         if "sha256" in payload and not isinstance(payload["sha256"], str):
-            return self._fail(file_id, sender, name, "the manifest's SHA-256 is not a text")
+            return self._fail(file_id, sender, name, "its announced SHA-256 is not a text")
         # No sha256 at all (G17's client sends none): accepted, its size checked, and
         # shown as not verified by hash (docs/chat.md, "Files without a SHA-256").
         digest = payload.get("sha256") or ""
         if file_id in self._downloads or file_id in self._failed_files:
-            return self._fail(file_id, sender, name, "a transfer with this id is already known")
+            return self._fail(file_id, sender, name, "a transfer with the same id is already under way or failed")
         if size > self.max_file_bytes:
-            return self._fail(file_id, sender, name, f"larger than the limit of {self.max_file_bytes} bytes")
+            return self._fail(file_id, sender, name, f"it is {human_bytes(size)}, larger than the most you take "
+                                                    f"({human_bytes(self.max_file_bytes)})")
         if len(self._downloads) >= MAX_ACTIVE_DOWNLOADS:
-            return self._fail(file_id, sender, name, "too many transfers at once")
+            return self._fail(file_id, sender, name, f"{MAX_ACTIVE_DOWNLOADS} files are already coming in; "
+                                                    "ask for it again later")
         key_text = payload.get("sender_pub") if isinstance(payload.get("sender_pub"), str) else None
         key_text = key_text or self._keys.get(sender)
         verified, events = False, []
@@ -1156,14 +1188,15 @@ class ClientSession:
                 key = crypto.decode_public_key(key_text)
                 signature = b64url_decode(payload["content_sig"])
             except SocpError:
-                return self._fail(file_id, sender, name, "unreadable manifest signature")
+                return self._fail(file_id, sender, name, "its signature cannot be read")
             if any(
                 crypto.verify_pss(key, signature, form)
                 for form in dialects.manifest_forms(payload, sender, envelope.to, envelope.ts)
             ):
                 verified, events = self._check_pin(sender, key_text)
             elif not rewrapped:
-                return self._fail(file_id, sender, name, "manifest signature does not verify")
+                return self._fail(file_id, sender, name, "the sender's signature over the file's name, size and "
+                                                        "SHA-256 does not verify (forged or changed on the way)")
             # else: the server changed the envelope fields the signature covers; the file
             # is taken as an unsigned one (a server could as well have dropped the
             # signature), and its SHA-256 is still checked.
@@ -1183,13 +1216,16 @@ class ClientSession:
             )
         except OSError as exc:
             return self._fail(file_id, sender, name, f"cannot write to the downloads directory: {exc.strerror}")
+        incoming.accepted = size <= self.auto_accept_bytes
         self._downloads[file_id] = incoming
-        return events + [FileProgress(file_id, name, "receive", 0, size, 0.0, None)]
+        offer = FileOffered(file_id, sender, self.label(sender), name, size, channel, incoming.accepted,
+                            self.auto_accept_bytes)
+        return events + [offer, FileProgress(file_id, name, "receive", 0, size, 0.0, None)]
 
     def _on_file_chunk(self, envelope: Envelope) -> list[Event]:
         payload = envelope.payload
         incoming = self._downloads.get(payload["file_id"])
-        if incoming is None:
+        if incoming is None or incoming.complete:
             return []  # unknown or already failed: reported once, at the failure
         if incoming.channel == "public":
             key = self.channel_keys.peer(incoming.creator_fingerprint) if incoming.creator_fingerprint else None
@@ -1198,7 +1234,7 @@ class ClientSession:
         plaintext, form = _open(payload["ciphertext"], key, allow_plaintext=False)
         try:
             if plaintext is None:
-                raise TransferFailed(f"chunk {payload['index']} does not decrypt")
+                raise TransferFailed(f"part {payload['index']} could not be decrypted with your key")
             incoming.write(payload["index"], plaintext)
         except TransferFailed as exc:
             return self._abort(incoming, self._interrupted_reason(incoming, exc.detail))
@@ -1222,12 +1258,26 @@ class ClientSession:
 
     def _on_file_end(self, envelope: Envelope) -> list[Event]:
         incoming = self._downloads.get(envelope.payload["file_id"])
-        if incoming is None:
+        if incoming is None or incoming.complete:
             return []
         try:
-            final = incoming.finish(self.downloads_dir)
+            incoming.check()
         except TransferFailed as exc:
             return self._abort(incoming, self._interrupted_reason(incoming, exc.detail))
+        except OSError as exc:
+            return self._abort(incoming, f"cannot save the file: {exc.strerror}")
+        if not incoming.accepted:
+            return [Info(f"{incoming.name} ({human_bytes(incoming.size)}) from {self.label(incoming.sender)} "
+                         f"arrived whole and checked; /accept {incoming.name} saves it, /reject "
+                         f"{incoming.name} deletes it")]
+        return self._place(incoming)
+
+    def _place(self, incoming: IncomingFile) -> list[Event]:
+        """A checked file gets its name in the downloads directory."""
+        try:
+            final = incoming.place(self.downloads_dir)
+        except TransferFailed as exc:
+            return self._abort(incoming, exc.detail)
         except OSError as exc:
             return self._abort(incoming, f"cannot save the file: {exc.strerror}")
         del self._downloads[incoming.file_id]
@@ -1246,6 +1296,45 @@ class ClientSession:
             )
         ]
 
+    def _offered(self, wanted: str) -> IncomingFile:
+        """The incoming file a /accept or /reject names (its name, or an id prefix)."""
+        found = [i for i in self._downloads.values()
+                 if wanted in (i.name, i.file_id) or (len(wanted) >= 4 and i.file_id.startswith(wanted))]
+        if not found:
+            raise CommandError(f"no incoming file called {wanted!r} (/files shows them)")
+        if len(found) > 1:
+            raise CommandError(f"several incoming files match {wanted!r}; give the file id: "
+                               + ", ".join(i.file_id for i in found))
+        return found[0]
+
+    def accept(self, wanted: str) -> list[Event]:
+        """/accept: save an offered file now (it is complete) or once it is."""
+        incoming = self._offered(wanted)
+        if incoming.accepted:
+            return [Info(f"{incoming.name} is accepted already; it is saved once complete")]
+        incoming.accepted = True
+        if incoming.complete:
+            return self._place(incoming)
+        return [Info(f"accepted {incoming.name} from {self.label(incoming.sender)}: saved once complete "
+                     f"({human_bytes(incoming.done)} of {human_bytes(incoming.size)} so far)")]
+
+    def reject(self, wanted: str) -> list[Event]:
+        """/reject: drop an incoming file, what came of it deleted. The sender is not
+        told (SOCP has no such frame): it sends on, and we ignore the rest."""
+        incoming = self._offered(wanted)
+        return self._abort(incoming, "you refused it (/reject); what had arrived was deleted")
+
+    def incoming_transfers(self) -> tuple[Transfer, ...]:
+        def state(incoming: IncomingFile) -> str:
+            if incoming.complete:
+                return "complete, waiting for /accept"
+            if incoming.interrupted:
+                return "cut by the lost connection, waiting for the rest"
+            return "receiving" if incoming.accepted else "receiving, waiting for /accept"
+
+        return tuple(Transfer(i.file_id, i.name, "receive", self.label(i.sender), i.done, i.size, state(i))
+                     for i in self._downloads.values())
+
     def _interrupted_reason(self, incoming: IncomingFile, detail: str) -> str:
         if not incoming.interrupted:
             return detail
@@ -1261,7 +1350,7 @@ class ClientSession:
         seconds); one FileFailed each."""
         now = self._clock()
         events: list[Event] = []
-        for incoming in list(self._downloads.values()):
+        for incoming in [i for i in self._downloads.values() if not i.complete]:
             if incoming.interrupted and now - incoming.last_activity > RESUME_GRACE:
                 events += self._abort(
                     incoming,
@@ -1272,7 +1361,8 @@ class ClientSession:
                     f"{self.label(incoming.sender)} to send it again",
                 )
         limit = self.download_idle_timeout
-        for incoming in [i for i in self._downloads.values() if now - i.last_activity > limit]:
+        for incoming in [i for i in self._downloads.values()
+                         if not i.complete and now - i.last_activity > limit]:
             idle = now - incoming.last_activity
             events += self._abort(
                 incoming,
@@ -1290,7 +1380,7 @@ class ClientSession:
         self._failed_files[file_id] = None
         while len(self._failed_files) > MAX_FAILED_IDS:
             self._failed_files.popitem(last=False)
-        return [FileFailed(file_id, sender, name, reason)]
+        return [FileFailed(file_id, sender, name, reason, label=self.label(sender) if sender else "")]
 
     def close(self) -> None:
         """Delete the temporary files of unfinished downloads."""

@@ -32,6 +32,26 @@ def test_parse_checks_arguments_from_the_table():
         commands.parse("/nope")
 
 
+def test_names_with_spaces_are_quoted_and_complete_quoted():
+    assert commands.parse('/tell "Dave Smith" hi there').args == {"user": "Dave Smith", "text": "hi there"}
+    assert commands.parse("/whois 'Dave Smith'").args == {"user": "Dave Smith"}
+    assert commands.parse('/msg "Dave Smith"  hi').args == {"user": "Dave Smith", "text": "hi"}
+    with pytest.raises(commands.CommandError, match="no closing"):
+        commands.parse('/tell "Dave Smith hi')
+    assert commands.complete("/tell Da", ["Dave Smith", "bob"]) == '/tell "Dave Smith" '
+    assert commands.complete('/query "Dave S', ["Dave Smith"]) == '/query "Dave Smith" '
+    assert commands.complete('/tell "Dave Smith" h', ["Dave Smith"]) is None
+    assert commands.quote_name('say "hi"') == """'say "hi"'"""
+
+
+def test_window_and_file_commands_are_in_the_table():
+    assert commands.parse("/me waves at bob") == commands.Command("me", {"text": "waves at bob"})
+    assert commands.parse("/accept 'my file.iso'").args == {"file": "my file.iso"}
+    assert commands.parse("/files").name == "files" and commands.parse("/close").name == "close"
+    assert commands.complete("/que", []) == "/query "
+    assert commands.complete("/fi", []) is None        # /file and /files
+
+
 def test_completion_and_help_come_from_the_table():
     assert commands.complete("/te", []) == "/tell "
     assert commands.complete("/tell b", ["bob", "alice"]) == "/tell bob "
@@ -86,6 +106,10 @@ def test_every_event_renders_as_json_and_text():
         ev.LoginRegistered("s"),
         ev.LoginRegisterFailed("FORBIDDEN", "d"),
         ev.LoggedIn("u", "s", "ws://x", "fp"),
+        ev.FileOffered("f", "u", "n", "x", 10, "dm", False, 5),
+        ev.TransferList((ev.Transfer("f", "x", "receive", "n", 1, 10, "receiving"),)),
+        ev.PresenceChanged("u", "n", "s", True),
+        ev.QueryOpened("u", "n"),
     ]
     assert {type(e) for e in samples} == set(EVENT_NAMES)
     for event in samples:

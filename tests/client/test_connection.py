@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 from client_fakes import FakeNode, serve_fake_node, url_of
 
-from socp.client.connection import MAX_SENDING_FILES, ChatClient, command_queue
+from socp.client.connection import MAX_SENDING_FILES, NODE_GRANTS, ChatClient, ChunkPacer, command_queue
 from socp.client.events import (
     ErrorReceived,
     Event,
@@ -151,3 +151,19 @@ async def _shut_down(server, *clients: _Running) -> None:
         running.session.close()
     server.close()
     await server.wait_closed()
+
+
+def test_the_chunk_pacer_follows_the_node_grants_and_no_slower():
+    """2351 chunks (1 MiB) through the pacer: the user grant (95/s after 950) sets the
+    time, 14.7 s, and no second ever carries more than the connection grant allows."""
+    now = [0.0]
+    pacer = ChunkPacer(NODE_GRANTS, lambda: now[0])
+    sent_at = []
+    for _ in range(2351):
+        now[0] += pacer.delay()
+        sent_at.append(now[0])
+    assert sent_at[449] == 0.0 and sent_at[450] > 0          # the connection's burst at once
+    assert sent_at[-1] == pytest.approx((2351 - 950) / 95, abs=0.1)
+    for start in range(0, 15):
+        in_window = sum(start <= t < start + 1 for t in sent_at)
+        assert in_window <= 450 + 190

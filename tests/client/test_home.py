@@ -58,3 +58,31 @@ def test_peer_channel_keys_and_pins_survive_a_restart(keys, tmp_path):
     [message] = net.take(bob, MessageReceived)
     assert (message.text, message.form, message.trusted) == ("two", "encrypted", True)
     assert bob.pins.get(alice.user_id) == crypto.fingerprint(keys[0].public_key())
+
+
+def test_config_toml_sets_the_auto_accept_and_max_sizes(keys, tmp_path):
+    home = ClientHome(tmp_path / "home")
+    home.create("alice", "pw", user_key=keys[0], channel_key=keys[3])
+    session = home.session(keys[0], "pw")
+    assert (session.auto_accept_bytes, session.max_file_bytes) == (16 * 1024**2, 4 * 1024**3)
+    (home.root / "config.toml").write_text('[files]\nauto_accept = "1 MiB"\nmax_size = "500 MB"\n')
+    session = home.session(keys[0], "pw")
+    assert (session.auto_accept_bytes, session.max_file_bytes) == (1024**2, 500 * 1000**2)
+    (home.root / "config.toml").write_text("[files]\nauto_accept = 0\n")
+    assert home.session(keys[0], "pw").auto_accept_bytes == 0            # always ask
+    (home.root / "config.toml").write_text('[files]\nauto_accept = "lots"\n')
+    with pytest.raises(HomeError, match="'lots' is not a size"):
+        home.session(keys[0], "pw")
+    (home.root / "config.toml").write_text('[files]\nauto_acept = "1 MiB"\n')
+    with pytest.raises(HomeError, match="unknown setting.*auto_acept"):
+        home.session(keys[0], "pw")
+
+
+def test_an_existing_channel_key_is_loaded_not_announced_as_made(keys, tmp_path):
+    with_key = ClientHome(tmp_path / "with")
+    with_key.create("alice", "pw", user_key=keys[0], channel_key=keys[3])
+    ring = with_key.session(keys[0], "pw").channel_keys
+    assert not ring.must_make_own and not ring.has_own
+    without = ClientHome(tmp_path / "without")
+    without.create("bob", "pw", user_key=keys[1])
+    assert without.session(keys[1], "pw").channel_keys.must_make_own

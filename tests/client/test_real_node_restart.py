@@ -22,7 +22,7 @@ from test_real_node import (
     wait_listed,
     write_random,
 )
-from textual.widgets import RichLog, Static
+from textual.widgets import Static
 
 from socp.client import connection
 from socp.client.connection import ChatClient
@@ -90,7 +90,8 @@ def _status(app) -> str:
 
 
 def _log(app) -> str:
-    return "\n".join(strip.text for strip in app.query_one("#log", RichLog).lines)
+    """Every window's lines (a DM goes to its own window)."""
+    return "\n".join(line.plain for window in app.windows.items for line in window.lines)
 
 
 async def _until(pilot, check, timeout: float = 60.0) -> None:

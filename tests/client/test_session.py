@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 import pytest
 from client_fakes import FakeNode, MemoryNet
@@ -13,6 +14,7 @@ from socp.client.events import (
     ChannelKeyReceived,
     ErrorReceived,
     FileFailed,
+    FileOffered,
     FileProgress,
     FileReceived,
     KeyChanged,
@@ -20,6 +22,7 @@ from socp.client.events import (
     MessageReceived,
     MessageRejected,
     MessageSent,
+    PresenceChanged,
 )
 from socp.protocol import crypto, signing
 from socp.protocol.encoding import b64url_decode, b64url_encode
@@ -343,3 +346,102 @@ def test_a_file_start_without_sha256_is_received_flagged_not_verified_by_hash(ne
     [received] = [e for e in events if isinstance(e, FileReceived)]
     assert received.hashed is False and received.verified is False
     assert open(received.path, "rb").read() == b"x" * 500
+
+
+def test_a_file_above_the_auto_accept_size_waits_for_accept(net, make_session, tmp_path):
+    alice = make_session("alice")
+    bob = make_session("bob", auto_accept_bytes=1000)
+    for session in (alice, bob):
+        net.join(session)
+    net.refresh(alice, bob)
+    net.take(alice), net.take(bob)
+    small, big = tmp_path / "small.txt", tmp_path / "big file.bin"
+    small.write_bytes(b"x" * 1000)
+    big.write_bytes(os.urandom(5000))
+    _send_file(net, alice, "bob", small)
+    offers = net.take(bob)
+    [offer] = [e for e in offers if isinstance(e, FileOffered)]
+    assert offer.auto and offer.label == "alice" and offer.size == 1000
+    assert any(isinstance(e, FileReceived) for e in offers)
+    _send_file(net, alice, "bob", big)
+    events = net.take(bob)
+    [offer] = [e for e in events if isinstance(e, FileOffered)]
+    assert not offer.auto and offer.name == "big file.bin" and offer.auto_limit == 1000
+    assert not any(isinstance(e, FileReceived) for e in events)
+    assert not (bob.downloads_dir / "big file.bin").exists()       # nothing named before /accept
+    [waiting] = bob.incoming_transfers()
+    assert waiting.state == "complete, waiting for /accept" and waiting.peer == "alice"
+    [received] = [e for e in bob.accept("big file.bin") if isinstance(e, FileReceived)]
+    assert Path(received.path).read_bytes() == big.read_bytes() and bob.incoming_transfers() == ()
+    with pytest.raises(CommandError, match="no incoming file"):
+        bob.accept("big file.bin")
+
+
+def test_reject_deletes_what_came_and_says_so_in_words(net, make_session, tmp_path):
+    alice = make_session("alice")
+    bob = make_session("bob", auto_accept_bytes=10)
+    for session in (alice, bob):
+        net.join(session)
+    net.refresh(alice, bob)
+    net.take(alice), net.take(bob)
+    source = tmp_path / "offer.bin"
+    source.write_bytes(os.urandom(3000))
+    steps = alice.send_file("bob", source)
+    net.send(alice, next(steps))            # FILE_START only
+    [offer] = net.take(bob, FileOffered)
+    [failed] = bob.reject(offer.file_id[:8])
+    assert isinstance(failed, FileFailed) and "/reject" in failed.reason and failed.label == "alice"
+    for actions in steps:                   # the rest is ignored
+        net.send(alice, actions)
+    assert not net.take(bob, FileReceived) and list(bob.downloads_dir.iterdir()) == []
+
+
+def test_chunks_of_several_oaep_blocks_arrive_intact(net, make_session, tmp_path):
+    alice = make_session("alice", chunk_blocks=4)
+    bob = make_session("bob")
+    for session in (alice, bob):
+        net.join(session)
+    net.refresh(alice, bob)
+    net.take(alice), net.take(bob)
+    source = tmp_path / "blocks.bin"
+    source.write_bytes(os.urandom(446 * 9 + 17))
+    frames_out = [frame for actions in alice.send_file("bob", source) for frame in actions.frames]
+    assert sum(frame.type == "FILE_CHUNK" for frame in frames_out) == 3     # 10 blocks, 4 a chunk
+    net.send(alice, frames_out)
+    [received] = net.take(bob, FileReceived)
+    assert Path(received.path).read_bytes() == source.read_bytes()
+
+
+def test_joins_and_leaves_come_from_list_answers_once_connected(net, make_session):
+    alice, bob = _pair(net, make_session, "alice", "bob")
+    alice.presence_news = True
+    carol = make_session("carol")
+    net.join(carol)
+    net.take(alice)
+    net.send(alice, alice.list_request(requested=False))
+    [joined] = net.take(alice, PresenceChanged)
+    assert (joined.user_id, joined.label, joined.joined) == (carol.user_id, "carol", True)
+    net.leave(carol)
+    net.send(alice, alice.list_request(requested=False))
+    [left] = net.take(alice, PresenceChanged)
+    assert (left.user_id, left.joined) == (carol.user_id, False)
+    net.send(alice, alice.list_request(requested=False))
+    assert net.take(alice, PresenceChanged) == []          # nothing changed, nothing said
+
+
+def test_pushed_presence_makes_join_and_leave_lines(make_session, keys):
+    alice = make_session("alice")
+    server = "8c1e2a3b-4d5f-4a6b-9c8d-7e6f5a4b3c2d"
+    dave = "7a1c9e2b-4d3f-4b6a-9c8d-1e2f3a4b5c6d"
+    advert = Envelope("USER_ADVERTISE", server, "*", 1, {
+        "user_id": dave, "server_id": server,
+        "meta": {"pubkey": crypto.encode_public_key(keys[2]), "display_name": "Dave Smith"}})
+    assert alice.handle_envelope(advert) == []            # the catch-up before Ready: no news
+    assert alice.resolve("Dave Smith") == dave
+    alice.handle_envelope(Envelope("USER_REMOVE", server, "*", 2, {"user_id": dave, "server_id": server}))
+    alice.presence_news = True
+    events = alice.handle_envelope(advert)
+    assert [(type(e), e.label, e.joined) for e in events if isinstance(e, PresenceChanged)] == [
+        (PresenceChanged, "Dave Smith", True)]
+    events = alice.handle_envelope(Envelope("USER_REMOVE", server, "*", 3, {"user_id": dave, "server_id": server}))
+    assert [(e.label, e.joined) for e in events] == [("Dave Smith", False)]
