@@ -178,7 +178,7 @@ def print_server_links(console: object, links: object) -> None:
     if not isinstance(links, list) or not links:
         console.print("server links: none")
         return
-    table = Table("server link", "address", "state", "dropped", "reason", box=None, header_style="bold")
+    table = Table("server link", "address", "state", "dropped", "we go by", "reason", box=None, header_style="bold")
     for row in links:
         if not isinstance(row, dict):
             continue
@@ -187,7 +187,8 @@ def print_server_links(console: object, links: object) -> None:
         peer = str(row.get("peer_id") or "?")
         dialect = str(row.get("dialect") or "")
         table.add_row(escape(peer + (f" ({dialect})" if dialect else "")), escape(str(row.get("address", "?"))),
-                      f"[{style}]{escape(state)}[/]", str(row.get("dropped", 0)), escape(str(row.get("reason", ""))))
+                      f"[{style}]{escape(state)}[/]", str(row.get("dropped", 0)),
+                      escape(str(row.get("goes_by") or "our id")), escape(str(row.get("reason", ""))))
     console.print(table)
 
 

@@ -119,6 +119,7 @@ PRESENCE_POLL = 5.0
 MAX_SENDING_FILES = 4
 # Refusals of a USER_HELLO and what to tell the user (§7.1, §7.5).
 LOGIN_REGISTER_TIMEOUT = 15.0   # for the ACK of a LOGIN_REGISTER
+SERVER_NAME_WAIT = 30.0         # for a slow server to name itself before we store the login there
 LOGIN_ANSWER_TIMEOUT = 15.0     # for each answer of a login (the node's challenge TTL is 60 s)
 LIST_PROBE_TIMEOUT = 1.5      # for each list request tried on a new server (the first waits twice that)
 KEY_LOOKUP_TIMEOUT = 3.0      # for a key look-up's answer
@@ -305,6 +306,7 @@ class ChatClient:
         login_store: LoginStore | None = None,   # None: never send LOGIN_REGISTER
         register_timeout: float = LOGIN_REGISTER_TIMEOUT,
         presence_poll: float | None = PRESENCE_POLL,   # None: no list requests of our own
+        server_name_wait: float = SERVER_NAME_WAIT,
     ) -> None:
         self.session = session
         self.url = url
@@ -329,6 +331,7 @@ class ChatClient:
         self.login_store = login_store
         self.register_timeout = register_timeout
         self.presence_poll = presence_poll
+        self.server_name_wait = server_name_wait
         self._register_waiter: asyncio.Future[Event | None] | None = None
         self._rate_limited_at = float("-inf")   # loop time of the server's last RATE_LIMITED
         self._ws: ClientConnection | None = None
@@ -616,8 +619,18 @@ class ChatClient:
         server, so that `socp chat --login` works on another machine. Runs beside the
         reader and the command pump: it never holds up chatting, and a refusal is
         reported (LoginRegisterFailed) and tried again on the next start."""
-        store, server_id = self.login_store, self.session.server_id
-        if store is None or not server_id or store.is_stored(server_id):
+        store = self.login_store
+        if store is None:
+            return
+        # A slow server may name itself only after the hello's list probes gave up (G17
+        # under load answers the hello after ~9 s): wait for it, bounded. G17 hands out
+        # only the keys of users who registered, so skipping this breaks every DM there.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.server_name_wait
+        while not self.session.server_id and not self._closing and loop.time() < deadline:
+            await asyncio.sleep(0.1)
+        server_id = self.session.server_id
+        if not server_id or store.is_stored(server_id):
             return
         registration = await asyncio.to_thread(login_values.register, store.password, self.session.user_key,
                                                store.params)

@@ -91,15 +91,15 @@ class DatabaseReport:
 class ServerLinksReport:
     """The latest ServerLinks the router sent (the router's link book)."""
 
-    rows: list[tuple[str, str, str, str, int, str]] = field(default_factory=list)
+    rows: list[tuple[str, str, str, str, int, str, str]] = field(default_factory=list)
 
     def update(self, message: ServerLinks) -> None:
         self.rows = [tuple(row) for row in message.rows]
 
     def as_json(self) -> list[dict[str, object]]:
         return [{"peer_id": peer_id, "address": address, "state": state, "reason": reason, "dropped": dropped,
-                 "dialect": dialect}
-                for peer_id, address, state, reason, dropped, dialect in self.rows]
+                 "dialect": dialect, "goes_by": goes_by}
+                for peer_id, address, state, reason, dropped, dialect, goes_by in self.rows]
 
 
 def router_ready(stats: GatewayStats, database: DatabaseReport) -> bool:

@@ -233,7 +233,8 @@ class FramesWritten:
 @dataclass(frozen=True, slots=True)
 class ServerLinks:
     KIND: ClassVar[int] = 19
-    rows: list[tuple[str, str, str, str, int, str]]  # (peer id, address, state, reason, dropped, dialect)
+    # (peer id, address, state, reason, dropped, dialect, the id we go by on it if not ours)
+    rows: list[tuple[str, str, str, str, int, str, str]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,8 +74,13 @@ def parse_bootstrap(text: str) -> list[Introducer]:
         unsigned = entry.get("unsigned_link", False)
         if not isinstance(unsigned, bool):
             raise BootstrapError(f"bootstrap entry {index} ({host}:{port}): `unsigned_link` must be true or false")
+        # Operator opt-in for G45, whose servers route users' messages only to server ids
+        # of their own shape: we go by `server_<our id>` on that link (docs/interop.md).
+        alias = entry.get("g45_server_alias", False)
+        if not isinstance(alias, bool):
+            raise BootstrapError(f"bootstrap entry {index} ({host}:{port}): `g45_server_alias` must be true or false")
         introducer = Introducer(host=host, port=port, pubkey=key, unsigned_link=unsigned, key_form=form_of(pubkey),
-                                tls=tls)
+                                tls=tls, g45_alias=alias)
         earlier = next((i for i in introducers if (i.host, i.port) == (host, port)), None)
         if earlier is not None and earlier.pubkey != key:
             raise BootstrapError(f"bootstrap entry {index} ({host}:{port}) pins another key than an earlier entry")

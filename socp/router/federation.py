@@ -398,7 +398,7 @@ def server_hello(state: RouterState, link: Link, frame: Envelope) -> list[Action
         own_key = False
     if own_key:   # a dial that reached ourselves (under some other name): never link, never adopt an id
         return refuse_server(state, link, frame, ErrorCode.FORBIDDEN, "that is this server's own key")
-    state.linkbook.set_dialect(link.server_address, link_dialects.of_opening(frame), state.now_ms)
+    link_dialects.record(state, link.server_address, link_dialects.of_opening(frame))
     if frame.type == T.SERVER_HELLO_JOIN:
         return _join_request(state, link, frame)
     return _link_request(state, link, frame)
@@ -539,15 +539,14 @@ def _welcomed(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
         if introducer.unsigned_link:
             state.unsigned_servers.add(introducer_id)
         state.server_key_forms[introducer_id] = introducer.key_form
-    state.linkbook.set_dialect(link.server_address, link_dialects.of_opening(frame) or
-                               (link_dialects.G56 if introducer is not None and introducer.unsigned_link else ""),
-                               state.now_ms)
+    link_dialects.record(state, link.server_address, link_dialects.of_opening(frame) or
+                         (link_dialects.G56 if introducer is not None and introducer.unsigned_link else ""))
     link.move(LinkState.SERVER)
     state.joined = True
     actions += _register_link(state, link, introducer_id)
-    if state.linkbook.dialect_of(link.server_address) == link_dialects.G45:
-        # Join once more under the name G45 routes to (link_dialects.g45_alias): it
-        # registers the link and our key again under that name.
+    if link_dialects.goes_by_alias(state, link.server_address):
+        # Join once more under the name G45 routes to (link_dialects.g45_alias, opted in
+        # by the bootstrap entry): it registers the link and our key again under it.
         me = state.me
         actions.append(send_one(link.conn, frames.server_hello_join(me.server_id, introducer_id, state.now_ms,
                                                                    me.host, me.port, me.pubkey)))

@@ -114,31 +114,61 @@ def adapt(state: RouterState, actions: list[Action]) -> list[Action]:
 
 
 def g45_alias(server_id: str) -> str:
-    """The name we go by on a G45 link: G45 routes a user's messages only to a
-    location whose id starts `server_` or `master_server_` (its own id shapes), and our
-    id is a UUID. The pinned key identifies us either way; the alias is used on G45
-    links only, in `from` and in the `server_id` of our own adverts."""
+    """The name we go by on a G45 link whose bootstrap entry opted in
+    (`g45_server_alias: true`): G45 routes a user's messages only to a location whose
+    id starts `server_` or `master_server_` (its own id shapes), and our id is a UUID.
+    The reference says we emit UUID v4 ids (SOCP interop table, "ids"), so this is a
+    departure the operator chooses per peer; the pinned key identifies us either way.
+    Used on that link only, in `from` and in the `server_id` of our own adverts."""
     return f"server_{server_id}"
 
 
+def record(state: RouterState, address: str, dialect: str) -> None:
+    """Note whose habits the peer at `address` has, and whether we go by our G45 alias
+    with it: only a G45 peer whose address a bootstrap entry names with
+    `g45_server_alias: true`. Shown in its link row (`goes_by`)."""
+    book = state.linkbook
+    book.set_dialect(address, dialect, state.now_ms)
+    opted_in = any(entry.g45_alias and f"{entry.host}:{entry.port}" == address for entry in state.introducers)
+    book.set_goes_by(address, g45_alias(state.me.server_id) if opted_in and book.dialect_of(address) == G45 else "")
+
+
+def goes_by_alias(state: RouterState, address: str) -> bool:
+    return bool(address) and bool(state.linkbook.goes_by(address))
+
+
 def adapt_g45_id(state: RouterState, actions: list[Action]) -> list[Action]:
+    """Our frames on G45 links: a user's FILE_* in G45's relay form on every G45 link;
+    our own id replaced by our alias on the links that opted in."""
     me = state.me.server_id
     if not any(entry.dialect == G45 for entry in state.linkbook.entries.values()):
         return actions
+    alias = g45_alias(me)
+
+    def aliased(conn: int) -> bool:
+        return _dialect_of_conn(state, conn) == G45 and goes_by_alias(state, _address_of_conn(state, conn))
+
+    def plain_g45(conn: int) -> bool:
+        return _dialect_of_conn(state, conn) == G45 and not aliased(conn)
+
     adapted: list[Action] = []
     for action in actions:
         if not isinstance(action, Send) or (action.frame.from_ != me and action.frame.type not in _FILE_TYPES):
             adapted.append(action)
             continue
-        adapted += _split_for(state, action, G45, lambda frame: _as_alias(frame, me, g45_alias(me)))
+        for part in _split_for(state, action, aliased, lambda frame: _as_alias(frame, me, alias)):
+            if isinstance(part, Send) and part.frame is action.frame and action.frame.type in _FILE_TYPES:
+                adapted += _split_for(state, part, plain_g45, lambda frame: _as_alias(frame, me, me))
+            else:
+                adapted.append(part)
     return adapted
 
 
-def _split_for(state: RouterState, action: Send, dialect: str,
+def _split_for(state: RouterState, action: Send, chosen: Callable[[int], bool],
                rewrite: Callable[[Envelope], Envelope]) -> list[Action]:
-    """`action` as it is for every target but the links of `dialect`, which get
+    """`action` as it is for every target but the links `chosen` picks, which get
     `rewrite(frame)` instead."""
-    ours = tuple(t for t in action.targets if _dialect_of_conn(state, t[0]) == dialect)
+    ours = tuple(t for t in action.targets if chosen(t[0]))
     if not ours:
         return [action]
     rest = tuple(t for t in action.targets if t not in ours)
@@ -149,11 +179,12 @@ _FILE_TYPES = frozenset({T.FILE_START.value, T.FILE_CHUNK.value, T.FILE_END.valu
 
 
 def _as_alias(frame: Envelope, me: str, alias: str) -> Envelope:
-    """Our frame under our G45 name. A user's FILE_* goes as G45 relays one between its
-    servers: from the server, the recipient in `payload.user_id`, the sender in
-    FILE_START's `sender` (G45 checks every server frame with the key of its `from`)."""
+    """Our frame under the name we go by on a G45 link (`alias`, which is `me` without
+    the opt-in). A user's FILE_* goes as G45 relays one between its servers: from the
+    server, the recipient in `payload.user_id`, the sender in FILE_START's `sender`
+    (G45 checks every server frame with the key of its `from`)."""
     payload = frame.payload
-    if payload.get("server_id") == me:
+    if payload.get("server_id") == me and alias != me:
         payload = {**payload, "server_id": alias}
     if frame.type in _FILE_TYPES and frame.from_ != me:
         payload = {**payload, "user_id": frame.to}
@@ -175,14 +206,19 @@ def adapt_keys(state: RouterState, actions: list[Action]) -> list[Action]:
         if path is None:
             adapted.append(action)
             continue
-        adapted += _split_for(state, action, G56,
+        adapted += _split_for(state, action, lambda conn: _dialect_of_conn(state, conn) == G56,
                               lambda frame, path=path: _with_key_form(frame, path, KeyForm.PEM_B64URL))
     return adapted
 
 
-def _dialect_of_conn(state: RouterState, conn: int) -> str:
+def _address_of_conn(state: RouterState, conn: int) -> str:
     link = state.links.get(conn)
-    return state.linkbook.dialect_of(link.server_address) if link is not None and link.server_address else ""
+    return link.server_address if link is not None else ""
+
+
+def _dialect_of_conn(state: RouterState, conn: int) -> str:
+    address = _address_of_conn(state, conn)
+    return state.linkbook.dialect_of(address) if address else ""
 
 
 def _with_key_form(frame: Envelope, path: tuple[str, ...], form: KeyForm) -> Envelope:

@@ -60,6 +60,7 @@ class LinkEntry:
     reason: str = ""                # the last refusal, loss or dropped frame, in words
     dropped: int = 0                # frames from this peer we could not use, since start
     dialect: str = ""               # whose wire habits it has: "", "g45", "g17", "g56", "g101"
+    goes_by: str = ""               # the id we go by on this link when not our own (an opt-in alias)
     since_ms: int = 0               # when it entered its state
     dropped_logged_ms: int = -LOG_INTERVAL_MS
     dropped_unlogged: int = 0       # dropped since the last log line
@@ -127,11 +128,25 @@ class LinkBook:
             entry.dialect = dialect
             self.changed = True
 
+    def set_goes_by(self, address: str, name: str) -> None:
+        """Record that we go by `name` on the link at `address` ("" = our own id)."""
+        entry = self.entries.get(address)
+        if entry is not None and entry.goes_by != name:
+            entry.goes_by = name
+            self.changed = True
+            if name:
+                log.info("server link %s (%s): we go by %s on it (bootstrap opt-in)", address,
+                         entry.peer_id or "id not known yet", name)
+
+    def goes_by(self, address: str) -> str:
+        entry = self.entries.get(address)
+        return entry.goes_by if entry is not None else ""
+
     def dialect_of(self, address: str) -> str:
         entry = self.entries.get(address)
         return entry.dialect if entry is not None else ""
 
-    def rows(self) -> list[tuple[str, str, str, str, int, str]]:
-        """(peer id, address, state, reason, dropped, dialect), sorted by address."""
-        return [(e.peer_id, e.address, e.state.value, e.reason, e.dropped, e.dialect)
+    def rows(self) -> list[tuple[str, str, str, str, int, str, str]]:
+        """(peer id, address, state, reason, dropped, dialect, goes_by), sorted by address."""
+        return [(e.peer_id, e.address, e.state.value, e.reason, e.dropped, e.dialect, e.goes_by)
                 for _, e in sorted(self.entries.items())]

@@ -87,6 +87,9 @@ class Introducer:
     unsigned_link: bool = False
     key_form: KeyForm = KeyForm.DER_B64URL   # how the entry wrote the key: we present ours the same way
     tls: bool = False   # written as `url: wss://...`: the gateway dials it over TLS only (gateway/tls.py)
+    # Operator opt-in (bootstrap `g45_server_alias: true`): on a G45 link to this address
+    # we go by `server_<our id>` instead of our id (link_dialects.g45_alias).
+    g45_alias: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,7 +57,8 @@ async def link_state(port: int, dialect: str, state: str) -> dict:
     raise AssertionError(f"no {state} {dialect} link in {await server_links(port)}")
 
 
-async def dms_both_ways(node_url: str, double: DialectDouble, ours: RawUser, peer_user: VirtualUser) -> None:
+async def dms_both_ways(node_url: str, double: DialectDouble, ours: RawUser, peer_user: VirtualUser,
+                        we_go_by: str) -> None:
     pubkey = await listed_with_key(ours, peer_user.user_id)
     assert crypto.normalise_public_key(pubkey) == crypto.encode_public_key(peer_user.key)
     # Our user -> peer user: the fields each peer's server reads (recorded on the wire).
@@ -71,8 +72,8 @@ async def dms_both_ways(node_url: str, double: DialectDouble, ours: RawUser, pee
         assert payload["orig_ts"] == deliver.ts          # G17 hands its user orig_ts
     if double.dialect == G56:
         assert form_of(payload["sender_pub"]) == KeyForm.PEM_B64URL   # its clients read only PEM
-    if double.dialect == G45:   # G45 routes only to ids of its own shape: we go by server_<id> with it
-        assert deliver.from_.startswith("server_") and payload.get("user_id") == peer_user.user_id
+    # Our own id, or the G45 alias where the bootstrap entry opted in (g45_server_alias).
+    assert deliver.from_ == we_go_by
     assert signing.verify_dm(crypto.decode_public_key(payload["sender_pub"]), payload["content_sig"],
                              payload["ciphertext"], ours.user_id, peer_user.user_id, content_ts)
     # Peer user -> our user, in the peer's own form.
@@ -92,13 +93,14 @@ async def test_a_peer_joins_the_node_and_dms_flow_both_ways(node, keys, dialect)
     peer_user = VirtualUser(keys[7], user_id="Bob") if dialect == G45 else VirtualUser(keys[7])
     await double.advertise(peer_user)
     ours = await RawUser(node.url, keys[1]).connect(display_name="ours")
-    await dms_both_ways(node.url, double, ours, peer_user)
+    # No bootstrap entry opted in for it: we go by our own id (the reference's form).
+    await dms_both_ways(node.url, double, ours, peer_user, we_go_by=welcome.from_)
     assert [q.type for q in double.questions][:1] == ["DB_GET_USER" if dialect == G45 else "PUBKEY_REQUEST"]
     if dialect == G45:   # its clients look keys up in its directory: ours are registered there
         register = await double.receive("DB_REGISTER", where=lambda f: f.payload["user_id"] == ours.user_id)
         assert register.payload["pubkey"] == ours.pubkey
     row = await link_state(node.port, dialect, "joined")
-    assert row["peer_id"] == double.server_id
+    assert row["peer_id"] == double.server_id and row["goes_by"] == ""
     await ours.close()
     await double.close()
 
@@ -129,16 +131,18 @@ async def test_a_g101_hello_is_refused_and_shown_with_its_reason(node, keys) -> 
     await double.close()
 
 
-def bootstrap_for(double: DialectDouble, unsigned_link: bool = False) -> str:
+def bootstrap_for(double: DialectDouble, unsigned_link: bool = False, g45_server_alias: bool = False) -> str:
     entry = (f'bootstrap_servers:\n  - host: "127.0.0.1"\n    port: {double.port}\n'
              f'    pubkey: "{double.key_text(double.key)}"\n')
-    return entry + ("    unsigned_link: true\n" if unsigned_link else "")
+    return (entry + ("    unsigned_link: true\n" if unsigned_link else "")
+            + ("    g45_server_alias: true\n" if g45_server_alias else ""))
 
 
-async def start_joining(tmp_path, keys, double: DialectDouble, unsigned_link: bool = False):
+async def start_joining(tmp_path, keys, double: DialectDouble, unsigned_link: bool = False,
+                        g45_server_alias: bool = False):
     await double.listen()
     path = tmp_path / "bootstrap.yaml"
-    path.write_text(bootstrap_for(double, unsigned_link))
+    path.write_text(bootstrap_for(double, unsigned_link, g45_server_alias))
     return await asyncio.to_thread(start_node, tmp_path / "data", keys[2], verifiers=1,
                                    extra_args=("--bootstrap", str(path)))
 
@@ -149,18 +153,23 @@ async def test_the_node_joins_a_peer_and_dms_flow_both_ways(tmp_path, keys, dial
     peer_user = VirtualUser(keys[7], user_id="Dave") if dialect == G45 else VirtualUser(keys[7])
     if dialect == G17:
         double.users.append(peer_user)   # G17 lists its users in its welcome's snapshot
-    joiner = await start_joining(tmp_path, keys, double, unsigned_link=dialect == G56)
+    # G45 routes users' messages only to server ids of its own shape: this entry opts in
+    # to our G45 alias (server_<our id>).
+    joiner = await start_joining(tmp_path, keys, double, unsigned_link=dialect == G56,
+                                 g45_server_alias=dialect == G45)
     try:
         await double.linked()
         hello = double.hello
         assert hello.type == "SERVER_HELLO_JOIN"
         if dialect == G56:   # our key in the form the bootstrap entry used
             assert form_of(hello.payload["pubkey"]) == KeyForm.PEM_B64URL
-        await link_state(joiner.port, dialect, "joined")
+        row = await link_state(joiner.port, dialect, "joined")
+        we_go_by = f"server_{hello.from_}" if dialect == G45 else hello.from_
+        assert row["goes_by"] == ("" if we_go_by == hello.from_ else we_go_by)   # shown in /healthz
         if dialect != G17:
             await double.advertise(peer_user)
         ours = await RawUser(joiner.url, keys[1]).connect(display_name="ours")
-        await dms_both_ways(joiner.url, double, ours, peer_user)
+        await dms_both_ways(joiner.url, double, ours, peer_user, we_go_by)
         await ours.close()
     finally:
         await double.close()

@@ -37,9 +37,9 @@ def der(key: crypto.PrivateKey) -> str:
 
 
 def dial_introducer(node: Harness, key: crypto.PrivateKey, unsigned_link: bool = False,
-                    key_form: KeyForm = KeyForm.DER_B64URL) -> int:
+                    key_form: KeyForm = KeyForm.DER_B64URL, g45_alias: bool = False) -> int:
     """Start the node with one bootstrap entry; the dial opens; our hello goes out."""
-    node.state.introducers = [Introducer("127.0.0.1", 9000, der(key), unsigned_link, key_form)]
+    node.state.introducers = [Introducer("127.0.0.1", 9000, der(key), unsigned_link, key_form, g45_alias=g45_alias)]
     dial = next(a for a in federation.start(node.state) if isinstance(a, Dial))
     assert dial.unsigned_ok is unsigned_link
     core.handle(node.state, LinkUp(dial.conn))
@@ -69,7 +69,7 @@ def test_a_link_moves_through_the_book_and_each_refusal_is_logged_once(caplog) -
     assert len(refusals) == 1 and "INVALID_SIG" in refusals[0].getMessage()
     book.move("h:1", PeerLinkState.DIALLING, 4)
     book.move("h:1", PeerLinkState.JOINED, 5, peer_id="peer-1")
-    assert book.rows() == [("peer-1", "h:1", "joined", "INVALID_SIG: frame is not signed", 0, "")]
+    assert book.rows() == [("peer-1", "h:1", "joined", "INVALID_SIG: frame is not signed", 0, "", "")]
 
 
 def test_dropped_frames_are_counted_and_logged_at_most_once_a_minute(caplog) -> None:
@@ -282,14 +282,16 @@ def test_a_g17_second_link_keeps_the_first_open_too(node, keys) -> None:
     assert node.state.servers[g17] == 6
 
 
-def test_on_a_g45_link_we_go_by_a_name_it_routes_to(node, keys) -> None:
-    """G45 routes a DM only to a location id starting `server_`/`master_server_`: on its
-    links we are `server_<our id>` (in `from` and in our adverts' `server_id`), and
-    join once more under that name; other links see our id."""
+def test_on_a_g45_link_that_opted_in_we_go_by_a_name_it_routes_to(node, keys) -> None:
+    """G45 routes a DM only to a location id starting `server_`/`master_server_`: on a
+    link whose bootstrap entry says `g45_server_alias: true` we are `server_<our id>`
+    (in `from` and in our adverts' `server_id`), join once more under that name, and
+    the link row says so; other links see our id."""
     alias = f"server_{node.server_id}"
-    conn = dial_introducer(node, keys[1])
+    conn = dial_introducer(node, keys[1], g45_alias=True)
     actions = node.feed(conn, g45_welcome(node, keys[1]))
     assert [h.from_ for h in sent_to(actions, conn, "SERVER_HELLO_JOIN")] == [alias]
+    assert link_row(node).goes_by == alias and node.state.linkbook.rows()[0][6] == alias
     other = new_id()
     hello = Envelope(type="SERVER_HELLO_LINK", from_=other, to=node.server_id, ts=NOW,
                      payload={"host": "127.0.0.1", "port": 9999, "pubkey": der(keys[4])})
@@ -305,9 +307,49 @@ def test_on_a_g45_link_we_go_by_a_name_it_routes_to(node, keys) -> None:
     assert sent_to(node.feed(conn, g45_welcome(node, keys[1])), conn, "ERROR") == []
 
 
+def test_without_the_opt_in_a_g45_link_sees_our_own_id(node, keys) -> None:
+    """The reference says we emit our UUID v4 id: with no `g45_server_alias` in the
+    bootstrap entry, a G45 link gets no second join, our adverts and registrations
+    carry our id, and the row shows no alias. Users' files still go in its relay form
+    (from our server, under our own id), since G45 checks a server frame with the key
+    of its `from`."""
+    me = node.server_id
+    conn = dial_introducer(node, keys[1])
+    actions = node.feed(conn, g45_welcome(node, keys[1]))
+    assert sent_to(actions, conn, "SERVER_HELLO_JOIN") == []
+    assert link_row(node).dialect == dialects.G45 and link_row(node).goes_by == ""
+    user_conn, user_id, joined = node.connect_user(keys[2])
+    [advert] = sent_to(joined, conn, "USER_ADVERTISE")
+    assert (advert.from_, advert.payload["server_id"]) == (me, me)
+    assert sent_to(joined, conn, "DB_REGISTER")[0].from_ == me
+    node.feed(conn, Envelope(type="USER_ADVERTISE", from_=G45_ID, to="*", ts=NOW,
+                             payload={"user_id": "Bob", "server_id": G45_ID}))
+    start = frames.file_start(user_id, "Bob", NOW, "f1", "a.bin", 3, "ab" * 32, "dm")
+    [out] = sent_to(node.feed(user_conn, start), conn, "FILE_START")
+    assert (out.from_, out.payload["user_id"], out.payload["sender"]) == (me, "Bob", user_id)
+
+
+def test_the_g45_alias_opt_in_is_read_from_the_bootstrap_entry(keys) -> None:
+    key = der(keys[1])
+    text = (f'bootstrap_servers:\n  - {{host: "127.0.0.1", port: 9000, pubkey: "{key}", g45_server_alias: true}}\n'
+            f'  - {{host: "127.0.0.1", port: 9001, pubkey: "{key}"}}\n')
+    assert [entry.g45_alias for entry in parse_bootstrap(text)] == [True, False]
+    with pytest.raises(BootstrapError, match="g45_server_alias"):
+        parse_bootstrap(f'bootstrap_servers:\n  - {{host: "h", port: 1, pubkey: "{key}", g45_server_alias: "yes"}}\n')
+
+
+def test_the_opt_in_does_not_alias_a_link_of_another_dialect(node, keys) -> None:
+    """`g45_server_alias` on an entry whose peer turns out not to speak G45 changes nothing."""
+    conn = dial_introducer(node, keys[1], g45_alias=True)
+    welcome = Envelope(type="SERVER_WELCOME", from_=new_id(), to=node.server_id, ts=NOW,
+                       payload={"assigned_id": node.server_id, "servers": [], "clients": []})
+    node.feed(conn, welcome)
+    assert link_row(node).state is PeerLinkState.JOINED and link_row(node).goes_by == ""
+
+
 def test_a_server_announced_with_our_own_key_is_never_pinned(node, keys) -> None:
     """G45 announces us back under the name we use with it: that is us, not a server to dial."""
-    conn = dial_introducer(node, keys[1])
+    conn = dial_introducer(node, keys[1], g45_alias=True)
     node.feed(conn, g45_welcome(node, keys[1]))
     alias = f"server_{node.server_id}"
     announce = Envelope(type="SERVER_ANNOUNCE", from_=G45_ID, to="*", ts=NOW,
@@ -328,7 +370,7 @@ def test_a_hello_with_our_own_key_is_refused(node) -> None:
 
 
 def test_files_cross_a_g45_link_in_its_relay_form_both_ways(node, keys) -> None:
-    conn = dial_introducer(node, keys[1])
+    conn = dial_introducer(node, keys[1], g45_alias=True)
     node.feed(conn, g45_welcome(node, keys[1]))
     user_conn, user_id, _ = node.connect_user(keys[2])
     node.feed(conn, Envelope(type="USER_ADVERTISE", from_=G45_ID, to="*", ts=NOW,
