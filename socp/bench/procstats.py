@@ -13,13 +13,13 @@ from pathlib import Path
 from .launcher import processes_of
 
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-ROLES = ("gateway", "router", "verifier", "store")
+ROLES = ("gateway", "router", "verifier", "store", "metrics")
 
 
 @dataclass(frozen=True, slots=True)
 class ProcessSample:
     pid: int
-    role: str             # gateway, router, verifier, store, supervisord, up
+    role: str             # gateway, router, verifier, store, metrics, supervisord, up
     cpu_s: float          # user + system since the process started
     rss_kib: int          # VmRSS now
     peak_rss_kib: int     # VmHWM: the largest RSS so far
