@@ -28,8 +28,8 @@ FAST_LINKS = ("--heartbeat-interval", "0.5", "--link-timeout", "2")
 
 @pytest.fixture(scope="module")
 def tls_mesh(keys, tmp_path_factory):
-    """A serves wss:// only; B joins it by `url: wss://` and trusts the CA; C names it
-    host/port (so tries ws://, then wss://) and does not trust the CA."""
+    """A serves wss:// only; B joins it by `url: wss://` and trusts the CA; C and D name
+    it host/port (so try ws://, then wss://): C does not trust the CA, D does."""
     base = tmp_path_factory.mktemp("tls")
     certs = make_server_certificate(base / "certs")
     started = []
@@ -46,10 +46,26 @@ def tls_mesh(keys, tmp_path_factory):
         plain_entry.write_text(a.bootstrap_yaml())
         c = start_node(base / "c", keys[6], verifiers=1, extra_args=(*FAST_LINKS, "--bootstrap", str(plain_entry)))
         started.append(c)
-        yield certs, a, b, c
+        d = start_node(base / "d", keys[7], verifiers=1,
+                       extra_args=(*FAST_LINKS, "--bootstrap", str(plain_entry), "--ca", str(certs.ca_file)))
+        started.append(d)
+        yield certs, a, b, c, d
     finally:
         for node in reversed(started):
             node.stop()
+
+
+async def test_a_plain_entry_for_a_tls_node_is_dialled_again_over_wss(tls_mesh):
+    """D names A by host and port (no scheme): its ws:// dial meets TLS, so it dials
+    wss:// at once, verifies A's certificate with --ca, and joins."""
+    _, a, _, _, d = tls_mesh
+
+    async def joined() -> bool:
+        rows = await links_of(f"http://127.0.0.1:{d.port}")
+        return any(row["state"] == "joined" and row["peer_id"] == a.server_id for row in rows)
+
+    await wait_for(joined)
+    assert "speaks TLS: dialled over wss:// from now on" in d.log(5000)
 
 
 def trusting(ca_file) -> ssl.SSLContext:
@@ -77,7 +93,7 @@ async def wait_for(predicate, timeout: float = 20.0):
 
 
 async def test_users_and_healthz_are_served_over_tls_only(tls_mesh, keys):
-    certs, a, _, _ = tls_mesh
+    certs, a, _, _, _ = tls_mesh
     user = await RawUser(f"wss://127.0.0.1:{a.port}", keys[1], ssl_context=trusting(certs.ca_file)).connect()
     try:
         assert user.user_id in (await user.list_users()).payload["users"]
@@ -89,7 +105,7 @@ async def test_users_and_healthz_are_served_over_tls_only(tls_mesh, keys):
 
 
 async def test_a_second_node_links_over_wss_and_carries_a_dm(tls_mesh, keys):
-    certs, a, b, _ = tls_mesh
+    certs, a, b, _, _ = tls_mesh
     context = trusting(certs.ca_file)
 
     async def joined() -> bool:
@@ -113,7 +129,7 @@ async def test_a_second_node_links_over_wss_and_carries_a_dm(tls_mesh, keys):
 
 
 async def test_a_node_without_the_ca_refuses_the_certificate_in_words(tls_mesh):
-    _, a, _, c = tls_mesh
+    _, a, _, c, _ = tls_mesh
 
     async def refused() -> list[dict]:
         rows = await links_of(f"http://127.0.0.1:{c.port}")
@@ -133,7 +149,7 @@ def _chat(home, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_socp_chat_takes_wss_with_ca_and_refuses_a_wrong_certificate(tls_mesh, keys, tmp_path):
-    certs, a, _, _ = tls_mesh
+    certs, a, _, _, _ = tls_mesh
     ClientHome(tmp_path / "alice").create("alice", PASSWORD, user_key=keys[4])
     url = f"wss://127.0.0.1:{a.port}"
 
