@@ -89,6 +89,7 @@ class Bridge:
         self.to_router = self._socket(zmq.PUSH, endpoints.router_inbox)
         self.to_gateway = self._socket(zmq.PUSH, endpoints.gateway_inbox)
         self.pipes: dict[bytes, zmq.Socket] = {}       # remote -> its PULL from the router's sign queue
+        self._polling: tuple[tuple[bytes, ...], zmq.Poller] | None = None
         self.problem_told = ""
         self.pool_told = -1
         self.jobs_forwarded = 0
@@ -102,10 +103,12 @@ class Bridge:
 
     def _open_pipe(self, identity: bytes) -> None:
         self._close_pipe(identity)
+        self._polling = None
         self.pipes[identity] = self._socket(zmq.PULL, self.config.endpoints.sign_jobs, JOB_PIPE_HWM)
 
     def _close_pipe(self, identity: bytes) -> None:
         pipe = self.pipes.pop(identity, None)
+        self._polling = None
         if pipe is not None:
             pipe.close(linger=0)
 
@@ -134,15 +137,22 @@ class Bridge:
                     self._to_remote(identity, [wire.PING])
                 last_ping = now
                 self._tell_router_pool_size()
-            poller = zmq.Poller()
-            poller.register(self.remotes, zmq.POLLIN)
-            for identity, pipe in self.pipes.items():
-                if self.pool.room(identity):
-                    poller.register(pipe, zmq.POLLIN)
-            ready = dict(poller.poll(POLL_MS))
+            ready = dict(self._poller().poll(POLL_MS))
             if self.remotes in ready:
                 self._from_remotes()
             self._hand_out_jobs()
+
+    def _poller(self) -> zmq.Poller:
+        """The remotes' socket, and the pipes of the remotes with room; made again
+        only when that set changes (most turns of the loop it does not)."""
+        wanted = tuple(identity for identity in self.pipes if self.pool.room(identity))
+        if self._polling is None or self._polling[0] != wanted:
+            poller = zmq.Poller()
+            poller.register(self.remotes, zmq.POLLIN)
+            for identity in wanted:
+                poller.register(self.pipes[identity], zmq.POLLIN)
+            self._polling = (wanted, poller)
+        return self._polling[1]
 
     def _from_remotes(self) -> None:
         while True:
