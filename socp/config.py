@@ -31,6 +31,7 @@ class NodeConfig:
     ca_file: str = ""                      # extra CA certificates for dialled wss:// links
     metrics: str = ""                      # host:port of the Prometheus listener, "" for none
     trusted_proxies: str = ""              # comma-separated reverse proxy addresses: X-Forwarded-For is read
+    verifier_listen: str = ""              # tcp://HOST:PORT for verifiers on other hosts; "" for none
     # Transport limits (gateway).
     max_frame_bytes: int = 1024 * 1024
     hello_timeout: float = 10.0            # seconds a connection may stay silent at first

@@ -26,6 +26,7 @@ from socp.ipc.endpoints import ensure_runtime_dir
 # Package data, so a regular (non-editable) install has it too; the repo root's
 # supervisor.conf is a symlink to this file, for operators who look there first.
 TEMPLATE = Path(__file__).resolve().parent / "supervisor.conf"
+BRIDGE_TEMPLATE = Path(__file__).resolve().parent / "verifier" / "bridge.conf"   # with --verifier-listen
 SUPERVISOR_LOG = "supervisord.log"   # in the run dir; `socp status` counts restarts from it
 LOCK_FILE = "node.lock"              # in the data dir; holds the pid of the `socp up` that owns it
 
@@ -178,6 +179,8 @@ def render_supervisor_conf(config: NodeConfig) -> Path:
               "uid": os.getuid(), "control_secret": new_control_secret(config.run_dir)}
     metrics_program = string.Template(METRICS_PROGRAM).substitute(values) if config.metrics else ""
     rendered = string.Template(TEMPLATE.read_text()).substitute(values, metrics_program=metrics_program)
+    if config.verifier_listen:
+        rendered += string.Template(BRIDGE_TEMPLATE.read_text()).substitute(values)
     path = config.run_dir / "supervisord.conf"
     path.write_text(rendered)
     # supervisord appends to its log and never rotates it here (logfile_maxbytes=0):

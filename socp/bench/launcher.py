@@ -205,3 +205,69 @@ def local_nodes(count: int, verifiers: int, keys: Sequence[crypto.PrivateKey] = 
         for node in reversed(started):
             node.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+# --- verifiers on other hosts (socp verifier; issue #18) ------------------------------------
+
+
+@dataclass
+class RemoteVerifierProcess:
+    """`socp verifier` in its own data dir, optionally in another network namespace."""
+
+    data_dir: Path
+    process: subprocess.Popen[str]
+    output: list[str] = field(default_factory=list)
+    _pump: threading.Thread | None = None
+
+    def log(self) -> str:
+        return "".join(self.output)
+
+    def wait_for(self, text: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.output):
+                return True
+            if self.process.poll() is not None:
+                return any(text in line for line in self.output)
+            time.sleep(0.05)
+        return False
+
+    def freeze(self) -> None:
+        """As if its host vanished: it holds its jobs and says nothing more."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+        if self._pump is not None:
+            self._pump.join(5)
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+
+def start_remote_verifier(data_dir: Path, node_url: str, node_key: str, *,
+                          prefix: Sequence[str] = ()) -> RemoteVerifierProcess:
+    """Start `socp verifier --node node_url` (behind `prefix`, e.g. `ip netns exec NS`);
+    its key pair must be in `data_dir` already (curve.load_or_create_keypair)."""
+    command = [*prefix, sys.executable, "-m", "socp", "verifier", "--node", node_url, "--data-dir", str(data_dir),
+               "--node-key", node_key]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    remote = RemoteVerifierProcess(data_dir=data_dir, process=process)
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            remote.output.append(line)
+
+    remote._pump = threading.Thread(target=pump, name="remote-verifier-output", daemon=True)
+    remote._pump.start()
+    return remote

@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("socp.cli.chat:chat", "The interactive client (or --script for JSON lines)."),
     "bench": ("socp.cli.bench:bench", "Load-generate against any SOCP server."),
     "status": ("socp.cli.status:status", "Each actor's state, uptime, restarts and queues."),
+    "verifier": ("socp.cli.verifier:verifier", "A verifier on another host, for a node's --verifier-listen."),
 }
 
 

@@ -47,6 +47,9 @@ def _print_info(config: NodeConfig, server_id: str, public_key: str) -> None:
               help="Port other servers dial (default: --port); e.g. 443 behind a reverse proxy.")
 @click.option("--advertise-tls", is_flag=True, envvar="SOCP_ADVERTISE_TLS",
               help="Other servers reach this node as wss:// through a TLS-terminating proxy (server-info says so).")
+@click.option("--verifier-listen", default="", envvar="SOCP_VERIFIER_LISTEN", show_envvar=True, metavar="tcp://HOST:PORT",
+              help="Also take verifiers on other hosts (`socp verifier`), over CURVE; their public keys "
+                   "go in DATA_DIR/allowed_verifiers. See docs/scale.md.")
 @click.option("--heartbeat-interval", default=15.0, envvar="SOCP_HEARTBEAT_INTERVAL", hidden=True, type=float)
 @click.option("--link-timeout", default=45.0, envvar="SOCP_LINK_TIMEOUT", hidden=True, type=float)
 @click.option("--hello-timeout", default=10.0, show_default=True, envvar="SOCP_HELLO_TIMEOUT", show_envvar=True,
@@ -69,7 +72,8 @@ def _print_info(config: NodeConfig, server_id: str, public_key: str) -> None:
 @click.option("--redial-max-backoff", default=30.0, envvar="SOCP_REDIAL_MAX_BACKOFF", show_envvar=True, hidden=True,
               type=click.FloatRange(min=0.01))
 def up(host: str, port: int, data_dir: Path, db_url: str, verifiers: int, bootstrap: str, advertise_host: str,
-       advertise_port: int, advertise_tls: bool, heartbeat_interval: float, link_timeout: float, hello_timeout: float,
+       advertise_port: int, advertise_tls: bool, verifier_listen: str,
+       heartbeat_interval: float, link_timeout: float, hello_timeout: float,
        tls_cert: str, tls_key: str, ca_file: str, metrics: str, trusted_proxies: tuple[str, ...],
        redial_min_backoff: float, redial_max_backoff: float) -> None:
     """Start a node: store, router, verifier pool and gateway under supervisord.
@@ -83,6 +87,8 @@ def up(host: str, port: int, data_dir: Path, db_url: str, verifiers: int, bootst
     _make_private(data_dir)
     if redial_min_backoff > redial_max_backoff:
         raise click.BadParameter("must not exceed --redial-max-backoff", param_hint="--redial-min-backoff")
+    if verifier_listen and not _is_tcp_address(verifier_listen):
+        raise click.BadParameter("give tcp://HOST:PORT", param_hint="--verifier-listen")
     if bootstrap:
         try:
             introducers = load_bootstrap(bootstrap)
@@ -111,6 +117,7 @@ def up(host: str, port: int, data_dir: Path, db_url: str, verifiers: int, bootst
         redial_min_backoff=redial_min_backoff, redial_max_backoff=redial_max_backoff,
         tls_cert=_absolute(tls_cert), tls_key=_absolute(tls_key), ca_file=_absolute(ca_file), metrics=metrics,
         trusted_proxies=proxies,
+        verifier_listen=verifier_listen,
     )
     try:
         identity, created = node.prepare(config)
@@ -161,11 +168,20 @@ def _make_private(data_dir: Path) -> None:
         mode = path.stat().st_mode
         if mode & 0o077:
             path.chmod(0o700 if path.is_dir() else mode & 0o700)
+def _is_tcp_address(url: str) -> bool:
+    host, _, port = url.removeprefix("tcp://").rpartition(":")
+    return url.startswith("tcp://") and bool(host) and port.isdigit() and 0 < int(port) < 65536
 
 
 def _run_until_stopped(config: NodeConfig, identity: NodeIdentity, created: bool) -> None:
     if created:
         click.echo(f"created a new node identity in {config.data_dir}")
+    if config.verifier_listen:
+        from socp.verifier.curve import ALLOWED_FILE, load_or_create_keypair
+
+        keys, _ = load_or_create_keypair(Path(config.data_dir))
+        click.echo(f"verifiers:  {config.verifier_listen}, node key {keys.public} "
+                   f"(allowed keys in {Path(config.data_dir) / ALLOWED_FILE})")
     conf = node.render_supervisor_conf(config)
     found_before_start = node.runtime_files(config)
     process = node.start_supervisord(conf)

@@ -240,10 +240,14 @@ class ServerLinks:
 @dataclass(frozen=True, slots=True)
 class Signed:
     """verifier → router: `count` sign jobs done, the last in `sign_us` microseconds
-    (router/fairshare.py measures the pool's capacity from these)."""
+    (router/fairshare.py measures the pool's capacity from these). The bridge to
+    verifiers on other hosts (verifier/bridge.py) also says how many it has now in
+    `remote_verifiers` (-1 from everyone else), with `count` 0, or with the jobs a
+    remote that vanished took with it (their window places are free; sign_us 0)."""
     KIND: ClassVar[int] = 20
     count: int
     sign_us: int
+    remote_verifiers: int = -1
 
 
 def out_seq(epoch: int, n: int) -> int:

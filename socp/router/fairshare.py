@@ -43,6 +43,7 @@ USER, SERVER = "user:", "server:"
 @dataclass(slots=True)
 class FairShare(Generic[Job]):
     verifiers: int = 1
+    remote_verifiers: int = 0           # on other hosts, as the bridge last said (verifier/bridge.py)
     jobs_per_verifier: int = 2          # window: jobs at the pool at once, per verifier
     max_wait_ms: int = 1000             # a sender queues at most what its share signs in this time
     min_queue: int = 4                  # ...but always this many (a burst of a few parts)
@@ -65,13 +66,18 @@ class FairShare(Generic[Job]):
     # --- measured capacity ----------------------------------------------------------------
 
     @property
+    def pool(self) -> int:
+        """Verifier processes signing for the node: its own and those on other hosts."""
+        return max(1, self.verifiers + self.remote_verifiers)
+
+    @property
     def window(self) -> int:
-        return max(1, self.verifiers * self.jobs_per_verifier)
+        return max(1, self.pool * self.jobs_per_verifier)
 
     @property
     def capacity_per_s(self) -> float:
         """Signatures per second the pool makes, at the measured speed."""
-        return self.verifiers * 1000.0 / max(self.sign_ms, 0.01)
+        return self.pool * 1000.0 / max(self.sign_ms, 0.01)
 
     def signed_jobs(self, count: int, sign_ms: float, now_ms: int) -> None:
         """A verifier signed `count` jobs, the last in `sign_ms` (ipc Signed)."""

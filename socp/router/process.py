@@ -388,7 +388,10 @@ class RouterDriver:
 
     async def signed(self, message: m.Signed) -> None:
         """A verifier signed a job: room for the next, and a measure of the pool's speed."""
-        self.state.fair_share.signed_jobs(message.count, message.sign_us / 1000, now_ms())
+        if message.remote_verifiers >= 0:
+            self.state.fair_share.remote_verifiers = message.remote_verifiers   # the pool grew or shrank
+        if message.count:
+            self.state.fair_share.signed_jobs(message.count, message.sign_us / 1000, now_ms())
         await self.release()
 
     async def answer_query(self, answer: QueryAnswer) -> None:

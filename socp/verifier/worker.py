@@ -76,6 +76,16 @@ class Verifier:
 
     def __init__(self, config: NodeConfig, private_key: PrivateKey, should_stop: Callable[[], bool],
                  context: zmq.Context | None = None) -> None:
+        self._init_work(private_key, should_stop)
+        self._context = context or zmq.Context.instance()
+        endpoints = config.endpoints
+        self.verify_jobs = self._socket(zmq.PULL, JOB_QUEUE_HWM, endpoints.verify_jobs)
+        self.sign_jobs = self._socket(zmq.PULL, JOB_QUEUE_HWM, endpoints.sign_jobs)
+        self.to_router = self._socket(zmq.PUSH, RESULT_QUEUE_HWM, endpoints.router_inbox)
+        self.to_gateway = self._socket(zmq.PUSH, RESULT_QUEUE_HWM, endpoints.gateway_inbox)
+
+    def _init_work(self, private_key: PrivateKey, should_stop: Callable[[], bool]) -> None:
+        """What any verifier holds, whatever carries its jobs (a remote one too, remote.py)."""
         self.private_key = private_key
         self.reused_signatures = ReusedSignatures()
         self.check_content = content_sig_checks()
@@ -84,12 +94,6 @@ class Verifier:
             log.warning("SOCP_CHECK_CONTENT_SIG=0: users' content_sig NOT checked before signing (testing only)")
         self.should_stop = should_stop
         self.stats = VerifierStats()
-        self._context = context or zmq.Context.instance()
-        endpoints = config.endpoints
-        self.verify_jobs = self._socket(zmq.PULL, JOB_QUEUE_HWM, endpoints.verify_jobs)
-        self.sign_jobs = self._socket(zmq.PULL, JOB_QUEUE_HWM, endpoints.sign_jobs)
-        self.to_router = self._socket(zmq.PUSH, RESULT_QUEUE_HWM, endpoints.router_inbox)
-        self.to_gateway = self._socket(zmq.PUSH, RESULT_QUEUE_HWM, endpoints.gateway_inbox)
         # Results of one round of checks leave as one multipart message (one wakeup of
         # ZeroMQ's I/O thread instead of one per result); the router reads each part.
         self._results_waiting: list[bytes] = []
@@ -197,10 +201,14 @@ class Verifier:
             metrics.job_signed(time.perf_counter() - started)
         for deliver in delivers:
             self.stats.delivered += len(deliver.items)
-        self._send(self.to_gateway, packed)
+        self._deliver(packed)
         # The router shares signatures by what they really cost here (router/fairshare.py).
         sign_us = int((time.perf_counter() - started) * 1_000_000)
         self._results_waiting.append(messages.pack(Signed(1, sign_us)))
+
+    def _deliver(self, packed: list[bytes]) -> None:
+        """Signed frames to the gateway, at once (a remote verifier sends them with its report)."""
+        self._send(self.to_gateway, packed)
 
     def _send(self, sock: zmq.Socket, parts: list[bytes]) -> None:
         """Send `parts` as one message (the receiver reads each part as a message),
