@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, ConnId, split_out_seq
 from socp.ipc.reorder import ReorderBuffer
@@ -131,7 +132,7 @@ class Link:
         self.closing = asyncio.Event()       # the session waits on this to close
         # Recovery (recovery.py)
         self.opening = ""                    # the first frame text, replayed to a new router
-        self.kept: deque[list] = deque()     # [seq, text, submitted (monotonic), tries], in seq order
+        self.kept: deque[list[Any]] = deque()     # [seq, text, submitted (monotonic), tries], in seq order
         self.kept_bytes = 0
         self.kept_dropped = 0                # frames no longer kept: over KEPT_FRAMES / KEPT_BYTES
         self.out_epoch = 0                   # the router epoch of the items being reordered

@@ -216,7 +216,7 @@ class Session:
                 close: CloseRequest | None = None
                 while outbox:
                     item = outbox.popleft()
-                    if type(item) is CloseRequest:
+                    if isinstance(item, CloseRequest):
                         close = item
                         break
                     taken += 1

@@ -66,9 +66,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from socp.protocol.errors import MalformedFrame  # noqa: F401  (re-exported: callers catch it from here)
+from socp.protocol.errors import MalformedFrame  # noqa: F401 - re-exported: callers catch it from here
 
-from .codec import WIRE_VERSION, Codec  # noqa: F401
+from .codec import Codec
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
@@ -283,7 +283,7 @@ Message = (
     | Signed
 )
 
-_CODEC = Codec(
+_CODEC: Codec[Message] = Codec(
     "actor",
     (
         VerifyJob,

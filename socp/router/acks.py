@@ -19,6 +19,7 @@ frame that was already handed on is answered `ERROR REPLAY` naming its msg_ref
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeGuard
 
 from socp.protocol import frames
 from socp.protocol.acks import msg_ref_from_digest
@@ -110,7 +111,7 @@ def link_down(state: RouterState, conn: int) -> None:
     refusals.link_down(state, conn)
 
 
-def _is_error_to(action: Action, conn: int) -> bool:
+def _is_error_to(action: Action, conn: int) -> TypeGuard[Send]:
     return (isinstance(action, Send) and action.frame.type == T.ERROR and len(action.targets) == 1
             and action.targets[0][0] == conn)
 

@@ -12,6 +12,7 @@ checks with the key pinned for the origin (SOCP §6.2).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from socp.protocol import frames
@@ -745,7 +746,8 @@ def _advertise(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
         log.warning("refused USER_ADVERTISE from %s: user %s is at live server %s", server_id, user_id, current)
         return []
     if pubkey or known is None:
-        name = meta.get("display_name") if isinstance(meta.get("display_name"), str) else ""
+        display_name = meta.get("display_name")
+        name = display_name if isinstance(display_name, str) else ""
         state.users[user_id] = UserRecord(pubkey=pubkey or (known.pubkey if known else ""),
                                           display_name=name[:64], home_server=server_id)
     changed = current != server_id or state.users[user_id] != known
@@ -905,7 +907,8 @@ def _channel_add(state: RouterState, link: Link, event: FrameIn) -> list[Action]
     return []
 
 
-_SERVER_HANDLERS = {
+# Keyed by the frame's type as it arrives (a str; FrameType members hash as their value).
+_SERVER_HANDLERS: dict[str, Callable[[RouterState, Link, FrameIn], list[Action]]] = {
     T.SERVER_ANNOUNCE: _announce,
     T.USER_ADVERTISE: _advertise,
     T.USER_REMOVE: _remove,

@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import zmq
 
@@ -28,6 +29,9 @@ from socp.ipc.endpoints import ensure_runtime_dir
 from socp.ipc.reorder import ReorderBuffer, ReorderOverflow
 from socp.metrics.router import router_ticked
 from socp.protocol.envelope import Envelope
+from socp.protocol.errors import MalformedFrame
+from socp.store.client import StoreClient
+from socp.store.records import StoreSnapshot
 
 from . import core, directory, fairshare, federation, limits, offline, replay_log, restore
 from .bootstrap import load_bootstrap
@@ -86,7 +90,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def state_from_snapshot(identity: NodeIdentity, config: NodeConfig, snapshot: object) -> RouterState:
+def state_from_snapshot(identity: NodeIdentity, config: NodeConfig, snapshot: StoreSnapshot) -> RouterState:
     me = NodeSelf(server_id=identity.server_id, pubkey=identity.public_key_text,
                   host=config.public_host, port=config.public_port)
     timing = Timing(heartbeat_ms=int(config.heartbeat_interval * 1000), link_timeout_ms=int(config.link_timeout * 1000),
@@ -104,8 +108,10 @@ def state_from_snapshot(identity: NodeIdentity, config: NodeConfig, snapshot: ob
         directory.load_user(state, user_id, user)
     for server_id, server in snapshot.pinned_servers.items():
         if server_id != me.server_id and server.pubkey != me.pubkey:   # never ourselves under another name
-            state.pinned_servers[server_id] = ServerRecord(pubkey=server.pubkey, host=server.host, port=server.port)
-            state.server_addrs[server_id] = (server.host, server.port)
+            # The router pins a server with the address it dialled or was told: never without one.
+            host, port = server.host or "", server.port or 0
+            state.pinned_servers[server_id] = ServerRecord(pubkey=server.pubkey, host=host, port=port)
+            state.server_addrs[server_id] = (host, port)
     for share in snapshot.pending_key_shares:
         state.pending_shares.setdefault(share.member, {})[share.sender] = PendingShare(share.payload, share.ts)
     state.channel_version = max(snapshot.public_channel_version, 1)
@@ -164,7 +170,7 @@ class RouterDriver:
 
     # --- inbound ------------------------------------------------------------------------
 
-    def inbound(self, message: m.Message) -> list[Ready]:
+    def inbound(self, message: InboundMessage) -> list[Ready]:
         """(conn, seq, event) to apply now for one actor message.
 
         Until the replay ends, only the restored links go through: a frame may name a
@@ -172,7 +178,7 @@ class RouterDriver:
         SERVER_DELIVER for our user), and the verifiers' results can overtake the
         gateway's replay. The rest waits, in order, for `end_replay`; that is at most
         what arrives in GATEWAY_HELLO_WAIT."""
-        conn = getattr(message, "conn", None)
+        conn = message.conn
         ready = [(conn, seq, event) for seq, event in self.events_from(message)]
         if not self.replaying:
             return ready
@@ -186,7 +192,7 @@ class RouterDriver:
         held, self.held_back = self.held_back, []
         return held
 
-    def events_from(self, message: m.Message) -> list[Inbound]:
+    def events_from(self, message: InboundMessage) -> list[Inbound]:
         """Translate one actor message into core events, in each connection's order,
         each with its inbound seq."""
         if isinstance(message, m.LinkReplay):
@@ -195,8 +201,8 @@ class RouterDriver:
             self.counters.links_replayed += 1
             restored: list[Inbound] = []
             if message.opening or message.role in (m.ROLE_SERVER, m.ROLE_USER):
-                event = LinkRestored(message.conn, message.role, message.opening, message.verify_key)
-                restored.append((message.seq - 1, event))
+                restored.append((message.seq - 1, LinkRestored(message.conn, message.role, message.opening,
+                                                               message.verify_key)))
             # The old router applied everything below `seq`: start there. Results may be
             # waiting already: each verifier reconnects to a new router on its own timer,
             # often before the gateway does, so this replay can trail the results of the
@@ -215,11 +221,8 @@ class RouterDriver:
             event = FrameRejected(message.conn, message.code, message.detail, message.frame_type, message.msg_ref)
         elif isinstance(message, m.LinkClosed):
             event = LinkDown(message.conn, message.reason)
-        elif isinstance(message, m.LinkOpened):
-            event = LinkUp(message.conn, message.address)
         else:
-            log.warning("router: unexpected %s ignored", type(message).__name__)
-            return []
+            event = LinkUp(message.conn, message.address)
         buffer = self.inbound_order.get(message.conn)
         if buffer is None:
             buffer = self.inbound_order[message.conn] = ReorderBuffer()
@@ -412,12 +415,14 @@ def _describe(event: Event) -> str:
     return repr(event)
 
 
-def _envelope(frame: dict) -> Envelope:
+def _envelope(frame: dict[str, Any]) -> Envelope:
     return Envelope(type=frame["type"], from_=frame["from"], to=frame["to"], ts=frame["ts"],
                     payload=frame["payload"], sig=frame.get("sig", ""))
 
 
 # What the process loop takes: a control message, a Tick, or (conn, seq, event) in order.
+InboundMessage = m.LinkReplay | m.Verified | m.Rejected | m.LinkClosed | m.LinkOpened
+INBOUND_TYPES = (m.LinkReplay, m.Verified, m.Rejected, m.LinkClosed, m.LinkOpened)
 Inbound = tuple[int, Event]
 Ready = tuple[int, int, Event]
 Work = m.GatewayHello | m.OutboundDone | m.FramesWritten | m.DirectoryQuery | m.Signed | Tick | Ready
@@ -431,15 +436,17 @@ async def _receive(inbox: DirectSocket, driver: RouterDriver, events: asyncio.Qu
         for data in await inbox.receive_batch():
             try:
                 message = m.unpack(data)
-            except m.MalformedFrame as exc:
+            except MalformedFrame as exc:
                 log.error("router: unreadable actor message dropped: %s", exc.detail)
                 continue
             if isinstance(message, m.GatewayHello):
                 batch.extend(driver.end_replay())
             if isinstance(message, (m.GatewayHello, m.OutboundDone, m.FramesWritten, m.DirectoryQuery, m.Signed)):
                 batch.append(message)
-                continue
-            batch.extend(driver.inbound(message))
+            elif isinstance(message, INBOUND_TYPES):
+                batch.extend(driver.inbound(message))
+            else:
+                log.warning("router: unexpected %s ignored", type(message).__name__)
         if batch:
             await events.put(batch)
 
@@ -474,14 +481,14 @@ async def _process(driver: RouterDriver, events: asyncio.Queue[list[Work]]) -> N
 async def _start_without_gateway_hello(driver: RouterDriver, events: asyncio.Queue[list[Work]]) -> None:
     """A router restarted beside a running gateway hears no hello: start anyway."""
     await asyncio.sleep(GATEWAY_HELLO_WAIT)
-    held = driver.end_replay()
+    held: list[Work] = [*driver.end_replay()]
     if held:
         await events.put(held)
     if not driver.federation_started:
         await events.put([m.GatewayHello(boot_id=driver.gateway_boot)])
 
 
-async def _write_store(store: object, writes: asyncio.Queue[StoreWrite], counters: Counters,
+async def _write_store(store: StoreClient, writes: asyncio.Queue[StoreWrite], counters: Counters,
                        outage_known: Callable[[], bool] = lambda: False,
                        in_hand: list[StoreWrite] | None = None) -> None:
     """Writes go to the store in order; a failed write is retried with backoff. While
@@ -506,7 +513,7 @@ async def _write_store(store: object, writes: asyncio.Queue[StoreWrite], counter
                 delay = min(delay * 2, 10.0)
 
 
-async def _stop_cleanly(store: object, writes: asyncio.Queue[StoreWrite], state: RouterState,
+async def _stop_cleanly(store: StoreClient, writes: asyncio.Queue[StoreWrite], state: RouterState,
                         in_hand: list[StoreWrite]) -> None:
     """On the way out (a stop signal, or an error): write what is still queued, then
     the replay keys not yet written and the mark that says all were. Any failure or
@@ -527,7 +534,7 @@ async def _stop_cleanly(store: object, writes: asyncio.Queue[StoreWrite], state:
     log.info("router: replay keys written; stopped cleanly")
 
 
-async def _load_snapshot(store: object) -> object:
+async def _load_snapshot(store: StoreClient) -> StoreSnapshot:
     delay = 0.1
     while True:
         try:
@@ -538,7 +545,8 @@ async def _load_snapshot(store: object) -> object:
             delay = min(delay * 2, 2.0)
 
 
-async def serve(config: NodeConfig, identity: NodeIdentity, store: object, startup: list[Action] | None = None) -> None:
+async def serve(config: NodeConfig, identity: NodeIdentity, store: StoreClient,
+                startup: list[Action] | None = None) -> None:
     ensure_runtime_dir(config.run_dir)
     context = zmq.Context()   # plain sockets, driven by DirectSocket (the store client has its own)
     endpoints = config.endpoints

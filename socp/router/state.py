@@ -11,6 +11,7 @@ from socp.protocol.ids import PUBLIC_CHANNEL
 from socp.protocol.key_forms import KeyForm
 
 from .accounts import Accounts
+from .events import Send
 from .fairshare import FairShare
 from .limits import Guard
 from .linkbook import LinkBook
@@ -209,7 +210,7 @@ class RouterState:
     unwritten_limit: int = UNWRITTEN_LIMIT
     guard: Guard = field(default_factory=Guard.without_rate_limits)  # abuse rules (limits.py)
     # Signing jobs queued per sender; the driver fills and drains it, admission reads it.
-    fair_share: FairShare = field(default_factory=FairShare)
+    fair_share: FairShare[Send] = field(default_factory=FairShare)
     accounts: Accounts = field(default_factory=Accounts)             # directory and logins (accounts.py)
     # Recovery (acks.py)
     pending_acks: dict[int, str] = field(default_factory=dict)       # conn -> latest handed-on msg_ref

@@ -128,9 +128,8 @@ def advert_meta(state: RouterState, user_id: str) -> dict[str, Any]:
 
 
 def _display_name(meta: Any) -> str:
-    if isinstance(meta, dict) and isinstance(meta.get("display_name"), str):
-        return meta["display_name"][:MAX_DISPLAY_NAME]
-    return ""
+    name = meta.get("display_name") if isinstance(meta, dict) else None
+    return name[:MAX_DISPLAY_NAME] if isinstance(name, str) else ""
 
 
 def _join_channel(state: RouterState, user_id: str) -> list[Action]:

@@ -10,12 +10,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from client_fakes import FakeNode, MemoryNet  # noqa: E402
-
 from socp.client.channel_keys import ChannelKeyRing  # noqa: E402
 from socp.client.session import ClientSession  # noqa: E402
 from socp.client.trust import PinStore  # noqa: E402
 from socp.protocol.ids import new_id  # noqa: E402
+
+from .client_fakes import FakeNode, MemoryNet  # noqa: E402
 
 # keys[0..2]: users alice, bob, carol; keys[3], keys[4]: alice's and bob's channel keys.
 USER_KEYS = {"alice": 0, "bob": 1, "carol": 2}

@@ -13,7 +13,8 @@ import os
 import time
 
 import pytest
-from test_real_node import MEGABYTE, make_home, node_a, sha256_of, start_chat, wait_listed, write_random  # noqa: F401
+
+from .test_real_node import MEGABYTE, make_home, node_a, sha256_of, start_chat, wait_listed, write_random  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 

@@ -8,13 +8,14 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
-from chat_process import PASSWORD
-from test_real_node import make_home, node_a, start_chat  # noqa: F401
 
 from socp.client.connection import ChatClient
 from socp.client.home import ClientHome
 from socp.client.tui import ChatApp
 from socp.protocol import crypto
+
+from .chat_process import PASSWORD
+from .test_real_node import make_home, node_a, start_chat  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,6 @@ import urllib.request
 from typing import Any
 
 import pytest
-from gateway_harness import WAIT, GatewayFactory, GatewayHarness, free_port, wait_for_hello
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -30,6 +29,8 @@ from socp.ipc.messages import (
     LinkOpened,
     Rejected,
 )
+
+from .gateway_harness import WAIT, GatewayFactory, GatewayHarness, free_port, wait_for_hello
 
 USER_HELLO = json.dumps({"type": "USER_HELLO", "from": "u", "to": "s", "ts": 1,
                          "payload": {"client": "test", "pubkey": "UK", "enc_pubkey": "UK"}, "sig": ""})
