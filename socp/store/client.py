@@ -138,7 +138,13 @@ class StoreClient:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        await self.close()
+        try:
+            await self.close()
+        except asyncio.CancelledError:
+            # Leaving on an error: let that error out, not a cancellation that may only be
+            # the mark a Python 3.11 TaskGroup leaves on its parent (socp/runtime.py).
+            if exc is None or isinstance(exc, asyncio.CancelledError):
+                raise
 
     # -- operations --------------------------------------------------------------------
 
