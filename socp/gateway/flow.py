@@ -3,7 +3,7 @@
 The router hands a server link no more unwritten frames than this gateway's outbox
 holds (socp/router/outflow.py), so a peer that reads slowly makes its senders retry
 instead of filling the outbox, which would close the link and lose what it held.
-For that the router needs each link's progress: every REPORT_INTERVAL, one
+For that the router needs each link's progress: every CREDIT_REPORT_INTERVAL, one
 FramesWritten with the cumulative count of every server link whose count moved.
 """
 
@@ -15,8 +15,10 @@ from socp.gateway.context import GatewayContext
 from socp.ipc.messages import ROLE_SERVER, FramesWritten
 
 # Often enough that the router's credit is fresh (a link writes thousands of frames a
-# second), rarely enough to cost nothing: one message for every link at once.
-REPORT_INTERVAL = 0.1
+# second), rarely enough to cost nothing: one message for every link at once. Five times
+# as often as recovery's OUTBOUND_REPORT_INTERVAL: credit limits a server link's
+# throughput, while recovery only needs to notice a lost job within seconds.
+CREDIT_REPORT_INTERVAL = 0.1
 
 
 def written_counts(context: GatewayContext) -> list[tuple[int, int]]:
@@ -32,7 +34,7 @@ def written_counts(context: GatewayContext) -> list[tuple[int, int]]:
 async def report_written(context: GatewayContext) -> None:
     """Report until cancelled."""
     while True:
-        await asyncio.sleep(REPORT_INTERVAL)
+        await asyncio.sleep(CREDIT_REPORT_INTERVAL)
         counts = written_counts(context)
         if counts:
             await context.bus.tell_router(FramesWritten(counts))

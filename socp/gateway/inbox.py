@@ -14,9 +14,10 @@ import logging
 
 from socp.gateway.context import GatewayContext
 from socp.gateway.dialer import Dialer
-from socp.gateway.links import CLOSE_TRY_AGAIN_LATER, CloseRequest, OutItem
+from socp.gateway.links import CloseRequest, OutItem
 from socp.gateway.recovery import Recovery
 from socp.ipc.messages import (
+    CLOSE_TRY_AGAIN_LATER,
     CloseLink,
     ConnId,
     Deliver,

@@ -13,7 +13,7 @@ frames again with their seqs, then says GatewayHello ("replay done"). A router t
 already knows the link ignores the replay and the duplicates. A new router applies no
 frame before that hello: the verifiers' results can reach it before the replay does.
 
-Outbound, every REPORT_INTERVAL the gateway tells the router how far each link's
+Outbound, every OUTBOUND_REPORT_INTERVAL the gateway tells the router how far each link's
 items were released in order (OutboundDone), so the router can re-send sign jobs a
 dead verifier took with it.
 """
@@ -41,7 +41,10 @@ from socp.protocol.errors import ErrorCode
 
 log = logging.getLogger("socp.gateway")
 
-REPORT_INTERVAL = 0.5
+# How often OutboundDone is sent and kept frames are checked for a lost verify job: a
+# scan of every link, so not too often; the router's re-send timeout (inflight.py,
+# 2 s and up) and VERIFY_TIMEOUT are several of these.
+OUTBOUND_REPORT_INTERVAL = 0.5
 VERIFY_TIMEOUT = 2.0
 MAX_VERIFY_TRIES = 5
 
@@ -67,7 +70,7 @@ class Recovery:
     async def run(self) -> None:
         while True:
             try:
-                async with asyncio.timeout(REPORT_INTERVAL):
+                async with asyncio.timeout(OUTBOUND_REPORT_INTERVAL):
                     await self._replay_wanted.wait()
             except TimeoutError:
                 pass

@@ -19,9 +19,19 @@ from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed
 
 from socp.gateway.context import GatewayContext
-from socp.gateway.links import CLOSE_POLICY_VIOLATION, CloseRequest, Link, LinkState
+from socp.gateway.links import CloseRequest, Link, LinkState
 from socp.gateway.roles import opens_login, role_of_first_frame
-from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, ROLE_USER, LinkClosed, LinkOpened, Rejected, VerifyJob, pack
+from socp.ipc.messages import (
+    CLOSE_POLICY_VIOLATION,
+    ROLE_SERVER,
+    ROLE_UNKNOWN,
+    ROLE_USER,
+    LinkClosed,
+    LinkOpened,
+    Rejected,
+    VerifyJob,
+    pack,
+)
 from socp.protocol.acks import msg_ref_of_text
 from socp.protocol.errors import ErrorCode
 from socp.ratelimit import ElasticBucket, TokenBucket, retry_hint

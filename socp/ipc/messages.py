@@ -74,6 +74,17 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 ConnId = int
 
+# Conn ids: the router picks the ids of the links it dials from FIRST_DIALLED_CONN up;
+# the gateway numbers the links it accepts below that (gateway/links.first_accepted_conn);
+# an HTTP look-up is a negative query id (is_query).
+FIRST_DIALLED_CONN = 2**40
+
+# WebSocket close codes in CloseLink and on the gateway's own closes (RFC 6455 §7.4.1).
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_TRY_AGAIN_LATER = 1013
+
 OUT_SEQ_BITS = 31
 OUT_SEQ_MASK = (1 << OUT_SEQ_BITS) - 1
 

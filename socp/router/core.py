@@ -7,6 +7,7 @@ store). No sockets, no clock: `state.now_ms` is set by the driver before each ca
 
 from __future__ import annotations
 
+from socp.ipc.messages import CLOSE_NORMAL
 from socp.protocol.acks import ACKNOWLEDGED_TYPES
 from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode
@@ -54,7 +55,7 @@ from .events import (
     Tick,
 )
 from .links import Link, LinkState
-from .replies import CLOSE_NORMAL, error_to, refuse_and_close
+from .replies import error_to, refuse_and_close
 from .state import RouterState
 
 

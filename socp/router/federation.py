@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from socp.ipc.messages import CLOSE_GOING_AWAY, CLOSE_NORMAL
 from socp.protocol import frames
 from socp.protocol.crypto import decode_public_key, normalise_public_key
 from socp.protocol.envelope import Envelope, parse_obj
@@ -44,7 +45,6 @@ from .state import (
 
 log = logging.getLogger("socp.router")
 
-CLOSE_GOING_AWAY = 1001
 KEY_LOOKUPS_LIMIT = 10_000     # users whose key we asked a server for and still wait on
 RELAYED_FILES_LIMIT = 1_000    # files a G45 server relays to us, whose sender we keep meanwhile
 
@@ -267,9 +267,9 @@ def _register_link(state: RouterState, link: Link, server_id: str) -> list[Actio
             _supersede(link, server_id)
             # A peer that opens a second link may have lost its tables (a restarted
             # router): tell it our users again over the link we keep.
-            return [Close(link.conn, 1000, "duplicate link")] + _send_presence(state, existing.conn)
+            return [Close(link.conn, CLOSE_NORMAL, "duplicate link")] + _send_presence(state, existing.conn)
         _supersede(existing, server_id)
-        actions.append(Close(existing.conn, 1000, "duplicate link"))
+        actions.append(Close(existing.conn, CLOSE_NORMAL, "duplicate link"))
     link.peer_id = server_id
     state.servers[server_id] = link.conn
     state.redials.pop(server_id, None)

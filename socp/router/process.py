@@ -33,7 +33,7 @@ from socp.protocol.errors import MalformedFrame
 from socp.store.client import StoreClient
 from socp.store.records import StoreSnapshot
 
-from . import core, directory, fairshare, federation, limits, offline, replay_log, restore
+from . import core, directory, fairshare, federation, limits, offline, replay_log
 from .bootstrap import load_bootstrap
 from .events import (
     GATEWAY_RESTARTED,
@@ -571,7 +571,7 @@ async def serve(config: NodeConfig, identity: NodeIdentity, store: StoreClient,
             log.warning("router: the last stop was not clean; frames stamped before now and not known "
                         "are answered RESEND for %d s", replay_log.WINDOW_MS // 1000)
         epoch = new_epoch()
-        state.next_dial_conn = restore.FIRST_DIALLED_CONN + (epoch % 2**20) * 2**16
+        state.next_dial_conn = m.FIRST_DIALLED_CONN + (epoch % 2**20) * 2**16
         driver = RouterDriver(state, config, sign_jobs, to_gateway, writes, epoch=epoch)
 
         async def tell_gateway(status: m.StoreStatus) -> None:

@@ -11,7 +11,7 @@ server again: the peer answers a second link with its presence (federation
 
 from __future__ import annotations
 
-from socp.ipc.messages import ROLE_SERVER, ROLE_USER
+from socp.ipc.messages import CLOSE_GOING_AWAY, FIRST_DIALLED_CONN, ROLE_SERVER, ROLE_USER
 from socp.protocol.crypto import normalise_public_key
 from socp.protocol.envelope import parse
 from socp.protocol.errors import SocpError
@@ -21,9 +21,6 @@ from . import federation, users
 from .events import Action, Close, LinkRestored
 from .links import Link, LinkState
 from .state import RouterState
-
-CLOSE_GOING_AWAY = 1001
-FIRST_DIALLED_CONN = 2**40
 
 
 def link_restored(state: RouterState, event: LinkRestored) -> list[Action]:

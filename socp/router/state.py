@@ -6,6 +6,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from socp.ipc.messages import FIRST_DIALLED_CONN
 from socp.protocol.envelope import Envelope
 from socp.protocol.ids import PUBLIC_CHANNEL
 from socp.protocol.key_forms import KeyForm
@@ -197,7 +198,7 @@ class RouterState:
     seen: SeenCache = field(default_factory=SeenCache)
     replay_log: ReplayLog = field(default_factory=ReplayLog)        # seen keys across restarts (replay_log.py)
     now_ms: int = 0
-    next_dial_conn: int = 2**40
+    next_dial_conn: int = FIRST_DIALLED_CONN
     # Federation
     timing: Timing = field(default_factory=Timing)
     introducers: list[Introducer] = field(default_factory=list)

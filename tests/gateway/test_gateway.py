@@ -17,8 +17,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from socp.gateway.links import FIRST_DIALLED_CONN
 from socp.ipc.messages import (
+    FIRST_DIALLED_CONN,
     ROLE_SERVER,
     ROLE_UNKNOWN,
     ROLE_USER,
