@@ -19,9 +19,9 @@ from .drive import Progress, SendOutcome, SendPlan, drain, report_progress, send
 from .prepare import PreparedFrame
 from .procstats import NodeMeter, ProcessUsage
 from .report import BenchResult
+from .simulated_users import BenchUser, FrameHandler, connect_users
 from .targets import SETUP_TIMEOUT_S
 from .tracker import DeliveryTracker
-from .users import BenchUser, FrameHandler, connect_users
 
 # After the last hello, let the presence and channel frames of the setup drain so
 # they do not share the timed phase.

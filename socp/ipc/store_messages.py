@@ -276,7 +276,7 @@ class Failed:
 class StatusReply:
     KIND: ClassVar[int] = 71
     request_id: RequestId
-    state: str                # "opening", "available" or "unavailable" (socp.store.health)
+    state: str                # "opening", "available" or "unavailable" (socp.store.availability)
     detail: str               # the last error while not available; "" otherwise
     since_ms: int             # wall-clock ms of the last change of state
     writes_waiting: int       # writes queued, not yet applied

@@ -23,19 +23,19 @@ from socp.protocol.frame_types import (
 )
 
 from . import (
-    acks,
     defences,
     dialects,
     directory,
     federation,
     limits,
     link_dialects,  # other teams' server-link habits (issue #14)
-    login,
     outflow,
     peer_login,
     redeliver,
     refusals,
     restore,
+    roaming_login,
+    user_acks,
     user_presence,
     users,
 )
@@ -81,7 +81,7 @@ def _handle(state: RouterState, event: Event) -> list[Action]:
         return defences.spend_on_errors(state, _frame_rejected(state, event))
     if isinstance(event, LinkUp):
         if event.address:
-            return login.link_accepted(state, event.conn, event.address)
+            return roaming_login.link_accepted(state, event.conn, event.address)
         return federation.link_up(state, event.conn)
     if isinstance(event, DirectoryQueried):
         return [directory.query(state, event.query, event.user_id)]
@@ -98,7 +98,7 @@ def _handle(state: RouterState, event: Event) -> list[Action]:
         state.seen.expire(state.now_ms)
         defences.tick(state)
         redeliver.tick(state)
-        return (federation.tick(state) + users.tick(state) + acks.tick(state) + refusals.tick(state)
+        return (federation.tick(state) + users.tick(state) + user_acks.tick(state) + refusals.tick(state)
                 + state.replay_log.tick(state.now_ms))
     raise TypeError(f"unknown event {event!r}")
 
@@ -143,7 +143,7 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     # The rate limit is charged first, before any check that might answer: every
     # answer costs a signature, so a flood of refused frames must empty the bucket too.
     if frame.type in ACKNOWLEDGED_TYPES and frame.from_ == link.peer_id:
-        return acks.user_content(state, link, event, lambda: _user_content(state, link, frame),
+        return user_acks.user_content(state, link, event, lambda: _user_content(state, link, frame),
                                  admit=lambda: defences.user_content_admission(state, link, frame.type))
     refused = defences.user_frame(state, link)
     if refused is not None:
@@ -172,7 +172,7 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
 
 
 def _user_content(state: RouterState, link: Link, frame: Envelope) -> tuple[list[Action], bool]:
-    """Route one acknowledged frame (acks.py, which charged the rate limit already);
+    """Route one acknowledged frame (user_acks.py, which charged the rate limit already);
     True if it was handed on."""
     refused = None
     if frame.type in (T.FILE_START, T.FILE_CHUNK, T.FILE_END):
@@ -215,7 +215,7 @@ def _link_down(state: RouterState, conn: int, park: bool = False, reason: str = 
     link = state.links.pop(conn, None)
     state.peer_channel.logged_in.discard(conn)   # a G17 login that never said hello
     defences.link_down(state, conn, link)
-    acks.link_down(state, conn)
+    user_acks.link_down(state, conn)
     outflow.link_down(state, conn)
     if conn in state.dialing:
         actions = federation.dial_failed(state, conn, link, reason)

@@ -69,7 +69,7 @@ SIGNED_CONTENT_TYPES = frozenset({T.MSG_DIRECT, T.MSG_PUBLIC_CHANNEL})
 
 def user_content_admission(state: RouterState, link: Link, frame_type: str) -> tuple[ErrorCode, str] | None:
     """The per-user rate limit for an acknowledged frame: every refusal comes back with
-    its detail, since each refused frame is named (acks.py, refusals.py).
+    its detail, since each refused frame is named (user_acks.py, refusals.py).
 
     A DM or public message past the user's own rate may take a token from the spare
     every user shares, as fast as the pool signs (limits.user_rate_problem): a lone
@@ -129,7 +129,7 @@ def spend_on_errors(state: RouterState, actions: list[Action]) -> list[Action]:
     kept: list[Action] = []
     for action in actions:
         # An ERROR naming a msg_ref is always sent: a cumulative ACK would otherwise
-        # cover the refused frame and its sender would never send it again (acks.py).
+        # cover the refused frame and its sender would never send it again (user_acks.py).
         if (isinstance(action, Send) and action.frame.type == T.ERROR and len(action.targets) == 1
                 and "msg_ref" not in action.frame.payload
                 and not limits.error_allowed(state.guard, action.targets[0][0])):

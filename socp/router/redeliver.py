@@ -3,7 +3,7 @@ gateway dies before writing it.
 
 A gateway killed mid-stream loses what it had not yet written to a user's socket
 (and the kernel may discard a closed socket's send buffer). The senders were
-acknowledged when the router handed the frames on (acks.py), and a re-send from the
+acknowledged when the router handed the frames on (user_acks.py), and a re-send from the
 sender or from a peer server's re-link is dropped as a duplicate (SOCP §8 seen_ids),
 so nothing else would deliver them. The router therefore remembers what it sent to
 each local user for `redeliver_window_ms` and, when the user's connection is lost

@@ -103,7 +103,7 @@ class Timing:
     min_backoff_ms: int = 500
     max_backoff_ms: int = 30_000
     give_up_ms: int = 3_600_000    # a server not reached for this long is no longer dialled
-    ack_interval_ms: int = 500     # at most one ACK per connection this often (acks.py)
+    ack_interval_ms: int = 500     # at most one ACK per connection this often (user_acks.py)
     park_ms: int = 15_000          # frames for users lost with a gateway wait this long
     resend_window_ms: int = 3_000  # content sent to a server is re-sent on re-link this far back
     redeliver_window_ms: int = 6_000  # content sent to a local user is parked again this far back when
@@ -213,7 +213,7 @@ class RouterState:
     # Signing jobs queued per sender; the driver fills and drains it, admission reads it.
     fair_share: FairShare[Send] = field(default_factory=FairShare)
     accounts: Accounts = field(default_factory=Accounts)             # directory and logins (accounts.py)
-    # Recovery (acks.py)
+    # Recovery (user_acks.py)
     pending_acks: dict[int, str] = field(default_factory=dict)       # conn -> latest handed-on msg_ref
     next_ack_ms: dict[int, int] = field(default_factory=dict)         # conn -> when it may next get an ACK
     refusals: Refusals = field(default_factory=Refusals)             # refused frames to name (refusals.py)
