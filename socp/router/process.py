@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,11 +28,8 @@ from socp.ipc.reorder import ReorderBuffer, ReorderOverflow
 from socp.metrics.router import router_ticked
 from socp.protocol.envelope import Envelope
 from socp.protocol.errors import MalformedFrame
-from socp.store.client import StoreClient
-from socp.store.records import StoreSnapshot
 
-from . import core, directory, fairshare, federation, limits, offline, replay_log
-from .bootstrap import load_bootstrap
+from . import core, fairshare, federation, persistence, replay_log
 from .events import (
     GATEWAY_RESTARTED,
     Action,
@@ -57,9 +52,10 @@ from .events import (
     Tick,
 )
 from .inflight import InFlight
-from .limits import Guard
 from .links import LinkState
-from .state import NodeSelf, PendingShare, RouterState, ServerRecord, Timing, UserRecord
+from .persistence import RouterStore
+from .snapshot import state_from_snapshot
+from .state import RouterState
 from .store_watch import StoreWatch
 
 log = logging.getLogger("socp.router")
@@ -69,16 +65,7 @@ EVENT_BATCHES_BOUND = 256     # batches of inbox messages (each at most RECEIVE_
 STORE_QUEUE_BOUND = 10_000
 TICK_SECONDS = 0.5
 GATEWAY_HELLO_WAIT = 2.0
-STOP_WRITES_TIMEOUT = 3.0     # seconds to write what is queued at a stop (supervisord kills after 5)
 EPOCH_START = 1_704_067_200   # 2024-01-01: epochs are tenths of a second since then
-
-
-def ack_interval_ms() -> int:
-    """SOCP_ACK_INTERVAL seconds (default 0.5): how often a connection may get an ACK."""
-    try:
-        return max(0, int(float(os.environ.get("SOCP_ACK_INTERVAL", "0.5")) * 1000))
-    except ValueError:
-        return 500
 
 
 def new_epoch() -> int:
@@ -90,48 +77,13 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def state_from_snapshot(identity: NodeIdentity, config: NodeConfig, snapshot: StoreSnapshot) -> RouterState:
-    me = NodeSelf(server_id=identity.server_id, pubkey=identity.public_key_text,
-                  host=config.public_host, port=config.public_port)
-    timing = Timing(heartbeat_ms=int(config.heartbeat_interval * 1000), link_timeout_ms=int(config.link_timeout * 1000),
-                    min_backoff_ms=int(config.redial_min_backoff * 1000),
-                    max_backoff_ms=int(config.redial_max_backoff * 1000),
-                    give_up_ms=int(config.redial_give_up * 1000),
-                    ack_interval_ms=ack_interval_ms())
-    state = RouterState(me=me, now_ms=now_ms(), timing=timing, guard=Guard())  # rate limits on (limits.py)
-    if config.bootstrap:
-        state.introducers = load_bootstrap(config.bootstrap)
-    for user_id, user in snapshot.users.items():
-        meta = user.meta or {}
-        state.users[user_id] = UserRecord(pubkey=user.pubkey, display_name=str(meta.get("display_name", ""))[:64],
-                                          home_server=user.home_server or "")
-        directory.load_user(state, user_id, user)
-    for server_id, server in snapshot.pinned_servers.items():
-        if server_id != me.server_id and server.pubkey != me.pubkey:   # never ourselves under another name
-            # The router pins a server with the address it dialled or was told: never without one.
-            host, port = server.host or "", server.port or 0
-            state.pinned_servers[server_id] = ServerRecord(pubkey=server.pubkey, host=host, port=port)
-            state.server_addrs[server_id] = (host, port)
-    for share in snapshot.pending_key_shares:
-        state.pending_shares.setdefault(share.member, {})[share.sender] = PendingShare(share.payload, share.ts)
-    state.channel_version = max(snapshot.public_channel_version, 1)
-    state.channel_members = set(snapshot.public_channel_members)
-    state.guard.now_ms = state.now_ms
-    limits.load_hello_proofs(state.guard, snapshot.hello_signers,
-                             ((sig.user_id, bytes.fromhex(sig.sig_digest), sig.seen_at)
-                              for sig in snapshot.hello_signatures))
-    state.replay_log.load(snapshot.replay_keys, snapshot.replay_state, state.now_ms)
-    offline.load(state, snapshot.held_messages)
-    return state
-
-
 @dataclass
 class Counters:
     events: int = 0
     sign_jobs: int = 0
     frames_out: int = 0
-    store_writes: int = 0
-    store_failures: int = 0
+    writes: persistence.WriteCounters = field(default_factory=persistence.WriteCounters)
+    writes_not_queued: int = 0     # the store queue was full
     reorder_overflows: int = 0
     links_replayed: int = 0
     sign_jobs_resent: int = 0
@@ -355,7 +307,7 @@ class RouterDriver:
                                                              action.unsigned_ok)))
             elif isinstance(action, StoreWrite):
                 if self.store_writes.full():
-                    self.counters.store_failures += 1
+                    self.counters.writes_not_queued += 1
                     log.error("router: store queue full; %s not persisted", action.operation)
                     if action.operation == replay_log.WRITE_KEYS:
                         self.state.replay_log.keys_lost = True   # no clean stop can be claimed now
@@ -488,64 +440,7 @@ async def _start_without_gateway_hello(driver: RouterDriver, events: asyncio.Que
         await events.put([m.GatewayHello(boot_id=driver.gateway_boot)])
 
 
-async def _write_store(store: StoreClient, writes: asyncio.Queue[StoreWrite], counters: Counters,
-                       outage_known: Callable[[], bool] = lambda: False,
-                       in_hand: list[StoreWrite] | None = None) -> None:
-    """Writes go to the store in order; a failed write is retried with backoff. While
-    the store reports its database down, it has logged that once: no line per retry.
-    `in_hand` holds the write being applied (a stop writes it again: writes are idempotent)."""
-    in_hand = [] if in_hand is None else in_hand
-    while True:
-        write = await writes.get()
-        in_hand[:] = [write]
-        delay = 0.2
-        while True:
-            try:
-                await getattr(store, write.operation)(*write.arguments)
-                counters.store_writes += 1
-                in_hand.clear()
-                break
-            except Exception as exc:  # noqa: BLE001 - any store failure: log, back off, retry
-                counters.store_failures += 1
-                level = logging.DEBUG if outage_known() else logging.WARNING
-                log.log(level, "router: store write %s failed (%s); retrying in %.1fs", write.operation, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-
-
-async def _stop_cleanly(store: StoreClient, writes: asyncio.Queue[StoreWrite], state: RouterState,
-                        in_hand: list[StoreWrite]) -> None:
-    """On the way out (a stop signal, or an error): write what is still queued, then
-    the replay keys not yet written and the mark that says all were. Any failure or
-    time-out leaves the mark at 0, and the next start treats this stop as a crash
-    (replay_log.py)."""
-    pending = list(in_hand)
-    while not writes.empty():
-        pending.append(writes.get_nowait())
-    pending += state.replay_log.stop(now_ms())
-    try:
-        async with asyncio.timeout(STOP_WRITES_TIMEOUT):
-            for write in pending:
-                await getattr(store, write.operation)(*write.arguments)
-    except Exception as exc:  # noqa: BLE001 - any failure: the next start doubts, as after a crash
-        log.warning("router: stopped without writing every replay key (%s: %s); the next start treats it as "
-                    "a crash", type(exc).__name__, exc)
-        return
-    log.info("router: replay keys written; stopped cleanly")
-
-
-async def _load_snapshot(store: StoreClient) -> StoreSnapshot:
-    delay = 0.1
-    while True:
-        try:
-            return await store.load_snapshot()
-        except Exception as exc:  # noqa: BLE001 - the store may still be starting
-            log.warning("router: waiting for the store (%s)", exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-
-
-async def serve(config: NodeConfig, identity: NodeIdentity, store: StoreClient,
+async def serve(config: NodeConfig, identity: NodeIdentity, store: RouterStore,
                 startup: list[Action] | None = None) -> None:
     ensure_runtime_dir(config.run_dir)
     context = zmq.Context()   # plain sockets, driven by DirectSocket (the store client has its own)
@@ -562,8 +457,7 @@ async def serve(config: NodeConfig, identity: NodeIdentity, store: StoreClient,
         inbox.socket.bind(endpoints.router_inbox)
         sign_jobs.socket.bind(endpoints.sign_jobs)
         to_gateway.socket.connect(endpoints.gateway_inbox)
-        snapshot = await _load_snapshot(store)
-        state = state_from_snapshot(identity, config, snapshot)
+        state = state_from_snapshot(identity, config, await persistence.load_snapshot(store))
         writes: asyncio.Queue[StoreWrite] = asyncio.Queue(STORE_QUEUE_BOUND)
         in_hand: list[StoreWrite] = []
         writes.put_nowait(replay_log.running_mark())   # a crash from now on leaves it (replay_log.py)
@@ -588,11 +482,11 @@ async def serve(config: NodeConfig, identity: NodeIdentity, store: StoreClient,
                 tasks.create_task(_tick(events))
                 tasks.create_task(_start_without_gateway_hello(driver, events))
                 tasks.create_task(_process(driver, events))
-                tasks.create_task(_write_store(store, writes, driver.counters, lambda: watch.outage_known,
-                                               in_hand))
+                tasks.create_task(persistence.write_in_order(store, writes, driver.counters.writes,
+                                                             lambda: watch.outage_known, in_hand))
                 tasks.create_task(watch.run())
         finally:
-            await _stop_cleanly(store, writes, state, in_hand)
+            await persistence.stop_cleanly(store, writes, state, in_hand, now_ms())
     finally:
         for direct in sockets:
             direct.close()

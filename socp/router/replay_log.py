@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Final
 
 from .events import StoreWrite
 
@@ -49,7 +50,7 @@ from .events import StoreWrite
 WINDOW_MS = 10 * 60 * 1000
 STOPPED_CLEANLY_AT = "stopped_cleanly_at"      # replay_state row (store/migrations.py)
 MAX_KEYS_PER_WRITE = 50_000                    # one StoreWrite; the rest waits for the next Tick
-WRITE_KEYS = "note_replay_keys"                # the StoreWrite's operation
+WRITE_KEYS: Final = "note_replay_keys"         # the StoreWrite's operation
 
 
 @dataclass(slots=True)
