@@ -137,7 +137,7 @@ class Link:
         self.kept_dropped = 0                # frames no longer kept: over KEPT_FRAMES / KEPT_BYTES
         self.out_epoch = 0                   # the router epoch of the items being reordered
         self.reported_out = 0                # last OutboundDone mark sent for this link
-        # Credit (flow.py): frame items taken from the outbox and written (or skipped)
+        # Credit (recovery.py, credit): frame items taken from the outbox and written (or skipped)
         self.frames_written = 0
         self.reported_written = 0            # last count told the router
         self._queue_frames = queue_frames

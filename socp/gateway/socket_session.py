@@ -237,7 +237,7 @@ class Session:
                     stats.frames_out += len(texts)
                     if self._metrics is not None:
                         self._metrics.frames_written(texts)
-                # The router counted the skipped ones as sent too (flow.py).
+                # The router counted the skipped ones as sent too (recovery.py, credit).
                 link.frames_written += taken
                 if close is not None:
                     link.request_close(close.code, close.reason)

@@ -29,11 +29,9 @@ from . import (
     federation,
     limits,
     link_dialects,  # other teams' server-link habits (issue #14)
-    outflow,
     peer_login,
-    redeliver,
+    recovery,
     refusals,
-    restore,
     roaming_login,
     user_acks,
     user_presence,
@@ -68,8 +66,8 @@ def handle(state: RouterState, event: Event) -> list[Action]:
             actions += users.announce_joins(state)
         actions += user_presence.flush(state)
     actions = link_dialects.adapt(state, actions)   # our frames as peers read them (G45, G56)
-    redeliver.record(state, actions)
-    outflow.record_sent(state, actions)
+    recovery.record_delivered(state, actions)
+    recovery.record_sent(state, actions)
     return actions
 
 
@@ -88,16 +86,16 @@ def _handle(state: RouterState, event: Event) -> list[Action]:
     if isinstance(event, LinkDown):
         return _link_down(state, event.conn, park=event.reason == GATEWAY_RESTARTED, reason=event.reason)
     if isinstance(event, LinkRestored):
-        return restore.link_restored(state, event)
+        return recovery.link_restored(state, event)
     if isinstance(event, FramesWritten):
-        outflow.written(state, event.counts)
+        recovery.frames_written(state, event.counts)
         return []
     if isinstance(event, BatchEnd):
         return users.announce_joins(state) + user_presence.flush(state)
     if isinstance(event, Tick):
         state.seen.expire(state.now_ms)
         defences.tick(state)
-        redeliver.tick(state)
+        recovery.expire_delivered(state)
         return (federation.tick(state) + users.tick(state) + user_acks.tick(state) + refusals.tick(state)
                 + state.replay_log.tick(state.now_ms))
     raise TypeError(f"unknown event {event!r}")
@@ -216,7 +214,7 @@ def _link_down(state: RouterState, conn: int, park: bool = False, reason: str = 
     state.peer_channel.logged_in.discard(conn)   # a G17 login that never said hello
     defences.link_down(state, conn, link)
     user_acks.link_down(state, conn)
-    outflow.link_down(state, conn)
+    recovery.forget_outflow(state, conn)
     if conn in state.dialing:
         actions = federation.dial_failed(state, conn, link, reason)
         if link is not None and link.peer_id and state.servers.get(link.peer_id) == conn:
@@ -227,9 +225,9 @@ def _link_down(state: RouterState, conn: int, park: bool = False, reason: str = 
     if link.peer_id and state.local_users.get(link.peer_id) == conn:
         actions = users.user_left(state, link.peer_id, park=park)
         if park:
-            redeliver.park_again(state, link.peer_id)
+            recovery.park_again(state, link.peer_id)
         else:
-            redeliver.forget(state, link.peer_id)
+            recovery.forget_delivered(state, link.peer_id)
         return actions
     if link.server_address:
         federation.link_closed(state, link, reason)   # the link book (linkbook.py)

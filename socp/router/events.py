@@ -92,7 +92,7 @@ class DirectoryQueried:
 @dataclass(frozen=True, slots=True)
 class FramesWritten:
     """The gateway's report (ipc FramesWritten): per server link, how many frames it
-    has written to the socket since the link opened (outflow.py)."""
+    has written to the socket since the link opened (recovery.py, credit)."""
 
     counts: tuple[tuple[ConnId, int], ...]
 

@@ -366,7 +366,7 @@ def user_hello_problem(guard: Guard, frame: Envelope, registered_here: bool,
     The node persists both (`user_hello_accepted`'s StoreWrite) and reloads them at
     start, so a restart reopens neither hole. One exception: a hello the gateway
     submits again after a router restart, on the connection that sent it
-    (`resubmitted`; restore.py), may carry a signature the old router noted as used
+    (`resubmitted`; recovery.py), may carry a signature the old router noted as used
     when it accepted that very hello, just before it died. Refusing it would close a
     user who did nothing wrong; so such a hello passes if its signature was first used
     at most RESUBMITTED_HELLO_MS ago. (The residue: a copy of a hello used that

@@ -51,9 +51,9 @@ from .events import (
     StoreWrite,
     Tick,
 )
-from .inflight import InFlight
 from .links import LinkState
 from .persistence import RouterStore
+from .recovery import InFlight
 from .snapshot import state_from_snapshot
 from .state import RouterState
 from .store_watch import StoreWatch

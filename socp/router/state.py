@@ -30,7 +30,7 @@ PEER_BACKLOG_LIMIT = 1000      # frames kept for one unreachable server
 PARKED_LIMIT = 1000            # frames kept for one user lost with the gateway
 RESEND_LIMIT = 512             # recent frames per server kept for a re-send on re-link
 # Frames handed to the gateway for one server link and not yet written to its socket,
-# past which senders are refused OVERLOADED (outflow.py). Half the gateway's outbox
+# past which senders are refused OVERLOADED (recovery.py, credit). Half the gateway's outbox
 # (NodeConfig.send_queue_frames, 4096), so the frames that pass regardless (presence,
 # heartbeats, re-sends) still fit: the gateway never closes a slow peer's link.
 UNWRITTEN_LIMIT = 2048
@@ -207,7 +207,7 @@ class RouterState:
     dialing: dict[int, DialPurpose] = field(default_factory=dict)     # conn -> why we dialled it
     redials: dict[str, Redial] = field(default_factory=dict)          # server_id -> next try
     backlogs: dict[str, PeerBacklog] = field(default_factory=dict)    # server_id -> frames waiting
-    outflows: dict[int, Outflow] = field(default_factory=dict)        # server link conn -> (outflow.py)
+    outflows: dict[int, Outflow] = field(default_factory=dict)        # server link conn -> (recovery.py, credit)
     unwritten_limit: int = UNWRITTEN_LIMIT
     guard: Guard = field(default_factory=Guard.without_rate_limits)  # abuse rules (limits.py)
     # Signing jobs queued per sender; the driver fills and drains it, admission reads it.

@@ -331,7 +331,7 @@ async def test_a_lone_user_may_go_past_its_own_limit_on_the_spare(start_gateway:
 
 
 async def test_server_links_report_frames_written(gateway: GatewayHarness) -> None:
-    # Credit (socp/gateway/flow.py): the router hands a server link no more frames
+    # Credit (socp/gateway/recovery.py): the router hands a server link no more frames
     # than the gateway holds, so it must learn how many each link has written.
     received: list[str] = []
     peer_got_all = asyncio.Event()
