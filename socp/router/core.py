@@ -66,8 +66,7 @@ def handle(state: RouterState, event: Event) -> list[Action]:
             actions += users.announce_joins(state)
         actions += user_presence.flush(state)
     actions = link_dialects.adapt(state, actions)   # our frames as peers read them (G45, G56)
-    recovery.record_delivered(state, actions)
-    recovery.record_sent(state, actions)
+    recovery.note_handed_on(state, actions)   # one pass: re-parking and credit
     return actions
 
 
@@ -141,8 +140,7 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     # The rate limit is charged first, before any check that might answer: every
     # answer costs a signature, so a flood of refused frames must empty the bucket too.
     if frame.type in ACKNOWLEDGED_TYPES and frame.from_ == link.peer_id:
-        return user_acks.user_content(state, link, event, lambda: _user_content(state, link, frame),
-                                 admit=lambda: defences.user_content_admission(state, link, frame.type))
+        return _acknowledged_content(state, link, event)
     refused = defences.user_frame(state, link)
     if refused is not None:
         return refused
@@ -169,9 +167,20 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     return [error_to(state, link.conn, ErrorCode.UNKNOWN_TYPE, f"{frame.type} is not handled here")]
 
 
-def _user_content(state: RouterState, link: Link, frame: Envelope) -> tuple[list[Action], bool]:
-    """Route one acknowledged frame (user_acks.py, which charged the rate limit already);
-    True if it was handed on."""
+def _acknowledged_content(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+    """A user's DM, public message or file frame (SOCP §7.2-§7.5), in four steps:
+    charge its rate limit, screen out copies, route it, acknowledge it (user_acks.py)."""
+    ref = user_acks.msg_ref_of(event)
+    over_limit = defences.user_content_admission(state, link, event.frame.type)
+    screened = user_acks.screen(state, link, event, ref, over_limit)
+    if screened is not None:
+        return screened
+    actions, handed_on = _route_content(state, link, event.frame)
+    return user_acks.acknowledge(state, link, event, ref, actions, handed_on)
+
+
+def _route_content(state: RouterState, link: Link, frame: Envelope) -> tuple[list[Action], bool]:
+    """Route one acknowledged frame; True if it was handed on."""
     refused = None
     if frame.type in (T.FILE_START, T.FILE_CHUNK, T.FILE_END):
         refused = defences.user_file_frame(state, link, frame)

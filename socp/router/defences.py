@@ -1,8 +1,9 @@
 """Where `core` consults the abuse rules of `limits` (SOCP §8, §13).
 
-Each hook returns `None` to let `core` handle the frame as usual, or the actions
-that replace that handling. `limits` decides; this module only turns its answers
-into frames, so `core` gains one line per hook.
+`limits` decides and answers problems, `(ErrorCode, detail)`; each hook here turns
+one into actions: `None` lets `core` handle the frame as usual, a list replaces that
+handling (an ERROR, a close, or nothing when the detail is empty). So `core` gains
+one line per hook, and `limits` stays free of frames.
 """
 
 from __future__ import annotations

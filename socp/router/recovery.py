@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from socp.ipc.messages import CLOSE_GOING_AWAY, FIRST_DIALLED_CONN, ROLE_SERVER, ROLE_USER
@@ -222,17 +223,20 @@ REDELIVERED_TYPES = frozenset({T.USER_DELIVER, T.MSG_PUBLIC_CHANNEL, T.FILE_STAR
 def record_delivered(state: RouterState, actions: list[Action]) -> None:
     """Remember each acknowledged-content frame sent to a local user's connection."""
     for action in actions:
-        if not isinstance(action, Send) or action.frame.type not in REDELIVERED_TYPES:
+        if isinstance(action, Send) and action.frame.type in REDELIVERED_TYPES:
+            _remember_delivered(state, action)
+
+
+def _remember_delivered(state: RouterState, action: Send) -> None:
+    for conn, to in action.targets:
+        link = state.links.get(conn)
+        if link is None or not link.is_user or state.local_users.get(link.peer_id) != conn:
             continue
-        for conn, to in action.targets:
-            link = state.links.get(conn)
-            if link is None or not link.is_user or state.local_users.get(link.peer_id) != conn:
-                continue
-            recent = state.delivered_recently.get(link.peer_id)
-            if recent is None:
-                recent = state.delivered_recently[link.peer_id] = deque(maxlen=PARKED_LIMIT)
-            frame = action.frame if action.frame.to == to else dataclasses.replace(action.frame, to=to)
-            recent.append((state.now_ms, frame))
+        recent = state.delivered_recently.get(link.peer_id)
+        if recent is None:
+            recent = state.delivered_recently[link.peer_id] = deque(maxlen=PARKED_LIMIT)
+        frame = action.frame if action.frame.to == to else dataclasses.replace(action.frame, to=to)
+        recent.append((state.now_ms, frame))
 
 
 def park_again(state: RouterState, user_id: str) -> None:
@@ -278,24 +282,15 @@ def expire_delivered(state: RouterState) -> None:
 CONGESTED_DETAIL = "the recipient's server is not keeping up; retry later"
 
 
-def record_sent(state: RouterState, actions: list[Action]) -> None:
-    """Count every frame the actions hand to the gateway for a server link."""
+def _count_sent(state: RouterState, conns: Iterable[int]) -> None:
+    """Count the frames handed to the gateway for server links."""
     server_conns = state.servers.values()
-    if not server_conns:
-        return
-    for action in actions:
-        if isinstance(action, Send):
-            conns = [conn for conn, _ in action.targets]
-        elif isinstance(action, Relay):
-            conns = list(action.conns)
-        else:
-            continue
-        for conn in conns:
-            if conn in server_conns:
-                outflow = state.outflows.get(conn)
-                if outflow is None:
-                    outflow = state.outflows[conn] = Outflow()
-                outflow.sent += 1
+    for conn in conns:
+        if conn in server_conns:
+            outflow = state.outflows.get(conn)
+            if outflow is None:
+                outflow = state.outflows[conn] = Outflow()
+            outflow.sent += 1
 
 
 def frames_written(state: RouterState, counts: tuple[tuple[int, int], ...]) -> None:
@@ -322,3 +317,20 @@ def congested(state: RouterState, conn: int) -> bool:
 
 def forget_outflow(state: RouterState, conn: int) -> None:
     state.outflows.pop(conn, None)
+
+
+# --- after every event ----------------------------------------------------------------------
+
+
+def note_handed_on(state: RouterState, actions: list[Action]) -> None:
+    """One pass over the actions of one event: content for a local user is remembered
+    for re-parking, and frames for server links are counted for credit."""
+    counting = bool(state.servers)
+    for action in actions:
+        if isinstance(action, Send):
+            if action.frame.type in REDELIVERED_TYPES:
+                _remember_delivered(state, action)
+            if counting:
+                _count_sent(state, (conn for conn, _ in action.targets))
+        elif counting and isinstance(action, Relay):
+            _count_sent(state, action.conns)
