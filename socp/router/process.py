@@ -15,7 +15,6 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import zmq
 
@@ -24,9 +23,7 @@ from socp.identity import NodeIdentity, adopt_server_id
 from socp.ipc import messages as m
 from socp.ipc.direct import DirectSocket
 from socp.ipc.endpoints import ensure_runtime_dir
-from socp.ipc.reorder import ReorderBuffer, ReorderOverflow
 from socp.metrics.router import router_ticked
-from socp.protocol.envelope import Envelope
 from socp.protocol.errors import MalformedFrame
 
 from . import core, fairshare, federation, persistence, replay_log
@@ -40,11 +37,8 @@ from .events import (
     DirectoryQueried,
     Event,
     FrameIn,
-    FrameRejected,
     FramesWritten,
     LinkDown,
-    LinkRestored,
-    LinkUp,
     QueryAnswer,
     Relay,
     Send,
@@ -53,7 +47,7 @@ from .events import (
 )
 from .links import LinkState
 from .persistence import RouterStore
-from .recovery import InFlight
+from .recovery import INBOUND_TYPES, InboundMessage, InboundOrder, InFlight, Ready
 from .snapshot import state_from_snapshot
 from .state import RouterState
 from .store_watch import StoreWatch
@@ -84,8 +78,6 @@ class Counters:
     frames_out: int = 0
     writes: persistence.WriteCounters = field(default_factory=persistence.WriteCounters)
     writes_not_queued: int = 0     # the store queue was full
-    reorder_overflows: int = 0
-    links_replayed: int = 0
     sign_jobs_resent: int = 0
     sign_jobs_given_up: int = 0
     directory_queries: int = 0
@@ -102,19 +94,15 @@ class RouterDriver:
     to_gateway: DirectSocket
     store_writes: asyncio.Queue[StoreWrite]
     epoch: int = 0
-    inbound_order: dict[int, ReorderBuffer[Inbound]] = field(default_factory=dict)
+    # Each connection's events in order, and the hold-back while a new router takes the
+    # gateway's replay (recovery.py).
+    inbound_order: InboundOrder = field(default_factory=InboundOrder)
     gateway_boot: str = ""
     federation_started: bool = False
     out_seq: dict[int, int] = field(default_factory=dict)
     counters: Counters = field(default_factory=Counters)
-    applied: dict[int, int] = field(default_factory=dict)      # conn -> first inbound seq not applied
-    applied_changed: set[int] = field(default_factory=set)
     in_flight: InFlight = field(init=False)
     store_watch: StoreWatch | None = None
-    # A new router first learns the live links (LinkReplay) and only then, once the
-    # gateway says GatewayHello, takes their frames (see `inbound`).
-    replaying: bool = True
-    held_back: list[Ready] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.in_flight = InFlight(verifiers=self.config.verifiers)
@@ -123,83 +111,24 @@ class RouterDriver:
     # --- inbound ------------------------------------------------------------------------
 
     def inbound(self, message: InboundMessage) -> list[Ready]:
-        """(conn, seq, event) to apply now for one actor message.
-
-        Until the replay ends, only the restored links go through: a frame may name a
-        user whose connection is replayed after the frame's own link (a server's
-        SERVER_DELIVER for our user), and the verifiers' results can overtake the
-        gateway's replay. The rest waits, in order, for `end_replay`; that is at most
-        what arrives in GATEWAY_HELLO_WAIT."""
-        conn = message.conn
-        ready = [(conn, seq, event) for seq, event in self.events_from(message)]
-        if not self.replaying:
-            return ready
-        self.held_back += [item for item in ready if not isinstance(item[2], LinkRestored)]
-        return [item for item in ready if isinstance(item[2], LinkRestored)]
+        """(conn, seq, event) to apply now for one actor message (recovery.InboundOrder)."""
+        return self.inbound_order.take(message, self.state.links)
 
     def end_replay(self) -> list[Ready]:
-        """Every live link is restored (GatewayHello, or none came in time): what was
-        held back, in the order it became ready."""
-        self.replaying = False
-        held, self.held_back = self.held_back, []
-        return held
-
-    def events_from(self, message: InboundMessage) -> list[Inbound]:
-        """Translate one actor message into core events, in each connection's order,
-        each with its inbound seq."""
-        if isinstance(message, m.LinkReplay):
-            if message.conn in self.state.links:
-                return []   # we heard its hello ourselves; the re-submitted frames are duplicates
-            self.counters.links_replayed += 1
-            restored: list[Inbound] = []
-            if message.opening or message.role in (m.ROLE_SERVER, m.ROLE_USER):
-                restored.append((message.seq - 1, LinkRestored(message.conn, message.role, message.opening,
-                                                               message.verify_key)))
-            # The old router applied everything below `seq`: start there. Results may be
-            # waiting already: each verifier reconnects to a new router on its own timer,
-            # often before the gateway does, so this replay can trail the results of the
-            # very frames it replays, or of frames that came in since. Those at or after
-            # `seq` are frames the gateway still keeps: take them. The gateway submits a
-            # frame again only after VERIFY_TIMEOUT, and never once its link is closed,
-            # as a server link the new router replaces by a fresh one soon is.
-            buffer = self.inbound_order.get(message.conn)
-            if buffer is None:
-                buffer = self.inbound_order[message.conn] = ReorderBuffer(first_seq=message.seq)
-            return restored + buffer.skip_to(message.seq)
-        if isinstance(message, m.Verified):
-            event: Event = FrameIn(message.conn, _envelope(message.frame), message.payload_digest,
-                                   message.link_signed)
-        elif isinstance(message, m.Rejected):
-            event = FrameRejected(message.conn, message.code, message.detail, message.frame_type, message.msg_ref)
-        elif isinstance(message, m.LinkClosed):
-            event = LinkDown(message.conn, message.reason)
-        else:
-            event = LinkUp(message.conn, message.address)
-        buffer = self.inbound_order.get(message.conn)
-        if buffer is None:
-            buffer = self.inbound_order[message.conn] = ReorderBuffer()
-        try:
-            return buffer.push(message.seq, (message.seq, event))
-        except ReorderOverflow:
-            self.counters.reorder_overflows += 1
-            log.error("router: connection %s has too many frames out of order; dropping it", message.conn)
-            # Forget the link; its next frame looks like a stranger's and is refused.
-            return [(message.seq, LinkDown(message.conn, "reorder overflow"))]
+        return self.inbound_order.end_replay()
 
     async def apply_inbound(self, conn: int, seq: int, event: Event) -> None:
         await self.apply(event)
         if not isinstance(event, LinkDown):
-            self.applied[conn] = seq + 1
-            self.applied_changed.add(conn)
+            self.inbound_order.applied_up_to(conn, seq)
 
     async def tick(self) -> None:
         """Time passes: the core's Tick, then what the driver owes the others."""
         await self.apply(Tick())
         await self.report_links()
         router_ticked(self.state, len(self.in_flight), self.store_writes.qsize())
-        if self.applied_changed:
-            marks = [(conn, self.applied[conn]) for conn in self.applied_changed if conn in self.applied]
-            self.applied_changed.clear()
+        marks = self.inbound_order.applied_marks()
+        if marks:
             await self.to_gateway.send(m.pack(m.InboundDone(marks)))
         again, give_up = self.in_flight.due(now_ms())
         for data in again:
@@ -228,10 +157,8 @@ class RouterDriver:
         if self.gateway_boot and boot_id != self.gateway_boot:
             for conn in list(self.state.links):
                 await self.apply(LinkDown(conn, GATEWAY_RESTARTED))
-            self.inbound_order.clear()
+            self.inbound_order.gateway_restarted()
             self.out_seq.clear()
-            self.applied.clear()
-            self.applied_changed.clear()
             self.in_flight = InFlight(verifiers=self.config.verifiers)
             self.federation_started = False
         self.gateway_boot = boot_id
@@ -256,12 +183,11 @@ class RouterDriver:
         if log.isEnabledFor(logging.DEBUG) and not isinstance(event, Tick):
             log.debug("router: %s -> %s", _describe(event), [type(a).__name__ for a in actions])
         if isinstance(event, LinkDown):
-            self.inbound_order.pop(event.conn, None)
+            self.inbound_order.forget(event.conn)
         await self.dispatch(actions, origin)
         await self.release()
         if isinstance(event, LinkDown):
             self.out_seq.pop(event.conn, None)
-            self.applied.pop(event.conn, None)
             self.in_flight.forget_conn(event.conn)
 
     def _next_out(self, conn: int) -> int:
@@ -367,16 +293,7 @@ def _describe(event: Event) -> str:
     return repr(event)
 
 
-def _envelope(frame: dict[str, Any]) -> Envelope:
-    return Envelope(type=frame["type"], from_=frame["from"], to=frame["to"], ts=frame["ts"],
-                    payload=frame["payload"], sig=frame.get("sig", ""))
-
-
 # What the process loop takes: a control message, a Tick, or (conn, seq, event) in order.
-InboundMessage = m.LinkReplay | m.Verified | m.Rejected | m.LinkClosed | m.LinkOpened
-INBOUND_TYPES = (m.LinkReplay, m.Verified, m.Rejected, m.LinkClosed, m.LinkOpened)
-Inbound = tuple[int, Event]
-Ready = tuple[int, int, Event]
 Work = m.GatewayHello | m.OutboundDone | m.FramesWritten | m.DirectoryQuery | m.Signed | Tick | Ready
 
 

@@ -1,34 +1,151 @@
 """The router's side of recovery (docs/recovery.md is the contract; read it first).
 
-Four jobs, one section each:
+Five jobs, one section each:
 
+  inbound order    each connection's events in the gateway's order; the hold-back while
+                   a new router takes the gateway's replay (InboundOrder)
   restored links   a restarted router learns the gateway's live links (LinkReplay)
   re-sent jobs     sign jobs lost with a verifier are sent again (InFlight)
   re-parked content  what a lost gateway may not have written is parked for the reconnect
   credit           a server link is handed no more unwritten frames than its outbox holds
 
-The inbound order and the hold-back during a replay are the driver's
-(process.RouterDriver.inbound); the replay keys that outlive a restart are
-replay_log.py's.
+The replay keys that outlive a restart are replay_log.py's.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
+from socp.ipc import messages as m
 from socp.ipc.messages import CLOSE_GOING_AWAY, FIRST_DIALLED_CONN, ROLE_SERVER, ROLE_USER
+from socp.ipc.reorder import ReorderBuffer, ReorderOverflow
 from socp.protocol.crypto import normalise_public_key
-from socp.protocol.envelope import parse
+from socp.protocol.envelope import Envelope, parse
 from socp.protocol.errors import SocpError
 from socp.protocol.frame_types import FrameType as T
 
 from . import federation, users
-from .events import Action, Close, LinkRestored, Relay, Send
+from .events import Action, Close, Event, FrameIn, FrameRejected, LinkDown, LinkRestored, LinkUp, Relay, Send
 from .links import Link, LinkState
 from .state import PARKED_LIMIT, Outflow, RouterState, forget_older
+
+log = logging.getLogger("socp.router")
+
+
+# --- Inbound order (docs/recovery.md, Sequence numbers; Inbound 4-6) ------------------------
+
+# The actor messages that carry a connection's events, each with its inbound seq.
+InboundMessage = m.LinkReplay | m.Verified | m.Rejected | m.LinkClosed | m.LinkOpened
+INBOUND_TYPES = (m.LinkReplay, m.Verified, m.Rejected, m.LinkClosed, m.LinkOpened)
+Inbound = tuple[int, Event]            # (seq, event)
+Ready = tuple[int, int, Event]         # (conn, seq, event), to apply now
+
+
+@dataclass
+class InboundOrder:
+    """Each connection's events in the gateway's order, and how far they took effect.
+
+    A new router first learns the live links (LinkReplay) and only then, once the
+    gateway says GatewayHello, takes their frames: until `end_replay`, only the
+    restored links go through. A frame may name a user whose connection is replayed
+    after the frame's own link (a server's SERVER_DELIVER for our user), and the
+    verifiers' results can overtake the gateway's replay. The rest waits, in order."""
+
+    buffers: dict[int, ReorderBuffer[Inbound]] = field(default_factory=dict)
+    replaying: bool = True
+    held_back: list[Ready] = field(default_factory=list)
+    applied: dict[int, int] = field(default_factory=dict)      # conn -> first inbound seq not applied
+    applied_changed: set[int] = field(default_factory=set)
+    links_replayed: int = 0
+    reorder_overflows: int = 0
+
+    def take(self, message: InboundMessage, known_links: Container[int]) -> list[Ready]:
+        """(conn, seq, event) to apply now for one actor message."""
+        conn = message.conn
+        ready = [(conn, seq, event) for seq, event in self.events_from(message, known_links)]
+        if not self.replaying:
+            return ready
+        self.held_back += [item for item in ready if not isinstance(item[2], LinkRestored)]
+        return [item for item in ready if isinstance(item[2], LinkRestored)]
+
+    def end_replay(self) -> list[Ready]:
+        """Every live link is restored (GatewayHello, or none came in time): what was
+        held back, in the order it became ready."""
+        self.replaying = False
+        held, self.held_back = self.held_back, []
+        return held
+
+    def applied_up_to(self, conn: int, seq: int) -> None:
+        self.applied[conn] = seq + 1
+        self.applied_changed.add(conn)
+
+    def applied_marks(self) -> list[tuple[int, int]]:
+        """(conn, first seq not applied) of each connection that moved: InboundDone."""
+        marks = [(conn, self.applied[conn]) for conn in self.applied_changed if conn in self.applied]
+        self.applied_changed.clear()
+        return marks
+
+    def forget(self, conn: int) -> None:
+        self.buffers.pop(conn, None)
+        self.applied.pop(conn, None)
+
+    def gateway_restarted(self) -> None:
+        """Every connection of the gateway before is gone."""
+        self.buffers.clear()
+        self.applied.clear()
+        self.applied_changed.clear()
+
+    def events_from(self, message: InboundMessage, known_links: Container[int]) -> list[Inbound]:
+        """Translate one actor message into core events, in its connection's order,
+        each with its inbound seq."""
+        if isinstance(message, m.LinkReplay):
+            if message.conn in known_links:
+                return []   # we heard its hello ourselves; the re-submitted frames are duplicates
+            self.links_replayed += 1
+            restored: list[Inbound] = []
+            if message.opening or message.role in (m.ROLE_SERVER, m.ROLE_USER):
+                restored.append((message.seq - 1, LinkRestored(message.conn, message.role, message.opening,
+                                                               message.verify_key)))
+            # The old router applied everything below `seq`: start there. Results may be
+            # waiting already: each verifier reconnects to a new router on its own timer,
+            # often before the gateway does, so this replay can trail the results of the
+            # very frames it replays, or of frames that came in since. Those at or after
+            # `seq` are frames the gateway still keeps: take them. The gateway submits a
+            # frame again only after VERIFY_TIMEOUT, and never once its link is closed,
+            # as a server link the new router replaces by a fresh one soon is.
+            buffer = self.buffers.get(message.conn)
+            if buffer is None:
+                buffer = self.buffers[message.conn] = ReorderBuffer(first_seq=message.seq)
+            return restored + buffer.skip_to(message.seq)
+        if isinstance(message, m.Verified):
+            event: Event = FrameIn(message.conn, _envelope(message.frame), message.payload_digest,
+                                   message.link_signed)
+        elif isinstance(message, m.Rejected):
+            event = FrameRejected(message.conn, message.code, message.detail, message.frame_type, message.msg_ref)
+        elif isinstance(message, m.LinkClosed):
+            event = LinkDown(message.conn, message.reason)
+        else:
+            event = LinkUp(message.conn, message.address)
+        buffer = self.buffers.get(message.conn)
+        if buffer is None:
+            buffer = self.buffers[message.conn] = ReorderBuffer()
+        try:
+            return buffer.push(message.seq, (message.seq, event))
+        except ReorderOverflow:
+            self.reorder_overflows += 1
+            log.error("router: connection %s has too many frames out of order; dropping it", message.conn)
+            # Forget the link; its next frame looks like a stranger's and is refused.
+            return [(message.seq, LinkDown(message.conn, "reorder overflow"))]
+
+
+def _envelope(frame: dict[str, Any]) -> Envelope:
+    return Envelope(type=frame["type"], from_=frame["from"], to=frame["to"], ts=frame["ts"],
+                    payload=frame["payload"], sig=frame.get("sig", ""))
 
 # --- Restored links (docs/recovery.md, Inbound 4-6) ----------------------------------------
 #
