@@ -95,3 +95,11 @@ def test_the_ack_interval_comes_from_the_node_config(tmp_path: Path) -> None:
     config = NodeConfig(data_dir=tmp_path, ack_interval=0.2)
     assert state_from_snapshot(identity, config, snapshot).timing.ack_interval_ms == 200  # type: ignore[arg-type]  # only the two fields it reads
     assert state_from_snapshot(identity, NodeConfig(data_dir=tmp_path), snapshot).timing.ack_interval_ms == 500  # type: ignore[arg-type]  # as above
+
+
+def test_every_write_the_core_may_decide_has_its_store_call() -> None:
+    from typing import get_args
+
+    from socp.router.events import WriteOperation
+
+    assert set(get_args(WriteOperation)) == set(persistence._WRITES)
