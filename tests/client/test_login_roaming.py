@@ -169,7 +169,7 @@ async def test_storing_the_login_never_blocks_chatting_and_a_refusal_is_reported
                     await ws.send(signing.sign_envelope(keys[NODE], refusal).to_wire())
                     continue
                 for connection, envelope in node.handle(ws, raw):
-                    await connection.send(envelope.to_wire())  # type: ignore[attr-defined]
+                    await connection.send(envelope.to_wire())  # type: ignore[attr-defined]  # a websockets connection here
         except ConnectionClosed:
             pass
         finally:

@@ -14,7 +14,6 @@ import pytest
 from support.nodes import start_node
 
 from .chat_process import PASSWORD
-from .test_real_node import make_home  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
