@@ -61,6 +61,8 @@ class NodeConfig:
     redial_min_backoff: float = 0.5        # first wait before dialling a lost server again
     redial_max_backoff: float = 30.0       # the wait doubles up to this
     redial_give_up: float = 3600.0         # seconds without reaching a server, then no more dials
+    # At most one ACK per connection this often (router/user_acks.py): each costs a signature.
+    ack_interval: float = 0.5
 
     @property
     def database_url(self) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from socp.protocol import crypto, keystore
+from socp.protocol.errors import BadKey
 from socp.protocol.ids import is_uuid4, new_id
 
 IDENTITY_FILE = "identity.json"
@@ -44,7 +45,7 @@ def load_identity(data_dir: Path) -> NodeIdentity:
         key = keystore.read_private_key(data_dir / KEY_FILE, None)
     except OSError as exc:
         raise IdentityError(f"cannot read {data_dir / KEY_FILE}: {exc.strerror}") from exc
-    except keystore.BadKey as exc:
+    except BadKey as exc:
         raise IdentityError(f"{data_dir / KEY_FILE} is not a usable key: {exc.detail}") from exc
     return NodeIdentity(server_id=server_id, private_key=key)
 

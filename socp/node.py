@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from socp.config import NodeConfig
 from socp.identity import IdentityError, NodeIdentity, load_or_create_identity
@@ -218,13 +219,14 @@ def own_certificate_context(config: NodeConfig) -> ssl.SSLContext:
     return context
 
 
-def health(config: NodeConfig, timeout: float = 1.0) -> dict | None:
+def health(config: NodeConfig, timeout: float = 1.0) -> dict[str, Any] | None:
     host = "127.0.0.1" if config.host in ("0.0.0.0", "") else config.host
     scheme, context = ("https", own_certificate_context(config)) if config.tls else ("http", None)
     try:
         with urllib.request.urlopen(f"{scheme}://{host}:{config.port}/healthz", timeout=timeout,
                                     context=context) as reply:
-            return json.loads(reply.read() or b"{}")
+            answer: dict[str, Any] = json.loads(reply.read() or b"{}")
+            return answer
     except (OSError, urllib.error.URLError, ValueError, ssl.SSLError):
         return None
 

@@ -51,21 +51,42 @@ def fast_runner() -> asyncio.Runner:
 
 
 def run_async_actor(actor: str, main: Callable[[], Awaitable[None]]) -> int:
-    """Run `main()` until it returns or a stop signal arrives; return an exit code."""
+    """Run `main()` until it returns or a stop signal arrives; return an exit code:
+    0 when it returned or was stopped by a signal, 1 when it crashed (logged with its
+    traceback, so supervisord's log shows why it is restarting it).
+
+    A cancellation nobody asked for is a crash too. On Python 3.11 a TaskGroup whose
+    child fails while the group is already exiting leaves its parent task marked as
+    cancelling (fixed in 3.12); a later `await` that honours that mark (StoreClient.close
+    did) turns the child's exception into a CancelledError, which read as a clean stop:
+    "router: stopped", exit status 0, no traceback."""
     setup_logging(actor)
+    log = logging.getLogger(f"socp.{actor}")
     runner = fast_runner()
+    stop_signals: list[int] = []
 
     async def guarded() -> None:
         task = asyncio.current_task()
         assert task is not None
         loop = asyncio.get_running_loop()
+
+        def stop(signum: int) -> None:
+            stop_signals.append(signum)
+            task.cancel()
+
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, task.cancel)
+            loop.add_signal_handler(signum, stop, signum)
         await main()
 
     with runner:
         try:
             runner.run(guarded())
-        except asyncio.CancelledError:
-            logging.getLogger(f"socp.{actor}").info("%s: stopped", actor)
+        except asyncio.CancelledError as cancelled:
+            if not stop_signals:
+                log.critical("%s: crashed: cancelled with no stop signal", actor, exc_info=cancelled)
+                return 1
+            log.info("%s: stopped", actor)
+        except Exception as exc:  # noqa: BLE001 - any crash: its traceback to the log, a non-zero exit
+            log.critical("%s: crashed", actor, exc_info=exc)
+            return 1
     return 0

@@ -22,9 +22,9 @@ from .keys import KeyPool
 from .phase import cores
 from .procstats import NodeMeter
 from .report import BenchResult
+from .simulated_users import BenchUser, connect_users, make_users
 from .targets import MAX_DURATION_S, SETUP_TIMEOUT_S, Target
 from .tracker import percentile
-from .users import BenchUser, connect_users, make_users
 
 MAX_USERS = 20_000
 

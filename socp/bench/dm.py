@@ -28,9 +28,9 @@ from .keys import KeyPool
 from .phase import TimedPhase, cores, timed_run
 from .prepare import DmJob, FramePreparer
 from .report import BenchResult
+from .simulated_users import BenchUser, make_users
 from .targets import MAX_DRAIN_S, MAX_DURATION_S, MAX_PREPARED_FRAMES, Target
 from .tracker import DeliveryTracker
-from .users import BenchUser, make_users
 
 # Closed loop prepares sign capacity × duration × this: a node signs every DM once,
 # so it cannot deliver more than the machine signs (two nodes: half of it).

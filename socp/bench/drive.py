@@ -24,8 +24,8 @@ from rich.text import Text
 from websockets.exceptions import ConnectionClosed
 
 from .prepare import PreparedFrame
+from .simulated_users import BenchUser
 from .tracker import DeliveryTracker
-from .users import BenchUser
 
 WINDOW_STALL_S = 2.0
 PROGRESS_EVERY_S = 0.5

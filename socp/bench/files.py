@@ -29,9 +29,9 @@ from .keys import KeyPool
 from .phase import cores, run_phase
 from .prepare import PreparedFrame, now_ms
 from .report import BenchResult
+from .simulated_users import BenchUser, make_users
 from .targets import MAX_DRAIN_S, MAX_DURATION_S, Target
 from .tracker import DeliveryTracker
-from .users import BenchUser, make_users
 
 MAX_FILE_MB = 20.0   # per pair: bounds preparation time and memory
 

@@ -42,7 +42,8 @@ _VERIFIER_STATS = re.compile(r"verifier stopped after [\d.]+ s: VerifierStats\((
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def seed_identity(data_dir: Path, key: crypto.PrivateKey, server_id: str | None = None) -> str:
@@ -92,7 +93,8 @@ class LocalNode:
     @property
     def server_id(self) -> str:
         """Read each time: a node that joins may adopt an id its introducer assigned."""
-        return json.loads((self.data_dir / IDENTITY_FILE).read_text())["server_id"]
+        server_id: str = json.loads((self.data_dir / IDENTITY_FILE).read_text())["server_id"]
+        return server_id
 
     def bootstrap_yaml(self) -> str:
         return f'bootstrap_servers:\n  - host: "127.0.0.1"\n    port: {self.port}\n    pubkey: "{self.pubkey}"\n'

@@ -19,9 +19,9 @@ from .drive import Progress, SendOutcome, SendPlan, drain, report_progress, send
 from .prepare import PreparedFrame
 from .procstats import NodeMeter, ProcessUsage
 from .report import BenchResult
+from .simulated_users import BenchUser, FrameHandler, connect_users
 from .targets import SETUP_TIMEOUT_S
 from .tracker import DeliveryTracker
-from .users import BenchUser, connect_users
 
 # After the last hello, let the presence and channel frames of the setup drain so
 # they do not share the timed phase.
@@ -49,7 +49,7 @@ class PhaseOutcome:
     client_cpu_s: float        # this process (the load generator) during the timed phase
 
 
-def make_handler(tracker: DeliveryTracker, delivery_types: frozenset[str], key_of: KeyOf):
+def make_handler(tracker: DeliveryTracker, delivery_types: frozenset[str], key_of: KeyOf) -> FrameHandler:
     """What a receive loop does with each frame: a dict lookup, no crypto."""
 
     def handle(user: BenchUser, frame: dict[str, Any], text: str, when: float) -> None:

@@ -13,6 +13,7 @@ import multiprocessing
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from socp.protocol import crypto, frames, signing
 from socp.protocol.acks import msg_ref
@@ -104,7 +105,7 @@ class FramePreparer:
         self._pool.terminate()
         self._pool.join()
 
-    def _run(self, batch_function: Callable[..., list[Made]], jobs: Sequence[tuple], size: int,
+    def _run(self, batch_function: Callable[..., list[Made]], jobs: Sequence[tuple[Any, ...]], size: int,
              transport_sig: bool, progress: Callable[[int, int], None] | None) -> list[Made]:
         batches = [(list(jobs[i : i + BATCH]), size, transport_sig) for i in range(0, len(jobs), BATCH)]
         made: list[Made] = []

@@ -22,9 +22,9 @@ from .keys import KeyPool
 from .phase import TimedPhase, cores, timed_run
 from .prepare import FramePreparer, PublicJob
 from .report import BenchResult
+from .simulated_users import make_users
 from .targets import MAX_DRAIN_S, MAX_DURATION_S, MAX_PREPARED_FRAMES, Target
 from .tracker import DeliveryTracker
-from .users import make_users
 
 CLOSED_LOOP_HEADROOM = 1.25   # as in dm.py
 

@@ -40,11 +40,11 @@ class DeliveryTracker:
     on_fully_delivered: Callable[[int], None] | None = None  # gets the sender index
     on_refused: Callable[[int, float], None] | None = None    # sender index, seconds to wait (retry hint)
     expected: dict[str, _Expected] = field(default_factory=dict)
-    seen: Counter = field(default_factory=Counter)            # (receiver, key) -> times received
+    seen: Counter[tuple[int, str]] = field(default_factory=Counter)            # (receiver, key) -> times received
     latencies_s: list[float] = field(default_factory=list)
     delivered_times: list[float] = field(default_factory=list)
-    errors: Counter = field(default_factory=Counter)          # refused frames by code (or ERRORs naming none)
-    refused_by_code: Counter = field(default_factory=Counter)  # our frames an ERROR named, by its code
+    errors: Counter[str] = field(default_factory=Counter)          # refused frames by code (or ERRORs naming none)
+    refused_by_code: Counter[str] = field(default_factory=Counter)  # our frames an ERROR named, by its code
     refused_keys: set[str] = field(default_factory=set)
     refs: dict[str, str] = field(default_factory=dict)        # msg_ref -> key
     refused_then_delivered: int = 0                           # a server that refuses and delivers anyway

@@ -282,7 +282,7 @@ def _comparison(results: list[BenchResult], console: Console) -> dict[str, Any]:
 @node_group.command("dm")
 @dm_options
 @click.pass_context
-def node_dm(ctx: click.Context, **values: Any) -> None:
+def node_dm(ctx: click.Context, /, **values: Any) -> None:
     """DMs between users of the local node(s)."""
     _run_local(ctx, _dm, _dm_values(values))
 
@@ -290,7 +290,7 @@ def node_dm(ctx: click.Context, **values: Any) -> None:
 @node_group.command("public")
 @public_options
 @click.pass_context
-def node_public(ctx: click.Context, **values: Any) -> None:
+def node_public(ctx: click.Context, /, **values: Any) -> None:
     """Public channel on the local node(s)."""
     _run_local(ctx, _public, values)
 
@@ -298,7 +298,7 @@ def node_public(ctx: click.Context, **values: Any) -> None:
 @node_group.command("files")
 @files_options
 @click.pass_context
-def node_files(ctx: click.Context, **values: Any) -> None:
+def node_files(ctx: click.Context, /, **values: Any) -> None:
     """File transfer through the local node(s)."""
     _run_local(ctx, _files, values)
 
@@ -306,6 +306,6 @@ def node_files(ctx: click.Context, **values: Any) -> None:
 @node_group.command("connect")
 @connect_options
 @click.pass_context
-def node_connect(ctx: click.Context, **values: Any) -> None:
+def node_connect(ctx: click.Context, /, **values: Any) -> None:
     """Connection ramp against the local node(s)."""
     _run_local(ctx, _connect, values)

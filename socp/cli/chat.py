@@ -230,7 +230,7 @@ def chat(server: str, home_dir: Path | None, name: str | None, script: bool, lin
     from socp.client.connection import ChatClient
     from socp.client.tui import ChatApp
 
-    def run_client(emit, lines):  # type: ignore[no-untyped-def]
+    def run_client(emit, lines):  # type: ignore[no-untyped-def]  # ChatApp's callback; typed in socp.client.tui
         client = ChatClient(session, server, emit, connect_attempts=connect_attempts, linger=0.2,
                             reconnect=True, auto_refresh=True, file_chunk_rate=file_rate,
                             login_store=login_store)
@@ -238,9 +238,9 @@ def chat(server: str, home_dir: Path | None, name: str | None, script: bool, lin
 
     app = ChatApp(run_client, notes=tuple(notes))
     try:
-        code = app.run()
+        app_code = app.run()
     finally:
         session.close()
-    if code and app.last_error:
+    if app_code and app.last_error:
         click.echo(f"Error: {app.last_error}", err=True)
-    sys.exit(code or 0)
+    sys.exit(app_code or 0)

@@ -44,7 +44,8 @@ class LazyGroup(click.Group):
             if exc.name == module_name:
                 return None  # not built yet
             raise
-        return getattr(module, attribute)
+        command: click.Command = getattr(module, attribute)
+        return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, SUBCOMMANDS[name][1]) for name in self.listed_commands(ctx)]

@@ -19,12 +19,16 @@ import socket
 import xmlrpc.client
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 from supervisor.xmlrpc import SupervisorTransport, UnixStreamHTTPConnection
 
 from socp import node
 from socp.config import NodeConfig
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 RPC_TIMEOUT = 5.0          # seconds for supervisord to answer; it answers at once unless wedged
 HEALTH_TIMEOUT = 2.0
@@ -71,14 +75,14 @@ def restart_counts(log_text: str, supervisord_pid: int) -> dict[str, int]:
     return {name: count - 1 for name, count in spawns.items()}
 
 
-class _TimedUnixConnection(UnixStreamHTTPConnection):
+class _TimedUnixConnection(UnixStreamHTTPConnection):  # type: ignore[misc]  # supervisor ships no types
     def connect(self) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(RPC_TIMEOUT)
         self.sock.connect(self.socketfile)
 
 
-class _TimedTransport(SupervisorTransport):
+class _TimedTransport(SupervisorTransport):  # type: ignore[misc]  # supervisor ships no types
     """supervisor's unix-socket transport, with a bound on every wait."""
 
     def __init__(self, socket_path: Path) -> None:
@@ -107,8 +111,9 @@ def actor_statuses(config: NodeConfig) -> tuple[int, list[ActorStatus]]:
         raise NodeNotRunning(f"the node in {config.data_dir} is not running (no supervisord socket at {sock})")
     proxy = supervisor_proxy(config.run_dir)
     try:
-        supervisord_pid = int(proxy.supervisor.getPID())
-        infos = proxy.supervisor.getAllProcessInfo()
+        # XML-RPC answers are untyped: an int, and a list of one dict per process.
+        supervisord_pid = int(cast(int, proxy.supervisor.getPID()))
+        infos = cast(list[dict[str, Any]], proxy.supervisor.getAllProcessInfo())
     except (OSError, xmlrpc.client.Error) as exc:
         raise NodeNotRunning(f"the node in {config.data_dir} is not running "
                              f"(supervisord does not answer on {sock}: {exc})") from None
@@ -134,7 +139,8 @@ def format_uptime(seconds: int | None) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
-def print_tables(config: NodeConfig, supervisord_pid: int, actors: list[ActorStatus], health: dict | None) -> None:
+def print_tables(config: NodeConfig, supervisord_pid: int, actors: list[ActorStatus],
+                 health: dict[str, Any] | None) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -169,7 +175,7 @@ def print_tables(config: NodeConfig, supervisord_pid: int, actors: list[ActorSta
 LINK_STYLES = {"joined": "green", "dialling": "yellow", "refused": "red", "lost": "red"}
 
 
-def print_server_links(console: object, links: object) -> None:
+def print_server_links(console: Console, links: object) -> None:
     """One row per peer server (the router's link book, via /healthz `server_links`):
     who, where, in what state, and the last reason it was refused or dropped a frame."""
     from rich.markup import escape

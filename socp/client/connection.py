@@ -917,7 +917,7 @@ class ChatClient:
         except ConnectionClosed as exc:
             raise ConnectionLost(f"connection to {self.url} lost ({_close_reason(exc)})") from exc
         except OSError as exc:   # the file became unreadable after its hash was taken
-            steps.close()  # type: ignore[attr-defined]
+            steps.close()  # type: ignore[attr-defined]  # send_file's Iterator is a generator
             reason = f"cannot read {sending.path}: {exc.strerror or exc}"
             await self._give_up(sending, reason)
         finally:
@@ -932,7 +932,7 @@ class ChatClient:
                 sending.stop_reason = "the server rate-limited the transfer and dropped chunks; try a lower --file-rate"
                 await asyncio.sleep(RATE_LIMITED_PAUSE)   # let the server's bucket refill for the FILE_END
             if sending.stop_reason:
-                steps.close()  # type: ignore[attr-defined]
+                steps.close()  # type: ignore[attr-defined]  # send_file's Iterator is a generator
                 await self._give_up(sending, sending.stop_reason)
                 return
             if any(frame.type == T.FILE_CHUNK for frame in actions.frames):

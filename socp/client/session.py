@@ -1290,7 +1290,7 @@ class ClientSession:
                 str(final),
                 incoming.size,
                 incoming.sha256,
-                incoming.channel,  # type: ignore[arg-type]
+                incoming.channel,  # type: ignore[arg-type]  # IncomingFile keeps it as str; always "dm" or "public"
                 incoming.verified,
                 hashed=bool(incoming.sha256),
             )
@@ -1458,7 +1458,7 @@ def _progress(
     elapsed = max(now - started, 1e-6)
     rate = done / elapsed
     eta = (total - done) / rate if rate > 0 else None
-    return FileProgress(file_id, name, direction, done, total, rate, eta)  # type: ignore[arg-type]
+    return FileProgress(file_id, name, direction, done, total, rate, eta)  # type: ignore[arg-type]  # direction: "send" or "receive"
 
 
 def _sha256_file(path: Path) -> str:

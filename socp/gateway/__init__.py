@@ -17,9 +17,13 @@ enforces transport limits (SOCP §4). Modules, each with one job:
   health    counters, the database's health, and the /healthz body
   admission node-wide caps on connections and on those yet to say hello
   memory    hand freed heap back to the OS after a crowd of connections left
-  recovery  frames kept until the router applied them; replayed to a new router
-  flow      credit for server links: frames written, reported to the router
+  recovery  frames kept until the router applied them, replayed to a new router;
+            outbound progress and server links' credit (docs/recovery.md)
+  tls       wss:// on the one port, and TLS for the links we dial
   context   what the parts share
+
+Constants the actors share (conn id ranges, close codes) live with the messages in
+socp/ipc/messages.py.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from socp.ipc.messages import ServerLinks, StoreStatus
 from socp.runtime import resident_bytes
@@ -91,10 +91,10 @@ class DatabaseReport:
 class ServerLinksReport:
     """The latest ServerLinks the router sent (the router's link book)."""
 
-    rows: list[tuple[str, str, str, str, int, str, str]] = field(default_factory=list)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)   # ServerLinks.rows
 
     def update(self, message: ServerLinks) -> None:
-        self.rows = [tuple(row) for row in message.rows]
+        self.rows = [tuple(row) for row in message.rows]   # msgpack gives lists
 
     def as_json(self) -> list[dict[str, object]]:
         return [{"peer_id": peer_id, "address": address, "state": state, "reason": reason, "dropped": dropped,

@@ -14,9 +14,10 @@ import logging
 
 from socp.gateway.context import GatewayContext
 from socp.gateway.dialer import Dialer
-from socp.gateway.links import CLOSE_TRY_AGAIN_LATER, CloseRequest, OutItem
+from socp.gateway.links import CloseRequest, OutItem
 from socp.gateway.recovery import Recovery
 from socp.ipc.messages import (
+    CLOSE_TRY_AGAIN_LATER,
     CloseLink,
     ConnId,
     Deliver,
@@ -55,7 +56,7 @@ class Inbox:
             return
         kind = type(message)
         try:
-            if kind is Deliver:
+            if isinstance(message, Deliver):
                 release = self._release
                 for conn, seq, text in message.items:
                     if type(text) is not str:
@@ -64,21 +65,21 @@ class Inbox:
                         self._context.lookups.answered(conn, text)
                         continue
                     release(conn, seq, text)
-            elif kind is CloseLink:
+            elif isinstance(message, CloseLink):
                 if type(message.code) is not int or type(message.reason) is not str:
                     raise TypeError("CloseLink code or reason has the wrong type")
                 self._release(message.conn, message.seq, CloseRequest(message.code, message.reason))
-            elif kind is DialLink:
+            elif isinstance(message, DialLink):
                 self._dialer.dial(message)
-            elif kind is InboundDone:
+            elif isinstance(message, InboundDone):
                 self._recovery.inbound_done(message)
-            elif kind is RouterHello:
+            elif isinstance(message, RouterHello):
                 self._recovery.router_hello(message.epoch)
-            elif kind is DirectoryMiss:
+            elif isinstance(message, DirectoryMiss):
                 self._context.lookups.missed(message.query, message.detail)
-            elif kind is StoreStatus:
+            elif isinstance(message, StoreStatus):
                 self._context.database.update(message)
-            elif kind is ServerLinks:
+            elif isinstance(message, ServerLinks):
                 self._context.server_links.update(message)
             else:
                 self._bad_message(f"{kind.__name__} is not for the gateway")

@@ -19,25 +19,26 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
-from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, ConnId, split_out_seq
+from socp.ipc.messages import (
+    CLOSE_TRY_AGAIN_LATER,
+    FIRST_DIALLED_CONN,
+    ROLE_SERVER,
+    ROLE_UNKNOWN,
+    ConnId,
+    split_out_seq,
+)
 from socp.ipc.reorder import ReorderBuffer
-
-# Close codes the gateway uses (RFC 6455 §7.4.1).
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY_VIOLATION = 1008
-CLOSE_TRY_AGAIN_LATER = 1013
 
 # Inbound frames kept per link until the router applied them (recovery.py).
 KEPT_FRAMES = 1024
 KEPT_BYTES = 8 * 1024 * 1024
 
-# Conn ids: the router picks dialled ones from FIRST_DIALLED_CONN up; accepted ones
-# count up in a block of ACCEPTED_CONNS_PER_BOOT ids below it, a new block at every
-# gateway start (picked by the start time in tenths of a second, like the router's
-# epoch; blocks come round again after 1.8 hours).
-FIRST_DIALLED_CONN = 2**40
+# Accepted conn ids count up in a block of ACCEPTED_CONNS_PER_BOOT ids below
+# FIRST_DIALLED_CONN (ipc messages), a new block at every gateway start (picked by the
+# start time in tenths of a second, like the router's epoch; blocks come round again
+# after 1.8 hours).
 ACCEPTED_CONNS_PER_BOOT = 2**24
 
 
@@ -131,12 +132,12 @@ class Link:
         self.closing = asyncio.Event()       # the session waits on this to close
         # Recovery (recovery.py)
         self.opening = ""                    # the first frame text, replayed to a new router
-        self.kept: deque[list] = deque()     # [seq, text, submitted (monotonic), tries], in seq order
+        self.kept: deque[list[Any]] = deque()     # [seq, text, submitted (monotonic), tries], in seq order
         self.kept_bytes = 0
         self.kept_dropped = 0                # frames no longer kept: over KEPT_FRAMES / KEPT_BYTES
         self.out_epoch = 0                   # the router epoch of the items being reordered
         self.reported_out = 0                # last OutboundDone mark sent for this link
-        # Credit (flow.py): frame items taken from the outbox and written (or skipped)
+        # Credit (recovery.py, credit): frame items taken from the outbox and written (or skipped)
         self.frames_written = 0
         self.reported_written = 0            # last count told the router
         self._queue_frames = queue_frames

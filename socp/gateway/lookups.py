@@ -133,7 +133,7 @@ def entry_answer(frame_text: str) -> HttpAnswer:
     except orjson.JSONDecodeError:
         frame = None
     payload = frame.get("payload") if isinstance(frame, dict) else None
-    if not isinstance(payload, dict) or frame.get("type") != T.DIRECTORY_ENTRY.value:
+    if not isinstance(frame, dict) or not isinstance(payload, dict) or frame.get("type") != T.DIRECTORY_ENTRY.value:
         return _error(http.HTTPStatus.SERVICE_UNAVAILABLE, ErrorCode.OVERLOADED.value,
                       "the directory entry could not be signed; try again", 1.0)
     body: dict[str, Any] = {name: payload.get(name) for name in ENTRY_FIELDS}

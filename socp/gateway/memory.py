@@ -35,9 +35,9 @@ def _libc_function(name: str) -> Any:
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:
-    trim = _libc_function("malloc_trim")
+    trim: Callable[[int], int] | None = _libc_function("malloc_trim")
     if trim is not None:
-        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int  # type: ignore[attr-defined]  # a ctypes function
     return trim
 
 

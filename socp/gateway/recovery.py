@@ -1,21 +1,14 @@
-"""What lets the other actors die without losing a connection's frames.
+"""The gateway's side of recovery (docs/recovery.md is the contract; read it first).
 
-Inbound, the gateway keeps every frame it submitted (bounded per link) until the
-router says it took effect (InboundDone). A frame whose verify job got no result in
-VERIFY_TIMEOUT (its verifier was killed; ZeroMQ drops what a dead peer's pipe held)
-is submitted again with the same seq, to whichever verifier takes it; the router's
-reorder buffer drops a second result. After MAX_VERIFY_TRIES it is answered
-Rejected(TIMEOUT), so the connection never stalls behind it.
-
-When a router (re)starts it says RouterHello: the gateway replays every open link
-(LinkReplay: its opening and the seq of its oldest kept frame), submits the kept
-frames again with their seqs, then says GatewayHello ("replay done"). A router that
-already knows the link ignores the replay and the duplicates. A new router applies no
-frame before that hello: the verifiers' results can reach it before the replay does.
-
-Outbound, every REPORT_INTERVAL the gateway tells the router how far each link's
-items were released in order (OutboundDone), so the router can re-send sign jobs a
-dead verifier took with it.
+- inbound: every submitted frame is kept (Link.kept) until the router says it took
+  effect (InboundDone); a verify job with no result in VERIFY_TIMEOUT is submitted
+  again, and after MAX_VERIFY_TRIES answered Rejected(TIMEOUT);
+- a new router (RouterHello) gets every open link replayed, then the kept frames,
+  then GatewayHello;
+- outbound: every OUTBOUND_REPORT_INTERVAL, how far each link's items were released
+  in order (OutboundDone), so the router can re-send jobs a dead verifier took;
+- credit: every CREDIT_REPORT_INTERVAL, the frames each server link has written
+  (FramesWritten), so the router never hands a link more than its outbox holds.
 """
 
 from __future__ import annotations
@@ -27,7 +20,9 @@ import time
 from socp.gateway.context import GatewayContext
 from socp.gateway.links import Link, LinkState
 from socp.ipc.messages import (
+    ROLE_SERVER,
     ROLE_USER,
+    FramesWritten,
     GatewayHello,
     InboundDone,
     LinkReplay,
@@ -41,7 +36,10 @@ from socp.protocol.errors import ErrorCode
 
 log = logging.getLogger("socp.gateway")
 
-REPORT_INTERVAL = 0.5
+# How often OutboundDone is sent and kept frames are checked for a lost verify job: a
+# scan of every link, so not too often; the router's re-send timeout (router/recovery.py,
+# 2 s and up) and VERIFY_TIMEOUT are several of these.
+OUTBOUND_REPORT_INTERVAL = 0.5
 VERIFY_TIMEOUT = 2.0
 MAX_VERIFY_TRIES = 5
 
@@ -67,7 +65,7 @@ class Recovery:
     async def run(self) -> None:
         while True:
             try:
-                async with asyncio.timeout(REPORT_INTERVAL):
+                async with asyncio.timeout(OUTBOUND_REPORT_INTERVAL):
                     await self._replay_wanted.wait()
             except TimeoutError:
                 pass
@@ -131,4 +129,32 @@ class Recovery:
                                                     link.unsigned_ok)))
 
 
-__all__ = ["Recovery", "Link"]
+# --- credit for server links (docs/recovery.md, "Credit for server links") ------------
+
+# Often enough that the router's credit is fresh (a link writes thousands of frames a
+# second), rarely enough to cost nothing: one message for every link at once. Five times
+# as often as recovery's OUTBOUND_REPORT_INTERVAL: credit limits a server link's
+# throughput, while recovery only needs to notice a lost job within seconds.
+CREDIT_REPORT_INTERVAL = 0.1
+
+
+def written_counts(context: GatewayContext) -> list[tuple[int, int]]:
+    """(conn, frames written) of every server link written to since the last report."""
+    counts = []
+    for link in context.links:
+        if link.role == ROLE_SERVER and link.frames_written != link.reported_written:
+            link.reported_written = link.frames_written
+            counts.append((link.conn, link.frames_written))
+    return counts
+
+
+async def report_written(context: GatewayContext) -> None:
+    """Report until cancelled."""
+    while True:
+        await asyncio.sleep(CREDIT_REPORT_INTERVAL)
+        counts = written_counts(context)
+        if counts:
+            await context.bus.tell_router(FramesWritten(counts))
+
+
+__all__ = ["Recovery", "Link", "report_written"]

@@ -10,9 +10,9 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from socp.gateway.admission import EVICTED_REASON, must_evict_a_silent_link, node_refusal
 from socp.gateway.context import GatewayContext
 from socp.gateway.http import HttpEndpoints, remote_host
-from socp.gateway.links import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER
-from socp.gateway.session import CLOSE_TIMEOUT, Session, printable
+from socp.gateway.socket_session import CLOSE_TIMEOUT, Session, printable
 from socp.gateway.tls import server_context
+from socp.ipc.messages import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER
 
 log = logging.getLogger("socp.gateway")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import types
 import typing
 from dataclasses import MISSING, fields
-from typing import Any
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import msgpack
 
@@ -44,29 +44,41 @@ def _type_ok(value: Any, accepted: tuple[type, ...]) -> bool:
     return isinstance(value, accepted)
 
 
-class Codec:
-    """pack/unpack for one closed set of message classes."""
+class WireMessage(Protocol):
+    """A frozen dataclass with a class-level KIND."""
+    KIND: ClassVar[int]
+    __dataclass_fields__: ClassVar[dict[str, Any]]
 
-    def __init__(self, name: str, classes: tuple[type, ...], max_bytes: int, namespace: dict[str, Any]) -> None:
+
+M = TypeVar("M", bound=WireMessage)
+
+
+class Codec(Generic[M]):
+    """pack/unpack for one closed set of message classes (M: the union of them)."""
+
+    def __init__(self, name: str, classes: tuple[type[M], ...], max_bytes: int, namespace: dict[str, Any]) -> None:
         self.name = name
         self.max_bytes = max_bytes
-        self.by_kind: dict[int, type] = {cls.KIND: cls for cls in classes}
+        self.by_kind: dict[int, type[M]] = {cls.KIND: cls for cls in classes}
         if len(self.by_kind) != len(classes):
             raise ValueError(f"{name}: two message classes share a KIND")
         self.field_names = {cls: tuple(f.name for f in fields(cls)) for cls in classes}
         # How many leading fields a sender must give; the rest have defaults.
-        self.required = {cls: sum(1 for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING)
-                         for cls in classes}
+        self.required: dict[type[M], int] = {
+            cls: sum(1 for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING)
+            for cls in classes
+        }
         self.field_types = {
             cls: tuple(_accepted_types(typing.get_type_hints(cls, namespace)[n]) for n in self.field_names[cls])
             for cls in classes
         }
 
-    def pack(self, message: Any) -> bytes:
+    def pack(self, message: M) -> bytes:
         values = [getattr(message, name) for name in self.field_names[type(message)]]
-        return msgpack.packb([WIRE_VERSION, message.KIND, *values], use_bin_type=True)
+        packed: bytes = msgpack.packb([WIRE_VERSION, message.KIND, *values], use_bin_type=True)
+        return packed
 
-    def unpack(self, data: bytes, max_bytes: int | None = None) -> Any:
+    def unpack(self, data: bytes, max_bytes: int | None = None) -> M:
         limit = self.max_bytes if max_bytes is None else max_bytes
         if len(data) > limit:  # unpackb also bounds every string, array and map by len(data)
             raise MalformedFrame(f"{self.name} message too large ({len(data)} bytes)")

@@ -25,10 +25,10 @@ RECEIVE_BATCH = 512
 
 
 class DirectSocket:
-    def __init__(self, socket: zmq.Socket) -> None:
+    def __init__(self, socket: zmq.Socket[bytes]) -> None:
         self.socket = socket
         self._loop = asyncio.get_running_loop()
-        self._fd = socket.getsockopt(zmq.FD)
+        self._fd: int = socket.getsockopt(zmq.FD)  # type: ignore[assignment]  # pyzmq types every option as int | bytes
         self._changed = asyncio.Event()
         self._loop.add_reader(self._fd, self._on_fd_readable)
 
@@ -68,10 +68,14 @@ class DirectSocket:
             await self._wait_for(zmq.POLLIN)
 
     async def _wait_for(self, event: int) -> None:
-        while not self.socket.getsockopt(zmq.EVENTS) & event:
+        while not self._events() & event:
             # Nothing can run between the read above and this clear: no wakeup is lost.
             self._changed.clear()
             await self._changed.wait()
+
+    def _events(self) -> int:
+        events: int = self.socket.getsockopt(zmq.EVENTS)  # type: ignore[assignment]  # an int option (see __init__)
+        return events
 
     def close(self) -> None:
         if not self.socket.closed:

@@ -4,61 +4,9 @@ Every message is a frozen dataclass; on the wire it is a msgpack array
 `[WIRE_VERSION, kind, field1, field2, ...]` in field order. No pickle: unpacking
 has size limits and `strict_map_key`, and an unknown kind or version is refused.
 
-Who sends what (→ receiver):
-
-  gateway  → verifier  VerifyJob       a frame to parse, validate and maybe verify
-  verifier → router    Verified        a valid frame (as an envelope map)
-  verifier → router    Rejected        a frame that failed; the router answers ERROR
-  gateway  → router    LinkClosed      the connection ended (after its last frame)
-  gateway  → router    LinkOpened      an outbound link we dialled is connected; or, with the
-                                       peer's address, an accepted connection that opens
-                                       with a login (the router limits failures per address)
-  router   → verifier  SignJob         sign one payload once, deliver to many
-  verifier → gateway   Deliver         ready frame texts for connections
-  router   → gateway   Deliver         already-signed frames (forwarded unchanged)
-  router   → gateway   CloseLink       close a connection after its queued frames
-  router   → gateway   DialLink        open an outbound link to a server
-  gateway  → router    GatewayHello    the gateway (re)started, or finished a replay (below)
-  router   → gateway   RouterHello     the router (re)started: replay the live links to it
-  gateway  → router    LinkReplay      one live connection, for a router that just started
-  router   → gateway   InboundDone     frames below these seqs took effect: stop keeping them
-  gateway  → router    OutboundDone    items below these out seqs were released in order
-  gateway  → router    DirectoryQuery  an HTTP `GET /directory/<user_id>` (socp/gateway/lookups.py)
-  router   → verifier  SignJob         ...answered: the DIRECTORY_ENTRY, delivered to the query id
-  router   → gateway   DirectoryMiss   ...answered: no key known for that user (nothing to sign)
-  router   → gateway   StoreStatus     the database as the store reports it, on change (/healthz)
-  gateway  → router    FramesWritten   frames written to each server link's socket so far (credit:
-                                       the router hands a link no more than its outbox holds)
-  router   → gateway   ServerLinks     every server link as the operator sees it (router/linkbook.py),
-                                       on change; `/healthz` lists them as `server_links`
-
-Recovery (README "Acknowledgements and recovery"): the gateway keeps each connection's
-inbound frames until InboundDone covers them. A verify job with no result in time is
-submitted again with the same seq (the reorder buffer drops duplicates), and at last
-answered Rejected(TIMEOUT). On RouterHello the gateway sends LinkReplay for every live
-link, submits its kept frames again (same seqs), then GatewayHello. The router
-re-sends a SignJob whose items OutboundDone has not covered in time.
-
-Ordering: each inbound event of a connection carries `seq` (0, 1, 2, ...) assigned by
-the gateway; the router applies them in that order whatever path they took. Each
-outbound item carries `seq` assigned by the router per connection; the gateway writes
-them in that order.
-
-An HTTP directory look-up is no connection: the gateway names it by a negative query
-id (-1, -2, ...), which no link uses. The router answers a found user with a SignJob
-whose one delivery goes to that id with out seq 0; the verifier's Deliver then carries
-the signed frame text to the gateway like any other. These answers are not ordered or
-re-sent (InboundDone and OutboundDone never name a query): a lost one times out.
-
-An accepted connection's inbound seqs start at 0 with its first frame, except that a
-connection opening with LOGIN_REQUEST or LOGIN_PROOF is announced first by
-LinkOpened(conn, 0, address): its first frame is then seq 1, as on a dialled link.
-
-Out seqs carry the router's epoch: `out_seq(epoch, n) = epoch << OUT_SEQ_BITS | n`.
-A new router has a larger epoch, so the gateway knows which items are from before
-the restart (written at once, in no particular order) and restarts its reordering.
-Inbound seqs simply continue: LinkReplay names the seq of the oldest frame the
-gateway still keeps for the link; a new router starts the link there.
+Who sends what to whom, and why: docs/architecture.md ("Messages between actors").
+Sequence numbers, conn ids, keeping and replay, re-sends and credit: docs/recovery.md,
+the contract these messages carry.
 """
 
 from __future__ import annotations
@@ -66,13 +14,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from socp.protocol.errors import MalformedFrame  # noqa: F401  (re-exported: callers catch it from here)
+from socp.protocol.errors import MalformedFrame  # noqa: F401 - re-exported: callers catch it from here
 
-from .codec import WIRE_VERSION, Codec  # noqa: F401
+from .codec import Codec
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 ConnId = int
+
+# Conn ids: the router picks the ids of the links it dials from FIRST_DIALLED_CONN up;
+# the gateway numbers the links it accepts below that (gateway/links.first_accepted_conn);
+# an HTTP look-up is a negative query id (is_query).
+FIRST_DIALLED_CONN = 2**40
+
+# WebSocket close codes in CloseLink and on the gateway's own closes (RFC 6455 §7.4.1).
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_TRY_AGAIN_LATER = 1013
 
 OUT_SEQ_BITS = 31
 OUT_SEQ_MASK = (1 << OUT_SEQ_BITS) - 1
@@ -287,7 +246,7 @@ Message = (
     | Signed
 )
 
-_CODEC = Codec(
+_CODEC: Codec[Message] = Codec(
     "actor",
     (
         VerifyJob,

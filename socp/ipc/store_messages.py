@@ -276,7 +276,7 @@ class Failed:
 class StatusReply:
     KIND: ClassVar[int] = 71
     request_id: RequestId
-    state: str                # "opening", "available" or "unavailable" (socp.store.health)
+    state: str                # "opening", "available" or "unavailable" (socp.store.availability)
     detail: str               # the last error while not available; "" otherwise
     since_ms: int             # wall-clock ms of the last change of state
     writes_waiting: int       # writes queued, not yet applied
@@ -288,16 +288,18 @@ StoreRequest = (Ping | LoadSnapshot | GetUser | BindUser | SaveKeyShare | MarkSh
 StoreReply = Done | Applied | SnapshotReply | UserReply | BindReply | PinReply | Failed | StatusReply
 StoreMessage = StoreRequest | StoreReply
 
-REQUEST_TYPES: tuple[type, ...] = (Ping, LoadSnapshot, GetUser, BindUser, SaveKeyShare, MarkShareDelivered,
-                                   PinServer, UpdateServerAddr, AddChannelMember, SetLogin, BindRemoteUser, Status,
-                                   NoteSignedHello, NoteReplayKeys, SetReplayState, HoldMessage, DropHeld)
-REPLY_TYPES: tuple[type, ...] = (Done, Applied, SnapshotReply, UserReply, BindReply, PinReply, Failed, StatusReply)
+REQUEST_TYPES: tuple[type[StoreRequest], ...] = (
+    Ping, LoadSnapshot, GetUser, BindUser, SaveKeyShare, MarkShareDelivered, PinServer, UpdateServerAddr,
+    AddChannelMember, SetLogin, BindRemoteUser, Status, NoteSignedHello, NoteReplayKeys, SetReplayState,
+    HoldMessage, DropHeld)
+REPLY_TYPES: tuple[type[StoreReply], ...] = (
+    Done, Applied, SnapshotReply, UserReply, BindReply, PinReply, Failed, StatusReply)
 # Requests that change the database: applied one at a time, in arrival order.
 WRITE_TYPES: tuple[type, ...] = (BindUser, SaveKeyShare, MarkShareDelivered, PinServer, UpdateServerAddr,
                                  AddChannelMember, SetLogin, BindRemoteUser, NoteSignedHello, NoteReplayKeys,
                                  SetReplayState, HoldMessage, DropHeld)
 
-_CODEC = Codec("store", REQUEST_TYPES + REPLY_TYPES, MAX_REQUEST_BYTES, globals())
+_CODEC: Codec[StoreMessage] = Codec("store", REQUEST_TYPES + REPLY_TYPES, MAX_REQUEST_BYTES, globals())
 
 
 def pack(message: StoreMessage) -> bytes:

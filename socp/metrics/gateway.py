@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter as Tally
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,7 @@ MAX_LATENCIES = 100_000   # observed per flush at most; a backlog beyond is not 
 
 
 class GatewayMetrics:
-    def __init__(self, clock_ms=lambda: int(time.time() * 1000)) -> None:
+    def __init__(self, clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
         self._written: Tally[str] = Tally()
         self._latencies: list[float] = []
         self._reported: dict[str, int] = {}   # /healthz counters as last flushed

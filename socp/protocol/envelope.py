@@ -150,7 +150,7 @@ id_text = text(limits.MAX_ID_CHARS, non_empty=True)
 _server_entry = record(
     {"host": host, "port": integer(0, 65535), "pubkey": key_text}, {"server_id": peer_id, "user_id": peer_id}
 )
-_server_intro = ({"host": host, "port": port, "pubkey": key_text}, {})
+_server_intro: tuple[dict[str, Check], dict[str, Check]] = ({"host": host, "port": port, "pubkey": key_text}, {})
 _part = record({"id": id_text, "index": integer(0, 10_000), "count": integer(1, 10_000)})
 _content = {"ciphertext": b64, "sender_pub": key_text, "content_sig": signature}
 

@@ -87,7 +87,7 @@ def user_hello(user_id: str, server_id: str | None, ts: int, pubkey: str, client
 
 def msg_direct(sender: str, recipient: str, ts: int, ciphertext: str, sender_pub: str, content_sig: str,
                part: dict[str, Any] | None = None) -> Envelope:
-    payload = {"ciphertext": ciphertext, "sender_pub": sender_pub, "content_sig": content_sig}
+    payload: dict[str, Any] = {"ciphertext": ciphertext, "sender_pub": sender_pub, "content_sig": content_sig}
     if part:
         payload["part"] = part
     return _env(T.MSG_DIRECT, sender, recipient, ts, payload)
@@ -116,7 +116,7 @@ def public_channel_key_share(sender: str, ts: int, shares: list[dict[str, str]],
 
 def msg_public_channel(sender: str, ts: int, ciphertext: str, sender_pub: str, content_sig: str,
                        part: dict[str, Any] | None = None) -> Envelope:
-    payload = {"ciphertext": ciphertext, "sender_pub": sender_pub, "content_sig": content_sig}
+    payload: dict[str, Any] = {"ciphertext": ciphertext, "sender_pub": sender_pub, "content_sig": content_sig}
     if part:
         payload["part"] = part
     return _env(T.MSG_PUBLIC_CHANNEL, sender, PUBLIC_CHANNEL, ts, payload)

@@ -108,7 +108,7 @@ class ScryptParams:
     def from_json(cls, value: Any) -> ScryptParams:
         if not isinstance(value, dict) or value.get("kdf") != "scrypt":
             raise LoginError("params must be {kdf: scrypt, n, r, p}")
-        return cls(value.get("n"), value.get("r"), value.get("p")).check()  # type: ignore[arg-type]
+        return cls(value.get("n"), value.get("r"), value.get("p")).check()  # type: ignore[arg-type]  # any JSON values: check() refuses the wrong ones
 
 
 DEFAULT_PARAMS = ScryptParams()

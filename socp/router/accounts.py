@@ -1,7 +1,7 @@
 """What the router mirrors of the directory (SOCP §10) and its logins in flight.
 
 One more router table, `RouterState.accounts`, loaded once from the store snapshot
-and kept current by the rules in `directory.py` and `login.py` (which also write
+and kept current by the rules in `directory.py` and `roaming_login.py` (which also write
 through to the store). The keys themselves stay in `RouterState.users`; this holds
 what only the directory and login need:
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -25,9 +26,9 @@ class _Loader(yaml.SafeLoader):
     by appending `socp server-info --yaml` outputs repeat `bootstrap_servers:`; those
     lists are joined (every introducer counts). Any other repeated key is an error."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         self.flatten_mapping(node)
-        mapping: dict = {}
+        mapping: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = self.construct_object(key_node, deep=True)
             value = self.construct_object(value_node, deep=True)   # deep: complete before joining
@@ -51,7 +52,7 @@ def parse_bootstrap(text: str) -> list[Introducer]:
     entries = document.get("bootstrap_servers") if isinstance(document, dict) else document
     if not isinstance(entries, list) or not entries:
         raise BootstrapError("bootstrap file needs a non-empty list `bootstrap_servers`")
-    introducers = []
+    introducers: list[Introducer] = []
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise BootstrapError(f"bootstrap entry {index} is not a mapping")
@@ -66,7 +67,8 @@ def parse_bootstrap(text: str) -> list[Introducer]:
         if not isinstance(port, int) or not 0 < port < 65536:
             raise BootstrapError(f"bootstrap entry {index}: `port` must be 1-65535")
         try:
-            key = normalise_public_key(pubkey) if isinstance(pubkey, str) else normalise_public_key("")
+            raw_key = pubkey if isinstance(pubkey, str) else ""
+            key = normalise_public_key(raw_key)
         except SocpError as exc:
             raise BootstrapError(f"bootstrap entry {index} ({host}:{port}): BAD_KEY: {exc.detail}") from exc
         # Operator consent for a peer that does not sign its link frames (G56): only
@@ -79,7 +81,7 @@ def parse_bootstrap(text: str) -> list[Introducer]:
         alias = entry.get("g45_server_alias", False)
         if not isinstance(alias, bool):
             raise BootstrapError(f"bootstrap entry {index} ({host}:{port}): `g45_server_alias` must be true or false")
-        introducer = Introducer(host=host, port=port, pubkey=key, unsigned_link=unsigned, key_form=form_of(pubkey),
+        introducer = Introducer(host=host, port=port, pubkey=key, unsigned_link=unsigned, key_form=form_of(raw_key),
                                 tls=tls, g45_alias=alias)
         earlier = next((i for i in introducers if (i.host, i.port) == (host, port)), None)
         if earlier is not None and earlier.pubkey != key:

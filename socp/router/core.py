@@ -7,6 +7,7 @@ store). No sockets, no clock: `state.now_ms` is set by the driver before each ca
 
 from __future__ import annotations
 
+from socp.ipc.messages import CLOSE_NORMAL
 from socp.protocol.acks import ACKNOWLEDGED_TYPES
 from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode
@@ -22,19 +23,17 @@ from socp.protocol.frame_types import (
 )
 
 from . import (
-    acks,
     defences,
     dialects,
     directory,
     federation,
     limits,
     link_dialects,  # other teams' server-link habits (issue #14)
-    login,
-    outflow,
     peer_login,
-    redeliver,
+    recovery,
     refusals,
-    restore,
+    roaming_login,
+    user_acks,
     user_presence,
     users,
 )
@@ -54,7 +53,7 @@ from .events import (
     Tick,
 )
 from .links import Link, LinkState
-from .replies import CLOSE_NORMAL, error_to, refuse_and_close
+from .replies import error_to, refuse_and_close
 from .state import RouterState
 
 
@@ -67,8 +66,7 @@ def handle(state: RouterState, event: Event) -> list[Action]:
             actions += users.announce_joins(state)
         actions += user_presence.flush(state)
     actions = link_dialects.adapt(state, actions)   # our frames as peers read them (G45, G56)
-    redeliver.record(state, actions)
-    outflow.record_sent(state, actions)
+    recovery.note_handed_on(state, actions)   # one pass: re-parking and credit
     return actions
 
 
@@ -80,24 +78,24 @@ def _handle(state: RouterState, event: Event) -> list[Action]:
         return defences.spend_on_errors(state, _frame_rejected(state, event))
     if isinstance(event, LinkUp):
         if event.address:
-            return login.link_accepted(state, event.conn, event.address)
+            return roaming_login.link_accepted(state, event.conn, event.address)
         return federation.link_up(state, event.conn)
     if isinstance(event, DirectoryQueried):
         return [directory.query(state, event.query, event.user_id)]
     if isinstance(event, LinkDown):
         return _link_down(state, event.conn, park=event.reason == GATEWAY_RESTARTED, reason=event.reason)
     if isinstance(event, LinkRestored):
-        return restore.link_restored(state, event)
+        return recovery.link_restored(state, event)
     if isinstance(event, FramesWritten):
-        outflow.written(state, event.counts)
+        recovery.frames_written(state, event.counts)
         return []
     if isinstance(event, BatchEnd):
         return users.announce_joins(state) + user_presence.flush(state)
     if isinstance(event, Tick):
         state.seen.expire(state.now_ms)
         defences.tick(state)
-        redeliver.tick(state)
-        return (federation.tick(state) + users.tick(state) + acks.tick(state) + refusals.tick(state)
+        recovery.expire_delivered(state)
+        return (federation.tick(state) + users.tick(state) + user_acks.tick(state) + refusals.tick(state)
                 + state.replay_log.tick(state.now_ms))
     raise TypeError(f"unknown event {event!r}")
 
@@ -142,8 +140,7 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     # The rate limit is charged first, before any check that might answer: every
     # answer costs a signature, so a flood of refused frames must empty the bucket too.
     if frame.type in ACKNOWLEDGED_TYPES and frame.from_ == link.peer_id:
-        return acks.user_content(state, link, event, lambda: _user_content(state, link, frame),
-                                 admit=lambda: defences.user_content_admission(state, link, frame.type))
+        return _acknowledged_content(state, link, event)
     refused = defences.user_frame(state, link)
     if refused is not None:
         return refused
@@ -170,9 +167,20 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     return [error_to(state, link.conn, ErrorCode.UNKNOWN_TYPE, f"{frame.type} is not handled here")]
 
 
-def _user_content(state: RouterState, link: Link, frame: Envelope) -> tuple[list[Action], bool]:
-    """Route one acknowledged frame (acks.py, which charged the rate limit already);
-    True if it was handed on."""
+def _acknowledged_content(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+    """A user's DM, public message or file frame (SOCP §7.2-§7.5), in four steps:
+    charge its rate limit, screen out copies, route it, acknowledge it (user_acks.py)."""
+    ref = user_acks.msg_ref_of(event)
+    over_limit = defences.user_content_admission(state, link, event.frame.type)
+    screened = user_acks.screen(state, link, event, ref, over_limit)
+    if screened is not None:
+        return screened
+    actions, handed_on = _route_content(state, link, event.frame)
+    return user_acks.acknowledge(state, link, event, ref, actions, handed_on)
+
+
+def _route_content(state: RouterState, link: Link, frame: Envelope) -> tuple[list[Action], bool]:
+    """Route one acknowledged frame; True if it was handed on."""
     refused = None
     if frame.type in (T.FILE_START, T.FILE_CHUNK, T.FILE_END):
         refused = defences.user_file_frame(state, link, frame)
@@ -214,8 +222,8 @@ def _link_down(state: RouterState, conn: int, park: bool = False, reason: str = 
     link = state.links.pop(conn, None)
     state.peer_channel.logged_in.discard(conn)   # a G17 login that never said hello
     defences.link_down(state, conn, link)
-    acks.link_down(state, conn)
-    outflow.link_down(state, conn)
+    user_acks.link_down(state, conn)
+    recovery.forget_outflow(state, conn)
     if conn in state.dialing:
         actions = federation.dial_failed(state, conn, link, reason)
         if link is not None and link.peer_id and state.servers.get(link.peer_id) == conn:
@@ -226,9 +234,9 @@ def _link_down(state: RouterState, conn: int, park: bool = False, reason: str = 
     if link.peer_id and state.local_users.get(link.peer_id) == conn:
         actions = users.user_left(state, link.peer_id, park=park)
         if park:
-            redeliver.park_again(state, link.peer_id)
+            recovery.park_again(state, link.peer_id)
         else:
-            redeliver.forget(state, link.peer_id)
+            recovery.forget_delivered(state, link.peer_id)
         return actions
     if link.server_address:
         federation.link_closed(state, link, reason)   # the link book (linkbook.py)

@@ -1,8 +1,9 @@
 """Where `core` consults the abuse rules of `limits` (SOCP §8, §13).
 
-Each hook returns `None` to let `core` handle the frame as usual, or the actions
-that replace that handling. `limits` decides; this module only turns its answers
-into frames, so `core` gains one line per hook.
+`limits` decides and answers problems, `(ErrorCode, detail)`; each hook here turns
+one into actions: `None` lets `core` handle the frame as usual, a list replaces that
+handling (an ERROR, a close, or nothing when the detail is empty). So `core` gains
+one line per hook, and `limits` stays free of frames.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ SIGNED_CONTENT_TYPES = frozenset({T.MSG_DIRECT, T.MSG_PUBLIC_CHANNEL})
 
 def user_content_admission(state: RouterState, link: Link, frame_type: str) -> tuple[ErrorCode, str] | None:
     """The per-user rate limit for an acknowledged frame: every refusal comes back with
-    its detail, since each refused frame is named (acks.py, refusals.py).
+    its detail, since each refused frame is named (user_acks.py, refusals.py).
 
     A DM or public message past the user's own rate may take a token from the spare
     every user shares, as fast as the pool signs (limits.user_rate_problem): a lone
@@ -129,7 +130,7 @@ def spend_on_errors(state: RouterState, actions: list[Action]) -> list[Action]:
     kept: list[Action] = []
     for action in actions:
         # An ERROR naming a msg_ref is always sent: a cumulative ACK would otherwise
-        # cover the refused frame and its sender would never send it again (acks.py).
+        # cover the refused frame and its sender would never send it again (user_acks.py).
         if (isinstance(action, Send) and action.frame.type == T.ERROR and len(action.targets) == 1
                 and "msg_ref" not in action.frame.payload
                 and not limits.error_allowed(state.guard, action.targets[0][0])):

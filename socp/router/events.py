@@ -7,7 +7,7 @@ list of actions; the process driver turns actions into ZeroMQ messages.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from socp.protocol.envelope import Envelope
 
@@ -92,7 +92,7 @@ class DirectoryQueried:
 @dataclass(frozen=True, slots=True)
 class FramesWritten:
     """The gateway's report (ipc FramesWritten): per server link, how many frames it
-    has written to the socket since the link opened (outflow.py)."""
+    has written to the socket since the link opened (recovery.py, credit)."""
 
     counts: tuple[tuple[ConnId, int], ...]
 
@@ -139,11 +139,20 @@ class Dial:
     unsigned_ok: bool = False   # operator consent: this peer's frames may come unsigned
 
 
+# The writes the core may decide; persistence.py applies each through the store's
+# typed interface (RouterStore).
+WriteOperation = Literal[
+    "bind_user", "bind_remote_user", "set_login", "save_key_share", "mark_share_delivered", "pin_server",
+    "update_server_addr", "note_signed_hello", "note_replay_keys", "set_replay_state", "add_channel_member",
+    "hold_message", "drop_held",
+]
+
+
 @dataclass(frozen=True, slots=True)
 class StoreWrite:
-    """A write for the store actor; `operation` names a StoreClient coroutine."""
+    """A write for the store actor: the arguments of the RouterStore call `operation`."""
 
-    operation: str
+    operation: WriteOperation
     arguments: tuple[Any, ...]
 
 

@@ -18,7 +18,7 @@ Admission (`admission_problem`) keeps every queue bounded by length *and* time: 
 sender may queue only what its share of the measured capacity signs within
 `max_wait_ms`; past that its frame is refused OVERLOADED with a retry hint before
 the router acknowledges it. A frame that was admitted is never dropped: it was
-acknowledged as handed on (router/acks.py).
+acknowledged as handed on (router/user_acks.py).
 
 Capacity is measured, not assumed: each verifier reports how long every signature
 took (ipc `Signed`), and `capacity_per_s` is the pool's size over the moving average.

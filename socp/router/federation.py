@@ -12,8 +12,10 @@ checks with the key pinned for the origin (SOCP §6.2).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
+from socp.ipc.messages import CLOSE_GOING_AWAY, CLOSE_NORMAL
 from socp.protocol import frames
 from socp.protocol.crypto import decode_public_key, normalise_public_key
 from socp.protocol.envelope import Envelope, parse_obj
@@ -43,7 +45,6 @@ from .state import (
 
 log = logging.getLogger("socp.router")
 
-CLOSE_GOING_AWAY = 1001
 KEY_LOOKUPS_LIMIT = 10_000     # users whose key we asked a server for and still wait on
 RELAYED_FILES_LIMIT = 1_000    # files a G45 server relays to us, whose sender we keep meanwhile
 
@@ -266,9 +267,9 @@ def _register_link(state: RouterState, link: Link, server_id: str) -> list[Actio
             _supersede(link, server_id)
             # A peer that opens a second link may have lost its tables (a restarted
             # router): tell it our users again over the link we keep.
-            return [Close(link.conn, 1000, "duplicate link")] + _send_presence(state, existing.conn)
+            return [Close(link.conn, CLOSE_NORMAL, "duplicate link")] + _send_presence(state, existing.conn)
         _supersede(existing, server_id)
-        actions.append(Close(existing.conn, 1000, "duplicate link"))
+        actions.append(Close(existing.conn, CLOSE_NORMAL, "duplicate link"))
     link.peer_id = server_id
     state.servers[server_id] = link.conn
     state.redials.pop(server_id, None)
@@ -745,7 +746,8 @@ def _advertise(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
         log.warning("refused USER_ADVERTISE from %s: user %s is at live server %s", server_id, user_id, current)
         return []
     if pubkey or known is None:
-        name = meta.get("display_name") if isinstance(meta.get("display_name"), str) else ""
+        display_name = meta.get("display_name")
+        name = display_name if isinstance(display_name, str) else ""
         state.users[user_id] = UserRecord(pubkey=pubkey or (known.pubkey if known else ""),
                                           display_name=name[:64], home_server=server_id)
     changed = current != server_id or state.users[user_id] != known
@@ -905,7 +907,8 @@ def _channel_add(state: RouterState, link: Link, event: FrameIn) -> list[Action]
     return []
 
 
-_SERVER_HANDLERS = {
+# Keyed by the frame's type as it arrives (a str; FrameType members hash as their value).
+_SERVER_HANDLERS: dict[str, Callable[[RouterState, Link, FrameIn], list[Action]]] = {
     T.SERVER_ANNOUNCE: _announce,
     T.USER_ADVERTISE: _advertise,
     T.USER_REMOVE: _remove,

@@ -1,8 +1,11 @@
 """The router's defences against abuse (SOCP §8, §13): pure rules over its own table.
 
-`Guard` is one more router table (it lives in `RouterState.guard`); `core` asks it
-before acting on a frame. Every rule answers `None` (go on) or the actions that
-replace the normal handling (an ERROR, a close, or nothing at all):
+`Guard` is one more router table (it lives in `RouterState.guard`). The rules make no
+frames: each answers `None` (go on) or a problem, `(ErrorCode, detail)` (an empty
+detail: drop the frame without an answer), or for a user frame's freshness
+(`replay_problem`) `(STALE | AHEAD | DUPLICATE | RESEND, detail)`. `defences.py` turns
+problems into the actions that replace the normal handling (an ERROR, a close, or
+nothing at all), and `user_acks.py` the freshness answers of acknowledged frames:
 
 - rate limits per user (kept across reconnects) and per peer server, token buckets
   on the router's clock; past its own rate, a user's DM or public message may take a
@@ -366,7 +369,7 @@ def user_hello_problem(guard: Guard, frame: Envelope, registered_here: bool,
     The node persists both (`user_hello_accepted`'s StoreWrite) and reloads them at
     start, so a restart reopens neither hole. One exception: a hello the gateway
     submits again after a router restart, on the connection that sent it
-    (`resubmitted`; restore.py), may carry a signature the old router noted as used
+    (`resubmitted`; recovery.py), may carry a signature the old router noted as used
     when it accepted that very hello, just before it died. Refusing it would close a
     user who did nothing wrong; so such a hello passes if its signature was first used
     at most RESUBMITTED_HELLO_MS ago. (The residue: a copy of a hello used that

@@ -18,6 +18,7 @@ and recorded in the link book.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -172,7 +173,8 @@ def _split_for(state: RouterState, action: Send, chosen: Callable[[int], bool],
     if not ours:
         return [action]
     rest = tuple(t for t in action.targets if t not in ours)
-    return ([Send(rest, action.frame)] if rest else []) + [Send(ours, rewrite(action.frame))]
+    split: list[Action] = [Send(rest, action.frame)] if rest else []
+    return split + [Send(ours, rewrite(action.frame))]
 
 
 _FILE_TYPES = frozenset({T.FILE_START.value, T.FILE_CHUNK.value, T.FILE_END.value})
@@ -203,11 +205,11 @@ def adapt_keys(state: RouterState, actions: list[Action]) -> list[Action]:
     adapted: list[Action] = []
     for action in actions:
         path = _KEY_PATHS.get(action.frame.type) if isinstance(action, Send) else None
-        if path is None:
+        if path is None or not isinstance(action, Send):
             adapted.append(action)
             continue
         adapted += _split_for(state, action, lambda conn: _dialect_of_conn(state, conn) == G56,
-                              lambda frame, path=path: _with_key_form(frame, path, KeyForm.PEM_B64URL))
+                              functools.partial(_with_key_form, path=path, form=KeyForm.PEM_B64URL))
     return adapted
 
 

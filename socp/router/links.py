@@ -53,7 +53,7 @@ class Link:
     heard_peer: bool = False   # a dialled link had a frame other than ERROR from the peer
     # Restored from the gateway after a router restart with its USER_HELLO still to be
     # applied: that hello arrives again, and its signature may be one the old router
-    # already noted as used, by this very connection (restore.py).
+    # already noted as used, by this very connection (recovery.py).
     hello_resubmitted: bool = False
 
     def move(self, new_state: LinkState) -> None:

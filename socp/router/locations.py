@@ -44,4 +44,4 @@ class Locations(dict[str, str]):
     def _unsupported(self, *args: object, **kwargs: object) -> None:
         raise TypeError("Locations changes only by item assignment and del")
 
-    update = setdefault = pop = popitem = clear = _unsupported  # type: ignore[assignment]
+    update = setdefault = pop = popitem = clear = _unsupported  # type: ignore[assignment]  # dict's own signatures differ: these only raise

@@ -12,8 +12,8 @@ would pass a bound is refused with an ERROR to its sender (OVERLOADED), and one 
 than `max_age_ms` is dropped instead of delivered. Held ids grow with the clock, so an
 id is never reused across router restarts even when the old rows are gone.
 
-Pure table logic; users.py routes what `take` returns, process.py loads the table from
-the store snapshot.
+Pure table logic; users.py routes what `take` returns, snapshot.py loads the table from
+the store snapshot (snapshot.py).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ or logs in with the password itself, then says its hello on the same connection:
                                                or   LOGIN_FAIL {code, detail}
     USER_HELLO {pubkey, ...}                   -->  (users.hello, as for anyone)
 
-Where the fields allow, this is our own login (login.py) in another dialect: the
+Where the fields allow, this is our own login (roaming_login.py) in another dialect: the
 registration becomes the user's key binding and login record (`bind_user`,
 `set_login`; the record's `pake_password` is G17's argon2id hash, which our own
 challenge flow treats as no login), and a password login obeys the same lockouts per
@@ -41,7 +41,7 @@ from socp.protocol.frame_types import PEER_REGISTER_TYPES
 from socp.protocol.frame_types import FrameType as T
 from socp.ratelimit import retry_hint
 
-from . import directory, login, peer_channel
+from . import directory, peer_channel, roaming_login
 from .accounts import LoginRecord
 from .events import Action, StoreWrite, send_one
 from .links import Link
@@ -63,7 +63,7 @@ def from_new_connection(state: RouterState, link: Link, frame: Envelope) -> list
         return password_login(state, link, frame)
     if frame.type == T.LOGIN_REQUEST and "user_id" not in frame.payload:
         return refuse_and_close(state, link.conn, ErrorCode.MALFORMED, SUPPORTED)
-    return login.from_new_connection(state, link, frame)
+    return roaming_login.from_new_connection(state, link, frame)
 
 
 def register(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
@@ -89,7 +89,7 @@ def register(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
 def password_login(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     user_id = frame.from_
     accounts = state.accounts
-    waiting = login.lockout_detail(state, link, user_id)
+    waiting = roaming_login.lockout_detail(state, link, user_id)
     if waiting:
         return [_fail(state, link, user_id, ErrorCode.RATE_LIMITED, waiting)]
     bucket = accounts.bucket()
@@ -106,7 +106,7 @@ def password_login(state: RouterState, link: Link, frame: Envelope) -> list[Acti
         except values.PeerLoginError:
             stored = None   # one of our own records: it logs in with a proof, not a password
     if stored is None or user is None or record is None or not values.check_password(stored, frame.payload["password"]):
-        login.count_failed_login(state, link, user_id)
+        roaming_login.count_failed_login(state, link, user_id)
         return [_fail(state, link, user_id, ErrorCode.FORBIDDEN, FAILED)]
     accounts.logins_ok += 1
     accounts.lockouts.pop(user_id, None)

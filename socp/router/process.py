@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import zmq
@@ -25,12 +23,10 @@ from socp.identity import NodeIdentity, adopt_server_id
 from socp.ipc import messages as m
 from socp.ipc.direct import DirectSocket
 from socp.ipc.endpoints import ensure_runtime_dir
-from socp.ipc.reorder import ReorderBuffer, ReorderOverflow
 from socp.metrics.router import router_ticked
-from socp.protocol.envelope import Envelope
+from socp.protocol.errors import MalformedFrame
 
-from . import core, directory, fairshare, federation, limits, offline, replay_log, restore
-from .bootstrap import load_bootstrap
+from . import core, fairshare, federation, persistence, replay_log
 from .events import (
     GATEWAY_RESTARTED,
     Action,
@@ -41,21 +37,19 @@ from .events import (
     DirectoryQueried,
     Event,
     FrameIn,
-    FrameRejected,
     FramesWritten,
     LinkDown,
-    LinkRestored,
-    LinkUp,
     QueryAnswer,
     Relay,
     Send,
     StoreWrite,
     Tick,
 )
-from .inflight import InFlight
-from .limits import Guard
 from .links import LinkState
-from .state import NodeSelf, PendingShare, RouterState, ServerRecord, Timing, UserRecord
+from .persistence import RouterStore
+from .recovery import INBOUND_TYPES, InboundMessage, InboundOrder, InFlight, Ready
+from .snapshot import state_from_snapshot
+from .state import RouterState
 from .store_watch import StoreWatch
 
 log = logging.getLogger("socp.router")
@@ -65,16 +59,7 @@ EVENT_BATCHES_BOUND = 256     # batches of inbox messages (each at most RECEIVE_
 STORE_QUEUE_BOUND = 10_000
 TICK_SECONDS = 0.5
 GATEWAY_HELLO_WAIT = 2.0
-STOP_WRITES_TIMEOUT = 3.0     # seconds to write what is queued at a stop (supervisord kills after 5)
 EPOCH_START = 1_704_067_200   # 2024-01-01: epochs are tenths of a second since then
-
-
-def ack_interval_ms() -> int:
-    """SOCP_ACK_INTERVAL seconds (default 0.5): how often a connection may get an ACK."""
-    try:
-        return max(0, int(float(os.environ.get("SOCP_ACK_INTERVAL", "0.5")) * 1000))
-    except ValueError:
-        return 500
 
 
 def new_epoch() -> int:
@@ -86,48 +71,13 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def state_from_snapshot(identity: NodeIdentity, config: NodeConfig, snapshot: object) -> RouterState:
-    me = NodeSelf(server_id=identity.server_id, pubkey=identity.public_key_text,
-                  host=config.public_host, port=config.public_port)
-    timing = Timing(heartbeat_ms=int(config.heartbeat_interval * 1000), link_timeout_ms=int(config.link_timeout * 1000),
-                    min_backoff_ms=int(config.redial_min_backoff * 1000),
-                    max_backoff_ms=int(config.redial_max_backoff * 1000),
-                    give_up_ms=int(config.redial_give_up * 1000),
-                    ack_interval_ms=ack_interval_ms())
-    state = RouterState(me=me, now_ms=now_ms(), timing=timing, guard=Guard())  # rate limits on (limits.py)
-    if config.bootstrap:
-        state.introducers = load_bootstrap(config.bootstrap)
-    for user_id, user in snapshot.users.items():
-        meta = user.meta or {}
-        state.users[user_id] = UserRecord(pubkey=user.pubkey, display_name=str(meta.get("display_name", ""))[:64],
-                                          home_server=user.home_server or "")
-        directory.load_user(state, user_id, user)
-    for server_id, server in snapshot.pinned_servers.items():
-        if server_id != me.server_id and server.pubkey != me.pubkey:   # never ourselves under another name
-            state.pinned_servers[server_id] = ServerRecord(pubkey=server.pubkey, host=server.host, port=server.port)
-            state.server_addrs[server_id] = (server.host, server.port)
-    for share in snapshot.pending_key_shares:
-        state.pending_shares.setdefault(share.member, {})[share.sender] = PendingShare(share.payload, share.ts)
-    state.channel_version = max(snapshot.public_channel_version, 1)
-    state.channel_members = set(snapshot.public_channel_members)
-    state.guard.now_ms = state.now_ms
-    limits.load_hello_proofs(state.guard, snapshot.hello_signers,
-                             ((sig.user_id, bytes.fromhex(sig.sig_digest), sig.seen_at)
-                              for sig in snapshot.hello_signatures))
-    state.replay_log.load(snapshot.replay_keys, snapshot.replay_state, state.now_ms)
-    offline.load(state, snapshot.held_messages)
-    return state
-
-
 @dataclass
 class Counters:
     events: int = 0
     sign_jobs: int = 0
     frames_out: int = 0
-    store_writes: int = 0
-    store_failures: int = 0
-    reorder_overflows: int = 0
-    links_replayed: int = 0
+    writes: persistence.WriteCounters = field(default_factory=persistence.WriteCounters)
+    writes_not_queued: int = 0     # the store queue was full
     sign_jobs_resent: int = 0
     sign_jobs_given_up: int = 0
     directory_queries: int = 0
@@ -144,19 +94,15 @@ class RouterDriver:
     to_gateway: DirectSocket
     store_writes: asyncio.Queue[StoreWrite]
     epoch: int = 0
-    inbound_order: dict[int, ReorderBuffer[Inbound]] = field(default_factory=dict)
+    # Each connection's events in order, and the hold-back while a new router takes the
+    # gateway's replay (recovery.py).
+    inbound_order: InboundOrder = field(default_factory=InboundOrder)
     gateway_boot: str = ""
     federation_started: bool = False
     out_seq: dict[int, int] = field(default_factory=dict)
     counters: Counters = field(default_factory=Counters)
-    applied: dict[int, int] = field(default_factory=dict)      # conn -> first inbound seq not applied
-    applied_changed: set[int] = field(default_factory=set)
     in_flight: InFlight = field(init=False)
     store_watch: StoreWatch | None = None
-    # A new router first learns the live links (LinkReplay) and only then, once the
-    # gateway says GatewayHello, takes their frames (see `inbound`).
-    replaying: bool = True
-    held_back: list[Ready] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.in_flight = InFlight(verifiers=self.config.verifiers)
@@ -164,87 +110,25 @@ class RouterDriver:
 
     # --- inbound ------------------------------------------------------------------------
 
-    def inbound(self, message: m.Message) -> list[Ready]:
-        """(conn, seq, event) to apply now for one actor message.
-
-        Until the replay ends, only the restored links go through: a frame may name a
-        user whose connection is replayed after the frame's own link (a server's
-        SERVER_DELIVER for our user), and the verifiers' results can overtake the
-        gateway's replay. The rest waits, in order, for `end_replay`; that is at most
-        what arrives in GATEWAY_HELLO_WAIT."""
-        conn = getattr(message, "conn", None)
-        ready = [(conn, seq, event) for seq, event in self.events_from(message)]
-        if not self.replaying:
-            return ready
-        self.held_back += [item for item in ready if not isinstance(item[2], LinkRestored)]
-        return [item for item in ready if isinstance(item[2], LinkRestored)]
+    def inbound(self, message: InboundMessage) -> list[Ready]:
+        """(conn, seq, event) to apply now for one actor message (recovery.InboundOrder)."""
+        return self.inbound_order.take(message, self.state.links)
 
     def end_replay(self) -> list[Ready]:
-        """Every live link is restored (GatewayHello, or none came in time): what was
-        held back, in the order it became ready."""
-        self.replaying = False
-        held, self.held_back = self.held_back, []
-        return held
-
-    def events_from(self, message: m.Message) -> list[Inbound]:
-        """Translate one actor message into core events, in each connection's order,
-        each with its inbound seq."""
-        if isinstance(message, m.LinkReplay):
-            if message.conn in self.state.links:
-                return []   # we heard its hello ourselves; the re-submitted frames are duplicates
-            self.counters.links_replayed += 1
-            restored: list[Inbound] = []
-            if message.opening or message.role in (m.ROLE_SERVER, m.ROLE_USER):
-                event = LinkRestored(message.conn, message.role, message.opening, message.verify_key)
-                restored.append((message.seq - 1, event))
-            # The old router applied everything below `seq`: start there. Results may be
-            # waiting already: each verifier reconnects to a new router on its own timer,
-            # often before the gateway does, so this replay can trail the results of the
-            # very frames it replays, or of frames that came in since. Those at or after
-            # `seq` are frames the gateway still keeps: take them. The gateway submits a
-            # frame again only after VERIFY_TIMEOUT, and never once its link is closed,
-            # as a server link the new router replaces by a fresh one soon is.
-            buffer = self.inbound_order.get(message.conn)
-            if buffer is None:
-                buffer = self.inbound_order[message.conn] = ReorderBuffer(first_seq=message.seq)
-            return restored + buffer.skip_to(message.seq)
-        if isinstance(message, m.Verified):
-            event: Event = FrameIn(message.conn, _envelope(message.frame), message.payload_digest,
-                                   message.link_signed)
-        elif isinstance(message, m.Rejected):
-            event = FrameRejected(message.conn, message.code, message.detail, message.frame_type, message.msg_ref)
-        elif isinstance(message, m.LinkClosed):
-            event = LinkDown(message.conn, message.reason)
-        elif isinstance(message, m.LinkOpened):
-            event = LinkUp(message.conn, message.address)
-        else:
-            log.warning("router: unexpected %s ignored", type(message).__name__)
-            return []
-        buffer = self.inbound_order.get(message.conn)
-        if buffer is None:
-            buffer = self.inbound_order[message.conn] = ReorderBuffer()
-        try:
-            return buffer.push(message.seq, (message.seq, event))
-        except ReorderOverflow:
-            self.counters.reorder_overflows += 1
-            log.error("router: connection %s has too many frames out of order; dropping it", message.conn)
-            # Forget the link; its next frame looks like a stranger's and is refused.
-            return [(message.seq, LinkDown(message.conn, "reorder overflow"))]
+        return self.inbound_order.end_replay()
 
     async def apply_inbound(self, conn: int, seq: int, event: Event) -> None:
         await self.apply(event)
         if not isinstance(event, LinkDown):
-            self.applied[conn] = seq + 1
-            self.applied_changed.add(conn)
+            self.inbound_order.applied_up_to(conn, seq)
 
     async def tick(self) -> None:
         """Time passes: the core's Tick, then what the driver owes the others."""
         await self.apply(Tick())
         await self.report_links()
         router_ticked(self.state, len(self.in_flight), self.store_writes.qsize())
-        if self.applied_changed:
-            marks = [(conn, self.applied[conn]) for conn in self.applied_changed if conn in self.applied]
-            self.applied_changed.clear()
+        marks = self.inbound_order.applied_marks()
+        if marks:
             await self.to_gateway.send(m.pack(m.InboundDone(marks)))
         again, give_up = self.in_flight.due(now_ms())
         for data in again:
@@ -273,10 +157,8 @@ class RouterDriver:
         if self.gateway_boot and boot_id != self.gateway_boot:
             for conn in list(self.state.links):
                 await self.apply(LinkDown(conn, GATEWAY_RESTARTED))
-            self.inbound_order.clear()
+            self.inbound_order.gateway_restarted()
             self.out_seq.clear()
-            self.applied.clear()
-            self.applied_changed.clear()
             self.in_flight = InFlight(verifiers=self.config.verifiers)
             self.federation_started = False
         self.gateway_boot = boot_id
@@ -301,12 +183,11 @@ class RouterDriver:
         if log.isEnabledFor(logging.DEBUG) and not isinstance(event, Tick):
             log.debug("router: %s -> %s", _describe(event), [type(a).__name__ for a in actions])
         if isinstance(event, LinkDown):
-            self.inbound_order.pop(event.conn, None)
+            self.inbound_order.forget(event.conn)
         await self.dispatch(actions, origin)
         await self.release()
         if isinstance(event, LinkDown):
             self.out_seq.pop(event.conn, None)
-            self.applied.pop(event.conn, None)
             self.in_flight.forget_conn(event.conn)
 
     def _next_out(self, conn: int) -> int:
@@ -352,7 +233,7 @@ class RouterDriver:
                                                              action.unsigned_ok)))
             elif isinstance(action, StoreWrite):
                 if self.store_writes.full():
-                    self.counters.store_failures += 1
+                    self.counters.writes_not_queued += 1
                     log.error("router: store queue full; %s not persisted", action.operation)
                     if action.operation == replay_log.WRITE_KEYS:
                         self.state.replay_log.keys_lost = True   # no clean stop can be claimed now
@@ -415,14 +296,7 @@ def _describe(event: Event) -> str:
     return repr(event)
 
 
-def _envelope(frame: dict) -> Envelope:
-    return Envelope(type=frame["type"], from_=frame["from"], to=frame["to"], ts=frame["ts"],
-                    payload=frame["payload"], sig=frame.get("sig", ""))
-
-
 # What the process loop takes: a control message, a Tick, or (conn, seq, event) in order.
-Inbound = tuple[int, Event]
-Ready = tuple[int, int, Event]
 Work = m.GatewayHello | m.OutboundDone | m.FramesWritten | m.DirectoryQuery | m.Signed | Tick | Ready
 
 
@@ -434,15 +308,17 @@ async def _receive(inbox: DirectSocket, driver: RouterDriver, events: asyncio.Qu
         for data in await inbox.receive_batch():
             try:
                 message = m.unpack(data)
-            except m.MalformedFrame as exc:
+            except MalformedFrame as exc:
                 log.error("router: unreadable actor message dropped: %s", exc.detail)
                 continue
             if isinstance(message, m.GatewayHello):
                 batch.extend(driver.end_replay())
             if isinstance(message, (m.GatewayHello, m.OutboundDone, m.FramesWritten, m.DirectoryQuery, m.Signed)):
                 batch.append(message)
-                continue
-            batch.extend(driver.inbound(message))
+            elif isinstance(message, INBOUND_TYPES):
+                batch.extend(driver.inbound(message))
+            else:
+                log.warning("router: unexpected %s ignored", type(message).__name__)
         if batch:
             await events.put(batch)
 
@@ -477,71 +353,15 @@ async def _process(driver: RouterDriver, events: asyncio.Queue[list[Work]]) -> N
 async def _start_without_gateway_hello(driver: RouterDriver, events: asyncio.Queue[list[Work]]) -> None:
     """A router restarted beside a running gateway hears no hello: start anyway."""
     await asyncio.sleep(GATEWAY_HELLO_WAIT)
-    held = driver.end_replay()
+    held: list[Work] = [*driver.end_replay()]
     if held:
         await events.put(held)
     if not driver.federation_started:
         await events.put([m.GatewayHello(boot_id=driver.gateway_boot)])
 
 
-async def _write_store(store: object, writes: asyncio.Queue[StoreWrite], counters: Counters,
-                       outage_known: Callable[[], bool] = lambda: False,
-                       in_hand: list[StoreWrite] | None = None) -> None:
-    """Writes go to the store in order; a failed write is retried with backoff. While
-    the store reports its database down, it has logged that once: no line per retry.
-    `in_hand` holds the write being applied (a stop writes it again: writes are idempotent)."""
-    in_hand = [] if in_hand is None else in_hand
-    while True:
-        write = await writes.get()
-        in_hand[:] = [write]
-        delay = 0.2
-        while True:
-            try:
-                await getattr(store, write.operation)(*write.arguments)
-                counters.store_writes += 1
-                in_hand.clear()
-                break
-            except Exception as exc:  # noqa: BLE001 - any store failure: log, back off, retry
-                counters.store_failures += 1
-                level = logging.DEBUG if outage_known() else logging.WARNING
-                log.log(level, "router: store write %s failed (%s); retrying in %.1fs", write.operation, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-
-
-async def _stop_cleanly(store: object, writes: asyncio.Queue[StoreWrite], state: RouterState,
-                        in_hand: list[StoreWrite]) -> None:
-    """On the way out (a stop signal, or an error): write what is still queued, then
-    the replay keys not yet written and the mark that says all were. Any failure or
-    time-out leaves the mark at 0, and the next start treats this stop as a crash
-    (replay_log.py)."""
-    pending = list(in_hand)
-    while not writes.empty():
-        pending.append(writes.get_nowait())
-    pending += state.replay_log.stop(now_ms())
-    try:
-        async with asyncio.timeout(STOP_WRITES_TIMEOUT):
-            for write in pending:
-                await getattr(store, write.operation)(*write.arguments)
-    except Exception as exc:  # noqa: BLE001 - any failure: the next start doubts, as after a crash
-        log.warning("router: stopped without writing every replay key (%s: %s); the next start treats it as "
-                    "a crash", type(exc).__name__, exc)
-        return
-    log.info("router: replay keys written; stopped cleanly")
-
-
-async def _load_snapshot(store: object) -> object:
-    delay = 0.1
-    while True:
-        try:
-            return await store.load_snapshot()
-        except Exception as exc:  # noqa: BLE001 - the store may still be starting
-            log.warning("router: waiting for the store (%s)", exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-
-
-async def serve(config: NodeConfig, identity: NodeIdentity, store: object, startup: list[Action] | None = None) -> None:
+async def serve(config: NodeConfig, identity: NodeIdentity, store: RouterStore,
+                startup: list[Action] | None = None) -> None:
     ensure_runtime_dir(config.run_dir)
     context = zmq.Context()   # plain sockets, driven by DirectSocket (the store client has its own)
     endpoints = config.endpoints
@@ -557,8 +377,7 @@ async def serve(config: NodeConfig, identity: NodeIdentity, store: object, start
         inbox.socket.bind(endpoints.router_inbox)
         sign_jobs.socket.bind(endpoints.sign_jobs)
         to_gateway.socket.connect(endpoints.gateway_inbox)
-        snapshot = await _load_snapshot(store)
-        state = state_from_snapshot(identity, config, snapshot)
+        state = state_from_snapshot(identity, config, await persistence.load_snapshot(store))
         writes: asyncio.Queue[StoreWrite] = asyncio.Queue(STORE_QUEUE_BOUND)
         in_hand: list[StoreWrite] = []
         writes.put_nowait(replay_log.running_mark())   # a crash from now on leaves it (replay_log.py)
@@ -566,7 +385,7 @@ async def serve(config: NodeConfig, identity: NodeIdentity, store: object, start
             log.warning("router: the last stop was not clean; frames stamped before now and not known "
                         "are answered RESEND for %d s", replay_log.WINDOW_MS // 1000)
         epoch = new_epoch()
-        state.next_dial_conn = restore.FIRST_DIALLED_CONN + (epoch % 2**20) * 2**16
+        state.next_dial_conn = m.FIRST_DIALLED_CONN + (epoch % 2**20) * 2**16
         driver = RouterDriver(state, config, sign_jobs, to_gateway, writes, epoch=epoch)
 
         async def tell_gateway(status: m.StoreStatus) -> None:
@@ -583,11 +402,11 @@ async def serve(config: NodeConfig, identity: NodeIdentity, store: object, start
                 tasks.create_task(_tick(events))
                 tasks.create_task(_start_without_gateway_hello(driver, events))
                 tasks.create_task(_process(driver, events))
-                tasks.create_task(_write_store(store, writes, driver.counters, lambda: watch.outage_known,
-                                               in_hand))
+                tasks.create_task(persistence.write_in_order(store, writes, driver.counters.writes,
+                                                             lambda: watch.outage_known, in_hand))
                 tasks.create_task(watch.run())
         finally:
-            await _stop_cleanly(store, writes, state, in_hand)
+            await persistence.stop_cleanly(store, writes, state, in_hand, now_ms())
     finally:
         for direct in sockets:
             direct.close()

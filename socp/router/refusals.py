@@ -10,7 +10,7 @@ must not buy one each. Hence, per connection and per error code:
 - refusals of the same kind within the next interval (`limits.refusal_answer_due`)
   are held, and answered together by one ERROR whose `msg_refs` lists them (at most
   MAX_MSG_REFS; `msg_ref` is the last): on the first Tick once the interval is over,
-  or before the next ACK of that connection (`acks._ack_now` flushes first, so the
+  or before the next ACK of that connection (`user_acks._ack_now` flushes first, so the
   ERROR always reaches the client before an ACK that would cover the frames).
 
 A flood therefore costs at most about one signed ERROR per code per connection per interval.

@@ -20,7 +20,7 @@ a ts stays inside the window (10 minutes). Why RESEND and not the alternatives:
 
 - accepting it would deliver a copy again: the hole this module closes;
 - REPLAY would tell an honest client its frame was already handed on (that is what
-  REPLAY naming a msg_ref means, router/acks.py), and a message never sent would be
+  REPLAY naming a msg_ref means, router/user_acks.py), and a message never sent would be
   lost without anyone knowing;
 - RESEND loses nothing: an honest sender re-stamps (new ts, new content_sig, the
   same ciphertext, so a recipient who got the first copy can drop the second), while
@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Final
 
 from .events import StoreWrite
 
@@ -49,7 +50,7 @@ from .events import StoreWrite
 WINDOW_MS = 10 * 60 * 1000
 STOPPED_CLEANLY_AT = "stopped_cleanly_at"      # replay_state row (store/migrations.py)
 MAX_KEYS_PER_WRITE = 50_000                    # one StoreWrite; the rest waits for the next Tick
-WRITE_KEYS = "note_replay_keys"                # the StoreWrite's operation
+WRITE_KEYS: Final = "note_replay_keys"         # the StoreWrite's operation
 
 
 @dataclass(slots=True)
@@ -86,7 +87,7 @@ class ReplayLog:
         self.unwritten.append([ref, ts, now_ms])
 
     def forget(self, ref: str) -> None:
-        """The frame just noted was refused after all (acks.py): a re-send of it must
+        """The frame just noted was refused after all (user_acks.py): a re-send of it must
         take effect, after a restart too."""
         if self.unwritten and self.unwritten[-1][0] == ref:
             self.unwritten.pop()

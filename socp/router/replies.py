@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from socp.ipc.messages import CLOSE_POLICY_VIOLATION
 from socp.protocol import frames
 from socp.protocol.errors import ErrorCode
 from socp.protocol.ids import BROADCAST
@@ -9,9 +10,6 @@ from socp.protocol.ids import BROADCAST
 from .events import Action, Close, Send, send_one
 from .links import LinkState
 from .state import RouterState
-
-CLOSE_NORMAL = 1000
-CLOSE_POLICY = 1008
 
 
 def error_to(state: RouterState, conn: int, code: ErrorCode, detail: str) -> Send:
@@ -25,4 +23,4 @@ def refuse_and_close(state: RouterState, conn: int, code: ErrorCode, detail: str
     link = state.links.get(conn)
     if link is not None and link.state is not LinkState.CLOSING:
         link.move(LinkState.CLOSING)
-    return [error_to(state, conn, code, detail), Close(conn, CLOSE_POLICY, detail[:120])]
+    return [error_to(state, conn, code, detail), Close(conn, CLOSE_POLICY_VIOLATION, detail[:120])]

@@ -6,11 +6,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from socp.ipc.messages import FIRST_DIALLED_CONN
 from socp.protocol.envelope import Envelope
 from socp.protocol.ids import PUBLIC_CHANNEL
 from socp.protocol.key_forms import KeyForm
 
 from .accounts import Accounts
+from .events import Send
 from .fairshare import FairShare
 from .limits import Guard
 from .linkbook import LinkBook
@@ -28,7 +30,7 @@ PEER_BACKLOG_LIMIT = 1000      # frames kept for one unreachable server
 PARKED_LIMIT = 1000            # frames kept for one user lost with the gateway
 RESEND_LIMIT = 512             # recent frames per server kept for a re-send on re-link
 # Frames handed to the gateway for one server link and not yet written to its socket,
-# past which senders are refused OVERLOADED (outflow.py). Half the gateway's outbox
+# past which senders are refused OVERLOADED (recovery.py, credit). Half the gateway's outbox
 # (NodeConfig.send_queue_frames, 4096), so the frames that pass regardless (presence,
 # heartbeats, re-sends) still fit: the gateway never closes a slow peer's link.
 UNWRITTEN_LIMIT = 2048
@@ -101,7 +103,7 @@ class Timing:
     min_backoff_ms: int = 500
     max_backoff_ms: int = 30_000
     give_up_ms: int = 3_600_000    # a server not reached for this long is no longer dialled
-    ack_interval_ms: int = 500     # at most one ACK per connection this often (acks.py)
+    ack_interval_ms: int = 500     # at most one ACK per connection this often (user_acks.py)
     park_ms: int = 15_000          # frames for users lost with a gateway wait this long
     resend_window_ms: int = 3_000  # content sent to a server is re-sent on re-link this far back
     redeliver_window_ms: int = 6_000  # content sent to a local user is parked again this far back when
@@ -196,7 +198,7 @@ class RouterState:
     seen: SeenCache = field(default_factory=SeenCache)
     replay_log: ReplayLog = field(default_factory=ReplayLog)        # seen keys across restarts (replay_log.py)
     now_ms: int = 0
-    next_dial_conn: int = 2**40
+    next_dial_conn: int = FIRST_DIALLED_CONN
     # Federation
     timing: Timing = field(default_factory=Timing)
     introducers: list[Introducer] = field(default_factory=list)
@@ -205,13 +207,13 @@ class RouterState:
     dialing: dict[int, DialPurpose] = field(default_factory=dict)     # conn -> why we dialled it
     redials: dict[str, Redial] = field(default_factory=dict)          # server_id -> next try
     backlogs: dict[str, PeerBacklog] = field(default_factory=dict)    # server_id -> frames waiting
-    outflows: dict[int, Outflow] = field(default_factory=dict)        # server link conn -> (outflow.py)
+    outflows: dict[int, Outflow] = field(default_factory=dict)        # server link conn -> (recovery.py, credit)
     unwritten_limit: int = UNWRITTEN_LIMIT
     guard: Guard = field(default_factory=Guard.without_rate_limits)  # abuse rules (limits.py)
     # Signing jobs queued per sender; the driver fills and drains it, admission reads it.
-    fair_share: FairShare = field(default_factory=FairShare)
+    fair_share: FairShare[Send] = field(default_factory=FairShare)
     accounts: Accounts = field(default_factory=Accounts)             # directory and logins (accounts.py)
-    # Recovery (acks.py)
+    # Recovery (user_acks.py)
     pending_acks: dict[int, str] = field(default_factory=dict)       # conn -> latest handed-on msg_ref
     next_ack_ms: dict[int, int] = field(default_factory=dict)         # conn -> when it may next get an ACK
     refusals: Refusals = field(default_factory=Refusals)             # refused frames to name (refusals.py)

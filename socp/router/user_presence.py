@@ -105,7 +105,7 @@ def _tell(state: RouterState, user_id: str, conns: list[int]) -> list[Action]:
     me = state.me.server_id
     location = state.user_locations.get(user_id)
     if location is None:
-        payload = {"user_id": user_id, "server_id": me}
+        payload: dict[str, Any] = {"user_id": user_id, "server_id": me}
         return [Send(tuple((conn, BROADCAST) for conn in conns),
                      Envelope(type=T.USER_REMOVE.value, from_=me, to=BROADCAST, ts=state.now_ms, payload=payload))]
     record = state.users.get(user_id)

@@ -18,8 +18,8 @@ from . import (
     directory,
     link_dialects,  # other teams' server-link habits (issue #14)
     offline,
-    outflow,
     peer_channel,
+    recovery,
     user_presence,
 )
 from .events import Action, Send, StoreWrite, send_one
@@ -128,9 +128,8 @@ def advert_meta(state: RouterState, user_id: str) -> dict[str, Any]:
 
 
 def _display_name(meta: Any) -> str:
-    if isinstance(meta, dict) and isinstance(meta.get("display_name"), str):
-        return meta["display_name"][:MAX_DISPLAY_NAME]
-    return ""
+    name = meta.get("display_name") if isinstance(meta, dict) else None
+    return name[:MAX_DISPLAY_NAME] if isinstance(name, str) else ""
 
 
 def _join_channel(state: RouterState, user_id: str) -> list[Action]:
@@ -328,11 +327,11 @@ def route_to_user(
 def send_to_server(state: RouterState, server_id: str, frame: Envelope, origin_conn: int) -> list[Action]:
     """Send on the link to `server_id`; while that link is being restored, keep the
     frame in its bounded backlog; past the bound, tell the sender (OVERLOADED). A
-    live link the peer reads too slowly refuses the sender too (outflow.py)."""
+    live link the peer reads too slowly refuses the sender too (recovery.py, credit)."""
     conn = state.servers.get(server_id)
     if conn is not None:
-        if origin_conn != NO_ORIGIN and outflow.congested(state, conn):
-            return [error_to(state, origin_conn, ErrorCode.OVERLOADED, outflow.CONGESTED_DETAIL)]
+        if origin_conn != NO_ORIGIN and recovery.congested(state, conn):
+            return [error_to(state, origin_conn, ErrorCode.OVERLOADED, recovery.CONGESTED_DETAIL)]
         recent = state.sent_recently.get(server_id)
         if recent is None:
             recent = state.sent_recently[server_id] = deque(maxlen=RESEND_LIMIT)
@@ -369,12 +368,12 @@ def public_message(state: RouterState, frame: Envelope, exclude_conn: int) -> li
     if directed is not None:
         return directed
     servers = server_targets(state, PUBLIC_CHANNEL, exclude_conn)
-    keeping_up = tuple(target for target in servers if not outflow.congested(state, target[0]))
+    keeping_up = tuple(target for target in servers if not recovery.congested(state, target[0]))
     actions: list[Action] = []
     if len(keeping_up) < len(servers):
         # The sender re-sends it whole: servers drop the copies they had (SOCP §8
         # seen_ids), clients those whose msg_ref they saw.
-        actions.append(error_to(state, exclude_conn, ErrorCode.OVERLOADED, outflow.CONGESTED_DETAIL))
+        actions.append(error_to(state, exclude_conn, ErrorCode.OVERLOADED, recovery.CONGESTED_DETAIL))
     local = user_targets(state, PUBLIC_CHANNEL, exclude_conn)
     g101: tuple[int, ...] = ()
     if frame.type == T.MSG_PUBLIC_CHANNEL:  # G101's members read posts (not files) as USER_DELIVER

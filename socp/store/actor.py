@@ -14,7 +14,7 @@ Inside, one TaskGroup owns:
   prober    once the database is open, a trivial statement every PROBE_INTERVAL, so
             an outage (and the recovery) shows even when nothing is read or written
 
-Every database call reports its outcome to `DatabaseHealth` (socp/store/health.py);
+Every database call reports its outcome to `DatabaseHealth` (socp/store/availability.py);
 a Status request answers with it at once. The log gets one line when an outage
 begins and one when it ends, never one per retry.
 
@@ -50,8 +50,8 @@ from socp.ipc import store_messages as wire
 from socp.ipc.endpoints import ensure_runtime_dir
 from socp.protocol.errors import MalformedFrame
 from socp.protocol.ids import ServerId, UserId
+from socp.store.availability import UNAVAILABLE, DatabaseHealth
 from socp.store.errors import StoreMisconfigured, StoreQueryError, StoreRequestRejected, StoreUnavailable
-from socp.store.health import UNAVAILABLE, DatabaseHealth
 from socp.store.operations import Store
 from socp.store.records import StoreSnapshot
 

@@ -21,7 +21,7 @@ import asyncio
 import itertools
 import logging
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import zmq
 import zmq.asyncio
@@ -51,6 +51,8 @@ from socp.store.records import (
 )
 
 log = logging.getLogger("socp.store.client")
+
+Reply = TypeVar("Reply", bound=wire.StoreReply)
 
 DEFAULT_TIMEOUT = 5.0
 SOCKET_HWM = 10_000
@@ -97,7 +99,7 @@ class StoreClient:
         self._socket: zmq.asyncio.Socket | None = None
         self._reader: asyncio.Task[None] | None = None
         self._request_ids = itertools.count(1)
-        self._waiting: dict[int, asyncio.Future[wire.StoreReply]] = {}
+        self._waiting: dict[int, asyncio.Future[wire.StoreMessage]] = {}
         self.late_replies = 0          # replies for calls that had already timed out
         self.unreadable_replies = 0
 
@@ -136,7 +138,13 @@ class StoreClient:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        await self.close()
+        try:
+            await self.close()
+        except asyncio.CancelledError:
+            # Leaving on an error: let that error out, not a cancellation that may only be
+            # the mark a Python 3.11 TaskGroup leaves on its parent (socp/runtime.py).
+            if exc is None or isinstance(exc, asyncio.CancelledError):
+                raise
 
     # -- operations --------------------------------------------------------------------
 
@@ -229,11 +237,11 @@ class StoreClient:
     def _next_id(self) -> int:
         return next(self._request_ids)
 
-    async def _call(self, request: wire.StoreRequest, expected: type, timeout: float | None) -> Any:
+    async def _call(self, request: wire.StoreRequest, expected: type[Reply], timeout: float | None) -> Reply:
         if self._socket is None:
             raise StoreClosed("store client is not started (use `async with StoreClient(...)`)")
         limit = self.timeout if timeout is None else timeout
-        reply_future: asyncio.Future[wire.StoreReply] = asyncio.get_running_loop().create_future()
+        reply_future: asyncio.Future[wire.StoreMessage] = asyncio.get_running_loop().create_future()
         self._waiting[request.request_id] = reply_future
         try:
             async with asyncio.timeout(limit):

@@ -113,7 +113,8 @@ class _MysqlTransaction(Transaction):
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         try:
-            return await self._cursor.execute(_sql(sql), tuple(params))
+            affected: int = await self._cursor.execute(_sql(sql), tuple(params))
+            return affected
         except (TimeoutError, pymysql.err.MySQLError, OSError) as exc:
             raise translate(exc, self._where) from None
 

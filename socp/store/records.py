@@ -86,7 +86,7 @@ class StoreSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class DatabaseStatus:
-    """The store's view of its database (socp.store.health), for `/healthz`."""
+    """The store's view of its database (socp.store.availability), for `/healthz`."""
 
     state: str                # "opening", "available" or "unavailable"
     detail: str               # the latest error while unavailable

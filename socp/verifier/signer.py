@@ -79,7 +79,7 @@ def sign_job(private_key: PrivateKey, job: SignJob, reused: ReusedSignatures | N
     per_deliver = max(1, DELIVER_BUDGET_BYTES // item_bytes)
     items = [
         (conn, out_seq, Envelope(type=job.frame_type, from_=job.sender, to=to, ts=job.ts,
-                                 payload=payload_fragment, sig=sig).to_wire())  # type: ignore[arg-type]
+                                 payload=payload_fragment, sig=sig).to_wire())  # type: ignore[arg-type]  # an orjson.Fragment: the payload, serialised once for all
         for conn, out_seq, to in job.deliveries
     ]
     return [Deliver(items=items[i : i + per_deliver]) for i in range(0, len(items), per_deliver)]

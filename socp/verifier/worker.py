@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType as StackFrame
 
 import zmq
@@ -75,7 +76,7 @@ class Verifier:
     """One process's sockets and key; `serve()` runs until `should_stop()` is true."""
 
     def __init__(self, config: NodeConfig, private_key: PrivateKey, should_stop: Callable[[], bool],
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context[zmq.Socket[bytes]] | None = None) -> None:
         self._init_work(private_key, should_stop)
         self._context = context or zmq.Context.instance()
         endpoints = config.endpoints
@@ -98,8 +99,8 @@ class Verifier:
         # ZeroMQ's I/O thread instead of one per result); the router reads each part.
         self._results_waiting: list[bytes] = []
 
-    def _socket(self, kind: int, hwm: int, *connect_to: str) -> zmq.Socket:
-        sock = self._context.socket(kind)
+    def _socket(self, kind: int, hwm: int, *connect_to: str) -> zmq.Socket[bytes]:
+        sock: zmq.Socket[bytes] = self._context.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM if kind == zmq.PUSH else zmq.RCVHWM, hwm)
         for endpoint in connect_to:
@@ -129,7 +130,7 @@ class Verifier:
         except _Stopping:
             pass
 
-    def _take(self, sock: zmq.Socket, limit: int) -> int:
+    def _take(self, sock: zmq.Socket[bytes], limit: int) -> int:
         """Handle up to `limit` waiting jobs from `sock`; return how many there were."""
         for taken in range(limit):
             try:
@@ -210,7 +211,7 @@ class Verifier:
         """Signed frames to the gateway, at once (a remote verifier sends them with its report)."""
         self._send(self.to_gateway, packed)
 
-    def _send(self, sock: zmq.Socket, parts: list[bytes]) -> None:
+    def _send(self, sock: zmq.Socket[bytes], parts: list[bytes]) -> None:
         """Send `parts` as one message (the receiver reads each part as a message),
         blocking while the queue is full, but never past a stop request."""
         try:
@@ -258,5 +259,5 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m socp.verifier DATA_DIR", file=sys.stderr)
         return 2
-    run(NodeConfig.load(args[0]))
+    run(NodeConfig.load(Path(args[0])))
     return 0

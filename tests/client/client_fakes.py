@@ -95,7 +95,7 @@ class FakeNode:
                 else:
                     out.append((target, relayed))
         if self.tamper is not None:
-            out = [(c, self.tamper(e)) for c, e in out]  # type: ignore[operator]
+            out = [(c, self.tamper(e)) for c, e in out]  # type: ignore[operator]  # tamper is not None here
         return [(c, self._out(e)) for c, e in out]
 
     def _hello(self, connection: Hashable, hello: Envelope) -> list[tuple[Hashable, Envelope]]:
@@ -151,7 +151,7 @@ class MemoryNet:
 
     def _deliver(self, routed: list[tuple[Hashable, Envelope]]) -> None:
         for connection, envelope in routed:
-            session = self.sessions.get(connection)  # type: ignore[arg-type]
+            session = self.sessions.get(connection)  # type: ignore[arg-type]  # any hashable connection object
             if session is not None:
                 self.events[session.user_id].extend(session.handle(envelope.to_wire()))
 
@@ -167,7 +167,7 @@ async def serve_fake_node(node: FakeNode) -> Server:
         try:
             async for raw in ws:
                 for connection, envelope in node.handle(ws, raw):
-                    await connection.send(envelope.to_wire())  # type: ignore[attr-defined]
+                    await connection.send(envelope.to_wire())  # type: ignore[attr-defined]  # a websockets connection here
         except ConnectionClosed:
             pass
         finally:

@@ -2,20 +2,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from socp.client.channel_keys import ChannelKeyRing
+from socp.client.session import ClientSession
+from socp.client.trust import PinStore
+from socp.protocol.ids import new_id
 
-from client_fakes import FakeNode, MemoryNet  # noqa: E402
-
-from socp.client.channel_keys import ChannelKeyRing  # noqa: E402
-from socp.client.session import ClientSession  # noqa: E402
-from socp.client.trust import PinStore  # noqa: E402
-from socp.protocol.ids import new_id  # noqa: E402
+from .client_fakes import FakeNode, MemoryNet
 
 # keys[0..2]: users alice, bob, carol; keys[3], keys[4]: alice's and bob's channel keys.
 USER_KEYS = {"alice": 0, "bob": 1, "carol": 2}

@@ -10,13 +10,14 @@ import subprocess
 import sys
 
 import pytest
-from chat_process import PASSWORD
 
 from socp.client.connection import _why, server_url_problem
 from socp.client.events import ErrorReceived
 from socp.client.home import ClientHome
 from socp.client.tui import ChatApp
 from support.nodes import free_port
+
+from .chat_process import PASSWORD
 
 
 @pytest.mark.parametrize(("url", "words"), [

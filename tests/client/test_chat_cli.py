@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import click
-from chat_process import PASSWORD, Chat
 from click.testing import CliRunner
 
 from socp.cli import chat as chat_cli
 from socp.client.home import ClientHome
 from socp.protocol import crypto
 from support.nodes import free_port
+
+from .chat_process import PASSWORD, Chat
 
 
 async def test_a_wrong_password_in_script_mode_is_a_json_error_and_exit_1(keys, tmp_path):

@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 
 import pytest
-from client_fakes import FakeNode, serve_fake_node, url_of
 
 from socp.client.connection import MAX_SENDING_FILES, NODE_GRANTS, ChatClient, ChunkPacer, command_queue
 from socp.client.events import (
@@ -22,6 +21,8 @@ from socp.client.events import (
     MessageReceived,
     Ready,
 )
+
+from .client_fakes import FakeNode, serve_fake_node, url_of
 
 STEP = 10.0   # seconds: the bound of every wait
 

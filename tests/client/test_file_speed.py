@@ -13,14 +13,15 @@ import os
 import time
 
 import pytest
-from test_real_node import MEGABYTE, make_home, node_a, sha256_of, start_chat, wait_listed, write_random  # noqa: F401
+
+from .test_real_node import MEGABYTE, make_home, node_a, sha256_of, start_chat, wait_listed, write_random  # noqa: F401 - node_a: a pytest fixture, used by name
 
 pytestmark = pytest.mark.e2e
 
 OLD_FIXED_PACE_SECONDS = (2351 - 200) / 60     # 35.9 s: the floor of the pacing this replaced
 
 
-async def test_one_mebibyte_to_a_local_user_is_paced_by_the_node_not_the_client(node_a, keys, tmp_path, chats):  # noqa: F811
+async def test_one_mebibyte_to_a_local_user_is_paced_by_the_node_not_the_client(node_a, keys, tmp_path, chats):  # noqa: F811 - the fixture imported above
     alice_home, alice_id = make_home(keys, tmp_path, "alice")
     bob_home, bob_id = make_home(keys, tmp_path, "bob")
     extra = tuple(os.environ.get("SOCP_SPEED_ARGS", "").split())

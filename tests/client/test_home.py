@@ -3,11 +3,12 @@ from __future__ import annotations
 import stat
 
 import pytest
-from client_fakes import FakeNode, MemoryNet
 
 from socp.client.events import MessageReceived
 from socp.client.home import ClientHome, HomeError
 from socp.protocol import crypto
+
+from .client_fakes import FakeNode, MemoryNet
 
 
 def _mode(path) -> int:

@@ -1,5 +1,5 @@
 """Password login that roams, from the client's side (docs/chat.md, "Logging in on a
-new machine"; the node's side is tests/e2e/test_login.py).
+new machine"; the node's side is tests/e2e/test_login_on_node.py).
 
 Against a REAL node: a `socp chat --script` client stores its login once per home
 and server; `socp chat --login <id>` on a new, empty home gets the key back with the
@@ -21,8 +21,6 @@ import stat
 from pathlib import Path
 
 import pytest
-from chat_process import PASSWORD, Chat
-from client_fakes import FakeNode
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -36,6 +34,9 @@ from socp.protocol.envelope import parse
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import new_id
 from support.nodes import free_port, start_node
+
+from .chat_process import PASSWORD, Chat
+from .client_fakes import FakeNode
 
 pytestmark = pytest.mark.e2e
 
@@ -168,7 +169,7 @@ async def test_storing_the_login_never_blocks_chatting_and_a_refusal_is_reported
                     await ws.send(signing.sign_envelope(keys[NODE], refusal).to_wire())
                     continue
                 for connection, envelope in node.handle(ws, raw):
-                    await connection.send(envelope.to_wire())  # type: ignore[attr-defined]
+                    await connection.send(envelope.to_wire())  # type: ignore[attr-defined]  # a websockets connection here
         except ConnectionClosed:
             pass
         finally:

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from chat_process import PASSWORD
-from test_real_node import make_home  # noqa: F401
 
 from support.nodes import start_node
+
+from .chat_process import PASSWORD
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-from chat_process import PASSWORD, Chat
 from textual.widgets import RichLog
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -31,6 +30,8 @@ from socp.protocol.ids import new_id
 from socp.protocol.text import chunk_bytes
 from support.nodes import start_node
 from support.wsclient import RawUser, now_ms
+
+from .chat_process import PASSWORD, Chat
 
 pytestmark = pytest.mark.e2e
 

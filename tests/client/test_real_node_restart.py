@@ -10,18 +10,6 @@ import os
 import signal
 
 import pytest
-from chat_process import PASSWORD, Chat
-from test_real_node import (
-    FAST_FILES,
-    FAST_LINKS,
-    MEGABYTE,
-    NODE_A,
-    NODE_B,
-    make_home,
-    start_chat,
-    wait_listed,
-    write_random,
-)
 from textual.widgets import Static
 
 from socp.client import connection
@@ -32,6 +20,19 @@ from socp.client.tui import ChatApp
 from socp.protocol import crypto
 from support.nodes import start_node
 from support.wsclient import RawUser
+
+from .chat_process import PASSWORD, Chat
+from .test_real_node import (
+    FAST_FILES,
+    FAST_LINKS,
+    MEGABYTE,
+    NODE_A,
+    NODE_B,
+    make_home,
+    start_chat,
+    wait_listed,
+    write_random,
+)
 
 pytestmark = pytest.mark.e2e
 RECONNECT = ("--reconnect", "--connect-attempts", "30")

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from client_fakes import MemoryNet
-from test_session import _pair
-
 from socp.client.events import (
     ErrorReceived,
     FileFailed,
@@ -26,6 +23,9 @@ from socp.protocol.acks import msg_ref
 from socp.protocol.encoding import b64url_decode
 from socp.protocol.envelope import Envelope, parse
 from socp.protocol.frame_types import FrameType as T
+
+from .client_fakes import MemoryNet
+from .test_session import _pair
 
 
 def _error(server_id: str, user_id: str, code: str, refs: list[str], *, listed: bool = True) -> str:

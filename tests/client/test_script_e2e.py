@@ -7,12 +7,12 @@ import json
 import os
 from pathlib import Path
 
-from chat_process import PASSWORD, Chat
-from client_fakes import FakeNode, serve_fake_node
-
 from socp.client.home import ClientHome
 from socp.protocol import crypto
 from socp.protocol.ids import new_id
+
+from .chat_process import PASSWORD, Chat
+from .client_fakes import FakeNode, serve_fake_node
 
 
 async def test_dm_and_public_between_two_script_clients(keys, tmp_path):

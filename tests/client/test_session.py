@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-from client_fakes import FakeNode, MemoryNet
 
 from socp.client.commands import CommandError
 from socp.client.events import (
@@ -28,6 +27,8 @@ from socp.protocol import crypto, signing
 from socp.protocol.encoding import b64url_decode, b64url_encode
 from socp.protocol.envelope import Envelope
 from socp.protocol.errors import UserNotFound
+
+from .client_fakes import FakeNode, MemoryNet
 
 
 def _pair(net, make_session, *names):

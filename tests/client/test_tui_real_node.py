@@ -8,13 +8,14 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
-from chat_process import PASSWORD
-from test_real_node import make_home, node_a, start_chat  # noqa: F401
 
 from socp.client.connection import ChatClient
 from socp.client.home import ClientHome
 from socp.client.tui import ChatApp
 from socp.protocol import crypto
+
+from .chat_process import PASSWORD
+from .test_real_node import make_home, node_a, start_chat  # noqa: F401 - node_a: a pytest fixture, used by name
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +47,7 @@ def app_for(node, home, *, auto_accept: int) -> tuple[ChatApp, asyncio.Event]:
     return ChatApp(run_client), ready
 
 
-async def test_windows_presence_dms_and_a_file_offer_at_80x24(node_a, keys, tmp_path, chats):  # noqa: F811
+async def test_windows_presence_dms_and_a_file_offer_at_80x24(node_a, keys, tmp_path, chats):  # noqa: F811 - the fixture imported above
     alice_home, alice_id = make_home(keys, tmp_path, "alice")
     bob_home, bob_id = make_home(keys, tmp_path, "bob")
     app, ready = app_for(node_a, alice_home, auto_accept=1000)

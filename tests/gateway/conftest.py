@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 import zmq
 import zmq.asyncio
-from gateway_harness import GatewayFactory, GatewayHarness, free_port, start_gateway_process, wait_for_hello
 
 from socp.config import NodeConfig
 from socp.ipc.endpoints import ensure_runtime_dir
+
+from .gateway_harness import GatewayFactory, GatewayHarness, free_port, start_gateway_process, wait_for_hello
 
 
 @pytest.fixture

@@ -6,20 +6,22 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from gateway_harness import WAIT, GatewayFactory, wait_for_hello
-from test_gateway import USER_HELLO, closed_by_server, said_hello
 from websockets.asyncio.client import connect
 
 from socp.config import NodeConfig
 from socp.gateway.admission import must_evict_a_silent_link, node_refusal
-from socp.gateway.links import CLOSE_TRY_AGAIN_LATER, LinkTable
+from socp.gateway.links import LinkTable
 from socp.gateway.memory import HeapTrimmer
+from socp.ipc.messages import CLOSE_TRY_AGAIN_LATER
+
+from .gateway_harness import WAIT, GatewayFactory, wait_for_hello
+from .test_gateway import USER_HELLO, closed_by_server, said_hello
 
 CLOSE_MESSAGE_TOO_BIG = 1009
 
 
 def _config(**overrides: object) -> NodeConfig:
-    return NodeConfig(data_dir=Path("/nonexistent"), **overrides)  # type: ignore[arg-type]
+    return NodeConfig(data_dir=Path("/nonexistent"), **overrides)  # type: ignore[arg-type]  # each test passes the fields it changes
 
 
 def test_node_refuses_newcomers_only_when_it_holds_its_limit() -> None:

@@ -13,13 +13,12 @@ import urllib.request
 from typing import Any
 
 import pytest
-from gateway_harness import WAIT, GatewayFactory, GatewayHarness, free_port, wait_for_hello
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from socp.gateway.links import FIRST_DIALLED_CONN
 from socp.ipc.messages import (
+    FIRST_DIALLED_CONN,
     ROLE_SERVER,
     ROLE_UNKNOWN,
     ROLE_USER,
@@ -30,6 +29,8 @@ from socp.ipc.messages import (
     LinkOpened,
     Rejected,
 )
+
+from .gateway_harness import WAIT, GatewayFactory, GatewayHarness, free_port, wait_for_hello
 
 USER_HELLO = json.dumps({"type": "USER_HELLO", "from": "u", "to": "s", "ts": 1,
                          "payload": {"client": "test", "pubkey": "UK", "enc_pubkey": "UK"}, "sig": ""})
@@ -330,7 +331,7 @@ async def test_a_lone_user_may_go_past_its_own_limit_on_the_spare(start_gateway:
 
 
 async def test_server_links_report_frames_written(gateway: GatewayHarness) -> None:
-    # Credit (socp/gateway/flow.py): the router hands a server link no more frames
+    # Credit (socp/gateway/recovery.py): the router hands a server link no more frames
     # than the gateway holds, so it must learn how many each link has written.
     received: list[str] = []
     peer_got_all = asyncio.Event()

@@ -8,7 +8,6 @@ import asyncio
 import json
 
 import pytest
-from gateway_harness import WAIT, GatewayHarness, wait_for_hello
 from websockets.asyncio.client import connect
 
 from socp.ipc.messages import (
@@ -25,6 +24,8 @@ from socp.ipc.messages import (
 from socp.protocol import crypto, frames, signing
 from socp.protocol.ids import new_id
 from support.http import aget_json
+
+from .gateway_harness import WAIT, GatewayHarness, wait_for_hello
 
 LOGIN_REQUEST = json.dumps({"type": "LOGIN_REQUEST", "from": "u", "to": "s", "ts": 1,
                             "payload": {"user_id": "u"}, "sig": ""})

@@ -19,7 +19,7 @@ from socp.gateway.links import (
     first_accepted_conn,
 )
 from socp.gateway.roles import opens_login, role_of_first_frame
-from socp.gateway.session import utf8_size_exceeds
+from socp.gateway.socket_session import utf8_size_exceeds
 from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, ROLE_USER
 
 

@@ -49,7 +49,7 @@ class RouterDouble:
 
 def make(ready: bool = True, **options: object) -> tuple[DirectoryLookups, RouterDouble, GatewayStats, Clock]:
     bus, stats, clock = RouterDouble(), GatewayStats(), Clock()
-    lookups_ = DirectoryLookups(bus, stats, lambda: ready, clock=clock, **options)  # type: ignore[arg-type]
+    lookups_ = DirectoryLookups(bus, stats, lambda: ready, clock=clock, **options)  # type: ignore[arg-type]  # each test passes the options it changes
     return lookups_, bus, stats, clock
 
 

@@ -113,7 +113,7 @@ def test_seen_cache_is_bounded_in_size_and_time() -> None:
 
 
 def guard(**settings: object) -> limits.Guard:
-    g = limits.Guard(limits.LimitSettings(**settings))   # type: ignore[arg-type]
+    g = limits.Guard(limits.LimitSettings(**settings))   # type: ignore[arg-type]  # each test passes the settings it changes
     g.now_ms = NOW
     return g
 

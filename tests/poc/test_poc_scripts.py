@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HELLO_TIMEOUT
+from .conftest import HELLO_TIMEOUT
 
 pytestmark = pytest.mark.e2e
 

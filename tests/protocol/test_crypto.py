@@ -147,7 +147,7 @@ def test_fingerprint_is_the_same_for_every_form(keys) -> None:
 
 
 def _spki_text(public_key: object) -> str:
-    der = public_key.public_bytes(  # type: ignore[attr-defined]
+    der = public_key.public_bytes(  # type: ignore[attr-defined]  # any public key object
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return b64url_encode(der)
@@ -215,7 +215,7 @@ def test_garbage_is_bad_key(text: str) -> None:
 @pytest.mark.parametrize("value", [None, 42, b"bytes", ["list"], {"a": 1}])
 def test_non_text_is_bad_key(value: object) -> None:
     with pytest.raises(BadKey):
-        crypto.decode_public_key(value)  # type: ignore[arg-type]
+        crypto.decode_public_key(value)  # type: ignore[arg-type]  # wrong types on purpose
 
 
 def test_generated_keys_meet_the_standard(keys) -> None:

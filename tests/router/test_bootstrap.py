@@ -82,7 +82,7 @@ def test_up_warns_about_fewer_than_three_introducers(keys, tmp_path, monkeypatch
 
 def test_redial_backoff_is_configurable_like_the_link_timing(tmp_path, monkeypatch) -> None:
     from socp.config import NodeConfig
-    from socp.router.process import state_from_snapshot
+    from socp.router.snapshot import state_from_snapshot
 
     seen: list[NodeConfig] = []
 

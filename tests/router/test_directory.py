@@ -14,7 +14,7 @@ from socp.protocol import crypto, frames, login, signing
 from socp.protocol.ids import new_id
 from socp.router import core
 from socp.router.events import DirectoryQueried, QueryAnswer, Send
-from socp.router.process import state_from_snapshot
+from socp.router.snapshot import state_from_snapshot
 from socp.store.records import StoreSnapshot
 from socp.store.records import UserRecord as StoredUser
 
@@ -77,7 +77,7 @@ def test_directory_get_needs_a_hello_first(node, keys) -> None:
     assert errors_to(actions, 99) == ["MALFORMED"] and closes(actions) == [99]
 
 
-def test_remote_users_are_served_marked_remote(mesh3, keys) -> None:  # noqa: F811
+def test_remote_users_are_served_marked_remote(mesh3, keys) -> None:  # noqa: F811 - the fixture imported above
     a, c = mesh3.nodes["a"], mesh3.nodes["c"]
     _, alice = mesh3.connect_user("a", keys[3], display_name="Alice")
     c_conn, carol = mesh3.connect_user("c", keys[4])
@@ -202,7 +202,7 @@ def test_http_query_shows_revocation_and_version(node, keys) -> None:
     assert (answer.frame.payload["revoked"], answer.frame.payload["version"]) == (True, 5)
 
 
-def test_http_query_serves_remote_users_marked_remote(mesh3, keys) -> None:  # noqa: F811
+def test_http_query_serves_remote_users_marked_remote(mesh3, keys) -> None:  # noqa: F811 - the fixture imported above
     a, c = mesh3.nodes["a"], mesh3.nodes["c"]
     _, alice = mesh3.connect_user("a", keys[3], display_name="Alice")
     (answer,) = core.handle(c.state, DirectoryQueried(-1, alice))

@@ -15,7 +15,7 @@ from socp.protocol import crypto, frames, login, signing
 from socp.protocol.ids import new_id
 from socp.router.directory import REGISTERED_ACK
 from socp.router.events import StoreWrite
-from socp.router.process import state_from_snapshot
+from socp.router.snapshot import state_from_snapshot
 from socp.store.operations import Store
 
 from .harness import NOW, Harness, closes, errors_to, sent_to

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from socp.router.inflight import InFlight
+from socp.router.recovery import InFlight
 
 
 def test_released_jobs_are_forgotten() -> None:

@@ -1,4 +1,4 @@
-"""Credit for server links (socp/router/outflow.py): a peer that reads slowly gets no
+"""Credit for server links (socp/router/recovery.py): a peer that reads slowly gets no
 more unwritten frames than the gateway holds; its senders are told OVERLOADED, and
 the link stays up. Several pure cores wired in memory, no sockets."""
 

@@ -1,5 +1,5 @@
 """Content sent to a local user is kept a few seconds and parked again when the
-user's connection is lost with the gateway (redeliver.py; pure core, no sockets)."""
+user's connection is lost with the gateway (recovery.py; pure core, no sockets)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from socp.protocol import crypto, frames
 from socp.protocol.encoding import b64url_encode
 from socp.protocol.ids import PUBLIC_CHANNEL
-from socp.router import core, redeliver
+from socp.router import core, recovery
 from socp.router.events import GATEWAY_RESTARTED, LinkDown, Send, Tick
 from socp.router.state import PARKED_LIMIT
 
@@ -47,7 +47,7 @@ def test_each_copy_is_remembered_with_its_own_recipient(node, keys) -> None:
     b_conn, bob, _ = node.connect_user(keys[2])
     c_conn, carol, _ = node.connect_user(keys[3])
     deliver = frames.user_deliver(node.server_id, "", NOW, "Y2lwaGVy", "someone", "", "c2ln")
-    redeliver.record(node.state, [Send(((b_conn, bob), (c_conn, carol), (99, "stranger")), deliver)])
+    recovery.record_delivered(node.state, [Send(((b_conn, bob), (c_conn, carol), (99, "stranger")), deliver)])
     assert [frame.to for _, frame in node.state.delivered_recently[bob]] == [bob]
     assert [frame.to for _, frame in node.state.delivered_recently[carol]] == [carol]
     assert "stranger" not in node.state.delivered_recently   # conn 99 is no user of ours
@@ -111,7 +111,7 @@ def test_parking_again_stays_within_the_parked_bound(node, keys) -> None:
     parked.frames += [filler] * (PARKED_LIMIT - 1)          # room for one more
     recent = [frames.user_deliver(node.server_id, bob, NOW + i, f"cmVjZW50{i}", alice, "", "c2ln") for i in range(3)]
     node.state.delivered_recently[bob] = deque((node.state.now_ms, frame) for frame in recent)
-    redeliver.park_again(node.state, bob)
+    recovery.park_again(node.state, bob)
     # Only the newest recent frame fits; it goes first, ahead of what waited already.
     assert len(parked.frames) == PARKED_LIMIT
     assert parked.frames[0] == recent[-1] and parked.frames[1] == filler

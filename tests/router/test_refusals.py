@@ -1,4 +1,4 @@
-"""Refused frames do not buy signatures (router/limits.py, acks.py): the rate limits
+"""Refused frames do not buy signatures (router/limits.py, user_acks.py): the rate limits
 are charged before the replay checks, and the same refusal is answered at most once
 per interval per connection, however many stale or copied frames arrive."""
 

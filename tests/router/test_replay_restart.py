@@ -138,7 +138,7 @@ class FakeStore:
 async def test_the_driver_writes_what_is_queued_then_the_keys_then_the_mark(keys) -> None:
     import asyncio
 
-    from socp.router.process import _stop_cleanly
+    from socp.router.persistence import stop_cleanly
 
     node = Harness(server_key=keys[0])
     a_conn, alice, _ = node.connect_user(keys[1])
@@ -147,10 +147,10 @@ async def test_the_driver_writes_what_is_queued_then_the_keys_then_the_mark(keys
     queue: asyncio.Queue[StoreWrite] = asyncio.Queue()
     queue.put_nowait(StoreWrite("bind_user", ("x", "key", {})))
     store = FakeStore()
-    await _stop_cleanly(store, queue, node.state, [StoreWrite("add_channel_member", ("y", 2))])
+    await stop_cleanly(store, queue, node.state, [StoreWrite("add_channel_member", ("y", 2))])
     assert [call[0] for call in store.calls] == ["add_channel_member", "bind_user", "note_replay_keys",
                                                  "set_replay_state"]
     assert store.calls[-1][1:3] == (replay_log.STOPPED_CLEANLY_AT, store.calls[-1][2]) and store.calls[-1][2] > 0
     failing = FakeStore(fail=True)
-    await _stop_cleanly(failing, asyncio.Queue(), node.state, [])    # logs; leaves the mark at 0
+    await stop_cleanly(failing, asyncio.Queue(), node.state, [])    # logs; leaves the mark at 0
     assert failing.calls == []

@@ -11,9 +11,9 @@ from socp.protocol.ids import new_id
 from socp.router import core, limits
 from socp.router.events import FrameIn, LinkRestored
 from socp.router.limits import Guard
+from socp.router.recovery import InboundOrder
 
 from .harness import NOW, Harness, closes, digest, errors_to
-from .test_replay_order import driver
 
 
 def signed_hello(key, user_id: str):
@@ -58,5 +58,5 @@ def test_a_restored_connection_cannot_bring_an_old_signature_back(keys) -> None:
 
 def test_the_driver_restores_a_user_link_whose_hello_is_still_kept() -> None:
     # LinkReplay from the gateway: seq 0 is the oldest kept frame, so no opening.
-    (item,) = driver().events_from(m.LinkReplay(11, 0, m.ROLE_USER, "", ""))
+    (item,) = InboundOrder().events_from(m.LinkReplay(11, 0, m.ROLE_USER, "", ""), known_links=())
     assert isinstance(item[1], LinkRestored) and item[1].conn == 11 and item[1].opening == ""

@@ -119,7 +119,7 @@ def test_replayed_and_stale_frames_have_no_second_effect(node, keys) -> None:
     b_conn, bob, _ = node.connect_user(keys[2])
     frame = dm(keys[1], alice, keys[2], bob)
     assert sent_to(node.feed(a_conn, frame), b_conn, "USER_DELIVER")
-    again = node.feed(a_conn, frame)  # a re-send: REPLAY naming its msg_ref (acks.py), never delivered twice
+    again = node.feed(a_conn, frame)  # a re-send: REPLAY naming its msg_ref (user_acks.py), never delivered twice
     assert errors_to(again, a_conn) == ["REPLAY"] and not sent_to(again, b_conn)
     stale = dm(keys[1], alice, keys[2], bob, ts=NOW - 60 * 60 * 1000)
     late = node.feed(a_conn, stale)

@@ -74,7 +74,7 @@ async def running_service(tmp_path: Path, *, open_delay: Callable[[], bool] = la
     context = zmq.asyncio.Context()
     socket = bind_store_socket(context, endpoint)
     service = StoreService(socket, open_store, retry_first_delay=0.01, retry_max_delay=0.05,
-                           **service_options)  # type: ignore[arg-type]
+                           **service_options)  # type: ignore[arg-type]  # each test passes the options it changes
     stop = asyncio.Event()
     try:
         async with asyncio.TaskGroup() as tasks:

@@ -30,7 +30,7 @@ class TcpProxy:
         self._thread.start()
 
     def _call(self, coroutine: object, timeout: float = 5.0) -> object:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)  # type: ignore[arg-type]
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)  # type: ignore[arg-type]  # a coroutine typed loosely by the caller
 
     def restore(self) -> TcpProxy:
         """Listen (again) on `self.port` and forward each connection to the target."""

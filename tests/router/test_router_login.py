@@ -1,4 +1,4 @@
-"""Pure tests of password login (socp/router/login.py): challenge, proof, blob,
+"""Pure tests of password login (socp/router/roaming_login.py): challenge, proof, blob,
 no user enumeration, per-user lockout, per-address limits, one login per connection."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from socp.protocol.ids import new_id
 from socp.router import core
 from socp.router.events import Close, LinkUp
 from socp.router.links import LinkState
-from socp.router.login import address_key
+from socp.router.roaming_login import address_key
 
 from .harness import NOW, Harness, closes, errors_to, sent_to
 

@@ -18,7 +18,7 @@ frame that was already handed on is answered `ERROR REPLAY` naming its msg_ref
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TypeGuard
 
 from socp.protocol import frames
 from socp.protocol.acks import msg_ref_from_digest
@@ -35,21 +35,25 @@ from .state import RouterState
 DUPLICATE_DETAIL = "duplicate frame: already handed on"
 
 
-def user_content(state: RouterState, link: Link, event: FrameIn,
-                 route: Callable[[], tuple[list[Action], bool]],
-                 admit: Callable[[], tuple[ErrorCode, str] | None] = lambda: None) -> list[Action]:
-    """Apply one acknowledged frame from a user: refuse it, re-acknowledge it, or
-    `route()` it and note it for the next ACK.
-
-    `admit()` (the rate limits) runs first: stale and copied frames are charged like
-    any other, so a flood of them is limited before it costs anything more. Every
-    refused frame is named, but a connection gets at most one ERROR per code per
-    interval (refusals.py): the error budget never drops an ERROR naming a frame."""
+def msg_ref_of(event: FrameIn) -> str:
     frame = event.frame
-    ref = msg_ref_from_digest(frame.ts, frame.from_, frame.to, event.payload_digest)
-    over_limit = admit()
+    return msg_ref_from_digest(frame.ts, frame.from_, frame.to, event.payload_digest)
+
+
+def screen(state: RouterState, link: Link, event: FrameIn, ref: str,
+           over_limit: tuple[ErrorCode, str] | None) -> list[Action] | None:
+    """Before an acknowledged frame is routed: the answer that replaces routing it (a
+    refusal naming `ref`, or REPLAY / the next ACK for a copy already handed on), or
+    None to route it.
+
+    The rate limits (`over_limit`, asked first by the caller) come first: stale and
+    copied frames are charged like any other, so a flood of them is limited before it
+    costs anything more. Every refused frame is named, but a connection gets at most
+    one ERROR per code per interval (refusals.py): the error budget never drops an
+    ERROR naming a frame."""
     if over_limit is not None:
         return refusals.refuse(state, link.conn, *over_limit, ref)
+    frame = event.frame
     problem = limits.replay_problem(state.seen, frame, event.payload_digest, state.now_ms, state.replay_log)
     if problem is not None:
         refusal, detail = problem
@@ -62,7 +66,15 @@ def user_content(state: RouterState, link: Link, event: FrameIn,
                 return [_named(error_to(state, link.conn, ErrorCode.REPLAY, DUPLICATE_DETAIL), ref)]
             return _note_for_ack(state, link.conn, ref)
         return refusals.refuse(state, link.conn, limits.refusal_code(refusal), detail, ref, kind=refusal)
-    actions, handed_on = route()
+    return None
+
+
+def acknowledge(state: RouterState, link: Link, event: FrameIn, ref: str, actions: list[Action],
+                handed_on: bool) -> list[Action]:
+    """After an acknowledged frame was routed: an ERROR the routing answered names `ref`
+    and makes the frame refused (forgotten by the duplicate cache, so a re-send takes
+    effect); a frame handed on is noted for the connection's next ACK."""
+    frame = event.frame
     refused = not handed_on
     for index, action in enumerate(actions):
         if _is_error_to(action, link.conn):
@@ -110,7 +122,7 @@ def link_down(state: RouterState, conn: int) -> None:
     refusals.link_down(state, conn)
 
 
-def _is_error_to(action: Action, conn: int) -> bool:
+def _is_error_to(action: Action, conn: int) -> TypeGuard[Send]:
     return (isinstance(action, Send) and action.frame.type == T.ERROR and len(action.targets) == 1
             and action.targets[0][0] == conn)
 

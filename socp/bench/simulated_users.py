@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import websockets
@@ -111,7 +111,7 @@ class BenchUser:
                 if frame_type == "PUBLIC_CHANNEL_ADD" and not self._admitted.is_set():
                     if self.user_id in (frame.get("payload") or {}).get("add", ()):
                         self._admitted.set()
-                handler(self, frame, text, when)
+                handler(self, frame, cast(str, text), when)   # SOCP frames are text messages
         except ConnectionClosed as closed:
             self.close_reason = _describe(closed)
         else:

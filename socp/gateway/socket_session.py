@@ -19,9 +19,19 @@ from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed
 
 from socp.gateway.context import GatewayContext
-from socp.gateway.links import CLOSE_POLICY_VIOLATION, CloseRequest, Link, LinkState
+from socp.gateway.links import CloseRequest, Link, LinkState
 from socp.gateway.roles import opens_login, role_of_first_frame
-from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, ROLE_USER, LinkClosed, LinkOpened, Rejected, VerifyJob, pack
+from socp.ipc.messages import (
+    CLOSE_POLICY_VIOLATION,
+    ROLE_SERVER,
+    ROLE_UNKNOWN,
+    ROLE_USER,
+    LinkClosed,
+    LinkOpened,
+    Rejected,
+    VerifyJob,
+    pack,
+)
 from socp.protocol.acks import msg_ref_of_text
 from socp.protocol.errors import ErrorCode
 from socp.ratelimit import ElasticBucket, TokenBucket, retry_hint
@@ -216,7 +226,7 @@ class Session:
                 close: CloseRequest | None = None
                 while outbox:
                     item = outbox.popleft()
-                    if type(item) is CloseRequest:
+                    if isinstance(item, CloseRequest):
                         close = item
                         break
                     taken += 1
@@ -227,7 +237,7 @@ class Session:
                     stats.frames_out += len(texts)
                     if self._metrics is not None:
                         self._metrics.frames_written(texts)
-                # The router counted the skipped ones as sent too (flow.py).
+                # The router counted the skipped ones as sent too (recovery.py, credit).
                 link.frames_written += taken
                 if close is not None:
                     link.request_close(close.code, close.reason)

@@ -46,6 +46,7 @@ import hmac
 import ipaddress
 from collections import deque
 
+from socp.ipc.messages import CLOSE_NORMAL, CLOSE_POLICY_VIOLATION
 from socp.protocol import frames
 from socp.protocol import login as login_values
 from socp.protocol.envelope import Envelope
@@ -56,7 +57,6 @@ from socp.ratelimit import retry_hint
 from .accounts import Accounts, Challenge, Lockout
 from .events import Action, Close, send_one
 from .links import Link, LinkState
-from .replies import CLOSE_NORMAL, CLOSE_POLICY
 from .state import RouterState
 
 FAILED = "login failed: wrong user id or password"
@@ -259,7 +259,7 @@ def _refuse(state: RouterState, link: Link, to: str, code: ErrorCode, detail: st
         link.move(LinkState.CLOSING)
     state.accounts.challenges.pop(link.conn, None)
     error = frames.error(state.me.server_id, to, state.now_ms, code, detail)
-    return [send_one(link.conn, error), Close(link.conn, CLOSE_POLICY, detail[:120])]
+    return [send_one(link.conn, error), Close(link.conn, CLOSE_POLICY_VIOLATION, detail[:120])]
 
 
 

@@ -1,9 +1,9 @@
-"""The store's view of its database (socp/store/health.py): a table of states, one
+"""The store's view of its database (socp/store/availability.py): a table of states, one
 change per outage and per recovery, on a clock we move by hand."""
 
 from __future__ import annotations
 
-from socp.store.health import AVAILABLE, OPENING, TRANSITIONS, UNAVAILABLE, DatabaseHealth
+from socp.store.availability import AVAILABLE, OPENING, TRANSITIONS, UNAVAILABLE, DatabaseHealth
 
 
 class Clock:

@@ -1,0 +1,105 @@
+"""The router's writes to the store (socp/router/persistence.py): in order, through the
+typed RouterStore interface; a retryable failure is tried again and holds the writes
+behind it, a permanent one is logged with the write, counted and dropped, never
+blocking later writes. And the start-up settings that come from the node config."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+from socp.config import NodeConfig
+from socp.router import persistence
+from socp.router.events import StoreWrite
+from socp.router.snapshot import state_from_snapshot
+from socp.store.errors import StoreQueryError, StoreTimeout
+from socp.store.records import StoreSnapshot
+
+
+class ScriptedStore:
+    """Answers each call with the next scripted failure for its operation, else success."""
+
+    def __init__(self, failures: dict[str, list[BaseException]]) -> None:
+        self.failures = failures
+        self.applied: list[tuple[str, tuple[object, ...]]] = []
+
+    async def _call(self, operation: str, *arguments: object) -> None:
+        waiting = self.failures.get(operation)
+        if waiting:
+            raise waiting.pop(0)
+        self.applied.append((operation, arguments))
+
+    async def add_channel_member(self, member_id: str, version: int) -> None:
+        await self._call("add_channel_member", member_id, version)
+
+    async def set_login(self, user_id: str, privkey_store: str, pake_password: str) -> bool:
+        await self._call("set_login", user_id, privkey_store, pake_password)
+        return True
+
+
+async def _write_all(store: ScriptedStore, writes: list[StoreWrite], counters: persistence.WriteCounters,
+                     expected: int) -> None:
+    queue: asyncio.Queue[StoreWrite] = asyncio.Queue()
+    for write in writes:
+        queue.put_nowait(write)
+    task = asyncio.create_task(persistence.write_in_order(store, queue, counters, first_delay=0.01))  # type: ignore[arg-type]  # implements only the calls used here
+    try:
+        async with asyncio.timeout(5):
+            while len(store.applied) + counters.dropped < expected:
+                await asyncio.sleep(0.005)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_retryable_failure_is_tried_again_and_the_order_holds() -> None:
+    store = ScriptedStore({"add_channel_member": [StoreTimeout("no answer"), ConnectionError("lost")]})
+    counters = persistence.WriteCounters()
+    writes = [StoreWrite("add_channel_member", ("alice", 2)), StoreWrite("add_channel_member", ("bob", 3))]
+    await _write_all(store, writes, counters, expected=2)
+    assert store.applied == [("add_channel_member", ("alice", 2)), ("add_channel_member", ("bob", 3))]
+    assert (counters.written, counters.failures, counters.dropped) == (2, 2, 0)
+
+
+async def test_a_permanent_failure_is_logged_counted_and_dropped_without_blocking_later_writes(caplog) -> None:
+    store = ScriptedStore({"set_login": [StoreQueryError("constraint failed")]})
+    counters = persistence.WriteCounters()
+    writes = [StoreWrite("set_login", ("alice", "BLOB-SECRET", "VERIFIER-SECRET")),
+              StoreWrite("add_channel_member", ("bob", 3))]
+    with caplog.at_level(logging.ERROR, logger="socp.router"):
+        await _write_all(store, writes, counters, expected=2)
+    assert store.applied == [("add_channel_member", ("bob", 3))]
+    assert (counters.written, counters.failures, counters.dropped) == (1, 1, 1)
+    (line,) = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert "StoreQueryError: constraint failed" in line and "set_login('alice', <secret>, <secret>)" in line
+    assert "SECRET" not in caplog.text   # the key blob and password verifier never reach the log
+
+
+async def test_a_bug_is_permanent_too_and_logged_with_its_traceback(caplog) -> None:
+    store = ScriptedStore({"add_channel_member": [TypeError("wrong arguments")]})
+    counters = persistence.WriteCounters()
+    with caplog.at_level(logging.ERROR, logger="socp.router"):
+        writes = [StoreWrite("add_channel_member", ("a", 1)), StoreWrite("add_channel_member", ("b", 2))]
+        await _write_all(store, writes, counters, expected=2)
+    assert store.applied == [("add_channel_member", ("b", 2))] and counters.dropped == 1
+    (record,) = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert record.exc_info is not None
+
+
+def test_the_ack_interval_comes_from_the_node_config(tmp_path: Path) -> None:
+    snapshot = StoreSnapshot(users={}, pinned_servers={}, pending_key_shares=(), public_channel_version=1,
+                             public_channel_members=())
+    identity = SimpleNamespace(server_id="6f1e8f0a-1d2c-4b3a-9e8f-7a6b5c4d3e2f", public_key_text="")
+    config = NodeConfig(data_dir=tmp_path, ack_interval=0.2)
+    assert state_from_snapshot(identity, config, snapshot).timing.ack_interval_ms == 200  # type: ignore[arg-type]  # only the two fields it reads
+    assert state_from_snapshot(identity, NodeConfig(data_dir=tmp_path), snapshot).timing.ack_interval_ms == 500  # type: ignore[arg-type]  # as above
+
+
+def test_every_write_the_core_may_decide_has_its_store_call() -> None:
+    from typing import get_args
+
+    from socp.router.events import WriteOperation
+
+    assert set(get_args(WriteOperation)) == set(persistence._WRITES)
