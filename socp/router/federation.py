@@ -797,10 +797,11 @@ def _remove(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     return _gossip_on(state, link, event.frame)
 
 
-def _fresh(state: RouterState, event: FrameIn) -> bool:
+def _fresh(state: RouterState, event: FrameIn, link: Link | None = None) -> bool:
     frame = event.frame
-    return state.seen.check_and_add((frame.ts, frame.from_, frame.to, event.payload_digest), state.now_ms,
-                                    ts=frame.ts)
+    address = link.server_address if link is not None else ""
+    return state.seen.check_and_add(link_dialects.seen_key(state, address, frame, event.payload_digest),
+                                    state.now_ms, ts=frame.ts)
 
 
 def _server_deliver(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
@@ -845,7 +846,7 @@ def _wrapped_file(state: RouterState, link: Link, frame: Envelope) -> list[Actio
 
 
 def _public_message(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
-    if not _fresh(state, event):
+    if not _fresh(state, event, link):
         return []
     return _public_message_unchecked(state, event.frame)
 

@@ -239,6 +239,17 @@ def _with_key_form(frame: Envelope, path: tuple[str, ...], form: KeyForm) -> Env
     return Envelope(type=frame.type, from_=frame.from_, to=frame.to, ts=frame.ts, payload=payload)
 
 
+def seen_key(state: RouterState, address: str, frame: Envelope, payload_digest: bytes) -> tuple[Any, ...]:
+    """The duplicate-cache key of a frame from the peer server at `address`. G45 sends
+    a public message once per server id it knows for us (our id and, with the alias
+    opt-in, `server_<our id>`), each copy with its own `to` and a new envelope `ts`
+    (seen live: shown twice); the payload, the user's post with its own `from`, `ts`
+    and signature, is the same: one post, one key."""
+    if frame.type == T.MSG_PUBLIC_CHANNEL and address and state.linkbook.dialect_of(address) == G45:
+        return ("g45-public", frame.from_, payload_digest)
+    return (frame.ts, frame.from_, frame.to, payload_digest)
+
+
 def orig_ts(payload: dict[str, Any], ts: int) -> int:
     """G17 stamps SERVER_DELIVER with its own time and keeps the sender's in
     `payload.orig_ts`; content_sig covers the sender's."""

@@ -72,3 +72,26 @@ def test_its_plaintext_public_message_parses() -> None:
     """G45's server relays public messages as plaintext `text` (issue #14 item 2)."""
     for frame in recorded("g45", frame_type="MSG_PUBLIC_CHANNEL"):
         assert parse_obj(frame).payload["text"]
+
+
+def test_its_public_message_sent_once_per_name_we_go_by_reaches_our_users_once(node, keys) -> None:
+    """G45 sends a public message to every server id it knows for us; with the alias
+    opt-in that is our id and `server_<our id>`, two copies with their own `to` and
+    envelope `ts` (seen live 2026-12-06: shown twice). One post, one delivery."""
+    welcome = stamped(first("g45", "SERVER_WELCOME", dialled_by="us"), NOW)
+    key = crypto.normalise_public_key(welcome.payload["pubkey"])
+    node.state.introducers = [Introducer("127.0.0.1", welcome.payload["port"], key, g45_alias=True)]
+    dial = next(a for a in federation.start(node.state) if isinstance(a, Dial))
+    core.handle(node.state, LinkUp(dial.conn))
+    feed(node.state, dial.conn, welcome)
+    user_conn, _, _ = node.connect_user(keys[1])
+    post = first("g45", "MSG_PUBLIC_CHANNEL", dialled_by="us")
+    assert post["from"] == welcome.from_
+    me = node.server_id
+    to_us = feed(node.state, dial.conn, stamped(post, NOW, to=me))
+    to_alias = feed(node.state, dial.conn, stamped(post, NOW + 3, to=dialects.g45_alias(me)))
+    assert len(sent_to(to_us, user_conn, "MSG_PUBLIC_CHANNEL")) == 1
+    assert sent_to(to_alias, user_conn, "MSG_PUBLIC_CHANNEL") == []
+    # A new post (another payload) still goes through.
+    other = stamped(post, NOW + 5, to=me, payload={**post["payload"], "text": "another post"})
+    assert len(sent_to(feed(node.state, dial.conn, other), user_conn, "MSG_PUBLIC_CHANNEL")) == 1
