@@ -339,9 +339,9 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
     routes = await honest_routes(args, keys)
     alice, bob = routes[0][1], routes[0][2]
     sig_ms = median_sign_ms(alice.key)
-    bound_ms = BOUND_SIGNATURES * sig_ms
     verdict.note(f"one RSA-4096 signature here: {sig_ms:.2f} ms; bound on the honest p99: "
-                 f"{BOUND_SIGNATURES} signatures = {bound_ms:.0f} ms")
+                 f"{BOUND_SIGNATURES} signatures = {BOUND_SIGNATURES * sig_ms:.0f} ms (timed again after each "
+                 f"flood: the machine may be shared)")
     if len(routes) > 1:
         verdict.note(f"honest routes: {', '.join(name for name, _, _ in routes)} ({args.mesh_url[0]})")
     pair = HonestTraffic(routes)
@@ -360,6 +360,7 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
         flood = in_own_process("cheap", (args, pem(keys.take()), bob.peer_id, bob.pubkey), started)
         sent, ended = await during(pair, "cheap", flood, started, args.seconds)
         await asyncio.sleep(1.0)
+        bound_ms = bound_after(verdict, alice.key, sig_ms)
         verdict.note(f"{sent} garbage DMs sent: {dict(ended)}; bob got {pair.garbage_delivered} of them")
         for line in pair.summary("cheap"):
             verdict.note(line)
@@ -379,6 +380,7 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
         flood = in_own_process("paid", (args, payer_keys, pem(keys.take())), started)
         sent, ended, delivered = await during(pair, "paid", flood, started, PAID_SECONDS)
         await asyncio.sleep(1.0)
+        bound_ms = bound_after(verdict, alice.key, sig_ms)
         verdict.note(f"{sent} signed DMs: {dict(ended)}; the sink got {delivered}")
         for line in pair.summary("paid"):
             verdict.note(line)
@@ -403,6 +405,16 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
     finally:
         for task in readers:
             task.cancel()
+
+
+def bound_after(verdict: Verdict, key: crypto.PrivateKey, sig_before_ms: float) -> float:
+    """The bound for the phase just over: BOUND_SIGNATURES signatures, each the slower of
+    the one timed before the run and one timed now, once the flood has stopped (other
+    jobs on a shared machine may have slowed it since; the flood itself must not)."""
+    sig_now_ms = median_sign_ms(key)
+    bound_ms = BOUND_SIGNATURES * max(sig_before_ms, sig_now_ms)
+    verdict.note(f"one signature after the flood: {sig_now_ms:.2f} ms; bound for it: {bound_ms:.0f} ms")
+    return bound_ms
 
 
 def check_honest(verdict: Verdict, pair: HonestTraffic, phase: str, bound_ms: float) -> None:
