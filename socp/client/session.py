@@ -92,6 +92,7 @@ REPEATED_ERROR_WINDOW = 10.0
 # backlog given up after its link timeout), and are reported if that is said.
 RECENT_FILE_SECONDS = 120.0
 MAX_RECENT_FILES = 64
+MAX_REMEMBERED_NAMES = 4096  # display names kept for users no longer listed
 MAX_SEEN_DELIVERIES = 4096   # (sender, ciphertext digest) of messages shown, to drop re-sent copies
 DEFAULT_MAX_FILE_BYTES = 4 * 1024**3
 # Incoming files up to this size are saved by themselves; larger ones wait for
@@ -186,6 +187,7 @@ class ClientSession:
         self._clock = clock
 
         self.directory: dict[str, DirectoryEntry] = {}   # the last LIST_RESPONSE (plus presence gossip)
+        self._names: OrderedDict[str, str] = OrderedDict()   # user id -> last display name seen (label)
         self.directory_loaded = False
         # Join and leave lines only once connected: the hello's catch-up of who is
         # online is the starting point, not news (the driver sets it at Ready).
@@ -233,8 +235,16 @@ class ClientSession:
         return signing.sign_envelope(self.user_key, envelope)
 
     def label(self, user_id: str) -> str:
+        """A user's display name: from the directory, else the last one it had (a user
+        who left is still named in the lines about it), else its id."""
         entry = self.directory.get(user_id)
-        return entry.display_name if entry and entry.display_name else user_id
+        if entry and entry.display_name:
+            self._names[user_id] = entry.display_name
+            self._names.move_to_end(user_id)
+            while len(self._names) > MAX_REMEMBERED_NAMES:
+                self._names.popitem(last=False)
+            return entry.display_name
+        return self._names.get(user_id, user_id)
 
     def connection_lost(self, *, resumable: bool = False) -> list[Event]:
         """The connection ended: say what it interrupted (issue #16: nothing vanishes
@@ -724,6 +734,8 @@ class ClientSession:
         if self.directory_loaded and self.presence_news:
             events += self._presence_diff(self.directory, directory)
         self.directory = directory
+        for uid in directory:
+            self.label(uid)
         self.directory_loaded, self.directory_stale = True, False
         for uid, entry in directory.items():
             if entry.pubkey and uid != self.user_id:

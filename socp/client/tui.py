@@ -115,7 +115,7 @@ class ChatApp(App[int]):
     #users { width: 24; border: round $secondary; padding: 0 1; }
     #users.hidden { display: none; }
     #bar { height: 1; background: $boost; }
-    #status { height: 1; color: $text; padding: 0 1; }
+    #status { height: auto; max-height: 3; color: $text; padding: 0 1; }
     #input { dock: bottom; }
     """
     BINDINGS = [
@@ -217,6 +217,8 @@ class ChatApp(App[int]):
             line.stylize("bold yellow")
         before = self.windows.active
         targets = self.windows.route(event)
+        if not self.online and isinstance(event, (Info, ErrorReceived)):
+            targets = [0]   # retries and their reasons: the status window (the status line says it too)
         bell = False
         for index in targets:
             bell |= self.windows.add(index, line, event)

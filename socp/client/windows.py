@@ -108,6 +108,8 @@ class Windows:
             return [1] if peer is None else [1, peer]
         if isinstance(event, ev.QueryOpened):
             return [self.query(event.user_id, event.label)]
+        if isinstance(event, ev.Ready):
+            return [0, 1]      # the status line says "connected" wherever you are
         # Answers to commands, and what the client and server say: where you look,
         # and always in the status window.
         return sorted({0, self.active})
