@@ -179,7 +179,8 @@ PAYLOAD_SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
         },
     ),
     FrameType.USER_ADVERTISE: ({"user_id": peer_id, "server_id": peer_id}, {"meta": obj}),
-    FrameType.USER_REMOVE: ({"user_id": peer_id, "server_id": peer_id}, {}),
+    # `held_here` (project addition, router/offline.py): its home server holds DMs for the user.
+    FrameType.USER_REMOVE: ({"user_id": peer_id, "server_id": peer_id}, {"held_here": boolean}),
     FrameType.SERVER_DELIVER: (
         {"user_id": peer_id, "ciphertext": b64, "content_sig": signature},
         {"sender": peer_id, "sender_pub": key_text, "part": _part},

@@ -25,7 +25,7 @@ from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL, is_peer_id, new_id
 from socp.protocol.key_forms import KeyForm, form_of, in_form
 from socp.protocol.signing import verify_transport
 
-from . import directory, limits, link_dialects, users
+from . import directory, limits, link_dialects, offline, users
 from .events import Action, AdoptServerId, Close, Dial, FrameIn, Relay, Send, StoreWrite, send_one
 from .linkbook import PeerLinkState as P
 from .links import Link, LinkState
@@ -318,6 +318,8 @@ def _send_presence(state: RouterState, conn: int) -> list[Action]:
     for user_id in sorted(state.local_users):
         advert = frames.user_advertise(state.me.server_id, state.now_ms, user_id, users.advert_meta(state, user_id))
         actions.append(Send(((conn, BROADCAST),), advert))
+    # Users away who have an account here: the peer routes their DMs to us (offline.py).
+    actions += [Send(((conn, BROADCAST),), mark) for mark in offline.away_marks(state)]
     return actions
 
 
@@ -752,6 +754,7 @@ def _advertise(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
                                           display_name=name[:64], home_server=server_id)
     changed = current != server_id or state.users[user_id] != known
     state.user_locations[user_id] = server_id
+    offline.advertised(state, user_id)
     state.channel_members.add(user_id)
     actions = directory.remote_user_learned(state, user_id, known)
     if not state.users[user_id].pubkey and server_id == link.peer_id:
@@ -791,8 +794,9 @@ def _remove(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
         return []
     payload = event.frame.payload
     server_id, user_id = payload["server_id"], payload["user_id"]
+    away_changed = offline.remote_removed(state, server_id, user_id, payload)   # held at its home?
     if state.user_locations.get(user_id) != server_id:   # §6.2: only if still there
-        return []
+        return _gossip_on(state, link, event.frame) if away_changed else []
     del state.user_locations[user_id]
     return _gossip_on(state, link, event.frame)
 
@@ -897,10 +901,11 @@ def _server_file(state: RouterState, link: Link, frame: Envelope) -> list[Action
 
 def _public_message_unchecked(state: RouterState, frame: Envelope) -> list[Action]:
     targets = users.user_targets(state, PUBLIC_CHANNEL)
+    held = offline.hold_public(state, frame)   # for our account holders who are away
     if not targets:
-        return []
+        return held
     return [Send(targets, Envelope(type=frame.type, from_=frame.from_, to=PUBLIC_CHANNEL, ts=frame.ts,
-                                   payload=frame.payload))]
+                                   payload=frame.payload)), *held]
 
 
 def _channel_add(state: RouterState, link: Link, event: FrameIn) -> list[Action]:

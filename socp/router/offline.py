@@ -12,25 +12,45 @@ would pass a bound is refused with an ERROR to its sender (OVERLOADED), and one 
 than `max_age_ms` is dropped instead of delivered. Held ids grow with the clock, so an
 id is never reused across router restarts even when the old rows are gone.
 
+Public channel messages posted while such a user is away are held the same way (the
+envelope as it came, under `PUBLIC`), within the same bounds; a full queue skips that
+user without an ERROR to the poster, whose message reached everyone else.
+
+Across nodes (docs/deploy.md §11): when a user with an account here leaves, our
+USER_REMOVE carries the optional payload field `held_here: true` (peers ignore unknown
+payload fields, SOCP §2), and so does one USER_REMOVE per such user sent on each new
+server link. A node that receives it, from the server it already knows as that user's
+home (learned from an advertisement that passed the identity rules of issue #15),
+remembers the user as away at that server (`HeldMessages.elsewhere`) and routes DMs
+for the user there instead of answering USER_NOT_FOUND; the home server holds them.
+
 Pure table logic; users.py routes what `take` returns, snapshot.py loads the table from
-the store snapshot (snapshot.py).
+the store snapshot.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
+from socp.protocol import frames
+from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode
+from socp.protocol.frame_types import FrameType as T
 from socp.store.records import HeldMessage
 
 from .events import Action, StoreWrite
 from .replies import error_to
-from .state import NO_ORIGIN, RouterState
+from .state import LOCAL, NO_ORIGIN, RouterState
+
+HELD_MARK = "held_here"        # optional USER_REMOVE payload field: "its home server holds DMs for it"
+PUBLIC = "public"              # a held message that is a public channel envelope, kept whole
+ELSEWHERE_LIMIT = 100_000      # remote users remembered as away at their home server
+MARKS_PER_LINK = 1_000         # away users announced on a new server link (each frame is signed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +76,8 @@ class HeldMessages:
     bytes_by_user: dict[str, int] = field(default_factory=dict)
     bounds: HeldBounds = field(default_factory=HeldBounds)
     last_id: int = 0
+    # Remote users away whose home server said it holds their DMs: user_id -> server id.
+    elsewhere: dict[str, str] = field(default_factory=dict)
 
     def next_id(self, now_ms: int) -> int:
         self.last_id = max(self.last_id + 1, now_ms * 1000)
@@ -93,31 +115,61 @@ def has_account(state: RouterState, user_id: str) -> bool:
 def hold(state: RouterState, target: str, sender: str, ts: int, payload: dict[str, Any],
          extra: dict[str, Any], origin_conn: int) -> list[Action]:
     """Keep a DM for `target` (offline, with an account here), or refuse it by a bound."""
+    message = {"sender": sender, "ts": ts, "payload": payload, "extra": extra}
+    kept, actions = _keep(state, target, message)
+    if not kept and origin_conn != NO_ORIGIN:
+        count, used = state.held.count(target), state.held.bytes_by_user.get(target, 0)
+        actions.append(error_to(state, origin_conn, ErrorCode.OVERLOADED,
+                                f"user {target} is offline and already has {count} messages ({used} bytes) "
+                                "waiting: no room for more until they log in"))
+    return actions
+
+
+def hold_public(state: RouterState, frame: Envelope) -> list[Action]:
+    """A public channel message: kept for every account holder of this node who is not
+    online anywhere (its poster excepted); a user whose queue is full misses it."""
+    away = [user_id for user_id in state.accounts.logins
+            if user_id not in state.user_locations and user_id != frame.from_]
+    if not away or frame.type != T.MSG_PUBLIC_CHANNEL:
+        return []
+    message = {PUBLIC: {"type": frame.type, "from": frame.from_, "to": frame.to, "ts": frame.ts,
+                        "payload": frame.payload}}
+    actions: list[Action] = []
+    for user_id in sorted(away):
+        actions += _keep(state, user_id, message)[1]
+    return actions
+
+
+def public_envelope(message: dict[str, Any]) -> Envelope | None:
+    """The public channel envelope a held message carries, or None for a DM."""
+    kept = message.get(PUBLIC)
+    if not isinstance(kept, dict):
+        return None
+    return Envelope(type=kept["type"], from_=kept["from"], to=kept["to"], ts=kept["ts"], payload=kept["payload"])
+
+
+def _keep(state: RouterState, target: str, message: dict[str, Any]) -> tuple[bool, list[Action]]:
     table = state.held
     actions: list[Action] = []
     expired = table.expire(target, state.now_ms)
     if expired:
         actions.append(StoreWrite("drop_held", (target, expired)))
-    message = {"sender": sender, "ts": ts, "payload": payload, "extra": extra}
     size = len(orjson.dumps(message))
     count, used = table.count(target), table.bytes_by_user.get(target, 0)
     bounds = table.bounds
     if count >= bounds.max_count or used + size > bounds.max_bytes:
-        if origin_conn != NO_ORIGIN:
-            actions.append(error_to(state, origin_conn, ErrorCode.OVERLOADED,
-                                    f"user {target} is offline and already has {count} messages ({used} bytes) "
-                                    "waiting: no room for more until they log in"))
-        return actions
+        return False, actions
     held = Held(table.next_id(state.now_ms), state.now_ms, message, size)
     table.add(target, held)
     actions.append(StoreWrite("hold_message", (target, held.held_id, held.held_at, message)))
-    return actions
+    return True, actions
 
 
 def take(state: RouterState, user_id: str) -> tuple[list[dict[str, Any]], list[Action]]:
     """The user is back: their messages to deliver (oldest first), and the store write
     that forgets them (and any too old to deliver)."""
     table = state.held
+    table.elsewhere.pop(user_id, None)     # back here: no longer away at another server
     expired = table.expire(user_id, state.now_ms)
     waiting = table.pop_all(user_id)
     gone = expired + [held.held_id for held in waiting]
@@ -130,3 +182,55 @@ def load(state: RouterState, rows: Iterable[HeldMessage]) -> None:
     for row in rows:
         size = len(orjson.dumps(row.message))
         state.held.add(row.recipient, Held(row.held_id, row.held_at, row.message, size))
+
+
+# --- across nodes ------------------------------------------------------------------------
+
+
+def remove_frame(state: RouterState, user_id: str) -> Envelope:
+    """USER_REMOVE for a user who left; marked when this node holds their DMs."""
+    frame = frames.user_remove(state.me.server_id, state.now_ms, user_id)
+    if not has_account(state, user_id):
+        return frame
+    return replace(frame, payload={**frame.payload, HELD_MARK: True})
+
+
+def away_marks(state: RouterState) -> list[Envelope]:
+    """For a new server link: a marked USER_REMOVE per account holder who is not online
+    (bounded: each costs a signature). Peers that never knew the user ignore it (§6.2)."""
+    away = sorted(user_id for user_id in state.accounts.logins if user_id not in state.user_locations)
+    return [remove_frame(state, user_id) for user_id in away[:MARKS_PER_LINK]]
+
+
+def remote_removed(state: RouterState, server_id: str, user_id: str, payload: dict[str, Any]) -> bool:
+    """A USER_REMOVE from `server_id` (already authenticated as its own): remember the
+    user as away there when marked and that server is its known home. True if this
+    changed what we know (the frame is then worth gossiping on)."""
+    table = state.held
+    if payload.get(HELD_MARK) is not True:
+        return table.elsewhere.get(user_id) == server_id and table.elsewhere.pop(user_id) is not None
+    record = state.users.get(user_id)
+    # Only the home this node learned from an accepted advertisement may hold for a user.
+    if record is None or record.home_server != server_id or has_account(state, user_id):
+        return False
+    location = state.user_locations.get(user_id)
+    if location == LOCAL or (location is not None and location != server_id and location in state.servers):
+        return False   # online somewhere else: that server answers for it
+    if table.elsewhere.get(user_id) == server_id:
+        return False
+    if user_id not in table.elsewhere and len(table.elsewhere) >= ELSEWHERE_LIMIT:
+        table.elsewhere.pop(next(iter(table.elsewhere)))
+    table.elsewhere[user_id] = server_id
+    return True
+
+
+def advertised(state: RouterState, user_id: str) -> None:
+    """The user is online at some server again: route by its location."""
+    state.held.elsewhere.pop(user_id, None)
+
+
+def holding_home(state: RouterState, user_id: str) -> str | None:
+    """The remote server that holds DMs for this away user, if any (never ourselves)."""
+    if has_account(state, user_id):
+        return None
+    return state.held.elsewhere.get(user_id)

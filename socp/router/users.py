@@ -185,6 +185,10 @@ def _deliver_held(state: RouterState, user_id: str) -> list[Action]:
     messages, forget = offline.take(state, user_id)
     actions: list[Action] = []
     for message in messages:
+        public = offline.public_envelope(message)
+        if public is not None:
+            actions.append(send_one(state.local_users[user_id], public))
+            continue
         actions += route_to_user(state, user_id, message["sender"], message["ts"], message["payload"],
                                  message["extra"], origin_conn=NO_ORIGIN)
     return actions + forget
@@ -211,7 +215,7 @@ def user_left(state: RouterState, user_id: str, park: bool = False) -> list[Acti
     targets = server_targets(state, BROADCAST)
     if not targets:
         return []
-    return [Send(targets, frames.user_remove(state.me.server_id, state.now_ms, user_id))]
+    return [Send(targets, offline.remove_frame(state, user_id))]   # marked if held for here
 
 
 # --- targets ----------------------------------------------------------------------------
@@ -281,6 +285,8 @@ def route_to_user(
     origin_conn: int,
 ) -> list[Action]:
     location = state.user_locations.get(target)
+    if location is None:
+        location = offline.holding_home(state, target)   # away; its home server holds for it
     me = state.me.server_id
     signed_ts = payload.get("ts")
     signed_ts = signed_ts if isinstance(signed_ts, int) and not isinstance(signed_ts, bool) else None
@@ -383,6 +389,7 @@ def public_message(state: RouterState, frame: Envelope, exclude_conn: int) -> li
     if targets:
         onward = Envelope(type=frame.type, from_=frame.from_, to=PUBLIC_CHANNEL, ts=frame.ts, payload=frame.payload)
         actions.insert(0, Send(targets, onward))
+    actions += offline.hold_public(state, frame)   # for account holders who are away
     return actions + peer_channel.g101_copies(state.peer_channel, frame, g101)
 
 

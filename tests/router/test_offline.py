@@ -6,11 +6,14 @@ import pytest
 
 from socp.protocol import crypto, frames, signing
 from socp.protocol.encoding import b64url_decode, b64url_encode
+from socp.protocol.envelope import Envelope
 from socp.router import offline
 from socp.router.accounts import LoginRecord
+from socp.router.events import FrameIn, LinkDown
 from socp.store.records import HeldMessage
 
-from .harness import NOW, Harness, errors_to, sent_to, store_writes
+from .harness import NOW, Harness, digest, errors_to, sent_to, store_writes
+from .mesh import Mesh, mesh_through_one_introducer
 
 
 @pytest.fixture
@@ -109,3 +112,120 @@ def test_held_messages_loaded_from_the_store_are_delivered_and_ids_never_reused(
     assert node.state.held.next_id(NOW) > writes[-1].arguments[1]
     b_conn, _, actions = node.connect_user(keys[2], user_id=bob)
     assert [opened(d, keys[2], bob) for d in sent_to(actions, b_conn, "USER_DELIVER")] == [b"r0", b"r1"]
+
+
+# --- across nodes (a mesh of cores wired in memory) ---------------------------------------
+
+
+def _hello_again(mesh: Mesh, name: str, key, user_id: str) -> int:
+    node = mesh.nodes[name]
+    conn = node.next_conn
+    node.next_conn += 1
+    mesh.user_frame(name, conn, frames.user_hello(user_id, node.server_id, mesh.now, crypto.encode_public_key(key)))
+    return conn
+
+
+def _leave(mesh: Mesh, name: str, conn: int) -> None:
+    mesh.event(name, LinkDown(conn, "bye"))
+    mesh.settle()
+
+
+def test_a_remote_sender_reaches_an_away_account_through_its_home_server(keys) -> None:
+    mesh = mesh_through_one_introducer(keys)
+    a, c = mesh.nodes["a"], mesh.nodes["c"]
+    b_conn, bob = mesh.connect_user("b", keys[4])
+    mesh.nodes["b"].state.accounts.logins[bob] = LoginRecord("blob", "verifier")
+    _leave(mesh, "b", b_conn)
+    for node in (a, c):   # told by b's marked USER_REMOVE (a and c both link b directly)
+        assert bob not in node.state.user_locations
+        assert node.state.held.elsewhere[bob] == mesh.nodes["b"].server_id
+    c_conn, carol = mesh.connect_user("c", keys[3])
+    mesh.user_frame("c", c_conn, dm(keys[3], carol, keys[4], bob, b"while away", mesh.now))
+    assert not mesh.received("c", c_conn, "ERROR")
+    assert mesh.nodes["b"].state.held.count(bob) == 1
+    mesh.advance(1_000)   # a later advert: the first one's copy would be dropped as a replay
+    back = _hello_again(mesh, "b", keys[4], bob)
+    (deliver,) = mesh.received("b", back, "USER_DELIVER")
+    assert opened(deliver, keys[4], bob) == b"while away"
+    assert c.state.user_locations[bob] == mesh.nodes["b"].server_id
+    assert bob not in c.state.held.elsewhere   # online again: routed by its location
+
+
+def test_a_remote_user_without_an_account_at_home_is_still_not_found(keys) -> None:
+    mesh = mesh_through_one_introducer(keys)
+    b_conn, bob = mesh.connect_user("b", keys[4])
+    _leave(mesh, "b", b_conn)
+    assert bob not in mesh.nodes["c"].state.held.elsewhere
+    c_conn, carol = mesh.connect_user("c", keys[3])
+    mesh.user_frame("c", c_conn, dm(keys[3], carol, keys[4], bob, b"x", mesh.now))
+    (error,) = mesh.received("c", c_conn, "ERROR")
+    assert error.payload["code"] == "USER_NOT_FOUND"
+
+
+def test_a_server_cannot_mark_a_user_whose_home_it_is_not(keys) -> None:
+    mesh = mesh_through_one_introducer(keys)
+    a_conn, alice = mesh.connect_user("a", keys[3])
+    c = mesh.nodes["c"]
+    # b claims a's user is away and held at b: refused, alice stays routed to a.
+    mark = frames.user_remove(mesh.nodes["b"].server_id, mesh.now + 1, alice)
+    mark = Envelope(mark.type, mark.from_, mark.to, mark.ts, {**mark.payload, offline.HELD_MARK: True})
+    conn = c.state.servers[mesh.nodes["b"].server_id]
+    mesh.event("c", FrameIn(conn, mark, digest(mark)))
+    mesh.settle()
+    assert alice not in c.state.held.elsewhere
+    assert c.state.user_locations[alice] == mesh.nodes["a"].server_id
+    _leave(mesh, "a", a_conn)   # no account at a: plain remove, nobody holds for alice
+    assert alice not in c.state.held.elsewhere and alice not in c.state.user_locations
+
+
+def test_a_new_link_learns_the_away_accounts_of_the_peer(keys) -> None:
+    mesh = mesh_through_one_introducer(keys)
+    b = mesh.nodes["b"]
+    b_conn, bob = mesh.connect_user("b", keys[4])
+    b.state.accounts.logins[bob] = LoginRecord("blob", "verifier")
+    _leave(mesh, "b", b_conn)
+    c = mesh.nodes["c"]
+    c.state.held.elsewhere.clear()     # as after c's router restarted: only the home is known
+    mesh.cut("b", reachable=False)
+    mesh.restore("b")
+    mesh.advance(200)
+    mesh.advance(400)                   # the links come back; b announces its away accounts
+    assert b.server_id in c.state.servers
+    assert c.state.held.elsewhere.get(bob) == b.server_id
+    marks = offline.away_marks(b.state)
+    assert [m.payload for m in marks] == [{"user_id": bob, "server_id": b.server_id, offline.HELD_MARK: True}]
+
+
+def test_public_messages_are_held_for_away_accounts_and_delivered_at_hello(node, keys) -> None:
+    bob = away_with_account(node, keys[2])
+    a_conn, alice, _ = node.connect_user(keys[1], name="alice")
+    posts = []
+    for i in range(2):
+        ciphertext = b64url_encode(f"post {i}".encode())
+        post = frames.msg_public_channel(alice, NOW + i, ciphertext, crypto.encode_public_key(keys[1]),
+                                         signing.sign_public(keys[1], ciphertext, alice, NOW + i))
+        actions = node.feed(a_conn, post)
+        (write,) = store_writes(actions, "hold_message")
+        assert write.arguments[0] == bob
+        posts.append(post)
+    b_conn, _, actions = node.connect_user(keys[2], user_id=bob)
+    got = sent_to(actions, b_conn, "MSG_PUBLIC_CHANNEL")
+    assert [(g.from_, g.ts, g.payload) for g in got] == [(p.from_, p.ts, p.payload) for p in posts]
+    for g in got:   # still verifiable end to end
+        assert signing.verify_public(keys[1].public_key(), g.payload["content_sig"], g.payload["ciphertext"],
+                                     g.from_, g.ts)
+
+
+def test_a_full_queue_skips_a_public_message_without_refusing_the_poster(node, keys) -> None:
+    node.state.held.bounds = offline.HeldBounds(max_count=1)
+    bob = away_with_account(node, keys[2])
+    a_conn, alice, _ = node.connect_user(keys[1])
+    kept = []
+    for i in range(2):
+        ciphertext = b64url_encode(b"p")
+        post = frames.msg_public_channel(alice, NOW + i, ciphertext, crypto.encode_public_key(keys[1]),
+                                         signing.sign_public(keys[1], ciphertext, alice, NOW + i))
+        actions = node.feed(a_conn, post)
+        assert not errors_to(actions, a_conn)
+        kept += store_writes(actions, "hold_message")
+    assert len(kept) == 1 and node.state.held.count(bob) == 1
