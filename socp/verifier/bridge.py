@@ -65,7 +65,7 @@ class _AllowedVerifiers:
 
 class Bridge:
     def __init__(self, config: NodeConfig, listen: str, keys: CurveKeyPair, key_der: bytes,
-                 should_stop: Callable[[], bool], context: zmq.Context | None = None) -> None:
+                 should_stop: Callable[[], bool], context: zmq.Context[zmq.Socket[bytes]] | None = None) -> None:
         self.config = config
         self.should_stop = should_stop
         self.pool = RemotePool()
@@ -88,14 +88,14 @@ class Bridge:
         endpoints = config.endpoints
         self.to_router = self._socket(zmq.PUSH, endpoints.router_inbox)
         self.to_gateway = self._socket(zmq.PUSH, endpoints.gateway_inbox)
-        self.pipes: dict[bytes, zmq.Socket] = {}       # remote -> its PULL from the router's sign queue
+        self.pipes: dict[bytes, zmq.Socket[bytes]] = {}       # remote -> its PULL from the router's sign queue
         self._polling: tuple[tuple[bytes, ...], zmq.Poller] | None = None
         self.problem_told = ""
         self.pool_told = -1
         self.jobs_forwarded = 0
 
-    def _socket(self, kind: int, endpoint: str, hwm: int = RESULT_QUEUE_HWM) -> zmq.Socket:
-        sock = self._context.socket(kind)
+    def _socket(self, kind: int, endpoint: str, hwm: int = RESULT_QUEUE_HWM) -> zmq.Socket[bytes]:
+        sock: zmq.Socket[bytes] = self._context.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM if kind == zmq.PUSH else zmq.RCVHWM, hwm)
         sock.connect(endpoint)
@@ -214,7 +214,7 @@ class Bridge:
             # Gone or full: what it would have held is sent again by the node.
             pass
 
-    def _send(self, sock: zmq.Socket, parts: list[bytes]) -> None:
+    def _send(self, sock: zmq.Socket[bytes], parts: list[bytes]) -> None:
         """Results to the router or gateway; while its queue is full the bridge waits
         (backpressure, as a local verifier), never past a stop request."""
         while not self.should_stop():

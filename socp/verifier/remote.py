@@ -40,7 +40,7 @@ class RemoteVerifier(Verifier):
     """A Verifier whose jobs come from, and whose results go to, one DEALER socket."""
 
     def __init__(self, node_url: str, node_key: str, own: CurveKeyPair, should_stop: Callable[[], bool],
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context[zmq.Socket[bytes]] | None = None) -> None:
         self.node_url = node_url
         self._init_work(None, should_stop)  # type: ignore[arg-type]   # the node's key comes with WELCOME
         self._context = context or zmq.Context.instance()
@@ -50,7 +50,7 @@ class RemoteVerifier(Verifier):
         self.welcomed = False
         self.jobs_taken = 0
 
-    def _connect(self) -> zmq.Socket:
+    def _connect(self) -> zmq.Socket[bytes]:
         sock = self._context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.curve_serverkey = self._node_key.encode()

@@ -1,8 +1,9 @@
 """Issue #19: DMs held for an away user survive a restart of the database connection.
 The node runs on MariaDB/MySQL through a TCP proxy the test cuts: DMs sent during the
 outage are held by the router (its write queue retries, also across a store actor
-killed during the outage), reach the database once it is back, and are delivered, in order and verifiable, after the router itself was killed
-and reloaded its tables from that database."""
+killed during the outage), reach the database once it is back, and are delivered, in
+order and verifiable, after the router itself was killed and reloaded its tables from
+that database."""
 
 from __future__ import annotations
 
