@@ -32,7 +32,7 @@ import multiprocessing
 import statistics
 import time
 from collections import Counter
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives import serialization
@@ -51,6 +51,8 @@ SAMPLE_DMS = 15            # honest DMs before and after the flood
 GARBAGE_SIG = b64url_encode(b"\x00" * 512)
 TICK_S = 0.05              # the flood is sent in ticks of 50 ms
 ANSWER_WAIT_S = 2.0        # for the node's last answers to a flood
+DELIVERY_QUIET_S = 3.0    # the sink's deliveries: none for this long, and the rest are lost
+DELIVERY_WAIT_S = 20.0    # ...or at most this long after the answers
 PAID_SECONDS = 3.0         # the honest pair's DMs while the signed bursts are worked through
 T = TypeVar("T")
 
@@ -300,12 +302,26 @@ async def paid_flood(args: argparse.Namespace, key_pems: list[bytes], sink_key_p
         for text in burst:
             await flooder.peer.send(text)
     await asyncio.sleep(ANSWER_WAIT_S)
+    await deliveries_settled(got, lambda: outcomes(payers)["acked"])
     for task in (*readers, counting):
         task.cancel()
     for flooder in payers:
         await flooder.peer.close()
     await sink.close()
     return sum(len(b) for b in bursts), outcomes(payers), got[0]
+
+
+async def deliveries_settled(got: list[int], acked: Callable[[], int]) -> None:
+    """Until the sink has as many deliveries as there are acknowledged frames, or none
+    came for DELIVERY_QUIET_S (at most DELIVERY_WAIT_S): on a busy machine the last
+    acknowledged frames may still be on their way, and a late one is not a lost one."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DELIVERY_WAIT_S
+    last, quiet_since = got[0], loop.time()
+    while got[0] < acked() and loop.time() < deadline and loop.time() - quiet_since < DELIVERY_QUIET_S:
+        await asyncio.sleep(0.25)
+        if got[0] != last:
+            last, quiet_since = got[0], loop.time()
 
 
 async def during(pair: HonestTraffic, phase: str, flood: Awaitable[T], started: Any, seconds: float) -> T:
