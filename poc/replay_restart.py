@@ -56,14 +56,14 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
     keys = Keys(args.keys)
     # In a subdirectory: stopping the node kills every process that names its directory
     # on its command line, and this script's own command line names `data_dir`.
-    node = await start(data_dir / "node", keys.take(), port, args.bootstrap)
+    running = [await start(data_dir / "node", keys.take(), port, args.bootstrap)]   # the node as now restarted
     try:
-        await attack(args, keys, node, verdict)
+        await attack(args, keys, running, verdict)
     finally:
-        await asyncio.to_thread(node.stop)
+        await asyncio.to_thread(running[0].stop)   # the latest start: a clean stop of every actor
 
 
-async def attack(args: argparse.Namespace, keys: Keys, node: LocalNode, verdict: Verdict) -> None:
+async def attack(args: argparse.Namespace, keys: Keys, running: list[LocalNode], verdict: Verdict) -> None:
     alice_key, bob_key = keys.take(), keys.take()
     bob_url = args.mesh_url[0] if args.mesh_url else args.url     # the recipient's node
     alice, bob = await connect(args.url, args, alice_key), await connect(bob_url, args, bob_key)
@@ -78,7 +78,7 @@ async def attack(args: argparse.Namespace, keys: Keys, node: LocalNode, verdict:
     await alice.close()
 
     verdict.tried("re-send it byte for byte after a clean restart, on a new signed hello")
-    node = await restart(node, crash=False, bootstrap=args.bootstrap)
+    await restart(running, crash=False, bootstrap=args.bootstrap)
     alice, bob = await reconnect(alice, bob, args, bob_url)
     await refused_not_delivered(alice, bob, first, ("REPLAY",), verdict)
 
@@ -88,7 +88,7 @@ async def attack(args: argparse.Namespace, keys: Keys, node: LocalNode, verdict:
     await bob.receive("USER_DELIVER")
     # Never sent before the crash, but stamped before it: the node cannot know that.
     unsent = alice.dm(bob.peer_id, bob.pubkey, b"pay carol 30", ts=now_ms())
-    node = await restart(node, crash=True, bootstrap=args.bootstrap)
+    await restart(running, crash=True, bootstrap=args.bootstrap)
     alice, bob = await reconnect(alice, bob, args, bob_url)
     await refused_not_delivered(alice, bob, first, ("REPLAY",), verdict)
     await refused_not_delivered(alice, bob, second, ("REPLAY", "RESEND"), verdict)
@@ -138,11 +138,13 @@ async def start(data_dir: Path, key, port: int, bootstrap: str) -> LocalNode:
         raise UsageError(str(exc)) from exc
 
 
-async def restart(node: LocalNode, crash: bool, bootstrap: str) -> LocalNode:
+async def restart(running: list[LocalNode], crash: bool, bootstrap: str) -> None:
+    """Stop (or crash) the node and start it again; running[0] is the new start."""
+    node = running[0]
     if crash:
         os.killpg(node.process.pid, signal.SIGKILL)   # `socp up`, supervisord; stop() kills the actors left
     await asyncio.to_thread(node.stop)
-    return await start(node.data_dir, node.key, node.port, bootstrap)
+    running[0] = await start(node.data_dir, node.key, node.port, bootstrap)
 
 
 async def refused_not_delivered(sender: Peer, recipient: Peer, frame: Envelope, codes: tuple[str, ...],
