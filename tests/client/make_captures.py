@@ -21,13 +21,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from chat_process import PASSWORD, Chat  # noqa: E402
+from chat_process import PASSWORD, Chat  # noqa: E402 - run as a script: sys.path is set first
 
-from socp.client.connection import ChatClient  # noqa: E402
-from socp.client.home import ClientHome  # noqa: E402
-from socp.client.tui import ChatApp  # noqa: E402
-from socp.protocol import crypto  # noqa: E402
-from support.nodes import start_node  # noqa: E402
+from socp.client.connection import ChatClient  # noqa: E402 - run as a script: sys.path is set first
+from socp.client.home import ClientHome  # noqa: E402 - run as a script: sys.path is set first
+from socp.client.tui import ChatApp  # noqa: E402 - run as a script: sys.path is set first
+from socp.protocol import crypto  # noqa: E402 - run as a script: sys.path is set first
+from support.nodes import start_node  # noqa: E402 - run as a script: sys.path is set first
 
 SIZES = ((120, 35), (80, 24))
 

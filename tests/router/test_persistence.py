@@ -103,3 +103,22 @@ def test_every_write_the_core_may_decide_has_its_store_call() -> None:
     from socp.router.events import WriteOperation
 
     assert set(get_args(WriteOperation)) == set(persistence._WRITES)
+
+
+def test_socp_up_takes_the_ack_interval_from_its_option_or_the_environment(tmp_path: Path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from socp import node
+    from socp.cli import up as up_cli
+
+    seen: list[NodeConfig] = []
+
+    def stop_here(config: NodeConfig) -> None:
+        seen.append(config)
+        raise node.NodeStartError("stopped by the test")
+
+    monkeypatch.setattr(node, "prepare", stop_here)
+    monkeypatch.setenv("SOCP_ACK_INTERVAL", "0.25")
+    CliRunner().invoke(up_cli.up, ["--data-dir", str(tmp_path / "a")])
+    CliRunner().invoke(up_cli.up, ["--data-dir", str(tmp_path / "b"), "--ack-interval", "2"])
+    assert [config.ack_interval for config in seen] == [0.25, 2.0]
