@@ -52,7 +52,7 @@ _RENAMED = {"sender": "from", "recipient": "to", "is_self": "self"}
 
 
 def event_to_json(event: ev.Event) -> dict[str, Any]:
-    data = asdict(event)  # type: ignore[call-overload]  # every Event is a dataclass; the union type is not
+    data = asdict(event)
     out: dict[str, Any] = {"event": EVENT_NAMES[type(event)]}
     for key, value in data.items():
         if isinstance(event, ev.ListResult) and key == "requested":
