@@ -23,8 +23,9 @@ from pathlib import Path
 import click
 
 from socp.client import tls
-from socp.client.connection import LoginStore, server_url_problem
+from socp.client.connection import LoginStore
 from socp.client.home import USER_KEY_FILE, ClientHome, HomeError, WrongPassword
+from socp.client.transport import server_url_problem
 from socp.protocol import crypto
 from socp.protocol.errors import BadKey
 
@@ -86,11 +87,11 @@ def _open_user_key(home: ClientHome, password: str, script: bool) -> tuple[crypt
 def _log_in(home: ClientHome, user_id: str, password: str, server: str, pinned_server: crypto.PublicKey | None,
             name: str | None, script: bool, connect_attempts: int) -> None:
     """`--login`: get the user's key back from the server into a new home, or exit 1."""
-    from socp.client.connection import ConnectFailed, log_in
     from socp.client.events import ErrorReceived, Event, LoggedIn
     from socp.client.render import event_text
     from socp.client.roaming import LoginFailed, RoamingLogin
     from socp.client.script import JsonLinesOutput
+    from socp.client.transport import ConnectFailed, log_in
 
     def emit(event: Event) -> None:
         if script:

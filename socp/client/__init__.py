@@ -10,11 +10,15 @@ Pure (no sockets, no asyncio):
   downloads     private temp files, verified before they get their final name
   home          the client home directory (identity, key stores, pins, downloads)
   render        events as JSON objects (--script) or text lines
+  windows       the app's windows (buffers): routing, unread, mentions, history
   roaming       password login on a new machine: the frames, their checks
 
 Drivers:
-  connection    asyncio + websockets: connect, hello, pump both ways, store the
-                login (LOGIN_REGISTER); `log_in` for `socp chat --login`
+  transport     the WebSocket: URL checks, dial with backoff, errors; `log_in`
+                for `socp chat --login`
+  sending       files being sent: the node's grants (ChunkPacer), one record each
+  connection    ChatClient: hello, pump both ways, commands, store the login
+                (LOGIN_REGISTER), presence polling
   script        --script: stdin commands, JSON lines out
   tui           the textual app
 """

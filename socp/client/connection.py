@@ -38,12 +38,9 @@ over their rate limit, and one dropped chunk ruins the whole transfer. If the se
 RATE_LIMITED during a transfer, the client stops it at once (FILE_END, so the
 receiver discards it) and says so, rather than send chunks that cannot help.
 
-`log_in` is the other driver: `socp chat --login` on a new machine gets the
-user's key back with the password (`roaming.RoamingLogin`), on a connection of
-its own that the node closes after LOGIN_BLOB.
-
-Errors (all `SocpError`): ConnectFailed, HelloRejected, ConnectionLost, and
-roaming.LoginFailed from `log_in`.
+The WebSocket itself (dial with backoff, URL checks, the errors, and `log_in` for
+`socp chat --login`) is transport.py; the pace and records of files being sent are
+sending.py.
 Commands come from a bounded asyncio.Queue (None = end of input) so both the
 --script stdin reader and the interactive app can feed it.
 """
@@ -52,26 +49,21 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import ssl
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidHandshake, InvalidURI
-from websockets.uri import parse_uri
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
-from socp.protocol import crypto
 from socp.protocol import login as login_values
 from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode, SocpError, UserNotFound
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import PUBLIC_CHANNEL, is_peer_id
-from socp.protocol.limits import MAX_FRAME_BYTES
 
-from . import commands, dialects, tls
+from . import commands, dialects
 from .commands import Command, CommandError
 from .display import human_bytes
 from .events import (
@@ -94,33 +86,28 @@ from .events import (
     Transfer,
     TransferList,
 )
-from .roaming import LoginFailed, RoamingLogin
+from .sending import FILE_CHUNK_BURST, MAX_SENDING_FILES, NODE_GRANTS, RATE_LIMITED_PAUSE, ChunkPacer, OutgoingFile
 from .session import RESUME_GRACE, Actions, ClientSession
+from .transport import (
+    ChatError,
+    ConnectFailed,
+    ConnectionLost,
+    HelloRejected,
+    _close_reason,
+    dial,
+)
 
 EmitFn = Callable[[Event], None]
 _R = TypeVar("_R")
 COMMAND_QUEUE_SIZE = 64
 MAX_LIST_WAITERS = 32
-# What our node grants a user's frames (socp/config.py frame_rate / frame_burst per
-# connection, router limits.LimitSettings user_rate / user_burst), as (rate, burst),
-# each a little below, so a /tell or /list still fits during a transfer.
-NODE_GRANTS: tuple[tuple[float, int], ...] = ((190.0, 450), (95.0, 950))
-FILE_CHUNK_BURST = 100     # the burst of a lower cap (`socp chat --file-rate`)
-# A receiver that decrypts a file falls behind its socket for a while; the
-# keepalive must not take that for a dead peer (websockets' default is 20 s).
-PING_TIMEOUT = 120.0
-RATE_LIMITED_PAUSE = 1.0   # before the FILE_END of a transfer the server throttled
 SILENT_DOWNLOAD_CHECK = 5.0   # seconds between looks for downloads whose sender went silent
 # Our node pushes no presence to its own clients (router/user_presence.py: n^2 frames),
 # so join and leave lines come from a list request this often (`presence_poll`).
 PRESENCE_POLL = 5.0
-# Files sent at once, each by its own task; our node keeps at most 8 unfinished
-# uploads per user, and they all share one pacer anyway.
-MAX_SENDING_FILES = 4
 # Refusals of a USER_HELLO and what to tell the user (§7.1, §7.5).
 LOGIN_REGISTER_TIMEOUT = 15.0   # for the ACK of a LOGIN_REGISTER
 SERVER_NAME_WAIT = 30.0         # for a slow server to name itself before we store the login there
-LOGIN_ANSWER_TIMEOUT = 15.0     # for each answer of a login (the node's challenge TTL is 60 s)
 LIST_PROBE_TIMEOUT = 1.5      # for each list request tried on a new server (the first waits twice that)
 KEY_LOOKUP_TIMEOUT = 3.0      # for a key look-up's answer
 PUBLIC_REFUSAL_WAIT = 1.0     # after the first /all on a connection: does the server refuse it?
@@ -128,65 +115,6 @@ HELLO_REFUSALS = {
     "NAME_IN_USE": "the server says user id {user} is in use: {detail} (is another `socp chat` using this home?)",
     "BAD_KEY": "the server rejected our key: {detail}",
 }
-
-
-class ChunkPacer:
-    """Token buckets on the loop's clock, one per (rate, burst) grant: a frame goes
-    when every bucket has a token for it."""
-
-    def __init__(self, grants: tuple[tuple[float, int], ...], clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._buckets = [[rate, float(burst), float(burst)] for rate, burst in grants]   # rate, burst, tokens
-        self._updated = clock()
-
-    def delay(self) -> float:
-        """Take one token of each bucket; the seconds to wait before sending (0 if none)."""
-        now = self._clock()
-        elapsed, self._updated = max(0.0, now - self._updated), now
-        wait = 0.0
-        for bucket in self._buckets:
-            rate, burst, tokens = bucket
-            bucket[2] = tokens = min(burst, tokens + elapsed * rate) - 1
-            if tokens < 0:
-                wait = max(wait, -tokens / rate)
-        return wait
-
-
-@dataclass(slots=True, eq=False)
-class OutgoingFile:
-    """A file being sent by its own task (`ChatClient._cmd_file`)."""
-
-    name: str
-    path: str
-    file_id: str = ""            # known once FILE_START is made
-    to: str = ""
-    stop_reason: str = ""        # set by /cancel or /quit; the task then sends FILE_END
-    reported: bool = False       # the failure was already shown (the server refused a frame of it)
-    done: int = 0                # bytes handed to the connection so far
-    size: int = 0
-    task: asyncio.Task[None] | None = field(default=None, repr=False)
-
-    def matches(self, wanted: str) -> bool:
-        return wanted in (self.name, self.path) or (bool(self.file_id) and self.file_id.startswith(wanted))
-
-
-class ChatError(SocpError):
-    """The client cannot go on; the detail is meant for the user."""
-
-
-class ConnectFailed(ChatError):
-    pass
-
-
-class HelloRejected(ChatError):
-    def __init__(self, detail: str, wire_code: str = "", *, about_signature: bool = False) -> None:
-        super().__init__(detail)
-        self.wire_code = wire_code  # the server's ERROR code, e.g. NAME_IN_USE
-        self.about_signature = about_signature  # the server did not accept the hello's signature
-
-
-class ConnectionLost(ChatError):
-    pass
 
 
 def command_queue() -> asyncio.Queue[str | None]:
@@ -202,85 +130,6 @@ class LoginStore:
     is_stored: Callable[[str], bool]          # server id -> does it keep our login already?
     remember: Callable[[str, str], None]      # (server id, URL), after the server's ACK
     params: login_values.ScryptParams = login_values.DEFAULT_PARAMS
-
-
-def server_url_problem(url: str) -> str:
-    """What is wrong with a server URL, in one line a user can act on ("" if nothing).
-    Checked before connecting, so a typo never reaches the WebSocket library (issue #16)."""
-    hint = "use ws://host:port (wss:// only for a node behind TLS)"
-    try:
-        parsed = urlsplit(url)
-        port = parsed.port
-    except ValueError:
-        return f"{url!r} has no valid port (1-65535): {hint}"
-    if not parsed.scheme:
-        return f"{url!r} is not a URL: {hint}"
-    if parsed.scheme not in ("ws", "wss"):
-        return f"{url!r} is a {parsed.scheme}:// URL, not a WebSocket one: {hint}"
-    if not parsed.hostname:
-        return f"{url!r} names no host: {hint}"
-    if port == 0:
-        return f"{url!r} has no valid port (1-65535): {hint}"
-    try:
-        parse_uri(url)
-    except InvalidURI as exc:
-        return f"{url!r} is not a WebSocket URL ({exc}): {hint}"
-    return ""
-
-
-async def dial(url: str, emit: EmitFn, *, attempts: int | None, backoff_max: float = 10.0,
-               open_timeout: float = 10.0) -> ClientConnection:
-    """Open a WebSocket, retrying with exponential backoff (None: until cancelled)."""
-    delay, attempt = 0.5, 0
-    problem = server_url_problem(url)
-    if problem:
-        raise ConnectFailed(problem)
-    while True:
-        attempt += 1
-        try:
-            return await connect(url, compression=None, max_size=MAX_FRAME_BYTES, open_timeout=open_timeout,
-                                 close_timeout=5, ping_timeout=PING_TIMEOUT, ssl=tls.context_for(url))
-        except ssl.SSLCertVerificationError as exc:   # also a ValueError; retrying cannot help
-            raise ConnectFailed(f"cannot connect to {url}: {tls.certificate_refused(exc)}") from None
-        except (InvalidURI, ValueError) as exc:
-            raise ConnectFailed(f"{url!r} is not a usable WebSocket URL ({exc})") from exc
-        except (TimeoutError, OSError, InvalidHandshake) as exc:
-            reason = _why(exc, url)
-        if attempts is not None and attempt >= attempts:
-            raise ConnectFailed(f"cannot reach {url}: {reason} (gave up after {attempt} attempts)")
-        emit(Info(f"cannot reach {url}: {reason}; retrying in {delay:.1f}s"))
-        emit(ConnectionState("reconnecting", f"cannot reach {url}: {reason}", delay))
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, backoff_max)
-
-
-async def log_in(attempt: RoamingLogin, url: str, emit: EmitFn, *, connect_attempts: int | None = 5,
-                 open_timeout: float = 10.0, answer_timeout: float = LOGIN_ANSWER_TIMEOUT) -> crypto.PrivateKey:
-    """One password login on its own connection (docs/store-and-login.md): our key,
-    checked, or LoginFailed / ConnectFailed with a detail for the user."""
-    ws = await dial(url, emit, attempts=connect_attempts, open_timeout=open_timeout)
-    try:
-        await ws.send(attempt.request().to_wire())
-        challenge = await _login_answer(ws, url, answer_timeout)
-        proof = await asyncio.to_thread(attempt.answer, challenge)   # scrypt: off the loop
-        await ws.send(proof.to_wire())
-        blob = await _login_answer(ws, url, answer_timeout)
-        return await asyncio.to_thread(attempt.open_blob, blob)
-    except ConnectionClosed as exc:
-        raise LoginFailed(f"the server closed the connection during the login ({_close_reason(exc)})",
-                          "DISCONNECTED") from exc
-    finally:
-        await ws.close()
-
-
-async def _login_answer(ws: ClientConnection, url: str, timeout: float) -> str | bytes:
-    try:
-        return await asyncio.wait_for(ws.recv(), timeout)
-    except TimeoutError:
-        raise LoginFailed(f"{url} did not answer the login within {timeout:.0f} s", "TIMEOUT") from None
-    except ConnectionClosed as exc:
-        raise LoginFailed(f"the server closed the connection during the login ({_close_reason(exc)}); "
-                          "does it support password login?", "DISCONNECTED") from exc
 
 
 class ChatClient:
@@ -987,33 +836,3 @@ def _code(exc: SocpError) -> str:
     return exc.code.value
 
 
-def _why(exc: BaseException, url: str = "") -> str:
-    """A failed connect in words; never empty (a reset has no message of its own)."""
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (is the node running?)"
-    tls = url.startswith("wss://")
-    if tls and isinstance(exc, (ssl.SSLError, ConnectionResetError, asyncio.IncompleteReadError)):
-        plain = "ws://" + url[len("wss://"):]
-        return f"the TLS handshake failed ({_text_of(exc)}): is it a plain node? try --server {plain}"
-    if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
-    if isinstance(exc, OSError):
-        return exc.strerror or _text_of(exc)
-    return _text_of(exc)
-
-
-def _text_of(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionResetError) and not str(exc):
-        return "the server reset the connection"
-    return str(exc) or type(exc).__name__
-
-
-def _close_reason(source: object) -> str:
-    if isinstance(source, ConnectionClosed):
-        frame = source.rcvd or source.sent
-        code, reason = (frame.code, frame.reason) if frame is not None else (None, "")
-    else:
-        code, reason = getattr(source, "close_code", None), getattr(source, "close_reason", "") or ""
-    if code is None:
-        return "no close frame"
-    return f"code {code}" + (f", {reason}" if reason else "")

@@ -52,7 +52,7 @@ _RENAMED = {"sender": "from", "recipient": "to", "is_self": "self"}
 
 
 def event_to_json(event: ev.Event) -> dict[str, Any]:
-    data = asdict(event)  # type: ignore[call-overload]  # every Event is a dataclass; the union type is not
+    data = asdict(event)
     out: dict[str, Any] = {"event": EVENT_NAMES[type(event)]}
     for key, value in data.items():
         if isinstance(event, ev.ListResult) and key == "requested":
@@ -151,6 +151,10 @@ def _event_body(event: ev.Event) -> Text | None:
                     f"{event.new_fingerprint}. Messages are marked untrusted; verify it, then "
                     f"/trust {safe_text(event.user)}", style="bold red")
     if isinstance(event, ev.ChannelKeyReceived):
+        if event.sender == event.fingerprint:
+            # A share from someone not (yet) in our list: a fingerprint is no name to a person.
+            return Text(f"· got the public channel key of a user not in your list yet (their key "
+                        f"{event.fingerprint[:19]}…); their public messages will show their name", style="dim")
         return Text(f"· got the public channel key of {_who(event.label, event.sender)}", style="dim")
     if isinstance(event, ev.FileProgress):
         return None  # shown in the status line

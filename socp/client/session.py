@@ -522,6 +522,7 @@ class ClientSession:
         per-chunk RSA-4096 signature halves the sender's CPU cost (docs/chat.md).
         """
         path = Path(path).expanduser()
+        channel: Channel
         if target == PUBLIC_CHANNEL:
             to, channel = PUBLIC_CHANNEL, "public"
             encrypt_key = None  # resolved after the key shares
@@ -709,7 +710,8 @@ class ClientSession:
             return []   # our own request echoed back
         self._note_server(envelope.from_)
         self.server_id = envelope.from_
-        request = {T.LIST_RESPONSE: T.LIST_REQUEST, T.USER_LIST: T.USER_LIST_REQ}.get(envelope.type, T.WHO).value
+        answers: dict[str, T] = {T.LIST_RESPONSE: T.LIST_REQUEST, T.USER_LIST: T.USER_LIST_REQ}
+        request = answers.get(envelope.type, T.WHO).value
         self.list_dialect = request
         self._answered(request)
         events: list[Event] = []
@@ -749,8 +751,8 @@ class ClientSession:
         def news(entry: DirectoryEntry, joined: bool) -> PresenceChanged:
             return PresenceChanged(entry.user_id, entry.display_name or entry.user_id, entry.server_id, joined)
 
-        return [news(after[uid], True) for uid in after if uid not in before and uid != self.user_id] + [
-            news(before[uid], False) for uid in before if uid not in after and uid != self.user_id]
+        events: list[Event] = [news(after[uid], True) for uid in after if uid not in before and uid != self.user_id]
+        return events + [news(before[uid], False) for uid in before if uid not in after and uid != self.user_id]
 
     def user_entries(self) -> tuple[UserEntry, ...]:
         return tuple(
@@ -805,7 +807,8 @@ class ClientSession:
             return []
         old = self.directory.get(uid, DirectoryEntry(uid))
         home = envelope.payload.get("server_id")
-        self.directory[uid] = DirectoryEntry(uid, home if is_peer_id(home) else old.server_id, old.display_name, key)
+        server_id = home if isinstance(home, str) and is_peer_id(home) else old.server_id
+        self.directory[uid] = DirectoryEntry(uid, server_id, old.display_name, key)
         return self._check_pin(uid, key)[1]
 
     def _on_membership(self, envelope: Envelope) -> list[Event]:
@@ -855,7 +858,7 @@ class ClientSession:
         may not have arrived."""
         if not re.match(r"FILE_(START|CHUNK|END)\b.*not delivered", detail):
             return []
-        now, events = self._clock(), []
+        now, events = self._clock(), list[Event]()
         for file_id, (to, name, ended) in list(self._outgoing.items()):
             home = self.directory.get(to, DirectoryEntry(to)).server_id
             if (ended is not None and now - ended > RECENT_FILE_SECONDS) or (home and home == self.server_id):
@@ -1003,8 +1006,9 @@ class ClientSession:
         sender's envelope (§7.3 decision); a server that re-wraps it in its own (G45)
         leaves payload.from / payload.ts, or at least the sender's key."""
         payload = envelope.payload
-        sender = payload.get("from") if is_peer_id(payload.get("from")) else envelope.from_
-        ts = payload["ts"] if isinstance(payload.get("ts"), int) and "from" in payload else envelope.ts
+        named = payload.get("from")
+        sender: str = named if isinstance(named, str) and is_peer_id(named) else envelope.from_
+        ts: int = payload["ts"] if isinstance(payload.get("ts"), int) and "from" in payload else envelope.ts
         if sender in self.server_ids:
             sender = self._owner_of_key(payload.get("sender_pub")) or sender
         return sender, ts
@@ -1031,7 +1035,7 @@ class ClientSession:
             return []
         text = payload["text"]
         key_text = payload.get("sender_pub") if isinstance(payload.get("sender_pub"), str) else self._keys.get(sender)
-        verified, trusted, events = False, False, []
+        verified, trusted, events = False, False, list[Event]()
         if key_text and isinstance(payload.get("content_sig"), str):
             signed = {"channel": payload.get("channel"), "text": text,
                       "from": payload.get("from"), "ts": payload.get("ts")}
@@ -1194,7 +1198,7 @@ class ClientSession:
                                                     "ask for it again later")
         key_text = payload.get("sender_pub") if isinstance(payload.get("sender_pub"), str) else None
         key_text = key_text or self._keys.get(sender)
-        verified, events = False, []
+        verified, events = False, list[Event]()
         if key_text and isinstance(payload.get("content_sig"), str):
             try:
                 key = crypto.decode_public_key(key_text)

@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from socp.client.connection import _why, server_url_problem
 from socp.client.events import ErrorReceived
 from socp.client.home import ClientHome
+from socp.client.transport import _why, server_url_problem
 from socp.client.tui import ChatApp
 from support.nodes import free_port
 

@@ -158,3 +158,10 @@ def test_client_core_imports_no_io_libraries():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == ""
+
+
+def test_a_channel_key_from_an_unlisted_user_is_not_named_by_a_fingerprint():
+    fp = "ab12:cd34:ef56:0789:ab12:cd34:ef56:0789"
+    line = event_text(ev.ChannelKeyReceived(fp, fp, fp)).plain
+    assert "a user not in your list yet" in line and line.count(fp) == 0
+    assert "of bob [" in event_text(ev.ChannelKeyReceived("5d7e2a1b-3c4f", "bob", fp)).plain

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from socp.client.connection import MAX_SENDING_FILES, NODE_GRANTS, ChatClient, ChunkPacer, command_queue
+from socp.client.connection import ChatClient, command_queue
 from socp.client.events import (
     ErrorReceived,
     Event,
@@ -21,6 +21,7 @@ from socp.client.events import (
     MessageReceived,
     Ready,
 )
+from socp.client.sending import MAX_SENDING_FILES, NODE_GRANTS, ChunkPacer
 
 from .client_fakes import FakeNode, serve_fake_node, url_of
 

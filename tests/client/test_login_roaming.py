@@ -24,10 +24,11 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from socp.client.connection import ChatClient, ConnectFailed, LoginStore, command_queue, log_in
+from socp.client.connection import ChatClient, LoginStore, command_queue
 from socp.client.events import ErrorReceived, ListResult, LoginRegistered, LoginRegisterFailed, Ready
 from socp.client.home import ClientHome
 from socp.client.roaming import LoginFailed, RoamingLogin
+from socp.client.transport import ConnectFailed, log_in
 from socp.protocol import crypto, frames, login, signing
 from socp.protocol.encoding import b64url_decode, b64url_encode
 from socp.protocol.envelope import parse

@@ -5,7 +5,9 @@ accepted with /accept, /files. The peer is a `socp chat --script` subprocess."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +93,36 @@ async def test_windows_presence_dms_and_a_file_offer_at_80x24(node_a, keys, tmp_
         await pilot.press(*"/quit", "enter")
         await until(pilot, lambda: app.return_value is not None)
     assert app.return_value == 0
+
+
+async def test_script_mode_sees_presence_and_accepts_an_offered_file(node_a, keys, tmp_path, chats):  # noqa: F811
+    """The same flows in --script: `presence` events, a `file_offer` that waits, /files,
+    /accept, then the `file`; /reject of another deletes it."""
+    alice_home, alice_id = make_home(keys, tmp_path, "alice")
+    bob_home, bob_id = make_home(keys, tmp_path, "bob")
+    (alice_home / "config.toml").write_text('[files]\nauto_accept = "1 KiB"\n')
+    alice = await start_chat(chats, alice_home, node_a)
+    bob = await start_chat(chats, bob_home, node_a)
+    joined = await alice.until("presence", lambda e: e["user_id"] == bob_id, timeout=30)
+    assert joined["joined"] is True and joined["label"] == "bob"
+    for name in ("keep.bin", "drop.bin"):
+        (tmp_path / name).write_bytes(os.urandom(5000))
+        await bob.send(f"/file alice {tmp_path / name}")
+        offer = await alice.until("file_offer", lambda e, name=name: e["name"] == name)
+        assert offer["auto"] is False and offer["size"] == 5000 and offer["label"] == "bob"
+        await bob.until("file_sent")
+    await alice.until("info", lambda e: "drop.bin" in e["text"] and "arrived whole" in e["text"])
+    await alice.send("/files")
+    listed = await alice.until("files")
+    assert {(t["name"], t["state"]) for t in listed["transfers"]} == {
+        ("keep.bin", "complete, waiting for /accept"), ("drop.bin", "complete, waiting for /accept")}
+    await alice.send("/accept keep.bin", "/reject drop.bin")
+    saved = await alice.until("file")
+    assert saved["name"] == "keep.bin" and Path(saved["path"]).read_bytes() == (tmp_path / "keep.bin").read_bytes()
+    dropped = await alice.until("file_failed")
+    assert dropped["name"] == "drop.bin" and "/reject" in dropped["reason"]
+    assert sorted(p.name for p in (alice_home / "downloads").iterdir()) == ["keep.bin"]
+    assert await bob.finish() == 0
+    left = await alice.until("presence", lambda e: e["user_id"] == bob_id and not e["joined"], timeout=30)
+    assert left["label"] == "bob"
+    assert await alice.finish() == 0
