@@ -14,7 +14,7 @@ from socp.protocol.encoding import b64url_encode
 from support.nodes import start_node
 from support.wsclient import RawUser, now_ms
 
-from .test_offline_delivery import FAST, held_rows, rows_become
+from .test_offline_delivery import FAST, SETTLE, held_rows, kill_and_wait, rows_become
 
 pytestmark = pytest.mark.e2e
 
@@ -52,6 +52,10 @@ async def test_a_sender_on_another_node_reaches_an_away_account(keys, tmp_path) 
         await carol.close()
         await sees(alice, bob.user_id, False)
         await sees(alice, carol.user_id, False)
+        # The sender's node forgets who is away with its router; it learns again from
+        # the home node when their link is made again.
+        await kill_and_wait(other, "router")
+        await asyncio.sleep(SETTLE)
 
         await alice.send(alice.dm_to(bob.user_id, bob.pubkey, b"sent from the other node"))
         ciphertext = b64url_encode(b"a public post")
