@@ -869,7 +869,7 @@ def _file_frame(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
         return _public_message_unchecked(state, frame)
     if frame.from_ == link.peer_id and isinstance(frame.payload.get("user_id"), str):
         return _server_file(state, link, frame)
-    if state.user_locations.get(frame.to) != LOCAL:
+    if state.user_locations.get(frame.to) != LOCAL and not offline.held_here(state, frame.to):
         return [error_to(state, link.conn, ErrorCode.USER_NOT_FOUND, f"user {frame.to} is not here")]
     return users.route_frame_to_user(state, frame, origin_conn=link.conn)
 
