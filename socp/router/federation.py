@@ -319,7 +319,10 @@ def _send_presence(state: RouterState, conn: int) -> list[Action]:
         advert = frames.user_advertise(state.me.server_id, state.now_ms, user_id, users.advert_meta(state, user_id))
         actions.append(Send(((conn, BROADCAST),), advert))
     # Users away who have an account here: the peer routes their DMs to us (offline.py).
-    actions += [Send(((conn, BROADCAST),), mark) for mark in offline.away_marks(state)]
+    # Only to peers that look like socp: other teams' servers have no use for the marks.
+    link = state.links.get(conn)
+    if link is not None and not state.linkbook.dialect_of(link.server_address):
+        actions += [Send(((conn, BROADCAST),), mark) for mark in offline.away_marks(state)]
     return actions
 
 

@@ -7,7 +7,7 @@ import pytest
 from socp.protocol import crypto, frames, signing
 from socp.protocol.encoding import b64url_decode, b64url_encode
 from socp.protocol.envelope import Envelope
-from socp.router import offline
+from socp.router import federation, link_dialects, offline
 from socp.router.accounts import LoginRecord
 from socp.router.events import FrameIn, LinkDown
 from socp.router.state import NO_ORIGIN
@@ -300,3 +300,16 @@ def test_a_file_held_in_part_goes_on_being_held_after_a_router_restart(node, key
     for frame in rest:   # as a linked server would relay them (a user's transfer restarts with its router)
         assert store_writes(offline.hold_file_frame(node.state, frame, NO_ORIGIN), "hold_message"), frame.type
     assert node.state.held.open_files == {} and node.state.held.count(bob) == 2 + len(rest)
+
+
+def test_the_away_marks_of_a_new_link_go_to_socp_peers_only(keys) -> None:
+    mesh = mesh_through_one_introducer(keys)
+    b, c = mesh.nodes["b"], mesh.nodes["c"]
+    b_conn, bob = mesh.connect_user("b", keys[4])
+    b.state.accounts.logins[bob] = LoginRecord("blob", "verifier")
+    _leave(mesh, "b", b_conn)
+    conn = b.state.servers[c.server_id]
+    marks = [a.frame for a in federation._send_presence(b.state, conn) if a.frame.type == "USER_REMOVE"]
+    assert [m.payload.get(offline.HELD_MARK) for m in marks] == [True]
+    b.state.linkbook.set_dialect(b.state.links[conn].server_address, link_dialects.G17, mesh.now)
+    assert not [a for a in federation._send_presence(b.state, conn) if a.frame.type == "USER_REMOVE"]
