@@ -827,8 +827,9 @@ def _server_deliver(state: RouterState, link: Link, event: FrameIn) -> list[Acti
             payload = {**payload, "sender_pub": normalise_public_key(payload["sender_pub"])}
         except SocpError:
             return [error_to(state, link.conn, ErrorCode.BAD_KEY, "sender_pub is not an RSA-4096 key")]
-    location = state.user_locations.get(target)
+    location = state.user_locations.get(target) or offline.holding_home(state, target)
     if location is not None and location != LOCAL and state.servers.get(location) == link.conn:
+        # Never back where it came from (two servers each taking the other for the home).
         return [error_to(state, link.conn, ErrorCode.USER_NOT_FOUND, f"user {target} is not here")]
     return users.route_to_user(state, target, sender, ts, payload, extra, origin_conn=link.conn)
 

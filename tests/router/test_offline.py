@@ -7,9 +7,10 @@ import pytest
 from socp.protocol import crypto, frames, signing
 from socp.protocol.encoding import b64url_decode, b64url_encode
 from socp.protocol.envelope import Envelope
+from socp.router import core as router_core
 from socp.router import federation, link_dialects, offline
 from socp.router.accounts import LoginRecord
-from socp.router.events import FrameIn, LinkDown
+from socp.router.events import FrameIn, LinkDown, Send
 from socp.router.state import NO_ORIGIN
 from socp.store.records import HeldMessage
 
@@ -313,3 +314,27 @@ def test_the_away_marks_of_a_new_link_go_to_socp_peers_only(keys) -> None:
     assert [m.payload.get(offline.HELD_MARK) for m in marks] == [True]
     b.state.linkbook.set_dialect(b.state.links[conn].server_address, link_dialects.G17, mesh.now)
     assert not [a for a in federation._send_presence(b.state, conn) if a.frame.type == "USER_REMOVE"]
+
+
+def test_a_dm_is_never_sent_back_to_the_server_that_took_us_for_the_home(keys, monkeypatch) -> None:
+    mesh = mesh_through_one_introducer(keys)
+    b, c = mesh.nodes["b"], mesh.nodes["c"]
+    b_conn, bob = mesh.connect_user("b", keys[4])
+    b.state.accounts.logins[bob] = LoginRecord("blob", "verifier")
+    _leave(mesh, "b", b_conn)
+    del b.state.accounts.logins[bob]            # the account is gone at b ...
+    b.state.held.elsewhere[bob] = c.server_id   # ... and b takes c for bob's home
+    from_b: list = []
+    handle = router_core.handle
+
+    def spy(state, event):
+        actions = handle(state, event)
+        if state is b.state:
+            from_b.extend(a.frame for a in actions if isinstance(a, Send))
+        return actions
+
+    monkeypatch.setattr(router_core, "handle", spy)
+    c_conn, carol = mesh.connect_user("c", keys[3])
+    mesh.user_frame("c", c_conn, dm(keys[3], carol, keys[4], bob, b"bounce", mesh.now))
+    assert not [f for f in from_b if f.type == "SERVER_DELIVER"]
+    assert [f.payload["code"] for f in from_b if f.type == "ERROR"] == ["USER_NOT_FOUND"]
