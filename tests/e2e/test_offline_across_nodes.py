@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.router.test_offline import file_frames
 
+from router.test_offline import file_frames
 from socp.protocol import crypto, frames, login, signing
 from socp.protocol.encoding import b64url_decode, b64url_encode
 from support.nodes import start_node
