@@ -319,7 +319,10 @@ def _send_presence(state: RouterState, conn: int) -> list[Action]:
         advert = frames.user_advertise(state.me.server_id, state.now_ms, user_id, users.advert_meta(state, user_id))
         actions.append(Send(((conn, BROADCAST),), advert))
     # Users away who have an account here: the peer routes their DMs to us (offline.py).
-    actions += [Send(((conn, BROADCAST),), mark) for mark in offline.away_marks(state)]
+    # Only to peers that look like socp: other teams' servers have no use for the marks.
+    link = state.links.get(conn)
+    if link is not None and not state.linkbook.dialect_of(link.server_address):
+        actions += [Send(((conn, BROADCAST),), mark) for mark in offline.away_marks(state)]
     return actions
 
 
@@ -824,8 +827,9 @@ def _server_deliver(state: RouterState, link: Link, event: FrameIn) -> list[Acti
             payload = {**payload, "sender_pub": normalise_public_key(payload["sender_pub"])}
         except SocpError:
             return [error_to(state, link.conn, ErrorCode.BAD_KEY, "sender_pub is not an RSA-4096 key")]
-    location = state.user_locations.get(target)
+    location = state.user_locations.get(target) or offline.holding_home(state, target)
     if location is not None and location != LOCAL and state.servers.get(location) == link.conn:
+        # Never back where it came from (two servers each taking the other for the home).
         return [error_to(state, link.conn, ErrorCode.USER_NOT_FOUND, f"user {target} is not here")]
     return users.route_to_user(state, target, sender, ts, payload, extra, origin_conn=link.conn)
 
@@ -869,7 +873,7 @@ def _file_frame(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
         return _public_message_unchecked(state, frame)
     if frame.from_ == link.peer_id and isinstance(frame.payload.get("user_id"), str):
         return _server_file(state, link, frame)
-    if state.user_locations.get(frame.to) != LOCAL:
+    if state.user_locations.get(frame.to) != LOCAL and not offline.held_here(state, frame.to):
         return [error_to(state, link.conn, ErrorCode.USER_NOT_FOUND, f"user {frame.to} is not here")]
     return users.route_frame_to_user(state, frame, origin_conn=link.conn)
 

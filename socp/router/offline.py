@@ -14,7 +14,9 @@ id is never reused across router restarts even when the old rows are gone.
 
 Public channel messages posted while such a user is away are held the same way (the
 envelope as it came, under `PUBLIC`), within the same bounds; a full queue skips that
-user without an ERROR to the poster, whose message reached everyone else.
+user without an ERROR to the poster, whose message reached everyone else. File
+transfers to such a user (FILE_START, FILE_CHUNK, FILE_END) are held as envelopes
+too; a FILE_START is refused unless the whole file fits.
 
 Across nodes (docs/deploy.md §11): when a user with an account here leaves, our
 USER_REMOVE carries the optional payload field `held_here: true` (peers ignore unknown
@@ -49,6 +51,10 @@ from .state import LOCAL, NO_ORIGIN, RouterState
 
 HELD_MARK = "held_here"        # optional USER_REMOVE payload field: "its home server holds DMs for it"
 PUBLIC = "public"              # a held message that is a public channel envelope, kept whole
+FILE = "file"                  # a held message that is a FILE_* envelope for the user, kept whole
+CHUNK_PLAINTEXT = 446          # bytes of a file per FILE_CHUNK (one OAEP block, SOCP §7.4)
+CHUNK_STORED = 1_024           # room a held FILE_CHUNK takes at most (683 base64 chars and its envelope)
+OPEN_FILES_LIMIT = 10_000      # transfers to away users being held at once
 ELSEWHERE_LIMIT = 100_000      # remote users remembered as away at their home server
 MARKS_PER_LINK = 1_000         # away users announced on a new server link (each frame is signed)
 
@@ -78,6 +84,8 @@ class HeldMessages:
     last_id: int = 0
     # Remote users away whose home server said it holds their DMs: user_id -> server id.
     elsewhere: dict[str, str] = field(default_factory=dict)
+    # Files whose FILE_START is held and whose FILE_END is not yet: (user_id, file_id).
+    open_files: dict[tuple[str, str], None] = field(default_factory=dict)
 
     def next_id(self, now_ms: int) -> int:
         self.last_id = max(self.last_id + 1, now_ms * 1000)
@@ -140,9 +148,48 @@ def hold_public(state: RouterState, frame: Envelope) -> list[Action]:
     return actions
 
 
+def hold_file_frame(state: RouterState, frame: Envelope, origin_conn: int) -> list[Action]:
+    """A FILE_* frame for `frame.to` (away, with an account here), kept whole. A
+    FILE_START is refused unless the whole file fits the bounds, so that a file held is
+    (short of other messages filling the room meanwhile) a whole file."""
+    target = frame.to
+    table = state.held
+    transfer = (target, str(frame.payload.get("file_id")))
+    if frame.type != T.FILE_START and transfer not in table.open_files:
+        return [error_to(state, origin_conn, ErrorCode.OVERLOADED,
+                         f"user {target} is offline and this file's FILE_START was not kept for them")
+                ] if origin_conn != NO_ORIGIN else []
+    if frame.type == T.FILE_START:
+        size = frame.payload.get("size")
+        chunks = -(-size // CHUNK_PLAINTEXT) if isinstance(size, int) and size > 0 else 0
+        count, used = table.count(target), table.bytes_by_user.get(target, 0)
+        if count + chunks + 2 > table.bounds.max_count or used + (chunks + 2) * CHUNK_STORED > table.bounds.max_bytes:
+            return [error_to(state, origin_conn, ErrorCode.OVERLOADED,
+                             f"user {target} is offline and a file of {size} bytes does not fit in the room left "
+                             f"for them ({count} messages, {used} bytes waiting)")] if origin_conn != NO_ORIGIN else []
+    message = {FILE: {"type": frame.type, "from": frame.from_, "to": frame.to, "ts": frame.ts,
+                      "payload": frame.payload}}
+    kept, actions = _keep(state, target, message)
+    if kept and frame.type == T.FILE_START:
+        if len(table.open_files) >= OPEN_FILES_LIMIT:
+            table.open_files.pop(next(iter(table.open_files)))
+        table.open_files[transfer] = None
+    elif frame.type == T.FILE_END or not kept:
+        table.open_files.pop(transfer, None)   # a file missing a chunk is not held on
+    if not kept and origin_conn != NO_ORIGIN:
+        actions.append(error_to(state, origin_conn, ErrorCode.OVERLOADED,
+                                f"user {target} is offline and has no room left for this {frame.type}"))
+    return actions
+
+
+def held_here(state: RouterState, user_id: str) -> bool:
+    """Away (not online anywhere we know) with an account here: frames for it are held."""
+    return user_id not in state.user_locations and has_account(state, user_id)
+
+
 def public_envelope(message: dict[str, Any]) -> Envelope | None:
-    """The public channel envelope a held message carries, or None for a DM."""
-    kept = message.get(PUBLIC)
+    """The envelope a held public message or file frame carries, or None for a DM."""
+    kept = message.get(PUBLIC) or message.get(FILE)
     if not isinstance(kept, dict):
         return None
     return Envelope(type=kept["type"], from_=kept["from"], to=kept["to"], ts=kept["ts"], payload=kept["payload"])
@@ -170,6 +217,8 @@ def take(state: RouterState, user_id: str) -> tuple[list[dict[str, Any]], list[A
     that forgets them (and any too old to deliver)."""
     table = state.held
     table.elsewhere.pop(user_id, None)     # back here: no longer away at another server
+    for transfer in [t for t in table.open_files if t[0] == user_id]:
+        del table.open_files[transfer]     # the rest of the file reaches the user directly
     expired = table.expire(user_id, state.now_ms)
     waiting = table.pop_all(user_id)
     gone = expired + [held.held_id for held in waiting]
@@ -182,6 +231,13 @@ def load(state: RouterState, rows: Iterable[HeldMessage]) -> None:
     for row in rows:
         size = len(orjson.dumps(row.message))
         state.held.add(row.recipient, Held(row.held_id, row.held_at, row.message, size))
+        kept = row.message.get(FILE)
+        if isinstance(kept, dict) and isinstance(kept.get("payload"), dict):
+            transfer = (row.recipient, str(kept["payload"].get("file_id")))
+            if kept.get("type") == T.FILE_START:
+                state.held.open_files[transfer] = None
+            elif kept.get("type") == T.FILE_END:
+                state.held.open_files.pop(transfer, None)
 
 
 # --- across nodes ------------------------------------------------------------------------

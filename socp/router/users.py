@@ -460,6 +460,10 @@ def route_frame_to_user(state: RouterState, frame: Envelope, origin_conn: int) -
     """Carry a user frame with its envelope intact (from, to, ts) towards `to`."""
     location = state.user_locations.get(frame.to)
     onward = Envelope(type=frame.type, from_=frame.from_, to=frame.to, ts=frame.ts, payload=frame.payload)
+    if location is None:
+        if offline.has_account(state, frame.to):   # away, with an account here: keep it for them
+            return offline.hold_file_frame(state, onward, origin_conn)
+        location = offline.holding_home(state, frame.to)   # away; its home server holds for it
     if location == LOCAL:
         if frame.to not in state.local_users:
             return _park(state, frame.to, onward, origin_conn)

@@ -1,7 +1,7 @@
 """Issue #19: a sender on one node reaches a user who is away from another node where
 they have a password account. The home node's USER_REMOVE says it holds for them, the
-sender's node routes the DM there, the home node holds it (and a public message posted
-meanwhile) and delivers both at the next login, each verifiable end to end."""
+sender's node routes the DM there, the home node holds it (and a public message and a
+file sent meanwhile) and delivers both at the next login, each verifiable end to end."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ import asyncio
 
 import pytest
 
+from router.test_offline import file_frames
 from socp.protocol import crypto, frames, login, signing
-from socp.protocol.encoding import b64url_encode
+from socp.protocol.encoding import b64url_decode, b64url_encode
 from support.nodes import start_node
 from support.wsclient import RawUser, now_ms
 
-from .test_offline_delivery import FAST, held_rows, rows_become
+from .test_offline_delivery import FAST, SETTLE, held_rows, kill_and_wait, rows_become
 
 pytestmark = pytest.mark.e2e
 
@@ -52,6 +53,10 @@ async def test_a_sender_on_another_node_reaches_an_away_account(keys, tmp_path) 
         await carol.close()
         await sees(alice, bob.user_id, False)
         await sees(alice, carol.user_id, False)
+        # The sender's node forgets who is away with its router; it learns again from
+        # the home node when their link is made again.
+        await kill_and_wait(other, "router")
+        await asyncio.sleep(SETTLE)
 
         await alice.send(alice.dm_to(bob.user_id, bob.pubkey, b"sent from the other node"))
         ciphertext = b64url_encode(b"a public post")
@@ -59,8 +64,12 @@ async def test_a_sender_on_another_node_reaches_an_away_account(keys, tmp_path) 
         post = frames.msg_public_channel(alice.user_id, ts, ciphertext, alice.pubkey,
                                          signing.sign_public(keys[1], ciphertext, alice.user_id, ts))
         await alice.send(post)
+        data = bytes(range(256)) * 3   # two chunks
+        sent_file = file_frames(alice.user_id, bob.user_id, keys[2], data, file_id="away-file", ts=now_ms())
+        for frame in sent_file:
+            await alice.send(frame)
         assert await alice.nothing_of("ERROR", wait=1.5)
-        await rows_become(home, 2)
+        await rows_become(home, 2 + len(sent_file))
         assert held_rows(other) == 0
 
         # A user without an account at her home is still refused, not silently lost.
@@ -74,6 +83,10 @@ async def test_a_sender_on_another_node_reaches_an_away_account(keys, tmp_path) 
         assert public.ts == ts and public.payload["ciphertext"] == ciphertext
         assert signing.verify_public(crypto.decode_public_key(public.payload["sender_pub"]),
                                      public.payload["content_sig"], ciphertext, alice.user_id, ts)
+        got = [await back.receive(frame.type, where=lambda f: f.payload.get("file_id") == "away-file")
+               for frame in sent_file]
+        assert [(f.from_, f.payload) for f in got] == [(f.from_, f.payload) for f in sent_file]
+        assert b"".join(crypto.oaep_decrypt(keys[2], b64url_decode(f.payload["ciphertext"])) for f in got[1:-1]) == data
         assert await back.nothing_of("USER_DELIVER", wait=1.0)   # once
         await rows_become(home, 0)
         await back.close()

@@ -7,9 +7,11 @@ import pytest
 from socp.protocol import crypto, frames, signing
 from socp.protocol.encoding import b64url_decode, b64url_encode
 from socp.protocol.envelope import Envelope
-from socp.router import offline
+from socp.router import core as router_core
+from socp.router import federation, link_dialects, offline
 from socp.router.accounts import LoginRecord
-from socp.router.events import FrameIn, LinkDown
+from socp.router.events import FrameIn, LinkDown, Send
+from socp.router.state import NO_ORIGIN
 from socp.store.records import HeldMessage
 
 from .harness import NOW, Harness, digest, errors_to, sent_to, store_writes
@@ -229,3 +231,110 @@ def test_a_full_queue_skips_a_public_message_without_refusing_the_poster(node, k
         assert not errors_to(actions, a_conn)
         kept += store_writes(actions, "hold_message")
     assert len(kept) == 1 and node.state.held.count(bob) == 1
+
+
+# --- file transfers ------------------------------------------------------------------------
+
+
+def file_frames(sender: str, recipient: str, recipient_key, data: bytes, file_id: str = "f-1", ts: int = NOW):
+    chunks = [data[i:i + offline.CHUNK_PLAINTEXT] for i in range(0, len(data), offline.CHUNK_PLAINTEXT)]
+    start = frames.file_start(sender, recipient, ts, file_id, "notes.txt", len(data), "00" * 32, "dm")
+    middle = [frames.file_chunk(sender, recipient, ts + 1 + i, file_id, i,
+                                b64url_encode(crypto.oaep_encrypt(recipient_key.public_key(), chunk)))
+              for i, chunk in enumerate(chunks)]
+    return [start, *middle, frames.file_end(sender, recipient, ts + 1 + len(chunks), file_id)]
+
+
+def test_a_file_sent_to_an_away_account_is_held_whole_and_delivered_at_hello(node, keys) -> None:
+    bob = away_with_account(node, keys[2])
+    a_conn, alice, _ = node.connect_user(keys[1])
+    sent = file_frames(alice, bob, keys[2], b"x" * 1000)
+    for frame in sent:
+        actions = node.feed(a_conn, frame)
+        assert not errors_to(actions, a_conn), frame.type
+        assert len(store_writes(actions, "hold_message")) == 1
+    b_conn, _, actions = node.connect_user(keys[2], user_id=bob)
+    got = [f for f in sent_to(actions, b_conn) if f.type.startswith("FILE_")]
+    assert [(f.type, f.payload) for f in got] == [(f.type, f.payload) for f in sent]
+    data = b"".join(crypto.oaep_decrypt(keys[2], b64url_decode(f.payload["ciphertext"])) for f in got[1:-1])
+    assert data == b"x" * 1000
+
+
+def test_a_file_that_does_not_fit_is_refused_at_its_start_and_none_of_it_is_held(node, keys) -> None:
+    node.state.held.bounds = offline.HeldBounds(max_bytes=4 * offline.CHUNK_STORED)
+    bob = away_with_account(node, keys[2])
+    a_conn, alice, _ = node.connect_user(keys[1])
+    start, *rest = file_frames(alice, bob, keys[2], b"y" * 2000)
+    assert errors_to(node.feed(a_conn, start), a_conn) == ["OVERLOADED"]
+    for frame in rest:
+        actions = node.feed(a_conn, frame)
+        assert not store_writes(actions, "hold_message"), frame.type
+    assert node.state.held.count(bob) == 0
+
+
+def test_a_remote_file_reaches_an_away_account_through_its_home_server(keys) -> None:
+    mesh = mesh_through_one_introducer(keys)
+    b = mesh.nodes["b"]
+    b_conn, bob = mesh.connect_user("b", keys[4])
+    b.state.accounts.logins[bob] = LoginRecord("blob", "verifier")
+    _leave(mesh, "b", b_conn)
+    c_conn, carol = mesh.connect_user("c", keys[3])
+    sent = file_frames(carol, bob, keys[4], b"z" * 500, ts=mesh.now)
+    for frame in sent:
+        mesh.user_frame("c", c_conn, frame)
+    assert not mesh.received("c", c_conn, "ERROR")
+    assert b.state.held.count(bob) == len(sent)
+    mesh.advance(1_000)
+    back = _hello_again(mesh, "b", keys[4], bob)
+    got = [f for f in mesh.nodes["b"].user_outbox[back] if f.type.startswith("FILE_")]
+    assert [(f.type, f.payload) for f in got] == [(f.type, f.payload) for f in sent]
+
+
+def test_a_file_held_in_part_goes_on_being_held_after_a_router_restart(node, keys) -> None:
+    source = Harness(server_key=keys[0])
+    bob = away_with_account(source, keys[2])
+    a_conn, alice, _ = source.connect_user(keys[1])
+    start, first, *rest = file_frames(alice, bob, keys[2], b"w" * 900)
+    writes = [store_writes(source.feed(a_conn, frame), "hold_message")[0] for frame in (start, first)]
+    node.state.accounts.logins[bob] = LoginRecord("blob", "verifier")
+    offline.load(node.state, [HeldMessage(*w.arguments) for w in writes])   # a new router, from the store
+    for frame in rest:   # as a linked server would relay them (a user's transfer restarts with its router)
+        assert store_writes(offline.hold_file_frame(node.state, frame, NO_ORIGIN), "hold_message"), frame.type
+    assert node.state.held.open_files == {} and node.state.held.count(bob) == 2 + len(rest)
+
+
+def test_the_away_marks_of_a_new_link_go_to_socp_peers_only(keys) -> None:
+    mesh = mesh_through_one_introducer(keys)
+    b, c = mesh.nodes["b"], mesh.nodes["c"]
+    b_conn, bob = mesh.connect_user("b", keys[4])
+    b.state.accounts.logins[bob] = LoginRecord("blob", "verifier")
+    _leave(mesh, "b", b_conn)
+    conn = b.state.servers[c.server_id]
+    marks = [a.frame for a in federation._send_presence(b.state, conn) if a.frame.type == "USER_REMOVE"]
+    assert [m.payload.get(offline.HELD_MARK) for m in marks] == [True]
+    b.state.linkbook.set_dialect(b.state.links[conn].server_address, link_dialects.G17, mesh.now)
+    assert not [a for a in federation._send_presence(b.state, conn) if a.frame.type == "USER_REMOVE"]
+
+
+def test_a_dm_is_never_sent_back_to_the_server_that_took_us_for_the_home(keys, monkeypatch) -> None:
+    mesh = mesh_through_one_introducer(keys)
+    b, c = mesh.nodes["b"], mesh.nodes["c"]
+    b_conn, bob = mesh.connect_user("b", keys[4])
+    b.state.accounts.logins[bob] = LoginRecord("blob", "verifier")
+    _leave(mesh, "b", b_conn)
+    del b.state.accounts.logins[bob]            # the account is gone at b ...
+    b.state.held.elsewhere[bob] = c.server_id   # ... and b takes c for bob's home
+    from_b: list = []
+    handle = router_core.handle
+
+    def spy(state, event):
+        actions = handle(state, event)
+        if state is b.state:
+            from_b.extend(a.frame for a in actions if isinstance(a, Send))
+        return actions
+
+    monkeypatch.setattr(router_core, "handle", spy)
+    c_conn, carol = mesh.connect_user("c", keys[3])
+    mesh.user_frame("c", c_conn, dm(keys[3], carol, keys[4], bob, b"bounce", mesh.now))
+    assert not [f for f in from_b if f.type == "SERVER_DELIVER"]
+    assert [f.payload["code"] for f in from_b if f.type == "ERROR"] == ["USER_NOT_FOUND"]
