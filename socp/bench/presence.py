@@ -36,8 +36,8 @@ from .phase import cores
 from .prepare import now_ms
 from .procstats import NodeMeter
 from .report import BenchResult
+from .simulated_users import MAX_MESSAGE_BYTES, BenchUser, signed_hellos
 from .targets import POOL_START_METHOD, Target
-from .users import MAX_MESSAGE_BYTES, BenchUser, signed_hellos
 
 MAX_SERVERS = 50
 MAX_USERS_PER_SERVER = 20_000       # the node's users_per_server cap (router/limits.py)
@@ -83,14 +83,15 @@ class SimServer:
     refused: str = ""
 
 
-def _prepare(options: PresenceOptions, progress: Progress) -> tuple[list[SimServer], int]:
+def _prepare(options: PresenceOptions, progress: Progress, server_keys: KeyPool | None,
+             user_keys: KeyPool | None) -> tuple[list[SimServer], int]:
     """Server keys, user keys, and every advert signed; returns the servers and the
     count of adverts."""
     processes = cores()
-    server_keys = KeyPool.generate(options.servers, processes)
-    user_keys = KeyPool.generate(options.user_keys, processes)
+    server_keys = server_keys or KeyPool.generate(options.servers, processes)
+    user_keys = user_keys or KeyPool.generate(options.user_keys, processes)
     ts = now_ms() + AHEAD_MS
-    servers = [SimServer(index, key, new_id(), []) for index, key in enumerate(server_keys.keys)]
+    servers = [SimServer(index, key, new_id(), []) for index, key in enumerate(server_keys.keys[:options.servers])]
     jobs: list[tuple[int, str, int, list[tuple[str, str]]]] = []
     for server in servers:
         users = [(new_id(), user_keys.public_texts[n % len(user_keys.keys)]) for n in range(options.users)]
@@ -186,7 +187,12 @@ async def _run(url: str, servers: list[SimServer], total: int, options: Presence
             "truncated": bool(answer.get("truncated")), "rss_before_kib": rss_before, "rss_after_kib": rss_after}
 
 
-def run_presence(target: Target, options: PresenceOptions) -> BenchResult:
+def run_presence(target: Target, options: PresenceOptions, server_keys: KeyPool | None = None,
+                 user_keys: KeyPool | None = None) -> BenchResult:
+    """`server_keys` (one per server) and `user_keys`: made here when not given."""
+    if server_keys is not None:
+        options = PresenceOptions(servers=len(server_keys.keys), users=options.users, user_keys=options.user_keys,
+                                  timeout_s=options.timeout_s, progress=options.progress)
     options = PresenceOptions(servers=max(1, min(options.servers, MAX_SERVERS)),
                               users=max(1, min(options.users, MAX_USERS_PER_SERVER)),
                               user_keys=max(1, options.user_keys), timeout_s=options.timeout_s,
@@ -195,7 +201,7 @@ def run_presence(target: Target, options: PresenceOptions) -> BenchResult:
     meter = NodeMeter(target.data_dirs)
     with progress:
         prepared_at = time.perf_counter()
-        servers, total = _prepare(options, progress)
+        servers, total = _prepare(options, progress, server_keys, user_keys)
         prepare_s = time.perf_counter() - prepared_at
         meter.start()
         with fast_runner() as runner:

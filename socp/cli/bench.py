@@ -339,6 +339,6 @@ def node_connect(ctx: click.Context, /, **values: Any) -> None:
 @node_group.command("presence")
 @presence_options
 @click.pass_context
-def node_presence(ctx: click.Context, **values: Any) -> None:
+def node_presence(ctx: click.Context, /, **values: Any) -> None:
     """Simulated servers join the local node and advertise their users."""
     _run_local(ctx, _presence, values)
