@@ -18,6 +18,7 @@ import pytest
 
 from socp.protocol import crypto
 from socp.protocol import limits as wire_limits
+from socp.protocol.envelope import Envelope
 from socp.protocol.ids import new_id
 from socp.protocol.signing import transport_signature
 from socp.router.events import Action, Relay, Send
@@ -188,3 +189,52 @@ def test_a_bad_copy_of_presence_does_not_mark_the_genuine_frame_seen(keys) -> No
     mesh.event("c", FrameIn(c_link_to_b, genuine, digest(genuine), link_signed=False))
     mesh.settle()
     assert c.state.user_locations.get(user_id) == a.server_id
+
+
+# --- /list with 100,000 known users: pages, each under the frame limit --------------------
+
+
+def test_list_pages_through_100k_users_each_answer_under_the_frame_limit(keys) -> None:
+    import time
+
+    from socp.protocol import frames
+
+    from .harness import Harness, sent_to
+
+    node = Harness(keys[0])
+    user_key = crypto.encode_public_key(keys[1])
+    elsewhere = new_id()
+    for _ in range(SERVERS * USERS_PER_SERVER):
+        user_id = new_id()
+        node.state.users[user_id] = UserRecord(pubkey=user_key, home_server=elsewhere)
+        node.state.user_locations[user_id] = elsewhere
+    conn, me, _ = node.connect_user(keys[2])
+    everyone = set(node.state.user_locations)
+    seen: list[str] = []
+    after, pages, slowest = None, 0, 0.0
+    while True:
+        request = frames.list_request(me, node.server_id, _now_plus(pages))
+        if after is not None:
+            request = Envelope(type=request.type, from_=request.from_, to=request.to, ts=request.ts,
+                               payload={"after": after})
+        started = time.perf_counter()
+        (answer,) = sent_to(node.feed(conn, request), conn, "LIST_RESPONSE")
+        slowest = max(slowest, time.perf_counter() - started)
+        pages += 1
+        assert len(answer.to_wire().encode()) < wire_limits.MAX_FRAME_BYTES
+        payload = answer.payload
+        assert payload["users"] == sorted(payload["users"]) and len(payload["details"]) == len(payload["users"])
+        seen += payload["users"]
+        if not payload.get("truncated"):
+            break
+        assert payload["total"] == len(everyone) and payload["next"] == payload["users"][-1]
+        after = payload["next"]
+        assert pages < 1000
+    assert seen == sorted(everyone) and pages > 1
+    print(f"\n/list of {len(everyone)} users: {pages} pages, slowest {slowest * 1000:.0f} ms")
+
+
+def _now_plus(step: int) -> int:
+    from .harness import NOW
+
+    return NOW + step
