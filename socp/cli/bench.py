@@ -24,6 +24,7 @@ from socp.bench.connect import ConnectOptions, run_connect
 from socp.bench.dm import DmOptions, run_dm
 from socp.bench.files import FilesOptions, run_files
 from socp.bench.launcher import local_nodes
+from socp.bench.presence import MAX_SERVERS, MAX_USERS_PER_SERVER, PresenceOptions, run_presence
 from socp.bench.public import PublicOptions, run_public
 from socp.bench.report import BenchResult, print_result, write_json
 from socp.bench.targets import MAX_DURATION_S, MAX_PREPARED_FRAMES, NotLoopback, Target, check_loopback_url
@@ -121,6 +122,17 @@ connect_options = _stack(
     output_options,
 )
 
+presence_options = _stack(
+    click.option("--servers", type=click.IntRange(1, MAX_SERVERS), default=10, show_default=True,
+                 help="Simulated servers that join the node."),
+    click.option("--users", type=click.IntRange(1, MAX_USERS_PER_SERVER), default=1000, show_default=True,
+                 help="Users each simulated server advertises."),
+    click.option("--user-keys", type=click.IntRange(1, 64), default=4, show_default=True),
+    click.option("--timeout", "timeout_s", type=click.FloatRange(1, MAX_DURATION_S), default=120.0,
+                 show_default=True, help="Seconds the node's table gets to fill."),
+    output_options,
+)
+
 Runner = Callable[[Target, dict[str, Any]], BenchResult]
 
 
@@ -145,6 +157,10 @@ def _files(target: Target, values: dict[str, Any]) -> BenchResult:
 
 def _connect(target: Target, values: dict[str, Any]) -> BenchResult:
     return run_connect(target, ConnectOptions(**values))
+
+
+def _presence(target: Target, values: dict[str, Any]) -> BenchResult:
+    return run_presence(target, PresenceOptions(**values))
 
 
 def _split(values: dict[str, Any]) -> tuple[dict[str, Any], Path | None]:
@@ -216,6 +232,15 @@ def files_command(url: str, url2: str | None, data_dirs: tuple[Path, ...], **val
 def connect_command(url: str, url2: str | None, data_dirs: tuple[Path, ...], **values: Any) -> None:
     """Connection ramp (hellos admitted per second) and memory per idle connection."""
     _run_remote(_connect, url, url2, data_dirs, values)
+
+
+@bench.command("presence")
+@target_options
+@presence_options
+def presence_command(url: str, url2: str | None, data_dirs: tuple[Path, ...], **values: Any) -> None:
+    """N simulated servers join the node and advertise M users each: time to a
+    complete table, the list answer's size and time, memory per known user."""
+    _run_remote(_presence, url, url2, data_dirs, values)
 
 
 # --- bench node: start local nodes, bench them, stop them ---------------------------------
@@ -309,3 +334,11 @@ def node_files(ctx: click.Context, /, **values: Any) -> None:
 def node_connect(ctx: click.Context, /, **values: Any) -> None:
     """Connection ramp against the local node(s)."""
     _run_local(ctx, _connect, values)
+
+
+@node_group.command("presence")
+@presence_options
+@click.pass_context
+def node_presence(ctx: click.Context, /, **values: Any) -> None:
+    """Simulated servers join the local node and advertise their users."""
+    _run_local(ctx, _presence, values)

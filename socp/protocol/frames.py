@@ -176,16 +176,26 @@ def _cut(payload: dict[str, Any], total: int, kept: int) -> dict[str, Any]:
 
 
 def list_response(server_id: str, user_id: str, ts: int, users: list[str],
-                  details: list[dict[str, Any]] | None = None) -> Envelope:
+                  details: list[dict[str, Any]] | None = None, total: int | None = None,
+                  more: bool = False) -> Envelope:
     """Interop table: sorted ids under `users` and `online_users`, plus `details`;
-    cut to what fits (then `total` and `truncated`)."""
+    cut to what fits (then `total` and `truncated`). A page of a longer list (`users`
+    a slice of `total`, `more` after it) also says `next`: the last id shown, which a
+    LIST_REQUEST {"after": next} continues from."""
     ordered = sorted(users)
     by_user = {str(entry.get("user_id", "")): entry for entry in details or ()}
     kept = _how_many_fit(ordered, by_user, copies=2)
     payload: dict[str, Any] = {"users": ordered[:kept], "online_users": ordered[:kept]}
     if details is not None:
         payload["details"] = [by_user[entry] for entry in ordered[:kept] if entry in by_user]
-    return _env(T.LIST_RESPONSE, server_id, user_id, ts, _cut(payload, len(ordered), kept))
+    if total is None:
+        return _env(T.LIST_RESPONSE, server_id, user_id, ts, _cut(payload, len(ordered), kept))
+    if kept < len(ordered) or more:
+        payload["total"] = total
+        payload["truncated"] = True
+        if kept:
+            payload["next"] = ordered[kept - 1]
+    return _env(T.LIST_RESPONSE, server_id, user_id, ts, payload)
 
 
 def user_list(server_id: str, user_id: str, ts: int, users: list[str]) -> Envelope:

@@ -101,7 +101,7 @@ def server_frame(state: RouterState, link: Link, event: FrameIn) -> list[Action]
     """Per-peer-server rate limit, then freshness of frames with effects (a stale one
     answered at most once per interval, like a user's)."""
     key = link.peer_id or f"conn:{link.conn}"
-    refused = _answer(state, link.conn, limits.server_rate_problem(state.guard, key))
+    refused = _answer(state, link.conn, limits.server_rate_problem(state.guard, key, event.frame.type))
     if refused is not None:
         return refused
     frame = event.frame

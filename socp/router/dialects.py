@@ -44,7 +44,8 @@ def key_form(state: RouterState, conn: int) -> KeyForm:
 def list_reply(state: RouterState, link: Link, frame: Envelope) -> Action:
     reply = _LIST_REPLIES.get(T(frame.type))
     if reply is None:
-        return list_response(state, link)
+        after = frame.payload.get("after")
+        return list_response(state, link, after if isinstance(after, str) else "")
     return send_one(link.conn, reply(state.me.server_id, link.peer_id, state.now_ms, list(state.user_locations)))
 
 

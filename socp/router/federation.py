@@ -312,11 +312,20 @@ def _supersede(link: Link, server_id: str) -> None:
     link.move(LinkState.CLOSING)
 
 
+# meta field of the adverts a server sends a newly linked server about its own users:
+# what every other server linked to it already has, so the receiver does not relay it.
+SNAPSHOT_MARK = "snapshot"
+
+
 def _send_presence(state: RouterState, conn: int) -> list[Action]:
-    """A newly linked server learns every user this node hosts (§6.2)."""
+    """A newly linked server learns every user this node hosts (§6.2): one
+    USER_ADVERTISE per user, so no frame grows with the number of users (a single
+    snapshot frame of 10,000 users with their keys would be ~15 MB, over the 1 MiB
+    frame limit). Marked `snapshot`: the receiver keeps them to itself (_gossip_on)."""
     actions: list[Action] = []
     for user_id in sorted(state.local_users):
-        advert = frames.user_advertise(state.me.server_id, state.now_ms, user_id, users.advert_meta(state, user_id))
+        meta = {**users.advert_meta(state, user_id), SNAPSHOT_MARK: True}
+        advert = frames.user_advertise(state.me.server_id, state.now_ms, user_id, meta)
         actions.append(Send(((conn, BROADCAST),), advert))
     # Users away who have an account here: the peer routes their DMs to us (offline.py).
     # Only to peers that look like socp: other teams' servers have no use for the marks.
@@ -715,6 +724,8 @@ def _advertise(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     user id stays bound to the first key learned for it; a user hosted here, or at
     another server whose link is live, is not moved until that server removes it.
     A refused advertisement changes nothing (presence poisoning, SOCP §13)."""
+    if _seen_before(state, event):
+        return []
     refused = _presence_refused(state, link, event)
     if refused is not None:
         return refused
@@ -726,14 +737,15 @@ def _advertise(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     if current == LOCAL:
         log.warning("refused USER_ADVERTISE from %s: user %s is connected here", server_id, user_id)
         return []
+    meta = payload.get("meta") or {}
+    known = state.users.get(user_id)
     too_much = limits.presence_problem(state.guard, server_id, state.user_locations.count_at(server_id),
-                                       new_user=current != server_id)
+                                       new_user=current != server_id,
+                                       changes=current != server_id or _advert_changes(known, meta))
     if too_much is not None:
         if link.server_address:
             state.linkbook.dropped(link.server_address, f"USER_ADVERTISE not applied: {too_much}", state.now_ms)
         return []
-    meta = payload.get("meta") or {}
-    known = state.users.get(user_id)
     pubkey = ""
     if isinstance(meta.get("pubkey"), str):
         try:
@@ -762,7 +774,22 @@ def _advertise(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     actions = directory.remote_user_learned(state, user_id, known)
     if not state.users[user_id].pubkey and server_id == link.peer_id:
         actions += _ask_key(state, link, user_id)   # G45, G17 advertise no key
-    return actions + _gossip_on(state, link, frame) if changed else actions
+    if not changed or meta.get(SNAPSHOT_MARK) is True:
+        # A snapshot advert is what the origin gives each server it links to: relayed,
+        # a joining server would send every user of the mesh to every server again
+        # (100,000 users x 9 servers = 900,000 frames, each a signature check there).
+        return actions
+    return actions + _gossip_on(state, link, frame)
+
+
+def _advert_changes(known: UserRecord | None, meta: dict[str, Any]) -> bool:
+    """Would an advert of a user already at its server change what we hold of it?"""
+    if known is None or not known.pubkey:
+        return True
+    if not isinstance(meta.get("pubkey"), str):
+        return False   # an advert without a key (G17) updates nothing of a known user
+    name = meta.get("display_name")
+    return (name[:64] if isinstance(name, str) else "") != known.display_name
 
 
 def _home_move_refused(state: RouterState, link: Link, user_id: str, server_id: str, known: UserRecord | None,
@@ -790,6 +817,8 @@ def _home_move_refused(state: RouterState, link: Link, user_id: str, server_id: 
 
 
 def _remove(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+    if _seen_before(state, event):
+        return []
     refused = _presence_refused(state, link, event)
     if refused is not None:
         return refused
@@ -804,11 +833,21 @@ def _remove(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     return _gossip_on(state, link, event.frame)
 
 
-def _fresh(state: RouterState, event: FrameIn, link: Link | None = None) -> bool:
-    frame = event.frame
+def _seen_key(state: RouterState, event: FrameIn, link: Link | None) -> tuple[Any, ...]:
     address = link.server_address if link is not None else ""
-    return state.seen.check_and_add(link_dialects.seen_key(state, address, frame, event.payload_digest),
-                                    state.now_ms, ts=frame.ts)
+    return link_dialects.seen_key(state, address, event.frame, event.payload_digest)
+
+
+def _fresh(state: RouterState, event: FrameIn, link: Link | None = None) -> bool:
+    return state.seen.check_and_add(_seen_key(state, event, link), state.now_ms, ts=event.frame.ts)
+
+
+def _seen_before(state: RouterState, event: FrameIn, link: Link | None = None) -> bool:
+    """A copy of presence already applied: dropped before the router checks a relay's
+    signature (in a full mesh each change arrives once from its origin and once
+    relayed by every other server, and each check costs an RSA verify). Only a look:
+    a copy with a bad signature must not mark the genuine frame as seen."""
+    return state.seen.has(_seen_key(state, event, link))
 
 
 def _server_deliver(state: RouterState, link: Link, event: FrameIn) -> list[Action]:

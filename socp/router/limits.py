@@ -235,21 +235,30 @@ def _take_spare(guard: Guard, per_s: float) -> bool:
     return False
 
 
-def server_rate_problem(guard: Guard, server_key: str) -> tuple[ErrorCode, str] | None:
+# Presence has its own bucket (presence_problem), sized for the snapshot a server
+# sends a newly linked one: 10,000 users are 10,000 adverts at once, past the
+# per-server frame burst.
+_OWN_BUCKET = frozenset({T.USER_ADVERTISE, T.USER_REMOVE})
+
+
+def server_rate_problem(guard: Guard, server_key: str, frame_type: str = "") -> tuple[ErrorCode, str] | None:
     s = guard.settings
-    if not s.rate_limits:
+    if not s.rate_limits or frame_type in _OWN_BUCKET:
         return None
     return _over_limit(guard, "server", server_key, guard.server_buckets, "server")
 
 
-def presence_problem(guard: Guard, server_id: str, users_there: int, new_user: bool) -> str | None:
+def presence_problem(guard: Guard, server_id: str, users_there: int, new_user: bool,
+                     changes: bool = True) -> str | None:
     """Why a presence change from `server_id` is not applied, or None (issue #15
     weakness 3: one server must not fill every node's tables and /list answers).
-    The user cap holds even without rate limits (tests freeze the clock)."""
+    The user cap holds even without rate limits (tests freeze the clock). An advert
+    that `changes` nothing here (the snapshot of a link that came back, sent again
+    when both ends dialled) costs no presence token: only churn is rate limited."""
     s = guard.settings
     if new_user and users_there >= s.users_per_server:
         return f"server {server_id} already has {users_there} users here, the most one server may have"
-    if s.rate_limits and not guard.presence_buckets.take(server_id):
+    if s.rate_limits and changes and not guard.presence_buckets.take(server_id):
         return f"server {server_id} changes presence faster than {s.presence_rate:g} per second"
     return None
 

@@ -51,6 +51,10 @@ class SeenCache:
             self.watermark_ms = max(self.watermark_ms, min(frame_ts, seen_at))
         return True
 
+    def has(self, key: Hashable) -> bool:
+        """Is `key` recorded (a look that adds nothing)?"""
+        return key in self._entries
+
     def discard(self, key: Hashable) -> None:
         """Forget `key`: a frame that was refused may be sent again and take effect."""
         self._entries.pop(key, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from dataclasses import replace
 from typing import Any
@@ -232,9 +233,21 @@ def server_targets(state: RouterState, to: str, exclude_conn: int | None = None)
 # --- requests and user content ---------------------------------------------------------
 
 
-def list_response(state: RouterState, link: Link) -> Send:
-    """Interop table: sorted ids under `users` and `online_users`, plus `details`."""
-    online = sorted(state.user_locations)
+# Users looked up for one list answer: more than half a frame holds (a row with its
+# details is at least ~180 bytes: 3,000 rows > frames.LIST_ANSWER_BYTES).
+LIST_PAGE_CANDIDATES = 3_000
+
+
+def list_response(state: RouterState, link: Link, after: str = "") -> Send:
+    """Interop table: sorted ids under `users` and `online_users`, plus `details`.
+    One answer holds at most a frame's worth (frames.list_response); `after` (a
+    LIST_REQUEST's payload.after, the `next` of the previous answer) pages on. Only
+    the page's users are looked up: with 100,000 known users a detail row for
+    each would cost the router ~0.1 s per request."""
+    wanted = (user_id for user_id in state.user_locations if user_id > after) if after else iter(state.user_locations)
+    page = heapq.nsmallest(LIST_PAGE_CANDIDATES + 1, wanted)
+    more = len(page) > LIST_PAGE_CANDIDATES
+    online = page[:LIST_PAGE_CANDIDATES]
     details = []
     for user_id in online:
         location = state.user_locations[user_id]
@@ -247,7 +260,8 @@ def list_response(state: RouterState, link: Link) -> Send:
                 "pubkey": record.pubkey if record else "",
             }
         )
-    return send_one(link.conn, frames.list_response(state.me.server_id, link.peer_id, state.now_ms, online, details))
+    return send_one(link.conn, frames.list_response(state.me.server_id, link.peer_id, state.now_ms, online, details,
+                                                    total=len(state.user_locations), more=more))
 
 
 def tick(state: RouterState) -> list[Action]:

@@ -11,6 +11,7 @@ from socp.bench.connect import ConnectOptions, run_connect
 from socp.bench.dm import DmOptions, run_dm
 from socp.bench.files import FilesOptions, run_files
 from socp.bench.keys import KeyPool
+from socp.bench.presence import PresenceOptions, run_presence
 from socp.bench.public import PublicOptions, run_public
 from socp.bench.targets import Target
 from support.nodes import start_node
@@ -82,3 +83,17 @@ def test_connect_bench_holds_every_connection_and_measures_server_memory(node, k
     assert result.extra["still_open_after_hold"] == 30
     assert result.extra["hellos_per_s"] > 0
     assert "server_KiB_per_connection" in result.extra and result.extra["server_rss_held_MiB"] > 0
+
+
+def test_presence_bench_fills_the_node_table_from_simulated_servers(node, keys):
+    options = PresenceOptions(users=60, timeout_s=30.0, progress=False)
+    result = run_presence(target_of(node), options, server_keys=KeyPool((keys[1], keys[2])),
+                          user_keys=KeyPool((keys[3],)))
+
+    assert result.notes == []
+    # Every advertised user (and the bench's own listing user) is in the node's table.
+    assert result.users == 120
+    assert result.extra["users_counted_by_list"] == result.extra["users_expected"] >= 121
+    assert result.extra["join_to_complete_table_s"] > 0
+    assert result.extra["list_answer_payload_bytes"] > 0 and result.extra["list_truncated"] is False
+    assert "node_bytes_per_known_user" in result.extra
