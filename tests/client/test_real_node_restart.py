@@ -23,7 +23,6 @@ from support.wsclient import RawUser
 
 from .chat_process import PASSWORD, Chat
 from .test_real_node import (
-    FAST_FILES,
     FAST_LINKS,
     MEGABYTE,
     NODE_A,
@@ -36,6 +35,10 @@ from .test_real_node import (
 
 pytestmark = pytest.mark.e2e
 RECONNECT = ("--reconnect", "--connect-attempts", "30")
+# The cut must come while alice is still sending: at FAST_FILES' pace a loaded machine
+# let her hand node A the whole file before bob (decrypting ~4 ms a chunk) reached a
+# quarter of it, so node A had taken it all ("sent") before node B went away.
+STILL_SENDING = ("--file-rate", "40")     # 1 MiB = 2,351 chunks: about a minute
 
 
 async def _progress_past(chat: Chat, fraction: float, timeout: float = 60.0) -> None:
@@ -53,7 +56,7 @@ async def test_a_file_cut_by_a_restart_of_the_receivers_node_is_reported_on_both
     try:
         alice_home, alice_id = make_home(keys, tmp_path, "alice")
         bob_home, bob_id = make_home(keys, tmp_path, "bob")
-        alice = await start_chat(chats, alice_home, node_a, *FAST_FILES)
+        alice = await start_chat(chats, alice_home, node_a, *STILL_SENDING)
         bob = await start_chat(chats, bob_home, node_b, *RECONNECT)
         await wait_listed(alice, {alice_id, bob_id})
         write_random(tmp_path / "big.bin", MEGABYTE)
