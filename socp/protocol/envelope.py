@@ -219,7 +219,8 @@ PAYLOAD_SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     FrameType.FILE_CHUNK: ({"file_id": id_text, "index": integer(0, 2**40), "ciphertext": b64}, {}),
     FrameType.FILE_END: ({"file_id": id_text}, {}),
     FrameType.ACK: ({"msg_ref": id_text}, {}),
-    FrameType.ERROR: ({}, {"code": text(64), "detail": text(1024), "reason": text(1024)}),
+    # `refused_for` (project addition, router/offline.py): the DM a home server could not hold.
+    FrameType.ERROR: ({}, {"code": text(64), "detail": text(1024), "reason": text(1024), "refused_for": obj}),
     FrameType.CTRL_CLOSE: ({}, {}),
     FrameType.LIST_RESPONSE: (
         {"users": list_of(id_text)},

@@ -528,6 +528,8 @@ def from_server(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
                             f"it refused our SERVER_HELLO_LINK: {code}: {detail}", link.peer_id)
         return []
     handler = _SERVER_HANDLERS.get(frame.type)
+    if frame.type == T.ERROR:
+        return offline.home_refused(state, link.peer_id, frame)   # else nothing for us to do
     if handler is None:
         if frame.type in (T.HEARTBEAT, T.ACK, T.ERROR, T.PUBLIC_CHANNEL_UPDATED, T.SERVER_HELLO_LINK,
                           T.LIST_RESPONSE, T.CTRL_CLOSE, T.SERVER_WELCOME):

@@ -55,6 +55,9 @@ FILE = "file"                  # a held message that is a FILE_* envelope for th
 CHUNK_PLAINTEXT = 446          # bytes of a file per FILE_CHUNK (one OAEP block, SOCP §7.4)
 CHUNK_STORED = 1_024           # room a held FILE_CHUNK takes at most (683 base64 chars and its envelope)
 OPEN_FILES_LIMIT = 10_000      # transfers to away users being held at once
+# Optional ERROR payload field from a home server: {"user_id", "sender"} of a DM it
+# could not hold, so that the sender's server can tell its user (`home_refused`).
+REFUSED_FOR = "refused_for"
 ELSEWHERE_LIMIT = 100_000      # remote users remembered as away at their home server
 MARKS_PER_LINK = 1_000         # away users announced on a new server link (each frame is signed)
 
@@ -127,9 +130,14 @@ def hold(state: RouterState, target: str, sender: str, ts: int, payload: dict[st
     kept, actions = _keep(state, target, message)
     if not kept and origin_conn != NO_ORIGIN:
         count, used = state.held.count(target), state.held.bytes_by_user.get(target, 0)
-        actions.append(error_to(state, origin_conn, ErrorCode.OVERLOADED,
-                                f"user {target} is offline and already has {count} messages ({used} bytes) "
-                                "waiting: no room for more until they log in"))
+        refusal = error_to(state, origin_conn, ErrorCode.OVERLOADED,
+                           f"user {target} is offline and already has {count} messages ({used} bytes) "
+                           "waiting: no room for more until they log in")
+        origin = state.links.get(origin_conn)
+        if origin is not None and not origin.is_user:   # a server's user sent it: name who, for them
+            named = {**refusal.frame.payload, REFUSED_FOR: {"user_id": target, "sender": sender}}
+            refusal = replace(refusal, frame=replace(refusal.frame, payload=named))
+        actions.append(refusal)
     return actions
 
 
@@ -290,3 +298,20 @@ def holding_home(state: RouterState, user_id: str) -> str | None:
     if has_account(state, user_id):
         return None
     return state.held.elsewhere.get(user_id)
+
+
+def home_refused(state: RouterState, server_id: str, frame: Envelope) -> list[Action]:
+    """An ERROR from a linked server naming a DM it could not hold (REFUSED_FOR): tell
+    our user who sent it, if that server is the one we routed the recipient's DMs to."""
+    refused = frame.payload.get(REFUSED_FOR)
+    if not isinstance(refused, dict):
+        return []
+    user_id, sender = refused.get("user_id"), refused.get("sender")
+    if not isinstance(user_id, str) or not isinstance(sender, str) or state.held.elsewhere.get(user_id) != server_id:
+        return []
+    conn = state.local_users.get(sender)
+    if conn is None:
+        return []
+    return [error_to(state, conn, ErrorCode.OVERLOADED,
+                     f"user {user_id} is offline and their home server has no room left for them: "
+                     "a message you sent them was not kept")]

@@ -338,3 +338,32 @@ def test_a_dm_is_never_sent_back_to_the_server_that_took_us_for_the_home(keys, m
     mesh.user_frame("c", c_conn, dm(keys[3], carol, keys[4], bob, b"bounce", mesh.now))
     assert not [f for f in from_b if f.type == "SERVER_DELIVER"]
     assert [f.payload["code"] for f in from_b if f.type == "ERROR"] == ["USER_NOT_FOUND"]
+
+
+def test_a_remote_sender_is_told_when_the_home_server_has_no_room(keys) -> None:
+    mesh = mesh_through_one_introducer(keys)
+    b = mesh.nodes["b"]
+    b.state.held.bounds = offline.HeldBounds(max_count=1)
+    b_conn, bob = mesh.connect_user("b", keys[4])
+    b.state.accounts.logins[bob] = LoginRecord("blob", "verifier")
+    _leave(mesh, "b", b_conn)
+    c_conn, carol = mesh.connect_user("c", keys[3])
+    mesh.user_frame("c", c_conn, dm(keys[3], carol, keys[4], bob, b"kept", mesh.now))
+    assert not mesh.received("c", c_conn, "ERROR")
+    mesh.user_frame("c", c_conn, dm(keys[3], carol, keys[4], bob, b"no room", mesh.now + 1))
+    (error,) = mesh.received("c", c_conn, "ERROR")
+    assert error.payload["code"] == "OVERLOADED" and bob in error.payload["detail"]
+    assert b.state.held.count(bob) == 1
+
+
+def test_a_refusal_naming_a_user_is_taken_only_from_the_home_we_routed_to(keys) -> None:
+    mesh = mesh_through_one_introducer(keys)
+    a, c = mesh.nodes["a"], mesh.nodes["c"]
+    c_conn, carol = mesh.connect_user("c", keys[3])
+    fake = frames.error(a.server_id, c.server_id, mesh.now, "OVERLOADED", "no room")
+    fake = Envelope(fake.type, fake.from_, fake.to, fake.ts,
+                    {**fake.payload, offline.REFUSED_FOR: {"user_id": "someone", "sender": carol}})
+    link_to_a = c.state.servers[a.server_id]
+    mesh.event("c", FrameIn(link_to_a, fake, digest(fake)))
+    mesh.settle()
+    assert not mesh.received("c", c_conn, "ERROR")
