@@ -132,6 +132,16 @@ class LoginStore:
     params: login_values.ScryptParams = login_values.DEFAULT_PARAMS
 
 
+# A message stamped this long before our hello was sent while we were away (a node
+# that holds messages for account holders delivers them at login, #19); the margin
+# covers clocks that differ and frames still on their way when we connected.
+WHILE_AWAY_MARGIN_MS = 30_000
+
+
+def sent_while_away(message_ts: int, hello_at_ms: int) -> bool:
+    return hello_at_ms > 0 and message_ts < hello_at_ms - WHILE_AWAY_MARGIN_MS
+
+
 class ChatClient:
     def __init__(
         self,
@@ -182,6 +192,7 @@ class ChatClient:
         self.presence_poll = presence_poll
         self.server_name_wait = server_name_wait
         self._register_waiter: asyncio.Future[Event | None] | None = None
+        self._hello_at_ms = 0                   # our clock when this connection said hello
         self._rate_limited_at = float("-inf")   # loop time of the server's last RATE_LIMITED
         self._ws: ClientConnection | None = None
         self._closing = False
@@ -313,6 +324,7 @@ class ChatClient:
         USER_LIST_REQ, WHO), each until its answer, an UNKNOWN_TYPE or a short
         timeout; with none answered, the users the server announces are the list."""
         assert self._ws is not None
+        self._hello_at_ms = self.session.now_ms()
         await self._ws.send(self.session.hello().to_wire())
         loop = asyncio.get_running_loop()
         hello_deadline = loop.time() + self.hello_timeout   # the whole hello, every try included
@@ -364,12 +376,17 @@ class ChatClient:
                 if isinstance(event, Restamped):
                     await self._send_frames(event.frames)
                 else:
-                    self._emit(event)
+                    self._emit(self._marked_while_away(event))
             if any(isinstance(event, ListResult) for event in events):
                 return True
             if kind is not None and kind in self.session.unsupported:
                 return False
         return False
+
+    def _marked_while_away(self, event: Event) -> Event:
+        if isinstance(event, MessageReceived) and sent_while_away(event.ts, self._hello_at_ms):
+            return replace(event, while_away=True)
+        return event
 
     async def _drop(self) -> None:
         if self._ws is not None:
@@ -390,6 +407,7 @@ class ChatClient:
                         continue
                     if isinstance(event, NotDelivered):
                         self._refused(event)
+                    event = self._marked_while_away(event)
                     if await self._held_for_a_name(event):
                         continue
                     if isinstance(event, (LoginRegistered, LoginRegisterFailed)):

@@ -47,6 +47,7 @@ class MessageReceived:
     form: ContentForm = "encrypted"
     parts: int = 1              # frames the text arrived in
     message_id: str | None = None  # payload.part.id when the sender split the text
+    while_away: bool = False    # sent well before this connection's hello: kept for us by the server
 
 
 @dataclass(frozen=True, slots=True)

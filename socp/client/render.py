@@ -75,6 +75,11 @@ def _clock(ts: int) -> str:
     return time.strftime("%H:%M", time.localtime(ts / 1000)) if ts else "--:--"
 
 
+def _sent_on(ts: int) -> str:
+    """When a message kept for us was sent: its date and time (it may be days old)."""
+    return "sent " + time.strftime("%d %b %H:%M", time.localtime(ts / 1000))
+
+
 def _who(label: str, user_id: str) -> str:
     name = safe_text(label)
     return name if label == user_id else f"{name} [{short_id(user_id)}]"
@@ -115,6 +120,8 @@ def _event_body(event: ev.Event) -> Text | None:
             line.append("[undecryptable (peer format)]", style="italic yellow")
         elif action is None:
             line.append(safe_text(event.text))
+        if event.while_away:
+            line.append(f"  (while you were away, {_sent_on(event.ts)})", style="italic dim")
         if event.form == "unencrypted":
             line.append("  [unencrypted]", style="yellow")
         if not event.verified:

@@ -118,7 +118,7 @@ def test_every_event_renders_as_json_and_text():
             assert event_text(event) is not None
     message = json.loads(event_to_json_line(samples[2]))
     assert set(message) == {"event", "from", "label", "text", "ts", "channel", "verified", "trusted", "form",
-                            "parts", "message_id"}
+                            "parts", "message_id", "while_away"}
     listed = json.loads(event_to_json_line(samples[12]))
     assert listed["users"][0]["self"] is True
 

@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
-from socp.client.connection import ChatClient, command_queue
+from socp.client import render
+from socp.client.connection import WHILE_AWAY_MARGIN_MS, ChatClient, command_queue, sent_while_away
 from socp.client.events import (
     ErrorReceived,
     Event,
@@ -169,3 +170,33 @@ def test_the_chunk_pacer_follows_the_node_grants_and_no_slower():
     for start in range(0, 15):
         in_window = sum(start <= t < start + 1 for t in sent_at)
         assert in_window <= 450 + 190
+
+
+async def test_a_message_sent_long_before_our_hello_is_marked_while_away(make_session, tmp_path):
+    """A node that kept DMs for us (#19) hands them over at login; the client says they
+    came while we were away. Alice's clock runs 5 minutes behind, so her DM is stamped
+    long before bob's hello; a DM stamped now is not marked."""
+    server = await serve_fake_node(FakeNode())
+    late = _Running(make_session("alice", clock=lambda: time.time() - 300), url_of(server))
+    now = _Running(make_session("carol", clock=time.time), url_of(server))
+    bob = _Running(make_session("bob", clock=time.time), url_of(server))
+    try:
+        for running in (late, now, bob):
+            await running.ready()
+        await late.lines.put(f"/tell {bob.session.user_id} kept for you")
+        await now.lines.put(f"/tell {bob.session.user_id} just now")
+        kept = await _until(bob.events, lambda e: isinstance(e, MessageReceived) and e.text == "kept for you")
+        fresh = await _until(bob.events, lambda e: isinstance(e, MessageReceived) and e.text == "just now")
+        assert kept.while_away and not fresh.while_away
+        line = render.event_text(kept)
+        assert line is not None and "while you were away" in line.plain
+        assert "while you were away" not in render.event_text(fresh).plain
+    finally:
+        await _shut_down(server, late, now, bob)
+
+
+def test_while_away_needs_a_hello_and_a_margin():
+    hello = 1_000_000_000_000
+    assert not sent_while_away(hello - 10 * WHILE_AWAY_MARGIN_MS, 0)          # no hello yet
+    assert not sent_while_away(hello - WHILE_AWAY_MARGIN_MS + 1, hello)       # clocks may differ this much
+    assert sent_while_away(hello - WHILE_AWAY_MARGIN_MS - 1, hello)

@@ -4,8 +4,10 @@
 Issue #16 asks for 10 s. Spec-form chunks (one 446-byte OAEP block each) are 2351
 frames, and our node grants a user 100 frames/s after a burst of 1000: at least
 13.5 s, whatever the client does. What the client controls is that nothing slower
-than that grant paces it: the old fixed pace (60/s after 200) needed 35.9 s at
-least, so this asserts less than that."""
+than that grant paces it; that is asserted without a clock by
+test_connection.py's pacer test. Here the whole path runs for real and the time is
+printed, not asserted (timings on a shared machine belong in notes and `socp bench`,
+not in a test that fails when a neighbour is busy)."""
 
 from __future__ import annotations
 
@@ -17,9 +19,6 @@ import pytest
 from .test_real_node import MEGABYTE, make_home, node_a, sha256_of, start_chat, wait_listed, write_random  # noqa: F401 - node_a: a pytest fixture, used by name
 
 pytestmark = pytest.mark.e2e
-
-OLD_FIXED_PACE_SECONDS = (2351 - 200) / 60     # 35.9 s: the floor of the pacing this replaced
-
 
 async def test_one_mebibyte_to_a_local_user_is_paced_by_the_node_not_the_client(node_a, keys, tmp_path, chats):  # noqa: F811 - the fixture imported above
     alice_home, alice_id = make_home(keys, tmp_path, "alice")
@@ -36,4 +35,3 @@ async def test_one_mebibyte_to_a_local_user_is_paced_by_the_node_not_the_client(
     print(f"\n1 MiB alice -> bob on one idle node: {elapsed:.1f} s")
     assert sha256_of(received["path"]) == digest
     assert not bob.of("file_failed") and not alice.of("file_failed")
-    assert elapsed < OLD_FIXED_PACE_SECONDS, f"1 MiB took {elapsed:.1f} s"
