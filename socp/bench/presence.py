@@ -3,7 +3,8 @@
 Each simulated server joins the node (SERVER_HELLO_JOIN, then the node's
 SERVER_WELCOME) and sends the snapshot any server sends a newly linked one: one
 signed USER_ADVERTISE per user, with the user's key in `meta` (the same frames the
-node's own federation sends). A bench user on the node asks LIST_REQUEST until the
+node's own federation sends, marked `snapshot` so the node keeps them to itself).
+A bench user on the node asks LIST_REQUEST until the
 answer counts every advertised user: that is the join time of a table of N x M
 users. Then the list answer's size and time, and the node's RSS per known user
 (growth of the node processes' RSS from /proc, divided by N x M).
@@ -29,6 +30,7 @@ import websockets
 
 from socp.protocol import crypto, frames, signing
 from socp.protocol.ids import new_id
+from socp.router.federation import SNAPSHOT_MARK
 from socp.runtime import fast_runner
 
 from .drive import Progress
@@ -70,7 +72,7 @@ def _sign_adverts(job: tuple[int, str, list[tuple[str, str]]]) -> list[str]:
     ts = now_ms() + AHEAD_MS
     texts = []
     for user_id, pubkey in users:
-        advert = frames.user_advertise(server_id, ts, user_id, {"pubkey": pubkey})
+        advert = frames.user_advertise(server_id, ts, user_id, {"pubkey": pubkey, SNAPSHOT_MARK: True})
         texts.append(advert.with_sig(signing.transport_signature(key, advert.payload)).to_wire())
     return texts
 
@@ -130,16 +132,18 @@ async def _join_and_advertise(url: str, server: SimServer, started: float, stop:
             server.refused = f"the node assigned another id ({assigned}); the signed adverts name ours"
             return
         server.welcomed_s = time.perf_counter() - started
-        for text in server.adverts:
-            await socket.send(text)
-        server.sent_s = time.perf_counter() - started
 
         async def drain() -> None:
-            async for _ in socket:    # heartbeats, announcements of the other servers
+            # Heartbeats, announcements of the other servers: read at once, or the
+            # node closes us as a slow consumer (1013).
+            async for _ in socket:
                 pass
 
         async with asyncio.TaskGroup() as group:
             reader = group.create_task(drain())
+            for text in server.adverts:
+                await socket.send(text)
+            server.sent_s = time.perf_counter() - started
             await stop.wait()
             reader.cancel()
 

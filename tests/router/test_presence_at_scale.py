@@ -238,3 +238,18 @@ def _now_plus(step: int) -> int:
     from .harness import NOW
 
     return NOW + step
+
+
+def test_presence_is_bounded_by_its_own_bucket_and_only_changes_spend_it() -> None:
+    from socp.router import limits
+
+    guard = Guard(LimitSettings(server_rate=1.0, server_burst=2, presence_rate=1.0, presence_burst=3))
+    # The per-server frame bucket (burst 2) refuses a third frame, but not presence.
+    assert limits.server_rate_problem(guard, "s", "SERVER_DELIVER") is None
+    assert limits.server_rate_problem(guard, "s", "SERVER_DELIVER") is None
+    assert limits.server_rate_problem(guard, "s", "SERVER_DELIVER") is not None
+    assert limits.server_rate_problem(guard, "s", "USER_ADVERTISE") is None
+    # Presence: 3 changes pass, the 4th is refused; an advert that changes nothing passes.
+    assert [limits.presence_problem(guard, "s", 0, new_user=True) for _ in range(3)] == [None] * 3
+    assert limits.presence_problem(guard, "s", 0, new_user=True) is not None
+    assert limits.presence_problem(guard, "s", 5, new_user=False, changes=False) is None
