@@ -5,7 +5,7 @@ drive time by hand and never sleep. Shared by two actors, hence at the top of th
 package, importing nothing: the gateway keeps one bucket per connection (frames
 per second, SOCP §13 resource abuse), one counter of open connections per
 remote address and one bucket per address for HTTP directory look-ups; the router
-keeps buckets per user and per peer server (`socp.router.limits`) on its own
+keeps buckets per user and per peer server (`socp.router.abuse_rules`) on its own
 clock, `RouterState.now_ms`.
 """
 

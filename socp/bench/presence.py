@@ -43,7 +43,7 @@ from .simulated_users import MAX_MESSAGE_BYTES, BenchUser, signed_hellos
 from .targets import POOL_START_METHOD, Target
 
 MAX_SERVERS = 50
-MAX_USERS_PER_SERVER = 20_000       # the node's users_per_server cap (router/limits.py)
+MAX_USERS_PER_SERVER = 20_000       # the node's users_per_server cap (router/abuse_rules.py)
 AHEAD_MS = 90_000
 CHUNK = 256
 

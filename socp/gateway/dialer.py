@@ -16,7 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidMessage, WebSocketException
 
 from socp.gateway.context import GatewayContext
-from socp.gateway.links import Link, LinkState
+from socp.gateway.socket_links import Link, LinkState
 from socp.gateway.socket_session import CLOSE_TIMEOUT, Session, printable
 from socp.gateway.tls import LinkSchemes, client_context, uri, wss_bootstrap_addresses
 from socp.ipc.messages import ConnId, DialLink, LinkClosed, LinkOpened

@@ -27,7 +27,7 @@ from socp.ipc.messages import ServerLinks, StoreStatus
 from socp.runtime import resident_bytes
 
 if TYPE_CHECKING:
-    from socp.gateway.links import LinkTable
+    from socp.gateway.socket_links import LinkTable
 
 HEALTH_PATH = "/healthz"
 AVAILABLE = "available"

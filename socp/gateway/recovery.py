@@ -18,7 +18,7 @@ import logging
 import time
 
 from socp.gateway.context import GatewayContext
-from socp.gateway.links import Link, LinkState
+from socp.gateway.socket_links import Link, LinkState
 from socp.ipc.messages import (
     ROLE_SERVER,
     ROLE_USER,

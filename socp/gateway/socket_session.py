@@ -19,8 +19,8 @@ from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed
 
 from socp.gateway.context import GatewayContext
-from socp.gateway.links import CloseRequest, Link, LinkState
 from socp.gateway.roles import opens_login, role_of_first_frame
+from socp.gateway.socket_links import CloseRequest, Link, LinkState
 from socp.ipc.messages import (
     CLOSE_POLICY_VIOLATION,
     ROLE_SERVER,
@@ -86,7 +86,7 @@ class Session:
             self._limit_as_server()
 
     def _limit_as_server(self) -> None:
-        """The router limits each peer server (limits.LimitSettings.server_rate); the
+        """The router limits each peer server (abuse_rules.LimitSettings.server_rate); the
         per-connection limit of a user must not throttle a whole server below it."""
         self._bucket = TokenBucket(self._config.server_frame_rate, self._config.server_frame_burst,
                                    time.monotonic)

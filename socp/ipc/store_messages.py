@@ -163,7 +163,7 @@ class NoteSignedHello:
     KIND: ClassVar[int] = 13
     request_id: RequestId
     user_id: str
-    sig_digest: str           # hex digest of the hello's signature (router/limits.py)
+    sig_digest: str           # hex digest of the hello's signature (router/abuse_rules.py)
     seen_at: int              # ms
     forget_before: int        # ms: the user's older signatures are forgotten
     keep: int                 # at most this many of the user's newest signatures are kept

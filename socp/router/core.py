@@ -23,11 +23,11 @@ from socp.protocol.frame_types import (
 )
 
 from . import (
+    abuse_rules,
+    client_dialects,
     defences,
-    dialects,
     directory,
     federation,
-    limits,
     link_dialects,  # other teams' server-link habits (issue #14)
     peer_login,
     recovery,
@@ -37,7 +37,7 @@ from . import (
     user_presence,
     users,
 )
-from .events import (
+from .core_io import (
     GATEWAY_RESTARTED,
     Action,
     BatchEnd,
@@ -52,7 +52,7 @@ from .events import (
     LinkUp,
     Tick,
 )
-from .links import Link, LinkState
+from .peer_links import Link, LinkState
 from .replies import error_to, refuse_and_close
 from .state import RouterState
 
@@ -150,14 +150,14 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     if frame.from_ != link.peer_id:
         return [error_to(state, link.conn, ErrorCode.FORBIDDEN, "`from` must be your own user id")]
     if frame.type in LIST_REQUEST_TYPES:
-        return [dialects.list_reply(state, link, frame)]
+        return [client_dialects.list_reply(state, link, frame)]
     if frame.type in KEY_LOOKUP_TYPES:
-        return [dialects.key_lookup(state, link, frame)]
+        return [client_dialects.key_lookup(state, link, frame)]
     if frame.type == T.PUBLIC_MEMBERS_SNAPSHOT:
-        return [dialects.members_snapshot(state, link)]
+        return [client_dialects.members_snapshot(state, link)]
     if frame.type in (T.HEARTBEAT, T.ACK, T.ERROR):
         return []
-    problem = limits.replay_problem(state.seen, frame, event.payload_digest, state.now_ms, state.replay_log)
+    problem = abuse_rules.replay_problem(state.seen, frame, event.payload_digest, state.now_ms, state.replay_log)
     if problem is not None:
         return defences.refusal(state, link.conn, *problem)
     if frame.type == T.PUBLIC_CHANNEL_KEY_SHARE:

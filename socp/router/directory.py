@@ -14,7 +14,7 @@ from the database:
 - LOGIN_REGISTER {privkey_store, pake_password} from a connected user, for its own id
   only (`core` checks `from`), on a connection opened by a signed USER_HELLO whose
   signature was never seen before (fresh proof that it holds the key, `Link.proved_key`;
-  `limits.user_hello_problem` makes every later hello of that id signed too, and
+  `abuse_rules.user_hello_problem` makes every later hello of that id signed too, and
   remembers the signatures across restarts): checked for shape, stored
   (StoreWrite set_login), mirrored, answered ACK.
 - A remote user's key learned from verified gossip is written through
@@ -33,13 +33,13 @@ from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import BROADCAST
 
 from .accounts import LoginRecord
-from .events import Action, QueryAnswer, StoreWrite, send_one
+from .core_io import Action, QueryAnswer, StoreWrite, send_one
 from .replies import error_to
 
 if TYPE_CHECKING:
     from socp.store.records import UserRecord as StoredUser
 
-    from .links import Link
+    from .peer_links import Link
     from .state import RouterState, UserRecord
 
 REGISTERED_ACK = "LOGIN_REGISTER"   # ACK.msg_ref answering a LOGIN_REGISTER

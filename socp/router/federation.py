@@ -25,10 +25,10 @@ from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL, is_peer_id, new_id
 from socp.protocol.key_forms import KeyForm, form_of, in_form
 from socp.protocol.signing import verify_transport
 
-from . import directory, limits, link_dialects, offline, users
-from .events import Action, AdoptServerId, Close, Dial, FrameIn, Relay, Send, StoreWrite, send_one
+from . import abuse_rules, directory, link_dialects, offline, users
+from .core_io import Action, AdoptServerId, Close, Dial, FrameIn, Relay, Send, StoreWrite, send_one
 from .linkbook import PeerLinkState as P
-from .links import Link, LinkState
+from .peer_links import Link, LinkState
 from .replies import error_to, refuse_and_close
 from .state import (
     LOCAL,
@@ -613,7 +613,7 @@ def _users_at(state: RouterState, link: Link, user_locations: dict[str, Any]) ->
         current = state.user_locations.get(user_id)
         if current == LOCAL or (current is not None and current != server_id and current in state.servers):
             continue
-        if limits.presence_problem(state.guard, server_id, state.user_locations.count_at(server_id),
+        if abuse_rules.presence_problem(state.guard, server_id, state.user_locations.count_at(server_id),
                                    new_user=current != server_id) is not None:
             break
         if user_id not in state.users:
@@ -741,7 +741,7 @@ def _advertise(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
         return []
     meta = payload.get("meta") or {}
     known = state.users.get(user_id)
-    too_much = limits.presence_problem(state.guard, server_id, state.user_locations.count_at(server_id),
+    too_much = abuse_rules.presence_problem(state.guard, server_id, state.user_locations.count_at(server_id),
                                        new_user=current != server_id,
                                        changes=current != server_id or _advert_changes(known, meta))
     if too_much is not None:
@@ -806,14 +806,14 @@ def _home_move_refused(state: RouterState, link: Link, user_id: str, server_id: 
         return False
     moving = known is not None and bool(known.pubkey) and (known.home_server or state.me.server_id) != server_id
     if moving and user_id in guard.hello_signers:
-        problem = limits.home_move_problem(guard, user_id, bound_key, proof)
+        problem = abuse_rules.home_move_problem(guard, user_id, bound_key, proof)
         if problem is not None:
             log.warning("refused USER_ADVERTISE from %s: user %s: %s", server_id, user_id, problem)
             if link.server_address:
                 state.linkbook.dropped(link.server_address, f"USER_ADVERTISE of {user_id} refused: {problem}",
                                        state.now_ms)
             return True
-    if user_id not in guard.hello_signers and limits.carried_hello_problem(user_id, bound_key, proof) is None:
+    if user_id not in guard.hello_signers and abuse_rules.carried_hello_problem(user_id, bound_key, proof) is None:
         guard.hello_signers.add(user_id)
     return False
 
@@ -886,7 +886,7 @@ def _wrapped_file(state: RouterState, link: Link, frame: Envelope) -> list[Actio
         return [error_to(state, link.conn, exc.code, f"wrapped {wrapped['type']}: {exc.detail}")]
     if inner.to != wrapped["user_id"]:
         return [error_to(state, link.conn, ErrorCode.MALFORMED, "wrapped frame is for another user")]
-    problem = limits.file_problem(state.guard, limits.relayed_sender(inner.from_), inner)
+    problem = abuse_rules.file_problem(state.guard, abuse_rules.relayed_sender(inner.from_), inner)
     if problem is not None:
         return [error_to(state, link.conn, *problem)]
     if state.user_locations.get(inner.to) != LOCAL:

@@ -19,7 +19,7 @@ challenge flow treats as no login), and a password login obeys the same lockouts
 user id and per address. What differs, and why it is confined to this dialect:
 
 - G17's client sends the password in clear, so the node checks an argon2id hash
-  (`socp.protocol.peer_login`); each check costs the router ~0.3 s, so password
+  (`socp.protocol.password_hash`); each check costs the router ~0.3 s, so password
   checks draw `CHECK_COST` tokens from the node-wide login bucket (one a second);
 - a registration binds a new user id to a key without proof that the client holds
   it, exactly as an unsigned USER_HELLO does for a new id; an id already known here
@@ -33,7 +33,7 @@ Anything else answers an ERROR that says what we support, then closes.
 from __future__ import annotations
 
 from socp.protocol import frames
-from socp.protocol import peer_login as values
+from socp.protocol import password_hash as values
 from socp.protocol.crypto import normalise_public_key
 from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode, SocpError
@@ -43,8 +43,8 @@ from socp.ratelimit import retry_hint
 
 from . import directory, peer_channel, roaming_login
 from .accounts import LoginRecord
-from .events import Action, StoreWrite, send_one
-from .links import Link
+from .core_io import Action, StoreWrite, send_one
+from .peer_links import Link
 from .replies import refuse_and_close
 from .state import RouterState, UserRecord
 

@@ -1,6 +1,6 @@
 """The router's side of the store: what it calls, and how its writes reach the store.
 
-The core decides writes as `StoreWrite(operation, arguments)` actions (events.py); the
+The core decides writes as `StoreWrite(operation, arguments)` actions (core_io.py); the
 driver queues them and `write_in_order` applies them one at a time, in order, through
 `RouterStore` (socp.store.client.StoreClient is the real one). Each operation is one
 row of `_WRITES`, a typed call: no method looked up by its name.
@@ -31,7 +31,7 @@ from socp.protocol.ids import ServerId, UserId
 from socp.store.errors import StoreClosed, StoreError, StoreOverloaded, StoreTimeout, StoreUnavailable
 from socp.store.records import BindResult, DatabaseStatus, PinResult, StoreSnapshot
 
-from .events import StoreWrite, WriteOperation
+from .core_io import StoreWrite, WriteOperation
 from .state import RouterState
 
 log = logging.getLogger("socp.router")

@@ -27,7 +27,7 @@ from socp.metrics.router import router_ticked
 from socp.protocol.errors import MalformedFrame
 
 from . import core, fairshare, federation, persistence, replay_log
-from .events import (
+from .core_io import (
     GATEWAY_RESTARTED,
     Action,
     AdoptServerId,
@@ -45,7 +45,7 @@ from .events import (
     StoreWrite,
     Tick,
 )
-from .links import LinkState
+from .peer_links import LinkState
 from .persistence import RouterStore
 from .recovery import INBOUND_TYPES, InboundMessage, InboundOrder, InFlight, Ready
 from .snapshot import state_from_snapshot

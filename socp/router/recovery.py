@@ -30,8 +30,8 @@ from socp.protocol.errors import SocpError
 from socp.protocol.frame_types import FrameType as T
 
 from . import federation, users
-from .events import Action, Close, Event, FrameIn, FrameRejected, LinkDown, LinkRestored, LinkUp, Relay, Send
-from .links import Link, LinkState
+from .core_io import Action, Close, Event, FrameIn, FrameRejected, LinkDown, LinkRestored, LinkUp, Relay, Send
+from .peer_links import Link, LinkState
 from .state import PARKED_LIMIT, Outflow, RouterState, forget_older
 
 log = logging.getLogger("socp.router")
@@ -171,7 +171,7 @@ def link_restored(state: RouterState, event: LinkRestored) -> list[Action]:
                                     dialled_by_us=conn >= FIRST_DIALLED_CONN)
     if event.role == ROLE_USER and not event.opening:
         # Its hello was still unapplied: the gateway submits it again, and it is handled
-        # as a hello is; only its signature counts as unused (limits.user_hello_problem).
+        # as a hello is; only its signature counts as unused (abuse_rules.user_hello_problem).
         link.hello_resubmitted = True
         return []
     if event.role == ROLE_USER:

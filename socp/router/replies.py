@@ -7,8 +7,8 @@ from socp.protocol import frames
 from socp.protocol.errors import ErrorCode
 from socp.protocol.ids import BROADCAST
 
-from .events import Action, Close, Send, send_one
-from .links import LinkState
+from .core_io import Action, Close, Send, send_one
+from .peer_links import LinkState
 from .state import RouterState
 
 

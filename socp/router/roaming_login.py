@@ -55,8 +55,8 @@ from socp.protocol.frame_types import FrameType as T
 from socp.ratelimit import retry_hint
 
 from .accounts import Accounts, Challenge, Lockout
-from .events import Action, Close, send_one
-from .links import Link, LinkState
+from .core_io import Action, Close, send_one
+from .peer_links import Link, LinkState
 from .state import RouterState
 
 FAILED = "login failed: wrong user id or password"

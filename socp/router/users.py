@@ -23,8 +23,8 @@ from . import (
     recovery,
     user_presence,
 )
-from .events import Action, Send, StoreWrite, send_one
-from .links import Link, LinkState
+from .core_io import Action, Send, StoreWrite, send_one
+from .peer_links import Link, LinkState
 from .replies import error_to, refuse_and_close
 from .state import (
     LOCAL,
@@ -123,7 +123,7 @@ def advert_meta(state: RouterState, user_id: str) -> dict[str, Any]:
     proof = state.hello_proofs.get(user_id)
     if proof is not None:
         # The user's own signed hello: its proof that this is now its home, and that
-        # it signs (limits.home_move_problem, federation._advertise).
+        # it signs (abuse_rules.home_move_problem, federation._advertise).
         meta["hello"] = proof
     return meta
 

@@ -62,7 +62,7 @@ class HeldMessage(NamedTuple):
 
 class HelloSignature(NamedTuple):
     user_id: UserId
-    sig_digest: str           # hex digest of a signed USER_HELLO's signature (router/limits.py)
+    sig_digest: str           # hex digest of a signed USER_HELLO's signature (router/abuse_rules.py)
     seen_at: int              # ms
 
 

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from socp.gateway.links import (
+from socp.gateway.roles import opens_login, role_of_first_frame
+from socp.gateway.socket_links import (
     ACCEPTED_CONNS_PER_BOOT,
     CLOSE_TRY_AGAIN_LATER,
     FIRST_DIALLED_CONN,
@@ -18,7 +19,6 @@ from socp.gateway.links import (
     LinkTable,
     first_accepted_conn,
 )
-from socp.gateway.roles import opens_login, role_of_first_frame
 from socp.gateway.socket_session import utf8_size_exceeds
 from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, ROLE_USER
 

@@ -14,7 +14,7 @@ from interop.links_replay import first
 from router.harness import Harness, closes
 from socp.ipc.messages import ROLE_UNKNOWN, Rejected, VerifyJob
 from socp.router import core
-from socp.router.events import FrameRejected
+from socp.router.core_io import FrameRejected
 from socp.router.linkbook import PeerLinkState
 from socp.verifier.checks import check_job
 

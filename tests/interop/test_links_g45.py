@@ -17,7 +17,7 @@ from socp.protocol import crypto
 from socp.protocol.envelope import parse_obj
 from socp.router import core, federation
 from socp.router import link_dialects as dialects
-from socp.router.events import Dial, LinkUp
+from socp.router.core_io import Dial, LinkUp
 from socp.router.linkbook import PeerLinkState
 from socp.router.state import Introducer
 

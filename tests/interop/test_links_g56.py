@@ -21,8 +21,8 @@ from socp.protocol.envelope import parse_obj
 from socp.protocol.ids import new_id
 from socp.protocol.key_forms import KeyForm, form_of
 from socp.router import core, federation
-from socp.router.events import Dial, LinkUp
-from socp.router.links import Link, LinkState
+from socp.router.core_io import Dial, LinkUp
+from socp.router.peer_links import Link, LinkState
 from socp.router.state import Introducer
 from socp.verifier.checks import check_job
 

@@ -17,7 +17,7 @@ from socp.protocol.key_forms import KeyForm, form_of, in_form
 from socp.router import core, federation
 from socp.router import link_dialects as dialects
 from socp.router.bootstrap import BootstrapError, parse_bootstrap
-from socp.router.events import Dial, FrameRejected, LinkDown, LinkUp, Tick
+from socp.router.core_io import Dial, FrameRejected, LinkDown, LinkUp, Tick
 from socp.router.linkbook import LOG_INTERVAL_MS, LinkBook, PeerLinkState
 from socp.router.state import Introducer
 from socp.verifier.checks import check_job

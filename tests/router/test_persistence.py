@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 from socp.config import NodeConfig
 from socp.router import persistence
-from socp.router.events import StoreWrite
+from socp.router.core_io import StoreWrite
 from socp.router.snapshot import state_from_snapshot
 from socp.store.errors import StoreQueryError, StoreTimeout
 from socp.store.records import StoreSnapshot
@@ -100,7 +100,7 @@ def test_the_ack_interval_comes_from_the_node_config(tmp_path: Path) -> None:
 def test_every_write_the_core_may_decide_has_its_store_call() -> None:
     from typing import get_args
 
-    from socp.router.events import WriteOperation
+    from socp.router.core_io import WriteOperation
 
     assert set(get_args(WriteOperation)) == set(persistence._WRITES)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from socp.config import NodeConfig
 from socp.ipc import messages as m
-from socp.router.events import FrameIn, LinkRestored
-from socp.router.links import Link, LinkState
+from socp.router.core_io import FrameIn, LinkRestored
+from socp.router.peer_links import Link, LinkState
 from socp.router.process import RouterDriver
 from socp.router.state import NodeSelf, RouterState
 

@@ -290,7 +290,7 @@ async def test_public_channel_row_exists_from_the_first_start(store: Store) -> N
     assert row == ("system", 1, int(NOW * 1000))
 
 
-# --- proof of possession for USER_HELLO (router/limits.py) -----------------------------------
+# --- proof of possession for USER_HELLO (router/abuse_rules.py) -----------------------------------
 
 async def test_signed_hellos_survive_a_restart(store_url: str) -> None:
     first = await Store.open(store_url, clock=lambda: NOW)

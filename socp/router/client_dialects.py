@@ -22,8 +22,8 @@ from socp.protocol.envelope import Envelope
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.key_forms import KeyForm, in_form
 
-from .events import Action, send_one
-from .links import Link
+from .core_io import Action, send_one
+from .peer_links import Link
 from .state import RouterState
 from .users import list_response
 

@@ -1,4 +1,5 @@
-"""Per-connection state: who the peer is, its sequence counters, and its outbox.
+"""The gateway's half of each link: its sequence counters, kept frames and outbox (the
+router keeps who is on it, router/peer_links.py).
 
 A link is one WebSocket, accepted or dialled. Its life is one table (STYLE §3):
 

@@ -1,4 +1,5 @@
-"""The life of a connection, as a table (STYLE §3).
+"""The router's half of each link: who is on it and when we last heard it (the gateway
+keeps the socket half, gateway/socket_links.py). Its life, as a table (STYLE §3):
 
     AWAITING_HELLO --USER_HELLO ok-->        USER
     AWAITING_HELLO --SERVER hello ok-->      SERVER
