@@ -1,6 +1,6 @@
 """The gateway's side of recovery (docs/recovery.md is the contract; read it first).
 
-- inbound: every submitted frame is kept (Link.kept) until the router says it took
+- inbound: every submitted frame is kept (SocketLink.kept) until the router says it took
   effect (InboundDone); a verify job with no result in VERIFY_TIMEOUT is submitted
   again, and after MAX_VERIFY_TRIES answered Rejected(TIMEOUT);
 - a new router (RouterHello) gets every open link replayed, then the kept frames,
@@ -18,7 +18,8 @@ import logging
 import time
 
 from socp.gateway.context import GatewayContext
-from socp.gateway.socket_links import Link, LinkState
+from socp.gateway.socket_links import SocketLink
+from socp.ipc.link_state import LinkState
 from socp.ipc.messages import (
     ROLE_SERVER,
     ROLE_USER,
@@ -157,4 +158,4 @@ async def report_written(context: GatewayContext) -> None:
             await context.bus.tell_router(FramesWritten(counts))
 
 
-__all__ = ["Recovery", "Link", "report_written"]
+__all__ = ["Recovery", "SocketLink", "report_written"]

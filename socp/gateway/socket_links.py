@@ -1,12 +1,9 @@
 """The gateway's half of each link: its sequence counters, kept frames and outbox (the
 router keeps who is on it, router/peer_links.py).
 
-A link is one WebSocket, accepted or dialled. Its life is one table (STYLE §3):
-
-    DIALING ──────────► OPEN ──► CLOSING ──► CLOSED
-       │                  ▲         ▲
-       │   AWAITING_HELLO ┘         │
-       └────────────────────────────┘   (dial failed, or shutdown while dialling)
+A link is one WebSocket, accepted or dialled; its states and their table are
+socp/ipc/link_state.py (the gateway moves it dialling or awaiting hello -> open ->
+closing -> closed).
 
 Outbound items (frame texts and close requests) carry the router's per-connection
 seq; they pass the link's ReorderBuffer, then wait in its bounded Outbox for the
@@ -19,9 +16,9 @@ import asyncio
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
+from socp.ipc.link_state import LinkState, connection_move
 from socp.ipc.messages import (
     CLOSE_TRY_AGAIN_LATER,
     FIRST_DIALLED_CONN,
@@ -41,27 +38,6 @@ KEPT_BYTES = 8 * 1024 * 1024
 # start time in tenths of a second, like the router's epoch; blocks come round again
 # after 1.8 hours).
 ACCEPTED_CONNS_PER_BOOT = 2**24
-
-
-class LinkState(Enum):
-    DIALING = "dialing"
-    AWAITING_HELLO = "awaiting hello"
-    OPEN = "open"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
-_ALLOWED_TRANSITIONS: dict[LinkState, frozenset[LinkState]] = {
-    LinkState.DIALING: frozenset({LinkState.OPEN, LinkState.CLOSING, LinkState.CLOSED}),
-    LinkState.AWAITING_HELLO: frozenset({LinkState.OPEN, LinkState.CLOSING}),
-    LinkState.OPEN: frozenset({LinkState.CLOSING}),
-    LinkState.CLOSING: frozenset({LinkState.CLOSED}),
-    LinkState.CLOSED: frozenset(),
-}
-
-
-class IllegalTransition(RuntimeError):
-    """A bug in the gateway: a link was moved along an edge the table lacks."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +81,7 @@ class Outbox:
             await self._nonempty.wait()
 
 
-class Link:
+class SocketLink:
     """One WebSocket's state. Only the event loop thread touches it."""
 
     __slots__ = (
@@ -159,9 +135,7 @@ class Link:
             self.kept_bytes -= len(kept.popleft()[1])
 
     def move_to(self, new_state: LinkState) -> None:
-        if new_state not in _ALLOWED_TRANSITIONS[self.state]:
-            raise IllegalTransition(f"link {self.conn}: {self.state.value} -> {new_state.value}")
-        self.state = new_state
+        self.state = connection_move(self.conn, self.state, new_state)
 
     def request_close(self, code: int | None, reason: str) -> None:
         """Ask the session to end this link; the first reason wins. `code` None: peer closed."""
@@ -230,9 +204,9 @@ class LinkTable:
     the two never clash."""
 
     def __init__(self, queue_frames: int, first_accepted: ConnId = 1) -> None:
-        self._links: dict[ConnId, Link] = {}
+        self._links: dict[ConnId, SocketLink] = {}
         # Accepted links that have not sent a frame yet, oldest first.
-        self._waiting: dict[ConnId, Link] = {}
+        self._waiting: dict[ConnId, SocketLink] = {}
         self._next_accepted: ConnId = first_accepted
         self._queue_frames = queue_frames
         self._high_water = 0   # most links open at once since take_high_water (memory.py)
@@ -240,7 +214,7 @@ class LinkTable:
     def __len__(self) -> int:
         return len(self._links)
 
-    def __iter__(self) -> Iterator[Link]:
+    def __iter__(self) -> Iterator[SocketLink]:
         return iter(list(self._links.values()))
 
     def __contains__(self, conn: ConnId) -> bool:
@@ -251,21 +225,21 @@ class LinkTable:
         """Accepted links whose first frame has not come yet (the gateway caps them)."""
         return len(self._waiting)
 
-    def get(self, conn: ConnId) -> Link | None:
+    def get(self, conn: ConnId) -> SocketLink | None:
         return self._links.get(conn)
 
-    def add_accepted(self, peer: str, address: str = "") -> Link:
-        link = Link(self._next_accepted, peer, LinkState.AWAITING_HELLO, self._queue_frames, address=address)
+    def add_accepted(self, peer: str, address: str = "") -> SocketLink:
+        link = SocketLink(self._next_accepted, peer, LinkState.AWAITING_HELLO, self._queue_frames, address=address)
         self._next_accepted += 1
         self._links[link.conn] = link
         self._waiting[link.conn] = link
         self._high_water = max(self._high_water, len(self._links))
         return link
 
-    def first_frame_came(self, link: Link) -> None:
+    def first_frame_came(self, link: SocketLink) -> None:
         self._waiting.pop(link.conn, None)
 
-    def take_oldest_waiting(self) -> Link | None:
+    def take_oldest_waiting(self) -> SocketLink | None:
         """The link that has waited longest for its first frame, no longer counted as
         waiting (the caller closes it); None if none waits."""
         if not self._waiting:
@@ -273,8 +247,8 @@ class LinkTable:
         conn = next(iter(self._waiting))
         return self._waiting.pop(conn)
 
-    def add_dialled(self, conn: ConnId, peer: str, verify_key: str, unsigned_ok: bool = False) -> Link:
-        link = Link(conn, peer, LinkState.DIALING, self._queue_frames,
+    def add_dialled(self, conn: ConnId, peer: str, verify_key: str, unsigned_ok: bool = False) -> SocketLink:
+        link = SocketLink(conn, peer, LinkState.DIALLING, self._queue_frames,
                     role=ROLE_SERVER, verify_key=verify_key)
         link.unsigned_ok = unsigned_ok
         self._links[conn] = link
@@ -286,7 +260,7 @@ class LinkTable:
         peak, self._high_water = max(self._high_water, len(self._links)), len(self._links)
         return peak
 
-    def remove(self, link: Link) -> None:
+    def remove(self, link: SocketLink) -> None:
         self._links.pop(link.conn, None)
         self._waiting.pop(link.conn, None)
 

@@ -20,7 +20,8 @@ from websockets.exceptions import ConnectionClosed
 
 from socp.gateway.context import GatewayContext
 from socp.gateway.roles import opens_login, role_of_first_frame
-from socp.gateway.socket_links import CloseRequest, Link, LinkState
+from socp.gateway.socket_links import CloseRequest, SocketLink
+from socp.ipc.link_state import LinkState
 from socp.ipc.messages import (
     CLOSE_POLICY_VIOLATION,
     ROLE_SERVER,
@@ -65,7 +66,7 @@ class Session:
     """One link's reader, writer and close; `run()` returns once the link is closed,
     removed from the table and reported to the router."""
 
-    def __init__(self, link: Link, ws: Connection, context: GatewayContext) -> None:
+    def __init__(self, link: SocketLink, ws: Connection, context: GatewayContext) -> None:
         self._link = link
         self._ws = ws
         self._links = context.links
@@ -259,7 +260,7 @@ class Session:
                 send_text(text.encode())
 
 
-def _describe_close(closed: ConnectionClosed, link: Link) -> str:
+def _describe_close(closed: ConnectionClosed, link: SocketLink) -> str:
     if link.close_code is not None:
         return link.end_reason
     if closed.rcvd is not None:

@@ -15,7 +15,7 @@ from socp.ratelimit import retry_hint
 
 from . import abuse_rules, fairshare
 from .core_io import Action, FrameIn, Send
-from .peer_links import Link
+from .peer_links import PeerLink
 from .replies import error_to, refuse_and_close
 from .state import RouterState
 
@@ -32,7 +32,7 @@ def _answer(state: RouterState, conn: int, problem: tuple[ErrorCode, str] | None
     return [error_to(state, conn, code, detail)] if detail else []
 
 
-def user_hello(state: RouterState, link: Link, frame: Envelope) -> list[Action] | None:
+def user_hello(state: RouterState, link: PeerLink, frame: Envelope) -> list[Action] | None:
     """Proof of possession for a registered id (abuse_rules.user_hello_problem)."""
     known = state.users.get(frame.from_)
     # Known here or from another server's advertisement: an id that signs must sign
@@ -43,7 +43,7 @@ def user_hello(state: RouterState, link: Link, frame: Envelope) -> list[Action] 
     return refuse_and_close(state, link.conn, *problem)
 
 
-def user_hello_done(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+def user_hello_done(state: RouterState, link: PeerLink, frame: Envelope) -> list[Action]:
     """The hello was handled: if it was accepted, and signed, the link has proved
     possession of the key now (LOGIN_REGISTER needs that), and the store learns it."""
     if not (link.is_user and link.peer_id == frame.from_):
@@ -52,14 +52,14 @@ def user_hello_done(state: RouterState, link: Link, frame: Envelope) -> list[Act
     return list(abuse_rules.user_hello_accepted(state.guard, frame))
 
 
-def server_hello(state: RouterState, link: Link, event: FrameIn) -> list[Action] | None:
+def server_hello(state: RouterState, link: PeerLink, event: FrameIn) -> list[Action] | None:
     problem = abuse_rules.server_hello_problem(state.guard, state.seen, event.frame, event.payload_digest)
     if problem is None:
         return None
     return refuse_and_close(state, link.conn, *problem)
 
 
-def user_frame(state: RouterState, link: Link) -> list[Action] | None:
+def user_frame(state: RouterState, link: PeerLink) -> list[Action] | None:
     """Per-user rate limit; the bucket outlives the connection (reconnecting resets nothing)."""
     return _answer(state, link.conn, abuse_rules.user_rate_problem(state.guard, link.peer_id))
 
@@ -68,7 +68,7 @@ def user_frame(state: RouterState, link: Link) -> list[Action] | None:
 SIGNED_CONTENT_TYPES = frozenset({T.MSG_DIRECT, T.MSG_PUBLIC_CHANNEL})
 
 
-def user_content_admission(state: RouterState, link: Link, frame_type: str) -> tuple[ErrorCode, str] | None:
+def user_content_admission(state: RouterState, link: PeerLink, frame_type: str) -> tuple[ErrorCode, str] | None:
     """The per-user rate limit for an acknowledged frame: every refusal comes back with
     its detail, since each refused frame is named (user_acks.py, refusals.py).
 
@@ -91,13 +91,13 @@ def user_content_admission(state: RouterState, link: Link, frame_type: str) -> t
                                   f"queued for the next {shares.max_wait_ms} ms; " + retry_hint(retry_s))
 
 
-def user_file_frame(state: RouterState, link: Link, frame: Envelope) -> list[Action] | None:
+def user_file_frame(state: RouterState, link: PeerLink, frame: Envelope) -> list[Action] | None:
     if frame.type not in abuse_rules.FILE_TYPES:
         return None
     return _answer(state, link.conn, abuse_rules.file_problem(state.guard, link.peer_id, frame))
 
 
-def server_frame(state: RouterState, link: Link, event: FrameIn) -> list[Action] | None:
+def server_frame(state: RouterState, link: PeerLink, event: FrameIn) -> list[Action] | None:
     """Per-peer-server rate limit, then freshness of frames with effects (a stale one
     answered at most once per interval, like a user's)."""
     key = link.peer_id or f"conn:{link.conn}"
@@ -140,7 +140,7 @@ def spend_on_errors(state: RouterState, actions: list[Action]) -> list[Action]:
     return kept
 
 
-def link_down(state: RouterState, conn: int, link: Link | None) -> None:
+def link_down(state: RouterState, conn: int, link: PeerLink | None) -> None:
     state.guard.forget_conn(conn)
     if link is not None and link.peer_id and state.local_users.get(link.peer_id) == conn:
         state.guard.forget_sender(link.peer_id)

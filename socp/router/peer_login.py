@@ -44,7 +44,7 @@ from socp.ratelimit import retry_hint
 from . import directory, peer_channel, roaming_login
 from .accounts import LoginRecord
 from .core_io import Action, StoreWrite, send_one
-from .peer_links import Link
+from .peer_links import PeerLink
 from .replies import refuse_and_close
 from .state import RouterState, UserRecord
 
@@ -55,7 +55,7 @@ SUPPORTED = ("this node logs in with LOGIN_REQUEST {user_id} then LOGIN_PROOF, o
              "LOGIN_REQUEST {password} after LOCAL_REGISTER")
 
 
-def from_new_connection(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+def from_new_connection(state: RouterState, link: PeerLink, frame: Envelope) -> list[Action]:
     """A password frame on a connection that has not said hello: ours or G17's."""
     if frame.type in PEER_REGISTER_TYPES:
         return register(state, link, frame)
@@ -66,7 +66,7 @@ def from_new_connection(state: RouterState, link: Link, frame: Envelope) -> list
     return roaming_login.from_new_connection(state, link, frame)
 
 
-def register(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+def register(state: RouterState, link: PeerLink, frame: Envelope) -> list[Action]:
     user_id, payload = frame.from_, frame.payload
     if link.peer_id:
         return refuse_and_close(state, link.conn, ErrorCode.FORBIDDEN, "one registration per connection")
@@ -86,7 +86,7 @@ def register(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
             send_one(link.conn, frames.ack(state.me.server_id, user_id, state.now_ms, REGISTERED))]
 
 
-def password_login(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+def password_login(state: RouterState, link: PeerLink, frame: Envelope) -> list[Action]:
     user_id = frame.from_
     accounts = state.accounts
     waiting = roaming_login.lockout_detail(state, link, user_id)
@@ -115,5 +115,5 @@ def password_login(state: RouterState, link: Link, frame: Envelope) -> list[Acti
                                                      record.privkey_store))]
 
 
-def _fail(state: RouterState, link: Link, user_id: str, code: ErrorCode, detail: str) -> Action:
+def _fail(state: RouterState, link: PeerLink, user_id: str, code: ErrorCode, detail: str) -> Action:
     return send_one(link.conn, frames.login_fail(state.me.server_id, user_id, state.now_ms, code, detail))

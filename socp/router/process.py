@@ -23,6 +23,7 @@ from socp.identity import NodeIdentity, adopt_server_id
 from socp.ipc import messages as m
 from socp.ipc.direct import DirectSocket
 from socp.ipc.endpoints import ensure_runtime_dir
+from socp.ipc.link_state import LinkState
 from socp.metrics.router import router_ticked
 from socp.protocol.errors import MalformedFrame
 
@@ -45,7 +46,6 @@ from .core_io import (
     StoreWrite,
     Tick,
 )
-from .peer_links import LinkState
 from .persistence import RouterStore
 from .recovery import INBOUND_TYPES, InboundMessage, InboundOrder, InFlight, Ready
 from .snapshot import state_from_snapshot
@@ -205,7 +205,7 @@ class RouterDriver:
             return None
         if link.is_user:
             return fairshare.USER + link.peer_id, event.conn
-        if link.state is LinkState.SERVER:
+        if link.state is LinkState.JOINED:
             return fairshare.SERVER + link.peer_id, event.conn
         return None
 

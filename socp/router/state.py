@@ -18,7 +18,7 @@ from .fairshare import FairShare
 from .linkbook import LinkBook
 from .locations import Locations
 from .peer_channel import PeerChannel
-from .peer_links import Link
+from .peer_links import PeerLink
 from .replay_log import ReplayLog
 from .seen import SeenCache
 
@@ -181,7 +181,7 @@ class Refusals:
 @dataclass(slots=True)
 class RouterState:
     me: NodeSelf
-    links: dict[int, Link] = field(default_factory=dict)
+    links: dict[int, PeerLink] = field(default_factory=dict)
     # SOCP §3
     servers: dict[str, int] = field(default_factory=dict)            # server_id -> conn
     server_addrs: dict[str, tuple[str, int]] = field(default_factory=dict)

@@ -28,7 +28,7 @@ from socp.protocol.frame_types import FrameType as T
 
 from . import abuse_rules, refusals
 from .core_io import Action, FrameIn, Send, send_one
-from .peer_links import Link
+from .peer_links import PeerLink
 from .replies import error_to
 from .state import RouterState
 
@@ -40,7 +40,7 @@ def msg_ref_of(event: FrameIn) -> str:
     return msg_ref_from_digest(frame.ts, frame.from_, frame.to, event.payload_digest)
 
 
-def screen(state: RouterState, link: Link, event: FrameIn, ref: str,
+def screen(state: RouterState, link: PeerLink, event: FrameIn, ref: str,
            over_limit: tuple[ErrorCode, str] | None) -> list[Action] | None:
     """Before an acknowledged frame is routed: the answer that replaces routing it (a
     refusal naming `ref`, or REPLAY / the next ACK for a copy already handed on), or
@@ -69,7 +69,7 @@ def screen(state: RouterState, link: Link, event: FrameIn, ref: str,
     return None
 
 
-def acknowledge(state: RouterState, link: Link, event: FrameIn, ref: str, actions: list[Action],
+def acknowledge(state: RouterState, link: PeerLink, event: FrameIn, ref: str, actions: list[Action],
                 handed_on: bool) -> list[Action]:
     """After an acknowledged frame was routed: an ERROR the routing answered names `ref`
     and makes the frame refused (forgotten by the duplicate cache, so a re-send takes

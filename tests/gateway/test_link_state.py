@@ -13,13 +13,12 @@ from socp.gateway.socket_links import (
     CLOSE_TRY_AGAIN_LATER,
     FIRST_DIALLED_CONN,
     CloseRequest,
-    IllegalTransition,
-    Link,
-    LinkState,
     LinkTable,
+    SocketLink,
     first_accepted_conn,
 )
 from socp.gateway.socket_session import utf8_size_exceeds
+from socp.ipc.link_state import IllegalTransition, LinkState
 from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, ROLE_USER
 
 
@@ -65,7 +64,7 @@ def test_utf8_size_exceeds_matches_encoding(text: str) -> None:
 
 
 def test_release_reorders_and_stops_after_a_close() -> None:
-    link = Link(1, "peer", LinkState.OPEN, queue_frames=8)
+    link = SocketLink(1, "peer", LinkState.OPEN, queue_frames=8)
     assert link.release(1, "b")
     assert len(link.outbox) == 0
     assert link.release(2, CloseRequest(1000, "bye"))
@@ -75,7 +74,7 @@ def test_release_reorders_and_stops_after_a_close() -> None:
 
 
 def test_full_outbox_closes_the_link_as_slow_consumer() -> None:
-    link = Link(1, "peer", LinkState.OPEN, queue_frames=2)
+    link = SocketLink(1, "peer", LinkState.OPEN, queue_frames=2)
     assert link.release(0, "a") and link.release(1, "b")
     assert not link.release(2, "c")
     assert link.closing.is_set() and link.close_code == CLOSE_TRY_AGAIN_LATER
@@ -85,7 +84,7 @@ def test_link_state_table_refuses_illegal_moves() -> None:
     link = LinkTable(queue_frames=4).add_accepted("peer")
     assert (link.conn, link.state) == (1, LinkState.AWAITING_HELLO)
     with pytest.raises(IllegalTransition):
-        link.move_to(LinkState.DIALING)
+        link.move_to(LinkState.DIALLING)
     link.move_to(LinkState.OPEN)
     link.move_to(LinkState.CLOSING)
     link.move_to(LinkState.CLOSED)

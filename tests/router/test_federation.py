@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from socp.ipc.link_state import LinkState
 from socp.protocol import crypto, frames
 from socp.protocol.encoding import b64url_encode
 from socp.protocol.envelope import Envelope
 from socp.protocol.signing import transport_signature
 from socp.router import core as router_core
 from socp.router.core_io import FrameIn, LinkDown, Relay
-from socp.router.peer_links import LinkState
 
 from .harness import digest
 from .mesh import Mesh, mesh_through_one_introducer
@@ -28,7 +28,7 @@ def test_three_servers_form_a_full_mesh_through_one_introducer(mesh3: Mesh) -> N
         assert set(node.state.servers) == others, name
         assert set(node.state.pinned_servers) >= others, name
         for conn in node.state.servers.values():
-            assert node.state.links[conn].state is LinkState.SERVER
+            assert node.state.links[conn].state is LinkState.JOINED
 
 
 def test_presence_and_list_span_the_mesh(mesh3: Mesh, keys) -> None:

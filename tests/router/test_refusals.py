@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import pytest
 
+from socp.ipc.link_state import LinkState
 from socp.protocol import frames
 from socp.protocol.ids import new_id
 from socp.router import abuse_rules, core
 from socp.router.abuse_rules import Guard, LimitSettings
 from socp.router.core_io import Tick
-from socp.router.peer_links import Link, LinkState
+from socp.router.peer_links import PeerLink
 from socp.router.seen import SeenCache
 
 from .harness import NOW, Harness, sends, sent_to
@@ -136,7 +137,7 @@ def test_relayed_file_transfers_are_bounded_like_local_ones(node, keys) -> None:
     node.state.guard.now_ms = NOW
     b_conn, bob, _ = node.connect_user(keys[2])
     peer, s_conn = new_id(), 50
-    node.state.links[s_conn] = Link(conn=s_conn, state=LinkState.SERVER, peer_id=peer)
+    node.state.links[s_conn] = PeerLink(conn=s_conn, state=LinkState.JOINED, peer_id=peer)
     node.state.servers[peer] = s_conn
     carol = new_id()  # a user of the peer server
 
