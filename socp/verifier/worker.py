@@ -25,10 +25,12 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType as StackFrame
+from typing import TypeVar
 
 import zmq
 
@@ -229,10 +231,15 @@ class Verifier:
         raise _Stopping
 
 
-def run(config: NodeConfig) -> None:
-    """Run one verifier until SIGTERM or SIGINT (supervisord's stop); return normally then."""
-    setup_logging("verifier")
-    identity = load_identity(config.data_dir)
+V = TypeVar("V", bound=Verifier)
+
+
+@contextmanager
+def serving(make: Callable[[Callable[[], bool]], V]) -> Iterator[V]:
+    """The verifier `make(should_stop)` builds, for the caller to serve. SIGTERM and
+    SIGINT (supervisord's stop, Ctrl-C) make `should_stop()` true, so the job in hand
+    is finished, never cut. On leaving, the verifier is closed and the signal handlers
+    from before are back."""
     stop_requested = False
 
     def request_stop(signum: int, frame: StackFrame | None) -> None:
@@ -240,16 +247,26 @@ def run(config: NodeConfig) -> None:
         stop_requested = True
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    verifier = Verifier(config, identity.private_key, lambda: stop_requested)
-    started = time.monotonic()
-    log.info("verifier ready, server %s, key %s", identity.server_id,
-             fingerprint(identity.private_key.public_key()))
     try:
-        verifier.serve()
+        verifier = make(lambda: stop_requested)
+        try:
+            yield verifier
+        finally:
+            verifier.close()
     finally:
-        verifier.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def run(config: NodeConfig) -> None:
+    """Run one verifier until SIGTERM or SIGINT (supervisord's stop); return normally then."""
+    setup_logging("verifier")
+    identity = load_identity(config.data_dir)
+    with serving(lambda should_stop: Verifier(config, identity.private_key, should_stop)) as verifier:
+        started = time.monotonic()
+        log.info("verifier ready, server %s, key %s", identity.server_id,
+                 fingerprint(identity.private_key.public_key()))
+        verifier.serve()
     log.info("verifier stopped after %.1f s: %s", time.monotonic() - started, verifier.stats)
 
 
