@@ -118,8 +118,7 @@ class Recovery:
                 if now - submitted < VERIFY_TIMEOUT:
                     continue
                 if tries >= MAX_VERIFY_TRIES:
-                    link.kept.remove(entry)
-                    link.kept_bytes -= len(text)
+                    link.forget_kept(entry)
                     stats.verify_timeouts += 1
                     await bus.tell_router(Rejected(link.conn, seq, ErrorCode.TIMEOUT.value,
                                                    "the frame could not be checked in time; send it again", ""))

@@ -29,7 +29,10 @@ from socp.ipc.messages import (
 )
 from socp.ipc.reorder import ReorderBuffer
 
-# Inbound frames kept per link until the router applied them (recovery.py).
+# Inbound frames kept per link until the router applied them (recovery.py). At either
+# bound the link's reader waits (Link.kept_room) until the router catches up: a link's
+# frames in flight through the verifiers stay fewer than the router's reorder buffer
+# takes (ipc/reorder.py, 4096), however far one verifier falls behind the other.
 KEPT_FRAMES = 1024
 KEPT_BYTES = 8 * 1024 * 1024
 
@@ -87,7 +90,7 @@ class SocketLink:
     __slots__ = (
         "conn", "peer", "state", "role", "verify_key", "next_in_seq",
         "reorder", "outbox", "accepting_output", "close_code", "end_reason", "closing",
-        "opening", "kept", "kept_bytes", "kept_dropped", "out_epoch", "reported_out",
+        "opening", "kept", "kept_bytes", "kept_room", "reader_waits", "out_epoch", "reported_out",
         "address", "_queue_frames", "frames_written", "reported_written", "unsigned_ok",
     )
 
@@ -111,7 +114,9 @@ class SocketLink:
         self.opening = ""                    # the first frame text, replayed to a new router
         self.kept: deque[list[Any]] = deque()     # [seq, text, submitted (monotonic), tries], in seq order
         self.kept_bytes = 0
-        self.kept_dropped = 0                # frames no longer kept: over KEPT_FRAMES / KEPT_BYTES
+        self.kept_room = asyncio.Event()     # clear while kept is at KEPT_FRAMES / KEPT_BYTES
+        self.kept_room.set()
+        self.reader_waits = 0                # times the reader waited for kept_room
         self.out_epoch = 0                   # the router epoch of the items being reordered
         self.reported_out = 0                # last OutboundDone mark sent for this link
         # Credit (recovery.py, credit): frame items taken from the outbox and written (or skipped)
@@ -124,15 +129,32 @@ class SocketLink:
     def keep(self, seq: int, text: str, now: float) -> None:
         self.kept.append([seq, text, now, 1])
         self.kept_bytes += len(text)
-        while len(self.kept) > KEPT_FRAMES or self.kept_bytes > KEPT_BYTES:
-            _, old, _, _ = self.kept.popleft()
-            self.kept_bytes -= len(old)
-            self.kept_dropped += 1
+        self._note_room()
 
     def forget_kept_below(self, seq: int) -> None:
         kept = self.kept
         while kept and kept[0][0] < seq:
             self.kept_bytes -= len(kept.popleft()[1])
+        self._note_room()
+
+    def forget_kept(self, entry: list[Any]) -> None:
+        """A kept frame the router will never apply (answered TIMEOUT instead)."""
+        self.kept.remove(entry)
+        self.kept_bytes -= len(entry[1])
+        self._note_room()
+
+    def _note_room(self) -> None:
+        if len(self.kept) >= KEPT_FRAMES or self.kept_bytes >= KEPT_BYTES:
+            self.kept_room.clear()
+        else:
+            self.kept_room.set()
+
+    async def wait_for_kept_room(self) -> None:
+        """Backpressure (STYLE §5): read no further frame while KEPT_FRAMES wait for the
+        router; the peer's socket buffers fill and TCP slows it down."""
+        if not self.kept_room.is_set():
+            self.reader_waits += 1
+            await self.kept_room.wait()
 
     def move_to(self, new_state: LinkState) -> None:
         self.state = connection_move(self.conn, self.state, new_state)

@@ -160,6 +160,7 @@ class Session:
                     link.move_to(LinkState.OPEN)
                 await self._forward(first)
             while True:
+                await link.wait_for_kept_room()
                 await self._forward(await ws.recv())
         except ConnectionClosed as closed:
             link.request_close(None, _describe_close(closed, link))

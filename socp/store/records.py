@@ -20,6 +20,14 @@ class BindResult(str, Enum):
     ROTATED = "ROTATED"      # a remote user's home server gossiped a new key; version bumped
 
 
+class RemoteBinding(NamedTuple):
+    """A user of another server, as its gossip names it (Store.bind_remote_users)."""
+    user_id: UserId
+    pubkey: str
+    home_server: ServerId
+    meta: dict[str, Any]
+
+
 class PinResult(str, Enum):
     PINNED = "PINNED"        # a new server id, its key now pinned
     SAME = "SAME"            # already pinned to this key; address updated

@@ -103,3 +103,22 @@ def test_each_gateway_start_numbers_its_accepted_links_apart() -> None:
     assert first_accepted_conn(last_block) == FIRST_DIALLED_CONN - ACCEPTED_CONNS_PER_BOOT + 1
     table = LinkTable(queue_frames=4, first_accepted=restarted)
     assert [table.add_accepted("peer").conn for _ in range(3)] == [restarted, restarted + 1, restarted + 2]
+
+
+async def test_a_link_stops_reading_while_kept_frames_wait_for_the_router() -> None:
+    # Backpressure, not loss: at KEPT_FRAMES unapplied frames the reader waits, and
+    # every frame stays kept until the router's InboundDone mark passes it.
+    import asyncio
+
+    from socp.gateway.links import KEPT_FRAMES
+
+    link = Link(7, "peer", LinkState.OPEN, queue_frames=16, role=ROLE_SERVER)
+    for seq in range(KEPT_FRAMES):
+        await asyncio.wait_for(link.wait_for_kept_room(), 1)
+        link.keep(seq, "frame", 0.0)
+    reader = asyncio.create_task(link.wait_for_kept_room())
+    await asyncio.sleep(0)
+    assert not reader.done() and link.reader_waits == 1 and len(link.kept) == KEPT_FRAMES
+    link.forget_kept_below(10)           # the router applied seqs 0..9
+    await asyncio.wait_for(reader, 1)
+    assert len(link.kept) == KEPT_FRAMES - 10 and link.kept[0][0] == 10
