@@ -23,7 +23,7 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 ConnId = int
 
 # Conn ids: the router picks the ids of the links it dials from FIRST_DIALLED_CONN up;
-# the gateway numbers the links it accepts below that (gateway/links.first_accepted_conn);
+# the gateway numbers the links it accepts below that (gateway/socket_links.first_accepted_conn);
 # an HTTP look-up is a negative query id (is_query).
 FIRST_DIALLED_CONN = 2**40
 

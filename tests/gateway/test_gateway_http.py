@@ -87,17 +87,19 @@ async def test_directory_over_http_asks_the_router_and_answers_with_the_signed_e
     early = await aget_json(url(gateway, f"/directory/{user_id}"))
     assert (early.status, early.body["error"]) == (503, "NOT_READY") and early.headers["Retry-After"] == "1"
 
+    # The signed entry a verifier would send, made before asking: signing (and a key
+    # made on first use) must not eat into the gateway's 2 s directory wait.
+    server_id = new_id()
+    entry = frames.directory_entry(server_id, "*", 1_700_000_000_000, user_id, crypto.encode_public_key(keys[1]),
+                                   server_id, False, 1, False)
+    signed = signing.sign_envelope(keys[0], entry)
+
     await gateway.to_gateway(StoreStatus("available", "", 1_700_000_000_000, 0))   # the router is alive
     await healthz_until(gateway, lambda h: h["router_ready"])
     asking = asyncio.ensure_future(aget_json(url(gateway, f"/directory/{user_id}")))
     query = await gateway.from_router_inbox()
     assert isinstance(query, DirectoryQuery) and query.user_id == user_id and query.query < 0
-    # As a verifier would: the signed entry, delivered to the query id.
-    server_id = new_id()
-    entry = frames.directory_entry(server_id, "*", 1_700_000_000_000, user_id, crypto.encode_public_key(keys[1]),
-                                   server_id, False, 1, False)
-    signed = signing.sign_envelope(keys[0], entry)
-    await gateway.to_gateway(Deliver([(query.query, 0, signed.to_wire())]))
+    await gateway.to_gateway(Deliver([(query.query, 0, signed.to_wire())]))   # delivered to the query id
     reply = await asking
     assert reply.status == 200 and reply.headers["Content-Type"] == "application/json"
     assert reply.body["entry"] == entry.payload and reply.body["sig"] == signed.sig
