@@ -110,9 +110,9 @@ async def test_a_link_stops_reading_while_kept_frames_wait_for_the_router() -> N
     # every frame stays kept until the router's InboundDone mark passes it.
     import asyncio
 
-    from socp.gateway.links import KEPT_FRAMES
+    from socp.gateway.socket_links import KEPT_FRAMES
 
-    link = Link(7, "peer", LinkState.OPEN, queue_frames=16, role=ROLE_SERVER)
+    link = SocketLink(7, "peer", LinkState.OPEN, queue_frames=16, role=ROLE_SERVER)
     for seq in range(KEPT_FRAMES):
         await asyncio.wait_for(link.wait_for_kept_room(), 1)
         link.keep(seq, "frame", 0.0)
