@@ -86,7 +86,15 @@ from .events import (
     Transfer,
     TransferList,
 )
-from .sending import FILE_CHUNK_BURST, MAX_SENDING_FILES, NODE_GRANTS, RATE_LIMITED_PAUSE, ChunkPacer, OutgoingFile
+from .sending import (
+    FILE_CHUNK_BURST,
+    IDLE_NODE_GRANTS,
+    MAX_SENDING_FILES,
+    NODE_GRANTS,
+    RATE_LIMITED_PAUSE,
+    ChunkPacer,
+    OutgoingFile,
+)
 from .session import RESUME_GRACE, Actions, ClientSession
 from .transport import (
     ChatError,
@@ -240,7 +248,8 @@ class ChatClient:
                 return 1
             lost: BaseException | None = None
             interrupted: list[OutgoingFile] = []
-            self._pacer = ChunkPacer(self._grants(), asyncio.get_running_loop().time)
+            self._pacer = ChunkPacer(NODE_GRANTS, asyncio.get_running_loop().time, idle=IDLE_NODE_GRANTS,
+                                     caps=self._caps())
             try:
                 self._served = asyncio.Event()
                 async with asyncio.TaskGroup() as group:
@@ -267,10 +276,11 @@ class ChatClient:
             self._emit(Info("reconnecting…"))
             self._emit(ConnectionState("reconnecting", str(lost)))
 
-    def _grants(self) -> tuple[tuple[float, int], ...]:
+    def _caps(self) -> tuple[tuple[float, int], ...]:
+        """The user's own cap on the pace of chunks (--file-rate), if any."""
         if self.file_chunk_rate is None:
-            return NODE_GRANTS
-        return (*NODE_GRANTS, (self.file_chunk_rate, self.file_chunk_burst))
+            return ()
+        return ((self.file_chunk_rate, self.file_chunk_burst),)
 
     def _report_interrupted(self, interrupted: list[OutgoingFile]) -> None:
         """Nothing in flight vanishes silently (issue #16): files being sent, downloads,
@@ -458,6 +468,8 @@ class ChatClient:
         public message is the answer an /all waits for."""
         if event.code == ErrorCode.RATE_LIMITED.value:
             self._rate_limited_at = asyncio.get_running_loop().time()
+        if event.code in (ErrorCode.RATE_LIMITED.value, ErrorCode.OVERLOADED.value) and self._pacer is not None:
+            self._pacer.node_refused()     # nothing to spare: the next chunks keep to the floor
         if event.kind == "file":
             for sending in self._sending:
                 if sending.file_id and sending.file_id == event.file_id:

@@ -8,7 +8,7 @@ problems into the actions that replace the normal handling (an ERROR, a close, o
 nothing at all), and `user_acks.py` the freshness answers of acknowledged frames:
 
 - rate limits per user (kept across reconnects) and per peer server, token buckets
-  on the router's clock; past its own rate, a user's DM or public message may take a
+  on the router's clock; past its own rate, a user's DM, public message or file frame may take a
   token from a spare all users share, refilled as fast as the node signs (issue #18:
   a lone sender may use an idle node; under contention the spare runs dry and the
   fair share of signatures decides); the first frame over the limit is answered RATE_LIMITED
@@ -106,7 +106,7 @@ class LimitSettings:
     rate_limits: bool = True           # False: no token buckets (pure tests on a frozen clock)
     user_rate: float = 100.0           # frames per second per user, after its hello
     user_burst: int = 1000
-    user_spare: bool = True            # DMs and public messages past user_rate may use the spare
+    user_spare: bool = True            # DMs, public messages, file frames past user_rate may use the spare
     server_rate: float = 1000.0        # frames per second per peer server (all its users)
     server_burst: int = 5000
     error_rate: float = 2.0            # ERROR answers per second per connection

@@ -2,10 +2,10 @@
 `file` event, with the client's defaults (printed; docs/chat.md has the numbers).
 
 Issue #16 asks for 10 s. Spec-form chunks (one 446-byte OAEP block each) are 2351
-frames, and our node grants a user 100 frames/s after a burst of 1000: at least
-13.5 s, whatever the client does. What the client controls is that nothing slower
-than that grant paces it; that is asserted without a clock by
-test_connection.py's pacer test. Here the whole path runs for real and the time is
+frames; an idle node lends a lone sender its spares beyond the 100 frames/s it
+guarantees a user, and the client's pacer uses them (250/s after a burst of 450:
+7.6 s) until the node refuses a frame. That the pacer follows those grants is
+asserted without a clock by test_connection.py's pacer tests. Here the whole path runs for real and the time is
 printed, not asserted (timings on a shared machine belong in notes and `socp bench`,
 not in a test that fails when a neighbour is busy)."""
 
