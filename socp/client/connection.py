@@ -32,8 +32,9 @@ which the reader sends and never shows).
 
 File chunks go as fast as the node grants, no faster (token buckets per
 connection, shared by every file being sent, modelled on what our node grants a
-user: 200/s per connection after a burst of 500, 100/s per user after 1000, each
-with room left for a /tell; `file_chunk_rate` caps it lower): servers drop frames
+user: 200/s per connection after a burst of 500, 250/s per user after 1000, each
+with room left for a /tell, and what an idle node lends on top until it refuses
+a frame, sending.py; `file_chunk_rate` caps it lower): servers drop frames
 over their rate limit, and one dropped chunk ruins the whole transfer. If the server still answers
 RATE_LIMITED during a transfer, the client stops it at once (FILE_END, so the
 receiver discards it) and says so, rather than send chunks that cannot help.

@@ -65,16 +65,14 @@ def user_frame(state: RouterState, link: Link) -> list[Action] | None:
 
 
 # Frames whose cost is the node's signatures, which the fair share meters (fairshare.py).
-# File frames too: a lone user sending a file on an idle node may use the spare
-# (issue #16: 1 MiB to a local user within 10 s; the user's own 100/s made it 14.8 s).
-SIGNED_CONTENT_TYPES = frozenset({T.MSG_DIRECT, T.MSG_PUBLIC_CHANNEL, T.FILE_START, T.FILE_CHUNK, T.FILE_END})
+SIGNED_CONTENT_TYPES = frozenset({T.MSG_DIRECT, T.MSG_PUBLIC_CHANNEL})
 
 
 def user_content_admission(state: RouterState, link: Link, frame_type: str) -> tuple[ErrorCode, str] | None:
     """The per-user rate limit for an acknowledged frame: every refusal comes back with
     its detail, since each refused frame is named (user_acks.py, refusals.py).
 
-    A DM, public message or file frame past the user's own rate may take a token from the spare
+    A DM or public message past the user's own rate may take a token from the spare
     every user shares, as fast as the pool signs (limits.user_rate_problem): a lone
     sender on an idle node uses the whole capacity, and under contention the fair share
     below gives each sender its 1/n (issue #18: the fixed rate alone capped a lone

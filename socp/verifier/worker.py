@@ -4,7 +4,6 @@ Sockets (the gateway and router bind, we connect; ZeroMQ guide):
 
     PULL  ← verify_jobs (gateway)      taken first: a check costs ~0.1 ms, a signature ~6 ms
     PULL  ← sign_jobs (router)         one at a time, between rounds of checks
-                                       (a round lasts at most about one signature)
     PUSH  → router_inbox     Verified / Rejected, one multipart message per round of checks;
                              Signed after each signature (what it cost)
     PUSH  → gateway_inbox    Deliver
@@ -26,10 +25,12 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType as StackFrame
+from typing import TypeVar
 
 import zmq
 
@@ -50,12 +51,8 @@ log = logging.getLogger("socp.verifier")
 
 JOB_QUEUE_HWM = 64
 # Checks taken before each signature: enough that a frame never waits behind a queue
-# of signatures, few enough that a flood of checks cannot starve the signing. A round
-# of checks also ends once it has lasted as long as the last signature took: a flood
-# of cheap frames (~0.15 ms each) then costs the signing at most half its speed,
-# where 64 of them used to take several signatures' time (issue #15 item 4).
+# of signatures, few enough that a flood of checks cannot starve the signing.
 CHECKS_PER_SIGNATURE = 64
-FIRST_SIGNATURE_S = 0.002    # the round's length until a signature was measured
 RESULT_QUEUE_HWM = 1000
 STOP_POLL_MS = 100
 
@@ -100,7 +97,6 @@ class Verifier:
             log.warning("SOCP_CHECK_CONTENT_SIG=0: users' content_sig NOT checked before signing (testing only)")
         self.should_stop = should_stop
         self.stats = VerifierStats()
-        self._last_signature_s = FIRST_SIGNATURE_S
         # Results of one round of checks leave as one multipart message (one wakeup of
         # ZeroMQ's I/O thread instead of one per result); the router reads each part.
         self._results_waiting: list[bytes] = []
@@ -127,7 +123,7 @@ class Verifier:
                     continue
                 # Work through what is queued before polling again; stop checks stay cheap.
                 while not self.should_stop():
-                    checked = self._take(self.verify_jobs, CHECKS_PER_SIGNATURE, self._last_signature_s)
+                    checked = self._take(self.verify_jobs, CHECKS_PER_SIGNATURE)
                     self._send_results()
                     signed = self._take(self.sign_jobs, 1)
                     self._send_results()
@@ -136,13 +132,9 @@ class Verifier:
         except _Stopping:
             pass
 
-    def _take(self, sock: zmq.Socket[bytes], limit: int, seconds: float | None = None) -> int:
-        """Handle up to `limit` waiting jobs from `sock`, and, given `seconds`, stop
-        taking once that long has passed; return how many were handled."""
-        deadline = None if seconds is None else time.perf_counter() + seconds
+    def _take(self, sock: zmq.Socket[bytes], limit: int) -> int:
+        """Handle up to `limit` waiting jobs from `sock`; return how many there were."""
         for taken in range(limit):
-            if deadline is not None and taken and time.perf_counter() > deadline:
-                return taken
             try:
                 data = sock.recv(zmq.NOBLOCK, copy=True)
             except zmq.Again:
@@ -215,7 +207,6 @@ class Verifier:
         self._deliver(packed)
         # The router shares signatures by what they really cost here (router/fairshare.py).
         sign_us = int((time.perf_counter() - started) * 1_000_000)
-        self._last_signature_s = sign_us / 1_000_000
         self._results_waiting.append(messages.pack(Signed(1, sign_us)))
 
     def _deliver(self, packed: list[bytes]) -> None:
@@ -240,10 +231,15 @@ class Verifier:
         raise _Stopping
 
 
-def run(config: NodeConfig) -> None:
-    """Run one verifier until SIGTERM or SIGINT (supervisord's stop); return normally then."""
-    setup_logging("verifier")
-    identity = load_identity(config.data_dir)
+V = TypeVar("V", bound=Verifier)
+
+
+@contextmanager
+def serving(make: Callable[[Callable[[], bool]], V]) -> Iterator[V]:
+    """The verifier `make(should_stop)` builds, for the caller to serve. SIGTERM and
+    SIGINT (supervisord's stop, Ctrl-C) make `should_stop()` true, so the job in hand
+    is finished, never cut. On leaving, the verifier is closed and the signal handlers
+    from before are back."""
     stop_requested = False
 
     def request_stop(signum: int, frame: StackFrame | None) -> None:
@@ -251,16 +247,26 @@ def run(config: NodeConfig) -> None:
         stop_requested = True
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    verifier = Verifier(config, identity.private_key, lambda: stop_requested)
-    started = time.monotonic()
-    log.info("verifier ready, server %s, key %s", identity.server_id,
-             fingerprint(identity.private_key.public_key()))
     try:
-        verifier.serve()
+        verifier = make(lambda: stop_requested)
+        try:
+            yield verifier
+        finally:
+            verifier.close()
     finally:
-        verifier.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def run(config: NodeConfig) -> None:
+    """Run one verifier until SIGTERM or SIGINT (supervisord's stop); return normally then."""
+    setup_logging("verifier")
+    identity = load_identity(config.data_dir)
+    with serving(lambda should_stop: Verifier(config, identity.private_key, should_stop)) as verifier:
+        started = time.monotonic()
+        log.info("verifier ready, server %s, key %s", identity.server_id,
+                 fingerprint(identity.private_key.public_key()))
+        verifier.serve()
     log.info("verifier stopped after %.1f s: %s", time.monotonic() - started, verifier.stats)
 
 

@@ -2,9 +2,9 @@
 `file` event, with the client's defaults (printed; docs/chat.md has the numbers).
 
 Issue #16 asks for 10 s. Spec-form chunks (one 446-byte OAEP block each) are 2351
-frames; an idle node lends a lone sender its spares beyond the 100 frames/s it
-guarantees a user, and the client's pacer uses them (250/s after a burst of 450:
-7.6 s) until the node refuses a frame. That the pacer follows those grants is
+frames; our node guarantees a connection 200 frames/s (after 500) and lends an
+idle node's spare beyond, and the client's pacer uses it (240/s after a burst of
+450: 8.4 s) until the node refuses a frame. That the pacer follows those grants is
 asserted without a clock by test_connection.py's pacer tests. Here the whole path runs for real and the time is
 printed, not asserted (timings on a shared machine belong in notes and `socp bench`,
 not in a test that fails when a neighbour is busy)."""

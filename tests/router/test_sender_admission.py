@@ -107,15 +107,3 @@ def test_the_spare_is_for_signed_content_only(keys) -> None:
     assert codes == ["RATE_LIMITED"]
     assert node.state.guard.from_spare == 0
 
-
-def test_a_file_past_the_users_own_rate_takes_the_spare(keys) -> None:
-    # Issue #16: a lone user's file on an idle node is not held to the user's own rate.
-    node = Harness(server_key=keys[0])
-    node.state.guard = Guard(LimitSettings(user_rate=USER_RATE, user_burst=5))
-    conn, user, _ = node.connect_user(keys[1])
-    _, receiver, _ = node.connect_user(keys[2])
-    codes = errors_to(node.feed(conn, frames.file_start(user, receiver, NOW, "f1", "a.bin", 9, "ab" * 32, "dm")), conn)
-    for index in range(20):
-        codes += errors_to(node.feed(conn, frames.file_chunk(user, receiver, NOW + 1 + index, "f1", index, "Yw")), conn)
-    assert codes == []
-    assert node.state.guard.from_spare == 20 + 1 - 5
