@@ -52,7 +52,7 @@ class NodeConfig:
     spare_frame_rate: float = 2000.0       # frames per second, all user connections together (0: none)
     spare_frame_burst: int = 2000
     # A server link carries all of its server's users: its own, higher limit (at least
-    # the router's per-server limit, router/limits.py, so that one is reachable).
+    # the router's per-server limit, router/abuse_rules.py, so that one is reachable).
     server_frame_rate: float = 2000.0      # frames per second per server link
     server_frame_burst: int = 10000        # frames a server link may send at once
     # Federation timing (SOCP §6.4); shortened by tests.

@@ -5,7 +5,7 @@ drive time by hand and never sleep. Shared by two actors, hence at the top of th
 package, importing nothing: the gateway keeps one bucket per connection (frames
 per second, SOCP §13 resource abuse), one counter of open connections per
 remote address and one bucket per address for HTTP directory look-ups; the router
-keeps buckets per user and per peer server (`socp.router.limits`) on its own
+keeps buckets per user and per peer server (`socp.router.abuse_rules`) on its own
 clock, `RouterState.now_ms`.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 Clock = Callable[[], float]   # seconds, monotonic
 
@@ -109,9 +109,10 @@ def retry_hint(seconds: float) -> str:
 
 
 class KeyedBuckets:
-    """One TokenBucket per key (a remote address), for at most `max_keys` keys; the
-    least recently used key is forgotten first (STYLE §5). Forgetting a key forgives
-    its debt, so the bound must be well above the keys active within one refill."""
+    """One TokenBucket per key (a remote address, a user, a connection), for at most
+    `max_keys` keys; the least recently used key is forgotten first (STYLE §5).
+    Forgetting a key forgives its debt, so the bound must be well above the keys active
+    within one refill."""
 
     __slots__ = ("rate", "burst", "max_keys", "_clock", "_buckets")
 
@@ -123,9 +124,9 @@ class KeyedBuckets:
         self.burst = float(burst)
         self.max_keys = max_keys
         self._clock = clock
-        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()
 
-    def _bucket(self, key: str) -> TokenBucket:
+    def _bucket(self, key: Hashable) -> TokenBucket:
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, self._clock)
@@ -135,19 +136,23 @@ class KeyedBuckets:
             self._buckets.move_to_end(key)
         return bucket
 
-    def take(self, key: str) -> bool:
+    def take(self, key: Hashable) -> bool:
         """Spend one of `key`'s tokens; False (nothing spent) if it has none."""
         return self._bucket(key).take()
 
-    def tokens(self, key: str) -> float:
+    def tokens(self, key: Hashable) -> float:
         """`key`'s tokens now (a key not seen yet has a full bucket)."""
         bucket = self._buckets.get(key)
         return self.burst if bucket is None else bucket.tokens
 
-    def retry_after(self, key: str) -> float:
+    def retry_after(self, key: Hashable) -> float:
         """Seconds until `key` may take a token again."""
         bucket = self._buckets.get(key)
         return 0.0 if bucket is None else bucket.retry_after()
+
+    def __contains__(self, key: Hashable) -> bool:
+        """True if `key` has taken a token and is not forgotten yet."""
+        return key in self._buckets
 
     def __len__(self) -> int:
         return len(self._buckets)

@@ -4,9 +4,13 @@ Each simulated server joins the node (SERVER_HELLO_JOIN, then the node's
 SERVER_WELCOME) and sends the snapshot any server sends a newly linked one: one
 signed USER_ADVERTISE per user, with the user's key in `meta` (the same frames the
 node's own federation sends, marked `snapshot` so the node keeps them to itself).
-A bench user on the node asks LIST_REQUEST until the
-answer counts every advertised user: that is the join time of a table of N x M
-users. Then the list answer's size and time, and the node's RSS per known user
+A bench user on the node asks LIST_REQUEST until the answer counts every advertised
+user: that is the join time of a table of N x M users. A node that could not take an
+advert in time says so (ERROR TIMEOUT on the server link, naming no frame): when the
+table stops growing short of complete, the bench pages through the list and each
+server sends again the adverts the node does not know (at most MAX_RESEND_ROUNDS
+times), as a real server would resync. Then the list answer's size and time, and the
+node's RSS per known user
 (growth of the node processes' RSS from /proc, divided by N x M).
 
 Every advert is signed before the timed phase, on every core (RSA-4096, ~1.3 ms
@@ -21,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,9 +48,12 @@ from .simulated_users import MAX_MESSAGE_BYTES, BenchUser, signed_hellos
 from .targets import POOL_START_METHOD, Target
 
 MAX_SERVERS = 50
-MAX_USERS_PER_SERVER = 20_000       # the node's users_per_server cap (router/limits.py)
+MAX_USERS_PER_SERVER = 20_000       # the node's users_per_server cap (router/abuse_rules.py)
 AHEAD_MS = 90_000
 CHUNK = 256
+STALL_S = 3.0              # the table has not grown for this long: find what is missing
+MAX_RESEND_ROUNDS = 3
+MAX_LIST_PAGES = 1000      # a page holds up to 3,000 users (router/users.py)
 
 _server_keys: tuple[crypto.PrivateKey, ...] = ()
 
@@ -83,9 +91,18 @@ class SimServer:
     key: crypto.PrivateKey
     server_id: str
     adverts: list[str]
+    user_ids: list[str] = field(default_factory=list)      # adverts[i] advertises user_ids[i]
     welcomed_s: float = 0.0
     sent_s: float = 0.0
     refused: str = ""
+    errors: Counter[str] = field(default_factory=Counter)  # ERROR codes the node sent us
+    largest_frame_bytes: int = 0
+    resent: int = 0
+    # Adverts to send again; None: stop.
+    resend: asyncio.Queue[list[str] | None] = field(default_factory=asyncio.Queue)
+
+    def missing_from(self, known: set[str]) -> list[str]:
+        return [text for user_id, text in zip(self.user_ids, self.adverts, strict=True) if user_id not in known]
 
 
 def _prepare(options: PresenceOptions, progress: Progress, server_keys: KeyPool | None,
@@ -103,15 +120,17 @@ def _prepare(options: PresenceOptions, progress: Progress, server_keys: KeyPool 
     total = options.servers * options.users
     done = 0
     with multiprocessing.get_context(POOL_START_METHOD).Pool(processes, _init_signer, (server_keys.ders,)) as pool:
-        for (server_index, _, _), texts in zip(jobs, pool.imap(_sign_adverts, jobs), strict=True):
+        for (server_index, _, users), texts in zip(jobs, pool.imap(_sign_adverts, jobs), strict=True):
             servers[server_index].adverts += texts
+            servers[server_index].user_ids += [user_id for user_id, _ in users]
             done += len(texts)
             progress.show(f"signed {done}/{total} adverts")
     return servers, total
 
 
-async def _join_and_advertise(url: str, server: SimServer, started: float, stop: asyncio.Event) -> None:
-    """Join the node, then send every advert; stay linked until `stop`."""
+async def _join_and_advertise(url: str, server: SimServer, started: float) -> None:
+    """Join the node, then send every advert, and again what `server.resend` hands
+    over; stay linked until it hands over None."""
     host_port = urlsplit(url).netloc
     public = crypto.encode_public_key(server.key)
     # Port 9 (discard): the node never needs to dial a simulated server back.
@@ -134,31 +153,66 @@ async def _join_and_advertise(url: str, server: SimServer, started: float, stop:
         server.welcomed_s = time.perf_counter() - started
 
         async def drain() -> None:
-            # Heartbeats, announcements of the other servers: read at once, or the
-            # node closes us as a slow consumer (1013).
-            async for _ in socket:
-                pass
+            # Heartbeats, announcements of the other servers, refusals: read at once, or
+            # the node closes us as a slow consumer (1013).
+            async for text in socket:
+                server.largest_frame_bytes = max(server.largest_frame_bytes, len(text))
+                if '"ERROR"' in text:
+                    payload = orjson.loads(text).get("payload") or {}
+                    server.errors[str(payload.get("code"))] += 1
 
         async with asyncio.TaskGroup() as group:
             reader = group.create_task(drain())
             for text in server.adverts:
                 await socket.send(text)
             server.sent_s = time.perf_counter() - started
-            await stop.wait()
+            while (again := await server.resend.get()) is not None:
+                for text in again:
+                    await socket.send(text)
+                server.resent += len(again)
             reader.cancel()
 
 
-async def _wait_for_table(user: BenchUser, expected: int, timeout_s: float) -> tuple[int, dict[str, Any]]:
-    """Ask the list until it counts `expected` users (or the time is up)."""
+async def _known_users(user: BenchUser) -> set[str]:
+    """Every user id the node lists, page by page."""
+    known: set[str] = set()
+    after = ""
+    for _ in range(MAX_LIST_PAGES):
+        answer = await user.list_users(timeout=30.0, after=after)
+        known.update(answer.get("users") or ())
+        after = str(answer.get("next") or "")
+        if not after:
+            break
+    return known
+
+
+async def _fill_table(user: BenchUser, servers: list[SimServer], expected: int,
+                      timeout_s: float) -> tuple[int, int]:
+    """Ask the list until it counts `expected` users (or the time is up); when it stops
+    growing after every server has sent its adverts, hand each server what the node
+    lacks. Returns the users counted and the rounds of re-sending."""
     deadline = time.perf_counter() + timeout_s
-    counted, answer = 0, {}
+    counted, rounds = 0, 0
+    grew_at = time.perf_counter()
     while time.perf_counter() < deadline:
         answer = await user.list_users(timeout=30.0)
-        counted = int(answer.get("total") or len(answer.get("users") or ()))
+        now = time.perf_counter()
+        total = int(answer.get("total") or len(answer.get("users") or ()))
+        if total > counted:
+            counted, grew_at = total, now
         if counted >= expected:
             break
+        all_sent = all(server.sent_s or server.refused for server in servers)
+        if all_sent and now - grew_at >= STALL_S and rounds < MAX_RESEND_ROUNDS:
+            known = await _known_users(user)
+            for server in servers:
+                missing = server.missing_from(known)
+                if missing:
+                    server.resend.put_nowait(missing)
+            rounds += 1
+            grew_at = time.perf_counter()
         await asyncio.sleep(0.2)
-    return counted, answer
+    return counted, rounds
 
 
 async def _run(url: str, servers: list[SimServer], total: int, options: PresenceOptions,
@@ -166,7 +220,6 @@ async def _run(url: str, servers: list[SimServer], total: int, options: Presence
     keys = KeyPool.generate(1, 1)
     user = BenchUser(0, url, 0, keys.public_texts[0], hello_sig=signed_hellos(keys.keys, keys.public_texts)[0])
     await user.connect()
-    stop = asyncio.Event()
     async with asyncio.TaskGroup() as group:
         group.create_task(user.receive(lambda *_: None))
         await user.send_hello()
@@ -175,20 +228,21 @@ async def _run(url: str, servers: list[SimServer], total: int, options: Presence
         rss_before = meter.rss_kib()
         expected = total + int(before or 1)
         started = time.perf_counter()
-        joins = [group.create_task(_join_and_advertise(url, server, started, stop)) for server in servers]
+        joins = [group.create_task(_join_and_advertise(url, server, started)) for server in servers]
         progress.show(f"{len(servers)} servers joining, {total} adverts")
-        counted, answer = await _wait_for_table(user, expected, options.timeout_s)
+        counted, rounds = await _fill_table(user, servers, expected, options.timeout_s)
         join_s = time.perf_counter() - started
         rss_after = meter.rss_kib()
         asked = time.perf_counter()
         answer = await user.list_users(timeout=30.0)
         list_ms = (time.perf_counter() - asked) * 1000
         list_bytes = len(orjson.dumps(answer))
-        stop.set()
+        for server in servers:
+            server.resend.put_nowait(None)
         await asyncio.gather(*joins, return_exceptions=True)
         if user.socket is not None:
             await user.socket.close()
-    return {"join_s": join_s, "counted": counted, "expected": expected, "list_ms": list_ms,
+    return {"join_s": join_s, "counted": counted, "expected": expected, "list_ms": list_ms, "resend_rounds": rounds,
             "list_payload_bytes": list_bytes, "list_shown": len(answer.get("users") or ()),
             "truncated": bool(answer.get("truncated")), "rss_before_kib": rss_before, "rss_after_kib": rss_after}
 
@@ -222,6 +276,10 @@ def run_presence(target: Target, options: PresenceOptions, server_keys: KeyPool 
     result.extra["users_expected"] = measured["expected"]
     result.extra["welcomed_s"] = [round(s.welcomed_s, 2) for s in servers]
     result.extra["all_adverts_written_s"] = round(max(s.sent_s for s in servers), 2)
+    result.extra["resend_rounds"] = measured["resend_rounds"]
+    result.extra["adverts_resent"] = sum(s.resent for s in servers)
+    result.extra["errors_from_node"] = dict(sum((s.errors for s in servers), Counter()))
+    result.extra["largest_frame_to_servers_bytes"] = max(s.largest_frame_bytes for s in servers)
     result.extra["list_answer_ms"] = round(measured["list_ms"], 1)
     result.extra["list_answer_payload_bytes"] = measured["list_payload_bytes"]
     result.extra["list_users_shown"] = measured["list_shown"]

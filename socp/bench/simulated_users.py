@@ -4,6 +4,7 @@ hands every frame (decoded once with orjson, never decrypted) to the scenario.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -70,11 +71,15 @@ class BenchUser:
         assert self.socket is not None
         await self.socket.send(text)
 
-    async def list_users(self, timeout: float = 10.0) -> dict[str, Any]:
-        """LIST_REQUEST, then the next LIST_RESPONSE's payload (the receive loop must run)."""
+    async def list_users(self, timeout: float = 10.0, after: str = "") -> dict[str, Any]:
+        """LIST_REQUEST, then the next LIST_RESPONSE's payload (the receive loop must run).
+        `after`: the page after that id (the `next` of an earlier answer)."""
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._list_waiters.append(waiter)
-        await self.send(frames.list_request(self.user_id, "*", now_ms()).to_wire())
+        request = frames.list_request(self.user_id, "*", now_ms())
+        if after:
+            request = dataclasses.replace(request, payload={"after": after})
+        await self.send(request.to_wire())
         async with asyncio.timeout(timeout):
             return await waiter
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 MAX_DURATION_S = 300.0          # timed phase
 MAX_DRAIN_S = 60.0              # waiting for the last deliveries after the last send
 SETUP_TIMEOUT_S = 120.0         # connecting users and waiting until they see each other
-# The node refuses a ts older than 10 minutes (router/limits.py MAX_AGE_MS): frames are
+# The node refuses a ts older than 10 minutes (router/abuse_rules.py MAX_AGE_MS): frames are
 # stamped when prepared, so preparation + setup + run must stay well inside that.
 MAX_PREPARED_FRAMES = 30_000    # ~90 s of signing on 2 cores at ~6 ms a frame
 

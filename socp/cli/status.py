@@ -39,7 +39,7 @@ _SPAWNED = re.compile(r"spawned: '(?P<name>[^']+)' with pid \d+")
 _STARTED = re.compile(r"supervisord started with pid (?P<pid>\d+)")
 
 # /healthz "queues" keys shown in the table, in this order.
-QUEUE_KEYS = ("kept_frames", "outbox_frames", "largest_outbox", "reorder_waiting", "kept_dropped")
+QUEUE_KEYS = ("kept_frames", "outbox_frames", "largest_outbox", "reorder_waiting", "reader_waits")
 
 
 class NodeNotRunning(Exception):

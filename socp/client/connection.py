@@ -75,6 +75,7 @@ from .events import (
     FileProgress,
     HelpResult,
     Info,
+    ListPageWanted,
     ListResult,
     LoginRegistered,
     LoginRegisterFailed,
@@ -87,6 +88,8 @@ from .events import (
     Transfer,
     TransferList,
 )
+from .incoming_files import RESUME_GRACE
+from .messages import Actions
 from .sending import (
     FILE_CHUNK_BURST,
     IDLE_NODE_GRANTS,
@@ -96,7 +99,7 @@ from .sending import (
     ChunkPacer,
     OutgoingFile,
 )
-from .session import RESUME_GRACE, Actions, ClientSession
+from .session import ClientSession
 from .transport import (
     ChatError,
     ConnectFailed,
@@ -386,6 +389,9 @@ class ChatClient:
             for event in events:
                 if isinstance(event, Restamped):
                     await self._send_frames(event.frames)
+                elif isinstance(event, ListPageWanted):
+                    await self._ws.send(event.frame.to_wire())
+                    deadline = loop.time() + timeout     # each page of a long list gets the same time
                 else:
                     self._emit(self._marked_while_away(event))
             if any(isinstance(event, ListResult) for event in events):
@@ -415,6 +421,9 @@ class ChatClient:
                 for event in self.session.handle(raw):
                     if isinstance(event, Restamped):
                         await self._send_frames(event.frames)   # ERROR RESEND: again, transparently
+                        continue
+                    if isinstance(event, ListPageWanted):
+                        await self._ws.send(event.frame.to_wire())   # the list goes on: its next page
                         continue
                     if isinstance(event, NotDelivered):
                         self._refused(event)
@@ -540,8 +549,8 @@ class ChatClient:
 
     async def _drop_silent_downloads(self) -> None:
         """A sender that starts a file and goes silent must not hold a download slot
-        and a temporary file until the session ends (`session.download_idle_timeout`)."""
-        interval = min(SILENT_DOWNLOAD_CHECK, self.session.download_idle_timeout / 4, RESUME_GRACE / 4)
+        and a temporary file until the session ends (`incoming_files.download_idle_timeout`)."""
+        interval = min(SILENT_DOWNLOAD_CHECK, self.session.incoming_files.download_idle_timeout / 4, RESUME_GRACE / 4)
         while True:
             try:
                 await asyncio.wait_for(self._served.wait(), interval)

@@ -91,6 +91,14 @@ class Restamped:
 
 
 @dataclass(frozen=True, slots=True)
+class ListPageWanted:
+    """A LIST_RESPONSE page said `next`: the driver sends this LIST_REQUEST {after}
+    for the following page. Internal: never rendered (one ListResult ends the list)."""
+
+    frame: Any                  # Envelope
+
+
+@dataclass(frozen=True, slots=True)
 class KeyChanged:
     user: str
     label: str
@@ -114,6 +122,13 @@ class FileProgress:
     total: int
     rate: float                 # bytes per second since the start
     eta: float | None           # seconds, None while unknown
+
+    @classmethod
+    def since(cls, file_id: str, name: str, direction: Direction, done: int, total: int, started: float,
+              now: float) -> FileProgress:
+        """The progress of a transfer started at `started` (seconds), as of `now`."""
+        rate = done / max(now - started, 1e-6)
+        return cls(file_id, name, direction, done, total, rate, (total - done) / rate if rate > 0 else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +294,7 @@ Event = (
     | MessageRejected
     | NotDelivered
     | Restamped
+    | ListPageWanted
     | KeyChanged
     | ChannelKeyReceived
     | FileProgress

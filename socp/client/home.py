@@ -31,7 +31,8 @@ from socp.protocol.ids import is_uuid4, new_id
 
 from ._files import private_dir, read_json, write_private_json
 from .channel_keys import ChannelKeyRing
-from .session import DEFAULT_AUTO_ACCEPT_BYTES, DEFAULT_MAX_FILE_BYTES, ClientSession
+from .incoming_files import DEFAULT_AUTO_ACCEPT_BYTES, DEFAULT_MAX_FILE_BYTES
+from .session import ClientSession
 from .trust import PinStore
 
 IDENTITY_FILE = "identity.json"

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # What our node grants a user's frames whatever else happens (socp/config.py
-# frame_rate / frame_burst per connection, router limits.LimitSettings user_rate /
+# frame_rate / frame_burst per connection, router abuse_rules.LimitSettings user_rate /
 # user_burst), as (rate, burst), each a little below, so a /tell or /list still fits
 # during a transfer.
 NODE_GRANTS: tuple[tuple[float, int], ...] = ((190.0, 450), (240.0, 950))

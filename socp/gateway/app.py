@@ -24,11 +24,11 @@ from socp.gateway.context import GatewayContext
 from socp.gateway.dialer import Dialer
 from socp.gateway.health import DatabaseReport, GatewayStats, router_ready
 from socp.gateway.inbox import Inbox
-from socp.gateway.links import LinkTable, first_accepted_conn
 from socp.gateway.lookups import DirectoryLookups
 from socp.gateway.memory import fix_mmap_threshold, trim_after_crowds
 from socp.gateway.recovery import Recovery, report_written
 from socp.gateway.server import Listener
+from socp.gateway.socket_links import LinkTable, first_accepted_conn
 from socp.gateway.tls import TlsSetupError, check_files
 from socp.ipc.endpoints import ensure_runtime_dir
 from socp.ipc.messages import CLOSE_GOING_AWAY, GatewayHello

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 from socp.config import NodeConfig
 from socp.gateway.bus import Bus
 from socp.gateway.health import DatabaseReport, GatewayStats, ServerLinksReport
-from socp.gateway.links import LinkTable
 from socp.gateway.lookups import DirectoryLookups
+from socp.gateway.socket_links import LinkTable
 from socp.ratelimit import AddressSlots, TokenBucket
 
 if TYPE_CHECKING:

@@ -16,9 +16,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidMessage, WebSocketException
 
 from socp.gateway.context import GatewayContext
-from socp.gateway.links import Link, LinkState
+from socp.gateway.socket_links import SocketLink
 from socp.gateway.socket_session import CLOSE_TIMEOUT, Session, printable
 from socp.gateway.tls import LinkSchemes, client_context, uri, wss_bootstrap_addresses
+from socp.ipc.link_state import LinkState
 from socp.ipc.messages import ConnId, DialLink, LinkClosed, LinkOpened
 
 log = logging.getLogger("socp.gateway")
@@ -74,7 +75,7 @@ class Dialer:
         for task in self._running:
             task.cancel()
 
-    async def _dial_and_serve(self, link: Link, host: str, port: int) -> None:
+    async def _dial_and_serve(self, link: SocketLink, host: str, port: int) -> None:
         context = self._context
         try:
             try:
@@ -127,6 +128,6 @@ class Dialer:
             self._schemes.opened(address, scheme)
             return ws
 
-    def _forget(self, link: Link) -> None:
+    def _forget(self, link: SocketLink) -> None:
         link.move_to(LinkState.CLOSED)
         self._context.links.remove(link)

@@ -27,7 +27,7 @@ from socp.ipc.messages import ServerLinks, StoreStatus
 from socp.runtime import resident_bytes
 
 if TYPE_CHECKING:
-    from socp.gateway.links import LinkTable
+    from socp.gateway.socket_links import LinkTable
 
 HEALTH_PATH = "/healthz"
 AVAILABLE = "available"
@@ -114,10 +114,10 @@ def health_report(stats: GatewayStats, links: LinkTable, database: DatabaseRepor
     reorder_waiting = 0
     largest_outbox = 0
     kept_frames = 0
-    kept_dropped = 0
+    reader_waits = 0
     for link in links:
         kept_frames += len(link.kept)
-        kept_dropped += link.kept_dropped
+        reader_waits += link.reader_waits
         waiting = len(link.outbox)
         outbox_frames += waiting
         largest_outbox = max(largest_outbox, waiting)
@@ -139,7 +139,7 @@ def health_report(stats: GatewayStats, links: LinkTable, database: DatabaseRepor
             "largest_outbox": largest_outbox,
             "reorder_waiting": reorder_waiting,
             "kept_frames": kept_frames,          # inbound frames not yet applied by the router
-            "kept_dropped": kept_dropped,
+            "reader_waits": reader_waits,        # a link's reader waited: KEPT_FRAMES not yet applied
         },
     }
 

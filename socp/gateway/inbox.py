@@ -14,8 +14,8 @@ import logging
 
 from socp.gateway.context import GatewayContext
 from socp.gateway.dialer import Dialer
-from socp.gateway.links import CloseRequest, OutItem
 from socp.gateway.recovery import Recovery
+from socp.gateway.socket_links import CloseRequest, OutItem
 from socp.ipc.messages import (
     CLOSE_TRY_AGAIN_LATER,
     CloseLink,

@@ -1,6 +1,6 @@
 """The gateway's side of recovery (docs/recovery.md is the contract; read it first).
 
-- inbound: every submitted frame is kept (Link.kept) until the router says it took
+- inbound: every submitted frame is kept (SocketLink.kept) until the router says it took
   effect (InboundDone); a verify job with no result in VERIFY_TIMEOUT is submitted
   again, and after MAX_VERIFY_TRIES answered Rejected(TIMEOUT);
 - a new router (RouterHello) gets every open link replayed, then the kept frames,
@@ -18,7 +18,8 @@ import logging
 import time
 
 from socp.gateway.context import GatewayContext
-from socp.gateway.links import Link, LinkState
+from socp.gateway.socket_links import SocketLink
+from socp.ipc.link_state import LinkState
 from socp.ipc.messages import (
     ROLE_SERVER,
     ROLE_USER,
@@ -117,8 +118,7 @@ class Recovery:
                 if now - submitted < VERIFY_TIMEOUT:
                     continue
                 if tries >= MAX_VERIFY_TRIES:
-                    link.kept.remove(entry)
-                    link.kept_bytes -= len(text)
+                    link.forget_kept(entry)
                     stats.verify_timeouts += 1
                     await bus.tell_router(Rejected(link.conn, seq, ErrorCode.TIMEOUT.value,
                                                    "the frame could not be checked in time; send it again", ""))
@@ -157,4 +157,4 @@ async def report_written(context: GatewayContext) -> None:
             await context.bus.tell_router(FramesWritten(counts))
 
 
-__all__ = ["Recovery", "Link", "report_written"]
+__all__ = ["Recovery", "SocketLink", "report_written"]

@@ -19,8 +19,9 @@ from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed
 
 from socp.gateway.context import GatewayContext
-from socp.gateway.links import CloseRequest, Link, LinkState
 from socp.gateway.roles import opens_login, role_of_first_frame
+from socp.gateway.socket_links import CloseRequest, SocketLink
+from socp.ipc.link_state import LinkState
 from socp.ipc.messages import (
     CLOSE_POLICY_VIOLATION,
     ROLE_SERVER,
@@ -65,7 +66,7 @@ class Session:
     """One link's reader, writer and close; `run()` returns once the link is closed,
     removed from the table and reported to the router."""
 
-    def __init__(self, link: Link, ws: Connection, context: GatewayContext) -> None:
+    def __init__(self, link: SocketLink, ws: Connection, context: GatewayContext) -> None:
         self._link = link
         self._ws = ws
         self._links = context.links
@@ -86,7 +87,7 @@ class Session:
             self._limit_as_server()
 
     def _limit_as_server(self) -> None:
-        """The router limits each peer server (limits.LimitSettings.server_rate); the
+        """The router limits each peer server (abuse_rules.LimitSettings.server_rate); the
         per-connection limit of a user must not throttle a whole server below it."""
         self._bucket = TokenBucket(self._config.server_frame_rate, self._config.server_frame_burst,
                                    time.monotonic)
@@ -159,6 +160,7 @@ class Session:
                     link.move_to(LinkState.OPEN)
                 await self._forward(first)
             while True:
+                await link.wait_for_kept_room()
                 await self._forward(await ws.recv())
         except ConnectionClosed as closed:
             link.request_close(None, _describe_close(closed, link))
@@ -259,7 +261,7 @@ class Session:
                 send_text(text.encode())
 
 
-def _describe_close(closed: ConnectionClosed, link: Link) -> str:
+def _describe_close(closed: ConnectionClosed, link: SocketLink) -> str:
     if link.close_code is not None:
         return link.end_reason
     if closed.rcvd is not None:

@@ -24,6 +24,7 @@ Requests (client → store)              Replies (store → client)
   SetReplayState                         Done
   HoldMessage                            Done
   DropHeld                               Done
+  BindRemoteUsers                        BindReplies    (a BindResult value per binding)
   any of them                            Failed         (reason, detail)
 
 Reads are answered as soon as every write that arrived before them is applied; writes
@@ -163,7 +164,7 @@ class NoteSignedHello:
     KIND: ClassVar[int] = 13
     request_id: RequestId
     user_id: str
-    sig_digest: str           # hex digest of the hello's signature (router/limits.py)
+    sig_digest: str           # hex digest of the hello's signature (router/abuse_rules.py)
     seen_at: int              # ms
     forget_before: int        # ms: the user's older signatures are forgotten
     keep: int                 # at most this many of the user's newest signatures are kept
@@ -201,6 +202,14 @@ class DropHeld:
     request_id: RequestId
     recipient: str
     held_ids: list[int]       # delivered or expired
+
+
+@dataclass(frozen=True, slots=True)
+class BindRemoteUsers:
+    """Many BindRemoteUser in one transaction (a joining server's snapshot)."""
+    KIND: ClassVar[int] = 18
+    request_id: RequestId
+    bindings: list[list[Any]]   # [user_id, pubkey, home_server, meta], applied in order
 
 
 # -- replies ---------------------------------------------------------------------------
@@ -258,6 +267,13 @@ class BindReply:
 
 
 @dataclass(frozen=True, slots=True)
+class BindReplies:
+    KIND: ClassVar[int] = 72
+    request_id: RequestId
+    results: list[str]        # a BindResult value per binding, in order
+
+
+@dataclass(frozen=True, slots=True)
 class PinReply:
     KIND: ClassVar[int] = 69
     request_id: RequestId
@@ -284,20 +300,20 @@ class StatusReply:
 
 StoreRequest = (Ping | LoadSnapshot | GetUser | BindUser | SaveKeyShare | MarkShareDelivered | PinServer
                 | UpdateServerAddr | AddChannelMember | SetLogin | BindRemoteUser | Status | NoteSignedHello
-                | NoteReplayKeys | SetReplayState | HoldMessage | DropHeld)
-StoreReply = Done | Applied | SnapshotReply | UserReply | BindReply | PinReply | Failed | StatusReply
+                | NoteReplayKeys | SetReplayState | HoldMessage | DropHeld | BindRemoteUsers)
+StoreReply = BindReplies | Done | Applied | SnapshotReply | UserReply | BindReply | PinReply | Failed | StatusReply
 StoreMessage = StoreRequest | StoreReply
 
 REQUEST_TYPES: tuple[type[StoreRequest], ...] = (
     Ping, LoadSnapshot, GetUser, BindUser, SaveKeyShare, MarkShareDelivered, PinServer, UpdateServerAddr,
     AddChannelMember, SetLogin, BindRemoteUser, Status, NoteSignedHello, NoteReplayKeys, SetReplayState,
-    HoldMessage, DropHeld)
+    HoldMessage, DropHeld, BindRemoteUsers)
 REPLY_TYPES: tuple[type[StoreReply], ...] = (
-    Done, Applied, SnapshotReply, UserReply, BindReply, PinReply, Failed, StatusReply)
+    BindReplies, Done, Applied, SnapshotReply, UserReply, BindReply, PinReply, Failed, StatusReply)
 # Requests that change the database: applied one at a time, in arrival order.
 WRITE_TYPES: tuple[type, ...] = (BindUser, SaveKeyShare, MarkShareDelivered, PinServer, UpdateServerAddr,
                                  AddChannelMember, SetLogin, BindRemoteUser, NoteSignedHello, NoteReplayKeys,
-                                 SetReplayState, HoldMessage, DropHeld)
+                                 SetReplayState, HoldMessage, DropHeld, BindRemoteUsers)
 
 _CODEC: Codec[StoreMessage] = Codec("store", REQUEST_TYPES + REPLY_TYPES, MAX_REQUEST_BYTES, globals())
 

@@ -86,27 +86,6 @@ PASSWORD_OPENING_TYPES = LOGIN_TYPES | PEER_REGISTER_TYPES
 # A user's question about another user's key, in each dialect we answer.
 KEY_LOOKUP_TYPES = frozenset({FrameType.PUBKEY_REQUEST, FrameType.USER_DB_GET})
 
-# Frames a user connection may send after its hello.
-USER_SENDABLE = frozenset(
-    {
-        FrameType.MSG_DIRECT,
-        FrameType.MSG_PUBLIC_CHANNEL,
-        FrameType.PUBLIC_CHANNEL_KEY_SHARE,
-        FrameType.FILE_START,
-        FrameType.FILE_CHUNK,
-        FrameType.FILE_END,
-        FrameType.HEARTBEAT,
-        FrameType.ACK,
-        FrameType.ERROR,
-        FrameType.CTRL_CLOSE,
-        FrameType.DIRECTORY_GET,
-        FrameType.LOGIN_REGISTER,
-        FrameType.PUBLIC_MEMBERS_SNAPSHOT,
-    }
-    | LIST_REQUEST_TYPES
-    | KEY_LOOKUP_TYPES
-)
-
 # Frames that carry end-to-end user content and so are relayed, never decrypted.
 USER_CONTENT_TYPES = frozenset(
     {
@@ -117,4 +96,19 @@ USER_CONTENT_TYPES = frozenset(
         FrameType.FILE_CHUNK,
         FrameType.FILE_END,
     }
+)
+
+# Frames a user connection may send after its hello.
+USER_SENDABLE = USER_CONTENT_TYPES | frozenset(
+    {
+        FrameType.HEARTBEAT,
+        FrameType.ACK,
+        FrameType.ERROR,
+        FrameType.CTRL_CLOSE,
+        FrameType.DIRECTORY_GET,
+        FrameType.LOGIN_REGISTER,
+        FrameType.PUBLIC_MEMBERS_SNAPSHOT,
+    }
+    | LIST_REQUEST_TYPES
+    | KEY_LOOKUP_TYPES
 )

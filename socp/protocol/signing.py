@@ -7,7 +7,7 @@ accepted form binds the same fields, so leniency costs no security.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .crypto import PrivateKey, PublicKey, sign_pss, verify_pss
@@ -109,7 +109,25 @@ def _field_forms(ciphertext_b64: str, names: tuple[str, ...], values: tuple[str 
     yield canonical_json(as_object)
 
 
-def _verify_any(public_key: PublicKey, content_sig: str, forms: Iterator[bytes]) -> bool:
+def dm_forms(ciphertext_b64: str, sender: str, recipient: str, ts: int) -> Iterator[bytes]:
+    """Every accepted form of a DM's content signature (§9 and peers')."""
+    return _field_forms(ciphertext_b64, ("from", "to", "ts"), (sender, recipient, ts))
+
+
+def public_forms(ciphertext_b64: str, sender: str, ts: int) -> Iterator[bytes]:
+    """Every accepted form of a public message's content signature."""
+    return _field_forms(ciphertext_b64, ("from", "ts"), (sender, ts))
+
+
+def key_share_forms(shares: list[dict[str, Any]], creator_pub: str) -> Iterator[bytes]:
+    """Every accepted form of a key share's content signature (§7.3 and peers')."""
+    yield key_share_signed_bytes(shares, creator_pub)
+    yield canonical_json(shares) + creator_pub.encode()
+    yield canonical_json({"creator_pub": creator_pub, "shares": shares})
+
+
+def verify_forms(public_key: PublicKey, content_sig: str, forms: Iterable[bytes]) -> bool:
+    """Does `content_sig` verify over one of `forms`? An unreadable signature does not."""
     try:
         signature = b64url_decode(content_sig)
     except MalformedFrame:
@@ -120,22 +138,15 @@ def _verify_any(public_key: PublicKey, content_sig: str, forms: Iterator[bytes])
 def verify_dm(
     public_key: PublicKey, content_sig: str, ciphertext_b64: str, sender: str, recipient: str, ts: int
 ) -> bool:
-    return _verify_any(
-        public_key, content_sig, _field_forms(ciphertext_b64, ("from", "to", "ts"), (sender, recipient, ts))
-    )
+    return verify_forms(public_key, content_sig, dm_forms(ciphertext_b64, sender, recipient, ts))
 
 
 def verify_public(public_key: PublicKey, content_sig: str, ciphertext_b64: str, sender: str, ts: int) -> bool:
-    return _verify_any(public_key, content_sig, _field_forms(ciphertext_b64, ("from", "ts"), (sender, ts)))
+    return verify_forms(public_key, content_sig, public_forms(ciphertext_b64, sender, ts))
 
 
 def verify_key_share(public_key: PublicKey, content_sig: str, shares: list[dict[str, Any]], creator_pub: str) -> bool:
-    def forms() -> Iterator[bytes]:
-        yield key_share_signed_bytes(shares, creator_pub)
-        yield canonical_json(shares) + creator_pub.encode()
-        yield canonical_json({"creator_pub": creator_pub, "shares": shares})
-
-    return _verify_any(public_key, content_sig, forms())
+    return verify_forms(public_key, content_sig, key_share_forms(shares, creator_pub))
 
 
 # --- a user's content frame as sent ---------------------------------------------------
@@ -175,4 +186,4 @@ def verify_content_frame(public_key: PublicKey, frame: Envelope) -> bool:
     if not isinstance(text, str) or payload.get("from", frame.from_) != frame.from_ or type(ts) is not int:
         return False
     signed = canonical_json({"channel": payload.get("channel", "public"), "text": text, "from": frame.from_, "ts": ts})
-    return _verify_any(public_key, content_sig, iter((signed,)))
+    return verify_forms(public_key, content_sig, (signed,))

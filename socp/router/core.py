@@ -7,6 +7,7 @@ store). No sockets, no clock: `state.now_ms` is set by the driver before each ca
 
 from __future__ import annotations
 
+from socp.ipc.link_state import LinkState
 from socp.ipc.messages import CLOSE_NORMAL
 from socp.protocol.acks import ACKNOWLEDGED_TYPES
 from socp.protocol.envelope import Envelope
@@ -23,11 +24,11 @@ from socp.protocol.frame_types import (
 )
 
 from . import (
+    abuse_rules,
+    client_dialects,
     defences,
-    dialects,
     directory,
     federation,
-    limits,
     link_dialects,  # other teams' server-link habits (issue #14)
     peer_login,
     recovery,
@@ -37,7 +38,7 @@ from . import (
     user_presence,
     users,
 )
-from .events import (
+from .core_io import (
     GATEWAY_RESTARTED,
     Action,
     BatchEnd,
@@ -52,7 +53,7 @@ from .events import (
     LinkUp,
     Tick,
 )
-from .links import Link, LinkState
+from .peer_links import PeerLink
 from .replies import error_to, refuse_and_close
 from .state import RouterState
 
@@ -103,7 +104,7 @@ def _handle(state: RouterState, event: Event) -> list[Action]:
 def _frame_in(state: RouterState, event: FrameIn) -> list[Action]:
     link = state.links.get(event.conn)
     if link is None:
-        link = state.links[event.conn] = Link(conn=event.conn, state=LinkState.AWAITING_HELLO)
+        link = state.links[event.conn] = PeerLink(conn=event.conn, state=LinkState.AWAITING_HELLO)
     link.last_heard_ms = state.now_ms
     frame = event.frame
     if link.state is LinkState.CLOSING:
@@ -126,13 +127,13 @@ def _frame_in(state: RouterState, event: FrameIn) -> list[Action]:
         )
     if link.state is LinkState.USER:
         return _from_user(state, link, event)
-    if link.state in (LinkState.SERVER, LinkState.SERVER_PENDING, LinkState.DIALING):
+    if link.state in (LinkState.JOINED, LinkState.HELLO_SENT, LinkState.DIALLING):
         refused = defences.server_frame(state, link, event)
         return refused if refused is not None else federation.from_server(state, link, event)
     return []
 
 
-def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+def _from_user(state: RouterState, link: PeerLink, event: FrameIn) -> list[Action]:
     frame = event.frame
     if frame.type == T.CTRL_CLOSE:
         link.move(LinkState.CLOSING)
@@ -150,14 +151,14 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     if frame.from_ != link.peer_id:
         return [error_to(state, link.conn, ErrorCode.FORBIDDEN, "`from` must be your own user id")]
     if frame.type in LIST_REQUEST_TYPES:
-        return [dialects.list_reply(state, link, frame)]
+        return [client_dialects.list_reply(state, link, frame)]
     if frame.type in KEY_LOOKUP_TYPES:
-        return [dialects.key_lookup(state, link, frame)]
+        return [client_dialects.key_lookup(state, link, frame)]
     if frame.type == T.PUBLIC_MEMBERS_SNAPSHOT:
-        return [dialects.members_snapshot(state, link)]
+        return [client_dialects.members_snapshot(state, link)]
     if frame.type in (T.HEARTBEAT, T.ACK, T.ERROR):
         return []
-    problem = limits.replay_problem(state.seen, frame, event.payload_digest, state.now_ms, state.replay_log)
+    problem = abuse_rules.replay_problem(state.seen, frame, event.payload_digest, state.now_ms, state.replay_log)
     if problem is not None:
         return defences.refusal(state, link.conn, *problem)
     if frame.type == T.PUBLIC_CHANNEL_KEY_SHARE:
@@ -167,7 +168,7 @@ def _from_user(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     return [error_to(state, link.conn, ErrorCode.UNKNOWN_TYPE, f"{frame.type} is not handled here")]
 
 
-def _acknowledged_content(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+def _acknowledged_content(state: RouterState, link: PeerLink, event: FrameIn) -> list[Action]:
     """A user's DM, public message or file frame (SOCP §7.2-§7.5), in four steps:
     charge its rate limit, screen out copies, route it, acknowledge it (user_acks.py)."""
     ref = user_acks.msg_ref_of(event)
@@ -179,7 +180,7 @@ def _acknowledged_content(state: RouterState, link: Link, event: FrameIn) -> lis
     return user_acks.acknowledge(state, link, event, ref, actions, handed_on)
 
 
-def _route_content(state: RouterState, link: Link, frame: Envelope) -> tuple[list[Action], bool]:
+def _route_content(state: RouterState, link: PeerLink, frame: Envelope) -> tuple[list[Action], bool]:
     """Route one acknowledged frame; True if it was handed on."""
     refused = None
     if frame.type in (T.FILE_START, T.FILE_CHUNK, T.FILE_END):
@@ -196,7 +197,7 @@ def _route_content(state: RouterState, link: Link, frame: Envelope) -> tuple[lis
 def _frame_rejected(state: RouterState, event: FrameRejected) -> list[Action]:
     link = state.links.get(event.conn)
     if link is None:
-        link = state.links[event.conn] = Link(conn=event.conn, state=LinkState.AWAITING_HELLO)
+        link = state.links[event.conn] = PeerLink(conn=event.conn, state=LinkState.AWAITING_HELLO)
     link.last_heard_ms = state.now_ms
     if link.state is LinkState.CLOSING:
         return []
@@ -211,7 +212,7 @@ def _frame_rejected(state: RouterState, event: FrameRejected) -> list[Action]:
         return refuse_and_close(state, event.conn, code, event.detail)
     if event.msg_ref and link.is_user:
         return refusals.refuse(state, event.conn, code, event.detail, event.msg_ref)
-    if link.state is LinkState.SERVER_PENDING:
+    if link.state is LinkState.HELLO_SENT:
         return federation.welcome_rejected(state, link, event.frame_type, code, event.detail)
     if link.server_address:
         state.linkbook.dropped(link.server_address, f"{code.value}: {event.detail}", state.now_ms)

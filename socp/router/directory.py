@@ -13,8 +13,8 @@ from the database:
   signature, since the gateway turns it into a plain 404.
 - LOGIN_REGISTER {privkey_store, pake_password} from a connected user, for its own id
   only (`core` checks `from`), on a connection opened by a signed USER_HELLO whose
-  signature was never seen before (fresh proof that it holds the key, `Link.proved_key`;
-  `limits.user_hello_problem` makes every later hello of that id signed too, and
+  signature was never seen before (fresh proof that it holds the key, `PeerLink.proved_key`;
+  `abuse_rules.user_hello_problem` makes every later hello of that id signed too, and
   remembers the signatures across restarts): checked for shape, stored
   (StoreWrite set_login), mirrored, answered ACK.
 - A remote user's key learned from verified gossip is written through
@@ -33,13 +33,13 @@ from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import BROADCAST
 
 from .accounts import LoginRecord
-from .events import Action, QueryAnswer, StoreWrite, send_one
+from .core_io import Action, QueryAnswer, StoreWrite, send_one
 from .replies import error_to
 
 if TYPE_CHECKING:
     from socp.store.records import UserRecord as StoredUser
 
-    from .links import Link
+    from .peer_links import PeerLink
     from .state import RouterState, UserRecord
 
 REGISTERED_ACK = "LOGIN_REGISTER"   # ACK.msg_ref answering a LOGIN_REGISTER
@@ -61,7 +61,7 @@ def record_changed(state: RouterState, user_id: str) -> None:
     versions[user_id] = versions.get(user_id, 0) + 1
 
 
-def from_user(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+def from_user(state: RouterState, link: PeerLink, frame: Envelope) -> list[Action]:
     if frame.type == T.DIRECTORY_GET:
         return [lookup(state, link, frame.payload["user_id"])]
     if frame.type == T.LOGIN_REGISTER:
@@ -85,7 +85,7 @@ def not_found(user_id: str) -> str:
     return f"no key known for user {user_id}"
 
 
-def lookup(state: RouterState, link: Link, user_id: str) -> Action:
+def lookup(state: RouterState, link: PeerLink, user_id: str) -> Action:
     found = entry(state, user_id, link.peer_id)
     if found is None:
         return error_to(state, link.conn, ErrorCode.USER_NOT_FOUND, not_found(user_id))
@@ -98,7 +98,7 @@ def query(state: RouterState, query_id: int, user_id: str) -> QueryAnswer:
     return QueryAnswer(query_id, found, "" if found is not None else not_found(user_id))
 
 
-def register(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+def register(state: RouterState, link: PeerLink, frame: Envelope) -> list[Action]:
     user_id = link.peer_id
     record = state.users.get(user_id)
     if record is None or record.home_server:

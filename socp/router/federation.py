@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from socp.ipc.link_state import LinkState
 from socp.ipc.messages import CLOSE_GOING_AWAY, CLOSE_NORMAL
 from socp.protocol import frames
 from socp.protocol.crypto import decode_public_key, normalise_public_key
@@ -25,10 +26,9 @@ from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL, is_peer_id, new_id
 from socp.protocol.key_forms import KeyForm, form_of, in_form
 from socp.protocol.signing import verify_transport
 
-from . import directory, limits, link_dialects, offline, users
-from .events import Action, AdoptServerId, Close, Dial, FrameIn, Relay, Send, StoreWrite, send_one
-from .linkbook import PeerLinkState as P
-from .links import Link, LinkState
+from . import abuse_rules, directory, link_dialects, offline, users
+from .core_io import Action, AdoptServerId, Close, Dial, FrameIn, Relay, Send, StoreWrite, send_one
+from .peer_links import PeerLink
 from .replies import error_to, refuse_and_close
 from .state import (
     LOCAL,
@@ -75,20 +75,20 @@ def tick(state: RouterState) -> list[Action]:
     now, timing = state.now_ms, state.timing
     actions: list[Action] = []
     for link in list(state.links.values()):
-        if link.state is not LinkState.SERVER and link.state is not LinkState.SERVER_PENDING:
+        if link.state is not LinkState.JOINED and link.state is not LinkState.HELLO_SENT:
             continue
         # SOCP §6.4: 45 s of silence and the link is dead. A peer that never sent a
         # HEARTBEAT (G45 keeps its links alive with WebSocket pings only) is judged by
         # the WebSocket layer instead; one still joining is always timed.
-        timed = link.heard_heartbeat or link.state is LinkState.SERVER_PENDING
+        timed = link.heard_heartbeat or link.state is LinkState.HELLO_SENT
         if timed and now - link.last_heard_ms > timing.link_timeout_ms:
             actions.append(Close(link.conn, CLOSE_GOING_AWAY, "link timed out"))
             link.move(LinkState.CLOSING)
-            state.linkbook.move(link.server_address, P.LOST, now, "no frame for 45 s", link.peer_id)
+            state.linkbook.move(link.server_address, LinkState.LOST, now, "no frame for 45 s", link.peer_id)
             if link.peer_id and state.servers.get(link.peer_id) == link.conn:
                 actions += server_link_lost(state, link.peer_id)
             continue
-        if link.state is LinkState.SERVER and now - link.last_sent_ms >= timing.heartbeat_ms:
+        if link.state is LinkState.JOINED and now - link.last_sent_ms >= timing.heartbeat_ms:
             link.last_sent_ms = now
             actions.append(send_one(link.conn, frames.heartbeat(state.me.server_id, link.peer_id, now)))
     for server_id, backlog in list(state.backlogs.items()):
@@ -121,7 +121,7 @@ def _give_up_dialling(state: RouterState, server_id: str, redial: Redial) -> Non
     address = f"{host_port[0]}:{host_port[1]}" if host_port else "address unknown"
     log.warning("server %s (%s): %s", server_id, address, reason)
     if host_port is not None:
-        state.linkbook.move(address, P.LOST, state.now_ms, reason, server_id)
+        state.linkbook.move(address, LinkState.LOST, state.now_ms, reason, server_id)
 
 
 def _dialing(state: RouterState, server_id: str) -> bool:
@@ -137,10 +137,10 @@ def _new_dial(state: RouterState, purpose: DialPurpose, host: str, port: int, ke
     conn = state.next_dial_conn
     state.next_dial_conn += 1
     address = f"{host}:{port}"
-    state.links[conn] = Link(conn=conn, state=LinkState.DIALING, peer_id=peer_id,
+    state.links[conn] = PeerLink(conn=conn, state=LinkState.DIALLING, peer_id=peer_id,
                              last_heard_ms=state.now_ms, dialled_by_us=True, server_address=address)
     state.dialing[conn] = purpose
-    state.linkbook.move(address, P.DIALLING, state.now_ms, peer_id=peer_id)
+    state.linkbook.move(address, LinkState.DIALLING, state.now_ms, peer_id=peer_id)
     return Dial(conn, host, port, key, unsigned_ok)
 
 
@@ -183,13 +183,13 @@ def link_up(state: RouterState, conn: int) -> list[Action]:
     """A link we dialled is open: say who we are first."""
     purpose = state.dialing.get(conn)
     link = state.links.get(conn)
-    if purpose is None or link is None or link.state is not LinkState.DIALING:
+    if purpose is None or link is None or link.state is not LinkState.DIALLING:
         return []
     me = state.me
     link.last_heard_ms = state.now_ms
     entry = _introducer_of(state, purpose)
     if entry is not None:
-        link.move(LinkState.SERVER_PENDING)
+        link.move(LinkState.HELLO_SENT)
         # Our key in the form the operator's entry used: G56 reads only base64url(PEM).
         hello = frames.server_hello_join(me.server_id, f"{entry.host}:{entry.port}", state.now_ms,
                                          me.host, me.port, in_form(me.pubkey, entry.key_form))
@@ -199,12 +199,12 @@ def link_up(state: RouterState, conn: int) -> list[Action]:
     our_key = in_form(me.pubkey, form)
     hello = frames.server_hello_link(me.server_id, purpose.server_id, state.now_ms, me.host, me.port, our_key)
     actions: list[Action] = [send_one(conn, hello)]
-    link.move(LinkState.SERVER)
+    link.move(LinkState.JOINED)
     actions += _register_link(state, link, purpose.server_id)
     return actions
 
 
-def dial_failed(state: RouterState, conn: int, link: Link | None = None, reason: str = "") -> list[Action]:
+def dial_failed(state: RouterState, conn: int, link: PeerLink | None = None, reason: str = "") -> list[Action]:
     """A dialled link closed before it was established (or a join went unanswered)."""
     purpose = state.dialing.pop(conn, None)
     if purpose is None:
@@ -218,48 +218,48 @@ def dial_failed(state: RouterState, conn: int, link: Link | None = None, reason:
     return []
 
 
-def link_closed(state: RouterState, link: Link, reason: str) -> None:
+def link_closed(state: RouterState, link: PeerLink, reason: str) -> None:
     """A server link went down (after it was established). A peer that closed our
     SERVER_HELLO_LINK without a word (G45, G17 only know joins) is joined next time."""
     if link.dialled_by_us and not link.heard_peer and link.peer_id in state.pinned_servers:
         state.rejoin.add(link.peer_id)
     if link.peer_id and state.servers.get(link.peer_id) == link.conn:
         spare = next((other for other in state.links.values() if other.conn != link.conn
-                      and other.peer_id == link.peer_id and other.state is LinkState.SERVER), None)
+                      and other.peer_id == link.peer_id and other.state is LinkState.JOINED), None)
         if spare is not None:   # a G45 peer's second link (see _register_link) carries on
             state.servers[link.peer_id] = spare.conn
             return
     _book_down(state, link, reason)
 
 
-def _book_down(state: RouterState, link: Link, reason: str) -> None:
+def _book_down(state: RouterState, link: PeerLink, reason: str) -> None:
     entry = state.linkbook.entries.get(link.server_address)
     if entry is None or not link.server_address:
         return
     if link.peer_id and state.servers.get(link.peer_id) not in (None, link.conn):
         return  # a duplicate closed; the link the row stands for is up
-    if entry.state is P.REFUSED:
+    if entry.state is LinkState.REFUSED:
         return  # the refusal says more than the close that followed it
-    state.linkbook.move(link.server_address, P.LOST, state.now_ms, reason or "link closed", link.peer_id)
+    state.linkbook.move(link.server_address, LinkState.LOST, state.now_ms, reason or "link closed", link.peer_id)
 
 
 # --- links ------------------------------------------------------------------------------
 
 
-def _register_link(state: RouterState, link: Link, server_id: str) -> list[Action]:
+def _register_link(state: RouterState, link: PeerLink, server_id: str) -> list[Action]:
     """Make `link` the link to `server_id`, resolving a duplicate link deterministically:
     keep the one dialled by the server with the smaller id (both ends agree)."""
     existing_conn = state.servers.get(server_id)
     existing = state.links.get(existing_conn) if existing_conn is not None else None
     actions: list[Action] = []
-    if (existing is not None and existing.conn != link.conn and existing.state is LinkState.SERVER
+    if (existing is not None and existing.conn != link.conn and existing.state is LinkState.JOINED
             and state.linkbook.dialect_of(link.server_address)):
         # Another team's server does not know our rule for which duplicate stays, and
         # closing "its" link hurts: G45 then forgets our key and drops every frame of
         # ours, G17 has no link left to send us anything on. Keep both open; the newer
         # carries our frames (link_closed falls back on the other).
         existing = None
-    if existing is not None and existing.conn != link.conn and existing.state is LinkState.SERVER:
+    if existing is not None and existing.conn != link.conn and existing.state is LinkState.JOINED:
         preferred_dialer = min(state.me.server_id, server_id)
         existing_dialer = state.me.server_id if existing.dialled_by_us else server_id
         new_dialer = state.me.server_id if link.dialled_by_us else server_id
@@ -274,7 +274,7 @@ def _register_link(state: RouterState, link: Link, server_id: str) -> list[Actio
     state.servers[server_id] = link.conn
     state.redials.pop(server_id, None)
     if link.server_address:
-        state.linkbook.move(link.server_address, P.JOINED, state.now_ms, peer_id=server_id)
+        state.linkbook.move(link.server_address, LinkState.JOINED, state.now_ms, peer_id=server_id)
     actions += _send_presence(state, link.conn)
     if state.linkbook.dialect_of(link.server_address) == link_dialects.G45:
         actions += link_dialects.register_users(state, link.conn, server_id, sorted(state.local_users))
@@ -304,7 +304,7 @@ def relink(state: RouterState, server_id: str) -> list[Action]:
     return _dial_server(state, server_id)
 
 
-def _supersede(link: Link, server_id: str) -> None:
+def _supersede(link: PeerLink, server_id: str) -> None:
     """Close a duplicate link, but still accept what the peer sent on it before it
     saw our close: those frames are authenticated and may carry queued messages."""
     link.peer_id = server_id
@@ -401,7 +401,7 @@ def _pin(state: RouterState, server_id: str, pubkey: str, host: str, port: int) 
 # --- opening frames from servers ----------------------------------------------------------
 
 
-def server_hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+def server_hello(state: RouterState, link: PeerLink, frame: Envelope) -> list[Action]:
     payload = frame.payload
     if not all(name in payload for name in ("host", "port", "pubkey")):
         # A SERVER_ANNOUNCE may lack them (G17's user snapshot); it cannot open a link.
@@ -419,33 +419,34 @@ def server_hello(state: RouterState, link: Link, frame: Envelope) -> list[Action
     return _link_request(state, link, frame)
 
 
-def refuse_server(state: RouterState, link: Link, frame: Envelope | None, code: ErrorCode,
+def refuse_server(state: RouterState, link: PeerLink, frame: Envelope | None, code: ErrorCode,
                   detail: str) -> list[Action]:
     """Refuse a server's hello, and say so in the link book (logged once per link)."""
     what = frame.type if frame is not None else "server hello"
     address = link.server_address or "incoming"
-    state.linkbook.move(address, P.REFUSED, state.now_ms, f"we refused its {what}: {code.value}: {detail}",
+    state.linkbook.move(address, LinkState.REFUSED, state.now_ms, f"we refused its {what}: {code.value}: {detail}",
                         frame.from_ if frame is not None else "")
     return refuse_and_close(state, link.conn, code, detail)
 
 
-def welcome_rejected(state: RouterState, link: Link, frame_type: str, code: ErrorCode, detail: str) -> list[Action]:
+def welcome_rejected(state: RouterState, link: PeerLink, frame_type: str, code: ErrorCode, detail: str) -> list[Action]:
     """The verifiers refused the answer to our join (G56's unsigned SERVER_WELCOME):
     the join failed; say why, with the way out when it is a missing signature."""
     hint = ""
     if code is ErrorCode.INVALID_SIG:
         hint = " (if this peer does not sign its link frames, its bootstrap entry may say `unsigned_link: true`)"
-    state.linkbook.move(link.server_address, P.REFUSED, state.now_ms,
+    state.linkbook.move(link.server_address, LinkState.REFUSED, state.now_ms,
                         f"we refused its {frame_type or 'answer'}: {code.value}: {detail}{hint}", link.peer_id)
     return refuse_and_close(state, link.conn, code, detail)
 
 
-def hello_rejected(state: RouterState, link: Link, frame_type: str, code: ErrorCode, detail: str) -> None:
+def hello_rejected(state: RouterState, link: PeerLink, frame_type: str, code: ErrorCode, detail: str) -> None:
     """The verifiers refused a server's opening frame (unsigned, bad key): book it."""
-    state.linkbook.move("incoming", P.REFUSED, state.now_ms, f"we refused its {frame_type}: {code.value}: {detail}")
+    state.linkbook.move("incoming", LinkState.REFUSED, state.now_ms,
+                        f"we refused its {frame_type}: {code.value}: {detail}")
 
 
-def _join_request(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+def _join_request(state: RouterState, link: PeerLink, frame: Envelope) -> list[Action]:
     """Introducer side of §6.1: assign an id, welcome, vouch for the newcomer."""
     payload = frame.payload
     try:
@@ -460,7 +461,7 @@ def _join_request(state: RouterState, link: Link, frame: Envelope) -> list[Actio
     assigned = new_id() if taken else requested
     _, actions = _pin(state, assigned, key, payload["host"], payload["port"])
     state.server_key_forms[assigned] = form_of(payload["pubkey"])
-    link.move(LinkState.SERVER)
+    link.move(LinkState.JOINED)
     others = [
         {"server_id": sid, "host": state.pinned_servers[sid].host, "port": state.pinned_servers[sid].port,
          "pubkey": state.pinned_servers[sid].pubkey}
@@ -479,7 +480,7 @@ def _join_request(state: RouterState, link: Link, frame: Envelope) -> list[Actio
     return actions
 
 
-def _link_request(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+def _link_request(state: RouterState, link: PeerLink, frame: Envelope) -> list[Action]:
     """SERVER_HELLO_LINK (or SERVER_ANNOUNCE) opening a link to us: pinned servers only."""
     server_id, payload = frame.from_, frame.payload
     pinned = state.pinned_servers.get(server_id)
@@ -493,28 +494,28 @@ def _link_request(state: RouterState, link: Link, frame: Envelope) -> list[Actio
     if key != pinned.pubkey:
         return refuse_server(state, link, frame, ErrorCode.INVALID_SIG, "this server id is pinned to another key")
     _, actions = _pin(state, server_id, key, payload["host"], payload["port"])
-    link.move(LinkState.SERVER)
+    link.move(LinkState.JOINED)
     return actions + _register_link(state, link, server_id)
 
 
 # --- frames on established server links -------------------------------------------------
 
 
-def from_server(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+def from_server(state: RouterState, link: PeerLink, event: FrameIn) -> list[Action]:
     frame = event.frame
     if frame.type != T.ERROR:
         link.heard_peer = True
-    if link.state is LinkState.SERVER_PENDING:
+    if link.state is LinkState.HELLO_SENT:
         if frame.type == T.SERVER_WELCOME:
             return _welcomed(state, link, frame)
         if frame.type == T.ERROR:
             code, detail = frames.error_text(frame)
-            state.linkbook.move(link.server_address, P.REFUSED, state.now_ms,
+            state.linkbook.move(link.server_address, LinkState.REFUSED, state.now_ms,
                                 f"it refused our join: {code}: {detail}", frame.from_)
             return []
         state.linkbook.dropped(link.server_address, f"{frame.type} before its SERVER_WELCOME", state.now_ms)
         return [error_to(state, link.conn, ErrorCode.MALFORMED, "expected SERVER_WELCOME")]
-    if link.state is not LinkState.SERVER and not link.superseded:
+    if link.state is not LinkState.JOINED and not link.superseded:
         return []
     if link.peer_id in state.redials:
         del state.redials[link.peer_id]
@@ -524,7 +525,7 @@ def from_server(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
         # Its answer to our SERVER_HELLO_LINK (G45: UNKNOWN_TYPE): join it next time.
         code, detail = frames.error_text(frame)
         state.rejoin.add(link.peer_id)
-        state.linkbook.move(link.server_address, P.REFUSED, state.now_ms,
+        state.linkbook.move(link.server_address, LinkState.REFUSED, state.now_ms,
                             f"it refused our SERVER_HELLO_LINK: {code}: {detail}", link.peer_id)
         return []
     handler = _SERVER_HANDLERS.get(frame.type)
@@ -539,7 +540,7 @@ def from_server(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     return handler(state, link, event)
 
 
-def _welcomed(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+def _welcomed(state: RouterState, link: PeerLink, frame: Envelope) -> list[Action]:
     """Joiner side of §6.1: adopt the id, pin and dial every listed server, announce."""
     purpose = state.dialing.pop(link.conn, None)
     actions: list[Action] = []
@@ -558,7 +559,7 @@ def _welcomed(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
         state.server_key_forms[introducer_id] = introducer.key_form
     link_dialects.record(state, link.server_address, link_dialects.of_opening(frame) or
                          (link_dialects.G56 if introducer is not None and introducer.unsigned_link else ""))
-    link.move(LinkState.SERVER)
+    link.move(LinkState.JOINED)
     state.joined = True
     actions += _register_link(state, link, introducer_id)
     if link_dialects.goes_by_alias(state, link.server_address):
@@ -587,7 +588,7 @@ def _welcomed(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     return actions
 
 
-def _announce(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+def _announce(state: RouterState, link: PeerLink, event: FrameIn) -> list[Action]:
     frame, payload = event.frame, event.frame.payload
     actions: list[Action] = []
     if isinstance(payload.get("user_locations"), dict) and frame.from_ == link.peer_id:
@@ -601,7 +602,7 @@ def _announce(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     return actions + pin_actions
 
 
-def _users_at(state: RouterState, link: Link, user_locations: dict[str, Any]) -> list[Action]:
+def _users_at(state: RouterState, link: PeerLink, user_locations: dict[str, Any]) -> list[Action]:
     """G17 lists its users as {user_id: {"server_id", "ts"}} in its welcome and in a
     SERVER_ANNOUNCE, without keys. Only what it says of its own users is taken (as
     its USER_ADVERTISE would be); their keys are then asked for."""
@@ -613,7 +614,7 @@ def _users_at(state: RouterState, link: Link, user_locations: dict[str, Any]) ->
         current = state.user_locations.get(user_id)
         if current == LOCAL or (current is not None and current != server_id and current in state.servers):
             continue
-        if limits.presence_problem(state.guard, server_id, state.user_locations.count_at(server_id),
+        if abuse_rules.presence_problem(state.guard, server_id, state.user_locations.count_at(server_id),
                                    new_user=current != server_id) is not None:
             break
         if user_id not in state.users:
@@ -624,7 +625,7 @@ def _users_at(state: RouterState, link: Link, user_locations: dict[str, Any]) ->
     return actions
 
 
-def _ask_key(state: RouterState, link: Link, user_id: str) -> list[Action]:
+def _ask_key(state: RouterState, link: PeerLink, user_id: str) -> list[Action]:
     """A user we know only by id: ask its server for the key, in its own dialect."""
     record = state.users.get(user_id)
     if (record is not None and record.pubkey) or state.key_lookups.get(user_id) == link.peer_id:
@@ -639,7 +640,7 @@ def _ask_key(state: RouterState, link: Link, user_id: str) -> list[Action]:
     return [send_one(link.conn, question)]
 
 
-def _key_question(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+def _key_question(state: RouterState, link: PeerLink, event: FrameIn) -> list[Action]:
     """A linked server asks for a user's key (G45 asks its master with DB_GET_USER, G17
     with PUBKEY_REQUEST): the key we hold for that user, in the asker's shape."""
     frame = event.frame
@@ -654,7 +655,7 @@ def _key_question(state: RouterState, link: Link, event: FrameIn) -> list[Action
     return [send_one(link.conn, answer)]
 
 
-def _key_answer(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+def _key_answer(state: RouterState, link: PeerLink, event: FrameIn) -> list[Action]:
     """DB_USER / PUBKEY_RESPONSE (answers we asked for) or DB_REGISTER (G45 telling us
     one of its users' keys): taken only from the server the user is at, for a user
     with no key yet (a user id stays bound to its first key)."""
@@ -674,7 +675,7 @@ def _key_answer(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     return directory.remote_user_learned(state, user_id, known)
 
 
-def _presence_refused(state: RouterState, link: Link, event: FrameIn) -> list[Action] | None:
+def _presence_refused(state: RouterState, link: PeerLink, event: FrameIn) -> list[Action] | None:
     """Who may tell us where a server's users are (SOCP §6.2 and its project decision):
     the server itself over its own link, or any linked server relaying that server's
     original frame unchanged, whose signature then verifies with the key pinned for
@@ -707,7 +708,7 @@ def _presence_refused(state: RouterState, link: Link, event: FrameIn) -> list[Ac
     return None
 
 
-def _gossip_on(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+def _gossip_on(state: RouterState, link: PeerLink, frame: Envelope) -> list[Action]:
     """SOCP §6.2 step 3: pass presence that changed our tables on to every other
     linked server, as the original signed frame, so a server that has no link to the
     origin still learns it. Each server handles a frame once (`state.seen`), so a
@@ -717,11 +718,11 @@ def _gossip_on(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     origin = frame.payload["server_id"]
     conns = tuple(conn for server_id, conn in sorted(state.servers.items())
                   if server_id not in (origin, link.peer_id)
-                  and (peer := state.links.get(conn)) is not None and peer.state is LinkState.SERVER)
+                  and (peer := state.links.get(conn)) is not None and peer.state is LinkState.JOINED)
     return [Relay(conns, frame)] if conns else []
 
 
-def _advertise(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+def _advertise(state: RouterState, link: PeerLink, event: FrameIn) -> list[Action]:
     """§6.2 with the project rules: only the named server may advertise its users; a
     user id stays bound to the first key learned for it; a user hosted here, or at
     another server whose link is live, is not moved until that server removes it.
@@ -741,7 +742,7 @@ def _advertise(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
         return []
     meta = payload.get("meta") or {}
     known = state.users.get(user_id)
-    too_much = limits.presence_problem(state.guard, server_id, state.user_locations.count_at(server_id),
+    too_much = abuse_rules.presence_problem(state.guard, server_id, state.user_locations.count_at(server_id),
                                        new_user=current != server_id,
                                        changes=current != server_id or _advert_changes(known, meta))
     if too_much is not None:
@@ -794,7 +795,7 @@ def _advert_changes(known: UserRecord | None, meta: dict[str, Any]) -> bool:
     return (name[:64] if isinstance(name, str) else "") != known.display_name
 
 
-def _home_move_refused(state: RouterState, link: Link, user_id: str, server_id: str, known: UserRecord | None,
+def _home_move_refused(state: RouterState, link: PeerLink, user_id: str, server_id: str, known: UserRecord | None,
                        advertised_key: str, proof: Any) -> bool:
     """One identity per id (issue #15 weaknesses 1, 2): an id that signs its hellos
     gets a new home server only with its own signed hello carried in the
@@ -806,19 +807,19 @@ def _home_move_refused(state: RouterState, link: Link, user_id: str, server_id: 
         return False
     moving = known is not None and bool(known.pubkey) and (known.home_server or state.me.server_id) != server_id
     if moving and user_id in guard.hello_signers:
-        problem = limits.home_move_problem(guard, user_id, bound_key, proof)
+        problem = abuse_rules.home_move_problem(guard, user_id, bound_key, proof)
         if problem is not None:
             log.warning("refused USER_ADVERTISE from %s: user %s: %s", server_id, user_id, problem)
             if link.server_address:
                 state.linkbook.dropped(link.server_address, f"USER_ADVERTISE of {user_id} refused: {problem}",
                                        state.now_ms)
             return True
-    if user_id not in guard.hello_signers and limits.carried_hello_problem(user_id, bound_key, proof) is None:
+    if user_id not in guard.hello_signers and abuse_rules.carried_hello_problem(user_id, bound_key, proof) is None:
         guard.hello_signers.add(user_id)
     return False
 
 
-def _remove(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+def _remove(state: RouterState, link: PeerLink, event: FrameIn) -> list[Action]:
     if _seen_before(state, event):
         return []
     refused = _presence_refused(state, link, event)
@@ -835,16 +836,16 @@ def _remove(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     return _gossip_on(state, link, event.frame)
 
 
-def _seen_key(state: RouterState, event: FrameIn, link: Link | None) -> tuple[Any, ...]:
+def _seen_key(state: RouterState, event: FrameIn, link: PeerLink | None) -> tuple[Any, ...]:
     address = link.server_address if link is not None else ""
     return link_dialects.seen_key(state, address, event.frame, event.payload_digest)
 
 
-def _fresh(state: RouterState, event: FrameIn, link: Link | None = None) -> bool:
+def _fresh(state: RouterState, event: FrameIn, link: PeerLink | None = None) -> bool:
     return state.seen.check_and_add(_seen_key(state, event, link), state.now_ms, ts=event.frame.ts)
 
 
-def _seen_before(state: RouterState, event: FrameIn, link: Link | None = None) -> bool:
+def _seen_before(state: RouterState, event: FrameIn, link: PeerLink | None = None) -> bool:
     """A copy of presence already applied: dropped before the router checks a relay's
     signature (in a full mesh each change arrives once from its origin and once
     relayed by every other server, and each check costs an RSA verify). Only a look:
@@ -852,7 +853,7 @@ def _seen_before(state: RouterState, event: FrameIn, link: Link | None = None) -
     return state.seen.has(_seen_key(state, event, link))
 
 
-def _server_deliver(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+def _server_deliver(state: RouterState, link: PeerLink, event: FrameIn) -> list[Action]:
     """§6.3: deliver locally, or pass on towards the user's server, or say USER_NOT_FOUND."""
     if not _fresh(state, event):
         return []
@@ -875,7 +876,7 @@ def _server_deliver(state: RouterState, link: Link, event: FrameIn) -> list[Acti
     return users.route_to_user(state, target, sender, ts, payload, extra, origin_conn=link.conn)
 
 
-def _wrapped_file(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+def _wrapped_file(state: RouterState, link: PeerLink, frame: Envelope) -> list[Action]:
     """G56's cross-server file frame: SERVER_DELIVER {user_id, type, from, to, ts,
     payload[, sig]} carrying a user's FILE_* whole. Unwrapped, validated as that
     frame, bounded like any relayed transfer, and carried on as our own FILE_* would be."""
@@ -886,7 +887,7 @@ def _wrapped_file(state: RouterState, link: Link, frame: Envelope) -> list[Actio
         return [error_to(state, link.conn, exc.code, f"wrapped {wrapped['type']}: {exc.detail}")]
     if inner.to != wrapped["user_id"]:
         return [error_to(state, link.conn, ErrorCode.MALFORMED, "wrapped frame is for another user")]
-    problem = limits.file_problem(state.guard, limits.relayed_sender(inner.from_), inner)
+    problem = abuse_rules.file_problem(state.guard, abuse_rules.relayed_sender(inner.from_), inner)
     if problem is not None:
         return [error_to(state, link.conn, *problem)]
     if state.user_locations.get(inner.to) != LOCAL:
@@ -894,19 +895,19 @@ def _wrapped_file(state: RouterState, link: Link, frame: Envelope) -> list[Actio
     return users.route_frame_to_user(state, inner, origin_conn=link.conn)
 
 
-def _public_message(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+def _public_message(state: RouterState, link: PeerLink, event: FrameIn) -> list[Action]:
     if not _fresh(state, event, link):
         return []
     return _public_message_unchecked(state, event.frame)
 
 
-def _key_share(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+def _key_share(state: RouterState, link: PeerLink, event: FrameIn) -> list[Action]:
     if not _fresh(state, event):
         return []
     return users.key_share(state, event.frame, origin_conn=link.conn)
 
 
-def _file_frame(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+def _file_frame(state: RouterState, link: PeerLink, event: FrameIn) -> list[Action]:
     if not _fresh(state, event):
         return []
     frame = event.frame
@@ -919,7 +920,7 @@ def _file_frame(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
     return users.route_frame_to_user(state, frame, origin_conn=link.conn)
 
 
-def _server_file(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+def _server_file(state: RouterState, link: PeerLink, frame: Envelope) -> list[Action]:
     """G45 relays a user's FILE_* as its own frame: `from` the server, `to` our name,
     the recipient in `payload.user_id`, the sender only in FILE_START's `sender`.
     Carried on as the user's frame (sender remembered per file_id, bounded)."""
@@ -953,13 +954,13 @@ def _public_message_unchecked(state: RouterState, frame: Envelope) -> list[Actio
                                    payload=frame.payload)), *held]
 
 
-def _channel_add(state: RouterState, link: Link, event: FrameIn) -> list[Action]:
+def _channel_add(state: RouterState, link: PeerLink, event: FrameIn) -> list[Action]:
     state.channel_members.update(event.frame.payload["add"])
     return []
 
 
 # Keyed by the frame's type as it arrives (a str; FrameType members hash as their value).
-_SERVER_HANDLERS: dict[str, Callable[[RouterState, Link, FrameIn], list[Action]]] = {
+_SERVER_HANDLERS: dict[str, Callable[[RouterState, PeerLink, FrameIn], list[Action]]] = {
     T.SERVER_ANNOUNCE: _announce,
     T.USER_ADVERTISE: _advertise,
     T.USER_REMOVE: _remove,

@@ -27,7 +27,7 @@ from socp.protocol.envelope import Envelope
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.key_forms import KeyForm, form_of, in_form
 
-from .events import Action, Send
+from .core_io import Action, Send
 
 if TYPE_CHECKING:
     from .state import RouterState

@@ -2,7 +2,8 @@
 
 One entry per peer server, keyed by the address it was dialled at or says it listens
 on ("host:port"), so a dial and the link it becomes stay one row. An entry's life is
-one table (STYLE §3):
+one table (STYLE §3), SERVER_LINK_MOVES of socp/ipc/link_state.py, whose states are
+every link's:
 
     DIALLING --welcomed / linked-->      JOINED
     DIALLING --refused either way-->     REFUSED
@@ -23,7 +24,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from enum import Enum
+
+from socp.ipc.link_state import SERVER_LINK_MOVES, LinkState
 
 log = logging.getLogger("socp.router")
 
@@ -37,25 +39,10 @@ def printable(text: str, limit: int = REASON_CHARS) -> str:
     return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text[:limit])
 
 
-class PeerLinkState(str, Enum):
-    DIALLING = "dialling"
-    JOINED = "joined"
-    REFUSED = "refused"
-    LOST = "lost"
-
-
-_ALLOWED: dict[PeerLinkState, frozenset[PeerLinkState]] = {
-    PeerLinkState.DIALLING: frozenset({PeerLinkState.JOINED, PeerLinkState.REFUSED, PeerLinkState.LOST}),
-    PeerLinkState.JOINED: frozenset({PeerLinkState.LOST, PeerLinkState.REFUSED}),
-    PeerLinkState.REFUSED: frozenset({PeerLinkState.DIALLING, PeerLinkState.JOINED}),
-    PeerLinkState.LOST: frozenset({PeerLinkState.DIALLING, PeerLinkState.JOINED}),
-}
-
-
 @dataclass(slots=True)
 class LinkEntry:
     address: str                    # "host:port"
-    state: PeerLinkState
+    state: LinkState
     peer_id: str = ""               # "" until the peer said who it is
     reason: str = ""                # the last refusal, loss or dropped frame, in words
     dropped: int = 0                # frames from this peer we could not use, since start
@@ -71,14 +58,14 @@ class LinkBook:
     entries: dict[str, LinkEntry] = field(default_factory=dict)
     changed: bool = False
 
-    def _entry(self, address: str, state: PeerLinkState, now_ms: int) -> LinkEntry:
+    def _entry(self, address: str, state: LinkState, now_ms: int) -> LinkEntry:
         entry = self.entries.get(address)
         if entry is None:
             entry = self.entries[address] = LinkEntry(address=address, state=state, since_ms=now_ms)
             self.changed = True
         return entry
 
-    def move(self, address: str, state: PeerLinkState, now_ms: int, reason: str = "", peer_id: str = "") -> LinkEntry:
+    def move(self, address: str, state: LinkState, now_ms: int, reason: str = "", peer_id: str = "") -> LinkEntry:
         """Put the link at `address` in `state`; log it if that is news."""
         entry = self._entry(address, state, now_ms)
         reason, peer_id = printable(reason), printable(peer_id, 128)
@@ -87,7 +74,7 @@ class LinkBook:
             self.changed = True
         news = entry.state is not state or (reason and reason != entry.reason)
         if entry.state is not state:
-            if state not in _ALLOWED[entry.state]:
+            if state not in SERVER_LINK_MOVES[entry.state]:
                 # Not a bug to die for: a peer can make us see odd orders (a welcome after
                 # its close raced in). Record what is true now.
                 log.debug("link %s: %s -> %s", address, entry.state.value, state.value)
@@ -97,8 +84,8 @@ class LinkBook:
         if reason and reason != entry.reason:
             entry.reason = reason
             self.changed = True
-        if news and state is not PeerLinkState.DIALLING:
-            level = logging.WARNING if state is PeerLinkState.REFUSED else logging.INFO
+        if news and state is not LinkState.DIALLING:
+            level = logging.WARNING if state is LinkState.REFUSED else logging.INFO
             log.log(level, "server link %s (%s): %s%s", address, entry.peer_id or "id not known yet", state.value,
                     f": {reason}" if reason else "")
         return entry
@@ -123,7 +110,7 @@ class LinkBook:
     def set_dialect(self, address: str, dialect: str, now_ms: int) -> None:
         """Record whose habits the peer at `address` has (an accepted link's first
         row is made here, before it is joined)."""
-        entry = self._entry(address, PeerLinkState.DIALLING, now_ms)
+        entry = self._entry(address, LinkState.DIALLING, now_ms)
         if dialect and entry.dialect != dialect:
             entry.dialect = dialect
             self.changed = True

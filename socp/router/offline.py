@@ -45,7 +45,7 @@ from socp.protocol.errors import ErrorCode
 from socp.protocol.frame_types import FrameType as T
 from socp.store.records import HeldMessage
 
-from .events import Action, StoreWrite
+from .core_io import Action, StoreWrite
 from .replies import error_to
 from .state import LOCAL, NO_ORIGIN, RouterState
 

@@ -58,7 +58,7 @@ from socp.protocol.envelope import Envelope
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import PUBLIC_CHANNEL
 
-from .events import Action, Send, send_one
+from .core_io import Action, Send, send_one
 
 KEY_VERSION = 1
 

@@ -19,7 +19,7 @@ challenge flow treats as no login), and a password login obeys the same lockouts
 user id and per address. What differs, and why it is confined to this dialect:
 
 - G17's client sends the password in clear, so the node checks an argon2id hash
-  (`socp.protocol.peer_login`); each check costs the router ~0.3 s, so password
+  (`socp.protocol.password_hash`); each check costs the router ~0.3 s, so password
   checks draw `CHECK_COST` tokens from the node-wide login bucket (one a second);
 - a registration binds a new user id to a key without proof that the client holds
   it, exactly as an unsigned USER_HELLO does for a new id; an id already known here
@@ -33,7 +33,7 @@ Anything else answers an ERROR that says what we support, then closes.
 from __future__ import annotations
 
 from socp.protocol import frames
-from socp.protocol import peer_login as values
+from socp.protocol import password_hash as values
 from socp.protocol.crypto import normalise_public_key
 from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode, SocpError
@@ -43,8 +43,8 @@ from socp.ratelimit import retry_hint
 
 from . import directory, peer_channel, roaming_login
 from .accounts import LoginRecord
-from .events import Action, StoreWrite, send_one
-from .links import Link
+from .core_io import Action, StoreWrite, send_one
+from .peer_links import PeerLink
 from .replies import refuse_and_close
 from .state import RouterState, UserRecord
 
@@ -55,7 +55,7 @@ SUPPORTED = ("this node logs in with LOGIN_REQUEST {user_id} then LOGIN_PROOF, o
              "LOGIN_REQUEST {password} after LOCAL_REGISTER")
 
 
-def from_new_connection(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+def from_new_connection(state: RouterState, link: PeerLink, frame: Envelope) -> list[Action]:
     """A password frame on a connection that has not said hello: ours or G17's."""
     if frame.type in PEER_REGISTER_TYPES:
         return register(state, link, frame)
@@ -66,7 +66,7 @@ def from_new_connection(state: RouterState, link: Link, frame: Envelope) -> list
     return roaming_login.from_new_connection(state, link, frame)
 
 
-def register(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+def register(state: RouterState, link: PeerLink, frame: Envelope) -> list[Action]:
     user_id, payload = frame.from_, frame.payload
     if link.peer_id:
         return refuse_and_close(state, link.conn, ErrorCode.FORBIDDEN, "one registration per connection")
@@ -86,7 +86,7 @@ def register(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
             send_one(link.conn, frames.ack(state.me.server_id, user_id, state.now_ms, REGISTERED))]
 
 
-def password_login(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+def password_login(state: RouterState, link: PeerLink, frame: Envelope) -> list[Action]:
     user_id = frame.from_
     accounts = state.accounts
     waiting = roaming_login.lockout_detail(state, link, user_id)
@@ -115,5 +115,5 @@ def password_login(state: RouterState, link: Link, frame: Envelope) -> list[Acti
                                                      record.privkey_store))]
 
 
-def _fail(state: RouterState, link: Link, user_id: str, code: ErrorCode, detail: str) -> Action:
+def _fail(state: RouterState, link: PeerLink, user_id: str, code: ErrorCode, detail: str) -> Action:
     return send_one(link.conn, frames.login_fail(state.me.server_id, user_id, state.now_ms, code, detail))

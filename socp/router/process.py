@@ -23,11 +23,12 @@ from socp.identity import NodeIdentity, adopt_server_id
 from socp.ipc import messages as m
 from socp.ipc.direct import DirectSocket
 from socp.ipc.endpoints import ensure_runtime_dir
+from socp.ipc.link_state import LinkState
 from socp.metrics.router import router_ticked
 from socp.protocol.errors import MalformedFrame
 
 from . import core, fairshare, federation, persistence, replay_log
-from .events import (
+from .core_io import (
     GATEWAY_RESTARTED,
     Action,
     AdoptServerId,
@@ -45,7 +46,6 @@ from .events import (
     StoreWrite,
     Tick,
 )
-from .links import LinkState
 from .persistence import RouterStore
 from .recovery import INBOUND_TYPES, InboundMessage, InboundOrder, InFlight, Ready
 from .snapshot import state_from_snapshot
@@ -57,6 +57,7 @@ log = logging.getLogger("socp.router")
 HIGH_WATER_MARK = 100_000
 EVENT_BATCHES_BOUND = 256     # batches of inbox messages (each at most RECEIVE_BATCH) waiting
 STORE_QUEUE_BOUND = 10_000
+STORE_ROOM_WAIT = 5.0         # seconds the router waits for room in a full store queue
 TICK_SECONDS = 0.5
 GATEWAY_HELLO_WAIT = 2.0
 EPOCH_START = 1_704_067_200   # 2024-01-01: epochs are tenths of a second since then
@@ -77,7 +78,8 @@ class Counters:
     sign_jobs: int = 0
     frames_out: int = 0
     writes: persistence.WriteCounters = field(default_factory=persistence.WriteCounters)
-    writes_not_queued: int = 0     # the store queue was full
+    writes_waited: int = 0         # the store queue was full: the router waited for room
+    writes_not_queued: int = 0     # the store queue stayed full (store down or stuck): dropped
     sign_jobs_resent: int = 0
     sign_jobs_given_up: int = 0
     directory_queries: int = 0
@@ -205,7 +207,7 @@ class RouterDriver:
             return None
         if link.is_user:
             return fairshare.USER + link.peer_id, event.conn
-        if link.state is LinkState.SERVER:
+        if link.state is LinkState.JOINED:
             return fairshare.SERVER + link.peer_id, event.conn
         return None
 
@@ -232,19 +234,37 @@ class RouterDriver:
                 await self.to_gateway.send(m.pack(m.DialLink(action.conn, action.host, action.port, action.verify_key,
                                                              action.unsigned_ok)))
             elif isinstance(action, StoreWrite):
-                if self.store_writes.full():
-                    self.counters.writes_not_queued += 1
-                    log.error("router: store queue full; %s not persisted", action.operation)
-                    if action.operation == replay_log.WRITE_KEYS:
-                        self.state.replay_log.keys_lost = True   # no clean stop can be claimed now
-                else:
-                    self.store_writes.put_nowait(action)
+                await self.queue_write(action)
             elif isinstance(action, AdoptServerId):
                 adopt_server_id(self.config.data_dir, action.server_id)
             elif isinstance(action, QueryAnswer):
                 await self.answer_query(action)
             else:
                 raise TypeError(f"unknown action {action!r}")
+
+    async def queue_write(self, write: StoreWrite) -> None:
+        """Queue a write for the store. A full queue while the store answers means it is
+        slower than what we decide (a joining server's snapshot): wait for room, so the
+        router takes no more events until the store catches up, and the gateway's
+        queues in turn stop reading the senders. Not for ever: while the store does
+        not answer, waiting would stall the node for the whole outage, so after
+        STORE_ROOM_WAIT (or at once, when an outage is known) the write is dropped,
+        with an error in the log."""
+        if not self.store_writes.full():
+            self.store_writes.put_nowait(write)
+            return
+        if self.store_watch is None or self.store_watch.available:
+            self.counters.writes_waited += 1
+            try:
+                async with asyncio.timeout(STORE_ROOM_WAIT):
+                    await self.store_writes.put(write)
+                return
+            except TimeoutError:
+                pass
+        self.counters.writes_not_queued += 1
+        log.error("router: store queue full and the store is not keeping up; %s not persisted", write.operation)
+        if write.operation == replay_log.WRITE_KEYS:
+            self.state.replay_log.keys_lost = True   # no clean stop can be claimed now
 
     async def sign(self, send: Send) -> None:
         """Hand one Send to the verifier pool: out seqs are taken now, so a queued

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from socp.ipc import messages as m
+from socp.ipc.link_state import LinkState
 from socp.ipc.messages import CLOSE_GOING_AWAY, FIRST_DIALLED_CONN, ROLE_SERVER, ROLE_USER
 from socp.ipc.reorder import ReorderBuffer, ReorderOverflow
 from socp.protocol.crypto import normalise_public_key
@@ -30,8 +31,8 @@ from socp.protocol.errors import SocpError
 from socp.protocol.frame_types import FrameType as T
 
 from . import federation, users
-from .events import Action, Close, Event, FrameIn, FrameRejected, LinkDown, LinkRestored, LinkUp, Relay, Send
-from .links import Link, LinkState
+from .core_io import Action, Close, Event, FrameIn, FrameRejected, LinkDown, LinkRestored, LinkUp, Relay, Send
+from .peer_links import PeerLink
 from .state import PARKED_LIMIT, Outflow, RouterState, forget_older
 
 log = logging.getLogger("socp.router")
@@ -167,11 +168,11 @@ def link_restored(state: RouterState, event: LinkRestored) -> list[Action]:
     known = state.links.get(conn)
     if known is not None and known.state is not LinkState.AWAITING_HELLO:
         return []   # its hello reached us already
-    link = state.links[conn] = Link(conn=conn, state=LinkState.AWAITING_HELLO, last_heard_ms=state.now_ms,
+    link = state.links[conn] = PeerLink(conn=conn, state=LinkState.AWAITING_HELLO, last_heard_ms=state.now_ms,
                                     dialled_by_us=conn >= FIRST_DIALLED_CONN)
     if event.role == ROLE_USER and not event.opening:
         # Its hello was still unapplied: the gateway submits it again, and it is handled
-        # as a hello is; only its signature counts as unused (limits.user_hello_problem).
+        # as a hello is; only its signature counts as unused (abuse_rules.user_hello_problem).
         link.hello_resubmitted = True
         return []
     if event.role == ROLE_USER:
@@ -181,7 +182,7 @@ def link_restored(state: RouterState, event: LinkRestored) -> list[Action]:
     return _drop_restored(link, "connection state lost with the router")
 
 
-def _restore_user(state: RouterState, link: Link, opening: str) -> list[Action]:
+def _restore_user(state: RouterState, link: PeerLink, opening: str) -> list[Action]:
     try:
         frame = parse(opening)
     except SocpError:
@@ -196,7 +197,7 @@ def _restore_user(state: RouterState, link: Link, opening: str) -> list[Action]:
     return actions
 
 
-def _restore_server(state: RouterState, link: Link, verify_key: str) -> list[Action]:
+def _restore_server(state: RouterState, link: PeerLink, verify_key: str) -> list[Action]:
     try:
         key = normalise_public_key(verify_key)
     except SocpError:
@@ -208,14 +209,14 @@ def _restore_server(state: RouterState, link: Link, verify_key: str) -> list[Act
         return []
     if server_id in state.servers:
         return _drop_restored(link, "link state lost with the router")
-    link.move(LinkState.SERVER)
+    link.move(LinkState.JOINED)
     link.peer_id = server_id
     state.servers[server_id] = link.conn
     state.redials.pop(server_id, None)
     return federation.relink(state, server_id)
 
 
-def _drop_restored(link: Link, reason: str) -> list[Action]:
+def _drop_restored(link: PeerLink, reason: str) -> list[Action]:
     link.move(LinkState.CLOSING)
     return [Close(link.conn, CLOSE_GOING_AWAY, reason)]
 

@@ -7,13 +7,13 @@ would have to guess (protocol/acks.py). But every ERROR costs a signature, so a 
 must not buy one each. Hence, per connection and per error code:
 
 - the first refusal is answered at once, naming its frame (`msg_ref`);
-- refusals of the same kind within the next interval (`limits.refusal_answer_due`)
+- refusals of the same kind within the next interval (`abuse_rules.refusal_answer_due`)
   are held, and answered together by one ERROR whose `msg_refs` lists them (at most
   MAX_MSG_REFS; `msg_ref` is the last): on the first Tick once the interval is over,
   or before the next ACK of that connection (`user_acks._ack_now` flushes first, so the
   ERROR always reaches the client before an ACK that would cover the frames);
 - answers on their own (the first, and those of a Tick) also spend a token of a
-  node-wide budget (`limits.held_refusal_answer_due`); while it is spent they stay
+  node-wide budget (`abuse_rules.held_refusal_answer_due`); while it is spent they stay
   held, the connections waiting longest are answered first, and each later ERROR
   names more frames. An answer forced by an ACK or by MAX_MSG_REFS spends none.
 
@@ -29,8 +29,8 @@ from socp.protocol.acks import MAX_MSG_REFS
 from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode
 
-from . import limits
-from .events import Action, Send
+from . import abuse_rules
+from .core_io import Action, Send
 from .replies import error_to
 from .state import HeldRefusals, RouterState
 
@@ -38,14 +38,14 @@ from .state import HeldRefusals, RouterState
 def refuse(state: RouterState, conn: int, code: ErrorCode, detail: str, ref: str, kind: str = "") -> list[Action]:
     """Refuse the frame `ref` of `conn`: an ERROR naming it (and any refused before it
     and not yet answered) now, if `conn` was not told of this refusal `kind` (default:
-    the code) within the interval (limits.refusal_answer_due); else later."""
+    the code) within the interval (abuse_rules.refusal_answer_due); else later."""
     held_codes = state.refusals.held.setdefault(conn, {})
     held = held_codes.get(code.value)
     if held is None:
         held = held_codes[code.value] = HeldRefusals(detail=detail)
     held.refs.append(ref)
     held.detail = detail or held.detail
-    if len(held.refs) >= MAX_MSG_REFS or limits.held_refusal_answer_due(state.guard, conn, kind or code.value):
+    if len(held.refs) >= MAX_MSG_REFS or abuse_rules.held_refusal_answer_due(state.guard, conn, kind or code.value):
         return [_answer(state, conn, code.value)]
     state.refusals.held_refs += 1
     return []
@@ -59,16 +59,16 @@ def flush(state: RouterState, conn: int) -> list[Action]:
 def tick(state: RouterState) -> list[Action]:
     """Answer the held refusals of each connection and code whose interval is over,
     longest waiting first, while the node's budget of answers lasts
-    (limits.held_refusal_answer_due): a connection flooding refused frames costs one
+    (abuse_rules.held_refusal_answer_due): a connection flooding refused frames costs one
     signed ERROR per code per interval, not one per tick (issue #15 item 4)."""
     guard = state.guard
-    waiting = sorted((limits.last_answered_ms(guard, conn, code), conn, code)
+    waiting = sorted((abuse_rules.last_answered_ms(guard, conn, code), conn, code)
                      for conn, codes in state.refusals.held.items() for code in codes)
     actions: list[Action] = []
     for _, conn, code in waiting:
-        if not limits.refusal_answer_budget_left(guard):
+        if not abuse_rules.refusal_answer_budget_left(guard):
             break
-        if limits.held_refusal_answer_due(guard, conn, code):
+        if abuse_rules.held_refusal_answer_due(guard, conn, code):
             actions.append(_answer(state, conn, code))
     return actions
 

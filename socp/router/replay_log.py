@@ -44,9 +44,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Final
 
-from .events import StoreWrite
+from .core_io import StoreWrite
 
-# Mirrors limits.MAX_AGE_MS (the window back): a key older than that protects nothing.
+# Mirrors abuse_rules.MAX_AGE_MS (the window back): a key older than that protects nothing.
 WINDOW_MS = 10 * 60 * 1000
 STOPPED_CLEANLY_AT = "stopped_cleanly_at"      # replay_state row (store/migrations.py)
 MAX_KEYS_PER_WRITE = 50_000                    # one StoreWrite; the rest waits for the next Tick

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from socp.ipc.link_state import LinkState
 from socp.ipc.messages import CLOSE_POLICY_VIOLATION
 from socp.protocol import frames
 from socp.protocol.errors import ErrorCode
 from socp.protocol.ids import BROADCAST
 
-from .events import Action, Close, Send, send_one
-from .links import LinkState
+from .core_io import Action, Close, Send, send_one
 from .state import RouterState
 
 

@@ -46,6 +46,7 @@ import hmac
 import ipaddress
 from collections import deque
 
+from socp.ipc.link_state import LinkState
 from socp.ipc.messages import CLOSE_NORMAL, CLOSE_POLICY_VIOLATION
 from socp.protocol import frames
 from socp.protocol import login as login_values
@@ -55,8 +56,8 @@ from socp.protocol.frame_types import FrameType as T
 from socp.ratelimit import retry_hint
 
 from .accounts import Accounts, Challenge, Lockout
-from .events import Action, Close, send_one
-from .links import Link, LinkState
+from .core_io import Action, Close, send_one
+from .peer_links import PeerLink
 from .state import RouterState
 
 FAILED = "login failed: wrong user id or password"
@@ -64,7 +65,7 @@ FAILED = "login failed: wrong user id or password"
 
 def link_accepted(state: RouterState, conn: int, address: str) -> list[Action]:
     """The gateway accepted a connection that opens with a login, from `address`."""
-    state.links[conn] = Link(conn=conn, state=LinkState.AWAITING_HELLO, last_heard_ms=state.now_ms,
+    state.links[conn] = PeerLink(conn=conn, state=LinkState.AWAITING_HELLO, last_heard_ms=state.now_ms,
                              address=address_key(address))
     return []
 
@@ -82,7 +83,7 @@ def address_key(address: str) -> str:
     return str(ip)
 
 
-def from_new_connection(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+def from_new_connection(state: RouterState, link: PeerLink, frame: Envelope) -> list[Action]:
     """LOGIN_REQUEST or LOGIN_PROOF on a link that has not said hello."""
     accounts = state.accounts
     accounts.now_ms = state.now_ms
@@ -93,7 +94,7 @@ def from_new_connection(state: RouterState, link: Link, frame: Envelope) -> list
     return _refuse(state, link, frame.from_, ErrorCode.FORBIDDEN, f"{frame.type} does not belong to a login")
 
 
-def _request(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+def _request(state: RouterState, link: PeerLink, frame: Envelope) -> list[Action]:
     accounts = state.accounts
     user_id = frame.payload["user_id"]
     if frame.from_ != user_id:
@@ -117,7 +118,7 @@ def _request(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
     return [send_one(link.conn, challenge)]
 
 
-def _proof(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+def _proof(state: RouterState, link: PeerLink, frame: Envelope) -> list[Action]:
     accounts = state.accounts
     user_id = frame.payload["user_id"]
     challenge = accounts.challenges.pop(link.conn, None)
@@ -180,7 +181,7 @@ def _remember_challenge(accounts: Accounts, conn: int, challenge: Challenge) -> 
         challenges.popitem(last=False)
 
 
-def _locked(state: RouterState, link: Link, user_id: str) -> list[Action] | None:
+def _locked(state: RouterState, link: PeerLink, user_id: str) -> list[Action] | None:
     """RATE_LIMITED and close if the address or the id is locked; None otherwise."""
     accounts = state.accounts
     if link.address:
@@ -253,7 +254,7 @@ def _count_failure(accounts: Accounts, user_id: str) -> None:
         accounts.lockouts.popitem(last=False)
 
 
-def _refuse(state: RouterState, link: Link, to: str, code: ErrorCode, detail: str) -> list[Action]:
+def _refuse(state: RouterState, link: PeerLink, to: str, code: ErrorCode, detail: str) -> list[Action]:
     """ERROR then close; addressed to the id logging in (the link has no peer id yet)."""
     if link.state is not LinkState.CLOSING:
         link.move(LinkState.CLOSING)
@@ -266,7 +267,7 @@ def _refuse(state: RouterState, link: Link, to: str, code: ErrorCode, detail: st
 # --- for the other login dialect (peer_login.py) --------------------------------------------
 
 
-def lockout_detail(state: RouterState, link: Link, user_id: str) -> str:
+def lockout_detail(state: RouterState, link: PeerLink, user_id: str) -> str:
     """The same lockout rules, per id and per address, for G17's password login:
     why this login must wait, or "" if it may go ahead."""
     accounts = state.accounts
@@ -279,7 +280,7 @@ def lockout_detail(state: RouterState, link: Link, user_id: str) -> str:
     return _locked_detail(locked) if locked else ""
 
 
-def count_failed_login(state: RouterState, link: Link, user_id: str) -> None:
+def count_failed_login(state: RouterState, link: PeerLink, user_id: str) -> None:
     accounts = state.accounts
     accounts.logins_failed += 1
     _count_failure(accounts, user_id)

@@ -10,9 +10,9 @@ from socp.config import NodeConfig
 from socp.identity import NodeIdentity
 from socp.store.records import StoreSnapshot
 
-from . import directory, limits, offline
+from . import abuse_rules, directory, offline
+from .abuse_rules import Guard
 from .bootstrap import load_bootstrap
-from .limits import Guard
 from .state import NodeSelf, PendingShare, RouterState, ServerRecord, Timing, UserRecord
 
 
@@ -24,7 +24,7 @@ def state_from_snapshot(identity: NodeIdentity, config: NodeConfig, snapshot: St
                     max_backoff_ms=int(config.redial_max_backoff * 1000),
                     give_up_ms=int(config.redial_give_up * 1000),
                     ack_interval_ms=max(0, int(config.ack_interval * 1000)))
-    # Rate limits on (limits.py).
+    # Rate limits on (abuse_rules.py).
     state = RouterState(me=me, now_ms=int(time.time() * 1000), timing=timing, guard=Guard())
     if config.bootstrap:
         state.introducers = load_bootstrap(config.bootstrap)
@@ -44,7 +44,7 @@ def state_from_snapshot(identity: NodeIdentity, config: NodeConfig, snapshot: St
     state.channel_version = max(snapshot.public_channel_version, 1)
     state.channel_members = set(snapshot.public_channel_members)
     state.guard.now_ms = state.now_ms
-    limits.load_hello_proofs(state.guard, snapshot.hello_signers,
+    abuse_rules.load_hello_proofs(state.guard, snapshot.hello_signers,
                              ((sig.user_id, bytes.fromhex(sig.sig_digest), sig.seen_at)
                               for sig in snapshot.hello_signatures))
     state.replay_log.load(snapshot.replay_keys, snapshot.replay_state, state.now_ms)

@@ -11,14 +11,14 @@ from socp.protocol.envelope import Envelope
 from socp.protocol.ids import PUBLIC_CHANNEL
 from socp.protocol.key_forms import KeyForm
 
+from .abuse_rules import Guard
 from .accounts import Accounts
-from .events import Send
+from .core_io import Send
 from .fairshare import FairShare
-from .limits import Guard
 from .linkbook import LinkBook
-from .links import Link
 from .locations import Locations
 from .peer_channel import PeerChannel
+from .peer_links import PeerLink
 from .replay_log import ReplayLog
 from .seen import SeenCache
 
@@ -181,7 +181,7 @@ class Refusals:
 @dataclass(slots=True)
 class RouterState:
     me: NodeSelf
-    links: dict[int, Link] = field(default_factory=dict)
+    links: dict[int, PeerLink] = field(default_factory=dict)
     # SOCP §3
     servers: dict[str, int] = field(default_factory=dict)            # server_id -> conn
     server_addrs: dict[str, tuple[str, int]] = field(default_factory=dict)
@@ -209,7 +209,7 @@ class RouterState:
     backlogs: dict[str, PeerBacklog] = field(default_factory=dict)    # server_id -> frames waiting
     outflows: dict[int, Outflow] = field(default_factory=dict)        # server link conn -> (recovery.py, credit)
     unwritten_limit: int = UNWRITTEN_LIMIT
-    guard: Guard = field(default_factory=Guard.without_rate_limits)  # abuse rules (limits.py)
+    guard: Guard = field(default_factory=Guard.without_rate_limits)  # abuse rules (abuse_rules.py)
     # Signing jobs queued per sender; the driver fills and drains it, admission reads it.
     fair_share: FairShare[Send] = field(default_factory=FairShare)
     accounts: Accounts = field(default_factory=Accounts)             # directory and logins (accounts.py)
@@ -223,7 +223,7 @@ class RouterState:
     batch_joins: bool = False
     parked: dict[str, Parked] = field(default_factory=dict)          # user_id -> frames waiting
     held: HeldMessages = field(default_factory=lambda: _held_messages())   # DMs for offline accounts (offline.py)
-    # Other teams' clients (dialects.py, user_presence.py): the key encoding of each
+    # Other teams' clients (client_dialects.py, user_presence.py): the key encoding of each
     # user connection whose hello did not use ours; the connections presence is
     # pushed to; users whose presence changed, and newcomers owed the catch-up, since
     # the last flush (insertion-ordered sets).

@@ -62,6 +62,11 @@ class StoreWatch:
         """The store reported its database unavailable (and logged it)."""
         return self.latest.state == UNAVAILABLE
 
+    @property
+    def available(self) -> bool:
+        """The store's last answer said its database works."""
+        return self.latest.state == AVAILABLE
+
     async def run(self) -> None:
         while True:
             await asyncio.sleep(STATUS_INTERVAL)

@@ -26,9 +26,9 @@ from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode
 from socp.protocol.frame_types import FrameType as T
 
-from . import limits, refusals
-from .events import Action, FrameIn, Send, send_one
-from .links import Link
+from . import abuse_rules, refusals
+from .core_io import Action, FrameIn, Send, send_one
+from .peer_links import PeerLink
 from .replies import error_to
 from .state import RouterState
 
@@ -40,7 +40,7 @@ def msg_ref_of(event: FrameIn) -> str:
     return msg_ref_from_digest(frame.ts, frame.from_, frame.to, event.payload_digest)
 
 
-def screen(state: RouterState, link: Link, event: FrameIn, ref: str,
+def screen(state: RouterState, link: PeerLink, event: FrameIn, ref: str,
            over_limit: tuple[ErrorCode, str] | None) -> list[Action] | None:
     """Before an acknowledged frame is routed: the answer that replaces routing it (a
     refusal naming `ref`, or REPLAY / the next ACK for a copy already handed on), or
@@ -54,22 +54,22 @@ def screen(state: RouterState, link: Link, event: FrameIn, ref: str,
     if over_limit is not None:
         return refusals.refuse(state, link.conn, *over_limit, ref)
     frame = event.frame
-    problem = limits.replay_problem(state.seen, frame, event.payload_digest, state.now_ms, state.replay_log)
+    problem = abuse_rules.replay_problem(state.seen, frame, event.payload_digest, state.now_ms, state.replay_log)
     if problem is not None:
         refusal, detail = problem
-        if refusal == limits.DUPLICATE:
+        if refusal == abuse_rules.DUPLICATE:
             # A re-send of a frame already handed on: say so (REPLAY naming its msg_ref
             # means "already handed on", as good as an ACK); it is never delivered twice.
             # Past the first answer of the interval, the connection's next ACK says it,
             # as truly: the frame was handed on, and it is the newest this connection sent.
-            if limits.refusal_answer_due(state.guard, link.conn, refusal):
+            if abuse_rules.refusal_answer_due(state.guard, link.conn, refusal):
                 return [_named(error_to(state, link.conn, ErrorCode.REPLAY, DUPLICATE_DETAIL), ref)]
             return _note_for_ack(state, link.conn, ref)
-        return refusals.refuse(state, link.conn, limits.refusal_code(refusal), detail, ref, kind=refusal)
+        return refusals.refuse(state, link.conn, abuse_rules.refusal_code(refusal), detail, ref, kind=refusal)
     return None
 
 
-def acknowledge(state: RouterState, link: Link, event: FrameIn, ref: str, actions: list[Action],
+def acknowledge(state: RouterState, link: PeerLink, event: FrameIn, ref: str, actions: list[Action],
                 handed_on: bool) -> list[Action]:
     """After an acknowledged frame was routed: an ERROR the routing answered names `ref`
     and makes the frame refused (forgotten by the duplicate cache, so a re-send takes

@@ -30,7 +30,7 @@ from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import BROADCAST
 from socp.protocol.key_forms import KeyForm, in_form
 
-from .events import Action, Event, FrameIn, Send
+from .core_io import Action, Event, FrameIn, Send
 from .state import LOCAL, RouterState
 
 _PRESENCE_TYPES = frozenset({T.USER_ADVERTISE, T.USER_REMOVE})

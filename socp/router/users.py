@@ -7,6 +7,7 @@ from collections import deque
 from dataclasses import replace
 from typing import Any
 
+from socp.ipc.link_state import LinkState
 from socp.protocol import frames
 from socp.protocol.crypto import normalise_public_key
 from socp.protocol.envelope import Envelope
@@ -23,8 +24,8 @@ from . import (
     recovery,
     user_presence,
 )
-from .events import Action, Send, StoreWrite, send_one
-from .links import Link, LinkState
+from .core_io import Action, Send, StoreWrite, send_one
+from .peer_links import PeerLink
 from .replies import error_to, refuse_and_close
 from .state import (
     LOCAL,
@@ -47,7 +48,7 @@ MAX_DISPLAY_NAME = 64
 G101_SERVER_PREFIX = "server@"
 
 
-def hello(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+def hello(state: RouterState, link: PeerLink, frame: Envelope) -> list[Action]:
     """SOCP §7.1: admit a user, bind its key, tell the network, add it to the channel."""
     user_id = frame.from_
     if user_id in state.local_users:
@@ -123,7 +124,7 @@ def advert_meta(state: RouterState, user_id: str) -> dict[str, Any]:
     proof = state.hello_proofs.get(user_id)
     if proof is not None:
         # The user's own signed hello: its proof that this is now its home, and that
-        # it signs (limits.home_move_problem, federation._advertise).
+        # it signs (abuse_rules.home_move_problem, federation._advertise).
         meta["hello"] = proof
     return meta
 
@@ -238,7 +239,7 @@ def server_targets(state: RouterState, to: str, exclude_conn: int | None = None)
 LIST_PAGE_CANDIDATES = 3_000
 
 
-def list_response(state: RouterState, link: Link, after: str = "") -> Send:
+def list_response(state: RouterState, link: PeerLink, after: str = "") -> Send:
     """Interop table: sorted ids under `users` and `online_users`, plus `details`.
     One answer holds at most a frame's worth (frames.list_response); `after` (a
     LIST_REQUEST's payload.after, the `next` of the previous answer) pages on. Only
@@ -283,7 +284,7 @@ def _park(state: RouterState, target: str, frame: Envelope, origin_conn: int) ->
     return []
 
 
-def direct_message(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+def direct_message(state: RouterState, link: PeerLink, frame: Envelope) -> list[Action]:
     """SOCP §7.2 and §8 route_to_user."""
     extra = {"part": frame.payload["part"]} if "part" in frame.payload else {}
     return route_to_user(state, frame.to, frame.from_, frame.ts, frame.payload, extra, origin_conn=link.conn)
@@ -463,7 +464,7 @@ def _user_by_key(state: RouterState, pubkey: str) -> str:
     return "key:" + wanted[-32:]
 
 
-def file_frame(state: RouterState, link: Link, frame: Envelope) -> list[Action]:
+def file_frame(state: RouterState, link: PeerLink, frame: Envelope) -> list[Action]:
     """SOCP §7.4: routed in order, never decrypted; public mode fans out like §7.3."""
     if frame.to == PUBLIC_CHANNEL:
         return public_message(state, frame, exclude_conn=link.conn)

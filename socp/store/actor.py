@@ -41,6 +41,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import zmq
 import zmq.asyncio
@@ -53,7 +54,7 @@ from socp.protocol.ids import ServerId, UserId
 from socp.store.availability import UNAVAILABLE, DatabaseHealth
 from socp.store.errors import StoreMisconfigured, StoreQueryError, StoreRequestRejected, StoreUnavailable
 from socp.store.operations import Store
-from socp.store.records import StoreSnapshot
+from socp.store.records import RemoteBinding, StoreSnapshot
 
 log = logging.getLogger("socp.store")
 
@@ -98,6 +99,15 @@ def snapshot_reply(request_id: int, snapshot: StoreSnapshot) -> wire.SnapshotRep
     )
 
 
+def _remote_binding(values: list[Any]) -> RemoteBinding:
+    if not isinstance(values, list) or len(values) != 4:
+        raise StoreRequestRejected("a binding is [user_id, pubkey, home_server, meta]")
+    user_id, pubkey, home_server, meta = values
+    if not (isinstance(user_id, str) and isinstance(pubkey, str) and isinstance(home_server, str)):
+        raise StoreRequestRejected("a binding's user_id, pubkey and home_server are strings")
+    return RemoteBinding(UserId(user_id), pubkey, ServerId(home_server), meta)
+
+
 async def execute(store: Store, request: wire.StoreRequest) -> wire.StoreReply:
     """Run one request against the store and say how it went, as a reply."""
     rid = request.request_id
@@ -138,6 +148,9 @@ async def execute(store: Store, request: wire.StoreRequest) -> wire.StoreReply:
             result = await store.bind_remote_user(UserId(request.user_id), request.pubkey,
                                                   ServerId(request.home_server), request.meta)
             return wire.BindReply(rid, result.value)
+        case wire.BindRemoteUsers():
+            results = await store.bind_remote_users([_remote_binding(b) for b in request.bindings])
+            return wire.BindReplies(rid, [r.value for r in results])
         case wire.NoteSignedHello():
             await store.note_signed_hello(UserId(request.user_id), request.sig_digest, request.seen_at,
                                           request.forget_before, request.keep)

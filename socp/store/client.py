@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -46,6 +47,7 @@ from socp.store.records import (
     PendingKeyShare,
     PinnedServer,
     PinResult,
+    RemoteBinding,
     StoreSnapshot,
     UserRecord,
 )
@@ -179,6 +181,14 @@ class StoreClient:
         """A remote user's key from gossip; never overrides a user registered here."""
         request = wire.BindRemoteUser(self._next_id(), user_id, pubkey, home_server, meta or {})
         return BindResult((await self._call(request, wire.BindReply, timeout)).result)
+
+    async def bind_remote_users(self, bindings: Sequence[RemoteBinding], *,
+                                timeout: float | None = None) -> list[BindResult]:
+        """`bind_remote_user` for each binding, in order, in one transaction."""
+        request = wire.BindRemoteUsers(self._next_id(), [[b.user_id, b.pubkey, b.home_server, b.meta or {}]
+                                                         for b in bindings])
+        reply = await self._call(request, wire.BindReplies, timeout)
+        return [BindResult(result) for result in reply.results]
 
     async def set_login(self, user_id: UserId, privkey_store: str, pake_password: str, *,
                         timeout: float | None = None) -> bool:

@@ -90,7 +90,7 @@ async def _public_channel(tx: Transaction, d: Dialect, now_ms: int) -> None:
 
 
 async def _hello_proofs(tx: Transaction, d: Dialect, now_ms: int) -> None:
-    # Proof of possession for USER_HELLO (router/limits.py), kept across restarts: the
+    # Proof of possession for USER_HELLO (router/abuse_rules.py), kept across restarts: the
     # ids that sign their hellos (an unsigned hello may no longer claim them), and a
     # digest of each signed hello already used (a copy of one is a replay).
     await tx.execute(f"""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from socp.protocol.ids import PUBLIC_CHANNEL, ServerId, UserId
@@ -22,6 +22,7 @@ from socp.store.records import (
     PendingKeyShare,
     PinnedServer,
     PinResult,
+    RemoteBinding,
     StoreSnapshot,
     UserRecord,
 )
@@ -158,23 +159,33 @@ class Store:
         """A user of another server, learned from its (verified) gossip (SOCP §6.2 project
         decision: `meta.pubkey`). Never touches a user registered here; a remote user's
         home server may rotate its key (ROTATED, version bumped)."""
-        meta_text = _to_json(meta, "meta")
         async with self.database.transaction() as tx:
-            row = await tx.fetch_one("SELECT pubkey, meta, home_server FROM users WHERE user_id = ?", (user_id,))
-            if row is None:
-                await self._insert_user(tx, user_id, pubkey, meta_text, home_server)
-                return BindResult.BOUND
-            bound_key, stored_meta, stored_home = row
-            if stored_home is None:   # registered here: the local binding wins
-                return BindResult.SAME if bound_key == pubkey else BindResult.CONFLICT
-            if bound_key != pubkey:
-                await tx.execute("UPDATE users SET pubkey = ?, meta = ?, home_server = ?, version = version + 1 "
-                                 "WHERE user_id = ?", (pubkey, meta_text, home_server, user_id))
-                return BindResult.ROTATED
-            if stored_home != home_server or _from_json(stored_meta) != meta:
-                await tx.execute("UPDATE users SET meta = ?, home_server = ?, version = version + 1 "
-                                 "WHERE user_id = ?", (meta_text, home_server, user_id))
-            return BindResult.SAME
+            return await self._bind_remote(tx, RemoteBinding(user_id, pubkey, home_server, meta))
+
+    async def bind_remote_users(self, bindings: Sequence[RemoteBinding]) -> list[BindResult]:
+        """`bind_remote_user` for each binding, in order, in one transaction: a joining
+        server's snapshot of thousands of users costs one commit per batch, not per user."""
+        async with self.database.transaction() as tx:
+            return [await self._bind_remote(tx, binding) for binding in bindings]
+
+    async def _bind_remote(self, tx: Transaction, binding: RemoteBinding) -> BindResult:
+        user_id, pubkey, home_server, meta = binding
+        meta_text = _to_json(meta, "meta")
+        row = await tx.fetch_one("SELECT pubkey, meta, home_server FROM users WHERE user_id = ?", (user_id,))
+        if row is None:
+            await self._insert_user(tx, user_id, pubkey, meta_text, home_server)
+            return BindResult.BOUND
+        bound_key, stored_meta, stored_home = row
+        if stored_home is None:   # registered here: the local binding wins
+            return BindResult.SAME if bound_key == pubkey else BindResult.CONFLICT
+        if bound_key != pubkey:
+            await tx.execute("UPDATE users SET pubkey = ?, meta = ?, home_server = ?, version = version + 1 "
+                             "WHERE user_id = ?", (pubkey, meta_text, home_server, user_id))
+            return BindResult.ROTATED
+        if stored_home != home_server or _from_json(stored_meta) != meta:
+            await tx.execute("UPDATE users SET meta = ?, home_server = ?, version = version + 1 "
+                             "WHERE user_id = ?", (meta_text, home_server, user_id))
+        return BindResult.SAME
 
     async def set_login(self, user_id: UserId, privkey_store: str, pake_password: str) -> bool:
         """Keep a local user's encrypted private key and password verifier (SOCP §10);

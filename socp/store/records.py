@@ -20,6 +20,14 @@ class BindResult(str, Enum):
     ROTATED = "ROTATED"      # a remote user's home server gossiped a new key; version bumped
 
 
+class RemoteBinding(NamedTuple):
+    """A user of another server, as its gossip names it (Store.bind_remote_users)."""
+    user_id: UserId
+    pubkey: str
+    home_server: ServerId
+    meta: dict[str, Any]
+
+
 class PinResult(str, Enum):
     PINNED = "PINNED"        # a new server id, its key now pinned
     SAME = "SAME"            # already pinned to this key; address updated
@@ -62,7 +70,7 @@ class HeldMessage(NamedTuple):
 
 class HelloSignature(NamedTuple):
     user_id: UserId
-    sig_digest: str           # hex digest of a signed USER_HELLO's signature (router/limits.py)
+    sig_digest: str           # hex digest of a signed USER_HELLO's signature (router/abuse_rules.py)
     seen_at: int              # ms
 
 

@@ -25,9 +25,7 @@ so it may cost up to `burst` failures per verifier.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
-from socp.ratelimit import Clock, TokenBucket, retry_hint
+from socp.ratelimit import Clock, KeyedBuckets, TokenBucket, retry_hint
 
 FAILURE_RATE = 1.0       # failed content signatures per second per connection, after...
 FAILURE_BURST = 5        # ...this many (an honest client fails none)
@@ -40,36 +38,27 @@ class FailedChecks:
     def __init__(self, clock: Clock, rate: float = FAILURE_RATE, burst: float = FAILURE_BURST,
                  max_connections: int = MAX_CONNECTIONS, shared_rate: float = SHARED_FAILURE_RATE,
                  shared_burst: float = SHARED_FAILURE_BURST) -> None:
-        self._clock = clock
-        self.rate, self.burst, self.max_connections = rate, burst, max_connections
-        self._buckets: OrderedDict[int, TokenBucket] = OrderedDict()
-        self._shared = TokenBucket(shared_rate, shared_burst, clock)
+        self._budgets = KeyedBuckets(rate, burst, clock, max_connections)   # conn -> failures left
+        self._shared = TokenBucket(shared_rate, shared_burst, clock)        # of every conn that failed
         self.unchecked = 0        # frames refused without a check (a counter you can read)
 
     def refusal(self, conn: int) -> str:
         """"" if a content signature of `conn` may be checked now; else the detail of
         its refusal (with the retry hint)."""
-        bucket = self._buckets.get(conn)
-        if bucket is None:
+        if conn not in self._budgets:
             return ""
-        if bucket.tokens >= 1 and self._shared.tokens >= 1:
+        if self._budgets.tokens(conn) >= 1 and self._shared.tokens >= 1:
             return ""
         self.unchecked += 1
-        retry_after = max(bucket.retry_after(), self._shared.retry_after())
+        retry_after = max(self._budgets.retry_after(conn), self._shared.retry_after())
         return ("too many frames whose content_sig verifies in no accepted form: the node stops checking "
                 f"this connection's for a while; {retry_hint(retry_after)}")
 
     def failed(self, conn: int) -> None:
         """A content signature of `conn` did not verify."""
-        bucket = self._buckets.get(conn)
-        if bucket is None:
-            bucket = self._buckets[conn] = TokenBucket(self.rate, self.burst, self._clock)
-            while len(self._buckets) > self.max_connections:
-                self._buckets.popitem(last=False)
-        else:
-            self._buckets.move_to_end(conn)
+        if conn in self._budgets:
             self._shared.take()     # a first failure is free: a new connection is checked once
-        bucket.take()
+        self._budgets.take(conn)
 
     def __len__(self) -> int:
-        return len(self._buckets)
+        return len(self._budgets)

@@ -14,11 +14,9 @@ again until the node answers. A node that never answers (our key is not in its
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType as StackFrame
 
 import zmq
 
@@ -27,7 +25,7 @@ from socp.runtime import setup_logging
 
 from . import remote_pool as wire
 from .curve import NODE_PUBLIC_FILE, CurveKeyPair, check_key, load_or_create_keypair
-from .worker import Verifier
+from .worker import Verifier, serving
 
 log = logging.getLogger("socp.verifier")
 
@@ -162,23 +160,11 @@ def run(node_url: str, data_dir: Path, node_key: str, on_ready: Callable[[CurveK
     """Run one remote verifier until SIGTERM or SIGINT."""
     setup_logging("verifier")
     own, _ = load_or_create_keypair(data_dir)
-    stop_requested = False
-
-    def request_stop(signum: int, frame: StackFrame | None) -> None:
-        nonlocal stop_requested
-        stop_requested = True
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    verifier = RemoteVerifier(node_url, node_key, own, lambda: stop_requested)
-    started = time.monotonic()
-    log.info("remote verifier with key %s dialling %s", own.public, node_url)
-    if on_ready is not None:
-        on_ready(own)
-    try:
+    with serving(lambda should_stop: RemoteVerifier(node_url, node_key, own, should_stop)) as verifier:
+        started = time.monotonic()
+        log.info("remote verifier with key %s dialling %s", own.public, node_url)
+        if on_ready is not None:
+            on_ready(own)
         verifier.serve()
-    finally:
-        verifier.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     log.info("remote verifier stopped after %.1f s, %d jobs: %s", time.monotonic() - started,
              verifier.jobs_taken, verifier.stats)

@@ -37,6 +37,9 @@ class FakeNode:
     version: int = 1
     # Test hook: a function that may rewrite a frame on its way to a user.
     tamper: object = None
+    # Users per LIST_RESPONSE page, as our node pages a long list (None: one answer).
+    list_page_size: int | None = None
+    listed_only: set[str] = field(default_factory=set)              # users listed with no client behind them
 
     def _out(self, envelope: Envelope) -> Envelope:
         if self.server_key is not None:
@@ -61,10 +64,7 @@ class FakeNode:
         out: list[tuple[Hashable, Envelope]] = []
         kind = envelope.type
         if kind == T.LIST_REQUEST:
-            online = sorted(set(self.connections.values()))
-            details = [{"user_id": u, "server_id": self.server_id, "display_name": self.users[u]["display_name"],
-                        "pubkey": self.users[u]["pubkey"]} for u in online]
-            out.append((connection, frames.list_response(self.server_id, user, self.ts, online, details)))
+            out.append((connection, self._list_response(user, str(envelope.payload.get("after") or ""))))
         elif kind == T.MSG_DIRECT:
             target = self._conn_of(envelope.to)
             if target is None:
@@ -97,6 +97,23 @@ class FakeNode:
         if self.tamper is not None:
             out = [(c, self.tamper(e)) for c, e in out]  # type: ignore[operator]  # tamper is not None here
         return [(c, self._out(e)) for c, e in out]
+
+    def _list_response(self, user: str, after: str) -> Envelope:
+        everyone = sorted(set(self.connections.values()) | self.listed_only)
+        online = [u for u in everyone if u > after]
+        more = self.list_page_size is not None and len(online) > self.list_page_size
+        if self.list_page_size is not None:
+            online = online[: self.list_page_size]
+        details = [{"user_id": u, "server_id": self.server_id, "display_name": self.users[u]["display_name"],
+                    "pubkey": self.users[u]["pubkey"]} for u in online]
+        if self.list_page_size is None:
+            return frames.list_response(self.server_id, user, self.ts, online, details)
+        return frames.list_response(self.server_id, user, self.ts, online, details, total=len(everyone), more=more)
+
+    def add_listed_user(self, user_id: str, pubkey: str, display_name: str = "") -> None:
+        """A user the list shows, with no client behind it."""
+        self.listed_only.add(user_id)
+        self.users[user_id] = {"pubkey": crypto.normalise_public_key(pubkey), "display_name": display_name}
 
     def _hello(self, connection: Hashable, hello: Envelope) -> list[tuple[Hashable, Envelope]]:
         if hello.type != T.USER_HELLO or not is_uuid4(hello.from_):

@@ -2,7 +2,7 @@
 is back. The gateway still kept the hello (the router had not yet said it applied
 it) and submits it again to the new router, which finds its signature already noted
 as used; before the fix it closed the user with `REPLAY this signed hello was used
-before` (5 of 5 trials). Router side: recovery.py, limits.user_hello_problem."""
+before` (5 of 5 trials). Router side: recovery.py, abuse_rules.user_hello_problem."""
 
 from __future__ import annotations
 

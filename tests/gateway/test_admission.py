@@ -10,8 +10,8 @@ from websockets.asyncio.client import connect
 
 from socp.config import NodeConfig
 from socp.gateway.admission import must_evict_a_silent_link, node_refusal
-from socp.gateway.links import LinkTable
 from socp.gateway.memory import HeapTrimmer
+from socp.gateway.socket_links import LinkTable
 from socp.ipc.messages import CLOSE_TRY_AGAIN_LATER
 
 from .gateway_harness import WAIT, GatewayFactory, wait_for_hello

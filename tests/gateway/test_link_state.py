@@ -7,19 +7,18 @@ import json
 
 import pytest
 
-from socp.gateway.links import (
+from socp.gateway.roles import opens_login, role_of_first_frame
+from socp.gateway.socket_links import (
     ACCEPTED_CONNS_PER_BOOT,
     CLOSE_TRY_AGAIN_LATER,
     FIRST_DIALLED_CONN,
     CloseRequest,
-    IllegalTransition,
-    Link,
-    LinkState,
     LinkTable,
+    SocketLink,
     first_accepted_conn,
 )
-from socp.gateway.roles import opens_login, role_of_first_frame
 from socp.gateway.socket_session import utf8_size_exceeds
+from socp.ipc.link_state import IllegalTransition, LinkState
 from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, ROLE_USER
 
 
@@ -65,7 +64,7 @@ def test_utf8_size_exceeds_matches_encoding(text: str) -> None:
 
 
 def test_release_reorders_and_stops_after_a_close() -> None:
-    link = Link(1, "peer", LinkState.OPEN, queue_frames=8)
+    link = SocketLink(1, "peer", LinkState.OPEN, queue_frames=8)
     assert link.release(1, "b")
     assert len(link.outbox) == 0
     assert link.release(2, CloseRequest(1000, "bye"))
@@ -75,7 +74,7 @@ def test_release_reorders_and_stops_after_a_close() -> None:
 
 
 def test_full_outbox_closes_the_link_as_slow_consumer() -> None:
-    link = Link(1, "peer", LinkState.OPEN, queue_frames=2)
+    link = SocketLink(1, "peer", LinkState.OPEN, queue_frames=2)
     assert link.release(0, "a") and link.release(1, "b")
     assert not link.release(2, "c")
     assert link.closing.is_set() and link.close_code == CLOSE_TRY_AGAIN_LATER
@@ -85,7 +84,7 @@ def test_link_state_table_refuses_illegal_moves() -> None:
     link = LinkTable(queue_frames=4).add_accepted("peer")
     assert (link.conn, link.state) == (1, LinkState.AWAITING_HELLO)
     with pytest.raises(IllegalTransition):
-        link.move_to(LinkState.DIALING)
+        link.move_to(LinkState.DIALLING)
     link.move_to(LinkState.OPEN)
     link.move_to(LinkState.CLOSING)
     link.move_to(LinkState.CLOSED)
@@ -104,3 +103,22 @@ def test_each_gateway_start_numbers_its_accepted_links_apart() -> None:
     assert first_accepted_conn(last_block) == FIRST_DIALLED_CONN - ACCEPTED_CONNS_PER_BOOT + 1
     table = LinkTable(queue_frames=4, first_accepted=restarted)
     assert [table.add_accepted("peer").conn for _ in range(3)] == [restarted, restarted + 1, restarted + 2]
+
+
+async def test_a_link_stops_reading_while_kept_frames_wait_for_the_router() -> None:
+    # Backpressure, not loss: at KEPT_FRAMES unapplied frames the reader waits, and
+    # every frame stays kept until the router's InboundDone mark passes it.
+    import asyncio
+
+    from socp.gateway.socket_links import KEPT_FRAMES
+
+    link = SocketLink(7, "peer", LinkState.OPEN, queue_frames=16, role=ROLE_SERVER)
+    for seq in range(KEPT_FRAMES):
+        await asyncio.wait_for(link.wait_for_kept_room(), 1)
+        link.keep(seq, "frame", 0.0)
+    reader = asyncio.create_task(link.wait_for_kept_room())
+    await asyncio.sleep(0)
+    assert not reader.done() and link.reader_waits == 1 and len(link.kept) == KEPT_FRAMES
+    link.forget_kept_below(10)           # the router applied seqs 0..9
+    await asyncio.wait_for(reader, 1)
+    assert len(link.kept) == KEPT_FRAMES - 10 and link.kept[0][0] == 10

@@ -10,8 +10,8 @@ import pytest
 
 from socp.gateway import lookups
 from socp.gateway.health import DatabaseReport, GatewayStats, health_report, router_ready
-from socp.gateway.links import LinkTable
 from socp.gateway.lookups import DirectoryLookups, entry_answer, user_id_from_path
+from socp.gateway.socket_links import LinkTable
 from socp.ipc.messages import DirectoryQuery, StoreStatus
 from socp.protocol import crypto, frames, signing
 from socp.protocol.encoding import b64url_decode, canonical_json

@@ -19,7 +19,7 @@ from typing import Any
 from socp.protocol.encoding import canonical_json
 from socp.protocol.envelope import Envelope, parse_obj
 from socp.router import core
-from socp.router.events import Action, FrameIn
+from socp.router.core_io import Action, FrameIn
 
 RECORDED = Path(__file__).parent / "recorded"
 

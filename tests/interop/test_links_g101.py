@@ -12,10 +12,10 @@ import json
 
 from interop.links_replay import first
 from router.harness import Harness, closes
+from socp.ipc.link_state import LinkState
 from socp.ipc.messages import ROLE_UNKNOWN, Rejected, VerifyJob
 from socp.router import core
-from socp.router.events import FrameRejected
-from socp.router.linkbook import PeerLinkState
+from socp.router.core_io import FrameRejected
 from socp.verifier.checks import check_job
 
 
@@ -29,4 +29,4 @@ def test_its_hello_is_refused_with_a_reason_the_operator_can_read(keys) -> None:
     actions = core.handle(node.state, FrameRejected(5, rejected.code, rejected.detail, rejected.frame_type))
     assert 5 in closes(actions)
     row = node.state.linkbook.entries["incoming"]
-    assert row.state is PeerLinkState.REFUSED and "SERVER_HELLO_JOIN" in row.reason and "'ts'" in row.reason
+    assert row.state is LinkState.REFUSED and "SERVER_HELLO_JOIN" in row.reason and "'ts'" in row.reason

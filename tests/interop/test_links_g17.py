@@ -15,13 +15,13 @@ import pytest
 
 from interop.links_replay import feed, first, recorded, stamped
 from router.harness import NOW, Harness, errors_to, sent_to
+from socp.ipc.link_state import LinkState
 from socp.protocol import crypto, frames
 from socp.protocol.envelope import parse_obj
 from socp.protocol.ids import is_uuid4
 from socp.router import core, federation
 from socp.router import link_dialects as dialects
-from socp.router.events import Dial, LinkUp
-from socp.router.linkbook import PeerLinkState
+from socp.router.core_io import Dial, LinkUp
 from socp.router.state import Introducer
 
 # Its public channel key share has its own shape (shares[].wrapped, a group key).
@@ -58,7 +58,7 @@ def test_we_join_g17_its_snapshot_users_keys_are_asked_for_and_its_announce_is_n
     core.handle(node.state, LinkUp(dial.conn))
     actions = feed(node.state, dial.conn, welcome)
     row = node.state.linkbook.entries["127.0.0.1:9441"]
-    assert (row.state, row.dialect, row.peer_id) == (PeerLinkState.JOINED, dialects.G17, "auto")
+    assert (row.state, row.dialect, row.peer_id) == (LinkState.JOINED, dialects.G17, "auto")
     at_g17 = [u for u, where in welcome.payload["snapshot"]["user_locations"].items() if where["server_id"] == "auto"]
     asked = [q.payload["user_id"] for q in sent_to(actions, dial.conn, "PUBKEY_REQUEST")]
     assert asked == at_g17 and at_g17

@@ -13,12 +13,12 @@ import pytest
 
 from interop.links_replay import feed, first, recorded, stamped
 from router.harness import NOW, Harness, sent_to
+from socp.ipc.link_state import LinkState
 from socp.protocol import crypto
 from socp.protocol.envelope import parse_obj
 from socp.router import core, federation
 from socp.router import link_dialects as dialects
-from socp.router.events import Dial, LinkUp
-from socp.router.linkbook import PeerLinkState
+from socp.router.core_io import Dial, LinkUp
 from socp.router.state import Introducer
 
 # Frames G45 sends that we do not take, and why (docs/interop.md "Server links").
@@ -63,7 +63,7 @@ def test_we_join_g45_its_welcome_without_assigned_id_links_us(node, keys) -> Non
     actions = feed(node.state, dial.conn, welcome)
     assert node.server_id == me                         # no assigned_id: we keep ours
     row = node.state.linkbook.entries[f"127.0.0.1:{welcome.payload['port']}"]
-    assert (row.state, row.dialect, row.peer_id) == (PeerLinkState.JOINED, dialects.G45, welcome.from_)
+    assert (row.state, row.dialect, row.peer_id) == (LinkState.JOINED, dialects.G45, welcome.from_)
     [register] = sent_to(actions, dial.conn, "DB_REGISTER")
     assert register.payload == {"user_id": user_id, "pubkey": crypto.encode_public_key(keys[1])}
 

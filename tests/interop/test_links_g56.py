@@ -15,14 +15,15 @@ import pytest
 
 from interop.links_replay import feed, first, recorded, stamped
 from router.harness import NOW, Harness, sent_to
+from socp.ipc.link_state import LinkState
 from socp.ipc.messages import ROLE_SERVER, Rejected, Verified, VerifyJob
 from socp.protocol import crypto
 from socp.protocol.envelope import parse_obj
 from socp.protocol.ids import new_id
 from socp.protocol.key_forms import KeyForm, form_of
 from socp.router import core, federation
-from socp.router.events import Dial, LinkUp
-from socp.router.links import Link, LinkState
+from socp.router.core_io import Dial, LinkUp
+from socp.router.peer_links import PeerLink
 from socp.router.state import Introducer
 from socp.verifier.checks import check_job
 
@@ -48,7 +49,7 @@ def test_its_file_frames_wrapped_in_server_deliver_reach_our_user_unwrapped(node
     assert [f["payload"]["type"] for f in wrapped][:2] == ["FILE_START", "FILE_CHUNK"]
     peer = new_id()
     node.state.servers[peer] = 9
-    node.state.links[9] = Link(conn=9, state=LinkState.SERVER, peer_id=peer)
+    node.state.links[9] = PeerLink(conn=9, state=LinkState.JOINED, peer_id=peer)
     ours_conn, ours_id, _ = node.connect_user(keys[1], user_id=wrapped[0]["payload"]["user_id"])
     for raw in wrapped[:2]:
         inner = raw["payload"]

@@ -106,7 +106,7 @@ def test_g45_client_manifest_signature_verifies(keys, tmp_path):
     events = session.handle(json.dumps(frame))      # our node relays FILE_START as sent
     assert not [e for e in events if isinstance(e, FileFailed)], events    # before: "does not verify"
     assert [e for e in events if isinstance(e, FileProgress)]
-    assert session._downloads[payload["file_id"]].verified
+    assert session.incoming_files.downloads[payload["file_id"]].verified
 
 
 def test_g45_manifest_form_with_a_changed_size_is_refused(keys, tmp_path):

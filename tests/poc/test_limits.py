@@ -10,7 +10,7 @@ from socp.protocol.envelope import Envelope
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import new_id
 from socp.ratelimit import AddressSlots, ElasticBucket, KeyedBuckets, TokenBucket, retry_hint
-from socp.router import limits
+from socp.router import abuse_rules
 from socp.router.seen import SeenCache
 
 NOW = 1_700_000_000_000
@@ -112,43 +112,43 @@ def test_seen_cache_is_bounded_in_size_and_time() -> None:
     assert len(seen) == 0
 
 
-def guard(**settings: object) -> limits.Guard:
-    g = limits.Guard(limits.LimitSettings(**settings))   # type: ignore[arg-type]  # each test passes the settings it changes
+def guard(**settings: object) -> abuse_rules.Guard:
+    g = abuse_rules.Guard(abuse_rules.LimitSettings(**settings))   # type: ignore[arg-type]  # each test passes the settings it changes
     g.now_ms = NOW
     return g
 
 
 def test_user_rate_limit_answers_once_then_drops_silently_then_recovers() -> None:
     g = guard(user_rate=10, user_burst=3)
-    assert [limits.user_rate_problem(g, "u") for _ in range(3)] == [None] * 3
-    code, detail = limits.user_rate_problem(g, "u")
+    assert [abuse_rules.user_rate_problem(g, "u") for _ in range(3)] == [None] * 3
+    code, detail = abuse_rules.user_rate_problem(g, "u")
     assert code.value == "RATE_LIMITED" and "retry_after_ms=" in detail
-    assert limits.user_rate_problem(g, "u") == (code, "")       # told once per burst
-    assert limits.user_rate_problem(g, "v") is None              # other users unaffected
+    assert abuse_rules.user_rate_problem(g, "u") == (code, "")       # told once per burst
+    assert abuse_rules.user_rate_problem(g, "v") is None              # other users unaffected
     g.now_ms += 1000
-    assert limits.user_rate_problem(g, "u") is None
+    assert abuse_rules.user_rate_problem(g, "u") is None
 
 
 def test_server_rate_limit_and_switch_off() -> None:
     g = guard(server_rate=1, server_burst=1)
-    assert limits.server_rate_problem(g, "s") is None
-    assert limits.server_rate_problem(g, "s") is not None
-    off = limits.Guard.without_rate_limits()
-    assert all(limits.server_rate_problem(off, "s") is None for _ in range(10))
-    assert all(limits.error_allowed(off, 1) for _ in range(100))
+    assert abuse_rules.server_rate_problem(g, "s") is None
+    assert abuse_rules.server_rate_problem(g, "s") is not None
+    off = abuse_rules.Guard.without_rate_limits()
+    assert all(abuse_rules.server_rate_problem(off, "s") is None for _ in range(10))
+    assert all(abuse_rules.error_allowed(off, 1) for _ in range(100))
 
 
 def test_error_budget_per_connection_and_per_node() -> None:
     g = guard(error_rate=1, error_burst=2, node_error_rate=1, node_error_burst=3)
-    assert [limits.error_allowed(g, 1) for _ in range(3)] == [True, True, False]
-    assert limits.error_allowed(g, 2) and not limits.error_allowed(g, 3)   # node budget spent
+    assert [abuse_rules.error_allowed(g, 1) for _ in range(3)] == [True, True, False]
+    assert abuse_rules.error_allowed(g, 2) and not abuse_rules.error_allowed(g, 3)   # node budget spent
     assert g.dropped_errors == 2
 
 
 def test_bucket_table_is_bounded() -> None:
     g = guard(max_buckets=10)
     for n in range(50):
-        limits.user_rate_problem(g, f"user{n}")
+        abuse_rules.user_rate_problem(g, f"user{n}")
     assert len(g.user_buckets) == 10
 
 
@@ -158,28 +158,28 @@ def _frame(frame_type: T, ts: int, payload: dict | None = None) -> Envelope:
 
 def test_server_frames_must_be_fresh_and_gossip_is_deduplicated() -> None:
     g, seen = guard(), SeenCache()
-    old = _frame(T.USER_ADVERTISE, NOW - limits.MAX_AGE_MS - 1)
-    assert limits.server_frame_problem(g, seen, old, b"d")[0].value == "REPLAY"
-    ahead = _frame(T.SERVER_DELIVER, NOW + limits.MAX_SKEW_AHEAD_MS + 1)
-    assert limits.server_frame_problem(g, seen, ahead, b"d") is not None
-    assert limits.server_frame_problem(g, seen, _frame(T.HEARTBEAT, 0), b"d") is None   # no effect, no check
+    old = _frame(T.USER_ADVERTISE, NOW - abuse_rules.MAX_AGE_MS - 1)
+    assert abuse_rules.server_frame_problem(g, seen, old, b"d")[0].value == "REPLAY"
+    ahead = _frame(T.SERVER_DELIVER, NOW + abuse_rules.MAX_SKEW_AHEAD_MS + 1)
+    assert abuse_rules.server_frame_problem(g, seen, ahead, b"d") is not None
+    assert abuse_rules.server_frame_problem(g, seen, _frame(T.HEARTBEAT, 0), b"d") is None   # no effect, no check
     announce = _frame(T.SERVER_ANNOUNCE, NOW)
-    assert limits.server_frame_problem(g, seen, announce, b"d") is None
-    assert limits.server_frame_problem(g, seen, announce, b"d")[1] == ""               # dropped silently
+    assert abuse_rules.server_frame_problem(g, seen, announce, b"d") is None
+    assert abuse_rules.server_frame_problem(g, seen, announce, b"d")[1] == ""               # dropped silently
     # Federation deduplicates these itself; presence only once the origin's signature
     # is checked (test_a_forged_remove_cannot_shadow_the_genuine_one).
     for frame_type in (T.SERVER_DELIVER, T.USER_REMOVE, T.USER_ADVERTISE):
         frame = _frame(frame_type, NOW)
-        assert limits.server_frame_problem(g, seen, frame, b"d") is None
-        assert limits.server_frame_problem(g, seen, frame, b"d") is None
+        assert abuse_rules.server_frame_problem(g, seen, frame, b"d") is None
+        assert abuse_rules.server_frame_problem(g, seen, frame, b"d") is None
 
 
 def test_server_hello_replay_is_refused() -> None:
     g, seen = guard(), SeenCache()
     hello = _frame(T.SERVER_HELLO_LINK, NOW)
-    assert limits.server_hello_problem(g, seen, hello, b"d") is None
-    assert "seen before" in limits.server_hello_problem(g, seen, hello, b"d")[1]
-    assert "window" in limits.server_hello_problem(g, seen, _frame(T.SERVER_HELLO_JOIN, 1), b"d")[1]
+    assert abuse_rules.server_hello_problem(g, seen, hello, b"d") is None
+    assert "seen before" in abuse_rules.server_hello_problem(g, seen, hello, b"d")[1]
+    assert "window" in abuse_rules.server_hello_problem(g, seen, _frame(T.SERVER_HELLO_JOIN, 1), b"d")[1]
 
 
 def test_user_hello_proof_of_possession(keys) -> None:
@@ -188,25 +188,25 @@ def test_user_hello_proof_of_possession(keys) -> None:
     user_id = new_id()
     from socp.protocol import signing
     hello = signing.sign_envelope(key, frames.user_hello(user_id, None, NOW, crypto.encode_public_key(key)))
-    assert limits.user_hello_problem(g, hello, registered_here=False) is None
-    limits.user_hello_accepted(g, hello)
+    assert abuse_rules.user_hello_problem(g, hello, registered_here=False) is None
+    abuse_rules.user_hello_accepted(g, hello)
     # The same signed bytes again: a replay.
-    assert limits.user_hello_problem(g, hello, registered_here=True)[0].value == "REPLAY"
+    assert abuse_rules.user_hello_problem(g, hello, registered_here=True)[0].value == "REPLAY"
     # An unsigned hello for an id that signs: refused; a fresh signature: accepted.
     unsigned = hello.with_sig("")
-    assert limits.user_hello_problem(g, unsigned, registered_here=True)[0].value == "INVALID_SIG"
+    assert abuse_rules.user_hello_problem(g, unsigned, registered_here=True)[0].value == "INVALID_SIG"
     fresh = signing.sign_envelope(key, frames.user_hello(user_id, None, NOW, crypto.encode_public_key(key)))
-    assert fresh.sig != hello.sig and limits.user_hello_problem(g, fresh, registered_here=True) is None
+    assert fresh.sig != hello.sig and abuse_rules.user_hello_problem(g, fresh, registered_here=True) is None
     # Ids whose clients never sign (peers) keep working unsigned.
     peer_hello = frames.user_hello(new_id(), None, NOW, crypto.encode_public_key(key))
-    assert limits.user_hello_problem(g, peer_hello, registered_here=True) is None
+    assert abuse_rules.user_hello_problem(g, peer_hello, registered_here=True) is None
 
 
 def test_file_transfers_are_bounded_and_expire() -> None:
     g = guard(transfers_per_sender=2, transfer_idle_ms=1000)
 
     def send(frame_type: T, file_id: str) -> object:
-        return limits.file_problem(g, "alice", _frame(frame_type, NOW, {"file_id": file_id}))
+        return abuse_rules.file_problem(g, "alice", _frame(frame_type, NOW, {"file_id": file_id}))
 
     assert send(T.FILE_CHUNK, "x")[0].value == "FORBIDDEN"          # no FILE_START
     assert send(T.FILE_START, "a") is None and send(T.FILE_START, "b") is None

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from socp.protocol import crypto, envelope, peer_login
+from socp.protocol import crypto, envelope, password_hash
 from socp.protocol.encoding import b64url_decode, b64url_encode
 from socp.protocol.errors import MalformedFrame
 from socp.protocol.key_forms import KeyForm, form_of, in_form
@@ -70,16 +70,16 @@ def test_g17_clients_recorded_argon2_cffi_hash_is_read_and_checked() -> None:
     rows = [json.loads(line) for line in RECORDED_G17.read_text().splitlines()]
     register = next(r["frame"] for r in rows if r["frame"]["type"] == "LOCAL_REGISTER"
                     and r["frame"]["from"].startswith("c64ed348"))
-    stored = peer_login.parse_argon2(register["payload"]["pake_password"])
+    stored = password_hash.parse_argon2(register["payload"]["pake_password"])
     assert (stored.memory_kib, stored.iterations, stored.lanes) == (65536, 3, 4)   # argon2-cffi's defaults
-    assert peer_login.check_password(stored, RECORDED_G17_PASSWORD)
-    assert not peer_login.check_password(stored, RECORDED_G17_PASSWORD + "x")
+    assert password_hash.check_password(stored, RECORDED_G17_PASSWORD)
+    assert not password_hash.check_password(stored, RECORDED_G17_PASSWORD + "x")
 
 
 def test_argon2id_hash_checks_the_right_password_only() -> None:
-    stored = peer_login.parse_argon2(peer_login.make_hash("right", b"saltsalt1234", 64, 1, 1))
-    assert peer_login.check_password(stored, "right")
-    assert not peer_login.check_password(stored, "wrong")
+    stored = password_hash.parse_argon2(password_hash.make_hash("right", b"saltsalt1234", 64, 1, 1))
+    assert password_hash.check_password(stored, "right")
+    assert not password_hash.check_password(stored, "wrong")
 
 
 @pytest.mark.parametrize("phc", [
@@ -94,5 +94,5 @@ def test_argon2id_hash_checks_the_right_password_only() -> None:
     "$argon2id$v=19$m=64,t=1,p=1$c2FsdA$aGFzaGhhc2hoYXNoaGFzaA",          # 4-byte salt
 ])
 def test_unusable_hashes_are_refused(phc) -> None:
-    with pytest.raises(peer_login.PeerLoginError):
-        peer_login.parse_argon2(phc)
+    with pytest.raises(password_hash.PeerLoginError):
+        password_hash.parse_argon2(phc)

@@ -10,7 +10,7 @@ from socp.protocol.encoding import canonical_json
 from socp.protocol.envelope import Envelope
 from socp.protocol.ids import new_id
 from socp.router import core
-from socp.router.events import Action, Close, FrameIn, FrameRejected, LinkDown, Send, StoreWrite
+from socp.router.core_io import Action, Close, FrameIn, FrameRejected, LinkDown, Send, StoreWrite
 from socp.router.state import NodeSelf, RouterState
 
 NOW = 1_700_000_000_000

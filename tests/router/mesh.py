@@ -13,7 +13,7 @@ from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import new_id
 from socp.protocol.signing import transport_signature
 from socp.router import core, federation
-from socp.router.events import Action, Close, Dial, FrameIn, LinkDown, LinkUp, Relay, Send, StoreWrite, Tick
+from socp.router.core_io import Action, Close, Dial, FrameIn, LinkDown, LinkUp, Relay, Send, StoreWrite, Tick
 from socp.router.state import Introducer, NodeSelf, RouterState, Timing
 
 from .harness import NOW, digest

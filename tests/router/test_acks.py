@@ -10,7 +10,7 @@ from socp.protocol import crypto, frames, signing
 from socp.protocol.acks import msg_ref
 from socp.protocol.ids import new_id
 from socp.router import core
-from socp.router.events import GATEWAY_RESTARTED, LinkDown, LinkRestored, Tick
+from socp.router.core_io import GATEWAY_RESTARTED, LinkDown, LinkRestored, Tick
 
 from .harness import NOW, Harness, errors_to, sent_to
 from .test_users import dm

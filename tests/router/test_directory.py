@@ -13,7 +13,7 @@ from socp.identity import NodeIdentity
 from socp.protocol import crypto, frames, login, signing
 from socp.protocol.ids import new_id
 from socp.router import core
-from socp.router.events import DirectoryQueried, QueryAnswer, Send
+from socp.router.core_io import DirectoryQueried, QueryAnswer, Send
 from socp.router.snapshot import state_from_snapshot
 from socp.store.records import StoreSnapshot
 from socp.store.records import UserRecord as StoredUser

@@ -157,7 +157,7 @@ def test_a_dm_past_the_senders_share_is_refused_overloaded_naming_it_and_others_
     from socp.protocol import frames
     from socp.protocol.acks import msg_ref, refs_named
     from socp.router import core
-    from socp.router.events import Tick
+    from socp.router.core_io import Tick
 
     from .harness import NOW, Harness, sends, sent_to
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from socp.ipc.link_state import LinkState
 from socp.protocol import crypto, frames
 from socp.protocol.encoding import b64url_encode
 from socp.protocol.envelope import Envelope
 from socp.protocol.signing import transport_signature
 from socp.router import core as router_core
-from socp.router.events import FrameIn, LinkDown, Relay
-from socp.router.links import LinkState
+from socp.router.core_io import FrameIn, LinkDown, Relay
 
 from .harness import digest
 from .mesh import Mesh, mesh_through_one_introducer
@@ -28,7 +28,7 @@ def test_three_servers_form_a_full_mesh_through_one_introducer(mesh3: Mesh) -> N
         assert set(node.state.servers) == others, name
         assert set(node.state.pinned_servers) >= others, name
         for conn in node.state.servers.values():
-            assert node.state.links[conn].state is LinkState.SERVER
+            assert node.state.links[conn].state is LinkState.JOINED
 
 
 def test_presence_and_list_span_the_mesh(mesh3: Mesh, keys) -> None:
@@ -79,7 +79,7 @@ def test_public_message_reaches_each_member_once(mesh3: Mesh, keys) -> None:
 def test_disconnect_is_gossiped(mesh3: Mesh, keys) -> None:
     conn, alice = mesh3.connect_user("a", keys[3])
     assert mesh3.nodes["c"].state.user_locations[alice] == mesh3.nodes["a"].server_id
-    mesh3.event("a", __import__("socp.router.events", fromlist=["LinkDown"]).LinkDown(conn, "bye"))
+    mesh3.event("a", __import__("socp.router.core_io", fromlist=["LinkDown"]).LinkDown(conn, "bye"))
     mesh3.settle()
     assert alice not in mesh3.nodes["b"].state.user_locations
     assert alice not in mesh3.nodes["c"].state.user_locations

@@ -27,7 +27,7 @@ from socp.protocol.errors import SocpError
 from socp.protocol.frame_types import KNOWN_TYPES
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL, new_id
-from socp.router.events import FrameIn
+from socp.router.core_io import FrameIn
 from socp.router.state import LOCAL, RouterState
 from socp.verifier.checks import check_keys
 

@@ -1,4 +1,4 @@
-"""Proof of possession for USER_HELLO survives a restart (router/limits.py): the ids
+"""Proof of possession for USER_HELLO survives a restart (router/abuse_rules.py): the ids
 that sign their hellos and the signatures already used are persisted in the store and
 reloaded by `state_from_snapshot`, so neither a captured signed hello nor an unsigned
 hello with the owner's public key claims the id after a restart, and LOGIN_REGISTER
@@ -13,8 +13,8 @@ from socp.config import NodeConfig
 from socp.identity import NodeIdentity
 from socp.protocol import crypto, frames, login, signing
 from socp.protocol.ids import new_id
+from socp.router.core_io import StoreWrite
 from socp.router.directory import REGISTERED_ACK
-from socp.router.events import StoreWrite
 from socp.router.snapshot import state_from_snapshot
 from socp.store.operations import Store
 

@@ -7,7 +7,7 @@ import pytest
 
 from socp.protocol import crypto, frames, signing
 from socp.protocol.ids import new_id
-from socp.router.events import FrameIn, LinkDown
+from socp.router.core_io import FrameIn, LinkDown
 
 from .harness import digest
 from .mesh import Mesh, mesh_through_one_introducer

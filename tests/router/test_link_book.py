@@ -8,6 +8,7 @@ import logging
 
 import pytest
 
+from socp.ipc.link_state import LinkState
 from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, Rejected, Verified, VerifyJob
 from socp.protocol import crypto, frames, signing
 from socp.protocol.envelope import Envelope
@@ -17,8 +18,8 @@ from socp.protocol.key_forms import KeyForm, form_of, in_form
 from socp.router import core, federation
 from socp.router import link_dialects as dialects
 from socp.router.bootstrap import BootstrapError, parse_bootstrap
-from socp.router.events import Dial, FrameRejected, LinkDown, LinkUp, Tick
-from socp.router.linkbook import LOG_INTERVAL_MS, LinkBook, PeerLinkState
+from socp.router.core_io import Dial, FrameRejected, LinkDown, LinkUp, Tick
+from socp.router.linkbook import LOG_INTERVAL_MS, LinkBook
 from socp.router.state import Introducer
 from socp.verifier.checks import check_job
 
@@ -62,19 +63,19 @@ def link_row(node: Harness, address: str = "127.0.0.1:9000"):
 def test_a_link_moves_through_the_book_and_each_refusal_is_logged_once(caplog) -> None:
     book = LinkBook()
     caplog.set_level(logging.INFO, logger="socp.router")
-    book.move("h:1", PeerLinkState.DIALLING, 0)
+    book.move("h:1", LinkState.DIALLING, 0)
     for now in (1, 2, 3):
-        book.move("h:1", PeerLinkState.REFUSED, now, "INVALID_SIG: frame is not signed")
+        book.move("h:1", LinkState.REFUSED, now, "INVALID_SIG: frame is not signed")
     refusals = [r for r in caplog.records if "refused" in r.getMessage()]
     assert len(refusals) == 1 and "INVALID_SIG" in refusals[0].getMessage()
-    book.move("h:1", PeerLinkState.DIALLING, 4)
-    book.move("h:1", PeerLinkState.JOINED, 5, peer_id="peer-1")
+    book.move("h:1", LinkState.DIALLING, 4)
+    book.move("h:1", LinkState.JOINED, 5, peer_id="peer-1")
     assert book.rows() == [("peer-1", "h:1", "joined", "INVALID_SIG: frame is not signed", 0, "", "")]
 
 
 def test_dropped_frames_are_counted_and_logged_at_most_once_a_minute(caplog) -> None:
     book = LinkBook()
-    book.move("h:1", PeerLinkState.JOINED, 0, peer_id="p")
+    book.move("h:1", LinkState.JOINED, 0, peer_id="p")
     caplog.set_level(logging.WARNING, logger="socp.router")
     for now in range(0, LOG_INTERVAL_MS, 1000):
         book.dropped("h:1", "MALFORMED: field 'payload.ciphertext' is missing", now)
@@ -86,7 +87,7 @@ def test_dropped_frames_are_counted_and_logged_at_most_once_a_minute(caplog) -> 
 
 def test_a_peer_reason_is_kept_printable() -> None:
     book = LinkBook()
-    book.move("h:1", PeerLinkState.REFUSED, 0, "it refused our join: X: \x1b[31mred\nline")
+    book.move("h:1", LinkState.REFUSED, 0, "it refused our join: X: \x1b[31mred\nline")
     assert "\x1b" not in book.entries["h:1"].reason and "\n" not in book.entries["h:1"].reason
 
 
@@ -131,13 +132,13 @@ def test_an_unsigned_welcome_refused_without_consent_books_the_link_refused_with
     actions = core.handle(node.state, FrameRejected(conn, "INVALID_SIG", "frame is not signed", "SERVER_WELCOME"))
     assert conn in closes(actions)
     row = link_row(node)
-    assert row.state is PeerLinkState.REFUSED
+    assert row.state is LinkState.REFUSED
     assert "INVALID_SIG" in row.reason and "unsigned_link: true" in row.reason
 
 
 def test_an_unsigned_server_hello_refused_by_the_verifiers_is_booked(node) -> None:
     core.handle(node.state, FrameRejected(7, "INVALID_SIG", "frame is not signed", "SERVER_HELLO_JOIN"))
-    assert link_row(node, "incoming").state is PeerLinkState.REFUSED
+    assert link_row(node, "incoming").state is LinkState.REFUSED
     assert "SERVER_HELLO_JOIN" in link_row(node, "incoming").reason
 
 
@@ -149,7 +150,7 @@ def test_with_consent_a_g56_join_hellos_and_announces_our_key_in_its_pem_form(no
     [announce] = sent_to(actions, conn, "SERVER_ANNOUNCE")
     assert form_of(announce.payload["pubkey"]) == KeyForm.PEM_B64URL
     assert crypto.normalise_public_key(announce.payload["pubkey"]) == node.state.me.pubkey
-    assert link_row(node).state is PeerLinkState.JOINED and link_row(node).dialect == dialects.G56
+    assert link_row(node).state is LinkState.JOINED and link_row(node).dialect == dialects.G56
     assert welcome.from_ in node.state.unsigned_servers
     # A user's key handed to the G56 link goes as base64url(PEM): its clients read no other form.
     user_conn, user_id, joined = node.connect_user(keys[2])
@@ -164,7 +165,7 @@ def test_a_g45_welcome_joins_and_its_users_keys_are_asked_for_and_ours_registere
     user_conn, user_id, _ = node.connect_user(keys[2])
     conn = dial_introducer(node, keys[1])
     actions = node.feed(conn, g45_welcome(node, keys[1]))
-    assert link_row(node).state is PeerLinkState.JOINED and link_row(node).dialect == dialects.G45
+    assert link_row(node).state is LinkState.JOINED and link_row(node).dialect == dialects.G45
     assert node.state.servers[G45_ID] == conn
     [register] = sent_to(actions, conn, "DB_REGISTER")
     assert register.payload == {"user_id": user_id, "pubkey": der(keys[2])}
@@ -197,7 +198,7 @@ def test_a_peer_that_never_heartbeats_is_not_timed_out_but_one_that_did_is(node,
     node.feed(conn, frames.heartbeat(G45_ID, node.server_id, node.state.now_ms))
     node.state.now_ms += node.state.timing.link_timeout_ms + 1
     assert conn in closes(core.handle(node.state, Tick()))
-    assert link_row(node).state is PeerLinkState.LOST
+    assert link_row(node).state is LinkState.LOST
 
 
 def test_a_g45_second_link_keeps_the_first_open(node, keys) -> None:
@@ -210,7 +211,7 @@ def test_a_g45_second_link_keeps_the_first_open(node, keys) -> None:
     assert conn not in closes(actions) and 50 not in closes(actions)
     assert node.state.servers[G45_ID] == 50
     core.handle(node.state, LinkDown(50, "peer closed"))
-    assert node.state.servers[G45_ID] == conn and link_row(node).state is PeerLinkState.JOINED
+    assert node.state.servers[G45_ID] == conn and link_row(node).state is LinkState.JOINED
 
 
 def test_a_refused_server_hello_link_is_joined_next_time(node, keys) -> None:
@@ -344,7 +345,7 @@ def test_the_opt_in_does_not_alias_a_link_of_another_dialect(node, keys) -> None
     welcome = Envelope(type="SERVER_WELCOME", from_=new_id(), to=node.server_id, ts=NOW,
                        payload={"assigned_id": node.server_id, "servers": [], "clients": []})
     node.feed(conn, welcome)
-    assert link_row(node).state is PeerLinkState.JOINED and link_row(node).goes_by == ""
+    assert link_row(node).state is LinkState.JOINED and link_row(node).goes_by == ""
 
 
 def test_a_server_announced_with_our_own_key_is_never_pinned(node, keys) -> None:

@@ -11,8 +11,8 @@ import pytest
 from socp.protocol import frames
 from socp.protocol.acks import MAX_MSG_REFS, msg_ref, refs_named
 from socp.router import core
-from socp.router.events import FrameRejected, Tick
-from socp.router.limits import Guard, LimitSettings
+from socp.router.abuse_rules import Guard, LimitSettings
+from socp.router.core_io import FrameRejected, Tick
 
 from .harness import NOW, Harness, sends, sent_to
 

@@ -10,7 +10,7 @@ from socp.protocol.envelope import Envelope
 from socp.router import core as router_core
 from socp.router import federation, link_dialects, offline
 from socp.router.accounts import LoginRecord
-from socp.router.events import FrameIn, LinkDown, Send
+from socp.router.core_io import FrameIn, LinkDown, Send
 from socp.router.state import NO_ORIGIN
 from socp.store.records import HeldMessage
 

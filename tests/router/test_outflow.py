@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from socp.protocol import crypto, frames
 from socp.protocol.encoding import b64url_encode
-from socp.router.events import FramesWritten
+from socp.router.core_io import FramesWritten
 from socp.router.state import NO_ORIGIN
 
 from .mesh import Mesh

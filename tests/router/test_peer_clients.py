@@ -12,14 +12,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from socp.protocol import crypto, frames, peer_login
+from socp.protocol import crypto, frames, password_hash
 from socp.protocol.encoding import b64url_decode, b64url_encode, canonical_json
 from socp.protocol.envelope import Envelope, parse
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import new_id
 from socp.router import core, user_presence
 from socp.router.accounts import LoginRecord
-from socp.router.events import BatchEnd, LinkDown
+from socp.router.core_io import BatchEnd, LinkDown
 from socp.router.state import UserRecord
 
 from .harness import NOW, Harness, closes, errors_to, sends, sent_to, store_writes
@@ -185,7 +185,7 @@ CHEAP = dict(memory_kib=64, iterations=1, lanes=1)  # the bounds allow it; tests
 
 
 def register(user_id: str, key, password: str = "pw") -> Envelope:
-    phc = peer_login.make_hash(password, b"salt-for-" + user_id[:8].encode(), **CHEAP)
+    phc = password_hash.make_hash(password, b"salt-for-" + user_id[:8].encode(), **CHEAP)
     return frames.peer_register(user_id, "server-1", NOW, crypto.encode_public_key(key), "U0MxYmxvYg", phc)
 
 

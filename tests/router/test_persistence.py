@@ -12,10 +12,10 @@ from types import SimpleNamespace
 
 from socp.config import NodeConfig
 from socp.router import persistence
-from socp.router.events import StoreWrite
+from socp.router.core_io import StoreWrite
 from socp.router.snapshot import state_from_snapshot
 from socp.store.errors import StoreQueryError, StoreTimeout
-from socp.store.records import StoreSnapshot
+from socp.store.records import BindResult, RemoteBinding, StoreSnapshot
 
 
 class ScriptedStore:
@@ -37,6 +37,14 @@ class ScriptedStore:
     async def set_login(self, user_id: str, privkey_store: str, pake_password: str) -> bool:
         await self._call("set_login", user_id, privkey_store, pake_password)
         return True
+
+    async def bind_remote_user(self, *binding: object) -> BindResult:
+        await self._call("bind_remote_user", *binding)
+        return BindResult.BOUND
+
+    async def bind_remote_users(self, bindings: list[RemoteBinding]) -> list[BindResult]:
+        await self._call("bind_remote_users", *(tuple(b) for b in bindings))
+        return [BindResult.BOUND] * len(bindings)
 
 
 async def _write_all(store: ScriptedStore, writes: list[StoreWrite], counters: persistence.WriteCounters,
@@ -88,6 +96,43 @@ async def test_a_bug_is_permanent_too_and_logged_with_its_traceback(caplog) -> N
     assert record.exc_info is not None
 
 
+def _bind(user: str) -> StoreWrite:
+    return StoreWrite("bind_remote_user", (user, f"key-{user}", "server-b", {}))
+
+
+def test_consecutive_remote_bindings_make_one_batch_and_other_writes_keep_their_place() -> None:
+    member = StoreWrite("add_channel_member", ("m", 2))
+    writes = [_bind("a"), _bind("b"), member, _bind("c"), member, member, _bind("d"), _bind("e"), _bind("f")]
+    assert persistence.batches(writes) == [writes[0:2], [member], [writes[3]], [member], [member], writes[6:9]]
+
+
+async def test_queued_remote_bindings_reach_the_store_as_batches_in_order() -> None:
+    store = ScriptedStore({})
+    counters = persistence.WriteCounters()
+    count = persistence.BATCH_LIMIT + 10
+    writes = [_bind(str(n)) for n in range(count)] + [StoreWrite("add_channel_member", ("m", 2)), _bind("last")]
+    await _write_all(store, writes, counters, expected=3)
+    # All were queued before the loop ran: one full batch, the rest, the member, the last one alone.
+    assert [(operation, len(arguments)) for operation, arguments in store.applied] == [
+        ("bind_remote_users", persistence.BATCH_LIMIT), ("bind_remote_users", 10),
+        ("add_channel_member", 2), ("bind_remote_user", 4)]
+    applied_users = [a[0] for op, args in store.applied if op == "bind_remote_users" for a in args]  # type: ignore[index]  # bindings are tuples
+    assert applied_users == [str(n) for n in range(count)]
+    assert store.applied[-1][1][0] == "last"
+    assert counters.written == count + 2
+
+
+async def test_a_batch_that_fails_for_good_is_applied_one_by_one_so_only_the_bad_write_is_dropped() -> None:
+    store = ScriptedStore({"bind_remote_users": [StoreTimeout("no answer"), StoreQueryError("bad row")],
+                           "bind_remote_user": [StoreQueryError("bad row")]})
+    counters = persistence.WriteCounters()
+    await _write_all(store, [_bind("a"), _bind("b"), _bind("c")], counters, expected=3)
+    # Retried once (timeout), then refused: each alone; the first fails again and is dropped.
+    assert store.applied == [("bind_remote_user", ("b", "key-b", "server-b", {})),
+                             ("bind_remote_user", ("c", "key-c", "server-b", {}))]
+    assert (counters.written, counters.failures, counters.dropped) == (2, 3, 1)
+
+
 def test_the_ack_interval_comes_from_the_node_config(tmp_path: Path) -> None:
     snapshot = StoreSnapshot(users={}, pinned_servers={}, pending_key_shares=(), public_channel_version=1,
                              public_channel_members=())
@@ -100,7 +145,7 @@ def test_the_ack_interval_comes_from_the_node_config(tmp_path: Path) -> None:
 def test_every_write_the_core_may_decide_has_its_store_call() -> None:
     from typing import get_args
 
-    from socp.router.events import WriteOperation
+    from socp.router.core_io import WriteOperation
 
     assert set(get_args(WriteOperation)) == set(persistence._WRITES)
 

@@ -21,8 +21,8 @@ from socp.protocol import limits as wire_limits
 from socp.protocol.envelope import Envelope
 from socp.protocol.ids import new_id
 from socp.protocol.signing import transport_signature
-from socp.router.events import Action, Relay, Send
-from socp.router.limits import Guard, LimitSettings
+from socp.router.abuse_rules import Guard, LimitSettings
+from socp.router.core_io import Action, Relay, Send
 from socp.router.state import LOCAL, UserRecord
 
 from .mesh import Mesh
@@ -169,7 +169,7 @@ def test_snapshot_adverts_are_marked_and_not_relayed_but_live_ones_are(keys) -> 
 
 def test_a_bad_copy_of_presence_does_not_mark_the_genuine_frame_seen(keys) -> None:
     from socp.protocol.envelope import Envelope
-    from socp.router.events import FrameIn
+    from socp.router.core_io import FrameIn
 
     from .harness import digest
     from .mesh import mesh_through_one_introducer
@@ -241,15 +241,15 @@ def _now_plus(step: int) -> int:
 
 
 def test_presence_is_bounded_by_its_own_bucket_and_only_changes_spend_it() -> None:
-    from socp.router import limits
+    from socp.router import abuse_rules
 
     guard = Guard(LimitSettings(server_rate=1.0, server_burst=2, presence_rate=1.0, presence_burst=3))
     # The per-server frame bucket (burst 2) refuses a third frame, but not presence.
-    assert limits.server_rate_problem(guard, "s", "SERVER_DELIVER") is None
-    assert limits.server_rate_problem(guard, "s", "SERVER_DELIVER") is None
-    assert limits.server_rate_problem(guard, "s", "SERVER_DELIVER") is not None
-    assert limits.server_rate_problem(guard, "s", "USER_ADVERTISE") is None
+    assert abuse_rules.server_rate_problem(guard, "s", "SERVER_DELIVER") is None
+    assert abuse_rules.server_rate_problem(guard, "s", "SERVER_DELIVER") is None
+    assert abuse_rules.server_rate_problem(guard, "s", "SERVER_DELIVER") is not None
+    assert abuse_rules.server_rate_problem(guard, "s", "USER_ADVERTISE") is None
     # Presence: 3 changes pass, the 4th is refused; an advert that changes nothing passes.
-    assert [limits.presence_problem(guard, "s", 0, new_user=True) for _ in range(3)] == [None] * 3
-    assert limits.presence_problem(guard, "s", 0, new_user=True) is not None
-    assert limits.presence_problem(guard, "s", 5, new_user=False, changes=False) is None
+    assert [abuse_rules.presence_problem(guard, "s", 0, new_user=True) for _ in range(3)] == [None] * 3
+    assert abuse_rules.presence_problem(guard, "s", 0, new_user=True) is not None
+    assert abuse_rules.presence_problem(guard, "s", 5, new_user=False, changes=False) is None

@@ -9,8 +9,8 @@ from socp.protocol import frames
 from socp.protocol import limits as wire_limits
 from socp.protocol.envelope import Envelope, parse
 from socp.protocol.ids import new_id
-from socp.router.events import FrameIn
-from socp.router.limits import Guard, LimitSettings
+from socp.router.abuse_rules import Guard, LimitSettings
+from socp.router.core_io import FrameIn
 from socp.router.locations import Locations
 
 from .harness import digest

@@ -11,7 +11,7 @@ from socp.protocol import crypto, frames
 from socp.protocol.encoding import b64url_encode
 from socp.protocol.ids import PUBLIC_CHANNEL
 from socp.router import core, recovery
-from socp.router.events import GATEWAY_RESTARTED, LinkDown, Send, Tick
+from socp.router.core_io import GATEWAY_RESTARTED, LinkDown, Send, Tick
 from socp.router.state import PARKED_LIMIT
 
 from .harness import NOW, Harness, sent_to

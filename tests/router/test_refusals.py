@@ -1,4 +1,4 @@
-"""Refused frames do not buy signatures (router/limits.py, user_acks.py): the rate limits
+"""Refused frames do not buy signatures (router/abuse_rules.py, user_acks.py): the rate limits
 are charged before the replay checks, and the same refusal is answered at most once
 per interval per connection, however many stale or copied frames arrive."""
 
@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import pytest
 
+from socp.ipc.link_state import LinkState
 from socp.protocol import frames
 from socp.protocol.ids import new_id
-from socp.router import core, limits
-from socp.router.events import FrameRejected, Tick
-from socp.router.limits import Guard, LimitSettings
-from socp.router.links import Link, LinkState
+from socp.router import abuse_rules, core
+from socp.router.abuse_rules import Guard, LimitSettings
+from socp.router.core_io import FrameRejected, Tick
+from socp.router.peer_links import PeerLink
 from socp.router.seen import SeenCache
 
 from .harness import NOW, Harness, sends, sent_to
@@ -42,7 +43,7 @@ def signed_frames(actions) -> int:
 def test_a_flood_of_stale_frames_gets_a_few_errors_and_empties_the_bucket(node, keys) -> None:
     a_conn, alice, _ = node.connect_user(keys[1])
     _, bob, _ = node.connect_user(keys[2])
-    stale_ts = NOW - limits.MAX_AGE_MS - 1
+    stale_ts = NOW - abuse_rules.MAX_AGE_MS - 1
     answers = []
     for n in range(1000):
         answers += node.feed(a_conn, cheap_dm(alice, bob, stale_ts - n, n))
@@ -56,7 +57,7 @@ def test_a_flood_of_stale_frames_gets_a_few_errors_and_empties_the_bucket(node, 
     # Once the interval has passed, the next stale frame is answered again, and that
     # ERROR names every stale frame not answered yet (no silent drops).
     node.state.now_ms += INTERVAL_MS
-    again = node.feed(a_conn, cheap_dm(alice, bob, node.state.now_ms - limits.MAX_AGE_MS - 1, 6000))
+    again = node.feed(a_conn, cheap_dm(alice, bob, node.state.now_ms - abuse_rules.MAX_AGE_MS - 1, 6000))
     (replay,) = sent_to(again, a_conn, "ERROR")
     assert replay.payload["code"] == "REPLAY" and len(replay.payload["msg_refs"]) == 300
     # The next Tick names the rate-limited ones, in one more ERROR.
@@ -87,11 +88,11 @@ def test_stale_frames_of_a_type_without_acks_are_answered_once_per_interval(node
     answers = []
     for n in range(50):
         answers += node.feed(
-            a_conn, frames.directory_get(alice, node.server_id, NOW - limits.MAX_AGE_MS - 1 - n, alice)
+            a_conn, frames.directory_get(alice, node.server_id, NOW - abuse_rules.MAX_AGE_MS - 1 - n, alice)
         )
     assert [f.payload["code"] for f in sent_to(answers, a_conn, "ERROR")] == ["REPLAY"]
     assert node.state.guard.unanswered_refusals == 49
-    assert limits.STALE in {refusal for _, refusal in node.state.guard.answered}
+    assert abuse_rules.STALE in {refusal for _, refusal in node.state.guard.answered}
 
 
 # --- the duplicate cache's watermark (router/seen.py) ----------------------------------------
@@ -128,7 +129,7 @@ def test_a_copy_of_an_evicted_frame_is_not_delivered_again(node, keys) -> None:
     assert error.payload["code"] == "REPLAY" and "window" in error.payload["detail"]
 
 
-# --- file transfers relayed by a server (limits.file_problem) --------------------------------
+# --- file transfers relayed by a server (abuse_rules.file_problem) --------------------------------
 
 
 def test_relayed_file_transfers_are_bounded_like_local_ones(node, keys) -> None:
@@ -136,7 +137,7 @@ def test_relayed_file_transfers_are_bounded_like_local_ones(node, keys) -> None:
     node.state.guard.now_ms = NOW
     b_conn, bob, _ = node.connect_user(keys[2])
     peer, s_conn = new_id(), 50
-    node.state.links[s_conn] = Link(conn=s_conn, state=LinkState.SERVER, peer_id=peer)
+    node.state.links[s_conn] = PeerLink(conn=s_conn, state=LinkState.JOINED, peer_id=peer)
     node.state.servers[peer] = s_conn
     carol = new_id()  # a user of the peer server
 
@@ -162,8 +163,8 @@ def test_relayed_file_transfers_are_bounded_like_local_ones(node, keys) -> None:
 def test_a_ts_behind_and_a_ts_ahead_are_different_refusals(node, keys) -> None:
     a_conn, alice, _ = node.connect_user(keys[1])
     _, bob, _ = node.connect_user(keys[2])
-    old = node.feed(a_conn, cheap_dm(alice, bob, NOW - limits.MAX_AGE_MS - 1, 1))
-    ahead = node.feed(a_conn, cheap_dm(alice, bob, NOW + limits.MAX_SKEW_AHEAD_MS + 1, 2))
+    old = node.feed(a_conn, cheap_dm(alice, bob, NOW - abuse_rules.MAX_AGE_MS - 1, 1))
+    ahead = node.feed(a_conn, cheap_dm(alice, bob, NOW + abuse_rules.MAX_SKEW_AHEAD_MS + 1, 2))
     assert [f.payload["code"] for f in sent_to(old + ahead, a_conn, "ERROR")] == ["REPLAY", "REPLAY"]
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from socp.config import NodeConfig
 from socp.ipc import messages as m
-from socp.router.events import FrameIn, LinkRestored
-from socp.router.links import Link, LinkState
+from socp.ipc.link_state import LinkState
+from socp.router.core_io import FrameIn, LinkRestored
+from socp.router.peer_links import PeerLink
 from socp.router.process import RouterDriver
 from socp.router.state import NodeSelf, RouterState
 
@@ -84,7 +85,7 @@ def test_after_the_replay_frames_are_taken_at_once_in_order() -> None:
 def test_a_link_the_router_knows_already_ignores_its_replay() -> None:
     router = driver()
     router.end_replay()
-    router.state.links[USER_LINK] = Link(conn=USER_LINK, state=LinkState.USER, peer_id="bob")
+    router.state.links[USER_LINK] = PeerLink(conn=USER_LINK, state=LinkState.USER, peer_id="bob")
     router.inbound(verified(USER_LINK, 0))
     assert router.inbound(m.LinkReplay(USER_LINK, 1, m.ROLE_USER, USER_HELLO, "")) == []
     assert isinstance(router.inbound(verified(USER_LINK, 1))[0][2], FrameIn)   # its order goes on

@@ -8,7 +8,7 @@ from __future__ import annotations
 from socp.protocol import frames
 from socp.protocol.acks import msg_ref
 from socp.router import core, replay_log
-from socp.router.events import StoreWrite, Tick
+from socp.router.core_io import StoreWrite, Tick
 
 from .harness import NOW, Harness, sent_to, store_writes
 

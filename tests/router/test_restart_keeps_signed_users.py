@@ -8,9 +8,9 @@ from __future__ import annotations
 from socp.ipc import messages as m
 from socp.protocol import crypto, frames, signing
 from socp.protocol.ids import new_id
-from socp.router import core, limits
-from socp.router.events import FrameIn, LinkRestored
-from socp.router.limits import Guard
+from socp.router import abuse_rules, core
+from socp.router.abuse_rules import Guard
+from socp.router.core_io import FrameIn, LinkRestored
 from socp.router.recovery import InboundOrder
 
 from .harness import NOW, Harness, closes, digest, errors_to
@@ -25,8 +25,8 @@ def new_router(keys, used_hello) -> Harness:
     node = Harness(server_key=keys[0])
     node.state.guard = Guard.without_rate_limits()
     node.state.guard.now_ms = node.state.now_ms = NOW + 2_000
-    limits.load_hello_proofs(node.state.guard, [used_hello.from_],
-                             [(used_hello.from_, limits.hello_sig_digest(used_hello.sig), NOW)])
+    abuse_rules.load_hello_proofs(node.state.guard, [used_hello.from_],
+                             [(used_hello.from_, abuse_rules.hello_sig_digest(used_hello.sig), NOW)])
     return node
 
 
@@ -50,7 +50,7 @@ def test_a_copy_on_another_connection_is_still_a_replay(keys) -> None:
 def test_a_restored_connection_cannot_bring_an_old_signature_back(keys) -> None:
     hello = signed_hello(keys[1], new_id())
     node = new_router(keys, hello)
-    node.state.now_ms = node.state.guard.now_ms = NOW + limits.RESUBMITTED_HELLO_MS + 1
+    node.state.now_ms = node.state.guard.now_ms = NOW + abuse_rules.RESUBMITTED_HELLO_MS + 1
     core.handle(node.state, LinkRestored(9, m.ROLE_USER, "", ""))
     actions = core.handle(node.state, FrameIn(9, hello, digest(hello)))
     assert errors_to(actions, 9) == ["REPLAY"] and closes(actions) == [9]

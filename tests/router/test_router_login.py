@@ -7,11 +7,11 @@ import itertools
 
 import pytest
 
+from socp.ipc.link_state import LinkState
 from socp.protocol import crypto, frames, login, signing
 from socp.protocol.ids import new_id
 from socp.router import core
-from socp.router.events import Close, LinkUp
-from socp.router.links import LinkState
+from socp.router.core_io import Close, LinkUp
 from socp.router.roaming_login import address_key
 
 from .harness import NOW, Harness, closes, errors_to, sent_to

@@ -16,9 +16,9 @@ import pytest
 
 from socp.protocol import frames
 from socp.protocol.frame_types import FrameType as T
-from socp.router.events import Send
+from socp.router.abuse_rules import Guard, LimitSettings
+from socp.router.core_io import Send
 from socp.router.fairshare import USER, FairShare
-from socp.router.limits import Guard, LimitSettings
 
 from .harness import NOW, Harness, errors_to
 

@@ -8,7 +8,7 @@ from socp.protocol import crypto, frames, signing
 from socp.protocol.encoding import b64url_encode
 from socp.protocol.ids import new_id
 from socp.router import core
-from socp.router.events import BatchEnd
+from socp.router.core_io import BatchEnd
 from socp.router.state import LOCAL
 
 from .harness import NOW, Harness, closes, errors_to, sends, sent_to, store_writes

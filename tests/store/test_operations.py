@@ -10,7 +10,15 @@ from socp.protocol.ids import PUBLIC_CHANNEL, ServerId, UserId
 from socp.store.errors import StoreRequestRejected
 from socp.store.migrations import MIGRATIONS, apply_migrations
 from socp.store.operations import Store
-from socp.store.records import BindResult, HelloSignature, PendingKeyShare, PinnedServer, PinResult, UserRecord
+from socp.store.records import (
+    BindResult,
+    HelloSignature,
+    PendingKeyShare,
+    PinnedServer,
+    PinResult,
+    RemoteBinding,
+    UserRecord,
+)
 
 ALICE = UserId("3f0c6f55-6a43-4c2e-9a53-1b2f4f0e2a01")
 BOB = UserId("7d1e2b9c-0f4a-4b8e-8c11-2a6b3c4d5e02")
@@ -256,6 +264,26 @@ async def test_a_local_binding_always_wins(store: Store) -> None:
     assert (await store.get_user(UserId("carol"))).home_server == SERVER_B
 
 
+async def test_bind_remote_users_applies_each_binding_in_order_in_one_transaction(store: Store) -> None:
+    await store.bind_user(ALICE, "key-a", {})
+    carol = UserId("carol")
+    results = await store.bind_remote_users([
+        RemoteBinding(BOB, "key-b", SERVER_B, {"display_name": "Bob"}),
+        RemoteBinding(ALICE, "key-evil", SERVER_B, {}),       # registered here: the local binding wins
+        RemoteBinding(BOB, "key-b2", SERVER_B, {}),           # the batch's own first binding, rotated
+        RemoteBinding(carol, "key-c", SERVER_B, {}),
+    ])
+    assert results == [BindResult.BOUND, BindResult.CONFLICT, BindResult.ROTATED, BindResult.BOUND]
+    assert await store.get_user(BOB) == UserRecord("key-b2", {}, 2, False, SERVER_B, "", "")
+    assert (await store.get_user(ALICE)).pubkey == "key-a"
+    # One bad binding fails the batch, and nothing of it is applied: one transaction.
+    dave = UserId("dave")
+    with pytest.raises(StoreRequestRejected):
+        await store.bind_remote_users([RemoteBinding(dave, "key-d", SERVER_B, {}),
+                                       RemoteBinding(UserId("erin"), "key-e", SERVER_B, "not a map")])  # type: ignore[arg-type]  # what a bad request carries
+    assert await store.get_user(dave) is None
+
+
 async def test_snapshot_carries_home_server_and_login(store_url: str) -> None:
     first = await Store.open(store_url, clock=lambda: NOW)
     try:
@@ -290,7 +318,7 @@ async def test_public_channel_row_exists_from_the_first_start(store: Store) -> N
     assert row == ("system", 1, int(NOW * 1000))
 
 
-# --- proof of possession for USER_HELLO (router/limits.py) -----------------------------------
+# --- proof of possession for USER_HELLO (router/abuse_rules.py) -----------------------------------
 
 async def test_signed_hellos_survive_a_restart(store_url: str) -> None:
     first = await Store.open(store_url, clock=lambda: NOW)

@@ -17,14 +17,14 @@ import zmq
 import zmq.asyncio
 
 from socp.ipc import store_messages as wire
-from socp.protocol.ids import UserId
+from socp.protocol.ids import ServerId, UserId
 from socp.store.actor import StoreService, bind_store_socket
 from socp.store.client import StoreClient
 from socp.store.database import Database, Transaction
 from socp.store.errors import StoreOverloaded, StoreRequestRejected, StoreTimeout, StoreUnavailable
 from socp.store.migrations import apply_migrations
 from socp.store.operations import Store
-from socp.store.records import BindResult, DatabaseStatus
+from socp.store.records import BindResult, DatabaseStatus, RemoteBinding
 
 TIMEOUT = 5.0
 
@@ -256,6 +256,9 @@ async def test_login_and_remote_users_through_the_client(tmp_path: Path) -> None
             await h.client.bind_remote_user(UserId("far"), "k2", "server-b", {"display_name": "F"}) is BindResult.BOUND
         )
         assert await h.client.bind_remote_user(UserId("local"), "k-evil", "server-b") is BindResult.CONFLICT
+        batch = [RemoteBinding(UserId("far"), "k2", ServerId("server-b"), {"display_name": "F"}),
+                 RemoteBinding(UserId("near"), "k3", ServerId("server-c"), {})]
+        assert await h.client.bind_remote_users(batch) == [BindResult.SAME, BindResult.BOUND]
         local = await h.client.get_user(UserId("local"))
         assert (local.privkey_store, local.pake_password, local.home_server, local.version) == (
             "blob",

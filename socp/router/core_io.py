@@ -1,4 +1,4 @@
-"""What happens to the router (events) and what it decides (actions).
+"""What goes into the router's core (events) and comes out of it (actions).
 
 The router's core is a pure function of its tables and one event, returning a
 list of actions; the process driver turns actions into ZeroMQ messages.

@@ -22,8 +22,8 @@ from socp.protocol.envelope import Envelope
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.key_forms import KeyForm, in_form
 
-from .events import Action, send_one
-from .links import Link
+from .core_io import Action, send_one
+from .peer_links import PeerLink
 from .state import RouterState
 from .users import list_response
 
@@ -41,7 +41,7 @@ def key_form(state: RouterState, conn: int) -> KeyForm:
     return state.key_forms.get(conn, KeyForm.DER_B64URL)
 
 
-def list_reply(state: RouterState, link: Link, frame: Envelope) -> Action:
+def list_reply(state: RouterState, link: PeerLink, frame: Envelope) -> Action:
     reply = _LIST_REPLIES.get(T(frame.type))
     if reply is None:
         after = frame.payload.get("after")
@@ -49,7 +49,7 @@ def list_reply(state: RouterState, link: Link, frame: Envelope) -> Action:
     return send_one(link.conn, reply(state.me.server_id, link.peer_id, state.now_ms, list(state.user_locations)))
 
 
-def key_lookup(state: RouterState, link: Link, frame: Envelope) -> Action:
+def key_lookup(state: RouterState, link: PeerLink, frame: Envelope) -> Action:
     wanted = frame.payload["user_id"]
     record = state.users.get(wanted)
     pubkey = in_form(record.pubkey, key_form(state, link.conn)) if record is not None and record.pubkey else None
@@ -57,7 +57,7 @@ def key_lookup(state: RouterState, link: Link, frame: Envelope) -> Action:
     return send_one(link.conn, build(state.me.server_id, link.peer_id, state.now_ms, wanted, pubkey))
 
 
-def members_snapshot(state: RouterState, link: Link) -> Action:
+def members_snapshot(state: RouterState, link: PeerLink) -> Action:
     """The members G17's client encrypts a public post to: those holding the group
     key this node issues (peer_channel.py), the only ones who can read it."""
     return send_one(link.conn, frames.public_members_snapshot(state.me.server_id, link.peer_id, state.now_ms,

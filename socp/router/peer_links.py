@@ -1,9 +1,11 @@
-"""The life of a connection, as a table (STYLE §3).
+"""The router's half of each link: who is on it and when we last heard it (the gateway
+keeps the socket half, gateway/socket_links.py). Its states and their table are
+socp/ipc/link_state.py; the router moves it:
 
     AWAITING_HELLO --USER_HELLO ok-->        USER
-    AWAITING_HELLO --SERVER hello ok-->      SERVER
-    DIALING        --link opened-->          SERVER_PENDING (our hello sent)
-    SERVER_PENDING --peer's frames verify--> SERVER
+    AWAITING_HELLO --SERVER hello ok-->      JOINED
+    DIALLING       --link opened-->          HELLO_SENT (our hello sent)
+    HELLO_SENT     --peer's frames verify--> JOINED
     any            --close decided-->        CLOSING
     any            --link down-->            (forgotten)
 """
@@ -11,34 +13,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
-
-class LinkState(str, Enum):
-    AWAITING_HELLO = "awaiting_hello"
-    DIALING = "dialing"
-    SERVER_PENDING = "server_pending"
-    USER = "user"
-    SERVER = "server"
-    CLOSING = "closing"
-
-
-ALLOWED: dict[LinkState, frozenset[LinkState]] = {
-    LinkState.AWAITING_HELLO: frozenset({LinkState.USER, LinkState.SERVER, LinkState.CLOSING}),
-    LinkState.DIALING: frozenset({LinkState.SERVER_PENDING, LinkState.SERVER, LinkState.CLOSING}),
-    LinkState.SERVER_PENDING: frozenset({LinkState.SERVER, LinkState.CLOSING}),
-    LinkState.USER: frozenset({LinkState.CLOSING}),
-    LinkState.SERVER: frozenset({LinkState.CLOSING}),
-    LinkState.CLOSING: frozenset(),
-}
-
-
-class BadTransition(Exception):
-    pass
+from socp.ipc.link_state import LinkState, connection_move
 
 
 @dataclass(slots=True)
-class Link:
+class PeerLink:
     conn: int
     state: LinkState
     peer_id: str = ""          # the user id or server id once known
@@ -57,9 +37,7 @@ class Link:
     hello_resubmitted: bool = False
 
     def move(self, new_state: LinkState) -> None:
-        if new_state not in ALLOWED[self.state]:
-            raise BadTransition(f"link {self.conn}: {self.state.value} -> {new_state.value}")
-        self.state = new_state
+        self.state = connection_move(self.conn, self.state, new_state)
 
     @property
     def is_user(self) -> bool:
@@ -67,4 +45,4 @@ class Link:
 
     @property
     def is_server(self) -> bool:
-        return self.state is LinkState.SERVER
+        return self.state is LinkState.JOINED

@@ -47,7 +47,7 @@ from socp.protocol.frame_types import FrameType as T
 from socp.protocol.signing import verify_transport
 from socp.ratelimit import KeyedBuckets, TokenBucket, retry_hint
 
-from .events import StoreWrite
+from .core_io import StoreWrite
 from .replay_log import ReplayLog
 from .seen import SeenCache
 

@@ -1,11 +1,9 @@
-"""Per-connection state: who the peer is, its sequence counters, and its outbox.
+"""The gateway's half of each link: its sequence counters, kept frames and outbox (the
+router keeps who is on it, router/peer_links.py).
 
-A link is one WebSocket, accepted or dialled. Its life is one table (STYLE §3):
-
-    DIALING ──────────► OPEN ──► CLOSING ──► CLOSED
-       │                  ▲         ▲
-       │   AWAITING_HELLO ┘         │
-       └────────────────────────────┘   (dial failed, or shutdown while dialling)
+A link is one WebSocket, accepted or dialled; its states and their table are
+socp/ipc/link_state.py (the gateway moves it dialling or awaiting hello -> open ->
+closing -> closed).
 
 Outbound items (frame texts and close requests) carry the router's per-connection
 seq; they pass the link's ReorderBuffer, then wait in its bounded Outbox for the
@@ -18,9 +16,9 @@ import asyncio
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
+from socp.ipc.link_state import LinkState, connection_move
 from socp.ipc.messages import (
     CLOSE_TRY_AGAIN_LATER,
     FIRST_DIALLED_CONN,
@@ -31,7 +29,10 @@ from socp.ipc.messages import (
 )
 from socp.ipc.reorder import ReorderBuffer
 
-# Inbound frames kept per link until the router applied them (recovery.py).
+# Inbound frames kept per link until the router applied them (recovery.py). At either
+# bound the link's reader waits (Link.kept_room) until the router catches up: a link's
+# frames in flight through the verifiers stay fewer than the router's reorder buffer
+# takes (ipc/reorder.py, 4096), however far one verifier falls behind the other.
 KEPT_FRAMES = 1024
 KEPT_BYTES = 8 * 1024 * 1024
 
@@ -40,27 +41,6 @@ KEPT_BYTES = 8 * 1024 * 1024
 # start time in tenths of a second, like the router's epoch; blocks come round again
 # after 1.8 hours).
 ACCEPTED_CONNS_PER_BOOT = 2**24
-
-
-class LinkState(Enum):
-    DIALING = "dialing"
-    AWAITING_HELLO = "awaiting hello"
-    OPEN = "open"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
-_ALLOWED_TRANSITIONS: dict[LinkState, frozenset[LinkState]] = {
-    LinkState.DIALING: frozenset({LinkState.OPEN, LinkState.CLOSING, LinkState.CLOSED}),
-    LinkState.AWAITING_HELLO: frozenset({LinkState.OPEN, LinkState.CLOSING}),
-    LinkState.OPEN: frozenset({LinkState.CLOSING}),
-    LinkState.CLOSING: frozenset({LinkState.CLOSED}),
-    LinkState.CLOSED: frozenset(),
-}
-
-
-class IllegalTransition(RuntimeError):
-    """A bug in the gateway: a link was moved along an edge the table lacks."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,13 +84,13 @@ class Outbox:
             await self._nonempty.wait()
 
 
-class Link:
+class SocketLink:
     """One WebSocket's state. Only the event loop thread touches it."""
 
     __slots__ = (
         "conn", "peer", "state", "role", "verify_key", "next_in_seq",
         "reorder", "outbox", "accepting_output", "close_code", "end_reason", "closing",
-        "opening", "kept", "kept_bytes", "kept_dropped", "out_epoch", "reported_out",
+        "opening", "kept", "kept_bytes", "kept_room", "reader_waits", "out_epoch", "reported_out",
         "address", "_queue_frames", "frames_written", "reported_written", "unsigned_ok",
     )
 
@@ -134,7 +114,9 @@ class Link:
         self.opening = ""                    # the first frame text, replayed to a new router
         self.kept: deque[list[Any]] = deque()     # [seq, text, submitted (monotonic), tries], in seq order
         self.kept_bytes = 0
-        self.kept_dropped = 0                # frames no longer kept: over KEPT_FRAMES / KEPT_BYTES
+        self.kept_room = asyncio.Event()     # clear while kept is at KEPT_FRAMES / KEPT_BYTES
+        self.kept_room.set()
+        self.reader_waits = 0                # times the reader waited for kept_room
         self.out_epoch = 0                   # the router epoch of the items being reordered
         self.reported_out = 0                # last OutboundDone mark sent for this link
         # Credit (recovery.py, credit): frame items taken from the outbox and written (or skipped)
@@ -147,20 +129,35 @@ class Link:
     def keep(self, seq: int, text: str, now: float) -> None:
         self.kept.append([seq, text, now, 1])
         self.kept_bytes += len(text)
-        while len(self.kept) > KEPT_FRAMES or self.kept_bytes > KEPT_BYTES:
-            _, old, _, _ = self.kept.popleft()
-            self.kept_bytes -= len(old)
-            self.kept_dropped += 1
+        self._note_room()
 
     def forget_kept_below(self, seq: int) -> None:
         kept = self.kept
         while kept and kept[0][0] < seq:
             self.kept_bytes -= len(kept.popleft()[1])
+        self._note_room()
+
+    def forget_kept(self, entry: list[Any]) -> None:
+        """A kept frame the router will never apply (answered TIMEOUT instead)."""
+        self.kept.remove(entry)
+        self.kept_bytes -= len(entry[1])
+        self._note_room()
+
+    def _note_room(self) -> None:
+        if len(self.kept) >= KEPT_FRAMES or self.kept_bytes >= KEPT_BYTES:
+            self.kept_room.clear()
+        else:
+            self.kept_room.set()
+
+    async def wait_for_kept_room(self) -> None:
+        """Backpressure (STYLE §5): read no further frame while KEPT_FRAMES wait for the
+        router; the peer's socket buffers fill and TCP slows it down."""
+        if not self.kept_room.is_set():
+            self.reader_waits += 1
+            await self.kept_room.wait()
 
     def move_to(self, new_state: LinkState) -> None:
-        if new_state not in _ALLOWED_TRANSITIONS[self.state]:
-            raise IllegalTransition(f"link {self.conn}: {self.state.value} -> {new_state.value}")
-        self.state = new_state
+        self.state = connection_move(self.conn, self.state, new_state)
 
     def request_close(self, code: int | None, reason: str) -> None:
         """Ask the session to end this link; the first reason wins. `code` None: peer closed."""
@@ -229,9 +226,9 @@ class LinkTable:
     the two never clash."""
 
     def __init__(self, queue_frames: int, first_accepted: ConnId = 1) -> None:
-        self._links: dict[ConnId, Link] = {}
+        self._links: dict[ConnId, SocketLink] = {}
         # Accepted links that have not sent a frame yet, oldest first.
-        self._waiting: dict[ConnId, Link] = {}
+        self._waiting: dict[ConnId, SocketLink] = {}
         self._next_accepted: ConnId = first_accepted
         self._queue_frames = queue_frames
         self._high_water = 0   # most links open at once since take_high_water (memory.py)
@@ -239,7 +236,7 @@ class LinkTable:
     def __len__(self) -> int:
         return len(self._links)
 
-    def __iter__(self) -> Iterator[Link]:
+    def __iter__(self) -> Iterator[SocketLink]:
         return iter(list(self._links.values()))
 
     def __contains__(self, conn: ConnId) -> bool:
@@ -250,21 +247,21 @@ class LinkTable:
         """Accepted links whose first frame has not come yet (the gateway caps them)."""
         return len(self._waiting)
 
-    def get(self, conn: ConnId) -> Link | None:
+    def get(self, conn: ConnId) -> SocketLink | None:
         return self._links.get(conn)
 
-    def add_accepted(self, peer: str, address: str = "") -> Link:
-        link = Link(self._next_accepted, peer, LinkState.AWAITING_HELLO, self._queue_frames, address=address)
+    def add_accepted(self, peer: str, address: str = "") -> SocketLink:
+        link = SocketLink(self._next_accepted, peer, LinkState.AWAITING_HELLO, self._queue_frames, address=address)
         self._next_accepted += 1
         self._links[link.conn] = link
         self._waiting[link.conn] = link
         self._high_water = max(self._high_water, len(self._links))
         return link
 
-    def first_frame_came(self, link: Link) -> None:
+    def first_frame_came(self, link: SocketLink) -> None:
         self._waiting.pop(link.conn, None)
 
-    def take_oldest_waiting(self) -> Link | None:
+    def take_oldest_waiting(self) -> SocketLink | None:
         """The link that has waited longest for its first frame, no longer counted as
         waiting (the caller closes it); None if none waits."""
         if not self._waiting:
@@ -272,8 +269,8 @@ class LinkTable:
         conn = next(iter(self._waiting))
         return self._waiting.pop(conn)
 
-    def add_dialled(self, conn: ConnId, peer: str, verify_key: str, unsigned_ok: bool = False) -> Link:
-        link = Link(conn, peer, LinkState.DIALING, self._queue_frames,
+    def add_dialled(self, conn: ConnId, peer: str, verify_key: str, unsigned_ok: bool = False) -> SocketLink:
+        link = SocketLink(conn, peer, LinkState.DIALLING, self._queue_frames,
                     role=ROLE_SERVER, verify_key=verify_key)
         link.unsigned_ok = unsigned_ok
         self._links[conn] = link
@@ -285,7 +282,7 @@ class LinkTable:
         peak, self._high_water = max(self._high_water, len(self._links)), len(self._links)
         return peak
 
-    def remove(self, link: Link) -> None:
+    def remove(self, link: SocketLink) -> None:
         self._links.pop(link.conn, None)
         self._waiting.pop(link.conn, None)
 

@@ -1,0 +1,230 @@
+"""Files we send (§7.4), streamed: FILE_START (its manifest signed by us),
+≤446-byte FILE_CHUNKs, FILE_END; and what becomes of them: "sent" once the server
+acknowledged the whole file, "not delivered" when it refused a frame of it, "may not
+have arrived" when a server downstream gave up on it or our connection was lost
+before the server confirmed it. The pace the frames go at is the driver's
+(sending.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from socp.protocol import crypto, frames
+from socp.protocol.encoding import b64url_encode
+from socp.protocol.envelope import Envelope
+from socp.protocol.ids import PUBLIC_CHANNEL, new_id
+from socp.protocol.limits import OAEP_MAX_PLAINTEXT
+
+from . import dialects
+from .channel_keys import ChannelKeyRing
+from .commands import CommandError
+from .directory import Directory
+from .events import Channel, Event, FileFailed, FileProgress, FileSent, NotDelivered
+from .identity import Identity
+from .keyring import TrustedKeys
+from .messages import Actions, Messages
+from .outbox import Outbox, Tracked
+
+# Files we sent within this many seconds may still be lost downstream (a server's
+# backlog given up after its link timeout), and are reported if that is said.
+RECENT_FILE_SECONDS = 120.0
+MAX_RECENT_FILES = 64
+FILE_READ_BUFFER = 1024 * 1024
+
+
+def manifest_signed_bytes(payload: dict[str, Any], sender: str, to: str, ts: int) -> bytes:
+    """Project extension: FILE_START may carry `content_sig` (and `sender_pub`) over
+    the canonical JSON of the manifest and the envelope fields, so the receiver can
+    tie the file's SHA-256, and with it every chunk, to the sender's key. Peers
+    ignore the extra fields."""
+    return dialects.manifest_forms(payload, sender, to, ts)[0]
+
+
+def sign_manifest(me: Identity, payload: dict[str, Any], to: str, ts: int) -> str:
+    return b64url_encode(crypto.sign_pss(me.user_key, manifest_signed_bytes(payload, me.user_id, to, ts)))
+
+
+class OutgoingFiles:
+    def __init__(self, me: Identity, users: Directory, keys: TrustedKeys, channel_keys: ChannelKeyRing,
+                 outbox: Outbox, messages: Messages, *, progress_interval: float, sign_file_chunks: bool,
+                 chunk_blocks: int) -> None:
+        self._me = me
+        self._users = users
+        self._keys = keys
+        self._channel_keys = channel_keys
+        self._outbox = outbox
+        self._messages = messages
+        self.progress_interval = progress_interval
+        self.sign_file_chunks = sign_file_chunks
+        self.chunk_blocks = chunk_blocks        # OAEP blocks per FILE_CHUNK (docs/chat.md, "Files")
+        self._sent_on_ack: dict[str, FileSent] = {}      # FILE_END msg_ref -> "sent", shown on its ACK
+        # Files we sent: file id -> (to, name, when FILE_END went, None while sending).
+        self._recent: OrderedDict[str, tuple[str, str, float | None]] = OrderedDict()
+
+    def send(self, target: str, path: Path) -> Iterator[Actions]:
+        """§7.4, streamed: FILE_START, ≤446-byte FILE_CHUNKs, FILE_END.
+
+        Reads the file twice (hash, then chunks) and never holds more than a read
+        buffer. Errors about the target or the path raise before anything is sent.
+
+        Every frame carries our transport `sig`, as §5 asks of frames with user
+        content; `sign_file_chunks=False` (`socp chat --no-sign-chunks`) leaves
+        chunks unsigned for servers that accept unsigned user frames (the interop
+        table allows it): a chunk's `sig` only ever reaches our own server, since
+        every server re-signs what it forwards. What protects the file end to end is the
+        FILE_START `content_sig` (the manifest: id, name, size, SHA-256, from, to,
+        ts, by the sender's user key) and the receiver's size + SHA-256 check
+        before the file gets a name (§13). Tampered or injected chunks therefore
+        make the transfer fail; they can never change a saved file. Skipping the
+        per-chunk RSA-4096 signature halves the sender's CPU cost (docs/chat.md).
+        """
+        path = Path(path).expanduser()
+        channel: Channel
+        if target == PUBLIC_CHANNEL:
+            to, channel = PUBLIC_CHANNEL, "public"
+            encrypt_key = None  # resolved after the key shares
+        else:
+            to, channel = self._users.resolve(target), "dm"
+            if to == self._me.user_id:
+                raise CommandError("that is you")
+            encrypt_key = self._keys.for_sending(to)
+        try:
+            size = path.stat().st_size
+            if not path.is_file():
+                raise CommandError(f"{path} is not a regular file", "FILE_NOT_FOUND")
+            digest = _sha256_file(path)
+        except FileNotFoundError as exc:
+            raise CommandError(f"no file {path}", "FILE_NOT_FOUND") from exc
+        except OSError as exc:
+            raise CommandError(f"cannot read {path}: {exc.strerror}", "FILE_UNREADABLE") from exc
+        return self._frames(path, to, channel, encrypt_key, size, digest)
+
+    def _frames(self, path: Path, to: str, channel: Channel, encrypt_key: crypto.PublicKey | None,
+                size: int, digest: str) -> Iterator[Actions]:
+        me = self._me
+        if channel == "public":
+            yield self._messages.key_shares()
+            encrypt_key = self._channel_keys.own().public_key()
+        assert encrypt_key is not None
+        file_id, name, started = new_id(), path.name, me.now()
+        ts = me.now_ms()
+        start = frames.file_start(me.user_id, to, ts, file_id, name, size, digest, channel)
+        payload = dict(start.payload)
+        payload["sender_pub"] = me.pubkey
+        payload["content_sig"] = sign_manifest(me, payload, to, ts)
+        start = me.sign(Envelope(type=start.type, from_=start.from_, to=to, ts=ts, payload=payload))
+        self._outbox.track(Tracked(start, file_id, "file", to, name))
+        self._recent[file_id] = (to, name, None)
+        while len(self._recent) > MAX_RECENT_FILES:
+            self._recent.popitem(last=False)
+        yield Actions(frames=(start,),
+                      events=(FileProgress(file_id, name, "send", 0, size, 0.0, None),))
+        done, index, last_progress = 0, 0, started
+        rehash = hashlib.sha256()
+        with open(path, "rb", buffering=FILE_READ_BUFFER) as source:
+            while True:
+                data = source.read(OAEP_MAX_PLAINTEXT * self.chunk_blocks)
+                if not data:
+                    break
+                rehash.update(data)
+                ciphertext = b64url_encode(crypto.wrap_blocks(encrypt_key, data))
+                chunk = frames.file_chunk(me.user_id, to, me.now_ms(), file_id, index, ciphertext)
+                if self.sign_file_chunks:
+                    chunk = me.sign(chunk)
+                self._outbox.track(Tracked(chunk, file_id, "file", to, name))
+                index += 1
+                done += len(data)
+                now = me.now()
+                events: tuple[Event, ...] = ()
+                if now - last_progress >= self.progress_interval or done >= size:
+                    last_progress = now
+                    events = (FileProgress.since(file_id, name, "send", done, size, started, now),)
+                yield Actions(frames=(chunk,), events=events)
+        end = me.sign(frames.file_end(me.user_id, to, me.now_ms(), file_id))
+        end_ref = self._outbox.track(Tracked(end, file_id, "file", to, name))
+        self._recent[file_id] = (to, name, me.now())
+        if done != size or rehash.hexdigest() != digest:
+            yield Actions(frames=(end,), events=(FileFailed(file_id, me.user_id, name,
+                                                            "the file changed while it was being sent",
+                                                            outgoing=True),))
+            return
+        sent = FileSent(file_id, to, name, size, digest)
+        if self._outbox.was_refused(file_id):
+            yield Actions(frames=(end,))            # already reported as not delivered
+        elif self._outbox.server_acks:
+            # "sent" once the server took the whole file in (the ACK covering FILE_END),
+            # not when the last frame left us: a refused chunk says "not delivered" instead.
+            self._sent_on_ack[end_ref] = sent
+            yield Actions(frames=(end,))
+        else:
+            yield Actions(frames=(end,), events=(sent,))
+
+    def abandon(self, file_id: str, to: str, name: str, reason: str) -> Actions:
+        """Stop sending a file: FILE_END now, so the receiver drops it at once
+        (it is short of bytes) instead of waiting for chunks that never come."""
+        me = self._me
+        end = me.sign(frames.file_end(me.user_id, to, me.now_ms(), file_id))
+        self._outbox.track(Tracked(end, file_id, "file", to, name))   # a refusal of it is about the same file
+        self._recent.pop(file_id, None)
+        failed = FileFailed(file_id, me.user_id, name, reason, outgoing=True, label=self._users.label(to))
+        return Actions(frames=(end,), events=(failed,))
+
+    # --- what became of them --------------------------------------------------------------
+
+    def acked(self, covered: set[str]) -> list[Event]:
+        """The server acknowledged these frames (msg_refs): files whose FILE_END is
+        among them are "sent"."""
+        return [self._sent_on_ack.pop(end) for end in list(self._sent_on_ack) if end in covered]
+
+    def refused(self, file_id: str) -> None:
+        """A frame of this file was refused: it is "not delivered", never "sent"."""
+        self._sent_on_ack = {ref: sent for ref, sent in self._sent_on_ack.items() if sent.file_id != file_id}
+
+    def restamped(self, old_ref: str, new_ref: str) -> None:
+        """A frame went again under a new msg_ref (ERROR RESEND): its ACK is awaited instead."""
+        waiting = self._sent_on_ack.pop(old_ref, None)
+        if waiting is not None:
+            self._sent_on_ack[new_ref] = waiting
+
+    def connection_lost(self) -> list[Event]:
+        """Files whose "sent" waited for the server's ACK are reported as unconfirmed."""
+        events: list[Event] = [
+            FileFailed(sent.file_id, self._me.user_id, sent.name,
+                       "the connection was lost before the server confirmed the whole file, so it "
+                       "may not have arrived; send it again with /file", outgoing=True)
+            for sent in self._sent_on_ack.values()
+        ]
+        self._sent_on_ack.clear()
+        return events
+
+    def lost_downstream(self, detail: str, code: str) -> list[Event]:
+        """An ERROR that names no frame but says a file frame was not delivered (our
+        node, giving up on a backlog for a server that stayed away: those frames had
+        been acknowledged): every file we are sending, or sent in the last
+        RECENT_FILE_SECONDS, to a user of another server is reported once, as one that
+        may not have arrived."""
+        if not re.match(r"FILE_(START|CHUNK|END)\b.*not delivered", detail):
+            return []
+        now, events = self._me.now(), list[Event]()
+        for file_id, (to, name, ended) in list(self._recent.items()):
+            home = self._users.entry(to).server_id
+            if (ended is not None and now - ended > RECENT_FILE_SECONDS) or (home and home == self._users.server_id):
+                continue
+            if self._outbox.mark_reported(file_id):
+                self.refused(file_id)
+                events.append(NotDelivered("file", to, self._users.label(to), name, code,
+                                           f"it may not have arrived: the server says {detail}", file_id))
+        return events
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as source:
+        while block := source.read(FILE_READ_BUFFER):
+            digest.update(block)
+    return digest.hexdigest()
