@@ -8,7 +8,7 @@ honest users lose messages without knowing it.
 
 Two bursts are sent: 32 DMs past the gateway's limit per connection (after filler
 heartbeats, a few thousand and more on each retry, empty that bucket and the spare all
-connections share, issue #18), and 200 file chunks past the router's limit per user
+connections share, issue #18), and 450 file chunks past the router's limit per user
 (after filler on two earlier connections of the same user empties the user's bucket,
 which outlives a connection; file frames, unlike DMs, may not borrow from the spare of
 signatures). Blocked when every frame is acknowledged or named by an ERROR, and the
@@ -34,7 +34,8 @@ from socp.protocol.envelope import Envelope, parse
 from socp.protocol.ids import new_id
 
 BURST_DMS = 32
-BURST_CHUNKS = 200       # past the ~100 tokens two connections of filler leave in the user's bucket
+BURST_CHUNKS = 450       # past the 40 tokens two connections of filler leave in the user's bucket, and
+                         # what it refills (250/s) while the sender connects again; within a connection's 500
 FILLER = 480             # frames that empty most of a bucket (the node's connection burst is 500)
 DRAIN = 5_000            # heartbeats that empty a connection's bucket (500) and the spare all connections
                          # share (2,000, refilled at 2,000/s), doubled on each retry (a slow sender drains less)

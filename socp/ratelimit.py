@@ -150,6 +150,10 @@ class KeyedBuckets:
         bucket = self._buckets.get(key)
         return 0.0 if bucket is None else bucket.retry_after()
 
+    def __contains__(self, key: Hashable) -> bool:
+        """True if `key` has taken a token and is not forgotten yet."""
+        return key in self._buckets
+
     def __len__(self) -> int:
         return len(self._buckets)
 

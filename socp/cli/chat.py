@@ -153,7 +153,7 @@ def _generate_key(script: bool) -> crypto.PrivateKey:
                    "signature per chunk where the server accepts unsigned user frames.")
 @click.option("--file-rate", type=click.FloatRange(min=1.0), default=None,
               help="Cap file chunks per second below what the node grants (by default they go as fast "
-                   "as our node allows a user: 100/s after a burst of about 1000).")
+                   "as our node allows a user: 240/s after a burst of 450 while it is idle).")
 @click.option("--chunk-blocks", type=click.IntRange(1, 64), default=1, show_default=True,
               help="RSA-OAEP blocks (446 bytes each) per file chunk.")
 @click.option("--connect-attempts", type=click.IntRange(min=1), default=None,

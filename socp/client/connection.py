@@ -32,8 +32,9 @@ which the reader sends and never shows).
 
 File chunks go as fast as the node grants, no faster (token buckets per
 connection, shared by every file being sent, modelled on what our node grants a
-user: 200/s per connection after a burst of 500, 100/s per user after 1000, each
-with room left for a /tell; `file_chunk_rate` caps it lower): servers drop frames
+user: 200/s per connection after a burst of 500, 250/s per user after 1000, each
+with room left for a /tell, and what an idle node lends on top until it refuses
+a frame, sending.py; `file_chunk_rate` caps it lower): servers drop frames
 over their rate limit, and one dropped chunk ruins the whole transfer. If the server still answers
 RATE_LIMITED during a transfer, the client stops it at once (FILE_END, so the
 receiver discards it) and says so, rather than send chunks that cannot help.
@@ -89,7 +90,15 @@ from .events import (
 )
 from .incoming_files import RESUME_GRACE
 from .messages import Actions
-from .sending import FILE_CHUNK_BURST, MAX_SENDING_FILES, NODE_GRANTS, RATE_LIMITED_PAUSE, ChunkPacer, OutgoingFile
+from .sending import (
+    FILE_CHUNK_BURST,
+    IDLE_NODE_GRANTS,
+    MAX_SENDING_FILES,
+    NODE_GRANTS,
+    RATE_LIMITED_PAUSE,
+    ChunkPacer,
+    OutgoingFile,
+)
 from .session import ClientSession
 from .transport import (
     ChatError,
@@ -243,7 +252,8 @@ class ChatClient:
                 return 1
             lost: BaseException | None = None
             interrupted: list[OutgoingFile] = []
-            self._pacer = ChunkPacer(self._grants(), asyncio.get_running_loop().time)
+            self._pacer = ChunkPacer(NODE_GRANTS, asyncio.get_running_loop().time, idle=IDLE_NODE_GRANTS,
+                                     caps=self._caps())
             try:
                 self._served = asyncio.Event()
                 async with asyncio.TaskGroup() as group:
@@ -270,10 +280,11 @@ class ChatClient:
             self._emit(Info("reconnecting…"))
             self._emit(ConnectionState("reconnecting", str(lost)))
 
-    def _grants(self) -> tuple[tuple[float, int], ...]:
+    def _caps(self) -> tuple[tuple[float, int], ...]:
+        """The user's own cap on the pace of chunks (--file-rate), if any."""
         if self.file_chunk_rate is None:
-            return NODE_GRANTS
-        return (*NODE_GRANTS, (self.file_chunk_rate, self.file_chunk_burst))
+            return ()
+        return ((self.file_chunk_rate, self.file_chunk_burst),)
 
     def _report_interrupted(self, interrupted: list[OutgoingFile]) -> None:
         """Nothing in flight vanishes silently (issue #16): files being sent, downloads,
@@ -467,6 +478,8 @@ class ChatClient:
         public message is the answer an /all waits for."""
         if event.code == ErrorCode.RATE_LIMITED.value:
             self._rate_limited_at = asyncio.get_running_loop().time()
+        if event.code in (ErrorCode.RATE_LIMITED.value, ErrorCode.OVERLOADED.value) and self._pacer is not None:
+            self._pacer.node_refused()     # nothing to spare: the next chunks keep to the floor
         if event.kind == "file":
             for sending in self._sending:
                 if sending.file_id and sending.file_id == event.file_id:

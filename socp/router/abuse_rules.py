@@ -104,7 +104,10 @@ class LimitSettings:
     one user may use a good share of that for a while, not all of it for ever."""
 
     rate_limits: bool = True           # False: no token buckets (pure tests on a frozen clock)
-    user_rate: float = 100.0           # frames per second per user, after its hello
+    # A user's own rate is above one connection's (socp/config.py frame_rate, 200/s), so a
+    # lone user's file on one connection is held by the gateway, which lends an idle
+    # node's spare, not here (issue #16: 1 MiB within 10 s; 100/s made it 14.8 s).
+    user_rate: float = 250.0           # frames per second per user, after its hello
     user_burst: int = 1000
     user_spare: bool = True            # DMs and public messages past user_rate may use the spare
     server_rate: float = 1000.0        # frames per second per peer server (all its users)
@@ -117,6 +120,11 @@ class LimitSettings:
     transfers_per_sender: int = 8      # unfinished file transfers per sender (local, or relayed)
     transfer_idle_ms: int = 120_000    # a transfer silent this long is forgotten
     repeat_answer_ms: int = 1000       # the same refusal, answered at most once this often per connection
+    # ERRORs naming held refusals (refusals.py), all connections together: a few per
+    # cent of what even a slow node signs. Past it the refusals stay held, and one
+    # later ERROR names more of them (issue #15 item 4: 30 flooders cost 60 a second).
+    refusal_answer_rate: float = 40.0
+    refusal_answer_burst: int = 80
     hello_sigs_per_user: int = 64      # signed hellos remembered per user id (the newest)
     hello_sig_ttl_ms: int = 30 * 24 * 3600 * 1000
     # Presence from linked servers (issue #15 weakness 3): users one server may have
@@ -138,6 +146,7 @@ class Guard:
     from_spare: int = 0                                                  # frames admitted on a spare token
     error_buckets: dict[int, TokenBucket] = field(default_factory=dict)  # conn -> answers left
     node_errors: TokenBucket | None = None
+    refusal_answers: TokenBucket | None = None                           # ERRORs naming held refusals, node-wide
     limited: set[tuple[str, str]] = field(default_factory=set)          # in a refused burst now
     transfers: dict[str, OrderedDict[str, int]] = field(default_factory=dict)  # sender -> file_id -> last ms
     # Ids that proved possession with a signed hello, and the signatures they used.
@@ -156,6 +165,7 @@ class Guard:
         self.server_buckets = KeyedBuckets(s.server_rate, s.server_burst, self.clock, s.max_buckets)
         self.presence_buckets = KeyedBuckets(s.presence_rate, s.presence_burst, self.clock, s.max_buckets)
         self.node_errors = TokenBucket(s.node_error_rate, s.node_error_burst, self.clock)
+        self.refusal_answers = TokenBucket(s.refusal_answer_rate, s.refusal_answer_burst, self.clock)
 
     @classmethod
     def without_rate_limits(cls) -> Guard:
@@ -277,6 +287,29 @@ def error_allowed(guard: Guard, conn: int) -> bool:
         return True
     guard.dropped_errors += 1
     return False
+
+
+def held_refusal_answer_due(guard: Guard, conn: int, refusal: str) -> bool:
+    """May `conn` be told now of the refused frames held under `refusal` (refusals.py)?
+    When its interval is over (`refusal_answer_due`) and the node's budget of such
+    answers has a token, which this takes."""
+    if not guard.settings.rate_limits:
+        return True
+    assert guard.refusal_answers is not None
+    if guard.refusal_answers.tokens < 1 or not refusal_answer_due(guard, conn, refusal):
+        return False
+    guard.refusal_answers.take()
+    return True
+
+
+def refusal_answer_budget_left(guard: Guard) -> bool:
+    """False while the node's budget of answers to held refusals is spent."""
+    return not guard.settings.rate_limits or (guard.refusal_answers is not None and guard.refusal_answers.tokens >= 1)
+
+
+def last_answered_ms(guard: Guard, conn: int, refusal: str) -> int:
+    """When `conn` was last told of this refusal (0: never): the longest-waiting goes first."""
+    return guard.answered.get((conn, refusal), 0)
 
 
 def refusal_answer_due(guard: Guard, conn: int, refusal: str) -> bool:

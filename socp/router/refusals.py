@@ -11,9 +11,16 @@ must not buy one each. Hence, per connection and per error code:
   are held, and answered together by one ERROR whose `msg_refs` lists them (at most
   MAX_MSG_REFS; `msg_ref` is the last): on the first Tick once the interval is over,
   or before the next ACK of that connection (`user_acks._ack_now` flushes first, so the
-  ERROR always reaches the client before an ACK that would cover the frames).
+  ERROR always reaches the client before an ACK that would cover the frames);
+- answers on their own (the first, and those of a Tick) also spend a token of a
+  node-wide budget (`abuse_rules.held_refusal_answer_due`); while it is spent they stay
+  held, the connections waiting longest are answered first, and each later ERROR
+  names more frames. An answer forced by an ACK or by MAX_MSG_REFS spends none.
 
-A flood therefore costs at most about one signed ERROR per code per connection per interval.
+A flood therefore costs at most about one signed ERROR per code per connection per
+interval, and all flooders together at most the node's budget of such answers: 30
+flooding connections used to cost 60 signatures a second, in bursts that honest
+frames waited behind (issue #15 item 4).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ def refuse(state: RouterState, conn: int, code: ErrorCode, detail: str, ref: str
         held = held_codes[code.value] = HeldRefusals(detail=detail)
     held.refs.append(ref)
     held.detail = detail or held.detail
-    if abuse_rules.refusal_answer_due(state.guard, conn, kind or code.value) or len(held.refs) >= MAX_MSG_REFS:
+    if len(held.refs) >= MAX_MSG_REFS or abuse_rules.held_refusal_answer_due(state.guard, conn, kind or code.value):
         return [_answer(state, conn, code.value)]
     state.refusals.held_refs += 1
     return []
@@ -50,12 +57,20 @@ def flush(state: RouterState, conn: int) -> list[Action]:
 
 
 def tick(state: RouterState) -> list[Action]:
-    """Answer the held refusals of each connection and code whose interval is over
-    (abuse_rules.refusal_answer_due): a connection flooding refused frames costs one
+    """Answer the held refusals of each connection and code whose interval is over,
+    longest waiting first, while the node's budget of answers lasts
+    (abuse_rules.held_refusal_answer_due): a connection flooding refused frames costs one
     signed ERROR per code per interval, not one per tick (issue #15 item 4)."""
-    due = [(conn, code) for conn, codes in state.refusals.held.items() for code in codes
-           if abuse_rules.refusal_answer_due(state.guard, conn, code)]
-    return [_answer(state, conn, code) for conn, code in due]
+    guard = state.guard
+    waiting = sorted((abuse_rules.last_answered_ms(guard, conn, code), conn, code)
+                     for conn, codes in state.refusals.held.items() for code in codes)
+    actions: list[Action] = []
+    for _, conn, code in waiting:
+        if not abuse_rules.refusal_answer_budget_left(guard):
+            break
+        if abuse_rules.held_refusal_answer_due(guard, conn, code):
+            actions.append(_answer(state, conn, code))
+    return actions
 
 
 def link_down(state: RouterState, conn: int) -> None:

@@ -22,7 +22,7 @@ from socp.client.events import (
     MessageReceived,
     Ready,
 )
-from socp.client.sending import MAX_SENDING_FILES, NODE_GRANTS, ChunkPacer
+from socp.client.sending import IDLE_NODE_GRANTS, MAX_SENDING_FILES, NODE_GRANTS, ChunkPacer
 
 from .client_fakes import FakeNode, serve_fake_node, url_of
 
@@ -157,8 +157,9 @@ async def _shut_down(server, *clients: _Running) -> None:
 
 
 def test_the_chunk_pacer_follows_the_node_grants_and_no_slower():
-    """2351 chunks (1 MiB) through the pacer: the user grant (95/s after 950) sets the
-    time, 14.7 s, and no second ever carries more than the connection grant allows."""
+    """2351 chunks (1 MiB) through the pacer at the node's guaranteed grants: the
+    connection's (190/s after 450) sets the time, 10.0 s, and no second ever carries
+    more than it allows."""
     now = [0.0]
     pacer = ChunkPacer(NODE_GRANTS, lambda: now[0])
     sent_at = []
@@ -166,10 +167,37 @@ def test_the_chunk_pacer_follows_the_node_grants_and_no_slower():
         now[0] += pacer.delay()
         sent_at.append(now[0])
     assert sent_at[449] == 0.0 and sent_at[450] > 0          # the connection's burst at once
-    assert sent_at[-1] == pytest.approx((2351 - 950) / 95, abs=0.1)
+    assert sent_at[-1] == pytest.approx((2351 - 450) / 190, abs=0.1)
     for start in range(0, 15):
         in_window = sum(start <= t < start + 1 for t in sent_at)
         assert in_window <= 450 + 190
+
+
+def test_the_chunk_pacer_uses_what_an_idle_node_spares_until_the_node_refuses():
+    """Issue #16: on an idle node 1 MiB goes at the idle grant (240/s after the same
+    burst of 450), not the floor's 190/s; once the node refuses a frame (RATE_LIMITED,
+    OVERLOADED) the pacer keeps to the floor, from an empty burst, for the cooldown."""
+    now = [0.0]
+    pacer = ChunkPacer(NODE_GRANTS, lambda: now[0], idle=IDLE_NODE_GRANTS, cooldown=60.0)
+    sent_at = []
+    for _ in range(2351):
+        now[0] += pacer.delay()
+        sent_at.append(now[0])
+    assert sent_at[449] == 0.0 and sent_at[450] > 0
+    assert sent_at[-1] == pytest.approx((2351 - 450) / 240, abs=0.1)
+    pacer.node_refused()
+    assert not pacer.on_idle_grant
+    gaps = []
+    for _ in range(10):
+        wait = pacer.delay()
+        now[0] += wait
+        gaps.append(wait)
+    assert all(gap == pytest.approx(1 / 190, abs=1e-3) for gap in gaps)   # the connection's floor, no burst
+    now[0] += 60.0
+    assert pacer.on_idle_grant
+    # A user's own cap (--file-rate) holds on the idle grant too.
+    capped = ChunkPacer(NODE_GRANTS, lambda: now[0], idle=IDLE_NODE_GRANTS, caps=((10.0, 1),))
+    assert capped.delay() == 0.0 and capped.delay() == pytest.approx(0.1)
 
 
 async def test_a_message_sent_long_before_our_hello_is_marked_while_away(make_session, tmp_path):

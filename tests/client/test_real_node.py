@@ -45,7 +45,7 @@ MEGABYTE = 1024 * 1024
 FAST_LINKS = ("--heartbeat-interval", "0.5", "--link-timeout", "2")
 # The pacing, not the CPU, sets the time of a 1 MiB file (2351 chunks: 36 s at the
 # default 60/s after a burst of 200). 140/s takes 15.4 s and stays within our node's
-# 100/s-per-user limit thanks to its 1000-frame burst: 1000 + 100 * 15.4 > 2351.
+# per-connection and per-user limits (200/s and 250/s).
 FAST_FILES = ("--file-rate", "140")
 
 

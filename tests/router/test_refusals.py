@@ -11,7 +11,7 @@ from socp.protocol import frames
 from socp.protocol.ids import new_id
 from socp.router import abuse_rules, core
 from socp.router.abuse_rules import Guard, LimitSettings
-from socp.router.core_io import Tick
+from socp.router.core_io import FrameRejected, Tick
 from socp.router.peer_links import PeerLink
 from socp.router.seen import SeenCache
 
@@ -166,3 +166,47 @@ def test_a_ts_behind_and_a_ts_ahead_are_different_refusals(node, keys) -> None:
     old = node.feed(a_conn, cheap_dm(alice, bob, NOW - abuse_rules.MAX_AGE_MS - 1, 1))
     ahead = node.feed(a_conn, cheap_dm(alice, bob, NOW + abuse_rules.MAX_SKEW_AHEAD_MS + 1, 2))
     assert [f.payload["code"] for f in sent_to(old + ahead, a_conn, "ERROR")] == ["REPLAY", "REPLAY"]
+
+
+# --- the node's budget of answers to held refusals (refusals.py) ------------------------------
+
+
+def test_many_refused_connections_share_the_nodes_budget_of_answers_and_none_is_forgotten(keys) -> None:
+    """Before: 30 flooding connections cost 60 signed ERRORs a second, in bursts that
+    honest frames waited behind (issue #15 item 4). Now at most the node's budget;
+    the longest waiting are answered first, and every refused frame is named."""
+    node = Harness(server_key=keys[0])
+    node.state.guard = Guard(LimitSettings(repeat_answer_ms=INTERVAL_MS, refusal_answer_rate=4.0,
+                                           refusal_answer_burst=4))
+    node.state.guard.now_ms = NOW
+    flooders = [node.connect_user(keys[1])[0] for _ in range(10)]
+    refs = {conn: [f"ref-{conn}-{n}" for n in range(3)] for conn in flooders}
+    named: dict[int, list[str]] = {conn: [] for conn in flooders}
+
+    def note(actions) -> int:
+        errors = 0
+        for conn in flooders:
+            for error in sent_to(actions, conn, "ERROR"):
+                named[conn] += error.payload.get("msg_refs", [error.payload["msg_ref"]])
+                errors += 1
+        return errors
+
+    first = []
+    for n in range(3):
+        for conn in flooders:
+            first += core.handle(node.state, FrameRejected(conn, "RATE_LIMITED", "budget spent", "MSG_DIRECT",
+                                                           refs[conn][n]))
+    assert note(first) == 4                          # the budget's burst, not one per connection
+    answered_first = [conn for conn in flooders if named[conn]]
+    assert answered_first == flooders[:4]
+    # Each Tick, a second later, answers what the budget refilled, longest waiting first.
+    answered_per_tick = []
+    for _ in range(3):
+        node.state.now_ms += INTERVAL_MS
+        node.state.guard.now_ms = node.state.now_ms
+        before = {conn for conn in flooders if named[conn]}
+        answered_per_tick.append(note(core.handle(node.state, Tick())))
+        newly = {conn for conn in flooders if named[conn]} - before
+        assert newly <= set(flooders[4:])            # those never answered go before the rest
+    assert answered_per_tick == [4, 4, 2]            # 6 never answered, then the first 4 again
+    assert all(sorted(named[conn]) == sorted(refs[conn]) for conn in flooders)   # every frame named once

@@ -106,3 +106,4 @@ def test_the_spare_is_for_signed_content_only(keys) -> None:
         codes += errors_to(node.feed(conn, frames.list_request(user, node.server_id, NOW + n)), conn)
     assert codes == ["RATE_LIMITED"]
     assert node.state.guard.from_spare == 0
+

@@ -36,6 +36,26 @@ def test_a_connection_past_its_failures_is_refused_unchecked_until_the_budget_re
     assert failures.refusal(7) == ""
 
 
+def test_connections_that_failed_share_one_budget_and_a_clean_one_is_always_checked() -> None:
+    """Before: 30 flooders each within their own budget cost 300 failed checks at once."""
+    clock = Clock()
+    failures = FailedChecks(clock, rate=1.0, burst=5, shared_rate=2.0, shared_burst=4)
+    checked = 0
+    for _ in range(5):
+        for conn in range(30):
+            if failures.refusal(conn) == "":
+                checked += 1
+                failures.failed(conn)
+    assert checked == 30 + 4          # each connection's first failure, then the shared budget
+    refusal = failures.refusal(29)
+    assert "retry_after_ms=500" in refusal          # the shared budget's next token, not the connection's
+    assert failures.refusal(100) == ""              # a connection that never failed is checked
+    clock.now += 0.5                                # one shared token back
+    assert sum(failures.refusal(conn) == "" for conn in range(30)) == 30   # peeking spends nothing
+    failures.failed(0)
+    assert all(failures.refusal(conn) != "" for conn in range(30))
+
+
 def test_the_budget_remembers_a_bounded_number_of_connections() -> None:
     failures = FailedChecks(Clock(), max_connections=4)
     for conn in range(10):
