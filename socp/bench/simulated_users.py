@@ -17,6 +17,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from socp.protocol import frames, signing
 from socp.protocol.crypto import PrivateKey
+from socp.protocol.envelope import Envelope
 from socp.protocol.ids import new_id
 
 from .keys import KeyPool
@@ -26,6 +27,11 @@ from .prepare import now_ms
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 # Frames websockets buffers before it stops reading the socket (its default is 16).
 RECEIVE_QUEUE = 4096
+
+# G45's list request and answer (docs/chat.md, other teams' dialects).
+OTHER_LIST_REQUEST = "USER_LIST_REQ"
+OTHER_LIST_ANSWER = "USER_LIST"
+ADMITTING_ANSWERS = frozenset({"LIST_RESPONSE", OTHER_LIST_ANSWER})
 
 FrameHandler = Callable[["BenchUser", dict[str, Any], str, float], None]
 
@@ -53,6 +59,7 @@ class BenchUser:
     frames_received: int = 0
     connect_started: float = 0.0       # perf_counter when connect() began
     source_host: str = ""              # bind to this local address ("" = any)
+    list_request_type: str = "LIST_REQUEST"
     _list_waiters: list[asyncio.Future[dict[str, Any]]] = field(default_factory=list)
     _admitted: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -77,8 +84,7 @@ class BenchUser:
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._list_waiters.append(waiter)
         request = frames.list_request(self.user_id, "*", now_ms())
-        if after:
-            request = dataclasses.replace(request, payload={"after": after})
+        request = dataclasses.replace(request, type=self.list_request_type, payload={"after": after} if after else {})
         await self.send(request.to_wire())
         async with asyncio.timeout(timeout):
             return await waiter
@@ -90,7 +96,12 @@ class BenchUser:
             async with asyncio.timeout(min(2.0, timeout)):
                 await self._admitted.wait()
         except TimeoutError:
-            await self.list_users(max(timeout - 2.0, 1.0))
+            # A server that sends nothing after a hello (G45): ask for its list, in our
+            # dialect and in G45's; either answer says it read our hello.
+            await self.send(frames.list_request(self.user_id, "*", now_ms()).to_wire())
+            await self.send(Envelope(OTHER_LIST_REQUEST, self.user_id, "*", now_ms(), {}).to_wire())
+            async with asyncio.timeout(max(timeout - 2.0, 1.0)):
+                await self._admitted.wait()
         if self.close_reason:
             raise ConnectionError(f"user {self.index}: the server closed the connection: {self.close_reason}")
 
@@ -107,7 +118,11 @@ class BenchUser:
                     handler(self, {"type": "", "payload": {}}, str(text), when)
                     continue
                 frame_type = frame.get("type") if isinstance(frame, dict) else None
-                if frame_type == "LIST_RESPONSE" and self._list_waiters:
+                if frame_type in ADMITTING_ANSWERS:
+                    self._admitted.set()
+                if frame_type == OTHER_LIST_ANSWER:
+                    self.list_request_type = OTHER_LIST_REQUEST   # ask in the dialect it answers
+                if frame_type in ADMITTING_ANSWERS and self._list_waiters:
                     self._admitted.set()
                     waiter = self._list_waiters.pop(0)
                     if not waiter.done():

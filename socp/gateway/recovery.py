@@ -43,6 +43,18 @@ log = logging.getLogger("socp.gateway")
 OUTBOUND_REPORT_INTERVAL = 0.5
 VERIFY_TIMEOUT = 2.0
 MAX_VERIFY_TRIES = 5
+# What a check costs a verifier on a loaded core, with margin (~0.2 ms unloaded).
+CHECK_BUDGET_S = 0.002
+
+
+def verify_patience(frames_waiting: int, verifiers: int) -> float:
+    """How long a submitted frame may go without a result before it is presumed lost
+    with its verifier: VERIFY_TIMEOUT, plus the time the pool needs for the frames
+    queued ahead of it. A queue is not a loss: re-submitting what merely waits makes
+    the pool check it again, and a joining server's snapshot of 10,000 adverts per
+    link was checked three to five times over (the router's InFlight.patience_ms
+    does the same for signatures)."""
+    return VERIFY_TIMEOUT + frames_waiting * CHECK_BUDGET_S / max(1, verifiers)
 
 
 class Recovery:
@@ -112,10 +124,12 @@ class Recovery:
     async def _retry_verify_jobs(self) -> None:
         bus, stats = self._context.bus, self._context.stats
         now = time.monotonic()
+        patience = verify_patience(sum(len(link.kept) for link in self._context.links),
+                                   self._context.config.verifiers)
         for link in self._context.links:
             for entry in list(link.kept):
                 seq, text, submitted, tries = entry
-                if now - submitted < VERIFY_TIMEOUT:
+                if now - submitted < patience:
                     continue
                 if tries >= MAX_VERIFY_TRIES:
                     link.forget_kept(entry)

@@ -122,3 +122,12 @@ async def test_a_link_stops_reading_while_kept_frames_wait_for_the_router() -> N
     link.forget_kept_below(10)           # the router applied seqs 0..9
     await asyncio.wait_for(reader, 1)
     assert len(link.kept) == KEPT_FRAMES - 10 and link.kept[0][0] == 10
+
+
+def test_a_frame_waits_longer_for_its_check_behind_a_longer_queue_before_it_is_submitted_again() -> None:
+    from socp.gateway.recovery import VERIFY_TIMEOUT, verify_patience
+
+    assert verify_patience(0, 2) == VERIFY_TIMEOUT
+    # 10 links x 1024 kept frames (a mesh's snapshots at once): not presumed lost at 2 s.
+    assert verify_patience(10_240, 2) > 2 * VERIFY_TIMEOUT
+    assert verify_patience(10_240, 4) < verify_patience(10_240, 2)
