@@ -121,7 +121,8 @@ PRESENCE_POLL = 5.0
 LOGIN_REGISTER_TIMEOUT = 15.0   # for the ACK of a LOGIN_REGISTER
 SERVER_NAME_WAIT = 30.0         # for a slow server to name itself before we store the login there
 LIST_PROBE_TIMEOUT = 1.5      # for each list request tried on a new server (the first waits twice that)
-KEY_LOOKUP_TIMEOUT = 3.0      # for a key look-up's answer
+KEY_LOOKUP_TIMEOUT = 3.0      # for a key look-up's answer (more on a server slow to answer the hello)
+KEY_LOOKUP_LIMIT = 30.0       # however slow the server was
 PUBLIC_REFUSAL_WAIT = 1.0     # after the first /all on a connection: does the server refuse it?
 HELLO_REFUSALS = {
     "NAME_IN_USE": "the server says user id {user} is in use: {detail} (is another `socp chat` using this home?)",
@@ -205,6 +206,8 @@ class ChatClient:
         self.server_name_wait = server_name_wait
         self._register_waiter: asyncio.Future[Event | None] | None = None
         self._hello_at_ms = 0                   # our clock when this connection said hello
+        self._hello_sent_at = 0.0               # loop time of that hello
+        self._hello_answered_at: float | None = None   # loop time of the server's first frame after it
         self._rate_limited_at = float("-inf")   # loop time of the server's last RATE_LIMITED
         self._ws: ClientConnection | None = None
         self._closing = False
@@ -339,8 +342,9 @@ class ChatClient:
         timeout; with none answered, the users the server announces are the list."""
         assert self._ws is not None
         self._hello_at_ms = self.session.now_ms()
-        await self._ws.send(self.session.hello().to_wire())
         loop = asyncio.get_running_loop()
+        self._hello_sent_at, self._hello_answered_at = loop.time(), None
+        await self._ws.send(self.session.hello().to_wire())
         hello_deadline = loop.time() + self.hello_timeout   # the whole hello, every try included
         remembered = self.session.list_dialect
         if remembered == dialects.PRESENCE_ONLY:
@@ -377,6 +381,7 @@ class ChatClient:
             except ConnectionClosed as exc:
                 raise HelloRejected(
                     f"the server closed the connection during the hello ({_close_reason(exc)})") from exc
+            self._note_hello_answered()
             events = self.session.handle(raw)
             for event in events:
                 if (isinstance(event, ErrorReceived) and event.source == "server"
@@ -418,6 +423,7 @@ class ChatClient:
         assert self._ws is not None
         try:
             async for raw in self._ws:
+                self._note_hello_answered()
                 for event in self.session.handle(raw):
                     if isinstance(event, Restamped):
                         await self._send_frames(event.frames)   # ERROR RESEND: again, transparently
@@ -676,15 +682,31 @@ class ChatClient:
         for frame in lookups:
             await self._ws.send(frame.to_wire())
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.key_lookup_timeout
-        while not self.session.knows_key(user_id) and (remaining := deadline - loop.time()) > 0:
+        sent_at = loop.time()
+        # The wait grows while the server has not even answered our hello.
+        while (not self.session.knows_key(user_id)
+               and (remaining := sent_at + self._key_lookup_wait() - loop.time()) > 0):
             if self.session.lookup_answers - answered_before >= len(lookups):
                 return   # every look-up answered (or refused), none with a key
             self._frame_seen.clear()
             try:
                 await asyncio.wait_for(self._frame_seen.wait(), remaining)
             except TimeoutError:
-                return
+                continue   # the wait may have grown meanwhile (KEY_LOOKUP_LIMIT bounds it)
+
+    def _note_hello_answered(self) -> None:
+        if self._hello_answered_at is None:
+            self._hello_answered_at = asyncio.get_running_loop().time()
+
+    def _key_lookup_wait(self) -> float:
+        """How long to wait for a look-up's answer: `key_lookup_timeout`, or twice the
+        time this server took to answer our hello (so far, if it has not yet), up to
+        KEY_LOOKUP_LIMIT. A busy G17 took 6.5 s to answer the hello and answers one
+        frame after another: its PUBKEY_RESPONSE came 5 s after our look-ups
+        (tests/interop/recorded/g17-slow-lookup.jsonl), long after 3 s."""
+        answered = self._hello_answered_at
+        took = (answered if answered is not None else asyncio.get_running_loop().time()) - self._hello_sent_at
+        return min(max(self.key_lookup_timeout, 2 * took), max(self.key_lookup_timeout, KEY_LOOKUP_LIMIT))
 
     async def _prepare_channel(self) -> None:
         """Members may have joined since the last list; our sending key may not exist yet."""
