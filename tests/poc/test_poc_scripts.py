@@ -31,6 +31,7 @@ def run_script(name: str, *args: str, timeout: float = 90) -> subprocess.Complet
 
 
 def assert_blocked(name: str, result: subprocess.CompletedProcess[str]) -> None:
+    print(result.stdout)     # the script's account of each attempt (pytest -rP shows it)
     assert result.returncode == 0, f"{name} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
     assert "BLOCKED" in result.stdout and "SUCCEEDED" not in result.stdout
 
