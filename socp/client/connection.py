@@ -65,6 +65,7 @@ from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import PUBLIC_CHANNEL, is_peer_id
 
 from . import commands, dialects
+from .chat_messages import Actions
 from .commands import Command, CommandError
 from .display import human_bytes
 from .events import (
@@ -89,7 +90,6 @@ from .events import (
     TransferList,
 )
 from .incoming_files import RESUME_GRACE
-from .messages import Actions
 from .sending import (
     FILE_CHUNK_BURST,
     IDLE_NODE_GRANTS,

@@ -23,14 +23,14 @@ from socp.protocol.ids import PUBLIC_CHANNEL
 
 from . import verify
 from .channel_keys import ChannelKeyRing
+from .chat_messages import open_sealed
 from .commands import CommandError
-from .directory import Directory
 from .display import human_bytes
 from .downloads import IncomingFile, TransferFailed
 from .events import Channel, Event, FileFailed, FileOffered, FileProgress, FileReceived, Info, Transfer
-from .identity import Identity
 from .keyring import TrustedKeys
-from .messages import open_sealed
+from .roster import Directory
+from .user_identity import Identity
 
 MAX_ACTIVE_DOWNLOADS = 16
 # A download whose sender sends nothing for this long is dropped (its temporary

@@ -22,13 +22,13 @@ from socp.protocol.limits import OAEP_MAX_PLAINTEXT
 
 from . import dialects
 from .channel_keys import ChannelKeyRing
+from .chat_messages import Actions, Messages
 from .commands import CommandError
-from .directory import Directory
 from .events import Channel, Event, FileFailed, FileProgress, FileSent, NotDelivered
-from .identity import Identity
 from .keyring import TrustedKeys
-from .messages import Actions, Messages
 from .outbox import Outbox, Tracked
+from .roster import Directory
+from .user_identity import Identity
 
 # Files we sent within this many seconds may still be lost downstream (a server's
 # backlog given up after its link timeout), and are reported if that is said.

@@ -41,7 +41,7 @@ from socp.protocol.ids import BROADCAST, is_peer_id, is_uuid4
 
 from . import dialects
 from .channel_keys import ChannelKeyRing
-from .directory import Directory, DirectoryEntry
+from .chat_messages import Actions, Messages
 from .events import (
     ErrorReceived,
     Event,
@@ -55,13 +55,13 @@ from .events import (
     UserEntry,
     WhoisResult,
 )
-from .identity import Identity
 from .incoming_files import DEFAULT_AUTO_ACCEPT_BYTES, DEFAULT_MAX_FILE_BYTES, DOWNLOAD_IDLE_TIMEOUT, IncomingFiles
 from .keyring import TrustedKeys
-from .messages import Actions, Messages
 from .outbox import Outbox, Refusal, Tracked
 from .outgoing_files import OutgoingFiles, manifest_signed_bytes, sign_manifest  # manifest_signed_bytes: re-exported
+from .roster import Directory, DirectoryEntry
 from .trust import PinStore
+from .user_identity import Identity
 
 CLIENT_NAME = "socp-cli"
 # The same server ERROR (code and detail) again within this many seconds is counted,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from socp.client import directory as directory_module
+from socp.client import roster as directory_module
 from socp.client.events import Info, ListPageWanted, ListResult
 from socp.protocol import crypto
 from socp.protocol.envelope import Envelope

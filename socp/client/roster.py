@@ -25,8 +25,8 @@ from socp.protocol.ids import BROADCAST, is_peer_id, is_uuid4
 from . import dialects
 from .commands import CommandError
 from .events import Event, Info, ListPageWanted, ListResult, PresenceChanged, UserEntry
-from .identity import Identity
 from .keyring import TrustedKeys
+from .user_identity import Identity
 
 MAX_REMEMBERED_NAMES = 4096  # display names kept for users no longer listed
 # Pages of one LIST_RESPONSE followed (`next` -> LIST_REQUEST {after}): at ~600 users

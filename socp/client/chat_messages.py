@@ -26,7 +26,6 @@ from socp.protocol.text import split_utf8
 from . import verify
 from .channel_keys import ChannelKeyRing
 from .commands import CommandError
-from .directory import Directory
 from .events import (
     Channel,
     ChannelKeyReceived,
@@ -37,9 +36,10 @@ from .events import (
     MessageRejected,
     MessageSent,
 )
-from .identity import Identity
 from .keyring import TrustedKeys
 from .outbox import Outbox, Tracked
+from .roster import Directory
+from .user_identity import Identity
 
 KEY_SHARES_PER_FRAME = 32          # ~4 KiB each: keeps a share frame far below 1 MiB
 MAX_PENDING_SPLIT_MESSAGES = 128   # partial long texts kept while their parts arrive
