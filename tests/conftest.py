@@ -39,3 +39,27 @@ settings.register_profile(
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI", "").lower() == "true" else "dev")
 )
+
+
+# The README runs the suite on two workers, one test file at a time each
+# (`-n 2 --dist loadfile --no-loadscope-reorder`: files are handed out in collection
+# order). These files take minutes each; starting them first keeps the last minutes of a
+# run from being one worker alone on a long file while the other idles.
+LONG_FILES_FIRST = (
+    "tests/poc/test_poc_scripts.py",
+    "tests/client/test_real_node_restart.py",
+    "tests/e2e/test_chaos.py",
+    "tests/client/test_real_node.py",
+    "tests/router/test_presence_at_scale.py",
+    "tests/protocol/test_properties.py",
+    "tests/e2e/test_links_dialects.py",
+    "tests/verifier/test_remote_verifier.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return LONG_FILES_FIRST.index(path) if path in LONG_FILES_FIRST else len(LONG_FILES_FIRST)
+
+    items.sort(key=rank)  # stable: every other file keeps its place and its tests' order
