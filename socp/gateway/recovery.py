@@ -21,7 +21,6 @@ from socp.gateway.context import GatewayContext
 from socp.gateway.socket_links import SocketLink
 from socp.ipc.link_state import LinkState
 from socp.ipc.messages import (
-    ROLE_SERVER,
     ROLE_USER,
     FramesWritten,
     GatewayHello,
@@ -124,9 +123,9 @@ class Recovery:
     async def _retry_verify_jobs(self) -> None:
         bus, stats = self._context.bus, self._context.stats
         now = time.monotonic()
-        patience = verify_patience(sum(len(link.kept) for link in self._context.links),
-                                   self._context.config.verifiers)
-        for link in self._context.links:
+        holding = [link for link in self._context.links if link.kept]   # few, among thousands of users
+        patience = verify_patience(sum(len(link.kept) for link in holding), self._context.config.verifiers)
+        for link in holding:
             for entry in list(link.kept):
                 seq, text, submitted, tries = entry
                 if now - submitted < patience:
@@ -155,8 +154,8 @@ CREDIT_REPORT_INTERVAL = 0.1
 def written_counts(context: GatewayContext) -> list[tuple[int, int]]:
     """(conn, frames written) of every server link written to since the last report."""
     counts = []
-    for link in context.links:
-        if link.role == ROLE_SERVER and link.frames_written != link.reported_written:
+    for link in context.links.server_links():
+        if link.frames_written != link.reported_written:
             link.reported_written = link.frames_written
             counts.append((link.conn, link.frames_written))
     return counts

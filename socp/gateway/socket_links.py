@@ -227,6 +227,9 @@ class LinkTable:
 
     def __init__(self, queue_frames: int, first_accepted: ConnId = 1) -> None:
         self._links: dict[ConnId, SocketLink] = {}
+        # Links to other servers: a few among thousands of users, and the credit report
+        # (recovery.py) visits them ten times a second.
+        self._server_links: dict[ConnId, SocketLink] = {}
         # Accepted links that have not sent a frame yet, oldest first.
         self._waiting: dict[ConnId, SocketLink] = {}
         self._next_accepted: ConnId = first_accepted
@@ -241,6 +244,9 @@ class LinkTable:
 
     def __contains__(self, conn: ConnId) -> bool:
         return conn in self._links
+
+    def server_links(self) -> list[SocketLink]:
+        return list(self._server_links.values())
 
     @property
     def waiting_for_hello(self) -> int:
@@ -258,8 +264,12 @@ class LinkTable:
         self._high_water = max(self._high_water, len(self._links))
         return link
 
-    def first_frame_came(self, link: SocketLink) -> None:
+    def first_frame_came(self, link: SocketLink, role: int, verify_key: str) -> None:
+        """The accepted link's first frame said who is calling (gateway/roles.py)."""
         self._waiting.pop(link.conn, None)
+        link.role, link.verify_key = role, verify_key
+        if role == ROLE_SERVER:
+            self._server_links[link.conn] = link
 
     def take_oldest_waiting(self) -> SocketLink | None:
         """The link that has waited longest for its first frame, no longer counted as
@@ -274,6 +284,7 @@ class LinkTable:
                     role=ROLE_SERVER, verify_key=verify_key)
         link.unsigned_ok = unsigned_ok
         self._links[conn] = link
+        self._server_links[conn] = link
         self._high_water = max(self._high_water, len(self._links))
         return link
 
@@ -285,4 +296,5 @@ class LinkTable:
     def remove(self, link: SocketLink) -> None:
         self._links.pop(link.conn, None)
         self._waiting.pop(link.conn, None)
+        self._server_links.pop(link.conn, None)
 

@@ -143,15 +143,17 @@ class Session:
                     link.request_close(CLOSE_POLICY_VIOLATION,
                                        f"no frame within {self._hello_timeout:g} s")
                     return
-                self._links.first_frame_came(link)
+                # A frame too large or binary is refused below like any other; its role stays unknown.
+                opening = first if type(first) is str and not utf8_size_exceeds(first, self._max_frame_bytes) else None
+                role, verify_key = role_of_first_frame(opening) if opening is not None else (ROLE_UNKNOWN, "")
+                self._links.first_frame_came(link, role, verify_key)
                 # Only the first frame is held small (server.py): full-size frames now.
                 ws.protocol.max_message_size = self._max_message_bytes
-                if type(first) is str and not utf8_size_exceeds(first, self._max_frame_bytes):
-                    link.role, link.verify_key = role_of_first_frame(first)
-                    link.opening = first
+                if opening is not None:
+                    link.opening = opening
                     if link.role == ROLE_SERVER:
                         self._limit_as_server()
-                    if link.address and link.role == ROLE_UNKNOWN and opens_login(first):
+                    if link.address and link.role == ROLE_UNKNOWN and opens_login(opening):
                         # The router limits wrong passwords per address too: tell it
                         # where this login comes from, in order, before its first frame.
                         await self._bus.tell_router(LinkOpened(link.conn, link.next_in_seq, link.address))

@@ -12,7 +12,7 @@ from socp.config import NodeConfig
 from socp.gateway.admission import must_evict_a_silent_link, node_refusal
 from socp.gateway.memory import HeapTrimmer
 from socp.gateway.socket_links import LinkTable
-from socp.ipc.messages import CLOSE_TRY_AGAIN_LATER
+from socp.ipc.messages import CLOSE_TRY_AGAIN_LATER, ROLE_SERVER, ROLE_UNKNOWN, ROLE_USER
 
 from .gateway_harness import WAIT, GatewayFactory, wait_for_hello
 from .test_gateway import USER_HELLO, closed_by_server, said_hello
@@ -37,14 +37,27 @@ def test_link_table_counts_links_until_their_first_frame_oldest_first() -> None:
     first, second, third = (table.add_accepted(f"{n}:1", str(n)) for n in range(3))
     table.add_dialled(2**40, "peer", "KEY")                 # dialled links never wait for a hello
     assert table.waiting_for_hello == 3
-    table.first_frame_came(first)
-    table.first_frame_came(first)                           # twice is harmless
+    table.first_frame_came(first, ROLE_USER, "")
+    table.first_frame_came(first, ROLE_USER, "")            # twice is harmless
     assert table.waiting_for_hello == 2
     assert table.take_oldest_waiting() is second            # waited longest of those still silent
     assert table.waiting_for_hello == 1
     table.remove(third)                                     # a silent link that timed out
     assert table.waiting_for_hello == 0 and table.take_oldest_waiting() is None
     assert len(table) == 3                                  # taking a link out of the count keeps it open
+
+
+def test_link_table_knows_its_server_links_apart_from_users() -> None:
+    table = LinkTable(queue_frames=8)
+    user, server, silent = (table.add_accepted(f"{n}:1", str(n)) for n in range(3))
+    dialled = table.add_dialled(2**40, "peer", "DIALLED-KEY")
+    table.first_frame_came(user, ROLE_USER, "")
+    table.first_frame_came(server, ROLE_SERVER, "SERVER-KEY")
+    assert (server.role, server.verify_key) == (ROLE_SERVER, "SERVER-KEY")
+    assert {link.conn for link in table.server_links()} == {server.conn, dialled.conn}
+    table.remove(server)
+    table.remove(dialled)
+    assert table.server_links() == [] and len(table) == 2 and silent.role == ROLE_UNKNOWN
 
 
 def _connect_from(url: str, source: str) -> connect:
