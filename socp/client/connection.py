@@ -905,9 +905,10 @@ class ChatClient:
                 await self._give_up(sending, sending.stop_reason)
                 return
             if any(frame.type == T.FILE_CHUNK for frame in actions.frames):
-                wait = self._pacer.delay()
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                # Always give the loop a turn: on a busy machine signing a chunk can take
+                # longer than the pace, and the reader must still read the ACKs a file
+                # resumes after (file_resume.py).
+                await asyncio.sleep(max(0.0, self._pacer.delay()))
             await self._send(actions)
             for event in actions.events:
                 if isinstance(event, FileProgress):
