@@ -67,7 +67,6 @@ from socp.protocol.ids import PUBLIC_CHANNEL, is_peer_id
 from . import commands, dialects
 from .chat_messages import Actions
 from .commands import Command, CommandError
-from .display import human_bytes
 from .events import (
     ConnectionState,
     ErrorReceived,
@@ -89,6 +88,7 @@ from .events import (
     Transfer,
     TransferList,
 )
+from .file_resume import RESUME_WINDOW, UnconfirmedFile
 from .incoming_files import RESUME_GRACE
 from .sending import (
     FILE_CHUNK_BURST,
@@ -117,6 +117,7 @@ SILENT_DOWNLOAD_CHECK = 5.0   # seconds between looks for downloads whose sender
 # Our node pushes no presence to its own clients (router/user_presence.py: n^2 frames),
 # so join and leave lines come from a list request this often (`presence_poll`).
 PRESENCE_POLL = 5.0
+RECIPIENT_POLL = 1.0          # seconds between list requests while a cut file waits for its receiver
 # Refusals of a USER_HELLO and what to tell the user (§7.1, §7.5).
 LOGIN_REGISTER_TIMEOUT = 15.0   # for the ACK of a LOGIN_REGISTER
 SERVER_NAME_WAIT = 30.0         # for a slow server to name itself before we store the login there
@@ -250,6 +251,8 @@ class ChatClient:
                 await self._hello()
             except ChatError as exc:
                 self._emit(ErrorReceived(_code(exc), exc.detail, "client"))
+                for event in self.session.outgoing_files.give_up_all_cut("the connection could not be made again"):
+                    self._emit(event)
                 self._emit(ConnectionState("offline", exc.detail))
                 await self._drop()
                 return 1
@@ -290,18 +293,67 @@ class ChatClient:
         return ((self.file_chunk_rate, self.file_chunk_burst),)
 
     def _report_interrupted(self, interrupted: list[OutgoingFile]) -> None:
-        """Nothing in flight vanishes silently (issue #16): files being sent, downloads,
-        files waiting for the server's confirmation."""
+        """Nothing in flight vanishes silently (issue #16): files being sent (they go on
+        after the reconnect, or fail, file_resume.py), downloads, files waiting for
+        the server's confirmation."""
         for sending in interrupted:
-            if sending.stop_reason and sending.reported:
-                continue
-            where = f" at {human_bytes(sending.done)} of {human_bytes(sending.size)}" if sending.size else ""
-            self._emit(FileFailed(sending.file_id, self.session.user_id, sending.name,
-                                  f"interrupted{where}: the connection to the server was lost; the receiver "
-                                  "discards the partial file; send it again with /file", outgoing=True,
-                                  label=self.session.label(sending.to) if sending.to else ""))
+            label = self.session.label(sending.to) if sending.to else ""
+            if not sending.file_id:
+                self._emit(FileFailed("", self.session.user_id, sending.name,
+                                      "the connection to the server was lost before it started; send it "
+                                      "again with /file", outgoing=True, label=label))
+            elif sending.stop_reason:      # being stopped (/cancel, /quit): never resumed
+                self.session.outgoing_files.forget(sending.file_id)
+                if not sending.reported:
+                    self._emit(FileFailed(sending.file_id, self.session.user_id, sending.name,
+                                          sending.stop_reason, outgoing=True, label=label))
         for event in self.session.connection_lost(resumable=self.reconnect):
             self._emit(event)
+
+    def _resume_cut_files(self) -> None:
+        """After a reconnect: each file the lost connection cut goes on in a task of its
+        own (or fails, if the reconnect took too long)."""
+        cut, failed = self.session.take_cut_files()
+        for event in failed:
+            self._emit(event)
+        assert self._group is not None
+        for record in cut:
+            sending = OutgoingFile(name=record.name, path=str(record.path), file_id=record.file_id, to=record.to,
+                                   done=record.done, size=record.size)
+            self._sending.append(sending)
+            sending.task = self._group.create_task(self._resume_file(sending, record))
+
+    async def _resume_file(self, sending: OutgoingFile, record: UnconfirmedFile) -> None:
+        """Once the receiver is listed again (our node refuses frames for users it does
+        not know, and a restarted node learns other servers' users as they link), the
+        file goes on from where the server's ACKs say."""
+        try:
+            steps = await self._resumed_steps(sending, record)
+        except ConnectionClosed as exc:
+            raise ConnectionLost(f"connection to {self.url} lost ({_close_reason(exc)})") from exc
+        if steps is None:
+            self._sending.remove(sending)
+            return
+        await self._send_file(sending, steps)
+
+    async def _resumed_steps(self, sending: OutgoingFile, record: UnconfirmedFile) -> Iterator[Actions] | None:
+        """The frames of a cut file from where it goes on, or None (said why) if it does not."""
+        loop = asyncio.get_running_loop()
+        cut_at = record.cut_at if record.cut_at is not None else self.session.me.now()
+        deadline = loop.time() + max(0.0, RESUME_WINDOW - (self.session.me.now() - cut_at))
+        while record.to != PUBLIC_CHANNEL and record.to not in self.session.directory:
+            if sending.stop_reason or loop.time() >= deadline:
+                why = sending.stop_reason or (f"{self.session.label(record.to)} was not back online within "
+                                              f"{RESUME_WINDOW:g} s of the cut")
+                self._emit(self.session.outgoing_files.give_up_cut(record, why))
+                return None
+            await self._refresh()
+            await asyncio.sleep(min(RECIPIENT_POLL, max(0.0, deadline - loop.time())))
+        try:
+            return self.session.resume_file(record)
+        except SocpError as exc:
+            self._emit(self.session.outgoing_files.give_up_cut(record, exc.detail))
+            return None
 
     async def _send_unconfirmed(self) -> None:
         """After a reconnect: the messages the server never confirmed, again, byte for
@@ -587,6 +639,7 @@ class ChatClient:
     async def _command_loop(self, lines: asyncio.Queue[str | None]) -> None:
         try:
             await self._send_unconfirmed()
+            self._resume_cut_files()
         except ConnectionClosed as exc:
             raise ConnectionLost(f"connection to {self.url} lost ({_close_reason(exc)})") from exc
         while True:
@@ -823,16 +876,21 @@ class ChatClient:
         """One file's task: its frames, FILE_CHUNKs no faster than the shared pacer allows.
         Stops between two chunks when asked (/cancel, /quit) or throttled, with a
         FILE_END so that the receiver discards the file at once."""
+        cut = False   # by the lost connection: it stays in _sending, for run() to report
         try:
             await self._send_paced(sending, steps)
         except ConnectionClosed as exc:
+            cut = True
             raise ConnectionLost(f"connection to {self.url} lost ({_close_reason(exc)})") from exc
+        except asyncio.CancelledError:
+            cut = True    # the TaskGroup ends: the connection was lost
+            raise
         except OSError as exc:   # the file became unreadable after its hash was taken
             steps.close()  # type: ignore[attr-defined]  # send_file's Iterator is a generator
             reason = f"cannot read {sending.path}: {exc.strerror or exc}"
             await self._give_up(sending, reason)
         finally:
-            if sending in self._sending:
+            if not cut and sending in self._sending:
                 self._sending.remove(sending)
 
     async def _send_paced(self, sending: OutgoingFile, steps: Iterator[Actions]) -> None:
@@ -847,9 +905,10 @@ class ChatClient:
                 await self._give_up(sending, sending.stop_reason)
                 return
             if any(frame.type == T.FILE_CHUNK for frame in actions.frames):
-                wait = self._pacer.delay()
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                # Always give the loop a turn: on a busy machine signing a chunk can take
+                # longer than the pace, and the reader must still read the ACKs a file
+                # resumes after (file_resume.py).
+                await asyncio.sleep(max(0.0, self._pacer.delay()))
             await self._send(actions)
             for event in actions.events:
                 if isinstance(event, FileProgress):

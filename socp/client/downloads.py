@@ -49,6 +49,8 @@ class IncomingFile:
     last_progress: float = 0.0
     last_activity: float = 0.0    # when the last chunk came (the session's clock)
     interrupted: bool = False     # the connection was lost since the last chunk: waiting to resume
+    joined: bool = False          # a resumed transfer (file_resume.py) goes on into this one
+    resumes: str = ""             # it goes on with a transfer that never reached us: must start at part 0
     accepted: bool = True         # False: larger than the auto-accept size, waits for /accept
     complete: bool = False        # checked after FILE_END, waiting for /accept to get its name
 
@@ -61,7 +63,11 @@ class IncomingFile:
                    verified=verified, creator_fingerprint=creator_fingerprint, started=now,
                    tmp_path=Path(tmp), _fd=fd, last_progress=now, last_activity=now)
 
-    def write(self, index: int, data: bytes) -> None:
+    def write(self, index: int, data: bytes) -> bool:
+        """Append chunk `index`; False when it is one we have (a resumed transfer sends
+        a few again, file_resume.py), skipped."""
+        if index < self.next_index and self.joined:
+            return False
         if index != self.next_index:
             raise TransferFailed(f"chunk {index} arrived where chunk {self.next_index} was expected")
         if self.done + len(data) > self.size:
@@ -73,6 +79,7 @@ class IncomingFile:
         self._hasher.update(data)
         self.done += len(data)
         self.next_index += 1
+        return True
 
     def finish(self, directory: Path) -> Path:
         """Check the manifest, then place the file under a safe, new name."""

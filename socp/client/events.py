@@ -125,9 +125,10 @@ class FileProgress:
 
     @classmethod
     def since(cls, file_id: str, name: str, direction: Direction, done: int, total: int, started: float,
-              now: float) -> FileProgress:
-        """The progress of a transfer started at `started` (seconds), as of `now`."""
-        rate = done / max(now - started, 1e-6)
+              now: float, base: int = 0) -> FileProgress:
+        """The progress of a transfer started at `started` (seconds) with `base` bytes
+        already there (a resumed one), as of `now`."""
+        rate = (done - base) / max(now - started, 1e-6)
         return cls(file_id, name, direction, done, total, rate, (total - done) / rate if rate > 0 else None)
 
 
@@ -152,6 +153,7 @@ class FileSent:
     name: str
     size: int
     sha256: str
+    resumes: int = 0            # times it went on after a lost connection (file_resume.py)
 
 
 @dataclass(frozen=True, slots=True)

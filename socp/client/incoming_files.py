@@ -28,6 +28,7 @@ from .commands import CommandError
 from .display import human_bytes
 from .downloads import IncomingFile, TransferFailed
 from .events import Channel, Event, FileFailed, FileOffered, FileProgress, FileReceived, Info, Transfer
+from .file_resume import Manifest, join_refusal
 from .keyring import TrustedKeys
 from .roster import Directory
 from .user_identity import Identity
@@ -62,6 +63,8 @@ class IncomingFiles:
         self.download_idle_timeout = download_idle_timeout
         self.downloads: dict[str, IncomingFile] = {}
         self._failed_files: OrderedDict[str, None] = OrderedDict()
+        self._received: OrderedDict[str, None] = OrderedDict()   # file ids saved whole (a resume of one is a copy)
+        self._joined: dict[str, str] = {}     # a resumed transfer's file id -> the download it goes on with
 
     # --- the connection -----------------------------------------------------------------
 
@@ -125,9 +128,6 @@ class IncomingFiles:
         if size > self.max_file_bytes:
             return self._fail(file_id, sender, name, f"it is {human_bytes(size)}, larger than the most you take "
                                                     f"({human_bytes(self.max_file_bytes)})")
-        if len(self.downloads) >= MAX_ACTIVE_DOWNLOADS:
-            return self._fail(file_id, sender, name, f"{MAX_ACTIVE_DOWNLOADS} files are already coming in; "
-                                                    "ask for it again later")
         key_text = verify.claimed_key(payload, self._keys.get(sender))
         verified, events = False, list[Event]()
         if key_text and isinstance(payload.get("content_sig"), str):
@@ -145,6 +145,14 @@ class IncomingFiles:
             # else: the server changed the envelope fields the signature covers; the file
             # is taken as an unsigned one (a server could as well have dropped the
             # signature), and its SHA-256 is still checked.
+        resumes = payload.get("resumes")
+        if isinstance(resumes, str) and resumes != file_id:
+            joined = self._join(resumes, file_id, Manifest(sender, name, size, digest.lower(), channel), verified)
+            if joined is not None:
+                return events + joined
+        if len(self.downloads) >= MAX_ACTIVE_DOWNLOADS:
+            return self._fail(file_id, sender, name, f"{MAX_ACTIVE_DOWNLOADS} files are already coming in; "
+                                                    "ask for it again later")
         creator_fp = crypto.fingerprint(key_text) if key_text else ""
         try:
             incoming = IncomingFile.open(
@@ -162,16 +170,52 @@ class IncomingFiles:
         except OSError as exc:
             return self._fail(file_id, sender, name, f"cannot write to the downloads directory: {exc.strerror}")
         incoming.accepted = size <= self.auto_accept_bytes
+        incoming.resumes = resumes if isinstance(resumes, str) else ""
         self.downloads[file_id] = incoming
         offer = FileOffered(file_id, sender, self._users.label(sender), name, size, channel, incoming.accepted,
                             self.auto_accept_bytes)
         return events + [offer, FileProgress(file_id, name, "receive", 0, size, 0.0, None)]
 
+    def _join(self, first_id: str, file_id: str, resumed: Manifest, verified: bool) -> list[Event] | None:
+        """A FILE_START that goes on with transfer `first_id` after the sender's
+        connection was lost (file_resume.py): the events, or None when that transfer
+        never reached us (then it is taken as a new one, which must start at part 0)."""
+        sender_label = self._users.label(resumed.sender)
+        if first_id in self._received:
+            self._joined[file_id] = first_id   # it came whole already: the rest is a copy, ignored
+            return []
+        if first_id in self._failed_files:
+            return self._fail(file_id, resumed.sender, resumed.name,
+                              f"it goes on with a transfer of it that already failed here; ask {sender_label} "
+                              "to send it again")
+        earlier = self.downloads.get(first_id)
+        if earlier is None:
+            return None
+        refusal = join_refusal(Manifest(earlier.sender, earlier.name, earlier.size, earlier.sha256, earlier.channel),
+                               resumed)
+        if refusal:
+            return self._fail(file_id, resumed.sender, resumed.name,
+                              f"it says it goes on with an earlier transfer of {earlier.name}, but {refusal}")
+        self._joined[file_id] = first_id
+        if earlier.complete:
+            return []
+        earlier.joined, earlier.interrupted = True, False
+        earlier.verified = earlier.verified and verified
+        earlier.last_activity = self._me.now()
+        return [Info(f"{earlier.name} from {sender_label} goes on after {sender_label}'s connection was lost "
+                     f"({human_bytes(earlier.done)} of {human_bytes(earlier.size)} here already)")]
+
+    def _incoming(self, file_id: str) -> IncomingFile | None:
+        """The download a file id belongs to: its own, or the one a resumed transfer joined."""
+        return self.downloads.get(file_id) or self.downloads.get(self._joined.get(file_id, ""))
+
     def on_file_chunk(self, envelope: Envelope) -> list[Event]:
         payload = envelope.payload
-        incoming = self.downloads.get(payload["file_id"])
+        incoming = self._incoming(payload["file_id"])
         if incoming is None or incoming.complete:
             return []  # unknown or already failed: reported once, at the failure
+        if payload["index"] > incoming.next_index and (incoming.joined or incoming.resumes):
+            return self._abort(incoming, self._resume_gap(incoming, payload["index"]))
         if incoming.channel == "public":
             key = self._channel_keys.peer(incoming.creator_fingerprint) if incoming.creator_fingerprint else None
         else:
@@ -180,7 +224,8 @@ class IncomingFiles:
         try:
             if plaintext is None:
                 raise TransferFailed(f"part {payload['index']} could not be decrypted with your key")
-            incoming.write(payload["index"], plaintext)
+            if not incoming.write(payload["index"], plaintext):
+                return []     # a part we have: a resumed transfer sends a few again
         except TransferFailed as exc:
             return self._abort(incoming, self._interrupted_reason(incoming, exc.detail))
         except OSError as exc:
@@ -199,7 +244,7 @@ class IncomingFiles:
         return [self._progress(incoming, now)]
 
     def on_file_end(self, envelope: Envelope) -> list[Event]:
-        incoming = self.downloads.get(envelope.payload["file_id"])
+        incoming = self._incoming(envelope.payload["file_id"])
         if incoming is None or incoming.complete:
             return []
         try:
@@ -263,11 +308,12 @@ class IncomingFiles:
         limit = self.download_idle_timeout
         for incoming in [i for i in self.downloads.values()
                          if not i.complete and now - i.last_activity > limit]:
-            idle = now - incoming.last_activity
+            idle, sender = now - incoming.last_activity, self._users.label(incoming.sender)
             events += self._abort(
                 incoming,
-                f"the sender went silent (nothing for {idle:.1f} s, the limit is "
-                f"{limit:g} s); the partial file was deleted",
+                f"{sender} went silent at {human_bytes(incoming.done)} of {human_bytes(incoming.size)} (nothing "
+                f"for {idle:.0f} s, the limit is {limit:g} s): {sender}'s connection, or a server on the way, "
+                f"was probably lost; the partial file was deleted; ask {sender} to send it again",
             )
         return events
 
@@ -285,7 +331,10 @@ class IncomingFiles:
             return self._abort(incoming, exc.detail)
         except OSError as exc:
             return self._abort(incoming, f"cannot save the file: {exc.strerror}")
-        del self.downloads[incoming.file_id]
+        self._forget(incoming)
+        self._received[incoming.file_id] = None
+        while len(self._received) > MAX_FAILED_IDS:
+            self._received.popitem(last=False)
         return [
             FileReceived(
                 incoming.file_id,
@@ -321,10 +370,23 @@ class IncomingFiles:
             f"{self._users.label(incoming.sender)} to send it again"
         )
 
+    def _resume_gap(self, incoming: IncomingFile, index: int) -> str:
+        sender = self._users.label(incoming.sender)
+        if incoming.joined:
+            lost = (f"it went on after {sender}'s connection was lost, from part {index}, but part "
+                    f"{incoming.next_index} was the next one needed (lost on the way)")
+        else:
+            lost = f"it goes on (from part {index}) with a transfer whose start never reached you"
+        return f"{lost}; the partial file was deleted; ask {sender} to send it again"
+
     def _abort(self, incoming: IncomingFile, reason: str) -> list[Event]:
         incoming.abort()
-        self.downloads.pop(incoming.file_id, None)
+        self._forget(incoming)
         return self._fail(incoming.file_id, incoming.sender, incoming.name, reason)
+
+    def _forget(self, incoming: IncomingFile) -> None:
+        self.downloads.pop(incoming.file_id, None)
+        self._joined = {later: first for later, first in self._joined.items() if first != incoming.file_id}
 
     def _fail(self, file_id: str, sender: str, name: str, reason: str) -> list[Event]:
         self._failed_files[file_id] = None

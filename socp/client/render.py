@@ -174,7 +174,8 @@ def _event_body(event: ev.Event) -> Text | None:
                         "its content may have been changed on the way]", style="bold red")
         return line
     if isinstance(event, ev.FileSent):
-        return Text(f"· sent {safe_text(event.name)} ({human_bytes(event.size)})", style="green")
+        resumed = f", resumed after {event.resumes} lost connection(s)" if event.resumes else ""
+        return Text(f"· sent {safe_text(event.name)} ({human_bytes(event.size)}){resumed}", style="green")
     if isinstance(event, ev.FileFailed):
         if event.outgoing:
             to = f" to {safe_text(event.label)}" if event.label else ""

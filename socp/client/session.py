@@ -55,6 +55,7 @@ from .events import (
     UserEntry,
     WhoisResult,
 )
+from .file_resume import UnconfirmedFile
 from .incoming_files import DEFAULT_AUTO_ACCEPT_BYTES, DEFAULT_MAX_FILE_BYTES, DOWNLOAD_IDLE_TIMEOUT, IncomingFiles
 from .keyring import TrustedKeys
 from .outbox import Outbox, Refusal, Tracked
@@ -247,14 +248,15 @@ class ClientSession:
         """The connection ended: say what it interrupted (issue #16: nothing vanishes
         silently). Downloads in progress wait RESUME_GRACE seconds for the rest when
         the driver reconnects (`resumable`: a server may still carry it, and a gap
-        fails the file at once), else they are dropped and reported; files whose
-        "sent" waited for the server's ACK are reported as unconfirmed; messages the
+        fails the file at once), else they are dropped and reported; files we were
+        sending, or whose "sent" waited for the server's ACK, go on after the
+        reconnect (`resumable`, file_resume.py) or are reported as failed; messages the
         server had not acknowledged are kept to send again after a reconnect
         (`take_unconfirmed`), byte for byte: a server that has them answers REPLAY,
         and receivers drop a copy they already showed."""
         events = self.incoming_files.connection_lost(resumable=resumable)
         unconfirmed = self.outbox.connection_reset()
-        events += self.outgoing_files.connection_lost()
+        events += self.outgoing_files.connection_lost(resumable=resumable)
         if self.outbox.server_acks:
             self._unconfirmed = [t for t in unconfirmed if t.kind in ("dm", "public")]
         return events
@@ -344,6 +346,15 @@ class ClientSession:
 
     def abandon_file(self, file_id: str, to: str, name: str, reason: str) -> Actions:
         return self.outgoing_files.abandon(file_id, to, name, reason)
+
+    def take_cut_files(self) -> tuple[list[UnconfirmedFile], list[Event]]:
+        """After a reconnect: files cut by the lost connection to resume, and the
+        failures of those that waited too long (file_resume.py)."""
+        return self.outgoing_files.take_cut()
+
+    def resume_file(self, cut: UnconfirmedFile) -> Iterator[Actions]:
+        """A cut file again, from a little before what the server acknowledged."""
+        return self.outgoing_files.resume(cut)
 
     def frames_sent(self, frames_out: tuple[Envelope, ...]) -> None:
         """The driver wrote these frames to the connection, in this order."""
@@ -529,8 +540,7 @@ class ClientSession:
             self.users.server_ids.add(envelope.from_)
         ref = envelope.payload.get("msg_ref")
         if isinstance(ref, str):
-            covered = {acks.msg_ref(tracked.frame) for tracked in self.outbox.acked(ref)}
-            done = self.outgoing_files.acked(covered)
+            done = self.outgoing_files.acked(self.outbox.acked(ref))
             if done:
                 return done
         if envelope.payload.get("msg_ref") in (LOGIN_REGISTER_ACK, G17_REGISTER_ACK) and self.login_register_pending:
