@@ -263,7 +263,6 @@ def _result(target: Target, options: ActiveOptions, users: list[BenchUser], run:
     result = BenchResult(scenario="active", urls=list(target.urls),
                          mode=f"open loop at {options.rate:g} DMs/s, each user one every {period:.1f} s",
                          users=connected, duration_s=0.0, prepared=len(run.prepared))
-    result.fill_capacity(capacity)
     result.extra["users_asked"] = options.users
     result.extra["users_connected"] = connected
     result.extra["connect_s"] = round(run.connect_s, 2)
@@ -273,11 +272,13 @@ def _result(target: Target, options: ActiveOptions, users: list[BenchUser], run:
         result.notes.append(f"connecting timed out after {run.connect_s:.0f} s: the run went on with "
                             f"{connected} of {options.users} users")
     if run.outcome is None:
+        result.fill_capacity(capacity)
         result.notes.append("fewer than two users connected: no DMs were sent")
         return result
     outcome = run.outcome
     result.duration_s = round(outcome.ended - outcome.started, 2)
     result.fill_deliveries(tracker, outcome.started, outcome.ended)
+    result.fill_capacity(capacity)      # after the deliveries: it compares the throughput with it
     result.fill_processes(run.processes, run.client_cpu_s)
     server_keys = dict(zip(target.urls, target.server_keys, strict=False))
     result.sample_checked, result.sample_failed, problems = check_sample(tracker, users, keys, server_keys)

@@ -129,7 +129,7 @@ def test_active_bench_accounts_for_every_dm_and_reports_its_fields(node, keys):
     roles = {row["role"] for row in result.processes}
     assert {"gateway", "router", "verifier", "store"} <= roles
     assert all(row["rss_mib"] > 0 for row in result.processes)
-    assert result.extra["open_file_limit"] >= 20
+    assert result.throughput_over_sign_capacity > 0 and result.extra["open_file_limit"] >= 20
 
 
 def test_active_bench_reports_users_the_node_refused_and_runs_with_the_rest(node, keys):
