@@ -85,7 +85,8 @@ def delivery_key(sender: str, content_sig: str) -> str:
     return f"{sender}:{content_sig}"
 
 
-def _key_of(frame: dict[str, Any]) -> str | None:
+def delivery_key_of(frame: dict[str, Any]) -> str | None:
+    """How a receiver recognises a USER_DELIVER: its sender and content_sig."""
     payload = frame.get("payload") or {}
     sender, content_sig = payload.get("sender") or payload.get("from"), payload.get("content_sig")
     if isinstance(sender, str) and isinstance(content_sig, str):
@@ -167,7 +168,7 @@ def run_dm(target: Target, options: DmOptions, keys: KeyPool | None = None) -> B
     # Receivers recognise a DM by (sender, content_sig).
     prepared = [replace(p, key=delivery_key(users[p.sender].user_id, p.key)) for p in prepared]
     phase = TimedPhase("dm", list(target.urls), duration, options.rate, options.window, options.sample, options.drain_s,
-                       "USER_DELIVER", _key_of)
+                       "USER_DELIVER", delivery_key_of)
     result, outcome, tracker = timed_run(phase, users, prepared, target.data_dirs, capacity, progress)
     server_keys = dict(zip(target.urls, target.server_keys, strict=False))
     result.sample_checked, result.sample_failed, problems = check_sample(tracker, users, keys, server_keys)

@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 
 from .prepare import PreparedFrame
 from .simulated_users import BenchUser
-from .tracker import DeliveryTracker
+from .tracker import DeliveryTracker, percentile
 
 WINDOW_STALL_S = 2.0
 PROGRESS_EVERY_S = 0.5
@@ -47,6 +47,10 @@ class SendOutcome:
     ran_out: bool             # closed loop used every prepared frame before the end
     window_stalls: int
     send_failures: int        # sends on a connection that had closed
+    # Open loop: how late the sends went out after they were due (the load generator
+    # itself falling behind shows here, not only in the latency).
+    late_p99_ms: float = 0.0
+    late_max_ms: float = 0.0
 
 
 class Progress:
@@ -102,6 +106,7 @@ async def send_all(users: Sequence[BenchUser], plan: SendPlan, tracker: Delivery
     windows = {sender: asyncio.Semaphore(max(1, plan.window)) for sender in by_sender}
     stalls = failures = 0
     closed_loop = plan.rate is None
+    lateness_s: list[float] = []
 
     def release(sender: int) -> None:
         window = windows.get(sender)
@@ -149,6 +154,7 @@ async def send_all(users: Sequence[BenchUser], plan: SendPlan, tracker: Delivery
                 if delay > 0:
                     await asyncio.sleep(delay)
                 tracker.sent(frame.key, due)
+                lateness_s.append(time.perf_counter() - due)
             try:
                 await user.send(frame.text)
             except ConnectionClosed:
@@ -164,6 +170,7 @@ async def send_all(users: Sequence[BenchUser], plan: SendPlan, tracker: Delivery
     for handle in pending_releases:
         handle.cancel()
     sent = tracker.sent_count()
+    lateness_s.sort()
     return SendOutcome(
         started=started,
         ended=min(ended, end) if sent < len(plan.frames) else ended,
@@ -171,6 +178,8 @@ async def send_all(users: Sequence[BenchUser], plan: SendPlan, tracker: Delivery
         ran_out=closed_loop and sent >= len(plan.frames),
         window_stalls=stalls,
         send_failures=failures,
+        late_p99_ms=round(percentile(lateness_s, 0.99) * 1000, 1),
+        late_max_ms=round(percentile(lateness_s, 1.0) * 1000, 1),
     )
 
 

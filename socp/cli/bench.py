@@ -5,7 +5,9 @@
     socp bench public --url ws://127.0.0.1:8765 --members 10 --duration 10
     socp bench files --url ws://127.0.0.1:8765 --size-mb 1
     socp bench connect --url ws://127.0.0.1:8765 --users 2000 --data-dir socp-data
+    socp bench active --url ws://127.0.0.1:8765 --users 2000 --rate 200 --duration 20
     socp bench node [--verifiers 1 | --compare-verifiers 1,2] [--two-nodes] dm --users 20 --duration 10
+    socp bench node active --users 10000 --rate 1000 --duration 30
 
 Only loopback URLs are accepted. Every run is bounded in time and stops by itself.
 """
@@ -20,6 +22,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from socp.bench.active import MAX_USERS as MAX_ACTIVE_USERS
+from socp.bench.active import ActiveOptions, run_active
 from socp.bench.connect import ConnectOptions, run_connect
 from socp.bench.dm import DmOptions, run_dm
 from socp.bench.files import FilesOptions, run_files
@@ -133,6 +137,31 @@ presence_options = _stack(
     output_options,
 )
 
+active_options = _stack(
+    click.option("--users", type=click.IntRange(2, MAX_ACTIVE_USERS), default=2000, show_default=True,
+                 help="Users connected at once, every one of them sending."),
+    click.option("--rate", type=click.FloatRange(0.1, 100_000), default=200.0, show_default=True,
+                 help="DMs per second offered in all: each user sends one every users/rate seconds."),
+    click.option("--duration", "--seconds", "duration_s", type=click.FloatRange(0.1, MAX_DURATION_S), default=20.0,
+                 show_default=True, help="Seconds of sending (hard cap 300)."),
+    click.option("--size", type=click.IntRange(1, 446), default=64, show_default=True, help="Plaintext bytes per DM."),
+    click.option("--keys", type=click.IntRange(1, 64), default=4, show_default=True,
+                 help="Distinct RSA-4096 keys, shared round-robin by the users."),
+    click.option("--concurrency", "connect_concurrency", type=click.IntRange(1, 1000), default=100,
+                 show_default=True, help="Connections being opened at once."),
+    click.option("--per-source", type=click.IntRange(0, 10_000), default=50, show_default=True,
+                 help="Users per loopback source address 127.0.x.y (servers cap connections per address); 0: one."),
+    click.option("--max-frames", type=click.IntRange(1, MAX_PREPARED_FRAMES), default=MAX_PREPARED_FRAMES,
+                 show_default=True, help="Cap on prepared DMs (~6 ms of CPU each): past it the phase is shortened."),
+    click.option("--drain", "drain_s", type=click.FloatRange(0, 60), default=10.0, show_default=True,
+                 help="Seconds to wait for late deliveries after the last send."),
+    click.option("--sample", type=click.IntRange(0, 1000), default=20, show_default=True,
+                 help="Deliveries decrypted and verified in full after the run."),
+    click.option("--capacity-seconds", "capacity_s", type=click.FloatRange(0.5, 10), default=2.5, show_default=True,
+                 help="How long to measure this machine's sign capacity."),
+    output_options,
+)
+
 Runner = Callable[[Target, dict[str, Any]], BenchResult]
 
 
@@ -161,6 +190,10 @@ def _connect(target: Target, values: dict[str, Any]) -> BenchResult:
 
 def _presence(target: Target, values: dict[str, Any]) -> BenchResult:
     return run_presence(target, PresenceOptions(**values))
+
+
+def _active(target: Target, values: dict[str, Any]) -> BenchResult:
+    return run_active(target, ActiveOptions(**values))
 
 
 def _split(values: dict[str, Any]) -> tuple[dict[str, Any], Path | None]:
@@ -241,6 +274,15 @@ def presence_command(url: str, url2: str | None, data_dirs: tuple[Path, ...], **
     """N simulated servers join the node and advertise M users each: time to a
     complete table, the list answer's size and time, memory per known user."""
     _run_remote(_presence, url, url2, data_dirs, values)
+
+
+@bench.command("active")
+@target_options
+@active_options
+def active_command(url: str, url2: str | None, data_dirs: tuple[Path, ...], **values: Any) -> None:
+    """Many connected users, each sending a DM every users/rate seconds: time to
+    connect them, delivery latency, refusals, the node's CPU and what limits it."""
+    _run_remote(_active, url, url2, data_dirs, values)
 
 
 # --- bench node: start local nodes, bench them, stop them ---------------------------------
@@ -342,3 +384,11 @@ def node_connect(ctx: click.Context, /, **values: Any) -> None:
 def node_presence(ctx: click.Context, /, **values: Any) -> None:
     """Simulated servers join the local node and advertise their users."""
     _run_local(ctx, _presence, values)
+
+
+@node_group.command("active")
+@active_options
+@click.pass_context
+def node_active(ctx: click.Context, /, **values: Any) -> None:
+    """Many connected users of the local node(s), each sending now and then."""
+    _run_local(ctx, _active, values)

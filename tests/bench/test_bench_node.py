@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from socp.bench.active import ActiveOptions, run_active
 from socp.bench.connect import ConnectOptions, run_connect
 from socp.bench.dm import DmOptions, run_dm
 from socp.bench.files import FilesOptions, run_files
@@ -14,6 +15,7 @@ from socp.bench.keys import KeyPool
 from socp.bench.presence import PresenceOptions, run_presence
 from socp.bench.public import PublicOptions, run_public
 from socp.bench.targets import Target
+from socp.config import NodeConfig
 from support.nodes import start_node
 
 pytestmark = pytest.mark.e2e
@@ -99,3 +101,45 @@ def test_presence_bench_fills_the_node_table_from_simulated_servers(node, keys):
     assert result.extra["errors_from_node"] == {} and result.extra["adverts_resent"] == 0
     assert result.extra["list_answer_payload_bytes"] > 0 and result.extra["list_truncated"] is False
     assert "node_bytes_per_known_user" in result.extra
+
+
+def test_active_bench_accounts_for_every_dm_and_reports_its_fields(node, keys):
+    # 20 users on 4 source addresses, each sending one DM every 2 s for 3 s.
+    options = ActiveOptions(users=20, rate=10.0, duration_s=3.0, drain_s=5.0, per_source=5, capacity_s=0.5,
+                            progress=False)
+    result = run_active(target_of(node), options, keys=KeyPool((keys[0], keys[1])))
+
+    assert result.extra["users_asked"] == result.extra["users_connected"] == result.users == 20
+    assert result.extra["connections_refused"] == {} and result.extra["connect_s"] > 0
+    assert result.extra["dms_offered"] == result.prepared == result.sent == 30
+    # Every DM is delivered or refused by name; none lost, none twice.
+    assert result.deliveries + result.refused == result.sent
+    assert result.lost == 0 and result.duplicated == 0 and result.unexpected == 0
+    assert set(result.latency_ms) == {"p50", "p90", "p99", "max"}
+    assert 0 < result.latency_ms["p50"] <= result.latency_ms["p99"] <= result.latency_ms["max"]
+    assert result.sample_checked == 20 and result.sample_failed == 0
+    # Each delivery is a frame the node signed for its recipient; the senders got ACKs.
+    frames = result.extra["node_frames_to_users"]
+    assert frames["USER_DELIVER"] == result.deliveries and frames.get("ACK", 0) > 0
+    assert result.extra["node_signatures_per_delivered_dm"] >= 1.0
+    assert {"gateway", "router", "verifier pool", "machine", "signatures", "bench client"} <= set(
+        result.extra["resource_use"])
+    assert result.extra["what_limits_it"].startswith(("saturated: ", "nothing saturated ("))
+    assert result.extra["p99_target_ms"] > 0 and isinstance(result.extra["p99_within_target"], bool)
+    roles = {row["role"] for row in result.processes}
+    assert {"gateway", "router", "verifier", "store"} <= roles
+    assert all(row["rss_mib"] > 0 for row in result.processes)
+    assert result.throughput_over_sign_capacity > 0 and result.extra["open_file_limit"] >= 20
+
+
+def test_active_bench_reports_users_the_node_refused_and_runs_with_the_rest(node, keys):
+    # All from one address: the node takes max_connections_per_address of them.
+    per_address = NodeConfig(data_dir=node.data_dir).max_connections_per_address
+    options = ActiveOptions(users=per_address + 6, rate=float(per_address), duration_s=1.0, drain_s=5.0,
+                            per_source=0, capacity_s=0.5, sample=0, progress=False)
+    result = run_active(target_of(node), options, keys=KeyPool((keys[0],)))
+
+    assert result.extra["users_connected"] == per_address
+    assert result.extra["connections_refused"] == {"server closed with 1013 too many connections from your address": 6}
+    assert result.sent == per_address
+    assert result.deliveries + result.refused == result.sent and result.lost == 0
