@@ -150,6 +150,14 @@ class KeyedBuckets:
         bucket = self._buckets.get(key)
         return 0.0 if bucket is None else bucket.retry_after()
 
+    def forget(self, key: Hashable) -> None:
+        """Forget `key` now (its debt too): it will not be seen again."""
+        self._buckets.pop(key, None)
+
+    def keys(self) -> list[Hashable]:
+        """Every key remembered, least recently used first."""
+        return list(self._buckets)
+
     def __contains__(self, key: Hashable) -> bool:
         """True if `key` has taken a token and is not forgotten yet."""
         return key in self._buckets

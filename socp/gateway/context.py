@@ -1,13 +1,16 @@
 """What every part of the gateway shares: its config, link table, bus, counters, the
-database's health as last reported, and the HTTP look-ups in flight."""
+database's health as last reported, the HTTP look-ups in flight, and the allowance
+of failed signature checks of each connection."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from socp.config import NodeConfig
 from socp.gateway.bus import Bus
+from socp.gateway.check_throttle import CheckThrottle
 from socp.gateway.health import DatabaseReport, GatewayStats, ServerLinksReport
 from socp.gateway.lookups import DirectoryLookups
 from socp.gateway.socket_links import LinkTable
@@ -29,6 +32,8 @@ class GatewayContext:
     server_links: ServerLinksReport = field(default_factory=ServerLinksReport)   # /healthz server_links
     spare_frames: TokenBucket | None = None   # shared by user connections beyond their own rate
     metrics: GatewayMetrics | None = None   # with --metrics only (socp/metrics/gateway.py)
+    # Connections whose content signatures keep failing (check_throttle.py).
+    check_throttle: CheckThrottle = field(default_factory=lambda: CheckThrottle(time.monotonic))
 
     @property
     def max_message_bytes(self) -> int:

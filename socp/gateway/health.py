@@ -15,6 +15,10 @@ load balancer should not drop it. Read the body instead:
                (router/linkbook.py): {"peer_id", "address", "state" (dialling, joined,
                refused, lost), "reason" (the last refusal, loss or dropped frame),
                "dropped" (frames from it we could not use), "dialect"}
+    check_throttle  {"failures_reported" (content signatures the verifiers said
+               failed, or refused unchecked), "frames_refused" (refused here,
+               unchecked, by check_throttle.py), "connections" (with failures
+               remembered), "throttled_now"}
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from socp.ipc.messages import ServerLinks, StoreStatus
 from socp.runtime import resident_bytes
 
 if TYPE_CHECKING:
+    from socp.gateway.check_throttle import CheckThrottle
     from socp.gateway.socket_links import LinkTable
 
 HEALTH_PATH = "/healthz"
@@ -54,6 +59,7 @@ class GatewayStats:
     heap_trims: int = 0             # times freed memory was handed back to the OS (memory.py)
     rate_limited: int = 0           # inbound frames refused by a connection's token bucket
     rate_limit_closes: int = 0      # connections closed with 1008 for flooding on regardless
+    check_throttle_closes: int = 0  # connections closed with 1008: sent on into the throttle (check_throttle.py)
     router_restarts: int = 0        # RouterHello heard (a router started beside us)
     links_replayed: int = 0         # LinkReplay sent to a new router
     frames_replayed: int = 0        # kept frames submitted again for a new router
@@ -109,7 +115,8 @@ def router_ready(stats: GatewayStats, database: DatabaseReport) -> bool:
 
 
 def health_report(stats: GatewayStats, links: LinkTable, database: DatabaseReport,
-                  server_links: ServerLinksReport | None = None) -> dict[str, object]:
+                  server_links: ServerLinksReport | None = None,
+                  check_throttle: CheckThrottle | None = None) -> dict[str, object]:
     outbox_frames = 0
     reorder_waiting = 0
     largest_outbox = 0
@@ -134,6 +141,7 @@ def health_report(stats: GatewayStats, links: LinkTable, database: DatabaseRepor
         "waiting_for_hello": links.waiting_for_hello,
         "memory_rss_bytes": resident_bytes(),    # the gateway process's
         **asdict(stats),
+        "check_throttle": _throttle_report(check_throttle),
         "queues": {
             "outbox_frames": outbox_frames,
             "largest_outbox": largest_outbox,
@@ -143,3 +151,10 @@ def health_report(stats: GatewayStats, links: LinkTable, database: DatabaseRepor
         },
     }
 
+
+
+def _throttle_report(throttle: CheckThrottle | None) -> dict[str, int]:
+    if throttle is None:
+        return {"failures_reported": 0, "frames_refused": 0, "connections": 0, "throttled_now": 0}
+    return {"failures_reported": throttle.failures_reported, "frames_refused": throttle.frames_refused,
+            "connections": len(throttle), "throttled_now": throttle.throttled_now()}

@@ -60,7 +60,7 @@ class HttpEndpoints:
         context = self._context
         if path == HEALTH_PATH:
             return json_response(connection, 200, health_report(context.stats, context.links, context.database,
-                                                              context.server_links))
+                                                              context.server_links, context.check_throttle))
         if path.startswith(DIRECTORY_PREFIX):
             answer = await context.lookups.answer(
                 path, remote_host(connection, request, context.config.trusted_proxy_set))

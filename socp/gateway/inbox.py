@@ -1,4 +1,5 @@
 """The gateway's inbox: Deliver, CloseLink and DialLink from the router and verifiers;
+ChecksFailed from verifiers (which connections' signatures failed, check_throttle.py);
 also the answers to HTTP directory look-ups (a Deliver item for a query id, or
 DirectoryMiss) and the store's status (StoreStatus, for /healthz).
 
@@ -18,6 +19,8 @@ from socp.gateway.recovery import Recovery
 from socp.gateway.socket_links import CloseRequest, OutItem
 from socp.ipc.messages import (
     CLOSE_TRY_AGAIN_LATER,
+    ROLE_SERVER,
+    ChecksFailed,
     CloseLink,
     ConnId,
     Deliver,
@@ -71,6 +74,8 @@ class Inbox:
                 self._release(message.conn, message.seq, CloseRequest(message.code, message.reason))
             elif isinstance(message, DialLink):
                 self._dialer.dial(message)
+            elif isinstance(message, ChecksFailed):
+                self._checks_failed(message)
             elif isinstance(message, InboundDone):
                 self._recovery.inbound_done(message)
             elif isinstance(message, RouterHello):
@@ -85,6 +90,16 @@ class Inbox:
                 self._bad_message(f"{kind.__name__} is not for the gateway")
         except (TypeError, ValueError) as exc:  # msgpack checks shapes, not field types
             self._bad_message(f"bad {kind.__name__}: {exc}")
+
+    def _checks_failed(self, message: ChecksFailed) -> None:
+        links, throttle = self._context.links, self._context.check_throttle
+        for conn, count in message.counts:
+            if type(conn) is not int or type(count) is not int or count < 1:
+                raise TypeError("ChecksFailed counts must be (conn, count >= 1)")
+            link = links.get(conn)
+            # A closed link's report comes late; a server link is never throttled (check_throttle.py).
+            if link is not None and link.role != ROLE_SERVER:
+                throttle.failed(conn, count)
 
     def _release(self, conn: ConnId, seq: int, item: OutItem) -> None:
         stats = self._context.stats

@@ -6,7 +6,10 @@ timeout, shutdown) or the peer goes away. Then, and only then, it tells the rout
 LinkClosed with the next inbound seq: exactly once per link.
 
 The reader is the hot path for inbound traffic: no JSON after the first frame, no
-per-frame logging, one msgpack pack and one ZeroMQ send per frame.
+per-frame logging, one msgpack pack and one ZeroMQ send per frame. The one exception:
+a user connection whose signature checks failed lately has each frame's type read,
+so the throttle can refuse its content-signed ones before a verifier sees them
+(check_throttle.py).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed
 
+from socp.gateway.check_throttle import Verdict
 from socp.gateway.context import GatewayContext
 from socp.gateway.roles import opens_login, role_of_first_frame
 from socp.gateway.socket_links import CloseRequest, SocketLink
@@ -33,8 +37,9 @@ from socp.ipc.messages import (
     VerifyJob,
     pack,
 )
-from socp.protocol.acks import msg_ref_of_text
-from socp.protocol.errors import ErrorCode
+from socp.protocol.acks import msg_ref_of_obj, msg_ref_of_text
+from socp.protocol.envelope import load_json
+from socp.protocol.errors import ErrorCode, SocpError
 from socp.ratelimit import ElasticBucket, TokenBucket, retry_hint
 
 log = logging.getLogger("socp.gateway")
@@ -73,6 +78,7 @@ class Session:
         self._bus = context.bus
         self._stats = context.stats
         self._metrics = context.metrics   # None without --metrics
+        self._check_throttle = context.check_throttle
         self._max_frame_bytes = context.config.max_frame_bytes
         self._max_message_bytes = context.max_message_bytes
         self._hello_timeout = context.config.hello_timeout
@@ -101,11 +107,13 @@ class Session:
             # without waiting, then let the error surface.
             link.state = LinkState.CLOSED
             self._links.remove(link)
+            self._check_throttle.forget(link.conn)
             reason = link.end_reason or "gateway error"
             self._bus.tell_router_nowait(LinkClosed(link.conn, link.next_in_seq, reason))
             raise
         link.move_to(LinkState.CLOSED)
         self._links.remove(link)
+        self._check_throttle.forget(link.conn)
         await self._bus.tell_router(LinkClosed(link.conn, link.next_in_seq, link.end_reason))
 
     async def _serve(self) -> None:
@@ -173,6 +181,8 @@ class Session:
             await self._refuse_over_limit(message)
             return
         self._over_limit = 0
+        if self._check_throttle.throttles(link.conn) and await self._throttled(message):
+            return
         seq = link.next_in_seq
         if type(message) is str and not utf8_size_exceeds(message, self._max_frame_bytes):
             # Kept until the router applied it, to survive a verifier or router (recovery.py).
@@ -188,6 +198,33 @@ class Session:
         # Advance only once sent: a seq the router never sees would stall its reordering.
         link.next_in_seq = seq + 1
         self._stats.frames_in += 1
+
+    async def _throttled(self, message: str | bytes) -> bool:
+        """True if the check throttle refused `message` (answered RATE_LIMITED, naming
+        it: no silent drops) or closed the connection; False to check it as usual."""
+        link = self._link
+        if link.role == ROLE_SERVER or type(message) is not str or utf8_size_exceeds(message, self._max_frame_bytes):
+            return False
+        try:
+            raw = load_json(message)
+        except SocpError:
+            return False     # the verifier answers it MALFORMED, as any other
+        frame_type = raw.get("type") if isinstance(raw, dict) else None
+        if not isinstance(frame_type, str):
+            return False
+        decision = self._check_throttle.decide(link.conn, frame_type)
+        if decision.verdict is Verdict.CHECK:
+            return False
+        self._stats.frames_in += 1
+        if decision.verdict is Verdict.CLOSE:
+            self._stats.check_throttle_closes += 1
+            link.request_close(CLOSE_POLICY_VIOLATION, decision.detail)
+            return True
+        seq = link.next_in_seq
+        await self._bus.tell_router(Rejected(link.conn, seq, ErrorCode.RATE_LIMITED.value, decision.detail,
+                                             frame_type, msg_ref_of_obj(raw)))
+        link.next_in_seq = seq + 1
+        return True
 
     async def _refuse_over_limit(self, message: str | bytes) -> None:
         """The first frame over the limit is answered RATE_LIMITED with a retry hint. Of

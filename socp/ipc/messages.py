@@ -209,6 +209,17 @@ class Signed:
     remote_verifiers: int = -1
 
 
+@dataclass(frozen=True, slots=True)
+class ChecksFailed:
+    """verifier → gateway: for each user connection, how many of its content
+    signatures failed since the last report, or were refused unchecked because
+    earlier ones failed (verifier/budget.py); the gateway throttles a connection
+    whose failures keep coming (gateway/check_throttle.py). Sent once per round of
+    checks that had any; never for server links."""
+    KIND: ClassVar[int] = 21
+    counts: list[tuple[ConnId, int]]   # (conn, failures)
+
+
 def out_seq(epoch: int, n: int) -> int:
     return epoch << OUT_SEQ_BITS | n
 
@@ -244,6 +255,7 @@ Message = (
     | FramesWritten
     | ServerLinks
     | Signed
+    | ChecksFailed
 )
 
 _CODEC: Codec[Message] = Codec(
@@ -269,6 +281,7 @@ _CODEC: Codec[Message] = Codec(
         FramesWritten,
         ServerLinks,
         Signed,
+        ChecksFailed,
     ),
     MAX_MESSAGE_BYTES,
     globals(),

@@ -21,6 +21,10 @@ flooder's failures can never get an honest client's frames refused.
 
 Each verifier keeps its own budgets: a connection's frames are dealt across the pool,
 so it may cost up to `burst` failures per verifier.
+
+Both kinds, a failed check and a refusal unchecked, are also counted per connection
+for the gateway (`take_report`, sent as `ChecksFailed`): it stops such frames before
+they reach a verifier at all (gateway/check_throttle.py).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class FailedChecks:
         self._budgets = KeyedBuckets(rate, burst, clock, max_connections)   # conn -> failures left
         self._shared = TokenBucket(shared_rate, shared_burst, clock)        # of every conn that failed
         self.unchecked = 0        # frames refused without a check (a counter you can read)
+        self._report: dict[int, int] = {}   # conn -> failures and refusals since take_report
 
     def refusal(self, conn: int) -> str:
         """"" if a content signature of `conn` may be checked now; else the detail of
@@ -50,6 +55,7 @@ class FailedChecks:
         if self._budgets.tokens(conn) >= 1 and self._shared.tokens >= 1:
             return ""
         self.unchecked += 1
+        self._count(conn)
         retry_after = max(self._budgets.retry_after(conn), self._shared.retry_after())
         return ("too many frames whose content_sig verifies in no accepted form: the node stops checking "
                 f"this connection's for a while; {retry_hint(retry_after)}")
@@ -59,6 +65,18 @@ class FailedChecks:
         if conn in self._budgets:
             self._shared.take()     # a first failure is free: a new connection is checked once
         self._budgets.take(conn)
+        self._count(conn)
+
+    def _count(self, conn: int) -> None:
+        self._report[conn] = self._report.get(conn, 0) + 1
+
+    def take_report(self) -> list[tuple[int, int]]:
+        """(conn, failures and refusals) since the last call; empty if none. Bounded by
+        the jobs between two calls (one round of checks)."""
+        if not self._report:
+            return []
+        report, self._report = list(self._report.items()), {}
+        return report
 
     def __len__(self) -> int:
         return len(self._budgets)

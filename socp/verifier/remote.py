@@ -116,6 +116,7 @@ class RemoteVerifier(Verifier):
                 log.info("first job from the node")
             self.jobs_taken += 1
             self.handle(parts[1])
+            self._report_failed_checks()
             results = [(wire.TO_GATEWAY, data) for data in self._delivered]
             results += [(wire.TO_ROUTER, data) for data in self._results_waiting]
             self._delivered, self._results_waiting = [], []

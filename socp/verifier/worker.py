@@ -6,7 +6,8 @@ Sockets (the gateway and router bind, we connect; ZeroMQ guide):
     PULL  ← sign_jobs (router)         one at a time, between rounds of checks
     PUSH  → router_inbox     Verified / Rejected, one multipart message per round of checks;
                              Signed after each signature (what it cost)
-    PUSH  → gateway_inbox    Deliver
+    PUSH  → gateway_inbox    Deliver; ChecksFailed after a round of checks in which
+                             content signatures failed (gateway/check_throttle.py)
 
 Every job gets exactly one answer per sequence number, whatever happens to it: a
 connection's frames are reordered downstream by seq, and a missing answer would
@@ -37,7 +38,7 @@ import zmq
 from socp.config import NodeConfig
 from socp.identity import load_identity
 from socp.ipc import messages
-from socp.ipc.messages import Deliver, Rejected, Signed, SignJob, VerifyJob
+from socp.ipc.messages import ChecksFailed, Deliver, Rejected, Signed, SignJob, VerifyJob
 from socp.metrics import verifier as metrics
 from socp.protocol.crypto import PrivateKey, fingerprint
 from socp.protocol.errors import ErrorCode, SocpError
@@ -124,6 +125,7 @@ class Verifier:
                 # Work through what is queued before polling again; stop checks stay cheap.
                 while not self.should_stop():
                     checked = self._take(self.verify_jobs, CHECKS_PER_SIGNATURE)
+                    self._report_failed_checks()
                     self._send_results()
                     signed = self._take(self.sign_jobs, 1)
                     self._send_results()
@@ -179,6 +181,12 @@ class Verifier:
             self.stats.verified += 1
         metrics.frame_checked(result, time.perf_counter() - started)
         self._results_waiting.append(data)
+
+    def _report_failed_checks(self) -> None:
+        """Tell the gateway whose content signatures failed in the round just done."""
+        report = self.failed_checks.take_report()
+        if report:
+            self._deliver([messages.pack(ChecksFailed(report))])
 
     def _send_results(self) -> None:
         if self._results_waiting:

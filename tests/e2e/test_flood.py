@@ -17,6 +17,7 @@ from socp.protocol import crypto, frames, signing
 from socp.protocol.acks import msg_ref, refs_named
 from socp.protocol.encoding import b64url_encode
 from socp.protocol.envelope import parse
+from support.http import get_json
 from support.nodes import start_node
 from support.wsclient import RawUser, now_ms
 
@@ -162,4 +163,53 @@ async def test_honest_pair_keeps_its_share_and_nothing_acknowledged_is_lost(node
     assert acked and set(sink_times) == acked
     assert set(sink_times.values()) == {1}
     for user in (alice, bob, sink, *(o.user for o in (*cheap, *payers))):
+        await user.close()
+
+
+def throttle_counts(node) -> dict[str, int]:
+    reply = get_json(node.url.replace("ws://", "http://") + "/healthz")
+    return reply.body["check_throttle"]
+
+
+async def test_a_connection_whose_checks_keep_failing_is_throttled_at_the_gateway(node, keys) -> None:
+    """gateway/check_throttle.py: after its allowance of failed checks, a connection's
+    garbage DMs are refused RATE_LIMITED at the gateway (named, never silently), so
+    most never reach a verifier; an honest pair on the same node keeps its DMs."""
+    alice, bob = await connected(node, keys[1]), await connected(node, keys[2])
+    got_bob: dict[str, float] = {}
+    listener = asyncio.create_task(deliveries(bob, got_bob))
+    flooder = Outcomes(await connected(node, keys[4], signed=False))
+    reader = asyncio.create_task(flooder.read())
+    before = throttle_counts(node)
+    garbage_ct = b64url_encode(crypto.oaep_encrypt(crypto.decode_public_key(bob.pubkey), b"garbage"))
+    base, sent = now_ms(), 400
+    honest: list[str] = []
+    for step in range(sent):
+        frame = frames.msg_direct(flooder.user.user_id, bob.user_id, base + step, garbage_ct,
+                                  flooder.user.pubkey, GARBAGE_SIG)
+        flooder.refs.append(msg_ref(frame))
+        await flooder.user.send(frame)
+        if step % 20 == 0:
+            dm = alice.dm_to(bob.user_id, bob.pubkey, b"honest %d" % step)
+            honest.append(dm.payload["ciphertext"])
+            await alice.send(dm)
+        await asyncio.sleep(0.005)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not (len(flooder.told) == sent and all(ct in got_bob for ct in honest)):
+        await asyncio.sleep(0.1)
+    after = throttle_counts(node)
+    for task in (listener, reader):
+        task.cancel()
+
+    told = [flooder.told.get(ref, "unanswered") for ref in flooder.refs]
+    assert "unanswered" not in told and set(told) <= {"refused:INVALID_SIG", "refused:RATE_LIMITED"}
+    assert told[0] == "refused:INVALID_SIG"
+    refused_here = after["frames_refused"] - before["frames_refused"]
+    reported = after["failures_reported"] - before["failures_reported"]
+    # Most garbage never reached a verifier: what verifiers saw is sent - refused_here.
+    assert refused_here >= sent // 2, (before, after)
+    assert reported <= sent - refused_here
+    assert all(ct in got_bob for ct in honest)
+    assert garbage_ct not in got_bob
+    for user in (alice, bob, flooder.user):
         await user.close()

@@ -37,3 +37,10 @@ def test_frames_written_round_trips_and_is_typed() -> None:
     assert m.unpack(m.pack(report)) == report
     with pytest.raises(m.MalformedFrame, match="counts has type dict"):
         m.unpack(msgpack.packb([WIRE_VERSION, m.FramesWritten.KIND, {"a": 1}]))
+
+
+def test_checks_failed_round_trips_and_is_typed() -> None:
+    report = m.ChecksFailed([[7, 3], [2**39, 1]])
+    assert m.unpack(m.pack(report)) == report
+    with pytest.raises(m.MalformedFrame, match="counts has type str"):
+        m.unpack(msgpack.packb([WIRE_VERSION, m.ChecksFailed.KIND, "7"]))

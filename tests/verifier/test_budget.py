@@ -84,3 +84,17 @@ def test_check_job_refuses_garbage_unchecked_once_the_budget_is_spent_naming_eac
     # Time refills the budget: the connection's frames are checked again.
     clock.now += 1.0
     assert isinstance(check_job(job(honest), True, failures), Verified)
+
+
+def test_failures_and_refusals_are_reported_per_connection_once(keys) -> None:
+    """The gateway throttles on this report (ChecksFailed, gateway/check_throttle.py)."""
+    clock = Clock()
+    failures = FailedChecks(clock, rate=5.0, burst=3)
+    user, peer, pub = new_id(), new_id(), encode_public_key(keys[1])
+    garbage = [frames.msg_direct(user, peer, TS + n, "AAAA", pub, "c2ln") for n in range(5)]
+    for frame in garbage:
+        check_job(VerifyJob(conn=3, seq=1, text=frame.to_wire(), role=ROLE_USER, verify_key=""), True, failures)
+    honest = frames.msg_direct(user, peer, TS, "AAAA", pub, sign_dm(keys[1], "AAAA", user, peer, TS))
+    check_job(VerifyJob(conn=4, seq=1, text=honest.to_wire(), role=ROLE_USER, verify_key=""), True, failures)
+    assert failures.take_report() == [(3, 5)]      # 3 failed, 2 refused unchecked; conn 4 passed
+    assert failures.take_report() == []
