@@ -50,6 +50,7 @@ LONG_FILES_FIRST = (
     "tests/client/test_real_node_restart.py",
     "tests/e2e/test_chaos.py",
     "tests/client/test_real_node.py",
+    "tests/client/test_real_node_resume.py",
     "tests/router/test_presence_at_scale.py",
     "tests/protocol/test_properties.py",
     "tests/e2e/test_links_dialects.py",
