@@ -5,16 +5,9 @@ from __future__ import annotations
 
 from socp.gateway.check_throttle import CheckThrottle, Verdict
 from socp.ratelimit import KeyedBuckets
+from support.clock import Clock
 
 DM, POST, LIST = "MSG_DIRECT", "MSG_PUBLIC_CHANNEL", "LIST_REQUEST"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_connection_is_refused_once_its_failures_spend_the_allowance_and_recovers_with_time() -> None:

@@ -16,16 +16,9 @@ from socp.ipc.messages import DirectoryQuery, StoreStatus
 from socp.protocol import crypto, frames, signing
 from socp.protocol.encoding import b64url_decode, canonical_json
 from socp.protocol.ids import new_id
+from support.clock import Clock
 
 USER = "3f0c6f55-6a43-4c2e-9a53-1b2f4f0e2a01"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class RouterDouble:
@@ -48,7 +41,7 @@ class RouterDouble:
 
 
 def make(ready: bool = True, **options: object) -> tuple[DirectoryLookups, RouterDouble, GatewayStats, Clock]:
-    bus, stats, clock = RouterDouble(), GatewayStats(), Clock()
+    bus, stats, clock = RouterDouble(), GatewayStats(), Clock(100.0)
     lookups_ = DirectoryLookups(bus, stats, lambda: ready, clock=clock, **options)  # type: ignore[arg-type]  # each test passes the options it changes
     return lookups_, bus, stats, clock
 

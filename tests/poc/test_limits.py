@@ -12,20 +12,13 @@ from socp.protocol.ids import new_id
 from socp.ratelimit import AddressSlots, ElasticBucket, KeyedBuckets, TokenBucket, retry_hint
 from socp.router import abuse_rules
 from socp.router.seen import SeenCache
+from support.clock import Clock
 
 NOW = 1_700_000_000_000
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_bucket_allows_a_burst_then_refuses_until_it_refills() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     bucket = TokenBucket(rate=8, burst=5, clock=clock)
     assert [bucket.take() for _ in range(6)] == [True] * 5 + [False]
     assert bucket.retry_after() == pytest.approx(0.125)
@@ -36,7 +29,7 @@ def test_bucket_allows_a_burst_then_refuses_until_it_refills() -> None:
 
 
 def test_bucket_ignores_a_clock_that_steps_back() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     bucket = TokenBucket(rate=1, burst=1, clock=clock)
     assert bucket.take()
     clock.now -= 50
@@ -46,7 +39,7 @@ def test_bucket_ignores_a_clock_that_steps_back() -> None:
 
 
 def test_elastic_bucket_lets_a_lone_sender_use_the_spare_and_a_crowd_keep_its_own_rate() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     spare = TokenBucket(rate=80, burst=20, clock=clock)
     lone = ElasticBucket(TokenBucket(rate=1, burst=10, clock=clock), spare)
     assert sum(lone.take() for _ in range(50)) == 30          # its own 10, then the spare's 20
@@ -63,9 +56,9 @@ def test_elastic_bucket_lets_a_lone_sender_use_the_spare_and_a_crowd_keep_its_ow
 
 def test_bucket_rejects_nonsense_settings() -> None:
     with pytest.raises(ValueError):
-        TokenBucket(rate=0, burst=1, clock=Clock())
+        TokenBucket(rate=0, burst=1, clock=Clock(100.0))
     with pytest.raises(ValueError):
-        TokenBucket(rate=1, burst=0, clock=Clock())
+        TokenBucket(rate=1, burst=0, clock=Clock(100.0))
 
 
 def test_retry_hint_is_parseable_and_never_zero() -> None:
@@ -74,7 +67,7 @@ def test_retry_hint_is_parseable_and_never_zero() -> None:
 
 
 def test_keyed_buckets_limit_each_key_alone_and_forget_the_least_recent() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     buckets = KeyedBuckets(rate=2, burst=3, clock=clock, max_keys=2)
     assert [buckets.take("a") for _ in range(4)] == [True, True, True, False]
     assert buckets.retry_after("a") == pytest.approx(0.5)

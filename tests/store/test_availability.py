@@ -4,14 +4,7 @@ change per outage and per recovery, on a clock we move by hand."""
 from __future__ import annotations
 
 from socp.store.availability import AVAILABLE, OPENING, TRANSITIONS, UNAVAILABLE, DatabaseHealth
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from support.clock import Clock
 
 
 def test_every_state_has_an_answer_to_every_outcome() -> None:
@@ -20,7 +13,7 @@ def test_every_state_has_an_answer_to_every_outcome() -> None:
 
 
 def test_an_outage_is_one_change_however_many_failures() -> None:
-    clock = Clock()
+    clock = Clock(1_700_000_000.0)
     health = DatabaseHealth(clock)
     assert (health.state, health.since_ms) == (OPENING, 1_700_000_000_000)
     assert health.ok() and health.state == AVAILABLE
@@ -42,5 +35,5 @@ def test_an_outage_is_one_change_however_many_failures() -> None:
 
 
 def test_a_database_that_never_opened_is_unavailable() -> None:
-    health = DatabaseHealth(Clock())
+    health = DatabaseHealth(Clock(1_700_000_000.0))
     assert health.failed("cannot reach MySQL") and health.state == UNAVAILABLE

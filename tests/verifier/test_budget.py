@@ -11,16 +11,9 @@ from socp.protocol.ids import new_id
 from socp.protocol.signing import sign_dm
 from socp.verifier.budget import FailedChecks
 from socp.verifier.checks import check_job
+from support.clock import Clock
 
 TS = 1_700_000_000_000
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_connection_past_its_failures_is_refused_unchecked_until_the_budget_refills() -> None:
