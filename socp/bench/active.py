@@ -35,7 +35,7 @@ from .dm import check_sample, delivery_key, delivery_key_of
 from .drive import Progress, SendOutcome, SendPlan, drain, report_progress, send_all
 from .keys import KeyPool
 from .limits import describe, resource_use
-from .phase import SETTLE_S, cores, make_handler
+from .phase import SETTLE_S, cores, make_handler, one_user_per_server
 from .prepare import DmJob, FramePreparer, PreparedFrame
 from .procstats import NodeMeter, ProcessUsage
 from .report import BenchResult
@@ -121,11 +121,8 @@ def dm_jobs(schedule: ActiveSchedule, users: list[BenchUser], count: int) -> lis
 async def wait_until_counted(users: list[BenchUser], timeout: float) -> str:
     """Until the list of every server counts at least every user; "" then, else why
     the run goes on without it (paging 10,000 ids would cost more than it tells)."""
-    first_per_url: dict[str, BenchUser] = {}
-    for user in users:
-        first_per_url.setdefault(user.url, user)
     deadline = time.monotonic() + timeout
-    for user in first_per_url.values():
+    for user in one_user_per_server(users):
         while True:
             answer = await user.list_users(timeout=30.0)
             listed = answer.get("users")

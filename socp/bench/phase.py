@@ -7,7 +7,7 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,15 +70,20 @@ def make_handler(tracker: DeliveryTracker, delivery_types: frozenset[str], key_o
     return handle
 
 
+def one_user_per_server(users: Iterable[BenchUser]) -> list[BenchUser]:
+    """The first user of each server's URL: the one that asks that server's list."""
+    first_per_url: dict[str, BenchUser] = {}
+    for user in users:
+        first_per_url.setdefault(user.url, user)
+    return list(first_per_url.values())
+
+
 async def wait_until_listed(users: Sequence[BenchUser], timeout: float = SETUP_TIMEOUT_S) -> None:
     """Until, on every server, one user's /list shows every bench user (presence
     has crossed the servers)."""
     everyone = {u.user_id for u in users}
-    first_per_url: dict[str, BenchUser] = {}
-    for user in users:
-        first_per_url.setdefault(user.url, user)
     deadline = time.monotonic() + timeout
-    for user in first_per_url.values():
+    for user in one_user_per_server(users):
         while True:
             listed = set((await user.list_users()).get("users") or ())
             if everyone <= listed:
