@@ -19,7 +19,7 @@ Server links are never throttled: a peer server's users' DMs reach us inside its
 frames, whose content signatures the recipient checks, not our verifiers (checks.py),
 so one bad user there cannot spend this allowance; throttling the link would cut off
 every user behind it. The verifiers report no failures for server links, and the
-gateway ignores any it is told of (socket_session.py).
+gateway ignores any it is told of (inbox.py).
 """
 
 from __future__ import annotations
