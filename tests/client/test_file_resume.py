@@ -239,3 +239,31 @@ def test_a_resume_of_a_file_the_receiver_already_saved_is_ignored(net, make_sess
     events = net.take(bob)
     assert not [e for e in events if isinstance(e, (FileFailed, FileReceived))]
     assert len(list(bob.downloads_dir.iterdir())) == 1
+
+
+def test_a_cut_public_file_goes_on_and_every_member_saves_the_same_bytes(net, make_session, tmp_path):
+    alice, bob = _senders(net, make_session)
+    carol = make_session("carol")
+    net.join(carol)
+    net.refresh(alice, bob, carol)
+    for session in (alice, bob, carol):
+        net.take(session)
+    source, data = _source(tmp_path, 300)
+    steps = list(alice.send_file("public", source))     # key shares, FILE_START, 300 chunks, FILE_END
+    first = _deliver(net, alice, steps[:-20])           # chunks 0..280 reach the channel
+    [acked] = [f for f in first if f.type == T.FILE_CHUNK and f.payload["index"] == 269]
+    assert _ack(net, alice, acked) == []                # the node acknowledged chunks 0..269
+    alice.connection_lost(resumable=True)
+    alice.connection_reset()
+    [cut], failed = alice.take_cut_files()
+    assert failed == [] and cut.channel == "public"
+    again = _deliver(net, alice, list(alice.resume_file(cut)))
+    [first_start] = [f for f in first if f.type == T.FILE_START]
+    [start] = [f for f in again if f.type == T.FILE_START]        # after the channel key shares, if any
+    assert start.payload["resumes"] == first_start.payload["file_id"]
+    assert _chunks(again) == list(range(269 - RESUME_MARGIN_CHUNKS, 300))
+    for member in (bob, carol):
+        events = net.take(member)
+        assert not [e for e in events if isinstance(e, FileFailed)]
+        [received] = [e for e in events if isinstance(e, FileReceived)]
+        assert received.channel == "public" and Path(received.path).read_bytes() == data
