@@ -242,8 +242,11 @@ class ChatApp(App[int]):
         window = self.windows.current
         log.border_title = safe_text(window.title)
         log.clear()
+        # Wrap to the log's own width: left to itself RichLog measures a line against
+        # the app's console, which may be narrower (80 columns when headless).
+        width = log.scrollable_content_region.width or None
         for line in window.lines:
-            log.write(line, scroll_end=True)
+            log.write(line, width=width, scroll_end=True)
         self._log_width = log.size.width
         self._show_bar()
 

@@ -2,9 +2,10 @@
 
     .venv/bin/python tests/client/make_captures.py docs/captures
 
-Starts a node on a free port in a temporary directory, alice in the app (headless,
-Textual's Pilot) and bob and carol as `socp chat --script`, plays a short
-conversation, a file transfer and a node restart, and writes each screen as plain
+Starts a node on a free port in a temporary directory and a second node that joins
+it, alice in the app (headless, Textual's Pilot), bob and Dave Smith on the first
+node and carol on the second as `socp chat --script`, plays a short conversation, a
+file transfer, a conversation and a file across the two nodes and a node restart, and writes each screen as plain
 text (`ChatApp.screen_text`) at 120x35 and 80x24. Everything it starts is stopped
 at the end.
 """
@@ -51,13 +52,22 @@ def said(app: ChatApp, text: str) -> bool:
     return any(text in line.plain for window in app.windows.items for line in window.lines)
 
 
+def said_together(app: ChatApp, *texts: str) -> bool:
+    """One line says all of these."""
+    return any(all(text in line.plain for text in texts) for window in app.windows.items for line in window.lines)
+
+
 async def capture(out: Path, size: tuple[int, int], keys: list[crypto.PrivateKey], work: Path) -> None:
     width, height = size
     node = start_node(work / "node", keys[0], verifiers=2)
+    # A second node that joins through the first: carol is a user there.
+    bootstrap = work / "bootstrap.yaml"
+    bootstrap.write_text(node.bootstrap_yaml())
+    node_b = start_node(work / "node-b", keys[5], verifiers=1, extra_args=("--bootstrap", str(bootstrap)))
     chats: list[Chat] = []
     try:
         homes = {}
-        for name, key in (("alice", keys[1]), ("bob", keys[2]), ("Dave Smith", keys[3])):
+        for name, key in (("alice", keys[1]), ("bob", keys[2]), ("Dave Smith", keys[3]), ("carol", keys[4])):
             home = work / name.replace(" ", "-")
             ClientHome(home).create(name, PASSWORD, user_key=key)
             homes[name] = home
@@ -112,6 +122,22 @@ async def capture(out: Path, size: tuple[int, int], keys: list[crypto.PrivateKey
             await pilot.pause(0.3)
             (out / f"accepted-{width}x{height}.txt").write_text(app.screen_text())
 
+            # Across two nodes: carol, on node B, and alice on node A.
+            carol = await Chat.start(homes["carol"], node_b.url, server_key=node_b.pubkey)
+            chats.append(carol)
+            await carol.until("ready")
+            await until(pilot, lambda: said(app, "carol ["))
+            await pilot.press(*"/query carol", "enter")
+            await pilot.press(*"hi carol, how is it on node B?", "enter")
+            await carol.until("message")
+            await carol.send("/tell alice all well here; the minutes of the meeting follow")
+            minutes = work / "minutes.txt"
+            minutes.write_bytes(b"minutes of the meeting\n" * 2000)
+            await carol.send(f"/file alice {minutes}")
+            await until(pilot, lambda: said(app, "all well here") and said_together(app, "minutes.txt", "saved as"))
+            await pilot.pause(0.3)
+            (out / f"two-nodes-{width}x{height}.txt").write_text(app.screen_text())
+
             node.stop()
             await until(pilot, lambda: "RECONNECTING" in str(app.query_one("#status").render()))
             await go(pilot, app, "bob")
@@ -123,7 +149,9 @@ async def capture(out: Path, size: tuple[int, int], keys: list[crypto.PrivateKey
             # the node refuses it in words.
             await until(pilot, lambda: (said(app, "you → bob") or said(app, "NOT DELIVERED")) and app.online)
             bob_window = app.windows.current
-            await until(pilot, lambda: any("is online" in line.plain for line in bob_window.lines))
+            # Bob is back: seen coming online again, or his node took the queued line for him.
+            await until(pilot, lambda: any("is online" in line.plain or "you → bob" in line.plain
+                                           for line in bob_window.lines))
             await pilot.pause(1.0)
             (out / f"reconnected-{width}x{height}.txt").write_text(app.screen_text())
             await pilot.press("ctrl+q")
@@ -133,11 +161,12 @@ async def capture(out: Path, size: tuple[int, int], keys: list[crypto.PrivateKey
             chat.kill()
             await asyncio.wait_for(chat.proc.wait(), 10)
         node.stop()
+        node_b.stop()
 
 
 async def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    keys = [crypto.generate_private_key() for _ in range(4)]
+    keys = [crypto.generate_private_key() for _ in range(6)]
     sizes = [s for s in SIZES if os.environ.get('ONLY', '') in ('', f'{s[0]}x{s[1]}')]
     for size in sizes:
         with tempfile.TemporaryDirectory() as work:
