@@ -159,6 +159,22 @@ async def test_at_80x24_text_wraps_to_the_pane_and_no_line_is_cut():
         await pilot.press("ctrl+q")
 
 
+async def test_at_120x35_text_wraps_to_the_pane_not_to_80_columns():
+    long_text = " ".join(f"word{n:02d}" for n in range(40))
+    client = FakeClient(Ready(ALICE, "alice", "ab12:cd34", "ws://127.0.0.1:1"), users())
+    app = ChatApp(client)
+    async with app.run_test(size=(120, 35)) as pilot:
+        await asyncio.wait_for(client.started.wait(), 10)
+        client.emit(MessageReceived(BOB, "bob", long_text, TS, "public", True, True))
+        await pilot.pause()
+        log = app.query_one("#log", RichLog)
+        pane = log.scrollable_content_region.width
+        assert pane > 80
+        widest = max(len(strip.text.rstrip()) for strip in log.lines)
+        assert pane - 8 <= widest <= pane            # lines fill the pane, less at most one word
+        await pilot.press("ctrl+q")
+
+
 async def test_join_and_leave_lines_and_the_online_panel(tmp_path):
     client = FakeClient(Ready(ALICE, "alice", "ab12:cd34", "ws://127.0.0.1:1"), users())
     app = ChatApp(client)
