@@ -24,7 +24,7 @@ import click
 
 from socp.client import tls
 from socp.client.connection import LoginStore
-from socp.client.home import USER_KEY_FILE, ClientHome, HomeError, WrongPassword
+from socp.client.home import THEMES, USER_KEY_FILE, ClientHome, HomeError, WrongPassword
 from socp.client.transport import server_url_problem
 from socp.protocol import crypto
 from socp.protocol.errors import BadKey
@@ -165,13 +165,16 @@ def _generate_key(script: bool) -> crypto.PrivateKey:
 @click.option("--login", "login_id", default=None, metavar="USER_ID",
               help="On a new machine: get your key back from the server with your password, into a new, "
                    "empty --home, then chat as usual.")
+@click.option("--theme", type=click.Choice(THEMES), default=None,
+              help="Colours for a dark or a light terminal. [default: [ui] theme in the home's config.toml, "
+                   "else dark]")
 @click.option("--store-login/--no-store-login", default=True, show_default=True, envvar="SOCP_STORE_LOGIN",
               help="Keep your key, encrypted under your password, on the server (once per home and server), "
                    "so that --login works on other machines (env SOCP_STORE_LOGIN=0 turns it off).")
 def chat(server: str, home_dir: Path | None, name: str | None, script: bool, linger: float, ca_file: str | None,
          server_key: str | None, sign_chunks: bool, file_rate: float | None, chunk_blocks: int,
          connect_attempts: int | None,
-         reconnect: bool, login_id: str | None, store_login: bool) -> None:
+         reconnect: bool, login_id: str | None, store_login: bool, theme: str | None) -> None:
     """Chat over SOCP v1.3: windows per conversation, /help lists the commands and keys.
 
     The key store's password comes from SOCP_PASSWORD, else a prompt (--script
@@ -213,6 +216,7 @@ def chat(server: str, home_dir: Path | None, name: str | None, script: bool, lin
         user_key, password = _open_user_key(home, password, script)
         session = home.session(user_key, password, server_key=pinned_server, sign_file_chunks=sign_chunks,
                                chunk_blocks=chunk_blocks)
+        theme = theme or home.settings().theme
     except HomeError as exc:
         raise click.ClickException(exc.detail) from exc
     login_store = LoginStore(password, home.login_stored, home.remember_login) if store_login else None
@@ -237,7 +241,7 @@ def chat(server: str, home_dir: Path | None, name: str | None, script: bool, lin
                             login_store=login_store)
         return client.run(lines)
 
-    app = ChatApp(run_client, notes=tuple(notes))
+    app = ChatApp(run_client, notes=tuple(notes), theme=theme)
     try:
         app_code = app.run()
     finally:

@@ -12,6 +12,8 @@
                                  [files]
                                  auto_accept = "16 MiB"   # saved without asking up to this size
                                  max_size = "4 GiB"       # larger files are refused
+                                 [ui]
+                                 theme = "dark"           # or "light", for a light terminal
 
 Everything is private to the user (files 0600, directories 0700).
 """
@@ -43,6 +45,7 @@ PINS_FILE = "pins.json"
 LOGINS_FILE = "logins.json"
 DOWNLOADS_DIR = "downloads"
 CONFIG_FILE = "config.toml"
+THEMES = ("dark", "light")
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
                "kib": 1024, "mib": 1024**2, "gib": 1024**3}
 
@@ -61,6 +64,14 @@ class Settings:
 
     auto_accept_bytes: int = DEFAULT_AUTO_ACCEPT_BYTES
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    theme: str = "dark"                 # the app's colours: one of THEMES
+
+
+def _refuse_unknown(path: Path, table: str, values: dict[str, object], known: set[str]) -> None:
+    unknown = set(values) - known
+    if unknown:
+        raise HomeError(f"{path}: unknown setting(s) in [{table}]: {', '.join(sorted(unknown))} "
+                        f"(known: {', '.join(sorted(known))})")
 
 
 def parse_size(value: object) -> int:
@@ -167,16 +178,18 @@ class ClientHome:
             return Settings()
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise HomeError(f"cannot read {path}: {exc}") from exc
-        files = data.get("files", {})
-        if not isinstance(files, dict):
-            raise HomeError(f"{path}: [files] must be a table")
-        unknown = set(files) - {"auto_accept", "max_size"}
-        if unknown:
-            raise HomeError(f"{path}: unknown setting(s) in [files]: {', '.join(sorted(unknown))} "
-                            "(known: auto_accept, max_size)")
+        files, ui = data.get("files", {}), data.get("ui", {})
+        for table, value in (("files", files), ("ui", ui)):
+            if not isinstance(value, dict):
+                raise HomeError(f"{path}: [{table}] must be a table")
+        _refuse_unknown(path, "files", files, {"auto_accept", "max_size"})
+        _refuse_unknown(path, "ui", ui, {"theme"})
+        theme = ui.get("theme", "dark")
+        if theme not in THEMES:
+            raise HomeError(f"{path}: [ui] theme must be one of {', '.join(THEMES)}, not {theme!r}")
         try:
             settings = Settings(parse_size(files.get("auto_accept", DEFAULT_AUTO_ACCEPT_BYTES)),
-                                parse_size(files.get("max_size", DEFAULT_MAX_FILE_BYTES)))
+                                parse_size(files.get("max_size", DEFAULT_MAX_FILE_BYTES)), theme)
         except ValueError as exc:
             raise HomeError(f"{path}: {exc}") from exc
         return settings

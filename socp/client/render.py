@@ -96,9 +96,14 @@ def event_text(event: ev.Event, *, now: float | None = None) -> Text | None:
     line = _event_body(event)
     if line is None or isinstance(event, (ev.MessageReceived, ev.MessageSent, ev.HelpResult)):
         return line
-    stamped = Text(f"{_clock(int((time.time() if now is None else now) * 1000))} ", style="dim")
+    stamped = _stamp(int((time.time() if now is None else now) * 1000))
     stamped.append_text(line)
     return stamped
+
+
+def _stamp(ms: int) -> Text:
+    """A line's time, dim. Appended to, not the base style: the rest keeps its own."""
+    return Text.assemble((f"{_clock(ms)} ", "dim"))
 
 
 def _action(text: str) -> str | None:
@@ -108,7 +113,7 @@ def _action(text: str) -> str | None:
 
 def _event_body(event: ev.Event) -> Text | None:
     if isinstance(event, ev.MessageReceived):
-        line = Text(f"{_clock(event.ts)} ", style="dim")
+        line = _stamp(event.ts)
         style = "bold cyan" if event.channel == "dm" else "bold"
         action = _action(event.text) if event.form != "undecryptable" else None
         if action is not None:
@@ -131,7 +136,7 @@ def _event_body(event: ev.Event) -> Text | None:
         return line
     if isinstance(event, ev.MessageSent):
         where = "public" if event.channel == "public" else _who(event.label, event.recipient)
-        line = Text(f"{_clock(int(time.time() * 1000))} ", style="dim")
+        line = _stamp(int(time.time() * 1000))
         action = _action(event.text)
         if action is not None:
             line.append("* you ", style="bold green")

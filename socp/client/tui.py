@@ -35,7 +35,7 @@ from textual.containers import Horizontal
 from textual.suggester import Suggester
 from textual.widgets import Input, RichLog, Static
 
-from . import commands
+from . import commands, palette
 from .display import safe_text, short_id
 from .events import (
     ConnectionState,
@@ -106,6 +106,9 @@ class CommandInput(Input):
             log.scroll_page_down(animate=False)
 
 
+TEXTUAL_THEMES = {"dark": "textual-dark", "light": "textual-light"}   # home.THEMES -> Textual's
+
+
 class ChatApp(App[int]):
     TITLE = "socp chat"
     ENABLE_COMMAND_PALETTE = False      # Ctrl+P is "previous window" here
@@ -127,8 +130,12 @@ class ChatApp(App[int]):
         *(Binding(f"alt+{n}", f"window({n})", f"Window {n}", show=False, priority=True) for n in range(1, 10)),
     ]
 
-    def __init__(self, run_client: RunClient, *, notes: tuple[str, ...] = ()) -> None:
+    def __init__(self, run_client: RunClient, *, notes: tuple[str, ...] = (), theme: str = "dark") -> None:
         super().__init__()
+        # Textual paints its own background, and maps the named colours of our lines
+        # (yellow, green, ...) through a palette made for that background's darkness.
+        self.theme = TEXTUAL_THEMES[theme]
+        self.ansi_theme_dark, self.ansi_theme_light = palette.DARK, palette.LIGHT
         self._notes = notes                # said before the client starts (e.g. "Created identity …")
         self._run_client = run_client
         self.lines: asyncio.Queue[str | None] = asyncio.Queue(64)

@@ -79,6 +79,20 @@ def test_config_toml_sets_the_auto_accept_and_max_sizes(keys, tmp_path):
         home.session(keys[0], "pw")
 
 
+def test_config_toml_chooses_the_apps_theme(keys, tmp_path):
+    home = ClientHome(tmp_path / "home")
+    home.create("alice", "pw", user_key=keys[0], channel_key=keys[3])
+    assert home.settings().theme == "dark"
+    (home.root / "config.toml").write_text('[ui]\ntheme = "light"\n')
+    assert home.settings().theme == "light"
+    (home.root / "config.toml").write_text('[ui]\ntheme = "solarized"\n')
+    with pytest.raises(HomeError, match="theme must be one of dark, light, not 'solarized'"):
+        home.settings()
+    (home.root / "config.toml").write_text('[ui]\ncolour = "light"\n')
+    with pytest.raises(HomeError, match=r"unknown setting.*\[ui\]: colour"):
+        home.settings()
+
+
 def test_an_existing_channel_key_is_loaded_not_announced_as_made(keys, tmp_path):
     with_key = ClientHome(tmp_path / "with")
     with_key.create("alice", "pw", user_key=keys[0], channel_key=keys[3])
