@@ -27,7 +27,7 @@ from socp.ipc.link_state import LinkState
 from socp.metrics.router import router_ticked
 from socp.protocol.errors import MalformedFrame
 
-from . import core, fairshare, federation, persistence, replay_log
+from . import core, fairshare, federation, persistence, replay_log, user_acks
 from .core_io import (
     GATEWAY_RESTARTED,
     Action,
@@ -283,9 +283,13 @@ class RouterDriver:
         await self.sign_jobs.send(data)
 
     async def release(self) -> None:
-        """Queued jobs the verifier pool has room for, in fair order (fairshare.py)."""
+        """Queued jobs the verifier pool has room for, in fair order (fairshare.py);
+        then, in the room left, the ACKs that waited for it (user_acks.py)."""
         for send in self.state.fair_share.ready(now_ms()):
             await self.sign(send)
+        if self.state.acks_waiting:
+            self.state.now_ms = now_ms()
+            await self.dispatch(user_acks.send_waiting(self.state))
 
     async def signed(self, message: m.Signed) -> None:
         """A verifier signed a job: room for the next, and a measure of the pool's speed."""
