@@ -63,6 +63,9 @@ class NodeConfig:
     redial_give_up: float = 3600.0         # seconds without reaching a server, then no more dials
     # At most one ACK per connection this often (router/user_acks.py): each costs a signature.
     ack_interval: float = 0.5
+    # While the signing pool is backlogged ACKs wait (fewer, each covering more), but a
+    # connection waits at most this long for one (router/user_acks.py).
+    ack_max_delay: float = 30.0
 
     @property
     def database_url(self) -> str:

@@ -73,11 +73,15 @@ def _print_info(config: NodeConfig, server_id: str, public_key: str) -> None:
               type=click.FloatRange(min=0.01))
 @click.option("--ack-interval", default=0.5, show_default=True, envvar="SOCP_ACK_INTERVAL",
               type=click.FloatRange(min=0), help="Seconds between two ACKs to one connection (each costs a signature).")
+@click.option("--ack-max-delay", default=30.0, show_default=True, envvar="SOCP_ACK_MAX_DELAY",
+              type=click.FloatRange(min=0),
+              help="While signatures are short, ACKs wait for spare ones, but at most this many seconds.")
 def up(host: str, port: int, data_dir: Path, db_url: str, verifiers: int, bootstrap: str, advertise_host: str,
        advertise_port: int, advertise_tls: bool, verifier_listen: str,
        heartbeat_interval: float, link_timeout: float, hello_timeout: float,
        tls_cert: str, tls_key: str, ca_file: str, metrics: str, trusted_proxies: tuple[str, ...],
-       redial_min_backoff: float, redial_max_backoff: float, ack_interval: float) -> None:
+       redial_min_backoff: float, redial_max_backoff: float, ack_interval: float,
+       ack_max_delay: float) -> None:
     """Start a node: store, router, verifier pool and gateway under supervisord.
 
     Every option can also be set in the environment: SOCP_HOST, SOCP_PORT,
@@ -117,6 +121,7 @@ def up(host: str, port: int, data_dir: Path, db_url: str, verifiers: int, bootst
         advertise_port=advertise_port, advertise_tls=advertise_tls,
         heartbeat_interval=heartbeat_interval, link_timeout=link_timeout, hello_timeout=hello_timeout,
         redial_min_backoff=redial_min_backoff, redial_max_backoff=redial_max_backoff, ack_interval=ack_interval,
+        ack_max_delay=ack_max_delay,
         tls_cert=_absolute(tls_cert), tls_key=_absolute(tls_key), ca_file=_absolute(ca_file), metrics=metrics,
         trusted_proxies=proxies,
         verifier_listen=verifier_listen,

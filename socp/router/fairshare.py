@@ -26,6 +26,8 @@ took (ipc `Signed`), and `capacity_per_s` is the pool's size over the moving ave
 Frames the node answers with on its own behalf (ACKs and ERRORs to the sender,
 presence, heartbeats) do not queue here: they are bounded elsewhere (ack interval,
 error budgets), and they are counted in the window as they go (`sent_directly`).
+ACKs are also the lowest priority: while any sender's frame is `queued` they wait,
+and then take only the window's free places (router/user_acks.py `pool_room`).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from socp.ipc.link_state import LinkState
 from socp.metrics.router import router_ticked
 from socp.protocol.errors import MalformedFrame
 
-from . import core, fairshare, federation, persistence, replay_log
+from . import core, fairshare, federation, persistence, replay_log, user_acks
 from .core_io import (
     GATEWAY_RESTARTED,
     Action,
@@ -214,12 +214,19 @@ class RouterDriver:
     async def dispatch(self, actions: list[Action], origin: tuple[str, int] | None = None) -> None:
         """Carry out the core's actions. What a sender's frame makes the node sign for
         others waits in that sender's queue (fairshare.py); answers to the sender
-        itself (ACK, ERROR) and the node's own frames go to the verifiers at once."""
+        itself (ACK, ERROR) and the node's own frames go to the verifiers at once,
+        but after what the pool has room for of the queued frames: on an idle node a
+        DM is signed before the ACK to its sender, not behind it (user_acks.py)."""
+        pushed = False
         for action in actions:
             if isinstance(action, Send):
                 if origin is not None and all(conn != origin[1] for conn, _ in action.targets):
                     self.state.fair_share.push(origin[0], action)
+                    pushed = True
                 else:
+                    if pushed:
+                        await self.sign_queued()
+                        pushed = False
                     self.state.fair_share.sent_directly()
                     await self.sign(action)
             elif isinstance(action, Relay):
@@ -283,12 +290,19 @@ class RouterDriver:
         await self.sign_jobs.send(data)
 
     async def release(self) -> None:
-        """Queued jobs the verifier pool has room for, in fair order (fairshare.py)."""
+        """Queued jobs the verifier pool has room for, in fair order (fairshare.py);
+        then, in the room left, the ACKs that waited for it (user_acks.py)."""
+        await self.sign_queued()
+        if self.state.acks_waiting:
+            await self.dispatch(user_acks.send_waiting(self.state))
+
+    async def sign_queued(self) -> None:
         for send in self.state.fair_share.ready(now_ms()):
             await self.sign(send)
 
     async def signed(self, message: m.Signed) -> None:
         """A verifier signed a job: room for the next, and a measure of the pool's speed."""
+        self.state.now_ms = now_ms()     # an ACK that waited for the room is stamped now
         if message.remote_verifiers >= 0:
             self.state.fair_share.remote_verifiers = message.remote_verifiers   # the pool grew or shrank
         if message.count:

@@ -23,7 +23,8 @@ def state_from_snapshot(identity: NodeIdentity, config: NodeConfig, snapshot: St
                     min_backoff_ms=int(config.redial_min_backoff * 1000),
                     max_backoff_ms=int(config.redial_max_backoff * 1000),
                     give_up_ms=int(config.redial_give_up * 1000),
-                    ack_interval_ms=max(0, int(config.ack_interval * 1000)))
+                    ack_interval_ms=max(0, int(config.ack_interval * 1000)),
+                    ack_max_delay_ms=max(0, int(config.ack_max_delay * 1000)))
     # Rate limits on (abuse_rules.py).
     state = RouterState(me=me, now_ms=int(time.time() * 1000), timing=timing, guard=Guard())
     if config.bootstrap:

@@ -104,6 +104,7 @@ class Timing:
     max_backoff_ms: int = 30_000
     give_up_ms: int = 3_600_000    # a server not reached for this long is no longer dialled
     ack_interval_ms: int = 500     # at most one ACK per connection this often (user_acks.py)
+    ack_max_delay_ms: int = 30_000  # ...and while the signing pool is backlogged, at least this often
     park_ms: int = 15_000          # frames for users lost with a gateway wait this long
     resend_window_ms: int = 3_000  # content sent to a server is re-sent on re-link this far back
     redeliver_window_ms: int = 6_000  # content sent to a local user is parked again this far back when
@@ -216,6 +217,8 @@ class RouterState:
     # Recovery (user_acks.py)
     pending_acks: dict[int, str] = field(default_factory=dict)       # conn -> latest handed-on msg_ref
     next_ack_ms: dict[int, int] = field(default_factory=dict)         # conn -> when it may next get an ACK
+    ack_pending_since: dict[int, int] = field(default_factory=dict)   # conn -> when its oldest unacked frame was noted
+    acks_waiting: dict[int, None] = field(default_factory=dict)       # due ACKs waiting for the pool, oldest first
     refusals: Refusals = field(default_factory=Refusals)             # refused frames to name (refusals.py)
     # Public channel joins not yet announced (users.announce_joins). The process driver
     # sets `batch_joins` and announces once per batch of events; alone, every event does.

@@ -6,6 +6,17 @@ sent before it; the router remembers only the latest handed-on ref per connectio
 sends at most one ACK per connection per `Timing.ack_interval_ms`: at once when the
 connection's interval has passed, else on the first Tick after it has.
 
+ACKs are the node's lowest-priority signatures (issue #18: a light sender's DM cost
+two, its USER_DELIVER and its ACK). An ACK that is due goes at once only while the
+signing pool has room (`pool_room`: no sender's frame queued in the fair share,
+router/fairshare.py, and a free place in its window). Else it waits in
+`acks_waiting`, still coalesced: the connection's later frames replace its ref, so
+waiting makes ACKs fewer. Waiting ACKs take only the window's free places, oldest
+first (`send_waiting`, after every signature and Tick): a DM queued for a signature
+always goes before them, and one arriving waits at most for the window's jobs. No
+connection waits longer than `Timing.ack_max_delay_ms` from its oldest unacknowledged
+frame: then its ACK goes whatever the pool's load. On an idle node nothing waits.
+
 A frame is handed on once it is queued for the recipient's connection, for the next
 server's link or that link's bounded backlog, or parked for a local recipient lost
 with the gateway. A refused frame is not acknowledged: an ERROR names its msg_ref (at
@@ -89,17 +100,57 @@ def acknowledge(state: RouterState, link: PeerLink, event: FrameIn, ref: str, ac
 
 def _note_for_ack(state: RouterState, conn: int, ref: str) -> list[Action]:
     """`ref` is the newest frame of `conn` handed on: ACK it now, or when the
-    connection's interval has passed."""
+    connection's interval has passed and the signing pool has room."""
+    if conn not in state.pending_acks:
+        state.ack_pending_since[conn] = state.now_ms
     state.pending_acks[conn] = ref
-    if state.now_ms >= state.next_ack_ms.get(conn, 0):
+    if conn in state.acks_waiting or state.now_ms < state.next_ack_ms.get(conn, 0):
+        return []
+    if pool_room(state) > 0 or _overdue(state, conn):
         return _ack_now(state, conn)
+    state.acks_waiting[conn] = None
     return []
 
 
+def pool_room(state: RouterState) -> int:
+    """How many signatures an ACK may take now without delaying a sender's frame: the
+    free places of the fair share's window, none while any sender's frame is queued
+    (then the window is full and every signature is owed to the senders)."""
+    shares = state.fair_share
+    if shares.queued:
+        return 0
+    return max(0, shares.window - shares.out)
+
+
 def tick(state: RouterState) -> list[Action]:
-    """ACK every connection whose interval has passed since its last ACK."""
-    due = [conn for conn in state.pending_acks if state.now_ms >= state.next_ack_ms.get(conn, 0)]
-    return [action for conn in due for action in _ack_now(state, conn)]
+    """Every connection whose interval has passed since its last ACK: its ACK goes at
+    once if it has waited `ack_max_delay_ms` already, else when the pool has room."""
+    actions: list[Action] = []
+    for conn in [conn for conn in state.pending_acks if state.now_ms >= state.next_ack_ms.get(conn, 0)]:
+        if _overdue(state, conn):
+            actions += _ack_now(state, conn)     # the bound: sent even while the pool is backlogged
+        else:
+            state.acks_waiting.setdefault(conn, None)
+    return actions + send_waiting(state)
+
+
+def _overdue(state: RouterState, conn: int) -> bool:
+    """Has `conn` waited `ack_max_delay_ms` for an ACK? (0: never wait for room.)"""
+    since = state.ack_pending_since.get(conn, state.now_ms)
+    return state.now_ms - since >= state.timing.ack_max_delay_ms
+
+
+def send_waiting(state: RouterState) -> list[Action]:
+    """ACKs waiting for the signing pool, oldest first, as many as it has room for
+    (the driver asks after every signature the pool reports)."""
+    room = pool_room(state)
+    actions: list[Action] = []
+    while room > 0 and state.acks_waiting:
+        conn = next(iter(state.acks_waiting))
+        sent = _ack_now(state, conn)
+        room -= len(sent)     # the refused frames' ERRORs it flushes are signatures too
+        actions += sent
+    return actions
 
 
 def _ack_now(state: RouterState, conn: int) -> list[Action]:
@@ -107,6 +158,8 @@ def _ack_now(state: RouterState, conn: int) -> list[Action]:
     its own interval, so a busy node's ACKs are spread out in time instead of reaching
     the verifiers as one burst per tick (a burst delays every DM queued behind it)."""
     ref = state.pending_acks.pop(conn)
+    state.ack_pending_since.pop(conn, None)
+    state.acks_waiting.pop(conn, None)
     state.next_ack_ms[conn] = state.now_ms + state.timing.ack_interval_ms
     link = state.links.get(conn)
     if link is None or not link.is_user:
@@ -118,6 +171,8 @@ def _ack_now(state: RouterState, conn: int) -> list[Action]:
 
 def link_down(state: RouterState, conn: int) -> None:
     state.pending_acks.pop(conn, None)
+    state.ack_pending_since.pop(conn, None)
+    state.acks_waiting.pop(conn, None)
     state.next_ack_ms.pop(conn, None)
     refusals.link_down(state, conn)
 

@@ -9,10 +9,12 @@ from socp.ipc.messages import ROLE_USER
 from socp.protocol import crypto, frames, signing
 from socp.protocol.acks import msg_ref
 from socp.protocol.ids import new_id
-from socp.router import core
+from socp.router import abuse_rules, core, user_acks
+from socp.router.abuse_rules import Guard, LimitSettings
 from socp.router.core_io import GATEWAY_RESTARTED, LinkDown, LinkRestored, Tick
 
 from .harness import NOW, Harness, errors_to, sent_to
+from .test_refusals import cheap_dm
 from .test_users import dm
 
 
@@ -127,3 +129,113 @@ def test_a_restarted_router_readmits_replayed_users(node, keys) -> None:
     a_conn, alice, _ = node.connect_user(keys[1])
     assert sent_to(node.feed(a_conn, dm(keys[1], alice, bob_key, bob)), 7, "USER_DELIVER")
     assert core.handle(node.state, LinkRestored(7, ROLE_USER, hello.to_wire(), "")) == []   # once only
+
+
+# --- ACKs are the node's lowest-priority signatures (issue #18) ------------------------------
+
+
+def backlog(node: Harness) -> None:
+    """A sender's frame waits for the signing pool: its window is full, one more queued."""
+    shares = node.state.fair_share
+    shares.out = shares.window
+    shares.push("user:flooder", "a frame to sign")
+
+
+def pool_drained(node: Harness) -> None:
+    shares = node.state.fair_share
+    shares.signed_jobs(shares.out, 0, node.state.now_ms)
+    shares.ready(node.state.now_ms)
+    shares.signed_jobs(shares.out, 0, node.state.now_ms)
+
+
+def test_an_idle_pool_leaves_acks_as_they_were(node, keys) -> None:
+    a_conn, alice, _ = node.connect_user(keys[1])
+    b_conn, bob, _ = node.connect_user(keys[2])
+    assert user_acks.pool_room(node.state) == node.state.fair_share.window
+    frame = cheap_dm(alice, bob, NOW)
+    assert acks_to(node.feed(a_conn, frame), a_conn) == [msg_ref(frame)]      # at once
+    later = cheap_dm(alice, bob, NOW + 1)
+    node.feed(a_conn, later)
+    assert acks_to(tick(node, after_ms=node.state.timing.ack_interval_ms), a_conn) == [msg_ref(later)]
+    assert not node.state.acks_waiting
+
+
+def test_a_backlogged_pool_holds_acks_back_and_coalesces_them(node, keys) -> None:
+    a_conn, alice, _ = node.connect_user(keys[1])
+    b_conn, bob, _ = node.connect_user(keys[2])
+    backlog(node)
+    assert user_acks.pool_room(node.state) == 0
+    sent = [cheap_dm(alice, bob, NOW + i, n=i) for i in range(5)]
+    held = [action for frame in sent for action in node.feed(a_conn, frame)]
+    assert len(sent_to(held, b_conn, "USER_DELIVER")) == 5 and acks_to(held, a_conn) == []
+    # Intervals pass; still backlogged: still no ACK, and sending stopped costing them.
+    for _ in range(4):
+        assert acks_to(tick(node), a_conn) == []
+    assert list(node.state.acks_waiting) == [a_conn]
+    assert user_acks.send_waiting(node.state) == []                 # no room yet
+    pool_drained(node)
+    (ack,) = sent_to(user_acks.send_waiting(node.state), a_conn, "ACK")
+    assert ack.payload["msg_ref"] == msg_ref(sent[-1])              # one ACK covers all five
+    assert not node.state.acks_waiting and not node.state.pending_acks
+
+
+def test_waiting_acks_take_only_the_room_the_pool_has_oldest_first(node, keys) -> None:
+    users = [node.connect_user(keys[1]) for _ in range(3)]
+    b_conn, bob, _ = node.connect_user(keys[2])
+    backlog(node)
+    for offset, (conn, user, _) in enumerate(users):
+        node.state.now_ms += 10
+        node.feed(conn, cheap_dm(user, bob, NOW + offset))
+    pool_drained(node)
+    node.state.fair_share.out = node.state.fair_share.window - 2    # two free places in the window
+    released = user_acks.send_waiting(node.state)
+    assert [conn for conn, _, _ in users if acks_to(released, conn)] == [users[0][0], users[1][0]]
+    assert list(node.state.acks_waiting) == [users[2][0]]
+
+
+def test_no_connection_waits_longer_than_the_max_delay_for_its_ack(node, keys) -> None:
+    a_conn, alice, _ = node.connect_user(keys[1])
+    b_conn, bob, _ = node.connect_user(keys[2])
+    max_delay = node.state.timing.ack_max_delay_ms
+    backlog(node)
+    first = cheap_dm(alice, bob, NOW)
+    node.feed(a_conn, first)
+    last = None
+    for step in range(1, max_delay // 1000):              # a DM a second, ACKs held all along
+        last = cheap_dm(alice, bob, NOW + step, n=step)
+        assert acks_to(node.feed(a_conn, last), a_conn) == []
+        assert acks_to(tick(node), a_conn) == []
+    assert last is not None
+    (ack,) = sent_to(tick(node), a_conn, "ACK")           # max_delay after the first: sent anyway
+    assert ack.payload["msg_ref"] == msg_ref(last)
+    assert user_acks.pool_room(node.state) == 0           # though the pool is still backlogged
+
+
+def test_refused_frames_are_named_before_a_held_ack_that_covers_them(node, keys) -> None:
+    node.state.guard = Guard(LimitSettings(repeat_answer_ms=10_000, user_spare=False))
+    node.state.guard.now_ms = NOW
+    a_conn, alice, _ = node.connect_user(keys[1])
+    b_conn, bob, _ = node.connect_user(keys[2])
+    backlog(node)
+    node.feed(a_conn, cheap_dm(alice, bob, NOW, n=1))
+    stale = NOW - abuse_rules.MAX_AGE_MS - 1
+    assert errors_to(node.feed(a_conn, cheap_dm(alice, bob, stale, n=2)), a_conn) == ["REPLAY"]
+    refused = cheap_dm(alice, bob, stale, n=3)
+    assert node.feed(a_conn, refused) == []               # held: one ERROR per interval (refusals.py)
+    handed_on = cheap_dm(alice, bob, NOW + 2, n=4)
+    node.feed(a_conn, handed_on)
+    node.state.now_ms += node.state.timing.ack_interval_ms
+    pool_drained(node)
+    released = user_acks.send_waiting(node.state)
+    kinds = [(f.type, f.payload.get("msg_ref")) for f in sent_to(released, a_conn)]
+    assert kinds == [("ERROR", msg_ref(refused)), ("ACK", msg_ref(handed_on))]
+
+
+def test_an_ack_waiting_for_a_connection_that_closed_is_forgotten(node, keys) -> None:
+    a_conn, alice, _ = node.connect_user(keys[1])
+    b_conn, bob, _ = node.connect_user(keys[2])
+    backlog(node)
+    node.feed(a_conn, cheap_dm(alice, bob, NOW))
+    node.drop(a_conn)
+    pool_drained(node)
+    assert user_acks.send_waiting(node.state) == [] and not node.state.acks_waiting

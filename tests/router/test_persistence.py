@@ -142,6 +142,15 @@ def test_the_ack_interval_comes_from_the_node_config(tmp_path: Path) -> None:
     assert state_from_snapshot(identity, NodeConfig(data_dir=tmp_path), snapshot).timing.ack_interval_ms == 500  # type: ignore[arg-type]  # as above
 
 
+def test_the_ack_max_delay_comes_from_the_node_config(tmp_path: Path) -> None:
+    snapshot = StoreSnapshot(users={}, pinned_servers={}, pending_key_shares=(), public_channel_version=1,
+                             public_channel_members=())
+    identity = SimpleNamespace(server_id="6f1e8f0a-1d2c-4b3a-9e8f-7a6b5c4d3e2f", public_key_text="")
+    config = NodeConfig(data_dir=tmp_path, ack_max_delay=5)
+    assert state_from_snapshot(identity, config, snapshot).timing.ack_max_delay_ms == 5000  # type: ignore[arg-type]  # only the two fields it reads
+    assert state_from_snapshot(identity, NodeConfig(data_dir=tmp_path), snapshot).timing.ack_max_delay_ms == 30_000  # type: ignore[arg-type]  # as above
+
+
 def test_every_write_the_core_may_decide_has_its_store_call() -> None:
     from typing import get_args
 
@@ -150,7 +159,7 @@ def test_every_write_the_core_may_decide_has_its_store_call() -> None:
     assert set(get_args(WriteOperation)) == set(persistence._WRITES)
 
 
-def test_socp_up_takes_the_ack_interval_from_its_option_or_the_environment(tmp_path: Path, monkeypatch) -> None:
+def test_socp_up_takes_the_ack_timing_from_its_options_or_the_environment(tmp_path: Path, monkeypatch) -> None:
     from click.testing import CliRunner
 
     from socp import node
@@ -164,6 +173,8 @@ def test_socp_up_takes_the_ack_interval_from_its_option_or_the_environment(tmp_p
 
     monkeypatch.setattr(node, "prepare", stop_here)
     monkeypatch.setenv("SOCP_ACK_INTERVAL", "0.25")
+    monkeypatch.setenv("SOCP_ACK_MAX_DELAY", "7")
     CliRunner().invoke(up_cli.up, ["--data-dir", str(tmp_path / "a")])
-    CliRunner().invoke(up_cli.up, ["--data-dir", str(tmp_path / "b"), "--ack-interval", "2"])
+    CliRunner().invoke(up_cli.up, ["--data-dir", str(tmp_path / "b"), "--ack-interval", "2", "--ack-max-delay", "60"])
     assert [config.ack_interval for config in seen] == [0.25, 2.0]
+    assert [config.ack_max_delay for config in seen] == [7.0, 60.0]
