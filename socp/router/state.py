@@ -167,6 +167,7 @@ class HeldRefusals:
 
     detail: str
     refs: list[str] = field(default_factory=list)
+    since_ms: int = 0          # when the first of them was refused (refusals.py: overdue)
 
 
 @dataclass(slots=True)
