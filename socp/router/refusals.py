@@ -46,6 +46,9 @@ from .state import HeldRefusals, RouterState
 
 # The longest a held answer waits for room in the verifier pool (then it goes anyway).
 MAX_HOLD_MS = 5_000
+# How often, at most, the held answers are looked over for room between Ticks: each
+# look walks every connection holding some (bounded cost under a flood of events).
+INTO_ROOM_EVERY_MS = 50
 
 
 def refuse(state: RouterState, conn: int, code: ErrorCode, detail: str, ref: str, kind: str = "") -> list[Action]:
@@ -80,7 +83,8 @@ def tick(state: RouterState) -> list[Action]:
     into the room the verifier pool has, unless an answer waited MAX_HOLD_MS."""
     guard = state.guard
     waiting = sorted((abuse_rules.last_answered_ms(guard, conn, code), conn, code)
-                     for conn, codes in state.refusals.held.items() for code in codes)
+                     for conn, codes in state.refusals.held.items() for code in codes
+                     if abuse_rules.refusal_interval_over(guard, conn, code))
     room = pool_room(state)
     actions: list[Action] = []
     for _, conn, code in waiting:
@@ -98,9 +102,12 @@ def into_room(state: RouterState) -> list[Action]:
     """After each batch of events: held refusals due now, while the pool has room. The
     Tick alone (twice a second) would let at most a window of answers out per Tick, so
     after a flood the last of them would wait seconds; this way they fill the room the
-    verifiers free as they sign, as fast as the budget allows."""
-    if not state.refusals.held or pool_room(state) <= 0:
+    verifiers free as they sign, as fast as the budget allows (looked at most every
+    INTO_ROOM_EVERY_MS)."""
+    refusals = state.refusals
+    if not refusals.held or state.now_ms < refusals.next_look_ms or pool_room(state) <= 0:
         return []
+    refusals.next_look_ms = state.now_ms + INTO_ROOM_EVERY_MS
     return tick(state)
 
 

@@ -265,8 +265,11 @@ def test_answers_never_take_more_than_the_room_the_pool_has(flooded, keys) -> No
     share.out = 0
     named = errors_to(core.handle(node.state, BatchEnd()), flooders)
     assert len(named) == share.window
-    # With room each time, every frame is named once, none forgotten.
+    # Looked at again only after INTO_ROOM_EVERY_MS; then with room each time, every
+    # frame is named once, none forgotten.
+    assert errors_to(core.handle(node.state, BatchEnd()), flooders) == {}
     for _ in range(2):
+        node.state.now_ms += refusals.INTO_ROOM_EVERY_MS
         named |= errors_to(core.handle(node.state, BatchEnd()), flooders)
     assert len(named) == 7 and not set(named) & set(flooders[:3])
 
@@ -296,3 +299,17 @@ def test_a_full_error_and_an_ack_still_name_their_frames_at_once(flooded, keys) 
     assert len(errors_to(answers, [conn])[conn]) == MAX_MSG_REFS
     core.handle(node.state, rejected(conn, "last"))
     assert errors_to(refusals.flush(node.state, conn), [conn]) == {conn: ["last"]}
+
+
+def test_looking_over_held_refusals_does_not_count_them_unanswered_again(flooded, keys) -> None:
+    """`unanswered_refusals` counts refused frames not answered at once; the Tick and
+    into_room look over what is held many times a second and must not add to it."""
+    node = flooded
+    conn = node.connect_user(keys[1])[0]
+    core.handle(node.state, rejected(conn, "r1"))       # answered at once
+    core.handle(node.state, rejected(conn, "r2"))       # held: within the interval
+    counted = node.state.guard.unanswered_refusals
+    for _ in range(5):
+        node.state.now_ms += refusals.INTO_ROOM_EVERY_MS
+        assert errors_to(core.handle(node.state, BatchEnd()) + core.handle(node.state, Tick()), [conn]) == {}
+    assert node.state.guard.unanswered_refusals == counted
