@@ -26,8 +26,9 @@ took (ipc `Signed`), and `capacity_per_s` is the pool's size over the moving ave
 Frames the node answers with on its own behalf (ACKs and ERRORs to the sender,
 presence, heartbeats) do not queue here: they are bounded elsewhere (ack interval,
 error budgets), and they are counted in the window as they go (`sent_directly`).
-ACKs are also the lowest priority: while any sender's frame is `queued` they wait,
-and then take only the window's free places (router/user_acks.py `pool_room`).
+ERROR answers on their own take only the window's `free_places` (router/refusals.py),
+so an honest DM never waits behind a burst of them; ACKs, the lowest priority, take
+only its `spare_room`: none while any sender's frame is queued (router/user_acks.py).
 """
 
 from __future__ import annotations
@@ -75,6 +76,19 @@ class FairShare(Generic[Job]):
     @property
     def window(self) -> int:
         return max(1, self.pool * self.jobs_per_verifier)
+
+    @property
+    def free_places(self) -> int:
+        """Jobs the pool can take now before a newly queued frame would wait behind them."""
+        return max(0, self.window - self.out)
+
+    @property
+    def spare_room(self) -> int:
+        """Signatures the node may spend on what can wait (ACKs) without delaying any
+        sender's frame: the window's free places, none while a sender's frame is queued."""
+        if self.queued:
+            return 0
+        return self.free_places
 
     @property
     def capacity_per_s(self) -> float:

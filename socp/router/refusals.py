@@ -63,7 +63,7 @@ def refuse(state: RouterState, conn: int, code: ErrorCode, detail: str, ref: str
     held.detail = detail or held.detail
     if len(held.refs) >= MAX_MSG_REFS:
         return [_answer(state, conn, code.value)]
-    if (pool_room(state) > 0 or _overdue(state, held)) \
+    if (state.fair_share.free_places > 0 or _overdue(state, held)) \
             and abuse_rules.held_refusal_answer_due(state.guard, conn, kind or code.value):
         return [_answer(state, conn, code.value)]
     state.refusals.held_refs += 1
@@ -85,7 +85,7 @@ def tick(state: RouterState) -> list[Action]:
     waiting = sorted((abuse_rules.last_answered_ms(guard, conn, code), conn, code)
                      for conn, codes in state.refusals.held.items() for code in codes
                      if abuse_rules.refusal_interval_over(guard, conn, code))
-    room = pool_room(state)
+    room = state.fair_share.free_places
     actions: list[Action] = []
     for _, conn, code in waiting:
         if not abuse_rules.refusal_answer_budget_left(guard):
@@ -105,17 +105,10 @@ def into_room(state: RouterState) -> list[Action]:
     verifiers free as they sign, as fast as the budget allows (looked at most every
     INTO_ROOM_EVERY_MS)."""
     refusals = state.refusals
-    if not refusals.held or state.now_ms < refusals.next_look_ms or pool_room(state) <= 0:
+    if not refusals.held or state.now_ms < refusals.next_look_ms or state.fair_share.free_places <= 0:
         return []
     refusals.next_look_ms = state.now_ms + INTO_ROOM_EVERY_MS
     return tick(state)
-
-
-def pool_room(state: RouterState) -> int:
-    """Signing jobs the verifier pool can take before an honest DM would wait behind
-    them: the fair share's window less the jobs out (the driver keeps `out`)."""
-    share = state.fair_share
-    return share.window - share.out
 
 
 def _overdue(state: RouterState, held: HeldRefusals) -> bool:

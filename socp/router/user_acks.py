@@ -8,8 +8,8 @@ connection's interval has passed, else on the first Tick after it has.
 
 ACKs are the node's lowest-priority signatures (issue #18: a light sender's DM cost
 two, its USER_DELIVER and its ACK). An ACK that is due goes at once only while the
-signing pool has room (`pool_room`: no sender's frame queued in the fair share,
-router/fairshare.py, and a free place in its window). Else it waits in
+signing pool has room (`FairShare.spare_room`: no sender's frame queued in the fair
+share, router/fairshare.py, and a free place in its window). Else it waits in
 `acks_waiting`, still coalesced: the connection's later frames replace its ref, so
 waiting makes ACKs fewer. Waiting ACKs take only the window's free places, oldest
 first (`send_waiting`, after every signature and Tick): a DM queued for a signature
@@ -106,20 +106,10 @@ def _note_for_ack(state: RouterState, conn: int, ref: str) -> list[Action]:
     state.pending_acks[conn] = ref
     if conn in state.acks_waiting or state.now_ms < state.next_ack_ms.get(conn, 0):
         return []
-    if pool_room(state) > 0 or _overdue(state, conn):
+    if state.fair_share.spare_room > 0 or _overdue(state, conn):
         return _ack_now(state, conn)
     state.acks_waiting[conn] = None
     return []
-
-
-def pool_room(state: RouterState) -> int:
-    """How many signatures an ACK may take now without delaying a sender's frame: the
-    free places of the fair share's window, none while any sender's frame is queued
-    (then the window is full and every signature is owed to the senders)."""
-    shares = state.fair_share
-    if shares.queued:
-        return 0
-    return max(0, shares.window - shares.out)
 
 
 def tick(state: RouterState) -> list[Action]:
@@ -143,7 +133,7 @@ def _overdue(state: RouterState, conn: int) -> bool:
 def send_waiting(state: RouterState) -> list[Action]:
     """ACKs waiting for the signing pool, oldest first, as many as it has room for
     (the driver asks after every signature the pool reports)."""
-    room = pool_room(state)
+    room = state.fair_share.spare_room
     actions: list[Action] = []
     while room > 0 and state.acks_waiting:
         conn = next(iter(state.acks_waiting))
