@@ -21,6 +21,7 @@ process plumbing in `process`. Modules, each with one job:
   peer_login       G17's register-then-login
   roaming_login    our password login that roams
   directory        key look-ups and login records; accounts: what the router mirrors
+  key_waits        look-ups of users whose server advertises no key: ask it, then answer
   abuse_rules      rate limits, error budgets, freshness, proof of possession (pure)
   defences         where core consults abuse_rules and turns problems into actions
   refusals         refused acknowledged frames, named in one ERROR

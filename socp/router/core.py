@@ -29,6 +29,7 @@ from . import (
     defences,
     directory,
     federation,
+    key_waits,
     link_dialects,  # other teams' server-link habits (issue #14)
     peer_login,
     recovery,
@@ -153,7 +154,7 @@ def _from_user(state: RouterState, link: PeerLink, event: FrameIn) -> list[Actio
     if frame.type in LIST_REQUEST_TYPES:
         return [client_dialects.list_reply(state, link, frame)]
     if frame.type in KEY_LOOKUP_TYPES:
-        return [client_dialects.key_lookup(state, link, frame)]
+        return key_waits.lookup(state, link, frame)
     if frame.type == T.PUBLIC_MEMBERS_SNAPSHOT:
         return [client_dialects.members_snapshot(state, link)]
     if frame.type in (T.HEARTBEAT, T.ACK, T.ERROR):
@@ -163,7 +164,9 @@ def _from_user(state: RouterState, link: PeerLink, event: FrameIn) -> list[Actio
         return defences.refusal(state, link.conn, *problem)
     if frame.type == T.PUBLIC_CHANNEL_KEY_SHARE:
         return users.key_share(state, frame, origin_conn=link.conn)
-    if frame.type in (T.DIRECTORY_GET, T.LOGIN_REGISTER):
+    if frame.type == T.DIRECTORY_GET:
+        return key_waits.lookup(state, link, frame)
+    if frame.type == T.LOGIN_REGISTER:
         return directory.from_user(state, link, frame)
     return [error_to(state, link.conn, ErrorCode.UNKNOWN_TYPE, f"{frame.type} is not handled here")]
 

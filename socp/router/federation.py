@@ -26,7 +26,7 @@ from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL, is_peer_id, new_id
 from socp.protocol.key_forms import KeyForm, form_of, in_form
 from socp.protocol.signing import verify_transport
 
-from . import abuse_rules, directory, link_dialects, offline, users
+from . import abuse_rules, directory, key_waits, link_dialects, offline, users
 from .core_io import Action, AdoptServerId, Close, Dial, FrameIn, Relay, Send, StoreWrite, send_one
 from .peer_links import PeerLink
 from .replies import error_to, refuse_and_close
@@ -45,7 +45,6 @@ from .state import (
 
 log = logging.getLogger("socp.router")
 
-KEY_LOOKUPS_LIMIT = 10_000     # users whose key we asked a server for and still wait on
 RELAYED_FILES_LIMIT = 1_000    # files a G45 server relays to us, whose sender we keep meanwhile
 
 
@@ -621,23 +620,8 @@ def _users_at(state: RouterState, link: PeerLink, user_locations: dict[str, Any]
             state.users[user_id] = UserRecord(pubkey="", home_server=server_id)
         state.user_locations[user_id] = server_id
         state.channel_members.add(user_id)
-        actions += _ask_key(state, link, user_id)
+        actions += key_waits.ask_key(state, link, user_id)
     return actions
-
-
-def _ask_key(state: RouterState, link: PeerLink, user_id: str) -> list[Action]:
-    """A user we know only by id: ask its server for the key, in its own dialect."""
-    record = state.users.get(user_id)
-    if (record is not None and record.pubkey) or state.key_lookups.get(user_id) == link.peer_id:
-        return []
-    question = link_dialects.key_lookup(state.linkbook.dialect_of(link.server_address), state.me.server_id,
-                                   link.peer_id, state.now_ms, user_id)
-    if question is None:
-        return []
-    if len(state.key_lookups) >= KEY_LOOKUPS_LIMIT:
-        state.key_lookups.pop(next(iter(state.key_lookups)))
-    state.key_lookups[user_id] = link.peer_id
-    return [send_one(link.conn, question)]
 
 
 def _key_question(state: RouterState, link: PeerLink, event: FrameIn) -> list[Action]:
@@ -661,6 +645,13 @@ def _key_answer(state: RouterState, link: PeerLink, event: FrameIn) -> list[Acti
     with no key yet (a user id stays bound to its first key)."""
     user_id, pubkey = link_dialects.key_answer(event.frame)
     state.key_lookups.pop(user_id, None)
+    actions = _bind_answered_key(state, link, user_id, pubkey)
+    if state.user_locations.get(user_id) == link.peer_id:
+        actions += key_waits.answer_held(state, user_id)   # local look-ups waiting on the user's server
+    return actions
+
+
+def _bind_answered_key(state: RouterState, link: PeerLink, user_id: str, pubkey: str) -> list[Action]:
     if not pubkey or state.user_locations.get(user_id) != link.peer_id:
         return []
     known = state.users.get(user_id)
@@ -776,7 +767,7 @@ def _advertise(state: RouterState, link: PeerLink, event: FrameIn) -> list[Actio
     state.channel_members.add(user_id)
     actions = directory.remote_user_learned(state, user_id, known)
     if not state.users[user_id].pubkey and server_id == link.peer_id:
-        actions += _ask_key(state, link, user_id)   # G45, G17 advertise no key
+        actions += key_waits.ask_key(state, link, user_id)   # G45, G17 advertise no key
     if not changed or meta.get(SNAPSHOT_MARK) is True:
         # A snapshot advert is what the origin gives each server it links to: relayed,
         # a joining server would send every user of the mesh to every server again

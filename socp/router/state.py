@@ -246,6 +246,7 @@ class RouterState:
     server_key_forms: dict[str, KeyForm] = field(default_factory=dict)   # server_id -> how to write our key to it
     rejoin: set[str] = field(default_factory=set)                    # server ids to dial with a join, not a link
     key_lookups: dict[str, str] = field(default_factory=dict)        # user_id -> server asked for its key
+    held_key_lookups: dict[str, list[tuple[int, Envelope]]] = field(default_factory=dict)  # key_waits.py
     relayed_file_senders: dict[tuple[str, str], str] = field(default_factory=dict)  # (server, file_id) -> user
 
 
