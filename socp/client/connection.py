@@ -71,6 +71,9 @@ def command_queue() -> asyncio.Queue[str | None]:
 
 
 class ChatClient:
+    """The coordinator: owns the connection's life (connect, serve, close, reconnect)
+    and hands each event read to the part it concerns; the parts own their state."""
+
     def __init__(
         self,
         session: ClientSession,
@@ -105,7 +108,7 @@ class ChatClient:
         self.reconnect = reconnect
         self._served = asyncio.Event()                   # set when this connection's service ends
         self.wire = Wire(session, emit, url)
-        times = HelloTimes()
+        self._times = times = HelloTimes()
         self.hello = Hello(session, self.wire, emit, times, hello_timeout=hello_timeout,
                            list_probe_timeout=list_probe_timeout)
         self.queries = UserQueries(session, self.wire, emit, times, list_timeout=list_timeout,
@@ -117,7 +120,6 @@ class ChatClient:
                                        server_name_wait=server_name_wait)
         self.commands = CommandHandlers(session, self.wire, emit, self.queries, self.files,
                                         public_refusal_wait=public_refusal_wait)
-        self._times = times
 
     @property
     def handled_commands(self) -> frozenset[str]:
