@@ -20,12 +20,20 @@ Pure (no sockets, no asyncio):
   windows       the app's windows (buffers): routing, unread, mentions, history
   roaming       password login on a new machine: the frames, their checks
 
-Drivers:
+Drivers (asyncio, websockets), each one concern:
   transport     the WebSocket: URL checks, dial with backoff, errors; `log_in`
                 for `socp chat --login`
-  sending       files being sent: the node's grants (ChunkPacer), one record each
-  connection    ChatClient: hello, pump both ways, commands, store the login
-                (LOGIN_REGISTER), presence polling
+  wire          the open connection the parts below send through, in wire order
+  hello         USER_HELLO and the list request this server answers (§7.1)
+  user_queries  list requests and their answers, key look-ups, presence polling,
+                messages held for a sender's name
+  command_handlers   what each slash command does on a live connection
+  file_sender   files being sent, one task each: paced, stopped, resumed after a
+                reconnect
+  sending       the node's grants (ChunkPacer) and one record per file being sent
+  login_registration   storing the login on the server (LOGIN_REGISTER), once
+  connection    ChatClient: connect, hello, serve (reader -> the parts above),
+                close, reconnect; a thin coordinator
   script        --script: stdin commands, JSON lines out
   tui           the textual app
 """

@@ -1,6 +1,6 @@
 """Sending files: the pace the node grants, and one record per file being sent.
 
-`ChatClient` (connection.py) runs one task per file; they share the connection's
+`FileSender` (file_sender.py) runs one task per file; they share the connection's
 `ChunkPacer`.
 """
 
@@ -87,7 +87,7 @@ def _buckets(grants: tuple[tuple[float, int], ...]) -> list[list[float]]:
 
 @dataclass(slots=True, eq=False)
 class OutgoingFile:
-    """A file being sent by its own task (`ChatClient._cmd_file`)."""
+    """A file being sent by its own task (`FileSender.start`)."""
 
     name: str
     path: str

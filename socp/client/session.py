@@ -1,17 +1,17 @@
 """The client's protocol core: no sockets, no asyncio (STYLE §1).
 
-`ClientSession` is what the drivers (`connection.py`, `script.py`, the TUI) hold:
+`ClientSession` is what the drivers (`connection.py` and its parts, `script.py`, the TUI) hold:
 local commands become `Actions` (frames to send, events to show); each incoming
 frame becomes a list of events. Tests pair sessions in memory through a fake node.
 It keeps the connection's own business (the hello, the server's signature on each
 frame, ACKs and ERRORs about our frames: outbox.py, login registration) and hands
 the rest to one part per concern, each with its own state:
 
-  identity.py        who we are: user id, key, clock
+  user_identity.py   who we are: user id, key, clock
   keyring.py         TOFU: each user's key fingerprint pinned on first sight
-  directory.py       who is on the server, display names, the server's dialect
+  roster.py          who is on the server, display names, the server's dialect
                      (which list request and key look-up it answers), /list pages
-  messages.py        §7.2, §7.3 DMs and public messages, both ways; long texts
+  chat_messages.py   §7.2, §7.3 DMs and public messages, both ways; long texts
                      over 446 UTF-8 bytes travel as several frames (§2 decision)
   incoming_files.py  §7.4 files to us: offer, chunks, check, name, resume grace
   outgoing_files.py  §7.4 files we send, streamed; what became of them
