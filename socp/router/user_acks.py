@@ -11,8 +11,9 @@ two, its USER_DELIVER and its ACK). An ACK that is due goes at once only while t
 signing pool has room (`FairShare.spare_room`: no sender's frame queued in the fair
 share, router/fairshare.py, and a free place in its window). Else it waits in
 `acks_waiting`, still coalesced: the connection's later frames replace its ref, so
-waiting makes ACKs fewer. Waiting ACKs take only the window's free places, oldest
-first (`send_waiting`, after every signature and Tick): a DM queued for a signature
+waiting makes ACKs fewer. Waiting ACKs take only the window's free places, in the
+order they fell due (oldest first, to within an interval and a Tick; `send_waiting`,
+after every signature and Tick): a DM queued for a signature
 always goes before them, and one arriving waits at most for the window's jobs. No
 connection waits longer than `Timing.ack_max_delay_ms` from its oldest unacknowledged
 frame: then its ACK goes whatever the pool's load. On an idle node nothing waits.
