@@ -90,6 +90,14 @@ def _decode_public_key_cached(text: str) -> PublicKey:
 
 def normalise_public_key(text: str) -> str:
     """Any accepted form in, the form we emit out (validated)."""
+    decode_public_key(text)   # checks `text` is hashable text before the cache sees it
+    return _normalised_cached(text)
+
+
+@lru_cache(maxsize=4096)
+def _normalised_cached(text: str) -> str:
+    """Cached like the decoding: every advert of a joining server's snapshot names a
+    key, and re-encoding it was a third of the router's work on the advert."""
     return encode_public_key(decode_public_key(text))
 
 

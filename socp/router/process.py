@@ -59,6 +59,11 @@ EVENT_BATCHES_BOUND = 256     # batches of inbox messages (each at most RECEIVE_
 STORE_QUEUE_BOUND = 10_000
 STORE_ROOM_WAIT = 5.0         # seconds the router waits for room in a full store queue
 TICK_SECONDS = 0.5
+# InboundDone goes at every tick, and sooner once this many events took effect: the
+# gateway keeps at most 1,024 frames a link until then (gateway/socket_links.KEPT_FRAMES)
+# and stops reading the link when they are kept, so a tick alone held a joining
+# server's snapshot to ~2,000 adverts a second however fast the node went.
+INBOUND_DONE_AFTER = 256
 GATEWAY_HELLO_WAIT = 2.0
 EPOCH_START = 1_704_067_200   # 2024-01-01: epochs are tenths of a second since then
 
@@ -129,9 +134,7 @@ class RouterDriver:
         await self.apply(Tick())
         await self.report_links()
         router_ticked(self.state, len(self.in_flight), self.store_writes.qsize())
-        marks = self.inbound_order.applied_marks()
-        if marks:
-            await self.to_gateway.send(m.pack(m.InboundDone(marks)))
+        await self.report_applied()
         again, give_up = self.in_flight.due(now_ms())
         for data in again:
             self.counters.sign_jobs_resent += 1
@@ -140,6 +143,13 @@ class RouterDriver:
             self.counters.sign_jobs_given_up += 1
             log.error("router: %d outbound frames never came back from the verifiers; skipped", len(give_up))
             await self.to_gateway.send(m.pack(m.Deliver([(conn, seq, "") for conn, seq in give_up])))
+
+    async def report_applied(self) -> None:
+        """Tell the gateway how far each connection's frames took effect (InboundDone),
+        so it forgets them and reads on."""
+        marks = self.inbound_order.applied_marks()
+        if marks:
+            await self.to_gateway.send(m.pack(m.InboundDone(marks)))
 
     async def report_links(self, always: bool = False) -> None:
         """The link book changed (or a new gateway knows nothing): tell the gateway,
@@ -382,6 +392,8 @@ async def _process(driver: RouterDriver, events: asyncio.Queue[list[Work]]) -> N
             else:
                 await driver.gateway_hello(work.boot_id)
         await driver.apply(BatchEnd())
+        if driver.inbound_order.applied_unreported >= INBOUND_DONE_AFTER:
+            await driver.report_applied()
 
 
 async def _start_without_gateway_hello(driver: RouterDriver, events: asyncio.Queue[list[Work]]) -> None:

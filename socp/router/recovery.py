@@ -62,6 +62,7 @@ class InboundOrder:
     held_back: list[Ready] = field(default_factory=list)
     applied: dict[int, int] = field(default_factory=dict)      # conn -> first inbound seq not applied
     applied_changed: set[int] = field(default_factory=set)
+    applied_unreported: int = 0    # events applied since the last applied_marks
     links_replayed: int = 0
     reorder_overflows: int = 0
 
@@ -84,11 +85,13 @@ class InboundOrder:
     def applied_up_to(self, conn: int, seq: int) -> None:
         self.applied[conn] = seq + 1
         self.applied_changed.add(conn)
+        self.applied_unreported += 1
 
     def applied_marks(self) -> list[tuple[int, int]]:
         """(conn, first seq not applied) of each connection that moved: InboundDone."""
         marks = [(conn, self.applied[conn]) for conn in self.applied_changed if conn in self.applied]
         self.applied_changed.clear()
+        self.applied_unreported = 0
         return marks
 
     def forget(self, conn: int) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from socp.protocol.ids import PUBLIC_CHANNEL, ServerId, UserId
+from socp.store import remote_bindings
 from socp.store.database import Database, Transaction
 from socp.store.errors import StoreRequestRejected
 from socp.store.migrations import apply_migrations
@@ -34,6 +35,8 @@ PUBLIC_MEMBER_ROLE = "member"
 # only those inside its window: 10 minutes back, 2 ahead; the rest is margin).
 REPLAY_KEYS_KEPT_MS = 15 * 60 * 1000
 REPLAY_ROWS_PER_STATEMENT = 300    # 900 placeholders: under SQLite's oldest limit of 999
+USER_IDS_PER_STATEMENT = 900       # ids in one SELECT ... IN
+USER_ROWS_PER_STATEMENT = 180      # 5 placeholders a new remote user: 900
 
 
 def _to_json(value: dict[str, Any], what: str) -> str:
@@ -164,9 +167,50 @@ class Store:
 
     async def bind_remote_users(self, bindings: Sequence[RemoteBinding]) -> list[BindResult]:
         """`bind_remote_user` for each binding, in order, in one transaction: a joining
-        server's snapshot of thousands of users costs one commit per batch, not per user."""
+        server's snapshot of thousands of users costs one commit per batch, not per user,
+        and a few statements per batch, not two per user (remote_bindings.py)."""
+        with_text = [(binding, _to_json(binding.meta, "meta")) for binding in bindings]
+        user_ids = list(dict.fromkeys(binding.user_id for binding in bindings))
         async with self.database.transaction() as tx:
-            return [await self._bind_remote(tx, binding) for binding in bindings]
+            stored: dict[str, remote_bindings.StoredUser] = {}
+            for start in range(0, len(user_ids), USER_IDS_PER_STATEMENT):
+                chunk = user_ids[start:start + USER_IDS_PER_STATEMENT]
+                marks = ", ".join("?" * len(chunk))
+                for user_id, pubkey, meta, home_server in await tx.fetch_all(
+                        f"SELECT user_id, pubkey, meta, home_server FROM users WHERE user_id IN ({marks})", chunk):
+                    stored[user_id] = (pubkey, meta, home_server)
+            decided = remote_bindings.plan(stored, with_text)
+            await self._apply_binding_steps(tx, decided.steps)
+        return decided.results
+
+    async def _apply_binding_steps(self, tx: Transaction, steps: list[remote_bindings.Step]) -> None:
+        """The plan's writes in order; consecutive new users go a chunk per INSERT."""
+        now = self._now_ms()
+        new_rows: list[remote_bindings.Insert] = []
+
+        async def insert_new_rows() -> None:
+            for start in range(0, len(new_rows), USER_ROWS_PER_STATEMENT):
+                chunk = new_rows[start:start + USER_ROWS_PER_STATEMENT]
+                values = ", ".join(["(?, ?, '', '', ?, 1, 0, ?, ?)"] * len(chunk))
+                await tx.execute(
+                    "INSERT INTO users (user_id, pubkey, privkey_store, pake_password, meta, version, revoked, "
+                    f"home_server, created_at) VALUES {values}",
+                    [value for row in chunk
+                     for value in (row.user_id, row.pubkey, row.meta_text, row.home_server, now)])
+            new_rows.clear()
+
+        for step in steps:
+            if isinstance(step, remote_bindings.Insert):
+                new_rows.append(step)
+                continue
+            await insert_new_rows()
+            if isinstance(step, remote_bindings.Rotate):
+                await tx.execute("UPDATE users SET pubkey = ?, meta = ?, home_server = ?, version = version + 1 "
+                                 "WHERE user_id = ?", (step.pubkey, step.meta_text, step.home_server, step.user_id))
+            else:
+                await tx.execute("UPDATE users SET meta = ?, home_server = ?, version = version + 1 "
+                                 "WHERE user_id = ?", (step.meta_text, step.home_server, step.user_id))
+        await insert_new_rows()
 
     async def _bind_remote(self, tx: Transaction, binding: RemoteBinding) -> BindResult:
         user_id, pubkey, home_server, meta = binding

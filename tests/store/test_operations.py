@@ -346,3 +346,31 @@ async def test_signed_hellos_survive_a_restart(store_url: str) -> None:
     assert snapshot.hello_signatures == (HelloSignature(ALICE, "bb" * 16, 2000),
                                          HelloSignature(ALICE, "dd" * 16, 4000),
                                          HelloSignature(BOB, "ee" * 16, 5000))
+
+
+async def test_a_large_batch_binds_as_one_binding_at_a_time_would(store_url: str, tmp_path) -> None:
+    """More users than one statement holds (operations.USER_*_PER_STATEMENT), some known,
+    some registered here, some named twice: the same results and rows as one by one."""
+    from socp.store import operations
+
+    count = operations.USER_IDS_PER_STATEMENT + operations.USER_ROWS_PER_STATEMENT + 7
+    bindings = [RemoteBinding(UserId(f"user-{n:05d}"), f"key-{n}", SERVER_B, {"n": n}) for n in range(count)]
+    bindings += [RemoteBinding(UserId("user-00003"), "key-3-new", SERVER_A, {}),    # rotated within the batch
+                 RemoteBinding(ALICE, "key-evil", SERVER_B, {}),                    # registered here
+                 RemoteBinding(UserId("user-00005"), "key-5", SERVER_A, {"n": 5})]  # moved within the batch
+    stores = []
+    for url in (store_url, f"sqlite:///{tmp_path / 'one-by-one.db'}"):
+        opened = await Store.open(url, clock=lambda: NOW)
+        await opened.bind_user(ALICE, "key-a", {})
+        await opened.bind_remote_user(UserId("user-00010"), "key-10", SERVER_A, {})   # known before the batch
+        stores.append(opened)
+    batched, one_by_one = stores
+    try:
+        results = await batched.bind_remote_users(bindings)
+        expected = [await one_by_one.bind_remote_user(*binding) for binding in bindings]
+        assert results == expected
+        assert results.count(BindResult.BOUND) == count - 1
+        assert (await batched.load_snapshot()).users == (await one_by_one.load_snapshot()).users
+    finally:
+        for opened in stores:
+            await opened.close()
