@@ -5,7 +5,10 @@ records the lines it is given; test_real_node*.py drive the app against real nod
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+from textual.pilot import Pilot
 from textual.widgets import RichLog, Static
 
 from socp.client.events import (
@@ -138,35 +141,37 @@ async def test_history_is_per_window_and_pgup_scrolls_from_the_input():
         await pilot.press("ctrl+q")
 
 
-async def test_at_80x24_text_wraps_to_the_pane_and_no_line_is_cut():
-    words = [f"word{n:02d}" for n in range(40)]
-    long_text = " ".join(words)
+WORDS = [f"word{n:02d}" for n in range(40)]
+
+
+@asynccontextmanager
+async def showing_a_long_message(size: tuple[int, int]) -> AsyncIterator[tuple[ChatApp, Pilot]]:
+    """The app at this size, bob's long public message shown."""
     client = FakeClient(Ready(ALICE, "alice", "ab12:cd34", "ws://127.0.0.1:1"), users())
     app = ChatApp(client)
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=size) as pilot:
         await asyncio.wait_for(client.started.wait(), 10)
-        client.emit(MessageReceived(BOB, "bob", long_text, TS, "public", True, True))
+        client.emit(MessageReceived(BOB, "bob", " ".join(WORDS), TS, "public", True, True))
         await pilot.pause()
+        yield app, pilot
+
+
+async def test_at_80x24_text_wraps_to_the_pane_and_no_line_is_cut():
+    async with showing_a_long_message((80, 24)) as (app, pilot):
         assert app.query_one("#users").display is False      # collapsed at 80 columns
         screen = app.screen_text()
-        assert all(word in screen for word in words), screen
+        assert all(word in screen for word in WORDS), screen
         assert len(screen.splitlines()) <= 24 and max(len(line) for line in screen.splitlines()) <= 80
         await pilot.press("f2")                                # the user list comes back...
         await pilot.pause()
         assert app.query_one("#users").display is True
         screen = app.screen_text()
-        assert "bob" in screen and all(word in screen for word in words), screen   # ...and the text rewraps
+        assert "bob" in screen and all(word in screen for word in WORDS), screen   # ...and the text rewraps
         await pilot.press("ctrl+q")
 
 
 async def test_at_120x35_text_wraps_to_the_pane_not_to_80_columns():
-    long_text = " ".join(f"word{n:02d}" for n in range(40))
-    client = FakeClient(Ready(ALICE, "alice", "ab12:cd34", "ws://127.0.0.1:1"), users())
-    app = ChatApp(client)
-    async with app.run_test(size=(120, 35)) as pilot:
-        await asyncio.wait_for(client.started.wait(), 10)
-        client.emit(MessageReceived(BOB, "bob", long_text, TS, "public", True, True))
-        await pilot.pause()
+    async with showing_a_long_message((120, 35)) as (app, pilot):
         log = app.query_one("#log", RichLog)
         pane = log.scrollable_content_region.width
         assert pane > 80

@@ -10,6 +10,8 @@ import logging
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from socp.config import NodeConfig
 from socp.router import persistence
 from socp.router.core_io import StoreWrite
@@ -133,22 +135,18 @@ async def test_a_batch_that_fails_for_good_is_applied_one_by_one_so_only_the_bad
     assert (counters.written, counters.failures, counters.dropped) == (2, 3, 1)
 
 
-def test_the_ack_interval_comes_from_the_node_config(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("setting", "value", "field", "wanted", "default"), [
+    ("ack_interval", 0.2, "ack_interval_ms", 200, 500),
+    ("ack_max_delay", 5, "ack_max_delay_ms", 5000, 30_000),
+])
+def test_ack_timing_comes_from_the_node_config(tmp_path: Path, setting: str, value: float, field: str,
+                                               wanted: int, default: int) -> None:
     snapshot = StoreSnapshot(users={}, pinned_servers={}, pending_key_shares=(), public_channel_version=1,
                              public_channel_members=())
     identity = SimpleNamespace(server_id="6f1e8f0a-1d2c-4b3a-9e8f-7a6b5c4d3e2f", public_key_text="")
-    config = NodeConfig(data_dir=tmp_path, ack_interval=0.2)
-    assert state_from_snapshot(identity, config, snapshot).timing.ack_interval_ms == 200  # type: ignore[arg-type]  # only the two fields it reads
-    assert state_from_snapshot(identity, NodeConfig(data_dir=tmp_path), snapshot).timing.ack_interval_ms == 500  # type: ignore[arg-type]  # as above
-
-
-def test_the_ack_max_delay_comes_from_the_node_config(tmp_path: Path) -> None:
-    snapshot = StoreSnapshot(users={}, pinned_servers={}, pending_key_shares=(), public_channel_version=1,
-                             public_channel_members=())
-    identity = SimpleNamespace(server_id="6f1e8f0a-1d2c-4b3a-9e8f-7a6b5c4d3e2f", public_key_text="")
-    config = NodeConfig(data_dir=tmp_path, ack_max_delay=5)
-    assert state_from_snapshot(identity, config, snapshot).timing.ack_max_delay_ms == 5000  # type: ignore[arg-type]  # only the two fields it reads
-    assert state_from_snapshot(identity, NodeConfig(data_dir=tmp_path), snapshot).timing.ack_max_delay_ms == 30_000  # type: ignore[arg-type]  # as above
+    config = NodeConfig(data_dir=tmp_path, **{setting: value})
+    assert getattr(state_from_snapshot(identity, config, snapshot).timing, field) == wanted  # type: ignore[arg-type]  # only the two fields it reads
+    assert getattr(state_from_snapshot(identity, NodeConfig(data_dir=tmp_path), snapshot).timing, field) == default  # type: ignore[arg-type]  # as above
 
 
 def test_every_write_the_core_may_decide_has_its_store_call() -> None:
