@@ -307,14 +307,6 @@ def refusal_answer_budget_left(guard: Guard) -> bool:
     return not guard.settings.rate_limits or (guard.refusal_answers is not None and guard.refusal_answers.tokens >= 1)
 
 
-def refusal_interval_over(guard: Guard, conn: int, refusal: str) -> bool:
-    """Has the interval since `conn` was last told of this refusal passed? (No side
-    effects: for looking over what is held without counting it as unanswered.)"""
-    last = guard.answered.get((conn, refusal))
-    return (not guard.settings.rate_limits or last is None
-            or guard.now_ms - last >= guard.settings.repeat_answer_ms)
-
-
 def last_answered_ms(guard: Guard, conn: int, refusal: str) -> int:
     """When `conn` was last told of this refusal (0: never): the longest-waiting goes first."""
     return guard.answered.get((conn, refusal), 0)

@@ -92,7 +92,7 @@ def _handle(state: RouterState, event: Event) -> list[Action]:
         recovery.frames_written(state, event.counts)
         return []
     if isinstance(event, BatchEnd):
-        return users.announce_joins(state) + user_presence.flush(state) + refusals.into_room(state)
+        return users.announce_joins(state) + user_presence.flush(state)
     if isinstance(event, Tick):
         state.seen.expire(state.now_ms)
         defences.tick(state)

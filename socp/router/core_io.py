@@ -78,9 +78,7 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class BatchEnd:
-    """The driver applied every event it had waiting (among them the verifiers' Signed
-    reports, which free room in the pool): announce what was batched, and answer held
-    refusals into the room left (refusals.py)."""
+    """The driver applied every event it had waiting: announce what was batched."""
 
 
 @dataclass(frozen=True, slots=True)

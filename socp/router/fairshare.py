@@ -26,9 +26,8 @@ took (ipc `Signed`), and `capacity_per_s` is the pool's size over the moving ave
 Frames the node answers with on its own behalf (ACKs and ERRORs to the sender,
 presence, heartbeats) do not queue here: they are bounded elsewhere (ack interval,
 error budgets), and they are counted in the window as they go (`sent_directly`).
-ERROR answers on their own take only the window's `free_places` (router/refusals.py),
-so an honest DM never waits behind a burst of them; ACKs, the lowest priority, take
-only its `spare_room`: none while any sender's frame is queued (router/user_acks.py).
+ACKs, the lowest priority, take only the window's `spare_room`: none while any
+sender's frame is queued (router/user_acks.py).
 """
 
 from __future__ import annotations

@@ -168,7 +168,6 @@ class HeldRefusals:
 
     detail: str
     refs: list[str] = field(default_factory=list)
-    since_ms: int = 0          # when the first of them was refused (refusals.py: overdue)
 
 
 @dataclass(slots=True)
@@ -176,7 +175,6 @@ class Refusals:
     """refusals.py: refused frames not yet answered."""
 
     held: dict[int, dict[str, HeldRefusals]] = field(default_factory=dict)   # conn -> code -> frames
-    next_look_ms: int = 0      # refusals.into_room looks again from then
     answered: int = 0          # ERRORs naming refused frames (counters you can read)
     held_refs: int = 0         # refused frames named later, together with others
 

@@ -8,11 +8,10 @@ import pytest
 
 from socp.ipc.link_state import LinkState
 from socp.protocol import frames
-from socp.protocol.acks import MAX_MSG_REFS
 from socp.protocol.ids import new_id
-from socp.router import abuse_rules, core, refusals
+from socp.router import abuse_rules, core
 from socp.router.abuse_rules import Guard, LimitSettings
-from socp.router.core_io import BatchEnd, FrameRejected, Tick
+from socp.router.core_io import FrameRejected, Tick
 from socp.router.peer_links import PeerLink
 from socp.router.seen import SeenCache
 
@@ -180,7 +179,6 @@ def test_many_refused_connections_share_the_nodes_budget_of_answers_and_none_is_
     node.state.guard = Guard(LimitSettings(repeat_answer_ms=INTERVAL_MS, refusal_answer_rate=4.0,
                                            refusal_answer_burst=4))
     node.state.guard.now_ms = NOW
-    node.state.fair_share.verifiers = 8    # the budget alone binds here; the pool's room: tests below
     flooders = [node.connect_user(keys[1])[0] for _ in range(10)]
     refs = {conn: [f"ref-{conn}-{n}" for n in range(3)] for conn in flooders}
     named: dict[int, list[str]] = {conn: [] for conn in flooders}
@@ -212,104 +210,3 @@ def test_many_refused_connections_share_the_nodes_budget_of_answers_and_none_is_
         assert newly <= set(flooders[4:])            # those never answered go before the rest
     assert answered_per_tick == [4, 4, 2]            # 6 never answered, then the first 4 again
     assert all(sorted(named[conn]) == sorted(refs[conn]) for conn in flooders)   # every frame named once
-
-
-# --- answers only into the verifier pool's room (refusals.pool_room) ------------------------------
-
-
-def rejected(conn: int, ref: str) -> FrameRejected:
-    return FrameRejected(conn, "RATE_LIMITED", "unchecked", "MSG_DIRECT", ref)
-
-
-def errors_to(actions, conns) -> dict[int, list[str]]:
-    """conn -> the frames the ERRORs to it name."""
-    return {conn: [ref for error in sent_to(actions, conn, "ERROR")
-                   for ref in error.payload.get("msg_refs", [error.payload["msg_ref"]])]
-            for conn in conns if sent_to(actions, conn, "ERROR")}
-
-
-@pytest.fixture
-def flooded(keys) -> Harness:
-    """A node with a pool of 2 verifiers (window 4) and a budget that never binds."""
-    node = Harness(server_key=keys[0])
-    node.state.guard = Guard(LimitSettings(repeat_answer_ms=INTERVAL_MS, refusal_answer_rate=1000.0,
-                                           refusal_answer_burst=1000))
-    node.state.guard.now_ms = NOW
-    node.state.fair_share.verifiers = 2
-    return node
-
-
-def test_a_refusal_waits_while_the_pool_is_full_and_goes_when_it_has_room(flooded, keys) -> None:
-    """Before: 30 flooders' answers fell due together and 30-57 ERRORs went to the
-    verifiers at once; an honest DM waited in the fair share behind all of them."""
-    node = flooded
-    share = node.state.fair_share
-    conn = node.connect_user(keys[1])[0]
-    share.out = share.window                        # the driver has a full window out
-    assert errors_to(core.handle(node.state, rejected(conn, "r1")), [conn]) == {}
-    assert errors_to(core.handle(node.state, rejected(conn, "r2")), [conn]) == {}
-    assert errors_to(core.handle(node.state, BatchEnd()), [conn]) == {}
-    share.out = share.window - 1                    # a verifier reported a signature
-    assert errors_to(core.handle(node.state, BatchEnd()), [conn]) == {conn: ["r1", "r2"]}
-
-
-def test_answers_never_take_more_than_the_room_the_pool_has(flooded, keys) -> None:
-    node = flooded
-    share = node.state.fair_share
-    flooders = [node.connect_user(keys[1])[0] for _ in range(10)]
-    share.out = share.window
-    for conn in flooders:
-        core.handle(node.state, rejected(conn, f"ref-{conn}"))
-    share.out = share.window - 3
-    assert len(errors_to(core.handle(node.state, Tick()), flooders)) == 3
-    share.out = 0
-    named = errors_to(core.handle(node.state, BatchEnd()), flooders)
-    assert len(named) == share.window
-    # Looked at again only after INTO_ROOM_EVERY_MS; then with room each time, every
-    # frame is named once, none forgotten.
-    assert errors_to(core.handle(node.state, BatchEnd()), flooders) == {}
-    for _ in range(2):
-        node.state.now_ms += refusals.INTO_ROOM_EVERY_MS
-        named |= errors_to(core.handle(node.state, BatchEnd()), flooders)
-    assert len(named) == 7 and not set(named) & set(flooders[:3])
-
-
-def test_a_refusal_held_past_max_hold_is_answered_even_while_the_pool_stays_full(flooded, keys) -> None:
-    node = flooded
-    share = node.state.fair_share
-    conn = node.connect_user(keys[1])[0]
-    share.out = share.window
-    core.handle(node.state, rejected(conn, "r1"))
-    node.state.now_ms += refusals.MAX_HOLD_MS - 1
-    assert errors_to(core.handle(node.state, Tick()), [conn]) == {}
-    node.state.now_ms += 1
-    assert errors_to(core.handle(node.state, Tick()), [conn]) == {conn: ["r1"]}
-
-
-def test_a_full_error_and_an_ack_still_name_their_frames_at_once(flooded, keys) -> None:
-    """Answers that are forced (MAX_MSG_REFS frames held, or an ACK that would cover
-    them) do not wait for room: the frames must be named before anything covers them."""
-    node = flooded
-    share = node.state.fair_share
-    conn = node.connect_user(keys[1])[0]
-    share.out = share.window
-    answers = []
-    for n in range(MAX_MSG_REFS):
-        answers += core.handle(node.state, rejected(conn, f"r{n}"))
-    assert len(errors_to(answers, [conn])[conn]) == MAX_MSG_REFS
-    core.handle(node.state, rejected(conn, "last"))
-    assert errors_to(refusals.flush(node.state, conn), [conn]) == {conn: ["last"]}
-
-
-def test_looking_over_held_refusals_does_not_count_them_unanswered_again(flooded, keys) -> None:
-    """`unanswered_refusals` counts refused frames not answered at once; the Tick and
-    into_room look over what is held many times a second and must not add to it."""
-    node = flooded
-    conn = node.connect_user(keys[1])[0]
-    core.handle(node.state, rejected(conn, "r1"))       # answered at once
-    core.handle(node.state, rejected(conn, "r2"))       # held: within the interval
-    counted = node.state.guard.unanswered_refusals
-    for _ in range(5):
-        node.state.now_ms += refusals.INTO_ROOM_EVERY_MS
-        assert errors_to(core.handle(node.state, BatchEnd()) + core.handle(node.state, Tick()), [conn]) == {}
-    assert node.state.guard.unanswered_refusals == counted
