@@ -162,8 +162,8 @@ class Store:
         """A user of another server, learned from its (verified) gossip (SOCP §6.2 project
         decision: `meta.pubkey`). Never touches a user registered here; a remote user's
         home server may rotate its key (ROTATED, version bumped)."""
-        async with self.database.transaction() as tx:
-            return await self._bind_remote(tx, RemoteBinding(user_id, pubkey, home_server, meta))
+        [result] = await self.bind_remote_users([RemoteBinding(user_id, pubkey, home_server, meta)])
+        return result
 
     async def bind_remote_users(self, bindings: Sequence[RemoteBinding]) -> list[BindResult]:
         """`bind_remote_user` for each binding, in order, in one transaction: a joining
@@ -211,25 +211,6 @@ class Store:
                 await tx.execute("UPDATE users SET meta = ?, home_server = ?, version = version + 1 "
                                  "WHERE user_id = ?", (step.meta_text, step.home_server, step.user_id))
         await insert_new_rows()
-
-    async def _bind_remote(self, tx: Transaction, binding: RemoteBinding) -> BindResult:
-        user_id, pubkey, home_server, meta = binding
-        meta_text = _to_json(meta, "meta")
-        row = await tx.fetch_one("SELECT pubkey, meta, home_server FROM users WHERE user_id = ?", (user_id,))
-        if row is None:
-            await self._insert_user(tx, user_id, pubkey, meta_text, home_server)
-            return BindResult.BOUND
-        bound_key, stored_meta, stored_home = row
-        if stored_home is None:   # registered here: the local binding wins
-            return BindResult.SAME if bound_key == pubkey else BindResult.CONFLICT
-        if bound_key != pubkey:
-            await tx.execute("UPDATE users SET pubkey = ?, meta = ?, home_server = ?, version = version + 1 "
-                             "WHERE user_id = ?", (pubkey, meta_text, home_server, user_id))
-            return BindResult.ROTATED
-        if stored_home != home_server or _from_json(stored_meta) != meta:
-            await tx.execute("UPDATE users SET meta = ?, home_server = ?, version = version + 1 "
-                             "WHERE user_id = ?", (meta_text, home_server, user_id))
-        return BindResult.SAME
 
     async def set_login(self, user_id: UserId, privkey_store: str, pake_password: str) -> bool:
         """Keep a local user's encrypted private key and password verifier (SOCP §10);
