@@ -77,17 +77,12 @@ class FairShare(Generic[Job]):
         return max(1, self.pool * self.jobs_per_verifier)
 
     @property
-    def free_places(self) -> int:
-        """Jobs the pool can take now before a newly queued frame would wait behind them."""
-        return max(0, self.window - self.out)
-
-    @property
     def spare_room(self) -> int:
         """Signatures the node may spend on what can wait (ACKs) without delaying any
         sender's frame: the window's free places, none while a sender's frame is queued."""
         if self.queued:
             return 0
-        return self.free_places
+        return max(0, self.window - self.out)
 
     @property
     def capacity_per_s(self) -> float:
