@@ -52,6 +52,10 @@ class Actions:
 
     frames: tuple[Envelope, ...] = ()
     events: tuple[Event, ...] = ()
+    # A file's step before its FILE_END: the sender waits until the node has taken
+    # (ACKed) every part of file `settle` sent so far, sending again the ones it refused
+    # for its load, so that the FILE_END never overtakes a part (file_sender.py).
+    settle: str = ""
 
 
 @dataclass(slots=True)

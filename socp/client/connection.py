@@ -47,6 +47,7 @@ from .events import (
     LoginRegistered,
     LoginRegisterFailed,
     NotDelivered,
+    PartsToRetry,
     Restamped,
 )
 from .file_sender import FileSender
@@ -212,6 +213,9 @@ class ChatClient:
         """One event of a frame read: sent on, handed to the part waiting for it, shown."""
         if isinstance(event, Restamped):
             await self.wire.send_frames(event.frames)   # ERROR RESEND: again, transparently
+            return
+        if isinstance(event, PartsToRetry):
+            self.files.retry_parts(event)               # file parts the busy node refused: again, paced
             return
         if isinstance(event, ListPageWanted):
             await self.wire.send_frame(event.frame)     # the list goes on: its next page

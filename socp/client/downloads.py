@@ -24,6 +24,10 @@ from ._files import private_dir
 from .display import numbered_name, safe_filename
 
 MAX_NAME_ATTEMPTS = 1000
+# Parts that came after a missing one are held in memory until it comes: the sender
+# sends a part again when the node refused it for a moment (OVERLOADED, RATE_LIMITED;
+# file_sender.py), and the parts sent meanwhile arrive first. Bounded per download.
+MAX_HELD_BYTES = 4 * 1024 * 1024
 
 
 class TransferFailed(SocpError):
@@ -45,7 +49,9 @@ class IncomingFile:
     _fd: int
     _hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
     next_index: int = 0
-    done: int = 0
+    done: int = 0                 # bytes written, in order
+    held: dict[int, bytes] = field(default_factory=dict)   # parts past a missing one, by index
+    held_bytes: int = 0
     last_progress: float = 0.0
     last_activity: float = 0.0    # when the last chunk came (the session's clock)
     interrupted: bool = False     # the connection was lost since the last chunk: waiting to resume
@@ -64,14 +70,40 @@ class IncomingFile:
                    tmp_path=Path(tmp), _fd=fd, last_progress=now, last_activity=now)
 
     def write(self, index: int, data: bytes) -> bool:
-        """Append chunk `index`; False when it is one we have (a resumed transfer sends
-        a few again, file_resume.py), skipped."""
-        if index < self.next_index and self.joined:
-            return False
-        if index != self.next_index:
-            raise TransferFailed(f"chunk {index} arrived where chunk {self.next_index} was expected")
-        if self.done + len(data) > self.size:
+        """Take part `index`: written when it is the next one (with the held parts it
+        lets through), held when an earlier one is still missing. False for a part
+        we have: a resumed transfer sends a few again (file_resume.py), and so may a
+        sender whose part the node refused for a moment; with a SHA-256 to check at
+        the end, a copy is harmless. Without one, a copy is an error."""
+        if index < self.next_index or index in self.held:
+            if self.joined or self.sha256:
+                return False
+            raise TransferFailed(f"chunk {index} arrived again (chunk {self.next_index} was expected)")
+        if self.done + self.held_bytes + len(data) > self.size:
             raise TransferFailed(f"more data than the announced {self.size} bytes")
+        if index > self.next_index:
+            self._hold(index, data)
+            return False
+        self._append(data)
+        while self.next_index in self.held:
+            data = self.held.pop(self.next_index)
+            self.held_bytes -= len(data)
+            self._append(data)
+        return True
+
+    @property
+    def missing_part(self) -> int | None:
+        """The part that later parts are waiting for, if any."""
+        return self.next_index if self.held else None
+
+    def _hold(self, index: int, data: bytes) -> None:
+        if self.held_bytes + len(data) > MAX_HELD_BYTES:
+            raise TransferFailed(f"part {self.next_index} was lost on the way ({len(self.held)} later parts "
+                                 "came without it)")
+        self.held[index] = data
+        self.held_bytes += len(data)
+
+    def _append(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)
@@ -79,7 +111,6 @@ class IncomingFile:
         self._hasher.update(data)
         self.done += len(data)
         self.next_index += 1
-        return True
 
     def finish(self, directory: Path) -> Path:
         """Check the manifest, then place the file under a safe, new name."""
@@ -89,6 +120,8 @@ class IncomingFile:
     def check(self) -> None:
         """Size and SHA-256 against what the sender announced."""
         self._close()
+        if self.held:
+            raise TransferFailed(f"part {self.next_index} never came ({len(self.held)} later parts did)")
         if self.done != self.size:
             raise TransferFailed(f"it ended after {self.done} of the {self.size} bytes announced")
         if self.sha256 and self._hasher.hexdigest() != self.sha256:
@@ -101,6 +134,8 @@ class IncomingFile:
 
     def abort(self) -> None:
         self._close()
+        self.held.clear()
+        self.held_bytes = 0
         try:
             self.tmp_path.unlink()
         except FileNotFoundError:

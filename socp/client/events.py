@@ -83,6 +83,16 @@ class NotDelivered:
 
 
 @dataclass(frozen=True, slots=True)
+class PartsToRetry:
+    """File parts the server refused for its load (OVERLOADED, RATE_LIMITED), stamped
+    afresh: the file's sender sends them again after `pause` seconds. Internal: never
+    rendered (the file goes on; it fails only if they are refused too often)."""
+
+    frames: tuple[Any, ...]     # Envelopes (FILE_CHUNK)
+    pause: float
+
+
+@dataclass(frozen=True, slots=True)
 class Restamped:
     """Frames the server answered ERROR RESEND, stamped afresh: the driver sends them.
     Internal: never rendered (the user saw the message as sent once)."""
@@ -296,6 +306,7 @@ Event = (
     | MessageRejected
     | NotDelivered
     | Restamped
+    | PartsToRetry
     | ListPageWanted
     | KeyChanged
     | ChannelKeyReceived

@@ -3,7 +3,8 @@
 Sender. Every file we send is kept (`UnconfirmedFile`) until the server confirmed the
 whole of it (the ACK covering its FILE_END). ACKs are cumulative in wire order, so the
 highest chunk index the server acknowledged is also the highest one acknowledged
-without a hole. After a reconnect (`socp chat --reconnect`) a cut file goes again from
+without a hole, but for the parts it refused for its load, which go again later
+(`retrying`). After a reconnect (`socp chat --reconnect`) a cut file goes again from
 RESUME_MARGIN_CHUNKS before that chunk (the node acknowledges a chunk once handed on,
 and what it had queued for another server dies with it), under a NEW file id, since
 our node refuses a second FILE_START for a transfer id still open there, with the
@@ -21,7 +22,8 @@ FILE_END stays: a resumed file is saved byte for byte or not at all.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .display import human_bytes
@@ -48,17 +50,19 @@ class UnconfirmedFile:
     cuts: int = 0                # connections lost while it was unconfirmed
     cut_at: float | None = None  # when the last cut came (None: not cut now)
     resumes: int = 0             # attempts after the first
+    retrying: set[int] = field(default_factory=set)   # parts refused for the node's load, not acknowledged yet
 
     def percent(self) -> int:
         return int(100 * self.done / self.size) if self.size else 100
 
 
-def resume_start(acked_through: int) -> int:
+def resume_start(acked_through: int, retrying: Iterable[int] = ()) -> int:
     """The chunk index a cut file is sent again from (the whole file if nothing was
-    acknowledged)."""
+    acknowledged): a margin before the last part acknowledged, and never after a part
+    the node refused and has not taken yet."""
     if acked_through < 0:
         return 0
-    return max(0, acked_through - RESUME_MARGIN_CHUNKS)
+    return max(0, min([acked_through - RESUME_MARGIN_CHUNKS, *retrying]))
 
 
 def cut_summary(cut: UnconfirmedFile) -> str:

@@ -12,8 +12,12 @@ connection, shared by every file being sent, modelled on what our node grants a
 user: 200/s per connection after a burst of 500, 250/s per user after 1000, each
 with room left for a /tell, and what an idle node lends on top until it refuses
 a frame, sending.py; `file_chunk_rate` caps it lower): servers drop frames over
-their rate limit, and one dropped chunk ruins the whole transfer. If the server
-still answers RATE_LIMITED during a transfer, the file is stopped at once
+their rate limit, and one dropped chunk ruins the whole transfer. A part our node
+refuses by name for its load (OVERLOADED, RATE_LIMITED with its msg_ref, outbox.py)
+goes again after the pause it asks for, ahead of the next new part, and the
+receiver holds the parts that overtook it (downloads.py); the FILE_END waits until
+the node has taken every part (`Actions.settle`), so it never overtakes one. If the
+server answers RATE_LIMITED without naming the frame, the file is stopped at once
 (FILE_END, so the receiver discards it) and the user told, rather than send chunks
 that cannot help.
 """
@@ -21,18 +25,20 @@ that cannot help.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
 from websockets.exceptions import ConnectionClosed
 
+from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode, SocpError
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import PUBLIC_CHANNEL
 
 from .chat_messages import Actions
 from .commands import CommandError
-from .events import FileFailed, FileProgress, NotDelivered, Transfer
+from .events import FileFailed, FileProgress, NotDelivered, PartsToRetry, Transfer
 from .file_resume import RESUME_WINDOW, UnconfirmedFile
 from .sending import IDLE_NODE_GRANTS, MAX_SENDING_FILES, NODE_GRANTS, RATE_LIMITED_PAUSE, ChunkPacer, OutgoingFile
 from .session import ClientSession
@@ -40,6 +46,10 @@ from .user_queries import UserQueries
 from .wire import EmitFn, Wire
 
 RECIPIENT_POLL = 1.0          # seconds between list requests while a cut file waits for its receiver
+# How long a file's FILE_END waits for the node to take (ACK) its last parts. A busy
+# node may hold ACKs back (its ack_max_delay); past this the FILE_END goes anyway.
+SETTLE_WAIT = 10.0
+SETTLE_POLL = 0.02
 
 
 class FileSender:
@@ -54,6 +64,7 @@ class FileSender:
         self._group: asyncio.TaskGroup | None = None      # the TaskGroup serving this connection
         self._pacer: ChunkPacer | None = None             # FILE_CHUNKs of this connection, all files
         self._rate_limited_at = float("-inf")             # loop time of the server's last RATE_LIMITED
+        self._retries: dict[str, deque[Envelope]] = {}    # file id -> its refused parts, to send again
 
     # --- the connection's life ----------------------------------------------------
 
@@ -140,6 +151,20 @@ class FileSender:
                     sending.stop_reason = sending.stop_reason or f"the server refused it ({event.code})"
                     sending.reported = True
 
+    def retry_parts(self, event: PartsToRetry) -> None:
+        """The node refused parts of our files for its load: each goes again, by its
+        file's task, after the pause the node asked for."""
+        if self._pacer is not None:
+            self._pacer.node_refused()
+            self._pacer.pause(event.pause)
+        for frame in event.frames:
+            file_id = frame.payload["file_id"]
+            if any(sending.file_id == file_id and not sending.stop_reason for sending in self.sending):
+                self._retries.setdefault(file_id, deque()).append(frame)
+            else:     # its task ended (stopped, or its FILE_END went after SETTLE_WAIT)
+                for lost in self.session.outgoing_files.part_lost(file_id):
+                    self._emit(lost)
+
     # --- one file's task ----------------------------------------------------------
 
     async def _send_file(self, sending: OutgoingFile, steps: Iterator[Actions]) -> None:
@@ -160,6 +185,7 @@ class FileSender:
             reason = f"cannot read {sending.path}: {exc.strerror or exc}"
             await self._give_up(sending, reason)
         finally:
+            self._retries.pop(sending.file_id, None)
             if not cut and sending in self.sending:
                 self.sending.remove(sending)
 
@@ -174,6 +200,10 @@ class FileSender:
                 steps.close()  # type: ignore[attr-defined]  # send_file's Iterator is a generator
                 await self._give_up(sending, sending.stop_reason)
                 return
+            if actions.settle:
+                await self._settle(sending)
+                continue
+            await self._send_retries(sending)
             if any(frame.type == T.FILE_CHUNK for frame in actions.frames):
                 # Always give the loop a turn: on a busy machine signing a chunk can take
                 # longer than the pace, and the reader must still read the ACKs a file
@@ -186,6 +216,25 @@ class FileSender:
             for frame in actions.frames:
                 if frame.type == T.FILE_START:
                     sending.file_id, sending.to = frame.payload["file_id"], frame.to
+
+    async def _send_retries(self, sending: OutgoingFile) -> None:
+        """The parts of this file the node refused for its load, again, paced."""
+        assert self._pacer is not None
+        waiting = self._retries.get(sending.file_id)
+        while waiting and not sending.stop_reason:
+            await asyncio.sleep(max(0.0, self._pacer.delay()))
+            await self._wire.send_frames((waiting.popleft(),))
+
+    async def _settle(self, sending: OutgoingFile) -> None:
+        """Before the FILE_END: until the node has taken every part sent (or refused
+        one for good), send again what it refused for its load; at most SETTLE_WAIT."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SETTLE_WAIT
+        while not sending.stop_reason and loop.time() < deadline:
+            await self._send_retries(sending)
+            if not self._retries.get(sending.file_id) and self.session.outgoing_files.settled(sending.file_id):
+                return
+            await asyncio.sleep(SETTLE_POLL)
 
     async def _give_up(self, sending: OutgoingFile, reason: str) -> None:
         """Stop sending a file: a FILE_END tells the receiver to discard what it has;

@@ -214,7 +214,7 @@ class IncomingFiles:
         incoming = self._incoming(payload["file_id"])
         if incoming is None or incoming.complete:
             return []  # unknown or already failed: reported once, at the failure
-        if payload["index"] > incoming.next_index and (incoming.joined or incoming.resumes):
+        if payload["index"] > incoming.next_index and incoming.resumes and not incoming.joined:
             return self._abort(incoming, self._resume_gap(incoming, payload["index"]))
         if incoming.channel == "public":
             key = self._channel_keys.peer(incoming.creator_fingerprint) if incoming.creator_fingerprint else None
@@ -225,7 +225,7 @@ class IncomingFiles:
             if plaintext is None:
                 raise TransferFailed(f"part {payload['index']} could not be decrypted with your key")
             if not incoming.write(payload["index"], plaintext):
-                return []     # a part we have: a resumed transfer sends a few again
+                return []     # a part we have, or one held until a missing part comes
         except TransferFailed as exc:
             return self._abort(incoming, self._interrupted_reason(incoming, exc.detail))
         except OSError as exc:
@@ -247,6 +247,8 @@ class IncomingFiles:
         incoming = self._incoming(envelope.payload["file_id"])
         if incoming is None or incoming.complete:
             return []
+        if incoming.joined and incoming.missing_part is not None:
+            return self._abort(incoming, self._resume_gap(incoming, min(incoming.held)))
         try:
             incoming.check()
         except TransferFailed as exc:
@@ -373,8 +375,8 @@ class IncomingFiles:
     def _resume_gap(self, incoming: IncomingFile, index: int) -> str:
         sender = self._users.label(incoming.sender)
         if incoming.joined:
-            lost = (f"it went on after {sender}'s connection was lost, from part {index}, but part "
-                    f"{incoming.next_index} was the next one needed (lost on the way)")
+            lost = (f"it went on after {sender}'s connection was lost, but part {incoming.next_index} never "
+                    f"came (lost on the way; part {index} and later ones did)")
         else:
             lost = f"it goes on (from part {index}) with a transfer whose start never reached you"
         return f"{lost}; the partial file was deleted; ask {sender} to send it again"

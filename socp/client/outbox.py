@@ -9,6 +9,9 @@ what they belong to (a DM, a public message, a file), and:
                  copy: the session re-stamps it (new ts, new signatures, the same
                  ciphertext) and sends it again, once; a second RESEND is a refusal
   ERROR REPLAY   the frame had been handed on already: delivered
+  ERROR OVERLOADED / RATE_LIMITED for a file part
+                 the node is busy for a moment: the part goes again, re-stamped,
+                 after a pause (file_sender.py), at most MAX_PART_RETRIES times
   other ERROR    the frame is refused: its message is "not delivered", said once
                  per message (a long text or a file is many frames)
   ACK X          X and every frame sent before it on this connection are through
@@ -19,18 +22,28 @@ not, just ages the oldest out) and MAX_REPORTED message keys remembered.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from socp.protocol.acks import msg_ref
 from socp.protocol.envelope import Envelope
+from socp.protocol.errors import ErrorCode
+from socp.protocol.frame_types import FrameType as T
 
 Kind = Literal["dm", "public", "file"]
 MAX_TRACKED = 8192
 MAX_REPORTED = 1024
 RESEND = "RESEND"
 REPLAY = "REPLAY"
+BUSY = frozenset({ErrorCode.OVERLOADED.value, ErrorCode.RATE_LIMITED.value})
+# One refused part would ruin a whole file; a node that refuses the same part this
+# many times is not busy for a moment, and the file fails.
+MAX_PART_RETRIES = 4
+RETRY_PAUSE = 0.5                    # seconds, when the ERROR gives no retry hint
+RETRY_PAUSE_BOUNDS = (0.05, 5.0)     # a hint is followed within these
+_RETRY_HINT = re.compile(r"retry_after_ms=(\d+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +56,16 @@ class Tracked:
     recipient: str        # a user id or "public"
     summary: str          # the text, or the file name
     restamped: bool = False   # already re-sent once after a RESEND
+    retries: int = 0          # a file part: times sent again after the node refused it for its load
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """What one ERROR naming frames of ours means for them."""
+
+    resend: list[Tracked]       # ERROR RESEND: re-stamped and sent again at once
+    retry: list[Tracked]        # file parts refused for the node's load: again after a pause
+    refusals: list[Refusal]     # to report, once per message
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,23 +126,27 @@ class Outbox:
                 break
         return covered
 
-    def refused(self, refs: list[str], code: str, detail: str) -> tuple[list[Tracked], list[Refusal]]:
-        """Frames this ERROR names: (to re-stamp and send again, refusals to report once
-        per message). REPLAY means the frame went through: neither."""
-        again: list[Tracked] = []
-        refusals: list[Refusal] = []
+    def refused(self, refs: list[str], code: str, detail: str) -> Refused:
+        """Frames this ERROR names, sorted by what becomes of them. REPLAY means the
+        frame went through: none of them."""
+        outcome = Refused([], [], [])
         for ref in refs:
             tracked = self._built.pop(ref, None)
             self._on_wire.pop(ref, None)
             if tracked is None or code == REPLAY:
                 continue
             if code == RESEND and not tracked.restamped:
-                again.append(tracked)
-                continue
-            if not self.mark_reported(tracked.message):
-                continue
-            refusals.append(Refusal(tracked, code, detail))
-        return again, refusals
+                outcome.resend.append(tracked)
+            elif (code in BUSY and tracked.frame.type == T.FILE_CHUNK and tracked.retries < MAX_PART_RETRIES
+                  and not self.was_refused(tracked.message)):
+                outcome.retry.append(tracked)
+            elif self.mark_reported(tracked.message):
+                outcome.refusals.append(Refusal(tracked, code, detail))
+        return outcome
+
+    def unacknowledged(self, message: str) -> bool:
+        """Is a frame of `message` written and neither acknowledged nor refused yet?"""
+        return any(self._built[ref].message == message for ref in self._on_wire if ref in self._built)
 
     def mark_reported(self, message: str) -> bool:
         """Note that `message` is reported as not delivered; False if it already was."""
@@ -137,4 +164,14 @@ class Outbox:
         return message in self._reported
 
 
-__all__ = ["Kind", "Outbox", "Refusal", "Tracked"]
+def retry_pause(detail: str) -> float:
+    """The pause an ERROR's detail asks for (`retry_after_ms=N`, socp/ratelimit.py),
+    within RETRY_PAUSE_BOUNDS; RETRY_PAUSE without one."""
+    hint = _RETRY_HINT.search(detail)
+    if hint is None:
+        return RETRY_PAUSE
+    low, high = RETRY_PAUSE_BOUNDS
+    return min(high, max(low, int(hint.group(1)) / 1000))
+
+
+__all__ = ["Kind", "Outbox", "Refusal", "Refused", "Tracked", "retry_pause"]

@@ -131,7 +131,9 @@ class OutgoingFiles:
         self._unconfirmed.pop(cut.file_id, None)
         cut.cut_at = None
         cut.resumes += 1
-        return self._frames(cut, encrypt_key, first_index=resume_start(cut.acked_through))
+        first_index = resume_start(cut.acked_through, cut.retrying)
+        cut.retrying.clear()         # this attempt sends them
+        return self._frames(cut, encrypt_key, first_index=first_index)
 
     def _frames(self, record: UnconfirmedFile, encrypt_key: crypto.PublicKey | None,
                 first_index: int = 0) -> Iterator[Actions]:
@@ -192,6 +194,8 @@ class OutgoingFiles:
                     last_progress = now
                     events = (FileProgress.since(file_id, name, "send", done, size, started, now, base=sent_from),)
                 yield Actions(frames=(chunk,), events=events)
+        if self._outbox.server_acks:
+            yield Actions(settle=file_id)   # every part taken before the FILE_END (file_sender.py)
         end = me.sign(frames.file_end(me.user_id, to, me.now_ms(), file_id))
         end_ref = self._outbox.track(Tracked(end, file_id, "file", to, name))
         self._recent[file_id] = (to, name, me.now())
@@ -234,11 +238,37 @@ class OutgoingFiles:
             record = self._unconfirmed.get(tracked.message)
             if record is not None and tracked.frame.type == T.FILE_CHUNK:
                 record.acked_through = max(record.acked_through, tracked.frame.payload["index"])
+                record.retrying.discard(tracked.frame.payload["index"])
         refs = {msg_ref(tracked.frame) for tracked in covered}
         done = [self._sent_on_ack.pop(end) for end in list(self._sent_on_ack) if end in refs]
         for sent in done:
             self._unconfirmed.pop(sent.file_id, None)
         return list[Event](done)
+
+    def part_refused(self, file_id: str, index: int) -> None:
+        """The node refused part `index` for its load: it goes again (file_sender.py);
+        until it is acknowledged, a resume after a cut starts no later than it."""
+        record = self._unconfirmed.get(file_id)
+        if record is not None:
+            record.retrying.add(index)
+
+    def settled(self, file_id: str) -> bool:
+        """Has the node taken, or refused for good, every frame of this file sent so far
+        (the parts it refused for its load included, once they went again)?"""
+        if self._outbox.was_refused(file_id):
+            return True
+        record = self._unconfirmed.get(file_id)
+        return not (record is not None and record.retrying) and not self._outbox.unacknowledged(file_id)
+
+    def part_lost(self, file_id: str) -> list[Event]:
+        """A part the node refused for its load cannot go again (the file's FILE_END
+        went before it): the file is "not delivered", said once."""
+        to, name, _ = self._recent.get(file_id, ("", "", None))
+        if not self._outbox.mark_reported(file_id):
+            return []
+        self.refused(file_id)
+        return [NotDelivered("file", to, self._users.label(to) if to else "", name, "OVERLOADED",
+                             "the server refused a part of it for its load, and it could not go again", file_id)]
 
     def refused(self, file_id: str) -> None:
         """A frame of this file was refused: it is "not delivered", never "sent" (nor resumed)."""

@@ -49,6 +49,7 @@ class ChunkPacer:
         self._idle = _buckets(idle)
         self._cooldown = cooldown
         self._floor_until = float("-inf") if idle else float("inf")
+        self._paused_until = float("-inf")
 
     @property
     def on_idle_grant(self) -> bool:
@@ -62,6 +63,10 @@ class ChunkPacer:
             for bucket in self._floor:
                 bucket[2] = 0.0
         self._floor_until = max(self._floor_until, self._clock() + self._cooldown)
+
+    def pause(self, seconds: float) -> None:
+        """Nothing goes for `seconds` (the retry hint of a node that refused a frame)."""
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     def delay(self, take: bool = True) -> float:
         """Take one token of each bucket in force; the seconds to wait before sending
@@ -78,7 +83,7 @@ class ChunkPacer:
             bucket[2] -= 1
             if bucket[2] < 0:
                 wait = max(wait, -bucket[2] / bucket[0])
-        return wait
+        return max(wait, self._paused_until - now)
 
 
 def _buckets(grants: tuple[tuple[float, int], ...]) -> list[list[float]]:

@@ -50,6 +50,7 @@ from .events import (
     LoginRegistered,
     LoginRegisterFailed,
     NotDelivered,
+    PartsToRetry,
     Restamped,
     Transfer,
     UserEntry,
@@ -58,7 +59,7 @@ from .events import (
 from .file_resume import UnconfirmedFile
 from .incoming_files import DEFAULT_AUTO_ACCEPT_BYTES, DEFAULT_MAX_FILE_BYTES, DOWNLOAD_IDLE_TIMEOUT, IncomingFiles
 from .keyring import TrustedKeys
-from .outbox import Outbox, Refusal, Tracked
+from .outbox import Outbox, Refusal, Tracked, retry_pause
 from .outgoing_files import OutgoingFiles, manifest_signed_bytes, sign_manifest  # manifest_signed_bytes: re-exported
 from .roster import Directory, DirectoryEntry
 from .trust import PinStore
@@ -500,12 +501,18 @@ class ClientSession:
         return events + [ErrorReceived(code, detail, "server")]
 
     def _on_refusal(self, refs: list[str], code: str, detail: str) -> list[Event]:
-        """An ERROR naming frames of ours: RESEND ones go again re-stamped (once), the
+        """An ERROR naming frames of ours: RESEND ones go again re-stamped (once), file
+        parts refused for the node's load go again after a pause (outbox.py), the
         others make their message "not delivered", said once per message."""
-        again, refusals = self.outbox.refused(refs, code, detail)
-        events: list[Event] = [self._not_delivered(refusal) for refusal in refusals]
-        if again:
-            events.append(Restamped(tuple(self._restamp(tracked) for tracked in again)))
+        outcome = self.outbox.refused(refs, code, detail)
+        events: list[Event] = [self._not_delivered(refusal) for refusal in outcome.refusals]
+        if outcome.resend:
+            events.append(Restamped(tuple(self._restamp(tracked) for tracked in outcome.resend)))
+        if outcome.retry:
+            for tracked in outcome.retry:
+                self.outgoing_files.part_refused(tracked.message, tracked.frame.payload["index"])
+            events.append(PartsToRetry(tuple(self._restamp(tracked, retry=True) for tracked in outcome.retry),
+                                       retry_pause(detail)))
         return events
 
     def _not_delivered(self, refusal: Refusal) -> NotDelivered:
@@ -515,7 +522,7 @@ class ClientSession:
         return NotDelivered(tracked.kind, tracked.recipient, self.label(tracked.recipient), tracked.summary,
                             refusal.code, refusal.detail, tracked.message if tracked.kind == "file" else "")
 
-    def _restamp(self, tracked: Tracked) -> Envelope:
+    def _restamp(self, tracked: Tracked, *, retry: bool = False) -> Envelope:
         """ERROR RESEND (README, "Acknowledgements and recovery"): the same frame under
         a fresh ts, so new signatures and a new msg_ref; the ciphertext is kept, so a
         recipient can drop a copy it already has."""
@@ -531,7 +538,9 @@ class ClientSession:
         frame = Envelope(type=old.type, from_=old.from_, to=old.to, ts=ts, payload=payload, sig=old.sig)
         if payload != old.payload:
             frame = me.sign(frame)     # the transport sig covers the payload only
-        new_ref = self.outbox.track(replace(tracked, frame=frame, restamped=True))
+        again = replace(tracked, frame=frame, retries=tracked.retries + 1) if retry else \
+            replace(tracked, frame=frame, restamped=True)
+        new_ref = self.outbox.track(again)
         self.outgoing_files.restamped(acks.msg_ref(old), new_ref)
         return frame
 

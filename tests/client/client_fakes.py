@@ -10,6 +10,7 @@ drives the in-memory `MemoryNet` and the websockets server of the end-to-end tes
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from socp.client.events import Event
 from socp.client.session import Actions, ClientSession
 from socp.protocol import crypto, frames, signing
+from socp.protocol.acks import ACKNOWLEDGED_TYPES, msg_ref
 from socp.protocol.envelope import Envelope, parse
 from socp.protocol.errors import BadKey, SocpError
 from socp.protocol.frame_types import FrameType as T
@@ -40,6 +42,11 @@ class FakeNode:
     # Users per LIST_RESPONSE page, as our node pages a long list (None: one answer).
     list_page_size: int | None = None
     listed_only: set[str] = field(default_factory=set)              # users listed with no client behind them
+    # Test hooks, as our node answers a user's acknowledged frames: `acks` ACKs each by
+    # msg_ref once handled; `refuse(frame)` may return (code, detail) to refuse one by name.
+    acks: bool = False
+    refuse: object = None
+    error_delay: float = 0.0     # seconds an ERROR takes to leave (served over websockets only)
 
     def _out(self, envelope: Envelope) -> Envelope:
         if self.server_key is not None:
@@ -61,6 +68,20 @@ class FakeNode:
         user = self.connections.get(connection)
         if user is None:
             return self._hello(connection, envelope)
+        kind = envelope.type
+        if kind in ACKNOWLEDGED_TYPES:
+            refusal = self.refuse(envelope) if self.refuse is not None else None  # type: ignore[operator]
+            if refusal is not None:
+                code, detail = refusal
+                error = Envelope(T.ERROR, self.server_id, user, self.ts,
+                                 {"code": code, "detail": detail, "msg_ref": msg_ref(envelope)})
+                return [(connection, self._out(error))]
+            if self.acks:
+                return self._relayed(connection, user, envelope) + [
+                    (connection, self._out(frames.ack(self.server_id, user, self.ts, msg_ref(envelope))))]
+        return self._relayed(connection, user, envelope)
+
+    def _relayed(self, connection: Hashable, user: str, envelope: Envelope) -> list[tuple[Hashable, Envelope]]:
         out: list[tuple[Hashable, Envelope]] = []
         kind = envelope.type
         if kind == T.LIST_REQUEST:
@@ -184,6 +205,8 @@ async def serve_fake_node(node: FakeNode) -> Server:
         try:
             async for raw in ws:
                 for connection, envelope in node.handle(ws, raw):
+                    if envelope.type == T.ERROR and node.error_delay:
+                        await asyncio.sleep(node.error_delay)
                     await connection.send(envelope.to_wire())  # type: ignore[attr-defined]  # a websockets connection here
         except ConnectionClosed:
             pass
