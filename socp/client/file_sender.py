@@ -159,11 +159,12 @@ class FileSender:
             self._pacer.pause(event.pause)
         for frame in event.frames:
             file_id = frame.payload["file_id"]
-            if any(sending.file_id == file_id and not sending.stop_reason for sending in self.sending):
-                self._retries.setdefault(file_id, deque()).append(frame)
-            else:     # its task ended (stopped, or its FILE_END went after SETTLE_WAIT)
+            sending = next((s for s in self.sending if s.file_id == file_id), None)
+            if sending is None:     # its task ended: its FILE_END went (after SETTLE_WAIT) or it stopped
                 for lost in self.session.outgoing_files.part_lost(file_id):
                     self._emit(lost)
+            elif not sending.stop_reason:
+                self._retries.setdefault(file_id, deque()).append(frame)
 
     # --- one file's task ----------------------------------------------------------
 

@@ -262,9 +262,10 @@ class OutgoingFiles:
 
     def part_lost(self, file_id: str) -> list[Event]:
         """A part the node refused for its load cannot go again (the file's FILE_END
-        went before it): the file is "not delivered", said once."""
+        went before it): the file is "not delivered", said once. Nothing for a file
+        no longer waiting to be confirmed (cancelled, or already reported)."""
         to, name, _ = self._recent.get(file_id, ("", "", None))
-        if not self._outbox.mark_reported(file_id):
+        if file_id not in self._unconfirmed or not self._outbox.mark_reported(file_id):
             return []
         self.refused(file_id)
         return [NotDelivered("file", to, self._users.label(to) if to else "", name, "OVERLOADED",

@@ -249,3 +249,22 @@ async def test_a_busy_node_refusing_parts_costs_a_pause_not_the_file(make_sessio
         assert Counter(index for kind, index in busy.seen if kind == "refused") == {2: 1, 5: 2, 11: 1}
     finally:
         await _shut_down(server, alice, bob)
+
+
+def test_a_part_that_can_no_longer_go_again_makes_the_file_not_delivered_once(net, make_session, tmp_path):
+    alice, _, _, steps = _acking_sender(net, make_session, tmp_path)
+    file_id = steps[0].frames[0].payload["file_id"]
+    sent = [frame for step in steps for frame in step.frames]     # its FILE_END went too (SETTLE_WAIT passed)
+    alice.frames_sent(tuple(sent))
+    [lost] = alice.outgoing_files.part_lost(file_id)
+    assert isinstance(lost, NotDelivered) and (lost.summary, lost.code, lost.file_id) == ("big.bin", "OVERLOADED",
+                                                                                          file_id)
+    assert alice.outgoing_files.part_lost(file_id) == []
+
+
+def test_a_cancelled_file_says_nothing_of_its_late_refused_parts(net, make_session, tmp_path):
+    alice, _, _, steps = _acking_sender(net, make_session, tmp_path)
+    file_id = steps[0].frames[0].payload["file_id"]
+    alice.frames_sent(steps[0].frames + steps[1].frames)
+    alice.abandon_file(file_id, steps[0].frames[0].to, "big.bin", "you cancelled it (/cancel)")
+    assert alice.outgoing_files.part_lost(file_id) == []
