@@ -27,6 +27,7 @@ from socp.protocol import crypto, signing
 from socp.protocol.encoding import b64url_decode, b64url_encode
 from socp.protocol.envelope import Envelope
 from socp.protocol.errors import UserNotFound
+from socp.protocol.ids import new_id
 
 from .client_fakes import FakeNode, MemoryNet
 
@@ -170,6 +171,28 @@ def test_public_peer_forms(net, make_session, keys):
     frame = Envelope("MSG_PUBLIC_CHANNEL", alice.me.user_id, "public", ts + 1,
                      {"ciphertext": ciphertext, "sender_pub": alice.me.pubkey, "content_sig": sig})
     assert [type(e) for e in bob.handle(frame.to_wire())] == [MessageRejected]
+
+
+def test_dms_and_public_messages_pass_one_signature_check(make_session, keys):
+    """No key for the sender, or a content_sig that holds under none of the claims
+    (for a USER_DELIVER: a DM's, or a public message's fanned out), rejects a DM and a
+    public message alike, each under its own channel."""
+    bob = make_session("bob")
+    stranger, server, ts = new_id(), new_id(), 1_700_000_000_000
+    ciphertext = b64url_encode(crypto.oaep_encrypt(keys[1].public_key(), b"hi"))
+    carols_sig = signing.sign_public(keys[2], ciphertext, stranger, ts)   # not the sender_pub's key
+    alices_pub = crypto.encode_public_key(keys[0].public_key())
+    keyless_dm = Envelope("USER_DELIVER", server, bob.me.user_id, ts,
+                          {"ciphertext": ciphertext, "content_sig": carols_sig, "sender": stranger})
+    forged_dm = Envelope("USER_DELIVER", server, bob.me.user_id, ts,
+                         {**keyless_dm.payload, "sender_pub": alices_pub})
+    forged_public = Envelope("MSG_PUBLIC_CHANNEL", stranger, "public", ts,
+                             {"ciphertext": ciphertext, "sender_pub": alices_pub, "content_sig": carols_sig})
+    rejected = [(e.sender, e.channel, e.reason) for frame in (keyless_dm, forged_dm, forged_public)
+                for e in bob.handle(frame.to_wire()) if isinstance(e, MessageRejected)]
+    assert rejected == [(stranger, "dm", "no key known for the sender"),
+                        (stranger, "dm", "content signature does not verify"),
+                        (stranger, "public", "content signature does not verify")]
 
 
 def _send_file(net, session, target, path):
