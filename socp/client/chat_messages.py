@@ -182,19 +182,16 @@ class Messages:
         if not sender:
             return [MessageRejected("", "dm", "the frame does not say who sent it", envelope.ts)]
         payload = envelope.payload
-        key_text = verify.claimed_key(payload, self._keys.get(sender))
-        if not key_text:
-            return [MessageRejected(sender, "dm", "no key known for the sender", envelope.ts)]
-        key = crypto.decode_public_key(key_text)
+        dm_claims = verify.dm_claims(payload, sender, me.user_id, envelope.ts)
+        # G101 fans public messages out as USER_DELIVER to each member, signed as public ones.
+        fanned_out = verify.public_claims(payload, sender, envelope.ts) if envelope.type == T.USER_DELIVER else []
+        checked = self._signed_by_sender(envelope, sender, "dm", dm_claims + fanned_out)
+        if isinstance(checked, MessageRejected):
+            return [checked]
+        key_text, claim = checked
+        if claim not in dm_claims:   # a claim equals only itself: each has its own forms
+            return self._public_message(sender, envelope.ts, key_text, payload)
         ciphertext = payload["ciphertext"]
-        claim = verify.verified_claim(key, payload["content_sig"],
-                                      verify.dm_claims(payload, sender, me.user_id, envelope.ts))
-        if claim is None:
-            if envelope.type == T.USER_DELIVER and verify.verified_claim(
-                    key, payload["content_sig"], verify.public_claims(ciphertext, sender, envelope.ts)):
-                # G101 fans public messages out as USER_DELIVER to each member.
-                return self._public_message(sender, envelope.ts, key_text, payload)
-            return [MessageRejected(sender, "dm", "content signature does not verify", envelope.ts)]
         if self._seen_before(sender, ciphertext, claim.ts):
             return []
         trusted, events = self._keys.check(sender, key_text)
@@ -207,13 +204,10 @@ class Messages:
         if sender == self._me.user_id:
             return []
         payload = envelope.payload
-        key_text = verify.claimed_key(payload, self._keys.get(sender))
-        if not key_text:
-            return [MessageRejected(sender, "public", "no key known for the sender", envelope.ts)]
-        key = crypto.decode_public_key(key_text)
-        if not verify.verified_claim(key, payload["content_sig"],
-                                     verify.public_claims(payload["ciphertext"], sender, ts)):
-            return [MessageRejected(sender, "public", "content signature does not verify", envelope.ts)]
+        checked = self._signed_by_sender(envelope, sender, "public", verify.public_claims(payload, sender, ts))
+        if isinstance(checked, MessageRejected):
+            return [checked]
+        key_text, _ = checked
         return self._public_message(sender, ts, key_text, payload)
 
     def on_plain_public(self, envelope: Envelope) -> list[Event]:
@@ -266,6 +260,19 @@ class Messages:
         self._channel_keys.store_peer(creator_fp, wrapped, channel_key)
         label = self._users.label(owner) if owner else creator_fp
         return events + [ChannelKeyReceived(owner or creator_fp, label, creator_fp)]
+
+    def _signed_by_sender(self, envelope: Envelope, sender: str, channel: Channel,
+                          claims: list[verify.Claim]) -> tuple[str, verify.Claim] | MessageRejected:
+        """The check every DM and sealed public message passes (verify.py): the sender's
+        key (the one the frame carries, else the one we know) and the first of `claims`
+        its content_sig holds under that key; or why the message is rejected."""
+        key_text = verify.claimed_key(envelope.payload, self._keys.get(sender))
+        if not key_text:
+            return MessageRejected(sender, channel, "no key known for the sender", envelope.ts)
+        claim = verify.verified_claim(crypto.decode_public_key(key_text), envelope.payload["content_sig"], claims)
+        if claim is None:
+            return MessageRejected(sender, channel, "content signature does not verify", envelope.ts)
+        return key_text, claim
 
     def owner_of_key(self, key_text: Any) -> str:
         """The user (we included) whose key this is, "" if none we know."""

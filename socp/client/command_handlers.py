@@ -105,7 +105,7 @@ class CommandHandlers:
 
     async def _prepare_channel(self) -> None:
         """Members may have joined since the last list; our sending key may not exist yet."""
-        if self.session.directory_stale:
+        if self.session.users.stale:
             await self._queries.refresh()
         if not self.session.channel_keys.has_own:
             if self.session.channel_keys.must_make_own:
@@ -120,15 +120,15 @@ class CommandHandlers:
 
     async def _tell(self, command: Command) -> bool:
         user, text = command.args["user"], command.args["text"]
-        await self._wire.send(await self._queries.with_directory(user, lambda: self.session.tell(user, text)))
+        await self._wire.send(await self._queries.with_directory(user, lambda: self.session.messages.tell(user, text)))
         return True
 
     async def _query(self, command: Command) -> bool:
         user = command.args["user"]
-        user_id = await self._queries.with_directory(user, lambda: self.session.resolve(user))
-        if user_id == self.session.user_id:
+        user_id = await self._queries.with_directory(user, lambda: self.session.users.resolve(user))
+        if user_id == self.session.me.user_id:
             raise CommandError("that is you")
-        self._emit(QueryOpened(user_id, self.session.label(user_id)))
+        self._emit(QueryOpened(user_id, self.session.users.label(user_id)))
         return True
 
     async def _window_only(self, command: Command) -> bool:
@@ -140,7 +140,7 @@ class CommandHandlers:
 
     async def _all(self, command: Command) -> bool:
         await self._prepare_channel()
-        actions = self.session.post_public(command.args["text"])
+        actions = self.session.messages.post_public(command.args["text"])
         if self._public_accepted or self.public_refusal_wait <= 0:
             await self._wire.send(actions)
             return True
@@ -169,23 +169,23 @@ class CommandHandlers:
         self._files.ensure_room()
         if target == PUBLIC_CHANNEL:
             await self._prepare_channel()
-            steps = self.session.send_file(target, path)
+            steps = self.session.outgoing_files.send(target, path)
         else:
-            steps = await self._queries.with_directory(target, lambda: self.session.send_file(target, path))
+            steps = await self._queries.with_directory(target, lambda: self.session.outgoing_files.send(target, path))
         self._files.start(command.args["path"], steps)
         return True
 
     async def _list_files(self, command: Command) -> bool:
-        self._emit(TransferList(self._files.transfers() + self.session.incoming_transfers()))
+        self._emit(TransferList(self._files.transfers() + self.session.incoming_files.transfers()))
         return True
 
     async def _accept(self, command: Command) -> bool:
-        for event in self.session.accept(command.args["file"]):
+        for event in self.session.incoming_files.accept(command.args["file"]):
             self._emit(event)
         return True
 
     async def _reject(self, command: Command) -> bool:
-        for event in self.session.reject(command.args["file"]):
+        for event in self.session.incoming_files.reject(command.args["file"]):
             self._emit(event)
         return True
 

@@ -281,5 +281,5 @@ class ChatClient:
                 await asyncio.wait_for(self._served.wait(), interval)
                 return
             except TimeoutError:
-                for event in self.session.expire_idle_downloads():
+                for event in self.session.incoming_files.expire_idle():
                     self._emit(event)

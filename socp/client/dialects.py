@@ -154,7 +154,7 @@ def payload_dm_ts(payload: dict[str, Any], sender: str, me: str) -> int | None:
 
 def manifest_forms(payload: dict[str, Any], sender: str, to: str, ts: int) -> list[bytes]:
     """What a FILE_START's content_sig may cover: ours (the manifest with the envelope's
-    from/to/ts, session.manifest_signed_bytes), and G45's canonical JSON of
+    from/to/ts, outgoing_files.manifest_signed_bytes), and G45's canonical JSON of
     {file_id, name, size, sha256, mode, sender, ts} from its payload, taken only when
     that payload names the sender we read (its chunks are encrypted to us, so a
     manifest meant for someone else cannot bring us a file that opens)."""

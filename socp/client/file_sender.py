@@ -89,15 +89,15 @@ class FileSender:
         """Nothing in flight vanishes silently (issue #16): a file being sent goes on
         after the reconnect (file_resume.py), or is said to have failed."""
         for sending in interrupted:
-            label = self.session.label(sending.to) if sending.to else ""
+            label = self.session.users.label(sending.to) if sending.to else ""
             if not sending.file_id:
-                self._emit(FileFailed("", self.session.user_id, sending.name,
+                self._emit(FileFailed("", self.session.me.user_id, sending.name,
                                       "the connection to the server was lost before it started; send it "
                                       "again with /file", outgoing=True, label=label))
             elif sending.stop_reason:      # being stopped (/cancel, /quit): never resumed
                 self.session.outgoing_files.forget(sending.file_id)
                 if not sending.reported:
-                    self._emit(FileFailed(sending.file_id, self.session.user_id, sending.name,
+                    self._emit(FileFailed(sending.file_id, self.session.me.user_id, sending.name,
                                           sending.stop_reason, outgoing=True, label=label))
 
     # --- the user's commands ------------------------------------------------------
@@ -108,7 +108,7 @@ class FileSender:
                                "wait for one to finish or /cancel one")
 
     def start(self, path: str, steps: Iterator[Actions]) -> None:
-        """Send a checked file (`session.send_file`'s steps) in a task of its own."""
+        """Send a checked file (`session.outgoing_files.send`'s steps) in a task of its own."""
         assert self._group is not None
         sending = OutgoingFile(name=Path(path).expanduser().name, path=path)
         self.sending.append(sending)
@@ -129,7 +129,7 @@ class FileSender:
 
     def transfers(self) -> tuple[Transfer, ...]:
         return tuple(
-            Transfer(s.file_id, s.name, "send", self.session.label(s.to) if s.to else "?", s.done, s.size,
+            Transfer(s.file_id, s.name, "send", self.session.users.label(s.to) if s.to else "?", s.done, s.size,
                      "stopping" if s.stop_reason else "sending")
             for s in self.sending)
 
@@ -241,18 +241,18 @@ class FileSender:
         """Stop sending a file: a FILE_END tells the receiver to discard what it has;
         if nothing of it was sent yet, we only say it failed."""
         if sending.file_id:
-            actions = self.session.abandon_file(sending.file_id, sending.to, sending.name, reason)
+            actions = self.session.outgoing_files.abandon(sending.file_id, sending.to, sending.name, reason)
             await self._wire.send(Actions(frames=actions.frames) if sending.reported else actions)
         else:
-            self._emit(FileFailed("", self.session.user_id, sending.name, reason, outgoing=True,
-                                  label=self.session.label(sending.to) if sending.to else ""))
+            self._emit(FileFailed("", self.session.me.user_id, sending.name, reason, outgoing=True,
+                                  label=self.session.users.label(sending.to) if sending.to else ""))
 
     # --- files the lost connection cut --------------------------------------------
 
     def resume_cut(self) -> None:
         """After a reconnect: each file the lost connection cut goes on in a task of its
         own (or fails, if the reconnect took too long)."""
-        cut, failed = self.session.take_cut_files()
+        cut, failed = self.session.outgoing_files.take_cut()
         for event in failed:
             self._emit(event)
         assert self._group is not None
@@ -280,16 +280,16 @@ class FileSender:
         loop = asyncio.get_running_loop()
         cut_at = record.cut_at if record.cut_at is not None else self.session.me.now()
         deadline = loop.time() + max(0.0, RESUME_WINDOW - (self.session.me.now() - cut_at))
-        while record.to != PUBLIC_CHANNEL and record.to not in self.session.directory:
+        while record.to != PUBLIC_CHANNEL and record.to not in self.session.users.users:
             if sending.stop_reason or loop.time() >= deadline:
-                why = sending.stop_reason or (f"{self.session.label(record.to)} was not back online within "
+                why = sending.stop_reason or (f"{self.session.users.label(record.to)} was not back online within "
                                               f"{RESUME_WINDOW:g} s of the cut")
                 self._emit(self.session.outgoing_files.give_up_cut(record, why))
                 return None
             await self._queries.refresh()
             await asyncio.sleep(min(RECIPIENT_POLL, max(0.0, deadline - loop.time())))
         try:
-            return self.session.resume_file(record)
+            return self.session.outgoing_files.resume(record)
         except SocpError as exc:
             self._emit(self.session.outgoing_files.give_up_cut(record, exc.detail))
             return None

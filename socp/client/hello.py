@@ -96,17 +96,17 @@ class Hello:
 
     async def _say_hello(self) -> None:
         loop = asyncio.get_running_loop()
-        self._times.said(self.session.now_ms(), loop.time())
+        self._times.said(self.session.me.now_ms(), loop.time())
         await self._wire.send_frame(self.session.hello())
         hello_deadline = loop.time() + self.hello_timeout   # the whole hello, every try included
-        remembered = self.session.list_dialect
+        remembered = self.session.users.list_dialect
         if remembered == dialects.PRESENCE_ONLY:
             await self._answers(None, min(self.list_probe_timeout, self.hello_timeout))
         else:
             tries = [remembered] if remembered else [k for k in dialects.LIST_DIALECTS
-                                                     if k not in self.session.unsupported]
+                                                     if k not in self.session.users.unsupported]
             for index, kind in enumerate(tries):
-                frame = self.session.list_request(requested=False, dialect=kind)
+                frame = self.session.users.list_request(requested=False, dialect=kind)
                 assert frame is not None
                 await self._wire.send_frame(frame)
                 # The first answer also waits for the server to take the hello in.
@@ -114,10 +114,10 @@ class Hello:
                 if await self._answers(kind, wait):
                     break
             else:
-                self.session.no_list_request()
+                self.session.users.no_list_request()
                 self._emit(Info("this server answers no list request; /list shows the users it has announced"))
-        self.session.presence_news = True
-        self._emit(Ready(self.session.user_id, self.session.display_name, self.session.fingerprint,
+        self.session.users.presence_news = True
+        self._emit(Ready(self.session.me.user_id, self.session.me.display_name, self.session.me.fingerprint,
                          self._wire.url))
 
     async def _answers(self, kind: str | None, timeout: float) -> bool:
@@ -150,12 +150,12 @@ class Hello:
                     self._emit(self._times.marked(event))
             if any(isinstance(event, ListResult) for event in events):
                 return True
-            if kind is not None and kind in self.session.unsupported:
+            if kind is not None and kind in self.session.users.unsupported:
                 return False
         return False
 
     def _refusal(self, event: ErrorReceived) -> HelloRejected:
         template = HELLO_REFUSALS.get(event.code, "the server refused the hello: {code} {detail}")
-        return HelloRejected(template.format(user=self.session.user_id, code=event.code, detail=event.detail),
+        return HelloRejected(template.format(user=self.session.me.user_id, code=event.code, detail=event.detail),
                              wire_code=event.code,
                              about_signature=dialects.asks_for_envelope_signature(event.code, event.detail))

@@ -57,12 +57,12 @@ class LoginRegistration:
         # only the keys of users who registered, so skipping this breaks every DM there.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.server_name_wait
-        while not self.session.server_id and not self._wire.closing and loop.time() < deadline:
+        while not self.session.users.server_id and not self._wire.closing and loop.time() < deadline:
             await asyncio.sleep(0.1)
-        server_id = self.session.server_id
+        server_id = self.session.users.server_id
         if not server_id or store.is_stored(server_id):
             return
-        registration = await asyncio.to_thread(login_values.register, store.password, self.session.user_key,
+        registration = await asyncio.to_thread(login_values.register, store.password, self.session.me.user_key,
                                                store.params)
         if self._wire.closing or self._wire.ws is None:
             return

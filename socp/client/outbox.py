@@ -96,11 +96,13 @@ class Outbox:
             self._on_wire.pop(old, None)
         return ref
 
-    def sent(self, frame: Envelope) -> None:
-        """The driver wrote `frame` to this connection (wire order is ACK order)."""
-        ref = msg_ref(frame)
-        if ref in self._built:
-            self._on_wire[ref] = None
+    def sent(self, *frames: Envelope) -> None:
+        """The driver wrote these frames to this connection, in this order (wire order
+        is ACK order)."""
+        for frame in frames:
+            ref = msg_ref(frame)
+            if ref in self._built:
+                self._on_wire[ref] = None
 
     def connection_reset(self) -> list[Tracked]:
         """A new connection: ACKs no longer cover what the old one sent. Returns the

@@ -1,20 +1,26 @@
 """The client's protocol core: no sockets, no asyncio (STYLE §1).
 
-`ClientSession` is what the drivers (`connection.py` and its parts, `script.py`, the TUI) hold:
-local commands become `Actions` (frames to send, events to show); each incoming
-frame becomes a list of events. Tests pair sessions in memory through a fake node.
-It keeps the connection's own business (the hello, the server's signature on each
-frame, ACKs and ERRORs about our frames: outbox.py, login registration) and hands
-the rest to one part per concern, each with its own state:
+`ClientSession` is what the drivers (`connection.py` and its parts, `script.py`, the
+TUI) hold: the parts below, one per concern, each with its own state, which the
+drivers and tests use directly (`session.messages.tell(...)`,
+`session.incoming_files.accept(...)`, `session.users.resolve(...)`). The session
+itself keeps only what no single part owns: the connection's life (lost, reset,
+reconnected: each part told what concerns it), the connection's own frames (the
+hello, LOGIN_REGISTER, CTRL_CLOSE), the incoming frame path (the server's
+signature on each frame, then the part that reads its type), the ACKs and ERRORs
+about our frames (outbox.py), and the few user commands that read several parts
+(/whois, /trust). Tests pair sessions in memory through a fake node.
 
-  user_identity.py   who we are: user id, key, clock
-  keyring.py         TOFU: each user's key fingerprint pinned on first sight
-  roster.py          who is on the server, display names, the server's dialect
-                     (which list request and key look-up it answers), /list pages
-  chat_messages.py   §7.2, §7.3 DMs and public messages, both ways; long texts
-                     over 446 UTF-8 bytes travel as several frames (§2 decision)
-  incoming_files.py  §7.4 files to us: offer, chunks, check, name, resume grace
-  outgoing_files.py  §7.4 files we send, streamed; what became of them
+  user_identity.py   me: who we are (user id, key, clock)
+  keyring.py         keys: TOFU, each user's key fingerprint pinned on first sight
+  roster.py          users: who is on the server, display names, the server's
+                     dialect (which list request and key look-up it answers), /list pages
+  outbox.py          outbox: the frames we sent and what became of them
+  chat_messages.py   messages: §7.2, §7.3 DMs and public messages, both ways; long
+                     texts over 446 UTF-8 bytes travel as several frames (§2 decision)
+  incoming_files.py  incoming_files: §7.4 files to us: offer, chunks, check, name,
+                     resume grace
+  outgoing_files.py  outgoing_files: §7.4 files we send, streamed; what became of them
   verify.py          the one path that checks every content_sig (DMs, public
                      messages, key shares, file manifests; chunks via the manifest)
 
@@ -25,7 +31,7 @@ ACK / ERROR (docs/store-and-login.md).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,27 +47,23 @@ from socp.protocol.ids import BROADCAST, is_peer_id, is_uuid4
 
 from . import dialects
 from .channel_keys import ChannelKeyRing
-from .chat_messages import Actions, Messages
+from .chat_messages import Messages
 from .events import (
     ErrorReceived,
     Event,
     Info,
-    ListResult,
     LoginRegistered,
     LoginRegisterFailed,
     NotDelivered,
     PartsToRetry,
     Restamped,
-    Transfer,
-    UserEntry,
     WhoisResult,
 )
-from .file_resume import UnconfirmedFile
 from .incoming_files import DEFAULT_AUTO_ACCEPT_BYTES, DEFAULT_MAX_FILE_BYTES, DOWNLOAD_IDLE_TIMEOUT, IncomingFiles
 from .keyring import TrustedKeys
 from .outbox import Outbox, Refusal, Tracked, retry_pause
-from .outgoing_files import OutgoingFiles, manifest_signed_bytes, sign_manifest  # manifest_signed_bytes: re-exported
-from .roster import Directory, DirectoryEntry
+from .outgoing_files import OutgoingFiles, sign_manifest
+from .roster import Directory
 from .trust import PinStore
 from .user_identity import Identity
 
@@ -128,121 +130,6 @@ class ClientSession:
         self._last_error: tuple[str, str, float, int] | None = None   # (code, detail, shown at, repeats since)
         self._frame_handlers = self._handlers()
 
-    # --- who we are, and the parts' state the drivers read ------------------------------
-
-    @property
-    def user_id(self) -> str:
-        return self.me.user_id
-
-    @property
-    def user_key(self) -> crypto.PrivateKey:
-        return self.me.user_key
-
-    @property
-    def pubkey(self) -> str:
-        return self.me.pubkey
-
-    @property
-    def fingerprint(self) -> str:
-        return self.me.fingerprint
-
-    @property
-    def display_name(self) -> str:
-        return self.me.display_name
-
-    @property
-    def _clock(self) -> Callable[[], float]:
-        return self.me.clock
-
-    @_clock.setter
-    def _clock(self, clock: Callable[[], float]) -> None:
-        self.me.clock = clock
-
-    def now_ms(self) -> int:
-        return self.me.now_ms()
-
-    @property
-    def directory(self) -> dict[str, DirectoryEntry]:
-        return self.users.users
-
-    @property
-    def directory_loaded(self) -> bool:
-        return self.users.loaded
-
-    @property
-    def directory_stale(self) -> bool:
-        return self.users.stale
-
-    @property
-    def presence_news(self) -> bool:
-        return self.users.presence_news
-
-    @presence_news.setter
-    def presence_news(self, value: bool) -> None:
-        self.users.presence_news = value
-
-    @property
-    def server_id(self) -> str:
-        return self.users.server_id
-
-    @server_id.setter
-    def server_id(self, value: str) -> None:
-        self.users.server_id = value
-
-    @property
-    def server_ids(self) -> set[str]:
-        return self.users.server_ids
-
-    @property
-    def list_dialect(self) -> str | None:
-        return self.users.list_dialect
-
-    @property
-    def key_lookup(self) -> str | None:
-        return self.users.key_lookup
-
-    @property
-    def unsupported(self) -> set[str]:
-        return self.users.unsupported
-
-    @property
-    def lookup_answers(self) -> int:
-        return self.users.lookup_answers
-
-    @property
-    def downloads_dir(self) -> Path:
-        return self.incoming_files.downloads_dir
-
-    @property
-    def max_file_bytes(self) -> int:
-        return self.incoming_files.max_file_bytes
-
-    @property
-    def auto_accept_bytes(self) -> int:
-        return self.incoming_files.auto_accept_bytes
-
-    @auto_accept_bytes.setter
-    def auto_accept_bytes(self, value: int) -> None:
-        self.incoming_files.auto_accept_bytes = value
-
-    def label(self, user_id: str) -> str:
-        return self.users.label(user_id)
-
-    def resolve(self, target: str) -> str:
-        """A user id from an id, a unique id prefix or a display name."""
-        return self.users.resolve(target)
-
-    def knows_key(self, target: str) -> bool:
-        """True when `target` resolves to a user whose key we have (no /list needed)."""
-        try:
-            user_id = self.users.resolve(target)
-        except SocpError:
-            return False
-        return self.keys.knows(user_id)
-
-    def user_entries(self) -> tuple[UserEntry, ...]:
-        return self.users.user_entries()
-
     # --- the connection -----------------------------------------------------------------
 
     def connection_lost(self, *, resumable: bool = False) -> list[Event]:
@@ -287,7 +174,7 @@ class ClientSession:
         """Delete the temporary files of unfinished downloads."""
         self.incoming_files.close()
 
-    # --- outgoing frames ----------------------------------------------------------------
+    # --- the connection's own frames ----------------------------------------------------
 
     def hello(self, server_id: str | None = None) -> Envelope:
         """§7.1, interop table: signed over the canonical payload, `to` = "*". A server
@@ -301,19 +188,6 @@ class ClientSession:
         whole = hello.to_dict()
         del whole["sig"]
         return hello.with_sig(b64url_encode(crypto.sign_pss(me.user_key, canonical_json(whole))))
-
-    def list_request(self, *, requested: bool = True, dialect: str | None = None) -> Envelope | None:
-        """The list request this server answers (directory.py); None: it has none."""
-        return self.users.list_request(requested=requested, dialect=dialect)
-
-    def no_list_request(self) -> None:
-        self.users.no_list_request()
-
-    def presence_list(self, *, requested: bool = True) -> ListResult:
-        return self.users.presence_list(requested=requested)
-
-    def key_lookups(self, target: str) -> tuple[Envelope, ...]:
-        return self.users.key_lookups(target)
 
     def login_register(self, registration: login_values.Registration) -> Envelope:
         """LOGIN_REGISTER: our key encrypted under the password, and the password
@@ -332,37 +206,15 @@ class ClientSession:
     def close_frame(self) -> Envelope:
         return frames.ctrl_close(self.me.user_id, BROADCAST, self.me.now_ms())
 
-    def tell(self, target: str, text: str) -> Actions:
-        return self.messages.tell(target, text)
+    # --- what reads several parts -------------------------------------------------------
 
-    def key_shares(self) -> Actions:
-        return self.messages.key_shares()
-
-    def post_public(self, text: str) -> Actions:
-        return self.messages.post_public(text)
-
-    def send_file(self, target: str, path: Path) -> Iterator[Actions]:
-        """§7.4, streamed (outgoing_files.py); raises before anything is sent."""
-        return self.outgoing_files.send(target, path)
-
-    def abandon_file(self, file_id: str, to: str, name: str, reason: str) -> Actions:
-        return self.outgoing_files.abandon(file_id, to, name, reason)
-
-    def take_cut_files(self) -> tuple[list[UnconfirmedFile], list[Event]]:
-        """After a reconnect: files cut by the lost connection to resume, and the
-        failures of those that waited too long (file_resume.py)."""
-        return self.outgoing_files.take_cut()
-
-    def resume_file(self, cut: UnconfirmedFile) -> Iterator[Actions]:
-        """A cut file again, from a little before what the server acknowledged."""
-        return self.outgoing_files.resume(cut)
-
-    def frames_sent(self, frames_out: tuple[Envelope, ...]) -> None:
-        """The driver wrote these frames to the connection, in this order."""
-        for frame in frames_out:
-            self.outbox.sent(frame)
-
-    # --- the user's say -----------------------------------------------------------------
+    def knows_key(self, target: str) -> bool:
+        """True when `target` resolves to a user whose key we have (no /list needed)."""
+        try:
+            user_id = self.users.resolve(target)
+        except SocpError:
+            return False
+        return self.keys.knows(user_id)
 
     def whois(self, target: str) -> WhoisResult:
         uid = self.users.resolve(target)
@@ -374,28 +226,16 @@ class ClientSession:
         seen = self.keys.seen(uid) or entry.pubkey
         seen_fp = crypto.fingerprint(seen) if seen else ""
         pinned = self.pins.get(uid) or ""
-        return WhoisResult(uid, self.label(uid), entry.display_name, entry.server_id, seen_fp, pinned,
+        return WhoisResult(uid, self.users.label(uid), entry.display_name, entry.server_id, seen_fp, pinned,
                            trusted=bool(pinned) and uid not in self.keys.changed)
 
     def trust(self, target: str) -> list[Event]:
         uid = self.users.resolve(target)
         fp = self.keys.accept_changed(uid)
         if fp is None:
-            return [Info(f"{self.label(uid)}: nothing to accept, the pinned key is in use")]
+            return [Info(f"{self.users.label(uid)}: nothing to accept, the pinned key is in use")]
         self.channel_keys.shared_with.discard(uid)  # share our channel key with the new key
-        return [Info(f"{self.label(uid)}: now trusting key {fp}")]
-
-    def accept(self, wanted: str) -> list[Event]:
-        return self.incoming_files.accept(wanted)
-
-    def reject(self, wanted: str) -> list[Event]:
-        return self.incoming_files.reject(wanted)
-
-    def incoming_transfers(self) -> tuple[Transfer, ...]:
-        return self.incoming_files.transfers()
-
-    def expire_idle_downloads(self) -> list[Event]:
-        return self.incoming_files.expire_idle()
+        return [Info(f"{self.users.label(uid)}: now trusting key {fp}")]
 
     # --- incoming frames ----------------------------------------------------------------
 
@@ -519,7 +359,7 @@ class ClientSession:
         tracked = refusal.tracked
         if tracked.kind == "file":
             self.outgoing_files.refused(tracked.message)
-        return NotDelivered(tracked.kind, tracked.recipient, self.label(tracked.recipient), tracked.summary,
+        return NotDelivered(tracked.kind, tracked.recipient, self.users.label(tracked.recipient), tracked.summary,
                             refusal.code, refusal.detail, tracked.message if tracked.kind == "file" else "")
 
     def _restamp(self, tracked: Tracked, *, retry: bool = False) -> Envelope:
@@ -561,4 +401,4 @@ class ClientSession:
         return [Info("the server is closing the connection")]
 
 
-__all__ = ["Actions", "ClientSession", "DirectoryEntry", "manifest_signed_bytes"]
+__all__ = ["ClientSession"]

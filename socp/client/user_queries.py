@@ -61,11 +61,11 @@ class UserQueries:
     async def request_list(self, *, requested: bool) -> asyncio.Future[None]:
         """Send the list request; the future is done when its answer is read."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        request = self.session.list_request(requested=requested)
+        request = self.session.users.list_request(requested=requested)
         if request is None:
             # No list request on this server (G56): the presence cache is the answer, now.
             waiter.set_result(None)
-            self._emit(self.session.presence_list(requested=requested))
+            self._emit(self.session.users.presence_list(requested=requested))
             self.release_held()
             return waiter
         if len(self._waiters) >= MAX_LIST_WAITERS:
@@ -80,7 +80,7 @@ class UserQueries:
         try:
             await asyncio.wait_for(asyncio.shield(waiter), self.list_timeout)
         except TimeoutError:
-            self._emit(Info(f"no answer to {self.session.list_dialect or 'LIST_REQUEST'}"))
+            self._emit(Info(f"no answer to {self.session.users.list_dialect or 'LIST_REQUEST'}"))
 
     def list_answered(self) -> None:
         """A list came in: the oldest request waiting is answered."""
@@ -98,7 +98,7 @@ class UserQueries:
     async def frame_read(self) -> None:
         """After each frame: key look-ups look again; a stale list is asked for."""
         self._frame_seen.set()
-        if self.auto_refresh and self.session.directory_stale and not self._waiters:
+        if self.auto_refresh and self.session.users.stale and not self._waiters:
             await self.request_list(requested=False)
 
     async def poll_presence(self, served: asyncio.Event) -> None:
@@ -113,7 +113,7 @@ class UserQueries:
                 return
             except TimeoutError:
                 pass
-            if self.session.list_dialect == dialects.PRESENCE_ONLY or self._waiters or self._wire.ws is None:
+            if self.session.users.list_dialect == dialects.PRESENCE_ONLY or self._waiters or self._wire.ws is None:
                 continue
             try:
                 await self.request_list(requested=False)
@@ -125,7 +125,7 @@ class UserQueries:
     async def with_directory(self, target: str, then: Callable[[], _R]) -> _R:
         """Run `then`; if the user or their key is unknown, refresh the directory once,
         then ask the server for the key (peers' servers list users without keys)."""
-        if not self.session.directory_loaded or not self.session.knows_key(target):
+        if not self.session.users.loaded or not self.session.knows_key(target):
             await self.refresh()
         try:
             return then()
@@ -137,13 +137,13 @@ class UserQueries:
         """DIRECTORY_GET / PUBKEY_REQUEST / USER_DB_GET (those this server may answer),
         then wait, bounded, until the key is known or every look-up was answered."""
         try:
-            user_id = self.session.resolve(target)
+            user_id = self.session.users.resolve(target)
         except SocpError:
             user_id = target
-        lookups = self.session.key_lookups(user_id) if is_peer_id(user_id) else ()
+        lookups = self.session.users.key_lookups(user_id) if is_peer_id(user_id) else ()
         if not lookups:
             return
-        answered_before = self.session.lookup_answers
+        answered_before = self.session.users.lookup_answers
         for frame in lookups:
             await self._wire.send_frame(frame)
         loop = asyncio.get_running_loop()
@@ -151,7 +151,7 @@ class UserQueries:
         # The wait grows while the server has not even answered our hello.
         while (not self.session.knows_key(user_id)
                and (remaining := sent_at + self._key_lookup_wait() - loop.time()) > 0):
-            if self.session.lookup_answers - answered_before >= len(lookups):
+            if self.session.users.lookup_answers - answered_before >= len(lookups):
                 return   # every look-up answered (or refused), none with a key
             self._frame_seen.clear()
             try:
@@ -179,7 +179,7 @@ class UserQueries:
         if self._held:
             self._held.append(event)
             return True
-        if event.sender in self.session.directory or event.sender == self.session.user_id:
+        if event.sender in self.session.users.users or event.sender == self.session.me.user_id:
             return False
         self._held.append(event)
         asyncio.get_running_loop().call_later(self.list_timeout, self.release_held)
@@ -190,5 +190,5 @@ class UserQueries:
         held, self._held = self._held, []
         for event in held:
             if isinstance(event, MessageReceived):
-                event = replace(event, label=self.session.label(event.sender))
+                event = replace(event, label=self.session.users.label(event.sender))
             self._emit(event)

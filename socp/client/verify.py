@@ -52,17 +52,16 @@ def verified_claim(key: crypto.PublicKey, content_sig: object, claims: Iterable[
 def dm_claims(payload: dict[str, Any], sender: str, me: str, envelope_ts: int) -> list[Claim]:
     """§7.2: over the ciphertext, the sender, us and the envelope's ts; else (G101) the
     ts its payload carries, taken only when the payload's from/to name this sender and us."""
-    ciphertext = payload["ciphertext"]
-    claims = [Claim(envelope_ts, lambda: signing.dm_forms(ciphertext, sender, me, envelope_ts))]
+    claims = [Claim(envelope_ts, lambda: signing.dm_forms(payload["ciphertext"], sender, me, envelope_ts))]
     signed_ts = dialects.payload_dm_ts(payload, sender, me)
     if signed_ts is not None and signed_ts != envelope_ts:
-        claims.append(Claim(signed_ts, lambda: signing.dm_forms(ciphertext, sender, me, signed_ts)))
+        claims.append(Claim(signed_ts, lambda: signing.dm_forms(payload["ciphertext"], sender, me, signed_ts)))
     return claims
 
 
-def public_claims(ciphertext: str, sender: str, ts: int) -> list[Claim]:
+def public_claims(payload: dict[str, Any], sender: str, ts: int) -> list[Claim]:
     """§7.3: over the ciphertext, the sender and the ts."""
-    return [Claim(ts, lambda: signing.public_forms(ciphertext, sender, ts))]
+    return [Claim(ts, lambda: signing.public_forms(payload["ciphertext"], sender, ts))]
 
 
 def plain_public_claims(payload: dict[str, Any], ts: int) -> list[Claim]:

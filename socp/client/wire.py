@@ -48,7 +48,7 @@ class Wire:
         ws = self.socket()
         for frame in frames_out:
             await ws.send(frame.to_wire())
-            self.session.frames_sent((frame,))   # in wire order: what a cumulative ACK covers
+            self.session.outbox.sent(frame)   # in wire order: what a cumulative ACK covers
 
     async def send(self, actions: Actions) -> None:
         """The frames of a session's answer, then its events."""

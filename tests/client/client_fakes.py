@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from socp.client.chat_messages import Actions
 from socp.client.events import Event
-from socp.client.session import Actions, ClientSession
+from socp.client.session import ClientSession
 from socp.protocol import crypto, frames, signing
 from socp.protocol.acks import ACKNOWLEDGED_TYPES, msg_ref
 from socp.protocol.envelope import Envelope, parse
@@ -166,35 +167,35 @@ class MemoryNet:
         self.events: dict[str, list[Event]] = defaultdict(list)
 
     def join(self, session: ClientSession) -> None:
-        self.sessions[session.user_id] = session
-        self._deliver(self.node.handle(session.user_id, session.hello().to_wire()))
+        self.sessions[session.me.user_id] = session
+        self._deliver(self.node.handle(session.me.user_id, session.hello().to_wire()))
 
     def leave(self, session: ClientSession) -> None:
-        self.node.disconnect(session.user_id)
+        self.node.disconnect(session.me.user_id)
 
     def send(self, session: ClientSession, actions: Actions | list[Envelope] | Envelope) -> None:
         if isinstance(actions, Envelope):
             frames_out = [actions]
         elif isinstance(actions, Actions):
             frames_out = list(actions.frames)
-            self.events[session.user_id].extend(actions.events)
+            self.events[session.me.user_id].extend(actions.events)
         else:
             frames_out = list(actions)
         for frame in frames_out:
-            self._deliver(self.node.handle(session.user_id, frame.to_wire()))
+            self._deliver(self.node.handle(session.me.user_id, frame.to_wire()))
 
     def refresh(self, *sessions: ClientSession) -> None:
         for session in sessions:
-            self.send(session, session.list_request(requested=False))
+            self.send(session, session.users.list_request(requested=False))
 
     def _deliver(self, routed: list[tuple[Hashable, Envelope]]) -> None:
         for connection, envelope in routed:
             session = self.sessions.get(connection)  # type: ignore[arg-type]  # any hashable connection object
             if session is not None:
-                self.events[session.user_id].extend(session.handle(envelope.to_wire()))
+                self.events[session.me.user_id].extend(session.handle(envelope.to_wire()))
 
     def take(self, session: ClientSession, kind: type | None = None) -> list[Event]:
-        events = self.events.pop(session.user_id, [])
+        events = self.events.pop(session.me.user_id, [])
         return [e for e in events if kind is None or isinstance(e, kind)]
 
 

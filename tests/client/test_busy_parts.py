@@ -103,36 +103,36 @@ def test_the_pause_follows_the_nodes_retry_hint_within_bounds():
 
 
 def _error(net: MemoryNet, session, code: str, frame: Envelope, detail: str = "busy (retry_after_ms=200)") -> str:
-    return Envelope(T.ERROR, net.node.server_id, session.user_id, 1,
+    return Envelope(T.ERROR, net.node.server_id, session.me.user_id, 1,
                     {"code": code, "detail": detail, "msg_ref": msg_ref(frame)}).to_wire()
 
 
 def _ack(net: MemoryNet, session, frame: Envelope) -> list:
-    return session.handle(frames.ack(net.node.server_id, session.user_id, 2, msg_ref(frame)).to_wire())
+    return session.handle(frames.ack(net.node.server_id, session.me.user_id, 2, msg_ref(frame)).to_wire())
 
 
 def _acking_sender(net, make_session, tmp_path, size: int = 3000):
     """alice, with a server that has ACKed her before, and her file's steps to bob."""
     alice, bob = _pair(net, make_session, "alice", "bob")
-    [warm] = alice.tell("bob", "warm up").frames
-    alice.frames_sent((warm,))
+    [warm] = alice.messages.tell("bob", "warm up").frames
+    alice.outbox.sent(warm)
     _ack(net, alice, warm)
     source = tmp_path / "big.bin"
     source.write_bytes(os.urandom(size))
-    return alice, bob, source, list(alice.send_file("bob", source))
+    return alice, bob, source, list(alice.outgoing_files.send("bob", source))
 
 
 def test_a_part_refused_for_load_goes_again_restamped_until_it_was_refused_too_often(net, make_session, tmp_path):
     alice, _, _, steps = _acking_sender(net, make_session, tmp_path)
     sent = [frame for step in steps for frame in step.frames]
-    alice.frames_sent(tuple(sent))
+    alice.outbox.sent(*sent)
     chunk = next(frame for frame in sent if frame.type == T.FILE_CHUNK and frame.payload["index"] == 2)
     for attempt in range(MAX_PART_RETRIES):
         [again] = alice.handle(_error(net, alice, "OVERLOADED", chunk))
         assert isinstance(again, PartsToRetry) and again.pause == 0.2, attempt
         [copy] = again.frames
         assert copy.payload == chunk.payload and copy.ts > chunk.ts
-        alice.frames_sent((copy,))
+        alice.outbox.sent(copy)
         chunk = copy
     [refused] = alice.handle(_error(net, alice, "RATE_LIMITED", chunk))
     assert isinstance(refused, NotDelivered) and refused.kind == "file" and refused.summary == "big.bin"
@@ -141,12 +141,12 @@ def test_a_part_refused_for_load_goes_again_restamped_until_it_was_refused_too_o
 def test_other_refusals_and_other_frames_are_not_sent_again(net, make_session, tmp_path):
     alice, _, _, steps = _acking_sender(net, make_session, tmp_path)
     sent = [frame for step in steps for frame in step.frames]
-    alice.frames_sent(tuple(sent))
+    alice.outbox.sent(*sent)
     chunk = next(frame for frame in sent if frame.type == T.FILE_CHUNK)
     [refused] = alice.handle(_error(net, alice, "USER_NOT_FOUND", chunk, "no route"))
     assert isinstance(refused, NotDelivered) and refused.code == "USER_NOT_FOUND"
-    [dm] = alice.tell("bob", "a busy node refuses me").frames
-    alice.frames_sent((dm,))
+    [dm] = alice.messages.tell("bob", "a busy node refuses me").frames
+    alice.outbox.sent(dm)
     [refused] = alice.handle(_error(net, alice, "OVERLOADED", dm))
     assert isinstance(refused, NotDelivered) and refused.kind == "dm"
 
@@ -157,13 +157,13 @@ def test_the_file_end_waits_until_the_node_took_every_part(net, make_session, tm
     assert settle.settle and not settle.frames and [f.type for f in end.frames] == [T.FILE_END]
     file_id = end.frames[0].payload["file_id"]
     chunks = [frame for step in sent_steps for frame in step.frames if frame.type == T.FILE_CHUNK]
-    alice.frames_sent(tuple(frame for step in sent_steps for frame in step.frames))
+    alice.outbox.sent(*(frame for step in sent_steps for frame in step.frames))
     assert not alice.outgoing_files.settled(file_id)
     _ack(net, alice, chunks[-2])
     assert not alice.outgoing_files.settled(file_id)
     [again] = alice.handle(_error(net, alice, "OVERLOADED", chunks[-1]))
     assert not alice.outgoing_files.settled(file_id)     # the refused part is not sent again yet
-    alice.frames_sent(again.frames)
+    alice.outbox.sent(*again.frames)
     _ack(net, alice, again.frames[0])
     assert alice.outgoing_files.settled(file_id)
 
@@ -172,7 +172,7 @@ def test_a_server_that_never_acks_gets_no_wait_before_the_file_end(net, make_ses
     alice, _ = _pair(net, make_session, "alice", "bob")
     source = tmp_path / "small.bin"
     source.write_bytes(b"q" * 1000)
-    assert not [step for step in alice.send_file("bob", source) if step.settle]
+    assert not [step for step in alice.outgoing_files.send("bob", source) if step.settle]
 
 
 def test_a_cut_file_resumes_no_later_than_a_part_still_to_go_again():
@@ -187,14 +187,14 @@ def test_in_memory_the_receiver_saves_the_file_whole_when_a_refused_part_comes_l
                         if step.frames and step.frames[0].type == T.FILE_CHUNK and step.frames[0].payload["index"] == 3)
     *parts, settle, end = steps
     for index, step in enumerate(parts):
-        alice.frames_sent(step.frames)
+        alice.outbox.sent(*step.frames)
         if index != refused_step:                   # the node refused part 3; the rest reach bob
             net.send(alice, step)
     [again] = alice.handle(_error(net, alice, "OVERLOADED", steps[refused_step].frames[0]))
     assert not [e for e in net.take(bob) if isinstance(e, (FileReceived, FileFailed))]   # bob waits for part 3
-    alice.frames_sent(again.frames)
+    alice.outbox.sent(*again.frames)
     net.send(alice, list(again.frames))
-    alice.frames_sent(end.frames)
+    alice.outbox.sent(*end.frames)
     net.send(alice, end)
     [received] = net.take(bob, FileReceived)
     assert Path(received.path).read_bytes() == source.read_bytes()
@@ -255,7 +255,7 @@ def test_a_part_that_can_no_longer_go_again_makes_the_file_not_delivered_once(ne
     alice, _, _, steps = _acking_sender(net, make_session, tmp_path)
     file_id = steps[0].frames[0].payload["file_id"]
     sent = [frame for step in steps for frame in step.frames]     # its FILE_END went too (SETTLE_WAIT passed)
-    alice.frames_sent(tuple(sent))
+    alice.outbox.sent(*sent)
     [lost] = alice.outgoing_files.part_lost(file_id)
     assert isinstance(lost, NotDelivered) and (lost.summary, lost.code, lost.file_id) == ("big.bin", "OVERLOADED",
                                                                                           file_id)
@@ -265,6 +265,6 @@ def test_a_part_that_can_no_longer_go_again_makes_the_file_not_delivered_once(ne
 def test_a_cancelled_file_says_nothing_of_its_late_refused_parts(net, make_session, tmp_path):
     alice, _, _, steps = _acking_sender(net, make_session, tmp_path)
     file_id = steps[0].frames[0].payload["file_id"]
-    alice.frames_sent(steps[0].frames + steps[1].frames)
-    alice.abandon_file(file_id, steps[0].frames[0].to, "big.bin", "you cancelled it (/cancel)")
+    alice.outbox.sent(*steps[0].frames, *steps[1].frames)
+    alice.outgoing_files.abandon(file_id, steps[0].frames[0].to, "big.bin", "you cancelled it (/cancel)")
     assert alice.outgoing_files.part_lost(file_id) == []

@@ -91,7 +91,7 @@ async def test_a_tell_is_delivered_while_a_file_is_sent_and_cancel_stops_the_fil
     dropped = await _until(bob.events, lambda e: isinstance(e, FileFailed))
     assert dropped.file_id == stopped.file_id
     assert not any(isinstance(e, FileReceived) for e in bob.events)
-    assert [p.name for p in (bob.session.downloads_dir).iterdir()] == []
+    assert [p.name for p in (bob.session.incoming_files.downloads_dir).iterdir()] == []
 
     await alice.lines.put("/cancel big file.bin")   # nothing of that name is being sent any more
     refused = await _until(alice.events, lambda e: isinstance(e, ErrorReceived))
@@ -140,7 +140,7 @@ async def test_the_client_drops_a_download_whose_sender_went_silent(make_session
         await alice.lines.put(f"/file bob {slow}")
         dropped = await _until(bob.events, lambda e: isinstance(e, FileFailed), timeout=5)
         assert dropped.name == "slow.bin" and "went silent" in dropped.reason
-        assert list(bob.session.downloads_dir.iterdir()) == []
+        assert list(bob.session.incoming_files.downloads_dir.iterdir()) == []
         await alice.lines.put("/quit")
         assert await alice.stop() == 0 and await bob.stop() == 0
     finally:
@@ -211,8 +211,8 @@ async def test_a_message_sent_long_before_our_hello_is_marked_while_away(make_se
     try:
         for running in (late, now, bob):
             await running.ready()
-        await late.lines.put(f"/tell {bob.session.user_id} kept for you")
-        await now.lines.put(f"/tell {bob.session.user_id} just now")
+        await late.lines.put(f"/tell {bob.session.me.user_id} kept for you")
+        await now.lines.put(f"/tell {bob.session.me.user_id} just now")
         kept = await _until(bob.events, lambda e: isinstance(e, MessageReceived) and e.text == "kept for you")
         fresh = await _until(bob.events, lambda e: isinstance(e, MessageReceived) and e.text == "just now")
         assert kept.while_away and not fresh.while_away

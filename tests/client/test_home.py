@@ -30,7 +30,7 @@ def test_home_keeps_identity_keys_and_pins_private(keys, tmp_path):
     key = home.load_user_key("pw")
     assert crypto.encode_public_key(key) == crypto.encode_public_key(keys[0])
     session = home.session(key, "pw")
-    assert session.user_id == identity.user_id and session.display_name == "alice"
+    assert session.me.user_id == identity.user_id and session.me.display_name == "alice"
     assert crypto.encode_public_key(session.channel_keys.own()) == crypto.encode_public_key(keys[3])
     assert home.update_identity(last_server="ws://x").last_server == "ws://x"
 
@@ -44,7 +44,7 @@ def test_peer_channel_keys_and_pins_survive_a_restart(keys, tmp_path):
     for session in (alice, bob):
         net.join(session)
     net.refresh(alice, bob)
-    net.send(alice, alice.post_public("one"))
+    net.send(alice, alice.messages.post_public("one"))
     assert net.take(bob, MessageReceived)[0].text == "one"
     assert (bob_home.root / "pins.json").exists() and _mode(bob_home.root / "peer_channel_keys.json") == 0o600
     # Bob restarts: alice does not re-share (she already did), bob still reads her.
@@ -53,24 +53,24 @@ def test_peer_channel_keys_and_pins_survive_a_restart(keys, tmp_path):
     net.join(bob)
     net.refresh(bob)
     net.take(bob)
-    again = alice.post_public("two")
+    again = alice.messages.post_public("two")
     assert [f.type for f in again.frames] == ["MSG_PUBLIC_CHANNEL"]
     net.send(alice, again)
     [message] = net.take(bob, MessageReceived)
     assert (message.text, message.form, message.trusted) == ("two", "encrypted", True)
-    assert bob.pins.get(alice.user_id) == crypto.fingerprint(keys[0].public_key())
+    assert bob.pins.get(alice.me.user_id) == crypto.fingerprint(keys[0].public_key())
 
 
 def test_config_toml_sets_the_auto_accept_and_max_sizes(keys, tmp_path):
     home = ClientHome(tmp_path / "home")
     home.create("alice", "pw", user_key=keys[0], channel_key=keys[3])
-    session = home.session(keys[0], "pw")
-    assert (session.auto_accept_bytes, session.max_file_bytes) == (16 * 1024**2, 4 * 1024**3)
+    files = home.session(keys[0], "pw").incoming_files
+    assert (files.auto_accept_bytes, files.max_file_bytes) == (16 * 1024**2, 4 * 1024**3)
     (home.root / "config.toml").write_text('[files]\nauto_accept = "1 MiB"\nmax_size = "500 MB"\n')
-    session = home.session(keys[0], "pw")
-    assert (session.auto_accept_bytes, session.max_file_bytes) == (1024**2, 500 * 1000**2)
+    files = home.session(keys[0], "pw").incoming_files
+    assert (files.auto_accept_bytes, files.max_file_bytes) == (1024**2, 500 * 1000**2)
     (home.root / "config.toml").write_text("[files]\nauto_accept = 0\n")
-    assert home.session(keys[0], "pw").auto_accept_bytes == 0            # always ask
+    assert home.session(keys[0], "pw").incoming_files.auto_accept_bytes == 0            # always ask
     (home.root / "config.toml").write_text('[files]\nauto_accept = "lots"\n')
     with pytest.raises(HomeError, match="'lots' is not a size"):
         home.session(keys[0], "pw")

@@ -34,7 +34,7 @@ def _exchange(node: FakeNode, session, first: Envelope) -> tuple[list, list[Enve
     while pending:
         frame = pending.pop(0)
         sent.append(frame)
-        for _, answer in node.handle(session.user_id, frame.to_wire()):
+        for _, answer in node.handle(session.me.user_id, frame.to_wire()):
             for event in session.handle(answer.to_wire()):
                 if isinstance(event, ListPageWanted):
                     pending.append(event.frame)
@@ -44,17 +44,17 @@ def _exchange(node: FakeNode, session, first: Envelope) -> tuple[list, list[Enve
 
 
 def _joined(node: FakeNode, session) -> None:
-    node.handle(session.user_id, session.hello().to_wire())
+    node.handle(session.me.user_id, session.hello().to_wire())
 
 
 def test_every_page_is_followed_and_one_complete_list_is_shown(make_session, keys):
     node, ghosts = _node_with_ghosts(keys, page_size=2)
     alice = make_session("alice")
     _joined(node, alice)
-    events, sent = _exchange(node, alice, alice.list_request(requested=True))
+    events, sent = _exchange(node, alice, alice.users.list_request(requested=True))
     [result] = [e for e in events if isinstance(e, ListResult)]
     assert result.requested
-    assert {u.user_id for u in result.users} == {alice.user_id, *ghosts}
+    assert {u.user_id for u in result.users} == {alice.me.user_id, *ghosts}
     assert [frame.payload.get("after", "") for frame in sent][0] == ""
     assert all(frame.payload["after"] for frame in sent[1:]) and len(sent) == 3   # 6 users, 2 a page
     assert not [e for e in events if isinstance(e, Info)]
@@ -65,12 +65,12 @@ def test_two_lists_asked_at_once_each_end_complete(make_session, keys):
     node, ghosts = _node_with_ghosts(keys, page_size=2)
     alice = make_session("alice")
     _joined(node, alice)
-    first, second = alice.list_request(requested=False), alice.list_request(requested=True)
-    answers = [a for frame in (first, second) for _, a in node.handle(alice.user_id, frame.to_wire())]
+    first, second = alice.users.list_request(requested=False), alice.users.list_request(requested=True)
+    answers = [a for frame in (first, second) for _, a in node.handle(alice.me.user_id, frame.to_wire())]
     results, pending = [], []
     while answers or pending:
         if not answers:
-            answers = [a for _, a in node.handle(alice.user_id, pending.pop(0).to_wire())]
+            answers = [a for _, a in node.handle(alice.me.user_id, pending.pop(0).to_wire())]
         for event in alice.handle(answers.pop(0).to_wire()):
             if isinstance(event, ListPageWanted):
                 pending.append(event.frame)
@@ -78,7 +78,7 @@ def test_two_lists_asked_at_once_each_end_complete(make_session, keys):
                 results.append(event)
     assert [r.requested for r in results] == [False, True]
     for result in results:
-        assert {u.user_id for u in result.users} == {alice.user_id, *ghosts}
+        assert {u.user_id for u in result.users} == {alice.me.user_id, *ghosts}
 
 
 def test_pages_past_the_bound_are_not_followed_and_the_cut_is_said(make_session, keys, monkeypatch):
@@ -86,7 +86,7 @@ def test_pages_past_the_bound_are_not_followed_and_the_cut_is_said(make_session,
     node, ghosts = _node_with_ghosts(keys, page_size=2)
     alice = make_session("alice")
     _joined(node, alice)
-    events, sent = _exchange(node, alice, alice.list_request(requested=True))
+    events, sent = _exchange(node, alice, alice.users.list_request(requested=True))
     assert len(sent) == 2
     [result] = [e for e in events if isinstance(e, ListResult)]
     assert len(result.users) == 4
@@ -101,10 +101,10 @@ async def test_the_chat_client_follows_the_pages_at_hello_and_on_list(make_sessi
     alice = _Running(make_session("alice"), url_of(server))
     try:
         await alice.ready()
-        assert set(alice.session.directory) == {alice.session.user_id, *ghosts}   # the hello's list: whole
+        assert set(alice.session.users.users) == {alice.session.me.user_id, *ghosts}   # the hello's list: whole
         await alice.lines.put("/list")
         listed = await _until(alice.events, lambda e: isinstance(e, ListResult) and e.requested)
-        assert {u.user_id for u in listed.users} == {alice.session.user_id, *ghosts}
+        assert {u.user_id for u in listed.users} == {alice.session.me.user_id, *ghosts}
         assert not any(isinstance(e, ListPageWanted) for e in alice.events)   # internal, never shown
     finally:
         await asyncio.wait_for(_shut_down(server, alice), 10)

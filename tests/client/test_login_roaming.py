@@ -261,16 +261,16 @@ def test_the_login_exchange_checks_the_server_signature_the_password_and_the_key
 def test_the_session_tells_the_answer_to_its_login_register(make_session):
     alice = make_session("alice")
     server_id = new_id()
-    ack = frames.ack(server_id, alice.user_id, 1, "LOGIN_REGISTER")
+    ack = frames.ack(server_id, alice.me.user_id, 1, "LOGIN_REGISTER")
     assert alice.handle(ack.to_wire()) == []          # nothing pending: a stray ACK means nothing
     registration = login.Registration("socp-aesgcm-v1$x$y", "socp-scrypt-v1$2$1$1$x$y")
     sent = alice.login_register(registration)
     assert sent.type == T.LOGIN_REGISTER and sent.payload == {"privkey_store": "socp-aesgcm-v1$x$y",
                                                               "pake_password": "socp-scrypt-v1$2$1$1$x$y"}
-    signing.verify_transport(alice.user_key.public_key(), sent)   # signed, like every frame of ours
+    signing.verify_transport(alice.me.user_key.public_key(), sent)   # signed, like every frame of ours
     assert alice.handle(ack.to_wire()) == [LoginRegistered(server_id)]
     alice.login_register(registration)
-    refusal = frames.error(server_id, alice.user_id, 2, "FORBIDDEN", "store a login only on a signed hello")
+    refusal = frames.error(server_id, alice.me.user_id, 2, "FORBIDDEN", "store a login only on a signed hello")
     failed = LoginRegisterFailed("FORBIDDEN", "store a login only on a signed hello")
     assert alice.handle(refusal.to_wire()) == [failed]
     # Once answered, the same error is an ordinary one again.

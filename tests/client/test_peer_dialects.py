@@ -135,13 +135,13 @@ async def test_g45_unknown_list_request_is_not_a_hello_refusal_and_tell_finds_th
     """Before: "the server refused the hello: UNKNOWN_TYPE" and exit 1; then "no key known"."""
     alice = make_session("alice")
     other = new_id()
-    double = _g45(alice.user_id, other, crypto.encode_public_key(keys[1]), _server_id())
+    double = _g45(alice.me.user_id, other, crypto.encode_public_key(keys[1]), _server_id())
     code, events = await _run(double, alice, ["/list", f"/tell {other} hello", f"/tell {other} again"])
     assert code == 0, events
     assert not [e for e in events if isinstance(e, ErrorReceived)], events
     lists = [e for e in events if isinstance(e, ListResult) and e.requested]
-    assert lists and {u.user_id for u in lists[-1].users} == {alice.user_id, other}
-    assert alice.list_dialect == "USER_LIST_REQ"
+    assert lists and {u.user_id for u in lists[-1].users} == {alice.me.user_id, other}
+    assert alice.users.list_dialect == "USER_LIST_REQ"
     sent = [e for e in events if isinstance(e, MessageSent)]
     assert [e.text for e in sent] == ["hello", "again"]
     types = double.sent_types()
@@ -192,10 +192,10 @@ async def test_g56_presence_is_the_list_tell_needs_no_list_and_a_refused_all_is_
     that refused its key share."""
     alice = make_session("alice")
     other = new_id()
-    double = _g56(alice.user_id, other, _pem_b64url(keys[1]), new_id())
+    double = _g56(alice.me.user_id, other, _pem_b64url(keys[1]), new_id())
     code, events = await _run(double, alice, ["/list", f"/tell {other} hello", "/all to everyone"])
     assert code == 0, events
-    assert alice.list_dialect == dialects.PRESENCE_ONLY
+    assert alice.users.list_dialect == dialects.PRESENCE_ONLY
     lists = [e for e in events if isinstance(e, ListResult) and e.requested]
     assert lists and other in {u.user_id for u in lists[-1].users}
     assert [e.text for e in events if isinstance(e, MessageSent)] == ["hello"]
@@ -247,12 +247,12 @@ async def test_g101_hello_again_signed_over_the_envelope_and_who_is_the_list(mak
     """Before: the hello was refused for good (exit 1); ISO ts and WHO without ts were
     dropped as malformed."""
     alice = make_session("alice")
-    double = _g101(alice.user_id, "127.0.0.1:8865")
+    double = _g101(alice.me.user_id, "127.0.0.1:8865")
     code, events = await _run(double, alice, ["/list"])
     assert code == 0, events
     hellos = [f for f in double.received if f["type"] == "USER_HELLO"]
     assert len(hellos) == 2 and alice.hello_signs_envelope
-    assert alice.list_dialect == "WHO"
+    assert alice.users.list_dialect == "WHO"
     assert not [e for e in events if isinstance(e, ErrorReceived)], events
     assert [e for e in events if isinstance(e, ListResult) and e.requested]
 
@@ -309,31 +309,31 @@ def test_keys_are_learned_from_every_source_in_any_encoding(make_session, keys, 
         "LIST_RESPONSE": {"online_users": [other], "details": [{"user_id": other, "pubkey": key_text}]},
     }[source]
     if source in ("PUBKEY_RESPONSE", "USER_DB_USER"):
-        alice.key_lookups(other)
-    events = alice.handle(json.dumps(_frame(source, server, alice.user_id, payload)))
+        alice.users.key_lookups(other)
+    events = alice.handle(json.dumps(_frame(source, server, alice.me.user_id, payload)))
     assert not [e for e in events if isinstance(e, ErrorReceived)], events
     assert alice.knows_key(other)
-    assert alice.tell(other, "hi").frames[0].to == other
+    assert alice.messages.tell(other, "hi").frames[0].to == other
 
 
 def test_iso_and_missing_timestamps_on_server_frames_are_read(make_session):
     """Before: G101's ACK (ts "2026-11-25T21:44:25Z") and WHO (no ts) were dropped."""
     alice = make_session("alice")
-    ack = _frame("ACK", "server", alice.user_id, {"msg_ref": None, "session_token": "t"}, ts="2026-11-25T21:44:25Z")
+    ack = _frame("ACK", "server", alice.me.user_id, {"msg_ref": None, "session_token": "t"}, ts="2026-11-25T21:44:25Z")
     assert alice.handle(json.dumps(ack)) == []
     assert dialects.ms_timestamp("2026-11-25T21:44:25Z") == 1_795_643_065_000
-    alice.list_request(dialect="WHO")
-    who = _frame("WHO", "127.0.0.1:8865", alice.user_id, {"users": [alice.user_id]})
+    alice.users.list_request(dialect="WHO")
+    who = _frame("WHO", "127.0.0.1:8865", alice.me.user_id, {"users": [alice.me.user_id]})
     del who["ts"]
     assert [type(e) for e in alice.handle(json.dumps(who))] == [ListResult]
 
 
 def test_unknown_peer_frame_types_are_ignored_and_client_welcome_names_the_server(make_session):
     alice = make_session("alice")
-    welcome = _frame("CLIENT_WELCOME", "auto", alice.user_id, {"server_id": "auto"})
+    welcome = _frame("CLIENT_WELCOME", "auto", alice.me.user_id, {"server_id": "auto"})
     assert alice.handle(json.dumps(welcome)) == []
-    assert alice.server_id == "auto" and "auto" in alice.server_ids
-    assert alice.handle(json.dumps(_frame("PUBLIC_MEMBERS_SNAPSHOT", "auto", alice.user_id, {}))) == []
+    assert alice.users.server_id == "auto" and "auto" in alice.users.server_ids
+    assert alice.handle(json.dumps(_frame("PUBLIC_MEMBERS_SNAPSHOT", "auto", alice.me.user_id, {}))) == []
 
 
 def test_g45_plaintext_public_message_is_shown_unencrypted_and_verified(make_session, keys):
@@ -345,11 +345,11 @@ def test_g45_plaintext_public_message_is_shown_unencrypted_and_verified(make_ses
     signed = {"channel": "public", "text": "hello all", "from": sender, "ts": ts}
     sig = b64url_encode(crypto.sign_pss(sender_key, json.dumps(signed, sort_keys=True, separators=(",", ":")).encode()))
     payload = {**signed, "sender_pub": crypto.encode_public_key(sender_key), "content_sig": sig}
-    events = alice.handle(json.dumps(_frame("MSG_PUBLIC_CHANNEL", "master_server_x", alice.user_id, payload)))
+    events = alice.handle(json.dumps(_frame("MSG_PUBLIC_CHANNEL", "master_server_x", alice.me.user_id, payload)))
     shown = [e for e in events if isinstance(e, type(events[-1])) and getattr(e, "text", None) == "hello all"]
     assert shown and shown[0].form == "unencrypted" and shown[0].verified and shown[0].sender == sender
     forged = dict(payload, text="changed")
-    events = alice.handle(json.dumps(_frame("MSG_PUBLIC_CHANNEL", "master_server_x", alice.user_id, forged)))
+    events = alice.handle(json.dumps(_frame("MSG_PUBLIC_CHANNEL", "master_server_x", alice.me.user_id, forged)))
     assert [e.verified for e in events if getattr(e, "text", None) == "changed"] == [False]
 
 
@@ -374,10 +374,10 @@ def test_deliver_sender_falls_back_to_payload_from_then_envelope_from(make_sessi
     ciphertext = b64url_encode(crypto.oaep_encrypt(keys[1].public_key(), b"hi bob"))
     from socp.protocol import signing
 
-    sig = signing.sign_dm(alice_key, ciphertext, alice, bob.user_id, ts)
+    sig = signing.sign_dm(alice_key, ciphertext, alice, bob.me.user_id, ts)
     base = {"ciphertext": ciphertext, "sender_pub": crypto.encode_public_key(alice_key), "content_sig": sig}
     for envelope_from, payload in ((alice, base), ("server", dict(base, **{"from": alice}))):
-        bob.server_ids.add("server")
-        events = bob.handle(json.dumps(_frame("USER_DELIVER", envelope_from, bob.user_id, payload, ts=ts)))
+        bob.users.server_ids.add("server")
+        events = bob.handle(json.dumps(_frame("USER_DELIVER", envelope_from, bob.me.user_id, payload, ts=ts)))
         got = [e for e in events if getattr(e, "text", None) == "hi bob"]
         assert got and got[0].sender == alice and got[0].verified, events

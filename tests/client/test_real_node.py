@@ -219,7 +219,7 @@ async def test_the_app_shows_a_message_from_a_real_node_and_quits(node_a, keys, 
         await asyncio.wait_for(ready.wait(), 20)
         await sender.connect(display_name="alice")
         await sender.list_users()
-        await sender.send(sender.dm_to(bob_id, session.pubkey, b"hello \x1b[31mbob"))
+        await sender.send(sender.dm_to(bob_id, session.me.pubkey, b"hello \x1b[31mbob"))
         log = app.query_one("#log", RichLog)
         for _ in range(100):
             if len(app.windows.items) > 2:      # the DM opened the sender's window

@@ -190,8 +190,8 @@ async def test_a_message_caught_by_a_node_crash_is_restamped_and_arrives_once(ke
             await asyncio.sleep(0.05)
         assert session.outbox.server_acks
         # Written to the socket as the node dies: never handled, never ACKed.
-        caught = session.tell(bob.user_id, "typed as the node crashed").frames
-        session.frames_sent(caught)
+        caught = session.messages.tell(bob.user_id, "typed as the node crashed").frames
+        session.outbox.sent(*caught)
         await asyncio.sleep(1.5)                  # the node has flushed the keys it saw
         os.killpg(node.process.pid, signal.SIGKILL)
         node.stop()

@@ -34,7 +34,7 @@ def app_for(node, home, *, auto_accept: int) -> tuple[ChatApp, asyncio.Event]:
     client_home = ClientHome(home)
     session = client_home.session(client_home.load_user_key(PASSWORD), PASSWORD,
                                   server_key=crypto.decode_public_key(node.pubkey))
-    session.auto_accept_bytes = auto_accept
+    session.incoming_files.auto_accept_bytes = auto_accept
     ready = asyncio.Event()
 
     def run_client(emit, lines):

@@ -69,9 +69,9 @@ class Replay:
             kind = frame.get("type")
             if line["dir"] == "out":
                 if kind in LIST_TYPES:
-                    self.session.list_request(requested=True, dialect=kind)
+                    self.session.users.list_request(requested=True, dialect=kind)
                 elif kind in dialects.KEY_LOOKUPS and previous not in dialects.KEY_LOOKUPS:
-                    self.session.key_lookups(frame["payload"]["user_id"])
+                    self.session.users.key_lookups(frame["payload"]["user_id"])
                 elif kind in ("LOGIN_REGISTER", "REGISTER"):
                     self.session.login_register(login.Registration("store", "verifier"))
                 previous = kind
@@ -112,15 +112,15 @@ def test_g45_unknown_type_for_list_request_is_not_a_refusal(g45):
     # G45 answers LIST_REQUEST with ERROR {code: UNKNOWN_TYPE, detail: "unrecognized type: LIST_REQUEST"}.
     assert any(f["type"] == "ERROR" and "LIST_REQUEST" in f["payload"]["detail"] for f in g45.incoming)
     assert not [e for e in g45.of("ERROR") if isinstance(e, ErrorReceived)]
-    assert "LIST_REQUEST" in g45.session.unsupported
-    assert g45.session.list_dialect == "USER_LIST_REQ"
+    assert "LIST_REQUEST" in g45.session.users.unsupported
+    assert g45.session.users.list_dialect == "USER_LIST_REQ"
 
 
 def test_g45_user_list_and_user_db_user_give_the_list_and_the_key(g45):
     other = g45.other_user()
     lists = [e for e in g45.of("USER_LIST") if isinstance(e, ListResult)]
     assert lists and other in {u.user_id for u in lists[-1].users}
-    assert g45.session.key_lookup == "USER_DB_GET"
+    assert g45.session.users.key_lookup == "USER_DB_GET"
     assert g45.session.knows_key(other)
     # What G45 reads in our look-up: payload.user_id.
     lookup = next(f for f in g45.out if f["type"] == "USER_DB_GET")
@@ -162,10 +162,10 @@ def g17(keys, tmp_path) -> Replay:
 def test_g17_hello_replies_and_online_users(g17):
     kinds = [f["type"] for f in g17.incoming[:4]]
     assert "CLIENT_WELCOME" in kinds and "ACK" in kinds
-    assert g17.session.server_id == "auto" and g17.session.registers_g17_style
+    assert g17.session.users.server_id == "auto" and g17.session.registers_g17_style
     lists = [e for e in g17.of("LIST_RESPONSE") if isinstance(e, ListResult)]
     assert lists and g17.other_user() in {u.user_id for u in lists[-1].users}
-    assert g17.session.list_dialect == "LIST_REQUEST"
+    assert g17.session.users.list_dialect == "LIST_REQUEST"
     _no_errors(g17)
 
 
@@ -175,7 +175,7 @@ def test_g17_register_then_pubkey_request_gives_the_key(g17):
     register = next(f for f in g17.out if f["type"] == "REGISTER")
     assert set(register["payload"]) >= {"pubkey", "privkey_store", "pake_password"}
     assert [e for e in g17.of("ACK") if isinstance(e, LoginRegistered)]
-    assert g17.session.key_lookup == "PUBKEY_REQUEST"
+    assert g17.session.users.key_lookup == "PUBKEY_REQUEST"
     assert g17.session.knows_key(other)
     assert _dm_from(g17, other)
 
@@ -192,10 +192,10 @@ def g56(keys, tmp_path) -> Replay:
 def test_g56_presence_cache_is_the_list(g56):
     other = g56.other_user()
     for kind in dialects.LIST_DIALECTS:
-        assert kind in g56.session.unsupported
+        assert kind in g56.session.users.unsupported
     assert not [e for e in g56.of("ERROR") if isinstance(e, ErrorReceived) and "LIST" in e.detail]
-    g56.session.no_list_request()
-    assert other in {u.user_id for u in g56.session.presence_list().users}
+    g56.session.users.no_list_request()
+    assert other in {u.user_id for u in g56.session.users.presence_list().users}
     assert g56.session.knows_key(other)   # from USER_ADVERTISE.payload.meta.pubkey
 
 

@@ -65,7 +65,7 @@ def test_g101_form_counts_only_when_its_payload_names_us(keys, tmp_path):
     """The same signed DM handed to another user (payload.to is not them) is rejected."""
     [frame] = _sent_by_client("g101", "MSG_DIRECT")
     session = _session(new_id(), keys[0], tmp_path)
-    events = session.handle(_as_delivered({**frame, "to": session.user_id}))
+    events = session.handle(_as_delivered({**frame, "to": session.me.user_id}))
     assert [e for e in events if isinstance(e, MessageRejected)] and not [
         e for e in events if isinstance(e, MessageReceived)]
 
