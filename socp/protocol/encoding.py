@@ -66,6 +66,18 @@ def canonical_json(payload: Any) -> bytes:
         raise MalformedFrame("payload has no canonical JSON form") from exc
 
 
+def compact_json(value: Any) -> str:
+    """json.dumps(value, ensure_ascii=False, separators=(",", ":")), the same text
+    ~15x faster: orjson writes it wherever its bytes cannot differ (no floats, no
+    integers beyond 64 bits, no lone surrogates). Raises what json.dumps raises."""
+    if not _needs_stdlib(value):
+        try:
+            return orjson.dumps(value).decode("utf-8")
+        except TypeError:
+            pass  # e.g. a lone surrogate: let json decide below
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def canonical_json_ascii(payload: Any) -> bytes:
     """The ensure_ascii=True form some peers sign (interop table)."""
     try:

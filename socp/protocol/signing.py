@@ -28,8 +28,9 @@ def sign_envelope(private_key: PrivateKey, envelope: Envelope) -> Envelope:
     return envelope.with_sig(transport_signature(private_key, envelope.payload))
 
 
-def _transport_forms(envelope: Envelope, raw: dict[str, Any] | None = None) -> Iterator[bytes]:
-    yield canonical_json(envelope.payload)
+def _transport_forms(envelope: Envelope, raw: dict[str, Any] | None = None,
+                     payload_bytes: bytes | None = None) -> Iterator[bytes]:
+    yield canonical_json(envelope.payload) if payload_bytes is None else payload_bytes
     yield canonical_json_ascii(envelope.payload)
     whole = envelope.to_dict()
     del whole["sig"]
@@ -42,9 +43,11 @@ def _transport_forms(envelope: Envelope, raw: dict[str, Any] | None = None) -> I
         yield canonical_json_ascii(sent)
 
 
-def verify_transport(public_key: PublicKey, envelope: Envelope, raw: dict[str, Any] | None = None) -> None:
+def verify_transport(public_key: PublicKey, envelope: Envelope, raw: dict[str, Any] | None = None,
+                     payload_bytes: bytes | None = None) -> None:
     """Raise InvalidSignature unless `sig` verifies in one accepted form; `raw`, the
-    frame as decoded, adds the form of the envelope exactly as sent."""
+    frame as decoded, adds the form of the envelope exactly as sent. `payload_bytes`:
+    the canonical payload, if the caller has made it already."""
     if not envelope.sig:
         raise InvalidSignature("frame is not signed")
     try:
@@ -52,7 +55,7 @@ def verify_transport(public_key: PublicKey, envelope: Envelope, raw: dict[str, A
     except MalformedFrame as exc:
         raise InvalidSignature("signature is not base64url") from exc
     seen: set[bytes] = set()
-    for data in _transport_forms(envelope, raw):
+    for data in _transport_forms(envelope, raw, payload_bytes):
         if data in seen:
             continue
         seen.add(data)

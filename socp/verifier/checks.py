@@ -71,17 +71,20 @@ def check_job(job: VerifyJob, check_content: bool = True, failures: FailedChecks
         frame_type = readable_type(raw)
         frame = envelope.parse_obj(raw)
         check_keys(frame)
+        # What a transport signature covers and the replay digest hashes: made once
+        # (a snapshot of 100,000 adverts made it twice each).
+        payload_bytes = canonical_json(frame.payload)
         link_signed = True
         try:
             if not (job.unsigned_ok and job.role == ROLE_SERVER and not frame.sig):
-                check_signature(frame, job.role, job.verify_key, raw)
+                check_signature(frame, job.role, job.verify_key, raw, payload_bytes)
         except InvalidSignature:
             if not (job.role == ROLE_SERVER and job.verify_key and frame.type in RELAYED_TYPES):
                 raise
             link_signed = False
         if check_content and job.role != ROLE_SERVER and frame.type in CONTENT_SIGNED_TYPES:
             check_content_sig(frame, job.conn, failures)
-        digest = payload_digest(frame.payload)
+        digest = hashlib.sha256(payload_bytes).digest()   # SOCP §8: part of the replay cache key
     except SocpError as exc:
         # Named, so the sender learns which frame failed (no silent drops, protocol/acks.py).
         return Rejected(job.conn, job.seq, exc.code.value, exc.detail, frame_type, msg_ref_of_obj(raw))
@@ -95,11 +98,6 @@ def readable_type(raw: Any) -> str:
         if isinstance(frame_type, str) and frame_type in KNOWN_TYPES:
             return frame_type
     return ""
-
-
-def payload_digest(payload: dict[str, Any]) -> bytes:
-    """SOCP §8: sha256 of the canonical payload, part of the replay cache key."""
-    return hashlib.sha256(canonical_json(payload)).digest()
 
 
 def _require_key(name: str, value: Any) -> None:
@@ -133,26 +131,29 @@ def content_sig_checks() -> bool:
     return os.environ.get("SOCP_CHECK_CONTENT_SIG", "1") != "0"
 
 
-def check_signature(frame: envelope.Envelope, role: int, verify_key: str, raw: Any = None) -> None:
+def check_signature(frame: envelope.Envelope, role: int, verify_key: str, raw: Any = None,
+                    payload_bytes: bytes | None = None) -> None:
     """Raise InvalidSignature (or BadKey for an unusable pinned key) per the role.
 
     Keys taken from the payload have already passed `check_keys`. `raw` is the frame
     as decoded: a user's hello may be signed over it as sent (G101 adds an `id`).
+    `payload_bytes`: the canonical payload, if made already.
     """
     if role == ROLE_SERVER:
         # SOCP §5: every frame from a server is signed; interop table: never unsigned.
         if not verify_key:
             raise InvalidSignature("no key is pinned for this server link")
-        verify_transport(decode_public_key(verify_key), frame)
+        verify_transport(decode_public_key(verify_key), frame, payload_bytes=payload_bytes)
     elif role == ROLE_UNKNOWN and frame.type in SERVER_OPENING_TYPES:
         pubkey = frame.payload.get("pubkey")
         if pubkey is None:   # a SERVER_ANNOUNCE may come without one (G17); it opens nothing
             raise InvalidSignature("a server's first frame must carry the key it is signed with")
-        verify_transport(decode_public_key(pubkey), frame)
+        verify_transport(decode_public_key(pubkey), frame, payload_bytes=payload_bytes)
     elif frame.type == FrameType.USER_HELLO and frame.sig:
         # Interop table: a hello may be unsigned, but a signature it does carry
         # must be by the key it introduces.
-        verify_transport(decode_public_key(frame.payload["pubkey"]), frame, raw if isinstance(raw, dict) else None)
+        verify_transport(decode_public_key(frame.payload["pubkey"]), frame, raw if isinstance(raw, dict) else None,
+                         payload_bytes)
 
 
 def check_content_sig(frame: envelope.Envelope, conn: int, failures: FailedChecks | None = None) -> None:

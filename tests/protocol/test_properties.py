@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from socp.protocol.encoding import b64url_decode, b64url_encode, canonical_json
+from socp.protocol.encoding import b64url_decode, b64url_encode, canonical_json, compact_json
 from socp.protocol.envelope import PAYLOAD_SCHEMAS, parse, parse_obj
 from socp.protocol.errors import SocpError
 from socp.protocol.frame_types import KNOWN_TYPES
@@ -64,6 +64,12 @@ def test_canonical_json_ignores_insertion_order(value: Any, rng: random.Random) 
 def test_canonical_json_of_payload_dicts(payload: dict[str, Any]) -> None:
     # The shape every signature covers: an object at the top.
     assert canonical_json(payload) == _reference_canonical(payload)
+
+
+@given(value=json_values | st.floats() | st.integers(min_value=2**64) | st.text(st.characters(categories=["Cs"])))
+def test_compact_json_is_the_stdlib_text(value: Any) -> None:
+    # Floats (NaN too), integers beyond 64 bits and lone surrogates take the stdlib path.
+    assert compact_json(value) == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 @given(data=st.binary(max_size=2048))
