@@ -186,6 +186,11 @@ def link_up(state: RouterState, conn: int) -> list[Action]:
     link = state.links.get(conn)
     if purpose is None or link is None or link.state is not LinkState.DIALLING:
         return []
+    if purpose.kind != "join" and not stale_pins.dialable(state, purpose.server_id):
+        # Retired while the dial was under way (stale_pins.py): another server holds
+        # that address now. Closed before a word; dial_failed sees it is not dialled again.
+        link.move(LinkState.CLOSING)
+        return [Close(conn, CLOSE_NORMAL, "that server no longer listens there")]
     me = state.me
     link.last_heard_ms = state.now_ms
     entry = _introducer_of(state, purpose)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import logging
 
+from socp.ipc.link_state import LinkState
+
 from .core_io import Action, StoreWrite
 from .peer_links import PeerLink
 from .state import RouterState, ServerRecord
@@ -52,6 +54,10 @@ def retire_others_at(state: RouterState, link: PeerLink) -> list[Action]:
         actions.append(StoreWrite("update_server_addr", (old_id, None, None)))
         log.info("server %s no longer dialled at %s: %s, with another key, has proved itself there "
                  "(the old pin is kept)", old_id, address, holder)
+    if actions:
+        # A dial of an old id may have taken the address's row meanwhile (live, G17):
+        # the row is the live link's.
+        state.linkbook.move(address, LinkState.JOINED, state.now_ms, peer_id=holder)
     return actions
 
 

@@ -9,7 +9,7 @@ from socp.ipc.link_state import LinkState
 from socp.protocol import crypto, frames
 from socp.protocol.envelope import Envelope
 from socp.router import core, federation
-from socp.router.core_io import Dial, Tick
+from socp.router.core_io import Dial, LinkUp, Tick
 
 from .harness import NOW, Harness, closes, sent_to, store_writes
 
@@ -37,6 +37,20 @@ def g17_joins(node: Harness, conn: int, key: crypto.PrivateKey) -> str:
 
 def heartbeat(node: Harness, conn: int, server_id: str) -> list:
     return node.feed(conn, frames.heartbeat(server_id, node.server_id, node.state.now_ms))
+
+
+def next_dial(node: Harness) -> Dial:
+    [dial] = [a for a in core.handle(node.state, Tick()) if isinstance(a, Dial)]
+    return dial
+
+
+def g17_stopped_and_redialled(node: Harness, keys) -> tuple[str, Dial]:
+    """G17 joined (key 1), proved itself, stopped; a second later we dial it again."""
+    old_id = g17_joins(node, 5, keys[1])
+    heartbeat(node, 5, old_id)
+    node.drop(5)
+    node.state.now_ms += 1_000
+    return old_id, next_dial(node)
 
 
 def dials_within_an_hour(node: Harness, key: crypto.PrivateKey) -> list[Dial]:
@@ -83,20 +97,41 @@ def test_the_old_id_is_retired_when_its_link_goes_after_the_new_one_proved_itsel
     assert old_id not in node.state.redials and dials_within_an_hour(node, keys[1]) == []
 
 
-def test_a_late_refusal_of_the_old_ids_dial_does_not_hide_the_new_link(node, keys) -> None:
-    old_id = g17_joins(node, 5, keys[1])
-    heartbeat(node, 5, old_id)
-    node.drop(5)
-    node.state.now_ms += 1_000
-    [dial] = [a for a in core.handle(node.state, Tick()) if isinstance(a, Dial)]   # the old id's re-dial
+def test_dials_of_the_old_id_under_way_do_not_hide_the_new_link(node, keys) -> None:
+    """The order seen live (2026-12-06 23:04, G17 through a recording proxy): our
+    SERVER_HELLO_LINK to the old id reaches the new G17, which closes it; we join it
+    instead (a rejoin dial); the new G17's first heartbeat comes while that join is
+    under way; its welcome then fails the old pin."""
+    address = "%s:%d" % G17_ADDRESS
+    old_id, link_dial = g17_stopped_and_redialled(node, keys)
+    new_id = g17_joins(node, 6, keys[2])
+    assert sent_to(core.handle(node.state, LinkUp(link_dial.conn)), link_dial.conn, "SERVER_HELLO_LINK")
+    node.drop(link_dial.conn)                        # G17 closes a link hello without a word
+    node.state.now_ms += 5_000
+    join_dial = next_dial(node)
+    assert sent_to(core.handle(node.state, LinkUp(join_dial.conn)), join_dial.conn, "SERVER_HELLO_JOIN")
+    assert node.state.linkbook.entries[address].peer_id == old_id
+    heartbeat(node, 6, new_id)                       # the new server proves itself: the row is its own
+    assert (node.state.linkbook.entries[address].state, node.state.linkbook.entries[address].peer_id) == (
+        LinkState.JOINED, new_id)
+    federation.welcome_rejected(node.state, node.state.links[join_dial.conn], "SERVER_WELCOME",
+                                federation.ErrorCode.INVALID_SIG, "transport signature does not verify")
+    node.drop(join_dial.conn)
+    row = node.state.linkbook.entries[address]
+    assert (row.state, row.peer_id) == (LinkState.JOINED, new_id)
+    assert old_id not in node.state.redials and dials_within_an_hour(node, keys[1]) == []
+
+
+def test_a_dial_of_the_old_id_that_opens_after_it_was_retired_is_closed_unsaid(node, keys) -> None:
+    old_id, dial = g17_stopped_and_redialled(node, keys)
     new_id = g17_joins(node, 6, keys[2])
     heartbeat(node, 6, new_id)
-    federation.welcome_rejected(node.state, node.state.links[dial.conn], "SERVER_WELCOME",
-                                federation.ErrorCode.INVALID_SIG, "transport signature does not verify")
+    actions = core.handle(node.state, LinkUp(dial.conn))
+    assert dial.conn in closes(actions) and not sent_to(actions, dial.conn)
+    node.drop(dial.conn)
     row = node.state.linkbook.entries["%s:%d" % G17_ADDRESS]
     assert (row.state, row.peer_id) == (LinkState.JOINED, new_id)
-    node.drop(dial.conn)
-    assert old_id not in node.state.redials
+    assert old_id not in node.state.servers and old_id not in node.state.redials
 
 
 def test_a_server_that_keeps_its_key_is_dialled_again_as_before(node, keys) -> None:
