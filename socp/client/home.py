@@ -6,7 +6,7 @@
     peer_channel_keys.json   peers' sending keys, as received: wrapped for our user key
     pins.json                TOFU: user id -> key fingerprint
     logins.json              servers that keep our login (encrypted key + password
-                             verifier, LOGIN_REGISTER): server id -> {server, stored_at}
+                             verifier, LOGIN_REGISTER): login_record_key -> {server, stored_at}
     downloads/               received files (0700); partial files are hidden and 0600
     config.toml              optional settings, written by you (see `settings`):
                                  [files]
@@ -48,6 +48,14 @@ CONFIG_FILE = "config.toml"
 THEMES = ("dark", "light")
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
                "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+
+
+def login_record_key(server_id: str, server: str) -> str:
+    """Which server keeps a login, as logins.json names it: the server's id, or its id
+    and URL when the id need not be unique. Every standalone G17 server calls itself
+    "auto" (issue #14, note a7): keyed by id alone, a login stored at one G17 server was
+    taken as stored at every other, which then had no key for our user."""
+    return server_id if is_uuid4(server_id) else f"{server_id} at {server}"
 
 
 class HomeError(SocpError):
@@ -144,16 +152,17 @@ class ClientHome:
         except OSError as exc:
             raise HomeError(f"cannot read {self.root / USER_KEY_FILE}: {exc.strerror}") from exc
 
-    def login_stored(self, server_id: str) -> bool:
-        """Does this server keep our login (we registered there, or logged in from it)?"""
+    def login_stored(self, server_id: str, server: str) -> bool:
+        """Does the server `server_id` at URL `server` keep our login (we registered
+        there, or logged in from it)?"""
         record = read_json(self.root / LOGINS_FILE, {})
-        return isinstance(record, dict) and server_id in record
+        return isinstance(record, dict) and login_record_key(server_id, server) in record
 
     def remember_login(self, server_id: str, server: str, *, now: Callable[[], float] = time.time) -> None:
         record = read_json(self.root / LOGINS_FILE, {})
         if not isinstance(record, dict):
             record = {}
-        record[server_id] = {"server": server, "stored_at": int(now() * 1000)}
+        record[login_record_key(server_id, server)] = {"server": server, "stored_at": int(now() * 1000)}
         write_private_json(self.root / LOGINS_FILE, record)
 
     def channel_key_factory(self, password: str) -> Callable[[], crypto.PrivateKey]:

@@ -31,7 +31,7 @@ class LoginStore:
     the key store's password, and the home's record of servers that keep it."""
 
     password: str
-    is_stored: Callable[[str], bool]          # server id -> does it keep our login already?
+    is_stored: Callable[[str, str], bool]     # (server id, URL) -> does it keep our login already?
     remember: Callable[[str, str], None]      # (server id, URL), after the server's ACK
     params: login_values.ScryptParams = login_values.DEFAULT_PARAMS
 
@@ -60,7 +60,7 @@ class LoginRegistration:
         while not self.session.users.server_id and not self._wire.closing and loop.time() < deadline:
             await asyncio.sleep(0.1)
         server_id = self.session.users.server_id
-        if not server_id or store.is_stored(server_id):
+        if not server_id or store.is_stored(server_id, self._wire.url):
             return
         registration = await asyncio.to_thread(login_values.register, store.password, self.session.me.user_key,
                                                store.params)

@@ -26,7 +26,7 @@ from socp.protocol.ids import BROADCAST, PUBLIC_CHANNEL, is_peer_id, new_id
 from socp.protocol.key_forms import KeyForm, form_of, in_form
 from socp.protocol.signing import verify_transport
 
-from . import abuse_rules, directory, key_waits, link_dialects, offline, users
+from . import abuse_rules, directory, key_waits, link_dialects, offline, stale_pins, users
 from .core_io import Action, AdoptServerId, Close, Dial, FrameIn, Relay, Send, StoreWrite, send_one
 from .peer_links import PeerLink
 from .replies import error_to, refuse_and_close
@@ -66,6 +66,8 @@ def start(state: RouterState) -> list[Action]:
 
 def _queue_redials(state: RouterState, first_attempt_ms: int) -> None:
     for server_id in sorted(state.pinned_servers):
+        if not stale_pins.dialable(state, server_id):
+            continue   # pinned, but another server holds its old address (stale_pins.py)
         state.redials.setdefault(server_id, Redial(next_attempt_ms=first_attempt_ms,
                                                    backoff_ms=state.timing.min_backoff_ms))
 
@@ -155,7 +157,7 @@ def _dial_introducer(state: RouterState, index: int) -> list[Action]:
 
 def _dial_server(state: RouterState, server_id: str) -> list[Action]:
     record = state.pinned_servers.get(server_id)
-    if record is None or server_id == state.me.server_id:
+    if record is None or server_id == state.me.server_id or not stale_pins.dialable(state, server_id):
         return []
     host, port = state.server_addrs.get(server_id, (record.host, record.port))
     # A peer that refused our SERVER_HELLO_LINK (G45, G17 know only joins) is joined again.
@@ -184,6 +186,11 @@ def link_up(state: RouterState, conn: int) -> list[Action]:
     link = state.links.get(conn)
     if purpose is None or link is None or link.state is not LinkState.DIALLING:
         return []
+    if purpose.kind != "join" and not stale_pins.dialable(state, purpose.server_id):
+        # Retired while the dial was under way (stale_pins.py): another server holds
+        # that address now. Closed before a word; dial_failed sees it is not dialled again.
+        link.move(LinkState.CLOSING)
+        return [Close(conn, CLOSE_NORMAL, "that server no longer listens there")]
     me = state.me
     link.last_heard_ms = state.now_ms
     entry = _introducer_of(state, purpose)
@@ -212,7 +219,7 @@ def dial_failed(state: RouterState, conn: int, link: PeerLink | None = None, rea
         _book_down(state, link, reason)
     if purpose.kind == "join" and not state.joined:
         return _dial_introducer(state, purpose.introducer + 1)
-    if purpose.kind in ("link", "rejoin"):
+    if purpose.kind in ("link", "rejoin") and stale_pins.dialable(state, purpose.server_id):
         state.redials.setdefault(purpose.server_id, Redial(state.now_ms, state.timing.min_backoff_ms))
     return []
 
@@ -237,8 +244,8 @@ def _book_down(state: RouterState, link: PeerLink, reason: str) -> None:
         return
     if link.peer_id and state.servers.get(link.peer_id) not in (None, link.conn):
         return  # a duplicate closed; the link the row stands for is up
-    if entry.state is LinkState.REFUSED:
-        return  # the refusal says more than the close that followed it
+    if entry.state is LinkState.REFUSED or stale_pins.row_held_by_another(state, link):
+        return  # the refusal says more than the close that followed it; or the row is another's live link
     state.linkbook.move(link.server_address, LinkState.LOST, state.now_ms, reason or "link closed", link.peer_id)
 
 
@@ -347,8 +354,10 @@ def server_link_lost(state: RouterState, server_id: str, gateway_restarted: bool
     if server_id not in state.pinned_servers:
         state.sent_recently.pop(server_id, None)
         return _forget_users_of(state, server_id)
-    state.redials.setdefault(server_id, Redial(state.now_ms + state.timing.min_backoff_ms,
-                                                state.timing.min_backoff_ms * 2))
+    actions = stale_pins.retire_if_address_taken(state, server_id)
+    if stale_pins.dialable(state, server_id):
+        state.redials.setdefault(server_id, Redial(state.now_ms + state.timing.min_backoff_ms,
+                                                    state.timing.min_backoff_ms * 2))
     backlog = state.backlogs.setdefault(server_id,
                                         PeerBacklog(give_up_at_ms=state.now_ms + state.timing.link_timeout_ms))
     recent = state.sent_recently.pop(server_id, None)
@@ -359,7 +368,7 @@ def server_link_lost(state: RouterState, server_id: str, gateway_restarted: bool
         room = PEER_BACKLOG_LIMIT - len(backlog.frames)
         if again and room > 0:
             backlog.frames[:0] = again[-room:]
-    return []
+    return actions
 
 
 def _forget_users_of(state: RouterState, server_id: str) -> list[Action]:
@@ -434,6 +443,8 @@ def welcome_rejected(state: RouterState, link: PeerLink, frame_type: str, code: 
     hint = ""
     if code is ErrorCode.INVALID_SIG:
         hint = " (if this peer does not sign its link frames, its bootstrap entry may say `unsigned_link: true`)"
+    if stale_pins.row_held_by_another(state, link):   # a retired id's late dial: the row is the new server's
+        return refuse_and_close(state, link.conn, code, detail)
     state.linkbook.move(link.server_address, LinkState.REFUSED, state.now_ms,
                         f"we refused its {frame_type or 'answer'}: {code.value}: {detail}{hint}", link.peer_id)
     return refuse_and_close(state, link.conn, code, detail)
@@ -501,6 +512,16 @@ def _link_request(state: RouterState, link: PeerLink, frame: Envelope) -> list[A
 
 
 def from_server(state: RouterState, link: PeerLink, event: FrameIn) -> list[Action]:
+    actions = _from_server(state, link, event)
+    if link.state is LinkState.JOINED and link.heard_peer and not link.address_proved and link.peer_id:
+        # Its first verified frame on a link at its address: older ids pinned there are
+        # no longer dialled (stale_pins.py; G17 is a new server at every start).
+        link.address_proved = True
+        actions = stale_pins.retire_others_at(state, link) + actions
+    return actions
+
+
+def _from_server(state: RouterState, link: PeerLink, event: FrameIn) -> list[Action]:
     frame = event.frame
     if frame.type != T.ERROR:
         link.heard_peer = True

@@ -31,6 +31,7 @@ class PeerLink:
     server_address: str = ""   # a server link's "host:port", its row in the link book (linkbook.py)
     heard_heartbeat: bool = False  # some peers (G45) never send one: no silence timeout for them
     heard_peer: bool = False   # a dialled link had a frame other than ERROR from the peer
+    address_proved: bool = False   # its server's ids pinned before at server_address were looked at (stale_pins.py)
     # Restored from the gateway after a router restart with its USER_HELLO still to be
     # applied: that hello arrives again, and its signature may be one the old router
     # already noted as used, by this very connection (recovery.py).

@@ -101,3 +101,17 @@ def test_an_existing_channel_key_is_loaded_not_announced_as_made(keys, tmp_path)
     without = ClientHome(tmp_path / "without")
     without.create("bob", "pw", user_key=keys[1])
     assert without.session(keys[1], "pw").channel_keys.must_make_own
+
+
+def test_a_login_is_recorded_per_server_and_per_url_when_the_id_may_be_shared(keys, tmp_path):
+    """Every standalone G17 server calls itself "auto" (issue #14, note a7): a login
+    stored at one of them is not taken as stored at another; a UUID id is one server
+    whatever URL reached it."""
+    home = ClientHome(tmp_path / "alice")
+    home.create("alice", "pw", user_key=keys[0])
+    home.remember_login("auto", "ws://127.0.0.1:9001")
+    assert home.login_stored("auto", "ws://127.0.0.1:9001")
+    assert not home.login_stored("auto", "ws://127.0.0.1:9002")
+    node_id = "0b6f1c1e-5d7a-4c1e-9a53-3f0f1e2a4b5c"
+    home.remember_login(node_id, "ws://127.0.0.1:9003")
+    assert home.login_stored(node_id, "wss://chat.example:443")

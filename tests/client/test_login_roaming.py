@@ -196,7 +196,7 @@ async def test_storing_the_login_never_blocks_chatting_and_a_refusal_is_reported
     [failed] = [e for e in seen if isinstance(e, LoginRegisterFailed)]
     assert (failed.code, failed.detail) == ("FORBIDDEN", "no logins here")
     assert not [e for e in seen if isinstance(e, ErrorReceived)]
-    assert not home.login_stored(node.server_id)
+    assert not home.login_stored(node.server_id, url)
 
 
 def _ignore(event) -> None:

@@ -21,7 +21,7 @@ from socp.protocol.envelope import parse_obj
 from socp.protocol.ids import is_uuid4
 from socp.router import core, federation
 from socp.router import link_dialects as dialects
-from socp.router.core_io import Dial, LinkUp
+from socp.router.core_io import Dial, LinkDown, LinkUp
 from socp.router.state import Introducer
 
 # Its public channel key share has its own shape (shares[].wrapped, a group key).
@@ -72,3 +72,27 @@ def test_we_join_g17_its_snapshot_users_keys_are_asked_for_and_its_announce_is_n
     dm = frames.msg_direct(user_id, answer.payload["user_id"], NOW, "AAAA", crypto.encode_public_key(keys[1]), "c2ln")
     [onward] = sent_to(feed(node.state, user_conn, dm), dial.conn, "SERVER_DELIVER")
     assert onward.payload["orig_ts"] == NOW
+
+
+def test_a_restarted_g17_joins_from_the_same_address_with_a_new_key_and_the_old_id_is_retired(node) -> None:
+    """Recorded 2026-12-06 23:10 (g17-restart-link.jsonl): G17 joined our node through a
+    recording proxy, was stopped, and started again from the same folder. Its second
+    SERVER_HELLO_JOIN names the same address with a new key (note c16): once the new
+    server's first heartbeat arrives, the old id is no longer dialled there."""
+    joins = recorded("g17-restart", frame_type="SERVER_HELLO_JOIN")
+    beats = recorded("g17-restart", frame_type="HEARTBEAT")
+    assert len(joins) == 2 and all(j["from"] == "auto" for j in joins)
+    [(host, port)] = {(j["payload"]["host"], j["payload"]["port"]) for j in joins}   # the same address...
+    assert len({j["payload"]["pubkey"] for j in joins}) == 2                        # ...two keys
+    ids = []
+    for conn, join in ((5, joins[0]), (6, joins[1])):
+        [welcome] = sent_to(feed(node.state, conn, stamped(join, NOW)), conn, "SERVER_WELCOME")
+        ids.append(welcome.payload["assigned_id"])
+        feed(node.state, conn, stamped(beats[0], NOW, **{"from": ids[-1]}))
+        if conn == 5:
+            core.handle(node.state, LinkDown(5, "peer closed with 1000"))   # G17 stopped
+            assert ids[0] in node.state.redials
+    old_id, new_id = ids
+    assert old_id not in node.state.redials and old_id not in node.state.server_addrs
+    row = node.state.linkbook.entries[f"{host}:{port}"]
+    assert (row.state, row.peer_id) == (LinkState.JOINED, new_id)

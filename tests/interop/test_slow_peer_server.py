@@ -53,11 +53,10 @@ def g17_hello_replies(user_id: str) -> list[dict[str, Any]]:
     return replies
 
 
-async def test_a_server_naming_itself_after_the_list_probes_still_gets_our_register(keys, tmp_path) -> None:
-    user_id = new_id()
+def g17_hello_double(user_id: str, received: list[dict[str, Any]], late: float = 0.0):
+    """A G17 server's side of a user connection: the recorded hello replies, `late`
+    seconds after the hello, and ACK REGISTER_OK to a REGISTER (recorded)."""
     replies = g17_hello_replies(user_id)
-    assert [r["type"] for r in replies] == ["PUBLIC_CHANNEL_KEY_SHARE", "CLIENT_WELCOME", "ACK", "LIST_RESPONSE"]
-    received: list[dict[str, Any]] = []
 
     async def handler(ws: ServerConnection) -> None:
         try:
@@ -65,17 +64,27 @@ async def test_a_server_naming_itself_after_the_list_probes_still_gets_our_regis
                 frame = json.loads(raw)
                 received.append(frame)
                 if frame["type"] == "USER_HELLO":
-                    await asyncio.sleep(LATE)
+                    await asyncio.sleep(late)
                     for reply in replies:
                         await ws.send(json.dumps(reply))
-                elif frame["type"] == "REGISTER":   # G17 answers ACK REGISTER_OK (recorded)
+                elif frame["type"] == "REGISTER":
                     await ws.send(json.dumps({"type": "ACK", "from": "auto", "to": user_id, "ts": frame["ts"],
                                               "payload": {"msg_ref": "REGISTER_OK"}, "sig": ""}))
         except ConnectionClosed:
             pass
 
+    return handler
+
+
+async def test_a_server_naming_itself_after_the_list_probes_still_gets_our_register(keys, tmp_path) -> None:
+    user_id = new_id()
+    replies = g17_hello_replies(user_id)
+    assert [r["type"] for r in replies] == ["PUBLIC_CHANNEL_KEY_SHARE", "CLIENT_WELCOME", "ACK", "LIST_RESPONSE"]
+    received: list[dict[str, Any]] = []
+    handler = g17_hello_double(user_id, received, late=LATE)
+
     stored: dict[str, str] = {}
-    store = LoginStore("a long password", lambda server: server in stored,
+    store = LoginStore("a long password", lambda server, url: server in stored,
                        lambda server, url: stored.__setitem__(server, url), params=FAST)
     session = ClientSession(user_id, keys[1], pins=PinStore(tmp_path / "pins.json"), downloads_dir=tmp_path / "dl")
     seen: list = []
