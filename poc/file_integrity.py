@@ -1,11 +1,17 @@
 """Attack: get a corrupted or partial file accepted or exposed (SOCP §7.4, §13).
 
 Mallory sends the victim a file over the node with one chunk swapped for other
-(correctly encrypted) bytes, then another with its chunks out of order. The victim
-runs the real client session (`socp.client`) on what arrives. Blocked when the
-client refuses both, nothing ever appears under the file's final name (checked
-after every chunk), the temporary file is private (mode 0600, hidden name), and
-nothing is left behind.
+(correctly encrypted) bytes, then one whose first two chunks carry each other's
+bytes (each under the other's index: a reorder no index shows), then one whose first
+chunk never comes. The victim runs the real client session (`socp.client`) on
+what arrives. Blocked when the client refuses all three,
+nothing ever appears under the file's final name (checked after every chunk), the
+temporary file is private (mode 0600, hidden name), and nothing is left behind.
+
+Chunks that merely arrive out of order, each under its own index, are no attack:
+the client puts them back in place (a chunk the node refused for its load comes
+again after later ones, docs/chat.md "Files") and the SHA-256 decides; the script
+checks that such a file is saved byte for byte.
 
     python poc/file_integrity.py --url ws://127.0.0.1:8765
 """
@@ -79,13 +85,30 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
         saved = [e for e in events if isinstance(e, FileReceived)]
         verdict.check(bool(failed) and not saved, f"client: {show(failed[0].reason) if failed else 'ACCEPTED'}")
 
-        verdict.tried("chunks sent out of order (1 before 0)")
-        parts = list(enumerate(_chunks(data)))
-        parts[0], parts[1] = parts[1], parts[0]
+        verdict.tried("chunks 0 and 1 with each other's bytes (a reorder the indexes do not show)")
+        chunks = _chunks(data)
+        parts = [(0, chunks[1]), (1, chunks[0]), *list(enumerate(chunks))[2:]]
         events = await transfer(verdict, mallory, victim, session, downloads, "invoice.pdf", data, parts)
         failed = [e for e in events if isinstance(e, FileFailed)]
         saved = [e for e in events if isinstance(e, FileReceived)]
         verdict.check(bool(failed) and not saved, f"client: {show(failed[0].reason) if failed else 'ACCEPTED'}")
+
+        verdict.tried("chunk 0 never sent: the rest held, then the FILE_END")
+        events = await transfer(verdict, mallory, victim, session, downloads, "partial.pdf", data,
+                                list(enumerate(_chunks(data)))[1:])
+        failed = [e for e in events if isinstance(e, FileFailed)]
+        saved = [e for e in events if isinstance(e, FileReceived)]
+        verdict.check(bool(failed) and not saved, f"client: {show(failed[0].reason) if failed else 'ACCEPTED'}")
+
+        verdict.tried("control: chunks out of order (1 before 0), each under its own index")
+        parts = list(enumerate(_chunks(data)))
+        parts[0], parts[1] = parts[1], parts[0]
+        events = await transfer(verdict, mallory, victim, session, downloads, "in-place.pdf", data, parts)
+        saved = [e for e in events if isinstance(e, FileReceived)]
+        ok = bool(saved) and Path(saved[0].path).read_bytes() == data
+        verdict.note(f"put back in place and saved byte for byte: {ok}")
+        for entry in saved:
+            Path(entry.path).unlink()
 
         left = sorted(p.name for p in downloads.iterdir())
         verdict.check(not left, f"left in the downloads directory afterwards: {left or 'nothing'}")

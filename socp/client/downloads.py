@@ -27,7 +27,7 @@ MAX_NAME_ATTEMPTS = 1000
 # Parts that came after a missing one are held in memory until it comes: the sender
 # sends a part again when the node refused it for a moment (OVERLOADED, RATE_LIMITED;
 # file_sender.py), and the parts sent meanwhile arrive first. Bounded per download.
-MAX_HELD_BYTES = 4 * 1024 * 1024
+MAX_HELD_BYTES = 1024 * 1024
 
 
 class TransferFailed(SocpError):
