@@ -184,7 +184,8 @@ def print_server_links(console: Console, links: object) -> None:
     if not isinstance(links, list) or not links:
         console.print("server links: none")
         return
-    table = Table("server link", "address", "state", "dropped", "we go by", "reason", box=None, header_style="bold")
+    table = Table("server link", "address", "state", "dropped", "we go by", "opt-in", "reason", box=None,
+                  header_style="bold")
     for row in links:
         if not isinstance(row, dict):
             continue
@@ -194,7 +195,8 @@ def print_server_links(console: Console, links: object) -> None:
         dialect = str(row.get("dialect") or "")
         table.add_row(escape(peer + (f" ({dialect})" if dialect else "")), escape(str(row.get("address", "?"))),
                       f"[{style}]{escape(state)}[/]", str(row.get("dropped", 0)),
-                      escape(str(row.get("goes_by") or "our id")), escape(str(row.get("reason", ""))))
+                      escape(str(row.get("goes_by") or "our id")), escape(str(row.get("opt_in") or "")),
+                      escape(str(row.get("reason", ""))))
     console.print(table)
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import uvloop
 
 from socp.config import NodeConfig
+from socp.gateway.bootstrap_view import g101_addresses
 from socp.gateway.bus import Bus
 from socp.gateway.context import GatewayContext
 from socp.gateway.dialer import Dialer
@@ -110,6 +111,7 @@ async def _serve(config: NodeConfig) -> None:
     try:
         stats, database = GatewayStats(), DatabaseReport()
         links = LinkTable(config.send_queue_frames, first_accepted_conn(time.time()))
+        links.g101_addresses = g101_addresses(config.bootstrap)
         context = GatewayContext(config, links, bus, stats,
                                  AddressSlots(config.max_connections_per_address), database,
                                  DirectoryLookups(bus, stats, lambda: router_ready(stats, database)),

@@ -104,8 +104,8 @@ class ServerLinksReport:
 
     def as_json(self) -> list[dict[str, object]]:
         return [{"peer_id": peer_id, "address": address, "state": state, "reason": reason, "dropped": dropped,
-                 "dialect": dialect, "goes_by": goes_by}
-                for peer_id, address, state, reason, dropped, dialect, goes_by in self.rows]
+                 "dialect": dialect, "goes_by": goes_by, "opt_in": opt_in}
+                for peer_id, address, state, reason, dropped, dialect, goes_by, opt_in in self.rows]
 
 
 def router_ready(stats: GatewayStats, database: DatabaseReport) -> bool:

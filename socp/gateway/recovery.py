@@ -28,7 +28,6 @@ from socp.ipc.messages import (
     LinkReplay,
     OutboundDone,
     Rejected,
-    VerifyJob,
     out_seq,
     pack,
 )
@@ -105,8 +104,7 @@ class Recovery:
         for link in replayed:
             for entry in list(link.kept):
                 entry[2] = now
-                await bus.submit_job(pack(VerifyJob(link.conn, entry[0], entry[1], link.role, link.verify_key,
-                                                    link.unsigned_ok)))
+                await bus.submit_job(pack(link.verify_job(entry[0], entry[1])))
                 stats.frames_replayed += 1
         await bus.tell_router(GatewayHello(self._boot_id))
 
@@ -138,8 +136,7 @@ class Recovery:
                     continue
                 entry[2], entry[3] = now, tries + 1
                 stats.verify_retries += 1
-                await bus.submit_job(pack(VerifyJob(link.conn, seq, text, link.role, link.verify_key,
-                                                    link.unsigned_ok)))
+                await bus.submit_job(pack(link.verify_job(seq, text)))
 
 
 # --- credit for server links (docs/recovery.md, "Credit for server links") ------------

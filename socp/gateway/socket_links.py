@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from socp.gateway.bootstrap_view import g101_address_of
 from socp.ipc.link_state import LinkState, connection_move
 from socp.ipc.messages import (
     CLOSE_TRY_AGAIN_LATER,
@@ -25,6 +26,7 @@ from socp.ipc.messages import (
     ROLE_SERVER,
     ROLE_UNKNOWN,
     ConnId,
+    VerifyJob,
     split_out_seq,
 )
 from socp.ipc.reorder import ReorderBuffer
@@ -92,6 +94,7 @@ class SocketLink:
         "reorder", "outbox", "accepting_output", "close_code", "end_reason", "closing",
         "opening", "kept", "kept_bytes", "kept_room", "reader_waits", "out_epoch", "reported_out",
         "address", "_queue_frames", "frames_written", "reported_written", "unsigned_ok",
+        "g101_address",
     )
 
     def __init__(self, conn: ConnId, peer: str, state: LinkState, queue_frames: int,
@@ -103,6 +106,7 @@ class SocketLink:
         self.role = role
         self.verify_key = verify_key
         self.unsigned_ok = False             # a dialled link whose peer may send unsigned frames
+        self.g101_address = ""               # a peer opted in to G101's link form: its entry's host:port
         self.next_in_seq = 0                 # seq of the next inbound event to the router
         self.reorder: ReorderBuffer[OutItem] = ReorderBuffer(max_waiting=queue_frames)
         self.outbox = Outbox(queue_frames)
@@ -125,6 +129,10 @@ class SocketLink:
         self._queue_frames = queue_frames
 
     # --- inbound frames kept until the router applied them ---------------------------
+
+    def verify_job(self, seq: int, text: str) -> VerifyJob:
+        """The check of inbound frame `seq` as this link's role and consents ask."""
+        return VerifyJob(self.conn, seq, text, self.role, self.verify_key, self.unsigned_ok, self.g101_address)
 
     def keep(self, seq: int, text: str, now: float) -> None:
         self.kept.append([seq, text, now, 1])
@@ -235,6 +243,9 @@ class LinkTable:
         self._next_accepted: ConnId = first_accepted
         self._queue_frames = queue_frames
         self._high_water = 0   # most links open at once since take_high_water (memory.py)
+        # Pinned key -> "host:port" of the bootstrap entries with `g101_link: true`
+        # (bootstrap_view.py): a server link with that key is read in G101's form.
+        self.g101_addresses: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self._links)
@@ -270,6 +281,7 @@ class LinkTable:
         link.role, link.verify_key = role, verify_key
         if role == ROLE_SERVER:
             self._server_links[link.conn] = link
+            link.g101_address = g101_address_of(self.g101_addresses, verify_key)
 
     def take_oldest_waiting(self) -> SocketLink | None:
         """The link that has waited longest for its first frame, no longer counted as
@@ -283,6 +295,7 @@ class LinkTable:
         link = SocketLink(conn, peer, LinkState.DIALLING, self._queue_frames,
                     role=ROLE_SERVER, verify_key=verify_key)
         link.unsigned_ok = unsigned_ok
+        link.g101_address = g101_address_of(self.g101_addresses, verify_key)
         self._links[conn] = link
         self._server_links[conn] = link
         self._high_water = max(self._high_water, len(self._links))

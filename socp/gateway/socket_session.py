@@ -34,7 +34,6 @@ from socp.ipc.messages import (
     LinkClosed,
     LinkOpened,
     Rejected,
-    VerifyJob,
     pack,
 )
 from socp.protocol.acks import msg_ref_of_obj, msg_ref_of_text
@@ -188,7 +187,7 @@ class Session:
             # Kept until the router applied it, to survive a verifier or router (recovery.py).
             link.keep(seq, message, time.monotonic())
             await self._bus.submit_job(
-                pack(VerifyJob(link.conn, seq, message, link.role, link.verify_key, link.unsigned_ok)))
+                pack(link.verify_job(seq, message)))
         else:
             detail = (BINARY_DETAIL if type(message) is not str
                       else f"frame is larger than {self._max_frame_bytes} bytes")

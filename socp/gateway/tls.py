@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import logging
 import ssl
-from pathlib import Path
 
 from socp.config import NodeConfig
+from socp.gateway import bootstrap_view
 
 log = logging.getLogger("socp.gateway")
 
@@ -94,14 +94,5 @@ class LinkSchemes:
 
 
 def wss_bootstrap_addresses(bootstrap_path: str) -> set[Address]:
-    """The bootstrap entries that asked for wss:// (read again by the gateway; the
-    router read the file already, so a bad file never gets this far)."""
-    if not bootstrap_path or not Path(bootstrap_path).exists():
-        return set()
-    from socp.router.bootstrap import BootstrapError, load_bootstrap
-
-    try:
-        return {(entry.host, entry.port) for entry in load_bootstrap(bootstrap_path) if entry.tls}
-    except BootstrapError as exc:
-        log.warning("bootstrap file: %s", exc)
-        return set()
+    """The bootstrap entries that asked for wss:// (read again by the gateway)."""
+    return {(entry.host, entry.port) for entry in bootstrap_view.entries(bootstrap_path) if entry.tls}

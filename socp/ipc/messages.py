@@ -50,6 +50,9 @@ class VerifyJob:
     role: int                 # ROLE_* as the gateway knows it
     verify_key: str           # base64url key to check a server frame with; "" if none
     unsigned_ok: bool = False  # operator consent: this server link's frames may be unsigned
+    # Operator opt-in (bootstrap `g101_link`): "host:port" of the entry pinning this
+    # link's key; its frames are read in G101's form (protocol/g101_link.py). "" = no.
+    g101_address: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,9 @@ class SignJob:
     ts: int
     payload: dict[str, Any]
     deliveries: list[tuple[ConnId, int, str]]   # (conn, out seq, `to` on that copy)
+    # A G101 peer's link opening (bootstrap `g101_link`): each copy signed over its
+    # whole envelope, as G101 checks it (protocol/g101_link.py), not over the payload.
+    whole_envelope: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,8 +198,9 @@ class FramesWritten:
 @dataclass(frozen=True, slots=True)
 class ServerLinks:
     KIND: ClassVar[int] = 19
-    # (peer id, address, state, reason, dropped, dialect, the id we go by on it if not ours)
-    rows: list[tuple[str, str, str, str, int, str, str]]
+    # (peer id, address, state, reason, dropped, dialect, the id we go by on it if not ours,
+    # the bootstrap opt-in it runs under)
+    rows: list[tuple[str, str, str, str, int, str, str, str]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ Modules, in dependency order:
   keystore       password-protected private key files
   login          password login that roams: scrypt, verifier, key blob, proofs
   password_hash  G17's argon2id password hashes (its login sends the password itself)
+  g101_link      G101's server-link forms (ISO ts, whole-envelope sig), for an opted-in peer
 """
 
 from __future__ import annotations

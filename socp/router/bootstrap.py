@@ -81,8 +81,13 @@ def parse_bootstrap(text: str) -> list[Introducer]:
         alias = entry.get("g45_server_alias", False)
         if not isinstance(alias, bool):
             raise BootstrapError(f"bootstrap entry {index} ({host}:{port}): `g45_server_alias` must be true or false")
+        # Operator opt-in for G101, whose link frames have ISO-string `ts` and are signed
+        # over the whole envelope: read and written so on this peer's links only.
+        g101 = entry.get("g101_link", False)
+        if not isinstance(g101, bool):
+            raise BootstrapError(f"bootstrap entry {index} ({host}:{port}): `g101_link` must be true or false")
         introducer = Introducer(host=host, port=port, pubkey=key, unsigned_link=unsigned, key_form=form_of(raw_key),
-                                tls=tls, g45_alias=alias)
+                                tls=tls, g45_alias=alias, g101_link=g101)
         earlier = next((i for i in introducers if (i.host, i.port) == (host, port)), None)
         if earlier is not None and earlier.pubkey != key:
             raise BootstrapError(f"bootstrap entry {index} ({host}:{port}) pins another key than an earlier entry")

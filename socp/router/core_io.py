@@ -113,6 +113,9 @@ class Send:
 
     targets: tuple[tuple[ConnId, str], ...]
     frame: Envelope
+    # A G101 peer's link opening (bootstrap `g101_link`): signed per copy over the
+    # whole envelope, the one form G101 checks (protocol/g101_link.py).
+    whole_envelope: bool = False
 
 
 @dataclass(frozen=True, slots=True)

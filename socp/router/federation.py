@@ -177,7 +177,8 @@ def _introducer_of(state: RouterState, purpose: DialPurpose | None) -> Introduce
         return None
     return Introducer(host=record.host, port=record.port, pubkey=record.pubkey,
                       unsigned_link=purpose.server_id in state.unsigned_servers,
-                      key_form=state.server_key_forms.get(purpose.server_id, KeyForm.DER_B64URL))
+                      key_form=state.server_key_forms.get(purpose.server_id, KeyForm.DER_B64URL),
+                      g101_link=link_dialects.speaks_g101(state, record.pubkey))
 
 
 def link_up(state: RouterState, conn: int) -> list[Action]:
@@ -199,7 +200,8 @@ def link_up(state: RouterState, conn: int) -> list[Action]:
         # Our key in the form the operator's entry used: G56 reads only base64url(PEM).
         hello = frames.server_hello_join(me.server_id, f"{entry.host}:{entry.port}", state.now_ms,
                                          me.host, me.port, in_form(me.pubkey, entry.key_form))
-        return [send_one(conn, hello)]
+        # A G101 peer checks a hello only over its whole envelope (bootstrap `g101_link`).
+        return [Send(((conn, hello.to),), hello, whole_envelope=entry.g101_link)]
     del state.dialing[conn]
     form = state.server_key_forms.get(purpose.server_id, KeyForm.DER_B64URL)
     our_key = in_form(me.pubkey, form)
@@ -480,7 +482,8 @@ def _join_request(state: RouterState, link: PeerLink, frame: Envelope) -> list[A
     me = state.me
     welcome = frames.server_welcome(me.server_id, assigned, state.now_ms, assigned, others,
                                     introducer=(me.host, me.port, me.pubkey))
-    actions.append(send_one(link.conn, welcome))
+    # A G101 peer checks a welcome only over its whole envelope (bootstrap `g101_link`).
+    actions.append(Send(((link.conn, welcome.to),), welcome, whole_envelope=link_dialects.speaks_g101(state, key)))
     # Vouch for the newcomer to every other server, so they accept its link.
     vouch = frames.server_announce(assigned, state.now_ms, payload["host"], payload["port"], key)
     targets = users.server_targets(state, BROADCAST)

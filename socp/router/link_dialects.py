@@ -10,7 +10,10 @@ us, each sent only on a link whose dialect asks for it:
   keys of its users (DB_GET_USER → DB_USER), since its USER_ADVERTISE carries none.
 - G17 (`server_pub` and `snapshot` in its welcome, `ws_uri` in its hello) answers
   PUBKEY_REQUEST with PUBKEY_RESPONSE; its USER_ADVERTISE carries no key either.
-- G56 and G101 need nothing extra here (G56's adverts carry `meta.pubkey`).
+- G56 needs nothing extra here (its adverts carry `meta.pubkey`).
+- G101, only where the operator opted in for its pinned key (bootstrap `g101_link:
+  true`): our link openings signed over the whole envelope (federation.py), our DM
+  relays in its shape (`adapt_g101`); the gateway reads its frames (protocol/g101_link.py).
 
 Which dialect a link speaks is judged from its opening frames only (`of_opening`),
 and recorded in the link book.
@@ -22,7 +25,7 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from socp.protocol import frames
+from socp.protocol import frames, g101_link
 from socp.protocol.envelope import Envelope
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.key_forms import KeyForm, form_of, in_form
@@ -30,9 +33,10 @@ from socp.protocol.key_forms import KeyForm, form_of, in_form
 from .core_io import Action, Send
 
 if TYPE_CHECKING:
-    from .state import RouterState
+    from .state import Introducer, RouterState
 
 G45, G17, G56, G101 = "g45", "g17", "g56", "g101"
+G101_OPT_IN = "g101_link"   # the bootstrap key; also what a link row shows under it
 
 def of_opening(frame: Envelope) -> str:
     """The dialect a server hello or welcome shows; "" when it looks like ours."""
@@ -43,7 +47,8 @@ def of_opening(frame: Envelope) -> str:
     ours = "servers" in payload or "clients" in payload
     if not ours and ("server_pub" in payload or "snapshot" in payload or "ws_uri" in payload):
         return G17
-    if frame.type == T.SERVER_WELCOME and "server_id" in payload and "pubkey" in payload and "servers" not in payload:
+    if (frame.type in (T.SERVER_WELCOME, T.SERVER_HELLO_JOIN) and "server_id" in payload and "pubkey" in payload
+            and "servers" not in payload):
         return G101
     pubkey = payload.get("pubkey")
     if isinstance(pubkey, str) and form_of(pubkey) is not KeyForm.DER_B64URL and not frame.sig:
@@ -111,7 +116,7 @@ _KEY_PATHS = {T.USER_ADVERTISE.value: ("meta", "pubkey"), T.SERVER_DELIVER.value
 def adapt(state: RouterState, actions: list[Action]) -> list[Action]:
     """The copies of our frames that go to a peer of another dialect, in the form it
     reads (every other link gets them unchanged)."""
-    return adapt_keys(state, adapt_g45_id(state, actions))
+    return adapt_g101(state, adapt_keys(state, adapt_g45_id(state, actions)))
 
 
 def g45_alias(server_id: str) -> str:
@@ -125,13 +130,35 @@ def g45_alias(server_id: str) -> str:
 
 
 def record(state: RouterState, address: str, dialect: str) -> None:
-    """Note whose habits the peer at `address` has, and whether we go by our G45 alias
-    with it: only a G45 peer whose address a bootstrap entry names with
-    `g45_server_alias: true`. Shown in its link row (`goes_by`)."""
+    """Note whose habits the peer at `address` has, whether we go by our G45 alias
+    with it (only a G45 peer whose address a bootstrap entry names with
+    `g45_server_alias: true`), and which opt-in of its entry the link runs under.
+    Shown in its link row (`goes_by`, `opt_in`)."""
     book = state.linkbook
     book.set_dialect(address, dialect, state.now_ms)
-    opted_in = any(entry.g45_alias and f"{entry.host}:{entry.port}" == address for entry in state.introducers)
-    book.set_goes_by(address, g45_alias(state.me.server_id) if opted_in and book.dialect_of(address) == G45 else "")
+    entry = next((e for e in state.introducers if f"{e.host}:{e.port}" == address), None)
+    spoken = book.dialect_of(address)
+    aliased = entry is not None and entry.g45_alias and spoken == G45
+    book.set_goes_by(address, g45_alias(state.me.server_id) if aliased else "")
+    book.set_opt_in(address, _opt_in(entry, spoken))
+
+
+def _opt_in(entry: Introducer | None, dialect: str) -> str:
+    """The bootstrap key under which we depart from the reference on this link."""
+    if entry is None:
+        return ""
+    if entry.g101_link and dialect == G101:
+        return G101_OPT_IN
+    if entry.g45_alias and dialect == G45:
+        return "g45_server_alias"
+    return "unsigned_link" if entry.unsigned_link else ""
+
+
+def speaks_g101(state: RouterState, pubkey: str) -> bool:
+    """Is `pubkey` (as we write keys) pinned by a bootstrap entry with `g101_link:
+    true`? Then our link openings to that server are signed G101's way (over the
+    whole envelope, protocol/g101_link.py), the only form it checks."""
+    return any(entry.g101_link and entry.pubkey == pubkey for entry in state.introducers)
 
 
 def goes_by_alias(state: RouterState, address: str) -> bool:
@@ -173,8 +200,8 @@ def _split_for(state: RouterState, action: Send, chosen: Callable[[int], bool],
     if not ours:
         return [action]
     rest = tuple(t for t in action.targets if t not in ours)
-    split: list[Action] = [Send(rest, action.frame)] if rest else []
-    return split + [Send(ours, rewrite(action.frame))]
+    split: list[Action] = [Send(rest, action.frame, action.whole_envelope)] if rest else []
+    return split + [Send(ours, rewrite(action.frame), action.whole_envelope)]
 
 
 _FILE_TYPES = frozenset({T.FILE_START.value, T.FILE_CHUNK.value, T.FILE_END.value})
@@ -213,9 +240,36 @@ def adapt_keys(state: RouterState, actions: list[Action]) -> list[Action]:
     return adapted
 
 
+def adapt_g101(state: RouterState, actions: list[Action]) -> list[Action]:
+    """Our SERVER_DELIVER on a link opted in to G101's form (bootstrap `g101_link`;
+    a peer that only looks like G101 gets the reference's) goes as G101 relays a DM
+    (g101_link.its_deliver), addressed to the user itself."""
+    if not any(entry.opt_in == G101_OPT_IN for entry in state.linkbook.entries.values()):
+        return actions
+    adapted: list[Action] = []
+    for action in actions:
+        if not isinstance(action, Send) or action.frame.type != T.SERVER_DELIVER.value:
+            adapted.append(action)
+            continue
+        ours = tuple(conn for conn, _ in action.targets if _opt_in_of_conn(state, conn) == G101_OPT_IN)
+        if not ours or "user_id" not in action.frame.payload:
+            adapted.append(action)
+            continue
+        rest = tuple(target for target in action.targets if target[0] not in ours)
+        theirs = g101_link.its_deliver(action.frame)
+        adapted += [Send(rest, action.frame)] if rest else []
+        adapted.append(Send(tuple((conn, theirs.to) for conn in ours), theirs))
+    return adapted
+
+
 def _address_of_conn(state: RouterState, conn: int) -> str:
     link = state.links.get(conn)
     return link.server_address if link is not None else ""
+
+
+def _opt_in_of_conn(state: RouterState, conn: int) -> str:
+    entry = state.linkbook.entries.get(_address_of_conn(state, conn))
+    return entry.opt_in if entry is not None else ""
 
 
 def _dialect_of_conn(state: RouterState, conn: int) -> str:

@@ -48,6 +48,7 @@ class LinkEntry:
     dropped: int = 0                # frames from this peer we could not use, since start
     dialect: str = ""               # whose wire habits it has: "", "g45", "g17", "g56", "g101"
     goes_by: str = ""               # the id we go by on this link when not our own (an opt-in alias)
+    opt_in: str = ""                # the bootstrap opt-in this link runs under: "g101_link", … or ""
     since_ms: int = 0               # when it entered its state
     dropped_logged_ms: int = -LOG_INTERVAL_MS
     dropped_unlogged: int = 0       # dropped since the last log line
@@ -117,13 +118,21 @@ class LinkBook:
 
     def set_goes_by(self, address: str, name: str) -> None:
         """Record that we go by `name` on the link at `address` ("" = our own id)."""
+        self._note(address, "goes_by", name, "we go by %s on it (bootstrap opt-in)")
+
+    def set_opt_in(self, address: str, name: str) -> None:
+        """Record the operator's opt-in (a bootstrap key) the link at `address` runs under."""
+        self._note(address, "opt_in", name, "read and written under the bootstrap opt-in `%s: true`")
+
+    def _note(self, address: str, name: str, value: str, said: str) -> None:
+        """Set the row's `name` to `value`; a new non-empty value is logged once."""
         entry = self.entries.get(address)
-        if entry is not None and entry.goes_by != name:
-            entry.goes_by = name
-            self.changed = True
-            if name:
-                log.info("server link %s (%s): we go by %s on it (bootstrap opt-in)", address,
-                         entry.peer_id or "id not known yet", name)
+        if entry is None or getattr(entry, name) == value:
+            return
+        setattr(entry, name, value)
+        self.changed = True
+        if value:
+            log.info("server link %s (%s): " + said, address, entry.peer_id or "id not known yet", value)
 
     def goes_by(self, address: str) -> str:
         entry = self.entries.get(address)
@@ -133,7 +142,7 @@ class LinkBook:
         entry = self.entries.get(address)
         return entry.dialect if entry is not None else ""
 
-    def rows(self) -> list[tuple[str, str, str, str, int, str, str]]:
-        """(peer id, address, state, reason, dropped, dialect, goes_by), sorted by address."""
-        return [(e.peer_id, e.address, e.state.value, e.reason, e.dropped, e.dialect, e.goes_by)
+    def rows(self) -> list[tuple[str, str, str, str, int, str, str, str]]:
+        """(peer id, address, state, reason, dropped, dialect, goes_by, opt_in), sorted by address."""
+        return [(e.peer_id, e.address, e.state.value, e.reason, e.dropped, e.dialect, e.goes_by, e.opt_in)
                 for _, e in sorted(self.entries.items())]

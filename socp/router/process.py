@@ -292,7 +292,7 @@ class RouterDriver:
             return
         frame = send.frame
         deliveries = [(conn, self._next_out(conn), to) for conn, to in targets]
-        job = m.SignJob(frame.type, frame.from_, frame.ts, frame.payload, deliveries)
+        job = m.SignJob(frame.type, frame.from_, frame.ts, frame.payload, deliveries, send.whole_envelope)
         self.counters.sign_jobs += 1
         self.counters.frames_out += len(deliveries)
         data = m.pack(job)

@@ -92,6 +92,9 @@ class Introducer:
     # Operator opt-in (bootstrap `g45_server_alias: true`): on a G45 link to this address
     # we go by `server_<our id>` instead of our id (link_dialects.g45_alias).
     g45_alias: bool = False
+    # Operator opt-in (bootstrap `g101_link: true`): links to and from this pinned peer
+    # read and write G101's link form (protocol/g101_link.py), and nowhere else.
+    g101_link: bool = False
 
 
 @dataclass(frozen=True, slots=True)

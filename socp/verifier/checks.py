@@ -31,6 +31,11 @@ same answer:
      marked `unsigned_link: true` in its bootstrap entry (G56 signs neither its
      welcome nor its announcements) carries `unsigned_ok`; there a frame with no
      `sig` passes, and a frame with one must still verify (interop table).
+   - a link to or from a peer whose pinned key the operator marked `g101_link: true`
+     carries `g101_address`: its frames are first read into the reference's form
+     (ISO `ts` to ms, protocol/g101_link.py), and their signatures checked over the
+     frame as sent. Its link openings must be signed (G101 signs them, over the
+     whole envelope); its other frames come unsigned (G101 signs nothing else).
 
 Only `SocpError`s become `Rejected`; any other exception is a bug and propagates.
 """
@@ -42,7 +47,7 @@ import os
 from typing import Any
 
 from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, Rejected, Verified, VerifyJob
-from socp.protocol import envelope
+from socp.protocol import envelope, g101_link
 from socp.protocol.acks import msg_ref_of_obj
 from socp.protocol.crypto import decode_public_key
 from socp.protocol.encoding import canonical_json
@@ -56,6 +61,8 @@ from .budget import FailedChecks
 KEY_FIELDS = ("pubkey", "enc_pubkey", "sender_pub", "creator_pub")
 # Frames a server may relay with their origin's signature (SOCP §6.2 gossip).
 RELAYED_TYPES = frozenset({FrameType.USER_ADVERTISE, FrameType.USER_REMOVE})
+# What a G101 server signs (its hello, welcome and announce): never taken unsigned from it.
+G101_SIGNED_TYPES = SERVER_OPENING_TYPES | {FrameType.SERVER_WELCOME}
 # A user's frames whose content_sig is checked here (see the module docstring).
 CONTENT_SIGNED_TYPES = frozenset({FrameType.MSG_DIRECT, FrameType.MSG_PUBLIC_CHANNEL})
 
@@ -69,14 +76,14 @@ def check_job(job: VerifyJob, check_content: bool = True, failures: FailedChecks
     try:
         raw = envelope.load_json(job.text)
         frame_type = readable_type(raw)
-        frame = envelope.parse_obj(raw)
+        frame = envelope.parse_obj(in_reference_form(raw, job))
         check_keys(frame)
         # What a transport signature covers and the replay digest hashes: made once
         # (a snapshot of 100,000 adverts made it twice each).
         payload_bytes = canonical_json(frame.payload)
         link_signed = True
         try:
-            if not (job.unsigned_ok and job.role == ROLE_SERVER and not frame.sig):
+            if not (unsigned_may_pass(job, frame) and not frame.sig):
                 check_signature(frame, job.role, job.verify_key, raw, payload_bytes)
         except InvalidSignature:
             if not (job.role == ROLE_SERVER and job.verify_key and frame.type in RELAYED_TYPES):
@@ -89,6 +96,26 @@ def check_job(job: VerifyJob, check_content: bool = True, failures: FailedChecks
         # Named, so the sender learns which frame failed (no silent drops, protocol/acks.py).
         return Rejected(job.conn, job.seq, exc.code.value, exc.detail, frame_type, msg_ref_of_obj(raw))
     return Verified(job.conn, job.seq, frame.to_dict(), digest, link_signed)
+
+
+def in_reference_form(raw: Any, job: VerifyJob) -> Any:
+    """`raw` as the reference writes it, on a link opted in to G101's form; as it is
+    everywhere else."""
+    if not (job.g101_address and job.role == ROLE_SERVER and isinstance(raw, dict)):
+        return raw
+    host, _, port = job.g101_address.rpartition(":")
+    return g101_link.reference_form(raw, listens_at=(host, int(port)))
+
+
+def unsigned_may_pass(job: VerifyJob, frame: envelope.Envelope) -> bool:
+    """May this server frame come without `sig`? Only by the operator's consent for
+    its link: any frame from a G56 peer we dialled (`unsigned_link`), any but an
+    opening from a G101 peer (`g101_link`)."""
+    if job.role != ROLE_SERVER:
+        return False
+    if job.g101_address:
+        return frame.type not in G101_SIGNED_TYPES
+    return job.unsigned_ok
 
 
 def readable_type(raw: Any) -> str:
@@ -143,12 +170,12 @@ def check_signature(frame: envelope.Envelope, role: int, verify_key: str, raw: A
         # SOCP §5: every frame from a server is signed; interop table: never unsigned.
         if not verify_key:
             raise InvalidSignature("no key is pinned for this server link")
-        verify_transport(decode_public_key(verify_key), frame, payload_bytes=payload_bytes)
+        verify_transport(decode_public_key(verify_key), frame, raw if isinstance(raw, dict) else None, payload_bytes)
     elif role == ROLE_UNKNOWN and frame.type in SERVER_OPENING_TYPES:
         pubkey = frame.payload.get("pubkey")
         if pubkey is None:   # a SERVER_ANNOUNCE may come without one (G17); it opens nothing
             raise InvalidSignature("a server's first frame must carry the key it is signed with")
-        verify_transport(decode_public_key(pubkey), frame, payload_bytes=payload_bytes)
+        verify_transport(decode_public_key(pubkey), frame, raw if isinstance(raw, dict) else None, payload_bytes)
     elif frame.type == FrameType.USER_HELLO and frame.sig:
         # Interop table: a hello may be unsigned, but a signature it does carry
         # must be by the key it introduces.

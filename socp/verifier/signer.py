@@ -17,6 +17,7 @@ from socp.protocol.crypto import PrivateKey
 from socp.protocol.encoding import canonical_json
 from socp.protocol.envelope import Envelope
 from socp.protocol.frame_types import FrameType
+from socp.protocol.g101_link import sign_whole_envelope
 from socp.protocol.signing import transport_signature
 
 # A Deliver must unpack under MAX_MESSAGE_BYTES at the gateway; a wide fan-out of a
@@ -71,6 +72,8 @@ def sign_job(private_key: PrivateKey, job: SignJob, reused: ReusedSignatures | N
     """
     if not job.deliveries:
         return []
+    if job.whole_envelope:
+        return [Deliver(items=[(conn, out_seq, _whole(private_key, job, to)) for conn, out_seq, to in job.deliveries])]
     sig = reused.signature(private_key, job) if reused is not None else transport_signature(private_key, job.payload)
     # Serialise the payload once, not once per copy (it may be a large chunk).
     payload_json = orjson.dumps(job.payload)
@@ -83,3 +86,11 @@ def sign_job(private_key: PrivateKey, job: SignJob, reused: ReusedSignatures | N
         for conn, out_seq, to in job.deliveries
     ]
     return [Deliver(items=items[i : i + per_deliver]) for i in range(0, len(items), per_deliver)]
+
+
+def _whole(private_key: PrivateKey, job: SignJob, to: str) -> str:
+    """One copy signed over its whole envelope, `to` included (a G101 peer's link
+    opening, protocol/g101_link.py): a signature per copy, for the one or two copies
+    such a job has."""
+    frame = Envelope(type=job.frame_type, from_=job.sender, to=to, ts=job.ts, payload=job.payload)
+    return sign_whole_envelope(private_key, frame).to_wire()

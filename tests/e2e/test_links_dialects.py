@@ -17,7 +17,7 @@ import pytest
 
 from socp.protocol import crypto, signing
 from socp.protocol.key_forms import KeyForm, form_of
-from support.dialect_doubles import G17, G45, G56, G101, DialectDouble, VirtualUser
+from support.dialect_doubles import G17, G45, G56, G101, DialectDouble, VirtualUser, g101_accepts
 from support.http import aget_json
 from support.nodes import start_node
 from support.wsclient import RawUser
@@ -131,18 +131,21 @@ async def test_a_g101_hello_is_refused_and_shown_with_its_reason(node, keys) -> 
     await double.close()
 
 
-def bootstrap_for(double: DialectDouble, unsigned_link: bool = False, g45_server_alias: bool = False) -> str:
+def bootstrap_for(double: DialectDouble, unsigned_link: bool = False, g45_server_alias: bool = False,
+                  g101_link: bool = False) -> str:
     entry = (f'bootstrap_servers:\n  - host: "127.0.0.1"\n    port: {double.port}\n'
              f'    pubkey: "{double.key_text(double.key)}"\n')
     return (entry + ("    unsigned_link: true\n" if unsigned_link else "")
-            + ("    g45_server_alias: true\n" if g45_server_alias else ""))
+            + ("    g45_server_alias: true\n" if g45_server_alias else "")
+            + ("    g101_link: true\n" if g101_link else ""))
 
 
 async def start_joining(tmp_path, keys, double: DialectDouble, unsigned_link: bool = False,
-                        g45_server_alias: bool = False):
-    await double.listen()
+                        g45_server_alias: bool = False, g101_link: bool = False, listen: bool = True):
+    if listen:
+        await double.listen()
     path = tmp_path / "bootstrap.yaml"
-    path.write_text(bootstrap_for(double, unsigned_link, g45_server_alias))
+    path.write_text(bootstrap_for(double, unsigned_link, g45_server_alias, g101_link))
     return await asyncio.to_thread(start_node, tmp_path / "data", keys[2], verifiers=1,
                                    extra_args=("--bootstrap", str(path)))
 
@@ -184,6 +187,59 @@ async def test_without_consent_the_node_refuses_an_unsigned_welcome_and_says_how
         row = await link_state(joiner.port, "", "refused")
         assert "INVALID_SIG" in row["reason"] and "unsigned_link: true" in row["reason"]
         assert "refused" in joiner.log()
+    finally:
+        await double.close()
+        joiner.stop()
+
+
+async def g101_dms_both_ways(double: DialectDouble, ours: RawUser, peer_key: crypto.PrivateKey) -> None:
+    """G101's adverts carry no key (its client reads keys from files): its user's DM
+    comes first, and our user answers with the key it knows, as with G101's client."""
+    peer_user = VirtualUser(peer_key)
+    await double.advertise(peer_user)
+    await double.send(double.dm_frame(peer_user, ours.user_id, ours.pubkey, b"from g101"))
+    received = await ours.receive("USER_DELIVER")
+    assert received.payload["sender"] == peer_user.user_id and ours.open_dm(received) == b"from g101"
+    await ours.send(ours.dm_to(peer_user.user_id, crypto.encode_public_key(peer_user.key), b"to g101"))
+    deliver = await double.receive("SERVER_DELIVER")
+    # What G101 reads: its server the recipient in `to`, its client `from`, `to`, `ts`
+    # in the payload and content_sig over ciphertext + from + to + str(ts).
+    payload = deliver.payload
+    assert (deliver.to, deliver.from_) == (peer_user.user_id, ours.user_id)
+    assert (payload["from"], payload["to"]) == (ours.user_id, peer_user.user_id)
+    assert double.open_deliver(peer_user, deliver) == b"to g101"
+    assert signing.verify_dm(crypto.decode_public_key(payload["sender_pub"]), payload["content_sig"],
+                             payload["ciphertext"], payload["from"], payload["to"], payload["ts"])
+
+
+async def g101_linked(joiner, double: DialectDouble, keys) -> None:
+    """The link row shows the opt-in; a DM goes each way over it."""
+    row = await link_state(joiner.port, G101, "joined")
+    assert row["opt_in"] == "g101_link" and row["peer_id"] == double.server_id
+    ours = await RawUser(joiner.url, keys[1]).connect(display_name="ours")
+    await g101_dms_both_ways(double, ours, keys[7])
+    await ours.close()
+
+
+async def test_with_g101_link_a_g101_server_joins_and_dms_flow_both_ways(tmp_path, keys) -> None:
+    double = DialectDouble(G101, keys[6], port=40_102)   # the entry's port: nothing listens there
+    joiner = await start_joining(tmp_path, keys, double, g101_link=True, listen=False)
+    try:
+        welcome = await double.join("127.0.0.1", joiner.port)
+        assert g101_accepts(welcome.to_dict(), joiner.pubkey)      # its check of our welcome
+        await g101_linked(joiner, double, keys)
+    finally:
+        await double.close()
+        joiner.stop()
+
+
+async def test_with_g101_link_the_node_joins_a_g101_server_and_dms_flow_both_ways(tmp_path, keys) -> None:
+    double = DialectDouble(G101, keys[6])
+    joiner = await start_joining(tmp_path, keys, double, g101_link=True)
+    try:
+        await double.linked()
+        assert double.hello is not None and g101_accepts(double.hello.to_dict(), joiner.pubkey)   # its check
+        await g101_linked(joiner, double, keys)
     finally:
         await double.close()
         joiner.stop()

@@ -113,13 +113,14 @@ def test_the_server_link_table_shows_peer_address_state_and_reason() -> None:
     console = Console(record=True, width=200, color_system=None)
     print_server_links(console, [
         {"peer_id": "master_server_1", "address": "127.0.0.1:9410", "state": "joined", "reason": "",
-         "dropped": 3, "dialect": "g45", "goes_by": "server_7f3e"},
+         "dropped": 3, "dialect": "g45", "goes_by": "server_7f3e", "opt_in": "g45_server_alias"},
         {"peer_id": "", "address": "127.0.0.1:9461", "state": "refused", "dropped": 0, "dialect": "",
          "reason": "we refused its SERVER_WELCOME: INVALID_SIG: frame is not signed [red]x[/]"},
     ])
     text = console.export_text()
     assert "master_server_1 (g45)" in text and "127.0.0.1:9410" in text and "joined" in text
     assert "server_7f3e" in text and "our id" in text   # the opt-in alias, visibly; else our own id
+    assert "g45_server_alias" in text                    # and the bootstrap opt-in the link runs under
     assert "refused" in text and "INVALID_SIG: frame is not signed [red]x[/]" in text   # peer text not markup
     console = Console(record=True, width=200, color_system=None)
     print_server_links(console, [])

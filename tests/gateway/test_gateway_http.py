@@ -138,12 +138,12 @@ async def test_healthz_shows_the_database_as_the_router_reports_it(gateway: Gate
 async def test_healthz_lists_server_links_as_the_router_reports_them(gateway: GatewayHarness) -> None:
     health = (await aget_json(url(gateway, "/healthz"))).body
     assert health["server_links"] == []
-    rows = [("master_server_1", "127.0.0.1:9410", "joined", "", 2, "g45", "server_x"),
+    rows = [("master_server_1", "127.0.0.1:9410", "joined", "", 2, "g45", "server_x", "g45_server_alias"),
             ("", "127.0.0.1:9461", "refused", "we refused its SERVER_WELCOME: INVALID_SIG: frame is not signed", 0, "",
-             "")]
+             "", "")]
     await gateway.to_gateway(ServerLinks(rows))
     health = await healthz_until(gateway, lambda h: len(h["server_links"]) == 2)
     assert health["server_links"][0] == {"peer_id": "master_server_1", "address": "127.0.0.1:9410",
                                          "state": "joined", "reason": "", "dropped": 2, "dialect": "g45",
-                                         "goes_by": "server_x"}
+                                         "goes_by": "server_x", "opt_in": "g45_server_alias"}
     assert health["server_links"][1]["state"] == "refused" and "INVALID_SIG" in health["server_links"][1]["reason"]

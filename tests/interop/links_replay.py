@@ -2,7 +2,8 @@
 through our parser, verifiers and router core (issue #14, server links).
 
 A recorded line is `{"direction": "peer->us" | "us->peer", "dialled_by": "peer" | "us",
-"frame": {...}}`, observed on the wire by a recording proxy between the peer's server
+"frame": {...}}` (plus `"opt_in"`, the bootstrap opt-in the link ran under, where
+there was one), observed on the wire by a recording proxy between the peer's server
 and our node. Signatures were checked live by the verifiers; the router replay feeds
 the frames as verified (`link_signed`) and re-stamps their `ts` to the test clock, so
 the router's freshness rules see them as new.

@@ -70,7 +70,7 @@ def test_a_link_moves_through_the_book_and_each_refusal_is_logged_once(caplog) -
     assert len(refusals) == 1 and "INVALID_SIG" in refusals[0].getMessage()
     book.move("h:1", LinkState.DIALLING, 4)
     book.move("h:1", LinkState.JOINED, 5, peer_id="peer-1")
-    assert book.rows() == [("peer-1", "h:1", "joined", "INVALID_SIG: frame is not signed", 0, "", "")]
+    assert book.rows() == [("peer-1", "h:1", "joined", "INVALID_SIG: frame is not signed", 0, "", "", "")]
 
 
 def test_dropped_frames_are_counted_and_logged_at_most_once_a_minute(caplog) -> None:

@@ -12,10 +12,11 @@ Each double speaks one peer's server-to-server habits, as recorded from the live
   PUBKEY_RESPONSE), SERVER_DELIVER stamped with its own time and `orig_ts`;
 - G56: keys as base64url(PEM), SERVER_HELLO_JOIN / SERVER_WELCOME / SERVER_ANNOUNCE
   unsigned, adverts with `meta.pubkey`, content_sig over the base64url text;
-- G101: ids `host:port`, ISO-string `ts`, an extra top-level `id`, a hello
-  `{server_id, pubkey, ts}` without address, signed over the whole envelope minus
-  `sig`. It links with nobody but G101 (docs/interop.md, note 12): only its hello is
-  modelled, to show the refusal.
+- G101: ids `host:port`, ISO-string `ts`, an extra top-level `id`, a hello and a
+  welcome `{server_id, pubkey, ts}` without address, signed over the whole envelope
+  minus `sig` (and nothing else signed), adverts `{user_id, ts}` without `server_id`
+  or `to`, DMs relayed from user to user with `from`, `to`, `ts` in the payload. It
+  links with us only under the opt-in `g101_link: true` (docs/interop.md, note 12).
 
 A double hosts virtual users (no sockets of their own). It either joins a real node
 (`join`) or listens for the node to join it (`listen`). Only what a test needs is
@@ -42,6 +43,19 @@ from socp.router import link_dialects as dialects
 
 G45, G17, G56, G101 = dialects.G45, dialects.G17, dialects.G56, dialects.G101
 _UNSIGNED_BY_G56 = {"SERVER_HELLO_JOIN", "SERVER_WELCOME", "SERVER_ANNOUNCE"}
+_SIGNED_BY_G101 = _UNSIGNED_BY_G56   # the only frames G101 signs (over the whole envelope)
+
+
+def iso_now() -> str:
+    """G101's `ts` (utils.now_ts_iso)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def g101_accepts(frame: dict[str, Any], pubkey: str) -> bool:
+    """G101's check of a link opening: the frame minus `sig`, canonical, PSS-verified
+    with the key its config.yaml pins for the sender (server.py `handler`)."""
+    rest = {key: value for key, value in frame.items() if key != "sig"}
+    return crypto.verify_pss(crypto.decode_public_key(pubkey), b64url_decode(frame["sig"]), canonical_json(rest))
 
 
 def now_ms() -> int:
@@ -89,7 +103,9 @@ class DialectDouble:
         if self.dialect == G56 and frame["type"] in _UNSIGNED_BY_G56:
             return frame
         if self.dialect == G101:
-            frame = {**frame, "id": new_id(), "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            if frame["type"] not in _SIGNED_BY_G101:
+                return {**frame, "id": new_id()}
+            frame = {**frame, "id": new_id(), "ts": iso_now()}
             whole = json.dumps(frame, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
             return {**frame, "sig": b64url_encode(crypto.sign_pss(self.key, whole))}
         return {**frame, "sig": b64url_encode(crypto.sign_pss(self.key, canonical_json(frame["payload"])))}
@@ -105,8 +121,7 @@ class DialectDouble:
         payload: dict[str, Any] = {"host": "127.0.0.1", "port": self.port or 1, "pubkey": self.key_text(self.key)}
         sender = self.server_id
         if self.dialect == G101:
-            payload = {"server_id": self.server_id, "pubkey": self.key_text(self.key),
-                       "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            payload = {"server_id": self.server_id, "pubkey": self.key_text(self.key), "ts": iso_now()}
         elif self.dialect == G45:
             payload["role"] = "master"
         elif self.dialect == G17:
@@ -138,6 +153,8 @@ class DialectDouble:
         if self.dialect == G45:
             payload: dict[str, Any] = {"host": "127.0.0.1", "port": self.port, "pubkey": self.key_text(self.key),
                                        "role": "master"}
+        elif self.dialect == G101:
+            payload = {"server_id": me, "pubkey": self.key_text(self.key), "ts": iso_now()}
         elif self.dialect == G17:
             payload = {"server_id": me, "server_pub": self.key_text(self.key), "assigned_id": None,
                        "snapshot": {"user_locations": {u.user_id: {"server_id": me, "ts": time.time()}
@@ -154,6 +171,10 @@ class DialectDouble:
 
     async def advertise(self, user: VirtualUser) -> None:
         self.users.append(user)
+        if self.dialect == G101:   # make_envelope(..., to_id=None): no `to`; the server is `from`
+            await self.send({"type": "USER_ADVERTISE", "from": self.server_id, "ts": iso_now(),
+                             "payload": {"user_id": user.user_id, "ts": iso_now()}})
+            return
         payload: dict[str, Any] = {"user_id": user.user_id, "server_id": self.server_id}
         if self.dialect == G56:
             payload["meta"] = {"pubkey": self.key_text(user.key)}
@@ -186,9 +207,12 @@ class DialectDouble:
             signed = ciphertext.encode() + user.user_id.encode() + recipient.encode() + str(ts).encode()
         else:
             signed = b64url_decode(ciphertext) + user.user_id.encode() + recipient.encode() + str(ts).encode()
-        payload: dict[str, Any] = {"user_id": recipient, "ciphertext": ciphertext, "sender": user.user_id,
-                                   "sender_pub": self.key_text(user.key),
-                                   "content_sig": b64url_encode(crypto.sign_pss(user.key, signed))}
+        content = {"ciphertext": ciphertext, "sender_pub": self.key_text(user.key),
+                   "content_sig": b64url_encode(crypto.sign_pss(user.key, signed))}
+        if self.dialect == G101:   # its client's payload, relayed as it is, from the user to the user
+            return {"type": "SERVER_DELIVER", "from": user.user_id, "to": recipient, "ts": ts,
+                    "payload": {**content, "from": user.user_id, "to": recipient, "ts": ts}}
+        payload: dict[str, Any] = {"user_id": recipient, "sender": user.user_id, **content}
         frame_ts = ts
         if self.dialect == G17:
             payload["orig_ts"] = ts
