@@ -109,10 +109,15 @@ class Send:
 
     Each target is (conn, `to` for that copy); the transport signature covers the
     payload only (SOCP §5), so one signature serves every copy.
+
+    `charged_to`: the fair-share sender (fairshare.py) whose queue this frame waits
+    in, an answer the node owes that sender (refusals.py): its signature comes out of
+    the sender's own share, not out of everyone's.
     """
 
     targets: tuple[tuple[ConnId, str], ...]
     frame: Envelope
+    charged_to: str = ""
 
 
 @dataclass(frozen=True, slots=True)

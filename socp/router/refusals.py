@@ -19,8 +19,16 @@ must not buy one each. Hence, per connection and per error code:
 
 A flood therefore costs at most about one signed ERROR per code per connection per
 interval, and all flooders together at most the node's budget of such answers: 30
-flooding connections used to cost 60 signatures a second, in bursts that honest
-frames waited behind (issue #15 item 4).
+flooding connections used to cost 60 signatures a second.
+
+Every answer is `charged_to` its sender (fairshare.py): it waits in that sender's
+queue of the fair share, behind the sender's own frames. Sent directly, the answers
+of every flooding connection fell due on the same Tick and reached the verifier pool
+as one burst a second, which honest DMs waited behind (issue #15 item 4); queued,
+they leave a window at a time, after any honest sender's fresh frame, and still
+within moments (a few dozen a second are little next to what the pool signs). An ACK
+to a sender with answers queued queues behind them (user_acks.py), so a refused frame
+is still named before an ACK covers it.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from socp.protocol.acks import MAX_MSG_REFS
 from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode
 
-from . import abuse_rules
+from . import abuse_rules, fairshare
 from .core_io import Action, Send
 from .replies import error_to
 from .state import HeldRefusals, RouterState
@@ -90,4 +98,5 @@ def _answer(state: RouterState, conn: int, code: str) -> Send:
         payload["msg_refs"] = list(refs)
         payload["detail"] = f"{detail} ({len(refs)} frames refused, named in msg_refs)"
     frame = send.frame
-    return Send(send.targets, Envelope(type=frame.type, from_=frame.from_, to=frame.to, ts=frame.ts, payload=payload))
+    return Send(send.targets, Envelope(type=frame.type, from_=frame.from_, to=frame.to, ts=frame.ts, payload=payload),
+                charged_to=fairshare.sender_of(state.links.get(conn)) or "")

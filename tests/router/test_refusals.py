@@ -210,3 +210,18 @@ def test_many_refused_connections_share_the_nodes_budget_of_answers_and_none_is_
         assert newly <= set(flooders[4:])            # those never answered go before the rest
     assert answered_per_tick == [4, 4, 2]            # 6 never answered, then the first 4 again
     assert all(sorted(named[conn]) == sorted(refs[conn]) for conn in flooders)   # every frame named once
+
+
+def test_refusal_answers_are_charged_to_the_refused_sender(node, keys) -> None:
+    """They wait in that sender's queue of the fair share (fairshare.py), not in front
+    of every sender's frames; an ACK flushing held ones waits behind them there."""
+    a_conn, alice, _ = node.connect_user(keys[1])
+    _, bob, _ = node.connect_user(keys[2])
+    (first,) = sends(core.handle(node.state, FrameRejected(a_conn, "RATE_LIMITED", "throttled", "MSG_DIRECT", "r1")))
+    assert first.charged_to == "user:" + alice and first.frame.payload["msg_ref"] == "r1"
+    assert core.handle(node.state, FrameRejected(a_conn, "RATE_LIMITED", "throttled", "MSG_DIRECT", "r2")) == []
+    node.state.now_ms += node.state.timing.ack_interval_ms
+    answers = sends(node.feed(a_conn, cheap_dm(alice, bob, node.state.now_ms)))
+    named, ack = [s for s in answers if s.targets[0][0] == a_conn]
+    assert (named.frame.type, named.frame.payload["msg_ref"], ack.frame.type) == ("ERROR", "r2", "ACK")
+    assert named.charged_to == ack.charged_to == "user:" + alice
