@@ -37,6 +37,7 @@ class FrameRejected:
     detail: str
     frame_type: str
     msg_ref: str = ""         # the refused frame's, when it is of an acknowledged type
+    earlier_refs: tuple[str, ...] = ()   # frames refused with it, before it (ipc Rejected)
 
 
 @dataclass(frozen=True, slots=True)

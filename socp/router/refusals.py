@@ -33,6 +33,8 @@ is still named before an ACK covers it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from socp.protocol.acks import MAX_MSG_REFS
 from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode
@@ -43,20 +45,30 @@ from .replies import error_to
 from .state import HeldRefusals, RouterState
 
 
-def refuse(state: RouterState, conn: int, code: ErrorCode, detail: str, ref: str, kind: str = "") -> list[Action]:
-    """Refuse the frame `ref` of `conn`: an ERROR naming it (and any refused before it
-    and not yet answered) now, if `conn` was not told of this refusal `kind` (default:
-    the code) within the interval (abuse_rules.refusal_answer_due); else later."""
+def refuse(state: RouterState, conn: int, code: ErrorCode, detail: str, ref: str, kind: str = "",
+           earlier: Sequence[str] = ()) -> list[Action]:
+    """Refuse the frame `ref` of `conn` (and the frames `earlier`, refused with it and
+    before it): an ERROR naming it (and any refused before it and not yet answered)
+    now, if `conn` was not told of this refusal `kind` (default: the code) within the
+    interval (abuse_rules.refusal_answer_due); else later."""
     held_codes = state.refusals.held.setdefault(conn, {})
-    held = held_codes.get(code.value)
-    if held is None:
-        held = held_codes[code.value] = HeldRefusals(detail=detail)
-    held.refs.append(ref)
-    held.detail = detail or held.detail
-    if len(held.refs) >= MAX_MSG_REFS or abuse_rules.held_refusal_answer_due(state.guard, conn, kind or code.value):
-        return [_answer(state, conn, code.value)]
-    state.refusals.held_refs += 1
-    return []
+    actions: list[Action] = []
+    for each in (*earlier, ref):
+        held = held_codes.get(code.value)
+        if held is None:
+            held = held_codes[code.value] = HeldRefusals(detail=detail)
+        held.refs.append(each)
+        held.detail = detail or held.detail
+        if len(held.refs) >= MAX_MSG_REFS:
+            actions.append(_answer(state, conn, code.value))
+            held_codes = state.refusals.held.setdefault(conn, {})
+    if code.value in held_codes and abuse_rules.held_refusal_answer_due(state.guard, conn, kind or code.value):
+        actions.append(_answer(state, conn, code.value))
+    elif not actions:
+        state.refusals.held_refs += 1 + len(earlier)
+    if not held_codes:
+        state.refusals.held.pop(conn, None)
+    return actions
 
 
 def flush(state: RouterState, conn: int) -> list[Action]:

@@ -8,6 +8,7 @@ import pytest
 
 from socp.ipc.link_state import LinkState
 from socp.protocol import frames
+from socp.protocol.acks import MAX_MSG_REFS
 from socp.protocol.ids import new_id
 from socp.router import abuse_rules, core
 from socp.router.abuse_rules import Guard, LimitSettings
@@ -225,3 +226,20 @@ def test_refusal_answers_are_charged_to_the_refused_sender(node, keys) -> None:
     named, ack = [s for s in answers if s.targets[0][0] == a_conn]
     assert (named.frame.type, named.frame.payload["msg_ref"], ack.frame.type) == ("ERROR", "r2", "ACK")
     assert named.charged_to == ack.charged_to == "user:" + alice
+
+
+def test_a_batch_of_refused_frames_is_named_in_order_and_never_past_max_msg_refs(node, keys) -> None:
+    """The gateway reports its throttle's refusals a batch at a time (ipc Rejected
+    earlier_refs): one event, every frame named, each ERROR within MAX_MSG_REFS."""
+    a_conn, alice, _ = node.connect_user(keys[1])
+    batch = [f"r{n}" for n in range(5)]
+    (first,) = sent_to(core.handle(node.state, FrameRejected(a_conn, "RATE_LIMITED", "throttled", "MSG_DIRECT",
+                                                             batch[-1], tuple(batch[:-1]))), a_conn, "ERROR")
+    assert first.payload["msg_refs"] == batch and first.payload["msg_ref"] == "r4"
+    big = [f"b{n}" for n in range(MAX_MSG_REFS + 10)]
+    (full,) = sent_to(core.handle(node.state, FrameRejected(a_conn, "RATE_LIMITED", "throttled", "MSG_DIRECT",
+                                                            big[-1], tuple(big[:-1]))), a_conn, "ERROR")
+    assert full.payload["msg_refs"] == big[:MAX_MSG_REFS]                 # the rest wait for the interval
+    node.state.now_ms += INTERVAL_MS
+    (rest,) = sent_to(core.handle(node.state, Tick()), a_conn, "ERROR")
+    assert rest.payload["msg_refs"] == big[MAX_MSG_REFS:]
