@@ -12,6 +12,7 @@ clock, `RouterState.now_ms`.
 from __future__ import annotations
 
 import math
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
@@ -106,6 +107,16 @@ def retry_hint(seconds: float) -> str:
     """The retry hint in a RATE_LIMITED detail: human words and a parseable field."""
     millis = max(1, math.ceil(seconds * 1000))
     return f"retry after {millis} ms (retry_after_ms={millis})"
+
+
+_HINTED_MS = re.compile(r"retry_after_ms=(\d+)")
+
+
+def hinted_retry_ms(detail: object) -> int | None:
+    """The milliseconds a refusal's detail asks its reader to wait (`retry_hint`'s
+    parseable field), or None when it gives no hint."""
+    found = _HINTED_MS.search(detail) if isinstance(detail, str) else None
+    return int(found.group(1)) if found else None
 
 
 class KeyedBuckets:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from socp.protocol.acks import refs_named
+from socp.ratelimit import hinted_retry_ms
 from socp.runtime import fast_runner
 
 from .capacity import SignCapacity
@@ -30,14 +30,10 @@ CONNECT_CONCURRENCY = 50
 
 KeyOf = Callable[[dict[str, Any]], str | None]
 
-# The parseable part of a refusal's retry hint (socp.ratelimit.retry_hint).
-_RETRY_AFTER = re.compile(r"retry_after_ms=(\d+)")
-
-
 def retry_after_s(detail: object) -> float:
     """Seconds a refusal asks us to wait (0 when it gives no hint)."""
-    match = _RETRY_AFTER.search(detail) if isinstance(detail, str) else None
-    return int(match.group(1)) / 1000 if match else 0.0
+    millis = hinted_retry_ms(detail)
+    return millis / 1000 if millis is not None else 0.0
 
 
 @dataclass(frozen=True, slots=True)

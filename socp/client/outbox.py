@@ -22,7 +22,6 @@ not, just ages the oldest out) and MAX_REPORTED message keys remembered.
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -31,6 +30,7 @@ from socp.protocol.acks import msg_ref
 from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode
 from socp.protocol.frame_types import FrameType as T
+from socp.ratelimit import hinted_retry_ms
 
 Kind = Literal["dm", "public", "file"]
 MAX_TRACKED = 8192
@@ -43,7 +43,6 @@ BUSY = frozenset({ErrorCode.OVERLOADED.value, ErrorCode.RATE_LIMITED.value})
 MAX_PART_RETRIES = 4
 RETRY_PAUSE = 0.5                    # seconds, when the ERROR gives no retry hint
 RETRY_PAUSE_BOUNDS = (0.05, 5.0)     # a hint is followed within these
-_RETRY_HINT = re.compile(r"retry_after_ms=(\d+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,11 +168,11 @@ class Outbox:
 def retry_pause(detail: str) -> float:
     """The pause an ERROR's detail asks for (`retry_after_ms=N`, socp/ratelimit.py),
     within RETRY_PAUSE_BOUNDS; RETRY_PAUSE without one."""
-    hint = _RETRY_HINT.search(detail)
-    if hint is None:
+    millis = hinted_retry_ms(detail)
+    if millis is None:
         return RETRY_PAUSE
     low, high = RETRY_PAUSE_BOUNDS
-    return min(high, max(low, int(hint.group(1)) / 1000))
+    return min(high, max(low, millis / 1000))
 
 
 __all__ = ["Kind", "Outbox", "Refusal", "Refused", "Tracked", "retry_pause"]

@@ -23,7 +23,6 @@ first /all; peers get the new one in a key share), TOFU pins and downloads.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 
@@ -33,8 +32,7 @@ from socp.protocol.envelope import Envelope, parse
 from socp.protocol.errors import ErrorCode, InvalidSignature, SocpError
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import is_uuid4
-
-_RETRY_AFTER = re.compile(r"retry_after_ms=(\d+)")
+from socp.ratelimit import hinted_retry_ms
 
 
 class LoginFailed(SocpError):
@@ -52,9 +50,8 @@ def refusal(code: str, detail: str, user_id: str) -> LoginFailed:
         return LoginFailed(f"login refused: wrong user id or password for {user_id} "
                            "(or that user has not stored a login on this server)", code)
     if code == ErrorCode.RATE_LIMITED.value:
-        found = _RETRY_AFTER.search(detail)
-        if found:
-            millis = int(found.group(1))
+        millis = hinted_retry_ms(detail)
+        if millis is not None:
             return LoginFailed(f"too many failed logins for {user_id}: try again in {_seconds(millis)}",
                                code, retry_after_ms=millis)
         return LoginFailed(f"the server is limiting logins: {detail}", code)

@@ -9,7 +9,7 @@ from socp.protocol import crypto, frames
 from socp.protocol.envelope import Envelope
 from socp.protocol.frame_types import FrameType as T
 from socp.protocol.ids import new_id
-from socp.ratelimit import AddressSlots, ElasticBucket, KeyedBuckets, TokenBucket, retry_hint
+from socp.ratelimit import AddressSlots, ElasticBucket, KeyedBuckets, TokenBucket, hinted_retry_ms, retry_hint
 from socp.router import abuse_rules
 from socp.router.seen import SeenCache
 from support.clock import Clock
@@ -64,6 +64,12 @@ def test_bucket_rejects_nonsense_settings() -> None:
 def test_retry_hint_is_parseable_and_never_zero() -> None:
     assert retry_hint(0.0001).endswith("(retry_after_ms=1)")
     assert "retry_after_ms=1500" in retry_hint(1.5)
+
+
+def test_the_hint_reads_back_as_written_and_nothing_without_one() -> None:
+    assert hinted_retry_ms("queued for the next 300 ms; " + retry_hint(1.5)) == 1500
+    assert hinted_retry_ms("the recipient's server is not keeping up; retry later") is None
+    assert hinted_retry_ms(None) is None
 
 
 def test_keyed_buckets_limit_each_key_alone_and_forget_the_least_recent() -> None:
