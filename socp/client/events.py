@@ -90,6 +90,7 @@ class PartsToRetry:
 
     frames: tuple[Any, ...]     # Envelopes (FILE_CHUNK)
     pause: float
+    code: str                   # OVERLOADED or RATE_LIMITED: the report's code if a part cannot go again
 
 
 @dataclass(frozen=True, slots=True)

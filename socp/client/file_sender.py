@@ -161,7 +161,7 @@ class FileSender:
             file_id = frame.payload["file_id"]
             sending = next((s for s in self.sending if s.file_id == file_id), None)
             if sending is None:     # its task ended: its FILE_END went (after SETTLE_WAIT) or it stopped
-                for lost in self.session.outgoing_files.part_lost(file_id):
+                for lost in self.session.outgoing_files.part_lost(file_id, event.code):
                     self._emit(lost)
             elif not sending.stop_reason:
                 self._retries.setdefault(file_id, deque()).append(frame)

@@ -260,15 +260,16 @@ class OutgoingFiles:
         record = self._unconfirmed.get(file_id)
         return not (record is not None and record.retrying) and not self._outbox.unacknowledged(file_id)
 
-    def part_lost(self, file_id: str) -> list[Event]:
-        """A part the node refused for its load cannot go again (the file's FILE_END
-        went before it): the file is "not delivered", said once. Nothing for a file
-        no longer waiting to be confirmed (cancelled, or already reported)."""
+    def part_lost(self, file_id: str, code: str = "OVERLOADED") -> list[Event]:
+        """A part the node refused for its load (`code`: OVERLOADED or RATE_LIMITED)
+        cannot go again (the file's FILE_END went before it): the file is "not
+        delivered", said once. Nothing for a file no longer waiting to be confirmed
+        (cancelled, or already reported)."""
         to, name, _ = self._recent.get(file_id, ("", "", None))
         if file_id not in self._unconfirmed or not self._outbox.mark_reported(file_id):
             return []
         self.refused(file_id)
-        return [NotDelivered("file", to, self._users.label(to) if to else "", name, "OVERLOADED",
+        return [NotDelivered("file", to, self._users.label(to) if to else "", name, code,
                              "the server refused a part of it for its load, and it could not go again", file_id)]
 
     def refused(self, file_id: str) -> None:

@@ -352,7 +352,7 @@ class ClientSession:
             for tracked in outcome.retry:
                 self.outgoing_files.part_refused(tracked.message, tracked.frame.payload["index"])
             events.append(PartsToRetry(tuple(self._restamp(tracked, retry=True) for tracked in outcome.retry),
-                                       retry_pause(detail)))
+                                       retry_pause(detail), code))
         return events
 
     def _not_delivered(self, refusal: Refusal) -> NotDelivered:

@@ -262,6 +262,14 @@ def test_a_part_that_can_no_longer_go_again_makes_the_file_not_delivered_once(ne
     assert alice.outgoing_files.part_lost(file_id) == []
 
 
+def test_a_lost_part_is_reported_with_the_code_the_node_refused_it_with(net, make_session, tmp_path):
+    alice, _, _, steps = _acking_sender(net, make_session, tmp_path)
+    file_id = steps[0].frames[0].payload["file_id"]
+    alice.outbox.sent(*[frame for step in steps for frame in step.frames])
+    [lost] = alice.outgoing_files.part_lost(file_id, "RATE_LIMITED")
+    assert isinstance(lost, NotDelivered) and lost.code == "RATE_LIMITED"
+
+
 def test_a_cancelled_file_says_nothing_of_its_late_refused_parts(net, make_session, tmp_path):
     alice, _, _, steps = _acking_sender(net, make_session, tmp_path)
     file_id = steps[0].frames[0].payload["file_id"]
