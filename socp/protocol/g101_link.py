@@ -38,6 +38,9 @@ from .frame_types import FrameType
 # must say it is UTC, since a time without a zone means nothing across hosts.
 _ISO_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|\+00:00)")
 
+# What G101 writes in `from` of its USER_REMOVE and its channel frames, not its id.
+NAMELESS_SERVER = "server"
+
 # G101's presence frames name no server: the user is where the frame came from.
 _PRESENCE_TYPES = frozenset({FrameType.USER_ADVERTISE.value, FrameType.USER_REMOVE.value})
 

@@ -11,6 +11,7 @@ checks with the key pinned for the origin (SOCP §6.2).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -835,6 +836,9 @@ def _home_move_refused(state: RouterState, link: PeerLink, user_id: str, server_
 
 
 def _remove(state: RouterState, link: PeerLink, event: FrameIn) -> list[Action]:
+    g101 = link_dialects.g101_remove_origin(state, link.conn, link.peer_id, event.frame)
+    if g101 is not None:
+        return _g101_remove(state, link, dataclasses.replace(event, frame=g101))
     if _seen_before(state, event):
         return []
     refused = _presence_refused(state, link, event)
@@ -849,6 +853,18 @@ def _remove(state: RouterState, link: PeerLink, event: FrameIn) -> list[Action]:
         return _gossip_on(state, link, event.frame) if away_changed else []
     del state.user_locations[user_id]
     return _gossip_on(state, link, event.frame)
+
+
+def _g101_remove(state: RouterState, link: PeerLink, event: FrameIn) -> list[Action]:
+    """An opted-in G101 server's USER_REMOVE of its own user (link_dialects.
+    g101_remove_origin). Not gossiped: it is our reading of an unsigned frame, which
+    no other server could check as its origin's."""
+    if not _fresh(state, event):
+        return []
+    user_id = event.frame.payload["user_id"]
+    offline.remote_removed(state, link.peer_id, user_id, event.frame.payload)
+    del state.user_locations[user_id]
+    return []
 
 
 def _seen_key(state: RouterState, event: FrameIn, link: PeerLink | None) -> tuple[Any, ...]:

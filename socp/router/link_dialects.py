@@ -13,7 +13,8 @@ us, each sent only on a link whose dialect asks for it:
 - G56 needs nothing extra here (its adverts carry `meta.pubkey`).
 - G101, only where the operator opted in for its pinned key (bootstrap `g101_link:
   true`): our link openings signed over the whole envelope (federation.py), our DM
-  relays in its shape (`adapt_g101`); the gateway reads its frames (protocol/g101_link.py).
+  relays in its shape (`adapt_g101`); the gateway reads its frames (protocol/g101_link.py),
+  and its USER_REMOVE, which names no server, is read here (`g101_remove_origin`).
 
 Which dialect a link speaks is judged from its opening frames only (`of_opening`),
 and recorded in the link book.
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
 
 G45, G17, G56, G101 = "g45", "g17", "g56", "g101"
 G101_OPT_IN = "g101_link"   # the bootstrap key; also what a link row shows under it
+# G101's USER_REMOVE says it is `from` this word, not its server id (its server.py
+# cleanup_user), and names no server_id (protocol/g101_link.py then copies "server").
+G101_REMOVER = g101_link.NAMELESS_SERVER
 
 def of_opening(frame: Envelope) -> str:
     """The dialect a server hello or welcome shows; "" when it looks like ours."""
@@ -152,6 +156,24 @@ def _opt_in(entry: Introducer | None, dialect: str) -> str:
     if entry.g45_alias and dialect == G45:
         return "g45_server_alias"
     return "unsigned_link" if entry.unsigned_link else ""
+
+
+def g101_remove_origin(state: RouterState, conn: int, peer_id: str, frame: Envelope) -> Envelope | None:
+    """G101's USER_REMOVE (`from: "server"`, no server_id, unsigned), read as from the
+    server at the other end of `conn`, or None where it may not be: only on a link
+    opted in to G101's form (bootstrap `g101_link`), and only for a user that link's
+    server is home to here (its own advert put it there), so "server" can take off
+    no user of ours or of any other server. Anything else is left to the reference's
+    rules (and refused there)."""
+    if frame.type != T.USER_REMOVE.value or frame.from_ != G101_REMOVER:
+        return None
+    if frame.payload.get("server_id") != G101_REMOVER or _opt_in_of_conn(state, conn) != G101_OPT_IN:
+        return None
+    user_id = frame.payload.get("user_id")
+    if not isinstance(user_id, str) or state.user_locations.get(user_id) != peer_id:
+        return None
+    return Envelope(type=frame.type, from_=peer_id, to=frame.to, ts=frame.ts,
+                    payload={**frame.payload, "server_id": peer_id}, sig=frame.sig)
 
 
 def speaks_g101(state: RouterState, pubkey: str) -> bool:

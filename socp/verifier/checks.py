@@ -63,6 +63,9 @@ KEY_FIELDS = ("pubkey", "enc_pubkey", "sender_pub", "creator_pub")
 RELAYED_TYPES = frozenset({FrameType.USER_ADVERTISE, FrameType.USER_REMOVE})
 # What a G101 server signs (its hello, welcome and announce): never taken unsigned from it.
 G101_SIGNED_TYPES = SERVER_OPENING_TYPES | {FrameType.SERVER_WELCOME}
+# G101's channel frames, signed with its public channel's private key, which it hands to
+# every member (its server.py _broadcast_public_add_updated): that proves no server.
+G101_CHANNEL_TYPES = frozenset({FrameType.PUBLIC_CHANNEL_ADD, FrameType.PUBLIC_CHANNEL_UPDATED})
 # A user's frames whose content_sig is checked here (see the module docstring).
 CONTENT_SIGNED_TYPES = frozenset({FrameType.MSG_DIRECT, FrameType.MSG_PUBLIC_CHANNEL})
 
@@ -82,6 +85,9 @@ def check_job(job: VerifyJob, check_content: bool = True, failures: FailedChecks
         # (a snapshot of 100,000 adverts made it twice each).
         payload_bytes = canonical_json(frame.payload)
         link_signed = True
+        if job.g101_address and frame.type in G101_CHANNEL_TYPES and frame.from_ == g101_link.NAMELESS_SERVER:
+            raise InvalidSignature(f"{frame.type} from G101 is signed with its channel key, which each of its "
+                                   "members holds: not taken (docs/interop.md, note c12)")
         try:
             if not (unsigned_may_pass(job, frame) and not frame.sig):
                 check_signature(frame, job.role, job.verify_key, raw, payload_bytes)

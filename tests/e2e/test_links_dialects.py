@@ -17,7 +17,7 @@ import pytest
 
 from socp.protocol import crypto, signing
 from socp.protocol.key_forms import KeyForm, form_of
-from support.dialect_doubles import G17, G45, G56, G101, DialectDouble, VirtualUser, g101_accepts
+from support.dialect_doubles import G17, G45, G56, G101, DialectDouble, VirtualUser, g101_accepts, iso_now
 from support.http import aget_json
 from support.nodes import start_node
 from support.wsclient import RawUser
@@ -213,12 +213,27 @@ async def g101_dms_both_ways(double: DialectDouble, ours: RawUser, peer_key: cry
 
 
 async def g101_linked(joiner, double: DialectDouble, keys) -> None:
-    """The link row shows the opt-in; a DM goes each way over it."""
+    """The link row shows the opt-in; a DM goes each way over it; its user who leaves
+    (G101's USER_REMOVE from "server", docs/interop.md note c12 (ii)) is no longer
+    listed."""
     row = await link_state(joiner.port, G101, "joined")
     assert row["opt_in"] == "g101_link" and row["peer_id"] == double.server_id
     ours = await RawUser(joiner.url, keys[1]).connect(display_name="ours")
     await g101_dms_both_ways(double, ours, keys[7])
+    [peer_user] = double.users
+    assert peer_user.user_id in listed(await ours.list_users())
+    await double.send({"type": "USER_REMOVE", "from": "server", "ts": iso_now(),   # its cleanup_user
+                       "payload": {"user_id": peer_user.user_id, "ts": iso_now()}})
+    for _ in range(50):
+        if peer_user.user_id not in listed(await ours.list_users()):
+            break
+        await asyncio.sleep(0.1)
+    assert peer_user.user_id not in listed(await ours.list_users())
     await ours.close()
+
+
+def listed(answer) -> set[str]:
+    return set(answer.payload["users"])   # sorted ids (frames.list_response)
 
 
 async def test_with_g101_link_a_g101_server_joins_and_dms_flow_both_ways(tmp_path, keys) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from interop.links_replay import first
-from router.harness import Harness, closes
+from router.harness import Harness, closes, sends
 from socp.ipc.link_state import LinkState
 from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, Rejected, Verified, VerifyJob
 from socp.protocol import crypto
@@ -148,3 +148,99 @@ def test_our_dm_relay_is_what_its_server_and_client_read(dialled_by: str) -> Non
     signed = b64url_decode(payload["ciphertext"]) + (payload["from"] + payload["to"] + str(payload["ts"])).encode()
     sender_pub = crypto.decode_public_key(payload["sender_pub"])
     assert crypto.verify_pss(sender_pub, b64url_decode(payload["content_sig"]), signed)
+
+
+def linked_g101(keys, g101_link: bool = True) -> tuple[Harness, int]:
+    """Our node with the G101 server of the recorded run (it joined us) linked and its
+    user gaiae0dc advertised, as the live run had it: we dial its address, it welcomes
+    us with the key of that run (the welcome's signature is the verifier's business)."""
+    from socp.protocol.envelope import parse_obj
+    from socp.router import federation
+    from socp.router.core_io import Dial, LinkUp
+    from socp.router.state import Introducer
+
+    node = Harness(server_key=keys[0])
+    host, port = G101_ADDRESS.split(":")
+    node.state.introducers = [Introducer(host, int(port), its_key("peer"), g101_link=g101_link)]
+    conn = next(a for a in federation.start(node.state) if isinstance(a, Dial)).conn
+    core.handle(node.state, LinkUp(conn))
+    hello = opted_in("peer", "peer->us", "SERVER_HELLO_JOIN")[0]
+    welcome = {**hello, "type": "SERVER_WELCOME", "to": node.server_id, "ts": 1_700_000_000_000,
+               "payload": {"server_id": G101_ADDRESS, "pubkey": its_key("peer"), "ts": 1_700_000_000_000}}
+    welcome.pop("id", None)
+    node.feed(conn, parse_obj({key: value for key, value in welcome.items() if key != "sig"}))
+    [advert] = opted_in("peer", "peer->us", "USER_ADVERTISE")
+    verified = check(advert, its_key("peer"))
+    assert isinstance(verified, Verified)
+    node.state.now_ms = verified.frame["ts"]   # the run's clock: its frames are fresh
+    node.feed(conn, parse_obj(verified.frame))
+    return node, conn
+
+
+def test_its_user_remove_from_server_takes_its_own_user_off_under_the_opt_in(keys) -> None:
+    """G101's cleanup_user (server.py) sends USER_REMOVE `from: "server"`, no `to`,
+    no `server_id`, unsigned: live (2026-12-06) it was refused FORBIDDEN and its user,
+    gone, stayed listed here. On its opted-in link it is read as from that link's
+    server, for a user that server is home to."""
+    from socp.protocol.envelope import parse_obj
+    node, conn = linked_g101(keys)
+    assert node.state.user_locations.get("gaiae0dc") == G101_ADDRESS
+    [remove] = opted_in("peer", "peer->us", "USER_REMOVE")
+    assert remove["from"] == "server" and "sig" not in remove and "server_id" not in remove["payload"]
+    verified = check(remove, its_key("peer"))
+    assert isinstance(verified, Verified)
+    actions = node.feed(conn, parse_obj(verified.frame))
+    assert not [f for f in sends(actions, "ERROR")]
+    assert "gaiae0dc" not in node.state.user_locations
+
+
+def test_its_user_remove_from_server_cannot_take_off_anyone_elses_user(keys) -> None:
+    """Only a user homed at that link: "server" names no one, so it must not remove a
+    user of ours or of another server."""
+    from socp.protocol.envelope import parse_obj
+    node, conn = linked_g101(keys)
+    user_conn, user_id, _ = node.connect_user(keys[2])
+    node.state.user_locations["elsewhere-user"] = "another-server"
+    [remove] = opted_in("peer", "peer->us", "USER_REMOVE")
+    for victim in (user_id, "elsewhere-user"):
+        forged = {**remove, "payload": {**remove["payload"], "user_id": victim}}
+        verified = check(forged, its_key("peer"))
+        assert isinstance(verified, Verified)
+        actions = node.feed(conn, parse_obj(verified.frame))
+        assert [f.payload["code"] for f in sends_frames(actions, "ERROR")] == ["FORBIDDEN"]
+    assert node.state.user_locations.get("elsewhere-user") == "another-server"
+    assert user_id in node.state.user_locations
+
+
+def test_without_the_opt_in_its_user_remove_changes_nothing(keys) -> None:
+    """The same frame on a link without the opt-in (read into the reference's form by
+    hand: the verifier would refuse its ISO ts): refused, the user stays."""
+    from socp.protocol.envelope import parse_obj
+    node, conn = linked_g101(keys, g101_link=False)
+    [remove] = opted_in("peer", "peer->us", "USER_REMOVE")
+    verified = check(remove, its_key("peer"))   # as if it had passed the verifier
+    assert isinstance(verified, Verified)
+    node.state.user_locations["gaiae0dc"] = G101_ADDRESS
+    actions = node.feed(conn, parse_obj(verified.frame))
+    assert [f.payload["code"] for f in sends_frames(actions, "ERROR")] == ["FORBIDDEN"]
+    assert node.state.user_locations.get("gaiae0dc") == G101_ADDRESS
+
+
+def sends_frames(actions: list, frame_type: str) -> list:
+    return [frame for send in sends(actions, frame_type) for frame in [send.frame]]
+
+
+@pytest.mark.parametrize("dialled_by", ["peer", "us"])
+def test_its_channel_frames_stay_refused_under_the_opt_in_and_the_row_says_why(dialled_by: str) -> None:
+    """G101's PUBLIC_CHANNEL_ADD / _UPDATED (`from: "server"`, `ts: 0`) are signed
+    with its *public channel's* private key (server.py _broadcast_public_add_updated),
+    which it wraps for, and so hands to, every member of its channel: any of its users
+    could sign one, so the signature proves no server. Nothing in them is ours to use
+    either (its users join our channel by their adverts; the wraps are for its own
+    members). Refused even under the opt-in, with a reason an operator can read."""
+    for frame_type in ("PUBLIC_CHANNEL_ADD", "PUBLIC_CHANNEL_UPDATED"):
+        [frame] = opted_in(dialled_by, "peer->us", frame_type)
+        assert frame["from"] == "server" and frame["ts"] == 0 and frame["sig"]
+        refused = check(frame, its_key(dialled_by))
+        assert isinstance(refused, Rejected) and refused.code == "INVALID_SIG"
+        assert "channel key" in refused.detail
