@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives import serialization
 from websockets.exceptions import ConnectionClosed
 
 from _common import Keys, Peer, UsageError, Verdict, healthz, main, now_ms, show, user, wait_listed
+from _node_memory import describe_node_rss, node_rss_bytes, port_of
 from socp.protocol import crypto, frames, signing
 from socp.protocol.acks import msg_ref, refs_named
 from socp.protocol.encoding import b64url_encode
@@ -363,6 +364,7 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
     pair = HonestTraffic(routes)
     readers = [asyncio.create_task(reader) for reader in pair.readers()]
     rss_before = healthz(args.url).get("memory_rss_bytes", 0)
+    node_before = node_rss_bytes(port_of(args.url))
     try:
         await pair.sample("before", SAMPLE_DMS)
         await asyncio.sleep(0.5)
@@ -418,6 +420,7 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
         verdict.note(f"honest DMs lost overall: {pair.missing()}")
         rss_after = healthz(args.url).get("memory_rss_bytes", 0)
         verdict.note(f"gateway RSS {rss_before / 2**20:.0f} MiB before, {rss_after / 2**20:.0f} MiB after")
+        verdict.note(describe_node_rss(node_before, node_rss_bytes(port_of(args.url))))
     finally:
         for task in readers:
             task.cancel()
