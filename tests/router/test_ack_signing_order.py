@@ -13,7 +13,7 @@ import pytest
 from socp.config import NodeConfig
 from socp.ipc import messages as m
 from socp.protocol.acks import msg_ref
-from socp.router import core
+from socp.router import core, process
 from socp.router.abuse_rules import Guard, LimitSettings
 from socp.router.core_io import FrameIn, FrameRejected, Tick
 from socp.router.process import RouterDriver
@@ -157,5 +157,42 @@ def test_an_ack_never_overtakes_the_answer_naming_a_refused_frame(node, keys) ->
         to_alice = [job for job in pool.jobs if any(conn == a_conn for conn, _, _ in job.deliveries)]
         assert [job.frame_type for job in to_alice] == ["ERROR", "ACK"]
         assert to_alice[0].payload["msg_ref"] == "refused-ref" and to_alice[1].payload["msg_ref"] == msg_ref(dm)
+
+    asyncio.run(scenario())
+
+
+def test_during_a_signed_burst_an_honest_dm_is_the_next_job_the_pool_gets(node, keys, monkeypatch) -> None:
+    """The mesh poc's signed-burst phase (poc/cheap_flood.py, issue #15 item 4): senders
+    each send a burst of correctly signed DMs, past their share, while an honest user
+    DMs now and then. The burst's jobs and the answers to its refused frames are
+    charged to the senders' queues, so each honest DM goes to the pool before any more
+    of them. Every refusal is answered here (no answer budget): sent directly, those
+    answers went before the honest DM. Clock and pool are simulated."""
+    clock = [NOW]
+    monkeypatch.setattr(process, "now_ms", lambda: clock[0])    # signed() reads the wall clock
+    senders = [node.connect_user(keys[3 + n]) for n in range(4)]
+    _, sink, _ = node.connect_user(keys[7])
+    a_conn, alice, _ = node.connect_user(keys[1])
+    b_conn, bob, _ = node.connect_user(keys[2])
+    node.state.fair_share.verifiers = 2
+    node.state.fair_share.sign_ms = 6.0
+    pool = Pool()
+    router = driver(node, pool)
+
+    async def scenario() -> None:
+        for conn, sender, _ in senders:
+            for n in range(100):
+                await feed(router, conn, cheap_dm(sender, sink, NOW + n, n=n))
+        assert node.state.fair_share.refused > 0          # past their share: refused OVERLOADED
+        first_in_pool = []
+        for step in range(1, 400):
+            clock[0] = node.state.now_ms = NOW + step
+            if step % 40 == 20:
+                first_in_pool.append(len(pool.jobs))
+                await feed(router, a_conn, cheap_dm(alice, bob, clock[0], n=100_000 + step))
+            await router.signed(m.Signed(count=1, sign_us=6000))
+        to_bob = [index for index, job in enumerate(pool.jobs) if any(c == b_conn for c, _, _ in job.deliveries)]
+        assert to_bob == first_in_pool, (to_bob, first_in_pool)
+        assert "ERROR" in pool.types()[first_in_pool[0]:]   # answers to the burst were still going out
 
     asyncio.run(scenario())
