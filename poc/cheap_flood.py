@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives import serialization
 from websockets.exceptions import ConnectionClosed
 
 from _common import Keys, Peer, UsageError, Verdict, healthz, main, now_ms, show, user, wait_listed
+from _node_memory import describe_node_rss, node_rss_bytes, port_of
 from socp.protocol import crypto, frames, signing
 from socp.protocol.acks import msg_ref, refs_named
 from socp.protocol.encoding import b64url_encode
@@ -51,8 +52,8 @@ SAMPLE_DMS = 15            # honest DMs before and after the flood
 GARBAGE_SIG = b64url_encode(b"\x00" * 512)
 TICK_S = 0.05              # the flood is sent in ticks of 50 ms
 ANSWER_WAIT_S = 2.0        # for the node's last answers to a flood
-DELIVERY_QUIET_S = 3.0    # the sink's deliveries: none for this long, and the rest are lost
-DELIVERY_WAIT_S = 20.0    # ...or at most this long after the answers
+DELIVERY_QUIET_S = 3.0    # no new delivery to the sink nor answer to a payer for this long: the rest are lost
+DELIVERY_WAIT_S = 20.0    # ...or at most this long after ANSWER_WAIT_S
 PAID_SECONDS = 3.0         # the honest pair's DMs while the signed bursts are worked through
 T = TypeVar("T")
 
@@ -268,7 +269,7 @@ async def cheap_flood(args: argparse.Namespace, shared_key_pem: bytes, target_id
 
 
 async def paid_flood(args: argparse.Namespace, key_pems: list[bytes], sink_key_pem: bytes,
-                     started: Any) -> tuple[int, Counter[str], int]:
+                     started: Any) -> tuple[int, Counter[str], int, float]:
     """Signed DMs, precomputed (the attacker pays a signature for each), sent in one
     burst per sender to a sink that counts what it receives."""
     keys, sink_key = [unpem(data) for data in key_pems], unpem(sink_key_pem)
@@ -302,26 +303,36 @@ async def paid_flood(args: argparse.Namespace, key_pems: list[bytes], sink_key_p
         for text in burst:
             await flooder.peer.send(text)
     await asyncio.sleep(ANSWER_WAIT_S)
-    await deliveries_settled(got, lambda: outcomes(payers)["acked"])
+    sent_at = time.monotonic() - ANSWER_WAIT_S
+
+    def done() -> bool:
+        ended = outcomes(payers)
+        return ended["unanswered"] == 0 and got[0] >= ended["acked"]
+
+    await settled(lambda: (got[0], sum(len(f.told) for f in payers)), done)
+    settle_s = time.monotonic() - sent_at
     for task in (*readers, counting):
         task.cancel()
     for flooder in payers:
         await flooder.peer.close()
     await sink.close()
-    return sum(len(b) for b in bursts), outcomes(payers), got[0]
+    return sum(len(b) for b in bursts), outcomes(payers), got[0], settle_s
 
 
-async def deliveries_settled(got: list[int], acked: Callable[[], int]) -> None:
-    """Until the sink has as many deliveries as there are acknowledged frames, or none
-    came for DELIVERY_QUIET_S (at most DELIVERY_WAIT_S): on a busy machine the last
-    acknowledged frames may still be on their way, and a late one is not a lost one."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DELIVERY_WAIT_S
-    last, quiet_since = got[0], loop.time()
-    while got[0] < acked() and loop.time() < deadline and loop.time() - quiet_since < DELIVERY_QUIET_S:
-        await asyncio.sleep(0.25)
-        if got[0] != last:
-            last, quiet_since = got[0], loop.time()
+async def settled(progress: Callable[[], object], done: Callable[[], bool], *, quiet_s: float = DELIVERY_QUIET_S,
+                  wait_s: float = DELIVERY_WAIT_S, clock: Callable[[], float] = time.monotonic,
+                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    """Until `done()`, or `progress()` (what has come so far) did not change for `quiet_s`
+    (at most `wait_s`): on a busy machine the last acknowledged frames may still be on
+    their way, and a flooder's last answers wait behind its own queued frames (they are
+    paid from its share, router/refusals.py); late is not lost. What never comes is
+    still counted: unanswered, or acknowledged and not delivered."""
+    deadline = clock() + wait_s
+    last, quiet_since = progress(), clock()
+    while not done() and clock() < deadline and clock() - quiet_since < quiet_s:
+        await sleep(0.25)
+        if progress() != last:
+            last, quiet_since = progress(), clock()
 
 
 async def during(pair: HonestTraffic, phase: str, flood: Awaitable[T], started: Any, seconds: float) -> T:
@@ -363,6 +374,7 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
     pair = HonestTraffic(routes)
     readers = [asyncio.create_task(reader) for reader in pair.readers()]
     rss_before = healthz(args.url).get("memory_rss_bytes", 0)
+    node_before = node_rss_bytes(port_of(args.url))
     try:
         await pair.sample("before", SAMPLE_DMS)
         await asyncio.sleep(0.5)
@@ -394,10 +406,11 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
         payer_keys = [pem(keys.take()) for _ in range(args.signed_senders)]
         started = multiprocessing.get_context("spawn").Event()
         flood = in_own_process("paid", (args, payer_keys, pem(keys.take())), started)
-        sent, ended, delivered = await during(pair, "paid", flood, started, PAID_SECONDS)
+        sent, ended, delivered, settle_s = await during(pair, "paid", flood, started, PAID_SECONDS)
         await asyncio.sleep(1.0)
         bound_ms = bound_after(verdict, alice.key, sig_ms)
-        verdict.note(f"{sent} signed DMs: {dict(ended)}; the sink got {delivered}")
+        verdict.note(f"{sent} signed DMs: {dict(ended)}; the sink got {delivered} (answers and deliveries "
+                     f"looked for until {settle_s:.1f} s after the burst)")
         for line in pair.summary("paid"):
             verdict.note(line)
         verdict.check(ended["unanswered"] == 0 and delivered == ended["acked"],
@@ -418,6 +431,7 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
         verdict.note(f"honest DMs lost overall: {pair.missing()}")
         rss_after = healthz(args.url).get("memory_rss_bytes", 0)
         verdict.note(f"gateway RSS {rss_before / 2**20:.0f} MiB before, {rss_after / 2**20:.0f} MiB after")
+        verdict.note(describe_node_rss(node_before, node_rss_bytes(port_of(args.url))))
     finally:
         for task in readers:
             task.cancel()

@@ -22,6 +22,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from _common import Keys, Peer, Verdict, healthz, main, show, user, wait_listed
+from _node_memory import node_rss_bytes, port_of
 
 PER_ADDRESS = 8          # connections from each loopback address: far under any per-address cap
 CLOSE_MESSAGE_TOO_BIG = 1009
@@ -72,6 +73,7 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
     if soft < args.connections + 100:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.connections + 1000), hard))
     before = healthz(args.url)
+    node_before = node_rss_bytes(port_of(args.url))
     keys = Keys(args.keys)
 
     verdict.tried(f"{args.connections} silent sockets from {args.connections // PER_ADDRESS} loopback addresses")
@@ -79,6 +81,7 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
     crowd = await _open_crowd(args.url, args.connections, args.timeout)
     await asyncio.sleep(1.0)   # closes of the evicted ones arrive
     during = healthz(args.url)
+    node_during = node_rss_bytes(port_of(args.url))
     still_open = sum(1 for ws in crowd if ws.close_code is None)
     verdict.note(f"opened {len(crowd)} in {time.monotonic() - started:.1f} s; {still_open} still open; "
                  f"node: {during['open_connections']} open, {during['waiting_for_hello']} waiting for a hello, "
@@ -90,6 +93,9 @@ async def run(args: argparse.Namespace, verdict: Verdict) -> None:
     if isinstance(rss_before, int) and isinstance(rss_during, int):
         verdict.note(f"gateway RSS {_mib(rss_before)} -> {_mib(rss_during)} with the crowd: "
                      f"{(rss_during - rss_before) / held / 1024:.1f} KiB per held connection")
+    if node_before is not None and node_during is not None:
+        verdict.note(f"node RSS (all its actors) {_mib(node_before)} -> {_mib(node_during)} with the crowd: "
+                     f"{(node_during - node_before) / held / 1024:.1f} KiB per held connection")
 
     verdict.tried("an honest user connects while the crowd is there")
     honest = await user(args.url, keys, args.timeout)

@@ -9,7 +9,8 @@ The reader is the hot path for inbound traffic: no JSON after the first frame, n
 per-frame logging, one msgpack pack and one ZeroMQ send per frame. The one exception:
 a user connection whose signature checks failed lately has each frame's type read,
 so the throttle can refuse its content-signed ones before a verifier sees them
-(check_throttle.py).
+(check_throttle.py); those refusals reach the router a batch at a time
+(throttle_reports.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from socp.gateway.check_throttle import Verdict
 from socp.gateway.context import GatewayContext
 from socp.gateway.roles import opens_login, role_of_first_frame
 from socp.gateway.socket_links import CloseRequest, SocketLink
+from socp.gateway.throttle_reports import RefusedFrames
 from socp.ipc.link_state import LinkState
 from socp.ipc.messages import (
     CLOSE_POLICY_VIOLATION,
@@ -88,6 +90,7 @@ class Session:
         self._bucket: TokenBucket | ElasticBucket = ElasticBucket(
             TokenBucket(context.config.frame_rate, context.config.frame_burst, time.monotonic), context.spare_frames)
         self._over_limit = 0     # frames refused since the bucket last had a token
+        self._refused = RefusedFrames()   # refused by the check throttle, not yet reported
         if link.role == ROLE_SERVER:
             self._limit_as_server()
 
@@ -170,9 +173,21 @@ class Session:
                 await self._forward(first)
             while True:
                 await link.wait_for_kept_room()
-                await self._forward(await ws.recv())
+                await self._forward(await self._next_message())
         except ConnectionClosed as closed:
+            await self._report_refused()
             link.request_close(None, _describe_close(closed, link))
+
+    async def _next_message(self) -> str | bytes:
+        """The peer's next frame; while throttled frames wait to be reported, the
+        report goes when it is due even if the peer sends nothing more."""
+        while self._refused:
+            try:
+                async with asyncio.timeout(max(0.0, self._refused.wait_s(time.monotonic()))):
+                    return await self._ws.recv()    # safe to cancel: no frame is lost
+            except TimeoutError:
+                await self._report_refused()
+        return await self._ws.recv()
 
     async def _forward(self, message: str | bytes) -> None:
         link = self._link
@@ -182,6 +197,7 @@ class Session:
         self._over_limit = 0
         if self._check_throttle.throttles(link.conn) and await self._throttled(message):
             return
+        await self._report_refused()    # the router learns of frames in the order they came
         seq = link.next_in_seq
         if type(message) is str and not utf8_size_exceeds(message, self._max_frame_bytes):
             # Kept until the router applied it, to survive a verifier or router (recovery.py).
@@ -217,13 +233,30 @@ class Session:
         self._stats.frames_in += 1
         if decision.verdict is Verdict.CLOSE:
             self._stats.check_throttle_closes += 1
+            await self._report_refused()
             link.request_close(CLOSE_POLICY_VIOLATION, decision.detail)
             return True
-        seq = link.next_in_seq
-        await self._bus.tell_router(Rejected(link.conn, seq, ErrorCode.RATE_LIMITED.value, decision.detail,
-                                             frame_type, msg_ref_of_obj(raw)))
-        link.next_in_seq = seq + 1
+        ref = msg_ref_of_obj(raw)
+        if not ref:       # not readable as an acknowledged frame: reported alone, as it is
+            await self._report_refused()
+            await self._tell_refused(ErrorCode.RATE_LIMITED.value, decision.detail, frame_type, "")
+        elif self._refused.add(ref, decision.detail, frame_type, time.monotonic()):
+            await self._report_refused()
         return True
+
+    async def _report_refused(self) -> None:
+        """Tell the router of the frames the throttle refused and not yet reported."""
+        if self._refused:
+            refs, detail, frame_type = self._refused.take()
+            await self._tell_refused(ErrorCode.RATE_LIMITED.value, detail, frame_type, refs[-1], refs[:-1])
+
+    async def _tell_refused(self, code: str, detail: str, frame_type: str, ref: str,
+                            earlier: list[str] | None = None) -> None:
+        """One Rejected for the router, in the connection's order (it takes a seq)."""
+        link = self._link
+        seq = link.next_in_seq
+        await self._bus.tell_router(Rejected(link.conn, seq, code, detail, frame_type, ref, earlier or []))
+        link.next_in_seq = seq + 1
 
     async def _refuse_over_limit(self, message: str | bytes) -> None:
         """The first frame over the limit is answered RATE_LIMITED with a retry hint. Of
@@ -250,9 +283,8 @@ class Session:
             detail = (f"too many frames: at most {self._bucket.rate:g} per second on a connection while the node "
                       "is busy; "
                       + retry_hint(self._bucket.retry_after()))
-            seq = link.next_in_seq
-            await self._bus.tell_router(Rejected(link.conn, seq, ErrorCode.RATE_LIMITED.value, detail, "", ref))
-            link.next_in_seq = seq + 1
+            await self._report_refused()
+            await self._tell_refused(ErrorCode.RATE_LIMITED.value, detail, "", ref)
 
     async def _write(self) -> None:
         link = self._link

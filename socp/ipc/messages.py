@@ -11,7 +11,7 @@ the contract these messages carry.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from socp.protocol.errors import MalformedFrame  # noqa: F401 - re-exported: callers catch it from here
@@ -76,6 +76,9 @@ class Rejected:
     # Added later: the refused frame's msg_ref (protocol/acks.py) when it is of an
     # acknowledged type, so its ERROR can name it; "" otherwise.
     msg_ref: str = ""
+    # Added later: frames refused with it, before it, for the same reason (the
+    # gateway's check throttle reports a batch at once, gateway/throttle_reports.py).
+    earlier_refs: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

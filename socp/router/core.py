@@ -214,7 +214,7 @@ def _frame_rejected(state: RouterState, event: FrameRejected) -> list[Action]:
             federation.hello_rejected(state, link, event.frame_type, code, event.detail)
         return refuse_and_close(state, event.conn, code, event.detail)
     if event.msg_ref and link.is_user:
-        return refusals.refuse(state, event.conn, code, event.detail, event.msg_ref)
+        return refusals.refuse(state, event.conn, code, event.detail, event.msg_ref, earlier=event.earlier_refs)
     if link.state is LinkState.HELLO_SENT:
         return federation.welcome_rejected(state, link, event.frame_type, code, event.detail)
     if link.server_address:

@@ -37,6 +37,7 @@ class FrameRejected:
     detail: str
     frame_type: str
     msg_ref: str = ""         # the refused frame's, when it is of an acknowledged type
+    earlier_refs: tuple[str, ...] = ()   # frames refused with it, before it (ipc Rejected)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,10 @@ class Send:
 
     Each target is (conn, `to` for that copy); the transport signature covers the
     payload only (SOCP §5), so one signature serves every copy.
+
+    `charged_to`: the fair-share sender (fairshare.py) whose queue this frame waits
+    in, an answer the node owes that sender (refusals.py): its signature comes out of
+    the sender's own share, not out of everyone's.
     """
 
     targets: tuple[tuple[ConnId, str], ...]
@@ -116,6 +121,7 @@ class Send:
     # A G101 peer's link opening (bootstrap `g101_link`): signed per copy over the
     # whole envelope, the one form G101 checks (protocol/g101_link.py).
     whole_envelope: bool = False
+    charged_to: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,10 +24,18 @@ Capacity is measured, not assumed: each verifier reports how long every signatur
 took (ipc `Signed`), and `capacity_per_s` is the pool's size over the moving average.
 
 Frames the node answers with on its own behalf (ACKs and ERRORs to the sender,
-presence, heartbeats) do not queue here: they are bounded elsewhere (ack interval,
-error budgets), and they are counted in the window as they go (`sent_directly`).
-ACKs, the lowest priority, take only the window's `spare_room`: none while any
-sender's frame is queued (router/user_acks.py).
+presence, heartbeats) mostly do not queue here: they are bounded elsewhere (ack
+interval, error budgets), and they are counted in the window as they go
+(`sent_directly`). ACKs, the lowest priority, take only the window's `spare_room`:
+none while any sender's frame is queued (router/user_acks.py).
+
+The exception: the ERRORs naming a sender's refused frames (router/refusals.py) are
+`charge`d to that sender's own queue, behind its jobs and without the new-sender
+priority. Sent directly, the answers to 30 flooders fell due together and reached
+the pool as one burst each second, which every honest DM waited behind (issue #15
+item 4); queued, they leave at the pool's pace, a window at a time, an honest
+sender's fresh frame goes before them, and a flooder pays for its own refusals out
+of its own share.
 """
 
 from __future__ import annotations
@@ -36,10 +44,26 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from socp.ipc.link_state import LinkState
+
+from .peer_links import PeerLink
+
 Job = TypeVar("Job")
 
 # Senders are named by kind: "user:<id>" (our user), "server:<id>" (a linked server's relays).
 USER, SERVER = "user:", "server:"
+
+
+def sender_of(link: PeerLink | None) -> str | None:
+    """The sender whose share `link`'s frames come out of: our user, or a linked
+    server (its relays); None for a link that is neither yet."""
+    if link is None or not link.peer_id:
+        return None
+    if link.is_user:
+        return USER + link.peer_id
+    if link.state is LinkState.JOINED:
+        return SERVER + link.peer_id
+    return None
 
 
 @dataclass(slots=True)
@@ -118,13 +142,24 @@ class FairShare(Generic[Job]):
 
     # --- queueing -------------------------------------------------------------------------
 
-    def push(self, sender: str, job: Job) -> None:
+    def push(self, sender: str, job: Job, new_sender_first: bool = True) -> None:
+        """Queue `sender`'s job. A sender with nothing queued goes to the `fresh` list,
+        or with `new_sender_first` False to the end of the round robin."""
         queue = self.queues.get(sender)
         if queue is None:
             queue = self.queues[sender] = deque()
-            self.fresh.append(sender)
+            (self.fresh if new_sender_first else self.backlogged).append(sender)
         queue.append(job)
         self.queued += 1
+
+    def charge(self, sender: str, job: Job) -> None:
+        """Queue a job the node owes `sender` (an answer to it) behind the sender's own
+        jobs, never on the `fresh` list: answers go after every fresh sender's frame."""
+        self.push(sender, job, new_sender_first=False)
+
+    def waiting(self, sender: str) -> int:
+        """Jobs `sender` has queued."""
+        return len(self.queues.get(sender, ()))
 
     def sent_directly(self, count: int = 1) -> None:
         """The node's own frames went to the pool without queueing: they take room."""
@@ -161,4 +196,4 @@ class FairShare(Generic[Job]):
         return self.queued
 
 
-__all__ = ["FairShare", "SERVER", "USER"]
+__all__ = ["FairShare", "SERVER", "USER", "sender_of"]

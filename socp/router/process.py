@@ -23,7 +23,6 @@ from socp.identity import NodeIdentity, adopt_server_id
 from socp.ipc import messages as m
 from socp.ipc.direct import DirectSocket
 from socp.ipc.endpoints import ensure_runtime_dir
-from socp.ipc.link_state import LinkState
 from socp.metrics.router import router_ticked
 from socp.protocol.errors import MalformedFrame
 
@@ -212,25 +211,23 @@ class RouterDriver:
         our user, or a linked server (its relays); None for the node's own events."""
         if not isinstance(event, FrameIn):
             return None
-        link = self.state.links.get(event.conn)
-        if link is None or not link.peer_id:
-            return None
-        if link.is_user:
-            return fairshare.USER + link.peer_id, event.conn
-        if link.state is LinkState.JOINED:
-            return fairshare.SERVER + link.peer_id, event.conn
-        return None
+        sender = fairshare.sender_of(self.state.links.get(event.conn))
+        return (sender, event.conn) if sender is not None else None
 
     async def dispatch(self, actions: list[Action], origin: tuple[str, int] | None = None) -> None:
         """Carry out the core's actions. What a sender's frame makes the node sign for
         others waits in that sender's queue (fairshare.py); answers to the sender
         itself (ACK, ERROR) and the node's own frames go to the verifiers at once,
         but after what the pool has room for of the queued frames: on an idle node a
-        DM is signed before the ACK to its sender, not behind it (user_acks.py)."""
+        DM is signed before the ACK to its sender, not behind it (user_acks.py).
+        Answers `charged_to` a sender wait in that sender's queue (refusals.py)."""
         pushed = False
         for action in actions:
             if isinstance(action, Send):
-                if origin is not None and all(conn != origin[1] for conn, _ in action.targets):
+                if action.charged_to:
+                    self.state.fair_share.charge(action.charged_to, action)
+                    pushed = True
+                elif origin is not None and all(conn != origin[1] for conn, _ in action.targets):
                     self.state.fair_share.push(origin[0], action)
                     pushed = True
                 else:
@@ -301,10 +298,12 @@ class RouterDriver:
 
     async def release(self) -> None:
         """Queued jobs the verifier pool has room for, in fair order (fairshare.py);
-        then, in the room left, the ACKs that waited for it (user_acks.py)."""
+        then, in the room left, the ACKs that waited for it (user_acks.py), which may
+        have queued behind their connection's refusal answers (refusals.py)."""
         await self.sign_queued()
         if self.state.acks_waiting:
             await self.dispatch(user_acks.send_waiting(self.state))
+            await self.sign_queued()
 
     async def sign_queued(self) -> None:
         for send in self.state.fair_share.ready(now_ms()):

@@ -130,7 +130,9 @@ class InboundOrder:
             event: Event = FrameIn(message.conn, _envelope(message.frame), message.payload_digest,
                                    message.link_signed)
         elif isinstance(message, m.Rejected):
-            event = FrameRejected(message.conn, message.code, message.detail, message.frame_type, message.msg_ref)
+            earlier = tuple(ref for ref in message.earlier_refs if isinstance(ref, str))
+            event = FrameRejected(message.conn, message.code, message.detail, message.frame_type, message.msg_ref,
+                                  earlier)
         elif isinstance(message, m.LinkClosed):
             event = LinkDown(message.conn, message.reason)
         else:

@@ -19,36 +19,56 @@ must not buy one each. Hence, per connection and per error code:
 
 A flood therefore costs at most about one signed ERROR per code per connection per
 interval, and all flooders together at most the node's budget of such answers: 30
-flooding connections used to cost 60 signatures a second, in bursts that honest
-frames waited behind (issue #15 item 4).
+flooding connections used to cost 60 signatures a second.
+
+Every answer is `charged_to` its sender (fairshare.py): it waits in that sender's
+queue of the fair share, behind the sender's own frames. Sent directly, the answers
+of every flooding connection fell due on the same Tick and reached the verifier pool
+as one burst a second, which honest DMs waited behind (issue #15 item 4); queued,
+they leave a window at a time, after any honest sender's fresh frame, and still
+within moments (a few dozen a second are little next to what the pool signs). An ACK
+to a sender with answers queued queues behind them (user_acks.py), so a refused frame
+is still named before an ACK covers it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from socp.protocol.acks import MAX_MSG_REFS
 from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode
 
-from . import abuse_rules
+from . import abuse_rules, fairshare
 from .core_io import Action, Send
 from .replies import error_to
 from .state import HeldRefusals, RouterState
 
 
-def refuse(state: RouterState, conn: int, code: ErrorCode, detail: str, ref: str, kind: str = "") -> list[Action]:
-    """Refuse the frame `ref` of `conn`: an ERROR naming it (and any refused before it
-    and not yet answered) now, if `conn` was not told of this refusal `kind` (default:
-    the code) within the interval (abuse_rules.refusal_answer_due); else later."""
+def refuse(state: RouterState, conn: int, code: ErrorCode, detail: str, ref: str, kind: str = "",
+           earlier: Sequence[str] = ()) -> list[Action]:
+    """Refuse the frame `ref` of `conn` (and the frames `earlier`, refused with it and
+    before it): an ERROR naming it (and any refused before it and not yet answered)
+    now, if `conn` was not told of this refusal `kind` (default: the code) within the
+    interval (abuse_rules.refusal_answer_due); else later."""
     held_codes = state.refusals.held.setdefault(conn, {})
-    held = held_codes.get(code.value)
-    if held is None:
-        held = held_codes[code.value] = HeldRefusals(detail=detail)
-    held.refs.append(ref)
-    held.detail = detail or held.detail
-    if len(held.refs) >= MAX_MSG_REFS or abuse_rules.held_refusal_answer_due(state.guard, conn, kind or code.value):
-        return [_answer(state, conn, code.value)]
-    state.refusals.held_refs += 1
-    return []
+    actions: list[Action] = []
+    for each in (*earlier, ref):
+        held = held_codes.get(code.value)
+        if held is None:
+            held = held_codes[code.value] = HeldRefusals(detail=detail)
+        held.refs.append(each)
+        held.detail = detail or held.detail
+        if len(held.refs) >= MAX_MSG_REFS:
+            actions.append(_answer(state, conn, code.value))
+            held_codes = state.refusals.held.setdefault(conn, {})
+    if code.value in held_codes and abuse_rules.held_refusal_answer_due(state.guard, conn, kind or code.value):
+        actions.append(_answer(state, conn, code.value))
+    elif not actions:
+        state.refusals.held_refs += 1 + len(earlier)
+    if not held_codes:
+        state.refusals.held.pop(conn, None)
+    return actions
 
 
 def flush(state: RouterState, conn: int) -> list[Action]:
@@ -90,4 +110,5 @@ def _answer(state: RouterState, conn: int, code: str) -> Send:
         payload["msg_refs"] = list(refs)
         payload["detail"] = f"{detail} ({len(refs)} frames refused, named in msg_refs)"
     frame = send.frame
-    return Send(send.targets, Envelope(type=frame.type, from_=frame.from_, to=frame.to, ts=frame.ts, payload=payload))
+    return Send(send.targets, Envelope(type=frame.type, from_=frame.from_, to=frame.to, ts=frame.ts, payload=payload),
+                charged_to=fairshare.sender_of(state.links.get(conn)) or "")

@@ -38,7 +38,7 @@ from socp.protocol.envelope import Envelope
 from socp.protocol.errors import ErrorCode
 from socp.protocol.frame_types import FrameType as T
 
-from . import abuse_rules, refusals
+from . import abuse_rules, fairshare, refusals
 from .core_io import Action, FrameIn, Send, send_one
 from .peer_links import PeerLink
 from .replies import error_to
@@ -155,9 +155,15 @@ def _ack_now(state: RouterState, conn: int) -> list[Action]:
     link = state.links.get(conn)
     if link is None or not link.is_user:
         return []
-    # Refused frames are named before an ACK that would cover them.
-    return refusals.flush(state, conn) + [send_one(conn, frames.ack(state.me.server_id, link.peer_id,
-                                                                      state.now_ms, ref))]
+    # Refused frames are named before an ACK that would cover them: their answers wait
+    # in the sender's queue of the fair share (refusals.py), so while any do, the ACK
+    # waits there too, behind them.
+    named = refusals.flush(state, conn)
+    ack = send_one(conn, frames.ack(state.me.server_id, link.peer_id, state.now_ms, ref))
+    sender = fairshare.sender_of(link) or ""
+    if named or state.fair_share.waiting(sender):
+        ack = Send(ack.targets, ack.frame, charged_to=sender)
+    return [*named, ack]
 
 
 def link_down(state: RouterState, conn: int) -> None:

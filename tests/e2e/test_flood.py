@@ -213,3 +213,51 @@ async def test_a_connection_whose_checks_keep_failing_is_throttled_at_the_gatewa
     assert garbage_ct not in got_bob
     for user in (alice, bob, flooder.user):
         await user.close()
+
+
+ANSWER_WITHIN_S = 2.0      # poc/cheap_flood.py's bound: every refused frame named this soon after the flood
+
+
+async def test_throttled_flooders_hear_of_every_frame_soon_and_honest_dms_go_through(node, keys) -> None:
+    """Issue #15 items 4 and 7 together: flooders whose checks keep failing are
+    throttled at the gateway, their refusals reported in batches and answered out of
+    their own share of the signatures (router/refusals.py); still each of their frames
+    is named by an ERROR within ANSWER_WITHIN_S of the flood's end, and an honest pair's
+    DMs all arrive meanwhile."""
+    flooders_count, rate, seconds = 10, 100, 3.0
+    alice, bob = await connected(node, keys[1]), await connected(node, keys[2])
+    got_bob: dict[str, float] = {}
+    listener = asyncio.create_task(deliveries(bob, got_bob))
+    flooders = [Outcomes(await connected(node, keys[4], signed=False)) for _ in range(flooders_count)]
+    readers = [asyncio.create_task(o.read()) for o in flooders]
+    garbage_ct = b64url_encode(crypto.oaep_encrypt(crypto.decode_public_key(bob.pubkey), b"garbage"))
+    base = now_ms()
+    honest: dict[str, float] = {}
+    ticks = int(seconds * 20)
+    for step in range(ticks):                               # 50 ms ticks, rate / 20 frames per flooder each
+        for flooder in flooders:
+            for n in range(rate // 20):
+                frame = frames.msg_direct(flooder.user.user_id, bob.user_id, base + step * 10 + n, garbage_ct,
+                                          flooder.user.pubkey, GARBAGE_SIG)
+                flooder.refs.append(msg_ref(frame))
+                await flooder.user.send(frame)
+        if step % 2 == 0:
+            dm = alice.dm_to(bob.user_id, bob.pubkey, b"honest %d" % step)
+            honest[dm.payload["ciphertext"]] = time.monotonic()
+            await alice.send(dm)
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(ANSWER_WITHIN_S)
+    told = [o.told.get(ref, "unanswered") for o in flooders for ref in o.refs]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all(ct in got_bob for ct in honest):
+        await asyncio.sleep(0.1)
+    for task in (listener, *readers):
+        task.cancel()
+
+    assert Counter(told)["unanswered"] == 0, Counter(told)
+    assert set(told) <= {"refused:INVALID_SIG", "refused:RATE_LIMITED"}
+    assert all(ct in got_bob for ct in honest)
+    assert max(got_bob[ct] - sent for ct, sent in honest.items()) < GENEROUS_S
+    assert garbage_ct not in got_bob
+    for user in (alice, bob, *(o.user for o in flooders)):
+        await user.close()

@@ -196,3 +196,32 @@ def test_a_dm_past_the_senders_share_is_refused_overloaded_naming_it_and_others_
     assert sorted(named) == sorted(refs[limit:])
     acked = [f.payload["msg_ref"] for f in answers if f.type == "ACK"]
     assert acked and all(refs.index(ref) < limit for ref in acked)
+
+
+# --- answers the node owes a sender, charged to its share (refusals.py) ------------------------
+
+
+def test_answers_charged_to_many_senders_go_after_a_fresh_senders_frame() -> None:
+    """30 flooders' refusal answers fell due at once (issue #15 item 4): charged to
+    their senders, they do not go before an honest sender's frame that arrives next."""
+    shares: FairShare = FairShare(verifiers=1, jobs_per_verifier=1)
+    for n in range(30):
+        shares.charge(f"user:flooder{n}", f"answer to flooder {n}")
+    shares.push("user:alice", "alice's DM")
+    assert shares.ready(0) == ["alice's DM"]
+    assert shares.spare_room == 0                  # ACKs wait while answers are queued
+    taken = []
+    while shares.queued:
+        shares.signed_jobs(1, SIGN_MS, 1)
+        taken += shares.ready(1)
+    assert taken == [f"answer to flooder {n}" for n in range(30)]   # every one, in turn
+
+
+def test_a_charged_answer_waits_behind_its_senders_own_jobs() -> None:
+    shares: FairShare = FairShare(verifiers=1, jobs_per_verifier=4)
+    shares.push("user:f", "DM 1")
+    shares.charge("user:f", "answer")
+    shares.push("user:f", "DM 2")
+    assert shares.waiting("user:f") == 3 and shares.waiting("user:g") == 0
+    assert shares.ready(0) == ["DM 1", "answer", "DM 2"]
+    assert shares.waiting("user:f") == 0

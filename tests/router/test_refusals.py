@@ -8,6 +8,7 @@ import pytest
 
 from socp.ipc.link_state import LinkState
 from socp.protocol import frames
+from socp.protocol.acks import MAX_MSG_REFS
 from socp.protocol.ids import new_id
 from socp.router import abuse_rules, core
 from socp.router.abuse_rules import Guard, LimitSettings
@@ -210,3 +211,35 @@ def test_many_refused_connections_share_the_nodes_budget_of_answers_and_none_is_
         assert newly <= set(flooders[4:])            # those never answered go before the rest
     assert answered_per_tick == [4, 4, 2]            # 6 never answered, then the first 4 again
     assert all(sorted(named[conn]) == sorted(refs[conn]) for conn in flooders)   # every frame named once
+
+
+def test_refusal_answers_are_charged_to_the_refused_sender(node, keys) -> None:
+    """They wait in that sender's queue of the fair share (fairshare.py), not in front
+    of every sender's frames; an ACK flushing held ones waits behind them there."""
+    a_conn, alice, _ = node.connect_user(keys[1])
+    _, bob, _ = node.connect_user(keys[2])
+    (first,) = sends(core.handle(node.state, FrameRejected(a_conn, "RATE_LIMITED", "throttled", "MSG_DIRECT", "r1")))
+    assert first.charged_to == "user:" + alice and first.frame.payload["msg_ref"] == "r1"
+    assert core.handle(node.state, FrameRejected(a_conn, "RATE_LIMITED", "throttled", "MSG_DIRECT", "r2")) == []
+    node.state.now_ms += node.state.timing.ack_interval_ms
+    answers = sends(node.feed(a_conn, cheap_dm(alice, bob, node.state.now_ms)))
+    named, ack = [s for s in answers if s.targets[0][0] == a_conn]
+    assert (named.frame.type, named.frame.payload["msg_ref"], ack.frame.type) == ("ERROR", "r2", "ACK")
+    assert named.charged_to == ack.charged_to == "user:" + alice
+
+
+def test_a_batch_of_refused_frames_is_named_in_order_and_never_past_max_msg_refs(node, keys) -> None:
+    """The gateway reports its throttle's refusals a batch at a time (ipc Rejected
+    earlier_refs): one event, every frame named, each ERROR within MAX_MSG_REFS."""
+    a_conn, alice, _ = node.connect_user(keys[1])
+    batch = [f"r{n}" for n in range(5)]
+    (first,) = sent_to(core.handle(node.state, FrameRejected(a_conn, "RATE_LIMITED", "throttled", "MSG_DIRECT",
+                                                             batch[-1], tuple(batch[:-1]))), a_conn, "ERROR")
+    assert first.payload["msg_refs"] == batch and first.payload["msg_ref"] == "r4"
+    big = [f"b{n}" for n in range(MAX_MSG_REFS + 10)]
+    (full,) = sent_to(core.handle(node.state, FrameRejected(a_conn, "RATE_LIMITED", "throttled", "MSG_DIRECT",
+                                                            big[-1], tuple(big[:-1]))), a_conn, "ERROR")
+    assert full.payload["msg_refs"] == big[:MAX_MSG_REFS]                 # the rest wait for the interval
+    node.state.now_ms += INTERVAL_MS
+    (rest,) = sent_to(core.handle(node.state, Tick()), a_conn, "ERROR")
+    assert rest.payload["msg_refs"] == big[MAX_MSG_REFS:]
