@@ -29,10 +29,10 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from socp.protocol import crypto, frames, signing  # noqa: E402
-from socp.protocol.encoding import b64url_decode, b64url_encode  # noqa: E402
-from socp.protocol.envelope import Envelope, parse  # noqa: E402
-from socp.protocol.ids import new_id  # noqa: E402
+from socp.protocol import crypto, frames, signing  # noqa: E402 - run as a script: sys.path is set first
+from socp.protocol.encoding import b64url_decode, b64url_encode  # noqa: E402 - run as a script: sys.path is set first
+from socp.protocol.envelope import Envelope, parse  # noqa: E402 - run as a script: sys.path is set first
+from socp.protocol.ids import new_id  # noqa: E402 - run as a script: sys.path is set first
 
 EXIT_BLOCKED, EXIT_SUCCEEDED, EXIT_USAGE = 0, 1, 2
 KEYS_ENV = "SOCP_POC_KEYS"
@@ -107,7 +107,7 @@ class Keys:
             for path in sorted(Path(directory).glob("*.pem")):
                 key = serialization.load_pem_private_key(path.read_bytes(), password=None,
                                                          unsafe_skip_rsa_key_validation=True)  # our own keys
-                self._keys.append(key)  # type: ignore[arg-type]
+                self._keys.append(key)  # type: ignore[arg-type] - our own RSA keys
         self._next = 0
 
     def take(self) -> crypto.PrivateKey:

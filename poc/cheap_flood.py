@@ -225,7 +225,7 @@ def pem(key: crypto.PrivateKey) -> bytes:
 
 
 def unpem(data: bytes) -> crypto.PrivateKey:
-    return serialization.load_pem_private_key(data, password=None)  # type: ignore[return-value]
+    return serialization.load_pem_private_key(data, password=None)  # type: ignore[return-value] - our own RSA keys
 
 
 def _session(name: str, arguments: tuple, started: Any, results: Any) -> None:

@@ -32,7 +32,7 @@ from socp.router.bootstrap import BootstrapError, parse_bootstrap
 
 
 def _spki(key: object) -> str:
-    return b64url_encode(key.public_bytes(serialization.Encoding.DER,  # type: ignore[attr-defined]
+    return b64url_encode(key.public_bytes(serialization.Encoding.DER,  # type: ignore[attr-defined] - any key object with public_bytes
                                           serialization.PublicFormat.SubjectPublicKeyInfo))
 
 

@@ -14,7 +14,7 @@ phase; sent, delivered, refused by code, lost): users connected and the time it 
 connections refused by reason, latency from when a DM was due to its USER_DELIVER at
 the recipient, the frames the node sent users in the phase (each one RSA-4096
 signature: the delivery, and an ACK to the sender, who sends too rarely for ACKs to
-be coalesced), and what limits the run (limits.py).
+be coalesced), and what limits the run (bottleneck.py).
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from typing import Any
 
 from socp.runtime import fast_runner, raise_open_file_limit
 
+from .bottleneck import describe, resource_use
 from .capacity import SignCapacity, measure_sign_capacity
 from .connect import MIN_RAMP_HELLOS_PER_S, source_address
 from .dm import check_sample, delivery_key, delivery_key_of
 from .drive import Progress, SendOutcome, SendPlan, drain, report_progress, send_all
 from .keys import KeyPool
-from .limits import describe, resource_use
 from .phase import SETTLE_S, cores, make_handler, one_user_per_server
 from .prepare import DmJob, FramePreparer, PreparedFrame
 from .procstats import NodeMeter, ProcessUsage

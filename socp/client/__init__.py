@@ -19,6 +19,12 @@ Pure (no sockets, no asyncio):
   render        events as JSON objects (--script) or text lines
   windows       the app's windows (buffers): routing, unread, mentions, history
   roaming       password login on a new machine: the frames, their checks
+  dialects      reading other teams' servers
+  outbox        what we sent and what became of it ("no silent drops")
+  file_resume   files cut by a lost connection: resumed, or said to have failed
+  palette       the app's named colours, readable on dark and light terminals
+  tls           trust for wss:// servers: the system store, plus --ca
+  _files        private, atomic writes for the client's stores
 
 Drivers (asyncio, websockets), each one concern:
   transport     the WebSocket: URL checks, dial with backoff, errors; `log_in`

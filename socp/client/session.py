@@ -250,26 +250,43 @@ class ClientSession:
             if isinstance(frame_type, str) and frame_type not in KNOWN_TYPES:
                 return self._on_unknown_type(frame_type, raw)
             fields = dialects.tolerant_fields(raw)
-            if self.server_key is not None and frame_type != T.CTRL_CLOSE:
+            if self._needs_server_signature(frame_type):
                 # The signature covers the payload as the server wrote it.
-                try:
-                    signing.verify_transport(self.server_key, parse_obj(fields))
-                except InvalidSignature as exc:
-                    return [ErrorReceived("INVALID_SIG", f"dropped {frame_type}: {exc.detail}", "client")]
+                refused = self._unsigned_by_server(parse_obj(fields))
+                if refused:
+                    return refused
             fields["payload"] = dialects.readable_payload(str(frame_type), fields.get("payload"))
             if dialects.is_plain_public(fields):
                 return self.messages.on_plain_public(dialects.parse_plain_public(fields))
             envelope = parse_obj(fields)
         except SocpError as exc:
             return [ErrorReceived(exc.code.value, f"dropped a frame from the server: {exc.detail}", "client")]
-        return self.handle_envelope(envelope, transport_checked=True)
+        return self._dispatch(envelope)
 
-    def handle_envelope(self, envelope: Envelope, *, transport_checked: bool = False) -> list[Event]:
-        if self.server_key is not None and envelope.type != T.CTRL_CLOSE and not transport_checked:
-            try:
-                signing.verify_transport(self.server_key, envelope)
-            except InvalidSignature as exc:
-                return [ErrorReceived("INVALID_SIG", f"dropped {envelope.type}: {exc.detail}", "client")]
+    def handle_envelope(self, envelope: Envelope) -> list[Event]:
+        """One parsed frame from the server -> its events; dropped unless the server signed it."""
+        if self._needs_server_signature(envelope.type):
+            refused = self._unsigned_by_server(envelope)
+            if refused:
+                return refused
+        return self._dispatch(envelope)
+
+    def _needs_server_signature(self, frame_type: object) -> bool:
+        """Once the server's key is known, every frame but its CTRL_CLOSE must be signed by it."""
+        return self.server_key is not None and frame_type != T.CTRL_CLOSE
+
+    def _unsigned_by_server(self, envelope: Envelope) -> list[Event]:
+        """The one check of the server's signature on a frame: [] if it holds, else the
+        event that says the frame was dropped."""
+        assert self.server_key is not None   # _needs_server_signature said so
+        try:
+            signing.verify_transport(self.server_key, envelope)
+        except InvalidSignature as exc:
+            return [ErrorReceived("INVALID_SIG", f"dropped {envelope.type}: {exc.detail}", "client")]
+        return []
+
+    def _dispatch(self, envelope: Envelope) -> list[Event]:
+        """A frame whose signature held (or needs none) -> the part that reads its type."""
         handler = self._frame_handlers.get(envelope.type)
         if handler is None:
             return []

@@ -17,6 +17,8 @@ enforces transport limits (SOCP §4). Modules, each with one job:
   roles           the role of a connection, from its first frame
   health          counters, the database's health, and the /healthz body
   admission       node-wide caps on connections and on those yet to say hello
+  check_throttle  connections whose signature checks keep failing, throttled (pure)
+  bootstrap_view  what the gateway reads of the bootstrap file (wss:// entries, G101 opt-ins)
   memory          hand freed heap back to the OS after a crowd of connections left
   recovery        frames kept until the router applied them, replayed to a new router;
                   outbound progress and server links' credit (docs/recovery.md)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
+from socp.ipc.link_state import SERVER_LINK_MOVES
 from socp.ipc.messages import ROLE_SERVER, ROLE_USER
 
 from . import families
@@ -27,7 +28,7 @@ _TS = re.compile(r'"ts"\s*:\s*(\d{1,16})[,}]')
 USER_DELIVER = "USER_DELIVER"
 ROLE_NAMES = {ROLE_USER: "user", ROLE_SERVER: "server"}
 DATABASE_STATES = ("available", "unavailable", "opening", "unknown")
-SERVER_LINK_STATES = ("dialling", "joined", "refused", "lost")
+SERVER_LINK_STATES = tuple(state.value for state in SERVER_LINK_MOVES)   # a link book row's states
 MAX_LATENCIES = 100_000   # observed per flush at most; a backlog beyond is not worth the memory
 
 

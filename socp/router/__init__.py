@@ -22,6 +22,7 @@ process plumbing in `process`. Modules, each with one job:
   roaming_login    our password login that roams
   directory        key look-ups and login records; accounts: what the router mirrors
   key_waits        look-ups of users whose server advertises no key: ask it, then answer
+  stale_pins       a pinned server whose address another server now holds
   abuse_rules      rate limits, error budgets, freshness, proof of possession (pure)
   defences         where core consults abuse_rules and turns problems into actions
   refusals         refused acknowledged frames, named in one ERROR

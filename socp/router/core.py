@@ -62,22 +62,38 @@ from .state import RouterState
 def handle(state: RouterState, event: Event) -> list[Action]:
     moving = user_presence.watched(state, event)
     actions = _handle(state, event)
+    # The answers to a peer's frame pay for their ERRORs; presence news below does not.
+    answers = len(actions) if isinstance(event, (FrameIn, FrameRejected)) else 0
     user_presence.note_moves(state, moving)
     if not state.batch_joins:
         if state.joins_waiting:
             actions += users.announce_joins(state)
         actions += user_presence.flush(state)
-    actions = link_dialects.adapt(state, actions)   # our frames as peers read them (G45, G56)
-    recovery.note_handed_on(state, actions)   # one pass: re-parking and credit
-    return actions
+    return _hand_on(state, actions, answers)
+
+
+def _hand_on(state: RouterState, actions: list[Action], answers: int) -> list[Action]:
+    """One pass over the actions of one event: an ERROR among the first `answers`
+    beyond its budget is left out (defences), each frame goes to a peer of another
+    dialect in the form it reads (link_dialects), and what is handed on is noted for
+    re-parking and credit (recovery)."""
+    adapt = link_dialects.adapter(state)
+    handed: list[Action] = []
+    for index, action in enumerate(actions):
+        if index < answers and not defences.error_affordable(state, action):
+            continue
+        for copy in adapt(action) if adapt is not None else (action,):
+            recovery.note_handed_on(state, copy)
+            handed.append(copy)
+    return handed
 
 
 def _handle(state: RouterState, event: Event) -> list[Action]:
     defences.clock(state)
     if isinstance(event, FrameIn):
-        return defences.spend_on_errors(state, _frame_in(state, event))
+        return _frame_in(state, event)
     if isinstance(event, FrameRejected):
-        return defences.spend_on_errors(state, _frame_rejected(state, event))
+        return _frame_rejected(state, event)
     if isinstance(event, LinkUp):
         if event.address:
             return roaming_login.link_accepted(state, event.conn, event.address)

@@ -124,20 +124,14 @@ def refusal(state: RouterState, conn: int, kind: str, detail: str) -> list[Actio
     return [error_to(state, conn, abuse_rules.refusal_code(kind), detail)]
 
 
-def spend_on_errors(state: RouterState, actions: list[Action]) -> list[Action]:
-    """Each ERROR costs a signature: within budget per connection and per node only."""
-    if not any(isinstance(a, Send) and a.frame.type == T.ERROR for a in actions):
-        return actions
-    kept: list[Action] = []
-    for action in actions:
-        # An ERROR naming a msg_ref is always sent: a cumulative ACK would otherwise
-        # cover the refused frame and its sender would never send it again (user_acks.py).
-        if (isinstance(action, Send) and action.frame.type == T.ERROR and len(action.targets) == 1
+def error_affordable(state: RouterState, action: Action) -> bool:
+    """May `action`, one of the answers to a frame, go? Each ERROR costs a signature:
+    within budget per connection and per node only (spent here); anything else goes."""
+    # An ERROR naming a msg_ref is always sent: a cumulative ACK would otherwise
+    # cover the refused frame and its sender would never send it again (user_acks.py).
+    return not (isinstance(action, Send) and action.frame.type == T.ERROR and len(action.targets) == 1
                 and "msg_ref" not in action.frame.payload
-                and not abuse_rules.error_allowed(state.guard, action.targets[0][0])):
-            continue
-        kept.append(action)
-    return kept
+                and not abuse_rules.error_allowed(state.guard, action.targets[0][0]))
 
 
 def link_down(state: RouterState, conn: int, link: PeerLink | None) -> None:

@@ -117,10 +117,32 @@ _KEY_PATHS = {T.USER_ADVERTISE.value: ("meta", "pubkey"), T.SERVER_DELIVER.value
               T.MSG_PUBLIC_CHANNEL.value: ("sender_pub",)}
 
 
-def adapt(state: RouterState, actions: list[Action]) -> list[Action]:
-    """The copies of our frames that go to a peer of another dialect, in the form it
-    reads (every other link gets them unchanged)."""
-    return adapt_g101(state, adapt_keys(state, adapt_g45_id(state, actions)))
+Adapt = Callable[[Action], list[Action]]
+
+
+def adapter(state: RouterState) -> Adapt | None:
+    """What turns one action into its copies for the links it goes on, each copy in
+    the form its peers read (every other link gets the frame unchanged); None while
+    no peer of another dialect is in the link book. core._hand_on calls it once per
+    event and applies it in its one pass over the actions."""
+    entries = state.linkbook.entries.values()
+    steps: list[Adapt] = []
+    if any(entry.dialect == G45 for entry in entries):
+        steps.append(functools.partial(adapt_g45_id, state))
+    if any(entry.dialect == G56 for entry in entries):
+        steps.append(functools.partial(adapt_keys, state))
+    if any(entry.opt_in == G101_OPT_IN for entry in entries):
+        steps.append(functools.partial(adapt_g101, state))
+    if not steps:
+        return None
+
+    def adapt(action: Action) -> list[Action]:
+        copies = [action]
+        for step in steps:
+            copies = [adapted for copy in copies for adapted in step(copy)]
+        return copies
+
+    return adapt
 
 
 def g45_alias(server_id: str) -> str:
@@ -187,12 +209,12 @@ def goes_by_alias(state: RouterState, address: str) -> bool:
     return bool(address) and bool(state.linkbook.goes_by(address))
 
 
-def adapt_g45_id(state: RouterState, actions: list[Action]) -> list[Action]:
+def adapt_g45_id(state: RouterState, action: Action) -> list[Action]:
     """Our frames on G45 links: a user's FILE_* in G45's relay form on every G45 link;
     our own id replaced by our alias on the links that opted in."""
     me = state.me.server_id
-    if not any(entry.dialect == G45 for entry in state.linkbook.entries.values()):
-        return actions
+    if not isinstance(action, Send) or (action.frame.from_ != me and action.frame.type not in _FILE_TYPES):
+        return [action]
     alias = g45_alias(me)
 
     def aliased(conn: int) -> bool:
@@ -202,15 +224,11 @@ def adapt_g45_id(state: RouterState, actions: list[Action]) -> list[Action]:
         return _dialect_of_conn(state, conn) == G45 and not aliased(conn)
 
     adapted: list[Action] = []
-    for action in actions:
-        if not isinstance(action, Send) or (action.frame.from_ != me and action.frame.type not in _FILE_TYPES):
-            adapted.append(action)
-            continue
-        for part in _split_for(state, action, aliased, lambda frame: _as_alias(frame, me, alias)):
-            if isinstance(part, Send) and part.frame is action.frame and action.frame.type in _FILE_TYPES:
-                adapted += _split_for(state, part, plain_g45, lambda frame: _as_alias(frame, me, me))
-            else:
-                adapted.append(part)
+    for part in _split_for(state, action, aliased, lambda frame: _as_alias(frame, me, alias)):
+        if isinstance(part, Send) and part.frame is action.frame and action.frame.type in _FILE_TYPES:
+            adapted += _split_for(state, part, plain_g45, lambda frame: _as_alias(frame, me, me))
+        else:
+            adapted.append(part)
     return adapted
 
 
@@ -244,44 +262,31 @@ def _as_alias(frame: Envelope, me: str, alias: str) -> Envelope:
     return Envelope(type=frame.type, from_=alias, to=frame.to, ts=frame.ts, payload=payload)
 
 
-def adapt_keys(state: RouterState, actions: list[Action]) -> list[Action]:
+def adapt_keys(state: RouterState, action: Action) -> list[Action]:
     """G56's clients read a key only as base64url(PEM), and G56 passes our adverts
     and deliveries on to them as they are: the copy of such a frame for a G56 link
     carries the key in that form (same key; content_sig does not cover it). Every
     other link gets the frame unchanged."""
-    if not any(entry.dialect == G56 for entry in state.linkbook.entries.values()):
-        return actions
-    adapted: list[Action] = []
-    for action in actions:
-        path = _KEY_PATHS.get(action.frame.type) if isinstance(action, Send) else None
-        if path is None or not isinstance(action, Send):
-            adapted.append(action)
-            continue
-        adapted += _split_for(state, action, lambda conn: _dialect_of_conn(state, conn) == G56,
-                              functools.partial(_with_key_form, path=path, form=KeyForm.PEM_B64URL))
-    return adapted
+    path = _KEY_PATHS.get(action.frame.type) if isinstance(action, Send) else None
+    if path is None or not isinstance(action, Send):
+        return [action]
+    return _split_for(state, action, lambda conn: _dialect_of_conn(state, conn) == G56,
+                      functools.partial(_with_key_form, path=path, form=KeyForm.PEM_B64URL))
 
 
-def adapt_g101(state: RouterState, actions: list[Action]) -> list[Action]:
+def adapt_g101(state: RouterState, action: Action) -> list[Action]:
     """Our SERVER_DELIVER on a link opted in to G101's form (bootstrap `g101_link`;
     a peer that only looks like G101 gets the reference's) goes as G101 relays a DM
     (g101_link.its_deliver), addressed to the user itself."""
-    if not any(entry.opt_in == G101_OPT_IN for entry in state.linkbook.entries.values()):
-        return actions
-    adapted: list[Action] = []
-    for action in actions:
-        if not isinstance(action, Send) or action.frame.type != T.SERVER_DELIVER.value:
-            adapted.append(action)
-            continue
-        ours = tuple(conn for conn, _ in action.targets if _opt_in_of_conn(state, conn) == G101_OPT_IN)
-        if not ours or "user_id" not in action.frame.payload:
-            adapted.append(action)
-            continue
-        rest = tuple(target for target in action.targets if target[0] not in ours)
-        theirs = g101_link.its_deliver(action.frame)
-        adapted += [Send(rest, action.frame)] if rest else []
-        adapted.append(Send(tuple((conn, theirs.to) for conn in ours), theirs))
-    return adapted
+    if not isinstance(action, Send) or action.frame.type != T.SERVER_DELIVER.value:
+        return [action]
+    ours = tuple(conn for conn, _ in action.targets if _opt_in_of_conn(state, conn) == G101_OPT_IN)
+    if not ours or "user_id" not in action.frame.payload:
+        return [action]
+    rest = tuple(target for target in action.targets if target[0] not in ours)
+    theirs = g101_link.its_deliver(action.frame)
+    copies: list[Action] = [Send(rest, action.frame)] if rest else []
+    return copies + [Send(tuple((conn, theirs.to) for conn in ours), theirs)]
 
 
 def _address_of_conn(state: RouterState, conn: int) -> str:

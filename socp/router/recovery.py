@@ -392,7 +392,7 @@ def expire_delivered(state: RouterState) -> None:
 # The gateway closes a link whose outbox is full (a slow consumer); the frames it held
 # were already accepted and acknowledged, and only the last few seconds of them are
 # re-sent on re-link, so the rest would be lost without a word to their senders. So the
-# router counts the frames it hands on for each server link (`record_sent`, once per
+# router counts the frames it hands on for each server link (`note_handed_on`, once per
 # event on every action the core returns), the gateway reports how many of them it has
 # written to the socket (ipc FramesWritten → `written`), and while the difference is at
 # `state.unwritten_limit` a sender is refused OVERLOADED (`congested`) instead: a slow
@@ -445,15 +445,15 @@ def forget_outflow(state: RouterState, conn: int) -> None:
 # --- after every event ----------------------------------------------------------------------
 
 
-def note_handed_on(state: RouterState, actions: list[Action]) -> None:
-    """One pass over the actions of one event: content for a local user is remembered
-    for re-parking, and frames for server links are counted for credit."""
+def note_handed_on(state: RouterState, action: Action) -> None:
+    """One action handed on (core._hand_on, the one pass over an event's actions):
+    content for a local user is remembered for re-parking, and frames for server links
+    are counted for credit."""
     counting = bool(state.servers)
-    for action in actions:
-        if isinstance(action, Send):
-            if action.frame.type in REDELIVERED_TYPES:
-                _remember_delivered(state, action)
-            if counting:
-                _count_sent(state, (conn for conn, _ in action.targets))
-        elif counting and isinstance(action, Relay):
-            _count_sent(state, action.conns)
+    if isinstance(action, Send):
+        if action.frame.type in REDELIVERED_TYPES:
+            _remember_delivered(state, action)
+        if counting:
+            _count_sent(state, (conn for conn, _ in action.targets))
+    elif counting and isinstance(action, Relay):
+        _count_sent(state, action.conns)

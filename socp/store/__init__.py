@@ -7,6 +7,8 @@
     records.py     StoreSnapshot, UserRecord, BindResult, PinResult, ...
     actor.py       the actor: ROUTER socket, ordered writes, outage handling
     client.py      StoreClient: what the router uses (DEALER)
+    availability.py  whether the database answers (one small state table)
+    remote_bindings.py  what a batch of remote users' bindings does to the users table (pure)
     errors.py      StoreError and friends
 
 Run it with `run(config)` or `python -m socp.store DATA_DIR`.

@@ -5,6 +5,11 @@ signatures: `checks`) and `SignJob`s from the router (sign a payload once for ma
 connections: `signer`), and answers with `Verified` / `Rejected` to the router and
 `Deliver` to the gateway (`worker`). It holds no state between jobs, so a node runs
 as many as it has cores.
+
+Verifiers on other hosts: `bridge` (the node's door for them, CURVE and ZAP),
+`remote_pool` (the remotes as the bridge sees them, pure), `remote` (`socp verifier`,
+one such verifier), `curve` (their key pairs). `budget`: how many failed content
+signatures a connection may cost a verifier.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from socp.bench.active import dm_jobs, refusal_reason
-from socp.bench.limits import describe, resource_use
+from socp.bench.bottleneck import describe, resource_use
 from socp.bench.procstats import ProcessUsage
 from socp.bench.schedule import ActiveSchedule
 from socp.bench.simulated_users import BenchUser

@@ -71,7 +71,7 @@ class FakeNode:
             return self._hello(connection, envelope)
         kind = envelope.type
         if kind in ACKNOWLEDGED_TYPES:
-            refusal = self.refuse(envelope) if self.refuse is not None else None  # type: ignore[operator]
+            refusal = self.refuse(envelope) if self.refuse is not None else None  # type: ignore[operator] - a test sets refuse to a callable
             if refusal is not None:
                 code, detail = refusal
                 error = Envelope(T.ERROR, self.server_id, user, self.ts,

@@ -95,7 +95,7 @@ async def test_windows_presence_dms_and_a_file_offer_at_80x24(node_a, keys, tmp_
     assert app.return_value == 0
 
 
-async def test_script_mode_sees_presence_and_accepts_an_offered_file(node_a, keys, tmp_path, chats):  # noqa: F811
+async def test_script_mode_sees_presence_and_accepts_an_offered_file(node_a, keys, tmp_path, chats):  # noqa: F811 - the fixture imported above
     """The same flows in --script: `presence` events, a `file_offer` that waits, /files,
     /accept, then the `file`; /reject of another deletes it."""
     alice_home, alice_id = make_home(keys, tmp_path, "alice")
