@@ -232,12 +232,13 @@ def chat(server: str, home_dir: Path | None, name: str | None, script: bool, lin
             code = 130
         sys.exit(code)
 
-    from socp.client.connection import ChatClient
+    from socp.client.connection import ChatClient, ConnectionSettings
     from socp.client.tui import ChatApp
 
     def run_client(emit, lines):  # type: ignore[no-untyped-def]  # ChatApp's callback; typed in socp.client.tui
-        client = ChatClient(session, server, emit, connect_attempts=connect_attempts, linger=0.2,
-                            reconnect=True, auto_refresh=True, file_chunk_rate=file_rate,
+        client = ChatClient(session, server, emit,
+                            ConnectionSettings(connect_attempts=connect_attempts, linger=0.2, reconnect=True,
+                                               auto_refresh=True, file_chunk_rate=file_rate),
                             login_store=login_store)
         return client.run(lines)
 

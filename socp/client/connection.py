@@ -31,6 +31,7 @@ shows). Commands come from a bounded asyncio.Queue (None = end of input) so both
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
@@ -71,56 +72,55 @@ def command_queue() -> asyncio.Queue[str | None]:
     return asyncio.Queue(COMMAND_QUEUE_SIZE)
 
 
+@dataclass(frozen=True, slots=True)
+class ConnectionSettings:
+    """How a ChatClient connects, waits and paces, in seconds unless said: the
+    interactive client's defaults; `--script` and the tests change a few."""
+
+    connect_attempts: int | None = None     # None: retry until cancelled
+    backoff_max: float = 10.0
+    open_timeout: float = 10.0
+    hello_timeout: float = 10.0
+    list_timeout: float = 5.0
+    list_probe_timeout: float = LIST_PROBE_TIMEOUT
+    key_lookup_timeout: float = KEY_LOOKUP_TIMEOUT
+    public_refusal_wait: float = PUBLIC_REFUSAL_WAIT
+    linger: float = 1.0                     # after the input ends, for the last answers
+    reconnect: bool = False
+    auto_refresh: bool = False              # keep the directory fresh for a user list
+    file_chunk_rate: float | None = None    # chunks/s: a cap below what the node grants
+    file_chunk_burst: int = FILE_CHUNK_BURST
+    register_timeout: float = LOGIN_REGISTER_TIMEOUT
+    presence_poll: float | None = PRESENCE_POLL   # None: no list requests of our own
+    server_name_wait: float = SERVER_NAME_WAIT
+
+
 class ChatClient:
     """The coordinator: owns the connection's life (connect, serve, close, reconnect)
     and hands each event read to the part it concerns; the parts own their state."""
 
-    def __init__(
-        self,
-        session: ClientSession,
-        url: str,
-        emit: EmitFn,
-        *,
-        connect_attempts: int | None = None,     # None: retry until cancelled
-        backoff_max: float = 10.0,
-        open_timeout: float = 10.0,
-        hello_timeout: float = 10.0,
-        list_timeout: float = 5.0,
-        list_probe_timeout: float = LIST_PROBE_TIMEOUT,
-        key_lookup_timeout: float = KEY_LOOKUP_TIMEOUT,
-        public_refusal_wait: float = PUBLIC_REFUSAL_WAIT,
-        linger: float = 1.0,
-        reconnect: bool = False,
-        auto_refresh: bool = False,              # keep the directory fresh for a user list
-        file_chunk_rate: float | None = None,    # a cap below what the node grants
-        file_chunk_burst: int = FILE_CHUNK_BURST,
-        login_store: LoginStore | None = None,   # None: never send LOGIN_REGISTER
-        register_timeout: float = LOGIN_REGISTER_TIMEOUT,
-        presence_poll: float | None = PRESENCE_POLL,   # None: no list requests of our own
-        server_name_wait: float = SERVER_NAME_WAIT,
-    ) -> None:
+    def __init__(self, session: ClientSession, url: str, emit: EmitFn,
+                 settings: ConnectionSettings = ConnectionSettings(), *,
+                 login_store: LoginStore | None = None) -> None:   # None: never send LOGIN_REGISTER
         self.session = session
         self.url = url
         self._emit = emit
-        self.connect_attempts = connect_attempts
-        self.backoff_max = backoff_max
-        self.open_timeout = open_timeout
-        self.linger = linger
-        self.reconnect = reconnect
+        self.settings = settings
         self._served = asyncio.Event()                   # set when this connection's service ends
         self.wire = Wire(session, emit, url)
         self._times = times = HelloTimes()
-        self.hello = Hello(session, self.wire, emit, times, hello_timeout=hello_timeout,
-                           list_probe_timeout=list_probe_timeout)
-        self.queries = UserQueries(session, self.wire, emit, times, list_timeout=list_timeout,
-                                   key_lookup_timeout=key_lookup_timeout, presence_poll=presence_poll,
-                                   auto_refresh=auto_refresh)
-        caps = () if file_chunk_rate is None else ((file_chunk_rate, file_chunk_burst),)
+        self.hello = Hello(session, self.wire, emit, times, hello_timeout=settings.hello_timeout,
+                           list_probe_timeout=settings.list_probe_timeout)
+        self.queries = UserQueries(session, self.wire, emit, times, list_timeout=settings.list_timeout,
+                                   key_lookup_timeout=settings.key_lookup_timeout,
+                                   presence_poll=settings.presence_poll, auto_refresh=settings.auto_refresh)
+        caps = () if settings.file_chunk_rate is None else ((settings.file_chunk_rate, settings.file_chunk_burst),)
         self.files = FileSender(session, self.wire, emit, self.queries, caps=caps)
-        self.login = LoginRegistration(session, self.wire, emit, login_store, register_timeout=register_timeout,
-                                       server_name_wait=server_name_wait)
+        self.login = LoginRegistration(session, self.wire, emit, login_store,
+                                       register_timeout=settings.register_timeout,
+                                       server_name_wait=settings.server_name_wait)
         self.commands = CommandHandlers(session, self.wire, emit, self.queries, self.files,
-                                        public_refusal_wait=public_refusal_wait)
+                                        public_refusal_wait=settings.public_refusal_wait)
 
     @property
     def handled_commands(self) -> frozenset[str]:
@@ -150,10 +150,10 @@ class ChatClient:
             # Nothing in flight vanishes silently (issue #16): files being sent, then
             # downloads and files waiting for the server's confirmation.
             self.files.report_interrupted(interrupted)
-            for event in self.session.connection_lost(resumable=self.reconnect):
+            for event in self.session.connection_lost(resumable=self.settings.reconnect):
                 self._emit(event)
             await self._drop()
-            if not self.reconnect:
+            if not self.settings.reconnect:
                 self._emit(ConnectionState("offline", str(lost)))
                 return 1
             self.session.connection_reset()
@@ -180,8 +180,8 @@ class ChatClient:
         return lost, interrupted
 
     async def _connect(self) -> None:
-        self.wire.attach(await dial(self.url, self._emit, attempts=self.connect_attempts,
-                                    backoff_max=self.backoff_max, open_timeout=self.open_timeout))
+        self.wire.attach(await dial(self.url, self._emit, attempts=self.settings.connect_attempts,
+                                    backoff_max=self.settings.backoff_max, open_timeout=self.settings.open_timeout))
 
     async def _redial(self) -> None:
         await self._drop()
@@ -258,7 +258,7 @@ class ChatClient:
                 raise self.wire.lost(exc) from exc
         await self.files.finish()
         # Give deliveries in flight (answers, messages to us) a moment, then close.
-        await asyncio.sleep(self.linger)
+        await asyncio.sleep(self.settings.linger)
         self._served.set()
         await self.wire.close()
 

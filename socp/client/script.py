@@ -18,7 +18,7 @@ import sys
 import threading
 from typing import TextIO
 
-from .connection import ChatClient, LoginStore, command_queue
+from .connection import ChatClient, ConnectionSettings, LoginStore, command_queue
 from .events import Event, ListResult
 from .render import event_to_json_line
 from .session import ClientSession
@@ -82,8 +82,10 @@ async def run_script(session: ClientSession, url: str, *, linger: float = 1.0, c
     output = JsonLinesOutput(stdout or sys.stdout)
     lines = command_queue()
     # auto_refresh keeps display labels current; those lists are not printed.
-    client = ChatClient(session, url, output, connect_attempts=connect_attempts, linger=linger, auto_refresh=True,
-                        file_chunk_rate=file_chunk_rate, login_store=login_store, reconnect=reconnect)
+    client = ChatClient(session, url, output,
+                        ConnectionSettings(connect_attempts=connect_attempts, linger=linger, auto_refresh=True,
+                                           file_chunk_rate=file_chunk_rate, reconnect=reconnect),
+                        login_store=login_store)
     reader = threading.Thread(target=_feed_lines, args=(stdin or sys.stdin, lines, asyncio.get_running_loop()),
                               name="socp-chat-stdin", daemon=True)
     reader.start()

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from chat_process import PASSWORD, Chat  # noqa: E402 - run as a script: sys.path is set first
 
-from socp.client.connection import ChatClient  # noqa: E402 - run as a script: sys.path is set first
+from socp.client.connection import ChatClient, ConnectionSettings  # noqa: E402 - run as a script: sys.path is set first
 from socp.client.home import ClientHome  # noqa: E402 - run as a script: sys.path is set first
 from socp.client.tui import ChatApp  # noqa: E402 - run as a script: sys.path is set first
 from socp.protocol import crypto  # noqa: E402 - run as a script: sys.path is set first
@@ -77,8 +77,9 @@ async def capture(out: Path, size: tuple[int, int], keys: list[crypto.PrivateKey
                                       server_key=crypto.decode_public_key(node.pubkey))
 
         def run_client(emit, lines):
-            return ChatClient(session, node.url, emit, connect_attempts=None, linger=0.2, reconnect=True,
-                              auto_refresh=True, backoff_max=1.0, presence_poll=0.5).run(lines)
+            return ChatClient(session, node.url, emit, ConnectionSettings(
+                connect_attempts=None, linger=0.2, reconnect=True, auto_refresh=True, backoff_max=1.0,
+                presence_poll=0.5)).run(lines)
 
         app = ChatApp(run_client)
         async with app.run_test(size=size) as pilot:

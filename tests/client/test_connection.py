@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from socp.client import render
-from socp.client.connection import WHILE_AWAY_MARGIN_MS, ChatClient, command_queue, sent_while_away
+from socp.client.connection import WHILE_AWAY_MARGIN_MS, ChatClient, ConnectionSettings, command_queue, sent_while_away
 from socp.client.events import (
     ErrorReceived,
     Event,
@@ -45,7 +45,8 @@ class _Running:
 
     def __init__(self, session, url: str, **options) -> None:
         self.session, self.events, self.lines = session, [], command_queue()
-        self.client = ChatClient(session, url, self.events.append, connect_attempts=2, linger=0.1, **options)
+        self.client = ChatClient(session, url, self.events.append,
+                                 ConnectionSettings(connect_attempts=2, linger=0.1, **options))
         self.task = asyncio.get_running_loop().create_task(self.client.run(self.lines))
 
     async def ready(self) -> None:

@@ -24,7 +24,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from socp.client.connection import ChatClient, LoginStore, command_queue
+from socp.client.connection import ChatClient, ConnectionSettings, LoginStore, command_queue
 from socp.client.events import ErrorReceived, ListResult, LoginRegistered, LoginRegisterFailed, Ready
 from socp.client.home import ClientHome
 from socp.client.roaming import LoginFailed, RoamingLogin
@@ -184,7 +184,8 @@ async def test_storing_the_login_never_blocks_chatting_and_a_refusal_is_reported
     store = LoginStore(PASSWORD, home.login_stored, home.remember_login, params=FAST)
     async with serve(handler, "127.0.0.1", 0, compression=None) as server:
         url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        client = ChatClient(session, url, seen.append, connect_attempts=2, linger=0.8, login_store=store)
+        client = ChatClient(session, url, seen.append, ConnectionSettings(connect_attempts=2, linger=0.8),
+                            login_store=store)
         await lines.put("/list")
         await lines.put(None)
         code = await asyncio.wait_for(client.run(lines), 20)

@@ -26,7 +26,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from socp.client import dialects
-from socp.client.connection import ChatClient, command_queue
+from socp.client.connection import ChatClient, ConnectionSettings, command_queue
 from socp.client.events import ErrorReceived, Event, ListResult, MessageSent, Ready
 from socp.protocol import crypto
 from socp.protocol.encoding import b64url_decode, b64url_encode, canonical_json
@@ -88,8 +88,8 @@ async def _run(double: Double, session, commands: list[str], **options) -> tuple
     async with serve(double.handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
         lines = command_queue()
-        client = ChatClient(session, f"ws://127.0.0.1:{port}", events.append, connect_attempts=2, linger=0.2,
-                            list_probe_timeout=0.5, **options)
+        client = ChatClient(session, f"ws://127.0.0.1:{port}", events.append,
+                            ConnectionSettings(connect_attempts=2, linger=0.2, list_probe_timeout=0.5, **options))
         task = asyncio.get_running_loop().create_task(client.run(lines))
         await _until(events, lambda e: isinstance(e, (Ready, ErrorReceived)) and not (
             isinstance(e, ErrorReceived) and e.source == "server"))

@@ -19,7 +19,7 @@ from textual.widgets import RichLog
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from socp.client.connection import ChatClient
+from socp.client.connection import ChatClient, ConnectionSettings
 from socp.client.home import ClientHome
 from socp.client.tui import ChatApp
 from socp.protocol import crypto, frames, signing
@@ -211,7 +211,8 @@ async def test_the_app_shows_a_message_from_a_real_node_and_quits(node_a, keys, 
             if type(event).__name__ == "Ready":
                 ready.set()
 
-        return ChatClient(session, node_a.url, observed, connect_attempts=3, linger=0.2, auto_refresh=True).run(lines)
+        return ChatClient(session, node_a.url, observed,
+                          ConnectionSettings(connect_attempts=3, linger=0.2, auto_refresh=True)).run(lines)
 
     app = ChatApp(run_client)
     sender = RawUser(node_a.url, keys[USER_KEYS["alice"]])

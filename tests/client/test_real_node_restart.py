@@ -13,7 +13,7 @@ import pytest
 from textual.widgets import Static
 
 from socp.client import connection
-from socp.client.connection import ChatClient
+from socp.client.connection import ChatClient, ConnectionSettings
 from socp.client.events import ErrorReceived, NotDelivered, Ready
 from socp.client.home import ClientHome
 from socp.client.tui import ChatApp
@@ -120,8 +120,8 @@ async def test_the_app_says_reconnecting_and_queues_what_is_typed_meanwhile(keys
                                server_key=crypto.decode_public_key(node.pubkey))
 
         def run_client(emit, lines):
-            return ChatClient(session, node.url, emit, linger=0.2, reconnect=True, auto_refresh=True,
-                              backoff_max=1.0).run(lines)
+            return ChatClient(session, node.url, emit, ConnectionSettings(linger=0.2, reconnect=True,
+                              auto_refresh=True, backoff_max=1.0)).run(lines)
 
         app = ChatApp(run_client)
         async with app.run_test(size=(120, 35)) as pilot:
@@ -174,7 +174,7 @@ async def test_a_message_caught_by_a_node_crash_is_restamped_and_arrives_once(ke
             readies.append(event)
 
     lines: asyncio.Queue = asyncio.Queue()
-    client = ChatClient(session, node.url, emit, reconnect=True, linger=0.2, backoff_max=1.0)
+    client = ChatClient(session, node.url, emit, ConnectionSettings(reconnect=True, linger=0.2, backoff_max=1.0))
     task = asyncio.create_task(client.run(lines))
     try:
         await bob.connect(display_name="bob")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from socp.client.connection import ChatClient
+from socp.client.connection import ChatClient, ConnectionSettings
 from socp.client.home import ClientHome
 from socp.client.tui import ChatApp
 from socp.protocol import crypto
@@ -43,8 +43,8 @@ def app_for(node, home, *, auto_accept: int) -> tuple[ChatApp, asyncio.Event]:
             if type(event).__name__ == "Ready":
                 ready.set()
 
-        return ChatClient(session, node.url, observed, connect_attempts=3, linger=0.2, reconnect=True,
-                          auto_refresh=True, presence_poll=0.5).run(lines)
+        return ChatClient(session, node.url, observed, ConnectionSettings(
+            connect_attempts=3, linger=0.2, reconnect=True, auto_refresh=True, presence_poll=0.5)).run(lines)
 
     return ChatApp(run_client), ready
 

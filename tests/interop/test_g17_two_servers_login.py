@@ -14,7 +14,7 @@ from typing import Any
 
 from websockets.asyncio.server import serve
 
-from socp.client.connection import ChatClient, LoginStore, command_queue
+from socp.client.connection import ChatClient, ConnectionSettings, LoginStore, command_queue
 from socp.client.events import LoginRegistered
 from socp.client.home import ClientHome
 
@@ -31,7 +31,8 @@ async def _session_at_a_g17_double(home: ClientHome, user_key, received: list[di
     lines = command_queue()
     async with serve(handler, "127.0.0.1", 0, compression=None) as server:
         url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        client = ChatClient(session, url, seen.append, connect_attempts=1, linger=2.0, login_store=store)
+        client = ChatClient(session, url, seen.append, ConnectionSettings(connect_attempts=1, linger=2.0),
+                            login_store=store)
         await lines.put(None)
         code = await asyncio.wait_for(client.run(lines), 30)
     session.close()

@@ -23,7 +23,7 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from socp.client.connection import ChatClient, LoginStore, command_queue
+from socp.client.connection import ChatClient, ConnectionSettings, LoginStore, command_queue
 from socp.client.events import ErrorReceived, LoginRegistered, Ready
 from socp.client.session import ClientSession
 from socp.client.trust import PinStore
@@ -91,8 +91,9 @@ async def test_a_server_naming_itself_after_the_list_probes_still_gets_our_regis
     lines = command_queue()
     async with serve(handler, "127.0.0.1", 0, compression=None) as server:
         url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        client = ChatClient(session, url, seen.append, connect_attempts=1, linger=LATE + 2.0,
-                            list_probe_timeout=PROBE, login_store=store)
+        client = ChatClient(session, url, seen.append,
+                            ConnectionSettings(connect_attempts=1, linger=LATE + 2.0, list_probe_timeout=PROBE),
+                            login_store=store)
         await lines.put(None)
         code = await asyncio.wait_for(client.run(lines), 30)
     assert code == 0
@@ -186,8 +187,9 @@ async def test_a_server_slow_to_answer_the_hello_gets_longer_to_answer_a_key_loo
     commands = command_queue()
     async with serve(handler, "127.0.0.1", 0, compression=None) as server:
         url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        client = ChatClient(session, url, seen.append, connect_attempts=1, linger=0.5, list_probe_timeout=PROBE,
-                            key_lookup_timeout=LOOKUP_WINDOW, presence_poll=None)
+        client = ChatClient(session, url, seen.append,
+                            ConnectionSettings(connect_attempts=1, linger=0.5, list_probe_timeout=PROBE,
+                                               key_lookup_timeout=LOOKUP_WINDOW, presence_poll=None))
         feeding = asyncio.create_task(tell_when_idle(commands))
         code = await asyncio.wait_for(client.run(commands), 30)
         await feeding
