@@ -10,10 +10,10 @@ from pathlib import Path
 import click
 
 from socp import node
+from socp.bootstrap_file import RECOMMENDED_INTRODUCERS, BootstrapError, load_bootstrap
 from socp.config import NodeConfig
 from socp.gateway.tls import TlsSetupError, check_files
 from socp.identity import IdentityError, NodeIdentity, load_identity
-from socp.router.bootstrap import RECOMMENDED_INTRODUCERS, BootstrapError, load_bootstrap
 
 DEFAULT_DATA_DIR = Path("socp-data")
 

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from socp.bootstrap_file import BootstrapError, Introducer, load_bootstrap
 from socp.protocol.crypto import normalise_public_key
 from socp.protocol.errors import SocpError
-
-if TYPE_CHECKING:
-    from socp.router.state import Introducer
 
 log = logging.getLogger("socp.gateway")
 
@@ -20,8 +17,6 @@ log = logging.getLogger("socp.gateway")
 def entries(bootstrap_path: str) -> list[Introducer]:
     if not bootstrap_path or not Path(bootstrap_path).exists():
         return []
-    from socp.router.bootstrap import BootstrapError, load_bootstrap
-
     try:
         return load_bootstrap(bootstrap_path)
     except BootstrapError as exc:

@@ -33,7 +33,6 @@ process plumbing in `process`. Modules, each with one job:
   persistence      the router's side of the store; snapshot: the store's snapshot as tables
   store_watch      the database's health, passed to the gateway
   replies          errors and closes the router sends on its own behalf
-  bootstrap        the bootstrap file: introducers with pinned keys
 """
 
 from __future__ import annotations

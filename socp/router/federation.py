@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from socp.bootstrap_file import Introducer
 from socp.ipc.link_state import LinkState
 from socp.ipc.messages import CLOSE_GOING_AWAY, CLOSE_NORMAL
 from socp.protocol import frames
@@ -36,7 +37,6 @@ from .state import (
     NO_ORIGIN,
     PEER_BACKLOG_LIMIT,
     DialPurpose,
-    Introducer,
     PeerBacklog,
     Redial,
     RouterState,

@@ -34,7 +34,9 @@ from socp.protocol.key_forms import KeyForm, form_of, in_form
 from .core_io import Action, Send
 
 if TYPE_CHECKING:
-    from .state import Introducer, RouterState
+    from socp.bootstrap_file import Introducer
+
+    from .state import RouterState
 
 G45, G17, G56, G101 = "g45", "g17", "g56", "g101"
 G101_OPT_IN = "g101_link"   # the bootstrap key; also what a link row shows under it

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import time
 
+from socp.bootstrap_file import load_bootstrap
 from socp.config import NodeConfig
 from socp.identity import NodeIdentity
 from socp.store.records import StoreSnapshot
 
 from . import abuse_rules, directory, offline
 from .abuse_rules import Guard
-from .bootstrap import load_bootstrap
 from .state import NodeSelf, PendingShare, RouterState, ServerRecord, Timing, UserRecord
 
 

@@ -6,6 +6,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from socp.bootstrap_file import Introducer
 from socp.ipc.messages import FIRST_DIALLED_CONN
 from socp.protocol.envelope import Envelope
 from socp.protocol.ids import PUBLIC_CHANNEL
@@ -75,26 +76,6 @@ class NodeSelf:
     pubkey: str
     host: str
     port: int
-
-
-@dataclass(frozen=True, slots=True)
-class Introducer:
-    """One entry of the bootstrap file (SOCP §6.1): where, and the pinned key."""
-
-    host: str
-    port: int
-    pubkey: str
-    # Operator consent (bootstrap `unsigned_link: true`): this peer's link frames come
-    # unsigned (G56); accepted on the link we dial to it, and nowhere else.
-    unsigned_link: bool = False
-    key_form: KeyForm = KeyForm.DER_B64URL   # how the entry wrote the key: we present ours the same way
-    tls: bool = False   # written as `url: wss://...`: the gateway dials it over TLS only (gateway/tls.py)
-    # Operator opt-in (bootstrap `g45_server_alias: true`): on a G45 link to this address
-    # we go by `server_<our id>` instead of our id (link_dialects.g45_alias).
-    g45_alias: bool = False
-    # Operator opt-in (bootstrap `g101_link: true`): links to and from this pinned peer
-    # read and write G101's link form (protocol/g101_link.py), and nowhere else.
-    g101_link: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from socp.bootstrap_file import BootstrapError, parse_bootstrap
 from socp.config import NodeConfig
 from socp.gateway.tls import LinkSchemes, TlsSetupError, check_files, client_context, server_context
-from socp.router.bootstrap import BootstrapError, parse_bootstrap
 from support.certificates import make_server_certificate
 
 KEY = "MCowBQYDK2VwAyEA"  # not used: every entry below fails before or passes the key check

@@ -154,10 +154,10 @@ def linked_g101(keys, g101_link: bool = True) -> tuple[Harness, int]:
     """Our node with the G101 server of the recorded run (it joined us) linked and its
     user gaiae0dc advertised, as the live run had it: we dial its address, it welcomes
     us with the key of that run (the welcome's signature is the verifier's business)."""
+    from socp.bootstrap_file import Introducer
     from socp.protocol.envelope import parse_obj
     from socp.router import federation
     from socp.router.core_io import Dial, LinkUp
-    from socp.router.state import Introducer
 
     node = Harness(server_key=keys[0])
     host, port = G101_ADDRESS.split(":")

@@ -15,6 +15,7 @@ import pytest
 
 from interop.links_replay import feed, first, recorded, stamped
 from router.harness import NOW, Harness, errors_to, sent_to
+from socp.bootstrap_file import Introducer
 from socp.ipc.link_state import LinkState
 from socp.protocol import crypto, frames
 from socp.protocol.envelope import parse_obj
@@ -22,7 +23,6 @@ from socp.protocol.ids import is_uuid4
 from socp.router import core, federation
 from socp.router import link_dialects as dialects
 from socp.router.core_io import Dial, LinkDown, LinkUp
-from socp.router.state import Introducer
 
 # Its public channel key share has its own shape (shares[].wrapped, a group key).
 KNOWN_GAPS = {"PUBLIC_CHANNEL_KEY_SHARE"}

@@ -13,13 +13,13 @@ import pytest
 
 from interop.links_replay import feed, first, recorded, stamped
 from router.harness import NOW, Harness, sent_to
+from socp.bootstrap_file import Introducer
 from socp.ipc.link_state import LinkState
 from socp.protocol import crypto
 from socp.protocol.envelope import parse_obj
 from socp.router import core, federation
 from socp.router import link_dialects as dialects
 from socp.router.core_io import Dial, LinkUp
-from socp.router.state import Introducer
 
 # Frames G45 sends that we do not take, and why (docs/interop.md "Server links").
 KNOWN_GAPS: set[str] = set()

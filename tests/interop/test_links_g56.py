@@ -15,6 +15,7 @@ import pytest
 
 from interop.links_replay import feed, first, recorded, stamped
 from router.harness import NOW, Harness, sent_to
+from socp.bootstrap_file import Introducer
 from socp.ipc.link_state import LinkState
 from socp.ipc.messages import ROLE_SERVER, Rejected, Verified, VerifyJob
 from socp.protocol import crypto
@@ -24,7 +25,6 @@ from socp.protocol.key_forms import KeyForm, form_of
 from socp.router import core, federation
 from socp.router.core_io import Dial, LinkUp
 from socp.router.peer_links import PeerLink
-from socp.router.state import Introducer
 from socp.verifier.checks import check_job
 
 

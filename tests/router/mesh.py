@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
+from socp.bootstrap_file import Introducer
 from socp.protocol import crypto, frames
 from socp.protocol.encoding import canonical_json
 from socp.protocol.envelope import Envelope
@@ -14,7 +15,7 @@ from socp.protocol.ids import new_id
 from socp.protocol.signing import transport_signature
 from socp.router import core, federation
 from socp.router.core_io import Action, Close, Dial, FrameIn, LinkDown, LinkUp, Relay, Send, StoreWrite, Tick
-from socp.router.state import Introducer, NodeSelf, RouterState, Timing
+from socp.router.state import NodeSelf, RouterState, Timing
 
 from .harness import NOW, digest
 

@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from socp import node
+from socp.bootstrap_file import BootstrapError, parse_bootstrap
 from socp.cli import up as up_cli
 from socp.protocol import crypto
-from socp.router.bootstrap import BootstrapError, parse_bootstrap
 from socp.store.records import StoreSnapshot
 
 

@@ -8,6 +8,7 @@ import logging
 
 import pytest
 
+from socp.bootstrap_file import BootstrapError, Introducer, parse_bootstrap
 from socp.ipc.link_state import LinkState
 from socp.ipc.messages import ROLE_SERVER, ROLE_UNKNOWN, Rejected, Verified, VerifyJob
 from socp.protocol import crypto, frames, signing
@@ -17,10 +18,8 @@ from socp.protocol.ids import new_id
 from socp.protocol.key_forms import KeyForm, form_of, in_form
 from socp.router import core, federation
 from socp.router import link_dialects as dialects
-from socp.router.bootstrap import BootstrapError, parse_bootstrap
 from socp.router.core_io import Dial, FrameRejected, LinkDown, LinkUp, Tick
 from socp.router.linkbook import LOG_INTERVAL_MS, LinkBook
-from socp.router.state import Introducer
 from socp.verifier.checks import check_job
 
 from .harness import NOW, Harness, closes, sent_to

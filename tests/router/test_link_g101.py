@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import pytest
 
+from socp.bootstrap_file import BootstrapError, Introducer, parse_bootstrap
 from socp.protocol import crypto, frames
 from socp.protocol.envelope import Envelope
 from socp.protocol.ids import new_id
 from socp.router import core, federation
 from socp.router import link_dialects as dialects
-from socp.router.bootstrap import BootstrapError, parse_bootstrap
 from socp.router.core_io import Dial, LinkUp
-from socp.router.state import Introducer
 
 from .harness import NOW, Harness, sends, sent_to
 

@@ -1,7 +1,11 @@
-"""Reading the bootstrap file (SOCP §6.1): introducers with pinned keys."""
+"""Reading the bootstrap file (SOCP §6.1): introducers with pinned keys, and what the
+operator opted in to per peer. Node configuration: `socp up`, the router and the
+gateway each read it (the router owns the links; the gateway needs the TLS and G101
+entries)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -10,11 +14,29 @@ import yaml
 
 from socp.protocol.crypto import normalise_public_key
 from socp.protocol.errors import SocpError
-from socp.protocol.key_forms import form_of
-
-from .state import Introducer
+from socp.protocol.key_forms import KeyForm, form_of
 
 RECOMMENDED_INTRODUCERS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Introducer:
+    """One entry of the bootstrap file (SOCP §6.1): where, and the pinned key."""
+
+    host: str
+    port: int
+    pubkey: str
+    # Operator consent (bootstrap `unsigned_link: true`): this peer's link frames come
+    # unsigned (G56); accepted on the link we dial to it, and nowhere else.
+    unsigned_link: bool = False
+    key_form: KeyForm = KeyForm.DER_B64URL   # how the entry wrote the key: we present ours the same way
+    tls: bool = False   # written as `url: wss://...`: the gateway dials it over TLS only (gateway/tls.py)
+    # Operator opt-in (bootstrap `g45_server_alias: true`): on a G45 link to this address
+    # we go by `server_<our id>` instead of our id (link_dialects.g45_alias).
+    g45_alias: bool = False
+    # Operator opt-in (bootstrap `g101_link: true`): links to and from this pinned peer
+    # read and write G101's link form (protocol/g101_link.py), and nowhere else.
+    g101_link: bool = False
 
 
 class BootstrapError(Exception):
