@@ -26,6 +26,7 @@ from supervisor.xmlrpc import SupervisorTransport, UnixStreamHTTPConnection
 
 from socp import node
 from socp.config import NodeConfig
+from socp.ipc.link_state import LinkState
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -172,7 +173,10 @@ def print_tables(config: NodeConfig, supervisord_pid: int, actors: list[ActorSta
     print_server_links(console, health.get("server_links"))
 
 
-LINK_STYLES = {"joined": "green", "dialling": "yellow", "refused": "red", "lost": "red"}
+# A server link's row is in one of the link book's states (ipc/link_state.py); any
+# other word (a newer node's) shows red.
+LINK_STYLES = {LinkState.JOINED.value: "green", LinkState.DIALLING.value: "yellow",
+               LinkState.REFUSED.value: "red", LinkState.LOST.value: "red"}
 
 
 def print_server_links(console: Console, links: object) -> None:

@@ -125,3 +125,11 @@ def test_the_server_link_table_shows_peer_address_state_and_reason() -> None:
     console = Console(record=True, width=200, color_system=None)
     print_server_links(console, [])
     assert "server links: none" in console.export_text()
+
+
+def test_every_state_a_server_link_row_can_be_in_has_its_colour() -> None:
+    from socp.cli.status import LINK_STYLES
+    from socp.ipc.link_state import SERVER_LINK_MOVES
+
+    assert set(LINK_STYLES) == {state.value for state in SERVER_LINK_MOVES}
+    assert LINK_STYLES["joined"] == "green" and LINK_STYLES["refused"] == "red"
