@@ -25,10 +25,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from _common import Keys, Peer, Verdict, main, now_ms, show, user
+from socp.bootstrap_file import BootstrapError, parse_bootstrap
 from socp.protocol import frames
 from socp.protocol.encoding import b64url_encode
 from socp.protocol.ids import new_id
-from socp.router.bootstrap import BootstrapError, parse_bootstrap
 
 
 def _spki(key: object) -> str:
