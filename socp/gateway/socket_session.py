@@ -197,7 +197,8 @@ class Session:
         self._over_limit = 0
         if self._check_throttle.throttles(link.conn) and await self._throttled(message):
             return
-        await self._report_refused()    # the router learns of frames in the order they came
+        if self._refused:    # the router learns of frames in the order they came
+            await self._report_refused()
         seq = link.next_in_seq
         if type(message) is str and not utf8_size_exceeds(message, self._max_frame_bytes):
             # Kept until the router applied it, to survive a verifier or router (recovery.py).

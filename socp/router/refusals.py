@@ -62,10 +62,11 @@ def refuse(state: RouterState, conn: int, code: ErrorCode, detail: str, ref: str
         if len(held.refs) >= MAX_MSG_REFS:
             actions.append(_answer(state, conn, code.value))
             held_codes = state.refusals.held.setdefault(conn, {})
-    if code.value in held_codes and abuse_rules.held_refusal_answer_due(state.guard, conn, kind or code.value):
+    left = held_codes.get(code.value)
+    if left is not None and abuse_rules.held_refusal_answer_due(state.guard, conn, kind or code.value):
         actions.append(_answer(state, conn, code.value))
-    elif not actions:
-        state.refusals.held_refs += 1 + len(earlier)
+    elif left is not None:   # this call's frames still waiting to be named (a full ERROR may have gone)
+        state.refusals.held_refs += min(len(left.refs), 1 + len(earlier))
     if not held_codes:
         state.refusals.held.pop(conn, None)
     return actions

@@ -237,9 +237,11 @@ def test_a_batch_of_refused_frames_is_named_in_order_and_never_past_max_msg_refs
                                                              batch[-1], tuple(batch[:-1]))), a_conn, "ERROR")
     assert first.payload["msg_refs"] == batch and first.payload["msg_ref"] == "r4"
     big = [f"b{n}" for n in range(MAX_MSG_REFS + 10)]
+    held_before = node.state.refusals.held_refs
     (full,) = sent_to(core.handle(node.state, FrameRejected(a_conn, "RATE_LIMITED", "throttled", "MSG_DIRECT",
                                                             big[-1], tuple(big[:-1]))), a_conn, "ERROR")
     assert full.payload["msg_refs"] == big[:MAX_MSG_REFS]                 # the rest wait for the interval
+    assert node.state.refusals.held_refs == held_before + 10               # and are counted as held
     node.state.now_ms += INTERVAL_MS
     (rest,) = sent_to(core.handle(node.state, Tick()), a_conn, "ERROR")
     assert rest.payload["msg_refs"] == big[MAX_MSG_REFS:]
